@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * itm.h - the public kernel API of itmBench's itm_mod.
+ *
+ * An Internet Traffic Manager application registers a struct itm_info at
+ * one of five hook points and receives, for every packet that matches its
+ * interest, five callbacks in this order:
+ *
+ *   class_func -> log_func -> process_func -> update_func -> control_func
+ *
+ * class_func returns the packet's class; class 0 means "not classified"
+ * and process_func is then not called.  process_func returns the verdict.
+ * Any callback may be NULL.  Applications at one hook run in priority
+ * order (lower value first, ties in registration order) and each can be
+ * enabled or disabled at run time through itm_mod's generic netlink family.
+ *
+ * See docs/kernel-api.md for the port of the 2004 itmBench API.
+ */
+#ifndef _ITM_H
+#define _ITM_H
+
+#include <linux/types.h>
+#include <linux/in6.h>
+#include <linux/skbuff.h>
+#include <linux/timer.h>
+#include <linux/netfilter.h>
+#include <uapi/linux/itm_netlink.h>
+
+/**
+ * enum itm_hook - where an application sees packets
+ * @ITM_PRE_ROUTING: every incoming packet, before routing
+ * @ITM_IP_IN: packets for this host (local in)
+ * @ITM_IP_FORWARD: packets routed through this host
+ * @ITM_IP_OUT: packets sent by this host (local out)
+ * @ITM_POST_ROUTING: every outgoing packet, after routing
+ * @ITM_NUM_HOOKS: number of hook points
+ *
+ * The values are the uapi ITM_HOOK_* values shared with user space.
+ */
+enum itm_hook {
+	ITM_PRE_ROUTING = ITM_HOOK_PRE_ROUTING,
+	ITM_IP_IN = ITM_HOOK_IP_IN,
+	ITM_IP_FORWARD = ITM_HOOK_IP_FORWARD,
+	ITM_IP_OUT = ITM_HOOK_IP_OUT,
+	ITM_POST_ROUTING = ITM_HOOK_POST_ROUTING,
+	ITM_NUM_HOOKS
+};
+
+/**
+ * enum itm_verdict - what process_func decides for a packet
+ * @ITM_ACCEPT: pass the packet on to the next application, then the stack
+ * @ITM_DROP: drop the packet; later applications do not see it
+ * @ITM_STOLEN: the application took ownership of the skb (it must free or
+ *	reinject it); update_func and control_func are not called
+ * @ITM_QUEUE: hand the packet to the user-space application that owns
+ *	itm_info->queue_num (used by itm_queue; fail-open when nobody listens)
+ */
+enum itm_verdict {
+	ITM_ACCEPT = ITM_VERDICT_ACCEPT,
+	ITM_DROP = ITM_VERDICT_DROP,
+	ITM_STOLEN = ITM_VERDICT_STOLEN,
+	ITM_QUEUE = ITM_VERDICT_QUEUE,
+};
+
+/**
+ * struct itm_interest - which packets an application wants
+ * @family: %AF_INET, %AF_INET6, or %AF_UNSPEC for both (then the address
+ *	fields must be zero)
+ * @protocol: IP protocol number (IPPROTO_*), or 0 for any
+ * @saddr: source address, compared under @smask
+ * @smask: source mask (all zero: any source)
+ * @daddr: destination address, compared under @dmask
+ * @dmask: destination mask (all zero: any destination)
+ * @sport_min: lowest source port (host order); with @sport_max 0..0 = any
+ * @sport_max: highest source port (host order)
+ * @dport_min: lowest destination port (host order); 0..0 = any
+ * @dport_max: highest destination port (host order)
+ *
+ * IPv4 addresses live in the first word of the in6_addr (s6_addr32[0]).
+ * Port ranges only make sense with TCP, UDP, UDP-Lite, SCTP or DCCP;
+ * a packet without ports (other protocols, later fragments) never matches
+ * an interest that restricts ports.
+ */
+struct itm_interest {
+	u8 family;
+	u8 protocol;
+	struct in6_addr saddr;
+	struct in6_addr smask;
+	struct in6_addr daddr;
+	struct in6_addr dmask;
+	u16 sport_min;
+	u16 sport_max;
+	u16 dport_min;
+	u16 dport_max;
+};
+
+struct itm_info;
+struct itm_app;
+
+/**
+ * struct itm_ctx - the context of one callback
+ * @info: the application's registration (use container_of() to reach
+ *	the application's own state)
+ * @where: the hook point the packet is at
+ * @state: netfilter's hook state (network namespace, devices, okfn)
+ */
+struct itm_ctx {
+	struct itm_info *info;
+	enum itm_hook where;
+	const struct nf_hook_state *state;
+};
+
+/**
+ * struct itm_info - an application's registration with itm_mod
+ * @label: unique name shown by itmtool (at most %ITM_LABEL_MAX - 1 chars)
+ * @type: %ITM_TYPE_KERNEL or %ITM_TYPE_USER
+ * @interest: the packets the application wants
+ * @pid: owning process for user-space applications, 0 for kernel ones
+ * @hook: the hook point (set by itm_register_hook())
+ * @priority: run order at the hook, lower first; ties run in
+ *	registration order
+ * @queue_num: nfqueue number used with %ITM_QUEUE (user applications)
+ * @owner: the module providing the callbacks (THIS_MODULE)
+ * @class_func: classify; return the class, 0 for "not classified"
+ * @log_func: log data, update class structures
+ * @process_func: act on the packet (only when the class is not 0);
+ *	returns an enum itm_verdict
+ * @update_func: class update
+ * @control_func: controller update
+ * @app: itm_mod's private state; do not touch
+ *
+ * The callbacks run in softirq or process context with preemption and
+ * bottom halves possibly disabled, under RCU: they must not sleep.
+ * They may modify the packet after making it writable (for example with
+ * skb_ensure_writable()).
+ */
+struct itm_info {
+	char label[ITM_LABEL_MAX];
+	u8 type;
+	struct itm_interest interest;
+	pid_t pid;
+	enum itm_hook hook;
+	s32 priority;
+	u16 queue_num;
+	struct module *owner;
+
+	int (*class_func)(struct sk_buff *skb, const struct itm_ctx *ctx);
+	void (*log_func)(int class, struct sk_buff *skb,
+			 const struct itm_ctx *ctx);
+	unsigned int (*process_func)(enum itm_hook where, int class,
+				     struct sk_buff *skb,
+				     const struct itm_ctx *ctx);
+	void (*update_func)(int class, struct sk_buff *skb,
+			    const struct itm_ctx *ctx);
+	void (*control_func)(int class, struct sk_buff *skb,
+			     const struct itm_ctx *ctx);
+
+	struct itm_app *app;
+};
+
+int itm_register_hook(enum itm_hook where, struct itm_info *info);
+void itm_unregister_hook(struct itm_info *info);
+
+/**
+ * struct itm_timer - a periodic event for an application
+ * @func: called every @period jiffies in softirq context; must not sleep
+ * @period: the period in jiffies (at least 1)
+ * @timer: the underlying kernel timer; do not touch
+ * @stopping: set while itm_unregister_timer() runs; do not touch
+ *
+ * Embed it in the application's state and reach that with container_of()
+ * from @func: the timer carries its own data argument.
+ */
+struct itm_timer {
+	void (*func)(struct itm_timer *t);
+	unsigned long period;
+	struct timer_list timer;
+	bool stopping;
+};
+
+int itm_register_timer(struct itm_timer *t,
+		       void (*func)(struct itm_timer *t),
+		       unsigned long timeout);
+void itm_unregister_timer(struct itm_timer *t);
+
+#endif /* _ITM_H */

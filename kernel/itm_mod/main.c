@@ -1,0 +1,49 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * itm_mod - the Internet Traffic Manager core.
+ *
+ * It alone touches netfilter: it hooks the five points of every network
+ * namespace and runs the registered applications there in priority order.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/module.h>
+#include <linux/netfilter_ipv4.h>
+#include <net/genetlink.h>
+#include "itm_core.h"
+
+static int nf_priority = NF_IP_PRI_MANGLE + 10;
+module_param(nf_priority, int, 0444);
+MODULE_PARM_DESC(nf_priority,
+		 "netfilter priority of the ITM hooks (default: after mangle, before NAT and filter)");
+
+static int __init itm_init(void)
+{
+	int err;
+
+	err = itm_hooks_init(nf_priority);
+	if (err)
+		return err;
+	err = itm_genl_init();
+	if (err) {
+		itm_hooks_exit();
+		return err;
+	}
+	pr_info("ready (netfilter priority %d)\n", nf_priority);
+	return 0;
+}
+
+static void __exit itm_exit(void)
+{
+	itm_genl_exit();
+	itm_hooks_exit();
+	WARN_ON(!list_empty(&itm_apps));
+}
+
+module_init(itm_init);
+module_exit(itm_exit);
+
+MODULE_LICENSE("GPL");
+MODULE_AUTHOR("itmBench developers");
+MODULE_DESCRIPTION("Internet Traffic Manager core: applications at five netfilter hooks");
+MODULE_ALIAS_GENL_FAMILY(ITM_FAMILY_NAME);
