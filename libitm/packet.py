@@ -94,7 +94,8 @@ class Packet:
         """
         if isinstance(data, bytes):
             data = bytearray(data)
-        self._buf = memoryview(data).cast("B") if isinstance(data, memoryview) else memoryview(data)
+        mv = memoryview(data)
+        self._buf = mv if mv.format == "B" and mv.ndim == 1 else mv.cast("B")
         self._len = len(self._buf)
         self.orig_len = self._len if orig_len is None else max(orig_len, self._len)
         self._mark = mark

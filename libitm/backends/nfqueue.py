@@ -1,0 +1,444 @@
+"""The ``nfqueue`` backend: a stock kernel, xtables NFQUEUE rules, nfnetlink_queue.
+
+One netlink socket per loop; one queue per hook that has applications (the apps
+at a hook share it and are told apart in user space by their interest, in
+priority order). Per wakeup the backend drains the socket without blocking,
+runs the applications on each packet, and sends every verdict of the wakeup
+in one ``send``: the packets that were simply accepted are covered by a single
+NFQNL_MSG_VERDICT_BATCH per queue, drops and modified packets get their own
+NFQNL_MSG_VERDICT, placed before the batch.
+"""
+
+from __future__ import annotations
+
+import atexit
+import errno
+import logging
+import os
+import select
+import socket
+import time
+from typing import TYPE_CHECKING
+
+from .. import nfqueue_codec as nfq
+from ..dispatch import Dispatcher
+from ..hooks import Hook
+from ..info import ItmInfo
+from ..packet import Packet
+from ..verdict import Verdict
+from ..xtables import Xtables, XtablesError, chain_name
+from .base import Backend, BackendUnavailable
+
+if TYPE_CHECKING:
+    from ..loop import ItmLoop
+
+log = logging.getLogger("libitm")
+
+FULL_COPY = 0xFFFF
+_RBUF_SIZE = 0x20000
+_SEND_FLUSH = 0x20000
+
+
+class NfqueueBackend(Backend):
+    """Packets from nfnetlink_queue, rules installed with iptables/ip6tables.
+
+    Options: ``queue_base`` (first queue number tried; the next free one is
+    used), ``queue_maxlen`` (kernel queue length), ``copy_range`` (bytes copied
+    to user space unless an application at the hook has ``needs_payload``),
+    ``batch`` (packets handled per wakeup before the verdicts go out),
+    ``rcvbuf`` (socket receive buffer), ``iptables``/``ip6tables`` (binaries),
+    ``gso`` (set NFQA_CFG_F_GSO: the kernel hands over unsegmented packets whose
+    checksum may be unfinished; libitm then recomputes it when it modifies one).
+    """
+
+    name = "nfqueue"
+
+    def __init__(
+        self,
+        *,
+        queue_base: int = 4100,
+        queue_maxlen: int = 4096,
+        copy_range: int = 128,
+        batch: int = 256,
+        rcvbuf: int | None = None,
+        iptables: str = "iptables",
+        ip6tables: str = "ip6tables",
+        gso: bool = False,
+        **unused: object,
+    ) -> None:
+        """See the class docstring for the options."""
+        if unused:
+            raise TypeError(f"unknown nfqueue backend options: {', '.join(sorted(unused))}")
+        if not 0 <= queue_base <= 65535:
+            raise ValueError("queue_base must be in 0..65535")
+        if not 20 <= copy_range <= FULL_COPY:
+            raise ValueError("copy_range must be in 20..65535")
+        self.queue_base = queue_base
+        self.queue_maxlen = queue_maxlen
+        self.copy_range = copy_range
+        self.batch = max(1, batch)
+        self.rcvbuf = rcvbuf
+        self.gso = gso
+        self.xt = Xtables(iptables=iptables, ip6tables=ip6tables)
+        self._sock: socket.socket | None = None
+        self._rbuf = bytearray(_RBUF_SIZE)
+        self._rmv = memoryview(self._rbuf)
+        self._out = bytearray()
+        self._queues: dict[Hook, int] = {}
+        self._qhook: dict[int, Hook] = {}
+        self._qcopy: dict[int, int] = {}
+        self._installed: dict[int, tuple[ItmInfo, str, tuple[int, ...]]] = {}
+        self._disp: Dispatcher | None = None
+        self._seq = 0
+        self._closed = False
+        self.c = {
+            "packets": 0,
+            "accepted": 0,
+            "dropped": 0,
+            "modified": 0,
+            "verdict_msgs": 0,
+            "batch_msgs": 0,
+            "sends": 0,
+            "recvs": 0,
+            "enobufs": 0,
+            "netlink_errors": 0,
+            "bad_messages": 0,
+        }
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self, loop: ItmLoop) -> None:
+        """Open the socket, bind a queue per hook, install the rules."""
+        self._disp = loop.dispatcher
+        if os.geteuid() != 0:
+            raise BackendUnavailable(
+                "the nfqueue backend needs root (CAP_NET_ADMIN) for nfnetlink_queue and iptables"
+            )
+        s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, nfq.NETLINK_NETFILTER)
+        self._sock = s
+        s.bind((0, 0))
+        rcv = self.rcvbuf or min(64 << 20, max(4 << 20, self.queue_maxlen * 2560))
+        for opt, size in ((nfq.SO_RCVBUFFORCE, rcv), (nfq.SO_SNDBUFFORCE, 4 << 20)):
+            try:
+                s.setsockopt(socket.SOL_SOCKET, opt, size)
+            except OSError:
+                s.setsockopt(
+                    socket.SOL_SOCKET,
+                    socket.SO_RCVBUF if opt == nfq.SO_RCVBUFFORCE else socket.SO_SNDBUF,
+                    size,
+                )
+        try:
+            s.setsockopt(nfq.SOL_NETLINK, nfq.NETLINK_NO_ENOBUFS, 1)
+        except OSError:
+            log.warning("NETLINK_NO_ENOBUFS not available; ENOBUFS will be counted")
+        s.setblocking(False)
+        atexit.register(self.close)
+        try:
+            for info in loop.applications:
+                assert info.hook is not None
+                self.install(info.hook, info)
+        except BaseException:
+            self.close()
+            raise
+
+    def install(self, where: Hook, info: ItmInfo) -> None:
+        """Bind the hook's queue if needed, then (re)create the app's chain."""
+        q = self._queue_for(where)
+        self._update_copy(where)
+        chain = chain_name(info.label)
+        families = info.interest.families()
+        for fam in (4, 6):
+            try:
+                if self.xt.remove_chain(fam, chain):
+                    log.warning(
+                        "removed stale rules of %s (%s) left by an earlier run",
+                        chain,
+                        self.xt.tool(fam),
+                    )
+            except XtablesError:
+                if fam in families:
+                    raise
+        done: list[int] = []
+        try:
+            for fam in families:
+                done.append(fam)
+                self.xt.install(fam, chain, where, info.interest, q)
+        except BaseException:
+            for fam in done:
+                self.xt.remove_chain(fam, chain)
+            raise
+        self._installed[id(info)] = (info, chain, families)
+
+    def uninstall(self, info: ItmInfo) -> None:
+        """Remove the app's chain (its queue stays bound for the loop's lifetime)."""
+        entry = self._installed.pop(id(info), None)
+        if entry is None:
+            return
+        _, chain, families = entry
+        for fam in families:
+            self.xt.remove_chain(fam, chain)
+
+    def close(self) -> None:
+        """Remove every rule, hand back the packets still queued, unbind, close."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.close)
+        errors: list[str] = []
+        for info, chain, families in list(self._installed.values()):
+            for fam in families:
+                try:
+                    self.xt.remove_chain(fam, chain)
+                except Exception as e:
+                    errors.append(f"{chain}: {e}")
+            self._installed.pop(id(info), None)
+        s = self._sock
+        if s is not None:
+            try:
+                self._drain_after_rules_removed()
+            except Exception as e:
+                errors.append(f"draining the queue: {e}")
+            finally:
+                for q in list(self._qhook):
+                    try:
+                        s.send(nfq.config_cmd(q, nfq.NFQNL_CFG_CMD_UNBIND, ack=False))
+                    except OSError:
+                        pass
+                s.close()
+                self._sock = None
+        if errors:
+            raise XtablesError("cleanup failed: " + "; ".join(errors))
+
+    def _drain_after_rules_removed(self) -> None:
+        quiet_until = time.monotonic() + 0.02
+        hard_end = time.monotonic() + 1.0
+        while time.monotonic() < hard_end:
+            if self.process():
+                quiet_until = time.monotonic() + 0.02
+            elif time.monotonic() >= quiet_until:
+                break
+            else:
+                time.sleep(0.002)
+
+    def now(self) -> float:
+        """Monotonic time."""
+        return time.monotonic()
+
+    def fileno(self) -> int:
+        """The netlink socket."""
+        if self._sock is None:
+            raise BackendUnavailable("the nfqueue backend is not started")
+        return self._sock.fileno()
+
+    def counters(self) -> dict[str, int]:
+        """packets, verdicts, messages, sends, ENOBUFS and netlink errors."""
+        return dict(self.c)
+
+    @property
+    def queues(self) -> dict[Hook, int]:
+        """The queue number bound for each hook."""
+        return dict(self._queues)
+
+    # ------------------------------------------------------------- queues
+    def _queue_for(self, where: Hook) -> int:
+        q = self._queues.get(where)
+        if q is not None:
+            return q
+        last = 0
+        for q in range(self.queue_base, min(self.queue_base + 256, 65536)):
+            err = self._config(nfq.config_cmd(q, nfq.NFQNL_CFG_CMD_BIND, seq=self._next_seq()))
+            if err == 0:
+                self._queues[where] = q
+                self._qhook[q] = where
+                return q
+            last = err
+            if err == errno.EPERM:
+                raise BackendUnavailable("binding an nfqueue needs CAP_NET_ADMIN (run as root)")
+            if err != errno.EBUSY:
+                break
+        raise BackendUnavailable(
+            f"could not bind an nfqueue from {self.queue_base}: {os.strerror(last)}"
+        )
+
+    def _update_copy(self, where: Hook) -> None:
+        q = self._queues[where]
+        assert self._disp is not None
+        full = any(i.needs_payload for i in self._disp.apps(where))
+        rng = FULL_COPY if full else self.copy_range
+        if self._qcopy.get(q) == rng:
+            return
+        flags = nfq.NFQA_CFG_F_FAIL_OPEN | (nfq.NFQA_CFG_F_GSO if self.gso else 0)
+        err = self._config(
+            nfq.config_params(
+                q,
+                copy_mode=nfq.NFQNL_COPY_PACKET,
+                copy_range=rng,
+                maxlen=self.queue_maxlen,
+                flags=flags,
+                mask=nfq.NFQA_CFG_F_FAIL_OPEN | nfq.NFQA_CFG_F_GSO,
+                seq=self._next_seq(),
+            )
+        )
+        if err:
+            raise BackendUnavailable(f"configuring nfqueue {q} failed: {os.strerror(err)}")
+        self._qcopy[q] = rng
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _config(self, msg: bytes) -> int:
+        """Send a config request and wait for its ack; packets meanwhile are handled."""
+        s = self._sock
+        assert s is not None
+        seq = nfq.NLMSGHDR.unpack_from(msg, 0)[3]
+        s.send(msg)
+        end = time.monotonic() + 2.0
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise BackendUnavailable("nfnetlink_queue did not answer a config request")
+            r, _, _ = select.select([s], [], [], left)
+            if not r:
+                continue
+            try:
+                n = s.recv_into(self._rbuf)
+            except BlockingIOError:
+                continue
+            out = bytearray()
+            pending: dict[int, int] = {}
+            result: int | None = None
+            for mtype, _, off, length in nfq.messages(self._rbuf, n):
+                if mtype == nfq.NLMSG_ERROR:
+                    err, eseq = nfq.decode_error(self._rbuf, off, length)
+                    if eseq == seq:
+                        result = err
+                elif mtype == nfq.MSG_PACKET:
+                    self._packet(off, length, pending, out)
+            self._flush(out, pending)
+            if result is not None:
+                return result
+
+    # ------------------------------------------------------------ hot path
+    def process(self) -> int:
+        """Drain waiting packets (at most ``batch``), then send all verdicts at once."""
+        s = self._sock
+        if s is None:
+            return 0
+        recv_into = s.recv_into
+        buf = self._rbuf
+        unpack = nfq.NLMSGHDR.unpack_from
+        out = self._out
+        out.clear()
+        pending: dict[int, int] = {}
+        handled = 0
+        c = self.c
+        try:
+            while handled < self.batch:
+                try:
+                    n = recv_into(buf)
+                except BlockingIOError:
+                    break
+                except InterruptedError:
+                    continue
+                except OSError as e:
+                    if e.errno == errno.ENOBUFS:
+                        c["enobufs"] += 1
+                        continue
+                    raise
+                c["recvs"] += 1
+                pos = 0
+                while pos + 16 <= n:
+                    length, mtype, _, _, _ = unpack(buf, pos)
+                    if length < 16 or pos + length > n:
+                        c["bad_messages"] += 1
+                        break
+                    if mtype == nfq.MSG_PACKET:
+                        handled += 1
+                        self._packet(pos, length, pending, out)
+                    elif mtype == nfq.NLMSG_ERROR:
+                        err, _ = nfq.decode_error(buf, pos, length)
+                        if err:
+                            c["netlink_errors"] += 1
+                            if c["netlink_errors"] <= 10:
+                                log.warning("nfnetlink_queue error: %s", os.strerror(err))
+                    pos += (length + 3) & ~3
+                if len(out) > _SEND_FLUSH:
+                    self._send(out)
+                    out.clear()
+        finally:
+            self._flush(out, pending)
+        return handled
+
+    def _packet(self, pos: int, length: int, pending: dict[int, int], out: bytearray) -> None:
+        c = self.c
+        try:
+            m = nfq.decode_packet(self._rbuf, pos, length)
+        except ValueError:
+            c["bad_messages"] += 1
+            return
+        c["packets"] += 1
+        q = m.queue
+        hook = self._qhook.get(q)
+        disp = self._disp
+        if hook is None or disp is None:
+            pending[q] = m.packet_id
+            c["accepted"] += 1
+            return
+        mv = self._rmv[m.payload_off : m.payload_off + m.payload_len]
+        pkt = Packet(
+            mv,
+            orig_len=m.cap_len or m.payload_len,
+            mark=m.mark,
+            hook=hook,
+            timestamp=m.timestamp,
+            csum_not_ready=bool(m.skb_info & nfq.NFQA_SKB_CSUMNOTREADY),
+        )
+        try:
+            outcome = disp.dispatch(hook, pkt)
+        except BaseException:
+            nfq.append_verdict(out, q, m.packet_id, nfq.NF_ACCEPT)
+            c["verdict_msgs"] += 1
+            raise
+        if outcome.verdict == Verdict.DROP:
+            nfq.append_verdict(out, q, m.packet_id, nfq.NF_DROP)
+            c["verdict_msgs"] += 1
+            c["dropped"] += 1
+        elif outcome.modified or pkt.mark_changed:
+            nfq.append_verdict(
+                out,
+                q,
+                m.packet_id,
+                nfq.NF_ACCEPT,
+                mark=pkt.mark if pkt.mark_changed else None,
+                payload=mv if outcome.modified else None,
+            )
+            c["verdict_msgs"] += 1
+            c["accepted"] += 1
+            if outcome.modified:
+                c["modified"] += 1
+        else:
+            pending[q] = m.packet_id
+            c["accepted"] += 1
+
+    def _flush(self, out: bytearray, pending: dict[int, int]) -> None:
+        for q, pid in pending.items():
+            nfq.append_verdict(out, q, pid, nfq.NF_ACCEPT, batch=True)
+            self.c["batch_msgs"] += 1
+        pending.clear()
+        if out:
+            self._send(out)
+            out.clear()
+
+    def _send(self, out: bytearray) -> None:
+        s = self._sock
+        if s is None:
+            return
+        while True:
+            try:
+                s.send(out)
+                self.c["sends"] += 1
+                return
+            except BlockingIOError:
+                select.select([], [s], [], 1.0)
+            except InterruptedError:
+                continue
