@@ -12,6 +12,7 @@ NFQNL_MSG_VERDICT, placed before the batch.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
 import logging
 import os
@@ -199,10 +200,8 @@ class NfqueueBackend(Backend):
                 errors.append(f"draining the queue: {e}")
             finally:
                 for q in list(self._qhook):
-                    try:
+                    with contextlib.suppress(OSError):
                         s.send(nfq.config_cmd(q, nfq.NFQNL_CFG_CMD_UNBIND, ack=False))
-                    except OSError:
-                        pass
                 s.close()
                 self._sock = None
         if errors:
