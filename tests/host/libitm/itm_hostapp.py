@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""A configurable libitm application for the host tests (run inside a test namespace).
+
+It records, per packet, the callbacks it went through (JSON lines in --events),
+and can return a class from the destination port, drop, rewrite the TOS, raise
+in a chosen callback, and tick a timer. It touches --ready once its rules are in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+
+from libitm import Hook, Interest, ItmInfo, ItmLoop, Packet, Verdict
+
+
+def main() -> int:
+    """Parse the options, register the application, run."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--label", default="hostapp")
+    ap.add_argument("--hook", default="ip_in")
+    ap.add_argument("--interest", default="{}", help="JSON kwargs for Interest")
+    ap.add_argument(
+        "--class-base", type=int, default=None, help="class = dport - base (else class 1)"
+    )
+    ap.add_argument("--verdict", default="accept", choices=["accept", "drop"])
+    ap.add_argument("--tos", type=lambda s: int(s, 0), default=None)
+    ap.add_argument("--raise-in", default=None)
+    ap.add_argument("--strict", action="store_true")
+    ap.add_argument("--timer", type=float, default=None)
+    ap.add_argument("--duration", type=float, default=None)
+    ap.add_argument("--events", default=None)
+    ap.add_argument("--ready", default=None)
+    ap.add_argument("--counters", default=None)
+    ap.add_argument("--queue-base", type=int, default=4100)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    events: IO[str] | None = None
+    if args.events:
+        events = open(args.events, "a", buffering=1)  # noqa: SIM115 - closed in finally
+    current: list[str] = []
+
+    def emit(**rec: object) -> None:
+        if events is not None:
+            events.write(json.dumps(rec) + "\n")
+
+    def step(name: str) -> None:
+        current.append(name)
+        if args.raise_in == name:
+            raise RuntimeError(f"test exception in {name}")
+
+    def class_func(pkt: Packet) -> int:
+        current.clear()
+        step("class")
+        if args.class_base is None:
+            return 1
+        base: int = args.class_base
+        return (pkt.dport or 0) - base
+
+    def log_func(cls: int, pkt: Packet) -> None:
+        step("log")
+
+    def process_func(where: Hook, cls: int, pkt: Packet) -> Verdict:
+        step("process")
+        if args.tos is not None:
+            pkt.tos = args.tos
+        return Verdict.DROP if args.verdict == "drop" else Verdict.ACCEPT
+
+    def update_func(cls: int, pkt: Packet) -> None:
+        step("update")
+
+    def control_func(cls: int, pkt: Packet) -> None:
+        step("control")
+        emit(kind="packet", dport=pkt.dport, cls=cls, calls=list(current), where=where_name)
+
+    where_name = Hook.parse(args.hook).name.lower()
+    info = ItmInfo(
+        args.label,
+        Interest(**json.loads(args.interest)),
+        class_func,
+        log_func,
+        process_func,
+        update_func,
+        control_func,
+        needs_payload=args.tos is not None,
+    )
+    loop = ItmLoop("nfqueue", strict=args.strict, queue_base=args.queue_base)
+    loop.register_hook(args.hook, info)
+    if args.timer:
+        loop.register_timer(lambda: emit(kind="timer", t=time.monotonic()), args.timer)
+    code = 0
+    try:
+        loop.start()
+        if args.ready:
+            Path(args.ready).write_text("ready\n")
+        loop.run(duration=args.duration)
+    except RuntimeError as e:
+        print(f"stopped: {e}", file=sys.stderr)
+        code = 3
+    finally:
+        if args.counters:
+            Path(args.counters).write_text(json.dumps(loop.counters()))
+        if events is not None:
+            events.close()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

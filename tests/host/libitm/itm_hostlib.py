@@ -1,0 +1,188 @@
+"""Namespaces, processes and rule inspection for the libitm host tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+APP = HERE / "itm_hostapp.py"
+NET = HERE / "itm_hostnet.py"
+PY = sys.executable
+
+
+def sh(*cmd: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """Run a command, raising with its stderr on failure."""
+    res = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, check=False)
+    if check and res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({res.returncode}): {res.stderr.strip()}")
+    return res
+
+
+def root_ns_rules() -> str:
+    """The ITM chains and jumps in the root namespace's mangle tables."""
+    lines = []
+    for tool in ("iptables", "ip6tables"):
+        out = sh(tool, "-w", "-t", "mangle", "-S", check=False).stdout
+        lines += [f"{tool} {ln}" for ln in out.splitlines() if "ITM-" in ln]
+    return "\n".join(lines)
+
+
+class NetPair:
+    """Namespaces ``a`` (sender side) and ``b`` joined by veth ``va``/``vb``.
+
+    ::
+
+        [ itmh-XXXX-a ]  va 10.N.M.1/24 ---- vb 10.N.M.2/24  [ itmh-XXXX-b ]
+                            fdNN::1/64          fdNN::2/64
+    """
+
+    def __init__(self) -> None:
+        tag = f"{random.getrandbits(24):06x}"
+        self.a = f"itmh-{tag}-a"
+        self.b = f"itmh-{tag}-b"
+        n, m = random.randrange(100, 250), random.randrange(1, 250)
+        self.ip_a = f"10.{n}.{m}.1"
+        self.ip_b = f"10.{n}.{m}.2"
+        self.ip6_a = f"fd{n:02x}:{m:x}::1"
+        self.ip6_b = f"fd{n:02x}:{m:x}::2"
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def create(self) -> None:
+        """Build the namespaces and the link."""
+        sh("ip", "netns", "add", self.a)
+        sh("ip", "netns", "add", self.b)
+        sh(
+            "ip",
+            "-n",
+            self.a,
+            "link",
+            "add",
+            "va",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vb",
+            "netns",
+            self.b,
+        )
+        for ns, dev, ip4, ip6 in (
+            (self.a, "va", self.ip_a, self.ip6_a),
+            (self.b, "vb", self.ip_b, self.ip6_b),
+        ):
+            sh("ip", "-n", ns, "addr", "add", f"{ip4}/24", "dev", dev)
+            sh("ip", "-n", ns, "addr", "add", f"{ip6}/64", "dev", dev, "nodad")
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+
+    def destroy(self) -> None:
+        """Kill leftover processes and delete both namespaces (and their rules)."""
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+        for ns in (self.a, self.b):
+            sh("ip", "netns", "del", ns, check=False)
+
+    # ---------------------------------------------------------- processes
+    def popen(self, ns: str, *args: str) -> subprocess.Popen[str]:
+        """Start ``args`` inside ``ns`` (the child is the python process itself)."""
+        env = dict(os.environ, PYTHONPATH=str(HERE.parents[2]), PYTHONUNBUFFERED="1")
+        p = subprocess.Popen(
+            ["ip", "netns", "exec", ns, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.procs.append(p)
+        return p
+
+    def run(self, ns: str, *args: str, timeout: float = 30) -> str:
+        """Run ``args`` inside ``ns`` and return stdout."""
+        env = dict(os.environ, PYTHONPATH=str(HERE.parents[2]))
+        res = subprocess.run(
+            ["ip", "netns", "exec", ns, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
+        if res.returncode != 0:
+            raise RuntimeError(f"{args} in {ns} failed: {res.stderr}")
+        return res.stdout
+
+    def receiver(self, ns: str, *args: str) -> subprocess.Popen[str]:
+        """Start a helper from itm_hostnet.py and wait for its "ready" line."""
+        p = self.popen(ns, PY, str(NET), *args)
+        assert p.stdout is not None
+        line = p.stdout.readline()
+        if line.strip() != "ready":
+            raise RuntimeError(
+                f"helper {args} did not start: {line} {p.stderr and p.stderr.read()}"
+            )
+        return p
+
+    def net(self, ns: str, *args: str, timeout: float = 60) -> dict[str, object]:
+        """Run an itm_hostnet.py command to completion; its JSON output."""
+        out = self.run(ns, PY, str(NET), *args, timeout=timeout)
+        return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+    def app(self, ns: str, tmp: Path, *args: str, wait_ready: bool = True) -> App:
+        """Start itm_hostapp.py in ``ns`` and wait until its rules are installed."""
+        ready = tmp / f"ready-{len(self.procs)}"
+        p = self.popen(ns, PY, str(APP), "--ready", str(ready), *args)
+        app = App(p, ready)
+        if wait_ready:
+            app.wait_ready()
+        return app
+
+    def rules(self, ns: str) -> str:
+        """The mangle rules (v4 and v6) of ``ns`` that mention ITM."""
+        lines = []
+        for tool in ("iptables", "ip6tables"):
+            out = sh("ip", "netns", "exec", ns, tool, "-w", "-t", "mangle", "-S").stdout
+            lines += [f"{tool} {ln}" for ln in out.splitlines() if "ITM-" in ln]
+        return "\n".join(lines)
+
+
+class App:
+    """A running itm_hostapp.py."""
+
+    def __init__(self, proc: subprocess.Popen[str], ready: Path) -> None:
+        self.proc = proc
+        self.ready = ready
+
+    def wait_ready(self, timeout: float = 15) -> None:
+        """Block until the app has installed its rules."""
+        end = time.monotonic() + timeout
+        while not self.ready.exists():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"app exited early: {self.proc.communicate()[1]}")
+            if time.monotonic() > end:
+                raise RuntimeError("app did not become ready")
+            time.sleep(0.02)
+
+    def signal(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the app."""
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 15) -> tuple[int, str]:
+        """Wait for exit; (return code, stderr)."""
+        _, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, err
+
+
+def read_events(path: Path) -> list[dict[str, object]]:
+    """The JSON lines an app wrote."""
+    if not path.exists():
+        return []
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]

@@ -1,0 +1,346 @@
+"""libitm's nfqueue backend on the running kernel, with real traffic between namespaces.
+
+Every test builds its own pair of namespaces (``net`` fixture), runs the
+application in a child process inside one of them, and removes everything
+afterwards. Rules are only ever installed inside the test namespaces.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from itm_hostlib import PY, NetPair, read_events
+from itm_testlib import ROOT_DIR, verify
+
+from libitm import Packet
+from libitm.pcap import PcapReader, ip_offset
+
+pytestmark = pytest.mark.root
+
+UDP = '{"protocol": "udp", "dport": [5000, 5009]}'
+
+
+def _recv_result(p: object) -> dict[str, object]:
+    import subprocess
+
+    assert isinstance(p, subprocess.Popen)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_callbacks_order_class0_and_interest(net: NetPair, tmp_path: Path) -> None:
+    ev = tmp_path / "events"
+    app = net.app(
+        net.b,
+        tmp_path,
+        "--hook",
+        "ip_in",
+        "--interest",
+        UDP,
+        "--class-base",
+        "5000",
+        "--events",
+        str(ev),
+        "--duration",
+        "20",
+    )
+    for port in (5000, 5001, 6000):
+        r = net.receiver(net.b, "udp-recv", str(port), "5", "3")
+        net.net(net.a, "udp-send", net.ip_b, str(port), "3")
+        assert _recv_result(r)["received"] == 3, f"port {port} did not get its datagrams"
+    app.signal(signal.SIGTERM)
+    code, err = app.wait()
+    assert code != 0 or "Traceback" not in err
+    events = [e for e in read_events(ev) if e["kind"] == "packet"]
+    by_port: dict[int, list[object]] = {}
+    for e in events:
+        by_port.setdefault(int(str(e["dport"])), []).append(e["calls"])
+    assert sorted(by_port) == [5000, 5001], "interest filtering failed (port 6000 seen?)"
+    assert by_port[5000] == [["class", "log", "update", "control"]] * 3  # class 0: no process
+    assert by_port[5001] == [["class", "log", "process", "update", "control"]] * 3
+    assert net.rules(net.b) == ""
+
+
+def test_drop_verdict(net: NetPair, tmp_path: Path) -> None:
+    counters = tmp_path / "counters.json"
+    app = net.app(
+        net.b,
+        tmp_path,
+        "--hook",
+        "ip_in",
+        "--interest",
+        '{"protocol": "udp", "dport": 5002}',
+        "--verdict",
+        "drop",
+        "--counters",
+        str(counters),
+        "--duration",
+        "20",
+    )
+    r = net.receiver(net.b, "udp-recv", "5002", "1.5", "5")
+    net.net(net.a, "udp-send", net.ip_b, "5002", "5")
+    assert _recv_result(r)["received"] == 0, "dropped datagrams reached the receiver"
+    r = net.receiver(net.b, "udp-recv", "5003", "5", "5")
+    net.net(net.a, "udp-send", net.ip_b, "5003", "5")
+    assert _recv_result(r)["received"] == 5, "traffic outside the interest was affected"
+    app.signal(signal.SIGTERM)
+    app.wait()
+    c = json.loads(counters.read_text())
+    assert c["apps"]["hostapp"]["dropped"] == 5
+    assert c["backend"]["dropped"] == 5
+    assert net.rules(net.b) == ""
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_modified_tos_on_the_wire_payload_intact(net: NetPair, tmp_path: Path, family: int) -> None:
+    dst = net.ip_b if family == 4 else net.ip6_b
+    counters = tmp_path / "counters.json"
+    app = net.app(
+        net.a,
+        tmp_path,
+        "--hook",
+        "post_routing",
+        "--interest",
+        json.dumps({"protocol": "tcp", "dport": 5004, "family": family}),
+        "--tos",
+        "0x10",
+        "--counters",
+        str(counters),
+        "--duration",
+        "60",
+    )
+    cap = tmp_path / "cap.pcap"
+    c = net.receiver(net.b, "capture", "vb", "30", str(cap), "400")
+    r = net.receiver(net.b, "tcp-recv", "5004", "30")
+    sent = net.net(net.a, "tcp-send", dst, "5004", str(2_000_000))
+    got = _recv_result(r)
+    assert got["bytes"] == 2_000_000 and got["sha256"] == sent["sha256"]
+    _recv_result(c)
+    app.signal(signal.SIGTERM)
+    app.wait()
+    n_data = 0
+    with open(cap, "rb") as f:
+        reader = PcapReader(f)
+        for rec in reader:
+            off = ip_offset(reader.linktype, rec.data)
+            if off is None:
+                continue
+            p = Packet(bytearray(rec.data[off:]))
+            if p.version != family or p.dport != 5004:
+                continue
+            assert p.tos == 0x10, f"packet to 5004 without the new TOS: {p.tos:#x}"
+            ip = rec.data[off : off + p.length]
+            assert verify(bytes(ip)), "a rewritten packet has a bad checksum on the wire"
+            n_data += 1
+    assert n_data >= 100
+    cnt = json.loads(counters.read_text())
+    assert cnt["backend"]["modified"] >= n_data
+
+
+def test_timer_ticks(net: NetPair, tmp_path: Path) -> None:
+    ev = tmp_path / "events"
+    app = net.app(
+        net.a,
+        tmp_path,
+        "--hook",
+        "ip_out",
+        "--timer",
+        "0.2",
+        "--events",
+        str(ev),
+        "--duration",
+        "1.3",
+    )
+    code, err = app.wait()
+    assert code == 0, err
+    ticks = [float(str(e["t"])) for e in read_events(ev) if e["kind"] == "timer"]
+    assert 5 <= len(ticks) <= 7, ticks
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
+    assert all(0.15 < g < 0.4 for g in gaps), gaps
+    assert net.rules(net.a) == ""
+
+
+def test_rules_present_while_running_removed_on_normal_exit(net: NetPair, tmp_path: Path) -> None:
+    app = net.app(
+        net.a,
+        tmp_path,
+        "--label",
+        "exitclean",
+        "--hook",
+        "ip_out",
+        "--interest",
+        '{"protocol": "udp"}',
+        "--duration",
+        "1.5",
+    )
+    rules = net.rules(net.a)
+    assert "-N ITM-exitclean" in rules and "-A OUTPUT -j ITM-exitclean" in rules
+    assert "--queue-bypass" in rules
+    code, err = app.wait()
+    assert code == 0, err
+    assert net.rules(net.a) == ""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_rules_removed_on_signal(net: NetPair, tmp_path: Path, sig: signal.Signals) -> None:
+    app = net.app(net.a, tmp_path, "--label", "sig", "--hook", "post_routing", "--duration", "60")
+    assert "ITM-sig" in net.rules(net.a)
+    app.signal(sig)
+    app.wait()
+    assert net.rules(net.a) == ""
+
+
+def test_exception_non_strict_keeps_running(net: NetPair, tmp_path: Path) -> None:
+    counters = tmp_path / "c.json"
+    app = net.app(
+        net.b,
+        tmp_path,
+        "--hook",
+        "ip_in",
+        "--interest",
+        UDP,
+        "--raise-in",
+        "process",
+        "--verdict",
+        "drop",
+        "--counters",
+        str(counters),
+        "--duration",
+        "20",
+    )
+    r = net.receiver(net.b, "udp-recv", "5005", "5", "4")
+    net.net(net.a, "udp-send", net.ip_b, "5005", "4")
+    assert _recv_result(r)["received"] == 4, "a raising app must accept packets unchanged"
+    assert app.proc.poll() is None, "the app must keep running after an exception"
+    app.signal(signal.SIGTERM)
+    _, err = app.wait()
+    assert "app hostapp: process_func raised RuntimeError" in err
+    assert json.loads(counters.read_text())["apps"]["hostapp"]["errors"] == 4
+    assert net.rules(net.b) == ""
+
+
+def test_exception_strict_stops_and_cleans(net: NetPair, tmp_path: Path) -> None:
+    app = net.app(
+        net.b,
+        tmp_path,
+        "--hook",
+        "ip_in",
+        "--interest",
+        UDP,
+        "--raise-in",
+        "log",
+        "--strict",
+        "--duration",
+        "20",
+    )
+    r = net.receiver(net.b, "udp-recv", "5006", "3", "2")
+    net.net(net.a, "udp-send", net.ip_b, "5006", "2")
+    code, err = app.wait()
+    assert code == 3 and "test exception in log" in err
+    assert net.rules(net.b) == ""
+    # the failing packet was accepted, and with the rules gone the rest flows too
+    assert _recv_result(r)["received"] == 2
+
+
+def test_sigkill_traffic_keeps_flowing_and_restart_cleans(net: NetPair, tmp_path: Path) -> None:
+    app = net.app(
+        net.b,
+        tmp_path,
+        "--label",
+        "killed",
+        "--hook",
+        "ip_in",
+        "--interest",
+        UDP,
+        "--duration",
+        "60",
+    )
+    app.signal(signal.SIGKILL)
+    app.wait()
+    stale = net.rules(net.b)
+    assert "ITM-killed" in stale, "SIGKILL cannot remove rules; the test expects them stale"
+    t0 = time.monotonic()
+    r = net.receiver(net.b, "udp-recv", "5007", "1", "5")
+    net.net(net.a, "udp-send", net.ip_b, "5007", "5")
+    assert _recv_result(r)["received"] == 5, "killed app black-holed its traffic"
+    assert time.monotonic() - t0 < 5
+    again = net.app(
+        net.b,
+        tmp_path,
+        "--label",
+        "killed",
+        "--hook",
+        "ip_in",
+        "--interest",
+        UDP,
+        "--duration",
+        "60",
+    )
+    rules = net.rules(net.b).splitlines()
+    assert sum("-A INPUT -j ITM-killed" in ln for ln in rules) == 2  # v4 + v6, not doubled
+    again.signal(signal.SIGTERM)
+    _, err = again.wait()
+    assert "removed stale rules" in err
+    assert net.rules(net.b) == ""
+
+
+def test_qos_ctrl_example_on_nfqueue(net: NetPair, tmp_path: Path) -> None:
+    ready_rules = None
+    p = net.popen(
+        net.a,
+        PY,
+        str(ROOT_DIR / "examples" / "qos_ctrl.py"),
+        "--backend",
+        "nfqueue",
+        "--duration",
+        "60",
+        "--dst",
+        net.ip_b,
+    )
+    end = time.monotonic() + 15
+    while time.monotonic() < end:
+        ready_rules = net.rules(net.a)
+        if "NFQUEUE" in ready_rules:
+            break
+        time.sleep(0.05)
+    assert ready_rules and "ITM-qos_ctrl" in ready_rules
+    cap = tmp_path / "cap.pcap"
+    c = net.receiver(net.b, "capture", "vb", "20", str(cap), "200")
+    r = net.receiver(net.b, "tcp-recv", "5008", "20")
+    sent = net.net(net.a, "tcp-send", net.ip_b, "5008", str(100_000))
+    assert _recv_result(r)["sha256"] == sent["sha256"]
+    time.sleep(0.3)
+    c.terminate()
+    c.wait(5)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=15)
+    tos: list[tuple[int, bool]] = []
+    with open(cap, "rb") as f:
+        reader = PcapReader(f)
+        for rec in reader:
+            off = ip_offset(reader.linktype, rec.data)
+            if off is None:
+                continue
+            pk = Packet(bytearray(rec.data[off:]))
+            if pk.dport == 5008:
+                tos.append((pk.tos, pk.fin))
+    assert len(tos) > 25, err
+    assert tos[0][0] == 0  # SYN: first packet of the flow, only logged
+    assert all(t == 0x10 for t, _ in tos[1:20]), tos[:20]
+    assert all(t == (0x10 if fin else 0) for t, fin in tos[20:]), tos[20:]
+    assert net.rules(net.a) == ""
+
+
+def test_not_root_message_is_clear() -> None:
+    """The conftest fails (not skips) without root; here we only check we are root."""
+    import os
+
+    assert os.geteuid() == 0
+    assert sys.executable
