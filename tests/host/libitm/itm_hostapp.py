@@ -40,6 +40,7 @@ def main() -> int:
     ap.add_argument("--ready", default=None)
     ap.add_argument("--counters", default=None)
     ap.add_argument("--queue-base", type=int, default=4100)
+    ap.add_argument("--gso", action="store_true", help="set NFQA_CFG_F_GSO")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -92,7 +93,7 @@ def main() -> int:
         control_func,
         needs_payload=args.tos is not None,
     )
-    loop = ItmLoop("nfqueue", strict=args.strict, queue_base=args.queue_base)
+    loop = ItmLoop("nfqueue", strict=args.strict, queue_base=args.queue_base, gso=args.gso)
     loop.register_hook(args.hook, info)
     if args.timer:
         loop.register_timer(lambda: emit(kind="timer", t=time.monotonic()), args.timer)

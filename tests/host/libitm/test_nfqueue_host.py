@@ -98,10 +98,19 @@ def test_drop_verdict(net: NetPair, tmp_path: Path) -> None:
     assert net.rules(net.b) == ""
 
 
-@pytest.mark.parametrize("family", [4, 6])
-def test_modified_tos_on_the_wire_payload_intact(net: NetPair, tmp_path: Path, family: int) -> None:
+@pytest.mark.parametrize(("family", "gso"), [(4, False), (6, False), (4, True)])
+def test_modified_tos_on_the_wire_payload_intact(
+    net: NetPair, tmp_path: Path, family: int, gso: bool
+) -> None:
+    """TOS rewritten on every packet of a 2 MB TCP stream; bytes and checksums intact.
+
+    With ``gso`` the kernel hands over unsegmented packets whose TCP checksum is
+    not finished (CHECKSUM_PARTIAL); libitm must complete it or the receiver
+    drops the rewritten packets and the stream stalls.
+    """
     dst = net.ip_b if family == 4 else net.ip6_b
     counters = tmp_path / "counters.json"
+    extra = ["--gso"] if gso else []
     app = net.app(
         net.a,
         tmp_path,
@@ -115,6 +124,7 @@ def test_modified_tos_on_the_wire_payload_intact(net: NetPair, tmp_path: Path, f
         str(counters),
         "--duration",
         "60",
+        *extra,
     )
     cap = tmp_path / "cap.pcap"
     c = net.receiver(net.b, "capture", "vb", "30", str(cap), "400")
@@ -122,7 +132,9 @@ def test_modified_tos_on_the_wire_payload_intact(net: NetPair, tmp_path: Path, f
     sent = net.net(net.a, "tcp-send", dst, "5004", str(2_000_000))
     got = _recv_result(r)
     assert got["bytes"] == 2_000_000 and got["sha256"] == sent["sha256"]
-    _recv_result(c)
+    time.sleep(0.3)
+    c.terminate()
+    c.wait(5)
     app.signal(signal.SIGTERM)
     app.wait()
     n_data = 0
@@ -137,9 +149,13 @@ def test_modified_tos_on_the_wire_payload_intact(net: NetPair, tmp_path: Path, f
                 continue
             assert p.tos == 0x10, f"packet to 5004 without the new TOS: {p.tos:#x}"
             ip = rec.data[off : off + p.length]
-            assert verify(bytes(ip)), "a rewritten packet has a bad checksum on the wire"
+            # With GSO the kernel segments the returned packet itself and veth carries
+            # the segments with CHECKSUM_PARTIAL (the checksum field holds only the
+            # pseudo-header sum), so only the stream's integrity proves them right.
+            if not gso:
+                assert verify(bytes(ip)), "a rewritten packet has a bad checksum on the wire"
             n_data += 1
-    assert n_data >= 100
+    assert n_data >= (20 if gso else 100)
     cnt = json.loads(counters.read_text())
     assert cnt["backend"]["modified"] >= n_data
 
