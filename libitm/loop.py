@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import select
 import signal
 import threading
@@ -156,6 +157,32 @@ class ItmLoop:
         n = self.backend.process()
         self.timers.run_due(self.backend.now())
         return n
+
+    def attach_asyncio(self, aloop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+        """Run this loop inside an asyncio event loop; returns a function that detaches it.
+
+        The backend's descriptor is watched with ``add_reader`` and timers are
+        driven with ``call_later``. Detaching removes the rules (``close``).
+        """
+        self.start()
+        fd = self.fileno()
+        handle: list[asyncio.TimerHandle] = []
+
+        def tick() -> None:
+            self.timers.run_due(self.backend.now())
+            t = self.next_timeout()
+            handle[:] = [aloop.call_later(0.25 if t is None else min(t, 0.25), tick)]
+
+        aloop.add_reader(fd, self.handle_events)
+        tick()
+
+        def detach() -> None:
+            aloop.remove_reader(fd)
+            for h in handle:
+                h.cancel()
+            self.close()
+
+        return detach
 
     def stop(self) -> None:
         """Ask :meth:`run` to return (safe from callbacks, timers and signal handlers)."""

@@ -360,3 +360,40 @@ def test_not_root_message_is_clear() -> None:
 
     assert os.geteuid() == 0
     assert sys.executable
+
+
+def test_asyncio_integration(net: NetPair, tmp_path: Path) -> None:
+    """fileno()/handle_events() inside an asyncio loop (run in the receiving namespace)."""
+    script = tmp_path / "aio.py"
+    script.write_text(f"""
+import asyncio, json, sys
+sys.path.insert(0, {str(ROOT_DIR)!r})
+from libitm import Interest, ItmInfo, ItmLoop, Verdict
+
+async def main():
+    loop = ItmLoop("nfqueue")
+    seen = []
+    ticks = []
+    loop.register_hook("ip_in", ItmInfo("aio", Interest(protocol="udp", dport=5009),
+                                        process_func=lambda w, c, p: Verdict.DROP,
+                                        log_func=lambda c, p: seen.append(p.dport)))
+    loop.register_timer(lambda: ticks.append(1), 0.1)
+    detach = loop.attach_asyncio(asyncio.get_running_loop())
+    print("ready", flush=True)
+    await asyncio.sleep(2.0)
+    detach()
+    print(json.dumps({{"seen": len(seen), "ticks": len(ticks)}}), flush=True)
+
+asyncio.run(main())
+""")
+    p = net.popen(net.b, PY, str(script))
+    assert p.stdout is not None
+    assert p.stdout.readline().strip() == "ready"
+    r = net.receiver(net.b, "udp-recv", "5009", "1", "3")
+    net.net(net.a, "udp-send", net.ip_b, "5009", "3")
+    assert _recv_result(r)["received"] == 0
+    out, err = p.communicate(timeout=15)
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["seen"] == 3, err
+    assert 12 <= res["ticks"] <= 21
+    assert net.rules(net.b) == ""
