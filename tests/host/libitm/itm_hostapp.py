@@ -41,6 +41,9 @@ def main() -> int:
     ap.add_argument("--counters", default=None)
     ap.add_argument("--queue-base", type=int, default=4100)
     ap.add_argument("--gso", action="store_true", help="set NFQA_CFG_F_GSO")
+    ap.add_argument("--mark", type=lambda s: int(s, 0), default=None)
+    ap.add_argument("--queue-maxlen", type=int, default=4096)
+    ap.add_argument("--pause", type=float, default=0.0, help="seconds not reading after start")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -73,6 +76,8 @@ def main() -> int:
         step("process")
         if args.tos is not None:
             pkt.tos = args.tos
+        if args.mark is not None:
+            pkt.mark = args.mark
         return Verdict.DROP if args.verdict == "drop" else Verdict.ACCEPT
 
     def update_func(cls: int, pkt: Packet) -> None:
@@ -93,7 +98,13 @@ def main() -> int:
         control_func,
         needs_payload=args.tos is not None,
     )
-    loop = ItmLoop("nfqueue", strict=args.strict, queue_base=args.queue_base, gso=args.gso)
+    loop = ItmLoop(
+        "nfqueue",
+        strict=args.strict,
+        queue_base=args.queue_base,
+        gso=args.gso,
+        queue_maxlen=args.queue_maxlen,
+    )
     loop.register_hook(args.hook, info)
     if args.timer:
         loop.register_timer(lambda: emit(kind="timer", t=time.monotonic()), args.timer)
@@ -102,6 +113,8 @@ def main() -> int:
         loop.start()
         if args.ready:
             Path(args.ready).write_text("ready\n")
+        if args.pause:
+            time.sleep(args.pause)
         loop.run(duration=args.duration)
     except RuntimeError as e:
         print(f"stopped: {e}", file=sys.stderr)

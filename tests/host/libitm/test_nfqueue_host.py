@@ -397,3 +397,75 @@ asyncio.run(main())
     assert res["seen"] == 3, err
     assert 12 <= res["ticks"] <= 21
     assert net.rules(net.b) == ""
+
+
+def test_mark_is_returned_with_the_verdict(net: NetPair, tmp_path: Path) -> None:
+    """A mark set in process_func at pre_routing is seen by a filter rule at INPUT."""
+    net.run(
+        net.b,
+        "iptables",
+        "-w",
+        "-A",
+        "INPUT",
+        "-p",
+        "udp",
+        "--dport",
+        "5010",
+        "-m",
+        "mark",
+        "--mark",
+        "0x2a",
+        "-j",
+        "ACCEPT",
+    )
+    app = net.app(
+        net.b,
+        tmp_path,
+        "--hook",
+        "pre_routing",
+        "--interest",
+        '{"protocol": "udp", "dport": 5010}',
+        "--mark",
+        "0x2a",
+        "--duration",
+        "20",
+    )
+    r = net.receiver(net.b, "udp-recv", "5010", "5", "4")
+    net.net(net.a, "udp-send", net.ip_b, "5010", "4")
+    assert _recv_result(r)["received"] == 4
+    app.signal(signal.SIGTERM)
+    app.wait()
+    out = net.run(net.b, "iptables", "-w", "-nvxL", "INPUT")
+    counts = [ln.split()[0] for ln in out.splitlines() if "mark match 0x2a" in ln]
+    assert counts == ["4"], out
+
+
+def test_full_queue_fails_open(net: NetPair, tmp_path: Path) -> None:
+    """With the app not reading and its queue (maxlen 10) full, packets pass anyway."""
+    counters = tmp_path / "c.json"
+    app = net.app(
+        net.b,
+        tmp_path,
+        "--hook",
+        "ip_in",
+        "--interest",
+        '{"protocol": "udp", "dport": 5011}',
+        "--verdict",
+        "drop",
+        "--queue-maxlen",
+        "10",
+        "--pause",
+        "4",
+        "--counters",
+        str(counters),
+        "--duration",
+        "1",
+    )
+    r = net.receiver(net.b, "udp-recv", "5011", "2", "100")
+    net.net(net.a, "udp-send", net.ip_b, "5011", "30")
+    # 10 wait in the queue (and are dropped by the app later); 20 passed at once
+    assert _recv_result(r)["received"] == 20
+    code, err = app.wait()
+    assert code == 0, err
+    assert json.loads(counters.read_text())["backend"]["dropped"] == 10
+    assert net.rules(net.b) == ""
