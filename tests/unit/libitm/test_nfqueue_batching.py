@@ -1,0 +1,153 @@
+"""The nfqueue backend's drain and verdict batching, driven by a fake netlink socket."""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+import pytest
+from itm_testlib import tcp, udp, verify
+
+from libitm import Hook, Interest, ItmInfo, Packet, Verdict
+from libitm import nfqueue_codec as nfq
+from libitm.backends.nfqueue import NfqueueBackend
+from libitm.dispatch import Dispatcher
+
+
+class FakeSock:
+    """Hands out queued datagrams to recv_into, records what is sent."""
+
+    def __init__(self, datagrams: list[bytes | OSError]) -> None:
+        self.datagrams = list(datagrams)
+        self.sent: list[bytes] = []
+
+    def recv_into(self, buf: bytearray) -> int:
+        if not self.datagrams:
+            raise BlockingIOError(errno.EAGAIN, "empty")
+        d = self.datagrams.pop(0)
+        if isinstance(d, OSError):
+            raise d
+        buf[: len(d)] = d
+        return len(d)
+
+    def send(self, data: bytes | bytearray) -> int:
+        self.sent.append(bytes(data))
+        return len(data)
+
+
+def backend(
+    apps: list[ItmInfo], datagrams: list[bytes | OSError], batch: int = 256
+) -> tuple[NfqueueBackend, FakeSock]:
+    be = NfqueueBackend(batch=batch)
+    d = Dispatcher()
+    for a in apps:
+        d.add(Hook.POST_ROUTING, a)
+    be._disp = d
+    be._qhook[7] = Hook.POST_ROUTING
+    sock = FakeSock(datagrams)
+    be._sock = sock  # type: ignore[assignment]
+    return be, sock
+
+
+def sent_messages(sock: FakeSock) -> list[tuple[int, int, int, bytes | None]]:
+    """(type, verdict, id, payload) of every message sent, in order."""
+    res = []
+    for chunk in sock.sent:
+        for mtype, _, off, length in nfq.messages(chunk, len(chunk)):
+            v, pid = (
+                int.from_bytes(chunk[off + 24 : off + 28], "big"),
+                int.from_bytes(chunk[off + 28 : off + 32], "big"),
+            )
+            payload = None
+            pos = off + 32
+            while pos < off + length:
+                alen = int.from_bytes(chunk[pos : pos + 2], "little")
+                atype = int.from_bytes(chunk[pos + 2 : pos + 4], "little")
+                if atype == nfq.NFQA_PAYLOAD:
+                    payload = chunk[pos + 4 : pos + alen]
+                pos += (alen + 3) & ~3
+            res.append((mtype, v, pid, payload))
+    return res
+
+
+def app() -> ItmInfo:
+    def pf(w: Hook, c: int, p: Packet) -> Verdict:
+        if p.dport == 1:
+            return Verdict.DROP
+        if p.dport == 2:
+            p.tos = 0x10
+        return Verdict.ACCEPT
+
+    return ItmInfo("b", Interest(protocol="udp"), process_func=pf)
+
+
+def pkt_msg(pid: int, dport: int) -> bytes:
+    return nfq.encode_packet(7, pid, udp("10.0.0.1", "10.0.0.2", 9, dport, b"data"))
+
+
+def test_individual_verdicts_precede_one_batch() -> None:
+    msgs: list[bytes | OSError] = [
+        pkt_msg(1, 0),
+        pkt_msg(2, 1),
+        pkt_msg(3, 2),
+        pkt_msg(4, 0),
+        pkt_msg(5, 0),
+    ]
+    be, sock = backend([app()], msgs)
+    assert be.process() == 5
+    assert len(sock.sent) == 1, "all verdicts of a wakeup go out in one send"
+    got = sent_messages(sock)
+    assert [(t, v, i) for t, v, i, _ in got] == [
+        (nfq.MSG_VERDICT, nfq.NF_DROP, 2),
+        (nfq.MSG_VERDICT, nfq.NF_ACCEPT, 3),
+        (nfq.MSG_VERDICT_BATCH, nfq.NF_ACCEPT, 5),
+    ]
+    modified = got[1][3]
+    assert modified is not None and Packet(modified).tos == 0x10 and verify(modified)
+    c = be.counters()
+    assert (c["packets"], c["dropped"], c["modified"], c["batch_msgs"]) == (5, 1, 1, 1)
+
+
+def test_packets_outside_every_interest_are_batched() -> None:
+    tcp_msg = nfq.encode_packet(7, 1, tcp("10.0.0.1", "10.0.0.2", 9, 1))
+    be, sock = backend([app()], [tcp_msg, b"".join([pkt_msg(2, 0)])])
+    be.process()
+    assert [(t, i) for t, _, i, _ in sent_messages(sock)] == [(nfq.MSG_VERDICT_BATCH, 2)]
+
+
+def test_batch_limit_and_enobufs() -> None:
+    msgs: list[bytes | OSError] = [pkt_msg(i, 0) for i in range(1, 4)]
+    msgs.insert(1, OSError(errno.ENOBUFS, "lost"))
+    be, sock = backend([app()], msgs, batch=2)
+    assert be.process() == 2
+    assert be.process() == 1
+    assert [i for _, _, i, _ in sent_messages(sock)] == [2, 3]
+    assert be.counters()["enobufs"] == 1
+
+
+def test_strict_exception_still_answers_the_packet() -> None:
+    def boom(p: Packet) -> int:
+        raise RuntimeError("x")
+
+    d_app = ItmInfo("s", class_func=boom)
+    be, sock = backend([d_app], [pkt_msg(1, 0), pkt_msg(2, 0)])
+    assert be._disp is not None
+    be._disp.strict = True
+    with pytest.raises(RuntimeError):
+        be.process()
+    assert [(t, v, i) for t, v, i, _ in sent_messages(sock)] == [
+        (nfq.MSG_VERDICT, nfq.NF_ACCEPT, 1)
+    ]
+
+
+def test_netlink_errors_and_garbage_are_counted() -> None:
+    err = (
+        nfq.NLMSGHDR.pack(36, nfq.NLMSG_ERROR, 0, 0, 0)
+        + (-errno.ENOENT).to_bytes(4, "little", signed=True)
+        + bytes(16)
+    )
+    bad = nfq._message(nfq.MSG_PACKET, 7, b"", seq=0, flags=0, family=socket.AF_INET)
+    be, _sock = backend([app()], [err, bad, pkt_msg(3, 0)])
+    assert be.process() == 2
+    c = be.counters()
+    assert c["netlink_errors"] == 1 and c["bad_messages"] == 1 and c["packets"] == 1
