@@ -58,19 +58,27 @@ class Dispatcher:
         """The hooks that have at least one registration."""
         return [h for h, apps in self._by_hook.items() if apps]
 
-    def dispatch(self, where: Hook, pkt: Packet) -> Outcome:
-        """Run every interested, enabled application at ``where`` on ``pkt``."""
+    def dispatch(self, where: Hook, pkt: Packet, prefiltered: bool = False) -> Outcome:
+        """Run every interested, enabled application at ``where`` on ``pkt``.
+
+        ``prefiltered``: the backend delivered only packets of the interest (its
+        kernel rules match it exactly); with a single application at the hook the
+        interest is then not checked again in Python.
+        """
         classes: list[tuple[str, int]] = []
-        for info in self._by_hook[where]:
+        apps = self._by_hook[where]
+        skip_match = prefiltered and len(apps) == 1
+        for info in apps:
             if not info.enabled:
                 continue
-            try:
-                if not info.interest.matches(pkt):
-                    continue
-            except PacketError:
-                self.malformed += 1
-                pkt.restore()
-                return Outcome(Verdict.ACCEPT, False, classes)
+            if not skip_match:
+                try:
+                    if not info.interest.matches(pkt):
+                        continue
+                except PacketError:
+                    self.malformed += 1
+                    pkt.restore()
+                    return Outcome(Verdict.ACCEPT, False, classes)
             verdict, cls = self._run_app(where, info, pkt)
             classes.append((info.label, cls))
             if verdict == Verdict.DROP:

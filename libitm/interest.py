@@ -72,6 +72,8 @@ class Interest:
             raise ValueError("ICMPv6 interest with family 4 can never match")
         if proto == 1 and fam == 6:
             proto = 58
+        if proto == 58 and fam is None:
+            fam = 6  # ICMPv6 exists only in IPv6
         sport = _ports("sport", self.sport)
         dport = _ports("dport", self.dport)
         if (sport or dport) and proto is not None and proto not in _PORT_PROTOS:

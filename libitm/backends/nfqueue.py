@@ -90,6 +90,9 @@ class NfqueueBackend(Backend):
         self._qcopy: dict[int, int] = {}
         self._installed: dict[int, tuple[ItmInfo, str, tuple[int, ...]]] = {}
         self._disp: Dispatcher | None = None
+        # hooks where an app left while running: packets queued by its rules may
+        # still arrive, so the interest is always checked again in Python there
+        self._changed: set[Hook] = set()
         self._seq = 0
         self._closed = False
         self.c = {
@@ -174,7 +177,9 @@ class NfqueueBackend(Backend):
         entry = self._installed.pop(id(info), None)
         if entry is None:
             return
-        _, chain, families = entry
+        info, chain, families = entry
+        if info.hook is not None:
+            self._changed.add(info.hook)
         for fam in families:
             self.xt.remove_chain(fam, chain)
 
@@ -393,7 +398,7 @@ class NfqueueBackend(Backend):
             csum_not_ready=bool(m.skb_info & nfq.NFQA_SKB_CSUMNOTREADY),
         )
         try:
-            outcome = disp.dispatch(hook, pkt)
+            outcome = disp.dispatch(hook, pkt, prefiltered=hook not in self._changed)
         except BaseException:
             nfq.append_verdict(out, q, m.packet_id, nfq.NF_ACCEPT)
             c["verdict_msgs"] += 1

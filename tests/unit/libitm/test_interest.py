@@ -90,3 +90,34 @@ def test_hook_names() -> None:
     assert Hook.IP_OUT.xtables_chain == "OUTPUT"
     with pytest.raises(ValueError, match="unknown hook"):
         Hook.parse("sideways")
+
+
+def test_icmpv6_implies_family_6() -> None:
+    i = Interest(protocol="icmpv6")
+    assert i.family == 6 and i.families() == (6,)
+    assert i.xtables_matches(6) == [["-p", "ipv6-icmp"]]
+    assert not i.matches(Packet(icmp_echo("10.0.0.1", "10.0.0.2")))
+
+
+def test_python_matching_agrees_with_rules_for_single_apps() -> None:
+    """The nfqueue fast path trusts the rules for a lone app: check the two agree on
+    every family/protocol combination the rules can express."""
+    pkts = [
+        Packet(tcp("10.0.0.1", "10.0.0.2", 1, 80)),
+        Packet(udp("10.0.0.1", "10.0.0.2", 1, 80)),
+        Packet(icmp_echo("10.0.0.1", "10.0.0.2")),
+        Packet(tcp("fd00::1", "fd00::2", 1, 80)),
+        Packet(udp("fd00::1", "fd00::2", 1, 80)),
+        Packet(icmp_echo("fd00::1", "fd00::2")),
+    ]
+    names = {1: "icmp", 6: "6", 17: "17", 58: "ipv6-icmp"}
+    for fam in (None, 4, 6):
+        for proto in (None, "tcp", "udp", "icmp", "icmpv6"):
+            try:
+                i = Interest(family=fam, protocol=proto)
+            except ValueError:
+                continue
+            for p in pkts:
+                rules = i.xtables_matches(p.version)
+                by_rule = any(not r or r[1] == names.get(p.proto, str(p.proto)) for r in rules)
+                assert by_rule == i.matches(p), (fam, proto, p)
