@@ -15,7 +15,7 @@ for p in (ROOT, HERE, ROOT / "tests" / "unit" / "libitm"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from itm_hostlib import NetPair, root_ns_rules  # noqa: E402
+from itm_hostlib import NetPair, RoutedPair, root_ns_rules  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -47,3 +47,14 @@ def net() -> Iterator[NetPair]:
         yield pair
     finally:
         pair.destroy()
+
+
+@pytest.fixture
+def routed() -> Iterator[RoutedPair]:
+    """Namespaces a and b with a router namespace r between them; removed afterwards."""
+    topo = RoutedPair()
+    try:
+        topo.create()
+        yield topo
+    finally:
+        topo.destroy()

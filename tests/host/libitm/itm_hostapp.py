@@ -85,9 +85,9 @@ def main() -> int:
 
     def control_func(cls: int, pkt: Packet) -> None:
         step("control")
-        emit(kind="packet", dport=pkt.dport, cls=cls, calls=list(current), where=where_name)
+        where = None if pkt.hook is None else Hook(pkt.hook).name.lower()
+        emit(kind="packet", dport=pkt.dport, cls=cls, calls=list(current), where=where)
 
-    where_name = Hook.parse(args.hook).name.lower()
     info = ItmInfo(
         args.label,
         Interest(**json.loads(args.interest)),

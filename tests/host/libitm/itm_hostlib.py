@@ -154,6 +154,77 @@ class NetPair:
         return "\n".join(lines)
 
 
+class RoutedPair(NetPair):
+    """``a`` and ``b`` on two subnets with a router namespace ``r`` between them.
+
+    ::
+
+        [ a ] va 10.N.M.1/24 -- ra 10.N.M.254 [ r ] rb 10.N.M+1.254 -- vb 10.N.M+1.2/24 [ b ]
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.r = self.a[:-1] + "r"
+        parts = self.ip_a.split(".")
+        n, m = int(parts[1]), int(parts[2]) % 249
+        self.ip_a = f"10.{n}.{m}.1"
+        self.ip_b = f"10.{n}.{m + 1}.2"
+        self.gw_a = f"10.{n}.{m}.254"
+        self.gw_b = f"10.{n}.{m + 1}.254"
+
+    def create(self) -> None:
+        """Build the three namespaces, links, addresses and routes."""
+        for ns in (self.a, self.r, self.b):
+            sh("ip", "netns", "add", ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh(
+            "ip",
+            "-n",
+            self.a,
+            "link",
+            "add",
+            "va",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "ra",
+            "netns",
+            self.r,
+        )
+        sh(
+            "ip",
+            "-n",
+            self.b,
+            "link",
+            "add",
+            "vb",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "rb",
+            "netns",
+            self.r,
+        )
+        for ns, dev, addr in (
+            (self.a, "va", self.ip_a),
+            (self.r, "ra", self.gw_a),
+            (self.r, "rb", self.gw_b),
+            (self.b, "vb", self.ip_b),
+        ):
+            sh("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+        sh("ip", "-n", self.a, "route", "add", "default", "via", self.gw_a)
+        sh("ip", "-n", self.b, "route", "add", "default", "via", self.gw_b)
+        sh("ip", "netns", "exec", self.r, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+
+    def destroy(self) -> None:
+        """Delete the router namespace too."""
+        super().destroy()
+        sh("ip", "netns", "del", self.r, check=False)
+
+
 class App:
     """A running itm_hostapp.py."""
 

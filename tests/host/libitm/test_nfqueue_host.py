@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from itm_hostlib import PY, NetPair, read_events
+from itm_hostlib import PY, NetPair, RoutedPair, read_events
 from itm_testlib import ROOT_DIR, verify
 
 from libitm import Packet
@@ -469,3 +469,40 @@ def test_full_queue_fails_open(net: NetPair, tmp_path: Path) -> None:
     assert code == 0, err
     assert json.loads(counters.read_text())["backend"]["dropped"] == 10
     assert net.rules(net.b) == ""
+
+
+def test_ip_forward_on_a_router(routed: RoutedPair, tmp_path: Path) -> None:
+    """An app at ip_forward in the router drops one port and sees forwarded packets only."""
+    ev = tmp_path / "events"
+    app = routed.app(
+        routed.r,
+        tmp_path,
+        "--hook",
+        "ip_forward",
+        "--interest",
+        UDP,
+        "--class-base",
+        "5000",
+        "--verdict",
+        "drop",
+        "--events",
+        str(ev),
+        "--duration",
+        "20",
+    )
+    assert "-A FORWARD -j ITM-hostapp" in routed.rules(routed.r)
+    r = routed.receiver(routed.b, "udp-recv", "5001", "1.5", "3")
+    routed.net(routed.a, "udp-send", routed.ip_b, "5001", "3")
+    assert _recv_result(r)["received"] == 0, "forwarded packets were not dropped"
+    r = routed.receiver(routed.b, "udp-recv", "5000", "5", "3")  # class 0: no process_func
+    routed.net(routed.a, "udp-send", routed.ip_b, "5000", "3")
+    assert _recv_result(r)["received"] == 3
+    # traffic to the router itself is local (ip_in), not forwarded: the app never sees it
+    routed.net(routed.a, "udp-send", routed.gw_a, "5002", "2")
+    time.sleep(0.3)
+    app.signal(signal.SIGTERM)
+    app.wait()
+    events = [e for e in read_events(ev) if e["kind"] == "packet"]
+    assert sorted(int(str(e["dport"])) for e in events) == [5000] * 3 + [5001] * 3
+    assert all(e["where"] == "ip_forward" for e in events)
+    assert routed.rules(routed.r) == ""
