@@ -231,3 +231,19 @@ def test_rfc1624_examples() -> None:
 
 def test_build_helper_is_sane() -> None:
     assert verify(build("10.0.0.1", "10.0.0.2", 99, b"abc"))
+
+
+def test_ipv4_options_shift_the_transport_header() -> None:
+    base = udp(*V4, 4242, 53, b"opt")
+    opts = bytes((1, 1, 1, 0))  # NOP NOP NOP EOL
+    hdr = bytearray(base[:20] + opts)
+    hdr[0] = 0x46
+    hdr[2:4] = (len(base) + 4).to_bytes(2, "big")
+    hdr[10:12] = b"\0\0"
+    hdr[10:12] = checksum(bytes(hdr)).to_bytes(2, "big")
+    p = Packet(bytes(hdr) + base[20:])
+    assert p.header_length == 24 and (p.sport, p.dport) == (4242, 53)
+    assert bytes(p.payload) == b"opt"
+    p.tos = 0x28
+    p.dport = 5353
+    assert verify(p.raw)
