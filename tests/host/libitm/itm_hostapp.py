@@ -18,7 +18,7 @@ from typing import IO
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from libitm import Hook, Interest, ItmInfo, ItmLoop, Packet, Verdict
+from libitm import Hook, Interest, ItmInfo, ItmLoop, Packet, TimerHandle, Verdict
 
 
 def main() -> int:
@@ -44,6 +44,13 @@ def main() -> int:
     ap.add_argument("--mark", type=lambda s: int(s, 0), default=None)
     ap.add_argument("--queue-maxlen", type=int, default=4096)
     ap.add_argument("--pause", type=float, default=0.0, help="seconds not reading after start")
+    ap.add_argument(
+        "--swap-after",
+        type=float,
+        default=None,
+        help="then unregister the app and register 'late' (drops --swap-dport)",
+    )
+    ap.add_argument("--swap-dport", type=int, default=0)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -108,6 +115,21 @@ def main() -> int:
     loop.register_hook(args.hook, info)
     if args.timer:
         loop.register_timer(lambda: emit(kind="timer", t=time.monotonic()), args.timer)
+    if args.swap_after:
+        swap_timer: list[TimerHandle] = []
+
+        def swap() -> None:
+            loop.unregister_timer(swap_timer[0])
+            loop.unregister_hook(info)
+            late = ItmInfo(
+                "late",
+                Interest(protocol="udp", dport=args.swap_dport),
+                process_func=lambda w, c, p: Verdict.DROP,
+            )
+            loop.register_hook(args.hook, late)
+            emit(kind="swapped")
+
+        swap_timer.append(loop.register_timer(swap, args.swap_after))
     code = 0
     try:
         loop.start()

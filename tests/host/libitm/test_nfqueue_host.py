@@ -506,3 +506,44 @@ def test_ip_forward_on_a_router(routed: RoutedPair, tmp_path: Path) -> None:
     assert sorted(int(str(e["dport"])) for e in events) == [5000] * 3 + [5001] * 3
     assert all(e["where"] == "ip_forward" for e in events)
     assert routed.rules(routed.r) == ""
+
+
+def test_register_and_unregister_while_running(net: NetPair, tmp_path: Path) -> None:
+    """unregister_hook removes the app's rules at once; a new register_hook installs its own."""
+    ev = tmp_path / "events"
+    app = net.app(
+        net.b,
+        tmp_path,
+        "--hook",
+        "ip_in",
+        "--interest",
+        '{"protocol": "udp", "dport": 5012}',
+        "--verdict",
+        "drop",
+        "--swap-after",
+        "1.0",
+        "--swap-dport",
+        "5013",
+        "--events",
+        str(ev),
+        "--duration",
+        "30",
+    )
+    r = net.receiver(net.b, "udp-recv", "5012", "0.5", "2")
+    net.net(net.a, "udp-send", net.ip_b, "5012", "2")
+    assert _recv_result(r)["received"] == 0
+    end = time.monotonic() + 10
+    while "ITM-late" not in net.rules(net.b) and time.monotonic() < end:
+        time.sleep(0.05)
+    rules = net.rules(net.b)
+    assert "ITM-late" in rules and "ITM-hostapp" not in rules
+    r = net.receiver(net.b, "udp-recv", "5012", "5", "2")
+    net.net(net.a, "udp-send", net.ip_b, "5012", "2")
+    assert _recv_result(r)["received"] == 2, "the unregistered app still drops"
+    r = net.receiver(net.b, "udp-recv", "5013", "1", "2")
+    net.net(net.a, "udp-send", net.ip_b, "5013", "2")
+    assert _recv_result(r)["received"] == 0, "the app registered at run time does not drop"
+    app.signal(signal.SIGTERM)
+    app.wait()
+    assert [e["kind"] for e in read_events(ev)].count("swapped") == 1
+    assert net.rules(net.b) == ""
