@@ -108,3 +108,38 @@ def test_command_line(tmp_path: Path) -> None:
     _, frames = read_pcap(out)
     assert len(frames) == len(meta)
     assert '"short"' in res.stderr
+
+
+def test_port_blocker_example(tmp_path: Path) -> None:
+    src = tmp_path / "in.pcap"
+    out = tmp_path / "out.pcap"
+    write_pcap(
+        src,
+        [
+            (1.0, tcp("10.0.0.1", "10.0.0.2", 1, 23)),
+            (2.0, tcp("10.0.0.1", "10.0.0.2", 1, 22)),
+            (3.0, tcp("10.0.0.1", "10.0.0.2", 1, 25)),
+        ],
+    )
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT_DIR / "examples" / "port_blocker.py"),
+            "--ports",
+            "23-25",
+            "--backend",
+            "offline",
+            "--pcap",
+            str(src),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "dropped 2 of 2" in res.stderr
+    _, frames = read_pcap(out)
+    assert [Packet(f).dport for _, f in frames] == [22]
