@@ -8,7 +8,8 @@ Quick start::
     def drop_odd(where, cls, pkt):
         return Verdict.DROP if pkt.dport % 2 else Verdict.ACCEPT
 
-    info = ItmInfo("dropodd", Interest(protocol="udp"), process_func=drop_odd)
+    info = ItmInfo("dropodd", Interest(protocol="udp"), class_func=lambda pkt: 1,
+                   process_func=drop_odd)
     libitm.register_hook(Hook.IP_IN, info)
     libitm.run(backend="nfqueue")
 

@@ -107,8 +107,7 @@ class Dispatcher:
                     cls = got
                 else:
                     raise TypeError(f"class_func returned {got!r}; expected an int")
-            else:
-                cls = 1
+            # no class_func: class 0, as in itm_mod (process_func is then not called)
             stage = "log_func"
             if info.log_func is not None:
                 info.log_func(cls, pkt)

@@ -55,7 +55,7 @@ class ItmInfo:
 
     Callbacks run in the paper's order for each packet of interest::
 
-        cls = class_func(pkt)              # None: class 1
+        cls = class_func(pkt)              # no class_func: class 0
         log_func(cls, pkt)
         v = process_func(where, cls, pkt)  # only when cls != 0; None means accept
         update_func(cls, pkt)
@@ -98,7 +98,8 @@ class Application:
 
     Set ``label``, ``interest``, ``hook`` (and optionally ``priority`` and
     ``needs_payload``) as class or instance attributes. Callbacks that are not
-    overridden are registered as None (``class_func`` absent means class 1).
+    overridden are registered as None (no ``class_func`` means class 0, as in
+    itm_mod, so ``process_func`` then never runs).
     """
 
     label: str = "app"

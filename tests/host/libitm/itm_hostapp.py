@@ -124,6 +124,7 @@ def main() -> int:
             late = ItmInfo(
                 "late",
                 Interest(protocol="udp", dport=args.swap_dport),
+                class_func=lambda p: 1,
                 process_func=lambda w, c, p: Verdict.DROP,
             )
             loop.register_hook(args.hook, late)

@@ -56,7 +56,9 @@ def make_info(kind: str) -> ItmInfo:
         def settos(w: Hook, c: int, p: Packet) -> None:
             p.tos = 0x10
 
-        return ItmInfo("drain", interest, process_func=settos, needs_payload=True)
+        return ItmInfo(
+            "drain", interest, class_func=lambda p: 1, process_func=settos, needs_payload=True
+        )
     raise SystemExit(f"unknown app {kind}")
 
 

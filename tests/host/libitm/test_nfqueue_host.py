@@ -375,6 +375,7 @@ async def main():
     seen = []
     ticks = []
     loop.register_hook("ip_in", ItmInfo("aio", Interest(protocol="udp", dport=5009),
+                                        class_func=lambda p: 1,
                                         process_func=lambda w, c, p: Verdict.DROP,
                                         log_func=lambda c, p: seen.append(p.dport)))
     loop.register_timer(lambda: ticks.append(1), 0.1)

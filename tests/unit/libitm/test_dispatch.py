@@ -64,12 +64,20 @@ def test_class_zero_skips_process_only() -> None:
 
 
 def test_none_callbacks_and_default_class() -> None:
+    """No class_func means class 0 (as in itm_mod): process_func is not called."""
     d = Dispatcher()
     seen: list[int] = []
-    d.add(Hook.IP_IN, ItmInfo("a", process_func=lambda w, c, p: seen.append(c)))
+    logged: list[int] = []
+    d.add(
+        Hook.IP_IN,
+        ItmInfo(
+            "a", log_func=lambda c, p: logged.append(c), process_func=lambda w, c, p: seen.append(c)
+        ),
+    )
     d.add(Hook.IP_IN, ItmInfo("b"))
-    assert d.dispatch(Hook.IP_IN, Packet(PKT)).verdict == Verdict.ACCEPT
-    assert seen == [1]
+    out = d.dispatch(Hook.IP_IN, Packet(PKT))
+    assert out.verdict == Verdict.ACCEPT and out.classes == [("a", 0), ("b", 0)]
+    assert seen == [] and logged == [0]
 
 
 def test_interest_filters_and_other_hooks_ignored() -> None:
@@ -89,7 +97,7 @@ def test_drop_stops_later_apps_and_priority_order() -> None:
             order.append(label)
             return verdict
 
-        return ItmInfo(label, process_func=pf, priority=prio)
+        return ItmInfo(label, class_func=lambda p: 1, process_func=pf, priority=prio)
 
     d = Dispatcher()
     d.add(Hook.POST_ROUTING, app("late", 10, Verdict.ACCEPT))
@@ -107,7 +115,7 @@ def test_modification_is_reported_and_checksums_hold() -> None:
     def pf(w: Hook, c: int, p: Packet) -> None:
         p.tos = 0x10
 
-    info = ItmInfo("mod", process_func=pf)
+    info = ItmInfo("mod", class_func=lambda p: 1, process_func=pf)
     d.add(Hook.IP_OUT, info)
     pkt = Packet(PKT)
     out = d.dispatch(Hook.IP_OUT, pkt)
@@ -169,7 +177,9 @@ def test_bad_return_values_are_errors() -> None:
 
 def test_malformed_packet_is_accepted() -> None:
     d = Dispatcher()
-    d.add(Hook.IP_IN, ItmInfo("m", process_func=lambda w, c, p: Verdict.DROP))
+    d.add(
+        Hook.IP_IN, ItmInfo("m", class_func=lambda p: 1, process_func=lambda w, c, p: Verdict.DROP)
+    )
     assert d.dispatch(Hook.IP_IN, Packet(b"\x45\x00garbage")).verdict == Verdict.ACCEPT
     assert d.malformed == 1
 

@@ -78,7 +78,7 @@ def app() -> ItmInfo:
             p.tos = 0x10
         return Verdict.ACCEPT
 
-    return ItmInfo("b", Interest(protocol="udp"), process_func=pf)
+    return ItmInfo("b", Interest(protocol="udp"), class_func=lambda p: 1, process_func=pf)
 
 
 def pkt_msg(pid: int, dport: int) -> bytes:

@@ -116,7 +116,7 @@ def test_non_ip_and_snapped_frames_pass(tmp_path: Path) -> None:
             errors.append(str(e))
             raise
 
-    info = ItmInfo("snap", process_func=pf)
+    info = ItmInfo("snap", class_func=lambda p: 1, process_func=pf)
     loop.register_hook("ip_forward", info)
     loop.run()
     _, frames = read_pcap(out)
