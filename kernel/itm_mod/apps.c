@@ -14,9 +14,11 @@
 #include <linux/string.h>
 #include "itm_core.h"
 
+/* serialises registration, the run lists and namespace attachment */
 DEFINE_MUTEX(itm_lock);
 LIST_HEAD(itm_apps);
 struct itm_hook_apps __rcu *itm_hook_apps[ITM_NUM_HOOKS];
+struct kmem_cache *itm_app_cache;
 static u32 itm_seq;
 
 static int itm_app_cmp(const void *a, const void *b)
@@ -144,12 +146,12 @@ int itm_register_hook(enum itm_hook where, struct itm_info *info)
 	if (info->app)
 		return -EBUSY;
 
-	app = kzalloc(sizeof(*app), GFP_KERNEL);
+	app = kmem_cache_zalloc(itm_app_cache, GFP_KERNEL);
 	if (!app)
 		return -ENOMEM;
 	app->stats = alloc_percpu(struct itm_app_stats);
 	if (!app->stats) {
-		kfree(app);
+		kmem_cache_free(itm_app_cache, app);
 		return -ENOMEM;
 	}
 	app->info = info;
@@ -181,7 +183,7 @@ int itm_register_hook(enum itm_hook where, struct itm_info *info)
 err_unlock:
 	mutex_unlock(&itm_lock);
 	free_percpu(app->stats);
-	kfree(app);
+	kmem_cache_free(itm_app_cache, app);
 	return err;
 }
 EXPORT_SYMBOL_GPL(itm_register_hook);
@@ -215,7 +217,7 @@ void itm_unregister_hook(struct itm_info *info)
 	synchronize_rcu();
 	info->app = NULL;
 	free_percpu(app->stats);
-	kfree(app);
+	kmem_cache_free(itm_app_cache, app);
 	pr_debug("unregistered %s\n", info->label);
 }
 EXPORT_SYMBOL_GPL(itm_unregister_hook);

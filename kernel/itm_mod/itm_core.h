@@ -63,6 +63,7 @@ struct itm_hook_apps {
 
 extern struct mutex itm_lock;
 extern struct list_head itm_apps;
+extern struct kmem_cache *itm_app_cache;
 extern struct itm_hook_apps __rcu *itm_hook_apps[ITM_NUM_HOOKS];
 
 /* apps.c */

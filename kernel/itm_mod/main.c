@@ -8,6 +8,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/module.h>
+#include <linux/slab.h>
 #include <linux/netfilter_ipv4.h>
 #include <net/genetlink.h>
 #include "itm_core.h"
@@ -21,16 +22,24 @@ static int __init itm_init(void)
 {
 	int err;
 
+	/* its own cache: a leaked application shows when the cache goes */
+	itm_app_cache = KMEM_CACHE(itm_app, 0);
+	if (!itm_app_cache)
+		return -ENOMEM;
 	err = itm_hooks_init(nf_priority);
 	if (err)
-		return err;
+		goto err_cache;
 	err = itm_genl_init();
-	if (err) {
-		itm_hooks_exit();
-		return err;
-	}
+	if (err)
+		goto err_hooks;
 	pr_info("ready (netfilter priority %d)\n", nf_priority);
 	return 0;
+
+err_hooks:
+	itm_hooks_exit();
+err_cache:
+	kmem_cache_destroy(itm_app_cache);
+	return err;
 }
 
 static void __exit itm_exit(void)
@@ -38,6 +47,7 @@ static void __exit itm_exit(void)
 	itm_genl_exit();
 	itm_hooks_exit();
 	WARN_ON(!list_empty(&itm_apps));
+	kmem_cache_destroy(itm_app_cache);
 }
 
 module_init(itm_init);

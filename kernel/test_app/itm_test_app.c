@@ -11,6 +11,7 @@
  *   /sys/kernel/debug/itm_test_app/events  callback calls in order
  *	(one line "label callback class"; write anything to clear)
  *   /sys/kernel/debug/itm_test_app/stats   per-application call counts
+ *   /sys/kernel/debug/itm_test_app/timers_off  write to stop every timer
  *
  * Keys: label, hook (pre|in|fwd|out|post), prio, family (0|4|6),
  * proto (tcp|udp|icmp|icmpv6|number), src and dst (address[/prefix]),
@@ -356,11 +357,36 @@ static int ta_stats_show(struct seq_file *m, void *v)
 }
 DEFINE_SHOW_ATTRIBUTE(ta_stats);
 
+static DEFINE_MUTEX(ta_timer_lock);	/* timer_on against timers_off */
+
+static void ta_stop_timer(struct ta_app *app)
+{
+	mutex_lock(&ta_timer_lock);
+	if (app->timer_on)
+		itm_unregister_timer(&app->timer);
+	app->timer_on = false;
+	mutex_unlock(&ta_timer_lock);
+}
+
+static ssize_t ta_timers_off_write(struct file *file, const char __user *buf,
+				   size_t len, loff_t *ppos)
+{
+	int i;
+
+	for (i = 0; i < ta_napps; i++)
+		ta_stop_timer(&ta_apps[i]);
+	return len;
+}
+
+static const struct file_operations ta_timers_off_fops = {
+	.owner = THIS_MODULE,
+	.write = ta_timers_off_write,
+};
+
 static void ta_unregister(int n)
 {
 	while (n-- > 0) {
-		if (ta_apps[n].timer_on)
-			itm_unregister_timer(&ta_apps[n].timer);
+		ta_stop_timer(&ta_apps[n]);
 		itm_unregister_hook(&ta_apps[n].info);
 	}
 }
@@ -416,6 +442,7 @@ static int __init ta_init(void)
 	ta_dir = debugfs_create_dir(KBUILD_MODNAME, NULL);
 	debugfs_create_file("events", 0600, ta_dir, NULL, &ta_events_fops);
 	debugfs_create_file("stats", 0400, ta_dir, NULL, &ta_stats_fops);
+	debugfs_create_file("timers_off", 0200, ta_dir, NULL, &ta_timers_off_fops);
 out:
 	kfree(copy);
 	if (err)

@@ -1,0 +1,10 @@
+"""The control plane of itm_mod: its generic netlink family, from Python.
+
+`ItmControl` lists the registered applications with their counters, enables,
+disables and reorders them, and attaches itm_mod's hooks to a network
+namespace.  The message classes in `itm_spec` are generated from spec/itm.yaml.
+"""
+
+from libitm.control.client import App, ItmControl, ItmControlError, ItmNotLoaded
+
+__all__ = ["App", "ItmControl", "ItmControlError", "ItmNotLoaded"]

@@ -33,6 +33,19 @@ ITM_CMD_APP_SET = 2
 ITM_CMD_NETNS_GET = 3
 ITM_CMD_NETNS_SET = 4
 
+ITM_A_LABEL = 1
+ITM_A_TYPE = 2
+ITM_A_HOOK = 3
+ITM_A_PRIORITY = 4
+ITM_A_ENABLED = 5
+ITM_A_PID = 6
+ITM_A_OWNER = 7
+ITM_A_QUEUE_NUM = 8
+ITM_A_ORDER = 9
+ITM_A_INTEREST = 10
+ITM_A_STATS = 11
+ITM_A_PAD = 12
+ITM_A_NETNS_ACTIVE = 13
 ITM_A_NAMES = (
     "ITM_A_UNSPEC",
     "ITM_A_LABEL",
@@ -50,6 +63,16 @@ ITM_A_NAMES = (
     "ITM_A_NETNS_ACTIVE",
 )
 
+ITM_A_INTEREST_FAMILY = 1
+ITM_A_INTEREST_PROTOCOL = 2
+ITM_A_INTEREST_SADDR = 3
+ITM_A_INTEREST_SMASK = 4
+ITM_A_INTEREST_DADDR = 5
+ITM_A_INTEREST_DMASK = 6
+ITM_A_INTEREST_SPORT_MIN = 7
+ITM_A_INTEREST_SPORT_MAX = 8
+ITM_A_INTEREST_DPORT_MIN = 9
+ITM_A_INTEREST_DPORT_MAX = 10
 ITM_A_INTEREST_NAMES = (
     "ITM_A_INTEREST_UNSPEC",
     "ITM_A_INTEREST_FAMILY",
@@ -64,6 +87,16 @@ ITM_A_INTEREST_NAMES = (
     "ITM_A_INTEREST_DPORT_MAX",
 )
 
+ITM_A_STATS_SEEN = 1
+ITM_A_STATS_MATCHED = 2
+ITM_A_STATS_CLASSIFIED = 3
+ITM_A_STATS_ACCEPT = 4
+ITM_A_STATS_DROP = 5
+ITM_A_STATS_STOLEN = 6
+ITM_A_STATS_QUEUE = 7
+ITM_A_STATS_BYTES = 8
+ITM_A_STATS_TIME_NS = 9
+ITM_A_STATS_PAD = 10
 ITM_A_STATS_NAMES = (
     "ITM_A_STATS_UNSPEC",
     "ITM_A_STATS_SEEN",
@@ -116,7 +149,7 @@ class interest(nla):
 
 
 class itmmsg(genlmsg):
-    """the family's top-level attributes (an application, or a namespace's state): the message of every itm command."""
+    """The message of every itm command (the family's top-level attributes)."""
 
     nla_map = (
         ("ITM_A_UNSPEC", "none"),

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Install what itmBench needs, when it is missing: Debian packages (as root),
+# the kernels of the matrix (kernels.txt) and a project virtualenv.
+# Quick when everything is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pkgs=(make gcc python3-venv kmod iproute2 iptables nftables tcpdump ethtool
+      iperf3 socat qemu-system-x86 sparse linux-source-6.12 xz-utils)
+while read -r name image headers; do
+	pkgs+=("$image" "$headers")
+done < <(sed 's/#.*//' kernels.txt | awk 'NF == 3')
+
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+		missing+=("$p")
+done
+if ((${#missing[@]})); then
+	if [[ $(id -u) != 0 ]]; then
+		echo "setup: these Debian packages are missing and installing them needs root:" >&2
+		echo "  ${missing[*]}" >&2
+		exit 1
+	fi
+	echo "setup: installing ${missing[*]}"
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+py=${PYTHON:-python3}
+stamp=.venv/.itmbench-installed
+if [[ ! -x .venv/bin/python || ! -e $stamp || pyproject.toml -nt $stamp ]]; then
+	echo "setup: creating the virtualenv in .venv"
+	"$py" -m venv .venv
+	.venv/bin/pip install -q --upgrade pip
+	.venv/bin/pip install -q -e '.[dev]'
+	touch "$stamp"
+fi

@@ -1,0 +1,48 @@
+"""Fixtures of the VM tier: every test checks the kernel log it caused."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.kernel import kit
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to run outside the VM (these tests load kernel modules)."""
+    if os.environ.get("ITM_COLLECT_ONLY"):
+        return
+    if not os.environ.get("ITM_MODDIR"):
+        raise pytest.UsageError(
+            "tests/kernel runs inside a VM: run `make test` (tests/vm boots the kernels)"
+        )
+    if not kit.DEBUGFS.joinpath("tracing").exists() and not os.path.ismount(kit.DEBUGFS):
+        kit.sh("mount", "-t", "debugfs", "none", str(kit.DEBUGFS), check=False)
+
+
+@pytest.fixture(autouse=True)
+def clean_kernel_log() -> Iterator[None]:
+    """Fail a test whose run left a WARN, BUG, Oops, corruption report or new taint."""
+    before = len(kit.dmesg())
+    taint_before = kit.taint()
+    yield
+    new = kit.dmesg()[before:]
+    bad = kit.bad_lines(new)
+    assert not bad, "kernel log shows:\n" + "\n".join(new[-60:])
+    assert kit.taint() == taint_before, f"kernel taint changed to {kit.taint():#x}"
+    leftover = [m for m in ("itm_test_app", "itm_mod") if kit.loaded(m)]
+    for m in leftover:
+        kit.rmmod(m)
+    assert not leftover, f"test left modules loaded: {leftover}"
+    stale = [n for n in os.listdir("/run/netns")] if Path("/run/netns").exists() else []
+    assert not [n for n in stale if n.startswith("itm")], f"namespaces left: {stale}"
+
+
+@pytest.fixture
+def topo() -> Iterator[kit.Topology]:
+    """The client -- router -- server topology."""
+    with kit.topology() as t:
+        yield t

@@ -1,0 +1,273 @@
+"""itm_mod's control plane: enable/disable and priority on live traffic, timers,
+permissions and malformed netlink requests."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from libitm.control import ItmControl, ItmControlError
+from libitm.control import itm_spec as spec
+from tests.kernel import kit
+from tests.kernel.kit import Topology
+
+
+def test_enable_disable_on_live_traffic(topo: Topology) -> None:
+    with kit.modules(apps="label=gate,hook=fwd,proto=udp,dport=5000,verdict=drop"):
+        kit.itm_attach(topo.router)
+        assert kit.udp(topo, 5, 5000) == 0
+        with ItmControl() as ctl:
+            ctl.set_app("gate", enabled=False)
+            assert not ctl.app("gate").enabled
+        assert kit.udp(topo, 5, 5000) == 5
+        with ItmControl() as ctl:
+            ctl.set_app("gate", enabled=True)
+        assert kit.udp(topo, 5, 5000) == 0
+        with ItmControl() as ctl:
+            st = ctl.app("gate").stats
+        assert st["drop"] == 10 and st["matched"] == 10
+
+
+def test_priority_change_on_live_traffic(topo: Topology) -> None:
+    apps = (
+        "label=one,hook=fwd,prio=1,proto=udp,null=log+update+control;"
+        "label=two,hook=fwd,prio=2,proto=udp,null=log+update+control"
+    )
+    with kit.modules(apps=apps):
+        kit.itm_attach(topo.router)
+        kit.clear_events()
+        assert kit.udp(topo, 1, 5000) == 1
+        assert [lb for lb, cb, _ in kit.events() if cb == "class"] == ["one", "two"]
+        with ItmControl() as ctl:
+            ctl.set_app("one", priority=3)
+            assert ctl.app("one").priority == 3
+        kit.clear_events()
+        assert kit.udp(topo, 1, 5000) == 1
+        assert [lb for lb, cb, _ in kit.events() if cb == "class"] == ["two", "one"]
+
+
+def test_timers_fire_at_their_period_and_stop() -> None:
+    with kit.modules(apps="label=tick,hook=out,proto=253,timer=100"):
+        t0 = time.monotonic()
+        start = kit.app_calls()["tick"]["timer"]
+        time.sleep(3.0)
+        fired = kit.app_calls()["tick"]["timer"] - start
+        elapsed = time.monotonic() - t0
+        expected = elapsed / 0.1
+        # TCG keeps time loosely: allow 25 % either way
+        assert 0.75 * expected <= fired <= 1.25 * expected, (fired, expected)
+        (kit.TEST_APP_DIR / "timers_off").write_text("1")
+        stopped = kit.app_calls()["tick"]["timer"]
+        time.sleep(0.5)
+        assert kit.app_calls()["tick"]["timer"] == stopped
+
+
+def test_load_unload_cycles_with_traffic(topo: Topology) -> None:
+    """50 cycles of itm_mod and the application while UDP flows: no splat, no leak."""
+    apps = (
+        "label=c1,hook=fwd,proto=udp,timer=10;"
+        "label=c2,hook=post,proto=udp,prio=-1;"
+        "label=c3,hook=pre,family=6"
+    )
+    stop = threading.Event()
+
+    def flood() -> None:
+        with kit.netns(topo.client):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with s:
+            for _ in range(200_000):
+                if stop.is_set():
+                    return
+                s.sendto(b"y" * 32, (topo.server4, 7000))
+                time.sleep(0.0005)
+
+    th = threading.Thread(target=flood, daemon=True)
+    th.start()
+    try:
+        unreclaim_before = _meminfo("SUnreclaim")
+        for i in range(50):
+            kit.insmod("itm_mod", "all_netns=1")
+            kit.insmod("itm_test_app", f"apps={apps}")
+            assert kit.slab_active("itm_app") == 3, f"cycle {i}"
+            time.sleep(0.02)
+            kit.rmmod("itm_test_app")
+            assert kit.slab_active("itm_app") == 0, f"cycle {i}: applications left"
+            kit.rmmod("itm_mod")
+            assert kit.slab_active("itm_app") is None
+        unreclaim_after = _meminfo("SUnreclaim")
+    finally:
+        stop.set()
+        th.join(10)
+        kit.rmmod("itm_test_app")
+        kit.rmmod("itm_mod")
+    # unreclaimable slab back to where it was (1 MiB of slack for the kernel's own)
+    assert unreclaim_after - unreclaim_before < 1024, (unreclaim_before, unreclaim_after)
+
+
+def _meminfo(key: str) -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def test_changes_need_cap_net_admin() -> None:
+    code = (
+        "from libitm.control import ItmControl, ItmControlError\n"
+        "c = ItmControl()\n"
+        "print(len(c.apps()))\n"
+        "try:\n"
+        "    c.set_app('p', enabled=False)\n"
+        "except ItmControlError as e:\n"
+        "    print('refused', e.code)\n"
+    )
+    with kit.modules(apps="label=p,hook=out"):
+        proc = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                sys.executable,
+                "-c",
+                code,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.stdout.split() == ["1", "refused", str(errno.EPERM)], proc.stderr
+        with ItmControl() as ctl:
+            assert ctl.app("p").enabled
+
+
+def _raw_request(cmd: int, attrs: bytes) -> tuple[int, str]:
+    """Send a hand-made itm request; return (errno, extack message)."""
+    with ItmControl() as ctl:
+        family = ctl._sock.prid
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 16)  # NETLINK_GENERIC
+    with s:
+        s.setsockopt(270, 11, 1)  # SOL_NETLINK, NETLINK_EXT_ACK
+        s.bind((0, 0))
+        body = struct.pack("BBH", cmd, 1, 0) + attrs
+        hdr = struct.pack("=IHHII", 16 + len(body), family, 0x1 | 0x4, 1, 0)  # REQUEST|ACK
+        s.send(hdr + body)
+        reply = s.recv(65536)
+    length, mtype, flags, _, _ = struct.unpack_from("=IHHII", reply)
+    assert mtype == 2, "expected an NLMSG_ERROR"
+    (err,) = struct.unpack_from("=i", reply, 16)
+    # the error is followed by the request header (capped) and the extack TLVs
+    off = 16 + 4 + (16 if flags & 0x100 else struct.unpack_from("=I", reply, 20)[0])
+    off = (off + 3) & ~3
+    msg = ""
+    while off + 4 <= length:
+        alen, atype = struct.unpack_from("=HH", reply, off)
+        if atype == 1:  # NLMSGERR_ATTR_MSG
+            msg = reply[off + 4 : off + alen].rstrip(b"\0").decode()
+        off += (alen + 3) & ~3
+    return -err, msg
+
+
+def _attr(atype: int, payload: bytes) -> bytes:
+    raw = struct.pack("=HH", 4 + len(payload), atype) + payload
+    return raw + b"\0" * (-len(raw) % 4)
+
+
+@pytest.mark.parametrize(
+    ("name", "cmd", "attrs", "want_errno", "want_msg"),
+    [
+        (
+            "missing label",
+            spec.ITM_CMD_APP_SET,
+            _attr(spec.ITM_A_ENABLED, b"\0"),
+            errno.EINVAL,
+            "label is required",
+        ),
+        (
+            "nothing to change",
+            spec.ITM_CMD_APP_SET,
+            _attr(spec.ITM_A_LABEL, b"bad\0"),
+            errno.EINVAL,
+            "nothing to change",
+        ),
+        (
+            "unknown label",
+            spec.ITM_CMD_APP_SET,
+            _attr(spec.ITM_A_LABEL, b"nobody\0") + _attr(spec.ITM_A_ENABLED, b"\0"),
+            errno.ENOENT,
+            "no application with this label",
+        ),
+        (
+            "oversized label",
+            spec.ITM_CMD_APP_GET,
+            _attr(spec.ITM_A_LABEL, b"L" * 40 + b"\0"),
+            errno.EINVAL,
+            "policy validation",
+        ),
+        (
+            "label without NUL",
+            spec.ITM_CMD_APP_GET,
+            _attr(spec.ITM_A_LABEL, b"abcd"),
+            errno.EINVAL,
+            "policy validation",
+        ),
+        (
+            "enabled out of range",
+            spec.ITM_CMD_APP_SET,
+            _attr(spec.ITM_A_LABEL, b"bad\0") + _attr(spec.ITM_A_ENABLED, b"\x02"),
+            errno.ERANGE,
+            "out of range",
+        ),
+        (
+            "unknown attribute",
+            spec.ITM_CMD_APP_SET,
+            _attr(spec.ITM_A_LABEL, b"bad\0") + _attr(60, b"\0\0\0\0"),
+            errno.EINVAL,
+            "Unknown attribute",
+        ),
+        (
+            "wrong size",
+            spec.ITM_CMD_APP_SET,
+            _attr(spec.ITM_A_LABEL, b"bad\0") + _attr(spec.ITM_A_PRIORITY, b"\0\0"),
+            errno.EINVAL,
+            "invalid attribute length",
+        ),
+        (
+            "missing netns-active",
+            spec.ITM_CMD_NETNS_SET,
+            b"",
+            errno.EINVAL,
+            "netns-active (0 or 1) is required",
+        ),
+    ],
+)
+def test_malformed_requests_get_clean_errors(
+    topo: Topology, name: str, cmd: int, attrs: bytes, want_errno: int, want_msg: str
+) -> None:
+    with kit.modules(apps="label=bad,hook=fwd,proto=udp"):
+        kit.itm_attach(topo.router)
+        code, msg = _raw_request(cmd, attrs)
+        assert code == want_errno, (name, code, msg)
+        assert msg, f"{name}: no extack message"
+        assert want_msg in msg, (name, msg)
+        # and the module keeps working
+        assert kit.udp(topo, 2, 5000) == 2
+        with ItmControl() as ctl:
+            assert ctl.app("bad").stats["matched"] == 2
+
+
+def test_control_errors_reach_python_with_their_message() -> None:
+    with kit.modules(apps="label=x,hook=out"), ItmControl() as ctl:
+        with pytest.raises(ItmControlError, match="no application with this label") as e:
+            ctl.set_app("missing", enabled=True)
+        assert e.value.code == errno.ENOENT

@@ -1,0 +1,162 @@
+"""itm_mod's packet path: callback order, class 0, NULL callbacks, interests,
+priorities and verdicts, seen by real packets between namespaces."""
+
+from __future__ import annotations
+
+from libitm.control import ItmControl
+from tests.kernel import kit
+from tests.kernel.kit import Topology
+
+CALLBACKS = ["class", "log", "process", "update", "control"]
+
+
+def _counters(label: str) -> dict[str, int]:
+    with ItmControl() as ctl:
+        return ctl.app(label).stats
+
+
+def test_callbacks_in_the_papers_order(topo: Topology) -> None:
+    with kit.modules(apps="label=a,hook=fwd,proto=udp,dport=5000,class=3"):
+        kit.itm_attach(topo.router)
+        kit.clear_events()
+        assert kit.udp(topo, 1, 5000) == 1
+        assert kit.events() == [("a", cb, 3) for cb in CALLBACKS]
+        stats = _counters("a")
+        assert stats["matched"] == 1 and stats["classified"] == 1 and stats["accept"] == 1
+
+
+def test_class_zero_skips_process(topo: Topology) -> None:
+    with kit.modules(apps="label=z,hook=fwd,proto=udp,dport=5000,class=0,verdict=drop"):
+        kit.itm_attach(topo.router)
+        kit.clear_events()
+        # process_func would drop: with class 0 it must not run, so all arrive
+        assert kit.udp(topo, 3, 5000) == 3
+        assert [cb for _, cb, _ in kit.events()] == ["class", "log", "update", "control"] * 3
+        stats = _counters("z")
+        assert stats["classified"] == 0 and stats["drop"] == 0 and stats["accept"] == 3
+
+
+def test_null_callbacks_are_allowed(topo: Topology) -> None:
+    apps = (
+        "label=n1,hook=fwd,proto=udp,dport=5000,null=class+update;"
+        "label=n2,hook=fwd,proto=udp,dport=5000,class=2,null=log+process+control;"
+        "label=n3,hook=fwd,proto=udp,dport=5000,null=class+log+process+update+control"
+    )
+    with kit.modules(apps=apps):
+        kit.itm_attach(topo.router)
+        kit.clear_events()
+        assert kit.udp(topo, 1, 5000) == 1
+        # n1 without class_func: class 0, so no process_func either
+        assert kit.events() == [
+            ("n1", "log", 0),
+            ("n1", "control", 0),
+            ("n2", "class", 2),
+            ("n2", "update", 2),
+        ]
+        assert _counters("n3")["matched"] == 1
+
+
+def test_interest_filtering_ipv4_and_ipv6(topo: Topology) -> None:
+    apps = (
+        "label=udp5000,hook=fwd,family=4,proto=udp,dport=5000;"
+        "label=udp-range,hook=fwd,proto=udp,dport=5001-5003;"
+        "label=v6only,hook=fwd,family=6,proto=udp;"
+        "label=tcp,hook=fwd,proto=tcp,dport=6000;"
+        "label=from-client,hook=fwd,family=4,src=10.77.1.0/24,dst=10.77.2.2/32;"
+        "label=other-net,hook=fwd,family=4,src=10.99.0.0/16;"
+        "label=sport,hook=fwd,proto=udp,sport=4444"
+    )
+    with kit.modules(apps=apps):
+        kit.itm_attach(topo.router)
+        assert kit.udp(topo, 5, 5000) == 5
+        assert kit.udp(topo, 3, 5002) == 3
+        assert kit.udp(topo, 2, 5004, sport=4444) == 2
+        assert kit.udp(topo, 4, 5000, v6=True) == 4
+        sent, got = kit.tcp(topo, 100_000, 6000)
+        assert sent == got
+        with ItmControl() as ctl:
+            matched = {a.label: a.stats["matched"] for a in ctl.apps()}
+        assert matched["udp5000"] == 5
+        assert matched["udp-range"] == 3
+        assert matched["v6only"] == 4
+        assert matched["sport"] == 2
+        assert matched["other-net"] == 0
+        # every IPv4 packet client -> server: 5 + 3 + 2 UDP and the TCP data
+        assert matched["from-client"] > 10
+        assert matched["tcp"] > 2  # both directions' segments to/from port 6000
+        # seen counts every packet at the hook, matched or not
+        with ItmControl() as ctl:
+            seen = ctl.app("other-net").stats["seen"]
+        assert seen >= 5 + 3 + 2 + 4
+
+
+def test_priority_order_and_fifo_ties(topo: Topology) -> None:
+    apps = (
+        "label=late,hook=fwd,prio=20,proto=udp,null=log+update+control;"
+        "label=first-tie,hook=fwd,prio=10,proto=udp,null=log+update+control;"
+        "label=second-tie,hook=fwd,prio=10,proto=udp,null=log+update+control"
+    )
+    with kit.modules(apps=apps):
+        kit.itm_attach(topo.router)
+        kit.clear_events()
+        assert kit.udp(topo, 1, 5000) == 1
+        order = [label for label, cb, _ in kit.events() if cb == "class"]
+        assert order == ["first-tie", "second-tie", "late"]
+        with ItmControl() as ctl:
+            assert [a.label for a in ctl.apps()] == ["first-tie", "second-tie", "late"]
+
+
+def test_drop_drops_and_accept_passes_bytes_intact(topo: Topology) -> None:
+    apps = (
+        "label=dropper,hook=fwd,proto=udp,dport=5000,verdict=drop;"
+        "label=after-drop,hook=fwd,prio=5,proto=udp,dport=5000;"
+        "label=passer,hook=fwd,proto=tcp,verdict=accept"
+    )
+    with kit.modules(apps=apps):
+        kit.itm_attach(topo.router)
+        assert kit.udp(topo, 10, 5000) == 0
+        assert kit.udp(topo, 10, 5001) == 10
+        sent, got = kit.tcp(topo, 1_000_000, 6000)
+        assert got == sent
+        with ItmControl() as ctl:
+            assert ctl.app("dropper").stats["drop"] == 10
+            # a dropped packet reaches no later application
+            assert ctl.app("after-drop").stats["matched"] == 0
+            assert ctl.app("passer").stats["accept"] > 0
+
+
+def test_stolen_packets_do_not_arrive_and_end_the_callbacks(topo: Topology) -> None:
+    with kit.modules(apps="label=thief,hook=pre,proto=udp,dport=5000,verdict=stolen"):
+        kit.itm_attach(topo.router)
+        kit.clear_events()
+        assert kit.udp(topo, 4, 5000) == 0
+        assert [cb for _, cb, _ in kit.events()] == ["class", "log", "process"] * 4
+        assert _counters("thief")["stolen"] == 4
+
+
+def test_every_hook_point(topo: Topology) -> None:
+    apps = ";".join(
+        f"label={h},hook={h},family=4,proto=icmp,null=process"
+        for h in ("pre", "in", "fwd", "out", "post")
+    )
+    with kit.modules(apps=apps):
+        kit.itm_attach(topo.router)
+        assert kit.ping(topo.client, topo.router4, 2)  # to the router: pre, in / out, post
+        assert kit.ping(topo.client, topo.server4, 3)  # through it: pre, fwd, post
+        with ItmControl() as ctl:
+            m = {a.label: a.stats["matched"] for a in ctl.apps()}
+        assert m == {"pre": 2 + 2 * 3, "in": 2, "out": 2, "fwd": 2 * 3, "post": 2 + 2 * 3}
+
+
+def test_only_attached_namespaces_are_hooked(topo: Topology) -> None:
+    with kit.modules(itm_params=("init_netns=0",), apps="label=fw,hook=fwd,proto=udp"):
+        assert kit.udp(topo, 3, 5000) == 3
+        assert _counters("fw")["seen"] == 0
+        kit.itm_attach(topo.router)
+        with kit.netns(topo.router), ItmControl() as ctl:
+            assert ctl.netns_active()
+        assert kit.udp(topo, 3, 5000) == 3
+        assert _counters("fw")["matched"] == 3
+        kit.itm_attach(topo.router, active=False)
+        assert kit.udp(topo, 3, 5000) == 3
+        assert _counters("fw")["matched"] == 3

@@ -1,0 +1,162 @@
+"""Run the VM tier for one kernel: build its modules, boot it, run tests/kernel in it.
+
+The results (pytest's junit XML, the kernel log, the taint mask) come back through
+a directory shared read-write with the guest, and are read by tests/vm.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from itmtool import buildmods, vm
+from itmtool.matrix import ROOT, Kernel, read_matrix
+
+GUEST_SUITE = "tests/kernel"
+VM_TIMEOUT = float(os.environ.get("ITM_VM_TIMEOUT", "1500"))
+
+
+@dataclass
+class GuestRun:
+    """Everything one VM run of the kernel tier produced."""
+
+    kernel: Kernel
+    build: buildmods.BuildResult
+    vm_rc: int | None = None
+    vm_output: str = ""
+    uname: str = ""
+    pytest_rc: int | None = None
+    pytest_log: str = ""
+    dmesg: list[str] = field(default_factory=list)
+    tainted: int | None = None
+    #: guest test id -> (outcome, message)
+    results: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def problem(self) -> str | None:
+        """Why the run as a whole failed, or None."""
+        if not self.build.ok:
+            return "modules did not build cleanly:\n" + "\n".join(self.build.diagnostics[-30:])
+        if self.vm_rc is None:
+            return "the VM did not finish in time:\n" + self.vm_output[-3000:]
+        if not self.results:
+            return (
+                f"the VM ran no test (vng exit {self.vm_rc}, pytest exit {self.pytest_rc}):\n"
+                + (self.pytest_log[-3000:] or self.vm_output[-3000:])
+            )
+        return None
+
+
+def collect_guest_tests() -> list[str]:
+    """The test ids of tests/kernel, collected on the host without running them."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            GUEST_SUITE,
+        ],
+        cwd=ROOT,
+        env={**os.environ, "ITM_COLLECT_ONLY": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    ids = [line.strip() for line in proc.stdout.splitlines() if "::" in line]
+    if proc.returncode != 0 or not ids:
+        raise RuntimeError(f"cannot collect {GUEST_SUITE}:\n{proc.stdout}\n{proc.stderr}")
+    return ids
+
+
+def _junit_results(path: Path) -> dict[str, tuple[str, str]]:
+    results: dict[str, tuple[str, str]] = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        classname = case.get("classname", "")
+        test_id = classname.replace(".", "/") + ".py::" + case.get("name", "")
+        outcome, message = "passed", ""
+        for tag in ("failure", "error", "skipped"):
+            el = case.find(tag)
+            if el is not None:
+                outcome = "skipped" if tag == "skipped" else "failed"
+                message = (el.get("message") or "") + "\n" + (el.text or "")
+                break
+        if test_id in results and results[test_id][0] != "passed":
+            continue  # keep a teardown error attached to the test
+        results[test_id] = (outcome, message)
+    return results
+
+
+def run_kernel_tier(kernel: Kernel, pytest_args: tuple[str, ...] = ()) -> GuestRun:
+    """Build for `kernel`, boot it and run the guest suite; never raises for test failures."""
+    run = GuestRun(kernel, buildmods.build(kernel))
+    if not run.build.ok:
+        return run
+    res = buildmods.BUILD_ROOT / kernel.release / "results"
+    res.mkdir(parents=True, exist_ok=True)
+    for old in res.iterdir():
+        if old.is_file():
+            old.unlink()
+    args = " ".join(pytest_args)
+    script = f"""
+uname -r > {res}/uname
+python -m pytest -p no:cacheprovider -q -rA {GUEST_SUITE} --junitxml={res}/junit.xml {args} \
+    > {res}/pytest.log 2>&1
+echo $? > {res}/pytest.rc
+dmesg > {res}/dmesg.txt
+cat /proc/sys/kernel/tainted > {res}/tainted
+"""
+    try:
+        out = vm.run(
+            kernel,
+            script,
+            rwdirs=[res],
+            timeout=VM_TIMEOUT,
+            env={"ITM_MODDIR": str(run.build.moddir)},
+        )
+        run.vm_rc, run.vm_output = out.returncode, out.output
+    except subprocess.TimeoutExpired as exc:
+        run.vm_output = str(exc.output or "")
+    read = functools.partial(_read, res)
+    run.uname = read("uname").strip()
+    run.pytest_log = read("pytest.log")
+    rc = read("pytest.rc").strip()
+    run.pytest_rc = int(rc) if rc else None
+    run.dmesg = read("dmesg.txt").splitlines()
+    tainted = read("tainted").strip()
+    run.tainted = int(tainted) if tainted else None
+    if (res / "junit.xml").exists():
+        run.results = _junit_results(res / "junit.xml")
+    return run
+
+
+def _read(res: Path, name: str) -> str:
+    path = res / name
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def main() -> int:
+    """`python -m tests.vm.guest [KERNEL-NAME]`: run the tier and print a summary."""
+    wanted = sys.argv[1:]
+    failed = False
+    for k in read_matrix():
+        if wanted and k.name not in wanted:
+            continue
+        run = run_kernel_tier(k)
+        bad = [t for t, (o, _) in run.results.items() if o != "passed"]
+        print(f"{k.release}: {len(run.results) - len(bad)} passed, {len(bad)} failed")
+        if run.problem() or bad:
+            failed = True
+            print(run.problem() or "\n".join(bad))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

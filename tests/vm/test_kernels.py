@@ -1,0 +1,79 @@
+"""The VM tier, seen from the host: for every kernel of the matrix, the modules
+build with W=1 and sparse without a warning, the kernel boots in a VM, every test
+of tests/kernel passes in it (a skip is a failure), and its log stays clean.
+
+Results are reported per kernel: test ids carry the kernel's name.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from itmtool import buildmods
+from itmtool.matrix import Kernel, read_matrix
+from tests.kernel.kit import ALLOWED_TAINT, bad_lines
+from tests.vm.guest import GuestRun, collect_guest_tests, run_kernel_tier
+
+KERNELS = read_matrix()
+GUEST_TESTS = collect_guest_tests()
+_runs: dict[str, GuestRun] = {}
+
+
+def _run(kernel: Kernel) -> GuestRun:
+    if kernel.name not in _runs:
+        _runs[kernel.name] = run_kernel_tier(kernel)
+    return _runs[kernel.name]
+
+
+@pytest.fixture(params=KERNELS, ids=[k.name for k in KERNELS], scope="module")
+def kernel(request: pytest.FixtureRequest) -> Kernel:
+    """One kernel of the matrix."""
+    k: Kernel = request.param
+    return k
+
+
+def test_modules_build_w1_without_warnings(kernel: Kernel) -> None:
+    res = _run(kernel).build
+    assert res.returncode == 0, res.log[-3000:]
+    assert not res.diagnostics, "\n".join(res.diagnostics)
+
+
+def test_sparse_is_clean(kernel: Kernel) -> None:
+    res = buildmods.build(kernel, sparse=True)
+    assert res.returncode == 0, res.log[-3000:]
+    assert "CHECK" in res.log, "sparse did not run"
+    assert not res.diagnostics, "\n".join(res.diagnostics)
+
+
+def test_vm_booted_this_kernel(kernel: Kernel) -> None:
+    run = _run(kernel)
+    assert run.problem() is None, run.problem()
+    assert run.uname == kernel.release
+
+
+@pytest.mark.parametrize("guest_test", GUEST_TESTS)
+def test_in_vm(kernel: Kernel, guest_test: str) -> None:
+    run = _run(kernel)
+    problem = run.problem()
+    if problem:
+        pytest.fail(problem, pytrace=False)
+    if guest_test not in run.results:
+        pytest.fail(f"{guest_test} did not run in the VM:\n{run.pytest_log[-2000:]}", pytrace=False)
+    outcome, message = run.results[guest_test]
+    if outcome != "passed":
+        pytest.fail(f"{outcome} in the VM ({kernel.release}):\n{message}", pytrace=False)
+
+
+def test_kernel_log_is_clean(kernel: Kernel) -> None:
+    run = _run(kernel)
+    assert run.problem() is None, run.problem()
+    assert run.dmesg, "no kernel log came back"
+    bad = bad_lines(run.dmesg)
+    assert not bad, "\n".join(bad[:40])
+    assert run.tainted is not None
+    assert run.tainted & ~ALLOWED_TAINT == 0, f"taint {run.tainted:#x}"
+
+
+def test_checkpatch_strict_is_clean() -> None:
+    problems = buildmods.style()
+    assert not problems, "\n".join(problems)

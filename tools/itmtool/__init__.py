@@ -1,0 +1,1 @@
+"""itmtool: the control utility of itmBench (status, enable/disable, VM, generator)."""

@@ -1,0 +1,172 @@
+"""Build itmBench's kernel modules for the kernels of the matrix, and check them.
+
+Each kernel gets its own copy of the sources under ``build/<release>/src`` so that
+builds for several kernels never share objects.  The checks are the ones of a
+well-kept out-of-tree module: ``W=1`` without warnings, ``sparse`` (``C=2``) and
+``checkpatch.pl --strict`` (taken from Debian's linux-source tarball).
+
+``python -m itmtool.buildmods --all | --style | --sparse`` (``make kernels``,
+``make style``, ``make check``) exits 1 on any warning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from itmtool.matrix import ROOT, Kernel, read_matrix
+
+BUILD_ROOT = ROOT / "build"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "itmbench"
+SOURCE_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
+CHECKPATCH_FILES = ("checkpatch.pl", "spelling.txt", "const_structs.checkpatch")
+
+# lines of kbuild output that are diagnostics
+_DIAG = re.compile(r"(warning|error)\b", re.IGNORECASE)
+
+
+@dataclass
+class BuildResult:
+    """The outcome of one build."""
+
+    kernel: str
+    moddir: Path
+    log: str
+    returncode: int
+
+    @property
+    def diagnostics(self) -> list[str]:
+        """Warning and error lines of the build output."""
+        return [line for line in self.log.splitlines() if _DIAG.search(line)]
+
+    @property
+    def ok(self) -> bool:
+        """Built, with no warning at all."""
+        return self.returncode == 0 and not self.diagnostics
+
+    def module(self, name: str) -> Path:
+        """Path of a built module, e.g. module("itm_mod")."""
+        found = sorted(self.moddir.rglob(f"{name}.ko"))
+        if not found:
+            raise FileNotFoundError(f"{name}.ko was not built for {self.kernel}")
+        return found[0]
+
+
+def module_sources() -> list[Path]:
+    """Every C source and header of the modules (generated *.mod.c excluded)."""
+    files = [p for p in (ROOT / "kernel").rglob("*.[ch]") if not p.name.endswith(".mod.c")]
+    return sorted(files)
+
+
+def _copy_sources(dest: Path) -> None:
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    shutil.copy2(ROOT / "Kbuild", dest / "Kbuild")
+    shutil.copytree(
+        ROOT / "kernel",
+        dest / "kernel",
+        ignore=shutil.ignore_patterns("*.o", "*.ko", "*.cmd", "*.mod*", "*.order", "*.symvers"),
+    )
+
+
+def build(kernel: Kernel, *, sparse: bool = False, src: Path | None = None) -> BuildResult:
+    """Build every module for one kernel with W=1 (and sparse when asked)."""
+    if not kernel.build_dir.exists():
+        raise FileNotFoundError(
+            f"no headers for {kernel.release} at {kernel.build_dir} (run `make setup`)"
+        )
+    dest = BUILD_ROOT / kernel.release / ("sparse" if sparse else "src")
+    _copy_sources(dest)
+    cmd = ["make", "-C", str(kernel.build_dir), f"M={dest}", "W=1", "modules"]
+    if sparse:
+        cmd[4:4] = ["C=2", "CHECK=sparse"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    return BuildResult(kernel.release, dest, proc.stdout + proc.stderr, proc.returncode)
+
+
+def checkpatch() -> Path:
+    """checkpatch.pl from Debian's linux-source tarball, extracted once into a cache."""
+    dest = CACHE / "checkpatch"
+    script = dest / "checkpatch.pl"
+    if script.exists():
+        return script
+    if not SOURCE_TARBALL.exists():
+        raise FileNotFoundError(f"{SOURCE_TARBALL} is missing (run `make setup`)")
+    tmp = dest.with_suffix(".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    wanted = [f"*/scripts/{name}" for name in CHECKPATCH_FILES]
+    subprocess.run(
+        ["tar", "-xJf", str(SOURCE_TARBALL), "-C", str(tmp), "--wildcards", *wanted],
+        check=True,
+    )
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    for name in CHECKPATCH_FILES:
+        (found,) = tmp.rglob(name)
+        shutil.move(found, dest / name)
+    shutil.rmtree(tmp)
+    return script
+
+
+def style(files: list[Path] | None = None) -> list[str]:
+    """Run checkpatch.pl --strict; returns its complaints (empty when clean)."""
+    script = checkpatch()
+    problems = []
+    for path in files or module_sources():
+        proc = subprocess.run(
+            [
+                "perl",
+                str(script),
+                "--strict",
+                "--no-tree",
+                "--terse",
+                "--show-types",
+                "-f",
+                str(path),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        problems += [
+            line
+            for line in proc.stdout.splitlines()
+            if line and not line.startswith("total: 0 errors, 0 warnings, 0 checks")
+        ]
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: --all builds, --sparse checks, --style runs checkpatch."""
+    parser = argparse.ArgumentParser(description="build and check the kernel modules")
+    parser.add_argument("--all", action="store_true", help="build for every kernel (W=1)")
+    parser.add_argument("--sparse", action="store_true", help="sparse (C=2) for every kernel")
+    parser.add_argument("--style", action="store_true", help="checkpatch.pl --strict")
+    args = parser.parse_args(argv)
+    failed = False
+    if args.style:
+        problems = style()
+        print("\n".join(problems) or "checkpatch --strict: clean")
+        failed |= bool(problems)
+    for kernel in read_matrix() if (args.all or args.sparse) else []:
+        res = build(kernel, sparse=args.sparse)
+        what = "sparse" if args.sparse else "W=1 build"
+        if res.ok:
+            print(f"{kernel.release}: {what} clean -> {res.moddir}")
+        else:
+            failed = True
+            print(f"{kernel.release}: {what} FAILED (exit {res.returncode})")
+            print("\n".join(res.diagnostics or res.log.splitlines()[-30:]))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Boot a kernel of the matrix in a VM (virtme-ng on QEMU, TCG) and run a command.
+
+The machine's own root filesystem is shared read-only with the guest, so the
+checkout, its virtualenv and the modules built under build/<release>/ are all at
+hand; only the directories given as ``rwdirs`` are written back.  KVM is not
+used: it does not work with QEMU on the machines this project runs on.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from itmtool.matrix import ROOT, Kernel
+
+#: kernel command line for the tests: catch memory corruption, keep caches apart
+DEBUG_APPEND = ("slub_debug=FZPU", "slab_nomerge", "panic_on_warn=0")
+
+
+@dataclass
+class VmResult:
+    """What a VM run returned."""
+
+    returncode: int
+    output: str
+
+
+def vng_path() -> str:
+    """The vng executable (from the project's virtualenv)."""
+    venv_bin = Path(sys.executable).parent
+    found = shutil.which("vng", path=f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}")
+    if not found:
+        raise FileNotFoundError("vng (virtme-ng) is not installed: run `make setup`")
+    return found
+
+
+def run(
+    kernel: Kernel,
+    script: str,
+    *,
+    rwdirs: list[Path],
+    timeout: float = 1200,
+    cpus: int = 2,
+    memory: str = "2G",
+    append: tuple[str, ...] = DEBUG_APPEND,
+    env: dict[str, str] | None = None,
+    stream: bool = False,
+) -> VmResult:
+    """Boot `kernel` and run the shell `script` in it as root, in the project's root.
+
+    `env` is exported in the guest.  With `stream`, the guest's output goes to
+    this process's stdout as it comes (for people); otherwise it is captured.
+    Raises `subprocess.TimeoutExpired` when the VM does not finish in time.
+    """
+    if not kernel.vmlinuz.exists():
+        raise FileNotFoundError(f"{kernel.vmlinuz} is missing: run `make setup`")
+    venv_bin = Path(sys.executable).parent
+    exports = {"PATH": f"{venv_bin}:/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONDONTWRITEBYTECODE": "1"}
+    exports.update(env or {})
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in exports.items()]
+    lines += [f"cd {shlex.quote(str(ROOT))}", script]
+    for d in rwdirs:
+        d.mkdir(parents=True, exist_ok=True)
+    script_file = rwdirs[0] / ".vm-script.sh"
+    script_file.write_text("\n".join(lines) + "\n")
+    cmd = [
+        vng_path(),
+        "-r",
+        str(kernel.vmlinuz),
+        "--disable-kvm",
+        "--cpus",
+        str(cpus),
+        "--memory",
+        memory,
+        "--user",
+        "root",
+    ]
+    for d in rwdirs:
+        cmd += ["--rwdir", str(d)]
+    for a in append:
+        cmd += ["--append", a]
+    cmd += ["--", f"bash {shlex.quote(str(script_file))}"]
+    proc_env = dict(os.environ)
+    proc_env["PATH"] = f"{venv_bin}{os.pathsep}{proc_env.get('PATH', '')}"
+    # vng starts QEMU in children of its own: a timeout must end them all
+    with subprocess.Popen(
+        cmd,
+        env=proc_env,
+        stdin=subprocess.DEVNULL,
+        stdout=None if stream else subprocess.PIPE,
+        stderr=None if stream else subprocess.STDOUT,
+        encoding="utf-8",
+        errors="replace",
+        start_new_session=True,
+    ) as proc:
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return VmResult(proc.returncode, out or "")
