@@ -1,0 +1,81 @@
+"""`itmtool status`: the registered applications, per hook in run order."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from libitm.control import App, ItmControl
+
+COLUMNS = (
+    ("HOOK", lambda a: a.hook),
+    ("LABEL", lambda a: a.label),
+    ("TYPE", lambda a: a.type),
+    ("PRIO", lambda a: str(a.priority)),
+    ("ON", lambda a: "yes" if a.enabled else "no"),
+    ("SEEN", lambda a: str(a.stats["seen"])),
+    ("MATCHED", lambda a: str(a.stats["matched"])),
+    ("CLASSIFIED", lambda a: str(a.stats["classified"])),
+    ("ACCEPT", lambda a: str(a.stats["accept"])),
+    ("DROP", lambda a: str(a.stats["drop"])),
+    ("STOLEN", lambda a: str(a.stats["stolen"])),
+    ("QUEUE", lambda a: str(a.stats["queue"])),
+    ("NS/PKT", lambda a: _ns_per_packet(a)),
+    ("INTEREST", lambda a: describe_interest(a.interest)),
+)
+
+
+def _ns_per_packet(app: App) -> str:
+    matched = app.stats["matched"]
+    return str(app.stats["time_ns"] // matched) if matched else "-"
+
+
+def describe_interest(interest: dict[str, Any]) -> str:
+    """A short human reading of an interest, e.g. 'ipv4 udp dst 10.0.0.0/8 dport 53'."""
+    parts = []
+    if interest.get("family") not in (None, "any"):
+        parts.append(str(interest["family"]))
+    proto = interest.get("protocol") or 0
+    if proto:
+        parts.append({1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}.get(proto, f"proto {proto}"))
+    for key in ("src", "dst"):
+        if interest.get(key):
+            parts.append(f"{key} {interest[key]}")
+    for key in ("sport", "dport"):
+        rng = interest.get(key)
+        if rng:
+            parts.append(f"{key} {rng[0]}" if rng[0] == rng[1] else f"{key} {rng[0]}-{rng[1]}")
+    return " ".join(parts) or "all"
+
+
+def table(apps: list[App]) -> str:
+    """Render the applications as an aligned text table."""
+    rows = [[name for name, _ in COLUMNS]]
+    rows += [[fn(app) for _, fn in COLUMNS] for app in apps]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    ]
+    return "\n".join(lines)
+
+
+def snapshot(ctl: ItmControl) -> dict[str, Any]:
+    """The documented `--json` shape of `itmtool status`."""
+    return {
+        "itm_mod": "loaded",
+        "netns_active": ctl.netns_active(),
+        "apps": [a.to_json() for a in ctl.apps()],
+    }
+
+
+def render(ctl: ItmControl, as_json: bool) -> str:
+    """The status as text for people or JSON for scripts."""
+    if as_json:
+        return json.dumps(snapshot(ctl), indent=2)
+    apps = ctl.apps()
+    head = "itm_mod: loaded; hooks {} in this network namespace".format(
+        "active" if ctl.netns_active() else "NOT active (itmtool netns on)"
+    )
+    if not apps:
+        return head + "\nno application registered"
+    return head + "\n" + table(apps)
