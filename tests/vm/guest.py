@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -94,21 +95,32 @@ def _junit_results(path: Path) -> dict[str, tuple[str, str]]:
     return results
 
 
+def _run_dir(kernel: Kernel) -> Path:
+    """A directory of this process's own (runs may overlap), old ones removed."""
+    base = buildmods.BUILD_ROOT / kernel.release
+    base.mkdir(parents=True, exist_ok=True)
+    for old in base.glob("vm-*"):
+        pid = old.name.removeprefix("vm-")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(old, ignore_errors=True)
+    mine = base / f"vm-{os.getpid()}"
+    shutil.rmtree(mine, ignore_errors=True)
+    return mine
+
+
 def run_kernel_tier(kernel: Kernel, pytest_args: tuple[str, ...] = ()) -> GuestRun:
     """Build for `kernel`, boot it and run the guest suite; never raises for test failures."""
-    run = GuestRun(kernel, buildmods.build(kernel))
+    top = _run_dir(kernel)
+    run = GuestRun(kernel, buildmods.build(kernel, dest=top / "src"))
     if not run.build.ok:
         return run
-    res = buildmods.BUILD_ROOT / kernel.release / "results"
-    res.mkdir(parents=True, exist_ok=True)
-    for old in res.iterdir():
-        if old.is_file():
-            old.unlink()
+    res = top / "results"
+    res.mkdir(parents=True)
     args = " ".join(pytest_args)
     script = f"""
 uname -r > {res}/uname
-python -m pytest -p no:cacheprovider -q -rA {GUEST_SUITE} --junitxml={res}/junit.xml {args} \
-    > {res}/pytest.log 2>&1
+python -m pytest -p no:cacheprovider -q -rA --timeout=300 {GUEST_SUITE} \
+    --junitxml={res}/junit.xml {args} > {res}/pytest.log 2>&1
 echo $? > {res}/pytest.rc
 dmesg > {res}/dmesg.txt
 cat /proc/sys/kernel/tainted > {res}/tainted

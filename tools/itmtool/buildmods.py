@@ -76,13 +76,18 @@ def _copy_sources(dest: Path) -> None:
     )
 
 
-def build(kernel: Kernel, *, sparse: bool = False, src: Path | None = None) -> BuildResult:
-    """Build every module for one kernel with W=1 (and sparse when asked)."""
+def build(kernel: Kernel, *, sparse: bool = False, dest: Path | None = None) -> BuildResult:
+    """Build every module for one kernel with W=1 (and sparse when asked).
+
+    The sources are copied to `dest` (default ``build/<release>/src``, or
+    ``.../sparse``) first; give runs that may overlap directories of their own.
+    """
     if not kernel.build_dir.exists():
         raise FileNotFoundError(
             f"no headers for {kernel.release} at {kernel.build_dir} (run `make setup`)"
         )
-    dest = BUILD_ROOT / kernel.release / ("sparse" if sparse else "src")
+    if dest is None:
+        dest = BUILD_ROOT / kernel.release / ("sparse" if sparse else "src")
     _copy_sources(dest)
     cmd = ["make", "-C", str(kernel.build_dir), f"M={dest}", "W=1", "modules"]
     if sparse:

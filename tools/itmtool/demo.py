@@ -63,7 +63,7 @@ def host(kernel_name: str | None) -> int:
     kernels = read_matrix()
     kernel = next((k for k in kernels if k.name == kernel_name), kernels[-1])
     print(f"==> building the modules for {kernel.release}", flush=True)
-    res = buildmods.build(kernel)
+    res = buildmods.build(kernel, dest=buildmods.BUILD_ROOT / kernel.release / "demo-src")
     if not res.ok:
         print("\n".join(res.diagnostics or res.log.splitlines()[-30:]), file=sys.stderr)
         return 1

@@ -101,7 +101,7 @@ def run(
     ) as proc:
         try:
             out, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except BaseException:  # a timeout, ^C: never leave a VM behind
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
             raise

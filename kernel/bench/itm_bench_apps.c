@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * itm_bench_apps - n no-op itm applications at IP_FORWARD for the dispatch
+ * benchmark: every callback is present and does nothing, class 1, accept.
+ */
+#include <linux/module.h>
+#include <linux/slab.h>
+#include "itm.h"
+
+static unsigned int n_apps = 1;
+module_param(n_apps, uint, 0444);
+MODULE_PARM_DESC(n_apps, "how many no-op applications to register (1..64)");
+
+static struct itm_info *bench_apps;
+static unsigned int bench_registered;
+
+static int bench_class(struct sk_buff *skb, const struct itm_ctx *ctx)
+{
+	return 1;
+}
+
+static void bench_nop(int class, struct sk_buff *skb, const struct itm_ctx *ctx)
+{
+}
+
+static unsigned int bench_process(enum itm_hook where, int class,
+				  struct sk_buff *skb, const struct itm_ctx *ctx)
+{
+	return ITM_ACCEPT;
+}
+
+static void bench_unregister(void)
+{
+	while (bench_registered)
+		itm_unregister_hook(&bench_apps[--bench_registered]);
+}
+
+static int __init bench_apps_init(void)
+{
+	unsigned int i;
+	int err;
+
+	if (!n_apps || n_apps > 64)
+		return -EINVAL;
+	bench_apps = kcalloc(n_apps, sizeof(*bench_apps), GFP_KERNEL);
+	if (!bench_apps)
+		return -ENOMEM;
+	for (i = 0; i < n_apps; i++) {
+		struct itm_info *info = &bench_apps[i];
+
+		snprintf(info->label, sizeof(info->label), "bench-%u", i);
+		info->type = ITM_TYPE_KERNEL;
+		info->owner = THIS_MODULE;
+		info->class_func = bench_class;
+		info->log_func = bench_nop;
+		info->process_func = bench_process;
+		info->update_func = bench_nop;
+		info->control_func = bench_nop;
+		err = itm_register_hook(ITM_IP_FORWARD, info);
+		if (err) {
+			bench_unregister();
+			kfree(bench_apps);
+			return err;
+		}
+		bench_registered++;
+	}
+	return 0;
+}
+
+static void __exit bench_apps_exit(void)
+{
+	bench_unregister();
+	kfree(bench_apps);
+}
+
+module_init(bench_apps_init);
+module_exit(bench_apps_exit);
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("benchmark: no-op itm applications");
