@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * mark.c - reading a packet's flow and writing its mark.
+ *
+ * The mark is written the kernel's way (net/netfilter/xt_DSCP.c): make the
+ * IP header writable, then ipv4_change_dsfield() (which fixes the header
+ * checksum incrementally) or ipv6_change_dsfield().
+ */
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/netfilter.h>
+#include <linux/tcp.h>
+#include <net/dsfield.h>
+#include <net/inet_ecn.h>
+#include <net/ip.h>
+#include <net/ipv6.h>
+#include "qos.h"
+
+/* the paper's Minimize-Delay bit (RFC 1349) */
+#define QOS_TOS_LOWDELAY 0x10
+
+/**
+ * qos_parse() - read the flow and the TCP flags of a packet
+ * @skb: the packet, network header at skb_network_offset()
+ * @pf: NFPROTO_IPV4 or NFPROTO_IPV6
+ * @net: the packet's network namespace
+ * @p: filled in
+ *
+ * Return: false for what qos_mod leaves alone: not TCP, a fragment other
+ * than the first, a truncated header.
+ */
+bool qos_parse(const struct sk_buff *skb, u8 pf, const struct net *net,
+	       struct qos_pkt *p)
+{
+	int nhoff = skb_network_offset(skb);
+	const struct tcphdr *th;
+	struct tcphdr _th;
+	int thoff;
+
+	memset(&p->key, 0, sizeof(p->key));
+	p->key.net = net;
+	if (pf == NFPROTO_IPV4) {
+		const struct iphdr *iph;
+		struct iphdr _iph;
+
+		iph = skb_header_pointer(skb, nhoff, sizeof(_iph), &_iph);
+		if (!iph || iph->ihl < 5 || iph->protocol != IPPROTO_TCP ||
+		    (iph->frag_off & htons(IP_OFFSET)))
+			return false;
+		p->key.family = AF_INET;
+		p->key.saddr.s6_addr32[0] = iph->saddr;
+		p->key.daddr.s6_addr32[0] = iph->daddr;
+		thoff = nhoff + iph->ihl * 4;
+	} else if (pf == NFPROTO_IPV6) {
+		const struct ipv6hdr *ip6h;
+		struct ipv6hdr _ip6h;
+		__be16 frag_off = 0;
+		u8 nexthdr;
+
+		ip6h = skb_header_pointer(skb, nhoff, sizeof(_ip6h), &_ip6h);
+		if (!ip6h)
+			return false;
+		nexthdr = ip6h->nexthdr;
+		thoff = ipv6_skip_exthdr(skb, nhoff + sizeof(_ip6h), &nexthdr,
+					 &frag_off);
+		if (thoff < 0 || nexthdr != IPPROTO_TCP ||
+		    (frag_off & htons(IP6_OFFSET)))
+			return false;
+		p->key.family = AF_INET6;
+		p->key.saddr = ip6h->saddr;
+		p->key.daddr = ip6h->daddr;
+	} else {
+		return false;
+	}
+	th = skb_header_pointer(skb, thoff, sizeof(_th), &_th);
+	if (!th)
+		return false;
+	p->key.proto = IPPROTO_TCP;
+	p->key.sport = th->source;
+	p->key.dport = th->dest;
+	p->fin = th->fin;
+	p->rst = th->rst;
+	/* count wire packets: a GSO buffer stands for gso_segs of them */
+	p->segs = skb_is_gso(skb) ? max_t(u32, skb_shinfo(skb)->gso_segs, 1) : 1;
+	return true;
+}
+
+/**
+ * qos_mark() - write the mark of a class into a packet
+ * @skb: the packet
+ * @pf: NFPROTO_IPV4 or NFPROTO_IPV6
+ * @class: %QOS_SHORT or %QOS_LONG
+ *
+ * In tos mode SHORT sets the Minimize-Delay bit and LONG clears it; in
+ * dscp mode the DSCP becomes short_dscp or long_dscp.  The precedence bits
+ * (tos mode) and the two ECN bits (both modes) are kept.  A packet that
+ * cannot be made writable passes unchanged.
+ *
+ * Context: packet context; does not sleep.
+ */
+void qos_mark(struct sk_buff *skb, u8 pf, int class)
+{
+	int nhoff = skb_network_offset(skb);
+	u8 mask, value;
+
+	if (READ_ONCE(qos_mode) == QOS_MODE_DSCP) {
+		unsigned int dscp = class == QOS_SHORT ? READ_ONCE(qos_short_dscp) :
+							 READ_ONCE(qos_long_dscp);
+
+		mask = INET_ECN_MASK;
+		value = (dscp & 0x3f) << 2;
+	} else {
+		mask = (u8)~QOS_TOS_LOWDELAY;
+		value = class == QOS_SHORT ? QOS_TOS_LOWDELAY : 0;
+	}
+	/* the IP header is in the linear part from the IP layer on */
+	if (pf == NFPROTO_IPV4) {
+		u8 old = ipv4_get_dsfield(ip_hdr(skb));
+
+		if (((old & mask) | value) == old ||
+		    skb_ensure_writable(skb, nhoff + sizeof(struct iphdr)))
+			return;
+		ipv4_change_dsfield(ip_hdr(skb), mask, value);
+	} else {
+		u8 old = ipv6_get_dsfield(ipv6_hdr(skb));
+
+		if (((old & mask) | value) == old ||
+		    skb_ensure_writable(skb, nhoff + sizeof(struct ipv6hdr)))
+			return;
+		ipv6_change_dsfield(ipv6_hdr(skb), mask, value);
+	}
+}
