@@ -1,7 +1,9 @@
 """itmtool: the one command for a person running an ITM.
 
 Exit codes: 0 success; 1 a request failed; 2 bad usage; 3 itm_mod not loaded;
-4 permission denied; 5 no such application.
+4 permission denied; 5 no such application or module; 6 not possible here
+(the kernel cannot load modules, kernel headers or dkms missing).
+See docs/itmtool.md.
 """
 
 from __future__ import annotations
@@ -12,11 +14,33 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from itmtool import status as status_mod
+from itmtool.errors import (
+    EXIT_FAILED,
+    EXIT_NOT_FOUND,
+    EXIT_NOT_LOADED,
+    EXIT_OK,
+    EXIT_PERM,
+    EXIT_UNSUPPORTED,
+    EXIT_USAGE,
+    ToolError,
+)
 from libitm.control import ItmControl, ItmControlError, ItmNotLoaded
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_LOADED, EXIT_PERM, EXIT_NOT_FOUND = range(6)
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_NOT_FOUND",
+    "EXIT_NOT_LOADED",
+    "EXIT_OK",
+    "EXIT_PERM",
+    "EXIT_UNSUPPORTED",
+    "EXIT_USAGE",
+    "build_parser",
+    "main",
+]
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -56,6 +80,158 @@ def _cmd_netns(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _emit(args: argparse.Namespace, doc: Any, text: str) -> None:
+    print(json.dumps(doc, indent=2) if getattr(args, "json", False) else text)
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from itmtool import build
+
+    kernel = build.resolve_kernel(args.kernel)
+    build.check_headers(kernel)
+    if not args.json:
+        print(f"building the modules for {kernel.release} (W=1) ...", flush=True)
+    res, summary = build.build(kernel)
+    if res.ok:
+        text = f"built for {kernel.release} in {res.moddir}:\n" + "\n".join(
+            f"  {m}" for m in summary["modules"]
+        )
+    else:
+        text = f"the build for {kernel.release} FAILED (exit {res.returncode}):\n" + "\n".join(
+            res.diagnostics or res.log.splitlines()[-30:]
+        )
+    _emit(args, summary, text)
+    return EXIT_OK if res.ok else EXIT_FAILED
+
+
+def _cmd_load(args: argparse.Namespace) -> int:
+    from itmtool import kmod
+
+    done = kmod.load(args.name, args.params, deps=args.deps)
+    doc = {
+        "loaded": [{"name": m.name, "path": str(m.path)} for m in done],
+        "params": args.params,
+    }
+    text = "\n".join(f"loaded {m.name} ({m.path})" for m in done)
+    _emit(args, doc, text)
+    return EXIT_OK
+
+
+def _cmd_unload(args: argparse.Namespace) -> int:
+    from itmtool import kmod
+
+    removed = kmod.unload(args.name, everything=args.all)
+    _emit(args, {"unloaded": removed}, "\n".join(f"unloaded {n}" for n in removed))
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from itmtool import run
+
+    summary = run.run_app(
+        Path(args.app),
+        backend=args.backend,
+        pcap=args.pcap,
+        out=args.out,
+        log=args.log,
+        duration=args.duration,
+        extra=args.extra,
+    )
+    print(run.dumps(summary) if args.json else run.table(summary))
+    if summary["mode"] == "main":
+        return int(summary["exit"])
+    return EXIT_OK
+
+
+def _cmd_new(args: argparse.Namespace) -> int:
+    from itmtool import new
+
+    spec = new.AppSpec(
+        args.name,
+        args.hook,
+        new.parse_interest(args.interest),
+        priority=args.priority,
+        timer_ms=args.timer_ms,
+        label=args.label or "",
+    )
+    dest = Path(args.dir) if args.dir else Path.cwd() / args.name
+    render = new.render_kernel if args.kind == "kernel" else new.render_user
+    files = render(spec, dest, force=args.force)
+    doc = {"kind": args.kind, "name": spec.name, "dir": str(dest), "files": [str(f) for f in files]}
+    if args.kind == "kernel":
+        nxt = (
+            f"next: itmtool build (itm_mod for this kernel), then `make -C {dest}` "
+            f"and `itmtool load {dest / (spec.name + '.ko')}`"
+        )
+    else:
+        nxt = (
+            f"next: cd {dest} && python -m pytest, then "
+            f"`itmtool run {dest / (spec.name + '.py')} --pcap IN --out OUT`"
+        )
+    text = f"wrote {args.kind} application {spec.name} in {dest}:\n"
+    text += "\n".join(f"  {f.name}" for f in files) + "\n" + nxt
+    _emit(args, doc, text)
+    return EXIT_OK
+
+
+def _cmd_vm(args: argparse.Namespace) -> int:
+    import shlex
+
+    from itmtool import build, buildmods, vm
+    from itmtool.matrix import read_matrix
+
+    kernels = read_matrix()
+    kernel = build.resolve_kernel(args.kernel or kernels[-1].name, kernels)
+    if not kernel.vmlinuz.exists():
+        raise ToolError(
+            f"no kernel image {kernel.vmlinuz} to boot",
+            hint=f"kernels of the matrix: {', '.join(k.name for k in kernels)} (`make setup`)",
+            code=EXIT_UNSUPPORTED,
+        )
+    moddir = buildmods.BUILD_ROOT / kernel.release / "src"
+    if not args.no_build:
+        print(f"==> building the modules for {kernel.release}", flush=True)
+        res, _ = build.build(kernel)
+        if not res.ok:
+            print("\n".join(res.diagnostics or res.log.splitlines()[-30:]), file=sys.stderr)
+            return EXIT_FAILED
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if len(command) == 1:
+        guest_cmd = command[0]  # one word or a quoted shell command line
+    elif command:
+        guest_cmd = " ".join(shlex.quote(c) for c in command)
+    else:
+        guest_cmd = "itmtool load itm_mod && itmtool status"
+    script = f'itmtool() {{ python -m itmtool.cli "$@"; }}\nexport -f itmtool\n{guest_cmd}\n'
+    print(
+        f"==> booting {kernel.release} (QEMU without KVM: a minute or two): {guest_cmd}", flush=True
+    )
+    out = vm.run(
+        kernel,
+        script,
+        rwdirs=[buildmods.BUILD_ROOT / kernel.release / "vm"],
+        env={"ITM_MODDIR": str(moddir)},
+        stream=True,
+        timeout=args.timeout,
+        append=(),
+    )
+    return out.returncode
+
+
+def _cmd_dkms(args: argparse.Namespace) -> int:
+    import os
+
+    from itmtool import build, dkms
+
+    release = build.resolve_kernel(args.kernel).release if args.kernel else os.uname().release
+    cmds = dkms.install(release, dry_run=args.dry_run)
+    if args.dry_run:
+        print(f"(dry run: nothing done; {len(cmds)} dkms commands)")
+    else:
+        print(f"installed with dkms for {release}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -83,7 +259,117 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("netns", help="attach itm_mod's hooks to this network namespace")
     p.add_argument("state", nargs="?", choices=("on", "off"), help="omit to show the state")
     p.set_defaults(func=_cmd_netns)
+    _add_module_commands(sub)
     return parser
+
+
+def _add_module_commands(sub: Any) -> None:
+    """The subcommands of issue 6: build, load, unload, run, new, vm, dkms."""
+    p = sub.add_parser("build", help="build the kernel modules (W=1) for a kernel")
+    p.add_argument(
+        "--kernel", metavar="NAME|RELEASE", help="a kernel of the matrix (default: the running one)"
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_build)
+
+    p = sub.add_parser(
+        "load",
+        help="insert a module built for the running kernel (itm_mod before applications)",
+        description="Insert one of itmBench's modules (by name) or a generated one (by the "
+        "path of its .ko), with parameters checked against modinfo first.",
+    )
+    p.add_argument("name", help="itm_mod, qos_mod, ... or the path of a .ko")
+    p.add_argument("params", nargs="*", metavar="param=value", help="module parameters")
+    p.add_argument("--deps", action="store_true", help="load missing dependencies (itm_mod) first")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_load)
+
+    p = sub.add_parser(
+        "unload",
+        help="remove a module (applications before itm_mod)",
+        description="Remove a module. itm_mod is refused while applications are registered or "
+        "modules use it, unless --all unloads those first.",
+    )
+    p.add_argument("name", help="the module's name")
+    p.add_argument(
+        "--all",
+        "--force",
+        dest="all",
+        action="store_true",
+        help="unload the modules that use it first (--force is the same; never rmmod -f)",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_unload)
+
+    p = sub.add_parser(
+        "run",
+        help="start a user-space (libitm) application",
+        description="Run the applications of a libitm file: apps(), Application subclasses, "
+        "or its main(argv) (arguments after -- go to main).",
+    )
+    p.add_argument("app", metavar="APP.py", help="the application file")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "kernel", "nfqueue", "offline"),
+        help="auto: kernel when itm_queue is loaded, else nfqueue; offline with --pcap",
+    )
+    p.add_argument("--pcap", metavar="IN", help="input trace (offline backend)")
+    p.add_argument("--out", metavar="OUT", help="result trace (offline backend)")
+    p.add_argument("--log", metavar="LOG", help="verdict log (offline backend)")
+    p.add_argument("--duration", type=float, help="seconds to run (live backends)")
+    p.add_argument("--json", action="store_true", help="counters as JSON when it ends")
+    p.add_argument("extra", nargs="*", metavar="-- ARGS", help="arguments for the file's main()")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "new",
+        help="generate a kernel module or a user-space application that works as generated",
+    )
+    p.add_argument("kind", choices=("kernel", "user"), help="a C module or a libitm application")
+    p.add_argument("name", help="lower-case C identifier: module/file name, prefix and label")
+    p.add_argument(
+        "--hook",
+        default="post",
+        help="pre, in, fwd, out or post (or pre_routing, ip_in, ...); default post",
+    )
+    p.add_argument(
+        "--interest",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE[,...]",
+        help="family=4|6, proto=tcp|udp|icmp|..., src=NET, dst=NET, sport=P[-Q], dport=P[-Q]",
+    )
+    p.add_argument("--priority", type=int, default=0, help="run order at the hook (default 0)")
+    p.add_argument("--timer-ms", type=int, default=1000, help="timer period (0: no timer)")
+    p.add_argument("--label", help="the application's label (default: NAME)")
+    p.add_argument("--dir", help="where to write (default: ./NAME)")
+    p.add_argument("--force", action="store_true", help="write into a non-empty directory")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_new)
+
+    p = sub.add_parser(
+        "vm",
+        help="boot a kernel of the matrix in a VM with the project and its modules at hand",
+        description="Build the modules for a kernel of the matrix and boot it (QEMU, TCG) with "
+        "this machine's root file system; run COMMAND in it (default: itmtool load itm_mod && "
+        "itmtool status). `itmtool` works inside.",
+    )
+    p.add_argument("--kernel", metavar="NAME", help="kernel of the matrix (default: the newest)")
+    p.add_argument("--no-build", action="store_true", help="use the modules already built")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds before the VM is killed")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="guest command")
+    p.set_defaults(func=_cmd_vm)
+
+    p = sub.add_parser(
+        "dkms",
+        help="install the modules with DKMS (they rebuild on kernel upgrades)",
+        description="Stage the tree under /usr/src/itmbench-VERSION and run dkms add, build "
+        "and install (dkms.conf at the top of the tree).",
+    )
+    p.add_argument("--kernel", metavar="NAME|RELEASE", help="default: the running kernel")
+    p.add_argument("--dry-run", action="store_true", help="print what would be done, do nothing")
+    p.set_defaults(func=_cmd_dkms)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,6 +378,11 @@ def main(argv: list[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
+    except ToolError as err:
+        print(f"itmtool: {args.cmd}: {err.message}", file=sys.stderr)
+        if err.hint:
+            print(f"itmtool: {err.hint}", file=sys.stderr)
+        return err.code
     except ItmNotLoaded as err:
         print(f"itmtool: {err}", file=sys.stderr)
         return EXIT_NOT_LOADED

@@ -1,0 +1,360 @@
+"""`itmtool load` / `unload`: itmBench's kernel modules in and out, in dependency order.
+
+Modules are found by name among the ones built for the running kernel
+(``build/<uname -r>/src``, ``build/<uname -r>/generated``, then the in-tree
+build when its vermagic matches), or given as a path to a ``.ko``.  They are
+inserted with ``insmod`` (so no ``depmod`` or installation is needed) after
+their parameters have been checked against ``modinfo``, and removed with
+``rmmod``.  itm_mod comes before its applications and goes after them.
+
+Everything that touches the machine goes through a :class:`Host`, so the
+decisions can be tested with a fake one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from itmtool.errors import (
+    EXIT_FAILED,
+    EXIT_NOT_FOUND,
+    EXIT_PERM,
+    EXIT_UNSUPPORTED,
+    EXIT_USAGE,
+    ToolError,
+)
+from itmtool.matrix import ROOT
+
+CORE = "itm_mod"
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,55}$")
+_PARAM = re.compile(r"^([A-Za-z0-9_.]+)=(.*)$", re.DOTALL)
+_INT_TYPES = {"byte", "short", "ushort", "int", "uint", "long", "ulong", "ullong", "hexint"}
+_BOOLS = {"y", "n", "Y", "N", "1", "0", "yes", "no", "true", "false", "on", "off"}
+
+Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
+
+
+def _run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), capture_output=True, text=True, check=False)
+
+
+@dataclass
+class Host:
+    """The machine as far as loading modules goes (paths and commands, swappable in tests)."""
+
+    release: str = field(default_factory=lambda: os.uname().release)
+    proc: Path = Path("/proc")
+    sys_module: Path = Path("/sys/module")
+    lib_modules: Path = Path("/lib/modules")
+    root: Path = ROOT
+    euid: int = field(default_factory=os.geteuid)
+    run: Runner = _run
+
+    def module_support(self) -> bool:
+        """Whether the running kernel can load modules (CONFIG_MODULES: /proc/modules)."""
+        return (self.proc / "modules").exists()
+
+    def loaded(self, name: str) -> bool:
+        """Whether a loadable module is loaded (built-in ones have no initstate)."""
+        return (self.sys_module / name / "initstate").exists()
+
+    def holders(self, name: str) -> list[str]:
+        """The loaded modules that use `name`'s symbols."""
+        d = self.sys_module / name / "holders"
+        return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
+
+    def headers(self, release: str | None = None) -> Path:
+        """The kbuild directory for a kernel release (default: the running one)."""
+        return self.lib_modules / (release or self.release) / "build"
+
+
+class Control(Protocol):
+    """What unload needs of `libitm.control.ItmControl` (a fake in tests)."""
+
+    def apps(self) -> list[Any]:
+        """The registered applications."""
+
+    def close(self) -> None:
+        """Release the connection."""
+
+
+def _default_control() -> Control:
+    from libitm.control import ItmControl
+
+    return ItmControl()
+
+
+@dataclass
+class ModuleFile:
+    """A module to load: its name, its .ko and what modinfo says about it."""
+
+    name: str
+    path: Path
+    params: dict[str, str]  # name -> type ("int", "bool", "charp", ...)
+    depends: list[str]
+
+
+def known_modules(root: Path = ROOT) -> list[str]:
+    """The modules of the tree: the `obj-m` of every Kbuild under kernel/."""
+    names: set[str] = set()
+    for kbuild in (root / "kernel").glob("*/Kbuild"):
+        for m in re.finditer(r"^obj-m\s*[:+]?=\s*(.+)$", kbuild.read_text(), re.MULTILINE):
+            names.update(w[:-2] for w in m.group(1).split() if w.endswith(".o"))
+    return sorted(names)
+
+
+def _search_dirs(host: Host) -> list[Path]:
+    base = host.root / "build" / host.release
+    return [base / "src", base / "generated"]
+
+
+def _vermagic(host: Host, path: Path) -> str:
+    out = host.run(["modinfo", "-F", "vermagic", str(path)])
+    return out.stdout.split()[0] if out.returncode == 0 and out.stdout.split() else ""
+
+
+def check_name(name: str, host: Host) -> None:
+    """Refuse (exit 5) a malformed name or one that is none of our modules."""
+    if not _NAME.match(name):
+        raise ToolError(
+            f"bad module name {name!r}",
+            hint="module names are letters, digits, '_' and '-' (or give the path to a .ko)",
+            code=EXIT_NOT_FOUND,
+        )
+    norm = name.replace("-", "_")
+    ours = known_modules(host.root)
+    built = any(d.is_dir() and any(d.rglob(f"{norm}.ko")) for d in _search_dirs(host))
+    if norm not in ours and not built:
+        raise ToolError(
+            f"no module called {name!r} in itmBench",
+            hint=f"its modules are {', '.join(ours)}; for a module made by `itmtool new "
+            "kernel`, give the path to its .ko",
+            code=EXIT_NOT_FOUND,
+        )
+
+
+def locate(name: str, host: Host) -> Path:
+    """The .ko of module `name` built for the running kernel.
+
+    Raises `ToolError`: unknown name (5), headers missing (6), not built (1).
+    """
+    check_name(name, host)
+    norm = name.replace("-", "_")
+    for d in _search_dirs(host):
+        found = sorted(d.rglob(f"{norm}.ko")) if d.is_dir() else []
+        if found:
+            return found[0]
+    for p in sorted((host.root / "kernel").rglob(f"{norm}.ko")):
+        if _vermagic(host, p) == host.release:
+            return p
+    if not host.headers().exists():
+        raise ToolError(
+            f"{norm} is not built for {host.release} and its kernel headers are missing "
+            f"({host.headers()})",
+            hint=f"install linux-headers-{host.release}, then `itmtool build`; "
+            "or use `itmtool vm` to work on a kernel of the matrix",
+            code=EXIT_UNSUPPORTED,
+        )
+    raise ToolError(
+        f"{norm} is not built for {host.release}",
+        hint="run `itmtool build` first",
+        code=EXIT_FAILED,
+    )
+
+
+def modinfo(path: Path, host: Host) -> ModuleFile:
+    """Name, parameters and dependencies of a .ko (from `modinfo`)."""
+
+    def field_(f: str) -> list[str]:
+        out = host.run(["modinfo", "-F", f, str(path)])
+        if out.returncode != 0:
+            raise ToolError(
+                f"{path} is not a kernel module: {out.stderr.strip()}", code=EXIT_NOT_FOUND
+            )
+        return [line for line in out.stdout.splitlines() if line.strip()]
+
+    params = {}
+    for line in field_("parmtype"):
+        pname, _, ptype = line.partition(":")
+        params[pname.strip()] = ptype.strip()
+    (name,) = field_("name") or [path.stem]
+    depends = [d for line in field_("depends") for d in line.split(",") if d]
+    return ModuleFile(name.strip().replace("-", "_"), path, params, depends)
+
+
+def check_params(mod: ModuleFile, params: Sequence[str]) -> None:
+    """Refuse (exit 2) a parameter the module does not have or a value of the wrong type."""
+    have = ", ".join(f"{k} ({v})" for k, v in sorted(mod.params.items())) or "none"
+    for p in params:
+        m = _PARAM.match(p)
+        if not m:
+            raise ToolError(
+                f"bad parameter {p!r}: expected name=value",
+                hint=f"{mod.name} takes: {have}",
+                code=EXIT_USAGE,
+            )
+        key, value = m.groups()
+        ptype = mod.params.get(key)
+        if ptype is None:
+            raise ToolError(
+                f"{mod.name} has no parameter {key!r}",
+                hint=f"{mod.name} takes: {have} (see `modinfo -p {mod.path}`)",
+                code=EXIT_USAGE,
+            )
+        ok = True
+        if ptype in _INT_TYPES:
+            try:
+                num = int(value, 0)
+            except ValueError:
+                ok = False
+            else:
+                ok = num >= 0 or not ptype.startswith("u")
+        elif ptype in ("bool", "invbool"):
+            ok = value in _BOOLS
+        if not ok:
+            raise ToolError(
+                f"bad value for {mod.name} parameter {key}: {value!r} is not a {ptype}",
+                hint=f"{mod.name} takes: {have}",
+                code=EXIT_USAGE,
+            )
+
+
+def require_module_support(host: Host) -> None:
+    """Refuse (exit 6) on a kernel built without loadable modules."""
+    if not host.module_support():
+        raise ToolError(
+            f"the running kernel ({host.release}) cannot load modules "
+            "(no /proc/modules: built without CONFIG_MODULES)",
+            hint="use `itmtool vm` to boot a kernel of the matrix with the modules at hand, "
+            "e.g. `itmtool vm -- itmtool load itm_mod`",
+            code=EXIT_UNSUPPORTED,
+        )
+
+
+def _require_root(host: Host, what: str) -> None:
+    if host.euid != 0:
+        raise ToolError(f"{what} needs root", hint="run it with sudo", code=EXIT_PERM)
+
+
+def _resolve(spec: str, host: Host) -> Path:
+    if spec.endswith(".ko") or "/" in spec:
+        path = Path(spec)
+        if not path.is_file():
+            raise ToolError(f"no such module file: {spec}", code=EXIT_NOT_FOUND)
+        return path.resolve()
+    return locate(spec, host)
+
+
+def load(
+    spec: str, params: Sequence[str] = (), *, deps: bool = False, host: Host | None = None
+) -> list[ModuleFile]:
+    """Insert module `spec` (a name or a .ko path) with `params`; returns what was loaded.
+
+    Dependencies (itm_mod for applications) must be loaded already, or are loaded
+    first with `deps`.  Raises `ToolError` with the way out.
+    """
+    host = host or Host()
+    if not (spec.endswith(".ko") or "/" in spec):
+        check_name(spec, host)
+    require_module_support(host)
+    mod = modinfo(_resolve(spec, host), host)
+    check_params(mod, params)
+    if host.loaded(mod.name):
+        raise ToolError(
+            f"{mod.name} is already loaded",
+            hint=f"`itmtool unload {mod.name}` first to load it with other parameters",
+        )
+    missing = [d for d in mod.depends if not host.loaded(d)]
+    done: list[ModuleFile] = []
+    if missing and not deps:
+        raise ToolError(
+            f"{mod.name} needs {', '.join(missing)}, which is not loaded",
+            hint=f"load it first (`itmtool load {missing[0]}`), or `itmtool load --deps "
+            f"{spec}` to load it with its default parameters",
+        )
+    _require_root(host, "loading a module")
+    for dep in missing:
+        done += load(dep, (), deps=True, host=host)
+    out = host.run(["insmod", str(mod.path), *params])
+    if out.returncode != 0:
+        raise ToolError(
+            f"insmod {mod.path.name} failed: {out.stderr.strip()}",
+            hint="the kernel log says why: `dmesg | tail`",
+        )
+    return [*done, mod]
+
+
+def _describe_apps(apps: list[Any]) -> list[str]:
+    lines = []
+    for a in apps:
+        who = f"module {a.owner}" if a.type == "kernel" else f"pid {a.pid}"
+        lines.append(f"  {a.label} ({a.type}, {who}, at {a.hook})")
+    return lines
+
+
+def unload(
+    name: str,
+    *,
+    everything: bool = False,
+    host: Host | None = None,
+    control: Callable[[], Control] = _default_control,
+) -> list[str]:
+    """Remove module `name`; with `everything`, the modules using it first.
+
+    Refuses (exit 1) to remove a module other modules use, or itm_mod while
+    applications are registered, listing them.  Returns the names removed, in order.
+    """
+    host = host or Host()
+    if not _NAME.match(name):
+        check_name(name, host)
+    require_module_support(host)
+    name = name.replace("-", "_")
+    if not host.loaded(name):
+        ours = known_modules(host.root)
+        raise ToolError(
+            f"{name} is not loaded",
+            hint="`itmtool status` shows what is registered"
+            + ("" if name in ours else f"; itmBench's modules are {', '.join(ours)}"),
+            code=EXIT_NOT_FOUND,
+        )
+    holders = host.holders(name)
+    apps: list[Any] = []
+    if name == CORE:
+        from libitm.control import ItmControlError
+
+        try:
+            ctl = control()
+            try:
+                apps = list(ctl.apps())
+            finally:
+                ctl.close()
+        except ItmControlError:
+            apps = []
+    if (holders or apps) and not everything:
+        lines = [f"{name} is in use"]
+        if apps:
+            lines.append("registered applications:")
+            lines += _describe_apps(apps)
+        if holders:
+            lines.append(f"modules using it: {', '.join(holders)}")
+        first = holders[0] if holders else "the applications' modules"
+        raise ToolError(
+            "\n".join(lines),
+            hint=f"unload them first (`itmtool unload {first}`), or "
+            f"`itmtool unload --all {name}` to unload them and then {name}",
+        )
+    _require_root(host, "unloading a module")
+    removed: list[str] = []
+    for h in holders:
+        if host.loaded(h):
+            removed += unload(h, everything=True, host=host, control=control)
+    out = host.run(["rmmod", name])
+    if out.returncode != 0:
+        raise ToolError(f"rmmod {name} failed: {out.stderr.strip()}")
+    return [*removed, name]
