@@ -25,7 +25,7 @@ from itmtool.matrix import ROOT, Kernel, read_matrix
 BUILD_ROOT = ROOT / "build"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "itmbench"
 SOURCE_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
-CHECKPATCH_FILES = ("checkpatch.pl", "spelling.txt", "const_structs.checkpatch")
+CHECKPATCH_FILES = ("checkpatch.pl", "spelling.txt", "const_structs.checkpatch", "kernel-doc")
 
 # lines of kbuild output that are diagnostics
 _DIAG = re.compile(r"(warning|error)\b", re.IGNORECASE)
@@ -100,7 +100,7 @@ def checkpatch() -> Path:
     """checkpatch.pl from Debian's linux-source tarball, extracted once into a cache."""
     dest = CACHE / "checkpatch"
     script = dest / "checkpatch.pl"
-    if script.exists():
+    if all((dest / name).exists() for name in CHECKPATCH_FILES):
         return script
     if not SOURCE_TARBALL.exists():
         raise FileNotFoundError(f"{SOURCE_TARBALL} is missing (run `make setup`)")
@@ -122,10 +122,17 @@ def checkpatch() -> Path:
 
 
 def style(files: list[Path] | None = None) -> list[str]:
-    """Run checkpatch.pl --strict; returns its complaints (empty when clean)."""
+    """Run checkpatch.pl --strict and kernel-doc -Wall; returns their complaints."""
     script = checkpatch()
     problems = []
     for path in files or module_sources():
+        doc = subprocess.run(
+            ["perl", str(script.with_name("kernel-doc")), "-none", "-Wall", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        problems += [line for line in (doc.stdout + doc.stderr).splitlines() if line]
         proc = subprocess.run(
             [
                 "perl",

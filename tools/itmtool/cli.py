@@ -195,7 +195,7 @@ def _cmd_vm(args: argparse.Namespace) -> int:
         if not res.ok:
             print("\n".join(res.diagnostics or res.log.splitlines()[-30:]), file=sys.stderr)
             return EXIT_FAILED
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command: list[str] = args.command[1:] if args.command[:1] == ["--"] else args.command
     if len(command) == 1:
         guest_cmd = command[0]  # one word or a quoted shell command line
     elif command:
@@ -319,8 +319,8 @@ def _add_module_commands(sub: Any) -> None:
     p.add_argument("--log", metavar="LOG", help="verdict log (offline backend)")
     p.add_argument("--duration", type=float, help="seconds to run (live backends)")
     p.add_argument("--json", action="store_true", help="counters as JSON when it ends")
-    p.add_argument("extra", nargs="*", metavar="-- ARGS", help="arguments for the file's main()")
-    p.set_defaults(func=_cmd_run)
+    p.set_defaults(func=_cmd_run, extra=[])
+    p.epilog = "Arguments after -- go to the file's main(argv)."
 
     p = sub.add_parser(
         "new",
@@ -374,7 +374,17 @@ def _add_module_commands(sub: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `itmtool` console script."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    tail: list[str] | None = None
+    if argv[:1] in (["run"], ["vm"]) and "--" in argv:
+        cut = argv.index("--")
+        argv, tail = argv[:cut], argv[cut + 1 :]
     args = build_parser().parse_args(argv)
+    if tail is not None:
+        if args.cmd == "run":
+            args.extra = tail
+        else:
+            args.command = tail
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

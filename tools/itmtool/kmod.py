@@ -179,7 +179,10 @@ def modinfo(path: Path, host: Host) -> ModuleFile:
             )
         return [line for line in out.stdout.splitlines() if line.strip()]
 
-    params = {}
+    params: dict[str, str] = {}
+    # parameters with a description (module_param_cb ones have no parmtype), then types
+    for line in field_("parm"):
+        params.setdefault(line.partition(":")[0].strip(), "")
     for line in field_("parmtype"):
         pname, _, ptype = line.partition(":")
         params[pname.strip()] = ptype.strip()
@@ -190,7 +193,7 @@ def modinfo(path: Path, host: Host) -> ModuleFile:
 
 def check_params(mod: ModuleFile, params: Sequence[str]) -> None:
     """Refuse (exit 2) a parameter the module does not have or a value of the wrong type."""
-    have = ", ".join(f"{k} ({v})" for k, v in sorted(mod.params.items())) or "none"
+    have = ", ".join(f"{k} ({v})" if v else k for k, v in sorted(mod.params.items())) or "none"
     for p in params:
         m = _PARAM.match(p)
         if not m:
@@ -303,7 +306,7 @@ def unload(
     *,
     everything: bool = False,
     host: Host | None = None,
-    control: Callable[[], Control] = _default_control,
+    control: Callable[[], Control] | None = None,
 ) -> list[str]:
     """Remove module `name`; with `everything`, the modules using it first.
 
@@ -329,7 +332,7 @@ def unload(
         from libitm.control import ItmControlError
 
         try:
-            ctl = control()
+            ctl = (control or _default_control)()
             try:
                 apps = list(ctl.apps())
             finally:

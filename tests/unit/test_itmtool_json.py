@@ -1,0 +1,177 @@
+"""Every `--json` output of itmtool has the shape docs/itmtool.md documents.
+
+The documented examples are read from the `<!-- json: NAME -->` blocks of the
+doc; an output matches when it has the same keys at every level and values of
+the same kinds (a documented null admits anything, a list is checked against
+its first documented element).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from itmtool import build, buildmods, cli, kmod, new
+from itmtool.matrix import ROOT
+from libitm.control import ItmNotLoaded
+from libitm.control.client import STAT_NAMES, App
+from libitm.pcap import PcapWriter
+from tests.unit.test_itmtool_kmod import FakeControl, FakeMachine
+
+DOC = ROOT / "docs" / "itmtool.md"
+
+
+def documented(name: str) -> Any:
+    """The JSON block under `<!-- json: name -->` in docs/itmtool.md."""
+    m = re.search(rf"<!-- json: {re.escape(name)} -->\s*```json\n(.*?)```", DOC.read_text(), re.S)
+    assert m, f"docs/itmtool.md documents no `{name}` JSON"
+    return json.loads(m.group(1))
+
+
+def _kind(v: Any) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int | float):
+        return "number"
+    return type(v).__name__
+
+
+def same_shape(doc: Any, real: Any, where: str = "$") -> list[str]:
+    """Differences between the documented and the real shape (empty when they agree)."""
+    if doc is None:
+        return []
+    if isinstance(doc, dict):
+        if not isinstance(real, dict):
+            return [f"{where}: expected an object, got {_kind(real)}"]
+        if set(doc) != set(real):
+            return [f"{where}: keys {sorted(real)} instead of {sorted(doc)}"]
+        return [p for k in doc for p in same_shape(doc[k], real[k], f"{where}.{k}")]
+    if isinstance(doc, list):
+        if not isinstance(real, list):
+            return [f"{where}: expected a list, got {_kind(real)}"]
+        if not doc:
+            return []
+        return [p for i, r in enumerate(real) for p in same_shape(doc[0], r, f"{where}[{i}]")]
+    if real is not None and _kind(doc) != _kind(real):
+        return [f"{where}: {_kind(real)} instead of {_kind(doc)}"]
+    return []
+
+
+def test_the_shape_checker_sees_differences() -> None:
+    assert same_shape({"a": [1]}, {"a": [2, 3]}) == []
+    assert same_shape({"a": 1}, {"a": "x"}) == ["$.a: str instead of number"]
+    assert same_shape({"a": 1}, {"b": 1})
+    assert same_shape({"a": None}, {"a": [1]}) == []
+
+
+class FakeItm:
+    """Stands for ItmControl with itm_mod loaded and one application."""
+
+    def __init__(self) -> None:
+        stats = dict.fromkeys(STAT_NAMES, 5)
+        interest = {
+            "family": "ipv4",
+            "protocol": 17,
+            "src": None,
+            "dst": "10.0.0.0/8",
+            "sport": None,
+            "dport": [53, 53],
+        }
+        self._apps = [
+            App("dns", "kernel", "ip_forward", 0, True, 0, "count_dns", 0, 1, interest, stats)
+        ]
+
+    def __enter__(self) -> FakeItm:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def apps(self) -> list[App]:
+        return self._apps
+
+    def netns_active(self) -> bool:
+        return True
+
+
+def _out(capsys: pytest.CaptureFixture[str]) -> Any:
+    return json.loads(capsys.readouterr().out)
+
+
+def test_status(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(cli, "ItmControl", FakeItm)
+    assert cli.main(["status", "--json"]) == 0
+    assert same_shape(documented("status"), _out(capsys)) == []
+
+
+def test_status_when_nothing_is_loaded(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def not_loaded() -> None:
+        raise ItmNotLoaded(2, "itm_mod is not loaded (...): load it with `itmtool load itm_mod`")
+
+    monkeypatch.setattr(cli, "ItmControl", not_loaded)
+    assert cli.main(["status", "--json"]) == 3
+    real = _out(capsys)
+    assert real == documented("status-not-loaded")
+    assert cli.main(["status"]) == 3
+    err = capsys.readouterr().err
+    assert "itm_mod is not loaded" in err and "Traceback" not in err
+
+
+def test_build(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    moddir = tmp_path / "src"
+    (moddir / "kernel" / "itm_mod").mkdir(parents=True)
+    (moddir / "kernel" / "itm_mod" / "itm_mod.ko").write_bytes(b"")
+
+    def fake_build(kernel: object) -> buildmods.BuildResult:
+        return buildmods.BuildResult("6.12.0-x", moddir, "  CC [M]  main.o\n", 0)
+
+    monkeypatch.setattr(buildmods, "build", fake_build)
+    monkeypatch.setattr(build, "check_headers", lambda k: tmp_path)
+    assert cli.main(["build", "--kernel", "6.12", "--json"]) == 0
+    real = _out(capsys)
+    assert same_shape(documented("build"), real) == []
+    assert real["modules"] == ["kernel/itm_mod/itm_mod.ko"] and real["ok"] is True
+
+
+def test_load_and_unload(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    machine = FakeMachine(tmp_path)
+    monkeypatch.setattr(kmod, "Host", lambda: machine.host())
+    monkeypatch.setattr(kmod, "_default_control", lambda: FakeControl([]))
+    assert cli.main(["load", "--deps", "count_udp", "priority=1", "--json"]) == 0
+    assert same_shape(documented("load"), _out(capsys)) == []
+    assert cli.main(["unload", "--all", "itm_mod", "--json"]) == 0
+    assert same_shape(documented("unload"), _out(capsys)) == []
+
+
+def test_new(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["new", "user", "web", "--dir", str(tmp_path / "web"), "--json"]) == 0
+    assert same_shape(documented("new"), _out(capsys)) == []
+
+
+def test_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    new.render_user(new.AppSpec("slow_web", "post", new.parse_interest(["proto=udp"])), tmp_path)
+    l4 = struct.pack("!HHHH", 1000, 53, 8, 0)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 1, 0, 64, 17, 0, b"\n\0\0\1", b"\n\0\0\2")
+    with (tmp_path / "in.pcap").open("wb") as f:
+        PcapWriter(f).write_packet(1.0, ip + l4)
+    assert (
+        cli.main(
+            ["run", str(tmp_path / "slow_web.py"), "--pcap", str(tmp_path / "in.pcap"), "--json"]
+        )
+        == 0
+    )
+    real = _out(capsys)
+    doc = documented("run")
+    doc["backend_counters"] = None  # depends on the backend
+    assert same_shape(doc, real) == []

@@ -1,0 +1,338 @@
+"""`itmtool load` / `unload` decisions against a fake machine (no root, no kernel).
+
+The fake keeps /proc, /sys/module and a checkout in a temporary directory and
+answers modinfo/insmod/rmmod like the kernel would, so the error paths a new
+user meets are tried end to end through the command line.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from itmtool import cli, kmod
+from itmtool.errors import ToolError
+from libitm.control.client import STAT_NAMES, App
+
+RELEASE = "6.12.0-test-amd64"
+REAL_HOST = kmod.Host  # the tests swap kmod.Host for the command line
+
+MODINFO: dict[str, dict[str, list[str]]] = {
+    "itm_mod": {
+        "name": ["itm_mod"],
+        "parm": ["nf_priority:netfilter priority (int)", "init_netns:attach at load (bool)"],
+        "parmtype": ["nf_priority:int", "init_netns:bool"],
+        "depends": [""],
+        "vermagic": [f"{RELEASE} SMP preempt mod_unload modversions"],
+    },
+    "count_udp": {
+        "name": ["count_udp"],
+        "parm": ["priority:run order (int)", "timer_ms:period (uint)", "packets:read only"],
+        "parmtype": ["priority:int", "timer_ms:uint"],
+        "depends": ["itm_mod"],
+        "vermagic": [f"{RELEASE} SMP preempt mod_unload modversions"],
+    },
+    "old_app": {
+        "name": ["old_app"],
+        "parm": [],
+        "parmtype": [],
+        "depends": ["itm_mod"],
+        "vermagic": ["6.1.0-1-amd64 SMP preempt mod_unload modversions"],
+    },
+}
+
+
+class FakeMachine:
+    """/proc, /sys/module, a checkout with built modules, and the kmod tools."""
+
+    def __init__(self, tmp: Path, *, modules: bool = True) -> None:
+        self.proc = tmp / "proc"
+        self.sys = tmp / "sys" / "module"
+        self.root = tmp / "checkout"
+        self.libmod = tmp / "lib" / "modules"
+        self.proc.mkdir(parents=True)
+        self.sys.mkdir(parents=True)
+        if modules:
+            (self.proc / "modules").write_text("")
+        for name, sub in (("itm_mod", "itm_mod"), ("count_udp", "count_udp")):
+            kdir = self.root / "kernel" / sub
+            kdir.mkdir(parents=True)
+            (kdir / "Kbuild").write_text(f"obj-m := {name}.o\n")
+            built = self.root / "build" / RELEASE / "src" / "kernel" / sub
+            built.mkdir(parents=True)
+            (built / f"{name}.ko").write_bytes(b"\x7fELF")
+        intree = self.root / "kernel" / "old_app"
+        intree.mkdir(parents=True)
+        (intree / "Kbuild").write_text("obj-m := old_app.o\n")
+        (intree / "old_app.ko").write_bytes(b"\x7fELF")
+        self.calls: list[list[str]] = []
+
+    def host(self, euid: int = 0) -> kmod.Host:
+        return REAL_HOST(
+            release=RELEASE,
+            proc=self.proc,
+            sys_module=self.sys,
+            lib_modules=self.libmod,
+            root=self.root,
+            euid=euid,
+            run=self.run,
+        )
+
+    def insert(self, name: str) -> None:
+        (self.sys / name / "holders").mkdir(parents=True, exist_ok=True)
+        (self.sys / name / "initstate").write_text("live\n")
+        for dep in MODINFO[name]["depends"]:
+            if dep:
+                (self.sys / dep / "holders" / name).touch()
+
+    def run(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        self.calls.append(list(argv))
+        tool = argv[0]
+        if tool == "modinfo":
+            name = Path(argv[3]).stem
+            if name not in MODINFO:
+                return subprocess.CompletedProcess(argv, 1, "", f"modinfo: ERROR: {argv[3]}")
+            return subprocess.CompletedProcess(argv, 0, "\n".join(MODINFO[name][argv[2]]) + "\n")
+        name = Path(argv[1]).stem
+        if tool == "insmod":
+            self.insert(name)
+            return subprocess.CompletedProcess(argv, 0, "", "")
+        if tool == "rmmod":
+            if any((self.sys / name / "holders").iterdir()):
+                return subprocess.CompletedProcess(argv, 1, "", f"rmmod: {name} is in use")
+            for dep in MODINFO[name]["depends"]:
+                if dep:
+                    (self.sys / dep / "holders" / name).unlink()
+            for p in sorted((self.sys / name).rglob("*"), reverse=True):
+                p.rmdir() if p.is_dir() else p.unlink()
+            (self.sys / name).rmdir()
+            return subprocess.CompletedProcess(argv, 0, "", "")
+        raise AssertionError(f"unexpected command {argv}")
+
+    def tools_called(self) -> list[tuple[str, str]]:
+        return [
+            (c[0], Path(c[-1] if c[0] == "rmmod" else c[1]).stem)
+            for c in self.calls
+            if c[0] in ("insmod", "rmmod")
+        ]
+
+
+def _app(label: str, owner: str, type_: str = "kernel", pid: int = 0) -> App:
+    return App(
+        label, type_, "ip_forward", 0, True, pid, owner, 0, 1, {}, dict.fromkeys(STAT_NAMES, 0)
+    )
+
+
+class FakeControl:
+    """Stands for libitm.control.ItmControl."""
+
+    def __init__(self, apps: list[App]) -> None:
+        self._apps = apps
+
+    def apps(self) -> list[Any]:
+        return list(self._apps)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def machine(tmp_path: Path) -> FakeMachine:
+    return FakeMachine(tmp_path)
+
+
+def _cli(
+    machine: FakeMachine,
+    argv: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    apps: list[App] | None = None,
+) -> int:
+    monkeypatch.setattr(kmod, "Host", lambda: machine.host())
+    monkeypatch.setattr(kmod, "_default_control", lambda: FakeControl(apps or []))
+    return cli.main(argv)
+
+
+def test_loading_on_a_kernel_without_module_support(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    m = FakeMachine(tmp_path, modules=False)
+    with pytest.raises(ToolError) as exc:
+        kmod.load("itm_mod", host=m.host())
+    assert exc.value.code == 6
+    assert "cannot load modules" in exc.value.message
+    assert "itmtool vm" in exc.value.hint
+    assert m.tools_called() == []
+
+
+def test_this_machines_kernel_is_refused_when_it_has_no_module_support(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The real machine: on a kernel without /proc/modules, exit 6 and the way out."""
+    host = kmod.Host()
+    rc = cli.main(["load", "itm_mod"])
+    err = capsys.readouterr().err
+    if host.module_support():
+        assert "cannot load modules" not in err
+    else:
+        assert rc == 6
+        assert "cannot load modules" in err and "itmtool vm" in err
+        assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", ["a b", "../etc", "x" * 80, "mod;rm"])
+def test_bad_module_name(
+    machine: FakeMachine,
+    name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert _cli(machine, ["load", name], monkeypatch) == 5
+    err = capsys.readouterr().err
+    assert "bad module name" in err or "no such module file" in err
+    assert machine.tools_called() == []
+
+
+def test_unknown_module_name_lists_ours(
+    machine: FakeMachine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _cli(machine, ["load", "itm_modd"], monkeypatch) == 5
+    err = capsys.readouterr().err
+    assert "no module called 'itm_modd'" in err and "itm_mod" in err and "count_udp" in err
+
+
+@pytest.mark.parametrize(
+    ("param", "said"),
+    [
+        ("bogus=1", "has no parameter 'bogus'"),
+        ("nf_priority=high", "is not a int"),
+        ("init_netns=maybe", "is not a bool"),
+        ("nf_priority", "expected name=value"),
+    ],
+)
+def test_bad_parameter_is_refused_before_insmod(
+    machine: FakeMachine,
+    param: str,
+    said: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert _cli(machine, ["load", "itm_mod", param], monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert said in err
+    assert "nf_priority (int)" in err and "init_netns (bool)" in err  # what it takes
+    assert machine.tools_called() == []
+
+
+def test_good_parameters_and_unsigned_check(machine: FakeMachine) -> None:
+    done = kmod.load("itm_mod", ["nf_priority=-150", "init_netns=1"], host=machine.host())
+    assert [m.name for m in done] == ["itm_mod"]
+    assert machine.calls[-1][2:] == ["nf_priority=-150", "init_netns=1"]
+    with pytest.raises(ToolError) as exc:
+        kmod.load("count_udp", ["timer_ms=-1"], host=machine.host())
+    assert exc.value.code == 2
+    kmod.load("count_udp", ["packets=3"], host=machine.host())  # no type known: kernel decides
+
+
+def test_application_without_itm_mod_is_refused_with_the_way_out(
+    machine: FakeMachine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _cli(machine, ["load", "count_udp"], monkeypatch) == 1
+    err = capsys.readouterr().err
+    assert "count_udp needs itm_mod, which is not loaded" in err
+    assert "itmtool load itm_mod" in err and "--deps" in err
+    assert machine.tools_called() == []
+
+
+def test_deps_load_itm_mod_first(
+    machine: FakeMachine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _cli(machine, ["load", "--deps", "count_udp", "priority=3", "--json"], monkeypatch) == 0
+    assert machine.tools_called() == [("insmod", "itm_mod"), ("insmod", "count_udp")]
+    assert machine.calls[-1][2:] == ["priority=3"]
+    import json
+
+    doc = json.loads(capsys.readouterr().out)
+    assert [m["name"] for m in doc["loaded"]] == ["itm_mod", "count_udp"]
+
+
+def test_load_needs_root_and_refuses_a_second_load(machine: FakeMachine) -> None:
+    with pytest.raises(ToolError) as exc:
+        kmod.load("itm_mod", host=machine.host(euid=1000))
+    assert exc.value.code == 4
+    kmod.load("itm_mod", host=machine.host())
+    with pytest.raises(ToolError) as exc:
+        kmod.load("itm_mod", host=machine.host())
+    assert exc.value.code == 1 and "already loaded" in exc.value.message
+
+
+def test_in_tree_build_is_used_only_for_the_running_kernel(machine: FakeMachine) -> None:
+    with pytest.raises(ToolError) as exc:  # old_app.ko was built for 6.1: not ours to load
+        kmod.locate("old_app", machine.host())
+    assert exc.value.code == 6 and "headers are missing" in exc.value.message
+    (machine.libmod / RELEASE / "build").mkdir(parents=True)
+    with pytest.raises(ToolError) as exc:
+        kmod.locate("old_app", machine.host())
+    assert exc.value.code == 1 and "itmtool build" in exc.value.hint
+    MODINFO["old_app"]["vermagic"] = [f"{RELEASE} SMP"]
+    try:
+        assert kmod.locate("old_app", machine.host()).name == "old_app.ko"
+    finally:
+        MODINFO["old_app"]["vermagic"] = ["6.1.0-1-amd64 SMP"]
+
+
+def test_a_generated_module_loads_by_path(machine: FakeMachine, tmp_path: Path) -> None:
+    kmod.load("itm_mod", host=machine.host())
+    ko = machine.root / "build" / RELEASE / "src" / "kernel" / "count_udp" / "count_udp.ko"
+    done = kmod.load(str(ko), host=machine.host())
+    assert done[0].name == "count_udp"
+    with pytest.raises(ToolError) as exc:
+        kmod.load(str(tmp_path / "missing.ko"), host=machine.host())
+    assert exc.value.code == 5
+
+
+def test_unloading_itm_mod_while_applications_are_registered(
+    machine: FakeMachine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kmod.load("itm_mod", host=machine.host())
+    kmod.load("count_udp", host=machine.host())
+    apps = [_app("dns-count", "count_udp"), _app("shaper", "", "user", pid=4242)]
+    machine.calls.clear()
+    assert _cli(machine, ["unload", "itm_mod"], monkeypatch, apps) == 1
+    err = capsys.readouterr().err
+    assert "itm_mod is in use" in err
+    assert "dns-count (kernel, module count_udp, at ip_forward)" in err
+    assert "shaper (user, pid 4242, at ip_forward)" in err
+    assert "modules using it: count_udp" in err
+    assert "itmtool unload count_udp" in err and "--all" in err
+    assert machine.tools_called() == []
+
+    assert _cli(machine, ["unload", "--force", "itm_mod", "--json"], monkeypatch, apps) == 0
+    assert machine.tools_called() == [("rmmod", "count_udp"), ("rmmod", "itm_mod")]
+    import json
+
+    assert json.loads(capsys.readouterr().out) == {"unloaded": ["count_udp", "itm_mod"]}
+
+
+def test_unload_what_is_not_loaded(
+    machine: FakeMachine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _cli(machine, ["unload", "itm_mod"], monkeypatch) == 5
+    assert "itm_mod is not loaded" in capsys.readouterr().err
+
+
+def test_unload_an_application_then_itm_mod(machine: FakeMachine) -> None:
+    kmod.load("count_udp", deps=True, host=machine.host())
+    assert kmod.unload("count_udp", host=machine.host(), control=lambda: FakeControl([])) == [
+        "count_udp"
+    ]
+    assert kmod.unload("itm_mod", host=machine.host(), control=lambda: FakeControl([])) == [
+        "itm_mod"
+    ]
+
+
+def test_known_modules_of_the_real_tree() -> None:
+    assert {"itm_mod", "itm_test_app"} <= set(kmod.known_modules())
