@@ -51,3 +51,7 @@ test: setup
 
 demo: setup
 	$(PY) -m itmtool.demo
+
+# every benchmark; results and tables land in docs/benchmarks.md
+bench: setup
+	$(PY) -m bench.itm_dispatch --kernel all --write

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * itm_bench_apps - n no-op itm applications at IP_FORWARD for the dispatch
- * benchmark: every callback is present and does nothing, class 1, accept.
+ * benchmark: with callbacks=1 every callback is present and does nothing
+ * (class 1, accept); with callbacks=0 they are all NULL (interest only).
  */
 #include <linux/module.h>
 #include <linux/slab.h>
@@ -10,6 +11,10 @@
 static unsigned int n_apps = 1;
 module_param(n_apps, uint, 0444);
 MODULE_PARM_DESC(n_apps, "how many no-op applications to register (1..64)");
+
+static bool callbacks = true;
+module_param(callbacks, bool, 0444);
+MODULE_PARM_DESC(callbacks, "give the applications their five (empty) callbacks");
 
 static struct itm_info *bench_apps;
 static unsigned int bench_registered;
@@ -51,11 +56,13 @@ static int __init bench_apps_init(void)
 		snprintf(info->label, sizeof(info->label), "bench-%u", i);
 		info->type = ITM_TYPE_KERNEL;
 		info->owner = THIS_MODULE;
-		info->class_func = bench_class;
-		info->log_func = bench_nop;
-		info->process_func = bench_process;
-		info->update_func = bench_nop;
-		info->control_func = bench_nop;
+		if (callbacks) {
+			info->class_func = bench_class;
+			info->log_func = bench_nop;
+			info->process_func = bench_process;
+			info->update_func = bench_nop;
+			info->control_func = bench_nop;
+		}
 		err = itm_register_hook(ITM_IP_FORWARD, info);
 		if (err) {
 			bench_unregister();

@@ -33,6 +33,11 @@ struct itm_net {
 	bool active;
 };
 
+static bool account_time = true;
+module_param(account_time, bool, 0644);
+MODULE_PARM_DESC(account_time,
+		 "count the time each application spends (two clock reads per matched packet)");
+
 static unsigned int itm_net_id __read_mostly;
 
 /**
@@ -212,8 +217,9 @@ static unsigned int itm_run_app(struct itm_app *app, enum itm_hook where,
 	struct itm_info *info = app->info;
 	struct itm_app_stats __percpu *st = app->stats;
 	const struct itm_ctx ctx = { .info = info, .where = where, .state = state };
+	bool timed = READ_ONCE(account_time);
 	unsigned int verdict = ITM_ACCEPT;
-	u64 start = local_clock();
+	u64 start = timed ? local_clock() : 0;
 	int class = 0;
 
 	this_cpu_inc(st->matched);
@@ -240,7 +246,8 @@ static unsigned int itm_run_app(struct itm_app *app, enum itm_hook where,
 		if (info->control_func)
 			info->control_func(class, skb, &ctx);
 	}
-	this_cpu_add(st->time_ns, local_clock() - start);
+	if (timed)
+		this_cpu_add(st->time_ns, local_clock() - start);
 	return verdict;
 }
 
