@@ -336,3 +336,16 @@ def test_unload_an_application_then_itm_mod(machine: FakeMachine) -> None:
 
 def test_known_modules_of_the_real_tree() -> None:
     assert {"itm_mod", "itm_test_app"} <= set(kmod.known_modules())
+
+
+def test_itm_moddir_is_searched_first(machine: FakeMachine, tmp_path: Path) -> None:
+    """In the VM the run's own build (ITM_MODDIR) and its generated/ sibling come first."""
+    run_dir = tmp_path / "vm-1"
+    (run_dir / "src" / "kernel" / "itm_mod").mkdir(parents=True)
+    (run_dir / "generated" / "count_udp").mkdir(parents=True)
+    (run_dir / "src" / "kernel" / "itm_mod" / "itm_mod.ko").write_bytes(b"")
+    (run_dir / "generated" / "count_udp" / "count_udp.ko").write_bytes(b"")
+    host = machine.host()
+    host.moddir = run_dir / "src"
+    assert kmod.locate("itm_mod", host).is_relative_to(run_dir)
+    assert kmod.locate("count_udp", host).is_relative_to(run_dir / "generated")

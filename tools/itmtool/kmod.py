@@ -1,7 +1,8 @@
 """`itmtool load` / `unload`: itmBench's kernel modules in and out, in dependency order.
 
 Modules are found by name among the ones built for the running kernel
-(``build/<uname -r>/src``, ``build/<uname -r>/generated``, then the in-tree
+(``$ITM_MODDIR`` and its sibling ``generated/`` when set, as in the VM;
+``build/<uname -r>/src``, ``build/<uname -r>/generated``; then the in-tree
 build when its vermagic matches), or given as a path to a ``.ko``.  They are
 inserted with ``insmod`` (so no ``depmod`` or installation is needed) after
 their parameters have been checked against ``modinfo``, and removed with
@@ -55,6 +56,12 @@ class Host:
     root: Path = ROOT
     euid: int = field(default_factory=os.geteuid)
     run: Runner = _run
+    #: modules built elsewhere, searched first (the VM tier's ITM_MODDIR)
+    moddir: Path | None = field(
+        default_factory=lambda: (
+            Path(os.environ["ITM_MODDIR"]) if os.environ.get("ITM_MODDIR") else None
+        )
+    )
 
     def module_support(self) -> bool:
         """Whether the running kernel can load modules (CONFIG_MODULES: /proc/modules)."""
@@ -111,7 +118,8 @@ def known_modules(root: Path = ROOT) -> list[str]:
 
 def _search_dirs(host: Host) -> list[Path]:
     base = host.root / "build" / host.release
-    return [base / "src", base / "generated"]
+    first = [host.moddir, host.moddir.parent / "generated"] if host.moddir else []
+    return [*first, base / "src", base / "generated"]
 
 
 def _vermagic(host: Host, path: Path) -> str:

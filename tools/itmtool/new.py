@@ -382,15 +382,19 @@ def examples_dir(kernel: Kernel) -> Path:
     return buildmods.BUILD_ROOT / kernel.release / "generated"
 
 
-def build_examples(kernel: Kernel) -> list[buildmods.BuildResult]:
-    """Generate every skeleton of `EXAMPLES` and build it for `kernel`.
+def build_examples(
+    kernel: Kernel, dest: Path | None = None, *, symvers: Path | None = None
+) -> list[buildmods.BuildResult]:
+    """Generate every skeleton of `EXAMPLES` and build it for `kernel` with W=1.
 
-    Into build/<release>/generated/<name>/; tests/vm/guest.py calls this before
-    booting so that tests/kernel/test_generated_*.py find the .ko files.
+    Into `dest`/<name>/ (default build/<release>/generated/) against `symvers`
+    (default: build/<release>/src/Module.symvers, built when missing).
+    tests/vm/guest.py calls this with the ``generated`` directory next to the
+    run's ITM_MODDIR, where tests/kernel/test_generated_modules.py looks.
     """
-    base = examples_dir(kernel)
+    base = dest or examples_dir(kernel)
     shutil.rmtree(base, ignore_errors=True)
-    symvers = core_symvers(kernel)
+    symvers = symvers or core_symvers(kernel)
     results = []
     for spec in EXAMPLES:
         render_kernel(spec, base / spec.name)
