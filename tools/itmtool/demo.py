@@ -9,11 +9,12 @@ traffic through the ITM and prints what `itmtool status` shows.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
 
-from itmtool import buildmods, lab, vm
+from itmtool import buildmods, demo_qos, lab, vm
 from itmtool.matrix import read_matrix
 
 APPS = (
@@ -29,14 +30,30 @@ def _step(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
 
-def guest(moddir: Path) -> int:
-    """The part that runs in the VM."""
+def guest(moddir: Path, out: Path) -> int:
+    """The part that runs in the VM: act 1 (itm_mod), then act 2 (qos_mod) if it is built."""
+    rc = act_itm(moddir)
+    qos = sorted(moddir.rglob("qos_mod.ko"))
+    if rc or not qos:
+        return rc
+    _step("act 2: qos_mod — short flows behind long ones, without and with marking")
+    lab.sh("insmod", str(next(moddir.rglob("itm_mod.ko"))))
+    try:
+        doc = demo_qos.run(qos[0])
+    finally:
+        lab.sh("rmmod", "itm_mod", check=False)
+    (out / "qos_demo.json").write_text(json.dumps(doc, indent=1))
+    return 0
+
+
+def act_itm(moddir: Path) -> int:
+    """Act 1: itm_mod with five small applications, and itmtool status."""
     itm = next(moddir.rglob("itm_mod.ko"))
     app = next(moddir.rglob("itm_test_app.ko"))
     itmtool = [sys.executable, "-m", "itmtool.cli"]
     with lab.topology() as t:
         try:
-            _step(f"kernel {lab.sh('uname', '-r').strip()}: loading itm_mod and five applications")
+            _step(f"act 1, kernel {lab.sh('uname', '-r').strip()}: itm_mod and five applications")
             lab.sh("insmod", str(itm))
             lab.sh("insmod", str(app), f"apps={APPS}")
             subprocess.run(["ip", "netns", "exec", t.router, *itmtool, "netns", "on"], check=True)
@@ -69,25 +86,39 @@ def host(kernel_name: str | None) -> int:
         return 1
     print(f"==> booting {kernel.release} in a VM (QEMU without KVM: about a minute)", flush=True)
     out = buildmods.BUILD_ROOT / "demo"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "qos_demo.json").unlink(missing_ok=True)
     result = vm.run(
         kernel,
-        f"python -m itmtool.demo --guest {res.moddir}",
+        f"python -m itmtool.demo --guest {res.moddir} --out {out}",
         rwdirs=[out],
         append=(),
         stream=True,
         timeout=900,
     )
-    return result.returncode
+    if result.returncode:
+        return result.returncode
+    qos = out / "qos_demo.json"
+    if not qos.exists():
+        print("\n(qos_mod is not built: act 2 skipped)")
+        return 0
+    doc = json.loads(qos.read_text())
+    print("\n==> results of act 2\n" + demo_qos.summary(doc))
+    png = out / "qos_demo.png"
+    demo_qos.plot(doc, png)
+    print(f"\nplot of the short-flow completion times: {png}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line of the demo."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--guest", metavar="MODDIR", help="run the in-VM part (internal)")
+    parser.add_argument("--out", type=Path, help="where the guest writes its results (internal)")
     parser.add_argument("--kernel", help="kernel of the matrix to boot (default: the newest)")
     args = parser.parse_args(argv)
     if args.guest:
-        return guest(Path(args.guest))
+        return guest(Path(args.guest), args.out)
     return host(args.kernel)
 
 

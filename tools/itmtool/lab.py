@@ -13,6 +13,7 @@ import secrets
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -237,3 +238,150 @@ def ping(ns: str, dst: str, count: int = 1) -> bool:
         check=False,
     )
     return proc.returncode == 0
+
+
+@dataclass
+class Chain:
+    """A line of namespaces, each linked to the next by a veth pair.
+
+    Link ``i`` joins ``names[i]`` and ``names[i+1]`` on 10.78.<i+1>.0/24: the left
+    end is .1, the right end .2; interfaces are named ``l<i>`` (left end) and
+    ``r<i>`` (right end).  Every namespace routes everything else towards the
+    far ends, so the first and the last can talk through the middle ones.
+    """
+
+    names: list[str]
+
+    def addr(self, index: int) -> str:
+        """The address of namespace `index` (on its link towards the left, or right for 0)."""
+        return "10.78.1.1" if index == 0 else f"10.78.{index}.2"
+
+    def dev_out(self, index: int) -> str:
+        """The interface of namespace `index` towards the next one."""
+        return f"l{index}"
+
+
+@contextlib.contextmanager
+def chain(roles: list[str]) -> Iterator[Chain]:
+    """Create a chain of namespaces named after `roles`; remove them afterwards."""
+    tag = secrets.token_hex(3)
+    c = Chain([f"itm{role[:3]}-{tag}" for role in roles])
+    try:
+        for n in c.names:
+            sh("ip", "netns", "add", n)
+        last = len(c.names) - 1
+        for i in range(last):
+            left, right = c.names[i], c.names[i + 1]
+            sh(
+                "ip",
+                "link",
+                "add",
+                f"l{i}",
+                "netns",
+                left,
+                "type",
+                "veth",
+                "peer",
+                f"r{i}",
+                "netns",
+                right,
+            )
+        for i, ns in enumerate(c.names):
+            lines = ["link set lo up"]
+            if i < last:
+                lines += [f"addr add 10.78.{i + 1}.1/24 dev l{i}", f"link set l{i} up"]
+            if i > 0:
+                lines += [f"addr add 10.78.{i}.2/24 dev r{i - 1}", f"link set r{i - 1} up"]
+            # routes to the subnets beyond the neighbours
+            for j in range(1, last + 1):
+                if j < i:
+                    lines.append(f"route add 10.78.{j}.0/24 via 10.78.{i}.1")
+                elif j > i + 1:
+                    lines.append(f"route add 10.78.{j}.0/24 via 10.78.{i + 1}.2")
+            proc = subprocess.run(
+                ["ip", "-n", ns, "-batch", "-"],
+                input="\n".join(lines) + "\n",
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if proc.returncode:
+                raise RuntimeError(f"ip -batch in {ns}: {proc.stderr}")
+            if 0 < i < last:
+                sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        yield c
+    finally:
+        for n in c.names:
+            sh("ip", "netns", "del", n, check=False)
+
+
+class FlowServer:
+    """A TCP server in a namespace: reads each connection to its end, answers one byte."""
+
+    def __init__(self, ns: str, port: int) -> None:
+        with netns(ns):
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("", port))
+        self.sock.listen(64)
+        self.sock.settimeout(0.5)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._drain, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _drain(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.settimeout(60)
+            while conn.recv(262144):
+                pass
+            conn.sendall(b"!")
+
+    def close(self) -> None:
+        """Stop accepting and close the listening socket."""
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+def timed_flow(
+    ns: str,
+    dst: str,
+    port: int,
+    nbytes: int,
+    *,
+    timeout: float = 60.0,
+    deadline: float | None = None,
+) -> tuple[float, int, int]:
+    """Send `nbytes` (or until `deadline`, a time.monotonic() value) and wait for the answer.
+
+    Returns (seconds from connect to answer, bytes sent, the client's source port);
+    seconds is negative when the flow did not complete.
+    """
+    with netns(ns):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    chunk = b"z" * 65536
+    sent = 0
+    with s:
+        s.settimeout(timeout)
+        start = time.monotonic()
+        try:
+            s.connect((dst, port))
+            sport = s.getsockname()[1]
+            while sent < nbytes and (deadline is None or time.monotonic() < deadline):
+                n = s.send(chunk[: min(len(chunk), nbytes - sent)])
+                sent += n
+            s.shutdown(socket.SHUT_WR)
+            if s.recv(1) != b"!":
+                return -1.0, sent, sport
+        except OSError:
+            return -1.0, sent, 0
+        return time.monotonic() - start, sent, sport
