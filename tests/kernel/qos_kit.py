@@ -79,7 +79,7 @@ def sysctl(ns: str, *settings: str) -> None:
 def _csum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    s: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while s >> 16:
         s = (s & 0xFFFF) + (s >> 16)
     return s
@@ -183,7 +183,7 @@ class Capture:
     def drops(self) -> int:
         """Packets the socket could not keep."""
         raw = self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
-        return struct.unpack("II", raw)[1]
+        return int(struct.unpack("II", raw)[1])
 
     def close(self) -> None:
         """Close the socket."""
@@ -330,7 +330,7 @@ class SynFlood:
 
 
 def _csum_sum(data: bytes) -> int:
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    s: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while s >> 16:
         s = (s & 0xFFFF) + (s >> 16)
     return s

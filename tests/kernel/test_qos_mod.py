@@ -30,6 +30,8 @@ from tests.kernel.kit import Topology
 SIZES = (5, 20, 21, 60)
 #: precedence 1, Minimize-Delay and Maximize-Throughput set by the client
 CLIENT_TOS = 0x38
+#: one packet as its sender sent it and as the other end received it
+Pair = tuple[q.Pkt, q.Pkt]
 
 
 @pytest.fixture(autouse=True)
@@ -83,9 +85,9 @@ def _transfers(
     v6: bool = False,
     port0: int = 5001,
     first_as_sent: bool = True,
-) -> dict[tuple[int, str], list[q.Pkt]]:
+) -> dict[tuple[int, str], list[Pair]]:
     """Run one transfer per size; check both directions; return the received packets."""
-    out = {}
+    out: dict[tuple[int, str], list[Pair]] = {}
     with q.captures(t) as (cc, sc):
         ports = []
         for k, segs in enumerate(sizes):
@@ -107,7 +109,7 @@ def _transfers(
     return out
 
 
-def _classified(result: dict[tuple[int, str], list]) -> int:
+def _classified(result: dict[tuple[int, str], list[Pair]]) -> int:
     """Packets that went through process_func: all but the first of each flow."""
     return sum(len(v) - 1 for v in result.values())
 
@@ -121,7 +123,7 @@ def test_qos_marks_flows_by_size(topo: Topology) -> None:
         st = q.stats()
         # the long flows really went long, and the client's ECN bits were there
         assert any(not (b.tos & q.LOWDELAY) for _, b in res[(60, "c2s")])
-        assert any(a.tos & 0x03 for a, _ in res[(60, "c2s")])
+        assert any(bool(a.tos & 0x03) for a, _ in res[(60, "c2s")])
         assert st["created"] == 2 * len(SIZES)
         assert st["short_packets"] + st["long_packets"] == _classified(res)
         long_pkts = sum(
@@ -274,7 +276,7 @@ def test_qos_syn_flood_bounded_table(topo: Topology) -> None:
             assert rx["rx"] - rx0["rx"] >= FLOWS and rx["rx_dropped"] == rx0["rx_dropped"]
             assert rst - rst0 == FLOWS
             assert peak_flows <= MAX_FLOWS and st["flows"] <= MAX_FLOWS
-            assert peak_slab <= MAX_FLOWS + slab[1] * 4  # objects of partly used slabs
+            assert slab and peak_slab <= MAX_FLOWS + slab[1] * 4  # objects of partly used slabs
             assert st["table_full"] > 0
             assert st["created"] + st["table_full"] >= 2 * FLOWS
             # idle flows are collected (2 s idle, RST-closed after 1 s)
