@@ -87,7 +87,7 @@ def test_load_unload_cycles_with_traffic(topo: Topology) -> None:
                 if stop.is_set():
                     return
                 s.sendto(b"y" * 32, (topo.server4, 7000))
-                time.sleep(0.0005)
+                time.sleep(0.002)
 
     th = threading.Thread(target=flood, daemon=True)
     th.start()

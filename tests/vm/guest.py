@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from itmtool import buildmods, vm
+from itmtool import buildmods, new, vm
 from itmtool.matrix import ROOT, Kernel, read_matrix
 
 GUEST_SUITE = "tests/kernel"
@@ -35,6 +35,8 @@ class GuestRun:
     pytest_log: str = ""
     dmesg: list[str] = field(default_factory=list)
     tainted: int | None = None
+    #: skeletons made by `itmtool new kernel`, built beside the modules
+    generated: list[buildmods.BuildResult] = field(default_factory=list)
     #: guest test id -> (outcome, message)
     results: dict[str, tuple[str, str]] = field(default_factory=dict)
 
@@ -42,6 +44,11 @@ class GuestRun:
         """Why the run as a whole failed, or None."""
         if not self.build.ok:
             return "modules did not build cleanly:\n" + "\n".join(self.build.diagnostics[-30:])
+        for gen in self.generated:
+            if not gen.ok:
+                return f"generated module {gen.moddir.name} did not build cleanly:\n" + (
+                    "\n".join(gen.diagnostics[-30:] or gen.log.splitlines()[-30:])
+                )
         if self.vm_rc is None:
             return "the VM did not finish in time:\n" + self.vm_output[-3000:]
         if not self.results:
@@ -113,6 +120,11 @@ def run_kernel_tier(kernel: Kernel, pytest_args: tuple[str, ...] = ()) -> GuestR
     top = _run_dir(kernel)
     run = GuestRun(kernel, buildmods.build(kernel, dest=top / "src"))
     if not run.build.ok:
+        return run
+    run.generated = new.build_examples(
+        kernel, top / "generated", symvers=top / "src" / "Module.symvers"
+    )
+    if run.problem():
         return run
     res = top / "results"
     res.mkdir(parents=True)
