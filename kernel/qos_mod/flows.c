@@ -144,6 +144,11 @@ void qos_flows_log(const struct qos_pkt *p)
 		qos_flow_account(f, p);
 		return;
 	}
+	/* a full table (a flood of new flows) must not cost a lock per packet */
+	if (atomic_read(&qos_nobjs) >= READ_ONCE(qos_max_flows)) {
+		this_cpu_inc(qos_stats->table_full);
+		return;
+	}
 	spin_lock_bh(&b->lock);
 	f = qos_find(b, &p->key);	/* another CPU may have entered it */
 	if (f) {
