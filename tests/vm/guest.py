@@ -54,7 +54,9 @@ class GuestRun:
         if not self.results:
             return (
                 f"the VM ran no test (vng exit {self.vm_rc}, pytest exit {self.pytest_rc}):\n"
-                + (self.pytest_log[-3000:] or self.vm_output[-3000:])
+                + self.pytest_log[-2000:]
+                + "\n--- console ---\n"
+                + self.vm_output[-4000:]
             )
         return None
 
@@ -131,7 +133,8 @@ def run_kernel_tier(kernel: Kernel, pytest_args: tuple[str, ...] = ()) -> GuestR
     args = " ".join(pytest_args)
     script = f"""
 uname -r > {res}/uname
-python -m pytest -p no:cacheprovider -q -rA --timeout=300 {GUEST_SUITE} \
+dmesg -w > {res}/dmesg-live.txt 2>&1 &
+python -m pytest -p no:cacheprovider -v -rA --durations=0 --timeout=300 {GUEST_SUITE} \
     --junitxml={res}/junit.xml {args} > {res}/pytest.log 2>&1
 echo $? > {res}/pytest.rc
 dmesg > {res}/dmesg.txt
@@ -143,6 +146,7 @@ cat /proc/sys/kernel/tainted > {res}/tainted
             script,
             rwdirs=[res],
             timeout=VM_TIMEOUT,
+            console=True,
             env={"ITM_MODDIR": str(run.build.moddir)},
         )
         run.vm_rc, run.vm_output = out.returncode, out.output

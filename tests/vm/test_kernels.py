@@ -68,7 +68,7 @@ def test_kernel_log_is_clean(kernel: Kernel) -> None:
     run = _run(kernel)
     assert run.problem() is None, run.problem()
     assert run.dmesg, "no kernel log came back"
-    bad = bad_lines(run.dmesg)
+    bad = bad_lines(run.dmesg + run.vm_output.splitlines())
     assert not bad, "\n".join(bad[:40])
     assert run.tainted is not None
     assert run.tainted & ~ALLOWED_TAINT == 0, f"taint {run.tainted:#x}"

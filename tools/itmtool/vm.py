@@ -51,11 +51,14 @@ def run(
     append: tuple[str, ...] = DEBUG_APPEND,
     env: dict[str, str] | None = None,
     stream: bool = False,
+    console: bool = False,
 ) -> VmResult:
     """Boot `kernel` and run the shell `script` in it as root, in the project's root.
 
     `env` is exported in the guest.  With `stream`, the guest's output goes to
     this process's stdout as it comes (for people); otherwise it is captured.
+    With `console`, the kernel's console (boot log, an Oops or a panic that
+    kills the VM) is part of the output.
     Raises `subprocess.TimeoutExpired` when the VM does not finish in time.
     """
     if not kernel.vmlinuz.exists():
@@ -81,6 +84,8 @@ def run(
         "--user",
         "root",
     ]
+    if console:
+        cmd.append("--verbose")
     for d in rwdirs:
         cmd += ["--rwdir", str(d)]
     for a in append:
