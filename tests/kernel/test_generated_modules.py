@@ -2,30 +2,44 @@
 
 tests/vm/guest.py generates and builds them on the host before the VM boots
 (`itmtool.new.build_examples`, into build/<release>/generated/); a missing one
-is a failure. Everything goes through `itmtool` as a person would use it.
+is a failure. Everything goes through `itmtool`'s command line as a person would
+use it, run in this process: under TCG on a busy machine a Python start with
+pyroute2 costs tens of seconds.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from itmtool import new
+from itmtool import cli, new
 from tests.kernel import kit
 from tests.kernel.kit import Topology
 
 
-def itmtool(*args: str, ns: str | None = None) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "itmtool.cli", *args]
-    if ns:
-        cmd = ["ip", "netns", "exec", ns, *cmd]
-    return subprocess.run(cmd, capture_output=True, text=True, check=False)
+class Result:
+    """What one itmtool command returned and printed."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def itmtool(*args: str, ns: str | None = None) -> Result:
+    """Run itmtool's command line in this process (a Python start costs much under TCG)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.ExitStack() as stack:
+        if ns:
+            stack.enter_context(kit.netns(ns))
+        stack.enter_context(contextlib.redirect_stdout(out))
+        stack.enter_context(contextlib.redirect_stderr(err))
+        rc = cli.main(list(args))
+    return Result(rc, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture
