@@ -38,7 +38,12 @@ static int itm_app_cmp(const void *a, const void *b)
  * @where: the hook
  * @gfp: allocation flags for the new list
  *
- * Context: process context, itm_lock held.
+ * The old list is freed after an RCU grace period, waited for here: when
+ * this returns, no packet sees the old list any more.  (Not kfree_rcu():
+ * kmem_cache_destroy() waits for every pending kfree_rcu() batch, which
+ * made each unload of itm_mod wait seconds.)
+ *
+ * Context: process context, itm_lock held; sleeps.
  * Return: 0, or -ENOMEM (the old list then stays in place).
  */
 int itm_rebuild_hook(enum itm_hook where, gfp_t gfp)
@@ -62,8 +67,8 @@ int itm_rebuild_hook(enum itm_hook where, gfp_t gfp)
 	}
 	old = rcu_replace_pointer(itm_hook_apps[where], new,
 				  lockdep_is_held(&itm_lock));
-	if (old)
-		kfree_rcu(old, rcu);
+	synchronize_rcu();
+	kfree(old);
 	return 0;
 }
 
@@ -209,12 +214,13 @@ void itm_unregister_hook(struct itm_info *info)
 		return;
 	}
 	list_del(&app->node);
-	/* The application must be gone when we return: this cannot fail. */
+	/*
+	 * The application must be gone when we return: this cannot fail, and
+	 * it waits for every hook (they run under rcu_read_lock()) that may
+	 * still see the application to finish.
+	 */
 	itm_rebuild_hook(info->hook, GFP_KERNEL | __GFP_NOFAIL);
 	mutex_unlock(&itm_lock);
-
-	/* Every hook runs under rcu_read_lock(): wait for them to finish. */
-	synchronize_rcu();
 	info->app = NULL;
 	free_percpu(app->stats);
 	kmem_cache_free(itm_app_cache, app);

@@ -51,12 +51,10 @@ struct itm_app {
 
 /**
  * struct itm_hook_apps - the run list of one hook, rebuilt on every change
- * @rcu: for freeing after readers are done
  * @n: number of applications
  * @apps: the applications in run order
  */
 struct itm_hook_apps {
-	struct rcu_head rcu;
 	unsigned int n;
 	struct itm_app *apps[];
 };

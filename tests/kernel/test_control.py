@@ -120,7 +120,11 @@ done
         th.join(10)
         kit.rmmod("itm_test_app")
         kit.rmmod("itm_mod")
-        _nft("", "delete table inet itm_keep_hooks_on")
+        subprocess.run(
+            ["nft", "delete", "table", "inet", "itm_keep_hooks_on"],
+            check=False,
+            capture_output=True,
+        )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.split("\n")
     # every cycle: 3 applications in itm_mod's own cache, none after they
@@ -134,18 +138,19 @@ done
 
 KEEP_HOOKS_ON = """
 table inet itm_keep_hooks_on {
-    chain pre { type filter hook prerouting priority 0; }
-    chain in { type filter hook input priority 0; }
-    chain fwd { type filter hook forward priority 0; }
-    chain out { type filter hook output priority 0; }
-    chain post { type filter hook postrouting priority 0; }
+    chain keep_pre { type filter hook prerouting priority 0; }
+    chain keep_in { type filter hook input priority 0; }
+    chain keep_fwd { type filter hook forward priority 0; }
+    chain keep_out { type filter hook output priority 0; }
+    chain keep_post { type filter hook postrouting priority 0; }
 }
 """
 
 
 def _nft(ns: str, ruleset: str) -> None:
     cmd = ["ip", "netns", "exec", ns, "nft", "-f", "-"] if ns else ["nft", "-f", "-"]
-    subprocess.run(cmd, input=ruleset, text=True, check=True, capture_output=True)
+    res = subprocess.run(cmd, input=ruleset, text=True, check=False, capture_output=True)
+    assert res.returncode == 0, f"nft in {ns or 'the root namespace'}: {res.stderr}"
 
 
 def _meminfo(key: str) -> int:
