@@ -33,6 +33,12 @@ def _mangle(ns: str) -> str:
     return str(lab.sh("ip", "netns", "exec", ns, "iptables", "-w", "-t", "mangle", "-S"))
 
 
+def _bound_queues(ns: str) -> str:
+    """The nfqueues a process listens on in `ns` (rules can come before the binding)."""
+    cat = ["ip", "netns", "exec", ns, "cat", "/proc/net/netfilter/nfnetlink_queue"]
+    return subprocess.run(cat, capture_output=True, text=True, check=False).stdout.strip()
+
+
 def test_generated_user_app_runs_on_nfqueue(tmp_path: Path) -> None:
     spec = new.AppSpec("udp_watch", "fwd", new.parse_interest(["proto=udp,dport=5000"]))
     new.render_user(spec, tmp_path / "udp_watch")
@@ -56,15 +62,15 @@ def test_generated_user_app_runs_on_nfqueue(tmp_path: Path) -> None:
         ]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            deadline = time.monotonic() + 20
-            while "ITM-udp_watch" not in _mangle(t.router):
+            deadline = time.monotonic() + 60  # a loaded machine starts Python slowly
+            while "ITM-udp_watch" not in _mangle(t.router) or not _bound_queues(t.router):
                 assert proc.poll() is None, proc.communicate()
                 assert time.monotonic() < deadline, "the application did not start"
                 time.sleep(0.1)
-            assert lab.udp(t, 25, 5000) == 25  # counted and accepted
-            assert lab.udp(t, 5, 6000) == 5  # not of interest: not queued
+            assert lab.udp(t, 25, 5000, wait=5.0) == 25  # counted and accepted
+            assert lab.udp(t, 5, 6000, wait=5.0) == 5  # not of interest: not queued
             proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=20)
+            out, err = proc.communicate(timeout=60)
         finally:
             if proc.poll() is None:
                 proc.kill()
