@@ -134,7 +134,7 @@ def run_kernel_tier(kernel: Kernel, pytest_args: tuple[str, ...] = ()) -> GuestR
     script = f"""
 uname -r > {res}/uname
 dmesg -w > {res}/dmesg-live.txt 2>&1 &
-python -m pytest -p no:cacheprovider -v -rA --durations=0 --timeout=300 {GUEST_SUITE} \
+python -m pytest -p no:cacheprovider -v -rA --durations=0 --timeout=600 {GUEST_SUITE} \
     --junitxml={res}/junit.xml {args} > {res}/pytest.log 2>&1
 echo $? > {res}/pytest.rc
 dmesg > {res}/dmesg.txt
