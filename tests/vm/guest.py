@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -130,11 +131,14 @@ def run_kernel_tier(kernel: Kernel, pytest_args: tuple[str, ...] = ()) -> GuestR
         return run
     res = top / "results"
     res.mkdir(parents=True)
-    args = " ".join(pytest_args)
+    # a test file or node id among the arguments replaces the whole suite
+    paths = [a for a in pytest_args if a.startswith(GUEST_SUITE)]
+    suite = " ".join(paths) if paths else GUEST_SUITE
+    args = " ".join(shlex.quote(a) for a in pytest_args if a not in paths)
     script = f"""
 uname -r > {res}/uname
 dmesg -w > {res}/dmesg-live.txt 2>&1 &
-python -m pytest -p no:cacheprovider -v -rA --durations=0 --timeout=600 {GUEST_SUITE} \
+python -m pytest -p no:cacheprovider -v -rA --durations=0 --timeout=600 {suite} \
     --junitxml={res}/junit.xml {args} > {res}/pytest.log 2>&1
 echo $? > {res}/pytest.rc
 dmesg > {res}/dmesg.txt
@@ -171,13 +175,22 @@ def _read(res: Path, name: str) -> str:
 
 
 def main() -> int:
-    """`python -m tests.vm.guest [KERNEL-NAME]`: run the tier and print a summary."""
-    wanted = sys.argv[1:]
+    """`python -m tests.vm.guest [KERNEL-NAME ...] [-- PYTEST-ARGS]`: run the tier, print a summary.
+
+    Arguments after ``--`` go to the guest's pytest, e.g. ``-- -k queue`` or a test file,
+    to run part of the guest suite while working on it.
+    """
+    argv = sys.argv[1:]
+    extra: tuple[str, ...] = ()
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], tuple(argv[cut + 1 :])
+    wanted = argv
     failed = False
     for k in read_matrix():
         if wanted and k.name not in wanted:
             continue
-        run = run_kernel_tier(k)
+        run = run_kernel_tier(k, extra)
         bad = [t for t, (o, _) in run.results.items() if o != "passed"]
         print(f"{k.release}: {len(run.results) - len(bad)} passed, {len(bad)} failed")
         if run.problem() or bad:
