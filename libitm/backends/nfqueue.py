@@ -49,7 +49,8 @@ class NfqueueBackend(Backend):
     ``batch`` (packets handled per wakeup before the verdicts go out),
     ``rcvbuf`` (socket receive buffer), ``iptables``/``ip6tables`` (binaries),
     ``gso`` (set NFQA_CFG_F_GSO: the kernel hands over unsegmented packets whose
-    checksum may be unfinished; libitm then recomputes it when it modifies one).
+    checksum may be unfinished; libitm then recomputes it when it modifies one),
+    ``fail_open`` (default True: a full queue accepts instead of dropping).
     """
 
     name = "nfqueue"
@@ -65,6 +66,7 @@ class NfqueueBackend(Backend):
         iptables: str = "iptables",
         ip6tables: str = "ip6tables",
         gso: bool = False,
+        fail_open: bool = True,
         **unused: object,
     ) -> None:
         """See the class docstring for the options."""
@@ -80,6 +82,7 @@ class NfqueueBackend(Backend):
         self.batch = max(1, batch)
         self.rcvbuf = rcvbuf
         self.gso = gso
+        self.fail_open = fail_open
         self.xt = Xtables(iptables=iptables, ip6tables=ip6tables)
         self._sock: socket.socket | None = None
         self._rbuf = bytearray(_RBUF_SIZE)
@@ -270,7 +273,9 @@ class NfqueueBackend(Backend):
         rng = FULL_COPY if full else self.copy_range
         if self._qcopy.get(q) == rng:
             return
-        flags = nfq.NFQA_CFG_F_FAIL_OPEN | (nfq.NFQA_CFG_F_GSO if self.gso else 0)
+        flags = (nfq.NFQA_CFG_F_FAIL_OPEN if self.fail_open else 0) | (
+            nfq.NFQA_CFG_F_GSO if self.gso else 0
+        )
         err = self._config(
             nfq.config_params(
                 q,

@@ -1,0 +1,712 @@
+"""Benchmark: libitm's nfqueue path against python-netfilterqueue and C libnetfilter_queue.
+
+    sudo .venv/bin/python -m bench.libitm_queue [--quick] [--write] [--profile]
+
+Topology (created here, removed on exit, also on failure and Ctrl-C)::
+
+    [ itmq-T-src ] s0 10.R.1.1 ── m0 10.R.1.2 [ itmq-T-mid ] m1 10.R.2.1 ── d0 10.R.2.2 [ itmq-T-dst ]
+      udp_blast (CPU 0)            consumer on CPU 1, FORWARD:          udp_sink (CPU 0):
+                                   UDP to PORT -> NFQUEUE              AF_PACKET on d0, raw DROP
+
+Consumers (each accept-all, and rewriting the TOS byte to 0x28):
+libitm's per-packet callback API (class_func + process_func, ``pkt.tos``
+setter), python-netfilterqueue 1.1.0 (``accept()``; ``set_payload`` with a
+header checksum fix), and bench/nfq_c/nfq_consumer.c on libnetfilter_queue with
+a verdict per packet and with batched verdicts (nfq_set_verdict_batch).
+
+(a) drain: the consumer binds its queue and is stopped (SIGSTOP); N 64-byte
+    UDP packets are queued; SIGCONT; the time until the queue is empty
+    (/proc/net/netfilter/nfnetlink_queue queue_total, polled every 0.5 ms from
+    CPU 0) gives the service rate on one core.
+(b) end to end: the sender sends for D seconds at full rate; the sink counts
+    what reaches d0 (packets, valid checksums, the new TOS) between its first
+    and last packet; the no-queue baseline is the same path without the rule.
+Queues: maxlen 4096 (2N for the drain), fail-open off for every consumer, so
+that overload shows in the counters: queue_dropped, user_dropped (netlink
+unicast failed) and the netlink socket's Drops (/proc/net/netlink: the
+overflows that ENOBUFS reports).
+
+Consumers are interleaved (the order rotates each repeat); each figure is the
+median of the repeats with its min-max, and ratios are taken against
+netfilterqueue of the same repeat.  --quick: N=20000, D=2 s, 3 repeats, about
+3 minutes; default: N=50000, D=4 s, 5 repeats, about 7 minutes.  --write puts the
+table into docs/benchmarks.md, the JSON into docs/data/libitm_queue.json and
+the plot into docs/img/libitm_queue.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import random
+import selectors
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = ROOT / "build" / "bench"
+DOC = ROOT / "docs" / "benchmarks.md"
+JSON_OUT = ROOT / "docs" / "data" / "libitm_queue.json"
+PNG_OUT = ROOT / "docs" / "img" / "libitm_queue.png"
+BEGIN, END = "<!-- libitm_queue:begin -->", "<!-- libitm_queue:end -->"
+PY = sys.executable
+PORT = 5009
+QUEUE = 4200
+NEW_TOS = 0x28
+CONSUMER_CPU = "1"
+OTHER_CPU = "0"
+C_SOURCES = ("nfq_consumer", "udp_blast", "udp_sink")
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """One configuration measured."""
+
+    name: str
+    impl: str  # libitm | netfilterqueue | c | c-batch
+    mode: str  # accept | tos
+
+    def command(self, maxlen: int, rcvbuf: int, profile: str = "") -> list[str]:
+        """The consumer's command line."""
+        if self.impl in ("libitm", "netfilterqueue"):
+            cmd = [PY, "-m", "bench.queue_consumers", self.impl, self.mode]
+            cmd += ["--queue", str(QUEUE), "--port", str(PORT)]
+            cmd += ["--maxlen", str(maxlen), "--rcvbuf", str(rcvbuf)]
+            if profile:
+                cmd += ["--profile", profile]
+            return cmd
+        cmd = [str(BUILD / "nfq_consumer"), "-q", str(QUEUE), "-m", self.mode]
+        cmd += ["-l", str(maxlen), "-r", str(rcvbuf), "-T", str(NEW_TOS)]
+        return [*cmd, "-b"] if self.impl == "c-batch" else cmd
+
+    @property
+    def installs_rule(self) -> bool:
+        """libitm installs its own rule; the others get one from the benchmark."""
+        return self.impl != "libitm"
+
+
+CONSUMERS = tuple(
+    Consumer(f"{label}, {mode}", impl, mode)
+    for mode in ("accept", "tos")
+    for impl, label in (
+        ("libitm", "libitm"),
+        ("netfilterqueue", "netfilterqueue"),
+        ("c", "C per-packet"),
+        ("c-batch", "C batched"),
+    )
+)
+ANCHOR = "netfilterqueue"
+
+
+def sh(*cmd: str, check: bool = True, timeout: float = 30) -> str:
+    """Run a command; raise with its stderr when it fails."""
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and r.returncode:
+        raise RuntimeError(f"{' '.join(cmd)}: exit {r.returncode}: {r.stderr.strip()}")
+    return r.stdout
+
+
+def build() -> None:
+    """Compile bench/nfq_c/*.c into build/bench/ when missing or older than the source."""
+    BUILD.mkdir(parents=True, exist_ok=True)
+    for name in C_SOURCES:
+        src = ROOT / "bench" / "nfq_c" / f"{name}.c"
+        out = BUILD / name
+        if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
+            continue
+        libs = ["-lnetfilter_queue", "-lnfnetlink"] if name == "nfq_consumer" else []
+        sh("gcc", "-O2", "-Wall", "-Wextra", "-o", str(out), str(src), *libs)
+
+
+class Topology:
+    """The three namespaces of the module docstring."""
+
+    def __init__(self) -> None:
+        tag = f"{random.getrandbits(20):05x}"
+        self.src, self.mid, self.dst = (f"itmq-{tag}-{n}" for n in ("src", "mid", "dst"))
+        r = random.randrange(100, 250)
+        self.ip_src, self.ip_m0 = f"10.{r}.1.1", f"10.{r}.1.2"
+        self.ip_m1, self.ip_dst = f"10.{r}.2.1", f"10.{r}.2.2"
+        self.created: list[str] = []
+
+    def create(self) -> None:
+        """Namespaces, veth pairs, addresses, routes, forwarding, the sink's drop rule."""
+        for ns in (self.src, self.mid, self.dst):
+            sh("ip", "netns", "add", ns)
+            self.created.append(ns)
+        sh("ip", "-n", self.src, "link", "add", "s0", "type", "veth", "peer", "m0", "netns", self.mid)
+        sh("ip", "-n", self.mid, "link", "add", "m1", "type", "veth", "peer", "d0", "netns", self.dst)
+        for ns, dev, ip in (
+            (self.src, "s0", self.ip_src),
+            (self.mid, "m0", self.ip_m0),
+            (self.mid, "m1", self.ip_m1),
+            (self.dst, "d0", self.ip_dst),
+        ):
+            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "-n", self.src, "route", "add", "default", "via", self.ip_m0)
+        sh("ip", "-n", self.dst, "route", "add", "default", "via", self.ip_m1)
+        sh("ip", "netns", "exec", self.mid, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        # checksums computed by the sender's stack, so the sink can verify every packet
+        sh("ip", "netns", "exec", self.src, "ethtool", "-K", "s0", "tx", "off")
+        sh(*self.ipt_cmd(self.dst), "-t", "raw", "-A", "PREROUTING", "-p", "udp", "--dport",
+           str(PORT), "-j", "DROP")
+        # resolve neighbours before timing anything
+        sh("ip", "netns", "exec", self.src, "ping", "-c1", "-W2", self.ip_dst, check=False)
+
+    @staticmethod
+    def ipt_cmd(ns: str) -> list[str]:
+        """iptables in namespace ``ns``."""
+        return ["ip", "netns", "exec", ns, "iptables", "-w"]
+
+    def queue_rule(self, add: bool) -> None:
+        """The NFQUEUE rule for the non-libitm consumers, in mid's mangle FORWARD."""
+        op = "-A" if add else "-D"
+        sh(
+            *self.ipt_cmd(self.mid),
+            "-t",
+            "mangle",
+            op,
+            "FORWARD",
+            "-p",
+            "udp",
+            "--dport",
+            str(PORT),
+            "-j",
+            "NFQUEUE",
+            "--queue-num",
+            str(QUEUE),
+            check=add,
+        )
+
+    def destroy(self) -> None:
+        """Delete the namespaces (their links, rules and queues go with them)."""
+        for ns in self.created:
+            sh("ip", "netns", "del", ns, check=False)
+        self.created.clear()
+
+    def exec(self, ns: str, cpu: str, *cmd: str) -> list[str]:
+        """A command line running ``cmd`` in ``ns`` pinned to ``cpu``."""
+        return ["ip", "netns", "exec", ns, "taskset", "-c", cpu, *cmd]
+
+
+@dataclass
+class QueueStat:
+    """A line of /proc/net/netfilter/nfnetlink_queue plus the socket's netlink Drops."""
+
+    total: int = 0
+    queue_dropped: int = 0
+    user_dropped: int = 0
+    sock_drops: int = 0
+
+
+def read_stats(pid: int, queue: int) -> QueueStat | None:
+    """The queue's counters as seen from the namespace of process ``pid``."""
+    try:
+        lines = Path(f"/proc/{pid}/net/netfilter/nfnetlink_queue").read_text().splitlines()
+    except OSError:
+        return None
+    for ln in lines:
+        f = ln.split()
+        if int(f[0]) != queue:
+            continue
+        st = QueueStat(int(f[2]), int(f[5]), int(f[6]))
+        portid = f[1]
+        with contextlib.suppress(OSError):
+            for nl in Path(f"/proc/{pid}/net/netlink").read_text().splitlines()[1:]:
+                g = nl.split()
+                if g[1] == "12" and g[2] == portid:
+                    st.sock_drops = int(g[8])
+        return st
+    return None
+
+
+class Running:
+    """A consumer process in the middle namespace."""
+
+    def __init__(self, topo: Topology, c: Consumer, maxlen: int, rcvbuf: int, profile: str = ""):
+        self.topo = topo
+        self.c = c
+        self.rule = False
+        self.p = subprocess.Popen(
+            topo.exec(topo.mid, CONSUMER_CPU, *c.command(maxlen, rcvbuf, profile)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        line = _readline(self.p, 20.0)
+        if not line.startswith("READY"):
+            err = self.stop_raw()
+            raise RuntimeError(f"{c.name}: consumer did not start: {line!r} {err}")
+        parts = line.split()
+        self.queue = int(parts[1]) if len(parts) > 1 else QUEUE
+        if c.installs_rule:
+            topo.queue_rule(True)
+            self.rule = True
+
+    def stats(self) -> QueueStat:
+        """The queue's counters now."""
+        return read_stats(self.p.pid, self.queue) or QueueStat()
+
+    def stop(self) -> dict[str, Any]:
+        """Remove the rule, SIGTERM the consumer, return its JSON counters."""
+        if self.rule:
+            self.topo.queue_rule(False)
+            self.rule = False
+        self.p.send_signal(signal.SIGCONT)
+        self.p.send_signal(signal.SIGTERM)
+        try:
+            out, err = self.p.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            out, err = self.p.communicate()
+        for ln in reversed(out.splitlines()):
+            if ln.startswith("{"):
+                return dict(json.loads(ln))
+        raise RuntimeError(f"{self.c.name}: no counters from the consumer: {err.strip()[-500:]}")
+
+    def stop_raw(self) -> str:
+        """Kill without collecting counters (start-up failure)."""
+        with contextlib.suppress(ProcessLookupError):
+            self.p.kill()
+        _, err = self.p.communicate()
+        return err.strip()[-800:]
+
+
+def _readline(p: subprocess.Popen[str], timeout: float) -> str:
+    assert p.stdout is not None
+    sel = selectors.DefaultSelector()
+    sel.register(p.stdout, selectors.EVENT_READ)
+    if not sel.select(timeout):
+        return ""
+    return p.stdout.readline().strip()
+
+
+def drain(topo: Topology, c: Consumer, n: int, profile: str = "") -> dict[str, Any]:
+    """Queue ``n`` packets while the consumer is stopped, then time the drain."""
+    run = Running(topo, c, maxlen=2 * n, rcvbuf=max(64 << 20, n * 2048), profile=profile)
+    try:
+        os.kill(run.p.pid, signal.SIGSTOP)
+        sender = sh(
+            *topo.exec(topo.src, OTHER_CPU, str(BUILD / "udp_blast")),
+            topo.ip_dst,
+            str(PORT),
+            "-n",
+            str(n),
+            timeout=60,
+        )
+        last, stable_since = -1, time.monotonic()
+        while time.monotonic() - stable_since < 0.1:
+            t = run.stats().total
+            if t != last:
+                last, stable_since = t, time.monotonic()
+            time.sleep(0.005)
+        before = run.stats()
+        queued = before.total
+        t0 = time.perf_counter()
+        os.kill(run.p.pid, signal.SIGCONT)
+        deadline = time.monotonic() + 60
+        while run.stats().total > 0 and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        dt = time.perf_counter() - t0
+        after = run.stats()
+    finally:
+        counters = run.stop()
+    return {
+        "queued": queued,
+        "sent": json.loads(sender)["sent"],
+        "seconds": dt,
+        "pps": queued / dt if dt > 0 else 0.0,
+        "queue_dropped": after.queue_dropped,
+        "user_dropped": after.user_dropped,
+        "sock_drops": after.sock_drops,
+        "consumer": counters,
+    }
+
+
+def end_to_end(topo: Topology, c: Consumer | None, seconds: float) -> dict[str, Any]:
+    """Full-rate sender through mid (queue ``c``, or no queue) to the sink."""
+    run = Running(topo, c, maxlen=4096, rcvbuf=16 << 20) if c else None
+    try:
+        tos = ["-T", str(NEW_TOS)] if c and c.mode == "tos" else []
+        sink = subprocess.Popen(
+            topo.exec(
+                topo.dst,
+                OTHER_CPU,
+                str(BUILD / "udp_sink"),
+                *tos,
+                "d0",
+                str(PORT),
+                str(seconds + 1.0),
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        if _readline(sink, 10) != "READY":
+            sink.kill()
+            raise RuntimeError(f"sink did not start: {sink.communicate()[1]}")
+        sender = sh(
+            *topo.exec(topo.src, OTHER_CPU, str(BUILD / "udp_blast")),
+            topo.ip_dst,
+            str(PORT),
+            "-d",
+            str(seconds),
+            timeout=seconds + 30,
+        )
+        out, err = sink.communicate(timeout=seconds + 30)
+        st = run.stats() if run else QueueStat()
+    finally:
+        counters = run.stop() if run else {}
+    s = json.loads(out.strip().splitlines()[-1])
+    snd = json.loads(sender)
+    ok = s["tos_ok"] / s["count"] if s["count"] else 0.0
+    return {
+        "sent_pps": snd["pps"],
+        "sent": snd["sent"],
+        "received": s["count"],
+        "valid": s["valid"],
+        "tos_ok": s["tos_ok"],
+        "pps": s["pps"],
+        "good_pps": s["pps"] * ok,
+        "queue_dropped": st.queue_dropped,
+        "user_dropped": st.user_dropped,
+        "sock_drops": st.sock_drops,
+        "consumer": counters,
+    }
+
+
+@dataclass
+class Results:
+    """Every sample, by consumer name."""
+
+    meta: dict[str, Any]
+    drain: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    e2e: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def run_all(
+    n: int, seconds: float, repeats: int, consumers: tuple[Consumer, ...], log: Any
+) -> Results:
+    """Interleaved repeats of every measurement."""
+    topo = Topology()
+    res = Results(meta={})
+    try:
+        topo.create()
+        for r in range(repeats):
+            order = list(consumers[r % len(consumers) :] + consumers[: r % len(consumers)])
+            for c in order:
+                d = drain(topo, c, n)
+                res.drain.setdefault(c.name, []).append(d)
+                print(
+                    f"[{r + 1}/{repeats}] drain {c.name:28s} {d['pps'] / 1e3:7.1f} kpps "
+                    f"(queued {d['queued']}, drops {d['queue_dropped']}/{d['user_dropped']}"
+                    f"/{d['sock_drops']})",
+                    file=log,
+                    flush=True,
+                )
+            for c2 in [None, *order]:
+                e = end_to_end(topo, c2, seconds)
+                name = c2.name if c2 else "no queue"
+                res.e2e.setdefault(name, []).append(e)
+                print(
+                    f"[{r + 1}/{repeats}] e2e   {name:28s} {e['pps'] / 1e3:7.1f} kpps at the sink "
+                    f"(sent {e['sent_pps'] / 1e3:.0f} kpps, good {e['good_pps'] / 1e3:.1f}, "
+                    f"drops {e['queue_dropped']}/{e['user_dropped']}/{e['sock_drops']})",
+                    file=log,
+                    flush=True,
+                )
+    finally:
+        topo.destroy()
+    return res
+
+
+def _med(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else 0.0
+
+
+def _ratios(samples: dict[str, list[dict[str, Any]]], name: str, key: str) -> list[float]:
+    """Per-repeat ratio of ``name`` to netfilterqueue of the same mode."""
+    mode = name.split(", ")[-1]
+    anchor = samples.get(f"{ANCHOR}, {mode}", [])
+    return [
+        a[key] / b[key] for a, b in zip(samples.get(name, []), anchor, strict=False) if b[key] > 0
+    ]
+
+
+def summarize(res: Results) -> dict[str, Any]:
+    """Medians, spreads and ratios per consumer."""
+    rows: dict[str, Any] = {}
+    names = [c.name for c in CONSUMERS if c.name in res.drain] + ["no queue"]
+    for name in names:
+        d = res.drain.get(name, [])
+        e = res.e2e.get(name, [])
+        dp = [x["pps"] for x in d]
+        ep = [x["good_pps"] for x in e]
+        rows[name] = {
+            "drain_kpps": _med(dp) / 1e3,
+            "drain_min": min(dp, default=0) / 1e3,
+            "drain_max": max(dp, default=0) / 1e3,
+            "drain_ratio": _med(_ratios(res.drain, name, "pps")) if d else None,
+            "drain_ratio_min": min(_ratios(res.drain, name, "pps"), default=None),
+            "drain_ratio_max": max(_ratios(res.drain, name, "pps"), default=None),
+            "drain_drops": sum(x["queue_dropped"] + x["user_dropped"] + x["sock_drops"] for x in d),
+            "e2e_kpps": _med(ep) / 1e3,
+            "e2e_min": min(ep, default=0) / 1e3,
+            "e2e_max": max(ep, default=0) / 1e3,
+            "e2e_ratio": _med(_ratios(res.e2e, name, "good_pps")) if name != "no queue" else None,
+            "e2e_sent_kpps": _med([x["sent_pps"] for x in e]) / 1e3,
+            "e2e_valid_pct": 100.0 * sum(x["tos_ok"] for x in e) / max(1, sum(x["received"] for x in e)),
+            "queue_dropped": _med([x["queue_dropped"] for x in e]),
+            "user_dropped": _med([x["user_dropped"] for x in e]),
+            "sock_drops": sum(x["sock_drops"] for x in e),
+        }
+    return rows
+
+
+def _fmt_ratio(v: float | None, lo: float | None, hi: float | None) -> str:
+    if v is None:
+        return "—"
+    return f"{v:.2f}x ({lo:.2f}–{hi:.2f})" if lo is not None and hi is not None else f"{v:.2f}x"
+
+
+def table(rows: dict[str, Any]) -> str:
+    """The markdown table."""
+    out = [
+        "| consumer | drain kpps (min–max) | drain ratio (min–max) | end-to-end kpps (min–max) "
+        "| e2e ratio | on the wire ok | queue / user / socket drops (e2e) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in rows.items():
+        drain = (
+            f"{r['drain_kpps']:.1f} ({r['drain_min']:.1f}–{r['drain_max']:.1f})"
+            if name != "no queue"
+            else "—"
+        )
+        e2e = f"{r['e2e_kpps']:.1f} ({r['e2e_min']:.1f}–{r['e2e_max']:.1f})"
+        ratio = _fmt_ratio(r["drain_ratio"], r["drain_ratio_min"], r["drain_ratio_max"])
+        er = "—" if r["e2e_ratio"] is None else f"{r['e2e_ratio']:.2f}x"
+        drops = (
+            "—"
+            if name == "no queue"
+            else f"{r['queue_dropped']:.0f} / {r['user_dropped']:.0f} / {r['sock_drops']}"
+        )
+        out.append(
+            f"| {name} | {drain} | {ratio} | {e2e} | {er} | {r['e2e_valid_pct']:.1f}% | {drops} |"
+        )
+    return "\n".join(out)
+
+
+def goals(rows: dict[str, Any]) -> list[str]:
+    """The issue's goals, checked against this run."""
+    la, lt = rows.get("libitm, accept"), rows.get("libitm, tos")
+    out = []
+    if la and lt:
+        out.append(
+            f"- drain, accept-all: libitm {la['drain_ratio']:.2f}x netfilterqueue "
+            f"(goal ≥ 1.80x): {'met' if la['drain_ratio'] >= 1.8 else 'NOT met'}"
+        )
+        out.append(
+            f"- drain, TOS rewrite: libitm {lt['drain_ratio']:.2f}x netfilterqueue "
+            f"(goal ≥ 1.35x): {'met' if lt['drain_ratio'] >= 1.35 else 'NOT met'}"
+        )
+        sd = la["sock_drops"] + lt["sock_drops"] + la["drain_drops"] + lt["drain_drops"]
+        out.append(
+            f"- netlink socket overflows of libitm at saturation (every e2e run and drain): "
+            f"{sd} (goal 0): {'met' if sd == 0 else 'NOT met'}"
+        )
+        for r, m in ((la, "accept-all"), (lt, "TOS rewrite")):
+            out.append(
+                f"- end to end, {m}: libitm {r['e2e_ratio']:.2f}x netfilterqueue "
+                f"(goal ≥ 1.00x): {'met' if r['e2e_ratio'] >= 1.0 else 'NOT met'}"
+            )
+    return out
+
+
+def plot(rows: dict[str, Any], path: Path) -> None:
+    """Bar chart of drain and end-to-end rates with min-max error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    for ax, key, title in (
+        (axes[0], "drain", "drain rate, one core (64-byte UDP)"),
+        (axes[1], "e2e", "end to end at the sink (packets as intended)"),
+    ):
+        ns = [n for n in names if key == "e2e" or n != "no queue"]
+        vals = [rows[n][f"{key}_kpps"] for n in ns]
+        lo = [rows[n][f"{key}_kpps"] - rows[n][f"{key}_min"] for n in ns]
+        hi = [rows[n][f"{key}_max"] - rows[n][f"{key}_kpps"] for n in ns]
+        colors = [
+            "tab:blue" if n.startswith("libitm") else
+            "tab:orange" if n.startswith("netfilterqueue") else
+            "tab:gray" if n == "no queue" else "tab:green"
+            for n in ns
+        ]
+        ax.barh(range(len(ns)), vals, xerr=[lo, hi], color=colors)
+        ax.set_yticks(range(len(ns)), ns)
+        ax.invert_yaxis()
+        ax.set_xlabel("kpps")
+        ax.set_title(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def machine() -> dict[str, str]:
+    """CPU model, core count, kernel."""
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for ln in Path("/proc/cpuinfo").read_text().splitlines():
+            if ln.startswith("model name"):
+                cpu = ln.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loadavg": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+    }
+
+
+def write_doc(rows: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Replace this benchmark's section of docs/benchmarks.md."""
+    m = meta["machine"]
+    body = "\n".join(
+        [
+            BEGIN,
+            "## libitm's nfqueue path against python-netfilterqueue and C libnetfilter_queue",
+            "",
+            f"Command: `{meta['command']}` — run {meta['date']}, {meta['wall_seconds']:.0f} s; "
+            f"{m['cores']} cores ({m['cpu']}), kernel {m['kernel']}, Python {m['python']}, "
+            f"load average at the start {m['loadavg']}. Drain: {meta['n']} packets queued per "
+            f"run; end to end: {meta['seconds']} s at full sender rate; {meta['repeats']} "
+            "interleaved repeats, median (min–max); ratios against netfilterqueue of the "
+            "same repeat and mode. \"On the wire ok\": packets at the sink with valid IPv4 "
+            "and UDP checksums (and the new TOS 0x28 for the rewriting consumers), of all "
+            "received. End-to-end kpps counts only those.",
+            "",
+            table(rows),
+            "",
+            "Goals (issue #4):",
+            "",
+            *goals(rows),
+            "",
+            "![drain and end-to-end rates](img/libitm_queue.png)",
+            "",
+            END,
+        ]
+    )
+    text = DOC.read_text()
+    if BEGIN in text:
+        pre, rest = text.split(BEGIN, 1)
+        post = rest.split(END, 1)[1]
+        text = pre + body + post
+    else:
+        text = text.rstrip("\n") + "\n\n" + body + "\n"
+    DOC.write_text(text)
+
+
+def profile_drain(n: int, log: Any) -> dict[str, str]:
+    """One cProfile'd libitm drain per mode; the top functions by own time."""
+    import pstats
+    import tempfile
+
+    out: dict[str, str] = {}
+    topo = Topology()
+    try:
+        topo.create()
+        for mode in ("accept", "tos"):
+            with tempfile.TemporaryDirectory() as td:
+                path = str(Path(td) / "prof")
+                d = drain(topo, Consumer(f"libitm, {mode}", "libitm", mode), n, profile=path)
+                import io
+
+                s = io.StringIO()
+                pstats.Stats(path, stream=s).sort_stats("tottime").print_stats(14)
+                out[mode] = s.getvalue()
+                print(f"profile, libitm {mode} ({d['pps'] / 1e3:.1f} kpps under cProfile):", file=log)
+                print(out[mode], file=log, flush=True)
+    finally:
+        topo.destroy()
+    return out
+
+
+def _on_term(signum: int, frame: types.FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line (see the module docstring)."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="N=20000, D=2 s, 3 repeats (~3 min)")
+    ap.add_argument("-n", type=int, default=None, help="packets queued per drain run")
+    ap.add_argument("--seconds", type=float, default=None, help="end-to-end send time")
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--only", default="", help="comma-separated impls (libitm,netfilterqueue,c,c-batch)")
+    ap.add_argument("--write", action="store_true", help="update docs/ (table, JSON, plot)")
+    ap.add_argument("--profile", action="store_true", help="also profile libitm's drain")
+    a = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench.libitm_queue needs root (namespaces, nfqueue)", file=sys.stderr)
+        return 1
+    n = a.n or (20000 if a.quick else 50000)
+    seconds = a.seconds or (2.0 if a.quick else 4.0)
+    repeats = a.repeats or (3 if a.quick else 5)
+    only = set(a.only.split(",")) if a.only else None
+    consumers = tuple(c for c in CONSUMERS if only is None or c.impl in only)
+    if only and ANCHOR not in only:
+        consumers = tuple(c for c in CONSUMERS if c.impl in only | {ANCHOR})
+    signal.signal(signal.SIGTERM, _on_term)
+    os.sched_setaffinity(0, {int(OTHER_CPU)})
+    build()
+    start = time.monotonic()
+    meta: dict[str, Any] = {
+        "command": "sudo .venv/bin/python -m bench.libitm_queue "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "n": n,
+        "seconds": seconds,
+        "repeats": repeats,
+    }
+    res = run_all(n, seconds, repeats, consumers, sys.stderr)
+    prof = profile_drain(n, sys.stderr) if a.profile else {}
+    meta["wall_seconds"] = time.monotonic() - start
+    rows = summarize(res)
+    print(table(rows))
+    print("\n".join(goals(rows)))
+    if a.write:
+        JSON_OUT.parent.mkdir(parents=True, exist_ok=True)
+        JSON_OUT.write_text(
+            json.dumps(
+                {"meta": meta, "summary": rows, "drain": res.drain, "e2e": res.e2e, "profile": prof},
+                indent=1,
+            )
+            + "\n"
+        )
+        plot(rows, PNG_OUT)
+        write_doc(rows, meta)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
