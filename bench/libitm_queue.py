@@ -4,9 +4,11 @@
 
 Topology (created here, removed on exit, also on failure and Ctrl-C)::
 
-    [ itmq-T-src ] s0 10.R.1.1 ── m0 10.R.1.2 [ itmq-T-mid ] m1 10.R.2.1 ── d0 10.R.2.2 [ itmq-T-dst ]
-      udp_blast (CPU 0)            consumer on CPU 1, FORWARD:          udp_sink (CPU 0):
-                                   UDP to PORT -> NFQUEUE              AF_PACKET on d0, raw DROP
+    [ itmq-T-src ] s0 ──── m0 [ itmq-T-mid ] m1 ──── d0 [ itmq-T-dst ]
+     10.R.1.1           10.R.1.2      10.R.2.1          10.R.2.2
+     udp_blast (CPU 0)  consumer on CPU 1;              udp_sink (CPU 0): AF_PACKET
+                        mangle FORWARD: UDP to PORT     on d0; raw PREROUTING drops
+                        -> NFQUEUE                      the packets after it
 
 Consumers (each accept-all, and rewriting the TOS byte to 0x28):
 libitm's per-packet callback API (class_func + process_func, ``pkt.tos``
@@ -145,8 +147,34 @@ class Topology:
         for ns in (self.src, self.mid, self.dst):
             sh("ip", "netns", "add", ns)
             self.created.append(ns)
-        sh("ip", "-n", self.src, "link", "add", "s0", "type", "veth", "peer", "m0", "netns", self.mid)
-        sh("ip", "-n", self.mid, "link", "add", "m1", "type", "veth", "peer", "d0", "netns", self.dst)
+        sh(
+            "ip",
+            "-n",
+            self.src,
+            "link",
+            "add",
+            "s0",
+            "type",
+            "veth",
+            "peer",
+            "m0",
+            "netns",
+            self.mid,
+        )
+        sh(
+            "ip",
+            "-n",
+            self.mid,
+            "link",
+            "add",
+            "m1",
+            "type",
+            "veth",
+            "peer",
+            "d0",
+            "netns",
+            self.dst,
+        )
         for ns, dev, ip in (
             (self.src, "s0", self.ip_src),
             (self.mid, "m0", self.ip_m0),
@@ -161,8 +189,19 @@ class Topology:
         sh("ip", "netns", "exec", self.mid, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         # checksums computed by the sender's stack, so the sink can verify every packet
         sh("ip", "netns", "exec", self.src, "ethtool", "-K", "s0", "tx", "off")
-        sh(*self.ipt_cmd(self.dst), "-t", "raw", "-A", "PREROUTING", "-p", "udp", "--dport",
-           str(PORT), "-j", "DROP")
+        sh(
+            *self.ipt_cmd(self.dst),
+            "-t",
+            "raw",
+            "-A",
+            "PREROUTING",
+            "-p",
+            "udp",
+            "--dport",
+            str(PORT),
+            "-j",
+            "DROP",
+        )
         # resolve neighbours before timing anything
         sh("ip", "netns", "exec", self.src, "ping", "-c1", "-W2", self.ip_dst, check=False)
 
@@ -367,7 +406,7 @@ def end_to_end(topo: Topology, c: Consumer | None, seconds: float) -> dict[str, 
             str(seconds),
             timeout=seconds + 30,
         )
-        out, err = sink.communicate(timeout=seconds + 30)
+        out, _ = sink.communicate(timeout=seconds + 30)
         st = run.stats() if run else QueueStat()
     finally:
         counters = run.stop() if run else {}
@@ -469,7 +508,9 @@ def summarize(res: Results) -> dict[str, Any]:
             "e2e_max": max(ep, default=0) / 1e3,
             "e2e_ratio": _med(_ratios(res.e2e, name, "good_pps")) if name != "no queue" else None,
             "e2e_sent_kpps": _med([x["sent_pps"] for x in e]) / 1e3,
-            "e2e_valid_pct": 100.0 * sum(x["tos_ok"] for x in e) / max(1, sum(x["received"] for x in e)),
+            "e2e_valid_pct": 100.0
+            * sum(x["tos_ok"] for x in e)
+            / max(1, sum(x["received"] for x in e)),
             "queue_dropped": _med([x["queue_dropped"] for x in e]),
             "user_dropped": _med([x["user_dropped"] for x in e]),
             "sock_drops": sum(x["sock_drops"] for x in e),
@@ -480,23 +521,23 @@ def summarize(res: Results) -> dict[str, Any]:
 def _fmt_ratio(v: float | None, lo: float | None, hi: float | None) -> str:
     if v is None:
         return "—"
-    return f"{v:.2f}x ({lo:.2f}–{hi:.2f})" if lo is not None and hi is not None else f"{v:.2f}x"
+    return f"{v:.2f}x ({lo:.2f}-{hi:.2f})" if lo is not None and hi is not None else f"{v:.2f}x"
 
 
 def table(rows: dict[str, Any]) -> str:
     """The markdown table."""
     out = [
-        "| consumer | drain kpps (min–max) | drain ratio (min–max) | end-to-end kpps (min–max) "
+        "| consumer | drain kpps (min-max) | drain ratio (min-max) | end-to-end kpps (min-max) "
         "| e2e ratio | on the wire ok | queue / user / socket drops (e2e) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in rows.items():
         drain = (
-            f"{r['drain_kpps']:.1f} ({r['drain_min']:.1f}–{r['drain_max']:.1f})"
+            f"{r['drain_kpps']:.1f} ({r['drain_min']:.1f}-{r['drain_max']:.1f})"
             if name != "no queue"
             else "—"
         )
-        e2e = f"{r['e2e_kpps']:.1f} ({r['e2e_min']:.1f}–{r['e2e_max']:.1f})"
+        e2e = f"{r['e2e_kpps']:.1f} ({r['e2e_min']:.1f}-{r['e2e_max']:.1f})"
         ratio = _fmt_ratio(r["drain_ratio"], r["drain_ratio_min"], r["drain_ratio_max"])
         er = "—" if r["e2e_ratio"] is None else f"{r['e2e_ratio']:.2f}x"
         drops = (
@@ -554,9 +595,13 @@ def plot(rows: dict[str, Any], path: Path) -> None:
         lo = [rows[n][f"{key}_kpps"] - rows[n][f"{key}_min"] for n in ns]
         hi = [rows[n][f"{key}_max"] - rows[n][f"{key}_kpps"] for n in ns]
         colors = [
-            "tab:blue" if n.startswith("libitm") else
-            "tab:orange" if n.startswith("netfilterqueue") else
-            "tab:gray" if n == "no queue" else "tab:green"
+            "tab:blue"
+            if n.startswith("libitm")
+            else "tab:orange"
+            if n.startswith("netfilterqueue")
+            else "tab:gray"
+            if n == "no queue"
+            else "tab:green"
             for n in ns
         ]
         ax.barh(range(len(ns)), vals, xerr=[lo, hi], color=colors)
@@ -599,8 +644,8 @@ def write_doc(rows: dict[str, Any], meta: dict[str, Any]) -> None:
             f"{m['cores']} cores ({m['cpu']}), kernel {m['kernel']}, Python {m['python']}, "
             f"load average at the start {m['loadavg']}. Drain: {meta['n']} packets queued per "
             f"run; end to end: {meta['seconds']} s at full sender rate; {meta['repeats']} "
-            "interleaved repeats, median (min–max); ratios against netfilterqueue of the "
-            "same repeat and mode. \"On the wire ok\": packets at the sink with valid IPv4 "
+            "interleaved repeats, median (min-max); ratios against netfilterqueue of the "
+            'same repeat and mode. "On the wire ok": packets at the sink with valid IPv4 '
             "and UDP checksums (and the new TOS 0x28 for the rewriting consumers), of all "
             "received. End-to-end kpps counts only those.",
             "",
@@ -643,7 +688,9 @@ def profile_drain(n: int, log: Any) -> dict[str, str]:
                 s = io.StringIO()
                 pstats.Stats(path, stream=s).sort_stats("tottime").print_stats(14)
                 out[mode] = s.getvalue()
-                print(f"profile, libitm {mode} ({d['pps'] / 1e3:.1f} kpps under cProfile):", file=log)
+                print(
+                    f"profile, libitm {mode} ({d['pps'] / 1e3:.1f} kpps under cProfile):", file=log
+                )
                 print(out[mode], file=log, flush=True)
     finally:
         topo.destroy()
@@ -661,7 +708,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", type=int, default=None, help="packets queued per drain run")
     ap.add_argument("--seconds", type=float, default=None, help="end-to-end send time")
     ap.add_argument("--repeats", type=int, default=None)
-    ap.add_argument("--only", default="", help="comma-separated impls (libitm,netfilterqueue,c,c-batch)")
+    ap.add_argument(
+        "--only", default="", help="comma-separated impls (libitm,netfilterqueue,c,c-batch)"
+    )
     ap.add_argument("--write", action="store_true", help="update docs/ (table, JSON, plot)")
     ap.add_argument("--profile", action="store_true", help="also profile libitm's drain")
     a = ap.parse_args(argv)
@@ -698,7 +747,13 @@ def main(argv: list[str] | None = None) -> int:
         JSON_OUT.parent.mkdir(parents=True, exist_ok=True)
         JSON_OUT.write_text(
             json.dumps(
-                {"meta": meta, "summary": rows, "drain": res.drain, "e2e": res.e2e, "profile": prof},
+                {
+                    "meta": meta,
+                    "summary": rows,
+                    "drain": res.drain,
+                    "e2e": res.e2e,
+                    "profile": prof,
+                },
                 indent=1,
             )
             + "\n"

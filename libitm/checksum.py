@@ -46,3 +46,11 @@ def adjust(
     while s > 0xFFFF:
         s = (s & 0xFFFF) + (s >> 16)
     return ~s & 0xFFFF
+
+
+def adjust16(csum: int, old: int, new: int) -> int:
+    """:func:`adjust` for one 16-bit word given as integers (no buffers)."""
+    s = (~csum & 0xFFFF) + (~old & 0xFFFF) + new
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF

@@ -12,6 +12,13 @@ from .verdict import Verdict
 
 log = logging.getLogger("libitm")
 
+#: results of :meth:`Dispatcher.run`
+ACCEPTED = 0
+MODIFIED = 1
+DROPPED = 2
+_ACCEPT = Verdict.ACCEPT
+_DROP = Verdict.DROP
+
 _FULL_LOGS = 10  # errors logged with a traceback per application, then 1 in _EVERY
 _EVERY = 1000
 
@@ -66,6 +73,22 @@ class Dispatcher:
         interest is then not checked again in Python.
         """
         classes: list[tuple[str, int]] = []
+        code = self._dispatch(where, pkt, prefiltered, classes)
+        if code == DROPPED:
+            return Outcome(Verdict.DROP, False, classes)
+        return Outcome(Verdict.ACCEPT, code == MODIFIED, classes)
+
+    def run(self, where: Hook, pkt: Packet, prefiltered: bool = False) -> int:
+        """:meth:`dispatch` for the packet path: ``ACCEPTED``, ``MODIFIED`` or ``DROPPED``.
+
+        The same callbacks, counters and error handling, without building an
+        :class:`Outcome` (the classes seen are not collected).
+        """
+        return self._dispatch(where, pkt, prefiltered, None)
+
+    def _dispatch(
+        self, where: Hook, pkt: Packet, prefiltered: bool, classes: list[tuple[str, int]] | None
+    ) -> int:
         apps = self._by_hook[where]
         skip_match = prefiltered and len(apps) == 1
         for info in apps:
@@ -78,51 +101,62 @@ class Dispatcher:
                 except PacketError:
                     self.malformed += 1
                     pkt.restore()
-                    return Outcome(Verdict.ACCEPT, False, classes)
-            verdict, cls = self._run_app(where, info, pkt)
-            classes.append((info.label, cls))
-            if verdict == Verdict.DROP:
+                    return ACCEPTED
+            drop, cls = self._run_app(where, info, pkt)
+            if classes is not None:
+                classes.append((info.label, cls))
+            if drop:
                 pkt.restore()
-                return Outcome(Verdict.DROP, False, classes)
+                return DROPPED
         if pkt.modified:
             try:
                 pkt.finalize()
             except PacketError as e:
                 log.error("cannot finalize modified packet, accepting it unchanged: %s", e)
                 pkt.restore()
-        return Outcome(Verdict.ACCEPT, pkt.modified, classes)
+        return MODIFIED if pkt.modified else ACCEPTED
 
-    def _run_app(self, where: Hook, info: ItmInfo, pkt: Packet) -> tuple[Verdict, int]:
+    def _run_app(self, where: Hook, info: ItmInfo, pkt: Packet) -> tuple[bool, int]:
+        """Run the five callbacks of ``info``; ``(dropped, class)``."""
         c = info.counters
         c.packets += 1
         was_modified = pkt.modified
         cls = 0
         stage = "class_func"
         try:
-            if info.class_func is not None:
-                got = info.class_func(pkt)
-                if got is None:
+            f = info.class_func
+            if f is not None:
+                got = f(pkt)
+                if got.__class__ is int:
+                    cls = got
+                elif got is None:
                     cls = 0
                 elif isinstance(got, int) and not isinstance(got, bool):
                     cls = got
                 else:
                     raise TypeError(f"class_func returned {got!r}; expected an int")
             # no class_func: class 0, as in itm_mod (process_func is then not called)
-            stage = "log_func"
-            if info.log_func is not None:
-                info.log_func(cls, pkt)
-            verdict = Verdict.ACCEPT
+            g = info.log_func
+            if g is not None:
+                stage = "log_func"
+                g(cls, pkt)
+            drop = False
             if cls != 0:
                 c.classified += 1
-                stage = "process_func"
-                if info.process_func is not None:
-                    verdict = Verdict.coerce(info.process_func(where, cls, pkt))
-            stage = "update_func"
-            if info.update_func is not None:
-                info.update_func(cls, pkt)
-            stage = "control_func"
-            if info.control_func is not None:
-                info.control_func(cls, pkt)
+                p = info.process_func
+                if p is not None:
+                    stage = "process_func"
+                    v = p(where, cls, pkt)
+                    if v is not None and v is not _ACCEPT:
+                        drop = v is _DROP or Verdict.coerce(v) == _DROP
+            u = info.update_func
+            if u is not None:
+                stage = "update_func"
+                u(cls, pkt)
+            u = info.control_func
+            if u is not None:
+                stage = "control_func"
+                u(cls, pkt)
         except Exception as e:
             c.errors += 1
             pkt.restore()
@@ -144,11 +178,11 @@ class Dispatcher:
                     e,
                 )
             c.accepted += 1
-            return Verdict.ACCEPT, cls
-        if verdict == Verdict.DROP:
+            return False, cls
+        if drop:
             c.dropped += 1
         else:
             c.accepted += 1
             if pkt.modified and not was_modified:
                 c.modified += 1
-        return verdict, cls
+        return drop, cls

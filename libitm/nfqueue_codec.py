@@ -78,6 +78,10 @@ NLATTR: Final = struct.Struct("=HH")
 _HDR: Final = struct.Struct("=IHHIIBBH")
 # nlmsghdr + nfgenmsg + NFQA_VERDICT_HDR attribute (verdict, id in network order)
 _VERDICT: Final = struct.Struct("=IHHIIBBHHHII")
+# the same followed by an NFQA_PAYLOAD attribute header
+_VERDICT_PAYLOAD: Final = struct.Struct("=IHHIIBBHHHIIHH")
+# zero bytes that pad a payload of length n to 4 bytes, by n % 4
+_PAD: Final = (b"", b"\0\0\0", b"\0\0", b"\0")
 _BE32: Final = struct.Struct(">I")
 _PKT_HDR: Final = struct.Struct(">IHB")
 _TS: Final = struct.Struct(">qq")
@@ -136,9 +140,45 @@ def append_verdict(
     batch: bool = False,
 ) -> None:
     """Append an NFQNL_MSG_VERDICT (or _VERDICT_BATCH: every id <= ``packet_id``) to ``out``."""
-    size = 32
-    if mark is not None:
-        size += 8
+    if mark is None:
+        if payload is None:
+            out += _VERDICT.pack(
+                32,
+                MSG_VERDICT_BATCH if batch else MSG_VERDICT,
+                NLM_F_REQUEST,
+                0,
+                0,
+                socket.AF_UNSPEC,
+                0,
+                _htons(queue),
+                12,
+                NFQA_VERDICT_HDR,
+                _htonl(verdict),
+                _htonl(packet_id),
+            )
+            return
+        plen = len(payload)
+        out += _VERDICT_PAYLOAD.pack(
+            36 + plen,
+            MSG_VERDICT_BATCH if batch else MSG_VERDICT,
+            NLM_F_REQUEST,
+            0,
+            0,
+            socket.AF_UNSPEC,
+            0,
+            _htons(queue),
+            12,
+            NFQA_VERDICT_HDR,
+            _htonl(verdict),
+            _htonl(packet_id),
+            4 + plen,
+            NFQA_PAYLOAD,
+        )
+        out += payload
+        if plen & 3:
+            out += _PAD[plen & 3]
+        return
+    size = 32 + 8
     plen = 0
     if payload is not None:
         plen = len(payload)
@@ -159,8 +199,7 @@ def append_verdict(
         _htonl(verdict),
         _htonl(packet_id),
     )
-    if mark is not None:
-        out += NLATTR.pack(8, NFQA_MARK) + _BE32.pack(mark)
+    out += NLATTR.pack(8, NFQA_MARK) + _BE32.pack(mark)
     if payload is not None:
         out += NLATTR.pack(4 + plen, NFQA_PAYLOAD)
         out += payload

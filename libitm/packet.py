@@ -108,6 +108,34 @@ class Packet:
         self._orig: bytes | None = None
         self._layout: _Layout | None = None
 
+    @classmethod
+    def from_view(
+        cls,
+        view: memoryview,
+        orig_len: int,
+        mark: int,
+        hook: int | None,
+        timestamp: float | None,
+        csum_not_ready: bool,
+    ) -> Packet:
+        """A packet over ``view`` (a writable, 1-D, byte-format memoryview) — the backends'
+        fast path: the same object as ``Packet(view, orig_len=..., ...)`` without the checks.
+        """
+        p = _new_packet(cls)
+        p._buf = view
+        n = p._len = len(view)
+        p.orig_len = orig_len if orig_len > n else n
+        p._mark = mark
+        p._orig_mark = mark
+        p.mark_changed = False
+        p.hook = hook
+        p.timestamp = timestamp
+        p.csum_not_ready = csum_not_ready
+        p.modified = False
+        p._orig = None
+        p._layout = None
+        return p
+
     # ----------------------------------------------------------------- parsing
     def _parse(self) -> _Layout:
         lay = self._layout
@@ -244,15 +272,19 @@ class Packet:
 
     @tos.setter
     def tos(self, value: int) -> None:
-        _check_range("tos", value, 0xFF)
+        if value.__class__ is not int or not 0 <= value <= 0xFF:
+            _check_range("tos", value, 0xFF)
         if value == self.tos:
             return
         self._prepare_write()
         b = self._buf
         if self._parse().version == 4:
-            old = bytes(b[0:2])
+            hi = b[0] << 8
+            old = hi | b[1]
             b[1] = value
-            self._adjust_ip_csum(old, b[0:2])
+            c = _cs.adjust16((b[10] << 8) | b[11], old, hi | value)
+            b[10] = c >> 8
+            b[11] = c & 0xFF
         else:
             b[0] = (b[0] & 0xF0) | (value >> 4)
             b[1] = ((value & 0x0F) << 4) | (b[1] & 0x0F)
@@ -528,12 +560,14 @@ class Packet:
 
     # --------------------------------------------------------------- internals
     def _prepare_write(self) -> None:
-        if self.truncated:
-            raise PacketTruncatedError(
-                f"packet holds only {self._len} of {max(self.orig_len, self.length)} bytes; "
-                "register with needs_payload=True to modify packets"
-            )
+        # The first change keeps a copy for restore(); truncation cannot change
+        # (no setter changes the length), so it is checked then.
         if self._orig is None:
+            if self.truncated:
+                raise PacketTruncatedError(
+                    f"packet holds only {self._len} of {max(self.orig_len, self.length)} bytes; "
+                    "register with needs_payload=True to modify packets"
+                )
             self._orig = bytes(self._buf[: self._len])
         self.modified = True
 
@@ -614,6 +648,9 @@ class Packet:
         self._prepare_write()
         b[off + rel : off + rel + 2] = new
         self._adjust_l4_csum(old, new)
+
+
+_new_packet = object.__new__
 
 
 def _check_range(name: str, value: int, hi: int) -> None:

@@ -18,13 +18,15 @@ import logging
 import os
 import select
 import socket
+import struct
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from .. import nfqueue_codec as nfq
-from ..dispatch import Dispatcher
+from ..dispatch import ACCEPTED, DROPPED, MODIFIED, Dispatcher
 from ..hooks import Hook
 from ..info import ItmInfo
+from ..mmsg import MultiReceiver, open_receiver
 from ..packet import Packet
 from ..verdict import Verdict
 from ..xtables import Xtables, XtablesError, chain_name
@@ -38,6 +40,32 @@ log = logging.getLogger("libitm")
 FULL_COPY = 0xFFFF
 _RBUF_SIZE = 0x20000
 _SEND_FLUSH = 0x20000
+# recvmmsg slots: room for the copy range plus the attributes before the payload
+_SLOT_OVERHEAD = 1024
+_SLOTS = 128  # slots per recvmmsg for small copy ranges
+_SLOTS_LARGE = 32  # ... and for whole packets (slots of 65 KiB)
+
+_MSG_PACKET: Final = nfq.MSG_PACKET
+_PAYLOAD: Final = nfq.NFQA_PAYLOAD
+_PACKET_HDR: Final = nfq.NFQA_PACKET_HDR
+_MARK: Final = nfq.NFQA_MARK
+_CAP_LEN: Final = nfq.NFQA_CAP_LEN
+_SKB_INFO: Final = nfq.NFQA_SKB_INFO
+_TIMESTAMP: Final = nfq.NFQA_TIMESTAMP
+_WORD_ATTRS: Final = frozenset({_PACKET_HDR, _MARK, _CAP_LEN, _SKB_INFO})
+_CSUMNOTREADY: Final = nfq.NFQA_SKB_CSUMNOTREADY
+_NF_ACCEPT: Final = nfq.NF_ACCEPT
+_NF_DROP: Final = nfq.NF_DROP
+_TS: Final = struct.Struct(">qq")
+
+# a receive buffer and its views: bytes, memoryview, native 32-bit and 16-bit words
+_Views = tuple[bytearray, memoryview, memoryview, memoryview]
+
+
+def _word_views(buf: bytearray) -> tuple[memoryview, memoryview]:
+    """``buf`` as native 32-bit and 16-bit words (its length is a multiple of 4)."""
+    mv = memoryview(buf)
+    return mv.cast("I"), mv.cast("H")
 
 
 class NfqueueBackend(Backend):
@@ -50,7 +78,8 @@ class NfqueueBackend(Backend):
     ``rcvbuf`` (socket receive buffer), ``iptables``/``ip6tables`` (binaries),
     ``gso`` (set NFQA_CFG_F_GSO: the kernel hands over unsegmented packets whose
     checksum may be unfinished; libitm then recomputes it when it modifies one),
-    ``fail_open`` (default True: a full queue accepts instead of dropping).
+    ``fail_open`` (default True: a full queue accepts instead of dropping),
+    ``use_recvmmsg`` (default True: read many packets per system call).
     """
 
     name = "nfqueue"
@@ -67,6 +96,7 @@ class NfqueueBackend(Backend):
         ip6tables: str = "ip6tables",
         gso: bool = False,
         fail_open: bool = True,
+        use_recvmmsg: bool = True,
         **unused: object,
     ) -> None:
         """See the class docstring for the options."""
@@ -87,6 +117,10 @@ class NfqueueBackend(Backend):
         self._sock: socket.socket | None = None
         self._rbuf = bytearray(_RBUF_SIZE)
         self._rmv = memoryview(self._rbuf)
+        self._rbuf_views: _Views = (self._rbuf, self._rmv, *_word_views(self._rbuf))
+        self.use_recvmmsg = use_recvmmsg
+        self._rx: MultiReceiver | None = None
+        self._rx_views: _Views | None = None
         self._out = bytearray()
         self._queues: dict[Hook, int] = {}
         self._qhook: dict[int, Hook] = {}
@@ -212,6 +246,10 @@ class NfqueueBackend(Backend):
                         s.send(nfq.config_cmd(q, nfq.NFQNL_CFG_CMD_UNBIND, ack=False))
                 s.close()
                 self._sock = None
+                if self._rx is not None:
+                    self._rx_views = None
+                    self._rx.close()
+                    self._rx = None
         if errors:
             raise XtablesError("cleanup failed: " + "; ".join(errors))
 
@@ -290,6 +328,7 @@ class NfqueueBackend(Backend):
         if err:
             raise BackendUnavailable(f"configuring nfqueue {q} failed: {os.strerror(err)}")
         self._qcopy[q] = rng
+        self._ensure_receiver()
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -328,42 +367,201 @@ class NfqueueBackend(Backend):
                 return result
 
     # ------------------------------------------------------------ hot path
+    def _ensure_receiver(self) -> None:
+        """(Re)create the recvmmsg slots when the largest copy range needs bigger ones."""
+        s = self._sock
+        if s is None or not self.use_recvmmsg or not isinstance(s, socket.socket):
+            return
+        need = max(self._qcopy.values(), default=self.copy_range) + _SLOT_OVERHEAD
+        rx = self._rx
+        if rx is not None and rx.slot_size >= need:
+            return
+        slots = max(1, min(self.batch, _SLOTS if need <= 4096 else _SLOTS_LARGE))
+        new = open_receiver(s, slots, need)
+        if new is None:
+            if rx is None:
+                log.info("recvmmsg not available; reading one message per recv")
+            return
+        if rx is not None:
+            self._rx_views = None
+            rx.close()
+        self._rx = new
+        self._rx_views = (new.buf, memoryview(new.buf), *_word_views(new.buf))
+
     def process(self) -> int:
         """Drain waiting packets (at most ``batch``), then send all verdicts at once."""
         s = self._sock
         if s is None:
             return 0
-        recv_into = s.recv_into
-        buf = self._rbuf
-        unpack = nfq.NLMSGHDR.unpack_from
         out = self._out
         out.clear()
         pending: dict[int, int] = {}
         handled = 0
         c = self.c
+        rx = self._rx
+        views = self._rx_views
         try:
-            while handled < self.batch:
-                try:
-                    n = recv_into(buf)
-                except BlockingIOError:
-                    break
-                except InterruptedError:
-                    continue
-                except OSError as e:
-                    if e.errno == errno.ENOBUFS:
-                        c["enobufs"] += 1
+            if rx is not None and views is not None:
+                slot = rx.slot_size
+                while handled < self.batch:
+                    try:
+                        n = rx.recv(self.batch - handled)
+                    except OSError as e:
+                        if e.errno == errno.ENOBUFS:
+                            c["enobufs"] += 1
+                            continue
+                        raise
+                    if n == 0:
+                        break
+                    c["recvs"] += 1
+                    handled += self._messages(views, n, slot, rx.lengths(n), pending, out)
+                    if len(out) > _SEND_FLUSH:
+                        self._send(out)
+                        out.clear()
+            else:
+                recv_into = s.recv_into
+                buf = self._rbuf
+                rviews = self._rbuf_views
+                while handled < self.batch:
+                    try:
+                        n = recv_into(buf)
+                    except BlockingIOError:
+                        break
+                    except InterruptedError:
                         continue
-                    raise
-                c["recvs"] += 1
-                pos = 0
-                while pos + 16 <= n:
-                    length, mtype, _, _, _ = unpack(buf, pos)
-                    if length < 16 or pos + length > n:
+                    except OSError as e:
+                        if e.errno == errno.ENOBUFS:
+                            c["enobufs"] += 1
+                            continue
+                        raise
+                    c["recvs"] += 1
+                    handled += self._messages(rviews, 1, 0, [n], pending, out)
+                    if len(out) > _SEND_FLUSH:
+                        self._send(out)
+                        out.clear()
+        finally:
+            self._flush(out, pending)
+        return handled
+
+    def _messages(
+        self,
+        views: _Views,
+        n: int,
+        slot: int,
+        lengths: list[int],
+        pending: dict[int, int],
+        out: bytearray,
+    ) -> int:
+        """Handle every netlink message in the ``n`` datagrams at ``i * slot``.
+
+        The packet path of the backend, kept in one function: the header fields
+        are read as native 16/32-bit words of the receive buffer, the attributes
+        walked once, the :class:`Packet` wraps a slice of the buffer, and plainly
+        accepted packets only update ``pending`` (one batch verdict per queue
+        later). Returns how many packet messages were handled.
+        """
+        buf, rmv, m32, m16 = views
+        c = self.c
+        qhook = self._qhook
+        disp = self._disp
+        run = disp.run if disp is not None else None
+        changed = self._changed
+        from_view = Packet.from_view
+        ntohl = socket.ntohl
+        ntohs = socket.ntohs
+        append = nfq.append_verdict
+        handled = packets = accepted = 0
+        try:
+            for i in range(n):
+                pos = i * slot
+                end = pos + lengths[i]
+                while pos + 16 <= end:
+                    length = m32[pos >> 2]
+                    mtype = m16[(pos >> 1) + 2]
+                    if length < 16 or pos + length > end:
                         c["bad_messages"] += 1
                         break
-                    if mtype == nfq.MSG_PACKET:
+                    if mtype == _MSG_PACKET:
                         handled += 1
-                        self._packet(pos, length, pending, out)
+                        mend = pos + length
+                        a = pos + 20
+                        pid = -1
+                        mark = cap = info = poff = plen = 0
+                        ts: float | None = None
+                        while a + 4 <= mend:
+                            w = m32[a >> 2]
+                            alen = w & 0xFFFF
+                            if alen < 4 or a + alen > mend:
+                                pid = -2
+                                break
+                            t = (w >> 16) & 0x3FFF
+                            if t == _PAYLOAD:
+                                poff = a + 4
+                                plen = alen - 4
+                            elif alen < 8:
+                                if t in _WORD_ATTRS:
+                                    pid = -2
+                                    break
+                            elif t == _PACKET_HDR:
+                                pid = ntohl(m32[(a + 4) >> 2])
+                            elif t == _MARK:
+                                mark = ntohl(m32[(a + 4) >> 2])
+                            elif t == _CAP_LEN:
+                                cap = ntohl(m32[(a + 4) >> 2])
+                            elif t == _SKB_INFO:
+                                info = ntohl(m32[(a + 4) >> 2])
+                            elif t == _TIMESTAMP and alen >= 20:
+                                sec, usec = _TS.unpack_from(buf, a + 4)
+                                ts = sec + usec / 1e6
+                            a += (alen + 3) & ~3
+                        if length < 20 or pid < 0:
+                            c["bad_messages"] += 1
+                        else:
+                            packets += 1
+                            q = ntohs(m16[(pos + 18) >> 1])
+                            hook = qhook.get(q)
+                            if hook is None or run is None:
+                                pending[q] = pid
+                                accepted += 1
+                            else:
+                                mv = rmv[poff : poff + plen]
+                                pkt = from_view(
+                                    mv,
+                                    cap or plen,
+                                    mark,
+                                    hook,
+                                    ts,
+                                    bool(info & _CSUMNOTREADY),
+                                )
+                                try:
+                                    r = run(hook, pkt, hook not in changed)
+                                except BaseException:
+                                    append(out, q, pid, _NF_ACCEPT)
+                                    c["verdict_msgs"] += 1
+                                    raise
+                                if r == ACCEPTED and not pkt.mark_changed:
+                                    pending[q] = pid
+                                    accepted += 1
+                                elif r == DROPPED:
+                                    append(out, q, pid, _NF_DROP)
+                                    c["verdict_msgs"] += 1
+                                    c["dropped"] += 1
+                                else:
+                                    append(
+                                        out,
+                                        q,
+                                        pid,
+                                        _NF_ACCEPT,
+                                        mark=pkt.mark if pkt.mark_changed else None,
+                                        payload=mv if r == MODIFIED else None,
+                                    )
+                                    c["verdict_msgs"] += 1
+                                    accepted += 1
+                                    if r == MODIFIED:
+                                        c["modified"] += 1
+                                    if len(out) > _SEND_FLUSH:
+                                        self._send(out)
+                                        out.clear()
                     elif mtype == nfq.NLMSG_ERROR:
                         err, _ = nfq.decode_error(buf, pos, length)
                         if err:
@@ -371,11 +569,9 @@ class NfqueueBackend(Backend):
                             if c["netlink_errors"] <= 10:
                                 log.warning("nfnetlink_queue error: %s", os.strerror(err))
                     pos += (length + 3) & ~3
-                if len(out) > _SEND_FLUSH:
-                    self._send(out)
-                    out.clear()
         finally:
-            self._flush(out, pending)
+            c["packets"] += packets
+            c["accepted"] += accepted
         return handled
 
     def _packet(self, pos: int, length: int, pending: dict[int, int], out: bytearray) -> None:
