@@ -251,6 +251,15 @@ class QueueStat:
     sock_drops: int = 0
 
 
+def cpu_ns(pid: int) -> int:
+    """Nanoseconds process ``pid`` has run on a CPU (/proc/PID/schedstat), system calls
+    and the softirq work done in them included."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def read_stats(pid: int, queue: int) -> QueueStat | None:
     """The queue's counters as seen from the namespace of process ``pid``."""
     try:
@@ -355,12 +364,14 @@ def drain(topo: Topology, c: Consumer, n: int, profile: str = "") -> dict[str, A
             time.sleep(0.005)
         before = run.stats()
         queued = before.total
+        cpu0 = cpu_ns(run.p.pid)
         t0 = time.perf_counter()
         os.kill(run.p.pid, signal.SIGCONT)
         deadline = time.monotonic() + 60
         while run.stats().total > 0 and time.monotonic() < deadline:
             time.sleep(0.0005)
         dt = time.perf_counter() - t0
+        cpu = (cpu_ns(run.p.pid) - cpu0) / 1e9
         after = run.stats()
     finally:
         counters = run.stop()
@@ -369,6 +380,8 @@ def drain(topo: Topology, c: Consumer, n: int, profile: str = "") -> dict[str, A
         "sent": json.loads(sender)["sent"],
         "seconds": dt,
         "pps": queued / dt if dt > 0 else 0.0,
+        "cpu_seconds": cpu,
+        "cpu_pps": queued / cpu if cpu > 0 else 0.0,
         "queue_dropped": after.queue_dropped,
         "user_dropped": after.user_dropped,
         "sock_drops": after.sock_drops,
@@ -452,6 +465,7 @@ def run_all(
                 res.drain.setdefault(c.name, []).append(d)
                 print(
                     f"[{r + 1}/{repeats}] drain {c.name:28s} {d['pps'] / 1e3:7.1f} kpps "
+                    f"({d['cpu_pps'] / 1e3:.1f} per CPU-second) "
                     f"(queued {d['queued']}, drops {d['queue_dropped']}/{d['user_dropped']}"
                     f"/{d['sock_drops']})",
                     file=log,

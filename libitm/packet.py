@@ -143,6 +143,17 @@ class Packet:
             return lay
         b = self._buf
         n = self._len
+        if n >= 20 and b[0] == 0x45:
+            # the common case: IPv4 without options
+            tot = (b[2] << 8) | b[3]
+            end = n if tot > n else (tot if tot > 20 else 20)
+            if ((b[6] & 0x1F) << 8) | b[7]:
+                lay = _Layout(4, b[9], 20, None, end)
+            else:
+                lay = _Layout(4, b[9], 20, 20, end)
+                lay.l4_len = end - 20
+            self._layout = lay
+            return lay
         if n < 1:
             raise PacketError("empty packet")
         version = b[0] >> 4
@@ -274,18 +285,22 @@ class Packet:
     def tos(self, value: int) -> None:
         if value.__class__ is not int or not 0 <= value <= 0xFF:
             _check_range("tos", value, 0xFF)
-        if value == self.tos:
-            return
-        self._prepare_write()
+        lay = self._layout or self._parse()
         b = self._buf
-        if self._parse().version == 4:
+        if lay.version == 4:
+            old = b[1]
+            if value == old:
+                return
+            self._prepare_write()
             hi = b[0] << 8
-            old = hi | b[1]
             b[1] = value
-            c = _cs.adjust16((b[10] << 8) | b[11], old, hi | value)
+            c = _cs.adjust16((b[10] << 8) | b[11], hi | old, hi | value)
             b[10] = c >> 8
             b[11] = c & 0xFF
         else:
+            if value == self.tos:
+                return
+            self._prepare_write()
             b[0] = (b[0] & 0xF0) | (value >> 4)
             b[1] = ((value & 0x0F) << 4) | (b[1] & 0x0F)
 
@@ -563,12 +578,13 @@ class Packet:
         # The first change keeps a copy for restore(); truncation cannot change
         # (no setter changes the length), so it is checked then.
         if self._orig is None:
-            if self.truncated:
+            n = self._len
+            if self.orig_len > n or self.length > n:
                 raise PacketTruncatedError(
-                    f"packet holds only {self._len} of {max(self.orig_len, self.length)} bytes; "
+                    f"packet holds only {n} of {max(self.orig_len, self.length)} bytes; "
                     "register with needs_payload=True to modify packets"
                 )
-            self._orig = bytes(self._buf[: self._len])
+            self._orig = self._buf.tobytes()  # the view is exactly _len bytes long
         self.modified = True
 
     def _ports_offset(self) -> int | None:

@@ -52,7 +52,7 @@ _MARK: Final = nfq.NFQA_MARK
 _CAP_LEN: Final = nfq.NFQA_CAP_LEN
 _SKB_INFO: Final = nfq.NFQA_SKB_INFO
 _TIMESTAMP: Final = nfq.NFQA_TIMESTAMP
-_WORD_ATTRS: Final = frozenset({_PACKET_HDR, _MARK, _CAP_LEN, _SKB_INFO})
+_WANTED: Final = frozenset({_PACKET_HDR, _MARK, _CAP_LEN, _SKB_INFO, _TIMESTAMP})
 _CSUMNOTREADY: Final = nfq.NFQA_SKB_CSUMNOTREADY
 _NF_ACCEPT: Final = nfq.NF_ACCEPT
 _NF_DROP: Final = nfq.NF_DROP
@@ -465,6 +465,8 @@ class NfqueueBackend(Backend):
         qhook = self._qhook
         disp = self._disp
         run = disp.run if disp is not None else None
+        solo = disp.run_solo if disp is not None else None
+        by_hook = disp._by_hook if disp is not None else {}
         changed = self._changed
         from_view = Packet.from_view
         ntohl = socket.ntohl
@@ -484,35 +486,45 @@ class NfqueueBackend(Backend):
                     if mtype == _MSG_PACKET:
                         handled += 1
                         mend = pos + length
+                        # nfqnl_build_packet writes NFQA_PACKET_HDR first and
+                        # NFQA_PAYLOAD last; only the attributes libitm uses are
+                        # looked at in between.
                         a = pos + 20
                         pid = -1
+                        if length >= 32:
+                            w = m32[a >> 2]
+                            alen = w & 0xFFFF
+                            if (w >> 16) & 0x3FFF == _PACKET_HDR and alen >= 8:
+                                pid = ntohl(m32[(a + 4) >> 2])
+                                a += (alen + 3) & ~3
                         mark = cap = info = poff = plen = 0
                         ts: float | None = None
                         while a + 4 <= mend:
                             w = m32[a >> 2]
                             alen = w & 0xFFFF
+                            t = (w >> 16) & 0x3FFF
                             if alen < 4 or a + alen > mend:
                                 pid = -2
                                 break
-                            t = (w >> 16) & 0x3FFF
                             if t == _PAYLOAD:
                                 poff = a + 4
                                 plen = alen - 4
-                            elif alen < 8:
-                                if t in _WORD_ATTRS:
+                                break
+                            if t in _WANTED:
+                                if alen < 8:
                                     pid = -2
                                     break
-                            elif t == _PACKET_HDR:
-                                pid = ntohl(m32[(a + 4) >> 2])
-                            elif t == _MARK:
-                                mark = ntohl(m32[(a + 4) >> 2])
-                            elif t == _CAP_LEN:
-                                cap = ntohl(m32[(a + 4) >> 2])
-                            elif t == _SKB_INFO:
-                                info = ntohl(m32[(a + 4) >> 2])
-                            elif t == _TIMESTAMP and alen >= 20:
-                                sec, usec = _TS.unpack_from(buf, a + 4)
-                                ts = sec + usec / 1e6
+                                if t == _PACKET_HDR:
+                                    pid = ntohl(m32[(a + 4) >> 2])
+                                elif t == _MARK:
+                                    mark = ntohl(m32[(a + 4) >> 2])
+                                elif t == _CAP_LEN:
+                                    cap = ntohl(m32[(a + 4) >> 2])
+                                elif t == _SKB_INFO:
+                                    info = ntohl(m32[(a + 4) >> 2])
+                                elif alen >= 20:  # NFQA_TIMESTAMP
+                                    sec, usec = _TS.unpack_from(buf, a + 4)
+                                    ts = sec + usec / 1e6
                             a += (alen + 3) & ~3
                         if length < 20 or pid < 0:
                             c["bad_messages"] += 1
@@ -520,7 +532,7 @@ class NfqueueBackend(Backend):
                             packets += 1
                             q = ntohs(m16[(pos + 18) >> 1])
                             hook = qhook.get(q)
-                            if hook is None or run is None:
+                            if hook is None or run is None or solo is None:
                                 pending[q] = pid
                                 accepted += 1
                             else:
@@ -531,10 +543,14 @@ class NfqueueBackend(Backend):
                                     mark,
                                     hook,
                                     ts,
-                                    bool(info & _CSUMNOTREADY),
+                                    (info & _CSUMNOTREADY) != 0,
                                 )
                                 try:
-                                    r = run(hook, pkt, hook not in changed)
+                                    apps = by_hook[hook]
+                                    if len(apps) == 1 and hook not in changed:
+                                        r = solo(hook, apps[0], pkt)
+                                    else:
+                                        r = run(hook, pkt, hook not in changed)
                                 except BaseException:
                                     append(out, q, pid, _NF_ACCEPT)
                                     c["verdict_msgs"] += 1
