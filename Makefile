@@ -11,7 +11,7 @@ PY := .venv/bin/python
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all modules clean setup test demo kernels style check gen lint bench
+.PHONY: all modules clean setup test demo kernels style check gen lint bench bench-libitm
 
 all: modules
 
@@ -53,5 +53,11 @@ demo: setup
 	$(PY) -m itmtool.demo
 
 # every benchmark; results and tables land in docs/benchmarks.md
-bench: setup
+bench: setup bench-libitm
 	$(PY) -m bench.itm_dispatch --kernel all --write
+
+# libitm's nfqueue path against python-netfilterqueue and C libnetfilter_queue
+# (root; network namespaces on this kernel; about 8 minutes)
+bench-libitm: setup
+	@bash scripts/setup.sh bench
+	$(PY) -m bench.libitm_queue --write

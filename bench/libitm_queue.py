@@ -451,7 +451,12 @@ class Results:
 
 
 def run_all(
-    n: int, seconds: float, repeats: int, consumers: tuple[Consumer, ...], log: Any
+    n: int,
+    seconds: float,
+    repeats: int,
+    consumers: tuple[Consumer, ...],
+    log: Any,
+    e2e: bool = True,
 ) -> Results:
     """Interleaved repeats of every measurement."""
     topo = Topology()
@@ -471,7 +476,7 @@ def run_all(
                     file=log,
                     flush=True,
                 )
-            for c2 in [None, *order]:
+            for c2 in [None, *order] if e2e else []:
                 e = end_to_end(topo, c2, seconds)
                 name = c2.name if c2 else "no queue"
                 res.e2e.setdefault(name, []).append(e)
@@ -726,6 +731,7 @@ def main(argv: list[str] | None = None) -> int:
         "--only", default="", help="comma-separated impls (libitm,netfilterqueue,c,c-batch)"
     )
     ap.add_argument("--write", action="store_true", help="update docs/ (table, JSON, plot)")
+    ap.add_argument("--drain-only", action="store_true", help="skip the end-to-end runs")
     ap.add_argument("--profile", action="store_true", help="also profile libitm's drain")
     a = ap.parse_args(argv)
     if os.geteuid() != 0:
@@ -751,7 +757,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": seconds,
         "repeats": repeats,
     }
-    res = run_all(n, seconds, repeats, consumers, sys.stderr)
+    res = run_all(n, seconds, repeats, consumers, sys.stderr, e2e=not a.drain_only)
     prof = profile_drain(n, sys.stderr) if a.profile else {}
     meta["wall_seconds"] = time.monotonic() - start
     rows = summarize(res)

@@ -248,6 +248,8 @@ class Dispatcher:
         if not pkt.modified:
             return ACCEPTED
         c.modified += 1
+        if not pkt.csum_not_ready:
+            return MODIFIED  # finalize() has nothing to do
         try:
             pkt.finalize()
         except PacketError as e:

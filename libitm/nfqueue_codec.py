@@ -80,6 +80,11 @@ _HDR: Final = struct.Struct("=IHHIIBBH")
 _VERDICT: Final = struct.Struct("=IHHIIBBHHHII")
 # the same followed by an NFQA_PAYLOAD attribute header
 _VERDICT_PAYLOAD: Final = struct.Struct("=IHHIIBBHHHIIHH")
+#: NFQNL_MSG_VERDICT with NFQA_VERDICT_HDR and an NFQA_PAYLOAD attribute header, every
+#: field native: pass the queue (res_id), verdict and packet id already in network
+#: order, e.g. as read natively from the NFQNL_MSG_PACKET (see append_verdict for the
+#: field order); the payload and its padding follow.
+VERDICT_PAYLOAD_RAW: Final = struct.Struct("=IHHIIBBHHHIIHH")
 # zero bytes that pad a payload of length n to 4 bytes, by n % 4
 _PAD: Final = (b"", b"\0\0\0", b"\0\0", b"\0")
 _BE32: Final = struct.Struct(">I")

@@ -285,16 +285,24 @@ class Packet:
     def tos(self, value: int) -> None:
         if value.__class__ is not int or not 0 <= value <= 0xFF:
             _check_range("tos", value, 0xFF)
-        lay = self._layout or self._parse()
         b = self._buf
-        if lay.version == 4:
+        n = self._len
+        if (n >= 20 and b[0] == 0x45) or self._parse().version == 4:
             old = b[1]
             if value == old:
                 return
-            self._prepare_write()
+            if self._orig is None and self.orig_len <= n and ((b[2] << 8) | b[3]) <= n:
+                self._orig = self._buf.tobytes()
+                self.modified = True
+            else:
+                self._prepare_write()
+            # RFC 1624 for the first header word (version/IHL, TOS)
             hi = b[0] << 8
             b[1] = value
-            c = _cs.adjust16((b[10] << 8) | b[11], hi | old, hi | value)
+            s = ((~((b[10] << 8) | b[11])) & 0xFFFF) + (~(hi | old) & 0xFFFF) + (hi | value)
+            s = (s & 0xFFFF) + (s >> 16)
+            s = (s & 0xFFFF) + (s >> 16)
+            c = ~s & 0xFFFF
             b[10] = c >> 8
             b[11] = c & 0xFF
         else:

@@ -2,14 +2,23 @@
 # Install what itmBench needs, when it is missing: Debian packages (as root),
 # the kernels of the matrix (kernels.txt) and a project virtualenv.
 # Quick when everything is there.
+#
+#   scripts/setup.sh          what the tests and the demo need
+#   scripts/setup.sh bench    that, plus the benchmarks' anchors: Debian's
+#                             libnetfilter-queue-dev (the C consumer) and
+#                             python-netfilterqueue 1.1.0 built from source
+#                             into .venv (pyproject extra "bench")
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bench=0
+[[ ${1:-} == bench ]] && bench=1
 
 pkgs=(make gcc python3-venv kmod iproute2 iptables nftables tcpdump ethtool
       iperf3 socat iputils-ping qemu-system-x86 sparse linux-source-6.12 xz-utils)
 while read -r name image headers; do
 	pkgs+=("$image" "$headers")
 done < <(sed 's/#.*//' kernels.txt | awk 'NF == 3')
+((bench)) && pkgs+=(libnetfilter-queue-dev)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -35,4 +44,13 @@ if [[ ! -x .venv/bin/python || ! -e $stamp || pyproject.toml -nt $stamp ]]; then
 	.venv/bin/pip install -q --upgrade pip
 	.venv/bin/pip install -q -e '.[dev]'
 	touch "$stamp"
+fi
+
+if ((bench)); then
+	bstamp=.venv/.itmbench-bench-installed
+	if [[ ! -e $bstamp || pyproject.toml -nt $bstamp ]]; then
+		echo "setup: installing the benchmark extras (NetfilterQueue from source)"
+		.venv/bin/pip install -q --no-binary NetfilterQueue -e '.[dev,bench]'
+		touch "$bstamp"
+	fi
 fi

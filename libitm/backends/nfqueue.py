@@ -19,6 +19,7 @@ import os
 import select
 import socket
 import struct
+import sys
 import time
 from typing import TYPE_CHECKING, Final
 
@@ -57,6 +58,12 @@ _CSUMNOTREADY: Final = nfq.NFQA_SKB_CSUMNOTREADY
 _NF_ACCEPT: Final = nfq.NF_ACCEPT
 _NF_DROP: Final = nfq.NF_DROP
 _TS: Final = struct.Struct(">qq")
+_MSG_VERDICT: Final = nfq.MSG_VERDICT
+_NLM_F_REQUEST: Final = nfq.NLM_F_REQUEST
+_VERDICT_HDR: Final = nfq.NFQA_VERDICT_HDR
+_ACCEPT_RAW: Final = socket.htonl(nfq.NF_ACCEPT)  # as it reads natively in the message
+_PAD: Final = (b"", b"\0\0\0", b"\0\0", b"\0")
+_LITTLE: Final = sys.byteorder == "little"
 
 # a receive buffer and its views: bytes, memoryview, native 32-bit and 16-bit words
 _Views = tuple[bytearray, memoryview, memoryview, memoryview]
@@ -121,6 +128,10 @@ class NfqueueBackend(Backend):
         self.use_recvmmsg = use_recvmmsg
         self._rx: MultiReceiver | None = None
         self._rx_views: _Views | None = None
+        # the attribute bytes between NFQA_PACKET_HDR and NFQA_PAYLOAD of the last
+        # packet walked, and the values read from them (mark, cap_len, skb_info, ts)
+        self._sig: bytes | None = None
+        self._sig_vals: tuple[int, int, int, float | None] = (0, 0, 0, None)
         self._out = bytearray()
         self._queues: dict[Hook, int] = {}
         self._qhook: dict[int, Hook] = {}
@@ -454,25 +465,35 @@ class NfqueueBackend(Backend):
     ) -> int:
         """Handle every netlink message in the ``n`` datagrams at ``i * slot``.
 
-        The packet path of the backend, kept in one function: the header fields
-        are read as native 16/32-bit words of the receive buffer, the attributes
-        walked once, the :class:`Packet` wraps a slice of the buffer, and plainly
-        accepted packets only update ``pending`` (one batch verdict per queue
-        later). Returns how many packet messages were handled.
+        The packet path of the backend, kept in one function: header fields are
+        read as native 16/32-bit words of the receive buffer; the attributes
+        between NFQA_PACKET_HDR (always first) and NFQA_PAYLOAD (always last) are
+        walked only when their bytes differ from the previous packet's (same
+        bytes, same values: interfaces, mark, ...); the :class:`Packet` wraps a
+        slice of the buffer; plainly accepted packets only update ``pending``
+        (one batch verdict per queue later), others get their verdict packed
+        from the raw (network order) queue and id fields. Returns how many
+        packet messages were handled.
         """
         buf, rmv, m32, m16 = views
         c = self.c
         qhook = self._qhook
         disp = self._disp
-        run = disp.run if disp is not None else None
-        solo = disp.run_solo if disp is not None else None
-        by_hook = disp._by_hook if disp is not None else {}
+        if disp is None:
+            run = solo = None
+            by_hook: dict[Hook, list[ItmInfo]] = {}
+        else:
+            run = disp.run
+            solo = disp.run_solo
+            by_hook = disp._by_hook
         changed = self._changed
         from_view = Packet.from_view
         ntohl = socket.ntohl
-        ntohs = socket.ntohs
-        append = nfq.append_verdict
-        handled = packets = accepted = 0
+        startswith = buf.startswith
+        pack_verdict = nfq.VERDICT_PAYLOAD_RAW.pack
+        sig, sig_vals = self._sig, self._sig_vals
+        mark, cap, info, ts = sig_vals
+        handled = packets = accepted = modified = verdicts = 0
         try:
             for i in range(n):
                 pos = i * slot
@@ -486,98 +507,140 @@ class NfqueueBackend(Backend):
                     if mtype == _MSG_PACKET:
                         handled += 1
                         mend = pos + length
-                        # nfqnl_build_packet writes NFQA_PACKET_HDR first and
-                        # NFQA_PAYLOAD last; only the attributes libitm uses are
-                        # looked at in between.
                         a = pos + 20
-                        pid = -1
+                        pid_raw = -1
+                        poff = plen = 0
                         if length >= 32:
                             w = m32[a >> 2]
                             alen = w & 0xFFFF
                             if (w >> 16) & 0x3FFF == _PACKET_HDR and alen >= 8:
-                                pid = ntohl(m32[(a + 4) >> 2])
+                                pid_raw = m32[(a + 4) >> 2]
                                 a += (alen + 3) & ~3
-                        mark = cap = info = poff = plen = 0
-                        ts: float | None = None
-                        while a + 4 <= mend:
-                            w = m32[a >> 2]
+                        if sig is not None and pid_raw >= 0 and startswith(sig, a):
+                            k = a + len(sig)
+                            w = m32[k >> 2] if k + 4 <= mend else 0
                             alen = w & 0xFFFF
-                            t = (w >> 16) & 0x3FFF
-                            if alen < 4 or a + alen > mend:
-                                pid = -2
-                                break
-                            if t == _PAYLOAD:
-                                poff = a + 4
+                            if (w >> 16) & 0x3FFF == _PAYLOAD and alen >= 4 and k + alen <= mend:
+                                poff = k + 4
                                 plen = alen - 4
-                                break
-                            if t in _WANTED:
-                                if alen < 8:
-                                    pid = -2
-                                    break
-                                if t == _PACKET_HDR:
-                                    pid = ntohl(m32[(a + 4) >> 2])
-                                elif t == _MARK:
-                                    mark = ntohl(m32[(a + 4) >> 2])
-                                elif t == _CAP_LEN:
-                                    cap = ntohl(m32[(a + 4) >> 2])
-                                elif t == _SKB_INFO:
-                                    info = ntohl(m32[(a + 4) >> 2])
-                                elif alen >= 20:  # NFQA_TIMESTAMP
-                                    sec, usec = _TS.unpack_from(buf, a + 4)
-                                    ts = sec + usec / 1e6
-                            a += (alen + 3) & ~3
-                        if length < 20 or pid < 0:
-                            c["bad_messages"] += 1
-                        else:
-                            packets += 1
-                            q = ntohs(m16[(pos + 18) >> 1])
-                            hook = qhook.get(q)
-                            if hook is None or run is None or solo is None:
-                                pending[q] = pid
-                                accepted += 1
                             else:
-                                mv = rmv[poff : poff + plen]
-                                pkt = from_view(
-                                    mv,
-                                    cap or plen,
-                                    mark,
-                                    hook,
-                                    ts,
-                                    (info & _CSUMNOTREADY) != 0,
-                                )
-                                try:
-                                    apps = by_hook[hook]
-                                    if len(apps) == 1 and hook not in changed:
-                                        r = solo(hook, apps[0], pkt)
-                                    else:
-                                        r = run(hook, pkt, hook not in changed)
-                                except BaseException:
-                                    append(out, q, pid, _NF_ACCEPT)
-                                    c["verdict_msgs"] += 1
-                                    raise
-                                if r == ACCEPTED and not pkt.mark_changed:
-                                    pending[q] = pid
-                                    accepted += 1
-                                elif r == DROPPED:
-                                    append(out, q, pid, _NF_DROP)
-                                    c["verdict_msgs"] += 1
-                                    c["dropped"] += 1
-                                else:
-                                    append(
-                                        out,
-                                        q,
-                                        pid,
-                                        _NF_ACCEPT,
-                                        mark=pkt.mark if pkt.mark_changed else None,
-                                        payload=mv if r == MODIFIED else None,
-                                    )
-                                    c["verdict_msgs"] += 1
-                                    accepted += 1
-                                    if r == MODIFIED:
-                                        c["modified"] += 1
-                                    if len(out) > _SEND_FLUSH:
-                                        self._send(out)
-                                        out.clear()
+                                poff = -1
+                        else:
+                            poff = -1
+                        if poff < 0:
+                            # walk the attributes; remember their bytes for the next packet
+                            poff = plen = 0
+                            mark = cap = info = 0
+                            ts = None
+                            start = a
+                            while a + 4 <= mend:
+                                w = m32[a >> 2]
+                                alen = w & 0xFFFF
+                                t = (w >> 16) & 0x3FFF
+                                if alen < 4 or a + alen > mend:
+                                    pid_raw = -2
+                                    break
+                                if t == _PAYLOAD:
+                                    poff = a + 4
+                                    plen = alen - 4
+                                    break
+                                if t in _WANTED:
+                                    if alen < 8:
+                                        pid_raw = -2
+                                        break
+                                    if t == _PACKET_HDR:
+                                        pid_raw = m32[(a + 4) >> 2]
+                                    elif t == _MARK:
+                                        mark = ntohl(m32[(a + 4) >> 2])
+                                    elif t == _CAP_LEN:
+                                        cap = ntohl(m32[(a + 4) >> 2])
+                                    elif t == _SKB_INFO:
+                                        info = ntohl(m32[(a + 4) >> 2])
+                                    elif alen >= 20:  # NFQA_TIMESTAMP
+                                        sec, usec = _TS.unpack_from(buf, a + 4)
+                                        ts = sec + usec / 1e6
+                                a += (alen + 3) & ~3
+                            if poff and pid_raw >= 0 and start == pos + 32:
+                                sig = bytes(buf[start : poff - 4])
+                                sig_vals = (mark, cap, info, ts)
+                            else:
+                                sig = None
+                        if length < 20 or pid_raw < 0:
+                            c["bad_messages"] += 1
+                            pos += (length + 3) & ~3
+                            continue
+                        packets += 1
+                        q_raw = m16[(pos + 18) >> 1]
+                        q = ((q_raw & 0xFF) << 8) | (q_raw >> 8) if _LITTLE else q_raw
+                        hook = qhook.get(q)
+                        if hook is None or run is None or solo is None:
+                            pending[q] = ntohl(pid_raw)
+                            accepted += 1
+                            pos += (length + 3) & ~3
+                            continue
+                        mv = rmv[poff : poff + plen]
+                        pkt = from_view(
+                            mv, cap or plen, mark, hook, ts, (info & _CSUMNOTREADY) != 0
+                        )
+                        try:
+                            apps = by_hook[hook]
+                            if len(apps) == 1 and hook not in changed:
+                                r = solo(hook, apps[0], pkt)
+                            else:
+                                r = run(hook, pkt, hook not in changed)
+                        except BaseException:
+                            nfq.append_verdict(out, q, ntohl(pid_raw), _NF_ACCEPT)
+                            verdicts += 1
+                            raise
+                        if r == ACCEPTED and not pkt.mark_changed:
+                            pending[q] = ntohl(pid_raw)
+                            accepted += 1
+                        elif r == MODIFIED and not pkt.mark_changed:
+                            out += pack_verdict(
+                                36 + plen,
+                                _MSG_VERDICT,
+                                _NLM_F_REQUEST,
+                                0,
+                                0,
+                                0,
+                                0,
+                                q_raw,
+                                12,
+                                _VERDICT_HDR,
+                                _ACCEPT_RAW,
+                                pid_raw,
+                                4 + plen,
+                                _PAYLOAD,
+                            )
+                            out += mv
+                            if plen & 3:
+                                out += _PAD[plen & 3]
+                            verdicts += 1
+                            accepted += 1
+                            modified += 1
+                            if len(out) > _SEND_FLUSH:
+                                self._send(out)
+                                out.clear()
+                        elif r == DROPPED:
+                            nfq.append_verdict(out, q, ntohl(pid_raw), _NF_DROP)
+                            verdicts += 1
+                            c["dropped"] += 1
+                        else:
+                            nfq.append_verdict(
+                                out,
+                                q,
+                                ntohl(pid_raw),
+                                _NF_ACCEPT,
+                                mark=pkt.mark if pkt.mark_changed else None,
+                                payload=mv if r == MODIFIED else None,
+                            )
+                            verdicts += 1
+                            accepted += 1
+                            if r == MODIFIED:
+                                modified += 1
+                            if len(out) > _SEND_FLUSH:
+                                self._send(out)
+                                out.clear()
                     elif mtype == nfq.NLMSG_ERROR:
                         err, _ = nfq.decode_error(buf, pos, length)
                         if err:
@@ -586,8 +649,11 @@ class NfqueueBackend(Backend):
                                 log.warning("nfnetlink_queue error: %s", os.strerror(err))
                     pos += (length + 3) & ~3
         finally:
+            self._sig, self._sig_vals = sig, sig_vals
             c["packets"] += packets
             c["accepted"] += accepted
+            c["modified"] += modified
+            c["verdict_msgs"] += verdicts
         return handled
 
     def _packet(self, pos: int, length: int, pending: dict[int, int], out: bytearray) -> None:

@@ -1,0 +1,224 @@
+"""recvmmsg slots, the raw verdict header, and the backend's many-packets-per-read path.
+
+The backend is driven through a real AF_UNIX datagram socket pair (recvmmsg works
+on any datagram socket): the messages nfnetlink_queue would send go in at one
+end, the verdicts come out at the other, and they must be the ones the
+one-message-per-recv path (a fake socket) gives for the same input.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+from itm_testlib import udp, verify
+from test_nfqueue_batching import FakeSock, app, backend, pkt_msg, sent_messages
+
+from libitm import Hook, Interest, ItmInfo, Packet, Verdict
+from libitm import nfqueue_codec as nfq
+from libitm.backends.nfqueue import FULL_COPY, NfqueueBackend
+from libitm.dispatch import Dispatcher
+from libitm.mmsg import MultiReceiver, open_receiver
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    for s in (a, b):
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    b.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_receiver_slots_lengths_truncation(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    rx = open_receiver(b, 4, 100)
+    assert isinstance(rx, MultiReceiver)
+    assert rx.slot_size == 104 and len(rx.buf) == 4 * 104
+    assert rx.recv() == 0, "nothing waiting: 0, not an error"
+    data = [bytes([i]) * (10 * i + 1) for i in range(1, 6)] + [b"z" * 300]
+    for d in data:
+        a.send(d)
+    assert rx.recv(3) == 3, "limit"
+    assert rx.lengths(3) == [11, 21, 31]
+    for i in range(3):
+        assert bytes(rx.buf[i * 104 : i * 104 + rx.length(i)]) == data[i]
+        assert not rx.truncated(i)
+    assert rx.recv() == 3
+    assert rx.lengths(3) == [41, 51, 104]
+    assert rx.truncated(2) and not rx.truncated(1)
+    assert bytes(rx.buf[0:41]) == data[3]
+    assert rx.recv() == 0
+    rx.close()
+
+
+def test_raw_verdict_header_matches_append_verdict() -> None:
+    payload = udp("10.0.0.1", "10.0.0.2", 9, 10, b"abcde")  # odd length: padding
+    want = nfq.verdict(300, 0x01020304, nfq.NF_ACCEPT, payload=payload)
+    got = bytearray(
+        nfq.VERDICT_PAYLOAD_RAW.pack(
+            36 + len(payload),
+            nfq.MSG_VERDICT,
+            nfq.NLM_F_REQUEST,
+            0,
+            0,
+            socket.AF_UNSPEC,
+            0,
+            socket.htons(300),
+            12,
+            nfq.NFQA_VERDICT_HDR,
+            socket.htonl(nfq.NF_ACCEPT),
+            socket.htonl(0x01020304),
+            4 + len(payload),
+            nfq.NFQA_PAYLOAD,
+        )
+    )
+    got += payload + b"\0" * (-len(payload) % 4)
+    assert bytes(got) == want
+
+
+def _attrs_msg(pid: int, dport: int, *, mark: int | None = None, cap: int | None = None) -> bytes:
+    """A packet message with the attributes the kernel puts between header and payload."""
+    base = nfq.encode_packet(
+        7, pid, udp("10.0.0.1", "10.0.0.2", 9, dport, b"data"), mark=mark, cap_len=cap
+    )
+    extra = (
+        nfq._attr(nfq.NFQA_IFINDEX_INDEV, (2).to_bytes(4, "big"))
+        + nfq._attr(nfq.NFQA_IFINDEX_OUTDEV, (3).to_bytes(4, "big"))
+        + nfq._attr(9, bytes(12))  # NFQA_HWADDR
+    )
+    m = bytearray(base[:32] + extra + base[32:])
+    m[0:4] = len(m).to_bytes(4, "little")
+    return bytes(m)
+
+
+def _mmsg_backend(apps: list[ItmInfo], b: socket.socket, batch: int = 256) -> NfqueueBackend:
+    be = NfqueueBackend(batch=batch)
+    d = Dispatcher()
+    for i in apps:
+        d.add(Hook.POST_ROUTING, i)
+    be._disp = d
+    be._qhook[7] = Hook.POST_ROUTING
+    be._qcopy[7] = FULL_COPY
+    be._sock = b
+    be._ensure_receiver()
+    assert be._rx is not None, "recvmmsg available on Linux"
+    return be
+
+
+def _verdicts(a: socket.socket) -> list[bytes]:
+    a.setblocking(False)
+    out = []
+    while True:
+        try:
+            out.append(a.recv(1 << 20))
+        except BlockingIOError:
+            return out
+
+
+def test_mmsg_path_gives_the_same_verdicts(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    msgs = [
+        _attrs_msg(1, 0),
+        _attrs_msg(2, 1),  # dropped
+        _attrs_msg(3, 2),  # TOS rewritten
+        pkt_msg(4, 0),  # other attributes: the walk runs again
+        _attrs_msg(5, 2),
+        _attrs_msg(6, 0),
+        _attrs_msg(7, 0),
+    ]
+    be_ref, sock = backend([app()], list(msgs))
+    assert be_ref.process() == len(msgs)
+    be = _mmsg_backend([app()], b)
+    for m in msgs:
+        a.send(m)
+    assert be.process() == len(msgs)
+    sent = _verdicts(a)
+    assert len(sent) == 1, "one send per wakeup"
+    assert sent == sock.sent
+    got = sent_messages(sock)
+    assert [(t, v, i) for t, v, i, _ in got] == [
+        (nfq.MSG_VERDICT, nfq.NF_DROP, 2),
+        (nfq.MSG_VERDICT, nfq.NF_ACCEPT, 3),
+        (nfq.MSG_VERDICT, nfq.NF_ACCEPT, 5),
+        (nfq.MSG_VERDICT_BATCH, nfq.NF_ACCEPT, 7),
+    ]
+    for _, _, _, payload in got[1:3]:
+        assert payload is not None and Packet(payload).tos == 0x10 and verify(payload)
+    assert be.counters() | {"recvs": 0} == be_ref.counters() | {"recvs": 0}
+    assert be.counters()["recvs"] == 1
+
+
+def test_changing_attributes_are_read_for_every_packet(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    seen: list[tuple[int, int]] = []
+
+    def cls(p: Packet) -> int:
+        seen.append((p.mark, p.orig_len))
+        return 0
+
+    be = _mmsg_backend([ItmInfo("m", Interest(protocol="udp"), class_func=cls)], b)
+    plain = _attrs_msg(1, 0)
+    for m in (
+        plain,
+        _attrs_msg(2, 0, mark=5),
+        _attrs_msg(3, 0, mark=5),
+        _attrs_msg(4, 0, mark=6),
+        _attrs_msg(5, 0, mark=6, cap=900),
+        _attrs_msg(6, 0, mark=6, cap=900),
+        _attrs_msg(7, 0),
+    ):
+        a.send(m)
+    assert be.process() == 7
+    n = len(Packet(udp("10.0.0.1", "10.0.0.2", 9, 0, b"data")).raw)
+    assert seen == [(0, n), (5, n), (5, n), (6, n), (6, 900), (6, 900), (0, n)]
+
+
+def test_mmsg_batch_limit_and_slot_count(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    be = _mmsg_backend([app()], b, batch=3)
+    assert be._rx is not None and be._rx.slots == 3
+    for i in range(1, 6):
+        a.send(_attrs_msg(i, 0))
+    assert be.process() == 3
+    assert be.process() == 2
+    assert be.process() == 0
+    ids = [i for _, _, i, _ in sent_messages_of(_verdicts(a))]
+    assert ids == [3, 5]
+
+
+def sent_messages_of(chunks: list[bytes]) -> list[tuple[int, int, int, bytes | None]]:
+    s = FakeSock([])
+    s.sent = chunks
+    res: list[tuple[int, int, int, bytes | None]] = sent_messages(s)
+    return res
+
+
+def test_drop_and_mark_paths(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+
+    def pf(w: Hook, c: int, p: Packet) -> Verdict:
+        if p.dport == 1:
+            return Verdict.DROP
+        if p.dport == 3:
+            p.mark = 42
+        if p.dport == 4:
+            p.mark = 43
+            p.tos = 0x04
+        return Verdict.ACCEPT
+
+    info = ItmInfo("d", Interest(protocol="udp"), class_func=lambda p: 1, process_func=pf)
+    msgs = [_attrs_msg(i, d) for i, d in ((1, 1), (2, 3), (3, 4), (4, 0))]
+    be_ref, sock = backend([info], list(msgs))
+    be_ref.process()
+    be = _mmsg_backend([info], b)
+    for m in msgs:
+        a.send(m)
+    be.process()
+    assert _verdicts(a) == sock.sent
