@@ -621,7 +621,7 @@ def plot(rows: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(rows)
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    fig, axes = plt.subplots(1, 3, figsize=(19, 4.8))
     for ax, key, title in (
         (axes[0], "drain", "drain, packets per second (one core)"),
         (axes[1], "cpu", "drain, packets per consumer CPU-second"),
@@ -642,7 +642,7 @@ def plot(rows: dict[str, Any], path: Path) -> None:
             for n in ns
         ]
         ax.barh(range(len(ns)), vals, xerr=[lo, hi], color=colors)
-        ax.set_yticks(range(len(ns)), ns if ax is axes[0] else [""] * len(ns))
+        ax.set_yticks(range(len(ns)), ns)
         ax.invert_yaxis()
         ax.set_xlabel("kpps")
         ax.set_title(title)
