@@ -44,7 +44,7 @@ _SEND_FLUSH = 0x20000
 # recvmmsg slots: room for the copy range plus the attributes before the payload
 _SLOT_OVERHEAD = 1024
 _SLOTS = 128  # slots per recvmmsg for small copy ranges
-_SLOTS_LARGE = 32  # ... and for whole packets (slots of 65 KiB)
+_SLOTS_LARGE = 64  # ... and for whole packets (slots of 65 KiB)
 
 _MSG_PACKET: Final = nfq.MSG_PACKET
 _PAYLOAD: Final = nfq.NFQA_PAYLOAD
@@ -479,13 +479,11 @@ class NfqueueBackend(Backend):
         c = self.c
         qhook = self._qhook
         disp = self._disp
-        if disp is None:
-            run = solo = None
-            by_hook: dict[Hook, list[ItmInfo]] = {}
-        else:
-            run = disp.run
-            solo = disp.run_solo
-            by_hook = disp._by_hook
+        if disp is None:  # not started: no application sees the packets
+            disp = Dispatcher()
+        run = disp.run
+        solo = disp.run_solo
+        by_hook = disp._by_hook
         changed = self._changed
         from_view = Packet.from_view
         ntohl = socket.ntohl
@@ -494,6 +492,10 @@ class NfqueueBackend(Backend):
         sig, sig_vals = self._sig, self._sig_vals
         mark, cap, info, ts = sig_vals
         handled = packets = accepted = modified = verdicts = 0
+        last_q_raw = -1
+        q = 0
+        hook = Hook.IP_IN
+        apps: list[ItmInfo] = []
         try:
             for i in range(n):
                 pos = i * slot
@@ -571,19 +573,24 @@ class NfqueueBackend(Backend):
                             continue
                         packets += 1
                         q_raw = m16[(pos + 18) >> 1]
-                        q = ((q_raw & 0xFF) << 8) | (q_raw >> 8) if _LITTLE else q_raw
-                        hook = qhook.get(q)
-                        if hook is None or run is None or solo is None:
-                            pending[q] = ntohl(pid_raw)
-                            accepted += 1
-                            pos += (length + 3) & ~3
-                            continue
+                        if q_raw != last_q_raw:
+                            # queue -> hook never changes once bound, and a hook's
+                            # list of apps is always the same (mutable) list
+                            q = ((q_raw & 0xFF) << 8) | (q_raw >> 8) if _LITTLE else q_raw
+                            h = qhook.get(q)
+                            if h is None:
+                                pending[q] = ntohl(pid_raw)
+                                accepted += 1
+                                pos += (length + 3) & ~3
+                                continue
+                            hook = h
+                            apps = by_hook[hook]
+                            last_q_raw = q_raw
                         mv = rmv[poff : poff + plen]
                         pkt = from_view(
                             mv, cap or plen, mark, hook, ts, (info & _CSUMNOTREADY) != 0
                         )
                         try:
-                            apps = by_hook[hook]
                             if len(apps) == 1 and hook not in changed:
                                 r = solo(hook, apps[0], pkt)
                             else:
