@@ -132,6 +132,7 @@ class NfqueueBackend(Backend):
         # packet walked, and the values read from them (mark, cap_len, skb_info, ts)
         self._sig: bytes | None = None
         self._sig_vals: tuple[int, int, int, float | None] = (0, 0, 0, None)
+        self._sig_hdr = -1  # the NFQA_PACKET_HDR attribute header word before them
         self._out = bytearray()
         self._queues: dict[Hook, int] = {}
         self._qhook: dict[int, Hook] = {}
@@ -475,6 +476,8 @@ class NfqueueBackend(Backend):
         from the raw (network order) queue and id fields. Returns how many
         packet messages were handled.
         """
+        if not _LITTLE:
+            return self._messages_portable(views, n, slot, lengths, pending, out)
         buf, rmv, m32, m16 = views
         c = self.c
         qhook = self._qhook
@@ -489,7 +492,11 @@ class NfqueueBackend(Backend):
         ntohl = socket.ntohl
         startswith = buf.startswith
         pack_verdict = nfq.VERDICT_PAYLOAD_RAW.pack
-        sig, sig_vals = self._sig, self._sig_vals
+        sig, sig_vals, sig_hdr = self._sig, self._sig_vals, self._sig_hdr
+        sig_end = 32 + len(sig) if sig is not None else 0
+        sig_w = sig_end >> 2
+        sig_min = sig_end + 4
+        pid_raw = -1
         mark, cap, info, ts = sig_vals
         handled = packets = accepted = modified = verdicts = 0
         last_q_raw = -1
@@ -501,40 +508,39 @@ class NfqueueBackend(Backend):
                 pos = i * slot
                 end = pos + lengths[i]
                 while pos + 16 <= end:
-                    length = m32[pos >> 2]
-                    mtype = m16[(pos >> 1) + 2]
+                    p = pos >> 2  # word index: every message starts 4-aligned
+                    length = m32[p]
+                    mtype = m16[p + p + 2]
                     if length < 16 or pos + length > end:
                         c["bad_messages"] += 1
                         break
                     if mtype == _MSG_PACKET:
                         handled += 1
                         mend = pos + length
-                        a = pos + 20
-                        pid_raw = -1
-                        poff = plen = 0
-                        if length >= 32:
-                            w = m32[a >> 2]
-                            alen = w & 0xFFFF
-                            if (w >> 16) & 0x3FFF == _PACKET_HDR and alen >= 8:
-                                pid_raw = m32[(a + 4) >> 2]
-                                a += (alen + 3) & ~3
-                        if sig is not None and pid_raw >= 0 and startswith(sig, a):
-                            k = a + len(sig)
-                            w = m32[k >> 2] if k + 4 <= mend else 0
-                            alen = w & 0xFFFF
-                            if (w >> 16) & 0x3FFF == _PAYLOAD and alen >= 4 and k + alen <= mend:
-                                poff = k + 4
-                                plen = alen - 4
-                            else:
-                                poff = -1
-                        else:
-                            poff = -1
+                        poff = -1
+                        # the common case: NFQA_PACKET_HDR first, then the same
+                        # attribute bytes as the previous packet, then NFQA_PAYLOAD
+                        if (
+                            sig is not None
+                            and length >= sig_min
+                            and m32[p + 5] == sig_hdr
+                            and startswith(sig, pos + 32)
+                        ):
+                            w = m32[p + sig_w]
+                            if w >> 16 == _PAYLOAD:
+                                plen = (w & 0xFFFF) - 4
+                                poff = pos + sig_end + 4
+                                if plen < 0 or poff + plen > mend:
+                                    poff = -1
+                                else:
+                                    pid_raw = m32[p + 6]
                         if poff < 0:
                             # walk the attributes; remember their bytes for the next packet
+                            a = pos + 20
+                            pid_raw = -1
                             poff = plen = 0
                             mark = cap = info = 0
                             ts = None
-                            start = a
                             while a + 4 <= mend:
                                 w = m32[a >> 2]
                                 alen = w & 0xFFFF
@@ -562,9 +568,21 @@ class NfqueueBackend(Backend):
                                         sec, usec = _TS.unpack_from(buf, a + 4)
                                         ts = sec + usec / 1e6
                                 a += (alen + 3) & ~3
-                            if poff and pid_raw >= 0 and start == pos + 32:
-                                sig = bytes(buf[start : poff - 4])
+                            w = m32[p + 5] if length >= 32 else 0
+                            if (
+                                poff >= pos + 36
+                                and pid_raw >= 0
+                                and (w >> 16) & 0x3FFF == _PACKET_HDR
+                                and 9 <= (w & 0xFFFF) <= 12
+                            ):
+                                # NFQA_PACKET_HDR first, in 12 bytes (nla_len 11 from
+                                # the kernel): remember what follows it
+                                sig_hdr = w
+                                sig = bytes(buf[pos + 32 : poff - 4])
                                 sig_vals = (mark, cap, info, ts)
+                                sig_end = 32 + len(sig)
+                                sig_w = sig_end >> 2
+                                sig_min = sig_end + 4
                             else:
                                 sig = None
                         if length < 20 or pid_raw < 0:
@@ -656,17 +674,60 @@ class NfqueueBackend(Backend):
                                 log.warning("nfnetlink_queue error: %s", os.strerror(err))
                     pos += (length + 3) & ~3
         finally:
-            self._sig, self._sig_vals = sig, sig_vals
+            self._sig, self._sig_vals, self._sig_hdr = sig, sig_vals, sig_hdr
             c["packets"] += packets
             c["accepted"] += accepted
             c["modified"] += modified
             c["verdict_msgs"] += verdicts
         return handled
 
-    def _packet(self, pos: int, length: int, pending: dict[int, int], out: bytearray) -> None:
+    def _messages_portable(
+        self,
+        views: _Views,
+        n: int,
+        slot: int,
+        lengths: list[int],
+        pending: dict[int, int],
+        out: bytearray,
+    ) -> int:
+        """:meth:`_messages` through :func:`nfqueue_codec.messages` and :meth:`_packet`
+        (any byte order)."""
+        handled = 0
+        buf = views[0]
+        unpack = nfq.NLMSGHDR.unpack_from
+        for i in range(n):
+            pos = i * slot
+            end = pos + lengths[i]
+            while pos + 16 <= end:
+                length, mtype, _, _, _ = unpack(buf, pos)
+                if length < 16 or pos + length > end:
+                    self.c["bad_messages"] += 1
+                    break
+                if mtype == _MSG_PACKET:
+                    handled += 1
+                    self._packet(pos, length, pending, out, views)
+                elif mtype == nfq.NLMSG_ERROR:
+                    err, _ = nfq.decode_error(buf, pos, length)
+                    if err:
+                        self.c["netlink_errors"] += 1
+                pos += (length + 3) & ~3
+        return handled
+
+    def _packet(
+        self,
+        pos: int,
+        length: int,
+        pending: dict[int, int],
+        out: bytearray,
+        views: _Views | None = None,
+    ) -> None:
+        """One packet message, decoded with :func:`nfqueue_codec.decode_packet` (the
+        path for messages met while waiting for a config ack, and for big-endian
+        machines, where the word views of :meth:`_messages` do not apply)."""
         c = self.c
+        buf, rmv = (self._rbuf, self._rmv) if views is None else views[:2]
         try:
-            m = nfq.decode_packet(self._rbuf, pos, length)
+            m = nfq.decode_packet(buf, pos, length)
         except ValueError:
             c["bad_messages"] += 1
             return
@@ -678,7 +739,7 @@ class NfqueueBackend(Backend):
             pending[q] = m.packet_id
             c["accepted"] += 1
             return
-        mv = self._rmv[m.payload_off : m.payload_off + m.payload_len]
+        mv = rmv[m.payload_off : m.payload_off + m.payload_len]
         pkt = Packet(
             mv,
             orig_len=m.cap_len or m.payload_len,

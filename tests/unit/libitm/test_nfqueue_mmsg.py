@@ -93,6 +93,7 @@ def _attrs_msg(pid: int, dport: int, *, mark: int | None = None, cap: int | None
     )
     m = bytearray(base[:32] + extra + base[32:])
     m[0:4] = len(m).to_bytes(4, "little")
+    m[20:22] = (11).to_bytes(2, "little")  # the kernel's nla_len for NFQA_PACKET_HDR
     return bytes(m)
 
 
@@ -222,3 +223,21 @@ def test_drop_and_mark_paths(pair: tuple[socket.socket, socket.socket]) -> None:
         a.send(m)
     be.process()
     assert _verdicts(a) == sock.sent
+
+
+def test_portable_path_agrees(pair: tuple[socket.socket, socket.socket]) -> None:
+    """The decode_packet-based path (used on big-endian machines) gives the same verdicts."""
+    a, b = pair
+    msgs = [_attrs_msg(i, d, mark=7 if i == 3 else None) for i, d in enumerate((0, 1, 2, 0, 3), 1)]
+    sent = []
+    for portable in (False, True):
+        be = _mmsg_backend([app()], b)
+        if portable:
+            be._messages = be._messages_portable  # type: ignore[method-assign]
+        for m in msgs:
+            a.send(m)
+        assert be.process() == len(msgs)
+        sent.append(_verdicts(a))
+        c = be.counters()
+        assert (c["packets"], c["dropped"], c["modified"]) == (5, 1, 1)
+    assert sent[0] == sent[1]
