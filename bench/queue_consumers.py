@@ -98,6 +98,7 @@ def run_libitm(mode: str, queue: int, port: int, maxlen: int, rcvbuf: int, profi
                     "packets": be["packets"],
                     "modified": be["modified"],
                     "enobufs": be["enobufs"],
+                    "socket_drops": be["socket_drops"],
                     "sends": be["sends"],
                     "recvs": be["recvs"],
                 }

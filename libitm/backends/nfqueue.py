@@ -69,6 +69,21 @@ _LITTLE: Final = sys.byteorder == "little"
 _Views = tuple[bytearray, memoryview, memoryview, memoryview]
 
 
+_SO_MEMINFO: Final = 55
+_SK_MEMINFO_DROPS: Final = 8
+
+
+def socket_drops(sock: socket.socket) -> int:
+    """The socket's drop count (SK_MEMINFO_DROPS of SO_MEMINFO; 0 if unavailable)."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, 4 * (_SK_MEMINFO_DROPS + 1))
+    except (OSError, AttributeError):
+        return 0
+    if len(raw) < 4 * (_SK_MEMINFO_DROPS + 1):
+        return 0
+    return int(struct.unpack_from("=I", raw, 4 * _SK_MEMINFO_DROPS)[0])
+
+
 def _word_views(buf: bytearray) -> tuple[memoryview, memoryview]:
     """``buf`` as native 32-bit and 16-bit words (its length is a multiple of 4)."""
     mv = memoryview(buf)
@@ -144,6 +159,7 @@ class NfqueueBackend(Backend):
         self._changed: set[Hook] = set()
         self._seq = 0
         self._closed = False
+        self._socket_drops = 0  # the socket's drop count when last read (kept after close)
         self.c = {
             "packets": 0,
             "accepted": 0,
@@ -256,6 +272,7 @@ class NfqueueBackend(Backend):
                 for q in list(self._qhook):
                     with contextlib.suppress(OSError):
                         s.send(nfq.config_cmd(q, nfq.NFQNL_CFG_CMD_UNBIND, ack=False))
+                self._socket_drops = socket_drops(s)
                 s.close()
                 self._sock = None
                 if self._rx is not None:
@@ -287,8 +304,17 @@ class NfqueueBackend(Backend):
         return self._sock.fileno()
 
     def counters(self) -> dict[str, int]:
-        """packets, verdicts, messages, sends, ENOBUFS and netlink errors."""
-        return dict(self.c)
+        """packets, verdicts, messages, sends, ENOBUFS, netlink errors, socket drops.
+
+        ``socket_drops`` is the kernel's count of messages the netlink socket
+        could not take (its receive buffer was full: the overflows ENOBUFS
+        reports, which NETLINK_NO_ENOBUFS silences), read with SO_MEMINFO.
+        """
+        c = dict(self.c)
+        if self._sock is not None:
+            self._socket_drops = socket_drops(self._sock)
+        c["socket_drops"] = self._socket_drops
+        return c
 
     @property
     def queues(self) -> dict[Hook, int]:

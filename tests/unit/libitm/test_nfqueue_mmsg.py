@@ -241,3 +241,12 @@ def test_portable_path_agrees(pair: tuple[socket.socket, socket.socket]) -> None
         c = be.counters()
         assert (c["packets"], c["dropped"], c["modified"]) == (5, 1, 1)
     assert sent[0] == sent[1]
+
+
+def test_socket_drops_counter(pair: tuple[socket.socket, socket.socket]) -> None:
+    """counters() reads the socket's own drop count (SO_MEMINFO), 0 on a healthy socket."""
+    _a, b = pair
+    be = _mmsg_backend([app()], b)
+    c = be.counters()
+    assert c["socket_drops"] == 0
+    assert set(c) >= {"packets", "enobufs", "socket_drops"}
