@@ -160,6 +160,8 @@ class NfqueueBackend(Backend):
         self._seq = 0
         self._closed = False
         self._socket_drops = 0  # the socket's drop count when last read (kept after close)
+        # (views, n, slot, lengths, datagram, offset): received, not yet handled
+        self._leftover: tuple[_Views, int, int, list[int], int, int] | None = None
         self.c = {
             "packets": 0,
             "accepted": 0,
@@ -439,6 +441,11 @@ class NfqueueBackend(Backend):
         rx = self._rx
         views = self._rx_views
         try:
+            lo = self._leftover
+            if lo is not None:
+                self._leftover = None
+                lviews, ln, lslot, llengths, li, lpos = lo
+                handled += self._messages(lviews, ln, lslot, llengths, pending, out, li, lpos)
             if rx is not None and views is not None:
                 slot = rx.slot_size
                 while handled < self.batch:
@@ -489,8 +496,13 @@ class NfqueueBackend(Backend):
         lengths: list[int],
         pending: dict[int, int],
         out: bytearray,
+        first: int = 0,
+        first_pos: int = -1,
     ) -> int:
         """Handle every netlink message in the ``n`` datagrams at ``i * slot``.
+
+        (From datagram ``first``, at offset ``first_pos`` in it when given: the
+        rest of a batch that an exception interrupted, see ``_leftover``.)
 
         The packet path of the backend, kept in one function: header fields are
         read as native 16/32-bit words of the receive buffer; the attributes
@@ -529,10 +541,15 @@ class NfqueueBackend(Backend):
         q = 0
         hook = Hook.IP_IN
         apps: list[ItmInfo] = []
+        i = first
+        pos = length = 0
+        answered = completed = False
         try:
-            for i in range(n):
+            for i in range(first, n):
                 pos = i * slot
                 end = pos + lengths[i]
+                if i == first and first_pos >= 0:
+                    pos = first_pos
                 while pos + 16 <= end:
                     p = pos >> 2  # word index: every message starts 4-aligned
                     length = m32[p]
@@ -642,6 +659,7 @@ class NfqueueBackend(Backend):
                         except BaseException:
                             nfq.append_verdict(out, q, ntohl(pid_raw), _NF_ACCEPT)
                             verdicts += 1
+                            answered = True
                             raise
                         if r == ACCEPTED and not pkt.mark_changed:
                             pending[q] = ntohl(pid_raw)
@@ -699,7 +717,14 @@ class NfqueueBackend(Backend):
                             if c["netlink_errors"] <= 10:
                                 log.warning("nfnetlink_queue error: %s", os.strerror(err))
                     pos += (length + 3) & ~3
+            completed = True
         finally:
+            if not completed:
+                # The packets received but not handled yet must not be lost with
+                # the buffer (closing the socket would drop them): the next
+                # process() - also the one of close() - starts with them.
+                nxt = pos + ((length + 3) & ~3) if answered else pos
+                self._leftover = (views, n, slot, lengths, i, nxt)
             self._sig, self._sig_vals, self._sig_hdr = sig, sig_vals, sig_hdr
             c["packets"] += packets
             c["accepted"] += accepted
@@ -715,28 +740,43 @@ class NfqueueBackend(Backend):
         lengths: list[int],
         pending: dict[int, int],
         out: bytearray,
+        first: int = 0,
+        first_pos: int = -1,
     ) -> int:
-        """:meth:`_messages` through :func:`nfqueue_codec.messages` and :meth:`_packet`
-        (any byte order)."""
+        """:meth:`_messages` through :func:`nfqueue_codec.decode_packet` and
+        :meth:`_packet` (any byte order)."""
         handled = 0
         buf = views[0]
         unpack = nfq.NLMSGHDR.unpack_from
-        for i in range(n):
-            pos = i * slot
-            end = pos + lengths[i]
-            while pos + 16 <= end:
-                length, mtype, _, _, _ = unpack(buf, pos)
-                if length < 16 or pos + length > end:
-                    self.c["bad_messages"] += 1
-                    break
-                if mtype == _MSG_PACKET:
-                    handled += 1
-                    self._packet(pos, length, pending, out, views)
-                elif mtype == nfq.NLMSG_ERROR:
-                    err, _ = nfq.decode_error(buf, pos, length)
-                    if err:
-                        self.c["netlink_errors"] += 1
-                pos += (length + 3) & ~3
+        i = first
+        pos = length = 0
+        completed = in_packet = False
+        try:
+            for i in range(first, n):
+                pos = i * slot
+                end = pos + lengths[i]
+                if i == first and first_pos >= 0:
+                    pos = first_pos
+                while pos + 16 <= end:
+                    length, mtype, _, _, _ = unpack(buf, pos)
+                    if length < 16 or pos + length > end:
+                        self.c["bad_messages"] += 1
+                        break
+                    if mtype == _MSG_PACKET:
+                        handled += 1
+                        in_packet = True  # _packet answers its packet before raising
+                        self._packet(pos, length, pending, out, views)
+                        in_packet = False
+                    elif mtype == nfq.NLMSG_ERROR:
+                        err, _ = nfq.decode_error(buf, pos, length)
+                        if err:
+                            self.c["netlink_errors"] += 1
+                    pos += (length + 3) & ~3
+            completed = True
+        finally:
+            if not completed:
+                nxt = pos + ((length + 3) & ~3) if in_packet else pos
+                self._leftover = (views, n, slot, lengths, i, nxt)
         return handled
 
     def _packet(

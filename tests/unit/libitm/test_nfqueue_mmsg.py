@@ -250,3 +250,35 @@ def test_socket_drops_counter(pair: tuple[socket.socket, socket.socket]) -> None
     c = be.counters()
     assert c["socket_drops"] == 0
     assert set(c) >= {"packets", "enobufs", "socket_drops"}
+
+
+@pytest.mark.parametrize("portable", [False, True])
+def test_exception_mid_batch_keeps_the_rest(
+    pair: tuple[socket.socket, socket.socket], portable: bool
+) -> None:
+    """A strict-mode exception on packet 2 of 4 read together: packet 2 is accepted,
+    and 3 and 4 - already out of the socket - are handled by the next process()
+    (closing the socket without answering them would drop them)."""
+    a, b = pair
+    seen: list[int] = []
+
+    def cls(p: Packet) -> int:
+        seen.append(p.dport or 0)
+        if p.dport == 99 and len(seen) == 2:
+            raise RuntimeError("boom")
+        return 0
+
+    be = _mmsg_backend([ItmInfo("x", Interest(protocol="udp"), class_func=cls)], b)
+    if portable:
+        be._messages = be._messages_portable  # type: ignore[method-assign]
+    assert be._disp is not None
+    be._disp.strict = True
+    for i, d in ((1, 5), (2, 99), (3, 6), (4, 7)):
+        a.send(_attrs_msg(i, d))
+    with pytest.raises(RuntimeError):
+        be.process()
+    first = sent_messages_of(_verdicts(a))
+    assert [(t, i) for t, _, i, _ in first] == [(nfq.MSG_VERDICT, 2), (nfq.MSG_VERDICT_BATCH, 1)]
+    assert be.process() == 2
+    assert [(t, i) for t, _, i, _ in sent_messages_of(_verdicts(a))] == [(nfq.MSG_VERDICT_BATCH, 4)]
+    assert seen == [5, 99, 6, 7]
