@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from itmtool import build, buildmods, cli, kmod, new
+from itmtool import status as status_mod
 from itmtool.matrix import ROOT
 from libitm.control import ItmNotLoaded
 from libitm.control.client import STAT_NAMES, App
@@ -103,10 +104,46 @@ def _out(capsys: pytest.CaptureFixture[str]) -> Any:
     return json.loads(capsys.readouterr().out)
 
 
-def test_status(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def _fake_sysfs(root: Path) -> Path:
+    """A /sys/module with count_dns publishing two counters and a stray file."""
+    stats = root / "count_dns" / "stats"
+    stats.mkdir(parents=True)
+    (stats / "flows").write_text("12\n")
+    (stats / "short_packets").write_text("610\n")
+    (stats / "broken").write_text("n/a\n")
+    return root
+
+
+def test_status(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     monkeypatch.setattr(cli, "ItmControl", FakeItm)
+    monkeypatch.setattr(status_mod, "SYS_MODULE", _fake_sysfs(tmp_path))
     assert cli.main(["status", "--json"]) == 0
-    assert same_shape(documented("status"), _out(capsys)) == []
+    real, doc = _out(capsys), documented("status")
+    # module_stats is keyed by module name: compare the rest, then its values
+    assert same_shape(doc, {**real, "module_stats": doc["module_stats"]}) == []
+    assert real["module_stats"] == {"count_dns": {"flows": 12, "short_packets": 610}}
+    assert all(isinstance(v, int) for c in doc["module_stats"].values() for v in c.values())
+
+
+def test_status_table_shows_module_counters(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setattr(cli, "ItmControl", FakeItm)
+    monkeypatch.setattr(status_mod, "SYS_MODULE", _fake_sysfs(tmp_path))
+    assert cli.main(["status"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "count_dns counters: flows 12  short_packets 610"
+
+
+def test_status_without_module_counters(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setattr(cli, "ItmControl", FakeItm)
+    monkeypatch.setattr(status_mod, "SYS_MODULE", tmp_path)
+    assert cli.main(["status", "--json"]) == 0
+    assert _out(capsys)["module_stats"] == {}
 
 
 def test_status_when_nothing_is_loaded(
