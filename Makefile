@@ -55,3 +55,4 @@ demo: setup
 # every benchmark; results and tables land in docs/benchmarks.md
 bench: setup
 	$(PY) -m bench.itm_dispatch --kernel all --write
+	$(PY) -m bench.qos_cost --kernel all --write
