@@ -46,6 +46,8 @@ SRC = Path("/usr/src")
 DKMS_TREE = Path("/var/lib/dkms")
 HOOK = Path("/etc/kernel/postinst.d/dkms")
 
+pytestmark = pytest.mark.root
+
 
 def itmtool(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run itmtool as a person does (a new process), output captured."""
