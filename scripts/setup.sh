@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(make gcc python3-venv kmod iproute2 iptables nftables tcpdump ethtool
-      iperf3 socat iputils-ping qemu-system-x86 sparse linux-source-6.12 xz-utils)
+      iperf3 socat iputils-ping qemu-system-x86 sparse linux-source-6.12 xz-utils
+      dkms)
 while read -r name image headers; do
 	pkgs+=("$image" "$headers")
 done < <(sed 's/#.*//' kernels.txt | awk 'NF == 3')

@@ -16,12 +16,13 @@ from typing import Any
 
 import pytest
 
-from itmtool import build, buildmods, cli, kmod, new
+from itmtool import build, buildmods, cli, dkms, kmod, new
 from itmtool import status as status_mod
 from itmtool.matrix import ROOT
 from libitm.control import ItmNotLoaded
 from libitm.control.client import STAT_NAMES, App
 from libitm.pcap import PcapWriter
+from tests.unit.test_itmtool_dkms import K61, K612, FakeDkms
 from tests.unit.test_itmtool_kmod import FakeControl, FakeMachine
 
 DOC = ROOT / "docs" / "itmtool.md"
@@ -212,3 +213,26 @@ def test_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     doc = documented("run")
     doc["backend_counters"] = None  # depends on the backend
     assert same_shape(doc, real) == []
+
+
+def test_dkms(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = FakeDkms(tmp_path)
+    env = fake.env(tmp_path, [])
+    monkeypatch.setattr(dkms, "Env", lambda say: env)
+    assert cli.main(["dkms", "status", "--json"]) == 5
+    assert _out(capsys)["added"] is False
+    for k in (K61, K612):
+        assert cli.main(["dkms", "install", "--kernel", k, "--json"]) == 0
+        real = _out(capsys)
+        assert same_shape(documented("dkms-install"), real) == []
+        assert [m["vermagic"].split()[0] for m in real["modules"]] == [k, k]
+    assert cli.main(["dkms", "status", "--json"]) == 0
+    real = _out(capsys)
+    assert same_shape(documented("dkms-status"), real) == []
+    assert [r["kernel"] for r in real["kernels"]] == [K61, K612]
+    assert cli.main(["dkms", "remove", "--json"]) == 0
+    real = _out(capsys)
+    assert same_shape(documented("dkms-remove"), real) == []
+    assert real["removed"] == [K61, K612] and real["source_removed"] is True
