@@ -55,9 +55,10 @@ demo: setup
 # every benchmark; results and tables land in docs/benchmarks.md
 bench: setup bench-libitm
 	$(PY) -m bench.itm_dispatch --kernel all --write
+	$(PY) -m bench.qos_cost --kernel all --write
 
 # libitm's nfqueue path against python-netfilterqueue and C libnetfilter_queue
-# (root; network namespaces on this kernel; about 8 minutes)
+# (root; network namespaces on this kernel; about 7 minutes)
 bench-libitm: setup
 	@bash scripts/setup.sh bench
 	$(PY) -m bench.libitm_queue --write

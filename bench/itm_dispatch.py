@@ -24,14 +24,12 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from itmtool import buildmods, vm
-from itmtool.matrix import ROOT, read_matrix
+from bench import vmbench
 
-RUN_FILE = Path("/sys/kernel/debug/itm_bench/run")
+RUN_FILE = vmbench.RUN_FILE_DIR / "run"
 #: (name, n_apps, callbacks) of the itm_mod configurations
 ITM_CONFIGS = (
     ("itm_mod, 1 app", 1, 1),
@@ -41,12 +39,6 @@ ITM_CONFIGS = (
 )
 NO_TIME = "itm_mod, 8 apps, account_time=0"
 CONFIGS = ("floor", "bare nf hook", "itm_mod, 0 apps", *(c[0] for c in ITM_CONFIGS), NO_TIME)
-DOC = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- itm_dispatch:begin -->", "<!-- itm_dispatch:end -->"
-
-
-def _sh(*args: str) -> None:
-    subprocess.run(args, check=True, capture_output=True)
 
 
 def _measure(iterations: int, repeats: int) -> float:
@@ -61,28 +53,27 @@ def _measure(iterations: int, repeats: int) -> float:
 
 def guest(moddir: Path, out: Path, iterations: int, repeats: int) -> int:
     """Inside the VM: load each configuration in turn and time it."""
-    ko = {p.stem: str(p) for p in moddir.rglob("*.ko")}
-    if not Path("/sys/kernel/debug/tracing").exists():
-        subprocess.run(["mount", "-t", "debugfs", "none", "/sys/kernel/debug"], check=False)
-    _sh("insmod", ko["itm_bench_drive"])
+    ko = vmbench.module_paths(moddir)
+    vmbench.mount_debugfs()
+    vmbench.sh("insmod", ko["itm_bench_drive"])
     results: dict[str, float] = {}
     try:
         _measure(iterations // 10, 1)  # warm up
         results["floor"] = _measure(iterations, repeats)
-        _sh("insmod", ko["itm_bench_nf"])
+        vmbench.sh("insmod", ko["itm_bench_nf"])
         results["bare nf hook"] = _measure(iterations, repeats)
-        _sh("rmmod", "itm_bench_nf")
-        _sh("insmod", ko["itm_mod"])
+        vmbench.sh("rmmod", "itm_bench_nf")
+        vmbench.sh("insmod", ko["itm_mod"])
         results["itm_mod, 0 apps"] = _measure(iterations, repeats)
         for name, n, callbacks in ITM_CONFIGS:
-            _sh("insmod", ko["itm_bench_apps"], f"n_apps={n}", f"callbacks={callbacks}")
+            vmbench.sh("insmod", ko["itm_bench_apps"], f"n_apps={n}", f"callbacks={callbacks}")
             results[name] = _measure(iterations, repeats)
-            _sh("rmmod", "itm_bench_apps")
+            vmbench.sh("rmmod", "itm_bench_apps")
         Path("/sys/module/itm_mod/parameters/account_time").write_text("0")
-        _sh("insmod", ko["itm_bench_apps"], "n_apps=8")
+        vmbench.sh("insmod", ko["itm_bench_apps"], "n_apps=8")
         results[NO_TIME] = _measure(iterations, repeats)
-        _sh("rmmod", "itm_bench_apps")
-        _sh("rmmod", "itm_mod")
+        vmbench.sh("rmmod", "itm_bench_apps")
+        vmbench.sh("rmmod", "itm_mod")
     finally:
         for m in ("itm_bench_apps", "itm_bench_nf", "itm_mod", "itm_bench_drive"):
             subprocess.run(["rmmod", m], capture_output=True, check=False)
@@ -114,70 +105,37 @@ def table(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_doc(tables: list[str], command: str) -> None:
-    """Replace this benchmark's section of docs/benchmarks.md."""
-    section = "\n".join(
-        [
-            BEGIN,
-            "## itm_mod dispatch cost",
-            "",
-            "Per-packet cost of pushing a UDP packet through the IPv4 forward hooks, in a VM"
-            f" (QEMU TCG, 2 vCPUs, on a {_cpu()} host); ratios are against a bare netfilter"
-            " hook that accepts, measured in the same VM run. TCG inflates absolute times;"
-            " the ratios are what carries over.",
-            "",
-            f"Command: `{command}` — run {time.strftime('%Y-%m-%d')}, about 2 minutes per kernel.",
-            "",
-            *[t + "\n" for t in tables],
-            END,
-        ]
-    )
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
-    if BEGIN in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOC.write_text(text)
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.machine()
-
-
 def host(kernel_name: str, iterations: int, repeats: int, write: bool) -> int:
     """Build the modules, boot each kernel asked for, collect and print the results."""
-    kernels = read_matrix()
-    chosen = kernels if kernel_name == "all" else [k for k in kernels if k.name == kernel_name]
+    chosen = vmbench.kernels(kernel_name)
     if not chosen:
-        print(f"no kernel {kernel_name!r} in kernels.txt", file=sys.stderr)
-        return 2
+        return vmbench.fail(f"no kernel {kernel_name!r} in kernels.txt")
     tables = []
     for k in chosen:
-        top = buildmods.BUILD_ROOT / k.release / "bench"
-        res = buildmods.build(k, dest=top / "src")
-        if not res.ok:
-            print("\n".join(res.diagnostics), file=sys.stderr)
-            return 1
-        out = top / "results"
-        out.mkdir(parents=True, exist_ok=True)
-        result = out / "itm_dispatch.json"
-        result.unlink(missing_ok=True)
-        script = (
-            f"python -m bench.itm_dispatch --guest {res.moddir} --out {result}"
-            f" --iterations {iterations} --repeats {repeats}"
-        )
-        run = vm.run(k, script, rwdirs=[out], append=(), timeout=900)
-        if not result.exists():
-            print(f"{k.release}: no result\n{run.output[-3000:]}", file=sys.stderr)
-            return 1
-        tables.append(table(json.loads(result.read_text())))
+        try:
+            doc = vmbench.run_in_vm(
+                k, "itm_dispatch", f"--iterations {iterations} --repeats {repeats}"
+            )
+        except RuntimeError as err:
+            return vmbench.fail(str(err))
+        tables.append(table(doc))
         print(tables[-1] + "\n", flush=True)
     if write:
-        write_doc(tables, "python -m bench.itm_dispatch --kernel all --write")
+        vmbench.write_section(
+            "itm_dispatch",
+            "itm_mod dispatch cost",
+            [
+                "Per-packet cost of pushing a UDP packet through the IPv4 forward hooks, in a"
+                f" VM (QEMU TCG, 2 vCPUs, on a {vmbench.cpu()} host); ratios are against a bare"
+                " netfilter hook that accepts, measured in the same VM run. TCG inflates"
+                " absolute times; the ratios are what carries over.",
+                "",
+                "Command: `python -m bench.itm_dispatch --kernel all --write` — run"
+                f" {vmbench.today()}, about 2 minutes per kernel.",
+                "",
+                *[t + "\n" for t in tables],
+            ],
+        )
     return 0
 
 

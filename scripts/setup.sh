@@ -14,7 +14,8 @@ bench=0
 [[ ${1:-} == bench ]] && bench=1
 
 pkgs=(make gcc python3-venv kmod iproute2 iptables nftables tcpdump ethtool
-      iperf3 socat iputils-ping qemu-system-x86 sparse linux-source-6.12 xz-utils)
+      iperf3 socat iputils-ping qemu-system-x86 sparse linux-source-6.12 xz-utils
+      dkms)
 while read -r name image headers; do
 	pkgs+=("$image" "$headers")
 done < <(sed 's/#.*//' kernels.txt | awk 'NF == 3')

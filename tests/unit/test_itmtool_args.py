@@ -53,6 +53,8 @@ def test_help_on_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
         ["vm", "--timeout", "soon"],
         ["build", "--frobnicate"],
         ["dkms", "--kernel"],
+        ["dkms", "reinstall"],
+        ["dkms", "status", "--kernel"],
     ],
 )
 def test_bad_usage_exits_2(argv: list[str]) -> None:

@@ -1,16 +1,20 @@
-"""dkms.conf and `itmtool dkms`, without dkms.
+"""dkms.conf and `itmtool dkms`, without running dkms.
 
-dkms is not installed on a fresh machine of this project (it is not in the
-base image), so dkms.conf is checked by reading it the way DKMS does — it is a
-shell fragment sourced with ``kernelver`` set — and against the tree: every
-module it installs is built by the top-level Kbuild from its location, and
-MAKE is the top-level Makefile's ``modules`` target with KDIR.
+dkms.conf is checked by reading it the way DKMS does — it is a shell fragment
+sourced with ``kernelver`` set — and against the tree: every module it
+installs is built by the top-level Kbuild from its location, and MAKE is the
+top-level Makefile's ``modules`` target with KDIR.  `itmtool dkms install`,
+`remove` and `status` run here against a stand-in for dkms that keeps its
+state the way dkms 3 does; tests/host/test_itmtool_dkms_host.py runs the real
+one.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -103,21 +107,204 @@ def test_modules_the_tree_does_not_build_are_left_out(
     staged = _sourced(dest / "dkms.conf", "6.1.0-56-amd64")
     assert [staged[k].split(":")[0] for k in sorted(staged) if k.startswith("MOD")] == modules
     assert (dest / "kernel" / "itm_mod" / "Kbuild").exists()
+    assert dkms.built_dirs(dest) == {loc.rstrip("/") for _, loc in conf.modules()}
+    assert dkms.is_ours(dest) and dkms.staged_matches(dest, conf, root)
+    (root / "kernel" / "itm_mod" / "main.c").write_text("/* changed */\n")
+    assert not dkms.staged_matches(dest, conf, root)
+
+
+STATUS_OUT = """\
+itmbench/0.0.9: added
+itmbench/0.1.0, 6.1.0-56-amd64, x86_64: installed
+itmbench/0.1.0, 6.12.117+deb12-amd64, x86_64: installed (WARNING! Diff between built and \
+installed module!)
+other/1.2, 6.1.0-56-amd64, x86_64: built
+readelf: Warning: Section '.comment' was not dumped because it does not exist
+"""
+
+
+def test_dkms_status_lines_are_read() -> None:
+    got = dkms.parse_status(STATUS_OUT)
+    assert [(e.name, e.version, e.kernel, e.state) for e in got] == [
+        ("itmbench", "0.0.9", None, "added"),
+        ("itmbench", "0.1.0", "6.1.0-56-amd64", "installed"),
+        ("itmbench", "0.1.0", "6.12.117+deb12-amd64", "installed"),
+        ("other", "1.2", "6.1.0-56-amd64", "built"),
+    ]
+    assert got[1].arch == "x86_64" and got[2].note.startswith("WARNING! Diff")
+
+
+K61, K612 = "6.1.0-56-amd64", "6.12.117+deb12-amd64"
+
+
+class FakeDkms:
+    """dkms 3 and modinfo as far as itmtool uses them, over a fake /lib/modules."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.lib = tmp / "lib-modules"
+        for k in (K61, K612):
+            (self.lib / k / "build").mkdir(parents=True)
+        self.added = False
+        self.installed: set[str] = set()
+        self.calls: list[list[str]] = []
+        self.fail = ""
+
+    def run(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        a = list(argv)
+        out, rc = "", 0
+        if a[0] == "dkms":
+            self.calls.append(a)
+            if a[1] == self.fail:
+                return subprocess.CompletedProcess(a, 10, "", "Error! Bad return status")
+        if a[:2] == ["dkms", "status"]:
+            lines = [f"itmbench/0.1.0, {k}, x86_64: installed" for k in sorted(self.installed)]
+            out = "\n".join(lines or (["itmbench/0.1.0: added"] if self.added else []))
+        elif a[:2] == ["dkms", "add"]:
+            self.added = True
+        elif a[:2] == ["dkms", "install"]:
+            k = a[a.index("-k") + 1]
+            self.installed.add(k)
+            (self.lib / k / "updates" / "dkms").mkdir(parents=True, exist_ok=True)
+            for name in ("itm_mod", "qos_mod"):
+                (self.lib / k / "updates" / "dkms" / f"{name}.ko").write_text(k)
+        elif a[:2] == ["dkms", "remove"]:
+            gone = set(self.installed) if "--all" in a else {a[a.index("-k") + 1]}
+            for k in gone:
+                shutil.rmtree(self.lib / k / "updates")
+            self.installed -= gone
+            self.added = bool(self.installed)  # dkms 3: the last kernel takes it out of the tree
+        elif a[:2] == ["modinfo", "-k"]:
+            f = self.lib / a[2] / "updates" / "dkms" / f"{a[4]}.ko"
+            out, rc = (str(f), 0) if f.exists() else ("", 1)
+        elif a[:3] == ["modinfo", "-F", "vermagic"]:
+            out = Path(a[3]).read_text() + " SMP preempt mod_unload modversions"
+        return subprocess.CompletedProcess(a, rc, out + "\n", "")
+
+    def env(self, tmp: Path, said: list[str], *, dkms_here: bool = True, uid: int = 0) -> dkms.Env:
+        return dkms.Env(
+            src_root=tmp / "usr-src",
+            lib_modules=self.lib,
+            root=ROOT,
+            run=self.run,
+            which=lambda _: "/usr/sbin/dkms" if dkms_here else None,
+            geteuid=lambda: uid,
+            say=said.append,
+        )
+
+
+def _verbs(calls: list[list[str]]) -> list[str]:
+    return [" ".join(c[1:2] + c[c.index("-k") + 1 :] if "-k" in c else c[1:2]) for c in calls]
 
 
 def test_without_dkms_it_prints_the_plan_and_says_how_to_get_it(tmp_path: Path) -> None:
     said: list[str] = []
-    with pytest.raises(ToolError) as exc:
-        dkms.install("6.1.0-56-amd64", src_root=tmp_path, which=lambda _: None, say=said.append)
-    assert exc.value.code == 6
-    assert "dkms is not installed" in exc.value.message
-    assert "apt-get install dkms" in exc.value.hint
-    assert "dkms build -m itmbench -v 0.1.0 -k 6.1.0-56-amd64" in said
-    assert not (tmp_path / "itmbench-0.1.0").exists()
+    env = FakeDkms(tmp_path).env(tmp_path, said, dkms_here=False)
+    calls: list[Callable[[], object]] = [
+        lambda: dkms.install(K61, env=env),
+        lambda: dkms.remove(env=env),
+        lambda: dkms.status(env=env),
+    ]
+    for call in calls:
+        with pytest.raises(ToolError) as exc:
+            call()
+        assert exc.value.code == 6
+        assert "dkms is not installed" in exc.value.message
+        assert "apt-get install dkms" in exc.value.hint
+    assert not (tmp_path / "usr-src").exists()
 
 
-def test_dry_run_does_nothing(tmp_path: Path) -> None:
+def test_dry_run_prints_the_plan_and_does_nothing(tmp_path: Path) -> None:
     said: list[str] = []
-    cmds = dkms.install("6.1.0-56-amd64", dry_run=True, src_root=tmp_path, say=said.append)
-    assert [c[1] for c in cmds] == ["add", "build", "install"]
-    assert not any(tmp_path.iterdir())
+    fake = FakeDkms(tmp_path)
+    doc = dkms.install(K61, dry_run=True, env=fake.env(tmp_path, said))
+    assert [c[1] for c in doc["commands"]] == ["add", "build", "install"]
+    assert f"dkms build -m itmbench -v 0.1.0 -k {K61}" in said
+    doc = dkms.remove(dry_run=True, env=fake.env(tmp_path, said))
+    assert doc["commands"] == [["dkms", "remove", "itmbench/0.1.0", "--all"]]
+    assert not fake.calls and not (tmp_path / "usr-src").exists()
+
+
+def test_refusals(tmp_path: Path) -> None:
+    said: list[str] = []
+    fake = FakeDkms(tmp_path)
+    with pytest.raises(ToolError) as exc:
+        dkms.install("6.18.0-noheaders", env=fake.env(tmp_path, said))
+    assert exc.value.code == 6 and "no kernel headers for 6.18.0-noheaders" in exc.value.message
+    assert "--kernel 6.12" in exc.value.hint
+    with pytest.raises(ToolError) as exc:
+        dkms.install(K61, env=fake.env(tmp_path, said, uid=1000))
+    assert exc.value.code == 4
+    with pytest.raises(ToolError) as exc:
+        dkms.remove(env=fake.env(tmp_path, said))
+    assert exc.value.code == 5 and "not installed with dkms" in exc.value.message
+    assert dkms.status(env=fake.env(tmp_path, said))["added"] is False
+    assert not [c for c in fake.calls if c[1] != "status"]
+
+
+def test_install_two_kernels_then_remove(tmp_path: Path) -> None:
+    said: list[str] = []
+    fake = FakeDkms(tmp_path)
+    env = fake.env(tmp_path, said)
+    src = tmp_path / "usr-src" / "itmbench-0.1.0"
+
+    doc = dkms.install(K61, env=env)
+    assert _verbs(fake.calls) == ["status", "status", "add", f"build {K61}", f"install {K61}"]
+    assert (src / "dkms.conf").read_text().startswith(dkms.MARKER)
+    assert [m["name"] for m in doc["modules"]] == ["itm_mod", "qos_mod"]
+    assert all(m["vermagic"].startswith(K61 + " ") for m in doc["modules"])
+
+    fake.calls.clear()  # the second kernel: no second add
+    dkms.install(K612, env=env)
+    assert _verbs(fake.calls) == ["status", "status", f"build {K612}", f"install {K612}"]
+    fake.calls.clear()  # again: nothing to do
+    dkms.install(K612, env=env)
+    assert _verbs(fake.calls) == ["status", "status"]
+
+    st = dkms.status(env=env)
+    assert st["added"] and st["source"] == str(src)
+    assert [r["kernel"] for r in st["kernels"]] == [K61, K612]
+    table = dkms.status_table(st)
+    assert f"{K612}     installed  itm_mod  {K612}" in table
+
+    fake.calls.clear()
+    doc = dkms.remove(K612, env=env)
+    assert doc["removed"] == [K612] and not doc["source_removed"] and src.exists()
+    with pytest.raises(ToolError) as exc:
+        dkms.remove(K612, env=env)
+    assert exc.value.code == 5 and K61 in exc.value.hint
+    doc = dkms.remove(env=env)
+    assert doc["removed"] == [K61] and doc["source_removed"] and not src.exists()
+    assert not (fake.lib / K61 / "updates").exists()
+
+
+def test_changed_sources_are_added_again_for_every_kernel(tmp_path: Path) -> None:
+    said: list[str] = []
+    fake = FakeDkms(tmp_path)
+    env = fake.env(tmp_path, said)
+    dkms.install(K61, env=env)
+    (tmp_path / "usr-src" / "itmbench-0.1.0" / "kernel" / "itm_mod" / "main.c").write_text("old")
+    fake.calls.clear()
+    dkms.install(K612, env=env)
+    assert _verbs(fake.calls) == [
+        "status",
+        "status",
+        "remove",
+        "add",
+        f"build {K61}",
+        f"install {K61}",
+        f"build {K612}",
+        f"install {K612}",
+    ]
+    assert any("differ from this tree" in line for line in said)
+    assert fake.installed == {K61, K612}
+
+
+def test_a_failing_dkms_step_is_reported(tmp_path: Path) -> None:
+    said: list[str] = []
+    fake = FakeDkms(tmp_path)
+    fake.fail = "build"
+    with pytest.raises(ToolError) as exc:
+        dkms.install(K61, env=fake.env(tmp_path, said))
+    assert exc.value.code == 1
+    assert "dkms build -m itmbench -v 0.1.0 -k 6.1.0-56-amd64 failed (exit 10)" in exc.value.message
+    assert "Bad return status" in exc.value.message and "/var/lib/dkms/itmbench" in exc.value.hint

@@ -16,11 +16,13 @@ from typing import Any
 
 import pytest
 
-from itmtool import build, buildmods, cli, kmod, new
+from itmtool import build, buildmods, cli, dkms, kmod, new
+from itmtool import status as status_mod
 from itmtool.matrix import ROOT
 from libitm.control import ItmNotLoaded
 from libitm.control.client import STAT_NAMES, App
 from libitm.pcap import PcapWriter
+from tests.unit.test_itmtool_dkms import K61, K612, FakeDkms
 from tests.unit.test_itmtool_kmod import FakeControl, FakeMachine
 
 DOC = ROOT / "docs" / "itmtool.md"
@@ -103,10 +105,46 @@ def _out(capsys: pytest.CaptureFixture[str]) -> Any:
     return json.loads(capsys.readouterr().out)
 
 
-def test_status(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def _fake_sysfs(root: Path) -> Path:
+    """A /sys/module with count_dns publishing two counters and a stray file."""
+    stats = root / "count_dns" / "stats"
+    stats.mkdir(parents=True)
+    (stats / "flows").write_text("12\n")
+    (stats / "short_packets").write_text("610\n")
+    (stats / "broken").write_text("n/a\n")
+    return root
+
+
+def test_status(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     monkeypatch.setattr(cli, "ItmControl", FakeItm)
+    monkeypatch.setattr(status_mod, "SYS_MODULE", _fake_sysfs(tmp_path))
     assert cli.main(["status", "--json"]) == 0
-    assert same_shape(documented("status"), _out(capsys)) == []
+    real, doc = _out(capsys), documented("status")
+    # module_stats is keyed by module name: compare the rest, then its values
+    assert same_shape(doc, {**real, "module_stats": doc["module_stats"]}) == []
+    assert real["module_stats"] == {"count_dns": {"flows": 12, "short_packets": 610}}
+    assert all(isinstance(v, int) for c in doc["module_stats"].values() for v in c.values())
+
+
+def test_status_table_shows_module_counters(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setattr(cli, "ItmControl", FakeItm)
+    monkeypatch.setattr(status_mod, "SYS_MODULE", _fake_sysfs(tmp_path))
+    assert cli.main(["status"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "count_dns counters: flows 12  short_packets 610"
+
+
+def test_status_without_module_counters(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setattr(cli, "ItmControl", FakeItm)
+    monkeypatch.setattr(status_mod, "SYS_MODULE", tmp_path)
+    assert cli.main(["status", "--json"]) == 0
+    assert _out(capsys)["module_stats"] == {}
 
 
 def test_status_when_nothing_is_loaded(
@@ -175,3 +213,26 @@ def test_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     doc = documented("run")
     doc["backend_counters"] = None  # depends on the backend
     assert same_shape(doc, real) == []
+
+
+def test_dkms(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = FakeDkms(tmp_path)
+    env = fake.env(tmp_path, [])
+    monkeypatch.setattr(dkms, "Env", lambda say: env)
+    assert cli.main(["dkms", "status", "--json"]) == 5
+    assert _out(capsys)["added"] is False
+    for k in (K61, K612):
+        assert cli.main(["dkms", "install", "--kernel", k, "--json"]) == 0
+        real = _out(capsys)
+        assert same_shape(documented("dkms-install"), real) == []
+        assert [m["vermagic"].split()[0] for m in real["modules"]] == [k, k]
+    assert cli.main(["dkms", "status", "--json"]) == 0
+    real = _out(capsys)
+    assert same_shape(documented("dkms-status"), real) == []
+    assert [r["kernel"] for r in real["kernels"]] == [K61, K612]
+    assert cli.main(["dkms", "remove", "--json"]) == 0
+    real = _out(capsys)
+    assert same_shape(documented("dkms-remove"), real) == []
+    assert real["removed"] == [K61, K612] and real["source_removed"] is True

@@ -121,11 +121,12 @@ def _run_dir(kernel: Kernel) -> Path:
 def run_kernel_tier(kernel: Kernel, pytest_args: tuple[str, ...] = ()) -> GuestRun:
     """Build for `kernel`, boot it and run the guest suite; never raises for test failures."""
     top = _run_dir(kernel)
-    run = GuestRun(kernel, buildmods.build(kernel, dest=top / "src"))
+    # one build serves W=1 and sparse (C=2): the checker runs beside the compiler
+    run = GuestRun(kernel, buildmods.build(kernel, dest=top / "src", sparse=True))
     if not run.build.ok:
         return run
     run.generated = new.build_examples(
-        kernel, top / "generated", symvers=top / "src" / "Module.symvers"
+        kernel, top / "generated", symvers=top / "src" / "Module.symvers", sparse=True
     )
     if not all(gen.ok for gen in run.generated):
         return run

@@ -1,15 +1,18 @@
 """The VM tier, seen from the host: for every kernel of the matrix, the modules
-build with W=1 and sparse without a warning, the kernel boots in a VM, every test
-of tests/kernel passes in it (a skip is a failure), and its log stays clean.
+and the `itmtool new` skeletons build with W=1 and sparse without a warning,
+the kernel boots in a VM, every test of tests/kernel passes in it (a skip is a
+failure), and its log stays clean.
 
 Results are reported per kernel: test ids carry the kernel's name.
 """
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
-from itmtool import buildmods
+from itmtool import buildmods, new
 from itmtool.matrix import Kernel, read_matrix
 from tests.kernel.kit import ALLOWED_TAINT, bad_lines
 from tests.vm.guest import GuestRun, collect_guest_tests, run_kernel_tier
@@ -39,10 +42,27 @@ def test_modules_build_w1_without_warnings(kernel: Kernel) -> None:
 
 
 def test_sparse_is_clean(kernel: Kernel) -> None:
-    res = buildmods.build(kernel, sparse=True)
+    res = _run(kernel).build  # built with C=2: sparse ran on every file
     assert res.returncode == 0, res.log[-3000:]
     assert "CHECK" in res.log, "sparse did not run"
     assert not res.diagnostics, "\n".join(res.diagnostics)
+
+
+def test_generated_skeletons_build_clean(kernel: Kernel) -> None:
+    """`itmtool new kernel` skeletons: W=1 and sparse clean, linked against itm_mod."""
+    run = _run(kernel)
+    assert [g.moddir.name for g in run.generated] == [s.name for s in new.EXAMPLES]
+    for spec, gen in zip(new.EXAMPLES, run.generated, strict=True):
+        assert gen.returncode == 0, gen.log[-3000:]
+        assert "CHECK" in gen.log, f"{spec.name}: sparse did not run"
+        assert not gen.diagnostics, f"{spec.name}:\n" + "\n".join(gen.diagnostics)
+        info = subprocess.run(
+            ["modinfo", "-F", "depends", str(gen.module(spec.name))],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert info.stdout.strip() == "itm_mod"  # resolved against itm_mod's Module.symvers
 
 
 def test_vm_booted_this_kernel(kernel: Kernel) -> None:

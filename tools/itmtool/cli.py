@@ -223,12 +223,37 @@ def _cmd_dkms(args: argparse.Namespace) -> int:
 
     from itmtool import build, dkms
 
-    release = build.resolve_kernel(args.kernel).release if args.kernel else os.uname().release
-    cmds = dkms.install(release, dry_run=args.dry_run)
+    def say(line: str) -> None:
+        print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
+
+    env = dkms.Env(say=say)
+    release = build.resolve_kernel(args.kernel).release if args.kernel else None
+    if args.action == "status":
+        doc = dkms.status(release, env=env)
+        _emit(args, doc, dkms.status_table(doc))
+        return EXIT_OK if doc["added"] else EXIT_NOT_FOUND
+    if args.action == "remove":
+        doc = dkms.remove(release, dry_run=args.dry_run, env=env)
+        if args.dry_run:
+            text = "(dry run: nothing done)"
+        else:
+            text = f"removed {doc['package']}/{doc['version']} from dkms for: " + (
+                ", ".join(doc["removed"]) or "no kernel"
+            )
+            if doc["source_removed"]:
+                text += f"\nand its sources ({env.src_root}/{doc['package']}-{doc['version']})"
+        _emit(args, doc, text)
+        return EXIT_OK
+    release = release or os.uname().release
+    doc = dkms.install(release, dry_run=args.dry_run, env=env)
     if args.dry_run:
-        print(f"(dry run: nothing done; {len(cmds)} dkms commands)")
+        text = f"(dry run: nothing done; {len(doc['commands'])} dkms commands)"
     else:
-        print(f"installed with dkms for {release}")
+        text = f"installed with dkms for {release} (modprobe finds them):\n" + "\n".join(
+            f"  {m['name']:<8} {m['path']}  vermagic {(m['vermagic'] or '').split(' ')[0]}"
+            for m in doc["modules"]
+        )
+    _emit(args, doc, text)
     return EXIT_OK
 
 
@@ -364,11 +389,29 @@ def _add_module_commands(sub: Any) -> None:
     p = sub.add_parser(
         "dkms",
         help="install the modules with DKMS (they rebuild on kernel upgrades)",
-        description="Stage the tree under /usr/src/itmbench-VERSION and run dkms add, build "
-        "and install (dkms.conf at the top of the tree).",
+        description="install (the default): stage the tree under /usr/src/itmbench-VERSION, "
+        "dkms add (once), build and install for a kernel; the modules land in "
+        "/lib/modules/KERNEL/updates/dkms and modprobe finds them. remove: dkms remove for "
+        "every kernel (or --kernel) and, when no kernel has it any more, the staged sources. "
+        "status: the kernels it is installed for, the module files and their vermagic.",
+        epilog="Exit codes: 0 done; 1 a dkms step failed; 4 not root; 5 not installed "
+        "(status, remove); 6 dkms or the kernel's headers missing.",
     )
-    p.add_argument("--kernel", metavar="NAME|RELEASE", help="default: the running kernel")
+    p.add_argument(
+        "action",
+        nargs="?",
+        default="install",
+        choices=("install", "remove", "status"),
+        help="default: install",
+    )
+    p.add_argument(
+        "--kernel",
+        metavar="NAME|RELEASE",
+        help="a kernel of the matrix (6.1, 6.12) or a release; install: default the running "
+        "kernel; remove, status: default every kernel",
+    )
     p.add_argument("--dry-run", action="store_true", help="print what would be done, do nothing")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_dkms)
 
 

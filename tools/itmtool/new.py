@@ -383,9 +383,9 @@ def examples_dir(kernel: Kernel) -> Path:
 
 
 def build_examples(
-    kernel: Kernel, dest: Path | None = None, *, symvers: Path | None = None
+    kernel: Kernel, dest: Path | None = None, *, symvers: Path | None = None, sparse: bool = False
 ) -> list[buildmods.BuildResult]:
-    """Generate every skeleton of `EXAMPLES` and build it for `kernel` with W=1.
+    """Generate every skeleton of `EXAMPLES` and build it for `kernel` with W=1 (and sparse).
 
     Into `dest`/<name>/ (default build/<release>/generated/) against `symvers`
     (default: build/<release>/src/Module.symvers, built when missing).
@@ -398,5 +398,5 @@ def build_examples(
     results = []
     for spec in EXAMPLES:
         render_kernel(spec, base / spec.name)
-        results.append(build_module(kernel, base / spec.name, symvers=symvers))
+        results.append(build_module(kernel, base / spec.name, symvers=symvers, sparse=sparse))
     return results

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from libitm.control import App, ItmControl
@@ -59,23 +60,59 @@ def table(apps: list[App]) -> str:
     return "\n".join(lines)
 
 
-def snapshot(ctl: ItmControl) -> dict[str, Any]:
+#: where kernel modules live in sysfs; an application module may keep its own
+#: counters as one integer per file in /sys/module/<owner>/stats/ (qos_mod does)
+SYS_MODULE = Path("/sys/module")
+
+
+def module_counters(apps: list[App], sys_module: Path | None = None) -> dict[str, dict[str, int]]:
+    """The counters of each application module that publishes a ``stats`` directory.
+
+    Returns ``{owner: {counter: value}}`` for the kernel modules that own the
+    given applications, in the order they first appear; unreadable or
+    non-integer files are left out.
+    """
+    root = SYS_MODULE if sys_module is None else sys_module
+    out: dict[str, dict[str, int]] = {}
+    for app in apps:
+        if app.type != "kernel" or not app.owner or app.owner in out:
+            continue
+        stats_dir = root / app.owner / "stats"
+        if not stats_dir.is_dir():
+            continue
+        counters: dict[str, int] = {}
+        for f in sorted(stats_dir.iterdir()):
+            try:
+                counters[f.name] = int(f.read_text().strip())
+            except (OSError, ValueError):
+                continue
+        out[app.owner] = counters
+    return out
+
+
+def snapshot(ctl: ItmControl, sys_module: Path | None = None) -> dict[str, Any]:
     """The documented `--json` shape of `itmtool status`."""
+    apps = ctl.apps()
     return {
         "itm_mod": "loaded",
         "netns_active": ctl.netns_active(),
-        "apps": [a.to_json() for a in ctl.apps()],
+        "apps": [a.to_json() for a in apps],
+        "module_stats": module_counters(apps, sys_module),
     }
 
 
-def render(ctl: ItmControl, as_json: bool) -> str:
+def render(ctl: ItmControl, as_json: bool, sys_module: Path | None = None) -> str:
     """The status as text for people or JSON for scripts."""
     if as_json:
-        return json.dumps(snapshot(ctl), indent=2)
+        return json.dumps(snapshot(ctl, sys_module), indent=2)
     apps = ctl.apps()
     head = "itm_mod: loaded; hooks {} in this network namespace".format(
         "active" if ctl.netns_active() else "NOT active (itmtool netns on)"
     )
     if not apps:
         return head + "\nno application registered"
-    return head + "\n" + table(apps)
+    lines = [head, table(apps)]
+    for owner, counters in module_counters(apps, sys_module).items():
+        shown = "  ".join(f"{k} {v}" for k, v in counters.items())
+        lines.append(f"{owner} counters: {shown}")
+    return "\n".join(lines)

@@ -1,0 +1,102 @@
+"""What the VM benchmarks share: build, boot, run the guest half, and the docs page.
+
+A VM benchmark is one module under bench/ with a guest half (run inside a
+kernel of the matrix by ``python -m bench.NAME --guest MODDIR --out FILE ...``,
+writing a JSON result) and a host half that builds the modules, boots each
+kernel asked for, and renders the results as a section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from itmtool import buildmods, vm
+from itmtool.matrix import ROOT, Kernel, read_matrix
+
+DOC = ROOT / "docs" / "benchmarks.md"
+RUN_FILE_DIR = Path("/sys/kernel/debug/itm_bench")
+
+
+def sh(*args: str) -> str:
+    """Run a command in the guest, failing loudly; returns its output."""
+    proc = subprocess.run(args, capture_output=True, text=True, check=False)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(args)}: exit {proc.returncode}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def mount_debugfs() -> None:
+    """Make /sys/kernel/debug available in the guest (virtme-ng may not mount it)."""
+    if not Path("/sys/kernel/debug/tracing").exists():
+        subprocess.run(["mount", "-t", "debugfs", "none", "/sys/kernel/debug"], check=False)
+
+
+def module_paths(moddir: Path) -> dict[str, str]:
+    """Every built module by name."""
+    return {p.stem: str(p) for p in moddir.rglob("*.ko")}
+
+
+def kernels(name: str) -> list[Kernel]:
+    """The kernels of kernels.txt that `name` ("all" or a kernel's name) selects."""
+    chosen = read_matrix()
+    return chosen if name == "all" else [k for k in chosen if k.name == name]
+
+
+def run_in_vm(kernel: Kernel, bench: str, args: str, timeout: float = 900) -> dict[str, Any]:
+    """Build the modules for `kernel`, boot it, run `bench`'s guest half; its JSON result.
+
+    Raises RuntimeError with the build diagnostics or the VM's output when no
+    result came back.
+    """
+    top = buildmods.BUILD_ROOT / kernel.release / "bench"
+    res = buildmods.build(kernel, dest=top / "src")
+    if not res.ok:
+        raise RuntimeError("modules did not build:\n" + "\n".join(res.diagnostics))
+    out = top / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    result = out / f"{bench}.json"
+    result.unlink(missing_ok=True)
+    script = f"python -m bench.{bench} --guest {res.moddir} --out {result} {args}"
+    run = vm.run(kernel, script, rwdirs=[out], append=(), timeout=timeout)
+    if not result.exists():
+        raise RuntimeError(f"{kernel.release}: no result\n{run.output[-3000:]}")
+    doc: dict[str, Any] = json.loads(result.read_text())
+    return doc
+
+
+def cpu() -> str:
+    """The host's CPU model, for the record."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
+def write_section(name: str, title: str, body: list[str]) -> None:
+    """Replace (or append) the section `name` of docs/benchmarks.md."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    section = "\n".join([begin, f"## {title}", "", *body, end])
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
+    if begin in text:
+        head, rest = text.split(begin, 1)
+        text = head + section + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    DOC.write_text(text)
+
+
+def today() -> str:
+    """The date stamped on a results section."""
+    return time.strftime("%Y-%m-%d")
+
+
+def fail(message: str) -> int:
+    """Print a benchmark failure and return the exit code for it."""
+    print(message, file=sys.stderr)
+    return 1
