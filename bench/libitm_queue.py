@@ -34,7 +34,7 @@ overflows that ENOBUFS reports).
 Consumers are interleaved (the order rotates each repeat); each figure is the
 median of the repeats with its min-max, and ratios are taken against
 netfilterqueue of the same repeat.  --quick: N=20000, D=2 s, 3 repeats, about
-3 minutes; default: N=50000, D=4 s, 5 repeats, about 7 minutes.  --write puts the
+2 minutes; default: N=50000, D=4 s, 5 repeats, about 6-7 minutes.  --write puts the
 table into docs/benchmarks.md, the JSON into docs/data/libitm_queue.json and
 the plot into docs/img/libitm_queue.png.
 """
@@ -745,7 +745,7 @@ def _on_term(signum: int, frame: types.FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Command line (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="N=20000, D=2 s, 3 repeats (~3 min)")
+    ap.add_argument("--quick", action="store_true", help="N=20000, D=2 s, 3 repeats (~2 min)")
     ap.add_argument("-n", type=int, default=None, help="packets queued per drain run")
     ap.add_argument("--seconds", type=float, default=None, help="end-to-end send time")
     ap.add_argument("--repeats", type=int, default=None)
