@@ -105,22 +105,12 @@ def table(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def host(kernel_name: str, iterations: int, repeats: int, write: bool) -> int:
+def host(args: argparse.Namespace) -> int:
     """Build the modules, boot each kernel asked for, collect and print the results."""
-    chosen = vmbench.kernels(kernel_name)
-    if not chosen:
-        return vmbench.fail(f"no kernel {kernel_name!r} in kernels.txt")
-    tables = []
-    for k in chosen:
-        try:
-            doc = vmbench.run_in_vm(
-                k, "itm_dispatch", f"--iterations {iterations} --repeats {repeats}"
-            )
-        except RuntimeError as err:
-            return vmbench.fail(str(err))
-        tables.append(table(doc))
-        print(tables[-1] + "\n", flush=True)
-    if write:
+    tables = vmbench.tables_per_kernel(args, "itm_dispatch", table)
+    if tables is None:
+        return 1
+    if args.write:
         vmbench.write_section(
             "itm_dispatch",
             "itm_mod dispatch cost",
@@ -141,17 +131,11 @@ def host(kernel_name: str, iterations: int, repeats: int, write: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kernel", default="all", help="kernel of kernels.txt, or all")
-    parser.add_argument("--iterations", type=int, default=2_000_000)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
-    parser.add_argument("--guest", metavar="MODDIR", help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser = vmbench.parser(__doc__ or "", 2_000_000, 5)
     args = parser.parse_args(argv)
     if args.guest:
         return guest(Path(args.guest), args.out, args.iterations, args.repeats)
-    return host(args.kernel, args.iterations, args.repeats, args.write)
+    return host(args)
 
 
 if __name__ == "__main__":

@@ -289,27 +289,19 @@ DOC_INTRO = [
 ]
 
 
-def host(kernel_name: str, iterations: int, repeats: int, write: bool) -> int:
+def host(args: argparse.Namespace) -> int:
     """Build the modules, boot each kernel asked for, collect and print the results."""
-    chosen = vmbench.kernels(kernel_name)
-    if not chosen:
-        return vmbench.fail(f"no kernel {kernel_name!r} in kernels.txt")
-    tables = []
-    for k in chosen:
-        try:
-            doc = vmbench.run_in_vm(k, "qos_cost", f"--iterations {iterations} --repeats {repeats}")
-        except RuntimeError as err:
-            return vmbench.fail(str(err))
-        tables.append(table(doc))
-        print(tables[-1] + "\n", flush=True)
-    if write:
+    tables = vmbench.tables_per_kernel(args, "qos_cost", table)
+    if tables is None:
+        return 1
+    if args.write:
         vmbench.write_section(
             "qos_cost",
             "qos_mod against nftables and iptables",
             [
                 *(line.format(cpu=vmbench.cpu()) for line in DOC_INTRO),
                 "",
-                f"Command: `python -m bench.qos_cost --kernel {kernel_name} --write` — run"
+                f"Command: `python -m bench.qos_cost --kernel {args.kernel} --write` — run"
                 f" {vmbench.today()}, about 4 minutes per kernel.",
                 "",
                 *[t + "\n" for t in tables],
@@ -320,13 +312,7 @@ def host(kernel_name: str, iterations: int, repeats: int, write: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kernel", default="all", help="kernel of kernels.txt, or all")
-    parser.add_argument("--iterations", type=int, default=20_000)
-    parser.add_argument("--repeats", type=int, default=25)
-    parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
-    parser.add_argument("--guest", metavar="MODDIR", help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser = vmbench.parser(__doc__ or "", 20_000, 25)
     args = parser.parse_args(argv)
     if args.iterations % FLOWS or args.iterations < FLOWS * (THRESHOLD + 1):
         parser.error(
@@ -336,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"at most {(MAX_RUNS - 1) // len(CONFIGS)} repeats (fresh ports run out)")
     if args.guest:
         return guest(Path(args.guest), args.out, args.iterations, args.repeats)
-    return host(args.kernel, args.iterations, args.repeats, args.write)
+    return host(args)
 
 
 if __name__ == "__main__":

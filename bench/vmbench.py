@@ -8,11 +8,13 @@ kernel asked for, and renders the results as a section of docs/benchmarks.md.
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +102,38 @@ def fail(message: str) -> int:
     """Print a benchmark failure and return the exit code for it."""
     print(message, file=sys.stderr)
     return 1
+
+
+def parser(doc: str, iterations: int, repeats: int) -> argparse.ArgumentParser:
+    """The command line every VM benchmark takes (the guest half's options hidden)."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--kernel", default="all", help="kernel of kernels.txt, or all")
+    p.add_argument("--iterations", type=int, default=iterations)
+    p.add_argument("--repeats", type=int, default=repeats)
+    p.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
+    p.add_argument("--guest", metavar="MODDIR", help=argparse.SUPPRESS)
+    p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    return p
+
+
+def tables_per_kernel(
+    args: argparse.Namespace, bench: str, table: Callable[[dict[str, Any]], str]
+) -> list[str] | None:
+    """Run `bench` in a VM of each kernel `args.kernel` names; its tables, printed as they come.
+
+    None (after saying why on stderr) when a kernel is unknown or gave no result.
+    """
+    chosen = kernels(args.kernel)
+    if not chosen:
+        fail(f"no kernel {args.kernel!r} in kernels.txt")
+        return None
+    tables = []
+    for k in chosen:
+        try:
+            doc = run_in_vm(k, bench, f"--iterations {args.iterations} --repeats {args.repeats}")
+        except RuntimeError as err:
+            fail(str(err))
+            return None
+        tables.append(table(doc))
+        print(tables[-1] + "\n", flush=True)
+    return tables

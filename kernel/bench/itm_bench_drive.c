@@ -44,8 +44,14 @@
 
 static struct dentry *bench_dir;
 static DEFINE_MUTEX(bench_lock);	/* one run at a time; guards the results */
-static u64 bench_iters, bench_ns;
-static u64 tcp_iters, tcp_ns;
+
+/* the last run of one file: how many packets, how long */
+struct bench_result {
+	u64 iters;
+	u64 ns;
+};
+
+static struct bench_result udp_result, tcp_result;
 
 static int bench_okfn(struct net *net, struct sock *sk, struct sk_buff *skb)
 {
@@ -111,8 +117,8 @@ static int bench_run(u64 iters)
 		done += chunk;
 		cond_resched();
 	}
-	bench_ns = ktime_get_ns() - start;
-	bench_iters = iters;
+	udp_result.ns = ktime_get_ns() - start;
+	udp_result.iters = iters;
 	kfree_skb(skb);
 	return 0;
 }
@@ -204,8 +210,8 @@ static int bench_run_tcp(u64 iters, u32 flows, u32 base)
 		done += chunk;
 		cond_resched();
 	}
-	tcp_ns = ktime_get_ns() - start;
-	tcp_iters = iters;
+	tcp_result.ns = ktime_get_ns() - start;
+	tcp_result.iters = iters;
 	nf_reset_ct(skb);
 	kfree_skb(skb);
 	return 0;
@@ -235,24 +241,6 @@ static ssize_t tcp_write(struct file *file, const char __user *buf,
 	return err ?: len;
 }
 
-static ssize_t tcp_read(struct file *file, char __user *buf, size_t len,
-			loff_t *ppos)
-{
-	char text[48];
-	int n;
-
-	mutex_lock(&bench_lock);
-	n = scnprintf(text, sizeof(text), "%llu %llu\n", tcp_iters, tcp_ns);
-	mutex_unlock(&bench_lock);
-	return simple_read_from_buffer(buf, len, ppos, text, n);
-}
-
-static const struct file_operations tcp_fops = {
-	.owner = THIS_MODULE,
-	.read = tcp_read,
-	.write = tcp_write,
-};
-
 static ssize_t bench_write(struct file *file, const char __user *buf,
 			   size_t len, loff_t *ppos)
 {
@@ -270,29 +258,40 @@ static ssize_t bench_write(struct file *file, const char __user *buf,
 	return err ?: len;
 }
 
+/* both files read back "<iterations> <nanoseconds>" of their last run */
 static ssize_t bench_read(struct file *file, char __user *buf, size_t len,
 			  loff_t *ppos)
 {
+	const struct bench_result *r = file->private_data;
 	char text[48];
 	int n;
 
 	mutex_lock(&bench_lock);
-	n = scnprintf(text, sizeof(text), "%llu %llu\n", bench_iters, bench_ns);
+	n = scnprintf(text, sizeof(text), "%llu %llu\n", r->iters, r->ns);
 	mutex_unlock(&bench_lock);
 	return simple_read_from_buffer(buf, len, ppos, text, n);
 }
 
 static const struct file_operations bench_fops = {
 	.owner = THIS_MODULE,
+	.open = simple_open,
 	.read = bench_read,
 	.write = bench_write,
+};
+
+static const struct file_operations tcp_fops = {
+	.owner = THIS_MODULE,
+	.open = simple_open,
+	.read = bench_read,
+	.write = tcp_write,
 };
 
 static int __init bench_drive_init(void)
 {
 	bench_dir = debugfs_create_dir("itm_bench", NULL);
-	debugfs_create_file("run", 0600, bench_dir, NULL, &bench_fops);
-	debugfs_create_file("forward_tcp", 0600, bench_dir, NULL, &tcp_fops);
+	debugfs_create_file("run", 0600, bench_dir, &udp_result, &bench_fops);
+	debugfs_create_file("forward_tcp", 0600, bench_dir, &tcp_result,
+			    &tcp_fops);
 	return 0;
 }
 

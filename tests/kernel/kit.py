@@ -8,8 +8,10 @@ network namespaces that they create and remove.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +27,7 @@ __all__ = [
     "events",
     "insmod",
     "itm_attach",
+    "itmtool",
     "loaded",
     "moddir",
     "module_path",
@@ -163,3 +166,25 @@ def wait_until(pred: object, timeout: float = 5.0, step: float = 0.05) -> bool:
             return True
         time.sleep(step)
     return bool(pred())
+
+
+def itmtool(*args: str, ns: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`itmtool ARGS` (in namespace `ns`), run in this process with its streams captured.
+
+    A new Python costs about 20 s in the emulated guest, so the guest tests call
+    itmtool's entry point in-process; test_itmtool_status.py runs the real
+    command once.
+    """
+    from itmtool import cli  # the guest tests' only import of the CLI
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.ExitStack() as stack:
+        if ns:
+            stack.enter_context(netns(ns))
+        stack.enter_context(contextlib.redirect_stdout(out))
+        stack.enter_context(contextlib.redirect_stderr(err))
+        try:
+            rc = cli.main(list(args))
+        except SystemExit as exc:  # argparse's usage errors
+            rc = exc.code if isinstance(exc.code, int) else 1
+    return subprocess.CompletedProcess(["itmtool", *args], rc, out.getvalue(), err.getvalue())

@@ -9,8 +9,6 @@ pyroute2 costs tens of seconds.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import socket
@@ -20,28 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from itmtool import cli, new
+from itmtool import new
 from tests.kernel import kit
 from tests.kernel.kit import Topology
 
-
-class Result:
-    """What one itmtool command returned and printed."""
-
-    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
-def itmtool(*args: str, ns: str | None = None) -> Result:
-    """Run itmtool's command line in this process (a Python start costs much under TCG)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.ExitStack() as stack:
-        if ns:
-            stack.enter_context(kit.netns(ns))
-        stack.enter_context(contextlib.redirect_stdout(out))
-        stack.enter_context(contextlib.redirect_stderr(err))
-        rc = cli.main(list(args))
-    return Result(rc, out.getvalue(), err.getvalue())
+itmtool = kit.itmtool
 
 
 @pytest.fixture

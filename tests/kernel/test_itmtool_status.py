@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import subprocess
 import sys
 
-from itmtool import cli
 from tests.kernel import kit
 from tests.kernel.kit import Topology
 
@@ -38,24 +35,7 @@ APP_KEYS = {
 }
 
 
-def itmtool(*args: str, ns: str | None = None) -> subprocess.CompletedProcess[str]:
-    """`itmtool ARGS` (in namespace `ns`), run in this process.
-
-    A new Python costs about 20 s in the emulated guest, so all but one test call
-    itmtool's entry point in-process, with its streams captured;
-    test_status_when_nothing_is_loaded runs the real command once.
-    """
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.ExitStack() as stack:
-        if ns:
-            stack.enter_context(kit.netns(ns))
-        stack.enter_context(contextlib.redirect_stdout(out))
-        stack.enter_context(contextlib.redirect_stderr(err))
-        try:
-            rc = cli.main(list(args))
-        except SystemExit as exc:  # argparse's usage errors
-            rc = exc.code if isinstance(exc.code, int) else 1
-    return subprocess.CompletedProcess(["itmtool", *args], rc, out.getvalue(), err.getvalue())
+itmtool = kit.itmtool
 
 
 def itmtool_command(*args: str) -> subprocess.CompletedProcess[str]:

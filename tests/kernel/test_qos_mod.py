@@ -15,8 +15,6 @@ every other TOS bit (precedence, ECN) stays as the sender set it.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import time
@@ -25,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from itmtool import cli
 from tests.kernel import kit
 from tests.kernel import qos_kit as q
 from tests.kernel.kit import Topology
@@ -136,21 +133,15 @@ def test_qos_marks_flows_by_size(topo: Topology) -> None:
         assert st["long_packets"] == long_pkts
         assert st["table_full"] == 0
         # itmtool status shows the same counters beside the application
-        doc = json.loads(_itmtool_status("--json"))
+        shown_status = kit.itmtool("status", "--json")
+        assert shown_status.returncode == 0, shown_status.stderr
+        doc = json.loads(shown_status.stdout)
         assert [a["label"] for a in doc["apps"]] == ["qos_mod"]
         shown = doc["module_stats"]["qos_mod"]
         assert set(shown) == set(st)  # flows and collected move with the collector
         for key in ("created", "short_packets", "long_packets", "table_full"):
             assert shown[key] == st[key]
-        assert f"created {st['created']}  flows " in _itmtool_status().splitlines()[-1]
-
-
-def _itmtool_status(*args: str) -> str:
-    """`itmtool status ARGS` run in this process (a new Python in the guest costs ~20 s)."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert cli.main(["status", *args]) == 0
-    return out.getvalue()
+        assert f"created {st['created']}  flows " in kit.itmtool("status").stdout.splitlines()[-1]
 
 
 def _connbytes_rules(ns: str, threshold: int) -> None:
