@@ -302,7 +302,7 @@ def host(args: argparse.Namespace) -> int:
                 *(line.format(cpu=vmbench.cpu()) for line in DOC_INTRO),
                 "",
                 f"Command: `python -m bench.qos_cost --kernel {args.kernel} --write` — run"
-                f" {vmbench.today()}, about 4 minutes per kernel.",
+                f" {vmbench.today()}, about 4 minutes per kernel on an idle machine.",
                 "",
                 *[t + "\n" for t in tables],
             ],
