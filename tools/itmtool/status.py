@@ -11,6 +11,7 @@ COLUMNS = (
     ("HOOK", lambda a: a.hook),
     ("LABEL", lambda a: a.label),
     ("TYPE", lambda a: a.type),
+    ("OWNER", lambda a: f"pid {a.pid}" if a.type == "user" else a.owner or "-"),
     ("PRIO", lambda a: str(a.priority)),
     ("ON", lambda a: "yes" if a.enabled else "no"),
     ("SEEN", lambda a: str(a.stats["seen"])),
