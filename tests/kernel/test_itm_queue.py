@@ -162,7 +162,7 @@ def test_user_app_callbacks_class0_interest_drop_tos_timer(topo: Topology) -> No
             with ItmControl() as ctl:
                 mine = {a.label: a for a in ctl.apps() if a.type == "user"}
             assert set(mine) == {a.split(",")[0][6:] for a in apps}
-            assert all(a.pid == ua.proc.pid or a.pid > 0 for a in mine.values())
+            assert all(a.pid == ua.proc.pid for a in mine.values())
             assert sorted(a.queue_num for a in mine.values()) == sorted(ua.queues)
             # the paper's order, once per packet
             ua.clear()
