@@ -19,6 +19,7 @@ bound.  SIGTERM ends the run cleanly.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import sys
 from pathlib import Path
 from typing import IO
@@ -98,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timer", type=float)
     ap.add_argument("--backend", default="kernel")
     args = ap.parse_args(argv)
+    # a start that hangs shows where (the test prints this process's stderr)
+    faulthandler.dump_traceback_later(240, exit=False)
     with open(args.events, "a", buffering=1) as log:
         loop = ItmLoop(args.backend)
         for spec in args.app:
@@ -111,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
             loop.register_timer(tick, args.timer)
         loop.start()
+        faulthandler.cancel_dump_traceback_later()
         Path(args.ready).write_text(
             " ".join(str(q) for q in getattr(loop.backend, "app_queues", {}).values())
         )
