@@ -399,7 +399,7 @@ def test_qos_ctrl_marks_like_qos_mod(topo: Topology) -> None:
             kit.itm_attach(topo.router)
             cmd = [sys.executable, "examples/qos_ctrl.py", "--backend", "kernel"]
             with user_app(topo.router, cmd=cmd) as ua:
-                assert kit.wait_until(lambda: "qos_ctrl" in _apps(), 60), "qos_ctrl did not start"
+                assert kit.wait_until(lambda: "qos_ctrl" in _apps(), 300), "qos_ctrl did not start"
                 with ItmControl() as ctl:
                     app = ctl.app("qos_ctrl")
                 assert (app.type, app.hook) == ("user", "post_routing")
