@@ -11,7 +11,11 @@ socket, drained per wakeup, verdicts batched), but:
 * each queue belongs to one application, so only that application runs on
   its packets;
 * accepted packets are answered with NF_REPEAT instead of NF_ACCEPT, so that
-  itm_mod goes on with the next application after this one at the hook.
+  itm_mod goes on with the next application after this one at the hook;
+* a packet that needs its own verdict (dropped, modified) first releases the
+  batch of the earlier accepted packets of its queue: packets leave in the
+  order they arrived (the nfqueue backend sends the batch last, which lets a
+  modified packet overtake unmodified ones of the same wakeup).
 
 The registrations belong to the netlink socket that made them: when the
 process exits or is killed, the kernel removes them and traffic flows on.
@@ -242,11 +246,22 @@ class KernelBackend(NfqueueBackend):
             nfq.append_verdict(out, q, m.packet_id, NF_REPEAT)
             c["verdict_msgs"] += 1
             raise
+        if outcome.verdict != Verdict.DROP and not (outcome.modified or pkt.mark_changed):
+            pending[q] = m.packet_id
+            c["accepted"] += 1
+            return
+        # An own verdict for this packet: first release the earlier accepted
+        # ones of its queue, so that packets leave in the order they came
+        # (a batch sent after it would let this one overtake them).
+        earlier = pending.pop(q, None)
+        if earlier is not None:
+            nfq.append_verdict(out, q, earlier, NF_REPEAT, batch=True)
+            c["batch_msgs"] += 1
         if outcome.verdict == Verdict.DROP:
             nfq.append_verdict(out, q, m.packet_id, nfq.NF_DROP)
             c["verdict_msgs"] += 1
             c["dropped"] += 1
-        elif outcome.modified or pkt.mark_changed:
+        else:
             nfq.append_verdict(
                 out,
                 q,
@@ -259,9 +274,6 @@ class KernelBackend(NfqueueBackend):
             c["accepted"] += 1
             if outcome.modified:
                 c["modified"] += 1
-        else:
-            pending[q] = m.packet_id
-            c["accepted"] += 1
 
     def _flush(self, out: bytearray, pending: dict[int, int]) -> None:
         """Batch-accept (NF_REPEAT) the plainly accepted packets of each queue, then send."""

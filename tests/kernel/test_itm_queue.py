@@ -177,10 +177,13 @@ def _udp_tos(t: Topology, count: int, dport: int, size: int = 200) -> list[tuple
     return out
 
 
+ORDER_LABELS = ("k-ord1", "u-ord2", "k-ord3", "u-ord4")
+
+
 def _priority_order(ua: UserApp, topo: Topology) -> None:
     """k-first (kernel, 0), u-second (user, 10), k-middle (kernel, 20), u-last (user, 30)."""
     with ItmControl() as ctl:
-        order = [(a.label, a.type) for a in ctl.apps() if a.label[1:2] == "-" and "ord" in a.label]
+        order = [(a.label, a.type) for a in ctl.apps() if a.label in ORDER_LABELS]
     assert order == [
         ("k-ord1", "kernel"),
         ("u-ord2", "user"),

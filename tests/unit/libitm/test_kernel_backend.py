@@ -174,3 +174,10 @@ def test_accepted_packets_are_repeated_and_drops_dropped() -> None:
     assert batch == {1: NF_REPEAT, 4: NF_REPEAT}
     assert all(v in (NF_REPEAT, nfq.NF_DROP) for _, v, _, _ in msgs)
     assert info.counters.packets == 3
+    # in arrival order: the accepted packet 1 is released before 2 and 3 get theirs
+    assert [(t, pid) for t, _, pid, _ in msgs] == [
+        (nfq.MSG_VERDICT_BATCH, 1),
+        (nfq.MSG_VERDICT, 2),
+        (nfq.MSG_VERDICT, 3),
+        (nfq.MSG_VERDICT_BATCH, 4),
+    ]
