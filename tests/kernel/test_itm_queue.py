@@ -424,7 +424,7 @@ def test_qos_ctrl_marks_like_qos_mod(topo: Topology) -> None:
         k0, u0 = kpairs[0][0].seq, upairs[0][0].seq
         same = 0
         for (ka, kb), (ua_, ub) in zip(kpairs, upairs, strict=False):
-            if (ka.seq - k0, ka.plen) != (ua_.seq - u0, ua_.plen):
+            if (ka.seq - k0, ka.plen, ka.fin) != (ua_.seq - u0, ua_.plen, ua_.fin):
                 break
             assert bool(kb.tos & q.LOWDELAY) == bool(ub.tos & q.LOWDELAY), (segs, same)
             same += 1
