@@ -53,7 +53,9 @@ enum itm_hook {
  * @ITM_STOLEN: the application took ownership of the skb (it must free or
  *	reinject it); update_func and control_func are not called
  * @ITM_QUEUE: hand the packet to the user-space application that owns
- *	itm_info->queue_num (used by itm_queue; fail-open when nobody listens)
+ *	itm_info->queue_num (used by itm_queue; fail-open when nobody listens).
+ *	When user space answers NF_REPEAT, the packet goes on with the next
+ *	application after this one (see docs/kernel-api.md, "itm_queue").
  */
 enum itm_verdict {
 	ITM_ACCEPT = ITM_VERDICT_ACCEPT,
@@ -120,6 +122,11 @@ struct itm_ctx {
  * @priority: run order at the hook, lower first; ties run in
  *	registration order
  * @queue_num: nfqueue number used with %ITM_QUEUE (user applications)
+ * @netns: the only network namespace whose packets the application sees,
+ *	or NULL for every namespace where itm_mod's hooks run.  itm_queue
+ *	sets it to the namespace of the registering socket (nfqueue
+ *	instances are per namespace).  The namespace must outlive the
+ *	registration: unregister the application before it goes away.
  * @owner: the module providing the callbacks (THIS_MODULE)
  * @class_func: classify; return the class, 0 for "not classified"
  * @log_func: log data, update class structures
@@ -142,6 +149,7 @@ struct itm_info {
 	enum itm_hook hook;
 	s32 priority;
 	u16 queue_num;
+	struct net *netns;
 	struct module *owner;
 
 	int (*class_func)(struct sk_buff *skb, const struct itm_ctx *ctx);

@@ -11,7 +11,11 @@
 #include <linux/netfilter.h>
 #include <linux/netfilter_ipv4.h>
 #include <linux/netfilter_ipv6.h>
+#include <linux/random.h>
 #include <linux/sched/clock.h>
+#include <linux/siphash.h>
+#include <linux/stddef.h>
+#include <net/inet_sock.h>
 #include <net/ipv6.h>
 #include <net/net_namespace.h>
 #include <net/netns/generic.h>
@@ -28,17 +32,105 @@ MODULE_PARM_DESC(all_netns, "attach the hooks to every network namespace when it
 /**
  * struct itm_net - itm_mod's state in one network namespace
  * @active: whether the hooks are registered here (under itm_lock)
+ * @key: secret of the re-entry cookies of this namespace
  */
 struct itm_net {
 	bool active;
+	hsiphash_key_t key;
 };
+
+static unsigned int itm_net_id __read_mostly;
+
+/*
+ * The re-entry cookie.  When an application's verdict is ITM_QUEUE, the
+ * packet leaves through nfnetlink_queue; if user space answers NF_REPEAT,
+ * nf_reinject() calls this hook function again with the same packet.  To
+ * go on after the queueing application (instead of running the run list
+ * from its start), the position is written into the last 16 bytes of
+ * skb->cb, which neither IPCB nor IP6CB uses while the packet is at a
+ * netfilter hook, together with a tag keyed by a per-namespace secret and
+ * the hook.  The cookie is consumed (zeroed) on the next pass through an
+ * itm_mod hook, valid or not.  See docs/kernel-api.md for the limits.
+ */
+#define ITM_COOKIE_MAGIC 0x17e0c0deU
+#define ITM_COOKIE_OFF (sizeof_field(struct sk_buff, cb) - sizeof(struct itm_cookie))
+
+/**
+ * struct itm_cookie - where to resume a queued packet
+ * @magic: %ITM_COOKIE_MAGIC
+ * @tag: hsiphash of @priority, @order and the hook under the namespace key
+ * @priority: priority of the application that queued the packet
+ * @order: registration order of that application
+ */
+struct itm_cookie {
+	u32 magic;
+	u32 tag;
+	s32 priority;
+	u32 order;
+};
+
+static struct itm_cookie *itm_cookie(struct sk_buff *skb)
+{
+	BUILD_BUG_ON(sizeof(struct inet_skb_parm) > ITM_COOKIE_OFF);
+	BUILD_BUG_ON(sizeof(struct inet6_skb_parm) > ITM_COOKIE_OFF);
+	return (struct itm_cookie *)(skb->cb + ITM_COOKIE_OFF);
+}
+
+static u32 itm_cookie_tag(const struct nf_hook_state *state, enum itm_hook where,
+			  s32 priority, u32 order)
+{
+	const struct itm_net *in = net_generic(state->net, itm_net_id);
+
+	return hsiphash_3u32((u32)priority, order, where, &in->key);
+}
+
+static void itm_cookie_set(struct sk_buff *skb, const struct nf_hook_state *state,
+			   enum itm_hook where, const struct itm_app *app)
+{
+	struct itm_cookie *c = itm_cookie(skb);
+
+	c->magic = ITM_COOKIE_MAGIC;
+	c->priority = app->info->priority;
+	c->order = app->order;
+	c->tag = itm_cookie_tag(state, where, c->priority, c->order);
+}
+
+/* A valid cookie: consume it and say after which application to go on. */
+static bool itm_cookie_take(struct sk_buff *skb, const struct nf_hook_state *state,
+			    enum itm_hook where, s32 *priority, u32 *order)
+{
+	struct itm_cookie *c = itm_cookie(skb);
+	bool valid;
+
+	if (likely(c->magic != ITM_COOKIE_MAGIC))
+		return false;
+	valid = c->tag == itm_cookie_tag(state, where, c->priority, c->order);
+	*priority = c->priority;
+	*order = c->order;
+	memset(c, 0, sizeof(*c));
+	return valid;
+}
+
+/* The index of the first application after (priority, order). */
+static unsigned int itm_resume_index(const struct itm_hook_apps *run,
+				     s32 priority, u32 order)
+{
+	unsigned int i;
+
+	for (i = 0; i < run->n; i++) {
+		const struct itm_app *app = run->apps[i];
+		s32 p = app->info->priority;
+
+		if (p > priority || (p == priority && app->order > order))
+			break;
+	}
+	return i;
+}
 
 static bool account_time = true;
 module_param(account_time, bool, 0644);
 MODULE_PARM_DESC(account_time,
 		 "count the time each application spends (two clock reads per matched packet)");
-
-static unsigned int itm_net_id __read_mostly;
 
 /**
  * struct itm_pkt - what interest matching needs of a packet, parsed once
@@ -256,17 +348,27 @@ static unsigned int itm_nf_hook(void *priv, struct sk_buff *skb,
 {
 	enum itm_hook where = (enum itm_hook)(unsigned long)priv;
 	struct itm_hook_apps *run;
+	bool resume;
 	struct itm_pkt pkt;
-	unsigned int i;
+	unsigned int i = 0;
+	s32 priority;
+	u32 order;
 
+	resume = itm_cookie_take(skb, state, where, &priority, &order);
 	/* netfilter calls hooks under rcu_read_lock() */
 	run = rcu_dereference(itm_hook_apps[where]);
 	if (!run)
 		return NF_ACCEPT;
+	/* back from user space (NF_REPEAT): go on after the queueing app */
+	if (resume)
+		i = itm_resume_index(run, priority, order);
 	pkt.parsed = false;
-	for (i = 0; i < run->n; i++) {
+	for (; i < run->n; i++) {
 		struct itm_app *app = run->apps[i];
+		const struct net *netns = app->info->netns;
 
+		if (netns && !net_eq(netns, state->net))
+			continue;
 		if (!READ_ONCE(app->enabled))
 			continue;
 		this_cpu_inc(app->stats->seen);
@@ -280,6 +382,7 @@ static unsigned int itm_nf_hook(void *priv, struct sk_buff *skb,
 		case ITM_STOLEN:
 			return NF_STOLEN;
 		case ITM_QUEUE:
+			itm_cookie_set(skb, state, where, app);
 			return NF_QUEUE_NR(app->info->queue_num) |
 			       NF_VERDICT_FLAG_QUEUE_BYPASS;
 		}
@@ -344,8 +447,10 @@ int itm_netns_set(struct net *net, bool active)
 
 static int __net_init itm_net_init(struct net *net)
 {
+	struct itm_net *in = net_generic(net, itm_net_id);
 	int err = 0;
 
+	get_random_bytes(&in->key, sizeof(in->key));
 	if (all_netns || (init_netns && net_eq(net, &init_net))) {
 		mutex_lock(&itm_lock);
 		err = itm_netns_set(net, true);

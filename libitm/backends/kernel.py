@@ -1,57 +1,286 @@
-"""The ``kernel`` backend: register through the itm_queue kernel module."""
+"""The ``kernel`` backend: applications registered with itm_mod through itm_queue.
+
+Each application is registered over itm_queue's generic netlink family
+(pyroute2, control path) and gets a queue number of its own; itm_mod matches
+its interest in the kernel, in priority order with the kernel applications
+at the hook, and queues the packets to that number.  The packets then travel
+over nfnetlink_queue with the nfqueue backend's receive machinery (one
+socket, drained per wakeup, verdicts batched), but:
+
+* no xtables rule is installed;
+* each queue belongs to one application, so only that application runs on
+  its packets;
+* accepted packets are answered with NF_REPEAT instead of NF_ACCEPT, so that
+  itm_mod goes on with the next application after this one at the hook;
+* a packet that needs its own verdict (dropped, modified) first releases the
+  batch of the earlier accepted packets of its queue: packets leave in the
+  order they arrived (the nfqueue backend sends the batch last, which lets a
+  modified packet overtake unmodified ones of the same wakeup).
+
+The registrations belong to the netlink socket that made them: when the
+process exits or is killed, the kernel removes them and traffic flows on.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import contextlib
+import errno
+import logging
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from .. import nfqueue_codec as nfq
+from ..control.client import ItmControlError, ItmNotLoaded
+from ..control.queue import NOT_LOADED, ItmQueueClient, KernelInterest, kernel_interest
+from ..dispatch import Dispatcher
 from ..genl import family_id
 from ..hooks import Hook
 from ..info import ItmInfo
-from .base import Backend, BackendUnavailable
+from ..packet import Packet
+from ..verdict import Verdict
+from .base import BackendUnavailable
+from .nfqueue import FULL_COPY, NfqueueBackend
 
 if TYPE_CHECKING:
     from ..loop import ItmLoop
 
-NOT_LOADED = (
-    "itm_queue is not loaded (load it with itmtool load itm_queue, or use --backend nfqueue)"
-)
+log = logging.getLogger("libitm")
+
+#: netfilter's NF_REPEAT: call the hook again (itm_mod resumes after the app)
+NF_REPEAT = 4
+
+__all__ = ["NF_REPEAT", "NOT_LOADED", "KernelBackend"]
 
 
-class KernelBackend(Backend):
-    """Registers applications with itm_mod through itm_queue's generic netlink family.
+@dataclass
+class _KernelApp:
+    """One registered application: its queue, hook and private dispatcher."""
 
-    itm_queue assigns each application a queue number and itm_mod queues the
-    packets of interest to it; the packets then travel over nfnetlink_queue
-    exactly as in the nfqueue backend, but without xtables rules.
+    info: ItmInfo
+    hook: Hook
+    queue: int
+    exact: bool
+    disp: Dispatcher
+
+
+class KernelBackend(NfqueueBackend):
+    """Registers applications with itm_mod through itm_queue; packets over nfnetlink_queue.
+
+    Options (as in the nfqueue backend): ``queue_maxlen``, ``copy_range``,
+    ``batch``, ``rcvbuf``, ``gso``.  Queue numbers are assigned by itm_queue
+    (``queue_base`` is accepted and ignored).
+    Every queue is configured fail-open (a full queue accepts).
     """
 
     name = "kernel"
 
-    def __init__(self, **options: Any) -> None:
-        self.options = options
+    def __init__(
+        self,
+        *,
+        queue_maxlen: int = 4096,
+        copy_range: int = 128,
+        batch: int = 256,
+        rcvbuf: int | None = None,
+        gso: bool = False,
+        queue_base: int | None = None,
+        **unused: object,
+    ) -> None:
+        """See the class docstring for the options."""
+        del queue_base  # accepted for the nfqueue backend's callers; itm_queue assigns
+        if unused:
+            raise TypeError(f"unknown kernel backend options: {', '.join(sorted(unused))}")
         try:
             fid = family_id("itm_queue")
         except OSError as e:
             raise BackendUnavailable(f"{NOT_LOADED}: {e}") from e
         if fid is None:
             raise BackendUnavailable(NOT_LOADED)
-        self.family_id = fid
-        raise BackendUnavailable(
-            "itm_queue is loaded, but this libitm does not speak its registration "
-            "protocol yet; use --backend nfqueue"
+        super().__init__(
+            queue_maxlen=queue_maxlen,
+            copy_range=copy_range,
+            batch=batch,
+            rcvbuf=rcvbuf,
+            gso=gso,
         )
+        self.family_id = fid
+        self._client: ItmQueueClient | None = None
+        self._strict = False
+        self._apps: dict[int, _KernelApp] = {}  # queue number -> app
+        self._queue_of: dict[int, int] = {}  # id(info) -> queue number
 
-    def start(self, loop: ItmLoop) -> None:  # pragma: no cover - unreachable for now
-        raise BackendUnavailable(NOT_LOADED)
+    # ------------------------------------------------------------ lifecycle
+    def start(self, loop: ItmLoop) -> None:
+        """Open the itm_queue socket, then the nfqueue socket, and register every app."""
+        self._strict = loop.strict
+        try:
+            self._client = ItmQueueClient()
+        except ItmNotLoaded as e:
+            raise BackendUnavailable(NOT_LOADED) from e
+        except ItmControlError as e:
+            raise BackendUnavailable(f"itm_queue: {e}") from e
+        try:
+            super().start(loop)
+        except BaseException:
+            self._close_client()
+            raise
 
-    def install(self, where: Hook, info: ItmInfo) -> None:  # pragma: no cover
-        raise BackendUnavailable(NOT_LOADED)
+    def install(self, where: Hook, info: ItmInfo) -> None:
+        """Register ``info`` with itm_queue, bind its queue and configure it fail-open."""
+        client = self._client
+        if client is None:
+            raise BackendUnavailable("the kernel backend is not started")
+        kin: KernelInterest = kernel_interest(info.interest)
+        try:
+            reg = client.register(info.label, where, info.priority, kin)
+        except ItmControlError as e:
+            if e.code == errno.EPERM:
+                raise BackendUnavailable(
+                    f"itm_queue refused to register {info.label!r}: "
+                    "registering needs CAP_NET_ADMIN (run as root)"
+                ) from e
+            raise BackendUnavailable(
+                f"itm_queue refused to register {info.label!r}: {e} ({os.strerror(e.code)})"
+            ) from e
+        q = reg.queue_num
+        try:
+            err = self._config(nfq.config_cmd(q, nfq.NFQNL_CFG_CMD_BIND, seq=self._next_seq()))
+            if err:
+                raise BackendUnavailable(f"binding nfqueue {q} failed: {os.strerror(err)}")
+            rng = FULL_COPY if info.needs_payload else self.copy_range
+            flags = nfq.NFQA_CFG_F_FAIL_OPEN | (nfq.NFQA_CFG_F_GSO if self.gso else 0)
+            err = self._config(
+                nfq.config_params(
+                    q,
+                    copy_mode=nfq.NFQNL_COPY_PACKET,
+                    copy_range=rng,
+                    maxlen=self.queue_maxlen,
+                    flags=flags,
+                    mask=nfq.NFQA_CFG_F_FAIL_OPEN | nfq.NFQA_CFG_F_GSO,
+                    seq=self._next_seq(),
+                )
+            )
+            if err:
+                raise BackendUnavailable(f"configuring nfqueue {q} failed: {os.strerror(err)}")
+        except BaseException:
+            with contextlib.suppress(ItmControlError):
+                client.unregister(info.label)
+            raise
+        disp = Dispatcher(strict=self._strict)
+        disp.add(where, info)
+        self._qhook[q] = where
+        self._qcopy[q] = rng
+        self._apps[q] = _KernelApp(info, where, q, kin.exact, disp)
+        self._queue_of[id(info)] = q
+        log.debug("%s registered at %s, queue %d", info.label, where.name, q)
 
-    def uninstall(self, info: ItmInfo) -> None:  # pragma: no cover
-        raise BackendUnavailable(NOT_LOADED)
+    def uninstall(self, info: ItmInfo) -> None:
+        """Unregister the app; packets already queued to it are handed back (NF_REPEAT)."""
+        q = self._queue_of.pop(id(info), None)
+        if q is None:
+            return
+        self._apps.pop(q, None)
+        if self._client is not None:
+            with contextlib.suppress(ItmControlError):
+                self._client.unregister(info.label)
 
-    def now(self) -> float:  # pragma: no cover
-        raise BackendUnavailable(NOT_LOADED)
+    def close(self) -> None:
+        """Unregister every app, hand back the queued packets, unbind the queues, close."""
+        if self._closed:
+            return
+        for info_id in list(self._queue_of):
+            q = self._queue_of.pop(info_id)
+            app = self._apps.pop(q, None)
+            if app is not None and self._client is not None:
+                with contextlib.suppress(ItmControlError, OSError):
+                    self._client.unregister(app.info.label)
+        self._close_client()
+        super().close()
 
-    def close(self) -> None:  # pragma: no cover
-        pass
+    def _close_client(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(OSError):
+                self._client.close()
+            self._client = None
+
+    def counters(self) -> dict[str, int]:
+        """The nfqueue counters plus ``malformed`` packets seen by the apps."""
+        out = super().counters()
+        out["malformed"] = sum(a.disp.malformed for a in self._apps.values())
+        return out
+
+    @property
+    def app_queues(self) -> dict[str, int]:
+        """The queue number itm_queue assigned to each registered application."""
+        return {a.info.label: q for q, a in self._apps.items()}
+
+    # ------------------------------------------------------------ hot path
+    def _packet(self, pos: int, length: int, pending: dict[int, int], out: bytearray) -> None:
+        """One NFQNL_MSG_PACKET: run its queue's application, answer REPEAT or DROP."""
+        c = self.c
+        try:
+            m = nfq.decode_packet(self._rbuf, pos, length)
+        except ValueError:
+            c["bad_messages"] += 1
+            return
+        c["packets"] += 1
+        q = m.queue
+        app = self._apps.get(q)
+        if app is None:
+            # the app left: let itm_mod go on with the next one
+            pending[q] = m.packet_id
+            c["accepted"] += 1
+            return
+        mv = self._rmv[m.payload_off : m.payload_off + m.payload_len]
+        pkt = Packet(
+            mv,
+            orig_len=m.cap_len or m.payload_len,
+            mark=m.mark,
+            hook=app.hook,
+            timestamp=m.timestamp,
+            csum_not_ready=bool(m.skb_info & nfq.NFQA_SKB_CSUMNOTREADY),
+        )
+        try:
+            outcome = app.disp.dispatch(app.hook, pkt, prefiltered=app.exact)
+        except BaseException:
+            nfq.append_verdict(out, q, m.packet_id, NF_REPEAT)
+            c["verdict_msgs"] += 1
+            raise
+        if outcome.verdict != Verdict.DROP and not (outcome.modified or pkt.mark_changed):
+            pending[q] = m.packet_id
+            c["accepted"] += 1
+            return
+        # An own verdict for this packet: first release the earlier accepted
+        # ones of its queue, so that packets leave in the order they came
+        # (a batch sent after it would let this one overtake them).
+        earlier = pending.pop(q, None)
+        if earlier is not None:
+            nfq.append_verdict(out, q, earlier, NF_REPEAT, batch=True)
+            c["batch_msgs"] += 1
+        if outcome.verdict == Verdict.DROP:
+            nfq.append_verdict(out, q, m.packet_id, nfq.NF_DROP)
+            c["verdict_msgs"] += 1
+            c["dropped"] += 1
+        else:
+            nfq.append_verdict(
+                out,
+                q,
+                m.packet_id,
+                NF_REPEAT,
+                mark=pkt.mark if pkt.mark_changed else None,
+                payload=mv if outcome.modified else None,
+            )
+            c["verdict_msgs"] += 1
+            c["accepted"] += 1
+            if outcome.modified:
+                c["modified"] += 1
+
+    def _flush(self, out: bytearray, pending: dict[int, int]) -> None:
+        """Batch-accept (NF_REPEAT) the plainly accepted packets of each queue, then send."""
+        for q, pid in pending.items():
+            nfq.append_verdict(out, q, pid, NF_REPEAT, batch=True)
+            self.c["batch_msgs"] += 1
+        pending.clear()
+        if out:
+            self._send(out)
+            out.clear()

@@ -5,7 +5,7 @@ Do not edit directly: generated from spec/itm.yaml by tools/itmtool/nlgen.py.
 
 # mypy: disable-error-code="misc"
 
-from pyroute2.netlink import genlmsg, nla
+from pyroute2.netlink import NLA_F_NESTED, genlmsg, nla
 
 FAMILY_NAME = "itm"
 FAMILY_VERSION = 1
@@ -115,6 +115,7 @@ ITM_A_STATS_NAMES = (
 class stats(nla):
     """per-application counters, summed over CPUs"""
 
+    nla_flags = NLA_F_NESTED  # the kernel's strict validation wants the flag
     nla_map = (
         ("ITM_A_STATS_UNSPEC", "none"),
         ("ITM_A_STATS_SEEN", "uint64"),
@@ -133,6 +134,7 @@ class stats(nla):
 class interest(nla):
     """which packets an application wants"""
 
+    nla_flags = NLA_F_NESTED  # the kernel's strict validation wants the flag
     nla_map = (
         ("ITM_A_INTEREST_UNSPEC", "none"),
         ("ITM_A_INTEREST_FAMILY", "uint8"),

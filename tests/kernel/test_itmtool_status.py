@@ -82,7 +82,8 @@ def test_status_shows_live_counters_in_run_order(topo: Topology) -> None:
         assert "hooks active" in lines[0]
         assert lines[1].split()[:2] == ["HOOK", "LABEL"]
         assert [ln.split()[1] for ln in lines[2:]] == ["a-first", "b-second", "outbound"]
-        assert lines[2].split()[6] == "7"  # MATCHED
+        assert lines[2].split()[3] == "itm_test_app"  # OWNER
+        assert lines[2].split()[7] == "7"  # MATCHED
 
 
 def test_enable_disable_priority_from_the_command_line(topo: Topology) -> None:

@@ -37,11 +37,18 @@ def test_table_columns_and_alignment() -> None:
     text = status.table([_app("dns", "ip_forward", 0, 1, matched=4), _app("x", "ip_out", 5, 2)])
     lines = text.splitlines()
     assert lines[0].split() == [name for name, _ in status.COLUMNS]
-    assert lines[1].split()[:5] == ["ip_forward", "dns", "kernel", "0", "yes"]
+    assert lines[1].split()[:6] == ["ip_forward", "dns", "kernel", "itm_test_app", "0", "yes"]
     assert "250" in lines[1].split()  # ns per matched packet
-    assert lines[2].split()[12] == "-"  # nothing matched: no per-packet time
+    assert lines[2].split()[13] == "-"  # nothing matched: no per-packet time
     starts = [line.index("kernel") for line in lines[1:]]
     assert len(set(starts)) == 1
+
+
+def test_user_applications_show_their_pid() -> None:
+    user = _app("u", "ip_in", 0, 3)
+    user.type, user.pid, user.owner = "user", 4242, "itm_queue"
+    line = status.table([user]).splitlines()[1]
+    assert line.split()[:5] == ["ip_in", "u", "user", "pid", "4242"]
 
 
 def test_interest_descriptions() -> None:

@@ -1,9 +1,10 @@
-"""Generate the itm netlink protocol files from their YAML spec.
+"""Generate the itm and itm_queue netlink protocol files from their YAML specs.
 
-The spec (spec/itm.yaml, in the style of the kernel's Documentation/netlink/specs)
-is the single source of truth.  This module renders, with jinja2 templates:
+Each spec (spec/itm.yaml, spec/itm_queue.yaml, in the style of the kernel's
+Documentation/netlink/specs) is the single source of truth of its family.  This
+module renders, with jinja2 templates:
 
-* the C uapi header included by itm_mod and by application modules, and
+* the C uapi header included by the kernel modules, and
 * the Python module with the constants and pyroute2 message classes.
 
 Run it as ``python -m itmtool.nlgen`` (``make gen``); ``--check`` exits 1 when a
@@ -29,6 +30,10 @@ TARGETS: dict[str, list[tuple[str, str]]] = {
     "spec/itm.yaml": [
         ("uapi.h.j2", "kernel/include/uapi/linux/itm_netlink.h"),
         ("spec.py.j2", "libitm/control/itm_spec.py"),
+    ],
+    "spec/itm_queue.yaml": [
+        ("uapi.h.j2", "kernel/include/uapi/linux/itm_queue_netlink.h"),
+        ("spec.py.j2", "libitm/control/itm_queue_spec.py"),
     ],
 }
 

@@ -12,6 +12,7 @@ COLUMNS = (
     ("HOOK", lambda a: a.hook),
     ("LABEL", lambda a: a.label),
     ("TYPE", lambda a: a.type),
+    ("OWNER", lambda a: _owner(a)),
     ("PRIO", lambda a: str(a.priority)),
     ("ON", lambda a: "yes" if a.enabled else "no"),
     ("SEEN", lambda a: str(a.stats["seen"])),
@@ -24,6 +25,11 @@ COLUMNS = (
     ("NS/PKT", lambda a: _ns_per_packet(a)),
     ("INTEREST", lambda a: describe_interest(a.interest)),
 )
+
+
+def _owner(app: App) -> str:
+    """The module of a kernel application, the process of a user-space one."""
+    return f"pid {app.pid}" if app.type == "user" else app.owner or "-"
 
 
 def _ns_per_packet(app: App) -> str:

@@ -1,0 +1,271 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * itm_queue - user-space applications registered with itm_mod.
+ *
+ * A process registers an application over the "itm_queue" generic netlink
+ * family (netlink.c).  Each registration becomes a struct itm_info of type
+ * user with a queue number of its own; its callbacks classify every packet
+ * of the interest and return ITM_QUEUE, so itm_mod hands the packet to
+ * nfnetlink_queue on that number, with the bypass flag: when nobody
+ * listens, the packet passes.  The registration belongs to the netlink
+ * socket that made it and goes away when that socket is released (the
+ * process exits or is killed), when its network namespace goes away, or
+ * when this module is unloaded.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/ctype.h>
+#include <linux/idr.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/netlink.h>
+#include <linux/sched.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <net/genetlink.h>
+#include <net/net_namespace.h>
+#include "itm_queue.h"
+
+static unsigned int queue_base = ITMQ_QUEUE_DEFAULT_BASE;
+module_param(queue_base, uint, 0444);
+MODULE_PARM_DESC(queue_base, "first nfqueue number assigned to applications (default 0x7000)");
+
+static unsigned int queue_count = 1024;
+module_param(queue_count, uint, 0444);
+MODULE_PARM_DESC(queue_count, "how many queue numbers (and so applications) from queue_base");
+
+/* serialises the registrations; taken before itm_mod's own lock */
+static DEFINE_MUTEX(itmq_lock);
+static LIST_HEAD(itmq_regs);
+static DEFINE_IDA(itmq_ida);
+
+static int itmq_class(struct sk_buff *skb, const struct itm_ctx *ctx)
+{
+	/* itm_mod matched the interest: every such packet goes to user space */
+	return 1;
+}
+
+static unsigned int itmq_process(enum itm_hook where, int class,
+				 struct sk_buff *skb, const struct itm_ctx *ctx)
+{
+	return ITM_QUEUE;
+}
+
+static bool itmq_label_valid(const char *label)
+{
+	const char *p;
+
+	if (!*label)
+		return false;
+	for (p = label; *p; p++)
+		if (!isalnum(*p) && *p != '_' && *p != '.' && *p != '-')
+			return false;
+	return true;
+}
+
+static void itmq_free(struct itmq_reg *reg)
+{
+	ida_free(&itmq_ida, reg->info.queue_num);
+	kfree(reg);
+}
+
+/**
+ * itmq_register() - register a user-space application with itm_mod
+ * @net: network namespace of the registering socket
+ * @portid: netlink port of the registering socket (the owner)
+ * @req: label, hook, priority and interest
+ * @queue_num: where to write the queue number assigned
+ * @pid: where to write the pid recorded for the application
+ * @extack: for the error message
+ *
+ * Context: process context (the registering process); sleeps.
+ * Return: 0, -EINVAL (bad label or interest), -EEXIST (label taken),
+ * -ENOSPC (no queue number left) or -ENOMEM.
+ */
+int itmq_register(struct net *net, u32 portid, const struct itmq_request *req,
+		  u16 *queue_num, pid_t *pid, struct netlink_ext_ack *extack)
+{
+	struct itmq_reg *reg;
+	int err, q;
+
+	if (!itmq_label_valid(req->label)) {
+		NL_SET_ERR_MSG(extack,
+			       "label: letters, digits, '_', '.' and '-' only, not empty");
+		return -EINVAL;
+	}
+	reg = kzalloc(sizeof(*reg), GFP_KERNEL);
+	if (!reg)
+		return -ENOMEM;
+	q = ida_alloc_range(&itmq_ida, queue_base, queue_base + queue_count - 1,
+			    GFP_KERNEL);
+	if (q < 0) {
+		kfree(reg);
+		NL_SET_ERR_MSG(extack, "no free queue number (module parameter queue_count)");
+		return q;
+	}
+	strscpy(reg->info.label, req->label, sizeof(reg->info.label));
+	reg->info.type = ITM_TYPE_USER;
+	reg->info.interest = req->interest;
+	reg->info.pid = task_tgid_nr(current);
+	reg->info.priority = req->priority;
+	reg->info.queue_num = q;
+	reg->info.netns = net;
+	reg->info.owner = THIS_MODULE;
+	reg->info.class_func = itmq_class;
+	reg->info.process_func = itmq_process;
+	reg->portid = portid;
+
+	mutex_lock(&itmq_lock);
+	err = itm_register_hook(req->hook, &reg->info);
+	if (!err)
+		list_add_tail(&reg->node, &itmq_regs);
+	mutex_unlock(&itmq_lock);
+	switch (err) {
+	case 0:
+		*queue_num = q;
+		*pid = reg->info.pid;
+		pr_debug("%s registered at hook %d, queue %d, portid %u\n",
+			 req->label, req->hook, q, portid);
+		return 0;
+	case -EEXIST:
+		NL_SET_ERR_MSG(extack, "an application with this label is registered already");
+		break;
+	case -EINVAL:
+		NL_SET_ERR_MSG(extack, "itm_mod refused the interest");
+		break;
+	default:
+		NL_SET_ERR_MSG(extack, "itm_mod could not register the application");
+	}
+	itmq_free(reg);
+	return err;
+}
+
+static void itmq_remove(struct itmq_reg *reg)
+{
+	lockdep_assert_held(&itmq_lock);
+	list_del(&reg->node);
+	itm_unregister_hook(&reg->info);
+	pr_debug("%s unregistered (queue %u)\n", reg->info.label,
+		 reg->info.queue_num);
+	itmq_free(reg);
+}
+
+/**
+ * itmq_unregister() - remove an application registered on a socket
+ * @net: network namespace of the socket
+ * @portid: netlink port of the socket
+ * @label: the application's label
+ *
+ * Context: process context; sleeps.
+ * Return: 0, or -ENOENT when the socket owns no application @label.
+ */
+int itmq_unregister(struct net *net, u32 portid, const char *label)
+{
+	struct itmq_reg *reg;
+	int err = -ENOENT;
+
+	mutex_lock(&itmq_lock);
+	list_for_each_entry(reg, &itmq_regs, node) {
+		if (net_eq(reg->info.netns, net) && reg->portid == portid &&
+		    !strcmp(reg->info.label, label)) {
+			itmq_remove(reg);
+			err = 0;
+			break;
+		}
+	}
+	mutex_unlock(&itmq_lock);
+	return err;
+}
+
+/* Remove the registrations of one socket, of one namespace (!portid), or all (!net). */
+static void itmq_remove_owned(const struct net *net, u32 portid)
+{
+	struct itmq_reg *reg, *tmp;
+
+	mutex_lock(&itmq_lock);
+	list_for_each_entry_safe(reg, tmp, &itmq_regs, node) {
+		if (net && !net_eq(reg->info.netns, net))
+			continue;
+		if (portid && reg->portid != portid)
+			continue;
+		itmq_remove(reg);
+	}
+	mutex_unlock(&itmq_lock);
+}
+
+/*
+ * A netlink socket went away.  Called in process context from
+ * netlink_release() through a blocking notifier chain, so sleeping (the
+ * RCU grace period of itm_unregister_hook()) is allowed.
+ */
+static int itmq_netlink_event(struct notifier_block *nb, unsigned long event,
+			      void *ptr)
+{
+	struct netlink_notify *n = ptr;
+
+	if (event != NETLINK_URELEASE || n->protocol != NETLINK_GENERIC ||
+	    !n->portid)
+		return NOTIFY_DONE;
+	itmq_remove_owned(n->net, n->portid);
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block itmq_netlink_notifier = {
+	.notifier_call = itmq_netlink_event,
+};
+
+static void __net_exit itmq_net_exit(struct net *net)
+{
+	itmq_remove_owned(net, 0);
+}
+
+static struct pernet_operations itmq_net_ops = {
+	.exit = itmq_net_exit,
+};
+
+static int __init itmq_init(void)
+{
+	int err;
+
+	if (!queue_count || queue_base + queue_count - 1 > U16_MAX ||
+	    queue_base + queue_count < queue_base) {
+		pr_err("queue_base %u + queue_count %u must stay within 0..65535\n",
+		       queue_base, queue_count);
+		return -EINVAL;
+	}
+	err = register_pernet_subsys(&itmq_net_ops);
+	if (err)
+		return err;
+	err = netlink_register_notifier(&itmq_netlink_notifier);
+	if (err)
+		goto err_pernet;
+	err = itmq_genl_init();
+	if (err)
+		goto err_notifier;
+	pr_info("ready (queues %u..%u)\n", queue_base, queue_base + queue_count - 1);
+	return 0;
+
+err_notifier:
+	netlink_unregister_notifier(&itmq_netlink_notifier);
+err_pernet:
+	unregister_pernet_subsys(&itmq_net_ops);
+	return err;
+}
+
+static void __exit itmq_exit(void)
+{
+	/* no new registration, then no socket event, then remove what is left */
+	itmq_genl_exit();
+	netlink_unregister_notifier(&itmq_netlink_notifier);
+	unregister_pernet_subsys(&itmq_net_ops);
+	itmq_remove_owned(NULL, 0);
+	ida_destroy(&itmq_ida);
+}
+
+module_init(itmq_init);
+module_exit(itmq_exit);
+
+MODULE_LICENSE("GPL");
+MODULE_AUTHOR("itmBench developers");
+MODULE_DESCRIPTION("Internet Traffic Manager: user-space applications through nfnetlink_queue");
+MODULE_ALIAS_GENL_FAMILY(ITMQ_FAMILY_NAME);

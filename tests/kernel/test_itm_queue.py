@@ -1,0 +1,431 @@
+"""itm_queue and libitm's kernel backend: user-space applications registered with
+itm_mod, seen by real packets between namespaces.
+
+::
+
+    [client] c0 ---- r0 [router: itm_mod + itm_queue, the libitm app] r1 ---- s0 [server]
+
+The applications run in a child process in the router namespace
+(tests/kernel/itmq_app.py) and log every callback to a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from libitm import Hook, Interest
+from libitm.control import ItmControl, ItmControlError
+from libitm.control import itm_queue_spec as qspec
+from libitm.control.queue import ItmQueueClient, register_message
+from tests.kernel import kit
+from tests.kernel import qos_kit as q
+from tests.kernel.kit import Topology
+
+ROOT = Path(__file__).resolve().parents[2]
+CALLBACKS = ["class", "log", "process", "update", "control"]
+#: stock modules these tests need (veth for the topology, the queue for the apps)
+STOCK = (
+    "kernel/net/netfilter/nfnetlink",
+    "kernel/net/netfilter/nfnetlink_queue",
+    "kernel/drivers/net/veth",
+)
+
+
+@pytest.fixture(autouse=True)
+def stock_modules() -> None:
+    """Load veth and nfnetlink_queue by path before the topology needs them.
+
+    The guest reads the host's module index through 9p; when the host rewrites
+    it (depmod, e.g. a dkms test) while the VM runs, the guest's modprobe
+    crashes and the kernel's module autoloading fails ("Unknown device type").
+    insmod with a path does not read the index.
+    """
+    base = Path("/lib/modules", os.uname().release)
+    for rel in STOCK:
+        name = rel.rsplit("/", 1)[1]
+        if kit.loaded(name):
+            continue
+        for ext in (".ko", ".ko.xz", ".ko.zst"):
+            if (base / (rel + ext)).exists():
+                kit.sh("insmod", str(base / (rel + ext)), check=False)
+                break
+
+
+@contextlib.contextmanager
+def itmq_loaded(apps: str | None = None) -> Iterator[None]:
+    """itm_mod, itm_queue (and itm_test_app with `apps`) for the block."""
+    kit.insmod("itm_mod")
+    try:
+        kit.insmod("itm_queue")
+        if apps is not None:
+            kit.insmod("itm_test_app", f"apps={apps}")
+        yield
+    finally:
+        kit.rmmod("itm_test_app")
+        kit.rmmod("itm_queue")
+        kit.rmmod("itm_mod")
+
+
+@dataclass
+class UserApp:
+    """A running tests/kernel/itmq_app.py process."""
+
+    proc: subprocess.Popen[bytes]
+    events_path: Path
+    queues: list[int]
+
+    def events(self) -> list[tuple[str, str, int]]:
+        """The callbacks the applications ran, in order."""
+        out = []
+        for line in self.events_path.read_text().splitlines():
+            label, cb, cls = line.split()
+            out.append((label, cb, int(cls)))
+        return out
+
+    def clear(self) -> None:
+        """Forget the events so far."""
+        self.events_path.write_text("")
+
+
+def _bound_queues(ns: str) -> set[int]:
+    with kit.netns(ns):
+        text = Path("/proc/thread-self/net/netfilter/nfnetlink_queue").read_text()
+    return {int(line.split()[0]) for line in text.splitlines() if line.strip()}
+
+
+@contextlib.contextmanager
+def user_app(
+    ns: str, *apps: str, timer: float | None = None, cmd: list[str] | None = None
+) -> Iterator[UserApp]:
+    """Run itmq_app (or `cmd`) in namespace `ns` until the end of the block."""
+    tmp = Path(tempfile.mkdtemp(prefix="itmq-"))
+    events, ready = tmp / "events", tmp / "ready"
+    events.write_text("")
+    if cmd is None:
+        cmd = [sys.executable, "-m", "tests.kernel.itmq_app", "--events", str(events)]
+        cmd += ["--ready", str(ready)]
+        for a in apps:
+            cmd += ["--app", a]
+        if timer:
+            cmd += ["--timer", str(timer)]
+    proc = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], cwd=ROOT, stderr=subprocess.PIPE)
+    try:
+        app = UserApp(proc, events, [])
+        if cmd[2:3] == ["tests.kernel.itmq_app"]:
+            if not kit.wait_until(lambda: ready.exists() or proc.poll() is not None, 300):
+                proc.kill()
+            if not ready.exists():
+                _, err = proc.communicate(timeout=10)
+                raise AssertionError(
+                    "the application did not start:\n" + err.decode(errors="replace")
+                )
+            app.queues = [int(x) for x in ready.read_text().split()]
+        yield app
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+        for p in tmp.iterdir():
+            p.unlink()
+        tmp.rmdir()
+
+
+def _apps() -> dict[str, dict[str, int]]:
+    with ItmControl() as ctl:
+        return {a.label: a.stats for a in ctl.apps()}
+
+
+def _udp_tos(t: Topology, count: int, dport: int, size: int = 200) -> list[tuple[int, bytes]]:
+    """Send UDP client -> server; return (TOS as received, payload) of what arrived."""
+    with kit.netns(t.server):
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with kit.netns(t.client):
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    out: list[tuple[int, bytes]] = []
+    with rx, tx:
+        rx.bind(("", dport))
+        rx.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
+        rx.settimeout(2.0)
+        payloads = [secrets.token_bytes(size) for _ in range(count)]
+        for p in payloads:
+            tx.sendto(p, (t.server4, dport))
+        with contextlib.suppress(TimeoutError):
+            while len(out) < count:
+                data, anc, _, _ = rx.recvmsg(65536, 64)
+                tos = next(c[2][0] for c in anc if c[1] == socket.IP_TOS)
+                out.append((tos, data))
+        assert all(d in payloads for _, d in out), "a payload was damaged"
+    return out
+
+
+ORDER_LABELS = ("k-ord1", "u-ord2", "k-ord3", "u-ord4")
+
+
+def _priority_order(ua: UserApp, topo: Topology) -> None:
+    """k-first (kernel, 0), u-second (user, 10), k-middle (kernel, 20), u-last (user, 30)."""
+    with ItmControl() as ctl:
+        order = [(a.label, a.type) for a in ctl.apps() if a.label in ORDER_LABELS]
+    assert order == [
+        ("k-ord1", "kernel"),
+        ("u-ord2", "user"),
+        ("k-ord3", "kernel"),
+        ("u-ord4", "user"),
+    ]
+    kit.clear_events()
+    ua.clear()
+    assert kit.udp(topo, 1, 5020) == 1
+    # each application once, in priority order across kernel and user space
+    assert kit.events() == [("k-ord1", cb, 1) for cb in CALLBACKS] + [
+        ("k-ord3", cb, 1) for cb in CALLBACKS
+    ]
+    assert ua.events() == [("u-ord2", cb, 1) for cb in CALLBACKS] + [
+        ("u-ord4", cb, 1) for cb in CALLBACKS
+    ]
+    # a user drop ends the packet: the applications after it never see it
+    kit.clear_events()
+    ua.clear()
+    assert kit.udp(topo, 1, 5021) == 0
+    assert [lb for lb, cb, _ in kit.events() if cb == "class"] == ["k-ord1"]
+    assert [lb for lb, cb, _ in ua.events() if cb == "class"] == ["u-ord2"]
+    st = _apps()
+    assert st["k-ord3"]["matched"] == 1 and st["u-ord4"]["matched"] == 1
+    assert st["k-ord1"]["matched"] == 2 and st["u-ord2"]["queue"] == 2
+
+
+KERNEL_ORDER_APPS = (
+    "label=k-ord1,hook=fwd,prio=0,proto=udp,dport=5020-5021,class=1;"
+    "label=k-ord3,hook=fwd,prio=20,proto=udp,dport=5020-5021,class=1"
+)
+
+
+def test_user_apps_through_itm_queue(topo: Topology) -> None:
+    """The five callbacks, class 0, drop, TOS rewrite, interest, timers, and the
+    priority order of kernel and user applications at one hook."""
+    apps = (
+        "label=u-ord2,hook=fwd,prio=10,proto=udp,dport=5020-5021,verdict=drop,drop_dport=5021",
+        "label=u-ord4,hook=fwd,prio=30,proto=udp,dport=5020-5021",
+        "label=u-order,hook=fwd,proto=udp,dport=5000,class=3",
+        "label=u-class0,hook=fwd,proto=udp,dport=5001,class=0,verdict=drop",
+        "label=u-drop,hook=fwd,proto=udp,dport=5002,verdict=drop",
+        "label=u-tos,hook=fwd,proto=udp,dport=5003,verdict=tos:0x10",
+        "label=u-tcp,hook=fwd,proto=tcp,dport=6000,verdict=tos:0x10",
+        "label=u-filter,hook=fwd,family=4,proto=udp,dport=5010-5011,src=10.77.1.0/24",
+    )
+    with itmq_loaded(apps=KERNEL_ORDER_APPS):
+        kit.itm_attach(topo.router)
+        with user_app(topo.router, *apps, timer=0.3) as ua:
+            assert len(set(ua.queues)) == len(apps)
+            _priority_order(ua, topo)
+            with ItmControl() as ctl:
+                mine = {a.label: a for a in ctl.apps() if a.type == "user"}
+            assert set(mine) == {a.split(",")[0][6:] for a in apps}
+            assert all(a.pid == ua.proc.pid for a in mine.values())
+            assert sorted(a.queue_num for a in mine.values()) == sorted(ua.queues)
+            # the paper's order, once per packet
+            ua.clear()
+            assert kit.udp(topo, 1, 5000) == 1
+            assert [e for e in ua.events() if e[0] == "u-order"] == [
+                ("u-order", cb, 3) for cb in CALLBACKS
+            ]
+            # class 0: process_func (which would drop) is not called
+            assert kit.udp(topo, 2, 5001) == 2
+            assert [cb for lb, cb, _ in ua.events() if lb == "u-class0"] == [
+                "class", "log", "update", "control"
+            ] * 2  # fmt: skip
+            # drop
+            assert kit.udp(topo, 3, 5002) == 0
+            # a modified verdict: the TOS on the wire, the payload intact
+            got = _udp_tos(topo, 3, 5003)
+            assert [tos for tos, _ in got] == [0x10] * 3
+            sent, recv = kit.tcp(topo, 200_000, 6000)
+            assert recv == sent, "TCP payload damaged through a modifying user app"
+            # interest filtering happens in the kernel: only the matching packets come up
+            assert kit.udp(topo, 2, 5010) == 2
+            assert kit.udp(topo, 2, 5012) == 2
+            assert kit.udp(topo, 2, 5011, v6=True) == 2
+            filt = [e for e in ua.events() if e[0] == "u-filter" and e[1] == "class"]
+            assert len(filt) == 2
+            stats = _apps()
+            assert stats["u-filter"]["matched"] == 2 and stats["u-filter"]["queue"] == 2
+            assert stats["u-drop"]["queue"] == 3
+            assert stats["u-tcp"]["matched"] > 10
+            # timers tick in the application's loop
+            assert kit.wait_until(lambda: sum(1 for e in ua.events() if e[0] == "timer") >= 2, 5)
+    assert not kit.loaded("itm_queue")
+
+
+def test_kill_9_keeps_traffic_flowing_and_drops_the_registration(topo: Topology) -> None:
+    with itmq_loaded():
+        kit.itm_attach(topo.router)
+        with user_app(topo.router, "label=u-blackhole,hook=fwd,proto=udp,verdict=drop") as ua:
+            assert kit.udp(topo, 3, 5000) == 0
+            # `ip netns exec` execs the program: the pid is the application's
+            os.kill(ua.proc.pid, signal.SIGKILL)
+            ua.proc.wait(10)
+            assert kit.wait_until(lambda: "u-blackhole" not in _apps(), 10)
+            assert kit.udp(topo, 5, 5000) == 5
+            sent, got = kit.tcp(topo, 100_000, 6000)
+            assert got == sent
+
+
+def _register(client: ItmQueueClient, label: str, **attrs: object) -> int:
+    return client.register(label, Hook.IP_FORWARD, 0, Interest(protocol="udp")).queue_num
+
+
+def test_registration_rules_and_fail_open(topo: Topology) -> None:
+    with itmq_loaded():
+        kit.itm_attach(topo.router)
+        with kit.netns(topo.router):
+            client = ItmQueueClient()
+        with client:
+            # registered but nobody bound its queue: the packets pass (and are counted)
+            qnum = _register(client, "u-nolistener")
+            assert qnum >= qspec.ITMQ_QUEUE_DEFAULT_BASE
+            assert kit.udp(topo, 4, 5000) == 4
+            assert _apps()["u-nolistener"]["queue"] == 4
+            # the same label twice
+            with pytest.raises(ItmControlError) as e:
+                _register(client, "u-nolistener")
+            assert e.value.code == errno.EEXIST and "registered already" in str(e.value)
+            # malformed registrations: refused with a reason
+            bad = [
+                ([["ITMQ_A_HOOK", 2]], "label is required"),
+                ([["ITMQ_A_LABEL", "x"]], "hook"),
+                ([["ITMQ_A_LABEL", "x"], ["ITMQ_A_HOOK", 7]], ""),
+                ([["ITMQ_A_LABEL", "bad label"], ["ITMQ_A_HOOK", 2]], "letters, digits"),
+                ([["ITMQ_A_LABEL", "x"], ["ITMQ_A_HOOK", 2], ["ITMQ_A_QUEUE_NUM", 5]], ""),
+            ]
+            nests = [
+                ([["ITMQ_A_INTEREST_FAMILY", 99]], "family must be"),
+                ([["ITMQ_A_INTEREST_DADDR", bytes(16)]], "addresses need a family"),
+                (
+                    [["ITMQ_A_INTEREST_FAMILY", 2], ["ITMQ_A_INTEREST_DADDR", b"\x01" * 16]],
+                    "IPv4",
+                ),
+                (
+                    [["ITMQ_A_INTEREST_PROTOCOL", 1], ["ITMQ_A_INTEREST_DPORT_MAX", 80]],
+                    "ports need",
+                ),
+                (
+                    [["ITMQ_A_INTEREST_SPORT_MIN", 9], ["ITMQ_A_INTEREST_SPORT_MAX", 8]],
+                    "sport-min",
+                ),
+                ([["ITMQ_A_INTEREST_SADDR", b"\x01\x02"]], ""),
+            ]
+            for n, text in nests:
+                bad.append(
+                    (
+                        [
+                            ["ITMQ_A_LABEL", "x"],
+                            ["ITMQ_A_HOOK", 2],
+                            ["ITMQ_A_INTEREST", {"attrs": n}],
+                        ],
+                        text,
+                    )
+                )
+            for attrs, text in bad:
+                msg = register_message("x", Hook.IP_FORWARD, 0, Interest())
+                msg["attrs"] = attrs
+                with pytest.raises(ItmControlError) as e:
+                    client.request(msg)
+                # range checks of the policy say ERANGE, everything else EINVAL
+                assert e.value.code in (errno.EINVAL, errno.ERANGE), (attrs, e.value)
+                assert str(e.value), (attrs, "no extack message")
+                assert text in str(e.value), (attrs, str(e.value))
+            assert "x" not in _apps()
+            # unregister: only what this socket registered
+            with kit.netns(topo.router), ItmQueueClient() as other:
+                with pytest.raises(ItmControlError) as e:
+                    other.unregister("u-nolistener")
+                assert e.value.code == errno.ENOENT
+            client.unregister("u-nolistener")
+            assert "u-nolistener" not in _apps()
+            # without CAP_NET_ADMIN: EPERM
+            code = (
+                "import errno, sys\n"
+                "from libitm import Hook, Interest\n"
+                "from libitm.control import ItmControlError\n"
+                "from libitm.control.queue import ItmQueueClient\n"
+                "try:\n"
+                "    ItmQueueClient().register('u-nocap', Hook.IP_IN, 0, Interest())\n"
+                "except ItmControlError as e:\n"
+                "    sys.exit(0 if e.code == errno.EPERM else 3)\n"
+                "sys.exit(4)\n"
+            )
+            proc = subprocess.run(
+                ["setpriv", "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-c", code],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert proc.returncode == 0, proc.stderr
+            # a live registration when itm_queue goes: unloaded cleanly, traffic flows
+            _register(client, "u-live")
+            kit.rmmod("itm_queue")
+            assert "u-live" not in _apps()
+            assert kit.udp(topo, 3, 5000) == 3
+
+
+def test_qos_ctrl_marks_like_qos_mod(topo: Topology) -> None:
+    """Parity: examples/qos_ctrl.py on the kernel backend marks what qos_mod marks."""
+    from tests.kernel.test_qos_mod import _prepare, _transfers
+
+    sizes = (5, 21, 30)
+    _prepare(topo)
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(old)})  # as test_qos_mod: no reordering before the router
+    try:
+        with q.qos_loaded():
+            kit.itm_attach(topo.router)
+            kernel = _transfers(topo, sizes, 20, port0=5101)
+        with itmq_loaded():
+            kit.itm_attach(topo.router)
+            cmd = [sys.executable, "examples/qos_ctrl.py", "--backend", "kernel"]
+            with user_app(topo.router, cmd=cmd) as ua:
+                assert kit.wait_until(lambda: "qos_ctrl" in _apps(), 300), "qos_ctrl did not start"
+                with ItmControl() as ctl:
+                    app = ctl.app("qos_ctrl")
+                assert (app.type, app.hook) == ("user", "post_routing")
+                assert kit.wait_until(lambda: app.queue_num in _bound_queues(topo.router), 10)
+                # every packet is checked against the paper's rule, as for qos_mod
+                user = _transfers(topo, sizes, 20, port0=5201)
+                assert ua.proc.poll() is None
+    finally:
+        os.sched_setaffinity(0, old)
+
+    # Both runs passed the per-packet check of the paper's rule.  Where the two
+    # runs' client packets are the same sequence, the marks must be the same;
+    # past a timing difference (a retransmission when the user-space path was
+    # slow) the positions in the flow, and so the marks, legitimately shift.
+    for (segs, d), kpairs in kernel.items():
+        if d != "c2s":
+            continue
+        upairs = user[(segs, d)]
+        k0, u0 = kpairs[0][0].seq, upairs[0][0].seq
+        same = 0
+        for (ka, kb), (ua_, ub) in zip(kpairs, upairs, strict=False):
+            if (ka.seq - k0, ka.plen, ka.fin) != (ua_.seq - u0, ua_.plen, ua_.fin):
+                break
+            assert bool(kb.tos & q.LOWDELAY) == bool(ub.tos & q.LOWDELAY), (segs, same)
+            same += 1
+        assert same >= min(segs, 20), (segs, same)  # at least the SHORT part lined up

@@ -1,0 +1,183 @@
+"""The kernel backend without a kernel: itm_queue messages and the REPEAT verdicts."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+
+import pytest
+from itm_testlib import udp, verify
+from test_nfqueue_batching import FakeSock, sent_messages
+
+from libitm import Hook, Interest, ItmInfo, Packet, Verdict
+from libitm import nfqueue_codec as nfq
+from libitm.backends.kernel import NF_REPEAT, KernelBackend, _KernelApp
+from libitm.backends.nfqueue import NfqueueBackend
+from libitm.control import itm_queue_spec as spec
+from libitm.control.client import ItmControlError
+from libitm.control.queue import (
+    kernel_interest,
+    parse_register_reply,
+    register_message,
+    unregister_message,
+)
+from libitm.dispatch import Dispatcher
+
+NLA_F_NESTED = 1 << 15
+
+
+def _attrs(data: bytes, start: int = 20) -> dict[int, bytes]:
+    """Top-level attributes of a generic netlink message: type (with flags) -> payload."""
+    out = {}
+    pos = start
+    while pos + 4 <= len(data):
+        alen, atype = struct.unpack_from("=HH", data, pos)
+        out[atype] = data[pos + 4 : pos + alen]
+        pos += (alen + 3) & ~3
+    return out
+
+
+def test_register_message_layout() -> None:
+    interest = Interest(protocol="tcp", dst="10.77.0.0/16", dport=(5000, 5010))
+    msg = register_message("qos_ctrl", Hook.POST_ROUTING, -5, interest)
+    msg.encode()
+    data = bytes(msg.data)
+    assert data[16] == spec.ITMQ_CMD_REGISTER and data[17] == spec.FAMILY_VERSION
+    top = _attrs(data)
+    assert top[spec.ITMQ_A_LABEL] == b"qos_ctrl\0"
+    assert top[spec.ITMQ_A_HOOK][:1] == bytes([int(Hook.POST_ROUTING)])
+    assert struct.unpack("=i", top[spec.ITMQ_A_PRIORITY])[0] == -5
+    # the kernel's strict validation refuses a nest without NLA_F_NESTED
+    nest = top[spec.ITMQ_A_INTEREST | NLA_F_NESTED]
+    inner = _attrs(nest, 0)
+    assert inner[spec.ITMQ_A_INTEREST_FAMILY][:1] == bytes([socket.AF_INET])
+    assert inner[spec.ITMQ_A_INTEREST_PROTOCOL][:1] == bytes([6])
+    assert inner[spec.ITMQ_A_INTEREST_DADDR] == bytes([10, 77, 0, 0]) + bytes(12)
+    assert inner[spec.ITMQ_A_INTEREST_DMASK] == bytes([255, 255, 0, 0]) + bytes(12)
+    assert struct.unpack("=H", inner[spec.ITMQ_A_INTEREST_DPORT_MIN][:2])[0] == 5000
+    assert struct.unpack("=H", inner[spec.ITMQ_A_INTEREST_DPORT_MAX][:2])[0] == 5010
+    assert spec.ITMQ_A_INTEREST_SADDR not in inner
+
+
+def test_register_message_round_trip() -> None:
+    msg = register_message("v6", Hook.IP_IN, 3, Interest(src="fd77::/16", protocol="udp"))
+    msg.encode()
+    back = spec.itm_queuemsg(msg.data)
+    back.decode()
+    assert back.get_attr("ITMQ_A_LABEL") == "v6"
+    assert back.get_attr("ITMQ_A_HOOK") == int(Hook.IP_IN)
+    nest = back.get_attr("ITMQ_A_INTEREST")
+    assert nest.get_attr("ITMQ_A_INTEREST_FAMILY") == socket.AF_INET6
+    assert nest.get_attr("ITMQ_A_INTEREST_SADDR") == ipaddress.ip_address("fd77::").packed
+    assert nest.get_attr("ITMQ_A_INTEREST_SMASK") == b"\xff\xff" + bytes(14)
+
+
+def test_unregister_message() -> None:
+    msg = unregister_message("gone")
+    msg.encode()
+    data = bytes(msg.data)
+    assert data[16] == spec.ITMQ_CMD_UNREGISTER
+    assert _attrs(data) == {spec.ITMQ_A_LABEL: b"gone\0"}
+
+
+@pytest.mark.parametrize(
+    ("interest", "exact", "family", "proto"),
+    [
+        (Interest(), True, 0, 0),
+        (Interest(family=4, protocol="udp", dport=53), True, socket.AF_INET, 17),
+        (Interest(protocol="icmp", family=6), True, socket.AF_INET6, 58),
+        # ICMP and ICMPv6 at once: one kernel interest cannot say it
+        (Interest(protocol="icmp"), False, 0, 0),
+        # libitm: TCP or UDP; the kernel also lets SCTP, DCCP, UDP-Lite through
+        (Interest(dport=80), False, 0, 0),
+    ],
+)
+def test_kernel_interest(interest: Interest, exact: bool, family: int, proto: int) -> None:
+    kin = kernel_interest(interest)
+    attrs = dict(kin.attrs)
+    assert kin.exact is exact
+    assert attrs["ITMQ_A_INTEREST_FAMILY"] == family
+    assert attrs["ITMQ_A_INTEREST_PROTOCOL"] == proto
+
+
+def test_parse_register_reply() -> None:
+    reply = spec.itm_queuemsg()
+    reply["cmd"] = spec.ITMQ_CMD_REGISTER
+    reply["attrs"] = [
+        ["ITMQ_A_LABEL", "app"],
+        ["ITMQ_A_HOOK", int(Hook.IP_FORWARD)],
+        ["ITMQ_A_PRIORITY", 7],
+        ["ITMQ_A_QUEUE_NUM", 0x7003],
+        ["ITMQ_A_PID", 1234],
+    ]
+    reply.encode()
+    back = spec.itm_queuemsg(reply.data)
+    back.decode()
+    reg = parse_register_reply(back)
+    assert (reg.label, reg.hook, reg.priority, reg.queue_num, reg.pid) == (
+        "app",
+        Hook.IP_FORWARD,
+        7,
+        0x7003,
+        1234,
+    )
+    empty = spec.itm_queuemsg()
+    empty["attrs"] = [["ITMQ_A_LABEL", "app"]]
+    empty.encode()
+    back = spec.itm_queuemsg(empty.data)
+    back.decode()
+    with pytest.raises(ItmControlError, match="no queue number"):
+        parse_register_reply(back)
+
+
+def _backend(info: ItmInfo, datagrams: list[bytes | OSError]) -> tuple[KernelBackend, FakeSock]:
+    """A kernel backend with one app on queue 0x7000, without itm_queue or a socket."""
+    be = KernelBackend.__new__(KernelBackend)
+    NfqueueBackend.__init__(be)
+    be._client = None
+    be._strict = False
+    disp = Dispatcher()
+    disp.add(Hook.POST_ROUTING, info)
+    be._apps = {0x7000: _KernelApp(info, Hook.POST_ROUTING, 0x7000, True, disp)}
+    be._queue_of = {id(info): 0x7000}
+    be._qhook[0x7000] = Hook.POST_ROUTING
+    sock = FakeSock(datagrams)
+    be._sock = sock
+    return be, sock
+
+
+def test_accepted_packets_are_repeated_and_drops_dropped() -> None:
+    def pf(w: Hook, c: int, p: Packet) -> Verdict:
+        if p.dport == 1:
+            return Verdict.DROP
+        if p.dport == 2:
+            p.tos = 0x10
+        return Verdict.ACCEPT
+
+    info = ItmInfo("k", Interest(protocol="udp"), class_func=lambda p: 1, process_func=pf)
+    pkts = [
+        nfq.encode_packet(0x7000, 1, udp("10.0.0.1", "10.0.0.2", 9, 5)),
+        nfq.encode_packet(0x7000, 2, udp("10.0.0.1", "10.0.0.2", 9, 1)),
+        nfq.encode_packet(0x7000, 3, udp("10.0.0.1", "10.0.0.2", 9, 2)),
+        nfq.encode_packet(0x7001, 4, udp("10.0.0.1", "10.0.0.2", 9, 5)),  # unknown queue
+    ]
+    be, sock = _backend(info, [b"".join(pkts)])
+    assert be.process() == 4
+    msgs = sent_messages(sock)
+    single = {pid: (v, payload) for t, v, pid, payload in msgs if t == nfq.MSG_VERDICT}
+    batch = {pid: v for t, v, pid, _ in msgs if t == nfq.MSG_VERDICT_BATCH}
+    assert single[2] == (nfq.NF_DROP, None)
+    v, payload = single[3]
+    assert v == NF_REPEAT and payload is not None and payload[1] == 0x10 and verify(payload)
+    # plainly accepted packets: one batch per queue, NF_REPEAT (itm_mod goes on)
+    assert batch == {1: NF_REPEAT, 4: NF_REPEAT}
+    assert all(v in (NF_REPEAT, nfq.NF_DROP) for _, v, _, _ in msgs)
+    assert info.counters.packets == 3
+    # in arrival order: the accepted packet 1 is released before 2 and 3 get theirs
+    assert [(t, pid) for t, _, pid, _ in msgs] == [
+        (nfq.MSG_VERDICT_BATCH, 1),
+        (nfq.MSG_VERDICT, 2),
+        (nfq.MSG_VERDICT, 3),
+        (nfq.MSG_VERDICT_BATCH, 4),
+    ]
