@@ -40,7 +40,7 @@ from ..info import ItmInfo
 from ..packet import Packet
 from ..verdict import Verdict
 from .base import BackendUnavailable
-from .nfqueue import FULL_COPY, NfqueueBackend
+from .nfqueue import FULL_COPY, NfqueueBackend, _Views
 
 if TYPE_CHECKING:
     from ..loop import ItmLoop
@@ -215,11 +215,38 @@ class KernelBackend(NfqueueBackend):
         return {a.info.label: q for q, a in self._apps.items()}
 
     # ------------------------------------------------------------ hot path
-    def _packet(self, pos: int, length: int, pending: dict[int, int], out: bytearray) -> None:
+    def _messages(
+        self,
+        views: _Views,
+        n: int,
+        slot: int,
+        lengths: list[int],
+        pending: dict[int, int],
+        out: bytearray,
+        first: int = 0,
+        first_pos: int = -1,
+    ) -> int:
+        """Every packet message through :meth:`_packet`, this backend's own.
+
+        The nfqueue backend's word-indexed fast path dispatches to the apps of
+        a hook and answers NF_ACCEPT; here each queue has one app and accepted
+        packets are answered NF_REPEAT, so the decoded (portable) path is used.
+        """
+        return self._messages_portable(views, n, slot, lengths, pending, out, first, first_pos)
+
+    def _packet(
+        self,
+        pos: int,
+        length: int,
+        pending: dict[int, int],
+        out: bytearray,
+        views: _Views | None = None,
+    ) -> None:
         """One NFQNL_MSG_PACKET: run its queue's application, answer REPEAT or DROP."""
         c = self.c
+        buf, rmv = (self._rbuf, self._rmv) if views is None else views[:2]
         try:
-            m = nfq.decode_packet(self._rbuf, pos, length)
+            m = nfq.decode_packet(buf, pos, length)
         except ValueError:
             c["bad_messages"] += 1
             return
@@ -231,7 +258,7 @@ class KernelBackend(NfqueueBackend):
             pending[q] = m.packet_id
             c["accepted"] += 1
             return
-        mv = self._rmv[m.payload_off : m.payload_off + m.payload_len]
+        mv = rmv[m.payload_off : m.payload_off + m.payload_len]
         pkt = Packet(
             mv,
             orig_len=m.cap_len or m.payload_len,
