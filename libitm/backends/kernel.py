@@ -14,8 +14,7 @@ socket, drained per wakeup, verdicts batched), but:
   itm_mod goes on with the next application after this one at the hook;
 * a packet that needs its own verdict (dropped, modified) first releases the
   batch of the earlier accepted packets of its queue: packets leave in the
-  order they arrived (the nfqueue backend sends the batch last, which lets a
-  modified packet overtake unmodified ones of the same wakeup).
+  order they arrived (as in the nfqueue backend).
 
 The registrations belong to the netlink socket that made them: when the
 process exits or is killed, the kernel removes them and traffic flows on.

@@ -665,6 +665,13 @@ class NfqueueBackend(Backend):
                             pending[q] = ntohl(pid_raw)
                             accepted += 1
                         elif r == MODIFIED and not pkt.mark_changed:
+                            if pending:
+                                # packets leave in the order they came: release the earlier
+                                # accepted packets of this queue before this one's own verdict
+                                earlier = pending.pop(q, None)
+                                if earlier is not None:
+                                    nfq.append_verdict(out, q, earlier, _NF_ACCEPT, batch=True)
+                                    c["batch_msgs"] += 1
                             out += pack_verdict(
                                 36 + plen,
                                 _MSG_VERDICT,
@@ -695,6 +702,13 @@ class NfqueueBackend(Backend):
                             verdicts += 1
                             c["dropped"] += 1
                         else:
+                            if pending:
+                                # packets leave in the order they came: release the earlier
+                                # accepted packets of this queue before this one's own verdict
+                                earlier = pending.pop(q, None)
+                                if earlier is not None:
+                                    nfq.append_verdict(out, q, earlier, _NF_ACCEPT, batch=True)
+                                    c["batch_msgs"] += 1
                             nfq.append_verdict(
                                 out,
                                 q,
@@ -825,6 +839,10 @@ class NfqueueBackend(Backend):
             c["verdict_msgs"] += 1
             c["dropped"] += 1
         elif outcome.modified or pkt.mark_changed:
+            earlier = pending.pop(q, None)
+            if earlier is not None:  # keep the order: the earlier accepted ones first
+                nfq.append_verdict(out, q, earlier, nfq.NF_ACCEPT, batch=True)
+                c["batch_msgs"] += 1
             nfq.append_verdict(
                 out,
                 q,

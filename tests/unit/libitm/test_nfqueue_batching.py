@@ -85,7 +85,9 @@ def pkt_msg(pid: int, dport: int) -> bytes:
     return nfq.encode_packet(7, pid, udp("10.0.0.1", "10.0.0.2", 9, dport, b"data"))
 
 
-def test_individual_verdicts_precede_one_batch() -> None:
+def test_verdicts_keep_the_packets_order() -> None:
+    """Accepted packets wait for one batch verdict, but never behind a later packet:
+    a modified packet's own verdict first releases the accepted ones before it."""
     msgs: list[bytes | OSError] = [
         pkt_msg(1, 0),
         pkt_msg(2, 1),
@@ -99,13 +101,14 @@ def test_individual_verdicts_precede_one_batch() -> None:
     got = sent_messages(sock)
     assert [(t, v, i) for t, v, i, _ in got] == [
         (nfq.MSG_VERDICT, nfq.NF_DROP, 2),
+        (nfq.MSG_VERDICT_BATCH, nfq.NF_ACCEPT, 1),
         (nfq.MSG_VERDICT, nfq.NF_ACCEPT, 3),
         (nfq.MSG_VERDICT_BATCH, nfq.NF_ACCEPT, 5),
     ]
-    modified = got[1][3]
+    modified = got[2][3]
     assert modified is not None and Packet(modified).tos == 0x10 and verify(modified)
     c = be.counters()
-    assert (c["packets"], c["dropped"], c["modified"], c["batch_msgs"]) == (5, 1, 1, 1)
+    assert (c["packets"], c["dropped"], c["modified"], c["batch_msgs"]) == (5, 1, 1, 2)
 
 
 def test_packets_outside_every_interest_are_batched() -> None:
