@@ -154,6 +154,10 @@ def topology() -> Iterator[Topology]:
             sh("ip", "netns", "del", n, check=False)
 
 
+#: seconds udp() waits for the first IPv6 datagram (neighbour discovery)
+V6_FIRST_WAIT = 5.0
+
+
 def udp(
     t: Topology,
     count: int,
@@ -173,7 +177,10 @@ def udp(
         tx = socket.socket(fam, socket.SOCK_DGRAM)
     with rx, tx:
         rx.bind(("", dport))
-        rx.settimeout(wait)
+        # IPv6 neighbour discovery on a loaded emulated machine can hold the
+        # first datagrams for over a second; v4 has ARP warmed by earlier traffic
+        # and tests that expect nothing to arrive (drops) keep the short wait
+        rx.settimeout(max(wait, V6_FIRST_WAIT) if v6 else wait)
         if sport:
             tx.bind(("", sport))
         payload = b"x" * size
@@ -184,6 +191,7 @@ def udp(
             while got < count:
                 rx.recv(65536)
                 got += 1
+                rx.settimeout(wait)
         return got
 
 
