@@ -115,9 +115,13 @@ def main(argv: list[str] | None = None) -> int:
             loop.register_timer(tick, args.timer)
         loop.start()
         faulthandler.cancel_dump_traceback_later()
-        Path(args.ready).write_text(
+        # written whole, then renamed: the test polls for the file and reads it at once
+        ready = Path(args.ready)
+        partial = ready.with_name(ready.name + ".part")
+        partial.write_text(
             " ".join(str(q) for q in getattr(loop.backend, "app_queues", {}).values())
         )
+        partial.rename(ready)
         loop.run()
     return 0
 
