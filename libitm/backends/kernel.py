@@ -101,6 +101,7 @@ class KernelBackend(NfqueueBackend):
             batch=batch,
             rcvbuf=rcvbuf,
             gso=gso,
+            fail_open=True,
         )
         self.family_id = fid
         self._client: ItmQueueClient | None = None
@@ -147,20 +148,7 @@ class KernelBackend(NfqueueBackend):
             if err:
                 raise BackendUnavailable(f"binding nfqueue {q} failed: {os.strerror(err)}")
             rng = FULL_COPY if info.needs_payload else self.copy_range
-            flags = nfq.NFQA_CFG_F_FAIL_OPEN | (nfq.NFQA_CFG_F_GSO if self.gso else 0)
-            err = self._config(
-                nfq.config_params(
-                    q,
-                    copy_mode=nfq.NFQNL_COPY_PACKET,
-                    copy_range=rng,
-                    maxlen=self.queue_maxlen,
-                    flags=flags,
-                    mask=nfq.NFQA_CFG_F_FAIL_OPEN | nfq.NFQA_CFG_F_GSO,
-                    seq=self._next_seq(),
-                )
-            )
-            if err:
-                raise BackendUnavailable(f"configuring nfqueue {q} failed: {os.strerror(err)}")
+            self._configure_queue(q, rng)  # fail-open: fail_open=True in __init__
         except BaseException:
             with contextlib.suppress(ItmControlError):
                 client.unregister(info.label)

@@ -351,6 +351,12 @@ class NfqueueBackend(Backend):
         rng = FULL_COPY if full else self.copy_range
         if self._qcopy.get(q) == rng:
             return
+        self._configure_queue(q, rng)
+        self._qcopy[q] = rng
+        self._ensure_receiver()
+
+    def _configure_queue(self, q: int, rng: int) -> None:
+        """Set queue ``q``'s copy range, length and flags (fail-open, GSO) from the options."""
         flags = (nfq.NFQA_CFG_F_FAIL_OPEN if self.fail_open else 0) | (
             nfq.NFQA_CFG_F_GSO if self.gso else 0
         )
@@ -367,8 +373,6 @@ class NfqueueBackend(Backend):
         )
         if err:
             raise BackendUnavailable(f"configuring nfqueue {q} failed: {os.strerror(err)}")
-        self._qcopy[q] = rng
-        self._ensure_receiver()
 
     def _next_seq(self) -> int:
         self._seq += 1
