@@ -8,53 +8,27 @@ from pathlib import Path
 
 import pytest
 from itm_testlib import ROOT_DIR, read_pcap, tcp, verify, write_pcap
+from qos_trace import FLOWS, expected_tos, offline_tos, trace, write_trace
 
 from libitm import ItmLoop, Packet
 
 sys.path.insert(0, str(ROOT_DIR / "examples"))
 from qos_ctrl import QosCtrl
 
-FIN_ACK = 0x11
-# (src, dst, sport, dport, packets, initial TOS): precedence and ECN bits must survive
-FLOWS = [
-    ("10.0.0.1", "10.0.0.9", 40001, 80, 1, 0x00),
-    ("10.0.0.1", "10.0.0.9", 40002, 80, 5, 0xA2),
-    ("10.0.0.2", "10.0.0.9", 40003, 443, 20, 0x01),
-    ("10.0.0.3", "10.0.0.9", 40004, 443, 21, 0x10),
-    ("10.0.0.4", "10.0.0.9", 40005, 22, 60, 0xE3),
-    ("10.0.0.9", "10.0.0.4", 22, 40005, 30, 0x00),  # reverse direction: its own entry
-    ("fd00::1", "fd00::9", 40006, 80, 45, 0x22),
-]
-
-
-def expected_tos(n: int, total: int, tos: int, threshold: int) -> int:
-    fin = n == total and total > 1
-    if n == 1:
-        return tos
-    if n <= threshold or fin:
-        return tos | 0x10
-    return tos & ~0x10 & 0xFF
-
 
 def make_trace(path: Path) -> list[tuple[int, int, int, int]]:
-    """Interleave the flows; return (flow, n, total, tos) per packet in trace order."""
-    order: list[tuple[int, int]] = []
-    longest = max(f[4] for f in FLOWS)
-    for n in range(1, longest + 1):
-        for i, f in enumerate(FLOWS):
-            if n <= f[4]:
-                order.append((i, n))
-    pkts = []
-    meta = []
-    for k, (i, n) in enumerate(order):
-        src, dst, sp, dp, total, tos = FLOWS[i]
-        flags = FIN_ACK if n == total and total > 1 else 0x18
-        pkts.append(
-            (2000.0 + k * 0.001, tcp(src, dst, sp, dp, b"p" * (n % 7), flags=flags, tos=tos))
-        )
-        meta.append((i, n, total, tos))
-    write_pcap(path, pkts)
-    return meta
+    """The parity trace as a pcap; (flow, n, total, tos) per packet in trace order."""
+    pkts = trace()
+    write_trace(path, pkts)
+    return [(p.flow, p.n, p.total, p.tos) for p in pkts]
+
+
+def test_offline_parity_trace_follows_the_rule(tmp_path: Path) -> None:
+    """The trace the host and VM tiers replay: offline, every packet gets the rule's TOS."""
+    pkts = trace()
+    tos = offline_tos(pkts, tmp_path)
+    assert [expected_tos(p.n, p.total, p.tos, 20) for p in pkts] == tos
+    assert len({p.key for p in pkts}) == len(pkts)  # each packet identifiable on the wire
 
 
 @pytest.mark.parametrize("threshold", [20, 3])
