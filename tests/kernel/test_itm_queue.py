@@ -33,6 +33,7 @@ from libitm.control.queue import ItmQueueClient, register_message
 from tests.kernel import kit
 from tests.kernel import qos_kit as q
 from tests.kernel.kit import Topology
+from tests.unit.libitm import qos_trace
 
 ROOT = Path(__file__).resolve().parents[2]
 CALLBACKS = ["class", "log", "process", "update", "control"]
@@ -388,10 +389,19 @@ def test_registration_rules_and_fail_open(topo: Topology) -> None:
 
 
 def test_qos_ctrl_marks_like_qos_mod(topo: Topology) -> None:
-    """Parity: examples/qos_ctrl.py on the kernel backend marks what qos_mod marks."""
+    """Parity: examples/qos_ctrl.py on the kernel backend marks what qos_mod marks.
+
+    Two workloads: real TCP transfers, and the parity trace (qos_trace.py) that
+    the host tier sends through qos_ctrl on nfqueue and the unit tier runs
+    offline; on the trace every packet must leave exactly as offline qos_ctrl
+    marked it, under qos_mod and under qos_ctrl alike.
+    """
     from tests.kernel.test_qos_mod import _prepare, _transfers
 
     sizes = (5, 21, 30)
+    pkts = qos_trace.trace(topo.client4, topo.server4, topo.client6, topo.server6)
+    with tempfile.TemporaryDirectory() as tmp:
+        offline = qos_trace.offline_tos(pkts, Path(tmp))
     _prepare(topo)
     old = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(old)})  # as test_qos_mod: no reordering before the router
@@ -399,6 +409,7 @@ def test_qos_ctrl_marks_like_qos_mod(topo: Topology) -> None:
         with q.qos_loaded():
             kit.itm_attach(topo.router)
             kernel = _transfers(topo, sizes, 20, port0=5101)
+            kernel_trace = qos_trace.replay(topo, pkts)
         with itmq_loaded():
             kit.itm_attach(topo.router)
             cmd = [sys.executable, "examples/qos_ctrl.py", "--backend", "kernel"]
@@ -410,9 +421,12 @@ def test_qos_ctrl_marks_like_qos_mod(topo: Topology) -> None:
                 assert kit.wait_until(lambda: app.queue_num in _bound_queues(topo.router), 10)
                 # every packet is checked against the paper's rule, as for qos_mod
                 user = _transfers(topo, sizes, 20, port0=5201)
+                user_trace = qos_trace.replay(topo, pkts)
                 assert ua.proc.poll() is None
     finally:
         os.sched_setaffinity(0, old)
+    qos_trace.check_parity(kernel_trace, offline, pkts)  # qos_mod
+    qos_trace.check_parity(user_trace, offline, pkts)  # qos_ctrl, kernel backend
 
     # Both runs passed the per-packet check of the paper's rule.  Where the two
     # runs' client packets are the same sequence, the marks must be the same;
