@@ -89,13 +89,16 @@ def core_qdisc(core: str) -> list[str]:
     if core == "prio":
         cmds.append(f"qdisc add {dev} parent 1:1 handle 10: prio")
         return cmds
-    red = "red limit 200000 avpkt 1000 burst 20 bandwidth " + RATE
+    red = "red limit 200000 avpkt 1000 bandwidth " + RATE
     cmds += [
         f"qdisc add {dev} parent 1:1 handle 10: drr",
         f"class add {dev} parent 10: classid 10:1 drr quantum 4500",
         f"class add {dev} parent 10: classid 10:2 drr quantum 1500",
-        f"qdisc add {dev} parent 10:1 handle 11: {red} min 30000 max 90000 probability 0.02",
-        f"qdisc add {dev} parent 10:2 handle 12: {red} min 15000 max 45000 probability 0.1",
+        # burst (2 min + max) / (3 avpkt), as tc-red(8) advises
+        f"qdisc add {dev} parent 10:1 handle 11: {red} min 30000 max 90000 burst 50"
+        " probability 0.02",
+        f"qdisc add {dev} parent 10:2 handle 12: {red} min 15000 max 45000 burst 25"
+        " probability 0.1",
         f"filter add {dev} parent 10: protocol ip prio 1 u32 match ip tos 0x10 0x10 flowid 10:1",
         f"filter add {dev} parent 10: protocol all prio 2 u32 match u32 0 0 flowid 10:2",
     ]
