@@ -41,7 +41,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import mice_plan, mice_stats, vmbench
+from bench import mice_capture, mice_plan, mice_stats, vmbench
 from bench.mice_plan import Run
 from bench.mice_trace import Sizes, offered_load, trace
 from bench.qos_cost import nft_table
@@ -233,13 +233,15 @@ class Guest:
         """Replay the run's trace; per-flow results, utilisation and CPU idle."""
         flows = trace(run.seed, run.load, RATE_BPS, mice_plan.WINDOW, SIZES)
         results: list[tuple[float, int, int]] = [(-1.0, 0, 0)] * len(flows)
-        marks = demo_qos.Marks(self.core, "r1")
+        cap = mice_capture.Capture(self.core, "r1", PORT, Path("/tmp/mice-elephants.pcap"))
+        slip: list[float] = [0.0] * len(flows)
         start = time.monotonic()
         hard = start + mice_plan.WINDOW + mice_plan.DRAIN
         cpu0, tx0 = cpu_times(), self.tx_bytes()
         threads = []
 
         def one(i: int, size: int) -> None:
+            slip[i] = time.monotonic() - start - flows[i].start
             results[i] = lab.timed_flow(
                 self.client, self.dst, PORT, size, timeout=mice_plan.DRAIN + 5, deadline=hard
             )
@@ -257,10 +259,11 @@ class Guest:
                 th.join(max(0.1, hard + 8 - time.monotonic()))
             time.sleep(0.5)
         finally:
-            marks.close()
+            marks, dropped = cap.close()
         rows = []
         for f, (secs, sent, sport) in zip(flows, results, strict=True):
-            flags = bytes(marks.flags.get(sport, b"")) if sport else b""
+            flags = bytes(marks.get(sport, b"")) if sport else b""
+            bad = mice_stats.mismatched(run.scheme, flags, run.threshold)
             rows.append(
                 [
                     f.size,
@@ -268,7 +271,8 @@ class Guest:
                     sent,
                     len(flags),
                     sum(b & 1 for b in flags),
-                    mice_stats.mismatches(run.scheme, flags, run.threshold),
+                    len(bad),
+                    [f"{i}/{flags[i - 1]}" for i in bad[:6]],
                 ]
             )
         idle = (cpu1[1] - cpu0[1]) / max(1, cpu1[0] - cpu0[0])
@@ -278,6 +282,10 @@ class Guest:
             "utilisation": (tx1 - tx0) * 8 / (RATE_BPS * mice_plan.WINDOW),
             "cpu_idle": idle,
             "seconds": time.monotonic() - start,
+            # how late the load generator started flows (the emulated CPU keeping up)
+            "slip_max": max(slip, default=0.0),
+            "slip_p99": mice_stats.percentile(slip, 99),
+            "capture_dropped": dropped,
             # with offloads on a capture sees buffers of several segments: no per-packet check
             "checked": not run.offloads,
         }

@@ -86,8 +86,8 @@ def kernel_table(doc: dict[str, Any]) -> str:
         f" — seeds {', '.join(map(str, seeds))}; mean over seeds with (lowest-highest):",
         "",
         "| core | load | scheme | offered | short mean ms | ÷ none | short p99 ms | ÷ none |"
-        " long Mbit/s | ÷ none | util. | marks as rule | guest CPU idle |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        " long Mbit/s | ÷ none | util. | marks as rule | guest CPU idle | late start s |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for core, load, scheme in sorted(groups, key=lambda k: (k[0], k[1], SCHEMES.index(k[2]))):
         runs = groups[(core, load, scheme)]
@@ -108,7 +108,8 @@ def kernel_table(doc: dict[str, Any]) -> str:
             f"| {vs_none('short_mean')} | {vs_none('short_p99')} | {vs_none('long_mbps', '.3f')} "
             f"| {_cell(col('utilisation', s), '.2f')} "
             f"| {_cell(col('agreement', s), '.1f', 100)}% "
-            f"| {_cell(col('cpu_idle', s), '.0f', 100)}% |"
+            f"| {_cell(col('cpu_idle', s), '.0f', 100)}% "
+            f"| {_cell(col('slip_max', s), '.2f')} |"
         )
     failed = [r for r in doc["runs"] if "error" in r]
     if failed:

@@ -4,13 +4,15 @@ Pure logic over the JSON records the guest half writes (no I/O), so that the
 numbers on the page can be checked by unit tests.  A run record holds its
 configuration and one row per flow of the trace, in trace order::
 
-    [size, seconds, sent, packets, marked, mismatches]
+    [size, seconds, sent, packets, marked, mismatches, where]
 
 ``seconds`` is negative for a flow that failed (no answer); a flow with
 ``sent < size`` was cut at the run's hard deadline.  ``packets``, ``marked``
 and ``mismatches`` count the flow's client-to-server packets seen entering the
 core router (after the ITM), how many carried TOS 0x10, and how many did not
-carry the mark the scheme's rule gives them.
+carry the mark the scheme's rule gives them; ``where`` lists the first few
+mismatching packets as ``position/flags`` (flags: 1 marked, 2 FIN) of
+``packets``, so that a disagreement can be explained.
 """
 
 from __future__ import annotations
@@ -52,10 +54,16 @@ def mismatches(scheme: str, flags: bytes, threshold: int) -> int:
     `flags` holds one byte per packet in the order seen: bit 0 the mark (TOS
     0x10), bit 1 FIN.
     """
-    return sum(
-        bool(f & 1) != expected_mark(scheme, i, bool(f & 2), threshold)
+    return len(mismatched(scheme, flags, threshold))
+
+
+def mismatched(scheme: str, flags: bytes, threshold: int) -> list[int]:
+    """The 1-based positions of the packets of one flow whose mark differs from the rule."""
+    return [
+        i
         for i, f in enumerate(flags, 1)
-    )
+        if bool(f & 1) != expected_mark(scheme, i, bool(f & 2), threshold)
+    ]
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -103,6 +111,7 @@ def summary(run: dict[str, Any]) -> dict[str, float]:
             1 - sum(r[MISMATCHES] for r in rows) / packets if packets and checked else math.nan
         ),
         "flows": float(len(rows)),
+        "slip_max": float(run.get("slip_max", math.nan)),
     }
 
 

@@ -38,22 +38,15 @@ ETH_P_IP = 0x0800
 
 
 class Marks:
-    """Count, per client source port, packets arriving with and without TOS 0x10.
-
-    ``flags[sport]`` keeps one byte per packet in arrival order: bit 0 the
-    Minimize-Delay mark, bit 1 FIN (the mice-elephants experiment checks each
-    packet against the marking rule with it).
-    """
+    """Count, per client source port, packets arriving with and without TOS 0x10."""
 
     def __init__(self, ns: str, dev: str) -> None:
         with lab.netns(ns):
             self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         self.sock.bind((dev, 0))
         self.sock.settimeout(0.2)
         self.short: Counter[int] = Counter()
         self.total: Counter[int] = Counter()
-        self.flags: dict[int, bytearray] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -67,15 +60,12 @@ class Marks:
             ip = frame[14:]
             if len(ip) < 24 or ip[9] != socket.IPPROTO_TCP:
                 continue
-            ihl = (ip[0] & 0x0F) * 4
-            (sport,) = struct.unpack_from("!H", ip, ihl)
-            if sport == PORT or len(ip) < ihl + 14:
+            (sport,) = struct.unpack_from("!H", ip, (ip[0] & 0x0F) * 4)
+            if sport == PORT:
                 continue  # the server's direction is not marked by the ITM
             self.total[sport] += 1
             if ip[1] & 0x10:
                 self.short[sport] += 1
-            fin = ip[ihl + 13] & 0x01
-            self.flags.setdefault(sport, bytearray()).append((ip[1] & 0x10) >> 4 | fin << 1)
 
     def close(self) -> None:
         """Stop capturing."""
