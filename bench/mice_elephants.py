@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import platform
 import signal
@@ -47,6 +48,7 @@ from bench.mice_trace import Sizes, offered_load, trace
 from bench.qos_cost import nft_table
 from itmtool import demo_qos, lab
 from itmtool.matrix import ROOT
+from libitm.xtables import chain_name
 
 RATE = "4mbit"
 RATE_BPS = 4e6
@@ -73,6 +75,7 @@ GUEST_MODULES = (
     "xt_tcpudp",
 )
 QOS_CTRL = ROOT / "examples" / "qos_ctrl.py"
+CTRL_CHAIN = chain_name("qos_ctrl")
 
 
 def core_qdisc(core: str) -> list[str]:
@@ -160,7 +163,10 @@ class Guest:
                     check=True,
                 )
             elif run.scheme == "qos_ctrl":
-                self.start_ctrl(run.threshold)
+                if self.ctrl is None:
+                    self.start_ctrl()
+                self.ipt("-A", "POSTROUTING", "-j", CTRL_CHAIN)
+                info["ctrl_cpu"] = self.ctrl_cpu()
             yield info
         finally:
             if run.scheme == "qos_mod":
@@ -182,52 +188,59 @@ class Guest:
                     "mice",
                     check=False,
                 )
-            elif run.scheme == "qos_ctrl":
-                info.update(self.stop_ctrl())
+            elif run.scheme == "qos_ctrl" and self.ctrl is not None:
+                self.ipt("-D", "POSTROUTING", "-j", CTRL_CHAIN)
+                info["ctrl_cpu"] = self.ctrl_cpu() - info.get("ctrl_cpu", 0.0)
 
-    def start_ctrl(self, threshold: int) -> None:
-        """examples/qos_ctrl.py on the nfqueue backend in the ITM; back when its rules are in."""
+    def start_ctrl(self) -> None:
+        """examples/qos_ctrl.py on the nfqueue backend in the ITM, its rules in but unhooked.
+
+        Python starts slowly on the emulated CPU (tens of seconds), so one
+        process serves every qos_ctrl run: between runs the jump to its chain
+        is taken out (nothing reaches it), and `hook_ctrl` puts it back.
+        """
         self.ctrl = subprocess.Popen(
             ["ip", "netns", "exec", self.itm, sys.executable, str(QOS_CTRL),
-             "--backend", "nfqueue", "--threshold", str(threshold),
-             "--dst", f"{self.dst}/32", "--duration", "600"],
+             "--backend", "nfqueue", "--threshold", "20",
+             "--dst", f"{self.dst}/32", "--duration", "7200"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            rules = lab.sh(
-                "ip", "netns", "exec", self.itm, "iptables", "-w", "-t", "mangle", "-S", check=False
-            )
-            if "NFQUEUE" in rules:
-                time.sleep(0.5)
+            if CTRL_CHAIN in self.ipt("-S", "POSTROUTING"):
+                self.ipt("-D", "POSTROUTING", "-j", CTRL_CHAIN)
                 return
             if self.ctrl.poll() is not None:
                 break
-            time.sleep(0.2)
-        raise RuntimeError("qos_ctrl did not install its rules")
+            time.sleep(0.5)
+        self.ctrl.kill()
+        _, err = self.ctrl.communicate()
+        self.ctrl = None
+        raise RuntimeError(f"qos_ctrl did not install its rules: {err.strip()[-500:]}")
 
-    def stop_ctrl(self) -> dict[str, Any]:
-        """Stop qos_ctrl (SIGINT: it removes its rules); its CPU seconds and counters."""
+    def ipt(self, *args: str) -> str:
+        """iptables in the ITM's mangle table."""
+        return lab.sh("ip", "netns", "exec", self.itm, "iptables", "-w", "-t", "mangle", *args)
+
+    def ctrl_cpu(self) -> float:
+        """CPU seconds qos_ctrl has used so far."""
+        if self.ctrl is None:
+            return math.nan
+        fields = Path(f"/proc/{self.ctrl.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop_ctrl(self) -> None:
+        """Stop qos_ctrl (SIGINT: it removes its rules and says what it counted)."""
         p, self.ctrl = self.ctrl, None
         if p is None:
-            return {}
-        # ip netns exec execs the program: the pid is qos_ctrl's own
-        p.send_signal(signal.SIGINT)
+            return
+        p.send_signal(signal.SIGINT)  # ip netns exec execs: the pid is qos_ctrl's own
         try:
-            _, status, usage = os.wait4(p.pid, 0)
-        except ChildProcessError:
-            return {}
-        p.returncode = os.waitstatus_to_exitcode(status)
-        err = p.stderr.read() if p.stderr else ""
-        counters: dict[str, Any] = {}
-        for line in err.splitlines()[::-1]:
-            with contextlib.suppress(ValueError):
-                counters = json.loads(line)
-                break
-        return {
-            "ctrl_cpu": usage.ru_utime + usage.ru_stime,
-            "ctrl_counters": counters.get("qos", {}),
-        }
+            _, err = p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            _, err = p.communicate()
+        print(f"qos_ctrl: {err.strip().splitlines()[-1:] if err else ''}", flush=True)
 
     def traffic(self, run: Run) -> dict[str, Any]:
         """Replay the run's trace; per-flow results, utilisation and CPU idle."""
@@ -338,6 +351,7 @@ def guest(moddir: Path, out: Path, runs: list[Run]) -> int:
                 out.write_text(json.dumps(doc))
         finally:
             server.close()
+            g.stop_ctrl()
             for mod in ("qos_mod", "itm_mod"):
                 lab.sh("rmmod", mod, check=False)
     return 0

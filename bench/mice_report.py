@@ -127,10 +127,10 @@ def pair_table(doc: dict[str, Any]) -> str:
     lines = [
         f"Kernel {doc['kernel']}: short-flow completion time, scheme minus qos_mod, paired"
         " flow by flow on the same traces (mean and 95% bootstrap interval, ms); qos_ctrl's"
-        " own CPU time:",
+        " own CPU time over the run, and per client packet it handled:",
         "",
         "| core | load | scheme | Δ mean ms | 95% interval | pairs | indistinguishable |"
-        " qos_ctrl CPU s per run | µs per packet |",
+        " qos_ctrl CPU (of one vCPU) | µs per packet |",
         "|---|---:|---|---:|---|---:|---|---:|---:|",
     ]
     for core, load, scheme in sorted(groups):
@@ -142,17 +142,15 @@ def pair_table(doc: dict[str, Any]) -> str:
         b = [r for r in b if r["seed"] in seeds]
         mean, lo, hi, n = mice_stats.paired_short_diff(a, b)
         same = "—" if n == 0 else ("yes" if lo <= 0 <= hi else "no")
-        cpu = [r["ctrl_cpu"] for r in a if "ctrl_cpu" in r]
-        pkts = [
-            r.get("ctrl_counters", {}).get("short", 0) + r.get("ctrl_counters", {}).get("long", 0)
-            for r in a
-            if "ctrl_cpu" in r
-        ]
-        per_pkt = 1e6 * sum(cpu) / sum(pkts) if cpu and sum(pkts) else math.nan
+        ctrl = [r for r in a if not math.isnan(r.get("ctrl_cpu", math.nan))]
+        cpu = [r["ctrl_cpu"] for r in ctrl]
+        pkts = sum(f[mice_stats.PACKETS] for r in ctrl for f in r["flows"])
+        per_pkt = 1e6 * sum(cpu) / pkts if cpu and pkts else math.nan
+        share = [r["ctrl_cpu"] / r["seconds"] for r in ctrl]
         lines.append(
             f"| {core} | {load:.2f} | {SCHEME_NAMES[scheme]} | {_fmt(mean, '+.0f')} "
             f"| {_fmt(lo, '+.0f')} … {_fmt(hi, '+.0f')} | {n} | {same} "
-            f"| {_cell(cpu, '.1f') if cpu else '—'} | {_fmt(per_pkt)} |"
+            f"| {_cell(share, '.0f', 100) + '%' if cpu else '—'} | {_fmt(per_pkt)} |"
         )
     return "\n".join(lines)
 

@@ -58,7 +58,7 @@ def test_plan_interleaves_schemes_and_bounds_time() -> None:
     )
     # the quick path stays a smoke check of a few minutes
     quick = mice_plan.plan((0.6, 0.95), (1,), ("prio",))
-    assert mice_plan.bound_seconds(quick) < 6 * 60
+    assert mice_plan.bound_seconds(quick) < 10 * 60
 
 
 def test_each_scheme_is_checked_against_its_own_rule() -> None:
@@ -73,9 +73,9 @@ def test_each_scheme_is_checked_against_its_own_rule() -> None:
     assert mice_stats.mismatches("none", qos, 20) == 20
 
 
-def _run(scheme: str, seconds: list[float], seed: int = 1, **extra: Any) -> dict[str, Any]:
+def _run(scheme: str, times: list[float], seed: int = 1, **extra: Any) -> dict[str, Any]:
     sizes = [10_000, 20_000, 500_000, 1_000_000]
-    flows = [[sz, s, sz, 10, 5, 0] for sz, s in zip(sizes, seconds, strict=True)]
+    flows = [[sz, s, sz, 10, 5, 0, []] for sz, s in zip(sizes, times, strict=True)]
     return {"scheme": scheme, "core": "prio", "load": 0.95, "seed": seed, "part": "main",
             "threshold": 20, "offloads": False, "offered": 0.9, "flows": flows,
             "utilisation": 0.97, "cpu_idle": 0.5, **extra}  # fmt: skip
@@ -112,12 +112,7 @@ def test_tables_compare_with_no_marking() -> None:
             _run("none", [0.4, 0.6, 2, 4]),
             _run("qos_mod", [0.1, 0.3, 2, 4]),
             _run("nft", [0.1, 0.3, 2, 4]),
-            _run(
-                "qos_ctrl",
-                [0.1, 0.3, 2, 4],
-                ctrl_cpu=2.0,
-                ctrl_counters={"short": 300, "long": 700},
-            ),
+            _run("qos_ctrl", [0.1, 0.3, 2, 4], ctrl_cpu=2.0, seconds=20.0),
             {"scheme": "nft", "core": "red", "load": 0.6, "seed": 1, "part": "main", "error": "x"},
         ],
     }
@@ -125,7 +120,8 @@ def test_tables_compare_with_no_marking() -> None:
     assert "| prio | 0.95 | qos_mod | 0.90 | 200 | 0.40 |" in table
     assert "Runs that failed (1)" in table
     pairs = mice_report.pair_table(doc)
-    assert "| prio | 0.95 | libitm qos_ctrl | +0 |" in pairs and "| 2000 |" in pairs
+    # 2 CPU seconds in a 20 s run, over 40 packets
+    assert "| prio | 0.95 | libitm qos_ctrl | +0 |" in pairs and "| 10% | 50000 |" in pairs
     verdict = mice_report.verdict([doc])
     assert "500 → 200 ms with qos_mod (lower on every seed)" in verdict[0]
     assert "(within the 10% margin)" in verdict[0]
