@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 import random
 import statistics
+import struct
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench import mice_elephants, mice_plan, mice_report, mice_stats
+from bench import mice_capture, mice_elephants, mice_plan, mice_report, mice_stats
 from bench.mice_trace import MSS, Sizes, arrival_rate, is_short, offered_load, trace
+from libitm.pcap import LINKTYPE_ETHERNET, PcapWriter
 
 
 def test_bounded_pareto_mean_matches_samples_and_bounds() -> None:
@@ -132,3 +135,21 @@ def test_core_treatments_classify_every_packet() -> None:
     assert red[0].startswith("qdisc add dev l2 root handle 1: tbf rate 4mbit")
     assert any("protocol all" in c and "flowid 10:2" in c for c in red)
     assert mice_elephants.core_qdisc("prio")[-1].endswith("prio")
+
+
+def test_capture_reads_marks_and_fin_per_client_port(tmp_path: Path) -> None:
+    def frame(sport: int, dport: int, tos: int, tcp_flags: int) -> bytes:
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, tos, 40, 0, 0, 64, 6, 0, bytes(4), bytes(4))
+        tcp = struct.pack("!HHIIBBHHH", sport, dport, 0, 0, 0x50, tcp_flags, 0, 0, 0)
+        return bytes(14) + ip + tcp
+
+    pcap = tmp_path / "c.pcap"
+    with pcap.open("wb") as f:
+        w = PcapWriter(f, LINKTYPE_ETHERNET)
+        for i, (sport, dport, tos, fl) in enumerate(
+            [(40000, 7000, 0x00, 0x02), (40000, 7000, 0x10, 0x10), (7000, 40000, 0x10, 0x10),
+             (40001, 7000, 0x10, 0x11), (40000, 7000, 0x00, 0x11)]
+        ):  # fmt: skip
+            w.write_packet(float(i), frame(sport, dport, tos, fl))
+    got = mice_capture.flags_by_port(pcap, 7000)
+    assert got == {40000: bytearray([0, 1, 2]), 40001: bytearray([3])}
