@@ -86,8 +86,9 @@ def kernel_table(doc: dict[str, Any]) -> str:
         f" — seeds {', '.join(map(str, seeds))}; mean over seeds with (lowest-highest):",
         "",
         "| core | load | scheme | offered | short mean ms | ÷ none | short p99 ms | ÷ none |"
+        " short ≥ 1 s |"
         " long Mbit/s | ÷ none | util. | marks as rule | guest CPU idle | late start s |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for core, load, scheme in sorted(groups, key=lambda k: (k[0], k[1], SCHEMES.index(k[2]))):
         runs = groups[(core, load, scheme)]
@@ -105,7 +106,8 @@ def kernel_table(doc: dict[str, Any]) -> str:
         lines.append(
             f"| {core} | {load:.2f} | {SCHEME_NAMES.get(scheme, scheme)} "
             f"| {_cell([r['offered'] for r in runs], '.2f')} "
-            f"| {vs_none('short_mean')} | {vs_none('short_p99')} | {vs_none('long_mbps', '.3f')} "
+            f"| {vs_none('short_mean')} | {vs_none('short_p99')} "
+            f"| {_cell(col('short_1s', s), '.0f', 100)}% | {vs_none('long_mbps', '.3f')} "
             f"| {_cell(col('utilisation', s), '.2f')} "
             f"| {_cell(col('agreement', s), '.1f', 100)}% "
             f"| {_cell(col('cpu_idle', s), '.0f', 100)}% "
@@ -187,8 +189,8 @@ def sweep_table(doc: dict[str, Any]) -> str | None:
     return "\n".join(lines)
 
 
-def plot_ct(docs: list[dict[str, Any]], path: Path) -> None:
-    """Completion time against flow size per scheme: top load, both cores, each kernel."""
+def _grid(docs: list[dict[str, Any]]) -> tuple[Any, Any, list[str]]:
+    """A figure with one row of panels per kernel and one column per core treatment."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -198,6 +200,20 @@ def plot_ct(docs: list[dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(
         len(docs), len(cores), figsize=(5.5 * len(cores), 4 * len(docs)), squeeze=False
     )
+    return fig, axes, cores
+
+
+def _save(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_ct(docs: list[dict[str, Any]], path: Path) -> None:
+    """Completion time against flow size per scheme: top load, both cores, each kernel."""
+    fig, axes, cores = _grid(docs)
     for row, doc in zip(axes, docs, strict=True):
         runs = ok_runs(doc)
         top = max(r["load"] for r in runs)
@@ -222,9 +238,7 @@ def plot_ct(docs: list[dict[str, Any]], path: Path) -> None:
             ax.set_ylabel("median completion time (ms)")
             ax.grid(alpha=0.3, which="both")
             ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _binned(pts: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
@@ -242,15 +256,7 @@ def _binned(pts: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
 
 def plot_load(docs: list[dict[str, Any]], path: Path) -> None:
     """Short-flow mean completion time against offered load, per scheme, with the seeds' spread."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cores = sorted({r["core"] for d in docs for r in ok_runs(d)})
-    fig, axes = plt.subplots(
-        len(docs), len(cores), figsize=(5.5 * len(cores), 4 * len(docs)), squeeze=False
-    )
+    fig, axes, cores = _grid(docs)
     for row, doc in zip(axes, docs, strict=True):
         groups = grouped(ok_runs(doc))
         for ax, core in zip(row, cores, strict=True):
@@ -274,9 +280,7 @@ def plot_load(docs: list[dict[str, Any]], path: Path) -> None:
             ax.set_ylim(bottom=0)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def verdict(docs: list[dict[str, Any]]) -> list[str]:

@@ -102,6 +102,8 @@ def summary(run: dict[str, Any]) -> dict[str, float]:
         "short_mean": statistics.fmean(short_ms) if short_ms else math.nan,
         "short_p99": percentile(short_ms, 99),
         "short_done": len(short_ms) / len(short) if short else math.nan,
+        # a lost SYN costs a 1 s retransmission timeout: its signature
+        "short_1s": sum(ms >= 1000 for ms in short_ms) / len(short_ms) if short_ms else math.nan,
         "long_mbps": statistics.fmean(long_mbps) if long_mbps else math.nan,
         "long_done": sum(completed(r) for r in long) / len(long) if long else math.nan,
         "utilisation": float(run.get("utilisation", math.nan)),
