@@ -15,12 +15,14 @@ the itmRoute benchmark (failover and probe overhead) goes in as
 from __future__ import annotations
 
 import argparse
+import math
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 
-from bench import vmbench
+from bench import mice_plan, vmbench
+from itmtool.matrix import read_matrix
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,12 @@ BENCHMARKS = (
     Benchmark("itm_dispatch", "bench.itm_dispatch", ("--kernel", "all"), 6),
     Benchmark("qos_cost", "bench.qos_cost", ("--kernel", "all"), 10),
     Benchmark("libitm_queue", "bench.libitm_queue", (), 10),
-    Benchmark("mice_elephants", "bench.mice_elephants", ("--kernel", "all"), 56),
+    Benchmark(
+        "mice_elephants",
+        "bench.mice_elephants",
+        ("--kernel", "all"),
+        math.ceil(len(read_matrix()) * mice_plan.bound_seconds(mice_plan.plan()) / 60),
+    ),
 )
 
 HEADER = "run_all"
