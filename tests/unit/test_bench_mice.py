@@ -153,3 +153,15 @@ def test_capture_reads_marks_and_fin_per_client_port(tmp_path: Path) -> None:
             w.write_packet(float(i), frame(sport, dport, tos, fl))
     got = mice_capture.flags_by_port(pcap, 7000)
     assert got == {40000: bytearray([0, 1, 2]), 40001: bytearray([3])}
+
+
+def test_run_all_lists_every_benchmark_with_its_bound() -> None:
+    from bench import run_all
+
+    names = [b.name for b in run_all.BENCHMARKS]
+    assert names == ["itm_dispatch", "qos_cost", "libitm_queue", "mice_elephants"]
+    assert all(b.command()[-1] == "--write" and b.minutes > 0 for b in run_all.BENCHMARKS)
+    assert run_all.main(["--list"]) == 0
+    assert "Failed, so their sections are older: qos_cost." in run_all.header(
+        ["qos_cost"], ["qos_cost"], 3.0
+    )
