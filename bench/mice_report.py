@@ -332,7 +332,7 @@ def write() -> None:
         sweep = sweep_table(doc)
         if sweep:
             body += ["", "Threshold and offloads:", "", sweep]
-    body += ["", *mice_doc.PAPER]
+    body += ["", *mice_doc.ANALYSIS, "", *mice_doc.PAPER]
     vmbench.write_section(
         "mice_elephants", "The war between mice and elephants (qos_mod at work)", body
     )
