@@ -67,7 +67,8 @@ def section(docs: list[dict[str, Any]], verdict: list[str]) -> list[str]:
             for d in docs
         ],
         "",
-        "What the data shows at the highest load (every seed must agree for 'lower'):",
+        "What the data shows at the highest load ('lower on every seed': qos_mod's mean"
+        " below no marking's on each seed's trace):",
         "",
         *verdict,
         "",
@@ -109,14 +110,27 @@ ANALYSIS = [
     " delay; where it cannot keep up the bottleneck's utilisation falls and completion"
     " times rise. The issue's expectation ('its cost shows in CPU, not in"
     " correctness') holds for the marking, not for the timing, at TCG speed.",
+    "- **A mouse's last segments are LONG.** The threshold counts packets, and the SYN"
+    " and the handshake's ACK are two of them: a mouse of 19 or 20 segments sends its"
+    " last one or two data segments as packets 21 and 22, unmarked, behind the"
+    " elephants (the FIN is marked again). With the RED-per-class core at the low load"
+    " this, the reordering and the unmarked SYN made marking *slower* than no marking"
+    " (the 'red 0.60' rows): one RED shared by everyone kept its queue short there,"
+    " and splitting the traffic only added the penalties.",
+    "- **Threshold sweep** (one trace, load 0.95, strict priority, where it ran): fewer"
+    " marked packets did better on that trace — 10 beat 20, and 50 was worse than no"
+    " marking — because every elephant's first `threshold` packets crowd the"
+    " privileged band too. One trace of a heavy-tailed workload is not evidence enough"
+    " to change the default; it is a hint that 20 is not a free choice.",
     "- **CPU headroom.** At load 0.95 the guest's idle time fell to roughly 15 to 50% and"
     " the load generator started some flows late by up to about 2 to 3 s ('late start'),"
-    " on a host shared with another VM; the bottleneck still reached 0.9 to 1.0 utilisation"
-    " in the runs of the kernel schemes, so the bottleneck and not the CPU set their"
-    " pace, but the margin is thin: a 2 Mbit/s bottleneck would be the safer setting on"
-    " this machine. The realised load varies a lot from seed to seed (the 'offered'"
-    " column): with a few hundred heavy-tailed flows per run one elephant more or less"
-    " moves it by tens of percent.",
+    " on a host shared with another VM. For the kernel schemes the carried load"
+    " followed the offered load (utilisation against 'offered'), so the bottleneck and"
+    " not the CPU set their pace, but the margin is thin: a 2 Mbit/s bottleneck would be"
+    " the safer setting on this machine. The realised load varies a lot from seed to"
+    " seed (the 'offered' column): with a few hundred heavy-tailed flows per run one"
+    " elephant more or less moves it by tens of percent, so each seed's figures are"
+    " compared with no marking on the same trace.",
 ]
 
 PAPER = [
