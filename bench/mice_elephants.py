@@ -380,6 +380,7 @@ def host(args: argparse.Namespace, runs: list[Run]) -> int:
             status = vmbench.fail(str(err))
             continue
         doc.update(host_cpu=vmbench.cpu(), date=vmbench.today(), command=args.command,
+                   planned=len(runs),
                    minutes=round((time.monotonic() - t0) / 60, 1))  # fmt: skip
         DATA.mkdir(parents=True, exist_ok=True)
         data_file(k.name).write_text(json.dumps(doc) + "\n")

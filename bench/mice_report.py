@@ -37,7 +37,6 @@ SCHEME_NAMES = {
 }
 
 Key = tuple[str, float, str]  # core, load, scheme
-PARTIAL = " (partial: the VM ran out of time)"
 
 
 def load_docs() -> list[dict[str, Any]]:
@@ -77,12 +76,20 @@ def _ratio(a: list[float], b: list[float]) -> str:
     return "—" if math.isnan(ma) or math.isnan(mb) or mb == 0 else f"{ma / mb:.2f}"
 
 
+def partial(doc: dict[str, Any]) -> str:
+    """A note for a run that the VM's time bound cut short, else ""."""
+    if not doc.get("partial"):
+        return ""
+    done = len(doc["runs"])
+    return f" (partial: {done} of {doc.get('planned', '?')} runs done in the time bound)"
+
+
 def kernel_table(doc: dict[str, Any]) -> str:
     """The main comparison of one kernel as a Markdown table."""
     groups = grouped(ok_runs(doc))
     seeds = sorted({r["seed"] for r in ok_runs(doc)})
     lines = [
-        f"Kernel {doc['kernel']}{PARTIAL if doc.get('partial') else ''}"
+        f"Kernel {doc['kernel']}{partial(doc)}"
         f" — seeds {', '.join(map(str, seeds))}; mean over seeds with (lowest-highest):",
         "",
         "| core | load | scheme | offered | short mean ms | ÷ none | short p99 ms | ÷ none |"
