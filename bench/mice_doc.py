@@ -46,14 +46,16 @@ def section(docs: list[dict[str, Any]], verdict: list[str]) -> list[str]:
         " each scheme's rule ('marks as rule'; qos_mod and qos_ctrl leave a flow's first"
         " packet as sent, the nftables rule marks it: each is checked against its own rule)."
         " 'util.' is the bottleneck's transmitted bytes over the arrival window against its"
-        " rate; 'guest CPU idle' is /proc/stat idle over the same window, both vCPUs — the"
-        " headroom that shows the emulated CPU is not what limits the run. Long-flow"
-        " goodput is the mean per-flow goodput of the flows of more than 20 segments.",
+        " rate; 'guest CPU idle' is /proc/stat idle over the same window, both vCPUs (the"
+        " headroom the emulated CPU had left); 'late start' is the most any flow of the run"
+        " started after its time in the trace (the load generator keeping up). Long-flow"
+        " goodput is the mean per-flow goodput of the flows of more than 20 segments."
+        " Ratios '÷ none' are against no marking with the same core, load and seeds.",
         "",
         "Command: `python -m bench.mice_elephants --kernel all --write` (the full plan:"
         f" loads {', '.join(map(str, mice_plan.LOADS))}, {len(mice_plan.SEEDS)} seeds, both"
         " cores, the four schemes; add `--sweep` for thresholds 10/50/100 and offloads on at"
-        " the top load). Bounded: each run is stopped"
+        " the top load, about 4 min more). Bounded: each run is stopped"
         f" {mice_plan.WINDOW + mice_plan.DRAIN:.0f} s after it starts, so one kernel takes at most"
         f" {mice_plan.bound_seconds(mice_plan.plan()) / 60:.0f} min"
         f" ({len(mice_plan.plan())} runs) and the VM is killed past that bound;"
