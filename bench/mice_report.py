@@ -58,6 +58,14 @@ def grouped(runs: Iterable[dict[str, Any]]) -> dict[Key, list[dict[str, Any]]]:
     return out
 
 
+def same_seeds(
+    groups: dict[Key, list[dict[str, Any]]], key: Key, like: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The runs of `key` on the seeds that `like` ran: ratios compare the same traces."""
+    seeds = {r["seed"] for r in like}
+    return [r for r in groups.get(key, []) if r["seed"] in seeds]
+
+
 def _fmt(x: float, spec: str = ".0f") -> str:
     return "—" if math.isnan(x) else format(x, spec)
 
@@ -99,7 +107,7 @@ def kernel_table(doc: dict[str, Any]) -> str:
     ]
     for core, load, scheme in sorted(groups, key=lambda k: (k[0], k[1], SCHEMES.index(k[2]))):
         runs = groups[(core, load, scheme)]
-        base = [mice_stats.summary(r) for r in groups.get((core, load, "none"), [])]
+        base = [mice_stats.summary(r) for r in same_seeds(groups, (core, load, "none"), runs)]
         s = [mice_stats.summary(r) for r in runs]
 
         def col(name: str, rows: list[dict[str, float]]) -> list[float]:
@@ -302,7 +310,10 @@ def verdict(docs: list[dict[str, Any]]) -> list[str]:
             if load != max(ld for c, ld, _ in groups if c == core):
                 continue
             q = [mice_stats.summary(r) for r in groups[(core, load, "qos_mod")]]
-            n = [mice_stats.summary(r) for r in groups[(core, load, "none")]]
+            n = [
+                mice_stats.summary(r)
+                for r in same_seeds(groups, (core, load, "none"), groups[(core, load, scheme)])
+            ]
             qs, ns = (
                 mice_stats.spread([x["short_mean"] for x in q]),
                 mice_stats.spread([x["short_mean"] for x in n]),
