@@ -328,7 +328,7 @@ def verdict(docs: list[dict[str, Any]]) -> list[str]:
             out.append(
                 f"- {kern}, {CORE_NAMES.get(core, core)}, load {load}: short-flow mean"
                 f" {_fmt(ns[0])} → {_fmt(qs[0])} ms with qos_mod"
-                f" ({'lower on every seed' if lower else 'NOT lower on every seed'});"
+                f" ({'lower' if lower else 'NOT lower'} on every seed, {len(q)} seed(s));"
                 f" long-flow goodput {_fmt(nl[0], '.3f')} → {_fmt(ql[0], '.3f')} Mbit/s"
                 f" ({'within' if kept else 'NOT within'} the {GOODPUT_MARGIN:.0%} margin)."
             )

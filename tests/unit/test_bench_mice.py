@@ -126,7 +126,7 @@ def test_tables_compare_with_no_marking() -> None:
     # 2 CPU seconds in a 20 s run, over 40 packets
     assert "| prio | 0.95 | libitm qos_ctrl | +0 |" in pairs and "| 10% | 50000 |" in pairs
     verdict = mice_report.verdict([doc])
-    assert "500 → 200 ms with qos_mod (lower on every seed)" in verdict[0]
+    assert "500 → 200 ms with qos_mod (lower on every seed, 1 seed(s))" in verdict[0]
     assert "(within the 10% margin)" in verdict[0]
 
 
