@@ -357,8 +357,13 @@ def guest(moddir: Path, out: Path, runs: list[Run]) -> int:
     return 0
 
 
-def data_file(kernel: str) -> Path:
-    """Where a kernel's results are kept."""
+def data_file(kernel: str, quick: bool = False) -> Path:
+    """Where a kernel's results are kept: docs/data, or build/ for a --quick smoke check.
+
+    A smoke check must not replace the page's data (`--report` reads docs/data).
+    """
+    if quick:
+        return ROOT / "build" / f"mice_elephants-quick-{kernel}.json"
     return DATA / f"mice_elephants-{kernel}.json"
 
 
@@ -382,10 +387,12 @@ def host(args: argparse.Namespace, runs: list[Run]) -> int:
         doc.update(host_cpu=vmbench.cpu(), date=vmbench.today(), command=args.command,
                    planned=len(runs),
                    minutes=round((time.monotonic() - t0) / 60, 1))  # fmt: skip
-        DATA.mkdir(parents=True, exist_ok=True)
-        data_file(k.name).write_text(json.dumps(doc) + "\n")
+        path = data_file(k.name, args.quick)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc) + "\n")
+        print(f"results: {path}", flush=True)
         print(mice_report.kernel_table(doc), flush=True)
-    if args.write:
+    if args.write and not args.quick:
         mice_report.write()
     return status
 
@@ -405,7 +412,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also thresholds 10/50/100, offloads on, at the top load",
     )
-    p.add_argument("--write", action="store_true", help="update docs/benchmarks.md and docs/img/")
+    p.add_argument(
+        "--write",
+        action="store_true",
+        help="update docs/ (not with --quick: its data goes to build/)",
+    )
     p.add_argument("--report", action="store_true", help="only rewrite the docs from docs/data")
     p.add_argument("--guest", metavar="MODDIR", help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)

@@ -165,3 +165,8 @@ def test_run_all_lists_every_benchmark_with_its_bound() -> None:
     assert "Failed, so their sections are older: qos_cost." in run_all.header(
         ["qos_cost"], ["qos_cost"], 3.0
     )
+
+
+def test_a_quick_run_keeps_its_data_out_of_the_page() -> None:
+    assert mice_elephants.data_file("6.12").parent == mice_elephants.DATA
+    assert mice_elephants.DATA not in mice_elephants.data_file("6.12", quick=True).parents
