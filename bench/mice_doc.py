@@ -64,7 +64,7 @@ def section(docs: list[dict[str, Any]], verdict: list[str]) -> list[str]:
         " min. `--report` redraws this section from docs/data/mice_elephants-*.json.",
         "",
         *[
-            f"This page's data: kernel {d['kernel']}, {runs[d['kernel']]} runs, run {d['date']}"
+            f"- This page's data: kernel {d['kernel']}, {runs[d['kernel']]} runs, run {d['date']}"
             f" on a {d['host_cpu']} host in {d['minutes']} min, command `{d['command']}`."
             for d in docs
         ],
