@@ -52,10 +52,10 @@ test: setup
 demo: setup
 	$(PY) -m itmtool.demo
 
-# every benchmark; results and tables land in docs/benchmarks.md
-bench: setup bench-libitm
-	$(PY) -m bench.itm_dispatch --kernel all --write
-	$(PY) -m bench.qos_cost --kernel all --write
+# every benchmark (bench/run_all.py lists them); results and tables land in docs/benchmarks.md
+bench: setup
+	@bash scripts/setup.sh bench
+	$(PY) -m bench.run_all
 
 # libitm's nfqueue path against python-netfilterqueue and C libnetfilter_queue
 # (root; network namespaces on this kernel; about 7 minutes)

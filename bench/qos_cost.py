@@ -82,17 +82,25 @@ CT_TABLE = """table ip qosbench_ct {
   }
 }
 """
-NFT_TABLE = f"""table ip qosbench {{
-  chain post {{
-    type filter hook postrouting priority mangle; policy accept;
-    meta l4proto tcp ct direction original ct original packets le {THRESHOLD} counter ip dscp set 4
-    meta l4proto tcp ct direction original ct original packets gt {THRESHOLD} counter ip dscp set 0
-    meta l4proto tcp ct direction reply ct reply packets le {THRESHOLD} counter ip dscp set 4
-    meta l4proto tcp ct direction reply ct reply packets gt {THRESHOLD} counter ip dscp set 0
-    meta l4proto tcp tcp flags & fin == fin counter ip dscp set 4
-  }}
-}}
-"""
+
+
+def nft_table(threshold: int, name: str = "qosbench") -> str:
+    """The nftables rule set that marks the paper's rule (DSCP 4 is TOS 0x10 for TOS-0 senders)."""
+    rules = [
+        f"meta l4proto tcp ct direction {d} ct {d} packets {op} {threshold} counter ip dscp set {v}"
+        for d in ("original", "reply")
+        for op, v in (("le", 4), ("gt", 0))
+    ]
+    rules.append("meta l4proto tcp tcp flags & fin == fin counter ip dscp set 4")
+    body = "".join(f"    {r}\n" for r in rules)
+    return (
+        f"table ip {name} {{\n  chain post {{\n"
+        "    type filter hook postrouting priority mangle; policy accept;\n"
+        f"{body}  }}\n}}\n"
+    )
+
+
+NFT_TABLE = nft_table(THRESHOLD)
 
 
 def iptables_rules() -> list[list[str]]:

@@ -65,7 +65,15 @@ def run_in_vm(kernel: Kernel, bench: str, args: str, timeout: float = 900) -> di
     result = out / f"{bench}.json"
     result.unlink(missing_ok=True)
     script = f"python -m bench.{bench} --guest {res.moddir} --out {result} {args}"
-    run = vm.run(kernel, script, rwdirs=[out], append=(), timeout=timeout)
+    try:
+        run = vm.run(kernel, script, rwdirs=[out], append=(), timeout=timeout)
+    except subprocess.TimeoutExpired as err:
+        if not result.exists():
+            raise RuntimeError(f"{kernel.release}: no result in {timeout:.0f} s") from err
+        # a guest that writes its result as it goes leaves what it finished
+        partial: dict[str, Any] = json.loads(result.read_text())
+        partial["partial"] = True
+        return partial
     if not result.exists():
         raise RuntimeError(f"{kernel.release}: no result\n{run.output[-3000:]}")
     doc: dict[str, Any] = json.loads(result.read_text())

@@ -1,0 +1,71 @@
+"""The mice-elephants experiment's capture: every client packet's mark, as it enters the core.
+
+tcpdump (C, with a kernel filter and a large buffer) writes the headers of the
+client-to-server packets to a pcap while a run goes on; afterwards the pcap is
+read with libitm's reader into one byte of flags per packet and flow: bit 0
+the Minimize-Delay mark (TOS 0x10), bit 1 FIN.  A Python capture would lose
+packets on the emulated machine when hundreds of senders share its CPU;
+tcpdump reports its own losses, which the experiment records.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import struct
+import subprocess
+from pathlib import Path
+
+from libitm.pcap import PcapReader
+
+ETH_HEADER = 14
+
+
+def flags_by_port(pcap: Path, port: int) -> dict[int, bytearray]:
+    """Per client source port, the flags of its packets to `port`, in capture order."""
+    out: dict[int, bytearray] = {}
+    with pcap.open("rb") as f:
+        for rec in PcapReader(f):
+            ip = rec.data[ETH_HEADER:]
+            if len(ip) < 20 or ip[0] >> 4 != 4 or ip[9] != 6:
+                continue
+            ihl = (ip[0] & 0x0F) * 4
+            if len(ip) < ihl + 14:
+                continue
+            sport, dport = struct.unpack_from("!HH", ip, ihl)
+            if dport != port:
+                continue
+            fin = ip[ihl + 13] & 0x01
+            out.setdefault(sport, bytearray()).append((ip[1] & 0x10) >> 4 | fin << 1)
+    return out
+
+
+class Capture:
+    """tcpdump in namespace `ns` on `dev`, for TCP packets to `port`, into `pcap`."""
+
+    def __init__(self, ns: str, dev: str, port: int, pcap: Path) -> None:
+        self.pcap = pcap
+        self.port = port
+        pcap.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, "tcpdump", "-i", dev, "-n", "-s", "80", "-B", "16384",
+             "-w", str(pcap), "-U", "-Q", "in", f"tcp dst port {port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        # tcpdump says "listening on ..." once its filter is in place
+        first = self.proc.stderr.readline() if self.proc.stderr else ""
+        if "listening on" not in first:
+            self.proc.kill()
+            raise RuntimeError(f"tcpdump did not start: {first.strip()}")
+
+    def close(self) -> tuple[dict[int, bytearray], int]:
+        """Stop tcpdump; the flags per client port and the packets the kernel dropped."""
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            _, err = self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        found = re.search(r"(\d+) packets? dropped by kernel", err or "")
+        dropped = int(found.group(1)) if found else -1
+        return flags_by_port(self.pcap, self.port), dropped

@@ -1,0 +1,454 @@
+"""Experiment: "The War between Mice and Elephants" (Guo & Matta, ICNP 2001) with qos_mod.
+
+In a VM booted on a kernel of the matrix, a dumbbell of network namespaces::
+
+    [client] l0 --- r0 [itm] l1 --- r1 [core] l2 ===(4 Mbit/s)=== r2 [server]
+     senders          marks at       TBF bottleneck; marked packets
+                      post-routing;  preferred (strict priority, or a
+                      20 ms delay    RED per class served 3:1)
+
+carries TCP transfers with bounded-Pareto sizes and Poisson arrivals
+(bench/mice_trace.py) at several offered loads.  Every configuration of
+bench/mice_plan.py replays the same trace of its seed: the ITM marks nothing,
+or runs qos_mod, the nftables rule set that does the same job, or libitm's
+examples/qos_ctrl.py (nfqueue backend); the core serves TOS 0x10 first
+(``prio``) or gives each class its own RED with a 3:1 round-robin share
+(``red``).  Each flow is timed from connect to the server's answer; a capture
+where packets enter the core checks every client packet's mark against the
+scheme's rule; the guest's CPU idle time and the bottleneck's utilisation
+are read over each run.
+
+    .venv/bin/python -m bench.mice_elephants [--kernel 6.12|all] [--quick] [--sweep] [--write]
+    .venv/bin/python -m bench.mice_elephants --report      # tables and plots from the data
+
+Results land in docs/data/mice_elephants-<kernel>.json; --write (and --report)
+rewrite the section of docs/benchmarks.md and the plots in docs/img/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bench import mice_capture, mice_plan, mice_stats, vmbench
+from bench.mice_plan import Run
+from bench.mice_trace import Sizes, offered_load, trace
+from bench.qos_cost import nft_table
+from itmtool import demo_qos, lab
+from itmtool.matrix import ROOT
+from libitm.xtables import chain_name
+
+RATE = "4mbit"
+RATE_BPS = 4e6
+DELAY = "20ms"
+SIZES = Sizes()
+PORT = demo_qos.PORT
+DATA = ROOT / "docs" / "data"
+ROLES = ["client", "itm", "core", "server"]
+GUEST_MODULES = (
+    "veth",
+    "sch_tbf",
+    "sch_prio",
+    "sch_drr",
+    "sch_red",
+    "sch_netem",
+    "cls_u32",
+    "nf_conntrack",
+    "nf_tables",
+    "nft_ct",
+    "nfnetlink_queue",
+    "xt_NFQUEUE",
+    "nft_compat",
+    "iptable_mangle",
+    "xt_tcpudp",
+)
+QOS_CTRL = ROOT / "examples" / "qos_ctrl.py"
+CTRL_CHAIN = chain_name("qos_ctrl")
+
+
+def core_qdisc(core: str) -> list[str]:
+    """The tc commands (arguments after ``tc``) that build treatment `core` on dev l2.
+
+    Both sit under a TBF at RATE.  ``prio``: the prio qdisc's default priomap
+    sends TOS 0x10 to band 0, served strictly first.  ``red``: a DRR with one
+    class for marked packets (quantum 3 MTUs, a RED that drops late) and one for
+    the rest (1 MTU, a RED that drops early): RED with In and Out, per class.
+    Unmarked traffic is in one class either way: FIFO, or one RED.
+    """
+    dev = "dev l2"
+    cmds = [f"qdisc add {dev} root handle 1: tbf rate {RATE} burst 16kb latency 400ms"]
+    if core == "prio":
+        cmds.append(f"qdisc add {dev} parent 1:1 handle 10: prio")
+        return cmds
+    red = "red limit 200000 avpkt 1000 bandwidth " + RATE
+    cmds += [
+        f"qdisc add {dev} parent 1:1 handle 10: drr",
+        f"class add {dev} parent 10: classid 10:1 drr quantum 4500",
+        f"class add {dev} parent 10: classid 10:2 drr quantum 1500",
+        # burst (2 min + max) / (3 avpkt), as tc-red(8) advises
+        f"qdisc add {dev} parent 10:1 handle 11: {red} min 30000 max 90000 burst 50"
+        " probability 0.02",
+        f"qdisc add {dev} parent 10:2 handle 12: {red} min 15000 max 45000 burst 25"
+        " probability 0.1",
+        f"filter add {dev} parent 10: protocol ip prio 1 u32 match ip tos 0x10 0x10 flowid 10:1",
+        f"filter add {dev} parent 10: protocol all prio 2 u32 match u32 0 0 flowid 10:2",
+    ]
+    return cmds
+
+
+class Guest:
+    """The guest half: one dumbbell, every run of the plan on it."""
+
+    def __init__(self, c: lab.Chain, moddir: Path) -> None:
+        self.c = c
+        self.ko = vmbench.module_paths(moddir)
+        self.client, self.itm, self.core, self.server = c.names
+        self.dst = c.addr(3)
+        self.ctrl: subprocess.Popen[str] | None = None
+
+    def setup_links(self) -> None:
+        """The ITM's delay towards the core; short device queues at the core."""
+        lab.sh("tc", "-n", self.itm, "qdisc", "add", "dev", "l1", "root", "netem", "delay", DELAY)
+        lab.sh("ip", "-n", self.core, "link", "set", "l2", "txqueuelen", "100")
+
+    def offloads(self, on: bool) -> None:
+        """TSO/GSO/GRO and checksum offload on every veth, on or off."""
+        state = "on" if on else "off"
+        for i, ns in enumerate(self.c.names):
+            devs = ([f"l{i}"] if i < 3 else []) + ([f"r{i - 1}"] if i > 0 else [])
+            for dev in devs:
+                lab.sh(
+                    "ip", "netns", "exec", ns, "ethtool", "-K", dev,
+                    "tx", state, "tso", state, "gso", state, "gro", state, check=False,
+                )  # fmt: skip
+
+    @contextlib.contextmanager
+    def core_treatment(self, core: str) -> Iterator[None]:
+        """Treatment `core` at the bottleneck for the block."""
+        try:
+            for cmd in core_qdisc(core):
+                lab.sh("tc", "-n", self.core, *cmd.split())
+            yield
+        finally:
+            lab.sh("tc", "-n", self.core, "qdisc", "del", "dev", "l2", "root", check=False)
+
+    @contextlib.contextmanager
+    def scheme(self, run: Run) -> Iterator[dict[str, Any]]:
+        """The ITM's scheme for the block; yields a dict it fills with the scheme's own figures."""
+        info: dict[str, Any] = {}
+        try:
+            if run.scheme == "qos_mod":
+                lab.sh("insmod", self.ko["itm_mod"])
+                lab.sh("insmod", self.ko["qos_mod"], f"threshold={run.threshold}")
+                lab.sh(
+                    "ip", "netns", "exec", self.itm, "python", "-m", "itmtool.cli", "netns", "on"
+                )
+            elif run.scheme == "nft":
+                subprocess.run(
+                    ["ip", "netns", "exec", self.itm, "nft", "-f", "-"],
+                    input=nft_table(run.threshold, "mice"),
+                    text=True,
+                    check=True,
+                )
+            elif run.scheme == "qos_ctrl":
+                if self.ctrl is None:
+                    self.start_ctrl()
+                self.ipt("-A", "POSTROUTING", "-j", CTRL_CHAIN)
+                info["ctrl_cpu"] = self.ctrl_cpu()
+            yield info
+        finally:
+            if run.scheme == "qos_mod":
+                stats = Path("/sys/module/qos_mod/stats")
+                if stats.exists():
+                    info["qos_stats"] = {p.name: int(p.read_text()) for p in stats.iterdir()}
+                lab.sh("rmmod", "qos_mod", check=False)
+                lab.sh("rmmod", "itm_mod", check=False)
+            elif run.scheme == "nft":
+                lab.sh(
+                    "ip",
+                    "netns",
+                    "exec",
+                    self.itm,
+                    "nft",
+                    "delete",
+                    "table",
+                    "ip",
+                    "mice",
+                    check=False,
+                )
+            elif run.scheme == "qos_ctrl" and self.ctrl is not None:
+                self.ipt("-D", "POSTROUTING", "-j", CTRL_CHAIN)
+                info["ctrl_cpu"] = self.ctrl_cpu() - info.get("ctrl_cpu", 0.0)
+
+    def start_ctrl(self) -> None:
+        """examples/qos_ctrl.py on the nfqueue backend in the ITM, its rules in but unhooked.
+
+        Python starts slowly on the emulated CPU (tens of seconds), so one
+        process serves every qos_ctrl run: between runs the jump to its chain
+        is taken out (nothing reaches it), and `hook_ctrl` puts it back.
+        """
+        self.ctrl = subprocess.Popen(
+            ["ip", "netns", "exec", self.itm, sys.executable, str(QOS_CTRL),
+             "--backend", "nfqueue", "--threshold", "20",
+             "--dst", f"{self.dst}/32", "--duration", "7200"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if CTRL_CHAIN in self.ipt("-S", "POSTROUTING"):
+                self.ipt("-D", "POSTROUTING", "-j", CTRL_CHAIN)
+                return
+            if self.ctrl.poll() is not None:
+                break
+            time.sleep(0.5)
+        self.ctrl.kill()
+        _, err = self.ctrl.communicate()
+        self.ctrl = None
+        raise RuntimeError(f"qos_ctrl did not install its rules: {err.strip()[-500:]}")
+
+    def ipt(self, *args: str) -> str:
+        """iptables in the ITM's mangle table."""
+        return lab.sh("ip", "netns", "exec", self.itm, "iptables", "-w", "-t", "mangle", *args)
+
+    def ctrl_cpu(self) -> float:
+        """CPU seconds qos_ctrl has used so far."""
+        if self.ctrl is None:
+            return math.nan
+        fields = Path(f"/proc/{self.ctrl.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop_ctrl(self) -> None:
+        """Stop qos_ctrl (SIGINT: it removes its rules and says what it counted)."""
+        p, self.ctrl = self.ctrl, None
+        if p is None:
+            return
+        p.send_signal(signal.SIGINT)  # ip netns exec execs: the pid is qos_ctrl's own
+        try:
+            _, err = p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            _, err = p.communicate()
+        print(f"qos_ctrl: {err.strip().splitlines()[-1:] if err else ''}", flush=True)
+
+    def traffic(self, run: Run) -> dict[str, Any]:
+        """Replay the run's trace; per-flow results, utilisation and CPU idle."""
+        flows = trace(run.seed, run.load, RATE_BPS, mice_plan.WINDOW, SIZES)
+        results: list[tuple[float, int, int]] = [(-1.0, 0, 0)] * len(flows)
+        cap = mice_capture.Capture(self.core, "r1", PORT, Path("/tmp/mice-elephants.pcap"))
+        slip: list[float] = [0.0] * len(flows)
+        start = time.monotonic()
+        hard = start + mice_plan.WINDOW + mice_plan.DRAIN
+        cpu0, tx0 = cpu_times(), self.tx_bytes()
+        threads = []
+
+        def one(i: int, size: int) -> None:
+            slip[i] = time.monotonic() - start - flows[i].start
+            results[i] = lab.timed_flow(
+                self.client, self.dst, PORT, size, timeout=mice_plan.DRAIN + 5, deadline=hard
+            )
+
+        try:
+            for i, f in enumerate(flows):
+                time.sleep(max(0.0, start + f.start - time.monotonic()))
+                th = threading.Thread(target=one, args=(i, f.size), daemon=True)
+                th.start()
+                threads.append(th)
+            time.sleep(max(0.0, start + mice_plan.WINDOW - time.monotonic()))
+            tx1 = self.tx_bytes()
+            cpu1 = cpu_times()
+            for th in threads:
+                th.join(max(0.1, hard + 8 - time.monotonic()))
+            time.sleep(0.5)
+        finally:
+            marks, dropped = cap.close()
+        rows = []
+        for f, (secs, sent, sport) in zip(flows, results, strict=True):
+            flags = bytes(marks.get(sport, b"")) if sport else b""
+            bad = mice_stats.mismatched(run.scheme, flags, run.threshold)
+            rows.append(
+                [
+                    f.size,
+                    round(secs, 4),
+                    sent,
+                    len(flags),
+                    sum(b & 1 for b in flags),
+                    len(bad),
+                    [f"{i}/{flags[i - 1]}" for i in bad[:6]],
+                ]
+            )
+        idle = (cpu1[1] - cpu0[1]) / max(1, cpu1[0] - cpu0[0])
+        return {
+            "flows": rows,
+            "offered": offered_load(flows, RATE_BPS, mice_plan.WINDOW),
+            "utilisation": (tx1 - tx0) * 8 / (RATE_BPS * mice_plan.WINDOW),
+            "cpu_idle": idle,
+            "seconds": time.monotonic() - start,
+            # how late the load generator started flows (the emulated CPU keeping up)
+            "slip_max": max(slip, default=0.0),
+            "slip_p99": mice_stats.percentile(slip, 99),
+            "capture_dropped": dropped,
+            # with offloads on a capture sees buffers of several segments: no per-packet check
+            "checked": not run.offloads,
+        }
+
+    def tx_bytes(self) -> int:
+        """Bytes the core has sent on the bottleneck link."""
+        out = lab.sh("ip", "-n", self.core, "-s", "-j", "link", "show", "l2")
+        return int(json.loads(out)[0]["stats64"]["tx"]["bytes"])
+
+    def run(self, run: Run) -> dict[str, Any]:
+        """One configuration, set up and torn down around the trace."""
+        self.offloads(run.offloads)
+        with self.core_treatment(run.core), self.scheme(run) as info:
+            doc = self.traffic(run)
+        return {**run.as_dict(), **doc, **info}
+
+
+def cpu_times() -> tuple[int, int]:
+    """(all, idle) jiffies of every CPU of the guest so far, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields), fields[3] + fields[4]
+
+
+def guest(moddir: Path, out: Path, runs: list[Run]) -> int:
+    """Inside the VM: every run of the plan, the results rewritten after each."""
+    for mod in GUEST_MODULES:  # tc and nft cannot autoload modules in the guest
+        lab.sh("modprobe", mod, check=False)
+    doc: dict[str, Any] = {
+        "kernel": platform.release(),
+        "rate": RATE,
+        "delay": DELAY,
+        "window": mice_plan.WINDOW,
+        "drain": mice_plan.DRAIN,
+        "sizes": {"alpha": SIZES.alpha, "low": SIZES.low, "high": SIZES.high, "mean": SIZES.mean()},
+        "vcpus": os.cpu_count(),
+        "runs": [],
+    }
+    with lab.chain(ROLES) as c:
+        g = Guest(c, moddir)
+        g.setup_links()
+        server = lab.FlowServer(g.server, PORT)
+        try:
+            for i, run in enumerate(runs):
+                t0 = time.monotonic()
+                try:
+                    doc["runs"].append(g.run(run))
+                except (RuntimeError, OSError, subprocess.CalledProcessError) as err:
+                    doc["runs"].append({**run.as_dict(), "error": str(err)})
+                print(f"run {i + 1}/{len(runs)} {run} {time.monotonic() - t0:.0f}s", flush=True)
+                out.write_text(json.dumps(doc))
+        finally:
+            server.close()
+            g.stop_ctrl()
+            for mod in ("qos_mod", "itm_mod"):
+                lab.sh("rmmod", mod, check=False)
+    return 0
+
+
+def data_file(kernel: str, quick: bool = False) -> Path:
+    """Where a kernel's results are kept: docs/data, or build/ for a --quick smoke check.
+
+    A smoke check must not replace the page's data (`--report` reads docs/data).
+    """
+    if quick:
+        return ROOT / "build" / f"mice_elephants-quick-{kernel}.json"
+    return DATA / f"mice_elephants-{kernel}.json"
+
+
+def host(args: argparse.Namespace, runs: list[Run]) -> int:
+    """Boot each kernel asked for, run the plan, keep its data; then the report."""
+    from bench import mice_report
+
+    chosen = vmbench.kernels(args.kernel)
+    if not chosen:
+        return vmbench.fail(f"no kernel {args.kernel!r} in kernels.txt")
+    bound = mice_plan.bound_seconds(runs)
+    print(f"{len(runs)} runs per kernel, at most {bound / 60:.0f} min per kernel", flush=True)
+    status = 0
+    for k in chosen:
+        t0 = time.monotonic()
+        try:
+            doc = vmbench.run_in_vm(k, "mice_elephants", args.guest_args, timeout=bound)
+        except RuntimeError as err:
+            status = vmbench.fail(str(err))
+            continue
+        doc.update(host_cpu=vmbench.cpu(), date=vmbench.today(), command=args.command,
+                   planned=len(runs),
+                   minutes=round((time.monotonic() - t0) / 60, 1))  # fmt: skip
+        path = data_file(k.name, args.quick)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc) + "\n")
+        print(f"results: {path}", flush=True)
+        print(mice_report.kernel_table(doc), flush=True)
+    if args.write and not args.quick:
+        mice_report.write()
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line."""
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--kernel", default="all", help="kernel of kernels.txt, or all")
+    p.add_argument(
+        "--quick", action="store_true", help="smoke check: 6.12, one seed, two loads, prio only"
+    )
+    p.add_argument("--loads", default=None, help="offered loads, comma-separated (0.6,0.8,0.95)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per load (2)")
+    p.add_argument("--cores", default=None, help="core treatments, comma-separated (prio,red)")
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="also thresholds 10/50/100, offloads on, at the top load",
+    )
+    p.add_argument(
+        "--write",
+        action="store_true",
+        help="update docs/ (not with --quick: its data goes to build/)",
+    )
+    p.add_argument("--report", action="store_true", help="only rewrite the docs from docs/data")
+    p.add_argument("--guest", metavar="MODDIR", help=argparse.SUPPRESS)
+    p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--plan", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.guest:
+        runs = [Run(**r) for r in json.loads(args.plan)]
+        return guest(Path(args.guest), args.out, runs)
+    if args.report:
+        from bench import mice_report
+
+        mice_report.write()
+        return 0
+    if args.quick and args.kernel == "all":
+        args.kernel = "6.12"
+    loads = tuple(float(x) for x in args.loads.split(",")) if args.loads else (
+        (0.6, 0.95) if args.quick else mice_plan.LOADS
+    )  # fmt: skip
+    seeds = tuple(range(1, (args.seeds or (1 if args.quick else len(mice_plan.SEEDS))) + 1))
+    cores = (
+        tuple(args.cores.split(","))
+        if args.cores
+        else (("prio",) if args.quick else mice_plan.CORES)
+    )
+    runs = mice_plan.plan(loads, seeds, cores, sweep_load=max(loads) if args.sweep else None)
+    plan_json = json.dumps([r.as_dict() for r in runs], separators=(",", ":"))
+    args.guest_args = f"--plan '{plan_json}'"
+    args.command = "python -m bench.mice_elephants " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
+    return host(args, runs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

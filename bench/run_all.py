@@ -1,0 +1,93 @@
+"""Run every benchmark of the project, one after another, and rewrite docs/benchmarks.md.
+
+Each benchmark is its own module under bench/ with a ``--write`` that replaces
+its section of docs/benchmarks.md (bench/vmbench.py ``write_section``); this
+runner only calls them in order, records the command, date and machine at the
+top of the page, and says which ones failed.
+
+    .venv/bin/python -m bench.run_all [--only NAME,...] [--list]
+
+(`make bench` runs it.)  A new benchmark joins by adding a line to BENCHMARKS;
+the itmRoute benchmark (failover and probe overhead) goes in as
+``Benchmark("itmroute", "bench.itmroute", (...), minutes)`` when it lands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from bench import mice_plan, vmbench
+from itmtool.matrix import read_matrix
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One benchmark: its name, its module, the arguments of a full run, and its time bound."""
+
+    name: str
+    module: str
+    args: tuple[str, ...]
+    minutes: int
+
+    def command(self) -> list[str]:
+        """The command line that reruns it and rewrites its section."""
+        return [sys.executable, "-m", self.module, *self.args, "--write"]
+
+
+#: every benchmark of the project, in the order of the page (add bench.itmroute here)
+BENCHMARKS = (
+    Benchmark("itm_dispatch", "bench.itm_dispatch", ("--kernel", "all"), 6),
+    Benchmark("qos_cost", "bench.qos_cost", ("--kernel", "all"), 10),
+    Benchmark("libitm_queue", "bench.libitm_queue", (), 10),
+    Benchmark(
+        "mice_elephants",
+        "bench.mice_elephants",
+        ("--kernel", "all"),
+        math.ceil(len(read_matrix()) * mice_plan.bound_seconds(mice_plan.plan()) / 60),
+    ),
+)
+
+HEADER = "run_all"
+
+
+def header(ran: list[str], failed: list[str], minutes: float) -> list[str]:
+    """The page's record of the last full run."""
+    lines = [
+        f"`python -m bench.run_all` (`make bench`) ran {', '.join(ran) or 'nothing'} on"
+        f" {vmbench.today()} on a {vmbench.cpu()} host in {minutes:.0f} min"
+        f" (bound: {sum(b.minutes for b in BENCHMARKS)} min for all of them).",
+    ]
+    if failed:
+        lines.append(f"Failed, so their sections are older: {', '.join(failed)}.")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line."""
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--only", help="comma-separated names of benchmarks to run")
+    ap.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    args = ap.parse_args(argv)
+    chosen = [b for b in BENCHMARKS if not args.only or b.name in args.only.split(",")]
+    if args.list or not chosen:
+        for b in BENCHMARKS:
+            print(f"{b.name:16} {' '.join(b.command()[1:])}  (at most {b.minutes} min)")
+        return 0 if chosen else 2
+    t0 = time.monotonic()
+    failed = []
+    for b in chosen:
+        print(f"== {b.name}: {' '.join(b.command()[1:])}", flush=True)
+        if subprocess.run(b.command(), check=False).returncode:
+            failed.append(b.name)
+    ran = [b.name for b in chosen]
+    vmbench.write_section(HEADER, "Last run", header(ran, failed, (time.monotonic() - t0) / 60))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The mice-elephants experiment's pure logic: traces, plan, marking rules, statistics, tables."""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import mice_capture, mice_elephants, mice_plan, mice_report, mice_stats
+from bench.mice_trace import MSS, Sizes, arrival_rate, is_short, offered_load, trace
+from libitm.pcap import LINKTYPE_ETHERNET, PcapWriter
+
+
+def test_bounded_pareto_mean_matches_samples_and_bounds() -> None:
+    s = Sizes()
+    rng = random.Random(3)
+    xs = [s.draw(rng) for _ in range(100_000)]
+    assert min(xs) >= s.low and max(xs) <= s.high
+    assert statistics.fmean(xs) == pytest.approx(s.mean(), rel=0.05)
+    # heavy-tailed: most flows are mice, most bytes are in elephants
+    short = [x for x in xs if is_short(x)]
+    assert len(short) / len(xs) > 0.7
+    assert sum(short) / sum(xs) < 0.5
+
+
+def test_trace_is_seeded_and_offers_the_load() -> None:
+    s = Sizes()
+    a = trace(1, 0.8, 4e6, 12.0, s)
+    assert a == trace(1, 0.8, 4e6, 12.0, s)
+    assert a != trace(2, 0.8, 4e6, 12.0, s)
+    assert all(0 <= f.start < 12.0 for f in a)
+    assert [f.start for f in a] == sorted(f.start for f in a)
+    # Poisson: the count over many long windows averages the rate
+    lam = arrival_rate(0.8, 4e6, s)
+    counts = [len(trace(seed, 0.8, 4e6, 100.0, s)) for seed in range(20)]
+    assert statistics.fmean(counts) == pytest.approx(lam * 100, rel=0.05)
+    loads = [offered_load(trace(seed, 0.8, 4e6, 200.0, s), 4e6, 200.0) for seed in range(20)]
+    assert statistics.fmean(loads) == pytest.approx(0.8, rel=0.15)
+
+
+def test_short_is_at_most_twenty_segments() -> None:
+    assert is_short(20 * MSS) and not is_short(20 * MSS + 1)
+
+
+def test_plan_interleaves_schemes_and_bounds_time() -> None:
+    runs = mice_plan.plan((0.6, 0.95), (1, 2), ("prio", "red"))
+    assert len(runs) == 2 * 2 * 2 * 4
+    assert [r.scheme for r in runs[:4]] == list(mice_plan.SCHEMES)
+    assert len({(r.core, r.load, r.seed) for r in runs}) == 8
+    sweep = mice_plan.plan((0.6, 0.95), (1,), ("prio",), sweep_load=0.95)
+    extra = [r for r in sweep if r.part == "sweep"]
+    assert sorted(r.threshold for r in extra if not r.offloads) == [10, 50, 100]
+    assert {r.scheme for r in extra if r.offloads} == {"none", "qos_mod"}
+    assert mice_plan.bound_seconds(runs) == mice_plan.BOOT + 32 * (
+        mice_plan.WINDOW + mice_plan.DRAIN + mice_plan.OVERHEAD
+    )
+    # the quick path stays a smoke check of a few minutes
+    quick = mice_plan.plan((0.6, 0.95), (1,), ("prio",))
+    assert mice_plan.bound_seconds(quick) < 11 * 60
+
+
+def test_each_scheme_is_checked_against_its_own_rule() -> None:
+    # flags: bit 0 marked, bit 1 FIN; a flow of 24 packets, threshold 20, FIN last
+    nft = bytes([1] * 20 + [0] * 3 + [3])
+    qos = bytes([0] + [1] * 19 + [0] * 3 + [3])
+    assert mice_stats.mismatches("nft", nft, 20) == 0
+    assert mice_stats.mismatches("qos_mod", qos, 20) == 0
+    assert mice_stats.mismatches("qos_ctrl", qos, 20) == 0
+    assert mice_stats.mismatches("qos_mod", nft, 20) == 1  # the SYN
+    assert mice_stats.mismatches("none", bytes([0, 0, 2]), 20) == 0
+    assert mice_stats.mismatches("none", qos, 20) == 20
+
+
+def _run(scheme: str, times: list[float], seed: int = 1, **extra: Any) -> dict[str, Any]:
+    sizes = [10_000, 20_000, 500_000, 1_000_000]
+    flows = [[sz, s, sz, 10, 5, 0, []] for sz, s in zip(sizes, times, strict=True)]
+    return {"scheme": scheme, "core": "prio", "load": 0.95, "seed": seed, "part": "main",
+            "threshold": 20, "offloads": False, "offered": 0.9, "flows": flows,
+            "utilisation": 0.97, "cpu_idle": 0.5, **extra}  # fmt: skip
+
+
+def test_summary_separates_mice_and_elephants() -> None:
+    s = mice_stats.summary(_run("qos_mod", [0.1, 0.3, 2.0, 4.0]))
+    assert s["short_mean"] == pytest.approx(200)
+    assert s["short_p99"] == pytest.approx(298)
+    assert s["long_mbps"] == pytest.approx(2.0)  # 500 kB in 2 s, 1 MB in 4 s
+    assert s["agreement"] == 1.0 and s["marked"] == 0.5
+    cut = _run("none", [0.1, -1.0, 2.0, 4.0])
+    cut["flows"][3][2] = 500_000  # cut at the deadline: goodput of what it sent
+    s = mice_stats.summary(cut)
+    assert s["short_mean"] == pytest.approx(100) and s["short_done"] == 0.5
+    assert s["long_done"] == 0.5 and s["long_mbps"] == pytest.approx((2.0 + 1.0) / 2)
+    assert math.isnan(mice_stats.percentile([], 50))
+
+
+def test_paired_difference_tells_equal_from_different() -> None:
+    a = [_run("qos_mod", [0.1, 0.3, 2, 4]), _run("qos_mod", [0.2, 0.2, 2, 4], seed=2)]
+    same = [_run("nft", [0.11, 0.29, 2, 4]), _run("nft", [0.19, 0.21, 2, 4], seed=2)]
+    mean, lo, hi, n = mice_stats.paired_short_diff(same, a)
+    assert n == 4 and lo <= 0 <= hi and abs(mean) < 1
+    slower = [_run("nft", [0.5, 0.7, 2, 4]), _run("nft", [0.6, 0.65, 2, 4], seed=2)]
+    mean, lo, hi, n = mice_stats.paired_short_diff(slower, a)
+    assert lo > 0 and mean == pytest.approx(412.5)
+
+
+def test_tables_compare_with_no_marking() -> None:
+    doc = {
+        "kernel": "6.12.0-test",
+        "runs": [
+            _run("none", [0.4, 0.6, 2, 4]),
+            _run("qos_mod", [0.1, 0.3, 2, 4]),
+            _run("nft", [0.1, 0.3, 2, 4]),
+            _run("qos_ctrl", [0.1, 0.3, 2, 4], ctrl_cpu=2.0, seconds=20.0),
+            {"scheme": "nft", "core": "red", "load": 0.6, "seed": 1, "part": "main", "error": "x"},
+        ],
+    }
+    table = mice_report.kernel_table(doc)
+    assert "| prio | 0.95 | qos_mod | 0.90 | 200 | 0.40 |" in table
+    assert "Runs that failed (1)" in table
+    pairs = mice_report.pair_table(doc)
+    # 2 CPU seconds in a 20 s run, over 40 packets
+    assert "| prio | 0.95 | libitm qos_ctrl | +0 |" in pairs and "| 10% | 50000 |" in pairs
+    verdict = mice_report.verdict([doc])
+    assert "500 → 200 ms with qos_mod (lower on every seed, 1 seed(s))" in verdict[0]
+    assert "(within the 10% margin)" in verdict[0]
+
+
+def test_core_treatments_classify_every_packet() -> None:
+    red = mice_elephants.core_qdisc("red")
+    assert red[0].startswith("qdisc add dev l2 root handle 1: tbf rate 4mbit")
+    assert any("protocol all" in c and "flowid 10:2" in c for c in red)
+    assert mice_elephants.core_qdisc("prio")[-1].endswith("prio")
+
+
+def test_capture_reads_marks_and_fin_per_client_port(tmp_path: Path) -> None:
+    def frame(sport: int, dport: int, tos: int, tcp_flags: int) -> bytes:
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, tos, 40, 0, 0, 64, 6, 0, bytes(4), bytes(4))
+        tcp = struct.pack("!HHIIBBHHH", sport, dport, 0, 0, 0x50, tcp_flags, 0, 0, 0)
+        return bytes(14) + ip + tcp
+
+    pcap = tmp_path / "c.pcap"
+    with pcap.open("wb") as f:
+        w = PcapWriter(f, LINKTYPE_ETHERNET)
+        for i, (sport, dport, tos, fl) in enumerate(
+            [(40000, 7000, 0x00, 0x02), (40000, 7000, 0x10, 0x10), (7000, 40000, 0x10, 0x10),
+             (40001, 7000, 0x10, 0x11), (40000, 7000, 0x00, 0x11)]
+        ):  # fmt: skip
+            w.write_packet(float(i), frame(sport, dport, tos, fl))
+    got = mice_capture.flags_by_port(pcap, 7000)
+    assert got == {40000: bytearray([0, 1, 2]), 40001: bytearray([3])}
+
+
+def test_run_all_lists_every_benchmark_with_its_bound() -> None:
+    from bench import run_all
+
+    names = [b.name for b in run_all.BENCHMARKS]
+    assert names == ["itm_dispatch", "qos_cost", "libitm_queue", "mice_elephants"]
+    assert all(b.command()[-1] == "--write" and b.minutes > 0 for b in run_all.BENCHMARKS)
+    assert run_all.main(["--list"]) == 0
+    assert "Failed, so their sections are older: qos_cost." in run_all.header(
+        ["qos_cost"], ["qos_cost"], 3.0
+    )
+
+
+def test_a_quick_run_keeps_its_data_out_of_the_page() -> None:
+    assert mice_elephants.data_file("6.12").parent == mice_elephants.DATA
+    assert mice_elephants.DATA not in mice_elephants.data_file("6.12", quick=True).parents
