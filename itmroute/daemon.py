@@ -103,6 +103,7 @@ class Router:
             self.loop = ItmLoop(backend or cfg.backend, **opts)
             self._register()
         self._stop = False
+        self._started = False
         self._next_state = 0.0
         self._error_logs = 0
 
@@ -306,7 +307,8 @@ class Router:
     # ------------------------------------------------------------ running
     def start(self) -> None:
         """Install the capture (libitm rules or registration)."""
-        if self.loop is not None:
+        if self.loop is not None and not self._started:
+            self._started = True
             self.loop.start()
             for d, _ in self.dests:
                 log.info("serving %s (itm %s), tunnel mtu %d", d.prefix, d.itm, self.tunnel_mtu)

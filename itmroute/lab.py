@@ -1,0 +1,429 @@
+"""An emulated overlay in network namespaces, for the tests and the benchmark.
+
+::
+
+                 +---- R1 ----+
+                 +---- R2 ----+
+     [A] 10.77.100.1 ...     [D] 10.77.200.1      (overlay addresses, on lo)
+                 +---- Rn ----+
+     [A] -------- direct -------- [D]
+
+    A--D    A dev d   10.77.0.1/30     D dev a    10.77.0.2/30
+    A--Ri   A dev ri  10.77.i.1/30     Ri dev a   10.77.i.2/30
+    Ri--D   Ri dev d  10.77.1i.1/30    D dev ri   10.77.1i.2/30   (1i = 10 + i)
+
+A and D each run an itmroute daemon serving the other's /24; the relays run
+one with no destinations. Link delay and loss are netem qdiscs on both ends
+of a link (so a link of delay ``d`` adds ``2 d`` to a round trip); a cut
+black-holes a relay with iptables DROP rules in its namespace. Everything
+runs as root and traffic stays between the namespaces created here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import itertools
+import secrets
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import yaml
+
+from itmtool.lab import netns, sh
+
+from .config import Config, ProbeSettings, parse_config
+from .daemon import Router
+
+A_OVERLAY = "10.77.100.1"
+D_OVERLAY = "10.77.200.1"
+
+
+def _link_addrs(link: str) -> tuple[str, str]:
+    """The two ends' addresses of a link: ``d`` (A--D), ``r<i>a``, ``r<i>d``."""
+    if link == "d":
+        return "10.77.0.1", "10.77.0.2"
+    i = int(link[1:-1])
+    if link.endswith("a"):
+        return f"10.77.{i}.1", f"10.77.{i}.2"
+    return f"10.77.{10 + i}.1", f"10.77.{10 + i}.2"
+
+
+class Overlay:
+    """A, relays R1..Rn and D in namespaces ``<prefix>-a``, ``-r1``.., ``-d``."""
+
+    def __init__(self, prefix: str, relays: int = 4) -> None:
+        """Name the namespaces; :meth:`create` builds them."""
+        self.prefix = prefix
+        self.n = relays
+        self.a = f"{prefix}-a"
+        self.d = f"{prefix}-d"
+        self.relays = [f"{prefix}-r{i}" for i in range(1, relays + 1)]
+        self._threads: list[tuple[Router, threading.Thread]] = []
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._cuts: set[int] = set()
+
+    # ------------------------------------------------------------ topology
+    def links(self) -> list[tuple[str, str, str, str, str]]:
+        """``(link, ns1, dev1, ns2, dev2)`` of every link."""
+        out = [("d", self.a, "d", self.d, "a")]
+        for i, r in enumerate(self.relays, 1):
+            out.append((f"r{i}a", self.a, f"r{i}", r, "a"))
+            out.append((f"r{i}d", r, "d", self.d, f"r{i}"))
+        return out
+
+    def create(self) -> None:
+        """Namespaces, veth links, addresses, routes; rp_filter off."""
+        for ns in (self.a, self.d, *self.relays):
+            sh("ip", "netns", "add", ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+            for key in ("all", "default"):
+                sh("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv4.conf.{key}.rp_filter=0")
+        for link, ns1, dev1, ns2, dev2 in self.links():
+            a1, a2 = _link_addrs(link)
+            sh(
+                "ip",
+                "link",
+                "add",
+                "itmrt0",
+                "netns",
+                ns1,
+                "type",
+                "veth",
+                "peer",
+                "itmrt1",
+                "netns",
+                ns2,
+            )
+            for ns, old, dev, addr in ((ns1, "itmrt0", dev1, a1), (ns2, "itmrt1", dev2, a2)):
+                sh("ip", "-n", ns, "link", "set", "dev", old, "name", dev)
+                sh("ip", "-n", ns, "addr", "add", f"{addr}/30", "dev", dev)
+                sh("ip", "-n", ns, "link", "set", "dev", dev, "up")
+                sh("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv4.conf.{dev}.rp_filter=0")
+                for off in ("tso", "gso", "gro"):
+                    sh("ip", "netns", "exec", ns, "ethtool", "-K", dev, off, "off", check=False)
+        sh("ip", "-n", self.a, "addr", "add", f"{A_OVERLAY}/32", "dev", "lo")
+        sh("ip", "-n", self.d, "addr", "add", f"{D_OVERLAY}/32", "dev", "lo")
+        sh(
+            "ip",
+            "-n",
+            self.a,
+            "route",
+            "add",
+            "10.77.200.0/24",
+            "via",
+            "10.77.0.2",
+            "src",
+            A_OVERLAY,
+        )
+        sh(
+            "ip",
+            "-n",
+            self.d,
+            "route",
+            "add",
+            "10.77.100.0/24",
+            "via",
+            "10.77.0.1",
+            "src",
+            D_OVERLAY,
+        )
+        for i, r in enumerate(self.relays, 1):
+            sh("ip", "-n", r, "route", "add", "10.77.200.0/24", "via", f"10.77.{10 + i}.2")
+            sh("ip", "-n", r, "route", "add", "10.77.100.0/24", "via", f"10.77.{i}.1")
+
+    def destroy(self) -> None:
+        """Stop every daemon, delete every namespace (also after a failure)."""
+        self.stop_daemons()
+        for ns in (self.a, self.d, *self.relays):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+
+    def set_link(
+        self, link: str, delay_ms: float, loss: float = 0.0, jitter_ms: float = 0.0
+    ) -> None:
+        """netem on both ends of ``link``: one-way ``delay_ms`` (± jitter), ``loss`` in %."""
+        for name, ns1, dev1, ns2, dev2 in self.links():
+            if name != link:
+                continue
+            for ns, dev in ((ns1, dev1), (ns2, dev2)):
+                args = ["delay", f"{delay_ms}ms"]
+                if jitter_ms:
+                    args += [f"{jitter_ms}ms", "distribution", "normal"]
+                if loss:
+                    args += ["loss", f"{loss}%"]
+                sh(
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns,
+                    "tc",
+                    "qdisc",
+                    "replace",
+                    "dev",
+                    dev,
+                    "root",
+                    "netem",
+                    *args,
+                    "limit",
+                    "10000",
+                )
+            return
+        raise KeyError(link)
+
+    def set_path(self, relay: int, rtt_ms: float, loss: float = 0.0) -> None:
+        """Make the path through relay ``relay`` (0: direct) have round trip ``rtt_ms``."""
+        if relay == 0:
+            self.set_link("d", rtt_ms / 2, loss)
+        else:
+            self.set_link(f"r{relay}a", rtt_ms / 4, loss)
+            self.set_link(f"r{relay}d", rtt_ms / 4)
+
+    def cut(self, relay: int, on: bool = True) -> None:
+        """Black-hole relay ``relay`` (every packet in and out dropped), or heal it."""
+        ns = self.relays[relay - 1]
+        op = "-I" if on else "-D"
+        if on == (relay in self._cuts):
+            return
+        for chain in ("INPUT", "OUTPUT"):
+            sh("ip", "netns", "exec", ns, "iptables", op, chain, "-j", "DROP")
+        (self._cuts.add if on else self._cuts.discard)(relay)
+
+    # ------------------------------------------------------------ daemons
+    def config(self, node: str, probe: ProbeSettings | None = None) -> dict[str, object]:
+        """The YAML document of node ``a``, ``d`` or ``r<i>``."""
+        doc: dict[str, object] = {"name": f"{self.prefix}-{node}"}
+        if node == "a":
+            doc["address"] = A_OVERLAY
+            doc["neighbours"] = {f"r{i}": f"10.77.{i}.2" for i in range(1, self.n + 1)}
+            doc["destinations"] = [{"prefix": "10.77.200.0/24", "itm": D_OVERLAY}]
+        elif node == "d":
+            doc["address"] = D_OVERLAY
+            doc["neighbours"] = {f"r{i}": f"10.77.{10 + i}.1" for i in range(1, self.n + 1)}
+            doc["destinations"] = [{"prefix": "10.77.100.0/24", "itm": A_OVERLAY}]
+        else:
+            doc["address"] = f"10.77.{int(node[1:])}.2"
+        if probe is not None:
+            doc["probe"] = dataclasses.asdict(probe)
+        doc["backend"] = "nfqueue"
+        return doc
+
+    def ns_of(self, node: str) -> str:
+        """The namespace of node ``a``, ``d`` or ``r<i>``."""
+        if node in ("a", "d"):
+            return self.a if node == "a" else self.d
+        return self.relays[int(node[1:]) - 1]
+
+    def start_threads(self, nodes: list[str], probe: ProbeSettings | None = None) -> None:
+        """Run the daemons of ``nodes`` in threads of this process (each in its namespace)."""
+        for node in nodes:
+            cfg = parse_config(self.config(node, probe))
+            ns = (
+                self.a if node == "a" else self.d if node == "d" else self.relays[int(node[1:]) - 1]
+            )
+            ready = threading.Event()
+            box: list[Router] = []
+            errors: list[BaseException] = []
+
+            def body(
+                cfg: Config = cfg,
+                ns: str = ns,
+                ready: threading.Event = ready,
+                box: list[Router] = box,
+                errors: list[BaseException] = errors,
+            ) -> None:
+                try:
+                    with netns(ns):
+                        router = Router(cfg, backend_options={"queue_base": 4300})
+                        router.start()
+                        box.append(router)
+                        ready.set()
+                        router.run()
+                except BaseException as e:  # reported to the starter
+                    errors.append(e)
+                    ready.set()
+
+            th = threading.Thread(target=body, name=f"itmroute-{node}", daemon=True)
+            th.start()
+            ready.wait(60)
+            if errors or not box:
+                raise RuntimeError(f"itmroute {node} did not start: {errors}")
+            self._threads.append((box[0], th))
+
+    def router(self, node_ns: str) -> Router:
+        """The in-process daemon running in namespace ``node_ns``."""
+        for r, th in self._threads:
+            if th.name == f"itmroute-{node_ns}":
+                return r
+        raise KeyError(node_ns)
+
+    def start_process(
+        self, node: str, workdir: Path, probe: ProbeSettings | None = None
+    ) -> tuple[subprocess.Popen[bytes], Path]:
+        """Run ``itmroute run`` for ``node`` as its own process; returns it and its state file."""
+        ns = self.ns_of(node)
+        conf = workdir / f"{node}.yaml"
+        conf.write_text(yaml.safe_dump(self.config(node, probe)))
+        state = workdir / f"{node}.json"
+        state.unlink(missing_ok=True)
+        log = (workdir / f"{node}.log").open("ab")
+        proc = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                sys.executable,
+                "-m",
+                "itmroute",
+                "run",
+                "-c",
+                str(conf),
+                "--state",
+                str(state),
+            ],
+            stdout=log,
+            stderr=log,
+            cwd=str(Path(__file__).resolve().parents[1]),
+        )
+        log.close()
+        self._procs.append(proc)
+        return proc, state
+
+    def stop_daemons(self) -> None:
+        """Stop the threads and the processes started here."""
+        for r, _ in self._threads:
+            r.stop()
+        for _, th in self._threads:
+            th.join(10)
+        self._threads.clear()
+        for p in self._procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        self._procs.clear()
+
+
+@contextlib.contextmanager
+def overlay(prefix: str, relays: int = 4) -> Iterator[Overlay]:
+    """An :class:`Overlay`, removed afterwards whatever happens."""
+    ov = Overlay(prefix, relays)
+    try:
+        ov.create()
+        yield ov
+    finally:
+        ov.destroy()
+
+
+# ---------------------------------------------------------------- traffic
+class SeqStream:
+    """A UDP stream A -> D of sequence-numbered datagrams at ``rate`` per second."""
+
+    def __init__(self, ov: Overlay, rate: float = 100.0, port: int = 5300) -> None:
+        """Open both sockets (in their namespaces); :meth:`run` sends."""
+        with netns(ov.d):
+            self.rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.rx.bind((D_OVERLAY, port))
+        with netns(ov.a):
+            self.tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.rx.settimeout(0.2)
+        self.rate = rate
+        self.port = port
+        self.arrivals: list[tuple[int, float]] = []
+        self.sent = 0
+        self._stop = threading.Event()
+        self._rx_thread = threading.Thread(target=self._receive, daemon=True)
+        self._rx_thread.start()
+
+    def _receive(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.rx.recv(2048)
+            except (TimeoutError, OSError):
+                continue
+            if len(data) >= 4:
+                self.arrivals.append((struct.unpack_from(">I", data)[0], time.monotonic()))
+
+    def run(self, seconds: float, during: Callable[[float], None] | None = None) -> None:
+        """Send for ``seconds``; ``during(elapsed)`` is called between datagrams."""
+        start = time.monotonic()
+        period = 1.0 / self.rate
+        while True:
+            t = time.monotonic() - start
+            if t >= seconds:
+                break
+            with contextlib.suppress(OSError):
+                self.tx.sendto(struct.pack(">I", self.sent) + b"s" * 60, (D_OVERLAY, self.port))
+            self.sent += 1
+            if during is not None:
+                during(t)
+            time.sleep(max(0.0, start + self.sent * period - time.monotonic()))
+
+    def largest_gap(self, after: float = 0.0) -> float:
+        """The longest time between consecutive arrivals (after monotonic time ``after``)."""
+        times = sorted(t for _, t in self.arrivals if t >= after)
+        return max((b - a for a, b in itertools.pairwise(times)), default=float("inf"))
+
+    def close(self) -> None:
+        """Stop receiving, close the sockets."""
+        time.sleep(0.5)
+        self._stop.set()
+        self._rx_thread.join(2)
+        self.rx.close()
+        self.tx.close()
+
+
+def tcp_transfer(
+    ov: Overlay, nbytes: int, port: int, during: Callable[[], None], timeout: float = 60.0
+) -> tuple[str, str, str | None]:
+    """TCP A -> D of ``nbytes`` random bytes; ``during()`` runs a third of the way in.
+
+    Returns (sha256 sent, sha256 received, the client's error or None).
+    """
+    data = secrets.token_bytes(nbytes)
+    with netns(ov.d):
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with netns(ov.a):
+        cli = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    received = hashlib.sha256()
+    error: list[str] = []
+
+    def serve() -> None:
+        try:
+            conn, _ = srv.accept()
+            with conn:
+                conn.settimeout(timeout)
+                while chunk := conn.recv(65536):
+                    received.update(chunk)
+        except OSError as e:
+            error.append(f"server: {e}")
+
+    with srv, cli:
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind((D_OVERLAY, port))
+        srv.listen(1)
+        srv.settimeout(timeout)
+        th = threading.Thread(target=serve, daemon=True)
+        th.start()
+        cli.settimeout(timeout)
+        try:
+            cli.connect((D_OVERLAY, port))
+            third = nbytes // 3
+            cli.sendall(data[:third])
+            during()
+            cli.sendall(data[third:])
+            cli.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            error.append(f"client: {e}")
+        th.join(timeout)
+    return hashlib.sha256(data).hexdigest(), received.hexdigest(), "; ".join(error) or None
