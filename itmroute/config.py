@@ -44,14 +44,14 @@ class ProbeSettings:
     ``dead_after`` consecutive losses abandon a path; a first loss on the path
     in use (or traffic going out with nothing coming back) races probes over
     every path every ``race_interval`` for ``race_time``. A switch to a better
-    path needs its score (``srtt * (1 + loss_weight * loss)``) to be lower by
+    path needs its score (``srtt * (1 + loss_weight * max(0, loss - loss_floor))``) to be lower by
     ``margin`` (relative) and ``min_gain`` (absolute) at ``confirm``
     consecutive evaluations. A destination without traffic for ``idle_after``
     is not probed any more.
     """
 
     active_interval: float = 0.25
-    idle_interval: float = 2.0
+    idle_interval: float = 1.5
     retry_interval: float = 0.0  # 0: no separate retry schedule after a loss
     startup_interval: float = 0.1
     startup_time: float = 0.6
@@ -66,8 +66,10 @@ class ProbeSettings:
     min_gain: float = 0.002
     confirm: int = 3
     rtt_alpha: float = 0.2
-    loss_alpha: float = 0.1
-    loss_weight: float = 10.0
+    loss_alpha: float = 0.05
+    loss_weight: float = 12.0
+    loss_floor: float = 0.03
+    hot_time: float = 3.0
     idle_after: float = 60.0
     evaluate_interval: float = 0.05
 

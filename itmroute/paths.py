@@ -5,9 +5,11 @@ clock: :class:`DestState` says which paths to probe now (:meth:`due_probes`),
 takes the acknowledgements (:meth:`on_ack`), turns overdue probes into losses
 (:meth:`expire`) and decides (:meth:`evaluate`).
 
-* Score of a path: ``srtt * (1 + loss_weight * loss)``, with ``srtt`` and
-  ``loss`` exponentially smoothed; a path without an answer yet, or abandoned,
-  has no score.
+* Score of a path: ``srtt * (1 + loss_weight * max(0, loss - loss_floor))``,
+  with ``srtt`` and ``loss`` exponentially smoothed; a path without an answer
+  yet, or abandoned, has no score. A path whose last answer looks clearly
+  better than the path in use is probed as often as that one for ``hot_time``,
+  so that its smoothed RTT catches up quickly.
 * Start-up: for ``startup_time`` after the first packet every path is probed
   every ``startup_interval``; then the best score is taken outright.
 * Hysteresis: a better path is adopted only when its score beats the current
@@ -43,7 +45,9 @@ class PathState:
     lost: int = 0
     sent: int = 0
     last_ack: float = 0.0
+    last_rtt: float | None = None
     next_probe: float = 0.0
+    hot_until: float = -1e9  # probed like the path in use until then (a likely better path)
 
     def timeout(self, s: ProbeSettings) -> float:
         """How long a probe on this path may stay unanswered."""
@@ -60,7 +64,11 @@ class PathState:
         if not self.alive(s):
             return None
         assert self.srtt is not None
-        return self.srtt * (1 + s.loss_weight * self.loss)
+        return self.srtt * self.penalty(s)
+
+    def penalty(self, s: ProbeSettings) -> float:
+        """The loss factor of the score: ``1 + loss_weight * (loss - loss_floor)``."""
+        return 1 + s.loss_weight * max(0.0, self.loss - s.loss_floor)
 
     def reset(self) -> None:
         """Forget the measurements (the destination went idle)."""
@@ -68,6 +76,8 @@ class PathState:
         self.rttvar = 0.0
         self.loss = 0.0
         self.losses_in_row = 0
+        self.last_rtt = None
+        self.hot_until = -1e9
 
 
 @dataclass(frozen=True)
@@ -165,7 +175,9 @@ class DestState:
             return s.startup_interval
         if p.losses_in_row and s.retry_interval:
             return s.retry_interval
-        return s.active_interval if p.name == self.current else s.idle_interval
+        if p.name == self.current or now < p.hot_until:
+            return s.active_interval
+        return s.idle_interval
 
     def due_probes(self, now: float) -> list[tuple[int, PathState]]:
         """The probes to send now: ``(seq, path)``; each is recorded as in flight."""
@@ -198,6 +210,7 @@ class DestState:
             p.srtt += s.rtt_alpha * (rtt - p.srtt)
         p.loss *= 1 - s.loss_alpha
         p.losses_in_row = 0
+        p.last_rtt = rtt
         p.acks += 1
         p.last_ack = now
         return p
@@ -272,6 +285,16 @@ class DestState:
             return None
         cur_score = cur.score(s)
         assert cur_score is not None
+        for p in self.paths:  # a path whose last answer looks clearly better: probe it often
+            if (
+                p is not cur
+                and p.last_rtt is not None
+                and p.alive(s)
+                and p.last_rtt * p.penalty(s) < cur_score * (1 - s.margin)
+                and now >= p.hot_until
+            ):
+                p.hot_until = now + s.hot_time
+                p.next_probe = min(p.next_probe, now + s.active_interval)
         if (
             best is not None
             and best_score is not None
