@@ -79,8 +79,8 @@ def format_table(state: dict[str, Any]) -> str:
                 f"  {p['name']:<10} {p['via'] or '-':<16} {rtt:>8} {p['loss'] * 100:>6.1f} "
                 f"{'yes' if p['alive'] else 'no':<5} {'*' if p['name'] == d['current'] else ''}"
             )
-        for line in d["decisions"][-5:]:
-            lines.append(f"  decision: {line}")
+        for dec in d["decisions"][-5:]:
+            lines.append(f"  decision: {dec['line']}")
     c = state["counters"]
     lines.append("\n" + " ".join(f"{k}={v}" for k, v in c.items()))
     return "\n".join(lines)

@@ -62,6 +62,7 @@ class ProbeSettings:
     race_interval: float = 0.1
     race_time: float = 1.0
     stall_after: float = 0.3
+    stall_window: float = 3.0
     margin: float = 0.15
     min_gain: float = 0.002
     confirm: int = 3

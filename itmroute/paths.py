@@ -17,7 +17,8 @@ takes the acknowledgements (:meth:`on_ack`), turns overdue probes into losses
 * Abandonment: ``dead_after`` consecutive losses on the path in use switch at
   once to the best live path (the direct path when none is). The first loss on
   the path in use, or traffic going out with nothing coming back for
-  ``stall_after``, races probes over every path at once.
+  ``stall_after`` (but less than ``stall_window``: a flow that never answers is
+  not a stall), races probes over every path at once.
 """
 
 from __future__ import annotations
@@ -264,7 +265,9 @@ class DestState:
             s.race
             and self.started
             and self.last_in > self.activated
-            and self.last_out - self.last_in > max(s.stall_after, 3 * (self.current_path.srtt or 0))
+            and max(s.stall_after, 3 * (self.current_path.srtt or 0))
+            < self.last_out - self.last_in
+            < s.stall_window
             and now - self.last_out < s.stall_after
             and now - self.last_race > s.race_time
         ):
@@ -346,5 +349,9 @@ class DestState:
                 }
                 for p in self.paths
             ],
-            "decisions": [d.line() for d in list(self.decisions)[-10:]],
+            "activated": self.activated,
+            "decisions": [
+                {"t": d.time, "new": d.new, "reason": d.reason, "line": d.line()}
+                for d in list(self.decisions)[-20:]
+            ],
         }

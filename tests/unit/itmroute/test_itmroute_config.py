@@ -79,7 +79,15 @@ STATE = {
                 {"name": "r1", "via": "10.77.1.2", "rtt_ms": 20.5, "loss": 0.1, "alive": True},
                 {"name": "r2", "via": "10.77.2.2", "rtt_ms": None, "loss": 0.0, "alive": False},
             ],
-            "decisions": ["10.77.200.1: direct -> r1 (start) direct=40.0ms/0% r1=20.5ms/0%"],
+            "activated": 5.0,
+            "decisions": [
+                {
+                    "t": 5.6,
+                    "new": "r1",
+                    "reason": "start",
+                    "line": "10.77.200.1: direct -> r1 (start) direct=40.0ms/0% r1=20.5ms/0%",
+                }
+            ],
         }
     ],
 }
