@@ -16,7 +16,6 @@ import json
 import logging
 import signal
 import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +29,6 @@ STATE_DIR = Path("/run/itmroute")
 def state_path(name: str) -> Path:
     """Where the daemon called ``name`` writes its table."""
     return STATE_DIR / f"{name}.json"
-
-
-def _sigterm(signum: int, frame: types.FrameType | None) -> None:
-    raise SystemExit(128 + signum)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -52,7 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (OSError, BackendUnavailable) as e:
         print(f"itmroute: {e}", file=sys.stderr)
         return 1
-    signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGTERM, lambda signum, frame: router.stop())
     try:
         router.run(duration=args.duration)
     except KeyboardInterrupt:
