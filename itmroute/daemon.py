@@ -33,7 +33,7 @@ from libitm import Hook, Interest, ItmInfo, ItmLoop, Packet, Verdict
 
 from . import mtu, wire
 from .config import Config, Destination
-from .paths import Decision, DestState
+from .paths import DIRECT, Decision, DestState
 
 log = logging.getLogger("itmroute")
 
@@ -103,6 +103,7 @@ class Router:
             self.loop = ItmLoop(backend or cfg.backend, **opts)
             self._register()
         self._stop = False
+        self._forget = False
         self._started = False
         self._next_state = 0.0
         self._error_logs = 0
@@ -260,10 +261,20 @@ class Router:
                     c["acks_relayed"] += 1
 
     # ------------------------------------------------------------ timers
+    def forget(self) -> None:
+        """Make every destination idle at the next tick (its next packet starts afresh)."""
+        self._forget = True
+
     def tick(self) -> list[Decision]:
         """Expire probes, decide, send the probes that are due; returns the decisions."""
         now = self.clock()
         decisions = []
+        if self._forget:
+            self._forget = False
+            for _, st in self.dests:
+                st.active = False
+                st.current = DIRECT
+                st.in_flight.clear()
         for d, st in self.dests:
             st.expire(now)
             dec = st.evaluate(now)

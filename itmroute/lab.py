@@ -146,13 +146,14 @@ class Overlay:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
 
     def set_link(
-        self, link: str, delay_ms: float, loss: float = 0.0, jitter_ms: float = 0.0
+        self, link: str, delay_ms: float, loss: float = 0.0, jitter_ms: float = 0.0, ends: int = 2
     ) -> None:
-        """netem on both ends of ``link``: one-way ``delay_ms`` (± jitter), ``loss`` in %."""
+        """netem on both ends of ``link`` (``ends=1``: the first only): one-way
+        ``delay_ms`` (± jitter), ``loss`` in %."""
         for name, ns1, dev1, ns2, dev2 in self.links():
             if name != link:
                 continue
-            for ns, dev in ((ns1, dev1), (ns2, dev2)):
+            for ns, dev in ((ns1, dev1), (ns2, dev2))[:ends]:
                 args = ["delay", f"{delay_ms}ms"]
                 if jitter_ms:
                     args += [f"{jitter_ms}ms", "distribution", "normal"]
@@ -177,13 +178,23 @@ class Overlay:
             return
         raise KeyError(link)
 
-    def set_path(self, relay: int, rtt_ms: float, loss: float = 0.0) -> None:
-        """Make the path through relay ``relay`` (0: direct) have round trip ``rtt_ms``."""
+    def set_path(
+        self, relay: int, rtt_ms: float, loss: float = 0.0, jitter_ms: float = 0.0
+    ) -> None:
+        """Make the path through relay ``relay`` (0: direct) have round trip ``rtt_ms``.
+
+        ``loss`` (%) is applied once, on A's side of the path's first link (A to
+        the relay, or A to D), ``jitter_ms`` on every link end.
+        """
         if relay == 0:
-            self.set_link("d", rtt_ms / 2, loss)
+            self.set_link("d", rtt_ms / 2, jitter_ms=jitter_ms)
         else:
-            self.set_link(f"r{relay}a", rtt_ms / 4, loss)
-            self.set_link(f"r{relay}d", rtt_ms / 4)
+            self.set_link(f"r{relay}a", rtt_ms / 4, jitter_ms=jitter_ms)
+            self.set_link(f"r{relay}d", rtt_ms / 4, jitter_ms=jitter_ms)
+        if loss:
+            first = "d" if relay == 0 else f"r{relay}a"
+            delay = rtt_ms / 2 if relay == 0 else rtt_ms / 4
+            self.set_link(first, delay, loss, jitter_ms, ends=1)
 
     def cut(self, relay: int, on: bool = True) -> None:
         """Black-hole relay ``relay`` (every packet in and out dropped), or heal it."""
