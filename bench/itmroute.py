@@ -116,9 +116,12 @@ class Bench:
 
 
 class Trickle:
-    """``rate`` datagrams a second A -> D (a port nobody listens on)."""
+    """``rate`` datagrams a second A -> D (to a socket that takes them silently)."""
 
     def __init__(self, ov: Overlay, rate: float = 20.0) -> None:
+        with netns(ov.d):
+            self.sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sink.bind((D_OVERLAY, 9))
         with netns(ov.a):
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.rate = rate
@@ -139,6 +142,7 @@ class Trickle:
         self._stop.set()
         self._th.join(2)
         self.sock.close()
+        self.sink.close()
 
 
 def delay_set(rng: random.Random) -> list[float]:

@@ -60,9 +60,11 @@ class ProbeSettings:
     dead_after: int = 2
     race: bool = True
     race_interval: float = 0.1
-    race_time: float = 1.0
+    race_time: float = 0.3
     stall_after: float = 0.3
     stall_window: float = 3.0
+    stall_holdoff: float = 2.0
+    stall_max: float = 60.0
     margin: float = 0.15
     min_gain: float = 0.002
     confirm: int = 3

@@ -18,7 +18,9 @@ takes the acknowledgements (:meth:`on_ack`), turns overdue probes into losses
   once to the best live path (the direct path when none is). The first loss on
   the path in use, or traffic going out with nothing coming back for
   ``stall_after`` (but less than ``stall_window``: a flow that never answers is
-  not a stall), races probes over every path at once.
+  not a stall), races probes over every path at once; stall races back off
+  (``stall_holdoff`` doubling up to ``stall_max``) until the path in use loses
+  a probe.
 """
 
 from __future__ import annotations
@@ -117,6 +119,7 @@ class DestState:
     last_in: float = -1e9
     race_until: float = -1e9
     last_race: float = -1e9
+    stall_holdoff: float = 0.0
     next_eval: float = 0.0
     candidate: str | None = None
     confirmed: int = 0
@@ -231,6 +234,7 @@ class DestState:
                 if s.retry_interval and p.losses_in_row < s.dead_after:
                     p.next_probe = min(p.next_probe, now + s.retry_interval)
         if lost and s.race and any(p.name == self.current for p in lost):
+            self.stall_holdoff = 0.0
             self.start_race(now)
         return lost
 
@@ -269,8 +273,11 @@ class DestState:
             < self.last_out - self.last_in
             < s.stall_window
             and now - self.last_out < s.stall_after
-            and now - self.last_race > s.race_time
+            and now - self.last_race > self.stall_holdoff
         ):
+            # a stall whose race finds the path in use healthy is the application's
+            # silence: wait twice as long before the next one
+            self.stall_holdoff = min(2 * max(self.stall_holdoff, s.stall_holdoff), s.stall_max)
             self.start_race(now)
         best, best_score = self.best()
         if not self.started:
@@ -294,6 +301,7 @@ class DestState:
                 and p.last_rtt is not None
                 and p.alive(s)
                 and p.last_rtt * p.penalty(s) < cur_score * (1 - s.margin)
+                and cur_score - p.last_rtt * p.penalty(s) >= s.min_gain
                 and now >= p.hot_until
             ):
                 p.hot_until = now + s.hot_time
