@@ -39,12 +39,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import platform
 import random
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -55,31 +53,13 @@ from typing import Any
 from bench import vmbench
 from itmroute import ProbeSettings
 from itmroute.daemon import Router
-from itmroute.lab import D_OVERLAY, Overlay, SeqStream, overlay
+from itmroute.lab import D_OVERLAY, Overlay, SeqStream, load_stock_modules, overlay
 from itmtool.lab import netns, sh
 from itmtool.matrix import ROOT
 
 ROUTE_DOC = ROOT / "docs" / "itmroute.md"
-STOCK = (
-    "kernel/net/netfilter/nfnetlink",
-    "kernel/net/netfilter/nfnetlink_queue",
-    "kernel/drivers/net/veth",
-    "kernel/net/sched/sch_netem",
-)
 PROBE_WIRE = 44 + 14  # an itmRoute probe or ack: IP + UDP + 16 bytes, Ethernet framed
 NAMES = ("direct", "r1", "r2", "r3", "r4")
-
-
-def load_stock() -> None:
-    """veth, nfnetlink_queue, netem by path."""
-    base = Path("/lib/modules", os.uname().release)
-    for rel in STOCK:
-        for ext in (".ko", ".ko.xz", ".ko.zst"):
-            if (base / (rel + ext)).exists():
-                subprocess.run(
-                    ["insmod", str(base / (rel + ext))], capture_output=True, check=False
-                )
-                break
 
 
 @dataclass
@@ -388,7 +368,7 @@ def forwarding(b: Bench, seconds: float = 5.0) -> dict[str, Any]:
 
 def guest(out: Path, iterations: int, ron_cuts: int, flap_seconds: float) -> int:
     """Inside the VM: every measurement, itmRoute's settings then RON's."""
-    load_stock()
+    load_stock_modules()
     rng = random.Random(2026)
     doc: dict[str, Any] = {"kernel": platform.release(), "iterations": iterations}
     with overlay("itmb-rt", 4) as ov:

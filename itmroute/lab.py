@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import hashlib
 import itertools
+import os
 import secrets
 import socket
 import struct
@@ -42,7 +43,33 @@ from itmtool.lab import netns, sh
 from .config import Config, ProbeSettings, parse_config
 from .daemon import Router
 
+#: the stock modules the overlay needs, by path under /lib/modules/RELEASE
+STOCK_MODULES = (
+    "kernel/net/netfilter/nfnetlink",
+    "kernel/net/netfilter/nfnetlink_queue",
+    "kernel/drivers/net/veth",
+    "kernel/net/sched/sch_netem",
+)
 A_OVERLAY = "10.77.100.1"
+
+
+def load_stock_modules() -> None:
+    """insmod veth, nfnetlink_queue and netem by path when they are not built in.
+
+    In the VM the guest reads the host's module index through 9p, and modprobe
+    fails when the host rewrites it meanwhile; a path needs no index. On a
+    kernel without them as modules (this machine's) nothing is done.
+    """
+    base = Path("/lib/modules", os.uname().release)
+    for rel in STOCK_MODULES:
+        for ext in (".ko", ".ko.xz", ".ko.zst"):
+            if (base / (rel + ext)).exists():
+                subprocess.run(
+                    ["insmod", str(base / (rel + ext))], capture_output=True, check=False
+                )
+                break
+
+
 D_OVERLAY = "10.77.200.1"
 
 

@@ -34,31 +34,19 @@ from typing import Any
 
 import pytest
 
-from itmroute.lab import D_OVERLAY, Overlay, SeqStream, overlay, tcp_transfer
+from itmroute.lab import (
+    D_OVERLAY,
+    Overlay,
+    SeqStream,
+    load_stock_modules,
+    overlay,
+    tcp_transfer,
+)
 from itmtool.lab import netns
 from tests.kernel import kit
 
-STOCK = (
-    "kernel/net/netfilter/nfnetlink",
-    "kernel/net/netfilter/nfnetlink_queue",
-    "kernel/drivers/net/veth",
-    "kernel/net/sched/sch_netem",
-)
 #: round trips (ms) of the direct path and the paths through R1..R4
 FIRST = (40, 64, 24, 52, 72)
-
-
-def load_stock() -> None:
-    """veth, nfnetlink_queue and netem by path (the guest's modprobe index may move)."""
-    base = Path("/lib/modules", os.uname().release)
-    for rel in STOCK:
-        name = rel.rsplit("/", 1)[1]
-        if kit.loaded(name):
-            continue
-        for ext in (".ko", ".ko.xz", ".ko.zst"):
-            if (base / (rel + ext)).exists():
-                kit.sh("insmod", str(base / (rel + ext)), check=False)
-                break
 
 
 class Keepalive:
@@ -125,7 +113,7 @@ def set_paths(ov: Overlay, rtts: tuple[int, ...]) -> None:
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    load_stock()
+    load_stock_modules()
     work = Path(tempfile.mkdtemp(prefix="itmroute-"))
     with overlay("itmr-rt", 4) as ov:
         set_paths(ov, FIRST)
