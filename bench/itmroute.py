@@ -85,8 +85,7 @@ class Bench:
         return self.a.dests[0][1]
 
     def set_rtts(self, rtts: list[float], jitter: float = 0.0) -> None:
-        for i, rtt in enumerate(rtts):
-            self.ov.set_path(i, rtt, jitter_ms=jitter)
+        self.ov.set_paths({i: (rtt, 0.0, jitter) for i, rtt in enumerate(rtts)})
 
     def forget(self) -> None:
         """A and D start afresh at their next packet."""

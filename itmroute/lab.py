@@ -38,7 +38,7 @@ from pathlib import Path
 
 import yaml
 
-from itmtool.lab import netns, sh
+from itmtool.lab import netns
 
 from .config import Config, ProbeSettings, parse_config
 from .daemon import Router
@@ -51,6 +51,13 @@ STOCK_MODULES = (
     "kernel/net/sched/sch_netem",
 )
 A_OVERLAY = "10.77.100.1"
+
+
+def _batch(cmd: list[str], lines: list[str]) -> None:
+    """Run ``cmd`` (an ``ip``/``tc`` ``-batch -``) on ``lines``; raise when it fails."""
+    proc = subprocess.run(cmd, input="\n".join(lines) + "\n", capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)}: exit {proc.returncode}: {proc.stderr.strip()}")
 
 
 def load_stock_modules() -> None:
@@ -107,130 +114,90 @@ class Overlay:
         return out
 
     def create(self) -> None:
-        """Namespaces, veth links, addresses, routes; rp_filter off."""
-        for ns in (self.a, self.d, *self.relays):
-            sh("ip", "netns", "add", ns)
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-            for key in ("all", "default"):
-                sh("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv4.conf.{key}.rp_filter=0")
+        """Namespaces, veth links, addresses, routes; rp_filter off.
+
+        A few ``ip -batch`` runs and in-process sysctl writes: a command costs
+        a second or more in a loaded emulated guest.
+        """
+        nss = (self.a, self.d, *self.relays)
+        root = [f"netns add {ns}" for ns in nss]
+        per_ns: dict[str, list[str]] = {ns: ["link set dev lo up"] for ns in nss}
+        devs: dict[str, list[str]] = {ns: [] for ns in nss}
         for link, ns1, dev1, ns2, dev2 in self.links():
-            a1, a2 = _link_addrs(link)
-            sh(
-                "ip",
-                "link",
-                "add",
-                "itmrt0",
-                "netns",
-                ns1,
-                "type",
-                "veth",
-                "peer",
-                "itmrt1",
-                "netns",
-                ns2,
-            )
-            for ns, old, dev, addr in ((ns1, "itmrt0", dev1, a1), (ns2, "itmrt1", dev2, a2)):
-                sh("ip", "-n", ns, "link", "set", "dev", old, "name", dev)
-                sh("ip", "-n", ns, "addr", "add", f"{addr}/30", "dev", dev)
-                sh("ip", "-n", ns, "link", "set", "dev", dev, "up")
-                sh("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv4.conf.{dev}.rp_filter=0")
-                for off in ("tso", "gso", "gro"):
-                    sh("ip", "netns", "exec", ns, "ethtool", "-K", dev, off, "off", check=False)
-        sh("ip", "-n", self.a, "addr", "add", f"{A_OVERLAY}/32", "dev", "lo")
-        sh("ip", "-n", self.d, "addr", "add", f"{D_OVERLAY}/32", "dev", "lo")
-        sh(
-            "ip",
-            "-n",
-            self.a,
-            "route",
-            "add",
-            "10.77.200.0/24",
-            "via",
-            "10.77.0.2",
-            "src",
-            A_OVERLAY,
-        )
-        sh(
-            "ip",
-            "-n",
-            self.d,
-            "route",
-            "add",
-            "10.77.100.0/24",
-            "via",
-            "10.77.0.1",
-            "src",
-            D_OVERLAY,
-        )
+            root.append(f"link add name {dev1} netns {ns1} type veth peer name {dev2} netns {ns2}")
+            for ns, dev, addr in zip((ns1, ns2), (dev1, dev2), _link_addrs(link), strict=True):
+                per_ns[ns] += [f"addr add {addr}/30 dev {dev}", f"link set dev {dev} up"]
+                devs[ns].append(dev)
+        per_ns[self.a] += [
+            f"addr add {A_OVERLAY}/32 dev lo",
+            f"route add 10.77.200.0/24 via 10.77.0.2 src {A_OVERLAY}",
+        ]
+        per_ns[self.d] += [
+            f"addr add {D_OVERLAY}/32 dev lo",
+            f"route add 10.77.100.0/24 via 10.77.0.1 src {D_OVERLAY}",
+        ]
         for i, r in enumerate(self.relays, 1):
-            sh("ip", "-n", r, "route", "add", "10.77.200.0/24", "via", f"10.77.{10 + i}.2")
-            sh("ip", "-n", r, "route", "add", "10.77.100.0/24", "via", f"10.77.{i}.1")
+            per_ns[r] += [
+                f"route add 10.77.200.0/24 via 10.77.{10 + i}.2",
+                f"route add 10.77.100.0/24 via 10.77.{i}.1",
+            ]
+        _batch(["ip", "-batch", "-"], root)
+        for ns in nss:
+            with netns(ns):
+                for key in ("all", "default", *devs[ns]):
+                    Path(f"/proc/sys/net/ipv4/conf/{key}/rp_filter").write_text("0")
+            _batch(["ip", "-n", ns, "-batch", "-"], per_ns[ns])
 
     def destroy(self) -> None:
         """Stop every daemon, delete every namespace (also after a failure)."""
         self.stop_daemons()
-        for ns in (self.a, self.d, *self.relays):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+        lines = [f"netns del {ns}" for ns in (self.a, self.d, *self.relays)]
+        subprocess.run(
+            ["ip", "-force", "-batch", "-"], input="\n".join(lines) + "\n", text=True,
+            capture_output=True, check=False,
+        )  # fmt: skip
 
-    def set_link(
-        self, link: str, delay_ms: float, loss: float = 0.0, jitter_ms: float = 0.0, ends: int = 2
-    ) -> None:
-        """netem on both ends of ``link`` (``ends=1``: the first only): one-way
-        ``delay_ms`` (± jitter), ``loss`` in %."""
-        for name, ns1, dev1, ns2, dev2 in self.links():
-            if name != link:
-                continue
-            for ns, dev in ((ns1, dev1), (ns2, dev2))[:ends]:
-                args = ["delay", f"{delay_ms}ms"]
-                if jitter_ms:
-                    args += [f"{jitter_ms}ms", "distribution", "normal"]
-                if loss:
-                    args += ["loss", f"{loss}%"]
-                sh(
-                    "ip",
-                    "netns",
-                    "exec",
-                    ns,
-                    "tc",
-                    "qdisc",
-                    "replace",
-                    "dev",
-                    dev,
-                    "root",
-                    "netem",
-                    *args,
-                    "limit",
-                    "10000",
+    def _ends(self, relay: int) -> list[tuple[str, str, int]]:
+        """``(namespace, device, share of the round trip)`` of every link end of a path;
+        the first is A's."""
+        if relay == 0:
+            return [(self.a, "d", 2), (self.d, "a", 2)]
+        r = self.relays[relay - 1]
+        return [(self.a, f"r{relay}", 4), (r, "a", 4), (r, "d", 4), (self.d, f"r{relay}", 4)]
+
+    def set_paths(self, paths: dict[int, tuple[float, float, float]]) -> None:
+        """netem for several paths at once: relay (0: direct) -> (rtt ms, loss %, jitter ms).
+
+        The round trip is split evenly over the path's link ends; the loss is
+        applied once, leaving A; the jitter (normal) on every end.
+        """
+        lines: dict[str, list[str]] = {}
+        for relay, (rtt, loss, jitter) in paths.items():
+            for i, (ns, dev, share) in enumerate(self._ends(relay)):
+                args = f"delay {rtt / share:.3f}ms"
+                if jitter:
+                    args += f" {jitter}ms distribution normal"
+                if loss and i == 0:
+                    args += f" loss {loss}%"
+                lines.setdefault(ns, []).append(
+                    f"qdisc replace dev {dev} root netem {args} limit 10000"
                 )
-            return
-        raise KeyError(link)
+        for ns, batch in lines.items():
+            _batch(["tc", "-n", ns, "-batch", "-"], batch)
 
     def set_path(
         self, relay: int, rtt_ms: float, loss: float = 0.0, jitter_ms: float = 0.0
     ) -> None:
-        """Make the path through relay ``relay`` (0: direct) have round trip ``rtt_ms``.
-
-        ``loss`` (%) is applied once, on A's side of the path's first link (A to
-        the relay, or A to D), ``jitter_ms`` on every link end.
-        """
-        if relay == 0:
-            self.set_link("d", rtt_ms / 2, jitter_ms=jitter_ms)
-        else:
-            self.set_link(f"r{relay}a", rtt_ms / 4, jitter_ms=jitter_ms)
-            self.set_link(f"r{relay}d", rtt_ms / 4, jitter_ms=jitter_ms)
-        if loss:
-            first = "d" if relay == 0 else f"r{relay}a"
-            delay = rtt_ms / 2 if relay == 0 else rtt_ms / 4
-            self.set_link(first, delay, loss, jitter_ms, ends=1)
+        """Make the path through relay ``relay`` (0: direct) have round trip ``rtt_ms``."""
+        self.set_paths({relay: (rtt_ms, loss, jitter_ms)})
 
     def cut(self, relay: int, on: bool = True) -> None:
         """Black-hole relay ``relay`` (every packet in and out dropped), or heal it."""
-        ns = self.relays[relay - 1]
-        op = "-I" if on else "-D"
         if on == (relay in self._cuts):
             return
-        for chain in ("INPUT", "OUTPUT"):
-            sh("ip", "netns", "exec", ns, "iptables", op, chain, "-j", "DROP")
+        op = "-I" if on else "-D"
+        rules = ["*filter", f"{op} INPUT -j DROP", f"{op} OUTPUT -j DROP", "COMMIT"]
+        _batch(["ip", "netns", "exec", self.relays[relay - 1], "iptables-restore", "-n"], rules)
         (self._cuts.add if on else self._cuts.discard)(relay)
 
     # ------------------------------------------------------------ daemons

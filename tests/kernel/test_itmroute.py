@@ -106,17 +106,12 @@ class Lab:
         return path.read_text() if path.exists() else ""
 
 
-def set_paths(ov: Overlay, rtts: tuple[int, ...]) -> None:
-    for i, rtt in enumerate(rtts):
-        ov.set_path(i, rtt)
-
-
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
     load_stock_modules()
     work = Path(tempfile.mkdtemp(prefix="itmroute-"))
     with overlay("itmr-rt", 4) as ov:
-        set_paths(ov, FIRST)
+        ov.set_paths({i: (rtt, 0.0, 0.0) for i, rtt in enumerate(FIRST)})
         ov.start_threads(["d", "r1", "r2", "r3", "r4"])
         lab = Lab(ov, work)
         try:
