@@ -295,17 +295,7 @@ class DestState:
             return None
         cur_score = cur.score(s)
         assert cur_score is not None
-        for p in self.paths:  # a path whose last answer looks clearly better: probe it often
-            if (
-                p is not cur
-                and p.last_rtt is not None
-                and p.alive(s)
-                and p.last_rtt * p.penalty(s) < cur_score * (1 - s.margin)
-                and cur_score - p.last_rtt * p.penalty(s) >= s.min_gain
-                and now >= p.hot_until
-            ):
-                p.hot_until = now + s.hot_time
-                p.next_probe = min(p.next_probe, now + s.active_interval)
+        self._heat(now, cur, cur_score)
         if (
             best is not None
             and best_score is not None
@@ -322,6 +312,23 @@ class DestState:
         else:
             self.candidate, self.confirmed = None, 0
         return None
+
+    def _heat(self, now: float, cur: PathState, cur_score: float) -> None:
+        """Probe often (one at a time) the path whose last answer looks clearly better."""
+        s = self.settings
+        if any(now < p.hot_until for p in self.paths):
+            return
+        pick: tuple[float, PathState] | None = None
+        for p in self.paths:
+            if p is cur or p.last_rtt is None or not p.alive(s):
+                continue
+            quick = p.last_rtt * p.penalty(s)
+            clearly = quick < cur_score * (1 - s.margin) and cur_score - quick >= s.min_gain
+            if clearly and (pick is None or quick < pick[0]):
+                pick = (quick, p)
+        if pick is not None:
+            pick[1].hot_until = now + s.hot_time
+            pick[1].next_probe = min(pick[1].next_probe, now + s.active_interval)
 
     def _switch(self, now: float, new: str, reason: str, always: bool = False) -> Decision | None:
         old = self.current
