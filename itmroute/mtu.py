@@ -90,7 +90,7 @@ def frag_needed(pkt: bytes | bytearray | memoryview, mtu: int, src: bytes, ttl: 
     struct.pack_into(">H", icmp, 2, checksum(icmp))
     total = 20 + len(icmp)
     hdr = bytearray(
-        struct.pack(">BBHHHBBH4s4s", 0x45, 0xC0, total, 0, 0, ttl, 1, 0, src, pkt[12:16])
+        struct.pack(">BBHHHBBH4s4s", 0x45, 0xC0, total, 0, 0, ttl, 1, 0, src, bytes(pkt[12:16]))
     )
     struct.pack_into(">H", hdr, 10, checksum(hdr))
     return bytes(hdr + icmp)

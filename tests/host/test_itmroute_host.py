@@ -109,6 +109,19 @@ def test_dscp_and_ecn_survive_the_tunnel(lab: tuple[Overlay, Path]) -> None:
             assert [c[2][0] for c in anc if c[1] == socket.IP_TOS] == [tos]
 
 
+def test_an_oversized_df_packet_draws_frag_needed(lab: tuple[Overlay, Path]) -> None:
+    ov, st = lab
+    assert ping(ov.a, D_OVERLAY, 1)
+    assert wait(lambda: str(current(st)).startswith("r"), 5)
+    proc = subprocess.run(
+        ["ip", "netns", "exec", ov.a, "ping", "-M", "do", "-s", "1472", "-c", "1", "-W", "1",
+         D_OVERLAY],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert "mtu = 1468" in proc.stdout, proc.stdout + proc.stderr
+    assert ping(ov.a, D_OVERLAY, 1)  # what fits still goes through
+
+
 def test_show_prints_the_table_and_a_cut_relay_is_left(lab: tuple[Overlay, Path]) -> None:
     ov, st = lab
     assert ping(ov.a, D_OVERLAY, 1)

@@ -45,6 +45,7 @@ from itmroute.lab import (
 from itmtool.lab import netns
 from tests.kernel import kit
 
+NS_PREFIX = "ovl-rt"
 #: round trips (ms) of the direct path and the paths through R1..R4
 FIRST = (40, 64, 24, 52, 72)
 
@@ -110,7 +111,9 @@ class Lab:
 def lab() -> Iterator[Lab]:
     load_stock_modules()
     work = Path(tempfile.mkdtemp(prefix="itmroute-"))
-    with overlay("itmr-rt", 4) as ov:
+    # not itm*: conftest fails a test after which itm* namespaces remain, and
+    # these live for the module; their own removal is checked below
+    with overlay(NS_PREFIX, 4) as ov:
         ov.set_paths({i: (rtt, 0.0, 0.0) for i, rtt in enumerate(FIRST)})
         ov.start_threads(["d", "r1", "r2", "r3", "r4"])
         lab = Lab(ov, work)
@@ -120,6 +123,8 @@ def lab() -> Iterator[Lab]:
         finally:
             ov.stop_daemons()
             print(lab.log()[-3000:])
+    left = [n for n in kit.sh("ip", "netns", "list").split() if n.startswith(NS_PREFIX)]
+    assert not left, f"namespaces left: {left}"
 
 
 def test_picks_the_lowest_rtt_and_adopts_a_clearly_better_relay(lab: Lab) -> None:
@@ -185,8 +190,12 @@ def test_oversized_df_packet_draws_frag_needed_with_the_tunnel_mtu(lab: Lab) -> 
 def test_cutting_the_relay_in_use_fails_over_within_a_second(lab: Lab) -> None:
     gaps = []
     for _ in range(2):
-        assert lab.wait_current("r4", 10) or lab.current() not in (None, "direct")
-        victim = int(str(lab.current())[1:])
+        # R4 (12 ms) is in use, or is taken back within seconds after the last cut
+        # healed; the state file is a second old at most
+        assert lab.wait_current("r4", 15), lab.dest()
+        time.sleep(1.5)
+        assert lab.current() == "r4", lab.dest()
+        victim = 4
         stream = SeqStream(lab.ov, rate=100, port=5600)
         cut_at: list[float] = []
 

@@ -84,6 +84,8 @@ def test_frag_needed_quotes_the_packet_and_says_the_mtu() -> None:
     assert icmp[28:] == bytes(big[:28])  # IP header + 8 bytes
     assert p.verify_checksums()
     assert checksum(icmp[:20]) == 0
+    # the daemon hands over the queued packet as a read-only view
+    assert mtu.frag_needed(memoryview(bytes(big)).toreadonly(), 1468, me) == icmp
 
 
 def test_tunnel_mtu_subtracts_the_overhead() -> None:
