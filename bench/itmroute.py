@@ -433,7 +433,7 @@ def tables(doc: dict[str, Any]) -> str:
             "p95": f"{fo['p95']:.2f} s",
             "max": f"{max(fo['gaps']):.2f} s",
             "probe": f"{ov['active_bytes_per_s']:.0f} B/s",
-            "idle": f"{ov['idle_bytes_per_s_after']:.0f} B/s",
+            "idle": f"{ov['idle_bytes_per_s_after']:.0f} B/s" if ov["idle_wait"] >= 60 else "—",
             "fwd": f"{fw['delivered_per_s']:.0f} /s",
         }[f]
 

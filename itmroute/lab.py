@@ -346,6 +346,7 @@ class SeqStream:
         self.port = port
         self.arrivals: list[tuple[int, float]] = []
         self.sent = 0
+        self.ended = 0.0
         self._stop = threading.Event()
         self._rx_thread = threading.Thread(target=self._receive, daemon=True)
         self._rx_thread.start()
@@ -373,10 +374,15 @@ class SeqStream:
             if during is not None:
                 during(t)
             time.sleep(max(0.0, start + self.sent * period - time.monotonic()))
+        self.ended = time.monotonic()
 
     def largest_gap(self, after: float = 0.0) -> float:
-        """The longest time between consecutive arrivals (after monotonic time ``after``)."""
+        """The longest time between consecutive arrivals (after monotonic time ``after``),
+        the end of sending counting as an arrival (a stream that never recovers
+        shows its whole outage)."""
         times = sorted(t for _, t in self.arrivals if t >= after)
+        if self.ended and (not times or times[-1] < self.ended):
+            times.append(self.ended)
         return max((b - a for a, b in itertools.pairwise(times)), default=float("inf"))
 
     def close(self) -> None:
