@@ -44,6 +44,7 @@ class PathState:
     rttvar: float = 0.0
     loss: float = 0.0
     losses_in_row: int = 0
+    loss_before_run: float = 0.0  # the loss estimate before the current run of losses
     acks: int = 0
     lost: int = 0
     sent: int = 0
@@ -212,6 +213,9 @@ class DestState:
         else:
             p.rttvar += s.rtt_alpha * (abs(p.srtt - rtt) - p.rttvar)
             p.srtt += s.rtt_alpha * (rtt - p.srtt)
+        if p.losses_in_row >= s.dead_after:
+            # back from an outage: the outage made it dead, it is not a loss rate
+            p.loss = p.loss_before_run
         p.loss *= 1 - s.loss_alpha
         p.losses_in_row = 0
         p.last_rtt = rtt
@@ -227,6 +231,8 @@ class DestState:
             p = self.path(name)
             if now - sent > p.timeout(s):
                 del self.in_flight[seq]
+                if not p.losses_in_row:
+                    p.loss_before_run = p.loss
                 p.loss = p.loss * (1 - s.loss_alpha) + s.loss_alpha
                 p.losses_in_row += 1
                 p.lost += 1

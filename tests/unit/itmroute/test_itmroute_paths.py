@@ -109,6 +109,19 @@ def test_the_path_in_use_that_stops_answering_is_abandoned_within_a_second() -> 
     assert t_switch - t0 < 1.0
 
 
+def test_a_path_back_from_an_outage_is_taken_back_within_seconds() -> None:
+    sim = Sim(rtts(direct=0.060, r1=0.012, r2=0.024, r3=0.050, r4=0.080))
+    sim.run(3.0)
+    sim.rtts["r1"] = None
+    sim.run(3.0)
+    assert sim.d.current == "r2"
+    sim.rtts["r1"] = 0.012
+    t0 = sim.now
+    sim.run(6.0)
+    assert sim.d.current == "r1"
+    assert next(t for t, new, why in sim.decisions if t > t0) - t0 <= 5.0
+
+
 def test_when_nothing_answers_traffic_goes_direct() -> None:
     sim = Sim(rtts(direct=0.060, r1=0.020, r2=0.030, r3=0.050, r4=0.080))
     sim.run(3.0)
