@@ -46,6 +46,7 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -366,30 +367,40 @@ def forwarding(b: Bench, seconds: float = 5.0) -> dict[str, Any]:
 
 
 def guest(out: Path, iterations: int, ron_cuts: int, flap_seconds: float) -> int:
-    """Inside the VM: every measurement, itmRoute's settings then RON's."""
+    """Inside the VM: every measurement, itmRoute's settings then RON's.
+
+    The result file is rewritten after each measurement; one that fails is
+    recorded as ``{"error": ...}`` and the others still run.
+    """
     load_stock_modules()
     rng = random.Random(2026)
     doc: dict[str, Any] = {"kernel": platform.release(), "iterations": iterations}
+    doc["itmroute"], doc["ron"] = {}, {}
+
+    def measure(into: dict[str, Any], key: str, fn: Callable[[], dict[str, Any]]) -> None:
+        try:
+            into[key] = fn()
+        except Exception as e:
+            into[key] = {"error": f"{type(e).__name__}: {e}"}
+        out.write_text(json.dumps(doc, indent=1))
+
     with overlay("itmb-rt", 4) as ov:
         b = Bench(ov, ProbeSettings())
         b.start()
         try:
-            doc["path_choice"] = path_choice(b, iterations, rng)
-            doc["adoption"] = adoption(b, rng)
-            doc["flapping"] = flapping(b, flap_seconds)
-            doc["lossy"] = lossy(b)
-            doc["itmroute"] = {
-                "failover": cuts(b, iterations, 3.0),
-                "overhead": overhead(b, 30.0, 65.0),
-                "forwarding": forwarding(b),
-            }
-            out.write_text(json.dumps(doc, indent=1))
+            measure(doc, "path_choice", lambda: path_choice(b, iterations, rng))
+            measure(doc, "adoption", lambda: adoption(b, rng))
+            measure(doc, "flapping", lambda: flapping(b, flap_seconds))
+            measure(doc, "lossy", lambda: lossy(b))
+            it = doc["itmroute"]
+            measure(it, "failover", lambda: cuts(b, iterations, 3.0))
+            measure(it, "overhead", lambda: overhead(b, 30.0, 65.0))
+            measure(it, "forwarding", lambda: forwarding(b))
             b.restart(ProbeSettings.preset("ron"))
-            doc["ron"] = {
-                "failover": cuts(b, ron_cuts, 30.0),
-                "overhead": overhead(b, 36.0, 0.0),
-                "forwarding": forwarding(b),
-            }
+            ron = doc["ron"]
+            measure(ron, "failover", lambda: cuts(b, ron_cuts, 30.0))
+            measure(ron, "overhead", lambda: overhead(b, 36.0, 0.0))
+            measure(ron, "forwarding", lambda: forwarding(b))
         finally:
             ov.stop_daemons()
     out.write_text(json.dumps(doc, indent=1))
@@ -397,7 +408,18 @@ def guest(out: Path, iterations: int, ron_cuts: int, flap_seconds: float) -> int
 
 
 def tables(doc: dict[str, Any]) -> str:
-    """Markdown tables of one kernel's results."""
+    """Markdown tables of one kernel's results (a failed measurement shows its error)."""
+    try:
+        return _tables(doc)
+    except (KeyError, TypeError, ValueError) as e:
+        return (
+            f"Kernel {doc.get('kernel')}: incomplete ({e!r}):\n\n```\n"
+            + json.dumps(doc, indent=1)[:6000]
+            + "\n```"
+        )
+
+
+def _tables(doc: dict[str, Any]) -> str:
     pc = doc["path_choice"]
     decided = [r["decided_after"] for r in pc["rows"] if r["decided_after"] is not None]
     ad = doc["adoption"]
