@@ -9,7 +9,8 @@ takes the acknowledgements (:meth:`on_ack`), turns overdue probes into losses
   with ``srtt`` and ``loss`` exponentially smoothed; a path without an answer
   yet, or abandoned, has no score. A path whose last answer looks clearly
   better than the path in use is probed as often as that one for ``hot_time``,
-  so that its smoothed RTT catches up quickly.
+  so that its smoothed RTT catches up quickly; three samples in a row all 15%
+  off the smoothed RTT replace it with their median (the path changed).
 * Start-up: for ``startup_time`` after the first packet every path is probed
   every ``startup_interval``; then the best score is taken outright.
 * Hysteresis: a better path is adopted only when its score beats the current
@@ -52,6 +53,7 @@ class PathState:
     last_rtt: float | None = None
     next_probe: float = 0.0
     hot_until: float = -1e9  # probed like the path in use until then (a likely better path)
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=3))
 
     def timeout(self, s: ProbeSettings) -> float:
         """How long a probe on this path may stay unanswered."""
@@ -82,6 +84,7 @@ class PathState:
         self.losses_in_row = 0
         self.last_rtt = None
         self.hot_until = -1e9
+        self.recent.clear()
 
 
 @dataclass(frozen=True)
@@ -208,11 +211,18 @@ class DestState:
         p = self.path(name)
         rtt = max(now - sent, 1e-6)
         s = self.settings
+        p.recent.append(rtt)
         if p.srtt is None:
             p.srtt, p.rttvar = rtt, rtt / 2
         else:
             p.rttvar += s.rtt_alpha * (abs(p.srtt - rtt) - p.rttvar)
             p.srtt += s.rtt_alpha * (rtt - p.srtt)
+            lo, hi = min(p.recent), max(p.recent)
+            if len(p.recent) == p.recent.maxlen and (
+                hi < p.srtt * (1 - s.margin) or lo > p.srtt * (1 + s.margin)
+            ):
+                # the last samples all lie well off the average: the path changed
+                p.srtt = sorted(p.recent)[len(p.recent) // 2]
         if p.losses_in_row >= s.dead_after:
             # back from an outage: the outage made it dead, it is not a loss rate
             p.loss = p.loss_before_run
