@@ -54,7 +54,7 @@ from typing import Any
 from bench import vmbench
 from itmroute import ProbeSettings
 from itmroute.daemon import Router
-from itmroute.lab import D_OVERLAY, Overlay, SeqStream, load_stock_modules, overlay
+from itmroute.lab import D_OVERLAY, CutLater, Overlay, SeqStream, load_stock_modules, overlay
 from itmtool.lab import netns, sh
 from itmtool.matrix import ROOT
 
@@ -261,18 +261,14 @@ def cuts(b: Bench, n: int, stream_s: float) -> dict[str, Any]:
             continue
         v = int(victim[1:])
         stream = SeqStream(b.ov, rate=100, port=6000 + i)
-        cut_at: list[float] = []
-
-        def during(t: float, v: int = v, cut_at: list[float] = cut_at) -> None:
-            if t >= 1.0 and not cut_at:
-                b.ov.cut(v)
-                cut_at.append(time.monotonic())
-
+        cutter = CutLater(b.ov, v, 1.0)
         try:
-            stream.run(stream_s, during)
+            stream.run(stream_s)
         finally:
             stream.close()
+            cutter.join()
             b.ov.cut(v, on=False)
+        cut_at = [cutter.done]
         gaps.append(stream.largest_gap(after=cut_at[0] - 0.5))
     finite = sorted(gaps)
     p95 = finite[min(len(finite) - 1, round(0.95 * len(finite)) - 1)]

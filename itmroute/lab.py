@@ -331,6 +331,22 @@ def overlay(prefix: str, relays: int = 4) -> Iterator[Overlay]:
 
 
 # ---------------------------------------------------------------- traffic
+class CutLater(threading.Thread):
+    """Cut a relay after ``delay`` s, off the sender's thread (a command can take
+    seconds in a loaded guest, and the stream must go on meanwhile)."""
+
+    def __init__(self, ov: Overlay, relay: int, delay: float) -> None:
+        super().__init__(daemon=True)
+        self.ov, self.relay, self.delay = ov, relay, delay
+        self.done = 0.0
+        self.start()
+
+    def run(self) -> None:
+        time.sleep(self.delay)
+        self.ov.cut(self.relay)
+        self.done = time.monotonic()  # the rules are in place from here
+
+
 class SeqStream:
     """A UDP stream A -> D of sequence-numbered datagrams at ``rate`` per second."""
 

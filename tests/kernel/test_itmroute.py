@@ -36,6 +36,7 @@ import pytest
 
 from itmroute.lab import (
     D_OVERLAY,
+    CutLater,
     Overlay,
     SeqStream,
     load_stock_modules,
@@ -197,18 +198,14 @@ def test_cutting_the_relay_in_use_fails_over_within_a_second(lab: Lab) -> None:
         assert lab.current() == "r4", lab.dest()
         victim = 4
         stream = SeqStream(lab.ov, rate=100, port=5600)
-        cut_at: list[float] = []
-
-        def during(t: float, victim: int = victim, cut_at: list[float] = cut_at) -> None:
-            if t >= 1.5 and not cut_at:
-                lab.ov.cut(victim)
-                cut_at.append(time.monotonic())
-
+        cutter = CutLater(lab.ov, victim, 1.5)
         try:
-            stream.run(4.0, during)
+            stream.run(5.0)
         finally:
             stream.close()
+            cutter.join()
             lab.ov.cut(victim, on=False)
+        cut_at = [cutter.done]
         gap = stream.largest_gap(after=cut_at[0] - 1.0)
         gaps.append(gap)
         print("failover gap (s):", gap, lab.dest().get("decisions", [])[-2:])
