@@ -1,0 +1,525 @@
+"""Benchmark: itmRoute's path choice, failover and costs on netem links, against RON's probing.
+
+In a VM booted on a kernel of the matrix (netem is a module there), the
+overlay of itmroute/lab.py — client ITM A, relays R1..R4, destination ITM D,
+a direct A--D link — runs every daemon in threads of one process, and:
+
+- path choice: ``--iterations`` random delay sets (round trips 20..100 ms per
+  path, kept when the best beats the next by 10% and 2 ms); for each, the
+  destination is made new, a 20 packet/s stream starts, and the path in use
+  3 s after the first packet is compared with the best;
+- adoption: a relay made 25..40% better than the path in use, time until it
+  is used (5 trials); a relay 5..9% better, watched for 15 s (2 trials);
+- flapping: two relays 40 and 41 ms (±2 ms jitter on every link end), the
+  others far worse, switches counted over ``--flap-seconds``, as a rate per
+  10 minutes;
+- loss: 10% loss on the lowest-RTT relay (40 ms), a loss-free one at 58 ms
+  (1.45x), which one is used after 45 s;
+- failover: the relay in use black-holed (every packet dropped) during a
+  100 packet/s UDP sequence stream; the largest gap in the stream, over
+  ``--iterations`` cuts (itmRoute) and ``--ron-cuts`` cuts (RON's settings);
+- probe overhead: bytes of probes and acknowledgements on A's links (iptables
+  counters of 44-byte itmRoute datagrams, plus 14 bytes of Ethernet header
+  each), 30 s of an active destination (direct path best, so no data is
+  tunnelled), then after 65 s idle;
+- forwarding: a UDP flood through one relay for 5 s, datagrams per second
+  delivered at D.
+
+RON's settings (Andersen et al., SOSP 2001): a probe every 12 s per path, after
+a loss retries every 3 s, a path is down after 4 consecutive losses, no races.
+
+    .venv/bin/python -m bench.itmroute [--kernel 6.12] [--iterations 20] [--write]
+
+takes about 25 minutes per kernel under TCG; --write puts the tables into
+docs/itmroute.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import random
+import socket
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import vmbench
+from itmroute import ProbeSettings
+from itmroute.daemon import Router
+from itmroute.lab import D_OVERLAY, CutLater, Overlay, SeqStream, load_stock_modules, overlay
+from itmtool.lab import netns, sh
+from itmtool.matrix import ROOT
+
+ROUTE_DOC = ROOT / "docs" / "itmroute.md"
+PROBE_WIRE = 44 + 14  # an itmRoute probe or ack: IP + UDP + 16 bytes, Ethernet framed
+NAMES = ("direct", "r1", "r2", "r3", "r4")
+
+
+@dataclass
+class Bench:
+    """The overlay and the in-process daemons of A and D."""
+
+    ov: Overlay
+    probe: ProbeSettings
+
+    def start(self) -> None:
+        self.ov.start_threads(["a", "d", "r1", "r2", "r3", "r4"], self.probe)
+
+    def restart(self, probe: ProbeSettings) -> None:
+        self.ov.stop_daemons()
+        self.probe = probe
+        self.start()
+
+    @property
+    def a(self) -> Router:
+        return self.ov.router("a")
+
+    def dest(self) -> Any:
+        return self.a.dests[0][1]
+
+    def set_rtts(self, rtts: list[float], jitter: float = 0.0) -> None:
+        self.ov.set_paths({i: (rtt, 0.0, jitter) for i, rtt in enumerate(rtts)})
+
+    def forget(self) -> None:
+        """A and D start afresh at their next packet."""
+        for node in ("a", "d"):
+            self.ov.router(node).forget()
+        time.sleep(0.2)
+
+
+class Trickle:
+    """``rate`` datagrams a second A -> D (to a socket that takes them silently)."""
+
+    def __init__(self, ov: Overlay, rate: float = 20.0) -> None:
+        with netns(ov.d):
+            self.sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sink.bind((D_OVERLAY, 9))
+        with netns(ov.a):
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.rate = rate
+        self.first = 0.0
+        self._stop = threading.Event()
+        self._th = threading.Thread(target=self._run, daemon=True)
+        self._th.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self.first:
+                self.first = time.monotonic()
+            with contextlib.suppress(OSError):
+                self.sock.sendto(b"t" * 32, (D_OVERLAY, 9))
+            self._stop.wait(1 / self.rate)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._th.join(2)
+        self.sock.close()
+        self.sink.close()
+
+
+def delay_set(rng: random.Random) -> list[float]:
+    """Round trips for direct, R1..R4 whose best beats the next by 10% and 2 ms."""
+    while True:
+        rtts = [float(rng.randrange(20, 101, 2)) for _ in NAMES]
+        a, b = sorted(rtts)[:2]
+        if b >= a * 1.1 and b - a >= 2:
+            return rtts
+
+
+def path_choice(b: Bench, n: int, rng: random.Random) -> dict[str, Any]:
+    """The path in use 3 s after the first packet, against the best, over ``n`` sets."""
+    rows = []
+    for _ in range(n):
+        rtts = delay_set(rng)
+        b.set_rtts(rtts)
+        b.forget()
+        t = Trickle(b.ov)
+        try:
+            while not t.first:
+                time.sleep(0.01)
+            time.sleep(max(0.0, t.first + 3.0 - time.monotonic()))
+            st = b.dest()
+            used = st.current
+            start = next(
+                (d for d in st.decisions if d.reason == "start" and d.time >= t.first), None
+            )
+        finally:
+            t.close()
+        best = NAMES[rtts.index(min(rtts))]
+        rows.append(
+            {
+                "rtts": rtts,
+                "best": best,
+                "used_at_3s": used,
+                "decided_after": None if start is None else start.time - t.first,
+            }
+        )
+    ok = sum(r["best"] == r["used_at_3s"] for r in rows)
+    return {"sets": n, "correct": ok, "rows": rows}
+
+
+def wait_current(b: Bench, name: str, timeout: float) -> float | None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if b.dest().current == name:
+            return time.monotonic() - t0
+        time.sleep(0.05)
+    return None
+
+
+def adoption(b: Bench, rng: random.Random) -> dict[str, Any]:
+    """Clearly better (25..40%) relays adopted, barely better (5..9%) ones ignored."""
+    adopted: list[float | None] = []
+    ignored: list[int | None] = []
+    t = Trickle(b.ov)
+    try:
+        for trial in range(7):
+            base = [60.0, 50.0, 80.0, 80.0, 80.0]
+            b.set_rtts(base)
+            b.forget()
+            if wait_current(b, "r1", 8) is None:
+                (adopted if trial < 5 else ignored).append(None)
+                continue
+            time.sleep(2)
+            target = rng.randrange(2, 5)
+            if trial < 5:
+                gain = rng.uniform(0.25, 0.40)
+                b.ov.set_path(target, 50.0 * (1 - gain))
+                adopted.append(wait_current(b, f"r{target}", 10))
+            else:
+                gain = rng.uniform(0.05, 0.09)
+                switches = b.dest().switches
+                b.ov.set_path(target, 50.0 * (1 - gain))
+                time.sleep(15)
+                ignored.append(b.dest().switches - switches)
+    finally:
+        t.close()
+    return {"adopt_seconds": adopted, "switches_when_slightly_better": ignored}
+
+
+def flapping(b: Bench, seconds: float) -> dict[str, Any]:
+    """Two relays within 5% under jitter: switches per 10 minutes."""
+    b.set_rtts([120.0, 40.0, 41.0, 120.0, 120.0], jitter=2.0)
+    b.forget()
+    t = Trickle(b.ov)
+    try:
+        time.sleep(5)
+        s0 = b.dest().switches
+        time.sleep(seconds)
+        n = b.dest().switches - s0
+    finally:
+        t.close()
+        b.set_rtts([120.0, 40.0, 41.0, 120.0, 120.0])
+    return {"seconds": seconds, "switches": n, "per_10_min": n * 600 / seconds}
+
+
+def lossy(b: Bench) -> dict[str, Any]:
+    """10% loss on the 40 ms relay, a clean one at 58 ms: which is used after 45 s."""
+    b.set_rtts([150.0, 40.0, 58.0, 150.0, 150.0])
+    b.ov.set_path(1, 40.0, loss=10.0)
+    b.forget()
+    t = Trickle(b.ov)
+    used: list[str] = []
+    try:
+        for _ in range(45):
+            time.sleep(1)
+            used.append(b.dest().current)
+    finally:
+        t.close()
+        b.ov.set_path(1, 40.0)
+    st = b.dest()
+    return {
+        "used_last": used[-1],
+        "share_r2_last_20s": used[-20:].count("r2") / 20,
+        "loss_estimate": {p.name: round(p.loss, 3) for p in st.paths},
+    }
+
+
+def cuts(b: Bench, n: int, stream_s: float) -> dict[str, Any]:
+    """Black-hole the relay in use during a 100 packet/s stream, ``n`` times."""
+    b.set_rtts([90.0, 30.0, 40.0, 50.0, 60.0])
+    gaps: list[float] = []
+    for i in range(n):
+        b.forget()
+        t = Trickle(b.ov)
+        try:
+            wait_current(b, "r1", 10)
+            time.sleep(1.0)
+        finally:
+            t.close()
+        victim = b.dest().current
+        if not victim.startswith("r"):
+            gaps.append(float("inf"))
+            continue
+        v = int(victim[1:])
+        stream = SeqStream(b.ov, rate=100, port=6000 + i)
+        cutter = CutLater(b.ov, v, 1.0)
+        try:
+            stream.run(stream_s)
+        finally:
+            stream.close()
+            cutter.join()
+            b.ov.cut(v, on=False)
+        cut_at = [cutter.done]
+        gaps.append(stream.largest_gap(after=cut_at[0] - 0.5))
+    finite = sorted(gaps)
+    p95 = finite[min(len(finite) - 1, round(0.95 * len(finite)) - 1)]
+    return {"cuts": n, "gaps": gaps, "median": statistics.median(gaps), "p95": p95}
+
+
+def counters(ns: str) -> int:
+    """Bytes counted by the probe-counting rules in ``ns``."""
+    total = 0
+    for chain in ("INPUT", "OUTPUT"):
+        out = sh("ip", "netns", "exec", ns, "iptables", "-w", "-nvxL", chain)
+        for line in out.splitlines():
+            if "length 44" in line:
+                total += int(line.split()[0]) * PROBE_WIRE
+    return total
+
+
+def overhead(b: Bench, active_s: float, idle_wait: float) -> dict[str, Any]:
+    """Probe bytes per second on A's links: active destination, then idle."""
+    b.set_rtts([30.0, 60.0, 70.0, 80.0, 90.0])  # direct best: no data in the tunnel
+    ns = b.ov.a
+    rules = (("INPUT", "--sport"), ("OUTPUT", "--dport"))
+    for chain, port in rules:
+        sh("ip", "netns", "exec", ns, "iptables", "-w", "-I", chain, "-p", "udp", port, "7177",
+           "-m", "length", "--length", "44")  # fmt: skip
+    try:
+        b.forget()
+        t = Trickle(b.ov)
+        try:
+            time.sleep(3)
+            c0 = counters(ns)
+            time.sleep(active_s)
+            active = (counters(ns) - c0) / active_s
+        finally:
+            t.close()
+        time.sleep(idle_wait)
+        c0 = counters(ns)
+        time.sleep(20)
+        idle = (counters(ns) - c0) / 20
+    finally:
+        for chain, port in rules:
+            sh("ip", "netns", "exec", ns, "iptables", "-w", "-D", chain, "-p", "udp", port, "7177",
+               "-m", "length", "--length", "44")  # fmt: skip
+    return {"active_bytes_per_s": active, "idle_bytes_per_s_after": idle, "idle_wait": idle_wait}
+
+
+def forwarding(b: Bench, seconds: float = 5.0) -> dict[str, Any]:
+    """A UDP flood A -> D through one relay: datagrams per second delivered."""
+    b.set_rtts([90.0, 2.0, 60.0, 70.0, 80.0])
+    b.forget()
+    t = Trickle(b.ov)
+    try:
+        wait_current(b, "r1", 10)
+    finally:
+        t.close()
+    with netns(b.ov.d):
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with netns(b.ov.a):
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    got = [0]
+    stop = threading.Event()
+    rx.bind((D_OVERLAY, 6500))
+    rx.settimeout(0.2)
+
+    def receive() -> None:
+        while not stop.is_set():
+            try:
+                rx.recv(2048)
+                got[0] += 1
+            except (TimeoutError, OSError):
+                pass
+
+    th = threading.Thread(target=receive, daemon=True)
+    th.start()
+    sent = 0
+    payload = b"f" * 100
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        for _ in range(50):
+            try:
+                tx.sendto(payload, (D_OVERLAY, 6500))
+                sent += 1
+            except OSError:
+                pass
+        time.sleep(0.001)
+    time.sleep(1)
+    stop.set()
+    th.join(2)
+    rx.close()
+    tx.close()
+    return {"sent_per_s": sent / seconds, "delivered_per_s": got[0] / seconds}
+
+
+def guest(out: Path, iterations: int, ron_cuts: int, flap_seconds: float) -> int:
+    """Inside the VM: every measurement, itmRoute's settings then RON's.
+
+    The result file is rewritten after each measurement; one that fails is
+    recorded as ``{"error": ...}`` and the others still run.
+    """
+    load_stock_modules()
+    rng = random.Random(2026)
+    doc: dict[str, Any] = {"kernel": platform.release(), "iterations": iterations}
+    doc["itmroute"], doc["ron"] = {}, {}
+
+    def measure(into: dict[str, Any], key: str, fn: Callable[[], dict[str, Any]]) -> None:
+        try:
+            into[key] = fn()
+        except Exception as e:
+            into[key] = {"error": f"{type(e).__name__}: {e}"}
+        out.write_text(json.dumps(doc, indent=1))
+
+    with overlay("itmb-rt", 4) as ov:
+        b = Bench(ov, ProbeSettings())
+        b.start()
+        try:
+            measure(doc, "path_choice", lambda: path_choice(b, iterations, rng))
+            measure(doc, "adoption", lambda: adoption(b, rng))
+            measure(doc, "flapping", lambda: flapping(b, flap_seconds))
+            measure(doc, "lossy", lambda: lossy(b))
+            it = doc["itmroute"]
+            measure(it, "failover", lambda: cuts(b, iterations, 3.0))
+            measure(it, "overhead", lambda: overhead(b, 30.0, 65.0))
+            measure(it, "forwarding", lambda: forwarding(b))
+            b.restart(ProbeSettings.preset("ron"))
+            ron = doc["ron"]
+            measure(ron, "failover", lambda: cuts(b, ron_cuts, 30.0))
+            measure(ron, "overhead", lambda: overhead(b, 36.0, 0.0))
+            measure(ron, "forwarding", lambda: forwarding(b))
+        finally:
+            ov.stop_daemons()
+    out.write_text(json.dumps(doc, indent=1))
+    return 0
+
+
+def tables(doc: dict[str, Any]) -> str:
+    """Markdown tables of one kernel's results (a failed measurement shows its error)."""
+    try:
+        return _tables(doc)
+    except (KeyError, TypeError, ValueError) as e:
+        return (
+            f"Kernel {doc.get('kernel')}: incomplete ({e!r}):\n\n```\n"
+            + json.dumps(doc, indent=1)[:6000]
+            + "\n```"
+        )
+
+
+def _tables(doc: dict[str, Any]) -> str:
+    pc = doc["path_choice"]
+    decided = [r["decided_after"] for r in pc["rows"] if r["decided_after"] is not None]
+    ad = doc["adoption"]
+    adopt = [x for x in ad["adopt_seconds"] if x is not None]
+    fl, lo = doc["flapping"], doc["lossy"]
+    lines = [
+        f"Kernel {doc['kernel']}:",
+        "",
+        "| must show | measured |",
+        "|---|---|",
+        f"| lowest-RTT path in use 3 s after the first packet | {pc['correct']}/{pc['sets']}"
+        f" delay sets (start decision after {max(decided, default=0):.2f} s at most) |",
+        f"| relay ≥ 25% better adopted within 5 s | {len(adopt)}/{len(ad['adopt_seconds'])}"
+        f" adopted, after {', '.join(f'{x:.1f}' for x in adopt)} s |",
+        f"| relay < 10% better never adopted | switches: {ad['switches_when_slightly_better']} |",
+        f"| two relays within 5% under jitter | {fl['switches']} switches in {fl['seconds']:.0f} s"
+        f" = {fl['per_10_min']:.1f} per 10 min |",
+        f"| 10% loss on the best relay, clean one at 1.45x | uses {lo['used_last']} at 45 s,"
+        f" r2 {lo['share_r2_last_20s'] * 100:.0f}% of the last 20 s |",
+        "",
+        "| | itmRoute | RON's probing |",
+        "|---|---:|---:|",
+    ]
+    it, ron = doc["itmroute"], doc.get("ron")
+
+    def cell(d: dict[str, Any] | None, f: str) -> str:
+        if d is None:
+            return "—"
+        fo, ov, fw = d["failover"], d["overhead"], d["forwarding"]
+        return {
+            "cuts": f"{fo['cuts']}",
+            "median": f"{fo['median']:.2f} s",
+            "p95": f"{fo['p95']:.2f} s",
+            "max": f"{max(fo['gaps']):.2f} s",
+            "probe": f"{ov['active_bytes_per_s']:.0f} B/s",
+            "idle": f"{ov['idle_bytes_per_s_after']:.0f} B/s" if ov["idle_wait"] >= 60 else "—",
+            "fwd": f"{fw['delivered_per_s']:.0f} /s",
+        }[f]
+
+    for key, label in (
+        ("cuts", "relay cuts"),
+        ("median", "largest gap in a 100 packet/s stream, median"),
+        ("p95", "... 95th percentile"),
+        ("max", "... worst"),
+        ("probe", "probe bytes on A's links, active destination, 4 relays"),
+        ("idle", "... after a minute idle"),
+        ("fwd", "datagrams/s delivered through one relay (UDP flood)"),
+    ):
+        lines.append(f"| {label} | {cell(it, key)} | {cell(ron, key)} |")
+    return "\n".join(lines)
+
+
+def write_doc(body: list[str]) -> None:
+    """Put the results section into docs/itmroute.md (vmbench's section writer)."""
+    saved = vmbench.DOC
+    vmbench.DOC = ROUTE_DOC
+    try:
+        vmbench.write_section("itmroute_bench", "Measured (bench/itmroute.py)", body)
+    finally:
+        vmbench.DOC = saved
+
+
+def host(args: argparse.Namespace) -> int:
+    """Boot each kernel asked for, run the guest half, print (and write) the tables."""
+    chosen = vmbench.kernels(args.kernel)
+    if not chosen:
+        return vmbench.fail(f"no kernel {args.kernel!r} in kernels.txt")
+    out = []
+    for k in chosen:
+        try:
+            doc = vmbench.run_in_vm(
+                k,
+                "itmroute",
+                f"--iterations {args.iterations} --ron-cuts {args.ron_cuts}"
+                f" --flap-seconds {args.flap_seconds}",
+                timeout=3600,
+            )
+        except RuntimeError as err:
+            return vmbench.fail(str(err))
+        out.append(tables(doc))
+        print(out[-1] + "\n", flush=True)
+    if args.write:
+        write_doc(
+            [
+                f"Command: `python -m bench.itmroute --kernel {args.kernel} --iterations"
+                f" {args.iterations} --write` — run {vmbench.today()} in a VM (QEMU TCG,"
+                f" 2 vCPUs, {vmbench.cpu()}), every daemon in threads of one Python process.",
+                "",
+                *[t + "\n" for t in out],
+            ]
+        )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line."""
+    parser = vmbench.parser(__doc__ or "", 20, 1)
+    parser.add_argument("--ron-cuts", type=int, default=4)
+    parser.add_argument("--flap-seconds", type=float, default=120.0)
+    args = parser.parse_args(argv)
+    if args.guest:
+        return guest(args.out, args.iterations, args.ron_cuts, args.flap_seconds)
+    return host(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

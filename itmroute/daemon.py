@@ -1,0 +1,364 @@
+"""The itmRoute daemon: libitm capture, the UDP tunnel, probes, the path tables.
+
+One :class:`Router` per ITM. It owns
+
+* a UDP socket (the tunnel and the probes, port ``config.port``),
+* a raw IPv4 socket (``IP_HDRINCL``) that sends decapsulated packets on, the
+  packets it re-injects after clamping their MSS, and ICMP errors,
+* when the ITM serves destinations, a libitm loop with two applications: one at
+  ``ip_out`` that takes every packet to an overlay prefix (and tunnels it, or
+  lets it go direct), one at ``ip_in`` that notes packets coming back.
+
+Both sockets carry the firewall mark ``config.mark``; the capture application
+ignores marked packets, so the daemon never captures its own. If the daemon
+dies, libitm's queue bypass lets the packets go direct (fail-open).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import json
+import logging
+import os
+import select
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from libitm import Hook, Interest, ItmInfo, ItmLoop, Packet, Verdict
+
+from . import mtu, wire
+from .config import Config, Destination
+from .paths import DIRECT, Decision, DestState
+
+log = logging.getLogger("itmroute")
+
+SO_MARK = 36
+_TICK = 0.02
+
+
+class Router:
+    """One ITM's itmRoute: relay for its neighbours, source for its destinations."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        backend: str | None = None,
+        state_file: str | Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        backend_options: dict[str, Any] | None = None,
+    ) -> None:
+        """Open the sockets; the libitm loop starts with :meth:`run` (or :meth:`start`)."""
+        self.cfg = cfg
+        self.clock = clock
+        self.me = cfg.address.packed
+        self.state_file = Path(state_file) if state_file else None
+        self.tunnel_mtu = mtu.tunnel_mtu(cfg.mtu, wire.TUNNEL_OVERHEAD)
+        self.mss = self.tunnel_mtu - 40
+        neighbours = {n: str(a) for n, a in cfg.neighbours.items()}
+        self.dests: list[tuple[Destination, DestState]] = [
+            (d, DestState.make(str(d.itm), neighbours, cfg.probe)) for d in cfg.destinations
+        ]
+        self._by_itm = {d.itm.packed: st for d, st in self.dests}
+        self._by_dst: dict[bytes, DestState | None] = {}
+        self.counters: dict[str, int] = dict.fromkeys(
+            (
+                "tunnelled",
+                "direct",
+                "decapsulated",
+                "probes_sent",
+                "probes_relayed",
+                "acks_sent",
+                "acks_relayed",
+                "acks_received",
+                "probe_bytes_sent",
+                "frag_needed",
+                "mss_clamped",
+                "send_errors",
+                "bad_datagrams",
+            ),
+            0,
+        )
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        try:
+            for s in (self.udp, self.raw):
+                s.setsockopt(socket.SOL_SOCKET, SO_MARK, cfg.mark)
+            self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.udp.bind(("0.0.0.0", cfg.port))
+            self.udp.setblocking(False)
+        except BaseException:
+            self.udp.close()
+            self.raw.close()
+            raise
+        self._tos = 0
+        self.loop: ItmLoop | None = None
+        if self.dests:
+            opts = dict(backend_options or {})
+            self.loop = ItmLoop(backend or cfg.backend, **opts)
+            self._register()
+        self._stop = False
+        self._forget = False
+        self._started = False
+        self._next_state = 0.0
+        self._error_logs = 0
+
+    # ------------------------------------------------------------ libitm apps
+    def _register(self) -> None:
+        assert self.loop is not None
+        for i, (d, _) in enumerate(self.dests):
+            out = ItmInfo(
+                f"itmroute-out{i}",
+                Interest(family=4, dst=str(d.prefix)),
+                class_func=self._classify_out,
+                process_func=self._process_out,
+                needs_payload=True,
+            )
+            inbound = ItmInfo(
+                f"itmroute-in{i}",
+                Interest(family=4, src=str(d.prefix)),
+                class_func=self._classify_in,
+            )
+            self.loop.register_hook(Hook.IP_OUT, out)
+            self.loop.register_hook(Hook.IP_IN, inbound)
+
+    def dest_for(self, dst: bytes) -> DestState | None:
+        """The destination whose prefix holds ``dst`` (longest prefix)."""
+        try:
+            return self._by_dst[dst]
+        except KeyError:
+            pass
+        addr = ipaddress.IPv4Address(dst)
+        found: tuple[int, DestState] | None = None
+        for d, st in self.dests:
+            if addr in d.prefix and (found is None or d.prefix.prefixlen > found[0]):
+                found = (d.prefix.prefixlen, st)
+        st_found = found[1] if found else None
+        if len(self._by_dst) < 65536:
+            self._by_dst[dst] = st_found
+        return st_found
+
+    def _classify_out(self, pkt: Packet) -> int:
+        if pkt.mark & 0xFFFF == self.cfg.mark or pkt.version != 4:
+            return 0
+        return 1
+
+    def _classify_in(self, pkt: Packet) -> int:
+        st = self.dest_for(pkt.src.packed)
+        if st is not None:
+            st.note_in(self.clock())
+        return 0
+
+    def _process_out(self, where: Hook, cls: int, pkt: Packet) -> Verdict:
+        data = pkt.data
+        st = self.dest_for(bytes(data[16:20]))
+        if st is None:
+            return Verdict.ACCEPT
+        st.note_out(self.clock())
+        path = st.current_path
+        clamped: bytearray | None = None
+        if pkt.syn and pkt.proto == 6:
+            clamped = bytearray(data)
+            if mtu.clamp_mss(clamped, self.mss):
+                self.counters["mss_clamped"] += 1
+            else:
+                clamped = None
+        if path.via is None:
+            self.counters["direct"] += 1
+            if clamped is None:
+                return Verdict.ACCEPT
+            return Verdict.DROP if self._send_raw(clamped) else Verdict.ACCEPT
+        inner = clamped if clamped is not None else data
+        if len(inner) > self.tunnel_mtu:
+            if mtu.dont_fragment(inner):
+                self.counters["frag_needed"] += 1
+                self._send_raw(mtu.frag_needed(inner, self.tunnel_mtu, self.me))
+                return Verdict.DROP
+            self.counters["direct"] += 1  # too big for the tunnel, may fragment: direct
+            return Verdict.ACCEPT
+        tos = inner[1] & 0xFC
+        if tos != self._tos:
+            with contextlib.suppress(OSError):
+                self.udp.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
+            self._tos = tos
+        try:
+            self.udp.sendto(wire.encapsulate(inner), (path.via, self.cfg.port))
+        except OSError as e:
+            self._send_error("tunnel to " + path.name, e)
+            return Verdict.ACCEPT  # fail open: the packet goes direct
+        self.counters["tunnelled"] += 1
+        return Verdict.DROP  # stolen: it travels in the tunnel
+
+    # ------------------------------------------------------------ sockets
+    def _send_raw(self, pkt: bytes | bytearray | memoryview) -> bool:
+        dst = socket.inet_ntoa(bytes(pkt[16:20]))
+        try:
+            self.raw.sendto(pkt, (dst, 0))
+            return True
+        except OSError as e:
+            self._send_error("raw send to " + dst, e)
+            return False
+
+    def _send_error(self, what: str, e: OSError) -> None:
+        self.counters["send_errors"] += 1
+        self._error_logs += 1
+        if self._error_logs <= 10 or self._error_logs % 1000 == 0:
+            log.warning("%s failed: %s (%d errors)", what, e.strerror, self._error_logs)
+
+    def _sendto(self, data: bytes, addr: tuple[str, int]) -> bool:
+        try:
+            self.udp.sendto(data, addr)
+            return True
+        except OSError as e:
+            if e.errno not in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ECONNREFUSED):
+                self._send_error("probe to " + addr[0], e)
+            return False
+
+    def handle_datagrams(self) -> int:
+        """Read every waiting datagram: tunnelled data, probes, acknowledgements."""
+        n = 0
+        c = self.counters
+        while True:
+            try:
+                data, (src, sport) = self.udp.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return n
+            except OSError:  # an ICMP error of an earlier send (port unreachable...)
+                continue
+            n += 1
+            try:
+                kind, relayed = wire.message_type(data)
+                if kind == wire.DATA:
+                    inner = wire.inner_packet(data)
+                    if self._send_raw(inner):
+                        c["decapsulated"] += 1
+                    continue
+                probe = wire.decode_probe(data)
+            except wire.WireError:
+                c["bad_datagrams"] += 1
+                continue
+            if kind == wire.PROBE:
+                if probe.target == self.me:
+                    ack = wire.Probe(wire.ACK, probe.seq, probe.origin, probe.target)
+                    if self._sendto(ack.encode(), (src, sport)):
+                        c["acks_sent"] += 1
+                elif not relayed:
+                    fwd = wire.Probe(wire.PROBE, probe.seq, probe.origin, probe.target, True)
+                    if self._sendto(fwd.encode(), (socket.inet_ntoa(probe.target), self.cfg.port)):
+                        c["probes_relayed"] += 1
+            elif probe.origin == self.me:
+                st = self._by_itm.get(probe.target)
+                if st is not None and st.on_ack(probe.seq, self.clock()) is not None:
+                    c["acks_received"] += 1
+            elif not relayed:
+                fwd = wire.Probe(wire.ACK, probe.seq, probe.origin, probe.target, True)
+                if self._sendto(fwd.encode(), (socket.inet_ntoa(probe.origin), self.cfg.port)):
+                    c["acks_relayed"] += 1
+
+    # ------------------------------------------------------------ timers
+    def forget(self) -> None:
+        """Make every destination idle at the next tick (its next packet starts afresh)."""
+        self._forget = True
+
+    def tick(self) -> list[Decision]:
+        """Expire probes, decide, send the probes that are due; returns the decisions."""
+        now = self.clock()
+        decisions = []
+        if self._forget:
+            self._forget = False
+            for _, st in self.dests:
+                st.active = False
+                st.current = DIRECT
+                st.in_flight.clear()
+        for d, st in self.dests:
+            st.expire(now)
+            dec = st.evaluate(now)
+            if dec is not None:
+                decisions.append(dec)
+                log.info("%s", dec.line())
+            target = str(d.itm)
+            for seq, p in st.due_probes(now):
+                msg = wire.Probe(wire.PROBE, seq, self.me, d.itm.packed).encode()
+                if self._sendto(msg, (p.via or target, self.cfg.port)):
+                    self.counters["probes_sent"] += 1
+                    self.counters["probe_bytes_sent"] += len(msg) + 28
+        if self.state_file is not None and now >= self._next_state:
+            self._next_state = now + 1.0
+            self.write_state()
+        return decisions
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything ``itmroute show`` prints."""
+        now = self.clock()
+        return {
+            "name": self.cfg.name,
+            "address": str(self.cfg.address),
+            "pid": os.getpid(),
+            "tunnel_mtu": self.tunnel_mtu,
+            "counters": dict(self.counters),
+            "destinations": [{"prefix": str(d.prefix), **st.snapshot(now)} for d, st in self.dests],
+        }
+
+    def write_state(self) -> None:
+        """Write the snapshot to the state file (whole: written, then renamed)."""
+        assert self.state_file is not None
+        tmp = self.state_file.with_suffix(".tmp")
+        try:
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(self.snapshot(), indent=1))
+            tmp.replace(self.state_file)
+        except OSError as e:
+            log.warning("cannot write %s: %s", self.state_file, e)
+
+    # ------------------------------------------------------------ running
+    def start(self) -> None:
+        """Install the capture (libitm rules or registration)."""
+        if self.loop is not None and not self._started:
+            self._started = True
+            self.loop.start()
+            for d, _ in self.dests:
+                log.info("serving %s (itm %s), tunnel mtu %d", d.prefix, d.itm, self.tunnel_mtu)
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return (from another thread or a signal handler)."""
+        self._stop = True
+
+    def run(self, duration: float | None = None) -> None:
+        """Serve until :meth:`stop`, ``duration`` seconds, or SIGINT/SIGTERM."""
+        end = None if duration is None else time.monotonic() + duration
+        try:
+            self.start()
+            fds = [self.udp.fileno()]
+            if self.loop is not None:
+                fds.append(self.loop.fileno())
+            next_tick = 0.0
+            while not self._stop:
+                now = time.monotonic()
+                if end is not None and now >= end:
+                    break
+                if now >= next_tick:
+                    self.tick()
+                    next_tick = now + _TICK
+                readable, _, _ = select.select(fds, [], [], max(0.0, next_tick - now))
+                if self.udp.fileno() in readable:
+                    self.handle_datagrams()
+                if self.loop is not None and len(readable) - (self.udp.fileno() in readable):
+                    self.loop.handle_events()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Remove the capture rules, close the sockets, write the last state."""
+        try:
+            if self.loop is not None:
+                self.loop.close()
+        finally:
+            if self.state_file is not None:
+                self.write_state()
+            self.udp.close()
+            self.raw.close()

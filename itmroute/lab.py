@@ -1,0 +1,456 @@
+"""An emulated overlay in network namespaces, for the tests and the benchmark.
+
+::
+
+                 +---- R1 ----+
+                 +---- R2 ----+
+     [A] 10.77.100.1 ...     [D] 10.77.200.1      (overlay addresses, on lo)
+                 +---- Rn ----+
+     [A] -------- direct -------- [D]
+
+    A--D    A dev d   10.77.0.1/30     D dev a    10.77.0.2/30
+    A--Ri   A dev ri  10.77.i.1/30     Ri dev a   10.77.i.2/30
+    Ri--D   Ri dev d  10.77.1i.1/30    D dev ri   10.77.1i.2/30   (1i = 10 + i)
+
+A and D each run an itmroute daemon serving the other's /24; the relays run
+one with no destinations. Link delay and loss are netem qdiscs on both ends
+of a link (so a link of delay ``d`` adds ``2 d`` to a round trip); a cut
+black-holes a relay with iptables DROP rules in its namespace. Everything
+runs as root and traffic stays between the namespaces created here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import itertools
+import os
+import secrets
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import yaml
+
+from itmtool.lab import netns
+
+from .config import Config, ProbeSettings, parse_config
+from .daemon import Router
+
+#: the stock modules the overlay needs, by path under /lib/modules/RELEASE
+STOCK_MODULES = (
+    "kernel/net/netfilter/nfnetlink",
+    "kernel/net/netfilter/nfnetlink_queue",
+    "kernel/drivers/net/veth",
+    "kernel/net/sched/sch_netem",
+)
+A_OVERLAY = "10.77.100.1"
+
+
+def _batch(cmd: list[str], lines: list[str]) -> None:
+    """Run ``cmd`` (an ``ip``/``tc`` ``-batch -``) on ``lines``; raise when it fails."""
+    proc = subprocess.run(cmd, input="\n".join(lines) + "\n", capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)}: exit {proc.returncode}: {proc.stderr.strip()}")
+
+
+def load_stock_modules() -> None:
+    """insmod veth, nfnetlink_queue and netem by path when they are not built in.
+
+    In the VM the guest reads the host's module index through 9p, and modprobe
+    fails when the host rewrites it meanwhile; a path needs no index. On a
+    kernel without them as modules (this machine's) nothing is done.
+    """
+    base = Path("/lib/modules", os.uname().release)
+    for rel in STOCK_MODULES:
+        for ext in (".ko", ".ko.xz", ".ko.zst"):
+            if (base / (rel + ext)).exists():
+                subprocess.run(
+                    ["insmod", str(base / (rel + ext))], capture_output=True, check=False
+                )
+                break
+
+
+D_OVERLAY = "10.77.200.1"
+
+
+def _link_addrs(link: str) -> tuple[str, str]:
+    """The two ends' addresses of a link: ``d`` (A--D), ``r<i>a``, ``r<i>d``."""
+    if link == "d":
+        return "10.77.0.1", "10.77.0.2"
+    i = int(link[1:-1])
+    if link.endswith("a"):
+        return f"10.77.{i}.1", f"10.77.{i}.2"
+    return f"10.77.{10 + i}.1", f"10.77.{10 + i}.2"
+
+
+class Overlay:
+    """A, relays R1..Rn and D in namespaces ``<prefix>-a``, ``-r1``.., ``-d``."""
+
+    def __init__(self, prefix: str, relays: int = 4) -> None:
+        """Name the namespaces; :meth:`create` builds them."""
+        self.prefix = prefix
+        self.n = relays
+        self.a = f"{prefix}-a"
+        self.d = f"{prefix}-d"
+        self.relays = [f"{prefix}-r{i}" for i in range(1, relays + 1)]
+        self._threads: list[tuple[Router, threading.Thread]] = []
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._cuts: set[int] = set()
+
+    # ------------------------------------------------------------ topology
+    def links(self) -> list[tuple[str, str, str, str, str]]:
+        """``(link, ns1, dev1, ns2, dev2)`` of every link."""
+        out = [("d", self.a, "d", self.d, "a")]
+        for i, r in enumerate(self.relays, 1):
+            out.append((f"r{i}a", self.a, f"r{i}", r, "a"))
+            out.append((f"r{i}d", r, "d", self.d, f"r{i}"))
+        return out
+
+    def create(self) -> None:
+        """Namespaces, veth links, addresses, routes; rp_filter off.
+
+        A few ``ip -batch`` runs and in-process sysctl writes: a command costs
+        a second or more in a loaded emulated guest.
+        """
+        nss = (self.a, self.d, *self.relays)
+        root = [f"netns add {ns}" for ns in nss]
+        per_ns: dict[str, list[str]] = {ns: ["link set dev lo up"] for ns in nss}
+        devs: dict[str, list[str]] = {ns: [] for ns in nss}
+        for link, ns1, dev1, ns2, dev2 in self.links():
+            root.append(f"link add name {dev1} netns {ns1} type veth peer name {dev2} netns {ns2}")
+            for ns, dev, addr in zip((ns1, ns2), (dev1, dev2), _link_addrs(link), strict=True):
+                per_ns[ns] += [f"addr add {addr}/30 dev {dev}", f"link set dev {dev} up"]
+                devs[ns].append(dev)
+        per_ns[self.a] += [
+            f"addr add {A_OVERLAY}/32 dev lo",
+            f"route add 10.77.200.0/24 via 10.77.0.2 src {A_OVERLAY}",
+        ]
+        per_ns[self.d] += [
+            f"addr add {D_OVERLAY}/32 dev lo",
+            f"route add 10.77.100.0/24 via 10.77.0.1 src {D_OVERLAY}",
+        ]
+        for i, r in enumerate(self.relays, 1):
+            per_ns[r] += [
+                f"route add 10.77.200.0/24 via 10.77.{10 + i}.2",
+                f"route add 10.77.100.0/24 via 10.77.{i}.1",
+            ]
+        _batch(["ip", "-batch", "-"], root)
+        for ns in nss:
+            with netns(ns):
+                for key in ("all", "default", *devs[ns]):
+                    Path(f"/proc/sys/net/ipv4/conf/{key}/rp_filter").write_text("0")
+            _batch(["ip", "-n", ns, "-batch", "-"], per_ns[ns])
+
+    def destroy(self) -> None:
+        """Stop every daemon, delete every namespace (also after a failure)."""
+        self.stop_daemons()
+        lines = [f"netns del {ns}" for ns in (self.a, self.d, *self.relays)]
+        subprocess.run(
+            ["ip", "-force", "-batch", "-"], input="\n".join(lines) + "\n", text=True,
+            capture_output=True, check=False,
+        )  # fmt: skip
+
+    def _ends(self, relay: int) -> list[tuple[str, str, int]]:
+        """``(namespace, device, share of the round trip)`` of every link end of a path;
+        the first is A's."""
+        if relay == 0:
+            return [(self.a, "d", 2), (self.d, "a", 2)]
+        r = self.relays[relay - 1]
+        return [(self.a, f"r{relay}", 4), (r, "a", 4), (r, "d", 4), (self.d, f"r{relay}", 4)]
+
+    def set_paths(self, paths: dict[int, tuple[float, float, float]]) -> None:
+        """netem for several paths at once: relay (0: direct) -> (rtt ms, loss %, jitter ms).
+
+        The round trip is split evenly over the path's link ends; the loss is
+        applied once, leaving A; the jitter (normal) on every end.
+        """
+        lines: dict[str, list[str]] = {}
+        for relay, (rtt, loss, jitter) in paths.items():
+            for i, (ns, dev, share) in enumerate(self._ends(relay)):
+                args = f"delay {rtt / share:.3f}ms"
+                if jitter:
+                    args += f" {jitter}ms distribution normal"
+                if loss and i == 0:
+                    args += f" loss {loss}%"
+                lines.setdefault(ns, []).append(
+                    f"qdisc replace dev {dev} root netem {args} limit 10000"
+                )
+        for ns, batch in lines.items():
+            _batch(["tc", "-n", ns, "-batch", "-"], batch)
+
+    def set_path(
+        self, relay: int, rtt_ms: float, loss: float = 0.0, jitter_ms: float = 0.0
+    ) -> None:
+        """Make the path through relay ``relay`` (0: direct) have round trip ``rtt_ms``."""
+        self.set_paths({relay: (rtt_ms, loss, jitter_ms)})
+
+    def cut(self, relay: int, on: bool = True) -> None:
+        """Black-hole relay ``relay`` (every packet in and out dropped), or heal it."""
+        if on == (relay in self._cuts):
+            return
+        op = "-I" if on else "-D"
+        rules = ["*filter", f"{op} INPUT -j DROP", f"{op} OUTPUT -j DROP", "COMMIT"]
+        _batch(["ip", "netns", "exec", self.relays[relay - 1], "iptables-restore", "-n"], rules)
+        (self._cuts.add if on else self._cuts.discard)(relay)
+
+    # ------------------------------------------------------------ daemons
+    def config(self, node: str, probe: ProbeSettings | None = None) -> dict[str, object]:
+        """The YAML document of node ``a``, ``d`` or ``r<i>``."""
+        doc: dict[str, object] = {"name": f"{self.prefix}-{node}"}
+        if node == "a":
+            doc["address"] = A_OVERLAY
+            doc["neighbours"] = {f"r{i}": f"10.77.{i}.2" for i in range(1, self.n + 1)}
+            doc["destinations"] = [{"prefix": "10.77.200.0/24", "itm": D_OVERLAY}]
+        elif node == "d":
+            doc["address"] = D_OVERLAY
+            doc["neighbours"] = {f"r{i}": f"10.77.{10 + i}.1" for i in range(1, self.n + 1)}
+            doc["destinations"] = [{"prefix": "10.77.100.0/24", "itm": A_OVERLAY}]
+        else:
+            doc["address"] = f"10.77.{int(node[1:])}.2"
+        if probe is not None:
+            doc["probe"] = dataclasses.asdict(probe)
+        doc["backend"] = "nfqueue"
+        return doc
+
+    def ns_of(self, node: str) -> str:
+        """The namespace of node ``a``, ``d`` or ``r<i>``."""
+        if node in ("a", "d"):
+            return self.a if node == "a" else self.d
+        return self.relays[int(node[1:]) - 1]
+
+    def start_threads(self, nodes: list[str], probe: ProbeSettings | None = None) -> None:
+        """Run the daemons of ``nodes`` in threads of this process (each in its namespace)."""
+        for node in nodes:
+            cfg = parse_config(self.config(node, probe))
+            ns = (
+                self.a if node == "a" else self.d if node == "d" else self.relays[int(node[1:]) - 1]
+            )
+            ready = threading.Event()
+            box: list[Router] = []
+            errors: list[BaseException] = []
+
+            def body(
+                cfg: Config = cfg,
+                ns: str = ns,
+                ready: threading.Event = ready,
+                box: list[Router] = box,
+                errors: list[BaseException] = errors,
+            ) -> None:
+                try:
+                    with netns(ns):
+                        router = Router(cfg, backend_options={"queue_base": 4300})
+                        router.start()
+                        box.append(router)
+                        ready.set()
+                        router.run()
+                except BaseException as e:  # reported to the starter
+                    errors.append(e)
+                    ready.set()
+
+            th = threading.Thread(target=body, name=f"itmroute-{node}", daemon=True)
+            th.start()
+            ready.wait(60)
+            if errors or not box:
+                raise RuntimeError(f"itmroute {node} did not start: {errors}")
+            self._threads.append((box[0], th))
+
+    def router(self, node_ns: str) -> Router:
+        """The in-process daemon running in namespace ``node_ns``."""
+        for r, th in self._threads:
+            if th.name == f"itmroute-{node_ns}":
+                return r
+        raise KeyError(node_ns)
+
+    def start_process(
+        self, node: str, workdir: Path, probe: ProbeSettings | None = None
+    ) -> tuple[subprocess.Popen[bytes], Path]:
+        """Run ``itmroute run`` for ``node`` as its own process; returns it and its state file."""
+        ns = self.ns_of(node)
+        conf = workdir / f"{node}.yaml"
+        conf.write_text(yaml.safe_dump(self.config(node, probe)))
+        state = workdir / f"{node}.json"
+        state.unlink(missing_ok=True)
+        log = (workdir / f"{node}.log").open("ab")
+        proc = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                sys.executable,
+                "-m",
+                "itmroute",
+                "run",
+                "-c",
+                str(conf),
+                "--state",
+                str(state),
+            ],
+            stdout=log,
+            stderr=log,
+            cwd=str(Path(__file__).resolve().parents[1]),
+        )
+        log.close()
+        self._procs.append(proc)
+        return proc, state
+
+    def stop_daemons(self) -> None:
+        """Stop the threads and the processes started here."""
+        for r, _ in self._threads:
+            r.stop()
+        for _, th in self._threads:
+            th.join(10)
+        self._threads.clear()
+        for p in self._procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        self._procs.clear()
+
+
+@contextlib.contextmanager
+def overlay(prefix: str, relays: int = 4) -> Iterator[Overlay]:
+    """An :class:`Overlay`, removed afterwards whatever happens."""
+    ov = Overlay(prefix, relays)
+    try:
+        ov.create()
+        yield ov
+    finally:
+        ov.destroy()
+
+
+# ---------------------------------------------------------------- traffic
+class CutLater(threading.Thread):
+    """Cut a relay after ``delay`` s, off the sender's thread (a command can take
+    seconds in a loaded guest, and the stream must go on meanwhile)."""
+
+    def __init__(self, ov: Overlay, relay: int, delay: float) -> None:
+        super().__init__(daemon=True)
+        self.ov, self.relay, self.delay = ov, relay, delay
+        self.done = 0.0
+        self.start()
+
+    def run(self) -> None:
+        time.sleep(self.delay)
+        self.ov.cut(self.relay)
+        self.done = time.monotonic()  # the rules are in place from here
+
+
+class SeqStream:
+    """A UDP stream A -> D of sequence-numbered datagrams at ``rate`` per second."""
+
+    def __init__(self, ov: Overlay, rate: float = 100.0, port: int = 5300) -> None:
+        """Open both sockets (in their namespaces); :meth:`run` sends."""
+        with netns(ov.d):
+            self.rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.rx.bind((D_OVERLAY, port))
+        with netns(ov.a):
+            self.tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.rx.settimeout(0.2)
+        self.rate = rate
+        self.port = port
+        self.arrivals: list[tuple[int, float]] = []
+        self.sent = 0
+        self.ended = 0.0
+        self._stop = threading.Event()
+        self._rx_thread = threading.Thread(target=self._receive, daemon=True)
+        self._rx_thread.start()
+
+    def _receive(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.rx.recv(2048)
+            except (TimeoutError, OSError):
+                continue
+            if len(data) >= 4:
+                self.arrivals.append((struct.unpack_from(">I", data)[0], time.monotonic()))
+
+    def run(self, seconds: float, during: Callable[[float], None] | None = None) -> None:
+        """Send for ``seconds``; ``during(elapsed)`` is called between datagrams."""
+        start = time.monotonic()
+        period = 1.0 / self.rate
+        while True:
+            t = time.monotonic() - start
+            if t >= seconds:
+                break
+            with contextlib.suppress(OSError):
+                self.tx.sendto(struct.pack(">I", self.sent) + b"s" * 60, (D_OVERLAY, self.port))
+            self.sent += 1
+            if during is not None:
+                during(t)
+            time.sleep(max(0.0, start + self.sent * period - time.monotonic()))
+        self.ended = time.monotonic()
+
+    def largest_gap(self, after: float = 0.0) -> float:
+        """The longest time between consecutive arrivals (after monotonic time ``after``),
+        the end of sending counting as an arrival (a stream that never recovers
+        shows its whole outage)."""
+        times = sorted(t for _, t in self.arrivals if t >= after)
+        if self.ended and (not times or times[-1] < self.ended):
+            times.append(self.ended)
+        return max((b - a for a, b in itertools.pairwise(times)), default=float("inf"))
+
+    def close(self) -> None:
+        """Stop receiving, close the sockets."""
+        time.sleep(0.5)
+        self._stop.set()
+        self._rx_thread.join(2)
+        self.rx.close()
+        self.tx.close()
+
+
+def tcp_transfer(
+    ov: Overlay, nbytes: int, port: int, during: Callable[[], None], timeout: float = 60.0
+) -> tuple[str, str, str | None]:
+    """TCP A -> D of ``nbytes`` random bytes; ``during()`` runs a third of the way in.
+
+    Returns (sha256 sent, sha256 received, the client's error or None).
+    """
+    data = secrets.token_bytes(nbytes)
+    with netns(ov.d):
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with netns(ov.a):
+        cli = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    received = hashlib.sha256()
+    error: list[str] = []
+
+    def serve() -> None:
+        try:
+            conn, _ = srv.accept()
+            with conn:
+                conn.settimeout(timeout)
+                while chunk := conn.recv(65536):
+                    received.update(chunk)
+        except OSError as e:
+            error.append(f"server: {e}")
+
+    with srv, cli:
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind((D_OVERLAY, port))
+        srv.listen(1)
+        srv.settimeout(timeout)
+        th = threading.Thread(target=serve, daemon=True)
+        th.start()
+        cli.settimeout(timeout)
+        try:
+            cli.connect((D_OVERLAY, port))
+            third = nbytes // 3
+            cli.sendall(data[:third])
+            during()
+            cli.sendall(data[third:])
+            cli.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            error.append(f"client: {e}")
+        th.join(timeout)
+    return hashlib.sha256(data).hexdigest(), received.hexdigest(), "; ".join(error) or None

@@ -1,0 +1,388 @@
+"""The path table of one destination: probes, smoothed RTT and loss, the choice.
+
+Pure logic over a clock passed in, so that every rule is tested with a fake
+clock: :class:`DestState` says which paths to probe now (:meth:`due_probes`),
+takes the acknowledgements (:meth:`on_ack`), turns overdue probes into losses
+(:meth:`expire`) and decides (:meth:`evaluate`).
+
+* Score of a path: ``srtt * (1 + loss_weight * max(0, loss - loss_floor))``,
+  with ``srtt`` and ``loss`` exponentially smoothed; a path without an answer
+  yet, or abandoned, has no score. A path whose last answer looks clearly
+  better than the path in use is probed as often as that one for ``hot_time``,
+  so that its smoothed RTT catches up quickly; three samples in a row all 15%
+  off the smoothed RTT replace it with their median (the path changed).
+* Start-up: for ``startup_time`` after the first packet every path is probed
+  every ``startup_interval``; then the best score is taken outright.
+* Hysteresis: a better path is adopted only when its score beats the current
+  one by ``margin`` and ``min_gain`` at ``confirm`` consecutive evaluations.
+* Abandonment: ``dead_after`` consecutive losses on the path in use switch at
+  once to the best live path (the direct path when none is). The first loss on
+  the path in use, or traffic going out with nothing coming back for
+  ``stall_after`` (but less than ``stall_window``: a flow that never answers is
+  not a stall), races probes over every path at once; stall races back off
+  (``stall_holdoff`` doubling up to ``stall_max``) until the path in use loses
+  a probe.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+
+from .config import ProbeSettings
+
+DIRECT = "direct"
+
+
+@dataclass
+class PathState:
+    """One way to the destination: ``via`` None is the direct path."""
+
+    name: str
+    via: str | None
+    srtt: float | None = None
+    rttvar: float = 0.0
+    loss: float = 0.0
+    losses_in_row: int = 0
+    loss_before_run: float = 0.0  # the loss estimate before the current run of losses
+    acks: int = 0
+    lost: int = 0
+    sent: int = 0
+    last_ack: float = 0.0
+    last_rtt: float | None = None
+    next_probe: float = 0.0
+    hot_until: float = -1e9  # probed like the path in use until then (a likely better path)
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=3))
+
+    def timeout(self, s: ProbeSettings) -> float:
+        """How long a probe on this path may stay unanswered."""
+        if self.srtt is None:
+            return s.first_timeout
+        return max(s.min_timeout, 2 * self.srtt + 4 * self.rttvar)
+
+    def alive(self, s: ProbeSettings) -> bool:
+        """Answered at least once and not abandoned."""
+        return self.srtt is not None and self.losses_in_row < s.dead_after
+
+    def score(self, s: ProbeSettings) -> float | None:
+        """Lower is better; None when the path is not usable."""
+        if not self.alive(s):
+            return None
+        assert self.srtt is not None
+        return self.srtt * self.penalty(s)
+
+    def penalty(self, s: ProbeSettings) -> float:
+        """The loss factor of the score: ``1 + loss_weight * (loss - loss_floor)``."""
+        return 1 + s.loss_weight * max(0.0, self.loss - s.loss_floor)
+
+    def reset(self) -> None:
+        """Forget the measurements (the destination went idle)."""
+        self.srtt = None
+        self.rttvar = 0.0
+        self.loss = 0.0
+        self.losses_in_row = 0
+        self.last_rtt = None
+        self.hot_until = -1e9
+        self.recent.clear()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A change of path (or the first choice), with the table that made it."""
+
+    time: float
+    dest: str
+    old: str
+    new: str
+    reason: str
+    table: tuple[tuple[str, float | None, float, int], ...]  # name, srtt, loss, losses in row
+
+    def line(self) -> str:
+        """One log line: the change and every path's RTT and loss."""
+        cells = " ".join(
+            f"{n}={'-' if r is None else f'{r * 1000:.1f}ms'}/{loss * 100:.0f}%"
+            + (f"/x{row}" if row else "")
+            for n, r, loss, row in self.table
+        )
+        return f"{self.dest}: {self.old} -> {self.new} ({self.reason}) {cells}"
+
+
+@dataclass
+class DestState:
+    """Paths, probes in flight and the current choice for one destination ITM."""
+
+    name: str
+    settings: ProbeSettings
+    paths: list[PathState]
+    current: str = DIRECT
+    active: bool = False
+    activated: float = 0.0
+    started: bool = False  # the start-up choice has been made
+    last_out: float = -1e9
+    last_in: float = -1e9
+    race_until: float = -1e9
+    last_race: float = -1e9
+    stall_holdoff: float = 0.0
+    next_eval: float = 0.0
+    candidate: str | None = None
+    confirmed: int = 0
+    switches: int = 0
+    probes_sent: int = 0
+    in_flight: dict[int, tuple[str, float]] = field(default_factory=dict)
+    decisions: deque[Decision] = field(default_factory=lambda: deque(maxlen=50))
+    _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    @classmethod
+    def make(cls, name: str, neighbours: dict[str, str], settings: ProbeSettings) -> DestState:
+        """The direct path and one path through each neighbour."""
+        paths = [PathState(DIRECT, None)] + [PathState(n, a) for n, a in neighbours.items()]
+        return cls(name, settings, paths)
+
+    # ------------------------------------------------------------ lookups
+    def path(self, name: str) -> PathState:
+        """The path called ``name``."""
+        for p in self.paths:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    @property
+    def current_path(self) -> PathState:
+        """The path packets take now."""
+        return self.path(self.current)
+
+    def table(self) -> tuple[tuple[str, float | None, float, int], ...]:
+        """``(name, srtt, loss, losses in a row)`` of every path."""
+        return tuple((p.name, p.srtt, p.loss, p.losses_in_row) for p in self.paths)
+
+    # ------------------------------------------------------------ traffic
+    def note_out(self, now: float) -> None:
+        """A packet for this destination left; the first one starts probing."""
+        self.last_out = now
+        if not self.active:
+            self.active = True
+            self.activated = now
+            self.started = False
+            self.current = DIRECT
+            self.in_flight.clear()
+            for p in self.paths:
+                p.reset()
+                p.next_probe = now
+
+    def note_in(self, now: float) -> None:
+        """A packet from this destination arrived."""
+        self.last_in = now
+
+    # ------------------------------------------------------------ probing
+    def _interval(self, p: PathState, now: float) -> float:
+        s = self.settings
+        if now < self.race_until:
+            return s.race_interval
+        if not self.started:
+            return s.startup_interval
+        if p.losses_in_row and s.retry_interval:
+            return s.retry_interval
+        if p.name == self.current or now < p.hot_until:
+            return s.active_interval
+        return s.idle_interval
+
+    def due_probes(self, now: float) -> list[tuple[int, PathState]]:
+        """The probes to send now: ``(seq, path)``; each is recorded as in flight."""
+        if not self.active:
+            return []
+        out = []
+        for p in self.paths:
+            if now >= p.next_probe:
+                seq = next(self._seq) & 0xFFFFFFFF
+                self.in_flight[seq] = (p.name, now)
+                p.sent += 1
+                p.next_probe = now + self._interval(p, now)
+                out.append((seq, p))
+        self.probes_sent += len(out)
+        return out
+
+    def on_ack(self, seq: int, now: float) -> PathState | None:
+        """An acknowledgement arrived; returns its path (None if unknown or late)."""
+        entry = self.in_flight.pop(seq, None)
+        if entry is None:
+            return None
+        name, sent = entry
+        p = self.path(name)
+        rtt = max(now - sent, 1e-6)
+        s = self.settings
+        p.recent.append(rtt)
+        if p.srtt is None:
+            p.srtt, p.rttvar = rtt, rtt / 2
+        else:
+            p.rttvar += s.rtt_alpha * (abs(p.srtt - rtt) - p.rttvar)
+            p.srtt += s.rtt_alpha * (rtt - p.srtt)
+            lo, hi = min(p.recent), max(p.recent)
+            if len(p.recent) == p.recent.maxlen and (
+                hi < p.srtt * (1 - s.margin) or lo > p.srtt * (1 + s.margin)
+            ):
+                # the last samples all lie well off the average: the path changed
+                p.srtt = sorted(p.recent)[len(p.recent) // 2]
+        if p.losses_in_row >= s.dead_after:
+            # back from an outage: the outage made it dead, it is not a loss rate
+            p.loss = p.loss_before_run
+        p.loss *= 1 - s.loss_alpha
+        p.losses_in_row = 0
+        p.last_rtt = rtt
+        p.acks += 1
+        p.last_ack = now
+        return p
+
+    def expire(self, now: float) -> list[PathState]:
+        """Count overdue probes as lost; returns the paths that lost one."""
+        lost = []
+        s = self.settings
+        for seq, (name, sent) in list(self.in_flight.items()):
+            p = self.path(name)
+            if now - sent > p.timeout(s):
+                del self.in_flight[seq]
+                if not p.losses_in_row:
+                    p.loss_before_run = p.loss
+                p.loss = p.loss * (1 - s.loss_alpha) + s.loss_alpha
+                p.losses_in_row += 1
+                p.lost += 1
+                lost.append(p)
+                if s.retry_interval and p.losses_in_row < s.dead_after:
+                    p.next_probe = min(p.next_probe, now + s.retry_interval)
+        if lost and s.race and any(p.name == self.current for p in lost):
+            self.stall_holdoff = 0.0
+            self.start_race(now)
+        return lost
+
+    def start_race(self, now: float) -> None:
+        """Probe every path at once, and again every ``race_interval`` for a while."""
+        self.race_until = now + self.settings.race_time
+        self.last_race = now
+        for p in self.paths:
+            p.next_probe = now
+
+    # ------------------------------------------------------------ choosing
+    def best(self) -> tuple[PathState | None, float | None]:
+        """The live path with the lowest score (None when no path is alive)."""
+        best: PathState | None = None
+        best_score: float | None = None
+        for p in self.paths:
+            sc = p.score(self.settings)
+            if sc is not None and (best_score is None or sc < best_score):
+                best, best_score = p, sc
+        return best, best_score
+
+    def evaluate(self, now: float) -> Decision | None:
+        """Go idle, race, or change the path; returns the decision when the path changed."""
+        s = self.settings
+        if not self.active:
+            return None
+        if now - self.last_out > s.idle_after:
+            self.active = False
+            self.in_flight.clear()
+            return self._switch(now, DIRECT, "idle") if self.current != DIRECT else None
+        if (
+            s.race
+            and self.started
+            and self.last_in > self.activated
+            and max(s.stall_after, 3 * (self.current_path.srtt or 0))
+            < self.last_out - self.last_in
+            < s.stall_window
+            and now - self.last_out < s.stall_after
+            and now - self.last_race > self.stall_holdoff
+        ):
+            # a stall whose race finds the path in use healthy is the application's
+            # silence: wait twice as long before the next one
+            self.stall_holdoff = min(2 * max(self.stall_holdoff, s.stall_holdoff), s.stall_max)
+            self.start_race(now)
+        best, best_score = self.best()
+        if not self.started:
+            if now - self.activated < s.startup_time:
+                return None
+            if best is None and now - self.activated < s.startup_time + s.first_timeout:
+                return None
+            self.started = True
+            return self._switch(now, best.name if best else DIRECT, "start", always=True)
+        cur = self.current_path
+        if not cur.alive(s):
+            target = best.name if best is not None else DIRECT
+            if target != self.current:
+                return self._switch(now, target, "abandon")
+            return None
+        cur_score = cur.score(s)
+        assert cur_score is not None
+        self._heat(now, cur, cur_score)
+        if (
+            best is not None
+            and best_score is not None
+            and best.name != self.current
+            and best_score < cur_score * (1 - s.margin)
+            and cur_score - best_score >= s.min_gain
+        ):
+            if self.candidate == best.name:
+                self.confirmed += 1
+            else:
+                self.candidate, self.confirmed = best.name, 1
+            if self.confirmed >= s.confirm:
+                return self._switch(now, best.name, "better")
+        else:
+            self.candidate, self.confirmed = None, 0
+        return None
+
+    def _heat(self, now: float, cur: PathState, cur_score: float) -> None:
+        """Probe often (one at a time) the path whose last answer looks clearly better."""
+        s = self.settings
+        if any(now < p.hot_until for p in self.paths):
+            return
+        pick: tuple[float, PathState] | None = None
+        for p in self.paths:
+            if p is cur or p.last_rtt is None or not p.alive(s):
+                continue
+            quick = p.last_rtt * p.penalty(s)
+            clearly = quick < cur_score * (1 - s.margin) and cur_score - quick >= s.min_gain
+            if clearly and (pick is None or quick < pick[0]):
+                pick = (quick, p)
+        if pick is not None:
+            pick[1].hot_until = now + s.hot_time
+            pick[1].next_probe = min(pick[1].next_probe, now + s.active_interval)
+
+    def _switch(self, now: float, new: str, reason: str, always: bool = False) -> Decision | None:
+        old = self.current
+        self.candidate, self.confirmed = None, 0
+        if new == old and not always:
+            return None
+        if new != old:
+            self.switches += 1
+        self.current = new
+        d = Decision(now, self.name, old, new, reason, self.table())
+        self.decisions.append(d)
+        return d
+
+    def snapshot(self, now: float) -> dict[str, object]:
+        """The table as plain data (for ``itmroute show``)."""
+        return {
+            "dest": self.name,
+            "active": self.active,
+            "current": self.current,
+            "switches": self.switches,
+            "probes_sent": self.probes_sent,
+            "idle_for": round(now - self.last_out, 3) if self.last_out > 0 else None,
+            "paths": [
+                {
+                    "name": p.name,
+                    "via": p.via,
+                    "rtt_ms": None if p.srtt is None else round(p.srtt * 1000, 3),
+                    "loss": round(p.loss, 4),
+                    "losses_in_row": p.losses_in_row,
+                    "alive": p.alive(self.settings),
+                    "sent": p.sent,
+                    "acks": p.acks,
+                }
+                for p in self.paths
+            ],
+            "activated": self.activated,
+            "decisions": [
+                {"t": d.time, "new": d.new, "reason": d.reason, "line": d.line()}
+                for d in list(self.decisions)[-20:]
+            ],
+        }

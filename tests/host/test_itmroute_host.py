@@ -1,0 +1,144 @@
+"""itmRoute's data path on this machine's kernel (nfqueue backend, no netem).
+
+The lab's overlay (itmroute/lab.py: A, relays R1..R3, D, a direct A--D link)
+with the direct link black-holed, so that A and D must tunnel through a
+relay: UDP, TCP and ICMP echo cross the overlay, DSCP/ECN survive the tunnel,
+``itmroute show`` prints the path table, a cut relay is left for another, and
+A's capture rules are gone after it stops. Delays, loss and timing are tested
+in the VM (tests/kernel/test_itmroute.py), where netem exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from itmroute.lab import D_OVERLAY, Overlay, SeqStream, overlay, tcp_transfer
+from itmtool.lab import netns, ping, sh
+
+
+@pytest.fixture(autouse=True)
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root (network namespaces, iptables, nfnetlink_queue)")
+
+
+def state(path: Path) -> dict[str, Any]:
+    try:
+        doc: dict[str, Any] = json.loads(path.read_text())
+        return doc
+    except (OSError, ValueError):
+        return {}
+
+
+def current(path: Path) -> str | None:
+    st = state(path)
+    return st["destinations"][0]["current"] if st.get("destinations") else None
+
+
+def wait(pred: Any, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return bool(pred())
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[tuple[Overlay, Path]]:
+    work = Path(tempfile.mkdtemp(prefix="itmroute-host-"))
+    with overlay("itmh-rt", 3) as ov:
+        for chain, flag in (("INPUT", "-i"), ("OUTPUT", "-o")):  # black-hole the direct link
+            sh("ip", "netns", "exec", ov.d, "iptables", "-I", chain, flag, "a", "-j", "DROP")
+        ov.start_threads(["d", "r1", "r2", "r3"])
+        proc, st = ov.start_process("a", work)
+        try:
+            assert wait(lambda: bool(state(st)), 20), (work / "a.log").read_text()
+            yield ov, st
+        finally:
+            ov.stop_daemons()
+            assert proc.wait(10) == 0
+            mangle = sh("ip", "netns", "exec", ov.a, "iptables", "-t", "mangle", "-S")
+            assert "ITM" not in mangle
+
+
+def test_udp_tcp_and_icmp_cross_the_overlay_through_a_relay(lab: tuple[Overlay, Path]) -> None:
+    ov, st = lab
+    ping(ov.a, D_OVERLAY, 1)  # the first echo starts the probing (and is lost: direct)
+    assert wait(lambda: str(current(st)).startswith("r"), 5), state(st)
+    stream = SeqStream(ov, rate=100, port=5300)
+    try:
+        stream.run(1.0)
+    finally:
+        stream.close()
+    assert len(stream.arrivals) == stream.sent
+    sent, got, err = tcp_transfer(ov, 1_000_000, 5400, lambda: None)
+    assert err is None and got == sent
+    assert ping(ov.a, D_OVERLAY, 3)
+    c = state(st)["counters"] if wait(lambda: state(st)["counters"]["tunnelled"] > 0, 3) else {}
+    assert c["tunnelled"] > 100 and c["mss_clamped"] >= 1 and c["send_errors"] == 0
+
+
+def test_dscp_and_ecn_survive_the_tunnel(lab: tuple[Overlay, Path]) -> None:
+    ov, st = lab
+    assert ping(ov.a, D_OVERLAY, 1)
+    assert wait(lambda: str(current(st)).startswith("r"), 5)
+    with netns(ov.d):
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with netns(ov.a):
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with rx, tx:
+        rx.bind((D_OVERLAY, 5500))
+        rx.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
+        rx.settimeout(3)
+        for tos in (0xB9, 0x2A, 0x03):
+            tx.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
+            tx.sendto(b"x", (D_OVERLAY, 5500))
+            _, anc, _, _ = rx.recvmsg(100, socket.CMSG_SPACE(4))
+            assert [c[2][0] for c in anc if c[1] == socket.IP_TOS] == [tos]
+
+
+def test_an_oversized_df_packet_draws_frag_needed(lab: tuple[Overlay, Path]) -> None:
+    ov, st = lab
+    assert ping(ov.a, D_OVERLAY, 1)
+    assert wait(lambda: str(current(st)).startswith("r"), 5)
+    proc = subprocess.run(
+        ["ip", "netns", "exec", ov.a, "ping", "-M", "do", "-s", "1472", "-c", "1", "-W", "1",
+         D_OVERLAY],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert "mtu = 1468" in proc.stdout, proc.stdout + proc.stderr
+    assert ping(ov.a, D_OVERLAY, 1)  # what fits still goes through
+
+
+def test_show_prints_the_table_and_a_cut_relay_is_left(lab: tuple[Overlay, Path]) -> None:
+    ov, st = lab
+    assert ping(ov.a, D_OVERLAY, 1)
+    assert wait(lambda: str(current(st)).startswith("r"), 5)
+    out = subprocess.run(
+        [sys.executable, "-m", "itmroute", "show", "--state", str(st)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "10.77.200.0/24 via itm 10.77.200.1: active" in out
+    for name in ("direct", "r1", "r2", "r3"):
+        assert any(line.split()[:1] == [name] for line in out.splitlines()), out
+    victim = int(str(current(st))[1:])
+    stream = SeqStream(ov, rate=100, port=5600)
+    try:
+        stream.run(3.0, lambda t: ov.cut(victim) if t > 0.5 else None)
+    finally:
+        stream.close()
+        ov.cut(victim, on=False)
+    assert current(st) not in (f"r{victim}", "direct")
+    assert stream.largest_gap() < 2.0

@@ -1,0 +1,92 @@
+"""MSS clamping and ICMP "fragmentation needed" on plain bytes."""
+
+from __future__ import annotations
+
+import struct
+
+from itmroute import mtu
+from libitm import Packet
+from libitm.checksum import checksum
+
+SRC = bytes([10, 77, 100, 1])
+DST = bytes([10, 77, 200, 1])
+
+
+def ip_header(proto: int, payload_len: int, df: bool = True, tos: int = 0) -> bytearray:
+    hdr = bytearray(
+        struct.pack(
+            ">BBHHHBBH4s4s", 0x45, tos, 20 + payload_len, 1, 0x4000 if df else 0, 64, proto, 0,
+            SRC, DST,
+        )
+    )  # fmt: skip
+    struct.pack_into(">H", hdr, 10, checksum(hdr))
+    return hdr
+
+
+def tcp_syn(options: bytes, flags: int = 0x02) -> bytearray:
+    doff = (20 + len(options)) // 4
+    tcp = bytearray(struct.pack(">HHIIBBHHH", 40000, 80, 1, 0, doff << 4, flags, 65535, 0, 0))
+    tcp += options
+    pkt = ip_header(6, len(tcp)) + tcp
+    pseudo = SRC + DST + struct.pack(">BBH", 0, 6, len(tcp))
+    struct.pack_into(">H", pkt, 36, checksum(pseudo + bytes(tcp)))
+    return pkt
+
+
+def valid(pkt: bytes | bytearray) -> bool:
+    return Packet(bytearray(pkt)).verify_checksums()
+
+
+def mss_of(pkt: bytearray) -> int:
+    i = 40
+    while pkt[i] != 2:
+        i += 1 if pkt[i] == 1 else pkt[i + 1]
+    return int(struct.unpack_from(">H", pkt, i + 2)[0])
+
+
+def test_syn_mss_is_clamped_and_the_checksum_stays_right() -> None:
+    pkt = tcp_syn(b"\x02\x04\x05\xb4" + b"\x04\x02\x08\x0a" + bytes(8) + b"\x01\x03\x03\x07")
+    assert valid(pkt)
+    assert mtu.clamp_mss(pkt, 1428)
+    assert mss_of(pkt) == 1428
+    assert valid(pkt)
+
+
+def test_mss_at_an_odd_offset_is_clamped_too() -> None:
+    pkt = tcp_syn(b"\x01\x02\x04\x05\xb4\x01\x01\x01")  # NOP, then MSS at offset 21
+    assert valid(pkt)
+    assert mtu.clamp_mss(pkt, 1000)
+    assert mss_of(pkt) == 1000
+    assert valid(pkt)
+
+
+def test_small_mss_non_syn_and_other_protocols_are_left_alone() -> None:
+    small = tcp_syn(b"\x02\x04\x02\x00")  # MSS 512
+    assert not mtu.clamp_mss(small, 1428)
+    ack = tcp_syn(b"\x02\x04\x05\xb4", flags=0x10)
+    assert not mtu.clamp_mss(ack, 1428)
+    udp = ip_header(17, 8) + bytes(8)
+    assert not mtu.clamp_mss(udp, 1428)
+    broken = tcp_syn(b"\x02\x00\x00\x00")  # option length 0 ends the walk
+    assert not mtu.clamp_mss(broken, 1428)
+
+
+def test_frag_needed_quotes_the_packet_and_says_the_mtu() -> None:
+    big = ip_header(17, 1480) + struct.pack(">HHHH", 5000, 6000, 1488, 0) + bytes(1472)
+    assert mtu.dont_fragment(big)
+    assert not mtu.dont_fragment(ip_header(17, 8, df=False) + bytes(8))
+    me = bytes([10, 77, 100, 1])
+    icmp = mtu.frag_needed(big, 1468, me)
+    p = Packet(bytearray(icmp))
+    assert p.proto == 1 and p.icmp_type == 3 and p.icmp_code == 4
+    assert p.src.packed == me and p.dst.packed == SRC  # back to the sender
+    assert struct.unpack_from(">H", icmp, 26)[0] == 1468  # next-hop MTU
+    assert icmp[28:] == bytes(big[:28])  # IP header + 8 bytes
+    assert p.verify_checksums()
+    assert checksum(icmp[:20]) == 0
+    # the daemon hands over the queued packet as a read-only view
+    assert mtu.frag_needed(memoryview(bytes(big)).toreadonly(), 1468, me) == icmp
+
+
+def test_tunnel_mtu_subtracts_the_overhead() -> None:
+    assert mtu.tunnel_mtu(1500, 32) == 1468

@@ -1,0 +1,195 @@
+"""The path table's rules, on a fake clock: start-up choice, hysteresis,
+abandonment, races, idling, loss penalty."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+from itmroute import DestState, ProbeSettings
+from itmroute.paths import DIRECT
+
+NEIGHBOURS = {"r1": "10.0.1.2", "r2": "10.0.2.2", "r3": "10.0.3.2", "r4": "10.0.4.2"}
+
+
+class Sim:
+    """A destination probed over paths with given RTTs (None: no answer) and loss."""
+
+    def __init__(self, rtts: dict[str, float | None], settings: ProbeSettings | None = None):
+        self.s = settings or ProbeSettings()
+        self.d = DestState.make("10.0.9.1", NEIGHBOURS, self.s)
+        self.rtts = dict(rtts)
+        self.loss: dict[str, float] = {}
+        self.jitter: dict[str, float] = {}
+        self.now = 0.0
+        self.rng = random.Random(5)
+        self.pending: list[tuple[float, int]] = []
+        self.decisions: list[tuple[float, str, str]] = []
+        self.sent = 0
+
+    def run(self, seconds: float, traffic: bool = True, step: float = 0.01) -> None:
+        end = self.now + seconds
+        while self.now < end:
+            self.now = round(self.now + step, 6)
+            if traffic:
+                self.d.note_out(self.now)
+            for t, seq in sorted(x for x in self.pending if x[0] <= self.now):
+                self.pending.remove((t, seq))
+                self.d.on_ack(seq, t)
+            self.d.expire(self.now)
+            dec = self.d.evaluate(self.now)
+            if dec is not None:
+                self.decisions.append((self.now, dec.new, dec.reason))
+            for seq, p in self.d.due_probes(self.now):
+                self.sent += 1
+                rtt = self.rtts.get(p.name)
+                if rtt is None or self.rng.random() < self.loss.get(p.name, 0.0):
+                    continue
+                rtt += self.rng.uniform(-1, 1) * self.jitter.get(p.name, 0.0)
+                self.pending.append((self.now + rtt, seq))
+
+
+def rtts(**kw: float | None) -> dict[str, float | None]:
+    base: dict[str, float | None] = {"direct": 0.1, "r1": 0.1, "r2": 0.1, "r3": 0.1, "r4": 0.1}
+    base.update(kw)
+    return base
+
+
+def test_the_first_choice_is_the_lowest_rtt_within_a_second() -> None:
+    sim = Sim(rtts(direct=0.060, r1=0.080, r2=0.040, r3=0.050, r4=0.090))
+    sim.run(1.0)
+    assert sim.d.current == "r2"
+    assert sim.decisions[0][1:] == ("r2", "start")
+
+
+def test_direct_is_kept_when_it_is_best() -> None:
+    sim = Sim(rtts(direct=0.020, r1=0.030, r2=0.040))
+    sim.run(2.0)
+    assert sim.d.current == DIRECT
+    assert [d[1] for d in sim.decisions] == [DIRECT]  # the start decision, no change
+
+
+def test_a_clearly_better_path_is_adopted_within_five_seconds() -> None:
+    sim = Sim(rtts(direct=0.040, r1=0.060, r2=0.060, r3=0.060, r4=0.060))
+    sim.run(3.0)
+    assert sim.d.current == DIRECT
+    sim.rtts["r3"] = 0.029  # 27% better
+    t0 = sim.now
+    sim.run(6.0)
+    assert sim.d.current == "r3"
+    switch = next(t for t, new, why in sim.decisions if new == "r3")
+    assert switch - t0 <= 5.0
+
+
+def test_a_slightly_better_path_never_takes_over() -> None:
+    sim = Sim(rtts(direct=0.040, r1=0.060, r2=0.060, r3=0.060, r4=0.060))
+    sim.run(2.0)
+    sim.rtts["r1"] = 0.0365  # under 10% better
+    sim.run(60.0)
+    assert sim.d.current == DIRECT
+    assert sim.d.switches == 0  # the start chose direct; nothing since
+
+
+def test_two_close_paths_under_jitter_rarely_switch() -> None:
+    sim = Sim(rtts(direct=0.100, r1=0.040, r2=0.041, r3=0.100, r4=0.100))
+    sim.jitter = {"r1": 0.004, "r2": 0.004}
+    sim.run(600.0, step=0.02)
+    assert sim.d.switches <= 2  # the start, at most one flip in ten minutes
+
+
+def test_the_path_in_use_that_stops_answering_is_abandoned_within_a_second() -> None:
+    sim = Sim(rtts(direct=0.060, r1=0.020, r2=0.030, r3=0.050, r4=0.080))
+    sim.run(3.0)
+    assert sim.d.current == "r1"
+    sim.rtts["r1"] = None
+    t0 = sim.now
+    sim.run(2.0)
+    assert sim.d.current == "r2"
+    t_switch = next(t for t, new, why in sim.decisions if t > t0)
+    assert t_switch - t0 < 1.0
+
+
+def test_a_path_back_from_an_outage_is_taken_back_within_seconds() -> None:
+    sim = Sim(rtts(direct=0.060, r1=0.012, r2=0.024, r3=0.050, r4=0.080))
+    sim.run(3.0)
+    sim.rtts["r1"] = None
+    sim.run(3.0)
+    assert sim.d.current == "r2"
+    sim.rtts["r1"] = 0.012
+    t0 = sim.now
+    sim.run(6.0)
+    assert sim.d.current == "r1"
+    assert next(t for t, new, why in sim.decisions if t > t0) - t0 <= 5.0
+
+
+def test_when_nothing_answers_traffic_goes_direct() -> None:
+    sim = Sim(rtts(direct=0.060, r1=0.020, r2=0.030, r3=0.050, r4=0.080))
+    sim.run(3.0)
+    sim.rtts = dict.fromkeys(sim.rtts)
+    sim.run(3.0)
+    assert sim.d.current == DIRECT
+
+
+def test_a_lossy_path_loses_to_a_clean_one_of_up_to_one_and_a_half_its_rtt() -> None:
+    sim = Sim(rtts(direct=0.200, r1=0.040, r2=0.059, r3=0.200, r4=0.200))
+    sim.loss = {"r1": 0.10}
+    sim.run(120.0, step=0.02)
+    assert sim.d.current == "r2"
+
+
+def test_a_race_starts_when_traffic_gets_no_answer() -> None:
+    sim = Sim(rtts(direct=0.040, r1=0.060))
+    sim.run(2.0)
+    sim.d.note_in(sim.now)  # answers came back once
+    sent = sim.sent
+    sim.run(0.5)  # traffic flows, nothing comes back
+    assert sim.d.last_race > sim.d.activated
+    assert sim.sent - sent >= 5  # every path probed at once
+
+
+def test_an_idle_destination_stops_probing() -> None:
+    s = replace(ProbeSettings(), idle_after=10.0)
+    sim = Sim(rtts(direct=0.040, r1=0.020), s)
+    sim.run(2.0)
+    sim.run(12.0, traffic=False)
+    assert not sim.d.active
+    sent = sim.sent
+    sim.run(30.0, traffic=False)
+    assert sim.sent == sent
+    assert sim.d.current == DIRECT
+
+
+def test_probe_rate_of_an_active_destination() -> None:
+    sim = Sim(rtts(direct=0.040, r1=0.020, r2=0.030, r3=0.050, r4=0.080))
+    sim.run(5.0)
+    sent = sim.sent
+    sim.run(60.0, step=0.02)
+    per_second = (sim.sent - sent) / 60.0
+    # 4/s on the path in use, 2/3 per second on each of the other four
+    assert per_second <= 7.0
+    wire_bytes = per_second * 2 * (14 + 20 + 8 + 16)  # probe and ack, Ethernet framed
+    assert wire_bytes < 1000
+
+
+def test_ron_preset_probes_slowly_and_waits_for_four_losses() -> None:
+    ron = ProbeSettings.preset("ron")
+    assert ron.active_interval == 12.0 and ron.retry_interval == 3.0
+    assert ron.dead_after == 4 and not ron.race
+    sim = Sim(rtts(direct=0.060, r1=0.020, r2=0.030), ron)
+    sim.run(3.0)
+    assert sim.d.current == "r1"
+    sim.rtts["r1"] = None
+    t0 = sim.now
+    sim.run(40.0, step=0.05)
+    t_switch = next(t for t, new, why in sim.decisions if t > t0)
+    assert t_switch - t0 > 5.0
+
+
+def test_decision_line_shows_the_table() -> None:
+    sim = Sim(rtts(direct=0.060, r1=0.020))
+    sim.run(1.0)
+    line = sim.d.decisions[0].line()
+    assert "direct -> r1 (start)" in line
+    assert "r1=20.0ms/0%" in line and "r2=" in line
+    snap = sim.d.snapshot(sim.now)
+    assert snap["current"] == "r1"
