@@ -159,7 +159,13 @@ def test_run_all_lists_every_benchmark_with_its_bound() -> None:
     from bench import run_all
 
     names = [b.name for b in run_all.BENCHMARKS]
-    assert names == ["itm_dispatch", "qos_cost", "libitm_queue", "mice_elephants"]
+    assert names == [
+        "itm_dispatch",
+        "qos_cost",
+        "libitm_queue",
+        "mice_elephants",
+        "itmroute",
+    ]
     assert all(b.command()[-1] == "--write" and b.minutes > 0 for b in run_all.BENCHMARKS)
     assert run_all.main(["--list"]) == 0
     assert "Failed, so their sections are older: qos_cost." in run_all.header(
