@@ -30,6 +30,7 @@ from typing import Any
 
 from itmtool.lab import Topology, netns, ping, sh
 from libitm import ItmLoop, Packet
+from tests.kernel.qos_kit import Capture
 from tests.unit.libitm.itm_testlib import build, read_pcap, tcp_header, write_pcap
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -46,8 +47,6 @@ FLOWS = [
     (False, 4, 22, 40005, 30, 0x00),  # the other direction of the flow above: its own entry
     (True, 6, 40006, 80, 45, 0x22),
 ]
-ETH_P_ALL = 0x0003
-PACKET_OUTGOING = 4
 
 
 @dataclass(frozen=True)
@@ -129,33 +128,13 @@ def offline_tos(pkts: list[TracePacket], workdir: Path, threshold: int = 20) -> 
     return [Packet(bytearray(raw)).tos for _, raw in frames]
 
 
-class _Capture:
-    """TCP packets arriving on one interface of a namespace, by (sport, dport, seq)."""
-
-    def __init__(self, ns: str, dev: str) -> None:
-        with netns(ns):
-            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-        self.sock.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE
-        self.sock.bind((dev, ETH_P_ALL))
-        self.sock.setblocking(False)
-        self.seen: dict[tuple[int, int, int], list[int]] = {}
-
-    def drain(self) -> None:
-        while True:
-            try:
-                frame, addr = self.sock.recvfrom(65536)
-            except BlockingIOError:
-                return
-            if addr[2] == PACKET_OUTGOING or len(frame) < 14:
-                continue
-            etype = struct.unpack_from("!H", frame, 12)[0]
-            if etype not in (0x0800, 0x86DD):
-                continue
-            pkt = Packet(bytearray(frame[14:]))
-            if pkt.proto != socket.IPPROTO_TCP:
-                continue
-            key = struct.unpack_from("!HHI", frame, 14 + pkt.header_length)
-            self.seen.setdefault(key, []).append(pkt.tos)
+def _arrived(cap: Capture) -> dict[tuple[int, int, int], list[int]]:
+    """The TOS values of the TCP packets ``cap`` saw arrive, by (sport, dport, seq)."""
+    seen: dict[tuple[int, int, int], list[int]] = {}
+    for p in cap.drain():
+        if not p.outgoing:
+            seen.setdefault((p.sport, p.dport, p.seq), []).append(p.tos)
+    return seen
 
 
 @contextlib.contextmanager
@@ -195,7 +174,7 @@ def replay(t: Topology, pkts: list[TracePacket], gap: float = 0.002) -> list[lis
     for family_addr in (t.server4, t.server6):
         ping(t.client, family_addr)  # resolve neighbours first: nothing waits in a queue
     with _no_tcp_replies(t):
-        caps = {True: _Capture(t.server, "s0"), False: _Capture(t.client, "c0")}
+        caps = {True: Capture(t.server, "s0"), False: Capture(t.client, "c0")}
         socks: dict[tuple[bool, int], socket.socket] = {}
         try:
             for from_client in (True, False):
@@ -214,18 +193,16 @@ def replay(t: Topology, pkts: list[TracePacket], gap: float = 0.002) -> list[lis
                     cap.drain()
             end = time.monotonic() + 5
             while time.monotonic() < end:
-                for cap in caps.values():
-                    cap.drain()
-                got = sum(len(c.seen) for c in caps.values())
-                if got >= len(pkts):
+                if sum(len(_arrived(c)) for c in caps.values()) >= len(pkts):
                     break
                 time.sleep(0.05)
+            seen = {side: _arrived(c) for side, c in caps.items()}
         finally:
             for s in socks.values():
                 s.close()
             for cap in caps.values():
-                cap.sock.close()
-    return [caps[p.from_client].seen.get(p.key, []) for p in pkts]
+                cap.close()
+    return [seen[p.from_client].get(p.key, []) for p in pkts]
 
 
 def check_parity(live: list[list[int]], offline: list[int], pkts: list[TracePacket]) -> None:
