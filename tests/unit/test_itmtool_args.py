@@ -102,6 +102,9 @@ def test_vm_boots_the_kernel_with_the_command(
     assert "itmtool load itm_mod && itmtool status" in calls[1]["script"]
     assert cli.main(["vm", "--kernel", "6.1", "--no-build", "--", "uname -r; ls"]) == 7
     assert "uname -r; ls\n" in calls[2]["script"]
+    assert [c["console"] for c in calls] == [False] * 3
+    assert cli.main(["vm", "--kernel", "6.1", "--no-build", "--console", "--", "true"]) == 7
+    assert calls[3]["console"] is True
 
 
 def test_vm_without_the_kernel_image(

@@ -214,6 +214,7 @@ def _cmd_vm(args: argparse.Namespace) -> int:
         stream=True,
         timeout=args.timeout,
         append=(),
+        console=args.console,
     )
     return out.returncode
 
@@ -383,6 +384,11 @@ def _add_module_commands(sub: Any) -> None:
     p.add_argument("--kernel", metavar="NAME", help="kernel of the matrix (default: the newest)")
     p.add_argument("--no-build", action="store_true", help="use the modules already built")
     p.add_argument("--timeout", type=float, default=1800, help="seconds before the VM is killed")
+    p.add_argument(
+        "--console",
+        action="store_true",
+        help="show the kernel's console and vng's own messages too (a VM that dies early)",
+    )
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="guest command")
     p.set_defaults(func=_cmd_vm)
 
