@@ -5,6 +5,10 @@ disables and reorders them, and attaches itm_mod's hooks to a network
 namespace.  The message classes in `itm_spec` are generated from spec/itm.yaml.
 """
 
-from libitm.control.client import App, ItmControl, ItmControlError, ItmNotLoaded
+from libitm.control.lazy_pyroute2 import install as _lazy_pyroute2
+
+_lazy_pyroute2()  # before the first pyroute2 import: only pyroute2.netlink is needed
+
+from libitm.control.client import App, ItmControl, ItmControlError, ItmNotLoaded  # noqa: E402
 
 __all__ = ["App", "ItmControl", "ItmControlError", "ItmNotLoaded"]
