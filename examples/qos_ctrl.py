@@ -3,7 +3,8 @@
 
 Per TCP flow direction (source and destination address and port) the
 application counts packets. The first packet of an unseen flow is only logged
-(class 0: ``log_func`` creates the entry). After that, while the flow's count is
+(class 0: ``log_func`` creates the entry), unless ``--mark-first`` asks for it
+to be classified like the rest (qos_mod's ``mark_first``). After that, while the flow's count is
 at most ``threshold`` or the packet carries FIN, the flow is SHORT and the
 packet gets the Minimize-Delay TOS bit (0x10) set; otherwise it is LONG and the
 bit is cleared. The precedence bits and the two ECN bits are kept; for IPv6 the
@@ -43,12 +44,19 @@ class QosCtrl(Application):
     needs_payload = True  # it modifies packets: nfqueue must hand over whole packets
 
     def __init__(
-        self, threshold: int = 20, idle_timeout: float = 120.0, interest: Interest | None = None
+        self,
+        threshold: int = 20,
+        idle_timeout: float = 120.0,
+        interest: Interest | None = None,
+        *,
+        mark_first: bool = False,
     ) -> None:
-        """``threshold``: packets per flow direction that still count as SHORT."""
+        """``threshold``: packets per flow direction that still count as SHORT;
+        ``mark_first``: classify a flow's first packet too (else class 0)."""
         if threshold < 1:
             raise ValueError("threshold must be at least 1")
         self.threshold = threshold
+        self.mark_first = mark_first
         self.idle_timeout = idle_timeout
         self.interest = interest or Interest(protocol="tcp")
         self.flows: dict[FlowKey, int] = {}
@@ -63,18 +71,22 @@ class QosCtrl(Application):
         return (pkt.src.packed, pkt.dst.packed, pkt.sport or 0, pkt.dport or 0)
 
     def class_func(self, pkt: Packet) -> int:
-        """0 for an unseen flow, else SHORT or LONG by this packet's number."""
+        """0 for an unseen flow (SHORT with ``mark_first``), else SHORT or LONG
+        by this packet's number."""
         count = self.flows.get(self.key(pkt))
         if count is None:
-            return 0
+            return SHORT if self.mark_first else 0
         if count + 1 <= self.threshold or pkt.fin:
             return SHORT
         return LONG
 
     def log_func(self, cls: int, pkt: Packet) -> None:
-        """The first packet of a flow creates its entry (count 1)."""
+        """The first packet of a flow creates its entry (count 1; with
+        ``mark_first`` count 0, and ``update_func`` counts it)."""
         if cls == 0:
             self.flows[self.key(pkt)] = 1
+        elif self.mark_first:
+            self.flows.setdefault(self.key(pkt), 0)
 
     def process_func(self, where: Hook, cls: int, pkt: Packet) -> Verdict:
         """Set (SHORT) or clear (LONG) the Minimize-Delay bit; keep every other bit."""
@@ -119,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="result trace (offline backend)")
     ap.add_argument("--log", help="verdict log (offline backend)")
     ap.add_argument("--threshold", type=int, default=20, help="packets that are SHORT (20)")
+    ap.add_argument(
+        "--mark-first", action="store_true", help="mark a flow's first packet (the SYN) too"
+    )
     ap.add_argument("--duration", type=float, help="seconds to run (live backends)")
     ap.add_argument("--queue-base", type=int, default=None, help="first nfqueue number to try")
     ap.add_argument("--dst", help="only flows to this address/mask")
@@ -136,7 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         backend = args.backend
         if args.queue_base is not None:
             options["queue_base"] = args.queue_base
-    app = QosCtrl(args.threshold, interest=Interest(protocol="tcp", src=args.src, dst=args.dst))
+    app = QosCtrl(
+        args.threshold,
+        interest=Interest(protocol="tcp", src=args.src, dst=args.dst),
+        mark_first=args.mark_first,
+    )
     loop = ItmLoop(backend, strict=args.strict, **options)
     loop.register_app(app)
     with contextlib.suppress(KeyboardInterrupt):

@@ -107,19 +107,26 @@ static void qos_flow_remove(struct qos_flow *f)
  * @p: the parsed packet
  *
  * Context: packet context, under RCU.
- * Return: 0 for a flow not in the table, %QOS_SHORT while the flow's
- * packets up to and including this one are at most the threshold (or for
- * a FIN), %QOS_LONG after.
+ * Return: 0 for a flow not in the table (unless mark_first is set and the
+ * table has room for it: then it is classified as its first packet),
+ * %QOS_SHORT while the flow's packets up to and including this one are at
+ * most the threshold (or for a FIN), %QOS_LONG after.
  */
 int qos_flows_classify(const struct qos_pkt *p)
 {
 	struct qos_flow *f;
-	u64 seen;
+	u64 seen = 0;
 
 	f = qos_find(qos_bucket(&p->key), &p->key);
-	if (!f)
+	if (f)
+		seen = atomic64_read(&f->packets);
+	/*
+	 * A flow log_func cannot enter (full table) stays class 0 so that it
+	 * is never marked, as without mark_first.
+	 */
+	else if (!READ_ONCE(qos_mark_first) ||
+		 atomic_read(&qos_nobjs) >= READ_ONCE(qos_max_flows))
 		return 0;
-	seen = atomic64_read(&f->packets);
 	if (p->fin || seen + 1 <= READ_ONCE(qos_threshold))
 		return QOS_SHORT;
 	return QOS_LONG;

@@ -5,8 +5,9 @@
  *
  * At post-routing, for every TCP packet:
  *   class_func    the flow's class from its packet count: 0 for a flow not
- *                 in the table yet, SHORT while the count (this packet
- *                 included) is at most `threshold` or for a FIN, LONG after;
+ *                 in the table yet (SHORT with mark_first), SHORT while the
+ *                 count (this packet included) is at most `threshold` or
+ *                 for a FIN, LONG after;
  *   log_func      enters an unseen flow in the table, counts the packet;
  *   process_func  marks SHORT packets with the Minimize-Delay TOS bit and
  *                 clears it on LONG ones (or writes a DSCP in dscp mode).
@@ -38,6 +39,11 @@ struct qos_stats __percpu *qos_stats;
 module_param_named(threshold, qos_threshold, uint, 0644);
 MODULE_PARM_DESC(threshold,
 		 "a flow is SHORT while it has sent at most this many packets (default 20)");
+
+bool qos_mark_first;
+module_param_named(mark_first, qos_mark_first, bool, 0644);
+MODULE_PARM_DESC(mark_first,
+		 "mark a flow's first packet (the SYN) too; default N: class 0, unmarked, as in the paper");
 
 static int qos_set_max_flows(const char *val, const struct kernel_param *kp)
 {

@@ -170,6 +170,14 @@ def test_qos_agrees_with_connbytes(topo: Topology) -> None:
     with q.qos_loaded():
         kit.itm_attach(topo.router)
         qos = _transfers(topo, SIZES, 20, port0=5201)
+        assert q.param("mark_first") == "N"
+        # mark_first (switched at run time): the first packet is marked too,
+        # which makes qos_mod and connbytes the same rule, packet for packet
+        q.set_param("mark_first", 1)
+        first = _transfers(topo, SIZES, 20, port0=5251, first_as_sent=False)
+        st = q.stats()
+        every = sum(len(v) for v in first.values())  # the first packets count now
+        assert st["short_packets"] + st["long_packets"] == _classified(qos) + every
     compared = differ = 0
     for key, pkts in qos.items():
         other = ipt[key]
@@ -185,6 +193,12 @@ def test_qos_agrees_with_connbytes(topo: Topology) -> None:
             else:
                 assert m1 == m2, f"{key} packet {i}: qos_mod {b1.tos:#x}, connbytes {b2.tos:#x}"
     assert differ == 2 * len(SIZES) and compared > 100
+    for key, pkts in first.items():
+        other = ipt[key]
+        for i, ((a1, b1), (a2, b2)) in enumerate(zip(pkts, other, strict=False), start=1):
+            if a1.flags == a2.flags:
+                m1, m2 = b1.tos & q.LOWDELAY, b2.tos & q.LOWDELAY
+                assert m1 == m2, f"{key} packet {i}: mark_first {b1.tos:#x}, connbytes {b2.tos:#x}"
 
 
 def test_qos_threshold_change_at_run_time(topo: Topology) -> None:

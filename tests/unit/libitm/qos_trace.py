@@ -72,10 +72,11 @@ class TracePacket:
         return 20 if self.data[0] >> 4 == 4 else 40
 
 
-def expected_tos(n: int, total: int, tos: int, threshold: int) -> int:
-    """The paper's rule: packet 1 as sent, 2..threshold and the FIN SHORT, the rest LONG."""
+def expected_tos(n: int, total: int, tos: int, threshold: int, *, mark_first: bool = False) -> int:
+    """The paper's rule: packet 1 as sent (SHORT with ``mark_first``), 2..threshold and
+    the FIN SHORT, the rest LONG."""
     fin = n == total and total > 1
-    if n == 1:
+    if n == 1 and not mark_first:
         return tos
     if n <= threshold or fin:
         return tos | LOWDELAY
@@ -116,12 +117,14 @@ def _qos_ctrl_class() -> Any:
     return mod.QosCtrl
 
 
-def offline_tos(pkts: list[TracePacket], workdir: Path, threshold: int = 20) -> list[int]:
+def offline_tos(
+    pkts: list[TracePacket], workdir: Path, threshold: int = 20, *, mark_first: bool = False
+) -> list[int]:
     """Run qos_ctrl offline over the trace; the TOS each packet leaves with."""
     src, out = workdir / "trace.pcap", workdir / "marked.pcap"
     write_trace(src, pkts)
     loop = ItmLoop("offline", pcap=src, out=out)
-    loop.register_app(_qos_ctrl_class()(threshold))
+    loop.register_app(_qos_ctrl_class()(threshold, mark_first=mark_first))
     loop.run()
     _, frames = read_pcap(out)
     assert len(frames) == len(pkts), "the offline run dropped packets"

@@ -31,6 +31,16 @@ def test_offline_parity_trace_follows_the_rule(tmp_path: Path) -> None:
     assert len({p.key for p in pkts}) == len(pkts)  # each packet identifiable on the wire
 
 
+@pytest.mark.parametrize("threshold", [20, 1])
+def test_mark_first_marks_the_first_packet_too(tmp_path: Path, threshold: int) -> None:
+    """``mark_first`` (qos_mod's parameter of that name): packet 1 is SHORT, the rest as before."""
+    pkts = trace()
+    tos = offline_tos(pkts, tmp_path, threshold, mark_first=True)
+    want = [expected_tos(p.n, p.total, p.tos, threshold, mark_first=True) for p in pkts]
+    assert tos == want
+    assert want != [expected_tos(p.n, p.total, p.tos, threshold) for p in pkts]
+
+
 @pytest.mark.parametrize("threshold", [20, 3])
 def test_marking(tmp_path: Path, threshold: int) -> None:
     src = tmp_path / "flows.pcap"
