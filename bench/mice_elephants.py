@@ -117,6 +117,7 @@ class Guest:
         self.client, self.itm, self.core, self.server = c.names
         self.dst = c.addr(3)
         self.ctrl: subprocess.Popen[str] | None = None
+        self.ctrl_first = False  # the running qos_ctrl's --mark-first
 
     def setup_links(self) -> None:
         """The ITM's delay towards the core; short device queues at the core."""
@@ -151,7 +152,12 @@ class Guest:
         try:
             if run.scheme == "qos_mod":
                 lab.sh("insmod", self.ko["itm_mod"])
-                lab.sh("insmod", self.ko["qos_mod"], f"threshold={run.threshold}")
+                lab.sh(
+                    "insmod",
+                    self.ko["qos_mod"],
+                    f"threshold={run.threshold}",
+                    f"mark_first={int(run.mark_first)}",
+                )
                 lab.sh(
                     "ip", "netns", "exec", self.itm, "python", "-m", "itmtool.cli", "netns", "on"
                 )
@@ -163,8 +169,10 @@ class Guest:
                     check=True,
                 )
             elif run.scheme == "qos_ctrl":
+                if self.ctrl is not None and self.ctrl_first != run.mark_first:
+                    self.stop_ctrl()
                 if self.ctrl is None:
-                    self.start_ctrl()
+                    self.start_ctrl(run.mark_first)
                 self.ipt("-A", "POSTROUTING", "-j", CTRL_CHAIN)
                 info["ctrl_cpu"] = self.ctrl_cpu()
             yield info
@@ -192,17 +200,19 @@ class Guest:
                 self.ipt("-D", "POSTROUTING", "-j", CTRL_CHAIN)
                 info["ctrl_cpu"] = self.ctrl_cpu() - info.get("ctrl_cpu", 0.0)
 
-    def start_ctrl(self) -> None:
+    def start_ctrl(self, mark_first: bool) -> None:
         """examples/qos_ctrl.py on the nfqueue backend in the ITM, its rules in but unhooked.
 
         Python starts slowly on the emulated CPU (tens of seconds), so one
         process serves every qos_ctrl run: between runs the jump to its chain
         is taken out (nothing reaches it), and `hook_ctrl` puts it back.
         """
+        self.ctrl_first = mark_first
         self.ctrl = subprocess.Popen(
             ["ip", "netns", "exec", self.itm, sys.executable, str(QOS_CTRL),
              "--backend", "nfqueue", "--threshold", "20",
-             "--dst", f"{self.dst}/32", "--duration", "7200"],
+             "--dst", f"{self.dst}/32", "--duration", "7200",
+             *(["--mark-first"] if mark_first else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         deadline = time.monotonic() + 180
@@ -276,7 +286,7 @@ class Guest:
         rows = []
         for f, (secs, sent, sport) in zip(flows, results, strict=True):
             flags = bytes(marks.get(sport, b"")) if sport else b""
-            bad = mice_stats.mismatched(run.scheme, flags, run.threshold)
+            bad = mice_stats.mismatched(run.scheme, flags, run.threshold, run.mark_first)
             rows.append(
                 [
                     f.size,

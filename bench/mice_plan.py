@@ -13,7 +13,7 @@ from typing import Any
 SCHEMES = ("none", "qos_mod", "nft", "qos_ctrl")
 #: the core router's treatments of marked packets
 CORES = ("prio", "red")
-LOADS = (0.6, 0.95)
+LOADS = (0.6, 0.8, 0.95)
 SEEDS = (1, 2)
 THRESHOLDS = (10, 20, 50, 100)
 #: seconds of arrivals per run; flows started in it may run DRAIN seconds more
@@ -37,6 +37,9 @@ class Run:
     seed: int
     threshold: int = 20
     offloads: bool = False
+    #: qos_mod / qos_ctrl classify a flow's first packet (the SYN) too, as the
+    #: nftables rule does; False is the paper's class 0 (first packet as sent)
+    mark_first: bool = False
     #: "main" (the comparison of schemes) or "sweep" (threshold, offloads)
     part: str = "main"
 
@@ -55,12 +58,15 @@ def plan(
     """Every run of one experiment on one kernel, in the order they run.
 
     The main comparison interleaves the schemes over each (core, load, seed),
-    so a slow drift of the machine touches every scheme alike.  With
-    `sweep_load`, qos_mod's other thresholds and offloads on (for no marking and
-    qos_mod) follow at that load, first seed, strict priority.
+    so a slow drift of the machine touches every scheme alike; qos_mod and
+    qos_ctrl mark the first packet there (`mark_first`), so that all three
+    marking schemes apply the same rule.  With `sweep_load`, qos_mod's other
+    thresholds, qos_mod with the paper's unmarked first packet, and offloads on
+    (for no marking and qos_mod) follow at that load, first seed, strict
+    priority.
     """
     runs = [
-        Run(scheme, core, load, seed)
+        Run(scheme, core, load, seed, mark_first=scheme in ("qos_mod", "qos_ctrl"))
         for seed in seeds
         for load in loads
         for core in cores
@@ -69,12 +75,14 @@ def plan(
     if sweep_load is not None:
         seed, core = seeds[0], "prio"
         runs += [
-            Run("qos_mod", core, sweep_load, seed, threshold=t, part="sweep")
+            Run("qos_mod", core, sweep_load, seed, threshold=t, mark_first=True, part="sweep")
             for t in THRESHOLDS
             if t != 20
         ]
+        runs.append(Run("qos_mod", core, sweep_load, seed, mark_first=False, part="sweep"))
         runs += [
-            Run(s, core, sweep_load, seed, offloads=True, part="sweep") for s in ("none", "qos_mod")
+            Run(s, core, sweep_load, seed, offloads=True, mark_first=s == "qos_mod", part="sweep")
+            for s in ("none", "qos_mod")
         ]
     return runs
 

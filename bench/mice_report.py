@@ -188,14 +188,21 @@ def sweep_table(doc: dict[str, Any]) -> str | None:
         f"Kernel {doc['kernel']}: core {runs[0]['core']}, load {runs[0]['load']:.2f},"
         f" seed {runs[0]['seed']} (one trace):",
         "",
-        "| scheme | threshold | offloads | short mean ms | short p99 ms | long Mbit/s |"
-        " util. | packets marked | marks as rule |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| scheme | threshold | first packet | offloads | short mean ms | short p99 ms |"
+        " long Mbit/s | util. | packets marked | marks as rule |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in sorted(main + runs, key=lambda r: (r["offloads"], r["scheme"], r["threshold"])):
+
+    def order(r: dict[str, Any]) -> tuple[Any, ...]:
+        return (r["offloads"], r["scheme"], r["threshold"], not r.get("mark_first", False))
+
+    for r in sorted(main + runs, key=order):
         s = mice_stats.summary(r)
+        marked = r["scheme"] != "none"
+        first_pkt = "marked" if r.get("mark_first", False) else "as sent"
         lines.append(
-            f"| {SCHEME_NAMES[r['scheme']]} | {r['threshold'] if r['scheme'] != 'none' else '—'} "
+            f"| {SCHEME_NAMES[r['scheme']]} | {r['threshold'] if marked else '—'} "
+            f"| {first_pkt if marked else '—'} "
             f"| {'on' if r['offloads'] else 'off'} | {_fmt(s['short_mean'])} "
             f"| {_fmt(s['short_p99'])} "
             f"| {_fmt(s['long_mbps'], '.3f')} | {_fmt(s['utilisation'], '.2f')} "

@@ -25,7 +25,8 @@ from typing import Any
 
 from bench.mice_trace import is_short
 
-#: the schemes whose rule leaves a flow's first packet as sent (qos_mod's class 0)
+#: the schemes that leave a flow's first packet as sent (qos_mod's class 0) unless
+#: they run with mark_first
 FIRST_AS_SENT = ("qos_mod", "qos_ctrl")
 #: the schemes that mark nothing
 UNMARKED = ("none",)
@@ -33,36 +34,38 @@ UNMARKED = ("none",)
 SIZE, SECONDS, SENT, PACKETS, MARKED, MISMATCHES = range(6)
 
 
-def expected_mark(scheme: str, index: int, fin: bool, threshold: int) -> bool:
+def expected_mark(
+    scheme: str, index: int, fin: bool, threshold: int, mark_first: bool = False
+) -> bool:
     """Whether the `index`-th (1-based) packet of a flow leaves the ITM with TOS 0x10.
 
     The paper's rule: SHORT while the flow has sent at most `threshold` packets,
     and a FIN is always SHORT.  qos_mod and qos_ctrl leave the first packet as
-    the sender made it (the senders here send TOS 0); the nftables rule set
-    counts it like conntrack does.
+    the sender made it (the senders here send TOS 0) unless `mark_first`; the
+    nftables rule set counts it like conntrack does.
     """
     if scheme in UNMARKED:
         return False
-    if index == 1 and scheme in FIRST_AS_SENT:
+    if index == 1 and scheme in FIRST_AS_SENT and not mark_first:
         return False
     return index <= threshold or fin
 
 
-def mismatches(scheme: str, flags: bytes, threshold: int) -> int:
+def mismatches(scheme: str, flags: bytes, threshold: int, mark_first: bool = False) -> int:
     """Packets of one flow whose mark differs from the rule.
 
     `flags` holds one byte per packet in the order seen: bit 0 the mark (TOS
     0x10), bit 1 FIN.
     """
-    return len(mismatched(scheme, flags, threshold))
+    return len(mismatched(scheme, flags, threshold, mark_first))
 
 
-def mismatched(scheme: str, flags: bytes, threshold: int) -> list[int]:
+def mismatched(scheme: str, flags: bytes, threshold: int, mark_first: bool = False) -> list[int]:
     """The 1-based positions of the packets of one flow whose mark differs from the rule."""
     return [
         i
         for i, f in enumerate(flags, 1)
-        if bool(f & 1) != expected_mark(scheme, i, bool(f & 2), threshold)
+        if bool(f & 1) != expected_mark(scheme, i, bool(f & 2), threshold, mark_first)
     ]
 
 

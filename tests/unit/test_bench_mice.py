@@ -51,10 +51,17 @@ def test_plan_interleaves_schemes_and_bounds_time() -> None:
     runs = mice_plan.plan((0.6, 0.95), (1, 2), ("prio", "red"))
     assert len(runs) == 2 * 2 * 2 * 4
     assert [r.scheme for r in runs[:4]] == list(mice_plan.SCHEMES)
+    # the main comparison: every marking scheme marks the first packet
+    assert {r.scheme for r in runs if r.mark_first} == {"qos_mod", "qos_ctrl"}
+    assert all(r.mark_first for r in runs if r.scheme in ("qos_mod", "qos_ctrl"))
     assert len({(r.core, r.load, r.seed) for r in runs}) == 8
     sweep = mice_plan.plan((0.6, 0.95), (1,), ("prio",), sweep_load=0.95)
     extra = [r for r in sweep if r.part == "sweep"]
-    assert sorted(r.threshold for r in extra if not r.offloads) == [10, 50, 100]
+    assert sorted(r.threshold for r in extra if not r.offloads) == [10, 20, 50, 100]
+    # the paper's reading (first packet as sent) at threshold 20 only
+    assert [
+        (r.threshold, r.offloads) for r in extra if not r.mark_first and r.scheme != "none"
+    ] == [(20, False)]
     assert {r.scheme for r in extra if r.offloads} == {"none", "qos_mod"}
     assert mice_plan.bound_seconds(runs) == mice_plan.BOOT + 32 * (
         mice_plan.WINDOW + mice_plan.DRAIN + mice_plan.OVERHEAD
@@ -72,6 +79,8 @@ def test_each_scheme_is_checked_against_its_own_rule() -> None:
     assert mice_stats.mismatches("qos_mod", qos, 20) == 0
     assert mice_stats.mismatches("qos_ctrl", qos, 20) == 0
     assert mice_stats.mismatches("qos_mod", nft, 20) == 1  # the SYN
+    assert mice_stats.mismatches("qos_mod", nft, 20, mark_first=True) == 0
+    assert mice_stats.mismatches("qos_ctrl", qos, 20, mark_first=True) == 1
     assert mice_stats.mismatches("none", bytes([0, 0, 2]), 20) == 0
     assert mice_stats.mismatches("none", qos, 20) == 20
 
