@@ -26,10 +26,13 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def clean_kernel_log() -> Iterator[None]:
     """Fail a test whose run left a WARN, BUG, Oops, corruption report or new taint."""
-    before = len(kit.dmesg())
+    log = kit.KernelLog()
     taint_before = kit.taint()
-    yield
-    new = kit.dmesg()[before:]
+    try:
+        yield
+        new = log.new_lines()
+    finally:
+        log.close()
     bad = kit.bad_lines(new)
     assert not bad, "kernel log shows:\n" + "\n".join(new[-60:])
     assert kit.taint() == taint_before, f"kernel taint changed to {kit.taint():#x}"
