@@ -26,9 +26,10 @@ def install() -> None:
         return  # not installed: the import that follows says so
     loader = spec.loader
     mod = importlib.util.module_from_spec(spec)
-    state = {"loaded": False}
+    loaded = False
 
     def __getattr__(name: str) -> object:  # PEP 562
+        nonlocal loaded
         if not name.startswith("__"):
             # `from pyroute2 import config`: a submodule, without the rest
             try:
@@ -37,9 +38,9 @@ def install() -> None:
                 found = None
             if found is not None:
                 return importlib.import_module(f"pyroute2.{name}")
-        if state["loaded"]:
+        if loaded:
             raise AttributeError(f"module 'pyroute2' has no attribute {name!r}")
-        state["loaded"] = True
+        loaded = True
         loader.exec_module(mod)  # the real __init__, in the same module object
         if name in mod.__dict__:
             return mod.__dict__[name]
