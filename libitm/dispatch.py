@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from .epoch import bump
 from .hooks import Hook
 from .info import ItmInfo
 from .packet import Packet, PacketError
@@ -21,6 +22,17 @@ _DROP = Verdict.DROP
 
 _FULL_LOGS = 10  # errors logged with a traceback per application, then 1 in _EVERY
 _EVERY = 1000
+
+
+def class_of(got: object) -> int:
+    """The class a ``class_func`` returned that is not a plain ``int``: ``None`` is
+    class 0, an ``int`` subclass its value; a ``bool`` or anything else raises
+    :class:`TypeError`."""
+    if got is None:
+        return 0
+    if isinstance(got, int) and not isinstance(got, bool):
+        return got
+    raise TypeError(f"class_func returned {got!r}; expected an int")
 
 
 @dataclass
@@ -49,6 +61,7 @@ class Dispatcher:
         apps = self._by_hook[where]
         apps.append(info)
         apps.sort(key=lambda i: (i.priority, self._seq[id(i)]))
+        bump()
 
     def remove(self, info: ItmInfo) -> None:
         """Remove a registration."""
@@ -56,6 +69,7 @@ class Dispatcher:
             if info in apps:
                 apps.remove(info)
         self._seq.pop(id(info), None)
+        bump()
 
     def apps(self, where: Hook) -> list[ItmInfo]:
         """The registrations at ``where`` in the order they run."""
@@ -127,14 +141,7 @@ class Dispatcher:
             f = info.class_func
             if f is not None:
                 got = f(pkt)
-                if got.__class__ is int:
-                    cls = got
-                elif got is None:
-                    cls = 0
-                elif isinstance(got, int) and not isinstance(got, bool):
-                    cls = got
-                else:
-                    raise TypeError(f"class_func returned {got!r}; expected an int")
+                cls = got if got.__class__ is int else class_of(got)
             # no class_func: class 0, as in itm_mod (process_func is then not called)
             g = info.log_func
             if g is not None:
@@ -208,14 +215,7 @@ class Dispatcher:
             f = info.class_func
             if f is not None:
                 got = f(pkt)
-                if got.__class__ is int:
-                    cls = got
-                elif got is None:
-                    cls = 0
-                elif isinstance(got, int) and not isinstance(got, bool):
-                    cls = got
-                else:
-                    raise TypeError(f"class_func returned {got!r}; expected an int")
+                cls = got if got.__class__ is int else class_of(got)
             g = info.log_func
             if g is not None:
                 stage = "log_func"

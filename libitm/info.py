@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .epoch import bump
 from .hooks import Hook
 from .interest import Interest
 from .packet import Packet
@@ -44,6 +45,16 @@ class AppCounters:
     modified: int = 0
     errors: int = 0
 
+    def add(
+        self, packets: int, classified: int, accepted: int, dropped: int, modified: int
+    ) -> None:
+        """Add counts kept elsewhere for a while (a backend's packet loop)."""
+        self.packets += packets
+        self.classified += classified
+        self.accepted += accepted
+        self.dropped += dropped
+        self.modified += modified
+
     def as_dict(self) -> dict[str, int]:
         """The counters as a plain dict."""
         return dict(self.__dict__)
@@ -79,6 +90,11 @@ class ItmInfo:
     hook: Hook | None = None
     enabled: bool = True
     counters: AppCounters = field(default_factory=AppCounters)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # the packet loops cache callbacks and ``enabled`` (see libitm.epoch)
+        object.__setattr__(self, name, value)
+        bump()
 
     def __post_init__(self) -> None:
         check_label(self.label)

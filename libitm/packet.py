@@ -6,8 +6,8 @@ and the TCP/UDP/ICMPv6 checksum incrementally (RFC 1624), and mark the packet
 ``modified`` so that the backend returns the new bytes with the verdict.
 
 A :class:`Packet` is only valid during the callbacks of the packet it belongs to:
-the backend reuses the buffer afterwards. Keep :meth:`Packet.copy` if you need
-the bytes later.
+the backend reuses the buffer afterwards, and may reuse the object for the next
+packet. Keep :meth:`Packet.copy` if you need the packet later.
 """
 
 from __future__ import annotations

@@ -21,10 +21,12 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from .. import nfqueue_codec as nfq
-from ..dispatch import ACCEPTED, DROPPED, MODIFIED, Dispatcher
+from ..dispatch import ACCEPTED, DROPPED, MODIFIED, Dispatcher, class_of
+from ..epoch import EPOCH, bump
 from ..hooks import Hook
 from ..info import ItmInfo
 from ..mmsg import MultiReceiver, open_receiver
@@ -62,6 +64,8 @@ _MSG_VERDICT: Final = nfq.MSG_VERDICT
 _NLM_F_REQUEST: Final = nfq.NLM_F_REQUEST
 _VERDICT_HDR: Final = nfq.NFQA_VERDICT_HDR
 _ACCEPT_RAW: Final = socket.htonl(nfq.NF_ACCEPT)  # as it reads natively in the message
+_V_ACCEPT: Final = Verdict.ACCEPT
+_V_DROP: Final = Verdict.DROP
 _PAD: Final = (b"", b"\0\0\0", b"\0\0", b"\0")
 _LITTLE: Final = sys.byteorder == "little"
 
@@ -247,6 +251,7 @@ class NfqueueBackend(Backend):
         info, chain, families = entry
         if info.hook is not None:
             self._changed.add(info.hook)
+            bump()
         for fam in families:
             self.xt.remove_chain(fam, chain)
 
@@ -527,8 +532,22 @@ class NfqueueBackend(Backend):
         if disp is None:  # not started: no application sees the packets
             disp = Dispatcher()
         run = disp.run
-        solo = disp.run_solo
+        failed = disp._failed
         by_hook = disp._by_hook
+        epoch = EPOCH
+        seen_epoch = -1
+        coerce = Verdict.coerce
+        # the inline dispatch of a hook's only application (``app``): its
+        # callbacks as they were at ``seen_epoch``, its counters kept in locals
+        # (``f_*``) until the batch ends or the application changes, and one
+        # Packet object reused for its packets
+        app: ItmInfo | None = None
+        app_on = False
+        cf: Callable[[Packet], int] | None = None
+        pf: Callable[[Hook, int, Packet], object] | None = None
+        f_packets = f_classified = f_accepted = f_dropped = f_modified = 0
+        rp: Packet | None = None
+        stage = "class_func"
         changed = self._changed
         from_view = Packet.from_view
         ntohl = socket.ntohl
@@ -638,7 +657,7 @@ class NfqueueBackend(Backend):
                             continue
                         packets += 1
                         q_raw = m16[(pos + 18) >> 1]
-                        if q_raw != last_q_raw:
+                        if q_raw != last_q_raw or epoch[0] != seen_epoch:
                             # queue -> hook never changes once bound, and a hook's
                             # list of apps is always the same (mutable) list
                             q = ((q_raw & 0xFF) << 8) | (q_raw >> 8) if _LITTLE else q_raw
@@ -648,23 +667,116 @@ class NfqueueBackend(Backend):
                                 accepted += 1
                                 pos += (length + 3) & ~3
                                 continue
+                            if app is not None:
+                                app.counters.add(
+                                    f_packets, f_classified, f_accepted, f_dropped, f_modified
+                                )
+                                f_packets = f_classified = f_accepted = f_dropped = 0
+                                f_modified = 0
                             hook = h
                             apps = by_hook[hook]
                             last_q_raw = q_raw
+                            seen_epoch = epoch[0]
+                            app = apps[0] if len(apps) == 1 and hook not in changed else None
+                            if (
+                                app is not None
+                                and app.enabled
+                                and (
+                                    app.log_func is not None
+                                    or app.update_func is not None
+                                    or app.control_func is not None
+                                )
+                            ):
+                                app = None  # all five callbacks: Dispatcher.run_solo's path
+                            if app is not None:
+                                app_on = app.enabled
+                                cf = app.class_func
+                                pf = app.process_func
                         mv = rmv[poff : poff + plen]
-                        pkt = from_view(
-                            mv, cap or plen, mark, hook, ts, (info & _CSUMNOTREADY) != 0
-                        )
-                        try:
-                            if len(apps) == 1 and hook not in changed:
-                                r = solo(hook, apps[0], pkt)
+                        if app is not None:
+                            # Dispatcher.run_solo, inline, on the reused packet object
+                            if rp is None:
+                                rp = pkt = from_view(
+                                    mv, cap or plen, mark, hook, ts, (info & _CSUMNOTREADY) != 0
+                                )
                             else:
+                                pkt = rp
+                                pkt._buf = mv
+                                pkt._len = plen
+                                pkt.orig_len = cap if cap > plen else plen
+                                pkt._mark = pkt._orig_mark = mark
+                                pkt.hook = hook
+                                pkt.timestamp = ts
+                                pkt.csum_not_ready = (info & _CSUMNOTREADY) != 0
+                                pkt._layout = None
+                            r = ACCEPTED
+                            if app_on:
+                                f_packets += 1
+                                try:
+                                    stage = "class_func"
+                                    if cf is None:
+                                        cls = 0
+                                    else:
+                                        cls = cf(pkt)
+                                        if cls.__class__ is not int:
+                                            cls = class_of(cls)
+                                    if cls != 0:
+                                        f_classified += 1
+                                        if pf is not None:
+                                            stage = "process_func"
+                                            v = pf(hook, cls, pkt)
+                                            if (
+                                                v is not None
+                                                and v is not _V_ACCEPT
+                                                and (v is _V_DROP or coerce(v) == _V_DROP)
+                                            ):
+                                                r = DROPPED
+                                    if r == DROPPED:
+                                        f_dropped += 1
+                                        pkt.restore()
+                                    else:
+                                        f_accepted += 1
+                                        if pkt.modified:
+                                            f_modified += 1
+                                            r = MODIFIED
+                                            if pkt.csum_not_ready:
+                                                stage = ""
+                                                pkt.finalize()
+                                except Exception as e:
+                                    r = ACCEPTED
+                                    if not stage:
+                                        log.error(
+                                            "cannot finalize modified packet, "
+                                            "accepting it unchanged: %s",
+                                            e,
+                                        )
+                                        pkt.restore()
+                                    else:
+                                        assert app is not None
+                                        try:
+                                            failed(app, pkt, stage, e)
+                                        except BaseException:
+                                            nfq.append_verdict(out, q, ntohl(pid_raw), _NF_ACCEPT)
+                                            verdicts += 1
+                                            answered = True
+                                            raise
+                                except BaseException:
+                                    pkt.restore()
+                                    nfq.append_verdict(out, q, ntohl(pid_raw), _NF_ACCEPT)
+                                    verdicts += 1
+                                    answered = True
+                                    raise
+                        else:
+                            pkt = from_view(
+                                mv, cap or plen, mark, hook, ts, (info & _CSUMNOTREADY) != 0
+                            )
+                            try:
                                 r = run(hook, pkt, hook not in changed)
-                        except BaseException:
-                            nfq.append_verdict(out, q, ntohl(pid_raw), _NF_ACCEPT)
-                            verdicts += 1
-                            answered = True
-                            raise
+                            except BaseException:
+                                nfq.append_verdict(out, q, ntohl(pid_raw), _NF_ACCEPT)
+                                verdicts += 1
+                                answered = True
+                                raise
                         if r == ACCEPTED and not pkt.mark_changed:
                             pending[q] = ntohl(pid_raw)
                             accepted += 1
@@ -695,6 +807,8 @@ class NfqueueBackend(Backend):
                             out += mv
                             if plen & 3:
                                 out += _PAD[plen & 3]
+                            pkt.modified = False  # the object may be reused (rp)
+                            pkt._orig = None
                             verdicts += 1
                             accepted += 1
                             modified += 1
@@ -721,6 +835,8 @@ class NfqueueBackend(Backend):
                                 mark=pkt.mark if pkt.mark_changed else None,
                                 payload=mv if r == MODIFIED else None,
                             )
+                            pkt.modified = pkt.mark_changed = False  # (rp)
+                            pkt._orig = None
                             verdicts += 1
                             accepted += 1
                             if r == MODIFIED:
@@ -744,6 +860,8 @@ class NfqueueBackend(Backend):
                 nxt = pos + ((length + 3) & ~3) if answered else pos
                 self._leftover = (views, n, slot, lengths, i, nxt)
             self._sig, self._sig_vals, self._sig_hdr = sig, sig_vals, sig_hdr
+            if app is not None:
+                app.counters.add(f_packets, f_classified, f_accepted, f_dropped, f_modified)
             c["packets"] += packets
             c["accepted"] += accepted
             c["modified"] += modified

@@ -1,0 +1,171 @@
+"""The nfqueue backend's inline dispatch of a hook's only application.
+
+The packet loop runs the callbacks of a hook's only application itself (no call
+into the dispatcher), keeps the application's counters in locals until the
+batch ends and reuses one Packet object. These tests hold it to what
+``Dispatcher.run_solo`` does: changes made by a callback in the middle of a
+batch apply from the next packet on, counters add up, a modified packet does
+not leave its marks on the next one, errors are contained.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from itm_testlib import verify
+from test_nfqueue_batching import backend, pkt_msg, sent_messages
+
+from libitm import Hook, ItmInfo, Packet, Verdict
+from libitm import nfqueue_codec as nfq
+
+
+def msgs(n: int, dport: int = 0) -> list[bytes | OSError]:
+    return [pkt_msg(i, dport) for i in range(1, n + 1)]
+
+
+def test_disabling_itself_applies_from_the_next_packet() -> None:
+    seen: list[int] = []
+    info = ItmInfo("d", class_func=lambda p: 1)
+
+    def process(w: Hook, c: int, p: Packet) -> None:
+        seen.append(len(seen) + 1)
+        if len(seen) == 2:
+            info.enabled = False
+
+    info.process_func = process
+    be, sock = backend([info], msgs(5))
+    assert be.process() == 5
+    assert seen == [1, 2], "packets 3-5 came after the application was disabled"
+    assert info.counters.packets == 2 and info.counters.accepted == 2
+    assert [(t, i) for t, _, i, _ in sent_messages(sock)] == [(nfq.MSG_VERDICT_BATCH, 5)]
+
+
+def test_a_callback_replaced_mid_batch_runs_from_the_next_packet() -> None:
+    calls: list[str] = []
+    info = ItmInfo("r")
+
+    def first(p: Packet) -> int:
+        calls.append("first")
+        info.class_func = second
+        return 0
+
+    def second(p: Packet) -> int:
+        calls.append("second")
+        return 0
+
+    info.class_func = first
+    be, _ = backend([info], msgs(3))
+    be.process()
+    assert calls == ["first", "second", "second"]
+
+
+def test_an_application_registered_mid_batch_is_dispatched_in_order() -> None:
+    order: list[str] = []
+
+    def late_class(p: Packet) -> int:
+        order.append("late")
+        return 0
+
+    late = ItmInfo("late", class_func=late_class)
+    be, _ = backend([], msgs(3))
+    assert be._disp is not None
+    disp = be._disp
+
+    def first(p: Packet) -> int:
+        order.append("first")
+        if len(order) == 1:
+            disp.add(Hook.POST_ROUTING, late)
+        return 0
+
+    disp.add(Hook.POST_ROUTING, ItmInfo("first", class_func=first, priority=-1))
+    be.process()
+    assert order == ["first", "first", "late", "first", "late"]
+
+
+def test_counters_add_up_over_batches_and_changes() -> None:
+    def process(w: Hook, c: int, p: Packet) -> Verdict | None:
+        if p.dport == 1:
+            return Verdict.DROP
+        if p.dport == 2:
+            p.tos = 0x10
+        return None
+
+    info = ItmInfo("c", class_func=lambda p: 0 if p.dport == 3 else 1, process_func=process)
+    data: list[bytes | OSError] = [pkt_msg(i, i % 4) for i in range(1, 13)]
+    be, _ = backend([info], data, batch=5)
+    while be.process():
+        pass
+    c = info.counters
+    assert (c.packets, c.classified, c.dropped, c.modified, c.accepted) == (12, 9, 3, 3, 9)
+
+
+def test_a_modified_packet_leaves_nothing_on_the_next_one() -> None:
+    """The same Packet object carries every packet of the batch: a change made to
+    one (TOS, mark) must not make the next one modified or marked."""
+    kept: list[Packet] = []  # (a Packet is only valid during its callbacks)
+
+    def process(w: Hook, c: int, p: Packet) -> None:
+        kept.append(p)
+        if p.dport == 2:
+            p.tos = 0x10
+            p.mark = 7
+
+    info = ItmInfo("m", class_func=lambda p: 1, process_func=process)
+    data: list[bytes | OSError] = [pkt_msg(1, 2), pkt_msg(2, 0), pkt_msg(3, 0)]
+    be, sock = backend([info], data)
+    be.process()
+    got = sent_messages(sock)
+    assert [(t, i) for t, _, i, _ in got] == [(nfq.MSG_VERDICT, 1), (nfq.MSG_VERDICT_BATCH, 3)]
+    modified = got[0][3]
+    assert modified is not None and Packet(modified).tos == 0x10 and verify(modified)
+    assert info.counters.modified == 1
+    assert [k.dport for k in kept[1:]] == [0, 0]
+
+
+def test_bad_class_and_verdict_values_are_callback_errors(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bad = iter([True, "x", 0, None])
+
+    def process(w: Hook, c: int, p: Packet) -> Verdict | None:
+        return next(bad)  # type: ignore[return-value]
+
+    info = ItmInfo("e", class_func=lambda p: 1, process_func=process)
+    boolean = ItmInfo("b", class_func=lambda p: True)
+    for app, n in ((info, 4), (boolean, 2)):
+        caplog.clear()
+        be, sock = backend([app], msgs(n))
+        with caplog.at_level(logging.ERROR, logger="libitm"):
+            be.process()
+        assert app.counters.errors == 2
+        assert all(app.label in r.getMessage() for r in caplog.records)
+        assert [(t, i) for t, _, i, _ in sent_messages(sock)] == [(nfq.MSG_VERDICT_BATCH, n)]
+
+
+def test_a_packet_that_cannot_be_parsed_is_a_callback_error_not_a_crash() -> None:
+    info = ItmInfo("p", class_func=lambda p: p.sport or 0)
+    short = nfq.encode_packet(7, 1, b"\x45\x00\x00\x10")
+    be, sock = backend([info], [short, pkt_msg(2, 0)])
+    assert be.process() == 2
+    assert info.counters.errors == 1 and info.counters.classified == 1, "the next one: sport 9"
+    assert [(t, i) for t, _, i, _ in sent_messages(sock)] == [(nfq.MSG_VERDICT_BATCH, 2)]
+
+
+def test_keyboard_interrupt_answers_the_packet_and_keeps_the_rest() -> None:
+    n = {"calls": 0}
+
+    def class_func(p: Packet) -> int:
+        n["calls"] += 1
+        if n["calls"] == 2:
+            raise KeyboardInterrupt
+        return 0
+
+    info = ItmInfo("k", class_func=class_func)
+    be, sock = backend([info], msgs(3))
+    with pytest.raises(KeyboardInterrupt):
+        be.process()
+    assert be.process() == 1, "the third packet was received and is handled next time"
+    ids = sorted(i for _, _, i, _ in sent_messages(sock))
+    assert ids == [1, 2, 3]
+    assert info.counters.packets == 3
