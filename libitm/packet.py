@@ -13,6 +13,7 @@ packet. Keep :meth:`Packet.copy` if you need the packet later.
 from __future__ import annotations
 
 import ipaddress
+import struct
 from typing import Final
 
 from . import checksum as _cs
@@ -33,6 +34,8 @@ TCP_CWR: Final = 0x80
 
 _V6_EXT_HEADERS: Final = frozenset({0, 43, 60, 44, 51})
 _PSEUDO_HEADER_PROTOS: Final = frozenset({IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6})
+_BE16: Final = struct.Struct(">H")
+_BE16X2: Final = struct.Struct(">HH")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -283,10 +286,26 @@ class Packet:
 
     @tos.setter
     def tos(self, value: int) -> None:
-        if value.__class__ is not int or not 0 <= value <= 0xFF:
-            _check_range("tos", value, 0xFF)
         b = self._buf
         n = self._len
+        if value.__class__ is int and 0 <= value <= 0xFF and self._orig is None and n >= 20:
+            # the common case: the first change to a whole IPv4 packet without options
+            w0, tot = _BE16X2.unpack_from(b)
+            if w0 >> 8 == 0x45 and tot <= n and self.orig_len <= n:
+                old = w0 & 0xFF
+                if value == old:
+                    return
+                self._orig = b.tobytes()
+                self.modified = True
+                b[1] = value
+                # RFC 1624 eqn. 3, the version/IHL byte being the same in m and m'
+                s = (_BE16.unpack_from(b, 10)[0] ^ 0xFFFF) + 0xFFFF + value - old
+                s = (s & 0xFFFF) + (s >> 16)
+                s = (s & 0xFFFF) + (s >> 16)
+                _BE16.pack_into(b, 10, s ^ 0xFFFF)
+                return
+        if value.__class__ is not int or not 0 <= value <= 0xFF:
+            _check_range("tos", value, 0xFF)
         if (n >= 20 and b[0] == 0x45) or self._parse().version == 4:
             old = b[1]
             if value == old:

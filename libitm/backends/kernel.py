@@ -12,9 +12,12 @@ socket, drained per wakeup, verdicts batched), but:
   its packets;
 * accepted packets are answered with NF_REPEAT instead of NF_ACCEPT, so that
   itm_mod goes on with the next application after this one at the hook;
-* a packet that needs its own verdict (dropped, modified) first releases the
-  batch of the earlier accepted packets of its queue: packets leave in the
-  order they arrived (as in the nfqueue backend).
+* a modified packet's own verdict first releases the batch of the earlier
+  accepted packets of its queue: packets leave in the order they arrived (as
+  in the nfqueue backend; a dropped packet leaves nothing to keep in order).
+
+The packet loop is the nfqueue backend's (:meth:`NfqueueBackend._messages`),
+with this backend's :meth:`_route` from queue to application and NF_REPEAT.
 
 The registrations belong to the netlink socket that made them: when the
 process exits or is killed, the kernel removes them and traffic flows on.
@@ -26,6 +29,7 @@ import contextlib
 import errno
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,6 +37,7 @@ from .. import nfqueue_codec as nfq
 from ..control.client import ItmControlError, ItmNotLoaded
 from ..control.queue import NOT_LOADED, ItmQueueClient, KernelInterest, kernel_interest
 from ..dispatch import Dispatcher
+from ..epoch import bump
 from ..genl import family_id
 from ..hooks import Hook
 from ..info import ItmInfo
@@ -167,6 +172,7 @@ class KernelBackend(NfqueueBackend):
         if q is None:
             return
         self._apps.pop(q, None)
+        bump()  # the packet loop may hold the app for this queue
         if self._client is not None:
             with contextlib.suppress(ItmControlError):
                 self._client.unregister(info.label)
@@ -202,24 +208,16 @@ class KernelBackend(NfqueueBackend):
         return {a.info.label: q for q, a in self._apps.items()}
 
     # ------------------------------------------------------------ hot path
-    def _messages(
-        self,
-        views: _Views,
-        n: int,
-        slot: int,
-        lengths: list[int],
-        pending: dict[int, int],
-        out: bytearray,
-        first: int = 0,
-        first_pos: int = -1,
-    ) -> int:
-        """Every packet message through :meth:`_packet`, this backend's own.
+    #: accepted packets go back to itm_mod, which runs the next application
+    _accept_verdict = NF_REPEAT
 
-        The nfqueue backend's word-indexed fast path dispatches to the apps of
-        a hook and answers NF_ACCEPT; here each queue has one app and accepted
-        packets are answered NF_REPEAT, so the decoded (portable) path is used.
-        """
-        return self._messages_portable(views, n, slot, lengths, pending, out, first, first_pos)
+    def _route(self, q: int) -> tuple[Hook, list[ItmInfo], bool, Dispatcher] | None:
+        """Queue ``q`` belongs to one application: its hook, itself, whether itm_mod
+        matched its whole interest, its dispatcher (None: it left, hand back)."""
+        app = self._apps.get(q)
+        if app is None:
+            return None
+        return app.hook, app.disp._by_hook[app.hook], app.exact, app.disp
 
     def _packet(
         self,
@@ -242,7 +240,7 @@ class KernelBackend(NfqueueBackend):
         app = self._apps.get(q)
         if app is None:
             # the app left: let itm_mod go on with the next one
-            pending[q] = m.packet_id
+            pending[q] = socket.htonl(m.packet_id)
             c["accepted"] += 1
             return
         mv = rmv[m.payload_off : m.payload_off + m.payload_len]
@@ -261,7 +259,7 @@ class KernelBackend(NfqueueBackend):
             c["verdict_msgs"] += 1
             raise
         if outcome.verdict != Verdict.DROP and not (outcome.modified or pkt.mark_changed):
-            pending[q] = m.packet_id
+            pending[q] = socket.htonl(m.packet_id)
             c["accepted"] += 1
             return
         # An own verdict for this packet: first release the earlier accepted
@@ -269,7 +267,7 @@ class KernelBackend(NfqueueBackend):
         # (a batch sent after it would let this one overtake them).
         earlier = pending.pop(q, None)
         if earlier is not None:
-            nfq.append_verdict(out, q, earlier, NF_REPEAT, batch=True)
+            nfq.append_verdict(out, q, socket.ntohl(earlier), NF_REPEAT, batch=True)
             c["batch_msgs"] += 1
         if outcome.verdict == Verdict.DROP:
             nfq.append_verdict(out, q, m.packet_id, nfq.NF_DROP)
@@ -292,7 +290,7 @@ class KernelBackend(NfqueueBackend):
     def _flush(self, out: bytearray, pending: dict[int, int]) -> None:
         """Batch-accept (NF_REPEAT) the plainly accepted packets of each queue, then send."""
         for q, pid in pending.items():
-            nfq.append_verdict(out, q, pid, NF_REPEAT, batch=True)
+            nfq.append_verdict(out, q, socket.ntohl(pid), NF_REPEAT, batch=True)
             self.c["batch_msgs"] += 1
         pending.clear()
         if out:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
+import functools
 import logging
 import os
 import select
@@ -57,13 +58,11 @@ _SKB_INFO: Final = nfq.NFQA_SKB_INFO
 _TIMESTAMP: Final = nfq.NFQA_TIMESTAMP
 _WANTED: Final = frozenset({_PACKET_HDR, _MARK, _CAP_LEN, _SKB_INFO, _TIMESTAMP})
 _CSUMNOTREADY: Final = nfq.NFQA_SKB_CSUMNOTREADY
-_NF_ACCEPT: Final = nfq.NF_ACCEPT
 _NF_DROP: Final = nfq.NF_DROP
 _TS: Final = struct.Struct(">qq")
 _MSG_VERDICT: Final = nfq.MSG_VERDICT
 _NLM_F_REQUEST: Final = nfq.NLM_F_REQUEST
 _VERDICT_HDR: Final = nfq.NFQA_VERDICT_HDR
-_ACCEPT_RAW: Final = socket.htonl(nfq.NF_ACCEPT)  # as it reads natively in the message
 _V_ACCEPT: Final = Verdict.ACCEPT
 _V_DROP: Final = Verdict.DROP
 _PAD: Final = (b"", b"\0\0\0", b"\0\0", b"\0")
@@ -86,6 +85,17 @@ def socket_drops(sock: socket.socket) -> int:
     if len(raw) < 4 * (_SK_MEMINFO_DROPS + 1):
         return 0
     return int(struct.unpack_from("=I", raw, 4 * _SK_MEMINFO_DROPS)[0])
+
+
+@functools.lru_cache(maxsize=64)
+def _fast_layout(sig_len: int) -> struct.Struct:
+    """A packet message laid out as the last one walked, whose attributes between
+    NFQA_PACKET_HDR and NFQA_PAYLOAD took ``sig_len`` bytes: (nlmsg_len,
+    nlmsg_type | nlmsg_flags << 16, res_id (the queue, network order),
+    NFQA_PACKET_HDR's attribute header, packet id (network order), the
+    ``sig_len`` attribute bytes, NFQA_PAYLOAD's attribute header), native
+    little-endian words as in :meth:`NfqueueBackend._messages`."""
+    return struct.Struct(f"<II10xHII4x{sig_len}sI")
 
 
 def _word_views(buf: bytearray) -> tuple[memoryview, memoryview]:
@@ -416,6 +426,19 @@ class NfqueueBackend(Backend):
                 return result
 
     # ------------------------------------------------------------ hot path
+    #: the verdict of a plainly accepted packet
+    _accept_verdict = nfq.NF_ACCEPT
+
+    def _route(self, q: int) -> tuple[Hook, list[ItmInfo], bool, Dispatcher] | None:
+        """Who handles queue ``q``'s packets: the hook, its applications in order,
+        whether the kernel rules already matched their interest, and the dispatcher
+        (None: nobody, accept)."""
+        hook = self._qhook.get(q)
+        disp = self._disp
+        if hook is None or disp is None:
+            return None
+        return hook, disp._by_hook[hook], hook not in self._changed, disp
+
     def _ensure_receiver(self) -> None:
         """(Re)create the recvmmsg slots when the largest copy range needs bigger ones."""
         s = self._sock
@@ -444,6 +467,8 @@ class NfqueueBackend(Backend):
             return 0
         out = self._out
         out.clear()
+        # per queue, the id of the last plainly accepted packet, in network byte
+        # order as in its message (one NFQNL_MSG_VERDICT_BATCH each at the end)
         pending: dict[int, int] = {}
         handled = 0
         c = self.c
@@ -527,13 +552,13 @@ class NfqueueBackend(Backend):
             return self._messages_portable(views, n, slot, lengths, pending, out)
         buf, rmv, m32, m16 = views
         c = self.c
-        qhook = self._qhook
-        disp = self._disp
-        if disp is None:  # not started: no application sees the packets
-            disp = Dispatcher()
+        route = self._route
+        acc = self._accept_verdict
+        acc_raw = socket.htonl(acc)  # as it reads natively in a message
+        disp = Dispatcher()
         run = disp.run
         failed = disp._failed
-        by_hook = disp._by_hook
+        prefiltered = True
         epoch = EPOCH
         seen_epoch = -1
         coerce = Verdict.coerce
@@ -545,10 +570,10 @@ class NfqueueBackend(Backend):
         app_on = False
         cf: Callable[[Packet], int] | None = None
         pf: Callable[[Hook, int, Packet], object] | None = None
-        f_packets = f_classified = f_accepted = f_dropped = f_modified = 0
+        f_packets = f_classified = f_dropped = f_modified = f_failed = 0
+        rp_meta = False
         rp: Packet | None = None
         stage = "class_func"
-        changed = self._changed
         from_view = Packet.from_view
         ntohl = socket.ntohl
         startswith = buf.startswith
@@ -557,6 +582,7 @@ class NfqueueBackend(Backend):
         sig_end = 32 + len(sig) if sig is not None else 0
         sig_w = sig_end >> 2
         sig_min = sig_end + 4
+        sig_unpack = _fast_layout(len(sig)).unpack_from if sig is not None else None
         pid_raw = -1
         mark, cap, info, ts = sig_vals
         handled = packets = accepted = modified = verdicts = 0
@@ -574,13 +600,43 @@ class NfqueueBackend(Backend):
                 if i == first and first_pos >= 0:
                     pos = first_pos
                 while pos + 16 <= end:
-                    p = pos >> 2  # word index: every message starts 4-aligned
-                    length = m32[p]
-                    mtype = m16[p + p + 2]
-                    if length < 16 or pos + length > end:
-                        c["bad_messages"] += 1
-                        break
-                    if mtype == _MSG_PACKET:
+                    # the fast lane: a packet message of the queue of the previous one,
+                    # laid out as the previous one, nothing reconfigured since
+                    fast = False
+                    if sig_unpack is not None and pos + sig_min <= end:
+                        length, tf, q_raw, ha, pid_raw, sg, pa = sig_unpack(buf, pos)
+                        plen = (pa & 0xFFFF) - 4
+                        fast = (
+                            tf == _MSG_PACKET
+                            and q_raw == last_q_raw
+                            and ha == sig_hdr
+                            and sg == sig
+                            and pa >> 16 == _PAYLOAD
+                            and plen >= 0
+                            and sig_min + plen <= length
+                            and pos + length <= end
+                            and epoch[0] == seen_epoch
+                        )
+                    if fast:
+                        poff = pos + sig_min
+                        handled += 1
+                        packets += 1
+                    else:
+                        p = pos >> 2  # word index: every message starts 4-aligned
+                        length = m32[p]
+                        mtype = m16[p + p + 2]
+                        if length < 16 or pos + length > end:
+                            c["bad_messages"] += 1
+                            break
+                        if mtype != _MSG_PACKET:
+                            if mtype == nfq.NLMSG_ERROR:
+                                err, _ = nfq.decode_error(buf, pos, length)
+                                if err:
+                                    c["netlink_errors"] += 1
+                                    if c["netlink_errors"] <= 10:
+                                        log.warning("nfnetlink_queue error: %s", os.strerror(err))
+                            pos += (length + 3) & ~3
+                            continue
                         handled += 1
                         mend = pos + length
                         poff = -1
@@ -601,6 +657,7 @@ class NfqueueBackend(Backend):
                                 else:
                                     pid_raw = m32[p + 6]
                         if poff < 0:
+                            rp_meta = False
                             # walk the attributes; remember their bytes for the next packet
                             a = pos + 20
                             pid_raw = -1
@@ -649,8 +706,9 @@ class NfqueueBackend(Backend):
                                 sig_end = 32 + len(sig)
                                 sig_w = sig_end >> 2
                                 sig_min = sig_end + 4
+                                sig_unpack = _fast_layout(len(sig)).unpack_from
                             else:
-                                sig = None
+                                sig = sig_unpack = None
                         if length < 20 or pid_raw < 0:
                             c["bad_messages"] += 1
                             pos += (length + 3) & ~3
@@ -661,23 +719,28 @@ class NfqueueBackend(Backend):
                             # queue -> hook never changes once bound, and a hook's
                             # list of apps is always the same (mutable) list
                             q = ((q_raw & 0xFF) << 8) | (q_raw >> 8) if _LITTLE else q_raw
-                            h = qhook.get(q)
-                            if h is None:
-                                pending[q] = ntohl(pid_raw)
+                            rt = route(q)
+                            if rt is None:
+                                pending[q] = pid_raw
                                 accepted += 1
                                 pos += (length + 3) & ~3
                                 continue
                             if app is not None:
                                 app.counters.add(
-                                    f_packets, f_classified, f_accepted, f_dropped, f_modified
+                                    f_packets,
+                                    f_classified,
+                                    f_packets - f_dropped - f_failed,
+                                    f_dropped,
+                                    f_modified,
                                 )
-                                f_packets = f_classified = f_accepted = f_dropped = 0
-                                f_modified = 0
-                            hook = h
-                            apps = by_hook[hook]
+                                f_packets = f_classified = f_dropped = f_modified = f_failed = 0
+                            rp_meta = False
+                            hook, apps, prefiltered, disp = rt
+                            run = disp.run
+                            failed = disp._failed
                             last_q_raw = q_raw
                             seen_epoch = epoch[0]
-                            app = apps[0] if len(apps) == 1 and hook not in changed else None
+                            app = apps[0] if len(apps) == 1 and prefiltered else None
                             if (
                                 app is not None
                                 and app.enabled
@@ -692,164 +755,167 @@ class NfqueueBackend(Backend):
                                 app_on = app.enabled
                                 cf = app.class_func
                                 pf = app.process_func
-                        mv = rmv[poff : poff + plen]
-                        if app is not None:
-                            # Dispatcher.run_solo, inline, on the reused packet object
-                            if rp is None:
-                                rp = pkt = from_view(
-                                    mv, cap or plen, mark, hook, ts, (info & _CSUMNOTREADY) != 0
-                                )
-                            else:
-                                pkt = rp
-                                pkt._buf = mv
-                                pkt._len = plen
-                                pkt.orig_len = cap if cap > plen else plen
+                    mv = rmv[poff : poff + plen]
+                    if app is not None:
+                        # Dispatcher.run_solo, inline, on the reused packet object
+                        if rp is None:
+                            rp = pkt = from_view(
+                                mv, cap or plen, mark, hook, ts, (info & _CSUMNOTREADY) != 0
+                            )
+                            rp_meta = True
+                        else:
+                            pkt = rp
+                            pkt._buf = mv
+                            pkt._len = plen
+                            pkt.orig_len = cap if cap > plen else plen
+                            pkt._layout = None
+                            if not rp_meta:
+                                # the rest of the object, when the previous packet left
+                                # it changed or the attributes or the hook differ
                                 pkt._mark = pkt._orig_mark = mark
                                 pkt.hook = hook
                                 pkt.timestamp = ts
                                 pkt.csum_not_ready = (info & _CSUMNOTREADY) != 0
-                                pkt._layout = None
-                            r = ACCEPTED
-                            if app_on:
-                                f_packets += 1
-                                try:
-                                    stage = "class_func"
-                                    if cf is None:
-                                        cls = 0
-                                    else:
-                                        cls = cf(pkt)
-                                        if cls.__class__ is not int:
-                                            cls = class_of(cls)
-                                    if cls != 0:
-                                        f_classified += 1
-                                        if pf is not None:
-                                            stage = "process_func"
-                                            v = pf(hook, cls, pkt)
-                                            if (
-                                                v is not None
-                                                and v is not _V_ACCEPT
-                                                and (v is _V_DROP or coerce(v) == _V_DROP)
-                                            ):
-                                                r = DROPPED
-                                    if r == DROPPED:
-                                        f_dropped += 1
-                                        pkt.restore()
-                                    else:
-                                        f_accepted += 1
-                                        if pkt.modified:
-                                            f_modified += 1
-                                            r = MODIFIED
-                                            if pkt.csum_not_ready:
-                                                stage = ""
-                                                pkt.finalize()
-                                except Exception as e:
-                                    r = ACCEPTED
-                                    if not stage:
-                                        log.error(
-                                            "cannot finalize modified packet, "
-                                            "accepting it unchanged: %s",
-                                            e,
-                                        )
-                                        pkt.restore()
-                                    else:
-                                        assert app is not None
-                                        try:
-                                            failed(app, pkt, stage, e)
-                                        except BaseException:
-                                            nfq.append_verdict(out, q, ntohl(pid_raw), _NF_ACCEPT)
-                                            verdicts += 1
-                                            answered = True
-                                            raise
-                                except BaseException:
-                                    pkt.restore()
-                                    nfq.append_verdict(out, q, ntohl(pid_raw), _NF_ACCEPT)
-                                    verdicts += 1
-                                    answered = True
-                                    raise
-                        else:
-                            pkt = from_view(
-                                mv, cap or plen, mark, hook, ts, (info & _CSUMNOTREADY) != 0
-                            )
+                                pkt.modified = pkt.mark_changed = False
+                                pkt._orig = None
+                                rp_meta = True
+                        r = ACCEPTED
+                        if app_on:
+                            f_packets += 1
                             try:
-                                r = run(hook, pkt, hook not in changed)
+                                stage = "class_func"
+                                if cf is None:
+                                    cls = 0
+                                else:
+                                    cls = cf(pkt)
+                                    if cls.__class__ is not int:
+                                        cls = class_of(cls)
+                                if cls != 0:
+                                    f_classified += 1
+                                    if pf is not None:
+                                        stage = "process_func"
+                                        v = pf(hook, cls, pkt)
+                                        if (
+                                            v is not None
+                                            and v is not _V_ACCEPT
+                                            and (v is _V_DROP or coerce(v) == _V_DROP)
+                                        ):
+                                            r = DROPPED
+                                if r == DROPPED:
+                                    f_dropped += 1
+                                    pkt.restore()
+                                elif pkt.modified:
+                                    f_modified += 1
+                                    r = MODIFIED
+                                    if pkt.csum_not_ready:
+                                        stage = ""
+                                        pkt.finalize()
+                            except Exception as e:
+                                r = ACCEPTED
+                                if not stage:
+                                    log.error(
+                                        "cannot finalize modified packet, "
+                                        "accepting it unchanged: %s",
+                                        e,
+                                    )
+                                    pkt.restore()
+                                else:
+                                    assert app is not None
+                                    f_failed += 1  # failed() counts it accepted
+                                    try:
+                                        failed(app, pkt, stage, e)
+                                    except BaseException:
+                                        nfq.append_verdict(out, q, ntohl(pid_raw), acc)
+                                        verdicts += 1
+                                        answered = True
+                                        raise
                             except BaseException:
-                                nfq.append_verdict(out, q, ntohl(pid_raw), _NF_ACCEPT)
+                                f_failed += 1
+                                pkt.restore()
+                                nfq.append_verdict(out, q, ntohl(pid_raw), acc)
                                 verdicts += 1
                                 answered = True
                                 raise
-                        if r == ACCEPTED and not pkt.mark_changed:
-                            pending[q] = ntohl(pid_raw)
-                            accepted += 1
-                        elif r == MODIFIED and not pkt.mark_changed:
-                            if pending:
-                                # packets leave in the order they came: release the earlier
-                                # accepted packets of this queue before this one's own verdict
-                                earlier = pending.pop(q, None)
-                                if earlier is not None:
-                                    nfq.append_verdict(out, q, earlier, _NF_ACCEPT, batch=True)
-                                    c["batch_msgs"] += 1
-                            out += pack_verdict(
-                                36 + plen,
-                                _MSG_VERDICT,
-                                _NLM_F_REQUEST,
-                                0,
-                                0,
-                                0,
-                                0,
-                                q_raw,
-                                12,
-                                _VERDICT_HDR,
-                                _ACCEPT_RAW,
-                                pid_raw,
-                                4 + plen,
-                                _PAYLOAD,
-                            )
-                            out += mv
-                            if plen & 3:
-                                out += _PAD[plen & 3]
-                            pkt.modified = False  # the object may be reused (rp)
-                            pkt._orig = None
+                    else:
+                        pkt = from_view(
+                            mv, cap or plen, mark, hook, ts, (info & _CSUMNOTREADY) != 0
+                        )
+                        try:
+                            r = run(hook, pkt, prefiltered)
+                        except BaseException:
+                            nfq.append_verdict(out, q, ntohl(pid_raw), acc)
                             verdicts += 1
-                            accepted += 1
+                            answered = True
+                            raise
+                    if r == ACCEPTED and not pkt.mark_changed:
+                        pending[q] = pid_raw
+                        accepted += 1
+                    elif r == MODIFIED and not pkt.mark_changed:
+                        if pending:
+                            # packets leave in the order they came: release the earlier
+                            # accepted packets of this queue before this one's own verdict
+                            earlier = pending.pop(q, None)
+                            if earlier is not None:
+                                nfq.append_verdict(out, q, ntohl(earlier), acc, batch=True)
+                                c["batch_msgs"] += 1
+                        out += pack_verdict(
+                            36 + plen,
+                            _MSG_VERDICT,
+                            _NLM_F_REQUEST,
+                            0,
+                            0,
+                            0,
+                            0,
+                            q_raw,
+                            12,
+                            _VERDICT_HDR,
+                            acc_raw,
+                            pid_raw,
+                            4 + plen,
+                            _PAYLOAD,
+                        )
+                        out += mv
+                        if plen & 3:
+                            out += _PAD[plen & 3]
+                        pkt.modified = False  # (the reused object)
+                        pkt._orig = None
+                        if info & _CSUMNOTREADY:
+                            rp_meta = False  # finalize() cleared csum_not_ready
+                        verdicts += 1
+                        accepted += 1
+                        modified += 1
+                        if len(out) > _SEND_FLUSH:
+                            self._send(out)
+                            out.clear()
+                    elif r == DROPPED:
+                        rp_meta = False
+                        nfq.append_verdict(out, q, ntohl(pid_raw), _NF_DROP)
+                        verdicts += 1
+                        c["dropped"] += 1
+                    else:
+                        if pending:
+                            # packets leave in the order they came: release the earlier
+                            # accepted packets of this queue before this one's own verdict
+                            earlier = pending.pop(q, None)
+                            if earlier is not None:
+                                nfq.append_verdict(out, q, ntohl(earlier), acc, batch=True)
+                                c["batch_msgs"] += 1
+                        nfq.append_verdict(
+                            out,
+                            q,
+                            ntohl(pid_raw),
+                            acc,
+                            mark=pkt.mark if pkt.mark_changed else None,
+                            payload=mv if r == MODIFIED else None,
+                        )
+                        rp_meta = False
+                        verdicts += 1
+                        accepted += 1
+                        if r == MODIFIED:
                             modified += 1
-                            if len(out) > _SEND_FLUSH:
-                                self._send(out)
-                                out.clear()
-                        elif r == DROPPED:
-                            nfq.append_verdict(out, q, ntohl(pid_raw), _NF_DROP)
-                            verdicts += 1
-                            c["dropped"] += 1
-                        else:
-                            if pending:
-                                # packets leave in the order they came: release the earlier
-                                # accepted packets of this queue before this one's own verdict
-                                earlier = pending.pop(q, None)
-                                if earlier is not None:
-                                    nfq.append_verdict(out, q, earlier, _NF_ACCEPT, batch=True)
-                                    c["batch_msgs"] += 1
-                            nfq.append_verdict(
-                                out,
-                                q,
-                                ntohl(pid_raw),
-                                _NF_ACCEPT,
-                                mark=pkt.mark if pkt.mark_changed else None,
-                                payload=mv if r == MODIFIED else None,
-                            )
-                            pkt.modified = pkt.mark_changed = False  # (rp)
-                            pkt._orig = None
-                            verdicts += 1
-                            accepted += 1
-                            if r == MODIFIED:
-                                modified += 1
-                            if len(out) > _SEND_FLUSH:
-                                self._send(out)
-                                out.clear()
-                    elif mtype == nfq.NLMSG_ERROR:
-                        err, _ = nfq.decode_error(buf, pos, length)
-                        if err:
-                            c["netlink_errors"] += 1
-                            if c["netlink_errors"] <= 10:
-                                log.warning("nfnetlink_queue error: %s", os.strerror(err))
+                        if len(out) > _SEND_FLUSH:
+                            self._send(out)
+                            out.clear()
                     pos += (length + 3) & ~3
             completed = True
         finally:
@@ -861,7 +927,9 @@ class NfqueueBackend(Backend):
                 self._leftover = (views, n, slot, lengths, i, nxt)
             self._sig, self._sig_vals, self._sig_hdr = sig, sig_vals, sig_hdr
             if app is not None:
-                app.counters.add(f_packets, f_classified, f_accepted, f_dropped, f_modified)
+                app.counters.add(
+                    f_packets, f_classified, f_packets - f_dropped - f_failed, f_dropped, f_modified
+                )
             c["packets"] += packets
             c["accepted"] += accepted
             c["modified"] += modified
@@ -938,7 +1006,7 @@ class NfqueueBackend(Backend):
         hook = self._qhook.get(q)
         disp = self._disp
         if hook is None or disp is None:
-            pending[q] = m.packet_id
+            pending[q] = socket.htonl(m.packet_id)
             c["accepted"] += 1
             return
         mv = rmv[m.payload_off : m.payload_off + m.payload_len]
@@ -963,7 +1031,7 @@ class NfqueueBackend(Backend):
         elif outcome.modified or pkt.mark_changed:
             earlier = pending.pop(q, None)
             if earlier is not None:  # keep the order: the earlier accepted ones first
-                nfq.append_verdict(out, q, earlier, nfq.NF_ACCEPT, batch=True)
+                nfq.append_verdict(out, q, socket.ntohl(earlier), nfq.NF_ACCEPT, batch=True)
                 c["batch_msgs"] += 1
             nfq.append_verdict(
                 out,
@@ -978,12 +1046,12 @@ class NfqueueBackend(Backend):
             if outcome.modified:
                 c["modified"] += 1
         else:
-            pending[q] = m.packet_id
+            pending[q] = socket.htonl(m.packet_id)
             c["accepted"] += 1
 
     def _flush(self, out: bytearray, pending: dict[int, int]) -> None:
         for q, pid in pending.items():
-            nfq.append_verdict(out, q, pid, nfq.NF_ACCEPT, batch=True)
+            nfq.append_verdict(out, q, socket.ntohl(pid), nfq.NF_ACCEPT, batch=True)
             self.c["batch_msgs"] += 1
         pending.clear()
         if out:

@@ -174,10 +174,35 @@ def test_accepted_packets_are_repeated_and_drops_dropped() -> None:
     assert batch == {1: NF_REPEAT, 4: NF_REPEAT}
     assert all(v in (NF_REPEAT, nfq.NF_DROP) for _, v, _, _ in msgs)
     assert info.counters.packets == 3
-    # in arrival order: the accepted packet 1 is released before 2 and 3 get theirs
+    # in arrival order: the accepted packet 1 is released before 3 gets its own
+    # verdict (the dropped 2 leaves nothing to keep in order)
     assert [(t, pid) for t, _, pid, _ in msgs] == [
-        (nfq.MSG_VERDICT_BATCH, 1),
         (nfq.MSG_VERDICT, 2),
+        (nfq.MSG_VERDICT_BATCH, 1),
         (nfq.MSG_VERDICT, 3),
         (nfq.MSG_VERDICT_BATCH, 4),
     ]
+
+
+def test_an_app_that_leaves_mid_batch_hands_back_the_rest() -> None:
+    """The packet loop caches the queue's application; unregistering it inside a
+    callback takes effect from the next packet, which goes back to itm_mod."""
+    seen: list[int] = []
+    be: KernelBackend | None = None
+
+    def class_func(p: Packet) -> int:
+        seen.append(p.dport or 0)
+        if len(seen) == 2:
+            assert be is not None
+            be.uninstall(info)
+        return 1
+
+    info = ItmInfo("gone", Interest(protocol="udp"), class_func=class_func)
+    pkts = [nfq.encode_packet(0x7000, i, udp("10.0.0.1", "10.0.0.2", 9, i)) for i in range(1, 5)]
+    be, sock = _backend(info, [b"".join(pkts)])
+    assert be.process() == 4
+    assert seen == [1, 2]
+    assert [(t, v, pid) for t, v, pid, _ in sent_messages(sock)] == [
+        (nfq.MSG_VERDICT_BATCH, NF_REPEAT, 4)
+    ]
+    assert info.counters.packets == 2

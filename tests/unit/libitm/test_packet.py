@@ -6,7 +6,7 @@ import ipaddress
 import random
 
 import pytest
-from itm_testlib import build, icmp_echo, tcp, udp, verify
+from itm_testlib import build, icmp_echo, tcp, udp, udp_header, verify
 
 from libitm import Packet, PacketError, PacketTruncatedError
 from libitm.checksum import adjust, checksum, ones_sum
@@ -124,6 +124,22 @@ def test_random_changes_against_scratch() -> None:
             n = rng.randrange(1, len(payload) - off + 1)
             p.write_payload(off, bytes(rng.randrange(256) for _ in range(n)))
         assert verify(p.raw)
+
+
+def test_tos_on_ipv4_against_scratch() -> None:
+    """The TOS setter's shortcut for a whole IPv4 packet without options (RFC 1624
+    on the header checksum), over header checksums of every kind, and undone by
+    restore()."""
+    rng = random.Random(11)
+    for k in range(4000):
+        old, new = rng.randrange(256), rng.randrange(256)
+        raw = build(*V4, 17, udp_header(1, 2, 0), tos=old, ident=k * 17 % 65536)
+        p = Packet(raw)
+        p.tos = new
+        assert p.tos == new and verify(p.raw), (old, new, k)
+        assert p.modified == (old != new)
+        p.restore()
+        assert p.raw == raw and not p.modified
 
 
 def test_udp_zero_checksum_stays_zero() -> None:
