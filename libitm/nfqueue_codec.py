@@ -25,6 +25,7 @@ NLMSG_NOOP: Final = 1
 NLMSG_ERROR: Final = 2
 NLMSG_DONE: Final = 3
 NLM_F_REQUEST: Final = 0x1
+NFNETLINK_V0: Final = 0  # nfgenmsg.version
 NLM_F_ACK: Final = 0x4
 
 NFNL_SUBSYS_QUEUE: Final = 3
@@ -80,11 +81,25 @@ _HDR: Final = struct.Struct("=IHHIIBBH")
 _VERDICT: Final = struct.Struct("=IHHIIBBHHHII")
 # the same followed by an NFQA_PAYLOAD attribute header
 _VERDICT_PAYLOAD: Final = struct.Struct("=IHHIIBBHHHIIHH")
-#: NFQNL_MSG_VERDICT with NFQA_VERDICT_HDR and an NFQA_PAYLOAD attribute header, every
-#: field native: pass the queue (res_id), verdict and packet id already in network
-#: order, e.g. as read natively from the NFQNL_MSG_PACKET (see append_verdict for the
-#: field order); the payload and its padding follow.
-VERDICT_PAYLOAD_RAW: Final = struct.Struct("=IHHIIBBHHHIIHH")
+#: NFQNL_MSG_VERDICT with NFQA_VERDICT_HDR and an NFQA_PAYLOAD attribute header, for
+#: the packet path, in seven fields: nlmsg_len, :data:`VERDICT_RAW_HEAD`, the queue
+#: (res_id), :func:`verdict_raw_attr`, the packet id, the payload's nla_len and
+#: NFQA_PAYLOAD; every field native, so pass the queue and the packet id in network
+#: order as read natively from the NFQNL_MSG_PACKET. The payload and its padding follow.
+VERDICT_PAYLOAD_RAW: Final = struct.Struct("=I14sH8sIHH")
+#: the constant bytes of :data:`VERDICT_PAYLOAD_RAW` after nlmsg_len: type, flags,
+#: seq and port id of the netlink header, the nfgenmsg family and version
+VERDICT_RAW_HEAD: Final = struct.pack(
+    "=HHIIBB", MSG_VERDICT, NLM_F_REQUEST, 0, 0, socket.AF_UNSPEC, NFNETLINK_V0
+)
+
+
+def verdict_raw_attr(verdict: int) -> bytes:
+    """The NFQA_VERDICT_HDR attribute header and verdict (as a native word read from
+    a message: network order) for :data:`VERDICT_PAYLOAD_RAW`."""
+    return struct.pack("=HHI", 12, NFQA_VERDICT_HDR, verdict)
+
+
 # zero bytes that pad a payload of length n to 4 bytes, by n % 4
 _PAD: Final = (b"", b"\0\0\0", b"\0\0", b"\0")
 _BE32: Final = struct.Struct(">I")

@@ -298,11 +298,11 @@ class Packet:
                 self._orig = b.tobytes()
                 self.modified = True
                 b[1] = value
-                # RFC 1624 eqn. 3, the version/IHL byte being the same in m and m'
-                s = (_BE16.unpack_from(b, 10)[0] ^ 0xFFFF) + 0xFFFF + value - old
-                s = (s & 0xFFFF) + (s >> 16)
-                s = (s & 0xFFFF) + (s >> 16)
-                _BE16.pack_into(b, 10, s ^ 0xFFFF)
+                # RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), where ~m + m' is 0xFFFF plus
+                # the change of the TOS byte (the version/IHL byte is the same in m and
+                # m'): the folded sum is ~HC + value - old modulo 0xFFFF, in 1..0xFFFF
+                s = ((_BE16.unpack_from(b, 10)[0] ^ 0xFFFF) + value - old - 1) % 0xFFFF
+                _BE16.pack_into(b, 10, (s + 1) ^ 0xFFFF)
                 return
         if value.__class__ is not int or not 0 <= value <= 0xFF:
             _check_range("tos", value, 0xFF)

@@ -60,9 +60,6 @@ _WANTED: Final = frozenset({_PACKET_HDR, _MARK, _CAP_LEN, _SKB_INFO, _TIMESTAMP}
 _CSUMNOTREADY: Final = nfq.NFQA_SKB_CSUMNOTREADY
 _NF_DROP: Final = nfq.NF_DROP
 _TS: Final = struct.Struct(">qq")
-_MSG_VERDICT: Final = nfq.MSG_VERDICT
-_NLM_F_REQUEST: Final = nfq.NLM_F_REQUEST
-_VERDICT_HDR: Final = nfq.NFQA_VERDICT_HDR
 _V_ACCEPT: Final = Verdict.ACCEPT
 _V_DROP: Final = Verdict.DROP
 _PAD: Final = (b"", b"\0\0\0", b"\0\0", b"\0")
@@ -578,6 +575,8 @@ class NfqueueBackend(Backend):
         ntohl = socket.ntohl
         startswith = buf.startswith
         pack_verdict = nfq.VERDICT_PAYLOAD_RAW.pack
+        v_head = nfq.VERDICT_RAW_HEAD
+        v_attr = nfq.verdict_raw_attr(acc_raw)
         sig, sig_vals, sig_hdr = self._sig, self._sig_vals, self._sig_hdr
         sig_end = 32 + len(sig) if sig is not None else 0
         sig_w = sig_end >> 2
@@ -859,20 +858,7 @@ class NfqueueBackend(Backend):
                                 nfq.append_verdict(out, q, ntohl(earlier), acc, batch=True)
                                 c["batch_msgs"] += 1
                         out += pack_verdict(
-                            36 + plen,
-                            _MSG_VERDICT,
-                            _NLM_F_REQUEST,
-                            0,
-                            0,
-                            0,
-                            0,
-                            q_raw,
-                            12,
-                            _VERDICT_HDR,
-                            acc_raw,
-                            pid_raw,
-                            4 + plen,
-                            _PAYLOAD,
+                            36 + plen, v_head, q_raw, v_attr, pid_raw, 4 + plen, _PAYLOAD
                         )
                         out += mv
                         if plen & 3:

@@ -62,16 +62,9 @@ def test_raw_verdict_header_matches_append_verdict() -> None:
     got = bytearray(
         nfq.VERDICT_PAYLOAD_RAW.pack(
             36 + len(payload),
-            nfq.MSG_VERDICT,
-            nfq.NLM_F_REQUEST,
-            0,
-            0,
-            socket.AF_UNSPEC,
-            0,
+            nfq.VERDICT_RAW_HEAD,
             socket.htons(300),
-            12,
-            nfq.NFQA_VERDICT_HDR,
-            socket.htonl(nfq.NF_ACCEPT),
+            nfq.verdict_raw_attr(socket.htonl(nfq.NF_ACCEPT)),
             socket.htonl(0x01020304),
             4 + len(payload),
             nfq.NFQA_PAYLOAD,
