@@ -535,374 +535,334 @@ class NfqueueBackend(Backend):
         (From datagram ``first``, at offset ``first_pos`` in it when given: the
         rest of a batch that an exception interrupted, see ``_leftover``.)
 
-        The packet path of the backend, kept in one function: header fields are
-        read as native 16/32-bit words of the receive buffer; the attributes
-        between NFQA_PACKET_HDR (always first) and NFQA_PAYLOAD (always last) are
-        walked only when their bytes differ from the previous packet's (same
-        bytes, same values: interfaces, mark, ...); the :class:`Packet` wraps a
-        slice of the buffer; plainly accepted packets only update ``pending``
-        (one batch verdict per queue later), others get their verdict packed
-        from the raw (network order) queue and id fields. Returns how many
-        packet messages were handled.
+        The packet path of the backend, in two lanes:
+
+        * the fast lane takes a datagram holding one packet message of the
+          same queue as the previous packet, laid out as the previous one
+          (NFQA_PACKET_HDR first, the same attribute bytes up to NFQA_PAYLOAD:
+          interfaces, mark, ...), nothing reconfigured since (:mod:`libitm.epoch`),
+          for a queue whose only application has at most ``class_func`` and
+          ``process_func``: one struct unpack reads the header, the application's
+          callbacks run inline on one reused :class:`Packet` (its counters kept
+          in locals until the batch ends), a plainly accepted packet only updates
+          ``pending`` and a modified one gets its verdict packed at once;
+        * the general lane takes everything else, message by message: header
+          fields read as native words, the attributes walked when their bytes
+          change (then remembered for the fast lane), the applications run by
+          the dispatcher.
+
+        Packets that need their own verdict otherwise (dropped, mark changed)
+        go through :meth:`_answer`. Returns how many packet messages were handled.
         """
         if not _LITTLE:
-            return self._messages_portable(views, n, slot, lengths, pending, out)
+            return self._messages_portable(views, n, slot, lengths, pending, out, first, first_pos)
         buf, rmv, m32, m16 = views
         c = self.c
         route = self._route
+        answer = self._answer
         acc = self._accept_verdict
         acc_raw = socket.htonl(acc)  # as it reads natively in a message
-        disp = Dispatcher()
-        run = disp.run
-        failed = disp._failed
-        prefiltered = True
-        epoch = EPOCH
-        seen_epoch = -1
-        coerce = Verdict.coerce
-        # the inline dispatch of a hook's only application (``app``): its
-        # callbacks as they were at ``seen_epoch``, its counters kept in locals
-        # (``f_*``) until the batch ends or the application changes, and one
-        # Packet object reused for its packets
-        app: ItmInfo | None = None
-        app_on = False
-        cf: Callable[[Packet], int] | None = None
-        pf: Callable[[Hook, int, Packet], object] | None = None
-        f_packets = f_classified = f_dropped = f_modified = f_failed = 0
-        rp_meta = False
-        rp: Packet | None = None
-        stage = "class_func"
-        from_view = Packet.from_view
-        ntohl = socket.ntohl
-        startswith = buf.startswith
         pack_verdict = nfq.VERDICT_PAYLOAD_RAW.pack
         v_head = nfq.VERDICT_RAW_HEAD
         v_attr = nfq.verdict_raw_attr(acc_raw)
+        ntohl = socket.ntohl
+        startswith = buf.startswith
+        coerce = Verdict.coerce
+        epoch = EPOCH
         sig, sig_vals, sig_hdr = self._sig, self._sig_vals, self._sig_hdr
         sig_end = 32 + len(sig) if sig is not None else 0
         sig_w = sig_end >> 2
         sig_min = sig_end + 4
         sig_unpack = _fast_layout(len(sig)).unpack_from if sig is not None else None
-        pid_raw = -1
         mark, cap, info, ts = sig_vals
-        handled = packets = accepted = modified = verdicts = 0
-        last_q_raw = -1
+        # where the current queue's packets go (see _route), as of seen_epoch
         q = 0
+        cur_q_raw = -1
+        seen_epoch = -1
         hook = Hook.IP_IN
         apps: list[ItmInfo] = []
+        prefiltered = True
+        disp = Dispatcher()
+        failed = disp._failed
+        # the fast lane's application and its callbacks, its counters, the packet
+        app: ItmInfo | None = None
+        cf: Callable[[Packet], int] | None = None
+        pf: Callable[[Hook, int, Packet], object] | None = None
+        f_packets = f_classified = f_dropped = f_modified = f_failed = 0
+        rp = Packet.from_view(rmv[0:0], 0, 0, hook, None, False)
+        rp_meta = False  # rp's fields other than the bytes are this packet's
+        stage = "class_func"
+        handled = packets = dropped = modified = verdicts = nfast = 0
+        resume = first if first_pos >= 0 else -1
         i = first
         pos = length = 0
         answered = completed = False
         try:
-            for i in range(first, n):
-                pos = i * slot
-                end = pos + lengths[i]
-                if i == first and first_pos >= 0:
-                    pos = first_pos
-                while pos + 16 <= end:
-                    # the fast lane: a packet message of the queue of the previous one,
-                    # laid out as the previous one, nothing reconfigured since
-                    fast = False
-                    if sig_unpack is not None and pos + sig_min <= end:
-                        length, tf, q_raw, ha, pid_raw, sg, pa = sig_unpack(buf, pos)
-                        plen = (pa & 0xFFFF) - 4
-                        fast = (
-                            tf == _MSG_PACKET
-                            and q_raw == last_q_raw
-                            and ha == sig_hdr
-                            and sg == sig
-                            and pa >> 16 == _PAYLOAD
-                            and plen >= 0
-                            and sig_min + plen <= length
-                            and pos + length <= end
-                            and epoch[0] == seen_epoch
-                        )
-                    if fast:
-                        poff = pos + sig_min
-                        handled += 1
-                        packets += 1
-                    else:
-                        p = pos >> 2  # word index: every message starts 4-aligned
-                        length = m32[p]
-                        mtype = m16[p + p + 2]
-                        if length < 16 or pos + length > end:
-                            c["bad_messages"] += 1
-                            break
-                        if mtype != _MSG_PACKET:
-                            if mtype == nfq.NLMSG_ERROR:
-                                err, _ = nfq.decode_error(buf, pos, length)
-                                if err:
-                                    c["netlink_errors"] += 1
-                                    if c["netlink_errors"] <= 10:
-                                        log.warning("nfnetlink_queue error: %s", os.strerror(err))
-                            pos += (length + 3) & ~3
-                            continue
-                        handled += 1
-                        mend = pos + length
-                        poff = -1
-                        # the common case: NFQA_PACKET_HDR first, then the same
-                        # attribute bytes as the previous packet, then NFQA_PAYLOAD
-                        if (
-                            sig is not None
-                            and length >= sig_min
-                            and m32[p + 5] == sig_hdr
-                            and startswith(sig, pos + 32)
-                        ):
-                            w = m32[p + sig_w]
-                            if w >> 16 == _PAYLOAD:
-                                plen = (w & 0xFFFF) - 4
-                                poff = pos + sig_end + 4
-                                if plen < 0 or poff + plen > mend:
-                                    poff = -1
-                                else:
-                                    pid_raw = m32[p + 6]
-                        if poff < 0:
-                            rp_meta = False
-                            # walk the attributes; remember their bytes for the next packet
-                            a = pos + 20
-                            pid_raw = -1
-                            poff = plen = 0
-                            mark = cap = info = 0
-                            ts = None
-                            while a + 4 <= mend:
-                                w = m32[a >> 2]
-                                alen = w & 0xFFFF
-                                t = (w >> 16) & 0x3FFF
-                                if alen < 4 or a + alen > mend:
-                                    pid_raw = -2
-                                    break
-                                if t == _PAYLOAD:
-                                    poff = a + 4
-                                    plen = alen - 4
-                                    break
-                                if t in _WANTED:
-                                    if alen < 8:
-                                        pid_raw = -2
-                                        break
-                                    if t == _PACKET_HDR:
-                                        pid_raw = m32[(a + 4) >> 2]
-                                    elif t == _MARK:
-                                        mark = ntohl(m32[(a + 4) >> 2])
-                                    elif t == _CAP_LEN:
-                                        cap = ntohl(m32[(a + 4) >> 2])
-                                    elif t == _SKB_INFO:
-                                        info = ntohl(m32[(a + 4) >> 2])
-                                    elif alen >= 20:  # NFQA_TIMESTAMP
-                                        sec, usec = _TS.unpack_from(buf, a + 4)
-                                        ts = sec + usec / 1e6
-                                a += (alen + 3) & ~3
-                            w = m32[p + 5] if length >= 32 else 0
-                            if (
-                                poff >= pos + 36
-                                and pid_raw >= 0
-                                and (w >> 16) & 0x3FFF == _PACKET_HDR
-                                and 9 <= (w & 0xFFFF) <= 12
-                            ):
-                                # NFQA_PACKET_HDR first, in 12 bytes (nla_len 11 from
-                                # the kernel): remember what follows it
-                                sig_hdr = w
-                                sig = bytes(buf[pos + 32 : poff - 4])
-                                sig_vals = (mark, cap, info, ts)
-                                sig_end = 32 + len(sig)
-                                sig_w = sig_end >> 2
-                                sig_min = sig_end + 4
-                                sig_unpack = _fast_layout(len(sig)).unpack_from
-                            else:
-                                sig = sig_unpack = None
-                        if length < 20 or pid_raw < 0:
-                            c["bad_messages"] += 1
-                            pos += (length + 3) & ~3
-                            continue
-                        packets += 1
-                        q_raw = m16[(pos + 18) >> 1]
-                        if q_raw != last_q_raw or epoch[0] != seen_epoch:
-                            # queue -> hook never changes once bound, and a hook's
-                            # list of apps is always the same (mutable) list
-                            q = ((q_raw & 0xFF) << 8) | (q_raw >> 8) if _LITTLE else q_raw
-                            rt = route(q)
-                            if rt is None:
-                                pending[q] = pid_raw
-                                accepted += 1
-                                pos += (length + 3) & ~3
-                                continue
-                            if app is not None:
-                                app.counters.add(
-                                    f_packets,
-                                    f_classified,
-                                    f_packets - f_dropped - f_failed,
-                                    f_dropped,
-                                    f_modified,
-                                )
-                                f_packets = f_classified = f_dropped = f_modified = f_failed = 0
-                            rp_meta = False
-                            hook, apps, prefiltered, disp = rt
-                            run = disp.run
-                            failed = disp._failed
-                            last_q_raw = q_raw
-                            seen_epoch = epoch[0]
-                            app = apps[0] if len(apps) == 1 and prefiltered else None
-                            if (
-                                app is not None
-                                and app.enabled
-                                and (
-                                    app.log_func is not None
-                                    or app.update_func is not None
-                                    or app.control_func is not None
-                                )
-                            ):
-                                app = None  # all five callbacks: Dispatcher.run_solo's path
-                            if app is not None:
-                                app_on = app.enabled
-                                cf = app.class_func
-                                pf = app.process_func
-                    mv = rmv[poff : poff + plen]
-                    if app is not None:
-                        # Dispatcher.run_solo, inline, on the reused packet object
-                        if rp is None:
-                            rp = pkt = from_view(
-                                mv, cap or plen, mark, hook, ts, (info & _CSUMNOTREADY) != 0
-                            )
-                            rp_meta = True
-                        else:
-                            pkt = rp
-                            pkt._buf = mv
-                            pkt._len = plen
-                            pkt.orig_len = cap if cap > plen else plen
-                            pkt._layout = None
-                            if not rp_meta:
-                                # the rest of the object, when the previous packet left
-                                # it changed or the attributes or the hook differ
-                                pkt._mark = pkt._orig_mark = mark
-                                pkt.hook = hook
-                                pkt.timestamp = ts
-                                pkt.csum_not_ready = (info & _CSUMNOTREADY) != 0
-                                pkt.modified = pkt.mark_changed = False
-                                pkt._orig = None
-                                rp_meta = True
-                        r = ACCEPTED
-                        if app_on:
-                            f_packets += 1
-                            try:
-                                stage = "class_func"
-                                if cf is None:
-                                    cls = 0
-                                else:
-                                    cls = cf(pkt)
-                                    if cls.__class__ is not int:
-                                        cls = class_of(cls)
-                                if cls != 0:
-                                    f_classified += 1
-                                    if pf is not None:
-                                        stage = "process_func"
-                                        v = pf(hook, cls, pkt)
-                                        if (
-                                            v is not None
-                                            and v is not _V_ACCEPT
-                                            and (v is _V_DROP or coerce(v) == _V_DROP)
-                                        ):
-                                            r = DROPPED
-                                if r == DROPPED:
-                                    f_dropped += 1
-                                    pkt.restore()
-                                elif pkt.modified:
-                                    f_modified += 1
-                                    r = MODIFIED
-                                    if pkt.csum_not_ready:
-                                        stage = ""
-                                        pkt.finalize()
-                            except Exception as e:
-                                r = ACCEPTED
-                                if not stage:
-                                    log.error(
-                                        "cannot finalize modified packet, "
-                                        "accepting it unchanged: %s",
-                                        e,
-                                    )
-                                    pkt.restore()
-                                else:
-                                    assert app is not None
-                                    f_failed += 1  # failed() counts it accepted
-                                    try:
-                                        failed(app, pkt, stage, e)
-                                    except BaseException:
-                                        nfq.append_verdict(out, q, ntohl(pid_raw), acc)
-                                        verdicts += 1
-                                        answered = True
-                                        raise
-                            except BaseException:
-                                f_failed += 1
-                                pkt.restore()
-                                nfq.append_verdict(out, q, ntohl(pid_raw), acc)
-                                verdicts += 1
-                                answered = True
-                                raise
-                    else:
-                        pkt = from_view(
-                            mv, cap or plen, mark, hook, ts, (info & _CSUMNOTREADY) != 0
-                        )
+            while i < n:
+                if app is not None and sig_unpack is not None and i != resume:
+                    # ------------------------------------------------ fast lane
+                    while i < n:
+                        pos = i * slot
                         try:
-                            r = run(hook, pkt, prefiltered)
+                            length, tf, q_raw, ha, pid_raw, sg, pa = sig_unpack(buf, pos)
+                        except struct.error:  # a datagram shorter than the layout
+                            break
+                        plen = (pa & 0xFFFF) - 4
+                        if (
+                            tf != _MSG_PACKET
+                            or q_raw != cur_q_raw
+                            or length != lengths[i]
+                            or sg != sig
+                            or ha != sig_hdr
+                            or pa >> 16 != _PAYLOAD
+                            or plen < 0
+                            or sig_min + plen > length
+                            or epoch[0] != seen_epoch
+                        ):
+                            break
+                        nfast += 1
+                        pkt = rp
+                        pkt._buf = mv = rmv[pos + sig_min : pos + sig_min + plen]
+                        pkt._len = plen
+                        pkt.orig_len = cap if cap > plen else plen
+                        pkt._layout = None
+                        if not rp_meta:
+                            pkt._mark = pkt._orig_mark = mark
+                            pkt.hook = hook
+                            pkt.timestamp = ts
+                            pkt.csum_not_ready = (info & _CSUMNOTREADY) != 0
+                            pkt.modified = pkt.mark_changed = False
+                            pkt._orig = None
+                            rp_meta = True
+                        # Dispatcher.run_solo, inline
+                        f_packets += 1
+                        r = ACCEPTED
+                        try:
+                            stage = "class_func"
+                            cls = 0 if cf is None else cf(pkt)
+                            if cls.__class__ is not int:
+                                cls = class_of(cls)
+                            if cls != 0:
+                                f_classified += 1
+                                if pf is not None:
+                                    stage = "process_func"
+                                    v = pf(hook, cls, pkt)
+                                    if (
+                                        v is not None
+                                        and v is not _V_ACCEPT
+                                        and (v is _V_DROP or coerce(v) == _V_DROP)
+                                    ):
+                                        r = DROPPED
+                                        f_dropped += 1
+                                        pkt.restore()
+                            if r != DROPPED and pkt.modified:
+                                f_modified += 1
+                                r = MODIFIED
+                                if pkt.csum_not_ready:
+                                    stage = ""
+                                    pkt.finalize()
+                        except Exception as e:
+                            r = ACCEPTED
+                            if not stage:
+                                log.error(
+                                    "cannot finalize modified packet, accepting it unchanged: %s",
+                                    e,
+                                )
+                                pkt.restore()
+                            else:
+                                assert app is not None
+                                f_failed += 1  # failed() counts it accepted
+                                try:
+                                    failed(app, pkt, stage, e)
+                                except BaseException:
+                                    nfq.append_verdict(out, q, ntohl(pid_raw), acc)
+                                    verdicts += 1
+                                    answered = True
+                                    raise
                         except BaseException:
+                            f_failed += 1
+                            pkt.restore()
                             nfq.append_verdict(out, q, ntohl(pid_raw), acc)
                             verdicts += 1
                             answered = True
                             raise
+                        if pkt.mark_changed or r == DROPPED:
+                            dropped += answer(out, pending, q, pid_raw, r, pkt, mv)
+                            rp_meta = False
+                        elif r == ACCEPTED:
+                            pending[q] = pid_raw
+                        else:
+                            if pending:
+                                self._release(out, pending, q)
+                            out += pack_verdict(
+                                36 + plen, v_head, q_raw, v_attr, pid_raw, 4 + plen, _PAYLOAD
+                            )
+                            out += mv
+                            if plen & 3:
+                                out += _PAD[plen & 3]
+                            pkt.modified = False
+                            pkt._orig = None
+                            if info & _CSUMNOTREADY:
+                                rp_meta = False  # finalize() cleared csum_not_ready
+                            verdicts += 1
+                            modified += 1
+                            if len(out) > _SEND_FLUSH:
+                                self._send(out)
+                                out.clear()
+                        i += 1
+                    if i >= n:
+                        break
+                # ------------------------------------------------- general lane
+                pos = i * slot
+                end = pos + lengths[i]
+                if i == resume:
+                    pos = first_pos
+                while pos + 16 <= end:
+                    p = pos >> 2  # word index: every message starts 4-aligned
+                    length = m32[p]
+                    mtype = m16[p + p + 2]
+                    if length < 16 or pos + length > end:
+                        c["bad_messages"] += 1
+                        break
+                    if mtype != _MSG_PACKET:
+                        if mtype == nfq.NLMSG_ERROR:
+                            err, _ = nfq.decode_error(buf, pos, length)
+                            if err:
+                                c["netlink_errors"] += 1
+                                if c["netlink_errors"] <= 10:
+                                    log.warning("nfnetlink_queue error: %s", os.strerror(err))
+                        pos += (length + 3) & ~3
+                        continue
+                    handled += 1
+                    mend = pos + length
+                    poff = -1
+                    # the common case: NFQA_PACKET_HDR first, then the same attribute
+                    # bytes as the previous packet, then NFQA_PAYLOAD
+                    if (
+                        sig is not None
+                        and length >= sig_min
+                        and m32[p + 5] == sig_hdr
+                        and startswith(sig, pos + 32)
+                    ):
+                        w = m32[p + sig_w]
+                        if w >> 16 == _PAYLOAD:
+                            plen = (w & 0xFFFF) - 4
+                            poff = pos + sig_end + 4
+                            if plen < 0 or poff + plen > mend:
+                                poff = -1
+                            else:
+                                pid_raw = m32[p + 6]
+                    if poff < 0:
+                        # walk the attributes; remember their bytes for the next packet
+                        rp_meta = False
+                        a = pos + 20
+                        pid_raw = -1
+                        poff = plen = 0
+                        mark = cap = info = 0
+                        ts = None
+                        while a + 4 <= mend:
+                            w = m32[a >> 2]
+                            alen = w & 0xFFFF
+                            t = (w >> 16) & 0x3FFF
+                            if alen < 4 or a + alen > mend:
+                                pid_raw = -2
+                                break
+                            if t == _PAYLOAD:
+                                poff = a + 4
+                                plen = alen - 4
+                                break
+                            if t in _WANTED:
+                                if alen < 8:
+                                    pid_raw = -2
+                                    break
+                                if t == _PACKET_HDR:
+                                    pid_raw = m32[(a + 4) >> 2]
+                                elif t == _MARK:
+                                    mark = ntohl(m32[(a + 4) >> 2])
+                                elif t == _CAP_LEN:
+                                    cap = ntohl(m32[(a + 4) >> 2])
+                                elif t == _SKB_INFO:
+                                    info = ntohl(m32[(a + 4) >> 2])
+                                elif alen >= 20:  # NFQA_TIMESTAMP
+                                    sec, usec = _TS.unpack_from(buf, a + 4)
+                                    ts = sec + usec / 1e6
+                            a += (alen + 3) & ~3
+                        w = m32[p + 5] if length >= 32 else 0
+                        if (
+                            poff >= pos + 36
+                            and pid_raw >= 0
+                            and (w >> 16) & 0x3FFF == _PACKET_HDR
+                            and 9 <= (w & 0xFFFF) <= 12
+                        ):
+                            # NFQA_PACKET_HDR first, in 12 bytes (nla_len 11 from the
+                            # kernel): remember what follows it
+                            sig_hdr = w
+                            sig = bytes(buf[pos + 32 : poff - 4])
+                            sig_vals = (mark, cap, info, ts)
+                            sig_end = 32 + len(sig)
+                            sig_w = sig_end >> 2
+                            sig_min = sig_end + 4
+                            sig_unpack = _fast_layout(len(sig)).unpack_from
+                        else:
+                            sig = sig_unpack = None
+                    if length < 20 or pid_raw < 0:
+                        c["bad_messages"] += 1
+                        pos += (length + 3) & ~3
+                        continue
+                    packets += 1
+                    q_raw = m16[(pos + 18) >> 1]
+                    if q_raw != cur_q_raw or epoch[0] != seen_epoch:
+                        q = ((q_raw & 0xFF) << 8) | (q_raw >> 8)
+                        rt = route(q)
+                        if rt is None:
+                            pending[q] = pid_raw
+                            pos += (length + 3) & ~3
+                            continue
+                        if app is not None:
+                            app.counters.add(
+                                f_packets,
+                                f_classified,
+                                f_packets - f_dropped - f_failed,
+                                f_dropped,
+                                f_modified,
+                            )
+                            f_packets = f_classified = f_dropped = f_modified = f_failed = 0
+                        hook, apps, prefiltered, disp = rt
+                        failed = disp._failed
+                        cur_q_raw = q_raw
+                        seen_epoch = epoch[0]
+                        rp_meta = False
+                        app = apps[0] if len(apps) == 1 and prefiltered else None
+                        if app is not None and (
+                            not app.enabled
+                            or app.log_func is not None
+                            or app.update_func is not None
+                            or app.control_func is not None
+                        ):
+                            app = None  # Dispatcher.run_solo's lane
+                        if app is not None:
+                            cf = app.class_func
+                            pf = app.process_func
+                    mv = rmv[poff : poff + plen]
+                    pkt = Packet.from_view(
+                        mv, cap or plen, mark, hook, ts, (info & _CSUMNOTREADY) != 0
+                    )
+                    try:
+                        if len(apps) == 1 and prefiltered:
+                            r = disp.run_solo(hook, apps[0], pkt)
+                        else:
+                            r = disp.run(hook, pkt, prefiltered)
+                    except BaseException:
+                        nfq.append_verdict(out, q, ntohl(pid_raw), acc)
+                        verdicts += 1
+                        answered = True
+                        raise
                     if r == ACCEPTED and not pkt.mark_changed:
                         pending[q] = pid_raw
-                        accepted += 1
-                    elif r == MODIFIED and not pkt.mark_changed:
-                        if pending:
-                            # packets leave in the order they came: release the earlier
-                            # accepted packets of this queue before this one's own verdict
-                            earlier = pending.pop(q, None)
-                            if earlier is not None:
-                                nfq.append_verdict(out, q, ntohl(earlier), acc, batch=True)
-                                c["batch_msgs"] += 1
-                        out += pack_verdict(
-                            36 + plen, v_head, q_raw, v_attr, pid_raw, 4 + plen, _PAYLOAD
-                        )
-                        out += mv
-                        if plen & 3:
-                            out += _PAD[plen & 3]
-                        pkt.modified = False  # (the reused object)
-                        pkt._orig = None
-                        if info & _CSUMNOTREADY:
-                            rp_meta = False  # finalize() cleared csum_not_ready
-                        verdicts += 1
-                        accepted += 1
-                        modified += 1
-                        if len(out) > _SEND_FLUSH:
-                            self._send(out)
-                            out.clear()
-                    elif r == DROPPED:
-                        rp_meta = False
-                        nfq.append_verdict(out, q, ntohl(pid_raw), _NF_DROP)
-                        verdicts += 1
-                        c["dropped"] += 1
                     else:
-                        if pending:
-                            # packets leave in the order they came: release the earlier
-                            # accepted packets of this queue before this one's own verdict
-                            earlier = pending.pop(q, None)
-                            if earlier is not None:
-                                nfq.append_verdict(out, q, ntohl(earlier), acc, batch=True)
-                                c["batch_msgs"] += 1
-                        nfq.append_verdict(
-                            out,
-                            q,
-                            ntohl(pid_raw),
-                            acc,
-                            mark=pkt.mark if pkt.mark_changed else None,
-                            payload=mv if r == MODIFIED else None,
-                        )
-                        rp_meta = False
-                        verdicts += 1
-                        accepted += 1
-                        if r == MODIFIED:
-                            modified += 1
-                        if len(out) > _SEND_FLUSH:
-                            self._send(out)
-                            out.clear()
+                        dropped += answer(out, pending, q, pid_raw, r, pkt, mv)
                     pos += (length + 3) & ~3
+                i += 1
             completed = True
         finally:
             if not completed:
@@ -916,11 +876,57 @@ class NfqueueBackend(Backend):
                 app.counters.add(
                     f_packets, f_classified, f_packets - f_dropped - f_failed, f_dropped, f_modified
                 )
+            handled += nfast
+            packets += nfast
             c["packets"] += packets
-            c["accepted"] += accepted
+            c["accepted"] += packets - dropped
             c["modified"] += modified
             c["verdict_msgs"] += verdicts
         return handled
+
+    def _release(self, out: bytearray, pending: dict[int, int], q: int) -> None:
+        """Batch-accept the earlier plainly accepted packets of queue ``q`` now, before
+        a later packet's own verdict: packets leave in the order they came."""
+        earlier = pending.pop(q, None)
+        if earlier is not None:
+            nfq.append_verdict(out, q, socket.ntohl(earlier), self._accept_verdict, batch=True)
+            self.c["batch_msgs"] += 1
+
+    def _answer(
+        self,
+        out: bytearray,
+        pending: dict[int, int],
+        q: int,
+        pid_raw: int,
+        r: int,
+        pkt: Packet,
+        payload: memoryview,
+    ) -> int:
+        """The own verdict of a packet the applications dropped (``r``), or changed in
+        bytes or mark (the earlier accepted packets of its queue are released
+        first); ``pid_raw`` is its id in network order. Returns 1 if dropped."""
+        c = self.c
+        if r == DROPPED:
+            nfq.append_verdict(out, q, socket.ntohl(pid_raw), nfq.NF_DROP)
+            c["verdict_msgs"] += 1
+            c["dropped"] += 1
+            return 1
+        self._release(out, pending, q)
+        nfq.append_verdict(
+            out,
+            q,
+            socket.ntohl(pid_raw),
+            self._accept_verdict,
+            mark=pkt.mark if pkt.mark_changed else None,
+            payload=payload if r == MODIFIED else None,
+        )
+        c["verdict_msgs"] += 1
+        if r == MODIFIED:
+            c["modified"] += 1
+        if len(out) > _SEND_FLUSH:
+            self._send(out)
+            out.clear()
+        return 0
 
     def _messages_portable(
         self,

@@ -1,30 +1,80 @@
-"""The nfqueue backend's inline dispatch of a hook's only application.
+"""The nfqueue backend's fast lane: a hook's only application dispatched inline.
 
 The packet loop runs the callbacks of a hook's only application itself (no call
 into the dispatcher), keeps the application's counters in locals until the
-batch ends and reuses one Packet object. These tests hold it to what
-``Dispatcher.run_solo`` does: changes made by a callback in the middle of a
-batch apply from the next packet on, counters add up, a modified packet does
-not leave its marks on the next one, errors are contained.
+batch ends and reuses one Packet object, for packets that arrive many per read
+(recvmmsg); the first packet of a read and the odd ones take the general lane
+(``Dispatcher.run_solo``). Every test runs both ways - one message per read
+through a fake socket, and many per read through recvmmsg on a socket pair -
+and holds the fast lane to what ``run_solo`` does: changes made by a callback
+in the middle of a batch apply from the next packet on, counters add up, a
+modified packet does not leave its marks on the next one, errors are contained.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
+from collections.abc import Callable, Iterator
 
 import pytest
 from itm_testlib import verify
-from test_nfqueue_batching import backend, pkt_msg, sent_messages
+from test_nfqueue_batching import FakeSock, pkt_msg, sent_messages
+from test_nfqueue_batching import backend as fake_backend
+from test_nfqueue_mmsg import _mmsg_backend as mmsg_backend
 
 from libitm import Hook, ItmInfo, Packet, Verdict
 from libitm import nfqueue_codec as nfq
+from libitm.backends.nfqueue import NfqueueBackend
+
+Sent = Callable[[], FakeSock]
+Make = Callable[..., tuple[NfqueueBackend, Sent]]
+
+
+@pytest.fixture(params=["recv", "recvmmsg"])
+def backend(request: pytest.FixtureRequest) -> Iterator[Make]:
+    """``backend(apps, datagrams, batch=256)`` -> (backend, sent): ``sent()`` is a
+    FakeSock whose ``sent`` holds every verdict chunk so far."""
+    pairs: list[socket.socket] = []
+
+    def make(
+        apps: list[ItmInfo], datagrams: list[bytes | OSError], batch: int = 256
+    ) -> tuple[NfqueueBackend, Sent]:
+        if request.param == "recv":
+            be, sock = fake_backend(apps, datagrams, batch)
+            return be, lambda: sock
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        pairs.extend((a, b))
+        for s in (a, b):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        a.setblocking(False)
+        b.setblocking(False)
+        be = mmsg_backend(apps, b, batch)
+        for m in datagrams:
+            assert isinstance(m, bytes)
+            a.send(m)
+        got = FakeSock([])
+
+        def sent() -> FakeSock:
+            while True:
+                try:
+                    got.sent.append(a.recv(1 << 20))
+                except BlockingIOError:
+                    return got
+
+        return be, sent
+
+    yield make
+    for s in pairs:
+        s.close()
 
 
 def msgs(n: int, dport: int = 0) -> list[bytes | OSError]:
     return [pkt_msg(i, dport) for i in range(1, n + 1)]
 
 
-def test_disabling_itself_applies_from_the_next_packet() -> None:
+def test_disabling_itself_applies_from_the_next_packet(backend: Make) -> None:
     seen: list[int] = []
     info = ItmInfo("d", class_func=lambda p: 1)
 
@@ -34,14 +84,14 @@ def test_disabling_itself_applies_from_the_next_packet() -> None:
             info.enabled = False
 
     info.process_func = process
-    be, sock = backend([info], msgs(5))
+    be, sent = backend([info], msgs(5))
     assert be.process() == 5
     assert seen == [1, 2], "packets 3-5 came after the application was disabled"
     assert info.counters.packets == 2 and info.counters.accepted == 2
-    assert [(t, i) for t, _, i, _ in sent_messages(sock)] == [(nfq.MSG_VERDICT_BATCH, 5)]
+    assert [(t, i) for t, _, i, _ in sent_messages(sent())] == [(nfq.MSG_VERDICT_BATCH, 5)]
 
 
-def test_a_callback_replaced_mid_batch_runs_from_the_next_packet() -> None:
+def test_a_callback_replaced_mid_batch_runs_from_the_next_packet(backend: Make) -> None:
     calls: list[str] = []
     info = ItmInfo("r")
 
@@ -60,7 +110,7 @@ def test_a_callback_replaced_mid_batch_runs_from_the_next_packet() -> None:
     assert calls == ["first", "second", "second"]
 
 
-def test_an_application_registered_mid_batch_is_dispatched_in_order() -> None:
+def test_an_application_registered_mid_batch_is_dispatched_in_order(backend: Make) -> None:
     order: list[str] = []
 
     def late_class(p: Packet) -> int:
@@ -83,7 +133,7 @@ def test_an_application_registered_mid_batch_is_dispatched_in_order() -> None:
     assert order == ["first", "first", "late", "first", "late"]
 
 
-def test_counters_add_up_over_batches_and_changes() -> None:
+def test_counters_add_up_over_batches_and_changes(backend: Make) -> None:
     def process(w: Hook, c: int, p: Packet) -> Verdict | None:
         if p.dport == 1:
             return Verdict.DROP
@@ -100,7 +150,7 @@ def test_counters_add_up_over_batches_and_changes() -> None:
     assert (c.packets, c.classified, c.dropped, c.modified, c.accepted) == (12, 9, 3, 3, 9)
 
 
-def test_a_modified_packet_leaves_nothing_on_the_next_one() -> None:
+def test_a_modified_packet_leaves_nothing_on_the_next_one(backend: Make) -> None:
     """The same Packet object carries every packet of the batch: a change made to
     one (TOS, mark) must not make the next one modified or marked."""
     kept: list[Packet] = []  # (a Packet is only valid during its callbacks)
@@ -113,9 +163,9 @@ def test_a_modified_packet_leaves_nothing_on_the_next_one() -> None:
 
     info = ItmInfo("m", class_func=lambda p: 1, process_func=process)
     data: list[bytes | OSError] = [pkt_msg(1, 2), pkt_msg(2, 0), pkt_msg(3, 0)]
-    be, sock = backend([info], data)
+    be, sent = backend([info], data)
     be.process()
-    got = sent_messages(sock)
+    got = sent_messages(sent())
     assert [(t, i) for t, _, i, _ in got] == [(nfq.MSG_VERDICT, 1), (nfq.MSG_VERDICT_BATCH, 3)]
     modified = got[0][3]
     assert modified is not None and Packet(modified).tos == 0x10 and verify(modified)
@@ -124,7 +174,7 @@ def test_a_modified_packet_leaves_nothing_on_the_next_one() -> None:
 
 
 def test_bad_class_and_verdict_values_are_callback_errors(
-    caplog: pytest.LogCaptureFixture,
+    backend: Make, caplog: pytest.LogCaptureFixture
 ) -> None:
     bad = iter([True, "x", 0, None])
 
@@ -135,24 +185,24 @@ def test_bad_class_and_verdict_values_are_callback_errors(
     boolean = ItmInfo("b", class_func=lambda p: True)
     for app, n in ((info, 4), (boolean, 2)):
         caplog.clear()
-        be, sock = backend([app], msgs(n))
+        be, sent = backend([app], msgs(n))
         with caplog.at_level(logging.ERROR, logger="libitm"):
             be.process()
         assert app.counters.errors == 2
         assert all(app.label in r.getMessage() for r in caplog.records)
-        assert [(t, i) for t, _, i, _ in sent_messages(sock)] == [(nfq.MSG_VERDICT_BATCH, n)]
+        assert [(t, i) for t, _, i, _ in sent_messages(sent())] == [(nfq.MSG_VERDICT_BATCH, n)]
 
 
-def test_a_packet_that_cannot_be_parsed_is_a_callback_error_not_a_crash() -> None:
+def test_a_packet_that_cannot_be_parsed_is_a_callback_error_not_a_crash(backend: Make) -> None:
     info = ItmInfo("p", class_func=lambda p: p.sport or 0)
     short = nfq.encode_packet(7, 1, b"\x45\x00\x00\x10")
-    be, sock = backend([info], [short, pkt_msg(2, 0)])
+    be, sent = backend([info], [short, pkt_msg(2, 0)])
     assert be.process() == 2
     assert info.counters.errors == 1 and info.counters.classified == 1, "the next one: sport 9"
-    assert [(t, i) for t, _, i, _ in sent_messages(sock)] == [(nfq.MSG_VERDICT_BATCH, 2)]
+    assert [(t, i) for t, _, i, _ in sent_messages(sent())] == [(nfq.MSG_VERDICT_BATCH, 2)]
 
 
-def test_keyboard_interrupt_answers_the_packet_and_keeps_the_rest() -> None:
+def test_keyboard_interrupt_answers_the_packet_and_keeps_the_rest(backend: Make) -> None:
     n = {"calls": 0}
 
     def class_func(p: Packet) -> int:
@@ -162,10 +212,10 @@ def test_keyboard_interrupt_answers_the_packet_and_keeps_the_rest() -> None:
         return 0
 
     info = ItmInfo("k", class_func=class_func)
-    be, sock = backend([info], msgs(3))
+    be, sent = backend([info], msgs(3))
     with pytest.raises(KeyboardInterrupt):
         be.process()
     assert be.process() == 1, "the third packet was received and is handled next time"
-    ids = sorted(i for _, _, i, _ in sent_messages(sock))
+    ids = sorted(i for _, _, i, _ in sent_messages(sent()))
     assert ids == [1, 2, 3]
     assert info.counters.packets == 3
