@@ -69,12 +69,22 @@ def _libc_recvmmsg() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
 class MultiReceiver:
     """``slots`` receive slots of ``slot_size`` bytes each in one buffer ``buf``.
 
-    After ``n = recv()``, datagram ``i < n`` is ``buf[i * slot_size : i * slot_size
-    + length(i)]``; ``truncated(i)`` says whether it was cut to the slot size.
-    ``buf`` and ``slot_size`` are multiples of 8, so every slot starts 8-aligned.
+    After ``n = recv()``, datagram ``i < n`` is ``buf[s : s + length(i)]`` where
+    ``s = starts(n)[i]``; ``truncated(i)`` says whether it was cut to the slot
+    size. Offsets and sizes are multiples of 8, so every datagram starts
+    8-aligned.
+
+    With ``dense`` smaller than ``slot_size``, a slot is two pieces: its first
+    ``dense`` bytes lie in a dense area at the start of ``buf`` (slot ``i`` at
+    ``i * dense``), the rest in an overflow area after it. A datagram that fits
+    in ``dense`` bytes - every packet of an ordinary MTU when whole packets are
+    copied - is read where it landed, and the receiver's working set is the
+    dense area, not ``slots * slot_size`` bytes (64 slots of 65 KiB: 4 MiB that
+    every packet would walk through); :meth:`starts` moves the first piece of a
+    longer one in front of its overflow piece, so that it is contiguous too.
     """
 
-    def __init__(self, fd: int, slots: int, slot_size: int) -> None:
+    def __init__(self, fd: int, slots: int, slot_size: int, dense: int | None = None) -> None:
         fn = _libc_recvmmsg()
         if fn is None:
             raise OSError(errno.ENOSYS, "recvmmsg is not available")
@@ -83,19 +93,32 @@ class MultiReceiver:
         self._fn = fn
         self.fd = fd
         self.slots = slots
-        self.slot_size = (slot_size + 7) & ~7
-        self.buf = bytearray(self.slots * self.slot_size)
+        self.slot_size = size = (slot_size + 7) & ~7
+        d = size if dense is None or dense >= size else max(64, (dense + 7) & ~7)
+        self.dense = d
+        split = d < size
+        #: where the overflow area starts (0: no overflow area, slots are whole)
+        self.overflow = slots * d if split else 0
+        self.buf = bytearray(slots * d + (slots * size if split else 0))
         self._cbuf = (ctypes.c_char * len(self.buf)).from_buffer(self.buf)
-        self._iov = (_Iovec * slots)()
+        per = 2 if split else 1
+        self._iov = (_Iovec * (slots * per))()
         self._hdrs = bytearray(_MMSG_SIZE * slots)
         self._chdrs = (_Mmsghdr * slots).from_buffer(self._hdrs)
         base = ctypes.addressof(self._cbuf)
         for i in range(slots):
-            self._iov[i].iov_base = base + i * self.slot_size
-            self._iov[i].iov_len = self.slot_size
+            iov = self._iov[i * per]
+            iov.iov_base = base + i * d
+            iov.iov_len = d
+            if split:
+                # the overflow piece of slot i leaves room for its first piece in front
+                tail = self._iov[i * per + 1]
+                tail.iov_base = base + self.overflow + i * size + d
+                tail.iov_len = size - d
             h = self._chdrs[i].msg_hdr
-            h.msg_iov = ctypes.addressof(self._iov[i])
-            h.msg_iovlen = 1
+            h.msg_iov = ctypes.addressof(iov)
+            h.msg_iovlen = per
+        self._starts = [i * d for i in range(slots)]
         self._hdr_addr = ctypes.addressof(self._chdrs)
         hv = memoryview(self._hdrs).cast("I")
         self._hv = hv
@@ -130,6 +153,22 @@ class MultiReceiver:
         hv, st, li = self._hv, self._stride, self._len_idx
         return [hv[i * st + li] for i in range(n)]
 
+    def starts(self, n: int, lengths: list[int]) -> list[int]:
+        """Where each of the first ``n`` datagrams starts in ``buf`` (``lengths`` from
+        :meth:`lengths`); a datagram longer than ``dense`` is made contiguous in
+        the overflow area first. The list may be shared: do not change it."""
+        d = self.dense
+        if not self.overflow or not n or max(lengths) <= d:
+            return self._starts
+        st = list(self._starts)
+        buf, size, ov = self.buf, self.slot_size, self.overflow
+        for i in range(n):
+            if lengths[i] > d:
+                at = ov + i * size
+                buf[at : at + d] = buf[i * d : i * d + d]
+                st[i] = at
+        return st
+
     def truncated(self, i: int) -> bool:
         """True when datagram ``i`` was longer than its slot (MSG_TRUNC)."""
         return bool(self._hv[i * self._stride + self._flags_idx] & MSG_TRUNC)
@@ -141,9 +180,11 @@ class MultiReceiver:
         del self._cbuf
 
 
-def open_receiver(sock: socket.socket, slots: int, slot_size: int) -> MultiReceiver | None:
+def open_receiver(
+    sock: socket.socket, slots: int, slot_size: int, dense: int | None = None
+) -> MultiReceiver | None:
     """A :class:`MultiReceiver` on ``sock``, or None where recvmmsg cannot be used."""
     try:
-        return MultiReceiver(sock.fileno(), slots, slot_size)
+        return MultiReceiver(sock.fileno(), slots, slot_size, dense)
     except OSError:
         return None

@@ -48,6 +48,10 @@ _SEND_FLUSH = 0x20000
 _SLOT_OVERHEAD = 1024
 _SLOTS = 128  # slots per recvmmsg for small copy ranges
 _SLOTS_LARGE = 64  # ... and for whole packets (slots of 65 KiB)
+# the part of a whole-packet slot in the receiver's dense area: a packet of an
+# ordinary MTU and its attributes (see MultiReceiver)
+_DENSE = 2048
+_FIRST: Final = [0]  # where the one datagram of a recv_into starts
 
 _MSG_PACKET: Final = nfq.MSG_PACKET
 _PAYLOAD: Final = nfq.NFQA_PAYLOAD
@@ -171,8 +175,8 @@ class NfqueueBackend(Backend):
         self._seq = 0
         self._closed = False
         self._socket_drops = 0  # the socket's drop count when last read (kept after close)
-        # (views, n, slot, lengths, datagram, offset): received, not yet handled
-        self._leftover: tuple[_Views, int, int, list[int], int, int] | None = None
+        # (views, n, starts, lengths, datagram, offset): received, not yet handled
+        self._leftover: tuple[_Views, int, list[int], list[int], int, int] | None = None
         self.c = {
             "packets": 0,
             "accepted": 0,
@@ -446,7 +450,7 @@ class NfqueueBackend(Backend):
         if rx is not None and rx.slot_size >= need:
             return
         slots = max(1, min(self.batch, _SLOTS if need <= 4096 else _SLOTS_LARGE))
-        new = open_receiver(s, slots, need)
+        new = open_receiver(s, slots, need, _DENSE if need > 4096 else None)
         if new is None:
             if rx is None:
                 log.info("recvmmsg not available; reading one message per recv")
@@ -475,10 +479,9 @@ class NfqueueBackend(Backend):
             lo = self._leftover
             if lo is not None:
                 self._leftover = None
-                lviews, ln, lslot, llengths, li, lpos = lo
-                handled += self._messages(lviews, ln, lslot, llengths, pending, out, li, lpos)
+                lviews, ln, lstarts, llengths, li, lpos = lo
+                handled += self._messages(lviews, ln, lstarts, llengths, pending, out, li, lpos)
             if rx is not None and views is not None:
-                slot = rx.slot_size
                 while handled < self.batch:
                     try:
                         n = rx.recv(self.batch - handled)
@@ -490,7 +493,8 @@ class NfqueueBackend(Backend):
                     if n == 0:
                         break
                     c["recvs"] += 1
-                    handled += self._messages(views, n, slot, rx.lengths(n), pending, out)
+                    lens = rx.lengths(n)
+                    handled += self._messages(views, n, rx.starts(n, lens), lens, pending, out)
                     if len(out) > _SEND_FLUSH:
                         self._send(out)
                         out.clear()
@@ -511,7 +515,7 @@ class NfqueueBackend(Backend):
                             continue
                         raise
                     c["recvs"] += 1
-                    handled += self._messages(rviews, 1, 0, [n], pending, out)
+                    handled += self._messages(rviews, 1, _FIRST, [n], pending, out)
                     if len(out) > _SEND_FLUSH:
                         self._send(out)
                         out.clear()
@@ -523,14 +527,14 @@ class NfqueueBackend(Backend):
         self,
         views: _Views,
         n: int,
-        slot: int,
+        starts: list[int],
         lengths: list[int],
         pending: dict[int, int],
         out: bytearray,
         first: int = 0,
         first_pos: int = -1,
     ) -> int:
-        """Handle every netlink message in the ``n`` datagrams at ``i * slot``.
+        """Handle every netlink message in the ``n`` datagrams at ``starts[i]``.
 
         (From datagram ``first``, at offset ``first_pos`` in it when given: the
         rest of a batch that an exception interrupted, see ``_leftover``.)
@@ -555,7 +559,9 @@ class NfqueueBackend(Backend):
         go through :meth:`_answer`. Returns how many packet messages were handled.
         """
         if not _LITTLE:
-            return self._messages_portable(views, n, slot, lengths, pending, out, first, first_pos)
+            return self._messages_portable(
+                views, n, starts, lengths, pending, out, first, first_pos
+            )
         buf, rmv, m32, m16 = views
         c = self.c
         route = self._route
@@ -602,7 +608,7 @@ class NfqueueBackend(Backend):
                 if app is not None and sig_unpack is not None and i != resume:
                     # ------------------------------------------------ fast lane
                     while i < n:
-                        pos = i * slot
+                        pos = starts[i]
                         try:
                             length, tf, q_raw, ha, pid_raw, sg, pa = sig_unpack(buf, pos)
                         except struct.error:  # a datagram shorter than the layout
@@ -713,7 +719,7 @@ class NfqueueBackend(Backend):
                     if i >= n:
                         break
                 # ------------------------------------------------- general lane
-                pos = i * slot
+                pos = starts[i]
                 end = pos + lengths[i]
                 if i == resume:
                     pos = first_pos
@@ -870,7 +876,7 @@ class NfqueueBackend(Backend):
                 # the buffer (closing the socket would drop them): the next
                 # process() - also the one of close() - starts with them.
                 nxt = pos + ((length + 3) & ~3) if answered else pos
-                self._leftover = (views, n, slot, lengths, i, nxt)
+                self._leftover = (views, n, starts, lengths, i, nxt)
             self._sig, self._sig_vals, self._sig_hdr = sig, sig_vals, sig_hdr
             if app is not None:
                 app.counters.add(
@@ -932,7 +938,7 @@ class NfqueueBackend(Backend):
         self,
         views: _Views,
         n: int,
-        slot: int,
+        starts: list[int],
         lengths: list[int],
         pending: dict[int, int],
         out: bytearray,
@@ -949,7 +955,7 @@ class NfqueueBackend(Backend):
         completed = in_packet = False
         try:
             for i in range(first, n):
-                pos = i * slot
+                pos = starts[i]
                 end = pos + lengths[i]
                 if i == first and first_pos >= 0:
                     pos = first_pos
@@ -972,7 +978,7 @@ class NfqueueBackend(Backend):
         finally:
             if not completed:
                 nxt = pos + ((length + 3) & ~3) if in_packet else pos
-                self._leftover = (views, n, slot, lengths, i, nxt)
+                self._leftover = (views, n, starts, lengths, i, nxt)
         return handled
 
     def _packet(

@@ -56,6 +56,63 @@ def test_receiver_slots_lengths_truncation(pair: tuple[socket.socket, socket.soc
     rx.close()
 
 
+def test_receiver_dense_area_and_overflow(pair: tuple[socket.socket, socket.socket]) -> None:
+    """Slots of 1000 bytes whose first 104 lie in the dense area: datagrams that fit
+    are read in place, longer ones are put together in the overflow area."""
+    a, b = pair
+    rx = open_receiver(b, 4, 1000, dense=100)
+    assert isinstance(rx, MultiReceiver)
+    assert (rx.dense, rx.overflow, len(rx.buf)) == (104, 4 * 104, 4 * 104 + 4 * 1000)
+    data = [b"a" * 104, b"b" * 105, b"c" * 3, b"d" * 1000]
+    for d in data:
+        a.send(d)
+    assert rx.recv() == 4
+    lens = rx.lengths(4)
+    assert lens == [104, 105, 3, 1000]
+    starts = rx.starts(4, lens)
+    assert starts[0] == 0 and starts[2] == 2 * 104, "short ones stay in the dense area"
+    assert starts[1] >= rx.overflow and starts[3] >= rx.overflow
+    for i, d in enumerate(data):
+        assert bytes(rx.buf[starts[i] : starts[i] + lens[i]]) == d
+        assert starts[i] % 8 == 0
+    a.send(b"e" * 1001)
+    a.send(b"f" * 5)
+    assert rx.recv() == 2
+    assert rx.truncated(0) and not rx.truncated(1)
+    lens = rx.lengths(2)
+    starts = rx.starts(2, lens)
+    assert bytes(rx.buf[starts[1] : starts[1] + 5]) == b"f" * 5
+    assert rx.starts(1, [5]) == [0, 104, 208, 312], "no copy when everything fits"
+    rx.close()
+
+
+def test_whole_packets_of_every_size_give_the_same_verdicts(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """Whole packets (copy range 65535) small and large, rewritten or not: the
+    recvmmsg path (dense area plus overflow) answers exactly as one recv each."""
+    a, b = pair
+    sizes = [10, 1400, 3000, 20, 9000, 1, 2100, 60000, 30]
+    msgs: list[bytes | OSError] = [
+        nfq.encode_packet(7, i + 1, udp("10.0.0.1", "10.0.0.2", 9, 2 if i % 3 else 0, b"x" * n))
+        for i, n in enumerate(sizes)
+    ]
+    be_ref, sock = backend([app()], list(msgs))
+    assert be_ref.process() == len(msgs)
+    be = _mmsg_backend([app()], b)
+    for m in msgs:
+        assert isinstance(m, bytes)
+        a.send(m)
+    assert be.process() == len(msgs)
+    assert b"".join(_verdicts(a)) == b"".join(sock.sent)
+    got = sent_messages(sock)
+    rewritten = [p for t, _, _, p in got if t == nfq.MSG_VERDICT]
+    assert len(rewritten) == 6
+    for p in rewritten:
+        assert p is not None and Packet(p).tos == 0x10 and verify(p)
+    assert be.counters() | {"recvs": 0, "sends": 0} == be_ref.counters() | {"recvs": 0, "sends": 0}
+
+
 def test_raw_verdict_header_matches_append_verdict() -> None:
     payload = udp("10.0.0.1", "10.0.0.2", 9, 10, b"abcde")  # odd length: padding
     want = nfq.verdict(300, 0x01020304, nfq.NF_ACCEPT, payload=payload)
