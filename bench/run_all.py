@@ -45,6 +45,7 @@ BENCHMARKS = (
     Benchmark("itm_dispatch", "bench.itm_dispatch", ("--kernel", "all"), 6),
     Benchmark("qos_cost", "bench.qos_cost", ("--kernel", "all"), 10),
     Benchmark("libitm_queue", "bench.libitm_queue", (), 10),
+    Benchmark("libitm_packet_cost", "bench.libitm_packet_cost", ("--instructions",), 4),
     Benchmark(
         "mice_elephants",
         "bench.mice_elephants",

@@ -172,6 +172,7 @@ def test_run_all_lists_every_benchmark_with_its_bound() -> None:
         "itm_dispatch",
         "qos_cost",
         "libitm_queue",
+        "libitm_packet_cost",
         "mice_elephants",
         "itmroute",
     ]

@@ -133,18 +133,9 @@ def test_raw_verdict_header_matches_append_verdict() -> None:
 
 def _attrs_msg(pid: int, dport: int, *, mark: int | None = None, cap: int | None = None) -> bytes:
     """A packet message with the attributes the kernel puts between header and payload."""
-    base = nfq.encode_packet(
+    return nfq.encode_forwarded_packet(
         7, pid, udp("10.0.0.1", "10.0.0.2", 9, dport, b"data"), mark=mark, cap_len=cap
     )
-    extra = (
-        nfq._attr(nfq.NFQA_IFINDEX_INDEV, (2).to_bytes(4, "big"))
-        + nfq._attr(nfq.NFQA_IFINDEX_OUTDEV, (3).to_bytes(4, "big"))
-        + nfq._attr(9, bytes(12))  # NFQA_HWADDR
-    )
-    m = bytearray(base[:32] + extra + base[32:])
-    m[0:4] = len(m).to_bytes(4, "little")
-    m[20:22] = (11).to_bytes(2, "little")  # the kernel's nla_len for NFQA_PACKET_HDR
-    return bytes(m)
 
 
 def _mmsg_backend(apps: list[ItmInfo], b: socket.socket, batch: int = 256) -> NfqueueBackend:
