@@ -131,11 +131,7 @@ def host(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line."""
-    parser = vmbench.parser(__doc__ or "", 2_000_000, 5)
-    args = parser.parse_args(argv)
-    if args.guest:
-        return guest(Path(args.guest), args.out, args.iterations, args.repeats)
-    return host(args)
+    return vmbench.main(__doc__ or "", 2_000_000, 5, guest, host, argv)
 
 
 if __name__ == "__main__":

@@ -79,12 +79,12 @@ class Consumer:
     """One configuration measured."""
 
     name: str
-    impl: str  # libitm | netfilterqueue | c | c-batch
+    impl: str  # libitm | libitm-kernel | netfilterqueue | c | c-batch
     mode: str  # accept | tos
 
     def command(self, maxlen: int, rcvbuf: int, profile: str = "") -> list[str]:
         """The consumer's command line."""
-        if self.impl in ("libitm", "netfilterqueue"):
+        if self.impl in ("libitm", "libitm-kernel", "netfilterqueue"):
             cmd = [PY, "-m", "bench.queue_consumers", self.impl, self.mode]
             cmd += ["--queue", str(QUEUE), "--port", str(PORT)]
             cmd += ["--maxlen", str(maxlen), "--rcvbuf", str(rcvbuf)]
@@ -97,8 +97,8 @@ class Consumer:
 
     @property
     def installs_rule(self) -> bool:
-        """libitm installs its own rule; the others get one from the benchmark."""
-        return self.impl != "libitm"
+        """libitm installs its own rule (or itm_mod queues); the others get one here."""
+        return not self.impl.startswith("libitm")
 
 
 CONSUMERS = tuple(

@@ -1,6 +1,6 @@
 """The Python consumers of bench/libitm_queue.py: libitm and python-netfilterqueue.
 
-    python -m bench.queue_consumers libitm|netfilterqueue accept|tos --queue Q --port P
+    python -m bench.queue_consumers libitm|libitm-kernel|netfilterqueue accept|tos --queue Q
 
 Each binds a queue, prints ``READY`` once packets can arrive, answers every
 packet (accept, or rewrite the IPv4 TOS byte and accept the modified packet)
@@ -10,7 +10,8 @@ until SIGTERM, then prints one JSON line with its counters.
   with a ``class_func`` (class 1) and a ``process_func`` that returns ACCEPT or
   sets ``pkt.tos`` (the setter fixes the checksum); libitm installs its own
   rule for the interest (UDP to the port) and binds the first free queue from
-  ``--queue``.
+  ``--queue``. ``libitm-kernel``: the same on the kernel backend (itm_mod and
+  itm_queue loaded): registered through itm_queue, which assigns the queue.
 * netfilterqueue 1.1.0: ``NetfilterQueue.bind`` with a callback that calls
   ``pkt.accept()``, or rewrites byte 1 of ``get_payload()``, fixes the header
   checksum and calls ``set_payload`` then ``accept()``; the benchmark installs
@@ -46,8 +47,16 @@ def _fix_tos(data: bytes, tos: int) -> bytes:
     return bytes(b)
 
 
-def run_libitm(mode: str, queue: int, port: int, maxlen: int, rcvbuf: int, profile: str) -> None:
-    """The libitm consumer (see the module docstring)."""
+def run_libitm(
+    mode: str,
+    queue: int,
+    port: int,
+    maxlen: int,
+    rcvbuf: int,
+    profile: str,
+    backend: str = "nfqueue",
+) -> None:
+    """The libitm consumer (see the module docstring), on the nfqueue or kernel backend."""
     from libitm import Hook, Interest, ItmInfo, ItmLoop, Packet, Verdict
 
     def class_func(pkt: Packet) -> int:
@@ -71,10 +80,17 @@ def run_libitm(mode: str, queue: int, port: int, maxlen: int, rcvbuf: int, profi
         process_func=process_func,
         needs_payload=mode == "tos",
     )
-    loop = ItmLoop("nfqueue", queue_base=queue, queue_maxlen=maxlen, rcvbuf=rcvbuf, fail_open=False)
+    if backend == "kernel":  # itm_mod queues the interest's packets; fail-open always
+        loop = ItmLoop("kernel", queue_maxlen=maxlen, rcvbuf=rcvbuf)
+    else:
+        loop = ItmLoop(
+            "nfqueue", queue_base=queue, queue_maxlen=maxlen, rcvbuf=rcvbuf, fail_open=False
+        )
     loop.register_hook(Hook.IP_FORWARD, info)
     loop.start()
-    print("READY", loop.backend.queues[Hook.IP_FORWARD], flush=True)  # type: ignore[attr-defined]
+    be: Any = loop.backend
+    bound = be.app_queues["bench"] if backend == "kernel" else be.queues[Hook.IP_FORWARD]
+    print("READY", bound, flush=True)
     prof: Any = None
     if profile:
         import cProfile
@@ -149,7 +165,7 @@ def run_netfilterqueue(mode: str, queue: int, maxlen: int, rcvbuf: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Command line (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("impl", choices=("libitm", "netfilterqueue"))
+    ap.add_argument("impl", choices=("libitm", "libitm-kernel", "netfilterqueue"))
     ap.add_argument("mode", choices=("accept", "tos"))
     ap.add_argument("--queue", type=int, required=True)
     ap.add_argument("--port", type=int, default=9)
@@ -157,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rcvbuf", type=int, default=64 << 20)
     ap.add_argument("--profile", default="", help="libitm: write cProfile stats here")
     a = ap.parse_args(argv)
-    if a.impl == "libitm":
-        run_libitm(a.mode, a.queue, a.port, a.maxlen, a.rcvbuf, a.profile)
+    if a.impl.startswith("libitm"):
+        backend = "kernel" if a.impl == "libitm-kernel" else "nfqueue"
+        run_libitm(a.mode, a.queue, a.port, a.maxlen, a.rcvbuf, a.profile, backend)
     else:
         run_netfilterqueue(a.mode, a.queue, a.maxlen, a.rcvbuf)
     return 0

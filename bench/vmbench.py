@@ -124,6 +124,22 @@ def parser(doc: str, iterations: int, repeats: int) -> argparse.ArgumentParser:
     return p
 
 
+def main(
+    doc: str,
+    iterations: int,
+    repeats: int,
+    guest: Callable[[Path, Path, int, int], int],
+    host: Callable[[argparse.Namespace], int],
+    argv: list[str] | None = None,
+) -> int:
+    """A VM benchmark's command line: ``guest(moddir, out, iterations, repeats)`` inside
+    the VM (``--guest``), ``host(args)`` outside."""
+    args = parser(doc, iterations, repeats).parse_args(argv)
+    if args.guest:
+        return guest(Path(args.guest), args.out, args.iterations, args.repeats)
+    return host(args)
+
+
 def tables_per_kernel(
     args: argparse.Namespace, bench: str, table: Callable[[dict[str, Any]], str]
 ) -> list[str] | None:

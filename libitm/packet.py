@@ -35,7 +35,8 @@ TCP_CWR: Final = 0x80
 _V6_EXT_HEADERS: Final = frozenset({0, 43, 60, 44, 51})
 _PSEUDO_HEADER_PROTOS: Final = frozenset({IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6})
 _BE16: Final = struct.Struct(">H")
-_BE16X2: Final = struct.Struct(">HH")
+# IPv4: version/IHL and TOS, total length, header checksum
+_V4_TOS_WORDS: Final = struct.Struct(">HH6xH")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -290,7 +291,7 @@ class Packet:
         n = self._len
         if value.__class__ is int and 0 <= value <= 0xFF and self._orig is None and n >= 20:
             # the common case: the first change to a whole IPv4 packet without options
-            w0, tot = _BE16X2.unpack_from(b)
+            w0, tot, hc = _V4_TOS_WORDS.unpack_from(b)
             if w0 >> 8 == 0x45 and tot <= n and self.orig_len <= n:
                 old = w0 & 0xFF
                 if value == old:
@@ -301,7 +302,7 @@ class Packet:
                 # RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), where ~m + m' is 0xFFFF plus
                 # the change of the TOS byte (the version/IHL byte is the same in m and
                 # m'): the folded sum is ~HC + value - old modulo 0xFFFF, in 1..0xFFFF
-                s = ((_BE16.unpack_from(b, 10)[0] ^ 0xFFFF) + value - old - 1) % 0xFFFF
+                s = ((hc ^ 0xFFFF) + value - old - 1) % 0xFFFF
                 _BE16.pack_into(b, 10, (s + 1) ^ 0xFFFF)
                 return
         if value.__class__ is not int or not 0 <= value <= 0xFF:

@@ -39,3 +39,19 @@ def test_report_ratios() -> None:
     lines = cost.report(rows)
     assert "| 1.50 | 1.50x | 9,000 | 2.25x |" in lines[3]
     assert lines[4].endswith("| — | — |")
+
+
+def test_kernel_queue_table_ratios_per_repeat() -> None:
+    from bench import libitm_kernel_queue as kq
+
+    def run(cpu_pps: float) -> dict[str, float]:
+        return {"cpu_pps": cpu_pps, "queued": 5000}
+
+    samples = {c.name: [run(1000.0), run(2000.0)] for c in kq.CONSUMERS}
+    samples["libitm, kernel backend, accept"] = [run(1500.0), run(2000.0)]
+    doc = {"kernel": "6.12", "n": 5000, "repeats": 2, "samples": samples}
+    rows = kq.summary(doc)
+    k = rows["libitm, kernel backend, accept"]
+    assert (k["ratio"], k["lo"], k["hi"]) == (1.25, 1.0, 1.5), "the median of 1.5x and 1.0x"
+    assert rows["netfilterqueue, tos"]["ratio"] == 1.0
+    assert "| libitm, kernel backend, accept | 583 | 1.25x (1.00-1.50) | 5000 |" in kq.table(doc)
