@@ -74,6 +74,9 @@ def guest(moddir: Path, out: Path, n: int, repeats: int) -> int:
         topo = lq.Topology()
         try:
             topo.create()
+            # itm_mod hooks a namespace once asked to (the forwarding one here)
+            itmtool = str(Path(sys.executable).with_name("itmtool"))
+            vmbench.sh("ip", "netns", "exec", topo.mid, itmtool, "netns", "on")
             for r in range(repeats):
                 order = CONSUMERS[r % len(CONSUMERS) :] + CONSUMERS[: r % len(CONSUMERS)]
                 for c in order:

@@ -162,6 +162,7 @@ class KernelBackend(NfqueueBackend):
         disp.add(where, info)
         self._qhook[q] = where
         self._qcopy[q] = rng
+        self._ensure_receiver()  # recvmmsg slots big enough for this queue's copy range
         self._apps[q] = _KernelApp(info, where, q, kin.exact, disp)
         self._queue_of[id(info)] = q
         log.debug("%s registered at %s, queue %d", info.label, where.name, q)

@@ -206,3 +206,32 @@ def test_an_app_that_leaves_mid_batch_hands_back_the_rest() -> None:
         (nfq.MSG_VERDICT_BATCH, NF_REPEAT, 4)
     ]
     assert info.counters.packets == 2
+
+
+def test_registered_apps_are_read_many_packets_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """install() sizes the recvmmsg receiver for the queue it binds (whole packets for
+    an app that needs them): the kernel backend reads as the nfqueue one does."""
+
+    class Reg:
+        queue_num = 0x7002
+
+    class Client:
+        def register(self, *args: object) -> Reg:
+            return Reg()
+
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        be = KernelBackend.__new__(KernelBackend)
+        NfqueueBackend.__init__(be)
+        be._client = Client()  # type: ignore[assignment]
+        be._strict = False
+        be._apps, be._queue_of = {}, {}
+        be._sock = b
+        monkeypatch.setattr(be, "_config", lambda msg: 0)
+        monkeypatch.setattr(be, "_configure_queue", lambda q, rng: None)
+        be.install(Hook.IP_FORWARD, ItmInfo("rx", Interest(protocol="udp"), needs_payload=True))
+        assert be._rx is not None and be._rx.slots > 1
+        assert be._rx.slot_size > 0xFFFF, "whole packets"
+    finally:
+        a.close()
+        b.close()
