@@ -46,6 +46,7 @@ BENCHMARKS = (
     Benchmark("qos_cost", "bench.qos_cost", ("--kernel", "all"), 10),
     Benchmark("libitm_queue", "bench.libitm_queue", (), 10),
     Benchmark("libitm_packet_cost", "bench.libitm_packet_cost", ("--instructions",), 4),
+    Benchmark("libitm_kernel_queue", "bench.libitm_kernel_queue", ("--kernel", "all"), 16),
     Benchmark(
         "mice_elephants",
         "bench.mice_elephants",

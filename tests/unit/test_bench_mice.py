@@ -173,6 +173,7 @@ def test_run_all_lists_every_benchmark_with_its_bound() -> None:
         "qos_cost",
         "libitm_queue",
         "libitm_packet_cost",
+        "libitm_kernel_queue",
         "mice_elephants",
         "itmroute",
     ]
