@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
                 "interpreter, measured in the same run.",
                 "",
                 f"Command: `{cmd}`, {vmbench.today()}, {vmbench.cpu()}, "
-                f"Python {platform.python_version()} ({sys.executable}); best of 7 runs of 200 "
+                f"Python {platform.python_version()}; best of 7 runs of 200 "
                 "batches on one core; instructions by callgrind.",
                 "",
                 *table,
