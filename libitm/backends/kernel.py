@@ -29,7 +29,6 @@ import contextlib
 import errno
 import logging
 import os
-import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -41,10 +40,8 @@ from ..epoch import bump
 from ..genl import family_id
 from ..hooks import Hook
 from ..info import ItmInfo
-from ..packet import Packet
-from ..verdict import Verdict
 from .base import BackendUnavailable
-from .nfqueue import FULL_COPY, NfqueueBackend, _Views
+from .nfqueue import FULL_COPY, NfqueueBackend
 
 if TYPE_CHECKING:
     from ..loop import ItmLoop
@@ -219,81 +216,3 @@ class KernelBackend(NfqueueBackend):
         if app is None:
             return None
         return app.hook, app.disp._by_hook[app.hook], app.exact, app.disp
-
-    def _packet(
-        self,
-        pos: int,
-        length: int,
-        pending: dict[int, int],
-        out: bytearray,
-        views: _Views | None = None,
-    ) -> None:
-        """One NFQNL_MSG_PACKET: run its queue's application, answer REPEAT or DROP."""
-        c = self.c
-        buf, rmv = (self._rbuf, self._rmv) if views is None else views[:2]
-        try:
-            m = nfq.decode_packet(buf, pos, length)
-        except ValueError:
-            c["bad_messages"] += 1
-            return
-        c["packets"] += 1
-        q = m.queue
-        app = self._apps.get(q)
-        if app is None:
-            # the app left: let itm_mod go on with the next one
-            pending[q] = socket.htonl(m.packet_id)
-            c["accepted"] += 1
-            return
-        mv = rmv[m.payload_off : m.payload_off + m.payload_len]
-        pkt = Packet(
-            mv,
-            orig_len=m.cap_len or m.payload_len,
-            mark=m.mark,
-            hook=app.hook,
-            timestamp=m.timestamp,
-            csum_not_ready=bool(m.skb_info & nfq.NFQA_SKB_CSUMNOTREADY),
-        )
-        try:
-            outcome = app.disp.dispatch(app.hook, pkt, prefiltered=app.exact)
-        except BaseException:
-            nfq.append_verdict(out, q, m.packet_id, NF_REPEAT)
-            c["verdict_msgs"] += 1
-            raise
-        if outcome.verdict != Verdict.DROP and not (outcome.modified or pkt.mark_changed):
-            pending[q] = socket.htonl(m.packet_id)
-            c["accepted"] += 1
-            return
-        # An own verdict for this packet: first release the earlier accepted
-        # ones of its queue, so that packets leave in the order they came
-        # (a batch sent after it would let this one overtake them).
-        earlier = pending.pop(q, None)
-        if earlier is not None:
-            nfq.append_verdict(out, q, socket.ntohl(earlier), NF_REPEAT, batch=True)
-            c["batch_msgs"] += 1
-        if outcome.verdict == Verdict.DROP:
-            nfq.append_verdict(out, q, m.packet_id, nfq.NF_DROP)
-            c["verdict_msgs"] += 1
-            c["dropped"] += 1
-        else:
-            nfq.append_verdict(
-                out,
-                q,
-                m.packet_id,
-                NF_REPEAT,
-                mark=pkt.mark if pkt.mark_changed else None,
-                payload=mv if outcome.modified else None,
-            )
-            c["verdict_msgs"] += 1
-            c["accepted"] += 1
-            if outcome.modified:
-                c["modified"] += 1
-
-    def _flush(self, out: bytearray, pending: dict[int, int]) -> None:
-        """Batch-accept (NF_REPEAT) the plainly accepted packets of each queue, then send."""
-        for q, pid in pending.items():
-            nfq.append_verdict(out, q, socket.ntohl(pid), NF_REPEAT, batch=True)
-            self.c["batch_msgs"] += 1
-        pending.clear()
-        if out:
-            self._send(out)
-            out.clear()

@@ -991,7 +991,8 @@ class NfqueueBackend(Backend):
     ) -> None:
         """One packet message, decoded with :func:`nfqueue_codec.decode_packet` (the
         path for messages met while waiting for a config ack, and for big-endian
-        machines, where the word views of :meth:`_messages` do not apply)."""
+        machines, where the word views of :meth:`_messages` do not apply); the
+        same :meth:`_route`, dispatcher and verdicts as the general lane."""
         c = self.c
         buf, rmv = (self._rbuf, self._rmv) if views is None else views[:2]
         try:
@@ -1001,12 +1002,13 @@ class NfqueueBackend(Backend):
             return
         c["packets"] += 1
         q = m.queue
-        hook = self._qhook.get(q)
-        disp = self._disp
-        if hook is None or disp is None:
-            pending[q] = socket.htonl(m.packet_id)
+        pid_raw = socket.htonl(m.packet_id)
+        rt = self._route(q)
+        if rt is None:
+            pending[q] = pid_raw
             c["accepted"] += 1
             return
+        hook, _, prefiltered, disp = rt
         mv = rmv[m.payload_off : m.payload_off + m.payload_len]
         pkt = Packet(
             mv,
@@ -1017,39 +1019,21 @@ class NfqueueBackend(Backend):
             csum_not_ready=bool(m.skb_info & nfq.NFQA_SKB_CSUMNOTREADY),
         )
         try:
-            outcome = disp.dispatch(hook, pkt, prefiltered=hook not in self._changed)
+            r = disp.run(hook, pkt, prefiltered)
         except BaseException:
-            nfq.append_verdict(out, q, m.packet_id, nfq.NF_ACCEPT)
+            nfq.append_verdict(out, q, m.packet_id, self._accept_verdict)
             c["verdict_msgs"] += 1
             raise
-        if outcome.verdict == Verdict.DROP:
-            nfq.append_verdict(out, q, m.packet_id, nfq.NF_DROP)
-            c["verdict_msgs"] += 1
-            c["dropped"] += 1
-        elif outcome.modified or pkt.mark_changed:
-            earlier = pending.pop(q, None)
-            if earlier is not None:  # keep the order: the earlier accepted ones first
-                nfq.append_verdict(out, q, socket.ntohl(earlier), nfq.NF_ACCEPT, batch=True)
-                c["batch_msgs"] += 1
-            nfq.append_verdict(
-                out,
-                q,
-                m.packet_id,
-                nfq.NF_ACCEPT,
-                mark=pkt.mark if pkt.mark_changed else None,
-                payload=mv if outcome.modified else None,
-            )
-            c["verdict_msgs"] += 1
+        if r == ACCEPTED and not pkt.mark_changed:
+            pending[q] = pid_raw
             c["accepted"] += 1
-            if outcome.modified:
-                c["modified"] += 1
-        else:
-            pending[q] = socket.htonl(m.packet_id)
+        elif not self._answer(out, pending, q, pid_raw, r, pkt, mv):
             c["accepted"] += 1
 
     def _flush(self, out: bytearray, pending: dict[int, int]) -> None:
+        """Batch-accept the plainly accepted packets of each queue, then send."""
         for q, pid in pending.items():
-            nfq.append_verdict(out, q, socket.ntohl(pid), nfq.NF_ACCEPT, batch=True)
+            nfq.append_verdict(out, q, socket.ntohl(pid), self._accept_verdict, batch=True)
             self.c["batch_msgs"] += 1
         pending.clear()
         if out:

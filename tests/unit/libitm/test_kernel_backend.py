@@ -9,11 +9,12 @@ import struct
 import pytest
 from itm_testlib import udp, verify
 from test_nfqueue_batching import FakeSock, sent_messages
+from test_nfqueue_batching import backend as backend_nfq
 
 from libitm import Hook, Interest, ItmInfo, Packet, Verdict
 from libitm import nfqueue_codec as nfq
 from libitm.backends.kernel import NF_REPEAT, KernelBackend, _KernelApp
-from libitm.backends.nfqueue import NfqueueBackend
+from libitm.backends.nfqueue import NfqueueBackend, _word_views
 from libitm.control import itm_queue_spec as spec
 from libitm.control.client import ItmControlError
 from libitm.control.queue import (
@@ -235,3 +236,54 @@ def test_registered_apps_are_read_many_packets_per_call(monkeypatch: pytest.Monk
     finally:
         a.close()
         b.close()
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["kernel", "nfqueue"])
+def test_decoded_path_answers_as_the_packet_loop(kernel: bool) -> None:
+    """The decoded path (_messages_portable -> _packet: config acks, big-endian
+    machines) goes through the same _route, dispatcher and verdicts as the loop."""
+
+    def pf(w: Hook, c: int, p: Packet) -> Verdict:
+        if p.dport == 1:
+            return Verdict.DROP
+        if p.dport == 2:
+            p.tos = 0x10
+        if p.dport == 3:
+            p.mark = 9
+        return Verdict.ACCEPT
+
+    q = 0x7000 if kernel else 7
+    pkts = [
+        nfq.encode_packet(q, i, udp("10.0.0.1", "10.0.0.2", 9, d))
+        for i, d in enumerate([5, 1, 2, 5, 3, 5], start=1)
+    ] + [nfq.encode_packet(q + 1, 7, udp("10.0.0.1", "10.0.0.2", 9, 5))]  # unknown queue
+    datagram = b"".join(pkts)
+    sent = []
+    for portable in (False, True):
+        info = ItmInfo("d", Interest(protocol="udp"), class_func=lambda p: 1, process_func=pf)
+        if kernel:
+            be, sock = _backend(info, [])
+        else:
+            be, sock = backend_nfq([info], [])
+        buf = bytearray(datagram) + bytes(-len(datagram) % 4)
+        views = (buf, memoryview(buf), *_word_views(buf))
+        pending: dict[int, int] = {}
+        out = bytearray()
+        run = be._messages_portable if portable else be._messages
+        assert run(views, 1, [0], [len(datagram)], pending, out) == 7
+        be._flush(out, pending)
+        sent.append((sock.sent, be.counters(), info.counters.as_dict()))
+    assert sent[0] == sent[1]
+    fast = FakeSock([])
+    fast.sent = sent[0][0]
+    got = sent_messages(fast)
+    acc = NF_REPEAT if kernel else nfq.NF_ACCEPT
+    assert [(t, v, i) for t, v, i, _ in got] == [
+        (nfq.MSG_VERDICT, nfq.NF_DROP, 2),
+        (nfq.MSG_VERDICT_BATCH, acc, 1),
+        (nfq.MSG_VERDICT, acc, 3),
+        (nfq.MSG_VERDICT_BATCH, acc, 4),
+        (nfq.MSG_VERDICT, acc, 5),
+        (nfq.MSG_VERDICT_BATCH, acc, 6),
+        (nfq.MSG_VERDICT_BATCH, acc, 7),
+    ]
