@@ -43,6 +43,7 @@ from bench import vmbench
 from libitm import Hook, Interest, ItmInfo, Packet, Verdict
 from libitm import nfqueue_codec as nfq
 from libitm.backends.nfqueue import NfqueueBackend, _word_views
+from libitm.checksum import checksum
 from libitm.dispatch import Dispatcher
 
 N = 128  # messages per batch (the backend's recvmmsg slots)
@@ -58,10 +59,7 @@ def udp_packet(payload: bytes) -> bytes:
     udp = struct.pack("!HHHH", 9, PORT, 8 + len(payload), 0) + payload
     hdr = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
                                 bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])))  # fmt: skip
-    s = sum(struct.unpack("!10H", hdr))
-    s = (s & 0xFFFF) + (s >> 16)
-    s = (s & 0xFFFF) + (s >> 16)
-    struct.pack_into("!H", hdr, 10, ~s & 0xFFFF)
+    struct.pack_into("!H", hdr, 10, checksum(hdr))
     return bytes(hdr) + udp
 
 
