@@ -287,44 +287,27 @@ class Packet:
 
     @tos.setter
     def tos(self, value: int) -> None:
-        b = self._buf
-        n = self._len
-        if value.__class__ is int and 0 <= value <= 0xFF and self._orig is None and n >= 20:
-            # the common case: the first change to a whole IPv4 packet without options
-            w0, tot, hc = _V4_TOS_WORDS.unpack_from(b)
-            if w0 >> 8 == 0x45 and tot <= n and self.orig_len <= n:
-                old = w0 & 0xFF
-                if value == old:
-                    return
-                self._orig = b.tobytes()
-                self.modified = True
-                b[1] = value
-                # RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), where ~m + m' is 0xFFFF plus
-                # the change of the TOS byte (the version/IHL byte is the same in m and
-                # m'): the folded sum is ~HC + value - old modulo 0xFFFF, in 1..0xFFFF
-                s = ((hc ^ 0xFFFF) + value - old - 1) % 0xFFFF
-                _BE16.pack_into(b, 10, (s + 1) ^ 0xFFFF)
-                return
         if value.__class__ is not int or not 0 <= value <= 0xFF:
             _check_range("tos", value, 0xFF)
+        b = self._buf
+        n = self._len
         if (n >= 20 and b[0] == 0x45) or self._parse().version == 4:
-            old = b[1]
+            w0, tot, hc = _V4_TOS_WORDS.unpack_from(b)
+            old = w0 & 0xFF
             if value == old:
                 return
-            if self._orig is None and self.orig_len <= n and ((b[2] << 8) | b[3]) <= n:
-                self._orig = self._buf.tobytes()
+            if self._orig is None and tot <= n and self.orig_len <= n:
+                # the first change to a whole packet: keep it for restore()
+                self._orig = b.tobytes()
                 self.modified = True
             else:
                 self._prepare_write()
-            # RFC 1624 for the first header word (version/IHL, TOS)
-            hi = b[0] << 8
             b[1] = value
-            s = ((~((b[10] << 8) | b[11])) & 0xFFFF) + (~(hi | old) & 0xFFFF) + (hi | value)
-            s = (s & 0xFFFF) + (s >> 16)
-            s = (s & 0xFFFF) + (s >> 16)
-            c = ~s & 0xFFFF
-            b[10] = c >> 8
-            b[11] = c & 0xFF
+            # RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), where ~m + m' is 0xFFFF plus
+            # the change of the TOS byte (the version/IHL byte is the same in m and
+            # m'): the folded sum is ~HC + value - old modulo 0xFFFF, in 1..0xFFFF
+            s = ((hc ^ 0xFFFF) + value - old - 1) % 0xFFFF
+            _BE16.pack_into(b, 10, (s + 1) ^ 0xFFFF)
         else:
             if value == self.tos:
                 return
