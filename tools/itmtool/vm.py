@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,12 @@ from itmtool.matrix import ROOT, Kernel
 #: kernel command line for the tests: catch memory corruption, keep caches apart
 DEBUG_APPEND = ("slub_debug=FZPU", "slab_nomerge", "panic_on_warn=0")
 
+#: boots again after a guest kernel that died before the command started
+BOOT_RETRIES = 1
+
+#: the file (in the first rwdir) the guest writes before anything else
+STARTED = ".vm-started"
+
 
 @dataclass
 class VmResult:
@@ -29,6 +36,10 @@ class VmResult:
 
     returncode: int
     output: str
+    #: whether the guest reached the command (False: the kernel died while booting)
+    started: bool = True
+    #: how many boots it took
+    boots: int = 1
 
 
 def vng_path() -> str:
@@ -59,17 +70,25 @@ def run(
     this process's stdout as it comes (for people); otherwise it is captured.
     With `console`, the kernel's console (boot log, an Oops or a panic that
     kills the VM) is part of the output.
-    Raises `subprocess.TimeoutExpired` when the VM does not finish in time.
+
+    A guest kernel that dies before the command starts (QEMU's TCG has been
+    seen to crash 6.12 with an ``Oops: int3`` while it patches its own code at
+    boot, with no module loaded) is booted again, up to `BOOT_RETRIES` times;
+    the output says so.  A failure after the command started is never retried.
+    Raises `subprocess.TimeoutExpired` when the VM does not finish in time
+    (`timeout` covers every boot).
     """
     if not kernel.vmlinuz.exists():
         raise FileNotFoundError(f"{kernel.vmlinuz} is missing: run `make setup`")
     venv_bin = Path(sys.executable).parent
     exports = {"PATH": f"{venv_bin}:/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONDONTWRITEBYTECODE": "1"}
     exports.update(env or {})
-    lines = [f"export {k}={shlex.quote(v)}" for k, v in exports.items()]
-    lines += [f"cd {shlex.quote(str(ROOT))}", script]
     for d in rwdirs:
         d.mkdir(parents=True, exist_ok=True)
+    started = rwdirs[0] / STARTED
+    lines = [f": > {shlex.quote(str(started))}"]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in exports.items()]
+    lines += [f"cd {shlex.quote(str(ROOT))}", script]
     script_file = rwdirs[0] / ".vm-script.sh"
     script_file.write_text("\n".join(lines) + "\n")
     cmd = [
@@ -93,10 +112,32 @@ def run(
     cmd += ["--", f"bash {shlex.quote(str(script_file))}"]
     proc_env = dict(os.environ)
     proc_env["PATH"] = f"{venv_bin}{os.pathsep}{proc_env.get('PATH', '')}"
+    notes = ""
+    deadline = time.monotonic() + timeout
+    for boot in range(1, BOOT_RETRIES + 2):
+        started.unlink(missing_ok=True)
+        left = max(deadline - time.monotonic(), 1.0)
+        rc, out = _boot(cmd, proc_env, timeout=left, stream=stream)
+        reached = started.exists()
+        if rc == 0 or reached or boot > BOOT_RETRIES:
+            break
+        note = (
+            f"itmtool vm: the guest kernel {kernel.release} died before the command "
+            f"started (exit {rc}, boot {boot}); booting again\n"
+        )
+        if stream:
+            print(note, end="", file=sys.stderr, flush=True)
+        notes += (out[-8000:] + "\n" if out else "") + note
+    started.unlink(missing_ok=True)
+    return VmResult(rc, notes + out, started=reached, boots=boot)
+
+
+def _boot(cmd: list[str], env: dict[str, str], *, timeout: float, stream: bool) -> tuple[int, str]:
+    """Run one vng boot to its end; kill the whole process group on a timeout or ^C."""
     # vng starts QEMU in children of its own: a timeout must end them all
     with subprocess.Popen(
         cmd,
-        env=proc_env,
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=None if stream else subprocess.PIPE,
         stderr=None if stream else subprocess.STDOUT,
@@ -110,4 +151,4 @@ def run(
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
             raise
-    return VmResult(proc.returncode, out or "")
+    return proc.returncode, out or ""

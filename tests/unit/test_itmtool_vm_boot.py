@@ -1,0 +1,97 @@
+"""itmtool.vm.run: a guest kernel that dies while booting is booted again, once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from itmtool import vm
+
+
+@dataclass
+class FakeKernel:
+    """Just what vm.run reads of a matrix kernel."""
+
+    vmlinuz: Path
+    release: str = "6.12.0-test"
+
+
+class FakeBoots:
+    """Stands in for vng: each boot plays one scripted outcome."""
+
+    def __init__(self, started: Path, outcomes: list[tuple[bool, int, str]]) -> None:
+        self.started = started
+        self.outcomes = outcomes
+        self.timeouts: list[float] = []
+
+    def __call__(
+        self, cmd: list[str], env: dict[str, str], *, timeout: float, stream: bool
+    ) -> tuple[int, str]:
+        assert not self.started.exists(), "the marker of the last boot was not removed"
+        self.timeouts.append(timeout)
+        reach, rc, out = self.outcomes.pop(0)
+        if reach:
+            self.started.write_text("")
+        return rc, out
+
+
+@pytest.fixture
+def kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeKernel:
+    image = tmp_path / "vmlinuz"
+    image.write_text("")
+    monkeypatch.setattr(vm, "vng_path", lambda: "/bin/false")
+    return FakeKernel(image)
+
+
+def _run(
+    kernel: FakeKernel, rw: Path, boots: FakeBoots, monkeypatch: pytest.MonkeyPatch
+) -> vm.VmResult:
+    monkeypatch.setattr(vm, "_boot", boots)
+    return vm.run(kernel, "true", rwdirs=[rw], timeout=100)  # type: ignore[arg-type]
+
+
+def test_boot_death_before_the_command_is_booted_again(
+    kernel: FakeKernel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rw = tmp_path / "rw"
+    boots = FakeBoots(rw / vm.STARTED, [(False, 255, "Oops: int3\n"), (True, 0, "ok\n")])
+    res = _run(kernel, rw, boots, monkeypatch)
+    assert (res.returncode, res.started, res.boots) == (0, True, 2)
+    assert "Oops: int3" in res.output and res.output.endswith("ok\n")
+    assert "died before the command started (exit 255, boot 1); booting again" in res.output
+    assert not (rw / vm.STARTED).exists()
+    script = (rw / ".vm-script.sh").read_text().splitlines()
+    assert script[0] == f": > {rw / vm.STARTED}", "the marker must be the guest's first act"
+    assert all(0 < t <= 100 for t in boots.timeouts)
+
+
+def test_failure_after_the_command_started_is_not_retried(
+    kernel: FakeKernel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rw = tmp_path / "rw"
+    boots = FakeBoots(rw / vm.STARTED, [(True, 1, "test failed\n"), (True, 0, "ok\n")])
+    res = _run(kernel, rw, boots, monkeypatch)
+    assert (res.returncode, res.started, res.boots, res.output) == (1, True, 1, "test failed\n")
+    assert len(boots.outcomes) == 1
+
+
+def test_a_kernel_that_never_boots_fails_after_the_retries(
+    kernel: FakeKernel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rw = tmp_path / "rw"
+    outcomes = [(False, 255, f"panic {i}\n") for i in range(vm.BOOT_RETRIES + 1)]
+    boots = FakeBoots(rw / vm.STARTED, outcomes)
+    res = _run(kernel, rw, boots, monkeypatch)
+    assert (res.returncode, res.started, res.boots) == (255, False, vm.BOOT_RETRIES + 1)
+    assert f"panic {vm.BOOT_RETRIES}" in res.output and "panic 0" in res.output
+
+
+def test_success_boots_once(
+    kernel: FakeKernel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rw = tmp_path / "rw"
+    boots = FakeBoots(rw / vm.STARTED, [(True, 0, "ok\n")])
+    res = _run(kernel, rw, boots, monkeypatch)
+    assert (res.returncode, res.started, res.boots, res.output) == (0, True, 1, "ok\n")
