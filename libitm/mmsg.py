@@ -70,7 +70,7 @@ class MultiReceiver:
     """``slots`` receive slots of ``slot_size`` bytes each in one buffer ``buf``.
 
     After ``n = recv()``, datagram ``i < n`` is ``buf[s : s + length(i)]`` where
-    ``s = starts(n)[i]``; ``truncated(i)`` says whether it was cut to the slot
+    ``s = starts(lengths(n))[i]``; ``truncated(i)`` says whether it was cut to the slot
     size. Offsets and sizes are multiples of 8, so every datagram starts
     8-aligned.
 
@@ -153,11 +153,13 @@ class MultiReceiver:
         hv, st, li = self._hv, self._stride, self._len_idx
         return [hv[i * st + li] for i in range(n)]
 
-    def starts(self, n: int, lengths: list[int]) -> list[int]:
-        """Where each of the first ``n`` datagrams starts in ``buf`` (``lengths`` from
-        :meth:`lengths`); a datagram longer than ``dense`` is made contiguous in
-        the overflow area first. The list may be shared: do not change it."""
+    def starts(self, lengths: list[int]) -> list[int]:
+        """Where each datagram starts in ``buf``, given the first ``n`` slots'
+        ``lengths`` (from :meth:`lengths`); a datagram longer than ``dense`` is made
+        contiguous in the overflow area first. The list may be shared: do not
+        change it."""
         d = self.dense
+        n = len(lengths)
         if not self.overflow or not n or max(lengths) <= d:
             return self._starts
         st = list(self._starts)

@@ -494,7 +494,7 @@ class NfqueueBackend(Backend):
                         break
                     c["recvs"] += 1
                     lens = rx.lengths(n)
-                    handled += self._messages(views, n, rx.starts(n, lens), lens, pending, out)
+                    handled += self._messages(views, n, rx.starts(lens), lens, pending, out)
                     if len(out) > _SEND_FLUSH:
                         self._send(out)
                         out.clear()
