@@ -31,6 +31,8 @@ class GuestRun:
     build: buildmods.BuildResult
     vm_rc: int | None = None
     vm_output: str = ""
+    #: consoles of boots that died before the suite started (vm.run booted again)
+    failed_boots: list[str] = field(default_factory=list)
     uname: str = ""
     pytest_rc: int | None = None
     pytest_log: str = ""
@@ -154,7 +156,7 @@ cat /proc/sys/kernel/tainted > {res}/tainted
             console=True,
             env={"ITM_MODDIR": str(run.build.moddir)},
         )
-        run.vm_rc, run.vm_output = out.returncode, out.output
+        run.vm_rc, run.vm_output, run.failed_boots = out.returncode, out.output, out.failed_boots
     except subprocess.TimeoutExpired as exc:
         run.vm_output = str(exc.output or "")
     read = functools.partial(_read, res)

@@ -9,6 +9,7 @@ Results are reported per kernel: test ids carry the kernel's name.
 from __future__ import annotations
 
 import subprocess
+import warnings
 
 import pytest
 
@@ -90,6 +91,14 @@ def test_kernel_log_is_clean(kernel: Kernel) -> None:
     assert run.dmesg, "no kernel log came back"
     bad = bad_lines(run.dmesg + run.vm_output.splitlines())
     assert not bad, "\n".join(bad[:40])
+    for console in run.failed_boots:
+        # the emulator's crash before the suite ran: reported, not hidden
+        died = bad_lines(console.splitlines())[:5] or console.splitlines()[-5:]
+        warnings.warn(
+            f"{kernel.release}: a boot died before the suite started and the VM was "
+            "booted again; its console:\n" + "\n".join(died),
+            stacklevel=1,
+        )
     assert run.tainted is not None
     assert run.tainted & ~ALLOWED_TAINT == 0, f"taint {run.tainted:#x}"
 

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from itmtool.matrix import ROOT, Kernel
@@ -38,8 +38,13 @@ class VmResult:
     output: str
     #: whether the guest reached the command (False: the kernel died while booting)
     started: bool = True
-    #: how many boots it took
-    boots: int = 1
+    #: the console output of the boots that died before the command started
+    failed_boots: list[str] = field(default_factory=list)
+
+    @property
+    def boots(self) -> int:
+        """How many boots it took."""
+        return len(self.failed_boots) + 1
 
 
 def vng_path() -> str:
@@ -73,8 +78,10 @@ def run(
 
     A guest kernel that dies before the command starts (QEMU's TCG has been
     seen to crash 6.12 with an ``Oops: int3`` while it patches its own code at
-    boot, with no module loaded) is booted again, up to `BOOT_RETRIES` times;
-    the output says so.  A failure after the command started is never retried.
+    boot, with no module loaded) is booted again, up to `BOOT_RETRIES` times,
+    with a line on stderr; the result's ``output`` is the last boot's, the
+    others are in ``failed_boots``.  A failure after the command started is
+    never retried.
     Raises `subprocess.TimeoutExpired` when the VM does not finish in time
     (`timeout` covers every boot).
     """
@@ -112,24 +119,24 @@ def run(
     cmd += ["--", f"bash {shlex.quote(str(script_file))}"]
     proc_env = dict(os.environ)
     proc_env["PATH"] = f"{venv_bin}{os.pathsep}{proc_env.get('PATH', '')}"
-    notes = ""
+    failed: list[str] = []
     deadline = time.monotonic() + timeout
-    for boot in range(1, BOOT_RETRIES + 2):
+    while True:
         started.unlink(missing_ok=True)
         left = max(deadline - time.monotonic(), 1.0)
         rc, out = _boot(cmd, proc_env, timeout=left, stream=stream)
         reached = started.exists()
-        if rc == 0 or reached or boot > BOOT_RETRIES:
+        if rc == 0 or reached or len(failed) == BOOT_RETRIES:
             break
-        note = (
+        failed.append(out)
+        print(
             f"itmtool vm: the guest kernel {kernel.release} died before the command "
-            f"started (exit {rc}, boot {boot}); booting again\n"
+            f"started (exit {rc}, boot {len(failed)}); booting again",
+            file=sys.stderr,
+            flush=True,
         )
-        if stream:
-            print(note, end="", file=sys.stderr, flush=True)
-        notes += (out[-8000:] + "\n" if out else "") + note
     started.unlink(missing_ok=True)
-    return VmResult(rc, notes + out, started=reached, boots=boot)
+    return VmResult(rc, out, started=reached, failed_boots=failed)
 
 
 def _boot(cmd: list[str], env: dict[str, str], *, timeout: float, stream: bool) -> tuple[int, str]:
