@@ -8,7 +8,7 @@ import struct
 
 import pytest
 from itm_testlib import udp, verify
-from test_nfqueue_batching import FakeSock, sent_messages
+from test_nfqueue_batching import FakeSock, sent_messages, sent_messages_of
 from test_nfqueue_batching import backend as backend_nfq
 
 from libitm import Hook, Interest, ItmInfo, Packet, Verdict
@@ -274,9 +274,7 @@ def test_decoded_path_answers_as_the_packet_loop(kernel: bool) -> None:
         be._flush(out, pending)
         sent.append((sock.sent, be.counters(), info.counters.as_dict()))
     assert sent[0] == sent[1]
-    fast = FakeSock([])
-    fast.sent = sent[0][0]
-    got = sent_messages(fast)
+    got = sent_messages_of(sent[0][0])
     acc = NF_REPEAT if kernel else nfq.NF_ACCEPT
     assert [(t, v, i) for t, v, i, _ in got] == [
         (nfq.MSG_VERDICT, nfq.NF_DROP, 2),

@@ -51,8 +51,13 @@ def backend(
 
 def sent_messages(sock: FakeSock) -> list[tuple[int, int, int, bytes | None]]:
     """(type, verdict, id, payload) of every message sent, in order."""
+    return sent_messages_of(sock.sent)
+
+
+def sent_messages_of(chunks: list[bytes]) -> list[tuple[int, int, int, bytes | None]]:
+    """(type, verdict, id, payload) of every message in the sent ``chunks``, in order."""
     res = []
-    for chunk in sock.sent:
+    for chunk in chunks:
         for mtype, _, off, length in nfq.messages(chunk, len(chunk)):
             v, pid = (
                 int.from_bytes(chunk[off + 24 : off + 28], "big"),

@@ -13,7 +13,13 @@ from collections.abc import Iterator
 
 import pytest
 from itm_testlib import udp, verify
-from test_nfqueue_batching import FakeSock, app, backend, pkt_msg, sent_messages
+from test_nfqueue_batching import (
+    app,
+    backend,
+    pkt_msg,
+    sent_messages,
+    sent_messages_of,
+)
 
 from libitm import Hook, Interest, ItmInfo, Packet, Verdict
 from libitm import nfqueue_codec as nfq
@@ -236,13 +242,6 @@ def test_mmsg_batch_limit_and_slot_count(pair: tuple[socket.socket, socket.socke
     assert be.process() == 0
     ids = [i for _, _, i, _ in sent_messages_of(_verdicts(a))]
     assert ids == [3, 5]
-
-
-def sent_messages_of(chunks: list[bytes]) -> list[tuple[int, int, int, bytes | None]]:
-    s = FakeSock([])
-    s.sent = chunks
-    res: list[tuple[int, int, int, bytes | None]] = sent_messages(s)
-    return res
 
 
 def test_drop_and_mark_paths(pair: tuple[socket.socket, socket.socket]) -> None:
