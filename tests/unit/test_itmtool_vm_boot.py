@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from itmtool import vm
+
+Outcome = tuple[bool, int, str]  # (reached the command, vng's exit code, output)
 
 
 @dataclass
@@ -21,7 +24,7 @@ class FakeKernel:
 class FakeBoots:
     """Stands in for vng: each boot plays one scripted outcome."""
 
-    def __init__(self, started: Path, outcomes: list[tuple[bool, int, str]]) -> None:
+    def __init__(self, started: Path, outcomes: list[Outcome]) -> None:
         self.started = started
         self.outcomes = outcomes
         self.timeouts: list[float] = []
@@ -37,37 +40,44 @@ class FakeBoots:
         return rc, out
 
 
+BootVm = Callable[[list[Outcome]], tuple[vm.VmResult, FakeBoots]]
+
+
 @pytest.fixture
-def kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeKernel:
-    image = tmp_path / "vmlinuz"
-    image.write_text("")
-    monkeypatch.setattr(vm, "vng_path", lambda: "/bin/false")
-    return FakeKernel(image)
+def rw(tmp_path: Path) -> Path:
+    """The run's rwdir, where the guest's marker and script go."""
+    return tmp_path / "rw"
 
 
-def _run(
-    kernel: FakeKernel,
+@pytest.fixture
+def boot_vm(
     rw: Path,
-    boots: FakeBoots,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> vm.VmResult:
-    monkeypatch.setattr(vm, "_boot", boots)
-    res = vm.run(kernel, "true", rwdirs=[rw], timeout=100)  # type: ignore[arg-type]
-    if res.boots == 1:
-        assert capsys.readouterr().err == "", "a single boot says nothing"
-    return res
-
-
-def test_boot_death_before_the_command_is_booted_again(
-    kernel: FakeKernel,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+) -> BootVm:
+    """vm.run on a fake kernel whose boots play the given outcomes, in order."""
+    image = tmp_path / "vmlinuz"
+    image.write_text("")
+    monkeypatch.setattr(vm, "vng_path", lambda: "/bin/false")
+
+    def run(outcomes: list[Outcome]) -> tuple[vm.VmResult, FakeBoots]:
+        boots = FakeBoots(rw / vm.STARTED, outcomes)
+        monkeypatch.setattr(vm, "_boot", boots)
+        res = vm.run(FakeKernel(image), "true", rwdirs=[rw], timeout=100)  # type: ignore[arg-type]
+        if res.boots == 1:
+            assert capsys.readouterr().err == "", "a single boot says nothing"
+        return res, boots
+
+    return run
+
+
+def test_boot_death_before_the_command_is_booted_again(
+    boot_vm: BootVm,
+    rw: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    rw = tmp_path / "rw"
-    boots = FakeBoots(rw / vm.STARTED, [(False, 255, "Oops: int3\n"), (True, 0, "ok\n")])
-    res = _run(kernel, rw, boots, monkeypatch, capsys)
+    res, boots = boot_vm([(False, 255, "Oops: int3\n"), (True, 0, "ok\n")])
     assert (res.returncode, res.started, res.boots) == (0, True, 2)
     assert (res.output, res.failed_boots) == ("ok\n", ["Oops: int3\n"])
     assert (
@@ -81,39 +91,23 @@ def test_boot_death_before_the_command_is_booted_again(
 
 
 def test_failure_after_the_command_started_is_not_retried(
-    kernel: FakeKernel,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    boot_vm: BootVm,
 ) -> None:
-    rw = tmp_path / "rw"
-    boots = FakeBoots(rw / vm.STARTED, [(True, 1, "test failed\n"), (True, 0, "ok\n")])
-    res = _run(kernel, rw, boots, monkeypatch, capsys)
+    res, boots = boot_vm([(True, 1, "test failed\n"), (True, 0, "ok\n")])
     assert (res.returncode, res.started, res.boots, res.output) == (1, True, 1, "test failed\n")
     assert len(boots.outcomes) == 1
 
 
 def test_a_kernel_that_never_boots_fails_after_the_retries(
-    kernel: FakeKernel,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    boot_vm: BootVm,
 ) -> None:
-    rw = tmp_path / "rw"
-    outcomes = [(False, 255, f"panic {i}\n") for i in range(vm.BOOT_RETRIES + 1)]
-    boots = FakeBoots(rw / vm.STARTED, outcomes)
-    res = _run(kernel, rw, boots, monkeypatch, capsys)
+    res, _ = boot_vm([(False, 255, f"panic {i}\n") for i in range(vm.BOOT_RETRIES + 1)])
     assert (res.returncode, res.started, res.boots) == (255, False, vm.BOOT_RETRIES + 1)
     assert res.output == f"panic {vm.BOOT_RETRIES}\n" and res.failed_boots[0] == "panic 0\n"
 
 
 def test_success_boots_once(
-    kernel: FakeKernel,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    boot_vm: BootVm,
 ) -> None:
-    rw = tmp_path / "rw"
-    boots = FakeBoots(rw / vm.STARTED, [(True, 0, "ok\n")])
-    res = _run(kernel, rw, boots, monkeypatch, capsys)
+    res, _ = boot_vm([(True, 0, "ok\n")])
     assert (res.returncode, res.started, res.boots, res.output) == (0, True, 1, "ok\n")
