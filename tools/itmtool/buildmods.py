@@ -1,7 +1,11 @@
 """Build itmBench's kernel modules for the kernels of the matrix, and check them.
 
 Each kernel gets its own copy of the sources under ``build/<release>/src`` so that
-builds for several kernels never share objects.  The checks are the ones of a
+builds for several kernels never share objects (``build/`` is
+:data:`itmtool.resources.BUILD_ROOT`: the checkout's, or a per-user cache when
+installed from a wheel).  A build runs in a new directory beside its target and
+replaces the target only when ``make`` succeeded: a failed or interrupted
+(Ctrl-C) build leaves the previous good one in place.  The checks are the ones of a
 well-kept out-of-tree module: ``W=1`` without warnings, ``sparse`` (``C=2``) and
 ``checkpatch.pl --strict`` (taken from Debian's linux-source tarball).
 
@@ -12,18 +16,19 @@ well-kept out-of-tree module: ``W=1`` without warnings, ``sparse`` (``C=2``) and
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from itmtool import resources
 from itmtool.matrix import ROOT, Kernel, read_matrix
 
-BUILD_ROOT = ROOT / "build"
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "itmbench"
+BUILD_ROOT = resources.BUILD_ROOT
+CACHE = resources.cache_root()
 SOURCE_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
 CHECKPATCH_FILES = ("checkpatch.pl", "spelling.txt", "const_structs.checkpatch", "kernel-doc")
 
@@ -60,27 +65,50 @@ class BuildResult:
 
 def module_sources() -> list[Path]:
     """Every C source and header of the modules (generated *.mod.c excluded)."""
-    files = [p for p in (ROOT / "kernel").rglob("*.[ch]") if not p.name.endswith(".mod.c")]
+    root = resources.require_sources(ROOT)
+    files = [p for p in (root / "kernel").rglob("*.[ch]") if not p.name.endswith(".mod.c")]
     return sorted(files)
 
 
-def _copy_sources(dest: Path) -> None:
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    shutil.copy2(ROOT / "Kbuild", dest / "Kbuild")
+def _copy_sources(dest: Path, root: Path | None = None) -> None:
+    root = resources.require_sources(ROOT if root is None else root)
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(root / "Kbuild", dest / "Kbuild")
     shutil.copytree(
-        ROOT / "kernel",
+        root / "kernel",
         dest / "kernel",
         ignore=shutil.ignore_patterns("*.o", "*.ko", "*.cmd", "*.mod*", "*.order", "*.symvers"),
     )
 
 
+def _relocate(work: Path, dest: Path) -> None:
+    """Make the lists kbuild leaves for other builds (Module.symvers) name `dest`."""
+    for name in ("Module.symvers", "modules.order"):
+        path = work / name
+        if path.is_file():
+            path.write_text(path.read_text().replace(str(work), str(dest)))
+
+
+def _replace(dest: Path, new: Path) -> None:
+    """Put the directory `new` where `dest` is (two renames; the old one is deleted)."""
+    old = None
+    if dest.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+        dest.rename(old / dest.name)
+    new.rename(dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def build(kernel: Kernel, *, sparse: bool = False, dest: Path | None = None) -> BuildResult:
     """Build every module for one kernel with W=1 (and sparse when asked).
 
-    The sources are copied to `dest` (default ``build/<release>/src``, or
-    ``.../sparse``) first; give runs that may overlap directories of their own.
+    The sources are copied to a new directory beside `dest` (default
+    ``build/<release>/src``, or ``.../sparse``) and built there; when ``make``
+    succeeds (warnings or not) that directory replaces `dest`.  When it fails or
+    is interrupted, it is deleted and `dest` keeps the previous build; the
+    result's ``moddir`` is then `dest` all the same, and its log says why.
+    Give runs that may overlap directories of their own.
     """
     if not kernel.build_dir.exists():
         raise FileNotFoundError(
@@ -88,12 +116,22 @@ def build(kernel: Kernel, *, sparse: bool = False, dest: Path | None = None) -> 
         )
     if dest is None:
         dest = BUILD_ROOT / kernel.release / ("sparse" if sparse else "src")
-    _copy_sources(dest)
-    cmd = ["make", "-C", str(kernel.build_dir), f"M={dest}", "W=1", "modules"]
-    if sparse:
-        cmd[4:4] = ["C=2", "CHECK=sparse"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    return BuildResult(kernel.release, dest, proc.stdout + proc.stderr, proc.returncode)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.building-", dir=dest.parent))
+    work.chmod(0o755)
+    try:
+        _copy_sources(work)
+        cmd = ["make", "-C", str(kernel.build_dir), f"M={work}", "W=1", "modules"]
+        if sparse:
+            cmd[4:4] = ["C=2", "CHECK=sparse"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode == 0:
+            _relocate(work, dest)
+            _replace(dest, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    log = (proc.stdout + proc.stderr).replace(str(work), str(dest))
+    return BuildResult(kernel.release, dest, log, proc.returncode)
 
 
 def checkpatch() -> Path:

@@ -34,9 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from itmtool import resources
 from itmtool.errors import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_PERM, EXIT_UNSUPPORTED, ToolError
-from itmtool.matrix import ROOT
 
+#: the sources staged for DKMS: the checkout, or the wheel's copy (itmtool.resources)
+ROOT = resources.SOURCE_ROOT
 CONF = ROOT / "dkms.conf"
 #: first line of every dkms.conf that itmtool stages (how `remove` knows the sources are its own)
 MARKER = "# written by itmtool dkms from the tree's dkms.conf"
@@ -137,6 +139,7 @@ def for_tree(conf: DkmsConf, root: Path = ROOT) -> tuple[DkmsConf, list[str]]:
 
 def tree_conf(root: Path = ROOT) -> tuple[DkmsConf, list[str]]:
     """The tree's dkms.conf as itmtool stages it, and the modules left out."""
+    resources.require_sources(root)
     return for_tree(parse((root / "dkms.conf").read_text()), root)
 
 

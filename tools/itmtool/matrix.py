@@ -1,7 +1,8 @@
 """The kernel matrix: which Debian kernels the VM tier builds for and boots.
 
-The list lives in one place, `kernels.txt` at the top of the tree: a name, the
-Debian image package and the headers package per line.  The packages may be
+The list lives in one place, `kernels.txt` at the top of the tree (shipped in
+the wheel too, see :mod:`itmtool.resources`): a name, the Debian image package
+and the headers package per line.  The packages may be
 meta-packages; the kernel release they stand for is resolved from dpkg.
 """
 
@@ -11,7 +12,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from itmtool import resources
+
+#: the sources (a checkout, or the wheel's copy): kept for the code that reads the tree
+ROOT = resources.SOURCE_ROOT
 MATRIX_FILE = ROOT / "kernels.txt"
 
 
@@ -40,7 +44,9 @@ class Kernel:
 
 
 def read_matrix(path: Path = MATRIX_FILE) -> list[Kernel]:
-    """Parse kernels.txt."""
+    """Parse kernels.txt (a one-line error when it is missing)."""
+    if not path.is_file():
+        resources.require_sources(path.parent)
     kernels = []
     for line in path.read_text().splitlines():
         line = line.split("#", 1)[0].strip()

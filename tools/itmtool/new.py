@@ -23,7 +23,7 @@ from typing import Any
 
 import jinja2
 
-from itmtool import buildmods
+from itmtool import buildmods, resources
 from itmtool.errors import EXIT_USAGE, ToolError
 from itmtool.matrix import ROOT, Kernel
 
@@ -256,6 +256,12 @@ class AppSpec:
             "timer_ms": self.timer_ms,
             "itm_root": str(root),
             "itm_include": str(root / "kernel" / "include"),
+            # where `itmtool build` puts itm_mod's Module.symvers (in the tree: its build/)
+            "itm_build": (
+                "$(ITM_ROOT)/build"
+                if root / "build" == buildmods.BUILD_ROOT
+                else str(buildmods.BUILD_ROOT)
+            ),
             "class_name": "".join(w.capitalize() for w in self.name.split("_") if w) or "App",
             **self._packet_context(),
         }
@@ -320,7 +326,7 @@ def render_kernel(
     spec: AppSpec, dest: Path, *, force: bool = False, root: Path = ROOT
 ) -> list[Path]:
     """Write a kernel module directory for `spec` into `dest`; returns the files."""
-    return _render("kernel", spec, dest, force, root)
+    return _render("kernel", spec, dest, force, resources.require_sources(root))
 
 
 def render_user(spec: AppSpec, dest: Path, *, force: bool = False, root: Path = ROOT) -> list[Path]:

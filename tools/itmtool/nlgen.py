@@ -22,7 +22,10 @@ from typing import Any
 import jinja2
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from itmtool import resources
+
+#: the checkout whose spec/ and generated files this works on (a wheel has no spec/)
+ROOT = resources.checkout() or resources.SOURCE_ROOT
 TEMPLATES = Path(__file__).resolve().parent / "templates" / "netlink"
 
 #: spec file -> (template, output path) pairs

@@ -18,7 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from itmtool.matrix import ROOT, Kernel
+from itmtool import resources
+from itmtool.matrix import Kernel
 
 #: kernel command line for the tests: catch memory corruption, keep caches apart
 DEBUG_APPEND = ("slub_debug=FZPU", "slab_nomerge", "panic_on_warn=0")
@@ -69,7 +70,9 @@ def run(
     stream: bool = False,
     console: bool = False,
 ) -> VmResult:
-    """Boot `kernel` and run the shell `script` in it as root, in the project's root.
+    """Boot `kernel` and run the shell `script` in it as root, in the project's checkout.
+
+    (Installed from a wheel: in the current directory.)
 
     `env` is exported in the guest.  With `stream`, the guest's output goes to
     this process's stdout as it comes (for people); otherwise it is captured.
@@ -95,7 +98,7 @@ def run(
     started = rwdirs[0] / STARTED
     lines = [f": > {shlex.quote(str(started))}"]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in exports.items()]
-    lines += [f"cd {shlex.quote(str(ROOT))}", script]
+    lines += [f"cd {shlex.quote(str(resources.checkout() or Path.cwd()))}", script]
     script_file = rwdirs[0] / ".vm-script.sh"
     script_file.write_text("\n".join(lines) + "\n")
     cmd = [
