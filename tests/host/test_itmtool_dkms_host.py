@@ -5,14 +5,16 @@ One story, in order:
 1. ``itmtool dkms install --kernel 6.1`` (a kernel of the matrix that is not
    the running one): ``dkms status`` says installed; the modules are in
    ``/lib/modules/<6.1>/updates/dkms/``, their vermagic is 6.1's, and depmod
-   indexed them (``modinfo -k <6.1> -n`` finds them, qos_mod depends on itm_mod);
+   indexed them (``modinfo -k <6.1> -n`` finds them, qos_mod and itm_queue depend
+   on itm_mod);
 2. the second kernel gets them the way a kernel upgrade does: Debian's hook
    ``/etc/kernel/postinst.d/dkms <6.12>`` (dkms autoinstall); then
    ``itmtool dkms install --kernel 6.12`` finds nothing left to do and
    ``itmtool dkms status --json`` shows both kernels;
 3. the 6.12 kernel boots in a VM (``itmtool vm``; virtme-ng shares this
    machine's /lib/modules): ``modprobe qos_mod`` loads itm_mod first from
-   depmod's index, ``itmtool status`` shows qos_mod registered,
+   depmod's index, ``modprobe itm_queue`` loads (Python applications' kernel
+   backend), ``itmtool status`` shows qos_mod registered,
    ``modprobe -r`` leaves no module loaded;
 4. ``itmtool dkms remove``: the package is gone from dkms, /usr/src and
    /var/lib/dkms, the .ko files are gone, and each kernel's depmod index is
@@ -47,6 +49,8 @@ LIB = Path("/lib/modules")
 SRC = Path("/usr/src")
 DKMS_TREE = Path("/var/lib/dkms")
 HOOK = Path("/etc/kernel/postinst.d/dkms")
+#: the modules a user needs at run time, all installed by dkms (sorted: as _ko_files lists them)
+RUNTIME = ["itm_mod", "itm_queue", "qos_mod"]
 
 pytestmark = pytest.mark.root
 
@@ -93,8 +97,9 @@ def _check_installed(release: str, package: str, version: str, names: list[str])
         assert vermagic[:1] == [release], (path, vermagic)
         found = sh("modinfo", "-k", release, "-n", path.name.split(".")[0]).stdout.strip()
         assert found == str(path), "depmod did not index it"
-    deps = sh("modinfo", "-k", release, "-F", "depends", "qos_mod").stdout.strip()
-    assert deps == "itm_mod"
+    for user in ("qos_mod", "itm_queue"):
+        deps = sh("modinfo", "-k", release, "-F", "depends", user).stdout.strip()
+        assert deps == "itm_mod", user
 
 
 def _cleanup(
@@ -110,7 +115,7 @@ def _cleanup(
             left.append(str(path))
             shutil.rmtree(path)
     for rel in releases:
-        stray = _ko_files(rel, ["itm_mod", "qos_mod"])
+        stray = _ko_files(rel, RUNTIME)
         for p in stray:
             left.append(str(p))
             p.unlink()
@@ -131,7 +136,7 @@ def test_dkms_install_two_kernels_modprobe_in_vm_and_remove() -> None:
     conf, _ = dkms.tree_conf()
     package, version = conf.package, conf.version
     names = [n for n, _ in conf.modules()]
-    assert names == ["itm_mod", "qos_mod"]
+    assert names == RUNTIME
     k61, k612 = read_matrix()[0], read_matrix()[1]
     releases = [k61.release, k612.release]
     assert os.uname().release not in releases, "the test installs for kernels that do not run"
@@ -176,15 +181,17 @@ def test_dkms_install_two_kernels_modprobe_in_vm_and_remove() -> None:
             (rel, "installed") for rel in sorted(releases)
         ]
         for row in doc["kernels"]:
-            assert [m["vermagic"].split()[0] for m in row["modules"]] == [row["kernel"]] * 2
+            vermagics = [m["vermagic"].split()[0] for m in row["modules"]]
+            assert vermagics == [row["kernel"]] * len(names)
         times["autoinstall 6.12"] = time.monotonic() - t
 
         # 3. the DKMS modules load by name in the booted 6.12 kernel
         t = time.monotonic()
         guest = (
-            "set -e; modinfo -n qos_mod; modprobe qos_mod; itmtool status; "
-            "modprobe -r qos_mod itm_mod; "
-            "echo loaded-after-modprobe-r: $(grep -cE '^(itm_mod|qos_mod) ' /proc/modules)"
+            "set -e; modinfo -n qos_mod; modprobe qos_mod; modprobe itm_queue; "
+            "echo itm_queue-loaded: $(grep -c '^itm_queue ' /proc/modules); itmtool status; "
+            "modprobe -r qos_mod itm_queue itm_mod; echo loaded-after-modprobe-r: "
+            "$(grep -cE '^(itm_mod|itm_queue|qos_mod) ' /proc/modules)"
         )
         res = itmtool(
             "vm",
@@ -204,6 +211,7 @@ def test_dkms_install_two_kernels_modprobe_in_vm_and_remove() -> None:
         # output: its lines carry a [timestamp] and may cut into the guest's
         assert f"{LIB}/{releases[1]}/updates/dkms/qos_mod.ko.xz\n" in out
         assert re.search(r"^itm_mod: loaded", out, re.M), out[-6000:]
+        assert "itm_queue-loaded: 1\n" in out, out[-6000:]
         assert re.search(r"^post_routing +qos_mod +kernel", out, re.M), out[-6000:]
         assert "loaded-after-modprobe-r: 0\n" in out, out[-6000:]
         times["VM modprobe 6.12"] = time.monotonic() - t

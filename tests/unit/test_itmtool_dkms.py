@@ -72,9 +72,11 @@ def test_top_level_makefile_has_the_modules_target_dkms_calls() -> None:
 
 def _tree(tmp: Path, with_qos: bool, qos_in_kbuild: bool) -> Path:
     root = tmp / "tree"
-    (root / "kernel" / "itm_mod").mkdir(parents=True)
-    (root / "kernel" / "itm_mod" / "Kbuild").write_text("obj-m := itm_mod.o\n")
-    kbuild = "obj-m += kernel/itm_mod/\n"
+    kbuild = ""
+    for name in ("itm_mod", "itm_queue"):
+        (root / "kernel" / name).mkdir(parents=True)
+        (root / "kernel" / name / "Kbuild").write_text(f"obj-m := {name}.o\n")
+        kbuild += f"obj-m += kernel/{name}/\n"
     if with_qos:
         (root / "kernel" / "qos_mod").mkdir(parents=True)
         (root / "kernel" / "qos_mod" / "Kbuild").write_text("obj-m := qos_mod.o\n")
@@ -89,9 +91,14 @@ def _tree(tmp: Path, with_qos: bool, qos_in_kbuild: bool) -> Path:
 @pytest.mark.parametrize(
     ("with_qos", "in_kbuild", "modules", "dropped"),
     [
-        (True, True, ["itm_mod", "qos_mod"], ""),
-        (False, False, ["itm_mod"], "no kernel/qos_mod/ in this tree"),
-        (True, False, ["itm_mod"], "the top-level Kbuild does not build kernel/qos_mod/"),
+        (True, True, ["itm_mod", "itm_queue", "qos_mod"], ""),
+        (False, False, ["itm_mod", "itm_queue"], "no kernel/qos_mod/ in this tree"),
+        (
+            True,
+            False,
+            ["itm_mod", "itm_queue"],
+            "the top-level Kbuild does not build kernel/qos_mod/",
+        ),
     ],
 )
 def test_modules_the_tree_does_not_build_are_left_out(
@@ -135,6 +142,20 @@ def test_dkms_status_lines_are_read() -> None:
 
 
 K61, K612 = "6.1.0-56-amd64", "6.12.117+deb12-amd64"
+#: what a user needs at run time: the core, the Python applications' kernel backend, qos_mod
+RUNTIME = ["itm_mod", "itm_queue", "qos_mod"]
+#: built by the top-level Kbuild for the tests and benchmarks only
+TEST_ONLY = {"kernel/test_app", "kernel/bench"}
+
+
+def test_dkms_installs_every_module_a_user_needs_at_run_time() -> None:
+    conf, left_out = dkms.tree_conf()
+    assert [n for n, _ in conf.modules()] == RUNTIME and not left_out
+    assert {loc.rstrip("/") for _, loc in conf.modules()} == dkms.built_dirs() - TEST_ONLY
+    said: list[str] = []
+    doc = dkms.install(K61, dry_run=True, env=dkms.Env(say=said.append))
+    assert "modules: itm_mod, itm_queue, qos_mod" in said
+    assert doc["left_out"] == []
 
 
 class FakeDkms:
@@ -165,7 +186,7 @@ class FakeDkms:
             k = a[a.index("-k") + 1]
             self.installed.add(k)
             (self.lib / k / "updates" / "dkms").mkdir(parents=True, exist_ok=True)
-            for name in ("itm_mod", "qos_mod"):
+            for name in RUNTIME:
                 (self.lib / k / "updates" / "dkms" / f"{name}.ko").write_text(k)
         elif a[:2] == ["dkms", "remove"]:
             gone = set(self.installed) if "--all" in a else {a[a.index("-k") + 1]}
@@ -250,7 +271,7 @@ def test_install_two_kernels_then_remove(tmp_path: Path) -> None:
     doc = dkms.install(K61, env=env)
     assert _verbs(fake.calls) == ["status", "status", "add", f"build {K61}", f"install {K61}"]
     assert (src / "dkms.conf").read_text().startswith(dkms.MARKER)
-    assert [m["name"] for m in doc["modules"]] == ["itm_mod", "qos_mod"]
+    assert [m["name"] for m in doc["modules"]] == RUNTIME
     assert all(m["vermagic"].startswith(K61 + " ") for m in doc["modules"])
 
     fake.calls.clear()  # the second kernel: no second add
@@ -264,7 +285,8 @@ def test_install_two_kernels_then_remove(tmp_path: Path) -> None:
     assert st["added"] and st["source"] == str(src)
     assert [r["kernel"] for r in st["kernels"]] == [K61, K612]
     table = dkms.status_table(st)
-    assert f"{K612}     installed  itm_mod  {K612}" in table
+    assert f"{K612}     installed  itm_mod   {K612}" in table
+    assert f"itm_queue {K612}" in table
 
     fake.calls.clear()
     doc = dkms.remove(K612, env=env)

@@ -1,8 +1,10 @@
 """`itmtool build`: the modules for the running kernel or a kernel of the matrix.
 
 A thin layer over :mod:`itmtool.buildmods` (W=1, one source copy per kernel
-under ``build/<release>/src``) that picks the kernel and explains what is
-missing when the headers are not installed.
+under ``build/<release>/src``; ``build/`` is the checkout's, or
+``~/.cache/itmbench/build`` when installed from a wheel) that picks the kernel
+and explains what is missing when the headers are not installed.  A failed or
+interrupted build leaves the previous good one in place.
 """
 
 from __future__ import annotations
@@ -75,7 +77,9 @@ def build(kernel: Kernel) -> tuple[buildmods.BuildResult, dict[str, Any]]:
     """Build every module for `kernel`; returns the result and its `--json` summary."""
     check_headers(kernel)
     res = buildmods.build(kernel)
-    modules = sorted(str(p.relative_to(res.moddir)) for p in res.moddir.rglob("*.ko"))
+    # a failed build left the previous one in moddir: its modules are not this build's
+    built = res.returncode == 0
+    modules = sorted(str(p.relative_to(res.moddir)) for p in res.moddir.rglob("*.ko") if built)
     summary = {
         "kernel": kernel.release,
         "moddir": str(res.moddir),

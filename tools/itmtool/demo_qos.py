@@ -217,11 +217,10 @@ def summary(doc: dict[str, Any]) -> str:
 
 
 def plot(doc: dict[str, Any], path: Path) -> None:
-    """Short-flow completion times with and without qos_mod, as a PNG."""
-    import matplotlib
+    """Short-flow completion times with and without qos_mod, as a PNG (needs matplotlib)."""
+    from itmtool.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for key, label, color in (

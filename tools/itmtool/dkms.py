@@ -1,7 +1,8 @@
 """`itmtool dkms`: install the modules with DKMS, so that they rebuild on kernel upgrades.
 
 The tree's top-level ``dkms.conf`` names the package and the modules to
-install; DKMS builds them with the top-level Makefile's ``modules`` target
+install -- every one a user needs at run time: itm_mod, itm_queue (Python
+applications on the kernel backend) and qos_mod; DKMS builds them with the top-level Makefile's ``modules`` target
 against ``/lib/modules/<kernel>/build``.
 
 ``install`` stages the sources (Makefile, kernel/, a Kbuild of the installed
@@ -490,7 +491,7 @@ def status_table(doc: dict[str, Any]) -> str:
         head += f"added to dkms, sources in {doc['source']}"
     lines = [head]
     if doc["kernels"]:
-        lines.append(f"{'KERNEL':<24} {'STATE':<10} {'MODULE':<8} {'VERMAGIC':<22} FILE")
+        lines.append(f"{'KERNEL':<24} {'STATE':<10} {'MODULE':<9} {'VERMAGIC':<22} FILE")
     for row in doc["kernels"]:
         first = f"{row['kernel'] or '-':<24} {row['state']:<10}"
         if row["version"] != doc["version"]:
@@ -500,7 +501,7 @@ def status_table(doc: dict[str, Any]) -> str:
         for i, m in enumerate(row["modules"]):
             lead = first if i == 0 else " " * len(first)
             vermagic = (m["vermagic"] or "-").split(" ")[0]
-            lines.append(f"{lead} {m['name']:<8} {vermagic:<22} {m['path'] or 'not found'}")
+            lines.append(f"{lead} {m['name']:<9} {vermagic:<22} {m['path'] or 'not found'}")
         if row["note"]:
             lines.append(f"{'':<24} {row['note']}")
     return "\n".join(lines)
