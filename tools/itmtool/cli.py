@@ -258,12 +258,51 @@ def _cmd_dkms(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from itmtool import doctor
+
+    doc = doctor.report(args.purpose)
+    _emit(args, doc, doctor.table(doc))
+    return doctor.exit_code(doc)
+
+
+def _add_doctor(sub: Any) -> None:
+    p = sub.add_parser(
+        "doctor",
+        help="check this machine's prerequisites: OK or MISSING, with the command that fixes it",
+        description="One line per prerequisite (kernel modules here or the VM path: qemu, "
+        "busybox, virtme-ng, the matrix kernels; netfilter and nfnetlink_queue; dkms; "
+        "CAP_NET_ADMIN), OK or MISSING with the exact command that fixes it.",
+        epilog="Exit codes: 0 everything needed is there; 6 something needed is missing.",
+    )
+    p.add_argument(
+        "--for",
+        dest="purpose",
+        choices=("user", "demo", "test"),
+        default="user",
+        help="what for: user (default: run modules here or in a VM), demo (`make demo`), "
+        "test (`make test`)",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_doctor)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("itmbench")
+    except PackageNotFoundError:
+        return "unknown (itmbench is not installed: pip install .)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
         prog="itmtool",
         description="Control the Internet Traffic Manager: applications, their state, counters.",
     )
+    parser.add_argument("--version", action="version", version=f"itmtool {_version()}")
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     p = sub.add_parser("status", help="registered applications per hook, in run order")
@@ -286,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("state", nargs="?", choices=("on", "off"), help="omit to show the state")
     p.set_defaults(func=_cmd_netns)
     _add_module_commands(sub)
+    _add_doctor(sub)
     return parser
 
 
