@@ -4,14 +4,16 @@
 # running kernel's headers).  The two set-up commands of the README:
 #   make demo    the main job: itm_mod (and qos_mod) at work in a VM
 #   make test    every test tier: unit, host (netns on this kernel), VM kernels
-# Both install what they need first (`make setup`).
+# Both install what they need first (scripts/setup.sh), then check it with
+# `itmtool doctor --for demo|test`: a missing prerequisite stops them in their
+# first seconds, with the command that fixes it.
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
 PY := .venv/bin/python
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all modules clean setup test demo kernels style check gen lint bench bench-libitm
+.PHONY: all modules clean setup test demo doctor kernels style check gen lint bench bench-libitm
 
 all: modules
 
@@ -46,19 +48,25 @@ lint: setup
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
 
-test: setup
+test:
+	@bash scripts/setup.sh test
 	$(PY) -m pytest tests/unit tests/host tests/vm
 
-demo: setup
+demo:
+	@bash scripts/setup.sh demo
 	$(PY) -m itmtool.demo
 
+# is this machine ready? (FOR=user|demo|test)
+doctor: setup
+	$(PY) -m itmtool.cli doctor --for $(or $(FOR),user)
+
 # every benchmark (bench/run_all.py lists them); results and tables land in docs/benchmarks.md
-bench: setup
+bench:
 	@bash scripts/setup.sh bench
 	$(PY) -m bench.run_all
 
 # libitm's nfqueue path against python-netfilterqueue and C libnetfilter_queue
 # (root; network namespaces on this kernel; about 7 minutes)
-bench-libitm: setup
+bench-libitm:
 	@bash scripts/setup.sh bench
 	$(PY) -m bench.libitm_queue --write

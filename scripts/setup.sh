@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Install what itmBench needs, when it is missing: Debian packages (as root),
-# the kernels of the matrix (kernels.txt) and a project virtualenv.
+# the kernels of the matrix (kernels.txt) and a project virtualenv; then check
+# the machine with `itmtool doctor` (one OK/MISSING line per prerequisite, with
+# the command that fixes it) and fail (exit 6) when something needed is missing.
 # Quick when everything is there.
 #
-#   scripts/setup.sh          what the tests and the demo need
+#   scripts/setup.sh          what the tests and the demo need; checks `--for user`
+#   scripts/setup.sh demo     the same; checks what `make demo` needs (the VM path)
+#   scripts/setup.sh test     the same; checks what `make test` needs (the VM path,
+#                             the host's netfilter, dkms, CAP_NET_ADMIN, ...)
 #   scripts/setup.sh bench    that, plus the benchmarks' anchors: Debian's
 #                             libnetfilter-queue-dev (the C consumer) and
 #                             python-netfilterqueue 1.1.0 built from source
@@ -11,11 +16,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bench=0
-[[ ${1:-} == bench ]] && bench=1
+purpose=user
+case ${1:-} in
+	'') ;;
+	demo | test | user) purpose=$1 ;;
+	bench) bench=1 purpose=test ;;
+	*) echo "usage: scripts/setup.sh [demo|test|user|bench]" >&2; exit 2 ;;
+esac
 
-pkgs=(make gcc python3-venv kmod iproute2 iptables nftables tcpdump ethtool
-      iperf3 socat iputils-ping qemu-system-x86 sparse linux-source-6.12 xz-utils
-      dkms)
+# busybox-static: virtme-ng builds the VM's initramfs with it (a fresh machine has none);
+# perl, sparse, linux-source: checkpatch.pl and sparse for `make style`/`make check`
+pkgs=(make gcc perl python3-venv kmod iproute2 iptables nftables tcpdump ethtool
+      iperf3 socat iputils-ping qemu-system-x86 busybox-static sparse linux-source-6.12
+      xz-utils dkms)
 while read -r name image headers; do
 	pkgs+=("$image" "$headers")
 done < <(sed 's/#.*//' kernels.txt | awk 'NF == 3')
@@ -39,7 +52,7 @@ fi
 
 py=${PYTHON:-python3}
 stamp=.venv/.itmbench-installed
-if [[ ! -x .venv/bin/python || ! -e $stamp || pyproject.toml -nt $stamp ]]; then
+if [[ ! -x .venv/bin/python || ! -e $stamp || pyproject.toml -nt $stamp || setup.py -nt $stamp ]]; then
 	echo "setup: creating the virtualenv in .venv"
 	"$py" -m venv .venv
 	.venv/bin/pip install -q --upgrade pip
@@ -55,3 +68,6 @@ if ((bench)); then
 		touch "$bstamp"
 	fi
 fi
+
+# prove it: every prerequisite of $purpose, and the command that fixes a missing one
+.venv/bin/python -m itmtool.cli doctor --for "$purpose" --quiet

@@ -262,7 +262,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     from itmtool import doctor
 
     doc = doctor.report(args.purpose)
-    _emit(args, doc, doctor.table(doc))
+    _emit(args, doc, doctor.table(doc, quiet=args.quiet))
     return doctor.exit_code(doc)
 
 
@@ -282,6 +282,12 @@ def _add_doctor(sub: Any) -> None:
         default="user",
         help="what for: user (default: run modules here or in a VM), demo (`make demo`), "
         "test (`make test`)",
+    )
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="only what is needed and missing, and the verdict",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_doctor)

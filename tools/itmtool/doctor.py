@@ -358,10 +358,17 @@ def report(purpose: str, probe: Probe | None = None) -> dict[str, Any]:
     return {"for": purpose, "ok": not missing, "missing": missing, "checks": rows}
 
 
-def table(doc: dict[str, Any]) -> str:
-    """The report for a person: one line per check, the fix under a missing one."""
+def table(doc: dict[str, Any], *, quiet: bool = False) -> str:
+    """The report for a person: one line per check, the fix under a missing one.
+
+    `quiet` shows only what is needed and missing, and the verdict.
+    """
     lines = [f"itmtool doctor --for {doc['for']}: what {WHAT[doc['for']]} needs on this machine"]
+    if quiet:
+        lines = [] if doc["ok"] else lines[:1]
     for r in doc["checks"]:
+        if quiet and (r["ok"] or not r["needed"]):
+            continue
         state = "OK" if r["ok"] else ("MISSING" if r["needed"] else "missing")
         note = "" if r["needed"] or r["ok"] else f" (not needed for {doc['for']})"
         lines.append(f"{state:<8} {r['name']:<23} {r['detail']}{note}")
