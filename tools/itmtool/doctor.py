@@ -285,7 +285,7 @@ def check_cap_net_admin(probe: Probe) -> Check:
         "CAP_NET_ADMIN",
         False,
         "not held (netfilter rules, namespaces, itmtool enable/disable need it)",
-        "run as root: sudo ...",
+        "run it as root: sudo make test (or sudo itmtool ...)",
         ("test",),
     )
 
