@@ -144,7 +144,7 @@ def test_test_needs_the_host_netfilter_dkms_and_cap_net_admin_demo_does_not() ->
     assert "ip6tables, nft not found" in _line(doc, "netfilter tools")
     assert "CONFIG_NETFILTER_NETLINK_QUEUE" in _line(doc, "nfnetlink_queue")
     assert "fix: sudo apt-get install -y dkms" in _line(doc, "dkms")
-    assert "fix: run as root" in _line(doc, "CAP_NET_ADMIN")
+    assert "fix: run it as root: sudo make test" in _line(doc, "CAP_NET_ADMIN")
     assert Machine().report("demo")["ok"]
     m2 = Machine()
     m2.commands -= {"ip6tables", "nft", "dkms"}
