@@ -12,7 +12,8 @@ refuses the same things the same way:
   (``os.replace``); on an error or Ctrl-C the temporary file is removed and a
   previous target is left as it was.
 * :func:`describe_error` — the one-line message and exit code (itmtool's, see
-  docs/itmtool.md) of the errors these files can cause.
+  docs/itmtool.md) of the errors a run can meet: these files, the capture, a
+  backend that cannot run here.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_PERM = 4
 EXIT_NOT_FOUND = 5
+EXIT_UNSUPPORTED = 6
 
 
 class PathConflict(ValueError):
@@ -132,12 +134,18 @@ def atomic_text_output(path: StrPath) -> Iterator[IO[str]]:
 
 
 def describe_error(exc: BaseException) -> tuple[str, int] | None:
-    """(one-line message, exit code) for a file error of an offline run, else None.
+    """(one-line message, exit code) for an error a run reports to a person, else None.
 
     Exit codes: 2 conflicting or wrong kind of path (a directory), 4 permission
-    denied, 5 no such file or directory, 1 a capture that cannot be read or
-    another I/O error.
+    denied (a file; a live backend without root), 5 no such file or directory,
+    6 a backend that cannot run here, 1 a capture that cannot be read or
+    another I/O error. None: not one of these (a bug, to be shown as such).
     """
+    from .backends.base import BackendUnavailable
+
+    if isinstance(exc, BackendUnavailable):
+        perm = "root" in str(exc) or "CAP_NET_ADMIN" in str(exc)
+        return str(exc), EXIT_PERM if perm else EXIT_UNSUPPORTED
     if isinstance(exc, PathConflict):
         return str(exc), EXIT_USAGE
     if isinstance(exc, PcapError):
@@ -150,7 +158,10 @@ def describe_error(exc: BaseException) -> tuple[str, int] | None:
     what = exc.strerror or str(exc)
     text = f"{where}: {what}" if where else what
     if isinstance(exc, PermissionError):
-        return f"permission denied: {text}" if where else text, EXIT_PERM
+        if not where:
+            return what, EXIT_PERM
+        plain = what.lower() in ("permission denied", "operation not permitted")
+        return f"permission denied: {where}" if plain else f"permission denied: {text}", EXIT_PERM
     if isinstance(exc, FileNotFoundError):
         return text, EXIT_NOT_FOUND
     if isinstance(exc, IsADirectoryError | NotADirectoryError):

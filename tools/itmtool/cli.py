@@ -476,7 +476,6 @@ def _split_tail(argv: list[str]) -> tuple[list[str], list[str] | None]:
 
 def _report(err: Exception, cmd: str) -> tuple[list[str], int]:
     """The lines on stderr and the exit code for an error out of a subcommand."""
-    from libitm.backends.base import BackendUnavailable
     from libitm.files import describe_error
 
     head = f"itmtool: {cmd}:"
@@ -488,9 +487,6 @@ def _report(err: Exception, cmd: str) -> tuple[list[str], int]:
         if err.code == errno.EPERM:
             return [f"{head} {err}", "itmtool: changes need CAP_NET_ADMIN (run as root)"], EXIT_PERM
         return [f"{head} {err}"], EXIT_NOT_FOUND if err.code == errno.ENOENT else EXIT_FAILED
-    if isinstance(err, BackendUnavailable):
-        perm = "root" in str(err) or "CAP_NET_ADMIN" in str(err)
-        return [f"{head} {err}"], EXIT_PERM if perm else EXIT_UNSUPPORTED
     described = describe_error(err)
     if described is not None:
         message, code = described
