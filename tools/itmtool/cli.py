@@ -50,8 +50,20 @@ __all__ = [
     "EXIT_USAGE",
     "build_parser",
     "main",
+    "non_negative_int",
     "positive_float",
 ]
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0; else a usage error (exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, not {text!r}")
+    return value
 
 
 def positive_float(text: str) -> float:
@@ -409,7 +421,9 @@ def _add_module_commands(sub: Any) -> None:
         help="family=4|6, proto=tcp|udp|icmp|..., src=NET, dst=NET, sport=P[-Q], dport=P[-Q]",
     )
     p.add_argument("--priority", type=int, default=0, help="run order at the hook (default 0)")
-    p.add_argument("--timer-ms", type=int, default=1000, help="timer period (0: no timer)")
+    p.add_argument(
+        "--timer-ms", type=non_negative_int, default=1000, help="timer period (0: no timer)"
+    )
     p.add_argument("--label", help="the application's label (default: NAME)")
     p.add_argument("--dir", help="where to write (default: ./NAME)")
     p.add_argument("--force", action="store_true", help="write into a non-empty directory")

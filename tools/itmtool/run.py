@@ -66,6 +66,8 @@ def user_code_error(err: BaseException, what: str = "") -> ToolError:
 
 def load_file(path: Path) -> ModuleType:
     """Import an application file as a module (its directory goes on sys.path)."""
+    if path.is_dir():
+        raise ToolError(f"{path} is a directory, not an application file", code=EXIT_USAGE)
     if not path.is_file():
         raise ToolError(f"no such application file: {path}", code=EXIT_NOT_FOUND)
     if path.suffix != ".py":
