@@ -328,7 +328,11 @@ class PcapReader:
                 if len(body) < 4:
                     raise PcapError(f"damaged pcapng file: simple packet block at byte {start}")
                 (orig,) = struct.unpack(self._endian + "I", body[:4])
-                ifid, incl = 0, min(orig, len(body) - 4)
+                # captured: the original length cut at interface 0's snap length
+                snap = (
+                    self.interfaces[self._base].snaplen if self._base < len(self.interfaces) else 0
+                )
+                ifid, incl = 0, min(orig, snap or orig, len(body) - 4)
                 data = body[4 : 4 + incl]
             else:
                 continue

@@ -64,6 +64,7 @@ class NgPacket:
     ts: int  # in the interface's units
     data: bytes
     simple: bool = False
+    orig: int = 0  # length on the wire; 0: len(data)
 
 
 @dataclass
@@ -96,11 +97,12 @@ def pcapng_bytes(f: NgFile, *, big_endian: bool = False, extra_blocks: bool = Tr
     if extra_blocks:  # a name resolution block: nothing a packet reader needs
         out += _block(e, 4, struct.pack(e + "HH", 0, 0))
     for p in f.packets:
+        orig = p.orig or len(p.data)
         if p.simple:
-            out += _block(e, 3, struct.pack(e + "I", len(p.data)) + p.data)
+            out += _block(e, 3, struct.pack(e + "I", orig) + p.data)
         else:
             head = struct.pack(
-                e + "IIIII", p.interface, p.ts >> 32, p.ts & 0xFFFFFFFF, len(p.data), len(p.data)
+                e + "IIIII", p.interface, p.ts >> 32, p.ts & 0xFFFFFFFF, len(p.data), orig
             )
             out += _block(e, 6, head + p.data)
     return out
@@ -136,6 +138,7 @@ def read_pcapng(raw: bytes) -> NgFile:
             f.packets.append(NgPacket(ifid, (hi << 32) | lo, body[20 : 20 + incl]))
         elif btype == 3:
             (orig,) = struct.unpack(e + "I", body[:4])
-            f.packets.append(NgPacket(0, 0, body[4 : 4 + orig], simple=True))
+            incl = min(orig, f.interfaces[0].snaplen or orig)  # the rest is padding
+            f.packets.append(NgPacket(0, 0, body[4 : 4 + incl], simple=True, orig=orig))
         pos += n
     return f

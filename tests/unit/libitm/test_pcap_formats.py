@@ -165,6 +165,41 @@ def test_cooked_classic_pcap_replay_keeps_link_type_and_bytes(
     assert (sec, frac, raw[pos + 16 :]) == (101, 999_999_999, header + P3)
 
 
+def test_pcapng_sections_of_either_byte_order_and_snapped_simple_packets(
+    tmp_path: Path,
+) -> None:
+    """Two sections (little, then big endian) each number their interfaces from 0;
+    a Simple Packet Block holds the packet cut at interface 0's snap length."""
+    cut = P3[:30]  # snap length 30: the block pads the 30 bytes to 32
+    first = NgFile([NgInterface(RAW, 30)], [NgPacket(0, 0, cut, simple=True, orig=len(P3))])
+    second = NgFile(
+        [NgInterface(ETHERNET), NgInterface(RAW, tsresol=3)],
+        [NgPacket(1, 7_000, P1), NgPacket(0, 2_000_000, ETH_HDR_V4 + P2)],
+    )
+    src, out = tmp_path / "in.pcapng", tmp_path / "out.pcapng"
+    src.write_bytes(pcapng_bytes(first) + pcapng_bytes(second, big_endian=True))
+    with src.open("rb") as f:
+        recs = list(PcapReader(f))
+    assert [(r.interface, r.linktype, r.data) for r in recs] == [
+        (0, RAW, cut),
+        (2, RAW, P1),
+        (1, ETHERNET, ETH_HDR_V4 + P2),
+    ]
+    assert recs[0].orig_len == len(P3) and recs[1].timestamp == 7.0
+    _replay(src, out)
+    got = read_pcapng(out.read_bytes())  # one section with the three interfaces
+    assert [(i.linktype, i.snaplen, i.tsresol) for i in got.interfaces] == [
+        (RAW, 30, None),
+        (ETHERNET, 0, None),
+        (RAW, 0, 3),
+    ]
+    assert [(p.interface, p.ts, p.data, p.simple) for p in got.packets] == [
+        (0, 0, cut, True),
+        (2, 7_000, _marked(P1), False),
+    ]  # P2 (to 7001) dropped
+    assert got.packets[0].orig == len(P3)
+
+
 def _pcap_header(linktype: int = RAW) -> bytes:
     return struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype)
 
