@@ -90,7 +90,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(NOT_LOADED_DOC))
             else:
-                print(f"itmtool: {err}", file=sys.stderr)
+                print(f"itmtool: status: {err}", file=sys.stderr)
             return EXIT_NOT_LOADED
         print(text)
         return EXIT_OK
@@ -496,7 +496,7 @@ def _report(err: Exception, cmd: str) -> tuple[list[str], int]:
     if isinstance(err, ToolError):
         return [f"{head} {err.message}"] + ([f"itmtool: {err.hint}"] if err.hint else []), err.code
     if isinstance(err, ItmNotLoaded):
-        return [f"itmtool: {err}"], EXIT_NOT_LOADED
+        return [f"{head} {err}"], EXIT_NOT_LOADED
     if isinstance(err, ItmControlError):
         if err.code == errno.EPERM:
             return [f"{head} {err}", "itmtool: changes need CAP_NET_ADMIN (run as root)"], EXIT_PERM
