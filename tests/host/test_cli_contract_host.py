@@ -169,6 +169,16 @@ CASES = {
         0,
         "",
     ),
+    "run kernel backend without itm_queue": (
+        [*ITMTOOL, "run", "mark.py", "--backend", "kernel", "--duration", "1"],
+        6,
+        "itm_queue is not loaded",
+    ),
+    "qos_ctrl kernel backend without itm_queue": (
+        [*QOS, "--backend", "kernel", "--duration", "1"],
+        6,
+        "itm_queue is not loaded",
+    ),
     "qos_ctrl nfqueue": ([*QOS, "--backend", "nfqueue", "--duration", "1"], 4, "needs root"),
     "qos_ctrl out in a root directory": (
         [*QOS, "--pcap", "in.pcap", "--out", "o.pcap"],
