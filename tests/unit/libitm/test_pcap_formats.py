@@ -3,7 +3,9 @@ damaged files give one clear PcapError; outputs appear only complete."""
 
 from __future__ import annotations
 
+import io
 import os
+import random
 import struct
 from pathlib import Path
 
@@ -321,3 +323,33 @@ def test_outputs_keep_the_permissions_of_a_plain_open(tmp_path: Path) -> None:
     kept.chmod(0o600)
     _replay(src, kept)
     assert kept.stat().st_mode & 0o777 == 0o600
+
+
+def _read_all(raw: bytes) -> int:
+    return len(list(PcapReader(io.BytesIO(raw))))
+
+
+@pytest.mark.parametrize("kind", ["pcap", "pcapng", "pcapng big endian"])
+def test_every_cut_and_flipped_byte_is_read_or_refused_with_pcap_error(
+    tmp_path: Path, kind: str
+) -> None:
+    """No struct.error, IndexError, MemoryError...: a capture cut anywhere, or with
+    any byte changed, is read or refused with a PcapError."""
+    if kind == "pcap":
+        src = tmp_path / "in.pcap"
+        write_classic(src, SLL2, [(1, 2, sll2_header() + P1), (3, 4, sll2_header() + P3)])
+        good = src.read_bytes()
+    else:
+        good = pcapng_bytes(_two_interface_file(), big_endian=kind.endswith("endian"))
+    assert _read_all(good) > 0
+    rng = random.Random(14)
+    variants = [good[:cut] for cut in range(len(good))]
+    for _ in range(300):
+        flipped = bytearray(good)
+        flipped[rng.randrange(len(good))] ^= 1 << rng.randrange(8)
+        variants.append(bytes(flipped))
+    for raw in variants:
+        try:
+            _read_all(raw)
+        except PcapError as err:
+            assert "\n" not in str(err)
