@@ -12,16 +12,16 @@ A minimal application: an interest (TCP and UDP to the given ports), a
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import contextlib
-
 import libitm
 from libitm import Hook, Interest, ItmInfo, Packet, Verdict
+from libitm.files import check_offline_paths, describe_error
 
 
 def make_blocker(port_lo: int, port_hi: int, label: str = "port_blocker") -> ItmInfo:
@@ -38,26 +38,96 @@ def make_blocker(port_lo: int, port_hi: int, label: str = "port_blocker") -> Itm
     )
 
 
+def port_ranges(text: str) -> list[tuple[int, int]]:
+    """argparse type: ``PORT``, ``LO-HI`` or a comma-separated list of them (``23,445``)."""
+    ranges = []
+    for part in text.split(","):
+        lo, sep, hi = part.strip().partition("-")
+        try:
+            rng = (int(lo), int(hi) if sep else int(lo))
+        except ValueError:
+            rng = (-1, -1)
+        if not (0 <= rng[0] <= rng[1] <= 65535):
+            raise argparse.ArgumentTypeError(
+                f"{part.strip()!r} is not a port or LO-HI range in 0..65535 "
+                "(give PORT, LO-HI or a comma-separated list: 23,445)"
+            )
+        ranges.append(rng)
+    return ranges
+
+
+def _hook(text: str) -> Hook:
+    """argparse type: a hook name (ip_in, post_routing, pre, ...)."""
+    try:
+        return Hook.parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _seconds(text: str) -> float:
+    """argparse type: a number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command line entry point."""
-    ap = argparse.ArgumentParser(description="drop TCP/UDP packets to a port range")
-    ap.add_argument("--ports", required=True, help="PORT or LO-HI")
-    ap.add_argument("--hook", default="ip_in")
-    ap.add_argument("--backend", default="auto")
-    ap.add_argument("--pcap")
-    ap.add_argument("--out")
-    ap.add_argument("--log")
-    ap.add_argument("--duration", type=float)
+    """Command line entry point.
+
+    Exit codes (itmtool's): 0 done; 1 the run failed (e.g. a damaged capture);
+    2 bad arguments, or --out/--log naming the input; 4 permission denied (a
+    live backend as non-root, a file); 5 no such file; 6 the backend cannot run
+    here; 130 Ctrl-C.
+    """
+    ap = argparse.ArgumentParser(description="drop TCP/UDP packets to some ports")
+    ap.add_argument(
+        "--ports", required=True, type=port_ranges, help="PORT, LO-HI, or a list: 23,445,8000-8080"
+    )
+    ap.add_argument("--hook", default="ip_in", type=_hook, help="where to drop (default ip_in)")
+    ap.add_argument("--backend", default="auto", choices=["auto", "kernel", "nfqueue", "offline"])
+    ap.add_argument("--pcap", help="input trace, pcap or pcapng (offline backend)")
+    ap.add_argument("--out", help="result trace (offline backend; written whole or not at all)")
+    ap.add_argument("--log", help="verdict log (offline backend)")
+    ap.add_argument("--duration", type=_seconds, help="seconds to run (live backends)")
     args = ap.parse_args(argv)
-    lo, _, hi = args.ports.partition("-")
-    info = make_blocker(int(lo), int(hi or lo))
-    libitm.register_hook(args.hook, info)
-    libitm.register_timer(lambda: print(f"dropped {info.counters.dropped}", flush=True), 5.0)
-    options = {"pcap": args.pcap, "out": args.out, "log": args.log} if args.pcap else {}
-    with contextlib.suppress(KeyboardInterrupt):
+    offline = args.backend == "offline" or (args.backend == "auto" and args.pcap)
+    if offline and not args.pcap:
+        ap.error("the offline backend needs --pcap")
+    if not offline and (args.out or args.log):
+        ap.error(f"--out/--log go with the offline backend, not {args.backend}")
+    ranges: list[tuple[int, int]] = args.ports
+    infos = [
+        make_blocker(lo, hi, "port_blocker" if len(ranges) == 1 else f"port_blocker_{lo}")
+        for lo, hi in ranges
+    ]
+    for info in infos:
+        libitm.register_hook(args.hook, info)
+
+    def dropped() -> int:
+        return sum(i.counters.dropped for i in infos)
+
+    libitm.register_timer(lambda: print(f"dropped {dropped()}", flush=True), 5.0)
+    options = {"pcap": args.pcap, "out": args.out, "log": args.log} if offline else {}
+    rc = 0
+    try:
+        if offline:
+            check_offline_paths(args.pcap, args.out, args.log)
         libitm.run(backend=args.backend, duration=args.duration, **options)
-    print(f"dropped {info.counters.dropped} of {info.counters.packets}", file=sys.stderr)
-    return 0
+    except KeyboardInterrupt:
+        rc = 130
+    except Exception as err:
+        described = describe_error(err)
+        if described is None:
+            raise
+        print(f"{ap.prog}: error: {described[0]}", file=sys.stderr)
+        return described[1]
+    seen = sum(i.counters.packets for i in infos)
+    print(f"dropped {dropped()} of {seen}", file=sys.stderr)
+    return rc
 
 
 if __name__ == "__main__":

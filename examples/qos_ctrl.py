@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,9 +26,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import contextlib
-
 from libitm import Application, Hook, Interest, ItmLoop, Packet, Verdict
+from libitm.files import check_offline_paths, describe_error
 
 MIN_DELAY = 0x10
 SHORT = 1
@@ -51,10 +51,11 @@ class QosCtrl(Application):
         *,
         mark_first: bool = False,
     ) -> None:
-        """``threshold``: packets per flow direction that still count as SHORT;
+        """``threshold``: packets per flow direction that still count as SHORT
+        (0: every classified packet is LONG except FINs, as qos_mod's parameter);
         ``mark_first``: classify a flow's first packet too (else class 0)."""
-        if threshold < 1:
-            raise ValueError("threshold must be at least 1")
+        if threshold < 0:
+            raise ValueError("threshold must be 0 or more")
         self.threshold = threshold
         self.mark_first = mark_first
         self.idle_timeout = idle_timeout
@@ -75,7 +76,9 @@ class QosCtrl(Application):
         by this packet's number."""
         count = self.flows.get(self.key(pkt))
         if count is None:
-            return SHORT if self.mark_first else 0
+            if not self.mark_first:
+                return 0
+            count = 0  # packet 1 is classified: SHORT, or LONG with threshold 0
         if count + 1 <= self.threshold or pkt.fin:
             return SHORT
         return LONG
@@ -123,19 +126,52 @@ class QosCtrl(Application):
         return [(self.expire, self.tick)]
 
 
+def _count(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, not {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """argparse type: a number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command line entry point."""
+    """Command line entry point.
+
+    Exit codes (itmtool's): 0 done; 1 the run failed (e.g. a damaged capture);
+    2 bad arguments, or --out/--log naming the input; 4 permission denied (a
+    live backend as non-root, a file); 5 no such file; 6 the backend cannot run
+    here; 130 Ctrl-C (the counters are still printed).
+    """
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--backend", default="auto", choices=["auto", "kernel", "nfqueue", "offline"])
-    ap.add_argument("--pcap", help="input trace (offline backend)")
-    ap.add_argument("--out", help="result trace (offline backend)")
+    ap.add_argument("--pcap", help="input trace, pcap or pcapng (offline backend)")
+    ap.add_argument("--out", help="result trace (offline backend; written whole or not at all)")
     ap.add_argument("--log", help="verdict log (offline backend)")
-    ap.add_argument("--threshold", type=int, default=20, help="packets that are SHORT (20)")
+    ap.add_argument(
+        "--threshold",
+        type=_count,
+        default=20,
+        help="packets of a flow that are SHORT (20; 0: all LONG but FINs, as qos_mod)",
+    )
     ap.add_argument(
         "--mark-first", action="store_true", help="mark a flow's first packet (the SYN) too"
     )
-    ap.add_argument("--duration", type=float, help="seconds to run (live backends)")
-    ap.add_argument("--queue-base", type=int, default=None, help="first nfqueue number to try")
+    ap.add_argument("--duration", type=_seconds, help="seconds to run (live backends)")
+    ap.add_argument("--queue-base", type=_count, default=None, help="first nfqueue number to try")
     ap.add_argument("--dst", help="only flows to this address/mask")
     ap.add_argument("--src", help="only flows from this address/mask")
     ap.add_argument("--strict", action="store_true", help="stop on a callback exception")
@@ -148,22 +184,35 @@ def main(argv: list[str] | None = None) -> int:
         options = {"pcap": args.pcap, "out": args.out, "log": args.log}
         backend = "offline"
     else:
+        if args.pcap or args.out or args.log:
+            ap.error(f"--pcap/--out/--log go with the offline backend, not {args.backend}")
         backend = args.backend
         if args.queue_base is not None:
             options["queue_base"] = args.queue_base
-    app = QosCtrl(
-        args.threshold,
-        interest=Interest(protocol="tcp", src=args.src, dst=args.dst),
-        mark_first=args.mark_first,
-    )
+    try:
+        interest = Interest(protocol="tcp", src=args.src, dst=args.dst)
+    except ValueError as err:
+        ap.error(str(err))
+    app = QosCtrl(args.threshold, interest=interest, mark_first=args.mark_first)
     loop = ItmLoop(backend, strict=args.strict, **options)
     loop.register_app(app)
-    with contextlib.suppress(KeyboardInterrupt):
+    rc = 0
+    try:
+        if backend == "offline":
+            check_offline_paths(args.pcap, args.out, args.log)
         loop.run(duration=args.duration)
+    except KeyboardInterrupt:
+        rc = 130
+    except Exception as err:
+        described = describe_error(err)
+        if described is None:
+            raise
+        print(f"{ap.prog}: error: {described[0]}", file=sys.stderr)
+        return described[1]
     counters = loop.counters()
     counters["qos"] = {"flows": len(app.flows), "short": app.marked_short, "long": app.marked_long}
     print(json.dumps(counters), file=sys.stderr)
-    return 0
+    return rc
 
 
 if __name__ == "__main__":

@@ -1,10 +1,19 @@
-"""The ``offline`` backend: replay a pcap through the applications.
+"""The ``offline`` backend: replay a pcap or pcapng trace through the applications.
 
 Every IP packet of the trace is offered, in trace order, to the applications at
 each hook that has registrations (in hook order pre_routing, ip_in, ip_forward,
 ip_out, post_routing), as if the trace had been captured there. The result pcap
 holds the packets that were accepted, with the applications' changes; dropped
 packets are left out. Frames that are not IP (ARP, ...) pass through unchanged.
+The result has the input's format (:func:`libitm.pcap.writer_for`): classic
+pcap with its link type and time resolution, or pcapng with its interfaces;
+every frame keeps its link-layer header (Ethernet, Linux cooked v1/v2, ...) and
+its bytes exactly, apart from the applications' changes.
+
+The files are checked before any is opened (:func:`libitm.files.check_offline_paths`:
+an output that is the input is refused), and the result and the log are
+written whole or not at all (:func:`libitm.files.atomic_output`). A capture
+libitm cannot read raises :class:`libitm.pcap.PcapError` naming the file.
 The verdict log has one line per input frame::
 
     <index> <accept|drop> <modified yes|no> <class>
@@ -17,13 +26,15 @@ time: before a packet is handled, every timer due at its timestamp fires.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from typing import IO, TYPE_CHECKING, BinaryIO
 
+from ..files import atomic_output, atomic_text_output, check_offline_paths
 from ..hooks import Hook
 from ..info import ItmInfo
 from ..packet import Packet
-from ..pcap import PcapReader, PcapRecord, PcapWriter, ip_offset
+from ..pcap import PcapError, PcapReader, PcapRecord, ip_offset, writer_for
 from ..verdict import Verdict
 from .base import Backend
 
@@ -88,6 +99,13 @@ class OfflineBackend(Backend):
 
     def run_offline(self, loop: ItmLoop) -> None:
         """Replay the trace through ``loop``'s applications."""
+        check_offline_paths(self.pcap, self.out, self.log)
+        try:
+            self._replay(loop)
+        except PcapError as err:
+            raise PcapError(f"{os.fspath(self.pcap)}: {err}") from None
+
+    def _replay(self, loop: ItmLoop) -> None:
         disp = loop.dispatcher
         timers = loop.timers
         timers.catch_up = True
@@ -95,18 +113,12 @@ class OfflineBackend(Backend):
         with contextlib.ExitStack() as stack:
             fin: BinaryIO = stack.enter_context(open(self.pcap, "rb"))
             reader = PcapReader(fin)
-            writer: PcapWriter | None = None
+            writer = None
             if self.out is not None:
-                fout: BinaryIO = stack.enter_context(open(self.out, "wb"))
-                writer = PcapWriter(
-                    fout,
-                    reader.linktype,
-                    snaplen=max(reader.snaplen, 65535),
-                    nanosecond=reader.nanosecond,
-                )
+                writer = writer_for(reader, stack.enter_context(atomic_output(self.out)))
             flog: IO[str] | None = None
             if self.log is not None:
-                flog = stack.enter_context(open(self.log, "w", encoding="utf-8"))
+                flog = stack.enter_context(atomic_text_output(self.log))
             started = False
             for index, rec in enumerate(reader):
                 ts = rec.timestamp
@@ -119,7 +131,8 @@ class OfflineBackend(Backend):
                 if loop._stopping:
                     break
                 c["packets"] += 1
-                verdict, modified, cls, data = self._one(disp, reader.linktype, rec)
+                linktype = reader.linktype if rec.linktype < 0 else rec.linktype
+                verdict, modified, cls, data = self._one(disp, linktype, rec)
                 if verdict == Verdict.DROP:
                     c["dropped"] += 1
                 else:
@@ -127,9 +140,7 @@ class OfflineBackend(Backend):
                     if modified:
                         c["modified"] += 1
                     if writer is not None:
-                        writer.write(
-                            PcapRecord(rec.ts_sec, rec.ts_frac, data, rec.orig_len, rec.nanosecond)
-                        )
+                        writer.write(dataclasses.replace(rec, data=data))
                 self.results.append((index, verdict, modified, cls))
                 if flog is not None:
                     flog.write(

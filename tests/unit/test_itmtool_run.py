@@ -102,7 +102,8 @@ def test_run_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "no such application file" in capsys.readouterr().err
     empty = tmp_path / "empty.py"
     empty.write_text("X = 1\n")
-    assert cli.main(["run", str(empty), "--backend", "offline", "--pcap", "x.pcap"]) == 2
+    pcap = str(_trace(tmp_path / "x.pcap", [7]))  # the trace is checked before the file
+    assert cli.main(["run", str(empty), "--backend", "offline", "--pcap", pcap]) == 2
     assert "has no applications" in capsys.readouterr().err
     assert cli.main(["run", str(empty), "--backend", "offline"]) == 2
     assert "needs --pcap" in capsys.readouterr().err

@@ -1,9 +1,12 @@
 """itmtool: the one command for a person running an ITM.
 
 Exit codes: 0 success; 1 a request failed; 2 bad usage; 3 itm_mod not loaded;
-4 permission denied; 5 no such application or module; 6 not possible here
-(the kernel cannot load modules, kernel headers or dkms missing).
-See docs/itmtool.md.
+4 permission denied; 5 no such application, module or file; 6 not possible here
+(the kernel cannot load modules, kernel headers or dkms missing); 130
+interrupted (Ctrl-C); 141 stdout closed early (a pipe). See docs/itmtool.md.
+
+Every expected failure is one line on stderr (``itmtool: CMD: message``, maybe a
+hint line) and its exit code; a traceback only with ``itmtool --debug``.
 """
 
 from __future__ import annotations
@@ -11,15 +14,20 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import math
+import os
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from itmtool import status as status_mod
 from itmtool.errors import (
+    EXIT_BROKEN_PIPE,
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_NOT_FOUND,
     EXIT_NOT_LOADED,
     EXIT_OK,
@@ -31,7 +39,9 @@ from itmtool.errors import (
 from libitm.control import ItmControl, ItmControlError, ItmNotLoaded
 
 __all__ = [
+    "EXIT_BROKEN_PIPE",
     "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
     "EXIT_NOT_FOUND",
     "EXIT_NOT_LOADED",
     "EXIT_OK",
@@ -40,24 +50,63 @@ __all__ = [
     "EXIT_USAGE",
     "build_parser",
     "main",
+    "non_negative_int",
+    "positive_float",
 ]
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0; else a usage error (exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, not {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (seconds); else a usage error (exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {text!r}")
+    return value
+
+
+#: what `status --json` says when itm_mod is not loaded
+NOT_LOADED_DOC = {"itm_mod": "not loaded", "netns_active": False, "apps": []}
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
-    while True:
+    if not args.watch:
         try:
             with ItmControl() as ctl:
                 text = status_mod.render(ctl, args.json)
         except ItmNotLoaded as err:
             if args.json:
-                print(json.dumps({"itm_mod": "not loaded", "netns_active": False, "apps": []}))
+                print(json.dumps(NOT_LOADED_DOC))
             else:
-                print(f"itmtool: {err}", file=sys.stderr)
+                print(f"itmtool: status: {err}", file=sys.stderr)
             return EXIT_NOT_LOADED
-        if not args.watch:
-            print(text)
-            return EXIT_OK
-        print("\033[H\033[2J" + time.strftime("%H:%M:%S ") + text, flush=True)
+        print(text)
+        return EXIT_OK
+    # --watch: until Ctrl-C (exit 130); itm_mod missing is a state shown, not an end
+    clear = not args.json and sys.stdout.isatty()
+    while True:
+        try:
+            with ItmControl() as ctl:
+                text = status_mod.json_line(ctl) if args.json else status_mod.render(ctl, False)
+        except ItmNotLoaded as err:
+            text = json.dumps(NOT_LOADED_DOC) if args.json else f"itm_mod: not loaded ({err})"
+        if args.json:
+            print(text, flush=True)  # one document per line
+        else:
+            home = "\033[H\033[2J" if clear else ""
+            print(home + time.strftime("%H:%M:%S ") + text, flush=True)
         time.sleep(args.interval)
 
 
@@ -140,7 +189,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(run.dumps(summary) if args.json else run.table(summary))
     if summary["mode"] == "main":
         return int(summary["exit"])
-    return EXIT_OK
+    return EXIT_INTERRUPTED if summary.get("interrupted") else EXIT_OK
 
 
 def _cmd_new(args: argparse.Namespace) -> int:
@@ -309,12 +358,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Control the Internet Traffic Manager: applications, their state, counters.",
     )
     parser.add_argument("--version", action="version", version=f"itmtool {_version()}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error (before COMMAND)"
+    )
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     p = sub.add_parser("status", help="registered applications per hook, in run order")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--watch", action="store_true", help="refresh until interrupted")
-    p.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    p.add_argument(
+        "--interval", type=positive_float, default=1.0, help="seconds between refreshes (> 0)"
+    )
     p.set_defaults(func=_cmd_status)
 
     for name, text in (("enable", "turn an application on"), ("disable", "turn it off")):
@@ -389,7 +443,7 @@ def _add_module_commands(sub: Any) -> None:
     p.add_argument("--pcap", metavar="IN", help="input trace (offline backend)")
     p.add_argument("--out", metavar="OUT", help="result trace (offline backend)")
     p.add_argument("--log", metavar="LOG", help="verdict log (offline backend)")
-    p.add_argument("--duration", type=float, help="seconds to run (live backends)")
+    p.add_argument("--duration", type=positive_float, help="seconds to run (live backends)")
     p.add_argument("--json", action="store_true", help="counters as JSON when it ends")
     p.set_defaults(func=_cmd_run, extra=[])
     p.epilog = "Arguments after -- go to the file's main(argv)."
@@ -413,7 +467,9 @@ def _add_module_commands(sub: Any) -> None:
         help="family=4|6, proto=tcp|udp|icmp|..., src=NET, dst=NET, sport=P[-Q], dport=P[-Q]",
     )
     p.add_argument("--priority", type=int, default=0, help="run order at the hook (default 0)")
-    p.add_argument("--timer-ms", type=int, default=1000, help="timer period (0: no timer)")
+    p.add_argument(
+        "--timer-ms", type=non_negative_int, default=1000, help="timer period (0: no timer)"
+    )
     p.add_argument("--label", help="the application's label (default: NAME)")
     p.add_argument("--dir", help="where to write (default: ./NAME)")
     p.add_argument("--force", action="store_true", help="write into a non-empty directory")
@@ -429,7 +485,9 @@ def _add_module_commands(sub: Any) -> None:
     )
     p.add_argument("--kernel", metavar="NAME", help="kernel of the matrix (default: the newest)")
     p.add_argument("--no-build", action="store_true", help="use the modules already built")
-    p.add_argument("--timeout", type=float, default=1800, help="seconds before the VM is killed")
+    p.add_argument(
+        "--timeout", type=positive_float, default=1800, help="seconds before the VM is killed"
+    )
     p.add_argument(
         "--console",
         action="store_true",
@@ -467,38 +525,77 @@ def _add_module_commands(sub: Any) -> None:
     p.set_defaults(func=_cmd_dkms)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `itmtool` console script."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    tail: list[str] | None = None
-    if argv[:1] in (["run"], ["vm"]) and "--" in argv:
-        cut = argv.index("--")
-        argv, tail = argv[:cut], argv[cut + 1 :]
-    args = build_parser().parse_args(argv)
-    if tail is not None:
-        if args.cmd == "run":
-            args.extra = tail
-        else:
-            args.command = tail
-    func: Callable[[argparse.Namespace], int] = args.func
-    try:
-        return func(args)
-    except ToolError as err:
-        print(f"itmtool: {args.cmd}: {err.message}", file=sys.stderr)
-        if err.hint:
-            print(f"itmtool: {err.hint}", file=sys.stderr)
-        return err.code
-    except ItmNotLoaded as err:
-        print(f"itmtool: {err}", file=sys.stderr)
-        return EXIT_NOT_LOADED
-    except ItmControlError as err:
-        print(f"itmtool: {args.cmd}: {err}", file=sys.stderr)
+def _split_tail(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """`run` and `vm` pass what follows `--` on (to the file's main, to the guest)."""
+    first = next((i for i, a in enumerate(argv) if not a.startswith("-")), len(argv))
+    if argv[first : first + 1] in (["run"], ["vm"]) and "--" in argv[first:]:
+        cut = argv.index("--", first)
+        return argv[:cut], argv[cut + 1 :]
+    return argv, None
+
+
+def _report(err: Exception, cmd: str) -> tuple[list[str], int]:
+    """The lines on stderr and the exit code for an error out of a subcommand."""
+    from libitm.files import describe_error
+
+    head = f"itmtool: {cmd}:"
+    if isinstance(err, ToolError):
+        return [f"{head} {err.message}"] + ([f"itmtool: {err.hint}"] if err.hint else []), err.code
+    if isinstance(err, ItmNotLoaded):
+        return [f"{head} {err}"], EXIT_NOT_LOADED
+    if isinstance(err, ItmControlError):
         if err.code == errno.EPERM:
-            print("itmtool: changes need CAP_NET_ADMIN (run as root)", file=sys.stderr)
-            return EXIT_PERM
-        return EXIT_NOT_FOUND if err.code == errno.ENOENT else EXIT_FAILED
+            return [f"{head} {err}", "itmtool: changes need CAP_NET_ADMIN (run as root)"], EXIT_PERM
+        return [f"{head} {err}"], EXIT_NOT_FOUND if err.code == errno.ENOENT else EXIT_FAILED
+    described = describe_error(err)
+    if described is not None:
+        message, code = described
+        lines = [f"{head} {message}"]
+        if code == EXIT_PERM and not getattr(err, "filename", None):
+            lines.append("itmtool: this needs root (CAP_NET_ADMIN)")
+        return lines, code
+    return [
+        f"{head} unexpected error: {type(err).__name__}: {err}",
+        "itmtool: run with --debug for the traceback (itmtool --debug COMMAND ...)",
+    ], EXIT_FAILED
+
+
+def _quiet_stdout() -> None:
+    """stdout's reader went away: send what Python still wants to flush to /dev/null."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `itmtool` console script (exit codes: module doc)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        argv, tail = _split_tail(argv)
+        args = build_parser().parse_args(argv)
+        if tail is not None:
+            if args.cmd == "run":
+                args.extra = tail
+            else:
+                args.command = tail
+        func: Callable[[argparse.Namespace], int] = args.func
+        try:
+            code = func(args)
+        except (KeyboardInterrupt, BrokenPipeError):
+            raise
+        except Exception as err:
+            if args.debug:
+                traceback.print_exc()
+            lines, code = _report(err, args.cmd)
+            print("\n".join(lines), file=sys.stderr)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
     except KeyboardInterrupt:
-        return EXIT_OK
+        print("itmtool: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ EXIT_NOT_LOADED = 3
 EXIT_PERM = 4
 EXIT_NOT_FOUND = 5
 EXIT_UNSUPPORTED = 6
+#: Ctrl-C (SIGINT): 128 + 2, what a shell reports for a command SIGINT killed
+EXIT_INTERRUPTED = 130
+#: stdout was closed early (``itmtool status --json | head -1``): 128 + SIGPIPE
+EXIT_BROKEN_PIPE = 141
 
 
 class ToolError(Exception):

@@ -12,26 +12,62 @@ in this order:
    backend options and whatever follows ``--`` (e.g. examples/port_blocker.py).
 
 For 1 and 2 itmtool builds the `libitm.ItmLoop`, runs it on the chosen backend
-and prints the counters when the loop ends.
+and prints the counters when the loop ends (also on Ctrl-C: then
+``interrupted`` is true and itmtool exits 130).
+
+The offline files are checked before the application file is even imported
+(`libitm.files.check_offline_paths`: ``--out`` or ``--log`` naming the input is
+refused). A file that does not import, or whose ``apps()``, classes or
+``main`` raise, is reported in one line: ``FILE:LINE: ErrorType: message``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import inspect
 import json
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from itmtool.errors import EXIT_NOT_FOUND, EXIT_PERM, EXIT_UNSUPPORTED, EXIT_USAGE, ToolError
+from itmtool.errors import (
+    EXIT_FAILED,
+    EXIT_NOT_FOUND,
+    EXIT_PERM,
+    EXIT_UNSUPPORTED,
+    EXIT_USAGE,
+    ToolError,
+)
+
+
+def _where(err: BaseException) -> str:
+    """FILE:LINE of where ``err`` happened: the innermost frame outside importlib."""
+    if isinstance(err, SyntaxError) and err.filename:
+        return f"{err.filename}:{err.lineno}"
+    frames = [
+        f for f in traceback.extract_tb(err.__traceback__) if not f.filename.startswith("<frozen")
+    ]
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+
+
+def user_code_error(err: BaseException, what: str = "") -> ToolError:
+    """The one-line report of an exception raised by an application file's code."""
+    if isinstance(err, SyntaxError):
+        text = f"SyntaxError: {err.msg}"
+    elif isinstance(err, SystemExit):
+        text = f"SystemExit({err.code!r})"
+    else:
+        text = f"{type(err).__name__}: {err}"
+    return ToolError(f"{_where(err)}: {what}{text}", code=EXIT_FAILED)
 
 
 def load_file(path: Path) -> ModuleType:
     """Import an application file as a module (its directory goes on sys.path)."""
+    if path.is_dir():
+        raise ToolError(f"{path} is a directory, not an application file", code=EXIT_USAGE)
     if not path.is_file():
         raise ToolError(f"no such application file: {path}", code=EXIT_NOT_FOUND)
     if path.suffix != ".py":
@@ -42,7 +78,11 @@ def load_file(path: Path) -> ModuleType:
         raise ToolError(f"cannot import {path}", code=EXIT_USAGE)
     module = importlib.util.module_from_spec(spec)
     sys.modules[path.stem] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except (Exception, SystemExit) as err:
+        del sys.modules[path.stem]
+        raise user_code_error(err) from err
     return module
 
 
@@ -52,7 +92,10 @@ def find_apps(module: ModuleType) -> list[Any] | None:
 
     factory = getattr(module, "apps", None)
     if callable(factory):
-        return list(factory())
+        try:
+            return list(factory())
+        except (Exception, SystemExit) as err:
+            raise user_code_error(err, "in apps(): ") from err
     classes = [
         obj
         for obj in vars(module).values()
@@ -62,9 +105,13 @@ def find_apps(module: ModuleType) -> list[Any] | None:
         and obj.__module__ == module.__name__
         and not inspect.isabstract(obj)
     ]
-    if classes:
-        return [cls() for cls in classes]
-    return None
+    built = []
+    for cls in classes:
+        try:
+            built.append(cls())
+        except (Exception, SystemExit) as err:
+            raise user_code_error(err, f"building {cls.__name__}(): ") from err
+    return built or None
 
 
 def backend_options(
@@ -94,8 +141,11 @@ def run_app(
 ) -> dict[str, Any]:
     """Run the applications of `path`; returns the summary (`--json` shape)."""
     from libitm import BackendUnavailable, ItmLoop
+    from libitm.files import check_offline_paths
 
     options = backend_options(backend, pcap, out, log)
+    if options:
+        check_offline_paths(options["pcap"], options["out"], options["log"])
     module = load_file(path)
     apps = find_apps(module)
     if apps is None:
@@ -127,9 +177,11 @@ def run_app(
                 f"{path}: application {getattr(app, 'label', app)!r} has no hook", code=EXIT_USAGE
             )
         loop.register_hook(app.hook, app)
+    interrupted = False
     try:
-        with contextlib.suppress(KeyboardInterrupt):
-            loop.run(duration=duration)
+        loop.run(duration=duration)
+    except KeyboardInterrupt:
+        interrupted = True  # the loop cleaned up; the counters so far are shown
     except BackendUnavailable as err:
         code = EXIT_PERM if "root" in str(err) or "CAP_NET_ADMIN" in str(err) else EXIT_UNSUPPORTED
         raise ToolError(
@@ -147,6 +199,7 @@ def run_app(
         "apps": counters["apps"],
         "backend_counters": counters["backend"],
         "malformed": counters["malformed"],
+        "interrupted": interrupted,
     }
 
 
@@ -155,6 +208,8 @@ def _call_main(main: Callable[[list[str]], Any], argv: list[str]) -> int:
         rc = main(argv)
     except SystemExit as exc:
         rc = exc.code
+    except Exception as err:
+        raise user_code_error(err, "in main(): ") from err
     return rc if isinstance(rc, int) else (0 if rc is None else 1)
 
 

@@ -107,6 +107,11 @@ def snapshot(ctl: ItmControl, sys_module: Path | None = None) -> dict[str, Any]:
     }
 
 
+def json_line(ctl: ItmControl, sys_module: Path | None = None) -> str:
+    """The `--json` document on one line (`status --watch --json`: one per refresh)."""
+    return json.dumps(snapshot(ctl, sys_module))
+
+
 def render(ctl: ItmControl, as_json: bool, sys_module: Path | None = None) -> str:
     """The status as text for people or JSON for scripts."""
     if as_json:
