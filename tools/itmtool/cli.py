@@ -300,7 +300,7 @@ def _cmd_dkms(args: argparse.Namespace) -> int:
         text = f"(dry run: nothing done; {len(doc['commands'])} dkms commands)"
     else:
         text = f"installed with dkms for {release} (modprobe finds them):\n" + "\n".join(
-            f"  {m['name']:<8} {m['path']}  vermagic {(m['vermagic'] or '').split(' ')[0]}"
+            f"  {m['name']:<9} {m['path']}  vermagic {(m['vermagic'] or '').split(' ')[0]}"
             for m in doc["modules"]
         )
     _emit(args, doc, text)

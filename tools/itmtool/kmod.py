@@ -31,6 +31,7 @@ from itmtool.errors import (
     ToolError,
 )
 from itmtool.matrix import ROOT
+from itmtool.resources import BUILD_ROOT
 
 CORE = "itm_mod"
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,55}$")
@@ -54,6 +55,9 @@ class Host:
     sys_module: Path = Path("/sys/module")
     lib_modules: Path = Path("/lib/modules")
     root: Path = ROOT
+    #: where `itmtool build` puts its builds (the checkout's build/ or the user's cache);
+    #: None: ``root / "build"`` (tests give a root of their own)
+    build_root: Path | None = None
     euid: int = field(default_factory=os.geteuid)
     run: Runner = _run
     #: modules built elsewhere, searched first (the VM tier's ITM_MODDIR)
@@ -117,7 +121,12 @@ def known_modules(root: Path = ROOT) -> list[str]:
 
 
 def _search_dirs(host: Host) -> list[Path]:
-    base = host.root / "build" / host.release
+    if host.build_root is not None:
+        base = host.build_root / host.release
+    elif host.root == ROOT:
+        base = BUILD_ROOT / host.release
+    else:
+        base = host.root / "build" / host.release
     first = [host.moddir, host.moddir.parent / "generated"] if host.moddir else []
     return [*first, base / "src", base / "generated"]
 
