@@ -193,12 +193,16 @@ def test_bad_class_and_verdict_values_are_callback_errors(
         assert [(t, i) for t, _, i, _ in sent_messages(sent())] == [(nfq.MSG_VERDICT_BATCH, n)]
 
 
-def test_a_packet_that_cannot_be_parsed_is_a_callback_error_not_a_crash(backend: Make) -> None:
+def test_a_packet_that_cannot_be_parsed_is_accepted_unseen_not_a_crash(backend: Make) -> None:
+    """Bytes that are not an IP packet fail the interest check: the application
+    never sees them, they count as malformed and pass."""
     info = ItmInfo("p", class_func=lambda p: p.sport or 0)
     short = nfq.encode_packet(7, 1, b"\x45\x00\x00\x10")
     be, sent = backend([info], [short, pkt_msg(2, 0)])
     assert be.process() == 2
-    assert info.counters.errors == 1 and info.counters.classified == 1, "the next one: sport 9"
+    assert info.counters.packets == 1 and info.counters.classified == 1, "the next one: sport 9"
+    assert info.counters.errors == 0
+    assert be._disp is not None and be._disp.malformed == 1
     assert [(t, i) for t, _, i, _ in sent_messages(sent())] == [(nfq.MSG_VERDICT_BATCH, 2)]
 
 
