@@ -43,14 +43,14 @@ def matcher(interest: Interest) -> Matcher:
     slow = interest.matches
     fam = interest.family
     proto = interest.proto_number
-    src = _net4(interest.src)
-    dst = _net4(interest.dst)
     sport = interest.sport
     dport = interest.dport
-    if fam is None and proto is None and src is None and dst is None and not (sport or dport):
-        return slow  # version check only
     if fam == 6:
         return slow
+    src = _net4(interest.src)
+    dst = _net4(interest.dst)
+    if fam is None and proto is None and src is None and dst is None and not (sport or dport):
+        return slow  # version check only
     ports = sport is not None or dport is not None
     tests: list[str] = []
     if proto is not None:
