@@ -117,6 +117,22 @@ def test_three_processes_share_a_namespace(net: NetPair, tmp_path: Path) -> None
     _nothing_left(net)
 
 
+def test_a_queue_held_by_another_socket_is_skipped_not_a_permission_error(
+    net: NetPair, tmp_path: Path
+) -> None:
+    """Another program holds queue 4300 with no rule naming it: nfnetlink_queue
+    answers EPERM, which for a process with CAP_NET_ADMIN means taken."""
+    holder = net.receiver(net.b, "nfq-hold", "4300", "30")
+    app, events = _start(net, tmp_path, "next", _udp(5035), "--queue-base", "4300")
+    assert _queues(net.rules(net.b)) == {"ITM-next": {4301}}
+    assert _send(net, 5035, 2) == 2
+    _stop(app)
+    holder.kill()
+    holder.wait()
+    assert _seen(events) == [(17, 5035)] * 2
+    _nothing_left(net)
+
+
 def test_same_label_twice_is_refused_and_the_first_keeps_working(
     net: NetPair, tmp_path: Path
 ) -> None:
