@@ -1,14 +1,20 @@
-"""Owner marks on rules, liveness, CAP_NET_ADMIN, reading the ITM chains, queue choice."""
+"""Coexistence without a kernel: owner marks on rules, liveness, CAP_NET_ADMIN,
+reading the ITM chains, reaping, queue choice, and what `itmtool status` and
+`itmtool cleanup` make of the chains (iptables answered from text)."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from libitm import BackendUnavailable, Hook, Interest, LabelInUse
+from itmtool import cleanup as cleanup_mod
+from itmtool import status as status_mod
+from libitm import BackendUnavailable, Hook, Interest, LabelInUse, xtables
 from libitm.backends.nfqueue import choose_queues
 from libitm.owners import Owner, has_cap_net_admin, parse_comment, start_time, this_process
 from libitm.xtables import Xtables, describe_rule, queue_numbers
@@ -118,7 +124,8 @@ class FakeXtables(Xtables):
 
 
 @pytest.fixture
-def xt() -> FakeXtables:
+def xt(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeXtables:
+    monkeypatch.setattr(xtables, "MARKER_DIR", tmp_path / "run")  # never the machine's
     me = this_process("live")
     return FakeXtables(SAVED.replace("{me}", str(me.pid)).replace("{start}", str(me.start)))
 
@@ -170,3 +177,77 @@ def test_describe_rule() -> None:
         "udp dst 10.0.0.0/8 sport 1-9"
     )
     assert describe_rule(["-j", "NFQUEUE"]) == "all"
+
+
+def test_status_lists_each_chain_once_with_its_owner(xt: FakeXtables) -> None:
+    apps = {a["label"]: a for a in status_mod.nfqueue_apps(xt)}
+    me = this_process("live")
+    assert apps["live"] == {
+        "label": "live",
+        "chain": "ITM-live",
+        "hook": "pre_routing",
+        "queue": 4100,
+        "pid": me.pid,
+        "alive": True,
+        "families": [4, 6],
+        "interest": "tcp dport 80 | udp dport 80",
+    }
+    assert apps["gone"]["alive"] is False and apps["gone"]["pid"] == 999999
+    assert apps["bare"]["pid"] is None and apps["bare"]["queue"] is None
+    table = status_mod.nfqueue_text(list(apps.values()))
+    assert re.search(rf"live\s+pre_routing\s+4100\s+{me.pid}\s+yes\s+ipv4\+ipv6", table)
+    assert re.search(r"gone\s+ip_in\s+4101\s+999999\s+NO", table)
+    assert "itmtool cleanup" in table
+
+
+def test_status_lists_nothing_when_iptables_cannot_be_read() -> None:
+    xt = Xtables(iptables="/nonexistent/iptables", ip6tables="/nonexistent/ip6tables")
+    assert status_mod.nfqueue_apps(xt) == []
+
+
+def _documented(name: str) -> object:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "itmtool.md").read_text()
+    m = re.search(rf"<!-- json: {name} -->\s*```json\n(.*?)```", doc, re.S)
+    assert m, name
+    return json.loads(m.group(1))
+
+
+def test_cleanup_removes_dead_and_ownerless_keeps_live(
+    xt: FakeXtables, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cleanup_mod, "UNOWNED_GRACE", 0)
+    xt.commands.clear()
+    res = cleanup_mod.cleanup(xt)
+    removed = sorted((r["chain"], r["family"], r["reason"]) for r in res["removed"])
+    assert removed == [
+        ("ITM-bare", 4, "no owner recorded"),
+        ("ITM-bare", 6, "no owner recorded"),
+        ("ITM-gone", 4, "owner gone"),
+        ("ITM-gone", 6, "owner gone"),
+    ]
+    assert {(k["chain"], k["reason"]) for k in res["kept"]} == {("ITM-live", "owner alive")}
+    deleted = {c[-1] for c in xt.commands if c[4:5] == ["-X"]}
+    assert deleted == {"ITM-gone", "ITM-bare"}, "a live owner's chain is never touched"
+    doc = _documented("cleanup")
+    assert isinstance(doc, dict) and set(doc) == set(res)
+    assert set(doc["removed"][0]) == set(res["removed"][0])
+    assert "removed ITM-gone (ipv4): process 999999 is gone" in cleanup_mod.text(res)
+
+
+def test_cleanup_dry_run_changes_nothing(xt: FakeXtables, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cleanup_mod, "UNOWNED_GRACE", 0)
+    xt.commands.clear()
+    res = cleanup_mod.cleanup(xt, dry_run=True)
+    assert len(res["removed"]) == 4
+    assert all(c[-1] in ("-S", "-V") or c[1] == "list" for c in xt.commands)
+    assert "would remove ITM-bare (ipv6): no owner recorded" in cleanup_mod.text(res)
+
+
+def test_the_table_goes_only_if_libitm_made_it_and_it_is_empty(xt: FakeXtables) -> None:
+    xt.commands.clear()
+    assert not xt.drop_table_if_ours(4), "no note: the table was there before libitm"
+    xtables.table_marker(4).parent.mkdir(parents=True)
+    xtables.table_marker(4).write_text("created by libitm\n")
+    assert xt.drop_table_if_ours(4)
+    assert ["nft", "delete", "table", "ip", "mangle"] in xt.commands
+    assert not xtables.table_marker(4).exists()
