@@ -221,10 +221,16 @@ class Xtables:
             )
         self.run(family, "-A", hook.xtables_chain, *mark, "-j", chain)
 
-    def remove_chain(self, family: int, chain: str) -> bool:
-        """Delete every jump to ``chain`` and the chain itself; True if it existed."""
+    def remove_chain(self, family: int, chain: str, owner: Owner | None = None) -> bool:
+        """Delete every jump to ``chain`` and the chain itself; True if it existed.
+
+        With ``owner``: only if the chain records no owner or that one's process
+        (never another process's chain of the same name).
+        """
         found = self.itm_chains(family).get(chain)
         if found is None:
+            return False
+        if owner is not None and found.owner is not None and not found.owner.same_process(owner):
             return False
         self.remove(found)
         return True

@@ -263,7 +263,7 @@ class NfqueueBackend(Backend):
                     raise
         except BaseException:
             for fam in done:
-                self.xt.remove_chain(fam, chain)
+                self.xt.remove_chain(fam, chain, owner)
             raise
         self._families.update(families)
         self._installed[id(info)] = (info, chain, families)
@@ -337,7 +337,7 @@ class NfqueueBackend(Backend):
             self._changed.add(info.hook)
             bump()
         for fam in families:
-            self.xt.remove_chain(fam, chain)
+            self.xt.remove_chain(fam, chain, this_process(info.label))
 
     def close(self) -> None:
         """Remove every rule, hand back the packets still queued, unbind, close."""
@@ -349,7 +349,7 @@ class NfqueueBackend(Backend):
         for info, chain, families in list(self._installed.values()):
             for fam in families:
                 try:
-                    self.xt.remove_chain(fam, chain)
+                    self.xt.remove_chain(fam, chain, this_process(info.label))
                 except Exception as e:
                     errors.append(f"{chain}: {e}")
             self._installed.pop(id(info), None)

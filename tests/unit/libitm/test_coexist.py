@@ -251,3 +251,11 @@ def test_the_table_goes_only_if_libitm_made_it_and_it_is_empty(xt: FakeXtables) 
     assert xt.drop_table_if_ours(4)
     assert ["nft", "delete", "table", "ip", "mangle"] in xt.commands
     assert not xtables.table_marker(4).exists()
+
+
+def test_a_process_removes_only_its_own_chain_of_a_name(xt: FakeXtables) -> None:
+    xt.commands.clear()
+    assert not xt.remove_chain(4, "ITM-gone", Owner(1, 2, "gone")), "another process's chain"
+    assert not any(c[4:5] == ["-X"] for c in xt.commands)
+    assert xt.remove_chain(4, "ITM-live", this_process("live"))
+    assert ["-X", "ITM-live"] in [c[4:] for c in xt.commands]
