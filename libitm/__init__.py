@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .backends import BACKENDS, BackendUnavailable, kernel_available
+from .backends import BACKENDS, BackendUnavailable, LabelInUse, kernel_available
 from .hooks import Hook
 from .info import AppCounters, Application, ItmInfo
 from .interest import Interest
@@ -40,6 +40,7 @@ __all__ = [
     "Interest",
     "ItmInfo",
     "ItmLoop",
+    "LabelInUse",
     "Packet",
     "PacketError",
     "PacketTruncatedError",

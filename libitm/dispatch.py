@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from .epoch import bump
 from .hooks import Hook
 from .info import ItmInfo
+from .interest_match import Matcher, matcher
 from .packet import Packet, PacketError
 from .verdict import Verdict
 
@@ -51,12 +52,15 @@ class Dispatcher:
         self.strict = strict
         self._by_hook: dict[Hook, list[ItmInfo]] = {h: [] for h in Hook}
         self._seq: dict[int, int] = {}
+        #: each registration's interest test (see :mod:`libitm.interest_match`)
+        self._match: dict[int, Matcher] = {}
         self._next = 0
         self.malformed = 0
 
     def add(self, where: Hook, info: ItmInfo) -> None:
         """Add a registration at ``where`` (kept sorted by priority, then FIFO)."""
         self._seq[id(info)] = self._next
+        self._match[id(info)] = matcher(info.interest)
         self._next += 1
         apps = self._by_hook[where]
         apps.append(info)
@@ -69,6 +73,7 @@ class Dispatcher:
             if info in apps:
                 apps.remove(info)
         self._seq.pop(id(info), None)
+        self._match.pop(id(info), None)
         bump()
 
     def apps(self, where: Hook) -> list[ItmInfo]:
@@ -82,9 +87,9 @@ class Dispatcher:
     def dispatch(self, where: Hook, pkt: Packet, prefiltered: bool = False) -> Outcome:
         """Run every interested, enabled application at ``where`` on ``pkt``.
 
-        ``prefiltered``: the backend delivered only packets of the interest (its
-        kernel rules match it exactly); with a single application at the hook the
-        interest is then not checked again in Python.
+        ``prefiltered`` (the backend's rules match the interest) changes nothing:
+        each application's interest is checked on every packet, whatever rules
+        put the packet in the queue (another process's, or a dead one's).
         """
         classes: list[tuple[str, int]] = []
         code = self._dispatch(where, pkt, prefiltered, classes)
@@ -103,19 +108,17 @@ class Dispatcher:
     def _dispatch(
         self, where: Hook, pkt: Packet, prefiltered: bool, classes: list[tuple[str, int]] | None
     ) -> int:
-        apps = self._by_hook[where]
-        skip_match = prefiltered and len(apps) == 1
-        for info in apps:
+        match = self._match
+        for info in self._by_hook[where]:
             if not info.enabled:
                 continue
-            if not skip_match:
-                try:
-                    if not info.interest.matches(pkt):
-                        continue
-                except PacketError:
-                    self.malformed += 1
-                    pkt.restore()
-                    return ACCEPTED
+            try:
+                if not (match.get(id(info)) or info.interest.matches)(pkt):
+                    continue
+            except PacketError:
+                self.malformed += 1
+                pkt.restore()
+                return ACCEPTED
             drop, cls = self._run_app(where, info, pkt)
             if classes is not None:
                 classes.append((info.label, cls))
@@ -201,11 +204,16 @@ class Dispatcher:
         c.accepted += 1
 
     def run_solo(self, where: Hook, info: ItmInfo, pkt: Packet) -> int:
-        """:meth:`run` for a hook whose only application is ``info``, on a packet known
-        to match its interest (``prefiltered``): the same callbacks, counters and
-        error handling in one call.
+        """:meth:`run` for a hook whose only application is ``info``: the same
+        interest check, callbacks, counters and error handling in one call.
         """
         if not info.enabled:
+            return ACCEPTED
+        try:
+            if not (self._match.get(id(info)) or info.interest.matches)(pkt):
+                return ACCEPTED
+        except PacketError:
+            self.malformed += 1
             return ACCEPTED
         c = info.counters
         c.packets += 1

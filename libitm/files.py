@@ -138,11 +138,14 @@ def describe_error(exc: BaseException) -> tuple[str, int] | None:
 
     Exit codes: 2 conflicting or wrong kind of path (a directory), 4 permission
     denied (a file; a live backend without root), 5 no such file or directory,
-    6 a backend that cannot run here, 1 a capture that cannot be read or
-    another I/O error. None: not one of these (a bug, to be shown as such).
+    6 a backend that cannot run here, 1 a label in use by a live process, a
+    capture that cannot be read or another I/O error. None: not one of these
+    (a bug, to be shown as such).
     """
-    from .backends.base import BackendUnavailable
+    from .backends.base import BackendUnavailable, LabelInUse
 
+    if isinstance(exc, LabelInUse):
+        return str(exc), EXIT_FAILED
     if isinstance(exc, BackendUnavailable):
         perm = "root" in str(exc) or "CAP_NET_ADMIN" in str(exc)
         return str(exc), EXIT_PERM if perm else EXIT_UNSUPPORTED

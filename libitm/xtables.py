@@ -3,21 +3,36 @@
 Each application gets its own chain ``ITM-<label>`` in the mangle table, jumped
 to from the built-in chain of its hook; the chain holds one rule per match of
 its interest ending in ``-j NFQUEUE --queue-num N --queue-bypass`` (with no
-listener bound, the kernel accepts instead of dropping).
+listener bound, the kernel accepts instead of dropping). Every rule, the jump
+included, carries its owner's mark (:mod:`libitm.owners`), so that any libitm
+process can tell a live owner's rules from a dead one's.
+
+With the nf_tables flavour of iptables, the first ``iptables -t mangle``
+command creates the nft table ``ip mangle`` (``ip6 mangle``); libitm notes
+under ``/run/libitm`` that it created it, and the last libitm process of the
+network namespace deletes it again when nothing else is in it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import shlex
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .hooks import Hook
 from .interest import Interest
+from .owners import Owner, parse_comment
 
 CHAIN_PREFIX = "ITM-"
 _CHAIN_MAX = 28  # XT_EXTENSION_MAXNAMELEN - 1
 _BUILTIN = tuple(h.xtables_chain for h in Hook)
+_HOOK_OF = {h.xtables_chain: h for h in Hook}
+#: where libitm notes the nft tables it created (one file per family and netns)
+MARKER_DIR = Path("/run/libitm")
+_PROTO_NAMES = {"1": "icmp", "6": "tcp", "17": "udp", "58": "icmpv6", "ipv6-icmp": "icmpv6"}
 
 
 class XtablesError(RuntimeError):
@@ -33,6 +48,69 @@ def chain_name(label: str) -> str:
     return name[: _CHAIN_MAX - 7] + "-" + digest
 
 
+def _option(args: list[str], name: str) -> str | None:
+    """The value after ``name`` in a rule's arguments (None: absent)."""
+    try:
+        return args[args.index(name) + 1]
+    except (ValueError, IndexError):
+        return None
+
+
+def queue_numbers(args: list[str]) -> set[int]:
+    """The queue numbers an ``NFQUEUE`` rule sends to (``--queue-num``, ``--queue-balance``)."""
+    if _option(args, "-j") != "NFQUEUE":
+        return set()
+    num = _option(args, "--queue-num")
+    if num is not None and num.isdigit():
+        return {int(num)}
+    bal = _option(args, "--queue-balance")
+    if bal is not None:
+        lo, _, hi = bal.partition(":")
+        if lo.isdigit() and hi.isdigit():
+            return set(range(int(lo), int(hi) + 1))
+    if num is None and bal is None:
+        return {0}  # NFQUEUE without a number sends to queue 0
+    return set()
+
+
+def describe_rule(args: list[str]) -> str:
+    """The match of one NFQUEUE rule for people, e.g. ``tcp dst 10.0.0.0/8 dport 80``."""
+    parts: list[str] = []
+    proto = _option(args, "-p")
+    if proto is not None:
+        parts.append(_PROTO_NAMES.get(proto, proto))
+    for opt, word in (("-s", "src"), ("-d", "dst")):
+        val = _option(args, opt)
+        if val is not None:
+            parts.append(f"{word} {val}")
+    for opt, word in (("--sport", "sport"), ("--dport", "dport")):
+        val = _option(args, opt)
+        if val is not None:
+            lo, _, hi = val.partition(":")
+            parts.append(f"{word} {lo}" if not hi or lo == hi else f"{word} {lo}-{hi}")
+    return " ".join(parts) or "all"
+
+
+@dataclass
+class ItmChain:
+    """One ``ITM-`` chain of the mangle table as found in the kernel."""
+
+    family: int
+    name: str
+    owner: Owner | None = None
+    hooks: list[Hook] = field(default_factory=list)
+    queues: set[int] = field(default_factory=set)
+    #: the arguments of the chain's rules (after ``-A CHAIN``)
+    rules: list[list[str]] = field(default_factory=list)
+    #: the jumps to it, as ``iptables -S`` prints them (``-A BUILTIN ...``)
+    jumps: list[list[str]] = field(default_factory=list)
+
+    def interest_text(self) -> str:
+        """The rules' matches for people (``|`` between rules)."""
+        shown = [describe_rule(r) for r in self.rules if queue_numbers(r)]
+        return " | ".join(dict.fromkeys(shown)) or "none"
+
+
 @dataclass
 class Xtables:
     """Runs iptables (family 4) and ip6tables (family 6) in the mangle table."""
@@ -40,38 +118,93 @@ class Xtables:
     iptables: str = "iptables"
     ip6tables: str = "ip6tables"
     table: str = "mangle"
+    nft: str = "nft"
     commands: list[list[str]] = field(default_factory=list)
+    _nftables: dict[int, bool] = field(default_factory=dict)
 
     def tool(self, family: int) -> str:
         """The binary for ``family``."""
         return self.iptables if family == 4 else self.ip6tables
 
+    def _exec(self, cmd: list[str]) -> subprocess.CompletedProcess[str]:
+        self.commands.append(cmd)
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=30)
+        except FileNotFoundError as e:
+            raise XtablesError(f"{cmd[0]} is not installed: {e}") from e
+
     def run(self, family: int, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run one command (``-w``: wait for the xtables lock)."""
         cmd = [self.tool(family), "-w", "-t", self.table, *args]
-        self.commands.append(cmd)
-        try:
-            res = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=30)
-        except FileNotFoundError as e:
-            raise XtablesError(f"{cmd[0]} is not installed: {e}") from e
+        res = self._exec(cmd)
         if check and res.returncode != 0:
             raise XtablesError(f"{' '.join(cmd)} failed: {res.stderr.strip() or res.returncode}")
         return res
 
-    def remove_chain(self, family: int, chain: str) -> bool:
-        """Delete every jump to ``chain`` and the chain itself; True if it existed."""
-        if self.run(family, "-n", "-L", chain, check=False).returncode != 0:
-            return False
-        for builtin in _BUILTIN:
-            for _ in range(64):
-                if self.run(family, "-D", builtin, "-j", chain, check=False).returncode != 0:
-                    break
-        self.run(family, "-F", chain, check=False)
-        self.run(family, "-X", chain, check=False)
-        return True
+    # ------------------------------------------------------------ reading
+    def table_rules(self, family: int, table: str | None = None) -> list[list[str]]:
+        """Every line of ``iptables -S`` for ``table`` (default: mangle), split."""
+        cmd = [self.tool(family), "-w", "-t", table or self.table, "-S"]
+        res = self._exec(cmd)
+        if res.returncode != 0:
+            raise XtablesError(f"{' '.join(cmd)} failed: {res.stderr.strip() or res.returncode}")
+        return [shlex.split(ln) for ln in res.stdout.splitlines() if ln.strip()]
 
-    def install(self, family: int, chain: str, hook: Hook, interest: Interest, queue: int) -> None:
-        """Create ``chain`` with the interest's NFQUEUE rules and jump to it from ``hook``."""
+    def itm_chains(self, family: int) -> dict[str, ItmChain]:
+        """The ``ITM-`` chains of the table, with owner, hooks, queues and rules."""
+        chains: dict[str, ItmChain] = {}
+        lines = self.table_rules(family)
+        for args in lines:
+            if args[:1] == ["-N"] and len(args) > 1 and args[1].startswith(CHAIN_PREFIX):
+                chains[args[1]] = ItmChain(family, args[1])
+        for args in lines:
+            if args[:1] != ["-A"] or len(args) < 2:
+                continue
+            comment = _option(args, "--comment")
+            owner = parse_comment(comment) if comment is not None else None
+            target = _option(args, "-j")
+            if args[1] in chains:
+                ch = chains[args[1]]
+                ch.rules.append(args[2:])
+                ch.queues |= queue_numbers(args)
+            elif target in chains and args[1] in _HOOK_OF:
+                ch = chains[target]
+                ch.jumps.append(args)
+                ch.hooks.append(_HOOK_OF[args[1]])
+            else:
+                continue
+            if owner is not None and ch.owner is None:
+                ch.owner = owner
+        return chains
+
+    def queues_in_use(self, family: int) -> set[int]:
+        """Every queue number an NFQUEUE rule of the mangle, filter or raw table names."""
+        used: set[int] = set()
+        for table in (self.table, "filter", "raw"):
+            try:
+                lines = self.table_rules(family, table)
+            except XtablesError:
+                continue
+            for args in lines:
+                if args[:1] == ["-A"]:
+                    used |= queue_numbers(args)
+        return used
+
+    # ------------------------------------------------------------ writing
+    def install(
+        self,
+        family: int,
+        chain: str,
+        hook: Hook,
+        interest: Interest,
+        queue: int,
+        owner: Owner | None = None,
+    ) -> None:
+        """Create ``chain`` with the interest's NFQUEUE rules and jump to it from ``hook``.
+
+        ``-N`` fails when the chain exists: two processes never fill one chain.
+        """
+        mark = ["-m", "comment", "--comment", owner.comment()] if owner is not None else []
         self.run(family, "-N", chain)
         for match in interest.xtables_matches(family):
             self.run(
@@ -79,15 +212,127 @@ class Xtables:
                 "-A",
                 chain,
                 *match,
+                *mark,
                 "-j",
                 "NFQUEUE",
                 "--queue-num",
                 str(queue),
                 "--queue-bypass",
             )
-        self.run(family, "-A", hook.xtables_chain, "-j", chain)
+        self.run(family, "-A", hook.xtables_chain, *mark, "-j", chain)
+
+    def remove_chain(self, family: int, chain: str, owner: Owner | None = None) -> bool:
+        """Delete every jump to ``chain`` and the chain itself; True if it existed.
+
+        With ``owner``: only if the chain records no owner or that one's process
+        (never another process's chain of the same name).
+        """
+        found = self.itm_chains(family).get(chain)
+        if found is None:
+            return False
+        if owner is not None and found.owner is not None and not found.owner.same_process(owner):
+            return False
+        self.remove(found)
+        return True
+
+    def remove(self, chain: ItmChain) -> None:
+        """Delete ``chain``'s jumps, its rules and the chain (as listed)."""
+        for jump in chain.jumps:
+            self.run(chain.family, "-D", *jump[1:], check=False)
+        self.run(chain.family, "-F", chain.name, check=False)
+        self.run(chain.family, "-X", chain.name, check=False)
+
+    def reap(self, family: int) -> list[ItmChain]:
+        """Remove the chains whose recorded owner is dead; the chains removed."""
+        dead = [
+            ch
+            for ch in self.itm_chains(family).values()
+            if ch.owner is not None and not ch.owner.alive()
+        ]
+        for ch in dead:
+            self.remove(ch)
+        return dead
 
     def rules(self, family: int, chain: str) -> list[str]:
         """The rules of ``chain`` as ``iptables -S`` prints them (empty if absent)."""
         res = self.run(family, "-S", chain, check=False)
         return res.stdout.splitlines() if res.returncode == 0 else []
+
+    # ------------------------------------------------------- nft tables
+    def uses_nftables(self, family: int) -> bool:
+        """True when ``iptables -V`` says nf_tables (tables are nft tables then)."""
+        if family not in self._nftables:
+            try:
+                res = self._exec([self.tool(family), "-V"])
+                self._nftables[family] = "nf_tables" in res.stdout
+            except XtablesError:
+                self._nftables[family] = False
+        return self._nftables[family]
+
+    def _nft_table(self, family: int) -> list[str]:
+        return ["table", "ip" if family == 4 else "ip6", self.table]
+
+    def table_exists(self, family: int) -> bool:
+        """True when the nft table of ``family`` exists (True if nft cannot tell)."""
+        try:
+            res = self._exec([self.nft, "list", *self._nft_table(family)])
+        except XtablesError:
+            return True
+        return res.returncode == 0
+
+    def note_table(self, family: int) -> None:
+        """Before libitm's first rule of ``family``: note if the table is created now."""
+        if self.uses_nftables(family) and not self.table_exists(family):
+            marker = table_marker(family, self.table)
+            try:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.write_text("created by libitm\n")
+            except OSError:
+                pass
+
+    def table_is_empty(self, family: int) -> bool:
+        """True when the nft table holds nothing but accepting, empty base chains."""
+        try:
+            res = self._exec([self.nft, "list", *self._nft_table(family)])
+        except XtablesError:
+            return False
+        if res.returncode != 0:
+            return False
+        for line in res.stdout.splitlines():
+            text = line.strip()
+            if not text or text == "}" or text.startswith(("table ", "chain ")):
+                continue
+            if text.startswith("type ") and "policy accept" in text:
+                continue
+            return False
+        return True
+
+    def drop_table_if_ours(self, family: int) -> bool:
+        """Delete the nft table if libitm created it and it is empty; True if deleted."""
+        marker = table_marker(family, self.table)
+        if not marker.exists():
+            return False
+        if not self.table_exists(family):
+            marker.unlink(missing_ok=True)
+            return False
+        if not self.table_is_empty(family):
+            return False
+        res = self._exec([self.nft, "delete", *self._nft_table(family)])
+        if res.returncode == 0:
+            marker.unlink(missing_ok=True)
+            return True
+        return False
+
+
+def netns_id() -> str:
+    """The inode of the calling thread's network namespace (unique while it exists)."""
+    try:
+        link = os.readlink("/proc/thread-self/ns/net")
+    except OSError:
+        return "unknown"
+    return link.removeprefix("net:[").rstrip("]")
+
+
+def table_marker(family: int, table: str = "mangle") -> Path:
+    """The file that says libitm created ``table`` of ``family`` in this namespace."""
+    return MARKER_DIR / f"{table}-ipv{family}-netns-{netns_id()}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Backend, BackendUnavailable
+from .base import Backend, BackendUnavailable, LabelInUse
 
 BACKENDS = ("auto", "kernel", "nfqueue", "offline")
 
@@ -38,4 +38,11 @@ def make_backend(name: str, **options: Any) -> Backend:
     raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "Backend", "BackendUnavailable", "kernel_available", "make_backend"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BackendUnavailable",
+    "LabelInUse",
+    "kernel_available",
+    "make_backend",
+]

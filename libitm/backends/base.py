@@ -61,3 +61,18 @@ class Backend(abc.ABC):
     def counters(self) -> dict[str, int]:
         """Backend-level counters."""
         return {}
+
+
+class LabelInUse(BackendUnavailable):
+    """Another live process runs an application with the same label here.
+
+    ``label`` is the label, ``pid`` the process that holds it (its rules stay).
+    """
+
+    def __init__(self, label: str, pid: int) -> None:
+        super().__init__(
+            f"label {label!r} is in use by process {pid} in this network namespace "
+            "(stop it, or choose another label)"
+        )
+        self.label = label
+        self.pid = pid

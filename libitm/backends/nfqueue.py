@@ -30,11 +30,14 @@ from ..dispatch import ACCEPTED, DROPPED, MODIFIED, Dispatcher, class_of
 from ..epoch import EPOCH, bump
 from ..hooks import Hook
 from ..info import ItmInfo
+from ..interest import Interest
+from ..interest_match import matcher
 from ..mmsg import MultiReceiver, open_receiver
-from ..packet import Packet
+from ..owners import Owner, has_cap_net_admin, this_process
+from ..packet import Packet, PacketError
 from ..verdict import Verdict
 from ..xtables import Xtables, XtablesError, chain_name
-from .base import Backend, BackendUnavailable
+from .base import Backend, BackendUnavailable, LabelInUse
 
 if TYPE_CHECKING:
     from ..loop import ItmLoop
@@ -97,6 +100,12 @@ def _fast_layout(sig_len: int) -> struct.Struct:
     ``sig_len`` attribute bytes, NFQA_PAYLOAD's attribute header), native
     little-endian words as in :meth:`NfqueueBackend._messages`."""
     return struct.Struct(f"<II10xHII4x{sig_len}sI")
+
+
+def choose_queues(base: int, used: set[int], mine: set[int], span: int = 256) -> list[int]:
+    """The queue numbers to try, in order: from ``base`` on (``span`` of them, at most
+    65535), leaving out those a rule names (``used``) and those this process holds."""
+    return [q for q in range(base, min(base + span, 65536)) if q not in used and q not in mine]
 
 
 def _word_views(buf: bytearray) -> tuple[memoryview, memoryview]:
@@ -168,6 +177,7 @@ class NfqueueBackend(Backend):
         self._qhook: dict[int, Hook] = {}
         self._qcopy: dict[int, int] = {}
         self._installed: dict[int, tuple[ItmInfo, str, tuple[int, ...]]] = {}
+        self._families: set[int] = set()  # the families libitm put rules in
         self._disp: Dispatcher | None = None
         # hooks where an app left while running: packets queued by its rules may
         # still arrive, so the interest is always checked again in Python there
@@ -195,7 +205,7 @@ class NfqueueBackend(Backend):
     def start(self, loop: ItmLoop) -> None:
         """Open the socket, bind a queue per hook, install the rules."""
         self._disp = loop.dispatcher
-        if os.geteuid() != 0:
+        if os.geteuid() != 0 or not has_cap_net_admin():
             raise BackendUnavailable(
                 "the nfqueue backend needs root (CAP_NET_ADMIN) for nfnetlink_queue and iptables"
             )
@@ -227,32 +237,95 @@ class NfqueueBackend(Backend):
             raise
 
     def install(self, where: Hook, info: ItmInfo) -> None:
-        """Bind the hook's queue if needed, then (re)create the app's chain."""
-        q = self._queue_for(where)
-        self._update_copy(where)
+        """Bind the hook's queue if needed, then create the app's chain.
+
+        A chain of the same label whose owner is dead (or not recorded) is
+        removed first; one whose owner lives raises :class:`LabelInUse`.
+        """
         chain = chain_name(info.label)
         families = info.interest.families()
-        for fam in (4, 6):
-            try:
-                if self.xt.remove_chain(fam, chain):
-                    log.warning(
-                        "removed stale rules of %s (%s) left by an earlier run",
-                        chain,
-                        self.xt.tool(fam),
-                    )
-            except XtablesError:
-                if fam in families:
-                    raise
+        self._claim_label(chain, info.label, families)
+        q = self._queue_for(where)
+        self._update_copy(where)
+        owner = this_process(info.label)
         done: list[int] = []
         try:
             for fam in families:
+                self.xt.note_table(fam)
                 done.append(fam)
-                self.xt.install(fam, chain, where, info.interest, q)
+                try:
+                    self.xt.install(fam, chain, where, info.interest, q, owner)
+                except XtablesError:
+                    holder = self._holder(fam, chain)
+                    if holder is not None:
+                        done.pop()  # its chain, not ours
+                        raise LabelInUse(info.label, holder.pid) from None
+                    raise
         except BaseException:
             for fam in done:
-                self.xt.remove_chain(fam, chain)
+                self.xt.remove_chain(fam, chain, owner)
             raise
+        self._families.update(families)
         self._installed[id(info)] = (info, chain, families)
+
+    def _holder(self, family: int, chain: str) -> Owner | None:
+        """The live process other than this one that owns ``chain`` (None: nobody)."""
+        try:
+            found = self.xt.itm_chains(family).get(chain)
+        except XtablesError:
+            return None
+        if found is None or found.owner is None or not found.owner.alive():
+            return None
+        if found.owner.same_process(this_process(found.owner.label)):
+            return None
+        return found.owner
+
+    def _claim_label(self, chain: str, label: str, families: tuple[int, ...]) -> None:
+        """Refuse a label a live process holds; remove what a dead one left under it."""
+        for fam in (4, 6):
+            try:
+                found = self.xt.itm_chains(fam).get(chain)
+            except XtablesError:
+                if fam in families:
+                    raise
+                continue
+            if found is None:
+                continue
+            owner = found.owner
+            if owner is not None and owner.alive():
+                raise LabelInUse(label, owner.pid)
+            self.xt.remove(found)
+            log.warning(
+                "removed the rules of %s (%s) left by %s",
+                chain,
+                self.xt.tool(fam),
+                f"process {owner.pid}, which is gone" if owner else "an unknown owner",
+            )
+
+    def _reap(self) -> None:
+        """Remove the rules of dead owners (both families) before binding a queue."""
+        for fam in (4, 6):
+            try:
+                for ch in self.xt.reap(fam):
+                    assert ch.owner is not None
+                    log.warning(
+                        "removed %s (%s) of process %s, which is gone",
+                        ch.name,
+                        self.xt.tool(fam),
+                        ch.owner.pid,
+                    )
+            except XtablesError as e:
+                log.debug("no dead owners removed for IPv%d: %s", fam, e)
+
+    def _queues_in_use(self) -> set[int]:
+        """The queue numbers any rule of this namespace names."""
+        used: set[int] = set()
+        for fam in (4, 6):
+            try:
+                used |= self.xt.queues_in_use(fam)
+            except XtablesError:
+                continue
+        return used
 
     def uninstall(self, info: ItmInfo) -> None:
         """Remove the app's chain (its queue stays bound for the loop's lifetime)."""
@@ -264,7 +337,7 @@ class NfqueueBackend(Backend):
             self._changed.add(info.hook)
             bump()
         for fam in families:
-            self.xt.remove_chain(fam, chain)
+            self.xt.remove_chain(fam, chain, this_process(info.label))
 
     def close(self) -> None:
         """Remove every rule, hand back the packets still queued, unbind, close."""
@@ -276,7 +349,7 @@ class NfqueueBackend(Backend):
         for info, chain, families in list(self._installed.values()):
             for fam in families:
                 try:
-                    self.xt.remove_chain(fam, chain)
+                    self.xt.remove_chain(fam, chain, this_process(info.label))
                 except Exception as e:
                     errors.append(f"{chain}: {e}")
             self._installed.pop(id(info), None)
@@ -297,6 +370,11 @@ class NfqueueBackend(Backend):
                     self._rx_views = None
                     self._rx.close()
                     self._rx = None
+        for fam in sorted(self._families):
+            try:
+                self.xt.drop_table_if_ours(fam)
+            except Exception as e:
+                errors.append(f"the IPv{fam} mangle table: {e}")
         if errors:
             raise XtablesError("cleanup failed: " + "; ".join(errors))
 
@@ -341,24 +419,45 @@ class NfqueueBackend(Backend):
 
     # ------------------------------------------------------------- queues
     def _queue_for(self, where: Hook) -> int:
+        """The hook's queue, bound now if needed: the first number from
+        ``queue_base`` that no rule names and no other socket holds.
+
+        The rules of dead owners go first, so that no packet of theirs reaches
+        this process. nfnetlink_queue answers EPERM both when a queue is bound
+        by another socket and when the caller lacks CAP_NET_ADMIN: with the
+        capability (checked at start) EPERM means taken.
+        """
         q = self._queues.get(where)
         if q is not None:
             return q
+        self._reap()
+        used = self._queues_in_use()
         last = 0
-        for q in range(self.queue_base, min(self.queue_base + 256, 65536)):
+        for q in choose_queues(self.queue_base, used, set(self._qhook)):
             err = self._config(nfq.config_cmd(q, nfq.NFQNL_CFG_CMD_BIND, seq=self._next_seq()))
+            if err == 0 and q in self._queues_in_use():
+                # a rule for it appeared meanwhile (a process that bound it and died)
+                self._unbind(q)
+                continue
             if err == 0:
                 self._queues[where] = q
                 self._qhook[q] = where
                 return q
             last = err
-            if err == errno.EPERM:
+            if err == errno.EPERM and not has_cap_net_admin():
                 raise BackendUnavailable("binding an nfqueue needs CAP_NET_ADMIN (run as root)")
-            if err != errno.EBUSY:
+            if err not in (errno.EPERM, errno.EBUSY):
                 break
         raise BackendUnavailable(
-            f"could not bind an nfqueue from {self.queue_base}: {os.strerror(last)}"
+            f"could not bind an nfqueue from {self.queue_base}: "
+            + (os.strerror(last) if last else "every number is in use")
         )
+
+    def _unbind(self, q: int) -> None:
+        s = self._sock
+        if s is not None:
+            with contextlib.suppress(OSError):
+                s.send(nfq.config_cmd(q, nfq.NFQNL_CFG_CMD_UNBIND, ack=False))
 
     def _update_copy(self, where: Hook) -> None:
         q = self._queues[where]
@@ -594,6 +693,7 @@ class NfqueueBackend(Backend):
         app: ItmInfo | None = None
         cf: Callable[[Packet], int] | None = None
         pf: Callable[[Hook, int, Packet], object] | None = None
+        im: Callable[[Packet], bool] = Interest().matches
         f_packets = f_classified = f_dropped = f_modified = f_failed = 0
         rp = Packet.from_view(rmv[0:0], 0, 0, hook, None, False)
         rp_meta = False  # rp's fields other than the bytes are this packet's
@@ -640,6 +740,16 @@ class NfqueueBackend(Backend):
                             pkt.modified = pkt.mark_changed = False
                             pkt._orig = None
                             rp_meta = True
+                        # the interest, whatever rules queued the packet
+                        try:
+                            wanted = im(pkt)
+                        except PacketError:
+                            disp.malformed += 1
+                            wanted = False
+                        if not wanted:
+                            pending[q] = pid_raw
+                            i += 1
+                            continue
                         # Dispatcher.run_solo, inline
                         f_packets += 1
                         r = ACCEPTED
@@ -849,6 +959,7 @@ class NfqueueBackend(Backend):
                         if app is not None:
                             cf = app.class_func
                             pf = app.process_func
+                            im = matcher(app.interest)
                     mv = rmv[poff : poff + plen]
                     pkt = Packet.from_view(
                         mv, cap or plen, mark, hook, ts, (info & _CSUMNOTREADY) != 0

@@ -50,7 +50,12 @@ def test_status_when_nothing_is_loaded() -> None:
     assert "itm_mod is not loaded" in res.stderr
     res = itmtool("status", "--json")
     assert res.returncode == 3
-    assert json.loads(res.stdout) == {"itm_mod": "not loaded", "netns_active": False, "apps": []}
+    assert json.loads(res.stdout) == {
+        "itm_mod": "not loaded",
+        "netns_active": False,
+        "apps": [],
+        "nfqueue_apps": [],
+    }
 
 
 def test_status_shows_live_counters_in_run_order(topo: Topology) -> None:

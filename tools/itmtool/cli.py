@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from itmtool import cleanup as cleanup_mod
 from itmtool import status as status_mod
 from itmtool.errors import (
     EXIT_BROKEN_PIPE,
@@ -77,20 +78,17 @@ def positive_float(text: str) -> float:
     return value
 
 
-#: what `status --json` says when itm_mod is not loaded
-NOT_LOADED_DOC = {"itm_mod": "not loaded", "netns_active": False, "apps": []}
-
-
 def _cmd_status(args: argparse.Namespace) -> int:
     if not args.watch:
         try:
             with ItmControl() as ctl:
                 text = status_mod.render(ctl, args.json)
         except ItmNotLoaded as err:
-            if args.json:
-                print(json.dumps(NOT_LOADED_DOC))
-            else:
+            if not args.json:
                 print(f"itmtool: status: {err}", file=sys.stderr)
+            text = status_mod.render_not_loaded(args.json)  # the nfqueue backend's apps
+            if text:
+                print(text)
             return EXIT_NOT_LOADED
         print(text)
         return EXIT_OK
@@ -101,7 +99,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
             with ItmControl() as ctl:
                 text = status_mod.json_line(ctl) if args.json else status_mod.render(ctl, False)
         except ItmNotLoaded as err:
-            text = json.dumps(NOT_LOADED_DOC) if args.json else f"itm_mod: not loaded ({err})"
+            text = (
+                status_mod.render_not_loaded(True, compact=True)
+                if args.json
+                else f"itm_mod: not loaded ({err})\n" + status_mod.render_not_loaded(False)
+            )
         if args.json:
             print(text, flush=True)  # one document per line
         else:
@@ -380,6 +382,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("label", help="the application's label")
     p.add_argument("priority", type=int, help="lower runs first; ties run in registration order")
     p.set_defaults(func=_cmd_set)
+
+    p = sub.add_parser("cleanup", help="remove the nfqueue rules that dead libitm processes left")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cleanup_mod.command)
 
     p = sub.add_parser("netns", help="attach itm_mod's hooks to this network namespace")
     p.add_argument("state", nargs="?", choices=("on", "off"), help="omit to show the state")

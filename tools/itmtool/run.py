@@ -140,7 +140,7 @@ def run_app(
     extra: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run the applications of `path`; returns the summary (`--json` shape)."""
-    from libitm import BackendUnavailable, ItmLoop
+    from libitm import BackendUnavailable, ItmLoop, LabelInUse
     from libitm.files import check_offline_paths
 
     options = backend_options(backend, pcap, out, log)
@@ -182,6 +182,8 @@ def run_app(
         loop.run(duration=duration)
     except KeyboardInterrupt:
         interrupted = True  # the loop cleaned up; the counters so far are shown
+    except LabelInUse as err:
+        raise ToolError(str(err), code=EXIT_FAILED) from None
     except BackendUnavailable as err:
         code = EXIT_PERM if "root" in str(err) or "CAP_NET_ADMIN" in str(err) else EXIT_UNSUPPORTED
         raise ToolError(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from libitm.control import App, ItmControl
+from libitm.xtables import CHAIN_PREFIX, Xtables, XtablesError
 
 COLUMNS = (
     ("HOOK", lambda a: a.hook),
@@ -104,6 +105,7 @@ def snapshot(ctl: ItmControl, sys_module: Path | None = None) -> dict[str, Any]:
         "netns_active": ctl.netns_active(),
         "apps": [a.to_json() for a in apps],
         "module_stats": module_counters(apps, sys_module),
+        "nfqueue_apps": nfqueue_apps(),
     }
 
 
@@ -120,10 +122,107 @@ def render(ctl: ItmControl, as_json: bool, sys_module: Path | None = None) -> st
     head = "itm_mod: loaded; hooks {} in this network namespace".format(
         "active" if ctl.netns_active() else "NOT active (itmtool netns on)"
     )
+    nfq = nfqueue_text(nfqueue_apps())
     if not apps:
-        return head + "\nno application registered"
+        return head + "\nno application registered" + (f"\n{nfq}" if nfq else "")
     lines = [head, table(apps)]
     for owner, counters in module_counters(apps, sys_module).items():
         shown = "  ".join(f"{k} {v}" for k, v in counters.items())
         lines.append(f"{owner} counters: {shown}")
+    if nfq:
+        lines.append(nfq)
     return "\n".join(lines)
+
+
+# ------------------------------------------------------ nfqueue backend apps
+NFQ_COLUMNS = (
+    ("LABEL", "label"),
+    ("HOOK", "hook"),
+    ("QUEUE", "queue"),
+    ("OWNER", "pid"),
+    ("ALIVE", "alive"),
+    ("FAMILY", "families"),
+    ("INTEREST", "interest"),
+)
+
+
+def nfqueue_apps(xt: Xtables | None = None) -> list[dict[str, Any]]:
+    """The applications of libitm's nfqueue backend in this network namespace.
+
+    Read from the ``ITM-`` chains of the mangle table (both families); each
+    entry: ``label``, ``chain``, ``hook`` (lower-case, None if no jump),
+    ``queue`` (None if no rule), ``pid`` (None: no owner recorded), ``alive``,
+    ``families`` ([4], [6] or [4, 6]) and ``interest`` (the rules' matches).
+    Empty when iptables cannot be read (not root, not installed).
+    """
+    xt = xt or Xtables()
+    found: dict[str, dict[str, Any]] = {}
+    for fam in (4, 6):
+        try:
+            chains = xt.itm_chains(fam)
+        except XtablesError:
+            continue
+        for ch in chains.values():
+            owner = ch.owner
+            entry = found.setdefault(
+                ch.name,
+                {
+                    "label": owner.label if owner else ch.name[len(CHAIN_PREFIX) :],
+                    "chain": ch.name,
+                    "hook": ch.hooks[0].name.lower() if ch.hooks else None,
+                    "queue": min(ch.queues) if ch.queues else None,
+                    "pid": owner.pid if owner else None,
+                    "alive": bool(owner and owner.alive()),
+                    "families": [],
+                    "interest": [],
+                },
+            )
+            entry["families"].append(fam)
+            text = ch.interest_text()
+            if text not in entry["interest"]:
+                entry["interest"].append(text)
+    apps = list(found.values())
+    for entry in apps:
+        entry["interest"] = " | ".join(entry["interest"])
+    return sorted(apps, key=lambda e: (e["hook"] or "", e["label"]))
+
+
+def nfqueue_table(apps: list[dict[str, Any]]) -> str:
+    """The nfqueue backend's applications as an aligned text table."""
+
+    def cell(entry: dict[str, Any], key: str) -> str:
+        val = entry[key]
+        if key == "alive":
+            return "yes" if val else "NO"
+        if key == "families":
+            return "+".join(f"ipv{f}" for f in val)
+        return "-" if val is None else str(val)
+
+    rows = [[name for name, _ in NFQ_COLUMNS]]
+    rows += [[cell(e, key) for _, key in NFQ_COLUMNS] for e in apps]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(NFQ_COLUMNS))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+
+
+def nfqueue_text(apps: list[dict[str, Any]]) -> str:
+    """The nfqueue section of the text status (empty when there is none)."""
+    if not apps:
+        return ""
+    text = "nfqueue backend (libitm processes in this network namespace):\n" + nfqueue_table(apps)
+    if any(not e["alive"] for e in apps):
+        text += "\nrules of dead processes are left: `itmtool cleanup` removes them"
+    return text
+
+
+def render_not_loaded(as_json: bool, xt: Xtables | None = None, compact: bool = False) -> str:
+    """What `itmtool status` prints on stdout when itm_mod is not loaded
+    (``compact``: the JSON document on one line, for ``--watch --json``)."""
+    apps = nfqueue_apps(xt)
+    if as_json:
+        return json.dumps(
+            {"itm_mod": "not loaded", "netns_active": False, "apps": [], "nfqueue_apps": apps},
+            indent=None if compact else 2,
+        )
+    return nfqueue_text(apps)

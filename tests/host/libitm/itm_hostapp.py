@@ -93,7 +93,14 @@ def main() -> int:
     def control_func(cls: int, pkt: Packet) -> None:
         step("control")
         where = None if pkt.hook is None else Hook(pkt.hook).name.lower()
-        emit(kind="packet", dport=pkt.dport, cls=cls, calls=list(current), where=where)
+        emit(
+            kind="packet",
+            dport=pkt.dport,
+            proto=pkt.proto,
+            cls=cls,
+            calls=list(current),
+            where=where,
+        )
 
     info = ItmInfo(
         args.label,

@@ -6,6 +6,7 @@
     tcp-send DST PORT NBYTES            send a seeded random stream, print its sha256
     tcp-recv PORT TIMEOUT               print {"bytes": n, "sha256": ...} of one connection
     capture IFACE TIMEOUT OUT COUNT     AF_PACKET capture of IP frames to a pcap
+    nfq-hold QUEUE TIMEOUT              bind an nfnetlink queue (no rule) and hold it
 
 Receivers print "ready" on stdout once bound.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
+from libitm import nfqueue_codec as nfq
 from libitm.pcap import LINKTYPE_ETHERNET, PcapWriter
 
 ETH_P_ALL = 0x0003
@@ -117,6 +119,23 @@ def capture(iface: str, timeout: float, out: str, count: int) -> None:
     print(json.dumps({"captured": n}), flush=True)
 
 
+def nfq_hold(queue: int, timeout: float) -> None:
+    """Bind ``queue`` as another program would, without any rule; print the bind's errno."""
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, nfq.NETLINK_NETFILTER)
+    s.bind((0, 0))
+    s.send(nfq.config_cmd(queue, nfq.NFQNL_CFG_CMD_BIND, seq=1))
+    n = s.recv_into(buf := bytearray(4096))
+    err = next(
+        (nfq.decode_error(buf, off, ln)[0] for t, _, off, ln in nfq.messages(buf, n)
+         if t == nfq.NLMSG_ERROR),
+        -1,
+    )  # fmt: skip
+    if err:
+        raise SystemExit(f"binding queue {queue} failed: errno {err}")
+    print("ready", flush=True)
+    time.sleep(timeout)
+
+
 def main() -> None:
     cmd, *a = sys.argv[1:]
     if cmd == "udp-send":
@@ -129,6 +148,8 @@ def main() -> None:
         tcp_recv(int(a[0]), float(a[1]))
     elif cmd == "capture":
         capture(a[0], float(a[1]), a[2], int(a[3]))
+    elif cmd == "nfq-hold":
+        nfq_hold(int(a[0]), float(a[1]))
     else:
         raise SystemExit(f"unknown command {cmd}")
 

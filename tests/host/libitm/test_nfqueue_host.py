@@ -26,6 +26,15 @@ pytestmark = pytest.mark.root
 UDP = '{"protocol": "udp", "dport": [5000, 5009]}'
 
 
+def _jumps(rules: str, builtin: str, chain: str) -> int:
+    """How many jumps from ``builtin`` to ``chain`` (each carries its owner's comment)."""
+    return sum(
+        ln.split(" ", 1)[1].startswith(f"-A {builtin} -m comment --comment")
+        and ln.endswith(f"-j {chain}")
+        for ln in rules.splitlines()
+    )
+
+
 def _recv_result(p: object) -> dict[str, object]:
     import subprocess
 
@@ -197,8 +206,9 @@ def test_rules_present_while_running_removed_on_normal_exit(net: NetPair, tmp_pa
         "1.5",
     )
     rules = net.rules(net.a)
-    assert "-N ITM-exitclean" in rules and "-A OUTPUT -j ITM-exitclean" in rules
+    assert "-N ITM-exitclean" in rules and _jumps(rules, "OUTPUT", "ITM-exitclean") == 2
     assert "--queue-bypass" in rules
+    assert f'--comment "itm owner={app.proc.pid} ' in rules, "every rule names its owner"
     code, err = app.wait()
     assert code == 0, err
     assert net.rules(net.a) == ""
@@ -299,11 +309,12 @@ def test_sigkill_traffic_keeps_flowing_and_restart_cleans(net: NetPair, tmp_path
         "--duration",
         "60",
     )
-    rules = net.rules(net.b).splitlines()
-    assert sum("-A INPUT -j ITM-killed" in ln for ln in rules) == 2  # v4 + v6, not doubled
+    rules = net.rules(net.b)
+    assert _jumps(rules, "INPUT", "ITM-killed") == 2  # v4 + v6, not doubled
+    assert f"owner={app.proc.pid} " not in rules, "the dead owner's rules are gone"
     again.signal(signal.SIGTERM)
     _, err = again.wait()
-    assert "removed stale rules" in err
+    assert f"left by process {app.proc.pid}, which is gone" in err
     assert net.rules(net.b) == ""
 
 
@@ -491,7 +502,7 @@ def test_ip_forward_on_a_router(routed: RoutedPair, tmp_path: Path) -> None:
         "--duration",
         "20",
     )
-    assert "-A FORWARD -j ITM-hostapp" in routed.rules(routed.r)
+    assert _jumps(routed.rules(routed.r), "FORWARD", "ITM-hostapp") == 2
     r = routed.receiver(routed.b, "udp-recv", "5001", "1.5", "3")
     routed.net(routed.a, "udp-send", routed.ip_b, "5001", "3")
     assert _recv_result(r)["received"] == 0, "forwarded packets were not dropped"

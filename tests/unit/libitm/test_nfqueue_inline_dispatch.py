@@ -23,7 +23,7 @@ from test_nfqueue_batching import FakeSock, pkt_msg, sent_messages
 from test_nfqueue_batching import backend as fake_backend
 from test_nfqueue_mmsg import _mmsg_backend as mmsg_backend
 
-from libitm import Hook, ItmInfo, Packet, Verdict
+from libitm import Hook, Interest, ItmInfo, Packet, Verdict
 from libitm import nfqueue_codec as nfq
 from libitm.backends.nfqueue import NfqueueBackend
 
@@ -193,12 +193,16 @@ def test_bad_class_and_verdict_values_are_callback_errors(
         assert [(t, i) for t, _, i, _ in sent_messages(sent())] == [(nfq.MSG_VERDICT_BATCH, n)]
 
 
-def test_a_packet_that_cannot_be_parsed_is_a_callback_error_not_a_crash(backend: Make) -> None:
+def test_a_packet_that_cannot_be_parsed_is_accepted_unseen_not_a_crash(backend: Make) -> None:
+    """Bytes that are not an IP packet fail the interest check: the application
+    never sees them, they count as malformed and pass."""
     info = ItmInfo("p", class_func=lambda p: p.sport or 0)
     short = nfq.encode_packet(7, 1, b"\x45\x00\x00\x10")
     be, sent = backend([info], [short, pkt_msg(2, 0)])
     assert be.process() == 2
-    assert info.counters.errors == 1 and info.counters.classified == 1, "the next one: sport 9"
+    assert info.counters.packets == 1 and info.counters.classified == 1, "the next one: sport 9"
+    assert info.counters.errors == 0
+    assert be._disp is not None and be._disp.malformed == 1
     assert [(t, i) for t, _, i, _ in sent_messages(sent())] == [(nfq.MSG_VERDICT_BATCH, 2)]
 
 
@@ -219,3 +223,28 @@ def test_keyboard_interrupt_answers_the_packet_and_keeps_the_rest(backend: Make)
     ids = sorted(i for _, _, i, _ in sent_messages(sent()))
     assert ids == [1, 2, 3]
     assert info.counters.packets == 3
+
+
+def test_packets_outside_the_interest_never_reach_the_app(backend: Make) -> None:
+    """Whatever rules queued them: the fast lane checks the interest too, and the
+    packets it skips are accepted with the others (one batch verdict)."""
+    seen: list[int] = []
+
+    def class_func(p: Packet) -> int:
+        seen.append(p.dport or 0)
+        return 1
+
+    info = ItmInfo(
+        "i",
+        Interest(protocol="udp", dport=5),
+        class_func=class_func,
+        process_func=lambda w, c, p: Verdict.DROP,
+    )
+    data: list[bytes | OSError] = [pkt_msg(i, 5 if i % 3 == 0 else 6) for i in range(1, 10)]
+    be, sent = backend([info], data)
+    assert be.process() == 9
+    assert seen == [5, 5, 5]
+    assert info.counters.packets == 3 and info.counters.dropped == 3
+    got = [(t, i) for t, _, i, _ in sent_messages(sent())]
+    assert sorted(i for t, i in got if t == nfq.MSG_VERDICT) == [3, 6, 9]
+    assert (nfq.MSG_VERDICT_BATCH, 8) in got
