@@ -70,6 +70,8 @@ _PROTOS = {
 _PROTO_ALIASES = {"icmp6": "icmpv6", "ipv6-icmp": "icmpv6"}
 #: the protocols with ports (itm_proto_has_ports() in kernel/itm_mod/hooks.c)
 _PORT_PROTOS = {6, 17, 132, 136, 33}
+#: the protocols whose ports libitm's Packet reads (sport/dport are None for the others)
+_LIBITM_PORT_PROTOS = {6, 17}
 _PORTS = re.compile(r"^([0-9]{1,5})(?:-([0-9]{1,5}))?$")
 _NUMBER = re.compile(r"^[0-9]{1,3}$")
 _INTEREST_KEYS = ("family", "proto", "src", "dst", "sport", "dport")
@@ -352,6 +354,12 @@ class AppSpec:
                     f"bad name {name!r}: {name}.py would shadow the Python module {name} "
                     "(imported by the application, its test or their tools)"
                 )
+            it = self.interest
+            if (it.sport or it.dport) and it.protocol not in _LIBITM_PORT_PROTOS:
+                raise _usage(
+                    f"bad --interest for a user application: {it.describe()}: libitm reads "
+                    "the ports of tcp and udp packets only"
+                )
             if name.startswith("test_") or name.endswith("_test"):
                 raise _usage(f"bad name {name!r}: pytest would collect {name}.py as a test module")
         else:
@@ -444,10 +452,15 @@ def _render(kind: str, spec: AppSpec, dest: Path, force: bool, root: Path) -> li
     return written
 
 
+#: the line length of the generated pyproject.toml's ruff settings
+PY_LINE_MAX = 100
+
+
 def _check_python(spec: AppSpec, texts: dict[str, str]) -> None:
-    """Refuse values that make the generated Python invalid: a syntax error, or a
-    module-level name bound twice (the app's class shadowing an import, the test's
-    ``import NAME`` shadowed by one of its functions)."""
+    """Refuse values that make the generated Python invalid: a syntax error, a line
+    longer than its ruff settings allow, or a module-level name bound twice (the
+    app's class shadowing an import, the test's ``import NAME`` shadowed by one of
+    its functions)."""
     for out_name, text in texts.items():
         if not out_name.endswith(".py"):
             continue
@@ -458,6 +471,14 @@ def _check_python(spec: AppSpec, texts: dict[str, str]) -> None:
             raise _usage(
                 f"bad name {spec.name!r}: the generated {out_name} would not compile ({line})"
             ) from None
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if len(line) > PY_LINE_MAX:
+                by_label = spec.label != spec.name and spec.label in line
+                what = f"--label {spec.label!r}" if by_label else f"name {spec.name!r}"
+                raise _usage(
+                    f"bad {what}: line {lineno} of the generated {out_name} would be longer "
+                    f"than {PY_LINE_MAX} characters"
+                )
         bound: set[str] = set()
         for node in tree.body:
             for new_name in _bound_names(node):
