@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from itmtool import new
+from itmtool.errors import ToolError
 from itmtool.matrix import Kernel, read_matrix
 
 KERNELS = read_matrix()
@@ -71,3 +72,17 @@ def test_the_stored_header_names_cover_the_headers(kernel: Kernel, tmp_path: Pat
     assert "module_init" in found  # the computation sees the macros
     missing = sorted(found - new.KERNEL_HEADER_NAMES)
     assert not missing, f"add to KERNEL_HEADER_NAMES in tools/itmtool/new.py: {missing}"
+
+
+@pytest.mark.parametrize("kernel", KERNELS, ids=[k.name for k in KERNELS])
+def test_a_refused_name_does_not_build_and_its_neighbour_does(
+    kernel: Kernel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    symvers = new.core_symvers(kernel)
+    with pytest.raises(ToolError, match="module_"):
+        new.AppSpec("module").check_kind("kernel")
+    monkeypatch.setattr(new.AppSpec, "check_kind", lambda self, kind: None)
+    for name, builds in (("module", False), ("modules", True)):
+        new.render_kernel(new.AppSpec(name), tmp_path / name)
+        res = new.build_module(kernel, tmp_path / name, symvers=symvers)
+        assert (res.returncode == 0 and not res.diagnostics) is builds, res.log[-2000:]
