@@ -208,7 +208,8 @@ def test_accepted_names(kind: str, name: str, tmp_path: Path) -> None:
     assert files
 
 
-KERNELS = {k.name: k for k in read_matrix()}
+#: 6.12 (the newest kernel of the matrix when it is not listed)
+KERNEL = next((k for k in read_matrix() if k.name == "6.12"), read_matrix()[-1])
 
 #: edge values a module must build from W=1-clean
 KERNEL_EDGES = [
@@ -219,9 +220,8 @@ KERNEL_EDGES = [
 ]
 
 
-@pytest.mark.skipif("6.12" not in KERNELS, reason="6.12 is not in kernels.txt")
 def test_kernel_edge_values_build_w1_clean(tmp_path: Path) -> None:
-    kernel = KERNELS["6.12"]
+    kernel = KERNEL
     symvers = new.core_symvers(kernel)
     for name, hook, interest, priority, timer_ms, label in KERNEL_EDGES:
         spec = new.AppSpec(name, hook, new.parse_interest(interest), priority, timer_ms, label)
