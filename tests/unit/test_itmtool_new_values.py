@@ -99,6 +99,15 @@ REFUSED = [
     (["user", "application"], "Application would be defined twice in the generated"),
     (["user", "itm_loop"], "ItmLoop would be defined twice"),
     (["user", "verdict"], "Verdict would be defined twice"),
+    (["user", "annotations"], "annotations would be defined twice in the generated test_"),
+    (["user", "app"], "test_counts_every_packet_of_interest_offline() uses the module app and"),
+    (["user", "argv"], "test_command_line_offline() uses the module argv and a variable"),
+    (["user", "loop"], "uses the module loop and a variable of that name"),
+    (["user", "total"], "uses the module total and a variable of that name"),
+    (["user", "i"], "class I in the generated i.py is an ambiguous name"),
+    (["user", "o"], "class O in the generated o.py is an ambiguous name"),
+    (["user", "len"], "would hide the Python builtin len"),
+    (["user", "int"], "would hide the Python builtin int"),
 ]
 
 
@@ -240,6 +249,8 @@ USER_EDGES = [
     ("edge_user_max", ["proto=tcp,dport=65535"], 2**31 - 1, 2**32 - 1, "L" * 30),
     ("edge_user_min", ["family=6,proto=icmp"], -(2**31), 1, "lbl.with-dash_1"),
     ("match", ["proto=udp,sport=1-65535"], 0, 0, ""),
+    ("path", ["proto=tcp"], 0, 1000, ""),  # a parameter of write_trace(), harmless there
+    ("w", ["proto=udp"], 0, 1000, ""),  # a local of write_trace(), harmless there
 ]
 
 

@@ -16,6 +16,7 @@ value): what the generator writes builds with W=1 and passes its own test.
 from __future__ import annotations
 
 import ast
+import builtins
 import functools
 import importlib.util
 import ipaddress
@@ -349,6 +350,11 @@ class AppSpec:
         elif kind == "user":
             if keyword.iskeyword(name):
                 raise _usage(f"bad name {name!r}: a Python keyword cannot name a module")
+            if name in dir(builtins):
+                raise _usage(
+                    f"bad name {name!r}: the generated test imports it, which would hide "
+                    f"the Python builtin {name}"
+                )
             if name in PY_RESERVED or name in sys.stdlib_module_names or _importable(name):
                 raise _usage(
                     f"bad name {name!r}: {name}.py would shadow the Python module {name} "
@@ -458,10 +464,12 @@ PY_LINE_MAX = 100
 
 def _check_python(spec: AppSpec, texts: dict[str, str]) -> None:
     """Refuse values that make the generated Python invalid: a syntax error, a line
-    longer than its ruff settings allow, or a module-level name bound twice (the
+    longer than its ruff settings allow, a module-level name bound twice (the
     app's class shadowing an import, the test's ``import NAME`` shadowed by one of
-    its functions)."""
-    for out_name, text in texts.items():
+    its functions), or a function where a local variable NAME hides the imported
+    module NAME (``app = app.App()``)."""
+    bound_in_app: list[str] = []
+    for out_name, text in sorted(texts.items(), key=lambda kv: kv[0] != f"{spec.name}.py"):
         if not out_name.endswith(".py"):
             continue
         try:
@@ -488,13 +496,57 @@ def _check_python(spec: AppSpec, texts: dict[str, str]) -> None:
                         f"in the generated {out_name}"
                     )
                 bound.add(new_name)
+        if out_name == f"{spec.name}.py":
+            bound_in_app = sorted(bound)
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and node.name in _AMBIGUOUS:
+                raise _usage(
+                    f"bad name {spec.name!r}: class {node.name} in the generated {out_name} "
+                    "is an ambiguous name (ruff E742)"
+                )
+        imports_app = any(
+            isinstance(node, ast.Import) and any(a.name == spec.name for a in node.names)
+            for node in tree.body
+        )
+        if not imports_app:
+            continue
+        app_names = set(bound_in_app)
+        for func in ast.walk(tree):
+            if isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef) and _hides(
+                func, spec.name, app_names
+            ):
+                raise _usage(
+                    f"bad name {spec.name!r}: in the generated {out_name}, {func.name}() "
+                    f"uses the module {spec.name} and a variable of that name"
+                )
+
+
+#: names that ruff (E741/E742) refuses for classes: they look like 1 and 0
+_AMBIGUOUS = {"l", "O", "I"}
+
+
+def _hides(func: ast.FunctionDef | ast.AsyncFunctionDef, name: str, app_names: set[str]) -> bool:
+    """True when `func` binds `name` locally and also reads ``name.X`` for a name X
+    of the generated application module: the local hides the module there."""
+    binds = uses_module = False
+    for node in ast.walk(func):
+        if isinstance(node, ast.arg) and node.arg == name:
+            binds = True
+        elif isinstance(node, ast.Name) and node.id == name:
+            binds = binds or isinstance(node.ctx, ast.Store)
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == name
+            and node.attr in app_names
+        ):
+            uses_module = True
+    return binds and uses_module
 
 
 def _bound_names(node: ast.stmt) -> list[str]:
     """The module-level names one statement binds (imports, defs, classes, assignments)."""
     if isinstance(node, ast.Import | ast.ImportFrom):
-        if isinstance(node, ast.ImportFrom) and node.module == "__future__":
-            return []
         return [(a.asname or a.name).split(".")[0] for a in node.names]
     if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
         return [node.name]
