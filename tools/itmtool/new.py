@@ -330,9 +330,11 @@ class AppSpec:
 
         kernel: the name of one of itmBench's modules or of a module of an installed
         kernel, or a name whose C identifiers (NAME_init, NAME_class, ...) are
-        already names in the kernel headers. user: a Python keyword, the name of a
-        module the application, its test or its tools import (it would shadow it),
-        or a name pytest would collect as a test module.
+        already names in the kernel headers. user: a Python keyword or builtin, the
+        name of a module the application, its test or its tools import (it would
+        shadow it), a name pytest would collect as a test module; and ports with a
+        protocol whose ports libitm does not read. What the rendered Python itself
+        shows (syntax, clashes, line length) is checked by `_check_python`.
         """
         name = self.name
         if kind == "kernel":
