@@ -2,11 +2,14 @@
 
 ::
 
-    itmroute run -c /etc/itmroute.yaml [--state FILE] [--backend nfqueue] [--duration S]
-    itmroute show [--state FILE | -c CONFIG] [--json]
+    itmroute [--debug] run -c /etc/itmroute.yaml [--state FILE] [--backend nfqueue] [--duration S]
+    itmroute [--debug] show [--state FILE | -c CONFIG] [--json]
 
 Exit codes: 0 ok, 1 failed, 2 usage or configuration error, 3 no state (the
-daemon is not running or has not written its table yet).
+daemon is not running: no state file, or the process that wrote it is gone),
+130 ``run`` stopped by Ctrl-C (SIGINT; SIGTERM and ``--duration`` exit 0),
+141 the reader of the output went away (``itmroute show | head``). Errors are
+one line on stderr; ``--debug`` shows the traceback of an unexpected one.
 """
 
 from __future__ import annotations
@@ -14,25 +17,32 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from libitm import BackendUnavailable
 
-from .config import ConfigError, load_config
+from .config import DAEMON_BACKENDS, ConfigError, check_name, load_config
+from .state import daemon_alive
 
 STATE_DIR = Path("/run/itmroute")
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_STATE = 0, 1, 2, 3
+EXIT_SIGINT = 128 + signal.SIGINT
+EXIT_PIPE = 128 + signal.SIGPIPE
+
 
 def state_path(name: str) -> Path:
-    """Where the daemon called ``name`` writes its table."""
-    return STATE_DIR / f"{name}.json"
+    """Where the daemon called ``name`` writes its table (a name that would leave
+    /run/itmroute, such as ``../x``, is a `ConfigError`)."""
+    return STATE_DIR / f"{check_name(name)}.json"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """``itmroute run``."""
+    """``itmroute run``: serve until SIGINT (exit 130), SIGTERM or ``--duration`` (exit 0)."""
     from .daemon import Router
 
     cfg = load_config(args.config)
@@ -46,16 +56,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         router = Router(cfg, backend=args.backend, state_file=state)
     except (OSError, BackendUnavailable) as e:
         print(f"itmroute: {e}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
+    interrupted = False
+
+    def on_sigint(signum: int, frame: object) -> None:
+        nonlocal interrupted
+        interrupted = True
+        router.stop()
+
+    # both signals only ask the loop to end: Router.run's cleanup (capture rules,
+    # sockets, state file) then runs whole, even when Ctrl-C is pressed again
     signal.signal(signal.SIGTERM, lambda signum, frame: router.stop())
+    signal.signal(signal.SIGINT, on_sigint)
     try:
         router.run(duration=args.duration)
-    except KeyboardInterrupt:
-        pass
     except BackendUnavailable as e:
         print(f"itmroute: {e}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_FAILED
+    return EXIT_SIGINT if interrupted else EXIT_OK
 
 
 def format_table(state: dict[str, Any]) -> str:
@@ -82,7 +100,7 @@ def format_table(state: dict[str, Any]) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    """``itmroute show``."""
+    """``itmroute show``: the table of a running daemon (exit 3 when it is not running)."""
     if args.state:
         path = Path(args.state)
     elif args.config:
@@ -91,24 +109,57 @@ def cmd_show(args: argparse.Namespace) -> int:
         path = state_path("itmroute")
     try:
         state = json.loads(path.read_text())
+        if not isinstance(state, dict):
+            raise ValueError("not a JSON object")
     except (OSError, ValueError) as e:
-        print(f"itmroute: no state in {path} ({e}); is the daemon running?", file=sys.stderr)
-        return 3
-    print(json.dumps(state, indent=1) if args.json else format_table(state))
-    return 0
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        print(f"itmroute: no state in {path} ({why}); is the daemon running?", file=sys.stderr)
+        return EXIT_NO_STATE
+    alive, why_not = daemon_alive(state)
+    if not alive:
+        print(f"itmroute: {state.get('name', path.stem)} is not running ({why_not}); "
+              f"{path} is what it left", file=sys.stderr)  # fmt: skip
+        return EXIT_NO_STATE
+    try:
+        text = json.dumps(state, indent=1) if args.json else format_table(state)
+    except (KeyError, TypeError) as e:
+        print(f"itmroute: {path} is not an itmroute state file ({e!r} missing)", file=sys.stderr)
+        return EXIT_NO_STATE
+    print(text)
+    return EXIT_OK
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2) instead of the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _positive(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a duration above 0")
+    return seconds
 
 
 def parser() -> argparse.ArgumentParser:
     """The command line."""
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="itmroute", description="overlay routing through the closest neighbouring ITM"
     )
+    ap.add_argument("--debug", action="store_true", help="a traceback for unexpected errors")
     sub = ap.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="start the daemon")
     run.add_argument("-c", "--config", required=True, help="YAML configuration")
     run.add_argument("--state", help="state file (default /run/itmroute/NAME.json)")
-    run.add_argument("--backend", help="libitm backend (overrides the configuration)")
-    run.add_argument("--duration", type=float, help="seconds to run")
+    run.add_argument(
+        "--backend", choices=DAEMON_BACKENDS, help="libitm backend (overrides the configuration)"
+    )
+    run.add_argument("--duration", type=_positive, help="seconds to run")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     run.set_defaults(func=cmd_run)
     show = sub.add_parser("show", help="print a running daemon's path table")
@@ -119,12 +170,33 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _quiet_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so that the interpreter's own
+    flush at exit does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``itmroute`` command."""
     args = parser().parse_args(argv)
     try:
         rc: int = args.func(args)
+        sys.stdout.flush()
     except ConfigError as e:
         print(f"itmroute: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_PIPE
+    except KeyboardInterrupt:
+        return EXIT_SIGINT
+    except Exception as e:
+        if args.debug:
+            raise
+        print(f"itmroute: {type(e).__name__}: {e} (--debug shows where)", file=sys.stderr)
+        return EXIT_FAILED
     return rc

@@ -13,12 +13,18 @@
         itm: 10.77.200.1
     probe: itmroute              # itmroute | ron | a mapping of ProbeSettings fields
     backend: auto                # libitm backend (auto, nfqueue, kernel)
+    mark: 0x17e0                 # firewall mark of the daemon's own sockets (1..0xffff)
+
+Every field is checked when the file is read: a bad one is a `ConfigError` of
+one line naming the file and the key (``a.yaml:port: 'x' is not an integer
+in 1..65535``), and ``itmroute`` exits 2 with it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,83 +124,179 @@ class Config:
     mark: int = DEFAULT_MARK
 
 
-def _addr(value: object, what: str) -> ipaddress.IPv4Address:
-    try:
-        return ipaddress.IPv4Address(str(value))
-    except ValueError as e:
-        raise ConfigError(f"{what}: {value!r} is not an IPv4 address") from e
+#: a daemon's name names its state file (/run/itmroute/NAME.json): no path separators,
+#: no leading dot, a length a file name takes
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: the libitm backends a daemon can run on (offline replays a pcap: not a daemon's)
+DAEMON_BACKENDS = ("auto", "kernel", "nfqueue")
+#: probe settings that must be above zero (the others may be 0)
+_POSITIVE = {
+    "active_interval",
+    "idle_interval",
+    "startup_interval",
+    "min_timeout",
+    "first_timeout",
+    "dead_after",
+    "race_interval",
+    "confirm",
+    "evaluate_interval",
+}
+_FRACTIONS = {"rtt_alpha", "loss_alpha"}
 
 
-def _probe(value: object) -> ProbeSettings:
+def check_name(name: object, where: str = "name") -> str:
+    """A daemon name: 1-64 letters, digits, '_', '.', '-', starting with a letter or digit
+    (so that the state file stays in its directory)."""
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ConfigError(
+            f"{where}: {name!r} is not a daemon name (1-64 letters, digits, '_', '.', '-', "
+            "starting with a letter or digit)"
+        )
+    return name
+
+
+class _Doc:
+    """Where a value came from, for one-line errors: ``FILE:key.sub[2]: message``."""
+
+    def __init__(self, source: str | None) -> None:
+        self.source = source
+
+    def error(self, key: str, message: str) -> ConfigError:
+        where = f"{self.source}:{key}" if self.source else key
+        return ConfigError(f"{where}: {message}")
+
+    def addr(self, value: object, key: str) -> ipaddress.IPv4Address:
+        if not isinstance(value, str):
+            raise self.error(key, f"{value!r} is not an IPv4 address")
+        try:
+            return ipaddress.IPv4Address(value)
+        except ValueError:
+            raise self.error(key, f"{value!r} is not an IPv4 address") from None
+
+    def integer(self, value: object, key: str, lo: int, hi: int) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            raise self.error(key, f"{value!r} is not an integer in {lo}..{hi}")
+        return value
+
+
+def _probe(value: object, doc: _Doc) -> ProbeSettings:
     if value is None:
         return ProbeSettings()
     if isinstance(value, str):
-        return ProbeSettings.preset(value)
+        try:
+            return ProbeSettings.preset(value)
+        except ConfigError as e:
+            raise doc.error("probe", str(e)) from None
     if not isinstance(value, dict):
-        raise ConfigError("probe: a preset name or a mapping of settings")
-    base = ProbeSettings.preset(str(value.pop("preset", "itmroute")))
-    known = {f.name for f in dataclasses.fields(ProbeSettings)}
-    unknown = sorted(set(value) - known)
-    if unknown:
-        raise ConfigError(f"probe: unknown settings {', '.join(unknown)}")
+        raise doc.error("probe", "a preset name (itmroute, ron) or a mapping of settings")
+    value = dict(value)
+    preset = value.pop("preset", "itmroute")
     try:
-        return dataclasses.replace(base, **value)
-    except TypeError as e:
-        raise ConfigError(f"probe: {e}") from e
-
-
-def parse_config(doc: dict[str, Any]) -> Config:
-    """A :class:`Config` from a parsed YAML document."""
-    if not isinstance(doc, dict):
-        raise ConfigError("the configuration must be a mapping")
-    known = {f.name for f in dataclasses.fields(Config)}
-    unknown = sorted(set(doc) - known)
+        base = ProbeSettings.preset(str(preset))
+    except ConfigError as e:
+        raise doc.error("probe.preset", str(e)) from None
+    fields = {f.name: f for f in dataclasses.fields(ProbeSettings)}
+    unknown = sorted(str(k) for k in set(value) - set(fields))
     if unknown:
-        raise ConfigError(f"unknown keys: {', '.join(unknown)}")
+        raise doc.error("probe", f"unknown settings {', '.join(unknown)}")
+    for key, v in value.items():
+        default = getattr(base, key)
+        where = f"probe.{key}"
+        if isinstance(default, bool):
+            if not isinstance(v, bool):
+                raise doc.error(where, f"{v!r} is not true or false")
+        elif isinstance(default, int):
+            doc.integer(v, where, 1 if key in _POSITIVE else 0, 10**6)
+        else:
+            if not isinstance(v, int | float) or isinstance(v, bool) or v != v:
+                raise doc.error(where, f"{v!r} is not a number")
+            low_ok = v > 0 if key in _POSITIVE else v >= 0
+            if not low_ok or v > 86400 or (key in _FRACTIONS and v > 1):
+                limit = "0..1" if key in _FRACTIONS else "0..86400"
+                above = " and above 0" if key in _POSITIVE else ""
+                raise doc.error(where, f"{v!r} is out of range ({limit}{above})")
+            value[key] = float(v)
+    return dataclasses.replace(base, **value)
+
+
+def parse_config(doc: dict[str, Any], source: str | None = None) -> Config:
+    """A :class:`Config` from a parsed YAML document; every field is checked.
+
+    A bad field raises :class:`ConfigError` with one line naming it, prefixed with
+    ``source:`` (the file) when given: ``/etc/itmroute.yaml:port: 'x' is not ...``.
+    """
+    d = _Doc(source)
+    if not isinstance(doc, dict):
+        what = "empty" if doc is None else f"a {type(doc).__name__}"
+        raise ConfigError(f"{source or 'the configuration'}: {what}, expected a mapping")
+    known = {f.name for f in dataclasses.fields(Config)}
+    unknown = sorted(str(k) for k in set(doc) - known)
+    if unknown:
+        raise d.error(unknown[0], f"unknown keys: {', '.join(unknown)}")
     if "address" not in doc:
-        raise ConfigError("address (this ITM's overlay address) is required")
+        raise d.error("address", "address (this ITM's overlay address) is required")
+    address = d.addr(doc["address"], "address")
     neighbours_doc = doc.get("neighbours") or {}
     if isinstance(neighbours_doc, list):
         neighbours_doc = {f"n{i + 1}": a for i, a in enumerate(neighbours_doc)}
     if not isinstance(neighbours_doc, dict):
-        raise ConfigError("neighbours: a mapping name: address (or a list of addresses)")
-    neighbours = {str(k): _addr(v, f"neighbour {k}") for k, v in neighbours_doc.items()}
-    if "direct" in neighbours:
-        raise ConfigError("'direct' names the direct path; give the neighbour another name")
+        raise d.error("neighbours", "a mapping name: address (or a list of addresses)")
+    neighbours = {}
+    for k, v in neighbours_doc.items():
+        if not isinstance(k, str) or not NAME_RE.match(k):
+            raise d.error(f"neighbours.{k}", f"{k!r} is not a neighbour name")
+        if k == "direct":
+            raise d.error(
+                "neighbours.direct",
+                "'direct' names the direct path; give the neighbour another name",
+            )
+        neighbours[k] = d.addr(v, f"neighbours.{k}")
+    dests_doc = doc.get("destinations") or []
+    if not isinstance(dests_doc, list):
+        raise d.error("destinations", "a list of {prefix: NET, itm: ADDRESS}")
     dests: list[Destination] = []
-    for i, d in enumerate(doc.get("destinations") or []):
-        if not isinstance(d, dict) or "prefix" not in d:
-            raise ConfigError(f"destination {i + 1}: needs a prefix")
+    for i, entry in enumerate(dests_doc):
+        key = f"destinations[{i + 1}]"
+        if not isinstance(entry, dict) or "prefix" not in entry:
+            raise d.error(key, f"destination {i + 1}: needs a prefix")
+        extra = sorted(str(k) for k in set(entry) - {"prefix", "itm"})
+        if extra:
+            raise d.error(key, f"unknown keys: {', '.join(extra)} (prefix, itm)")
         try:
-            prefix = ipaddress.IPv4Network(str(d["prefix"]))
+            prefix = ipaddress.IPv4Network(str(entry["prefix"]))
         except ValueError as e:
-            raise ConfigError(f"destination {i + 1}: {e}") from e
-        itm = _addr(d.get("itm", prefix.network_address), f"destination {i + 1} itm")
+            raise d.error(f"{key}.prefix", f"destination {i + 1}: {e}") from None
+        itm = d.addr(entry.get("itm", str(prefix.network_address)), f"{key}.itm")
         dests.append(Destination(prefix, itm))
-    port = int(doc.get("port", DEFAULT_PORT))
-    mtu = int(doc.get("mtu", 1500))
-    if not 1 <= port <= 65535:
-        raise ConfigError("port must be in 1..65535")
-    if not 576 <= mtu <= 65535:
-        raise ConfigError("mtu must be in 576..65535")
-    probe = doc.get("probe")
+    port = d.integer(doc.get("port", DEFAULT_PORT), "port", 1, 65535)
+    mtu_ = d.integer(doc.get("mtu", 1500), "mtu", 576, 65535)
+    backend = doc.get("backend", "auto")
+    if backend not in DAEMON_BACKENDS:
+        raise d.error("backend", f"{backend!r} is not one of {', '.join(DAEMON_BACKENDS)}")
+    name = check_name(doc.get("name", "itmroute"), f"{source}:name" if source else "name")
+    mark = d.integer(doc.get("mark", DEFAULT_MARK), "mark", 1, 0xFFFF)
     return Config(
-        address=_addr(doc["address"], "address"),
-        name=str(doc.get("name", "itmroute")),
+        address=address,
+        name=name,
         port=port,
-        mtu=mtu,
+        mtu=mtu_,
         neighbours=neighbours,
         destinations=dests,
-        probe=_probe(dict(probe) if isinstance(probe, dict) else probe),
-        backend=str(doc.get("backend", "auto")),
-        mark=int(doc.get("mark", DEFAULT_MARK)),
+        probe=_probe(doc.get("probe"), d),
+        backend=backend,
+        mark=mark,
     )
 
 
 def load_config(path: str | Path) -> Config:
-    """Read and check a YAML configuration file."""
+    """Read and check a YAML configuration file (`ConfigError`: one line, ``FILE:key: why``)."""
     try:
         doc = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: {e}") from e
-    return parse_config(doc)
+    except OSError as e:
+        raise ConfigError(f"{path}: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(e, "problem", None) or type(e).__name__
+        raise ConfigError(f"{where}: not YAML ({problem})") from None
+    return parse_config(doc, str(path))

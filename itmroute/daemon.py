@@ -21,7 +21,6 @@ import errno
 import ipaddress
 import json
 import logging
-import os
 import select
 import socket
 import time
@@ -31,7 +30,7 @@ from typing import Any
 
 from libitm import Hook, Interest, ItmInfo, ItmLoop, Packet, Verdict
 
-from . import mtu, wire
+from . import mtu, state, wire
 from .config import Config, Destination
 from .paths import DIRECT, Decision, DestState
 
@@ -106,6 +105,7 @@ class Router:
         self._forget = False
         self._started = False
         self._next_state = 0.0
+        self._identity = state.identity()  # pid, start time, boot: `itmroute show` checks them
         self._error_logs = 0
 
     # ------------------------------------------------------------ libitm apps
@@ -298,7 +298,7 @@ class Router:
         return {
             "name": self.cfg.name,
             "address": str(self.cfg.address),
-            "pid": os.getpid(),
+            **self._identity,
             "tunnel_mtu": self.tunnel_mtu,
             "counters": dict(self.counters),
             "destinations": [{"prefix": str(d.prefix), **st.snapshot(now)} for d, st in self.dests],
@@ -352,13 +352,22 @@ class Router:
         finally:
             self.close()
 
+    def remove_state(self) -> None:
+        """Remove the state file (and a half-written one): a stopped daemon has no table."""
+        assert self.state_file is not None
+        for path in (self.state_file, self.state_file.with_suffix(".tmp")):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as e:
+                log.warning("cannot remove %s: %s", path, e)
+
     def close(self) -> None:
-        """Remove the capture rules, close the sockets, write the last state."""
+        """Remove the capture rules, close the sockets, remove the state file."""
         try:
             if self.loop is not None:
                 self.loop.close()
         finally:
             if self.state_file is not None:
-                self.write_state()
+                self.remove_state()
             self.udp.close()
             self.raw.close()
