@@ -21,7 +21,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from itmtool import cleanup as cleanup_mod
 from itmtool import status as status_mod
@@ -353,9 +353,19 @@ def _version() -> str:
         return "unknown (itmbench is not installed: pip install .)"
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with the CLI contract's errors: one line naming the subcommand and the
+    bad argument, a hint line pointing at ``--help``, exit 2 (no usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Report a bad argument and exit 2."""
+        where = ": ".join(self.prog.split())
+        self.exit(EXIT_USAGE, f"{where}: {message}\nitmtool: see '{self.prog} --help'\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="itmtool",
         description="Control the Internet Traffic Manager: applications, their state, counters.",
     )
@@ -474,9 +484,7 @@ def _add_module_commands(sub: Any) -> None:
         help="family=4|6, proto=tcp|udp|icmp|..., src=NET, dst=NET, sport=P[-Q], dport=P[-Q]",
     )
     p.add_argument("--priority", type=int, default=0, help="run order at the hook (default 0)")
-    p.add_argument(
-        "--timer-ms", type=non_negative_int, default=1000, help="timer period (0: no timer)"
-    )
+    p.add_argument("--timer-ms", type=int, default=1000, help="timer period (0: no timer)")
     p.add_argument("--label", help="the application's label (default: NAME)")
     p.add_argument("--dir", help="where to write (default: ./NAME)")
     p.add_argument("--force", action="store_true", help="write into a non-empty directory")
