@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import functools
 import importlib.util
 import ipaddress
@@ -454,15 +455,22 @@ def _render(kind: str, spec: AppSpec, dest: Path, force: bool, root: Path) -> li
         texts[out_name] = env.get_template(f"{kind}/{tpl.name}").render(**ctx)
     if kind == "user":
         _check_python(spec, texts)
-    written = []
+    written: list[Path] = []
+    created = not dest.exists()
     try:
         dest.mkdir(parents=True, exist_ok=True)
         for out_name, text in texts.items():
             path = dest / out_name
             path.write_text(text)
             written.append(path)
-    except OSError as e:
-        raise ToolError(f"cannot write {e.filename or dest}: {e.strerror or e}") from None
+    except BaseException:
+        # a half-written application is worse than none (an interrupt, a full disk)
+        for path in written:
+            path.unlink(missing_ok=True)
+        if created:
+            with contextlib.suppress(OSError):
+                dest.rmdir()
+        raise  # itmtool reports an OSError as one line with its path and exit code
     return written
 
 
