@@ -12,7 +12,6 @@ A minimal application: an interest (TCP and UDP to the given ports), a
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import libitm
-from libitm import Hook, Interest, ItmInfo, Packet, Verdict
+from libitm import Hook, Interest, ItmInfo, Packet, Verdict, cliargs
 from libitm.files import check_offline_paths, describe_error
 
 
@@ -56,25 +55,6 @@ def port_ranges(text: str) -> list[tuple[int, int]]:
     return ranges
 
 
-def _hook(text: str) -> Hook:
-    """argparse type: a hook name (ip_in, post_routing, pre, ...)."""
-    try:
-        return Hook.parse(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def _seconds(text: str) -> float:
-    """argparse type: a number of seconds > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {text!r}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point.
 
@@ -87,12 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--ports", required=True, type=port_ranges, help="PORT, LO-HI, or a list: 23,445,8000-8080"
     )
-    ap.add_argument("--hook", default="ip_in", type=_hook, help="where to drop (default ip_in)")
+    ap.add_argument(
+        "--hook", default="ip_in", type=cliargs.hook, help="where to drop (default ip_in)"
+    )
     ap.add_argument("--backend", default="auto", choices=["auto", "kernel", "nfqueue", "offline"])
     ap.add_argument("--pcap", help="input trace, pcap or pcapng (offline backend)")
     ap.add_argument("--out", help="result trace (offline backend; written whole or not at all)")
     ap.add_argument("--log", help="verdict log (offline backend)")
-    ap.add_argument("--duration", type=_seconds, help="seconds to run (live backends)")
+    ap.add_argument("--duration", type=cliargs.seconds, help="seconds to run (live backends)")
     args = ap.parse_args(argv)
     offline = args.backend == "offline" or (args.backend == "auto" and args.pcap)
     if offline and not args.pcap:

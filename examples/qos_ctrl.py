@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from libitm import Application, Hook, Interest, ItmLoop, Packet, Verdict
+from libitm import Application, Hook, Interest, ItmLoop, Packet, Verdict, cliargs
 from libitm.files import check_offline_paths, describe_error
 
 MIN_DELAY = 0x10
@@ -126,28 +125,6 @@ class QosCtrl(Application):
         return [(self.expire, self.tick)]
 
 
-def _count(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, not {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    """argparse type: a number of seconds > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {text!r}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point.
 
@@ -163,15 +140,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log", help="verdict log (offline backend)")
     ap.add_argument(
         "--threshold",
-        type=_count,
+        type=cliargs.count,
         default=20,
         help="packets of a flow that are SHORT (20; 0: all LONG but FINs, as qos_mod)",
     )
     ap.add_argument(
         "--mark-first", action="store_true", help="mark a flow's first packet (the SYN) too"
     )
-    ap.add_argument("--duration", type=_seconds, help="seconds to run (live backends)")
-    ap.add_argument("--queue-base", type=_count, default=None, help="first nfqueue number to try")
+    ap.add_argument("--duration", type=cliargs.seconds, help="seconds to run (live backends)")
+    ap.add_argument(
+        "--queue-base", type=cliargs.count, default=None, help="first nfqueue number to try"
+    )
     ap.add_argument("--dst", help="only flows to this address/mask")
     ap.add_argument("--src", help="only flows from this address/mask")
     ap.add_argument("--strict", action="store_true", help="stop on a callback exception")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import errno
 import json
-import math
 import os
 import sys
 import time
@@ -37,6 +36,7 @@ from itmtool.errors import (
     EXIT_USAGE,
     ToolError,
 )
+from libitm import cliargs
 from libitm.control import ItmControl, ItmControlError, ItmNotLoaded
 
 __all__ = [
@@ -51,31 +51,7 @@ __all__ = [
     "EXIT_USAGE",
     "build_parser",
     "main",
-    "non_negative_int",
-    "positive_float",
 ]
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0; else a usage error (exit 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, not {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0 (seconds); else a usage error (exit 2)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {text!r}")
-    return value
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -379,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--watch", action="store_true", help="refresh until interrupted")
     p.add_argument(
-        "--interval", type=positive_float, default=1.0, help="seconds between refreshes (> 0)"
+        "--interval", type=cliargs.seconds, default=1.0, help="seconds between refreshes (> 0)"
     )
     p.set_defaults(func=_cmd_status)
 
@@ -460,7 +436,7 @@ def _add_module_commands(sub: Any) -> None:
     p.add_argument("--pcap", metavar="IN", help="input trace (offline backend)")
     p.add_argument("--out", metavar="OUT", help="result trace (offline backend)")
     p.add_argument("--log", metavar="LOG", help="verdict log (offline backend)")
-    p.add_argument("--duration", type=positive_float, help="seconds to run (live backends)")
+    p.add_argument("--duration", type=cliargs.seconds, help="seconds to run (live backends)")
     p.add_argument("--json", action="store_true", help="counters as JSON when it ends")
     p.set_defaults(func=_cmd_run, extra=[])
     p.epilog = "Arguments after -- go to the file's main(argv)."
@@ -501,7 +477,7 @@ def _add_module_commands(sub: Any) -> None:
     p.add_argument("--kernel", metavar="NAME", help="kernel of the matrix (default: the newest)")
     p.add_argument("--no-build", action="store_true", help="use the modules already built")
     p.add_argument(
-        "--timeout", type=positive_float, default=1800, help="seconds before the VM is killed"
+        "--timeout", type=cliargs.seconds, default=1800, help="seconds before the VM is killed"
     )
     p.add_argument(
         "--console",

@@ -1,0 +1,44 @@
+"""argparse types shared by libitm's command lines (itmtool, itmroute, the examples).
+
+Each raises :class:`argparse.ArgumentTypeError`, which argparse turns into a
+one-line usage error (exit 2) naming the option and the value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from .hooks import Hook
+
+__all__ = ["count", "hook", "seconds"]
+
+
+def count(text: str) -> int:
+    """An integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, not {text!r}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {text!r}")
+    return value
+
+
+def hook(text: str) -> Hook:
+    """A hook name (ip_in, post_routing, pre, ...), as :meth:`Hook.parse` reads it."""
+    try:
+        return Hook.parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
