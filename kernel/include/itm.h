@@ -19,6 +19,7 @@
 #ifndef _ITM_H
 #define _ITM_H
 
+#include <linux/build_bug.h>
 #include <linux/types.h>
 #include <linux/in6.h>
 #include <linux/skbuff.h>
@@ -48,21 +49,30 @@ enum itm_hook {
 
 /**
  * enum itm_verdict - what process_func decides for a packet
- * @ITM_ACCEPT: pass the packet on to the next application, then the stack
  * @ITM_DROP: drop the packet; later applications do not see it
+ * @ITM_ACCEPT: pass the packet on to the next application, then the stack
  * @ITM_STOLEN: the application took ownership of the skb (it must free or
  *	reinject it); update_func and control_func are not called
  * @ITM_QUEUE: hand the packet to the user-space application that owns
  *	itm_info->queue_num (used by itm_queue; fail-open when nobody listens).
  *	When user space answers NF_REPEAT, the packet goes on with the next
  *	application after this one (see docs/kernel-api.md, "itm_queue").
+ *
+ * The values are netfilter's (NF_DROP, NF_ACCEPT, NF_STOLEN, NF_QUEUE), so
+ * process_func may return those; any other value is logged and accepted.
  */
 enum itm_verdict {
-	ITM_ACCEPT = ITM_VERDICT_ACCEPT,
 	ITM_DROP = ITM_VERDICT_DROP,
+	ITM_ACCEPT = ITM_VERDICT_ACCEPT,
 	ITM_STOLEN = ITM_VERDICT_STOLEN,
 	ITM_QUEUE = ITM_VERDICT_QUEUE,
 };
+
+/* The values are netfilter's: a paper port's "return NF_ACCEPT;" accepts. */
+static_assert(ITM_DROP == NF_DROP);
+static_assert(ITM_ACCEPT == NF_ACCEPT);
+static_assert(ITM_STOLEN == NF_STOLEN);
+static_assert(ITM_QUEUE == NF_QUEUE);
 
 /**
  * struct itm_interest - which packets an application wants
