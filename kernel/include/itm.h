@@ -35,6 +35,11 @@
  * @ITM_IP_OUT: packets sent by this host (local out)
  * @ITM_POST_ROUTING: every outgoing packet, after routing
  * @ITM_NUM_HOOKS: number of hook points
+ * @PRE_ROUTE: the paper's name of %ITM_PRE_ROUTING
+ * @IP_IN: the paper's name of %ITM_IP_IN
+ * @IP_FORWARD: the paper's name of %ITM_IP_FORWARD
+ * @IP_OUT: the paper's name of %ITM_IP_OUT
+ * @IP_POST_ROUTE: the paper's name of %ITM_POST_ROUTING
  *
  * The values are the uapi ITM_HOOK_* values shared with user space.
  */
@@ -44,7 +49,14 @@ enum itm_hook {
 	ITM_IP_FORWARD = ITM_HOOK_IP_FORWARD,
 	ITM_IP_OUT = ITM_HOOK_IP_OUT,
 	ITM_POST_ROUTING = ITM_HOOK_POST_ROUTING,
-	ITM_NUM_HOOKS
+	ITM_NUM_HOOKS,
+
+	/* the 2004 paper's names of the same five points */
+	PRE_ROUTE = ITM_PRE_ROUTING,
+	IP_IN = ITM_IP_IN,
+	IP_FORWARD = ITM_IP_FORWARD,
+	IP_OUT = ITM_IP_OUT,
+	IP_POST_ROUTE = ITM_POST_ROUTING,
 };
 
 /**
@@ -124,7 +136,8 @@ struct itm_ctx {
 
 /**
  * struct itm_info - an application's registration with itm_mod
- * @label: unique name shown by itmtool (at most %ITM_LABEL_MAX - 1 chars)
+ * @label: unique name shown by itmtool (at most %ITM_LABEL_MAX - 1 chars);
+ *	from a string at run time: strscpy(info.label, "name", ITM_LABEL_MAX)
  * @type: %ITM_TYPE_KERNEL or %ITM_TYPE_USER
  * @interest: the packets the application wants
  * @pid: owning process for user-space applications, 0 for kernel ones
@@ -146,6 +159,10 @@ struct itm_ctx {
  * @control_func: controller update
  * @app: itm_mod's private state; do not touch
  *
+ * Every callback gets the paper's arguments in the paper's order - @where
+ * first, then the class (all but class_func), then the packet - and the
+ * context last.
+ *
  * The callbacks run in softirq or process context with preemption and
  * bottom halves possibly disabled, under RCU: they must not sleep.
  * They may modify the packet after making it writable (for example with
@@ -162,16 +179,17 @@ struct itm_info {
 	struct net *netns;
 	struct module *owner;
 
-	int (*class_func)(struct sk_buff *skb, const struct itm_ctx *ctx);
-	void (*log_func)(int class, struct sk_buff *skb,
+	int (*class_func)(enum itm_hook where, struct sk_buff *skb,
+			  const struct itm_ctx *ctx);
+	void (*log_func)(enum itm_hook where, int class, struct sk_buff *skb,
 			 const struct itm_ctx *ctx);
 	unsigned int (*process_func)(enum itm_hook where, int class,
 				     struct sk_buff *skb,
 				     const struct itm_ctx *ctx);
-	void (*update_func)(int class, struct sk_buff *skb,
-			    const struct itm_ctx *ctx);
-	void (*control_func)(int class, struct sk_buff *skb,
-			     const struct itm_ctx *ctx);
+	void (*update_func)(enum itm_hook where, int class,
+			    struct sk_buff *skb, const struct itm_ctx *ctx);
+	void (*control_func)(enum itm_hook where, int class,
+			     struct sk_buff *skb, const struct itm_ctx *ctx);
 
 	struct itm_app *app;
 };

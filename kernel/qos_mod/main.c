@@ -169,7 +169,8 @@ static const struct attribute_group qos_stat_group = {
 
 /* the paper's callbacks */
 
-static int qos_class(struct sk_buff *skb, const struct itm_ctx *ctx)
+static int qos_class(enum itm_hook where, struct sk_buff *skb,
+		     const struct itm_ctx *ctx)
 {
 	struct qos_pkt p;
 
@@ -178,7 +179,8 @@ static int qos_class(struct sk_buff *skb, const struct itm_ctx *ctx)
 	return qos_flows_classify(&p);
 }
 
-static void qos_log(int class, struct sk_buff *skb, const struct itm_ctx *ctx)
+static void qos_log(enum itm_hook where, int class, struct sk_buff *skb,
+		    const struct itm_ctx *ctx)
 {
 	struct qos_pkt p;
 
