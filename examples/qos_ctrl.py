@@ -70,7 +70,7 @@ class QosCtrl(Application):
         """One entry per direction: (src, dst, sport, dport)."""
         return (pkt.src.packed, pkt.dst.packed, pkt.sport or 0, pkt.dport or 0)
 
-    def class_func(self, pkt: Packet) -> int:
+    def class_func(self, where: Hook, pkt: Packet) -> int:
         """0 for an unseen flow (SHORT with ``mark_first``), else SHORT or LONG
         by this packet's number."""
         count = self.flows.get(self.key(pkt))
@@ -80,7 +80,7 @@ class QosCtrl(Application):
             return SHORT
         return LONG
 
-    def log_func(self, cls: int, pkt: Packet) -> None:
+    def log_func(self, where: Hook, cls: int, pkt: Packet) -> None:
         """The first packet of a flow creates its entry (count 1; with
         ``mark_first`` count 0, and ``update_func`` counts it)."""
         if cls == 0:
@@ -98,13 +98,13 @@ class QosCtrl(Application):
             self.marked_long += 1
         return Verdict.ACCEPT
 
-    def update_func(self, cls: int, pkt: Packet) -> None:
+    def update_func(self, where: Hook, cls: int, pkt: Packet) -> None:
         """Count the packet in its flow."""
         if cls != 0:
             k = self.key(pkt)
             self.flows[k] = self.flows.get(k, 0) + 1
 
-    def control_func(self, cls: int, pkt: Packet) -> None:
+    def control_func(self, where: Hook, cls: int, pkt: Packet) -> None:
         """Remember when the flow was last seen (for expiry)."""
         self.last_seen[self.key(pkt)] = self.now
 
