@@ -50,13 +50,20 @@ class QosCtrl(Application):
         interest: Interest | None = None,
         *,
         mark_first: bool = False,
+        figures: bool = False,
     ) -> None:
-        """``threshold``: packets per flow direction that still count as SHORT;
-        ``mark_first``: classify a flow's first packet too (else class 0)."""
+        """``threshold``: packet n of a flow direction (n from 1, this packet
+        included) is SHORT while n <= threshold (packet 1 only with
+        ``mark_first``: else class 0, sent as is); ``figures``: count as
+        Figures 9-10 do (packet 1 class 0, then SHORT while the packets counted
+        after it are at most threshold: packets 2..threshold+2)."""
         if threshold < 1:
             raise ValueError("threshold must be at least 1")
         self.threshold = threshold
-        self.mark_first = mark_first
+        self.figures = figures
+        self.mark_first = mark_first and not figures
+        #: the last packet number that is SHORT
+        self.short_upto = threshold + 2 if figures else threshold
         self.idle_timeout = idle_timeout
         self.interest = interest or Interest(protocol="tcp")
         self.flows: dict[FlowKey, int] = {}
@@ -76,7 +83,7 @@ class QosCtrl(Application):
         count = self.flows.get(self.key(pkt))
         if count is None:
             return SHORT if self.mark_first else 0
-        if count + 1 <= self.threshold or pkt.fin:
+        if count + 1 <= self.short_upto or pkt.fin:
             return SHORT
         return LONG
 
@@ -130,7 +137,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pcap", help="input trace (offline backend)")
     ap.add_argument("--out", help="result trace (offline backend)")
     ap.add_argument("--log", help="verdict log (offline backend)")
-    ap.add_argument("--threshold", type=int, default=20, help="packets that are SHORT (20)")
+    ap.add_argument(
+        "--threshold",
+        type=int,
+        default=20,
+        help="packet n of a flow direction is SHORT while n <= threshold, n counting from 1"
+        " (packet 1 only with --mark-first); default 20. The paper figures' THRESHOLD T"
+        " marks packets 2..T+2: --figures --threshold T",
+    )
+    ap.add_argument(
+        "--figures",
+        action="store_true",
+        help="count as Figures 9-10 do: packet 1 unmarked, then SHORT up to packet threshold+2",
+    )
     ap.add_argument(
         "--mark-first", action="store_true", help="mark a flow's first packet (the SYN) too"
     )
@@ -155,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         args.threshold,
         interest=Interest(protocol="tcp", src=args.src, dst=args.dst),
         mark_first=args.mark_first,
+        figures=args.figures,
     )
     loop = ItmLoop(backend, strict=args.strict, **options)
     loop.register_app(app)

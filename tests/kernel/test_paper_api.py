@@ -160,3 +160,11 @@ def test_paper_shaped_python_app_on_the_kernel_backend(topo: Topology) -> None:
         tmp.rmdir()
         kit.rmmod("itm_queue")
         kit.rmmod("itm_mod")
+
+
+def test_qos_mod_with_figures_counts_as_the_figures(topo: Topology) -> None:
+    """qos_mod figures=1: the figures' counting is one parameter away (mark_first ignored)."""
+    with q.qos_loaded("figures=1", "mark_first=1", f"threshold={THRESHOLD}"):
+        kit.itm_attach(topo.router)
+        assert q.param("figures") == "Y"
+        assert _transfers_marked_as_the_figures_say(topo) > 0
