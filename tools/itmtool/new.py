@@ -49,6 +49,8 @@ _HOOK_ALIASES = {
     "output": "out",
     "post_routing": "post",
     "postrouting": "post",
+    "pre_route": "pre",  # the paper's names (ip_in, ip_forward, ip_out are above)
+    "ip_post_route": "post",
 }
 _PROTOS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "sctp": 132, "udplite": 136}
 _PORT_PROTOS = {6, 17, 132, 136, 33}

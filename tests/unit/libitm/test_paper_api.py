@@ -236,3 +236,13 @@ def test_the_same_on_an_explicit_loop(tmp_path: Path) -> None:
     )
     loop.run()
     assert app.where == {Hook.POST_ROUTING}
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [("IP_POST_ROUTE", "post"), ("PRE_ROUTE", "pre"), ("IP_IN", "in"), ("ip_forward", "fwd")],
+)
+def test_itmtool_new_accepts_the_papers_hook_names(name: str, key: str) -> None:
+    from itmtool.new import hook_key
+
+    assert hook_key(name) == key
