@@ -83,7 +83,7 @@ class Batch:
         self.buf[:] = self.pristine
 
 
-def _class_func(pkt: Packet) -> int:
+def _class_func(where: Hook, pkt: Packet) -> int:
     return 1
 
 
@@ -148,7 +148,7 @@ def floor_pass(batch: Batch) -> Callable[[], None]:
                 pkt._buf = rmv[pos + payload_at : pos + payload_at + plen]
                 pkt._len = plen
                 pkt._layout = None
-                cls = _class_func(pkt)
+                cls = _class_func(hook, pkt)
                 if cls and _accept(hook, cls, pkt) is accept:
                     pending[q_raw] = pid_raw
 

@@ -59,7 +59,7 @@ def run_libitm(
     """The libitm consumer (see the module docstring), on the nfqueue or kernel backend."""
     from libitm import Hook, Interest, ItmInfo, ItmLoop, Packet, Verdict
 
-    def class_func(pkt: Packet) -> int:
+    def class_func(where: Hook, pkt: Packet) -> int:
         return 1
 
     if mode == "tos":

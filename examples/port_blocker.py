@@ -26,7 +26,7 @@ from libitm.files import check_offline_paths, describe_error
 def make_blocker(port_lo: int, port_hi: int, label: str = "port_blocker") -> ItmInfo:
     """An ItmInfo that drops TCP and UDP packets to ports ``port_lo``..``port_hi``."""
 
-    def class_func(pkt: Packet) -> int:
+    def class_func(where: Hook, pkt: Packet) -> int:
         return 1
 
     def process_func(where: Hook, cls: int, pkt: Packet) -> Verdict:

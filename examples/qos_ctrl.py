@@ -49,14 +49,21 @@ class QosCtrl(Application):
         interest: Interest | None = None,
         *,
         mark_first: bool = False,
+        figures: bool = False,
     ) -> None:
-        """``threshold``: packets per flow direction that still count as SHORT
-        (0: every classified packet is LONG except FINs, as qos_mod's parameter);
-        ``mark_first``: classify a flow's first packet too (else class 0)."""
+        """``threshold``: packet n of a flow direction (n from 1, this packet
+        included) is SHORT while n <= threshold (packet 1 only with
+        ``mark_first``: else class 0, sent as is; 0: every classified packet is
+        LONG except FINs, as qos_mod's parameter); ``figures``: count as
+        Figures 9-10 do (packet 1 class 0, then SHORT while the packets counted
+        after it are at most threshold: packets 2..threshold+2)."""
         if threshold < 0:
             raise ValueError("threshold must be 0 or more")
         self.threshold = threshold
-        self.mark_first = mark_first
+        self.figures = figures
+        self.mark_first = mark_first and not figures
+        #: the last packet number that is SHORT
+        self.short_upto = threshold + 2 if figures else threshold
         self.idle_timeout = idle_timeout
         self.interest = interest or Interest(protocol="tcp")
         self.flows: dict[FlowKey, int] = {}
@@ -70,7 +77,7 @@ class QosCtrl(Application):
         """One entry per direction: (src, dst, sport, dport)."""
         return (pkt.src.packed, pkt.dst.packed, pkt.sport or 0, pkt.dport or 0)
 
-    def class_func(self, pkt: Packet) -> int:
+    def class_func(self, where: Hook, pkt: Packet) -> int:
         """0 for an unseen flow (SHORT with ``mark_first``), else SHORT or LONG
         by this packet's number."""
         count = self.flows.get(self.key(pkt))
@@ -78,11 +85,11 @@ class QosCtrl(Application):
             if not self.mark_first:
                 return 0
             count = 0  # packet 1 is classified: SHORT, or LONG with threshold 0
-        if count + 1 <= self.threshold or pkt.fin:
+        if count + 1 <= self.short_upto or pkt.fin:
             return SHORT
         return LONG
 
-    def log_func(self, cls: int, pkt: Packet) -> None:
+    def log_func(self, where: Hook, cls: int, pkt: Packet) -> None:
         """The first packet of a flow creates its entry (count 1; with
         ``mark_first`` count 0, and ``update_func`` counts it)."""
         if cls == 0:
@@ -100,13 +107,13 @@ class QosCtrl(Application):
             self.marked_long += 1
         return Verdict.ACCEPT
 
-    def update_func(self, cls: int, pkt: Packet) -> None:
+    def update_func(self, where: Hook, cls: int, pkt: Packet) -> None:
         """Count the packet in its flow."""
         if cls != 0:
             k = self.key(pkt)
             self.flows[k] = self.flows.get(k, 0) + 1
 
-    def control_func(self, cls: int, pkt: Packet) -> None:
+    def control_func(self, where: Hook, cls: int, pkt: Packet) -> None:
         """Remember when the flow was last seen (for expiry)."""
         self.last_seen[self.key(pkt)] = self.now
 
@@ -142,7 +149,14 @@ def main(argv: list[str] | None = None) -> int:
         "--threshold",
         type=cliargs.count,
         default=20,
-        help="packets of a flow that are SHORT (20; 0: all LONG but FINs, as qos_mod)",
+        help="packet n of a flow direction is SHORT while n <= threshold, n counting from 1"
+        " (packet 1 only with --mark-first; 0: all LONG but FINs, as qos_mod); default 20."
+        " The paper figures' THRESHOLD T marks packets 2..T+2: --figures --threshold T",
+    )
+    ap.add_argument(
+        "--figures",
+        action="store_true",
+        help="count as Figures 9-10 do: packet 1 unmarked, then SHORT up to packet threshold+2",
     )
     ap.add_argument(
         "--mark-first", action="store_true", help="mark a flow's first packet (the SYN) too"
@@ -172,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         interest = Interest(protocol="tcp", src=args.src, dst=args.dst)
     except ValueError as err:
         ap.error(str(err))
-    app = QosCtrl(args.threshold, interest=interest, mark_first=args.mark_first)
+    app = QosCtrl(
+        args.threshold, interest=interest, mark_first=args.mark_first, figures=args.figures
+    )
     loop = ItmLoop(backend, strict=args.strict, **options)
     loop.register_app(app)
     rc = 0

@@ -143,12 +143,12 @@ class Router:
             self._by_dst[dst] = st_found
         return st_found
 
-    def _classify_out(self, pkt: Packet) -> int:
+    def _classify_out(self, where: Hook, pkt: Packet) -> int:
         if pkt.mark & 0xFFFF == self.cfg.mark or pkt.version != 4:
             return 0
         return 1
 
-    def _classify_in(self, pkt: Packet) -> int:
+    def _classify_in(self, where: Hook, pkt: Packet) -> int:
         st = self.dest_for(pkt.src.packed)
         if st is not None:
             st.note_in(self.clock())

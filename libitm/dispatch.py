@@ -141,32 +141,32 @@ class Dispatcher:
         cls = 0
         stage = "class_func"
         try:
-            f = info.class_func
+            f = info.wf_class_func
             if f is not None:
-                got = f(pkt)
+                got = f(where, pkt)
                 cls = got if got.__class__ is int else class_of(got)
             # no class_func: class 0, as in itm_mod (process_func is then not called)
-            g = info.log_func
+            g = info.wf_log_func
             if g is not None:
                 stage = "log_func"
-                g(cls, pkt)
+                g(where, cls, pkt)
             drop = False
             if cls != 0:
                 c.classified += 1
-                p = info.process_func
+                p = info.wf_process_func
                 if p is not None:
                     stage = "process_func"
                     v = p(where, cls, pkt)
                     if v is not None and v is not _ACCEPT:
                         drop = v is _DROP or Verdict.coerce(v) == _DROP
-            u = info.update_func
+            u = info.wf_update_func
             if u is not None:
                 stage = "update_func"
-                u(cls, pkt)
-            u = info.control_func
+                u(where, cls, pkt)
+            u = info.wf_control_func
             if u is not None:
                 stage = "control_func"
-                u(cls, pkt)
+                u(where, cls, pkt)
         except Exception as e:
             self._failed(info, pkt, stage, e)
             return False, cls
@@ -220,31 +220,31 @@ class Dispatcher:
         cls = 0
         stage = "class_func"
         try:
-            f = info.class_func
+            f = info.wf_class_func
             if f is not None:
-                got = f(pkt)
+                got = f(where, pkt)
                 cls = got if got.__class__ is int else class_of(got)
-            g = info.log_func
+            g = info.wf_log_func
             if g is not None:
                 stage = "log_func"
-                g(cls, pkt)
+                g(where, cls, pkt)
             drop = False
             if cls != 0:
                 c.classified += 1
-                p = info.process_func
+                p = info.wf_process_func
                 if p is not None:
                     stage = "process_func"
                     v = p(where, cls, pkt)
                     if v is not None and v is not _ACCEPT:
                         drop = v is _DROP or Verdict.coerce(v) == _DROP
-            u = info.update_func
+            u = info.wf_update_func
             if u is not None:
                 stage = "update_func"
-                u(cls, pkt)
-            u = info.control_func
+                u(where, cls, pkt)
+            u = info.wf_control_func
             if u is not None:
                 stage = "control_func"
-                u(cls, pkt)
+                u(where, cls, pkt)
         except Exception as e:
             self._failed(info, pkt, stage, e)
             return ACCEPTED

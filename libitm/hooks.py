@@ -13,10 +13,16 @@ class Hook(enum.IntEnum):
     IP_FORWARD = 2
     IP_OUT = 3
     POST_ROUTING = 4
+    # the 2004 paper's names of the same points (aliases: Hook.IP_POST_ROUTE is
+    # Hook.POST_ROUTING)
+    PRE_ROUTE = 0
+    IP_POST_ROUTE = 4
 
     @classmethod
     def parse(cls, where: Hook | str | int) -> Hook:
-        """Accept a :class:`Hook`, its value, or a name such as ``"post_routing"``."""
+        """Accept a :class:`Hook`, its value, or a name such as ``"post_routing"``
+        (case and ``-``/``_`` do not matter; the paper's ``IP_POST_ROUTE`` and
+        ``PRE_ROUTE``, and iptables' chain names, are accepted too)."""
         if isinstance(where, Hook):
             return where
         if isinstance(where, str):

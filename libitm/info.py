@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .epoch import bump
 from .hooks import Hook
@@ -16,12 +17,63 @@ from .verdict import Verdict
 LABEL_MAX = 31  # ITM_LABEL_MAX - 1 in the uapi header
 _LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
-ClassFunc = Callable[[Packet], int]
-LogFunc = Callable[[int, Packet], object]
+#: ``class_func(where, pkt) -> class`` (the paper's shape; ``class_func(pkt)`` also works)
+ClassFunc = Callable[..., object]
+#: ``log_func(where, cls, pkt)`` (``log_func(cls, pkt)`` also works)
+LogFunc = Callable[..., object]
+#: ``process_func(where, cls, pkt) -> Verdict`` (``NF_ACCEPT``/``NF_DROP``, ``None``: accept)
 ProcessFunc = Callable[[Hook, int, Packet], "Verdict | int | None"]
-UpdateFunc = Callable[[int, Packet], object]
-ControlFunc = Callable[[int, Packet], object]
-TimerFunc = Callable[[], object]
+#: ``update_func(where, cls, pkt)`` (``update_func(cls, pkt)`` also works)
+UpdateFunc = Callable[..., object]
+#: ``control_func(where, cls, pkt)`` (``control_func(cls, pkt)`` also works)
+ControlFunc = Callable[..., object]
+TimerFunc = Callable[..., object]
+
+# the arity of each callback in the shape without ``where`` (libitm before issue 17)
+_WITHOUT_WHERE = {"class_func": 1, "log_func": 2, "update_func": 2, "control_func": 2}
+
+
+def _required_positional(fn: Callable[..., object]) -> int | None:
+    """How many positional arguments ``fn`` requires; None if it takes ``*args`` or
+    its signature cannot be read."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    n = 0
+    for p in sig.parameters.values():
+        if p.kind is p.VAR_POSITIONAL:
+            return None
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty:
+            n += 1
+    return n
+
+
+def where_first(name: str, fn: Callable[..., object] | None) -> Callable[..., object] | None:
+    """The callback ``name`` as the packet loops call it: ``where`` first.
+
+    The paper's shape (``class_func(where, pkt)``, ``log_func(where, cls, pkt)``,
+    ...) is returned as it is. A callback written without ``where``
+    (``class_func(pkt)``, ``log_func(cls, pkt)``: libitm's shape before
+    issue 17), recognised once here by the number of positional arguments it
+    requires, is wrapped so that it is called without it.
+    """
+    if fn is None:
+        return None
+    legacy = _WITHOUT_WHERE.get(name)
+    if legacy is None or _required_positional(fn) != legacy:
+        return fn
+    if legacy == 1:
+
+        def class_without_where(where: Hook, pkt: Packet, _f: Callable[..., object] = fn) -> object:
+            return _f(pkt)
+
+        return class_without_where
+
+    def without_where(where: Hook, cls: int, pkt: Packet, _f: Callable[..., object] = fn) -> object:
+        return _f(cls, pkt)
+
+    return without_where
 
 
 def check_label(label: str) -> str:
@@ -64,18 +116,23 @@ class AppCounters:
 class ItmInfo:
     """One application's registration: label, interest and the five callbacks.
 
-    Callbacks run in the paper's order for each packet of interest::
+    Callbacks run in the paper's order for each packet of interest, each with
+    the hook point ``where`` first, as in the paper::
 
-        cls = class_func(pkt)              # no class_func: class 0
-        log_func(cls, pkt)
+        cls = class_func(where, pkt)       # no class_func: class 0
+        log_func(where, cls, pkt)
         v = process_func(where, cls, pkt)  # only when cls != 0; None means accept
-        update_func(cls, pkt)
-        control_func(cls, pkt)
+        update_func(where, cls, pkt)
+        control_func(where, cls, pkt)
 
-    Any callback may be None. ``priority``: lower runs first at a hook (ties in
-    registration order). ``needs_payload``: the backend must hand over the
-    whole packet (needed to read the payload or to *modify* the packet; by
-    default nfqueue copies only the first 128 bytes).
+    Any callback may be None. A callback without ``where`` (``class_func(pkt)``,
+    ``log_func(cls, pkt)``, ...: libitm's shape before) still works: the
+    shape is read once, when the callback is set (see :func:`where_first`).
+
+    ``priority``: lower runs first at a hook (ties in registration order).
+    ``needs_payload``: the backend must hand over the whole packet (needed to
+    read the payload or to *modify* the packet; by default nfqueue copies only
+    the first 128 bytes).
     """
 
     label: str
@@ -92,18 +149,30 @@ class ItmInfo:
     counters: AppCounters = field(default_factory=AppCounters)
 
     def __setattr__(self, name: str, value: object) -> None:
+        if name == "label":
+            check_label(value)  # type: ignore[arg-type]
+        elif name in _CALLBACKS:
+            if value is not None and not callable(value):
+                raise TypeError(f"{name} must be callable or None")
+            # what the packet loops call: where first (see where_first)
+            object.__setattr__(self, "wf_" + name, where_first(name, value))
         # the packet loops cache callbacks and ``enabled`` (see libitm.epoch)
         object.__setattr__(self, name, value)
         bump()
 
     def __post_init__(self) -> None:
-        check_label(self.label)
+        # the label and the callbacks are checked as they are set (__setattr__)
         if not isinstance(self.interest, Interest):
             raise TypeError("interest must be a libitm.Interest")
-        for name in ("class_func", "log_func", "process_func", "update_func", "control_func"):
-            fn = getattr(self, name)
-            if fn is not None and not callable(fn):
-                raise TypeError(f"{name} must be callable or None")
+
+    if TYPE_CHECKING:
+        # the callbacks as the packet loops call them, where first (set by
+        # __setattr__; not dataclass fields)
+        wf_class_func: Callable[[Hook, Packet], object] | None = field(init=False)
+        wf_log_func: Callable[[Hook, int, Packet], object] | None = field(init=False)
+        wf_process_func: Callable[[Hook, int, Packet], object] | None = field(init=False)
+        wf_update_func: Callable[[Hook, int, Packet], object] | None = field(init=False)
+        wf_control_func: Callable[[Hook, int, Packet], object] | None = field(init=False)
 
 
 _CALLBACKS = ("class_func", "log_func", "process_func", "update_func", "control_func")
@@ -115,7 +184,8 @@ class Application:
     Set ``label``, ``interest``, ``hook`` (and optionally ``priority`` and
     ``needs_payload``) as class or instance attributes. Callbacks that are not
     overridden are registered as None (no ``class_func`` means class 0, as in
-    itm_mod, so ``process_func`` then never runs).
+    itm_mod, so ``process_func`` then never runs). Every callback gets
+    ``where`` first, as in the paper (an override without it still works).
     """
 
     label: str = "app"
@@ -124,24 +194,24 @@ class Application:
     priority: int = 0
     needs_payload: bool = False
 
-    def class_func(self, pkt: Packet) -> int:
-        """Return the packet's class (0: not classified)."""
+    def class_func(self, *args: Any, **kwargs: Any) -> int:
+        """``class_func(where, pkt)``: return the packet's class (0: not classified)."""
         raise NotImplementedError
 
-    def log_func(self, cls: int, pkt: Packet) -> None:
-        """Log data and update class structures."""
+    def log_func(self, *args: Any, **kwargs: Any) -> None:
+        """``log_func(where, cls, pkt)``: log data and update class structures."""
         raise NotImplementedError
 
     def process_func(self, where: Hook, cls: int, pkt: Packet) -> Verdict | None:
         """Act on the packet; return the verdict."""
         raise NotImplementedError
 
-    def update_func(self, cls: int, pkt: Packet) -> None:
-        """Class update."""
+    def update_func(self, *args: Any, **kwargs: Any) -> None:
+        """``update_func(where, cls, pkt)``: class update."""
         raise NotImplementedError
 
-    def control_func(self, cls: int, pkt: Packet) -> None:
-        """Controller update."""
+    def control_func(self, *args: Any, **kwargs: Any) -> None:
+        """``control_func(where, cls, pkt)``: controller update."""
         raise NotImplementedError
 
     def timers(self) -> list[tuple[TimerFunc, float]]:

@@ -2,13 +2,44 @@
 
 from __future__ import annotations
 
+import functools
 import heapq
+import inspect
 import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 log = logging.getLogger("libitm")
+
+#: jiffies per second for the paper's ``itm_register_timer(fn, timeout)``: user
+#: space's clock tick (USER_HZ, ``sysconf(_SC_CLK_TCK)``), which is also the HZ
+#: of the paper's Linux 2.4 on x86. ``timeout / HZ`` is the period in seconds.
+HZ = 100
+
+
+def jiffies_to_seconds(jiffies: int) -> float:
+    """The period of ``jiffies`` ticks of :data:`HZ`, in seconds."""
+    if isinstance(jiffies, bool) or not isinstance(jiffies, int) or jiffies < 1:
+        raise ValueError(f"timer timeout must be a positive number of jiffies, not {jiffies!r}")
+    return jiffies / HZ
+
+
+def with_data(fn: Callable[..., object], data: object) -> Callable[[], object]:
+    """``fn`` as the timer calls it: ``fn(data)`` when ``fn`` requires one positional
+    argument (the paper's timer function), else ``fn()``."""
+    if not callable(fn):
+        raise TypeError("timer function must be callable")
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return fn
+    required = [
+        p
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    return functools.partial(fn, data) if len(required) == 1 else fn
 
 
 @dataclass(eq=False)

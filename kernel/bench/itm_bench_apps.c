@@ -19,12 +19,14 @@ MODULE_PARM_DESC(callbacks, "give the applications their five (empty) callbacks"
 static struct itm_info *bench_apps;
 static unsigned int bench_registered;
 
-static int bench_class(struct sk_buff *skb, const struct itm_ctx *ctx)
+static int bench_class(enum itm_hook where, struct sk_buff *skb,
+		       const struct itm_ctx *ctx)
 {
 	return 1;
 }
 
-static void bench_nop(int class, struct sk_buff *skb, const struct itm_ctx *ctx)
+static void bench_nop(enum itm_hook where, int class, struct sk_buff *skb,
+		      const struct itm_ctx *ctx)
 {
 }
 

@@ -19,6 +19,7 @@
 #ifndef _ITM_H
 #define _ITM_H
 
+#include <linux/build_bug.h>
 #include <linux/types.h>
 #include <linux/in6.h>
 #include <linux/skbuff.h>
@@ -34,6 +35,11 @@
  * @ITM_IP_OUT: packets sent by this host (local out)
  * @ITM_POST_ROUTING: every outgoing packet, after routing
  * @ITM_NUM_HOOKS: number of hook points
+ * @PRE_ROUTE: the paper's name of %ITM_PRE_ROUTING
+ * @IP_IN: the paper's name of %ITM_IP_IN
+ * @IP_FORWARD: the paper's name of %ITM_IP_FORWARD
+ * @IP_OUT: the paper's name of %ITM_IP_OUT
+ * @IP_POST_ROUTE: the paper's name of %ITM_POST_ROUTING
  *
  * The values are the uapi ITM_HOOK_* values shared with user space.
  */
@@ -43,26 +49,42 @@ enum itm_hook {
 	ITM_IP_FORWARD = ITM_HOOK_IP_FORWARD,
 	ITM_IP_OUT = ITM_HOOK_IP_OUT,
 	ITM_POST_ROUTING = ITM_HOOK_POST_ROUTING,
-	ITM_NUM_HOOKS
+	ITM_NUM_HOOKS,
+
+	/* the 2004 paper's names of the same five points */
+	PRE_ROUTE = ITM_PRE_ROUTING,
+	IP_IN = ITM_IP_IN,
+	IP_FORWARD = ITM_IP_FORWARD,
+	IP_OUT = ITM_IP_OUT,
+	IP_POST_ROUTE = ITM_POST_ROUTING,
 };
 
 /**
  * enum itm_verdict - what process_func decides for a packet
- * @ITM_ACCEPT: pass the packet on to the next application, then the stack
  * @ITM_DROP: drop the packet; later applications do not see it
+ * @ITM_ACCEPT: pass the packet on to the next application, then the stack
  * @ITM_STOLEN: the application took ownership of the skb (it must free or
  *	reinject it); update_func and control_func are not called
  * @ITM_QUEUE: hand the packet to the user-space application that owns
  *	itm_info->queue_num (used by itm_queue; fail-open when nobody listens).
  *	When user space answers NF_REPEAT, the packet goes on with the next
  *	application after this one (see docs/kernel-api.md, "itm_queue").
+ *
+ * The values are netfilter's (NF_DROP, NF_ACCEPT, NF_STOLEN, NF_QUEUE), so
+ * process_func may return those; any other value is logged and accepted.
  */
 enum itm_verdict {
-	ITM_ACCEPT = ITM_VERDICT_ACCEPT,
 	ITM_DROP = ITM_VERDICT_DROP,
+	ITM_ACCEPT = ITM_VERDICT_ACCEPT,
 	ITM_STOLEN = ITM_VERDICT_STOLEN,
 	ITM_QUEUE = ITM_VERDICT_QUEUE,
 };
+
+/* The values are netfilter's: a paper port's "return NF_ACCEPT;" accepts. */
+static_assert(ITM_DROP == NF_DROP);
+static_assert(ITM_ACCEPT == NF_ACCEPT);
+static_assert(ITM_STOLEN == NF_STOLEN);
+static_assert(ITM_QUEUE == NF_QUEUE);
 
 /**
  * struct itm_interest - which packets an application wants
@@ -114,7 +136,8 @@ struct itm_ctx {
 
 /**
  * struct itm_info - an application's registration with itm_mod
- * @label: unique name shown by itmtool (at most %ITM_LABEL_MAX - 1 chars)
+ * @label: unique name shown by itmtool (at most %ITM_LABEL_MAX - 1 chars);
+ *	from a string at run time: strscpy(info.label, "name", ITM_LABEL_MAX)
  * @type: %ITM_TYPE_KERNEL or %ITM_TYPE_USER
  * @interest: the packets the application wants
  * @pid: owning process for user-space applications, 0 for kernel ones
@@ -136,6 +159,10 @@ struct itm_ctx {
  * @control_func: controller update
  * @app: itm_mod's private state; do not touch
  *
+ * Every callback gets the paper's arguments in the paper's order - @where
+ * first, then the class (all but class_func), then the packet - and the
+ * context last.
+ *
  * The callbacks run in softirq or process context with preemption and
  * bottom halves possibly disabled, under RCU: they must not sleep.
  * They may modify the packet after making it writable (for example with
@@ -152,16 +179,17 @@ struct itm_info {
 	struct net *netns;
 	struct module *owner;
 
-	int (*class_func)(struct sk_buff *skb, const struct itm_ctx *ctx);
-	void (*log_func)(int class, struct sk_buff *skb,
+	int (*class_func)(enum itm_hook where, struct sk_buff *skb,
+			  const struct itm_ctx *ctx);
+	void (*log_func)(enum itm_hook where, int class, struct sk_buff *skb,
 			 const struct itm_ctx *ctx);
 	unsigned int (*process_func)(enum itm_hook where, int class,
 				     struct sk_buff *skb,
 				     const struct itm_ctx *ctx);
-	void (*update_func)(int class, struct sk_buff *skb,
-			    const struct itm_ctx *ctx);
-	void (*control_func)(int class, struct sk_buff *skb,
-			     const struct itm_ctx *ctx);
+	void (*update_func)(enum itm_hook where, int class,
+			    struct sk_buff *skb, const struct itm_ctx *ctx);
+	void (*control_func)(enum itm_hook where, int class,
+			     struct sk_buff *skb, const struct itm_ctx *ctx);
 
 	struct itm_app *app;
 };

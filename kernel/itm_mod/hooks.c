@@ -317,11 +317,11 @@ static unsigned int itm_run_app(struct itm_app *app, enum itm_hook where,
 	this_cpu_inc(st->matched);
 	this_cpu_add(st->bytes, skb->len);
 	if (info->class_func)
-		class = info->class_func(skb, &ctx);
+		class = info->class_func(where, skb, &ctx);
 	if (class)
 		this_cpu_inc(st->classified);
 	if (info->log_func)
-		info->log_func(class, skb, &ctx);
+		info->log_func(where, class, skb, &ctx);
 	if (class && info->process_func) {
 		verdict = info->process_func(where, class, skb, &ctx);
 		if (unlikely(verdict >= ITM_NUM_VERDICTS)) {
@@ -334,9 +334,9 @@ static unsigned int itm_run_app(struct itm_app *app, enum itm_hook where,
 	/* A stolen skb is the application's now: no more callbacks on it. */
 	if (verdict != ITM_STOLEN) {
 		if (info->update_func)
-			info->update_func(class, skb, &ctx);
+			info->update_func(where, class, skb, &ctx);
 		if (info->control_func)
-			info->control_func(class, skb, &ctx);
+			info->control_func(where, class, skb, &ctx);
 	}
 	if (timed)
 		this_cpu_add(st->time_ns, local_clock() - start);

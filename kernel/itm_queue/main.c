@@ -39,7 +39,8 @@ static DEFINE_MUTEX(itmq_lock);
 static LIST_HEAD(itmq_regs);
 static DEFINE_IDA(itmq_ida);
 
-static int itmq_class(struct sk_buff *skb, const struct itm_ctx *ctx)
+static int itmq_class(enum itm_hook where, struct sk_buff *skb,
+		      const struct itm_ctx *ctx)
 {
 	/* itm_mod matched the interest: every such packet goes to user space */
 	return 1;

@@ -107,13 +107,17 @@ static void qos_flow_remove(struct qos_flow *f)
  * @p: the parsed packet
  *
  * Context: packet context, under RCU.
- * Return: 0 for a flow not in the table (unless mark_first is set and the
- * table has room for it: then it is classified as its first packet),
- * %QOS_SHORT while the flow's packets up to and including this one are at
- * most the threshold (or for a FIN), %QOS_LONG after.
+ * Return: 0 for a flow not in the table (unless mark_first is set, figures
+ * is not, and the table has room for it: then it is classified as its
+ * first packet), %QOS_SHORT while the flow's packets up to and including
+ * this one are at most the threshold (with figures: threshold + 2, the
+ * figures' pkt_cnt starting at 0 after the first packet) or for a FIN,
+ * %QOS_LONG after.
  */
 int qos_flows_classify(const struct qos_pkt *p)
 {
+	bool figures = READ_ONCE(qos_figures);
+	u64 limit = READ_ONCE(qos_threshold);
 	struct qos_flow *f;
 	u64 seen = 0;
 
@@ -124,10 +128,13 @@ int qos_flows_classify(const struct qos_pkt *p)
 	 * A flow log_func cannot enter (full table) stays class 0 so that it
 	 * is never marked, as without mark_first.
 	 */
-	else if (!READ_ONCE(qos_mark_first) ||
+	else if (figures || !READ_ONCE(qos_mark_first) ||
 		 atomic_read(&qos_nobjs) >= READ_ONCE(qos_max_flows))
 		return 0;
-	if (p->fin || seen + 1 <= READ_ONCE(qos_threshold))
+	/* Figures 9-10: SHORT while pkt_cnt = seen - 1 <= THRESHOLD */
+	if (figures)
+		limit += 2;
+	if (p->fin || seen + 1 <= limit)
 		return QOS_SHORT;
 	return QOS_LONG;
 }

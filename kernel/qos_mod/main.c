@@ -38,12 +38,17 @@ struct qos_stats __percpu *qos_stats;
 
 module_param_named(threshold, qos_threshold, uint, 0644);
 MODULE_PARM_DESC(threshold,
-		 "a flow is SHORT while it has sent at most this many packets (default 20)");
+		 "packet n of a flow direction is SHORT while n <= threshold (n counts from 1, this packet included; packet 1 only with mark_first), LONG after; FINs are SHORT. The figures' THRESHOLD T marks packets 2..T+2: figures=1 threshold=T (default 20)");
 
 bool qos_mark_first;
 module_param_named(mark_first, qos_mark_first, bool, 0644);
 MODULE_PARM_DESC(mark_first,
 		 "mark a flow's first packet (the SYN) too; default N: class 0, unmarked, as in the paper");
+
+bool qos_figures;
+module_param_named(figures, qos_figures, bool, 0644);
+MODULE_PARM_DESC(figures,
+		 "count as Figures 9-10 do: packet 1 class 0 (unmarked, whatever mark_first), then SHORT while the packets counted after it are at most threshold, i.e. packets 2..threshold+2 (default N)");
 
 static int qos_set_max_flows(const char *val, const struct kernel_param *kp)
 {
@@ -169,7 +174,8 @@ static const struct attribute_group qos_stat_group = {
 
 /* the paper's callbacks */
 
-static int qos_class(struct sk_buff *skb, const struct itm_ctx *ctx)
+static int qos_class(enum itm_hook where, struct sk_buff *skb,
+		     const struct itm_ctx *ctx)
 {
 	struct qos_pkt p;
 
@@ -178,7 +184,8 @@ static int qos_class(struct sk_buff *skb, const struct itm_ctx *ctx)
 	return qos_flows_classify(&p);
 }
 
-static void qos_log(int class, struct sk_buff *skb, const struct itm_ctx *ctx)
+static void qos_log(enum itm_hook where, int class, struct sk_buff *skb,
+		    const struct itm_ctx *ctx)
 {
 	struct qos_pkt p;
 

@@ -88,6 +88,7 @@ extern unsigned int qos_idle_timeout;
 extern unsigned int qos_short_dscp;
 extern unsigned int qos_long_dscp;
 extern bool qos_mark_first;
+extern bool qos_figures;
 extern enum qos_mode qos_mode;
 extern struct qos_stats __percpu *qos_stats;
 

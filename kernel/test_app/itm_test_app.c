@@ -79,7 +79,8 @@ static void ta_record(const struct itm_ctx *ctx, enum ta_cb cb, int class)
 	spin_unlock_irqrestore(&ta_lock, flags);
 }
 
-static int ta_class(struct sk_buff *skb, const struct itm_ctx *ctx)
+static int ta_class(enum itm_hook where, struct sk_buff *skb,
+		    const struct itm_ctx *ctx)
 {
 	int class = container_of(ctx->info, struct ta_app, info)->class;
 
@@ -87,7 +88,8 @@ static int ta_class(struct sk_buff *skb, const struct itm_ctx *ctx)
 	return class;
 }
 
-static void ta_log(int class, struct sk_buff *skb, const struct itm_ctx *ctx)
+static void ta_log(enum itm_hook where, int class, struct sk_buff *skb,
+		   const struct itm_ctx *ctx)
 {
 	ta_record(ctx, TA_LOG, class);
 }
@@ -103,12 +105,14 @@ static unsigned int ta_process(enum itm_hook where, int class,
 	return verdict;
 }
 
-static void ta_update(int class, struct sk_buff *skb, const struct itm_ctx *ctx)
+static void ta_update(enum itm_hook where, int class, struct sk_buff *skb,
+		      const struct itm_ctx *ctx)
 {
 	ta_record(ctx, TA_UPDATE, class);
 }
 
-static void ta_control(int class, struct sk_buff *skb, const struct itm_ctx *ctx)
+static void ta_control(enum itm_hook where, int class, struct sk_buff *skb,
+		       const struct itm_ctx *ctx)
 {
 	ta_record(ctx, TA_CONTROL, class);
 }

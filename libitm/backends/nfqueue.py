@@ -691,7 +691,7 @@ class NfqueueBackend(Backend):
         failed = disp._failed
         # the fast lane's application and its callbacks, its counters, the packet
         app: ItmInfo | None = None
-        cf: Callable[[Packet], int] | None = None
+        cf: Callable[[Hook, Packet], object] | None = None
         pf: Callable[[Hook, int, Packet], object] | None = None
         im: Callable[[Packet], bool] = Interest().matches
         f_packets = f_classified = f_dropped = f_modified = f_failed = 0
@@ -755,7 +755,7 @@ class NfqueueBackend(Backend):
                         r = ACCEPTED
                         try:
                             stage = "class_func"
-                            cls = 0 if cf is None else cf(pkt)
+                            cls = 0 if cf is None else cf(hook, pkt)
                             if cls.__class__ is not int:
                                 cls = class_of(cls)
                             if cls != 0:
@@ -957,8 +957,8 @@ class NfqueueBackend(Backend):
                         ):
                             app = None  # Dispatcher.run_solo's lane
                         if app is not None:
-                            cf = app.class_func
-                            pf = app.process_func
+                            cf = app.wf_class_func
+                            pf = app.wf_process_func
                             im = matcher(app.interest)
                     mv = rmv[poff : poff + plen]
                     pkt = Packet.from_view(

@@ -18,11 +18,11 @@ ITM_HOOK_IP_OUT = 3
 ITM_HOOK_POST_ROUTING = 4
 ITM_HOOK_NAMES = ("pre_routing", "ip_in", "ip_forward", "ip_out", "post_routing")
 
-ITM_VERDICT_ACCEPT = 0
-ITM_VERDICT_DROP = 1
+ITM_VERDICT_DROP = 0
+ITM_VERDICT_ACCEPT = 1
 ITM_VERDICT_STOLEN = 2
 ITM_VERDICT_QUEUE = 3
-ITM_VERDICT_NAMES = ("accept", "drop", "stolen", "queue")
+ITM_VERDICT_NAMES = ("drop", "accept", "stolen", "queue")
 
 ITM_TYPE_KERNEL = 0
 ITM_TYPE_USER = 1

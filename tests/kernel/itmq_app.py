@@ -55,11 +55,11 @@ def make_app(spec: str, log: IO[str]) -> tuple[str, ItmInfo]:
         log.write(f"{label} {cb} {c}\n")
         log.flush()
 
-    def class_func(pkt: Packet) -> int:
+    def class_func(where: Hook, pkt: Packet) -> int:
         record("class", cls)
         return cls
 
-    def log_func(c: int, pkt: Packet) -> None:
+    def log_func(where: Hook, c: int, pkt: Packet) -> None:
         record("log", c)
 
     def process_func(where: Hook, c: int, pkt: Packet) -> Verdict:
@@ -70,10 +70,10 @@ def make_app(spec: str, log: IO[str]) -> tuple[str, ItmInfo]:
             pkt.tos = int(verdict[4:], 0)
         return Verdict.ACCEPT
 
-    def update_func(c: int, pkt: Packet) -> None:
+    def update_func(where: Hook, c: int, pkt: Packet) -> None:
         record("update", c)
 
-    def control_func(c: int, pkt: Packet) -> None:
+    def control_func(where: Hook, c: int, pkt: Packet) -> None:
         record("control", c)
 
     info = ItmInfo(

@@ -144,8 +144,9 @@ def test_dkms_status_lines_are_read() -> None:
 K61, K612 = "6.1.0-56-amd64", "6.12.117+deb12-amd64"
 #: what a user needs at run time: the core, the Python applications' kernel backend, qos_mod
 RUNTIME = ["itm_mod", "itm_queue", "qos_mod"]
-#: built by the top-level Kbuild for the tests and benchmarks only
-TEST_ONLY = {"kernel/test_app", "kernel/bench"}
+#: built by the top-level Kbuild for the tests and benchmarks only (paper_qos: the
+#: paper's qos_mod in the figures' shape, which tests/kernel/test_paper_api.py checks)
+TEST_ONLY = {"kernel/test_app", "kernel/bench", "kernel/paper_qos"}
 
 
 def test_dkms_installs_every_module_a_user_needs_at_run_time() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from itmtool import nlgen
 from libitm.control import itm_spec
 
@@ -16,11 +18,19 @@ def test_c_header_and_python_agree_on_every_number() -> None:
     header = (nlgen.ROOT / "kernel/include/uapi/linux/itm_netlink.h").read_text()
     # walk the C enums and compare each value with the Python constant
     for body in re.findall(r"enum \{(.*?)\};", header, re.S):
-        names = [n.strip() for n in body.split(",") if n.strip() and "=" not in n]
-        names = [n for n in names if not n.startswith("__")]
-        for value, name in enumerate(names):
+        items = [n.strip() for n in re.sub(r"/\*.*?\*/", "", body, flags=re.S).split(",")]
+        value = 0
+        for item in items:
+            if not item or item.startswith("__"):
+                continue
+            name, _, given = (p.strip() for p in item.partition("="))
+            if given:
+                if not given.isdigit():
+                    continue  # XXX_MAX = (__XXX_MAX - 1)
+                value = int(given)
             if hasattr(itm_spec, name):
                 assert getattr(itm_spec, name) == value, name
+            value += 1
     assert f'"{itm_spec.FAMILY_NAME}"' in header
     assert f"ITM_LABEL_MAX\t{itm_spec.ITM_LABEL_MAX}" in header
 
@@ -48,3 +58,20 @@ def test_kernel_policy_covers_every_request_attribute() -> None:
     for op in ctx["spec"]["operations"]["list"]:
         for attr in op.get("do", {}).get("request", []):
             assert f"[{by_name[attr]}]" in policy.group(1), (op["name"], attr)
+
+
+def test_verdict_values_are_netfilters() -> None:
+    """A paper port's ``return NF_ACCEPT;`` must accept: NF_DROP 0, NF_ACCEPT 1, ..."""
+    header = (nlgen.ROOT / "kernel/include/uapi/linux/itm_netlink.h").read_text()
+    for name, value in (("DROP", 0), ("ACCEPT", 1), ("STOLEN", 2), ("QUEUE", 3)):
+        assert f"ITM_VERDICT_{name} = {value}," in header
+        assert getattr(itm_spec, f"ITM_VERDICT_{name}") == value
+        assert itm_spec.ITM_VERDICT_NAMES[value] == name.lower()
+
+
+def test_enum_entries_with_values_must_be_dense() -> None:
+    d = {"name": "v", "entries": [{"name": "a", "value": 1}, {"name": "b", "value": 2}]}
+    with pytest.raises(ValueError, match=r"values must be 0\.\.1"):
+        nlgen.enum_entries("X", d)
+    d = {"name": "v", "entries": [{"name": "b", "value": 1}, {"name": "a", "value": 0}]}
+    assert nlgen.enum_entries("X", d) == ([("X_V_A", 0), ("X_V_B", 1)], True)

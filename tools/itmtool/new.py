@@ -59,6 +59,8 @@ _HOOK_ALIASES = {
     "output": "out",
     "post_routing": "post",
     "postrouting": "post",
+    "pre_route": "pre",  # the paper's names (ip_in, ip_forward, ip_out are above)
+    "ip_post_route": "post",
 }
 _PROTOS = {
     "tcp": 6,
@@ -596,6 +598,7 @@ OWN_MODULES = frozenset(
         "itm_bench_drive",
         "itm_bench_nf",
         "itm_bench_apps",
+        "paper_qos",
     }
 )
 

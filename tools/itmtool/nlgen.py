@@ -96,18 +96,44 @@ class AttrSet:
         return self.name.replace("-", "_")
 
 
+def enum_entries(prefix: str, d: dict[str, Any]) -> tuple[list[tuple[str, int]], bool]:
+    """The (C name, value) pairs of an enum definition, sorted by value.
+
+    An entry is a name, or ``{name: ..., value: N}`` as in the kernel's
+    netlink specs; an entry without a value follows the previous one.  The
+    values must be 0..n-1 (the ``*_NAMES`` tuple is indexed by value).  The
+    second result says whether any value was given, so that the C enum
+    spells the values out.
+    """
+    pairs: list[tuple[str, int]] = []
+    explicit = False
+    value = 0
+    for e in d["entries"]:
+        if isinstance(e, dict):
+            if "value" in e:
+                value = int(e["value"])
+                explicit = True
+            e = e["name"]
+        pairs.append((cname(prefix, d["name"], e), value))
+        value += 1
+    pairs.sort(key=lambda p: p[1])
+    if [v for _, v in pairs] != list(range(len(pairs))):
+        raise ValueError(f"enum {d['name']!r}: values must be 0..{len(pairs) - 1}")
+    return pairs, explicit
+
+
 def load(spec_path: Path) -> dict[str, Any]:
     """Read a spec and return the template context."""
     spec = yaml.safe_load(spec_path.read_text())
     prefix = spec["c-prefix"]
     consts: list[tuple[str, int, str]] = []
-    enums: list[tuple[str, str, list[str]]] = []
+    enums: list[tuple[str, str, list[tuple[str, int]], bool]] = []
     for d in spec.get("definitions", []):
         if d["type"] == "const":
             consts.append((cname(prefix, d["name"]), int(d["value"]), d.get("doc", "")))
         elif d["type"] == "enum":
-            entries = [cname(prefix, d["name"], e) for e in d["entries"]]
-            enums.append((cname(prefix, d["name"]), d.get("doc", ""), entries))
+            entries, explicit = enum_entries(prefix, d)
+            enums.append((cname(prefix, d["name"]), d.get("doc", ""), entries, explicit))
         else:
             raise ValueError(f"unknown definition type {d['type']!r}")
     sets: list[AttrSet] = []

@@ -68,7 +68,7 @@ def main() -> int:
         if args.raise_in == name:
             raise RuntimeError(f"test exception in {name}")
 
-    def class_func(pkt: Packet) -> int:
+    def class_func(where: Hook, pkt: Packet) -> int:
         current.clear()
         step("class")
         if args.class_base is None:
@@ -76,7 +76,7 @@ def main() -> int:
         base: int = args.class_base
         return (pkt.dport or 0) - base
 
-    def log_func(cls: int, pkt: Packet) -> None:
+    def log_func(where: Hook, cls: int, pkt: Packet) -> None:
         step("log")
 
     def process_func(where: Hook, cls: int, pkt: Packet) -> Verdict:
@@ -87,19 +87,19 @@ def main() -> int:
             pkt.mark = args.mark
         return Verdict.DROP if args.verdict == "drop" else Verdict.ACCEPT
 
-    def update_func(cls: int, pkt: Packet) -> None:
+    def update_func(where: Hook, cls: int, pkt: Packet) -> None:
         step("update")
 
-    def control_func(cls: int, pkt: Packet) -> None:
+    def control_func(where: Hook, cls: int, pkt: Packet) -> None:
         step("control")
-        where = None if pkt.hook is None else Hook(pkt.hook).name.lower()
+        # the hook point as the callbacks are given it (where first, as in the paper)
         emit(
             kind="packet",
             dport=pkt.dport,
             proto=pkt.proto,
             cls=cls,
             calls=list(current),
-            where=where,
+            where=where.name.lower(),
         )
 
     info = ItmInfo(
@@ -131,7 +131,7 @@ def main() -> int:
             late = ItmInfo(
                 "late",
                 Interest(protocol="udp", dport=args.swap_dport),
-                class_func=lambda p: 1,
+                class_func=lambda w, p: 1,
                 process_func=lambda w, c, p: Verdict.DROP,
             )
             loop.register_hook(args.hook, late)

@@ -169,7 +169,7 @@ def test_strict_reraises() -> None:
 
 def test_bad_return_values_are_errors() -> None:
     d = Dispatcher()
-    info = ItmInfo("bad", class_func=lambda p: "x", process_func=lambda w, c, p: True)  # type: ignore[arg-type,return-value]
+    info = ItmInfo("bad", class_func=lambda p: "x", process_func=lambda w, c, p: True)
     d.add(Hook.IP_IN, info)
     assert d.dispatch(Hook.IP_IN, Packet(PKT)).verdict == Verdict.ACCEPT
     assert info.counters.errors == 1

@@ -176,7 +176,7 @@ def test_a_modified_packet_leaves_nothing_on_the_next_one(backend: Make) -> None
 def test_bad_class_and_verdict_values_are_callback_errors(
     backend: Make, caplog: pytest.LogCaptureFixture
 ) -> None:
-    bad = iter([True, "x", 0, None])
+    bad = iter([True, "x", 1, None])  # 1: NF_ACCEPT
 
     def process(w: Hook, c: int, p: Packet) -> Verdict | None:
         return next(bad)  # type: ignore[return-value]

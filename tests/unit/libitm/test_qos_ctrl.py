@@ -127,3 +127,34 @@ def test_port_blocker_example(tmp_path: Path) -> None:
     assert "dropped 2 of 2" in res.stderr
     _, frames = read_pcap(out)
     assert [Packet(f).dport for _, f in frames] == [22]
+
+
+@pytest.mark.parametrize("threshold", [20, 3])
+def test_figures_counts_as_the_papers_figures(tmp_path: Path, threshold: int) -> None:
+    """``--figures``: Figures 9-10's counting, packet 1 as sent, SHORT up to packet T+2,
+    whatever ``mark_first`` says; plain ``threshold`` marks up to packet T."""
+    from paper_app import figures_tos
+
+    pkts = trace()
+    src, out = tmp_path / "trace.pcap", tmp_path / "marked.pcap"
+    write_trace(src, pkts)
+    loop = ItmLoop("offline", pcap=src, out=out)
+    loop.register_app(QosCtrl(threshold, mark_first=True, figures=True))
+    loop.run()
+    got = [Packet(bytearray(raw)).tos for _, raw in read_pcap(out)[1]]
+    fin = [p.n == p.total and p.total > 1 for p in pkts]
+    want = [figures_tos(p.n, f, p.tos, threshold=threshold) for p, f in zip(pkts, fin, strict=True)]
+    assert got == want, "IPv6 flows too: qos_ctrl marks both families"
+    assert want != [expected_tos(p.n, p.total, p.tos, threshold) for p in pkts]
+    assert [expected_tos(p.n, p.total, p.tos, threshold + 2) for p in pkts] == want
+
+
+def test_help_says_how_threshold_counts() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT_DIR / "examples" / "qos_ctrl.py"), "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    flat = " ".join(out.split())
+    assert "n <= threshold" in flat and "2..T+2" in flat and "--figures" in flat
