@@ -63,7 +63,9 @@ def test_generated_user_app_runs_on_nfqueue(tmp_path: Path) -> None:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 60  # a loaded machine starts Python slowly
-            while "ITM-udp_watch" not in _mangle(t.router) or not _bound_queues(t.router):
+            # started when the jump to its chain is in place (the chain and its rules
+            # come first, the jump last) and its queue is bound
+            while "-j ITM-udp_watch" not in _mangle(t.router) or not _bound_queues(t.router):
                 assert proc.poll() is None, proc.communicate()
                 assert time.monotonic() < deadline, "the application did not start"
                 time.sleep(0.1)
