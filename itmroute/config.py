@@ -294,6 +294,8 @@ def load_config(path: str | Path) -> Config:
         doc = yaml.safe_load(Path(path).read_text())
     except OSError as e:
         raise ConfigError(f"{path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a text file (byte {e.start} is not UTF-8)") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)

@@ -97,6 +97,15 @@ def test_files_that_are_not_configurations(text: str, said: str, tmp_path: Path)
         load_config(tmp_path / "missing.yaml")
 
 
+def test_a_binary_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "a.yaml"
+    f.write_bytes(b"name: x\n\x9d\xff\x00")
+    for cmd in (["run", "-c", str(f)], ["show", "-c", str(f)]):
+        assert main(cmd) == 2
+        err = capsys.readouterr().err
+        assert err == f"itmroute: {f}: not a text file (byte 8 is not UTF-8)\n", err
+
+
 def test_accepted_edges(tmp_path: Path) -> None:
     f = tmp_path / "a.yaml"
     f.write_text(
