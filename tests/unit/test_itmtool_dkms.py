@@ -145,7 +145,8 @@ def test_dkms_status_lines_are_read() -> None:
 
 
 K61, K612 = "6.1.0-56-amd64", "6.12.117+deb12-amd64"
-#: what a user needs at run time: the core, the Python applications' kernel backend, qos_mod, the RIO qdisc
+#: what a user needs at run time: the core, the Python applications' kernel backend, qos_mod,
+#: the RIO qdisc
 RUNTIME = ["itm_mod", "itm_queue", "qos_mod", "sch_rio"]
 #: built by the top-level Kbuild for the tests and benchmarks only
 TEST_ONLY = {"kernel/test_app", "kernel/bench"}
