@@ -93,7 +93,7 @@ def test_max_p_one_is_the_largest_u32() -> None:
 
 def test_a_dump_decodes_to_the_config_and_counters() -> None:
     cfg = rio.RioConfig(limit=200, wlog=3, dscp=10, ecn=True, scell_log=4)
-    counters = list(range(1, 9)) + [5, 9, 2, 3]
+    counters = [*range(1, 9), 5, 9, 2, 3]
     msg = rio.rio_tcmsg()
     msg["index"] = 1  # lo
     msg["handle"] = 0x10000
