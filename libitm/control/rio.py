@@ -24,6 +24,7 @@ lazy_pyroute2.install()
 
 from pyroute2.netlink import (  # noqa: E402
     NETLINK_ROUTE,
+    NLA_F_NESTED,
     NLM_F_ACK,
     NLM_F_CREATE,
     NLM_F_DUMP,
@@ -173,7 +174,10 @@ def encode_options(cfg: RioConfig) -> list[tuple[str, Any]]:
 
 
 class rio_options(nla):  # type: ignore[misc]  # pyroute2 is untyped
-    """TCA_OPTIONS of a rio qdisc (uapi/linux/sch_rio.h)."""
+    """TCA_OPTIONS of a rio qdisc (uapi/linux/sch_rio.h), flagged nested: the kernel's
+    strict parser requires NLA_F_NESTED."""
+
+    nla_flags = NLA_F_NESTED
 
     nla_map = (
         ("TCA_RIO_UNSPEC", "none"),

@@ -43,8 +43,11 @@ def _encoded_options(cfg: rio.RioConfig) -> dict[int, bytes]:
     msg["parent"] = rio.TC_H_ROOT
     msg["attrs"] = [("TCA_KIND", "rio"), ("TCA_OPTIONS", {"attrs": rio.encode_options(cfg)})]
     msg.encode()
-    top = _tlvs(bytes(msg.data[16 + 20 :]))  # nlmsghdr, tcmsg
+    raw = bytes(msg.data[16 + 20 :])  # nlmsghdr, tcmsg
+    top = _tlvs(raw)
     assert top[1] == b"rio\0"
+    options_type = struct.unpack_from("=H", raw, 4 + len(b"rio\0") + 2)[0]
+    assert options_type == 2 | 0x8000  # TCA_OPTIONS | NLA_F_NESTED: the kernel's parser is strict
     return _tlvs(top[2])
 
 
