@@ -199,11 +199,12 @@ def style(files: list[Path] | None = None) -> list[str]:
                 "--terse",
                 "--show-types",
                 "-f",
-                str(path),
+                str(path.resolve()),
             ],
             capture_output=True,
             text=True,
             check=False,
+            cwd=script.parent,  # where checkpatch leaves its CamelCase cache file
         )
         problems += [
             line
