@@ -42,8 +42,12 @@ def section(docs: list[dict[str, Any]], verdict: list[str]) -> list[str]:
         " for marked, 15/45 kB p=0.1 for the rest) — the closest stock-qdisc equivalent of"
         " the paper's RIO: GRED's virtual queues are chosen by `tc_index`, which nothing but"
         " BPF can set on 6.12 (dsmark and tcindex are gone), and unlike RIO the DRR does not"
-        " keep one FIFO order across the classes. Without marking every packet is in one class:"
-        " FIFO (`prio`) or one RED (`red`).",
+        " keep one FIFO order across the classes. The third core is the paper's RIO itself"
+        " (`rio`: TBF → kernel/sch_rio, one FIFO, a RED profile for marked packets against"
+        " the average of marked packets queued, 30/90 packets p=0.02, and one for the rest"
+        " against the total average, 15/45 packets p=0.1: the red core's values in packets,"
+        " our choice; docs/sch_rio.md). Without marking every packet is in one class:"
+        " FIFO (`prio`) or one RED (`red`, `rio`).",
         "",
         "A capture where packets enter the core checks every client packet's TOS against"
         " the scheme's rule ('marks as rule'; the sweep's qos_mod without `mark_first`"
@@ -56,8 +60,9 @@ def section(docs: list[dict[str, Any]], verdict: list[str]) -> list[str]:
         " Ratios '÷ none' are against no marking with the same core, load and seeds.",
         "",
         "Command: `python -m bench.mice_elephants --kernel all --write` (the full plan:"
-        f" loads {', '.join(map(str, mice_plan.LOADS))}, {len(mice_plan.SEEDS)} seeds, both"
-        " cores, the four schemes; add `--sweep` for thresholds 10/50/100, qos_mod without"
+        f" loads {', '.join(map(str, mice_plan.LOADS))}, {len(mice_plan.SEEDS)} seeds,"
+        f" {len(mice_plan.CORES)} cores, the four schemes; add `--sweep` for thresholds"
+        " 10/50/100, qos_mod without"
         " `mark_first` and offloads on, at the top load: 6 runs, about 4 min more). Bounded:"
         " each run is stopped"
         f" {mice_plan.WINDOW + mice_plan.DRAIN:.0f} s after it starts, so one kernel takes at most"

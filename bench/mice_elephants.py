@@ -4,19 +4,20 @@ In a VM booted on a kernel of the matrix, a dumbbell of network namespaces::
 
     [client] l0 --- r0 [itm] l1 --- r1 [core] l2 ===(4 Mbit/s)=== r2 [server]
      senders          marks at       TBF bottleneck; marked packets
-                      post-routing;  preferred (strict priority, or a
-                      20 ms delay    RED per class served 3:1)
+                      post-routing;  preferred (strict priority, a RED
+                      20 ms delay    per class served 3:1, or RIO)
 
 carries TCP transfers with bounded-Pareto sizes and Poisson arrivals
-(bench/mice_trace.py) at several offered loads.  Every configuration of
+(bench/mice_trace.py) at several offered loads. Every configuration of
 bench/mice_plan.py replays the same trace of its seed: the ITM marks nothing,
 or runs qos_mod, the nftables rule set that does the same job, or libitm's
 examples/qos_ctrl.py (nfqueue backend); the core serves TOS 0x10 first
-(``prio``) or gives each class its own RED with a 3:1 round-robin share
-(``red``).  Each flow is timed from connect to the server's answer; a capture
-where packets enter the core checks every client packet's mark against the
-scheme's rule; the guest's CPU idle time and the bottleneck's utilisation
-are read over each run.
+(``prio``), gives each class its own RED with a 3:1 round-robin share
+(``red``), or runs RIO -- one FIFO, a late-dropping RED profile for marked
+packets and an early one for the rest (``rio``, kernel/sch_rio). Each flow is
+timed from connect to the server's answer; a capture where packets enter the
+core checks every client packet's mark against the scheme's rule; the guest's
+CPU idle time and the bottleneck's utilisation are read over each run.
 
     .venv/bin/python -m bench.mice_elephants [--kernel 6.12|all] [--quick] [--sweep] [--write]
     .venv/bin/python -m bench.mice_elephants --report      # tables and plots from the data
@@ -76,6 +77,11 @@ GUEST_MODULES = (
 )
 QOS_CTRL = ROOT / "examples" / "qos_ctrl.py"
 CTRL_CHAIN = chain_name("qos_ctrl")
+#: RIO's profiles (our choice, in packets): the red core's thresholds and probabilities
+#: (30/90 kB at 0.02 for marked, 15/45 kB at 0.1 for the rest, avpkt 1000), so that
+#: rio and red differ in the queue (one FIFO against two served 3:1), not in the profiles
+RIO_IN = (30, 90, 0.02)
+RIO_OUT = (15, 45, 0.1)
 
 
 def core_qdisc(core: str) -> list[str]:
@@ -92,6 +98,8 @@ def core_qdisc(core: str) -> list[str]:
     if core == "prio":
         cmds.append(f"qdisc add {dev} parent 1:1 handle 10: prio")
         return cmds
+    if core == "rio":
+        return cmds  # the rio child is set by rio_command (tc cannot parse its options)
     red = "red limit 200000 avpkt 1000 bandwidth " + RATE
     cmds += [
         f"qdisc add {dev} parent 1:1 handle 10: drr",
@@ -106,6 +114,15 @@ def core_qdisc(core: str) -> list[str]:
         f"filter add {dev} parent 10: protocol all prio 2 u32 match u32 0 0 flowid 10:2",
     ]
     return cmds
+
+
+def rio_command() -> list[str]:
+    """The itmtool arguments that put RIO (RIO_IN, RIO_OUT) under core_qdisc's TBF on l2."""
+    return [
+        "rio", "set", "l2", "--parent", "1:1", "--handle", "10:", "--limit", "200",
+        "--in", ",".join(map(str, RIO_IN)), "--out", ",".join(map(str, RIO_OUT)),
+        "--bandwidth", RATE, "--avpkt", "1000",
+    ]  # fmt: skip
 
 
 class Guest:
@@ -141,6 +158,13 @@ class Guest:
         try:
             for cmd in core_qdisc(core):
                 lab.sh("tc", "-n", self.core, *cmd.split())
+            if core == "rio":
+                from itmtool import cli  # in this process: a new Python costs ~20 s in TCG
+
+                with lab.netns(self.core):
+                    code = cli.main(rio_command())
+                if code != 0:
+                    raise RuntimeError(f"itmtool {' '.join(rio_command())}: exit {code}")
             yield
         finally:
             lab.sh("tc", "-n", self.core, "qdisc", "del", "dev", "l2", "root", check=False)
@@ -336,6 +360,8 @@ def guest(moddir: Path, out: Path, runs: list[Run]) -> int:
     """Inside the VM: every run of the plan, the results rewritten after each."""
     for mod in GUEST_MODULES:  # tc and nft cannot autoload modules in the guest
         lab.sh("modprobe", mod, check=False)
+    if any(r.core == "rio" for r in runs):
+        lab.sh("insmod", vmbench.module_paths(moddir)["sch_rio"])
     doc: dict[str, Any] = {
         "kernel": platform.release(),
         "rate": RATE,
@@ -362,7 +388,7 @@ def guest(moddir: Path, out: Path, runs: list[Run]) -> int:
         finally:
             server.close()
             g.stop_ctrl()
-            for mod in ("qos_mod", "itm_mod"):
+            for mod in ("qos_mod", "itm_mod", "sch_rio"):
                 lab.sh("rmmod", mod, check=False)
     return 0
 
@@ -416,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--loads", default=None, help="offered loads, comma-separated (0.6,0.8,0.95)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per load (2)")
-    p.add_argument("--cores", default=None, help="core treatments, comma-separated (prio,red)")
+    p.add_argument("--cores", default=None, help="core treatments, comma-separated (prio,red,rio)")
     p.add_argument(
         "--sweep",
         action="store_true",

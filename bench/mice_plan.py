@@ -12,7 +12,7 @@ from typing import Any
 #: the ITM's schemes: nothing, the kernel module, the nftables rule set, libitm's example
 SCHEMES = ("none", "qos_mod", "nft", "qos_ctrl")
 #: the core router's treatments of marked packets
-CORES = ("prio", "red")
+CORES = ("prio", "red", "rio")
 LOADS = (0.6, 0.8, 0.95)
 SEEDS = (1, 2)
 THRESHOLDS = (10, 20, 50, 100)

@@ -28,6 +28,7 @@ GOODPUT_MARGIN = 0.10
 CORE_NAMES = {
     "prio": "strict priority (prio)",
     "red": "RED per class, DRR 3:1 (RIO-like)",
+    "rio": "RIO, one FIFO (sch_rio)",
 }
 SCHEME_NAMES = {
     "none": "no marking",

@@ -36,9 +36,8 @@ def clean_kernel_log() -> Iterator[None]:
     bad = kit.bad_lines(new)
     assert not bad, "kernel log shows:\n" + "\n".join(new[-60:])
     assert kit.taint() == taint_before, f"kernel taint changed to {kit.taint():#x}"
-    leftover = [
-        m for m in ("itm_test_app", "qos_mod", "paper_qos", "itm_queue", "itm_mod") if kit.loaded(m)
-    ]
+    ours = ("itm_test_app", "qos_mod", "paper_qos", "itm_queue", "itm_mod", "sch_rio")
+    leftover = [m for m in ours if kit.loaded(m)]
     for m in leftover:
         kit.rmmod(m)
     assert not leftover, f"test left modules loaded: {leftover}"

@@ -146,6 +146,17 @@ def test_core_treatments_classify_every_packet() -> None:
     assert mice_elephants.core_qdisc("prio")[-1].endswith("prio")
 
 
+def test_rio_core_is_one_fifo_under_the_tbf_with_the_stated_profiles() -> None:
+    from itmtool import cli
+
+    assert mice_elephants.core_qdisc("rio") == mice_elephants.core_qdisc("prio")[:1]
+    args = cli.build_parser().parse_args(mice_elephants.rio_command())
+    assert (args.dev, args.parent, args.handle) == ("l2", "1:1", "10:")
+    assert (args.in_profile.min, args.in_profile.max, args.in_profile.max_p) == (30, 90, 0.02)
+    assert (args.out_profile.min, args.out_profile.max, args.out_profile.max_p) == (15, 45, 0.1)
+    assert args.bandwidth == 4_000_000
+
+
 def test_capture_reads_marks_and_fin_per_client_port(tmp_path: Path) -> None:
     def frame(sport: int, dport: int, tos: int, tcp_flags: int) -> bytes:
         ip = struct.pack("!BBHHHBBH4s4s", 0x45, tos, 40, 0, 0, 64, 6, 0, bytes(4), bytes(4))

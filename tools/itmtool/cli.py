@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from itmtool import cleanup as cleanup_mod
+from itmtool import rio as rio_mod
 from itmtool import status as status_mod
 from itmtool.errors import (
     EXIT_BROKEN_PIPE,
@@ -379,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_netns)
     _add_module_commands(sub)
     _add_doctor(sub)
+    rio_mod.add_parser(sub)
     return parser
 
 

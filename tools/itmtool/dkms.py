@@ -2,8 +2,9 @@
 
 The tree's top-level ``dkms.conf`` names the package and the modules to
 install -- every one a user needs at run time: itm_mod, itm_queue (Python
-applications on the kernel backend) and qos_mod; DKMS builds them with the
-top-level Makefile's ``modules`` target against ``/lib/modules/<kernel>/build``.
+applications on the kernel backend), qos_mod and sch_rio (the RIO core qdisc);
+DKMS builds them with the top-level Makefile's ``modules`` target against
+``/lib/modules/<kernel>/build``.
 
 ``install`` stages the sources (Makefile, kernel/, a Kbuild of the installed
 modules only, dkms.conf) under ``/usr/src/itmbench-<version>/``, leaving out

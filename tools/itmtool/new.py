@@ -599,6 +599,7 @@ OWN_MODULES = frozenset(
         "itm_bench_nf",
         "itm_bench_apps",
         "paper_qos",
+        "sch_rio",
     }
 )
 

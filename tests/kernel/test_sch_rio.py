@@ -1,0 +1,329 @@
+"""sch_rio, the RIO core qdisc, in a real kernel: order, RED probabilities, counters, limits.
+
+::
+
+    [itmrio<pid>a] a0 ================ b0 [itmrio<pid>b]
+      10.79.0.1     root: tbf (1:)       10.79.0.2
+      fd79::1        child 1:1: rio      fd79::2 (one socket, both families)
+
+The TBF parent is the "slow link": at 10 bit/s it lets the first packet out
+and holds the rest in rio, so the tests decide when the queue drains (by
+changing the TBF's rate), and no test depends on timing.  ARP and IPv6 ND are
+static, so only the test's own UDP packets cross a0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import struct
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from libitm.control import rio
+from tests.kernel import kit, rio_model
+
+PAYLOAD = 1000
+SO_SNDBUFFORCE = 32  # <asm-generic/socket.h>; root may exceed wmem_max
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_CREATE = 0x1, 0x4, 0x400
+ECT0, CE = 0x02, 0x03
+
+
+@dataclass
+class Link:
+    """The two namespaces and what the tests need to know about them."""
+
+    a: str
+    b: str
+    ipv6: bool
+
+
+def _setup(name: str, ipv6: bool) -> Link:
+    a, b = f"{name}a", f"{name}b"
+    kit.sh("ip", "netns", "add", a)
+    kit.sh("ip", "netns", "add", b)
+    kit.sh("ip", "-n", a, "link", "add", "a0", "type", "veth", "peer", "name", "b0", "netns", b)
+    for ns, dev in ((a, "a0"), (b, "b0")):
+        if not ipv6:
+            kit.sh(
+                "ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"
+            )
+    kit.sh("ip", "-n", a, "addr", "add", "10.79.0.1/24", "dev", "a0")
+    kit.sh("ip", "-n", b, "addr", "add", "10.79.0.2/24", "dev", "b0")
+    if ipv6:
+        kit.sh("ip", "-n", a, "addr", "add", "fd79::1/64", "dev", "a0", "nodad")
+        kit.sh("ip", "-n", b, "addr", "add", "fd79::2/64", "dev", "b0", "nodad")
+    for ns, dev in ((a, "a0"), (b, "b0"), (a, "lo"), (b, "lo")):
+        kit.sh("ip", "-n", ns, "link", "set", dev, "up")
+    # static neighbours both ways: no ARP or ND crosses a0 (b's ICMP errors included)
+    for ns, dev, peer_ns, peer_dev, v4, v6 in (
+        (a, "a0", b, "b0", "10.79.0.2", "fd79::2"),
+        (b, "b0", a, "a0", "10.79.0.1", "fd79::1"),
+    ):
+        mac = json.loads(kit.sh("ip", "-n", peer_ns, "-j", "link", "show", peer_dev))[0]["address"]
+        kit.sh("ip", "-n", ns, "neigh", "replace", v4, "lladdr", mac, "dev", dev)
+        if ipv6:
+            kit.sh("ip", "-n", ns, "neigh", "replace", v6, "lladdr", mac, "dev", dev)
+    return Link(a, b, ipv6)
+
+
+@contextlib.contextmanager
+def link(ipv6: bool = False) -> Iterator[Link]:
+    """sch_rio loaded and two fresh namespaces; everything removed afterwards."""
+    name = f"itmrio{os.getpid()}"
+    kit.insmod("sch_rio")
+    try:
+        lk = _setup(name, ipv6)
+        try:
+            yield lk
+        finally:
+            for ns in (lk.a, lk.b):
+                kit.sh("ip", "netns", "del", ns, check=False)
+    finally:
+        for ns in (f"{name}a", f"{name}b"):
+            kit.sh("ip", "netns", "del", ns, check=False)
+        assert kit.wait_until(lambda: _rmmod("sch_rio"), timeout=30), "sch_rio stayed in use"
+
+
+def _rmmod(name: str) -> bool:
+    """Try to unload; whether it is gone."""
+    subprocess.run(["rmmod", name], capture_output=True, check=False)
+    return not kit.loaded(name)
+
+
+def stall(lk: Link) -> None:
+    """TBF at 10 bit/s as a0's root: one packet leaves, the rest wait in its child."""
+    kit.sh(
+        "ip", "netns", "exec", lk.a, "tc", "qdisc", "add", "dev", "a0", "root", "handle", "1:",
+        "tbf", "rate", "10bit", "burst", "1600", "limit", "100000",
+    )  # fmt: skip
+
+
+def release(lk: Link, tos: int = 0) -> None:
+    """Open the TBF, and kick it: the child drains in its own order.
+
+    A changed TBF dequeues again only at its next enqueue (its watchdog is set
+    for the old rate), so one more packet goes out, to port 9001: the receiver
+    on 9000 does not see it; the qdisc counts it.
+    """
+    kit.sh(
+        "ip", "netns", "exec", lk.a, "tc", "qdisc", "change", "dev", "a0", "root", "handle",
+        "1:", "tbf", "rate", "1gbit", "burst", "100000", "limit", "100000",
+    )  # fmt: skip
+    send(lk, [(4, tos)], port=9001)
+
+
+def set_rio(lk: Link, cfg: rio.RioConfig) -> None:
+    """rio as the TBF's child, through libitm's rtnetlink client."""
+    with kit.netns(lk.a), rio.RioControl() as ctl:
+        ctl.set("a0", cfg, parent="1:1", handle="10:")
+
+
+def status(lk: Link) -> rio.RioStatus:
+    """The one rio qdisc of a0."""
+    with kit.netns(lk.a), rio.RioControl() as ctl:
+        (st,) = ctl.show("a0")
+    return st
+
+
+@contextlib.contextmanager
+def receiver(lk: Link) -> Iterator[socket.socket]:
+    """A UDP socket in b on port 9000 for both families, TOS reported."""
+    with kit.netns(lk.b):
+        s = socket.socket(socket.AF_INET6 if lk.ipv6 else socket.AF_INET, socket.SOCK_DGRAM)
+    with s:
+        if lk.ipv6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVTCLASS, 1)
+            s.bind(("::", 9000))
+        else:
+            s.bind(("0.0.0.0", 9000))
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        s.settimeout(10)
+        yield s
+
+
+def send(lk: Link, marks: list[tuple[int, int]], port: int = 9000) -> None:
+    """One UDP packet per (family, tos), sequence-numbered, from a to b in this order."""
+    with kit.netns(lk.a):
+        s4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) if lk.ipv6 else None
+    try:
+        for s in filter(None, (s4, s6)):
+            s.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, 16 << 20)
+        tos4 = tos6 = -1
+        for seq, (family, tos) in enumerate(marks):
+            data = struct.pack("!I", seq) + bytes(PAYLOAD - 4)
+            if family == 6:
+                assert s6 is not None
+                if tos != tos6:
+                    s6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, tos)
+                    tos6 = tos
+                s6.sendto(data, ("fd79::2", port))
+            else:
+                if tos != tos4:
+                    s4.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
+                    tos4 = tos
+                s4.sendto(data, ("10.79.0.2", port))
+    finally:
+        for s in filter(None, (s4, s6)):
+            s.close()
+
+
+def receive(sock: socket.socket, count: int) -> list[tuple[int, int]]:
+    """(sequence number, TOS) of `count` packets in arrival order."""
+    got = []
+    for _ in range(count):
+        data, anc, _flags, _addr = sock.recvmsg(PAYLOAD + 64, 64)
+        tos = next((c[2][0] for c in anc if c[1] in (socket.IP_TOS, socket.IPV6_TCLASS)), -1)
+        got.append((struct.unpack("!I", data[:4])[0], tos))
+    return got
+
+
+def test_fifo_order_is_kept_whatever_the_mark() -> None:
+    """IPv4 and IPv6, marked and unmarked, queued together: they leave in arrival order."""
+    marks = [(4 if i % 4 < 2 else 6, 0x10 if i % 2 else 0) for i in range(80)]
+    with link(ipv6=True) as lk, receiver(lk) as rx:
+        stall(lk)
+        set_rio(lk, rio.RioConfig(in_profile=rio.RedProfile(500, 600, 0.1),
+                                  out_profile=rio.RedProfile(500, 600, 0.1)))  # fmt: skip
+        send(lk, marks)
+        held = status(lk)
+        release(lk)
+        got = receive(rx, len(marks))
+        after = status(lk)
+        shown = kit.sh("ip", "netns", "exec", lk.a, "tc", "-s", "qdisc", "show", "dev", "a0")
+    assert [seq for seq, _ in got] == list(range(len(marks)))
+    assert [tos & ~3 for _, tos in got] == [tos for _, tos in marks]
+    # each family's "in" packets (TOS 0x10) were counted as "in", the rest as "out"
+    # (a0's own IPv6 multicast listener reports are "out" packets too: at least 40)
+    assert held.xstats["in_enqueued"] == 40 and held.xstats["in_qlen"] == 40
+    assert held.xstats["out_enqueued"] >= 40
+    enqueued = after.xstats["in_enqueued"] + after.xstats["out_enqueued"]
+    assert after.xstats["qlen"] == 0 and after.counters["packets"] == enqueued
+    assert after.xstats["in_early"] + after.xstats["out_early"] == 0
+    assert "qdisc rio 10: parent 1:1" in shown
+    assert "Sent 8" in shown.split("qdisc rio", 1)[1]  # 80 packets of ~1 kB
+
+
+def test_dscp_parameter_chooses_what_is_in() -> None:
+    """With --dscp 18 (qos_mod's dscp mode), AF21 packets are "in", TOS 0x10 is not."""
+    marks = [(4, 18 << 2)] * 5 + [(4, 0x10)] * 7 + [(4, 0)] * 3
+    with link() as lk, receiver(lk):
+        stall(lk)
+        set_rio(lk, rio.RioConfig(dscp=18))
+        send(lk, marks)
+        st = status(lk)
+    assert st.config.dscp == 18
+    assert (st.xstats["in_enqueued"], st.xstats["out_enqueued"]) == (5, 10)
+
+
+def _trace(n: int) -> list[bool]:
+    return [i % 2 == 0 for i in range(n)]
+
+
+def test_drop_probabilities_follow_red_on_a_synthetic_trace() -> None:
+    """Early and forced drops of a stalled queue fall where RED's formula puts them.
+
+    wlog 0 makes each average the queue length the packet sees (the "in" one:
+    "in" packets queued); the trace alternates "in" and "out" packets.  A
+    simulation of the same arithmetic (tests/kernel/rio_model.py) gives the
+    distribution of the counts over ``ROUNDS`` runs; the kernel's counts must
+    lie in its central 99.8 %, and the forced drops and acceptances must add up.
+    """
+    rounds, n = 4, 200
+    inp = rio.RedProfile(10, 40, 0.1)
+    out = rio.RedProfile(3, 20, 0.3)
+    trace = _trace(n)
+    totals = dict.fromkeys(rio.XSTATS_FIELDS[:6], 0)
+    for _ in range(rounds):
+        with link() as lk:
+            stall(lk)
+            set_rio(lk, rio.RioConfig(wlog=0, in_profile=inp, out_profile=out))
+            send(lk, [(4, 0x10 if is_in else 0) for is_in in trace])
+            st = status(lk)
+        assert sum(st.xstats[k] for k in totals) == n
+        assert st.xstats["limit_drops"] == 0
+        assert st.counters["packets"] == 1  # only the first packet left
+        # RIO's point: "in" packets still get in long after the total passed out's max
+        assert st.xstats["in_enqueued"] > out.max
+        for k in totals:
+            totals[k] += st.xstats[k]
+
+    def model(p: rio.RedProfile) -> rio_model.Profile:
+        return rio_model.Profile(p.min, p.max, p.max_p_fixed)
+
+    sims = rio_model.distribution(trace, model(inp), model(out), rounds, samples=400)
+    for key in totals:
+        lo, hi = rio_model.interval([getattr(s, key) for s in sims], 0.001)
+        assert lo <= totals[key] <= hi, f"{key}: kernel {totals[key]}, RED model [{lo}, {hi}]"
+
+
+def test_a_flood_fills_the_queue_and_the_rest_is_dropped() -> None:
+    """Thresholds above the limit: the FIFO holds `limit` packets, the rest are tail drops."""
+    with link() as lk:
+        stall(lk)
+        set_rio(lk, rio.RioConfig(limit=50, in_profile=rio.RedProfile(900, 1000, 0.1),
+                                  out_profile=rio.RedProfile(900, 1000, 0.1)))  # fmt: skip
+        send(lk, [(4, 0x10 if i % 3 else 0) for i in range(300)])
+        st = status(lk)
+        shown = kit.sh("ip", "netns", "exec", lk.a, "tc", "-s", "qdisc", "show", "dev", "a0")
+    assert st.xstats["qlen"] == 50
+    assert st.xstats["in_enqueued"] + st.xstats["out_enqueued"] == 51  # 1 left at once
+    assert st.xstats["limit_drops"] == 249 == st.counters["drop"]
+    rio_part = shown.split("qdisc rio", 1)[1]
+    assert "dropped 249" in rio_part
+
+
+def test_ecn_capable_packets_are_marked_instead_of_dropped() -> None:
+    """--ecn: between the thresholds, an ECT packet gets CE and stays; none is dropped early."""
+    marks = [(4, ECT0)] * 60
+    with link() as lk, receiver(lk) as rx:
+        stall(lk)
+        set_rio(lk, rio.RioConfig(wlog=0, ecn=True, out_profile=rio.RedProfile(2, 100, 1.0)))
+        send(lk, marks)
+        st = status(lk)
+        release(lk, ECT0)
+        got = receive(rx, len(marks))
+    assert st.xstats["out_early"] == 0 and st.xstats["out_enqueued"] == 60
+    assert st.xstats["ecn_marked"] > 0
+    assert sum(1 for _, tos in got if tos & 3 == CE) == st.xstats["ecn_marked"]
+
+
+def test_bad_options_are_refused_with_the_kernels_reason() -> None:
+    """The kernel checks what it is sent (policy and RED limits), and says why."""
+    with link() as lk, kit.netns(lk.a), rio.RioControl() as ctl:
+        flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE
+        index = socket.if_nametoindex("a0")
+        for attrs, reason in (
+            ([("TCA_RIO_IN_MIN", 50), ("TCA_RIO_IN_MAX", 40)], 'bad "in" profile'),
+            ([("TCA_RIO_OUT_MAX_P", 0)], 'bad "out" profile'),
+            ([("TCA_RIO_DSCP", 64)], "out of range"),
+            ([("TCA_RIO_FLAGS", 0x4)], "reserved"),
+        ):
+            msg = rio.rio_tcmsg()
+            msg["index"] = index
+            msg["parent"] = rio.TC_H_ROOT
+            msg["attrs"] = [("TCA_KIND", "rio"), ("TCA_OPTIONS", {"attrs": attrs})]
+            with pytest.raises(rio.RioError) as err:
+                ctl._request(msg, rio.RTM_NEWQDISC, flags)
+            assert reason in str(err.value), str(err.value)
+        assert ctl.show("a0") == []
+
+
+def test_unload_with_packets_queued() -> None:
+    """Packets queued when the namespace goes: freed; the module then unloads (no leak, no oops)."""
+    with link() as lk:
+        stall(lk)
+        set_rio(lk, rio.RioConfig())
+        send(lk, [(4, 0x10), (4, 0)] * 15)
+        assert status(lk).xstats["qlen"] == 29
+        assert not _rmmod("sch_rio")  # in use: the qdisc holds the module
+    # link() removed the namespaces with the packets still queued and unloaded sch_rio
+    assert not kit.loaded("sch_rio")
