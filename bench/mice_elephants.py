@@ -34,6 +34,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import signal
 import subprocess
 import sys
@@ -242,7 +243,7 @@ class Guest:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if CTRL_CHAIN in self.ipt("-S", "POSTROUTING"):
-                self.ipt("-D", "POSTROUTING", "-j", CTRL_CHAIN)
+                self.unhook_libitm_jump()
                 return
             if self.ctrl.poll() is not None:
                 break
@@ -251,6 +252,14 @@ class Guest:
         _, err = self.ctrl.communicate()
         self.ctrl = None
         raise RuntimeError(f"qos_ctrl did not install its rules: {err.strip()[-500:]}")
+
+    def unhook_libitm_jump(self) -> None:
+        """Delete qos_ctrl's own jump to its chain, by the spec `-S` lists (libitm's
+        rules carry their owner in a comment, so a bare `-j CHAIN` does not match)."""
+        for line in self.ipt("-S", "POSTROUTING").splitlines():
+            spec = shlex.split(line)
+            if spec[:2] == ["-A", "POSTROUTING"] and spec[-2:] == ["-j", CTRL_CHAIN]:
+                self.ipt("-D", *spec[1:])
 
     def ipt(self, *args: str) -> str:
         """iptables in the ITM's mangle table."""
