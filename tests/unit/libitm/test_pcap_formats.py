@@ -24,7 +24,7 @@ from capture_files import (
     sll_header,
     write_classic,
 )
-from itm_testlib import ETH_HDR_V4, tcp, udp, verify
+from itm_testlib import ETH_HDR_V4, ref_csum, tcp, udp, verify
 
 from libitm import Hook, Interest, ItmInfo, ItmLoop, Packet, Verdict
 from libitm.files import PathConflict
@@ -66,10 +66,7 @@ def _marked(pkt: bytes) -> bytes:
     if m[0] >> 4 == 4:
         m[1] = 0x10
         m[10:12] = b"\0\0"
-        s = sum(struct.unpack("!10H", bytes(m[:20])))
-        while s >> 16:
-            s = (s & 0xFFFF) + (s >> 16)
-        m[10:12] = struct.pack("!H", ~s & 0xFFFF)
+        m[10:12] = struct.pack("!H", ref_csum(bytes(m[:20])))
     else:
         m[0] = 0x61
         m[1] = (m[1] & 0x0F) | 0x00
