@@ -235,3 +235,17 @@ def itmtool(*args: str, ns: str | None = None) -> subprocess.CompletedProcess[st
         except SystemExit as exc:  # argparse's usage errors
             rc = exc.code if isinstance(exc.code, int) else 1
     return subprocess.CompletedProcess(["itmtool", *args], rc, out.getvalue(), err.getvalue())
+
+
+@contextlib.contextmanager
+def on_one_cpu() -> Iterator[None]:
+    """Run this process (its threads, and so the softirqs its packets cause) on one
+    CPU: veth hands packets to the backlog of the CPU that sends them, so a
+    sender that moves between CPUs could reorder a flow before the router counts
+    it, and "the n-th packet" would not be the same packet at both ends."""
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(old)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, old)

@@ -49,12 +49,8 @@ STOCK = (
 def one_cpu() -> Iterator[None]:
     """Keep the test's sends (and the softirqs they cause) on one CPU: no reordering
     before the router counts, so the n-th packet is the same at both ends."""
-    old = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {min(old)})
-    try:
+    with kit.on_one_cpu():
         yield
-    finally:
-        os.sched_setaffinity(0, old)
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,6 @@ every other TOS bit (precedence, ECN) stays as the sender set it.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,12 +43,8 @@ def one_cpu() -> Iterator[None]:
     reorder a flow before the router counts it, and "the n-th packet" would
     no longer be the same packet at both ends.
     """
-    old = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {min(old)})
-    try:
+    with kit.on_one_cpu():
         yield
-    finally:
-        os.sched_setaffinity(0, old)
 
 
 def _prepare(t: Topology) -> None:
