@@ -10,7 +10,6 @@ generates).
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 from itmtool import buildmods, cli, new
 from itmtool.errors import ToolError
 from itmtool.matrix import ROOT
+from tests.unit.generated_apps import assert_user_app_passes
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -131,12 +131,6 @@ def test_refuses_to_overwrite(tmp_path: Path) -> None:
     new.render_user(spec, tmp_path / "twice", force=True)
 
 
-def _tool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(VENV_BIN / args[0]), *args[1:]], cwd=cwd, capture_output=True, text=True, check=False
-    )
-
-
 @pytest.mark.parametrize(
     ("name", "hook", "interest", "timer_ms"),
     [
@@ -154,21 +148,7 @@ def test_generated_user_app_is_lint_clean_and_passes_its_own_test(
     assert sorted(f.name for f in files) == sorted(
         ["README.md", f"{name}.py", f"test_{name}.py", "pyproject.toml"]
     )
-    res = _tool("ruff", "check", ".", cwd=d)
-    assert res.returncode == 0, res.stdout + res.stderr
-    res = _tool("ruff", "format", "--check", ".", cwd=d)
-    assert res.returncode == 0, res.stdout + res.stderr
-    res = _tool("mypy", cwd=d)
-    assert res.returncode == 0, res.stdout + res.stderr
-    res = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"test_{name}.py"],
-        cwd=d,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "2 passed" in res.stdout
+    assert_user_app_passes(d, name)
 
 
 def test_new_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
