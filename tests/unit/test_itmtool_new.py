@@ -10,7 +10,6 @@ generates).
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,8 +18,6 @@ from itmtool import buildmods, cli, new
 from itmtool.errors import ToolError
 from itmtool.matrix import ROOT
 from tests.unit.generated_apps import assert_user_app_passes
-
-VENV_BIN = Path(sys.executable).parent
 
 KERNEL_CASES = [
     ("count_fwd", "fwd", ["proto=udp,dport=5000-5010"]),
