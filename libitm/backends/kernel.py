@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from .. import nfqueue_codec as nfq
 from ..control.client import ItmControlError, ItmNotLoaded
 from ..control.queue import NOT_LOADED, ItmQueueClient, KernelInterest, kernel_interest
-from ..dispatch import Dispatcher
+from ..dispatch import Dispatcher, Runner
 from ..epoch import bump
 from ..genl import family_id
 from ..hooks import Hook
@@ -61,7 +61,6 @@ class _KernelApp:
     info: ItmInfo
     hook: Hook
     queue: int
-    exact: bool
     disp: Dispatcher
 
 
@@ -160,7 +159,7 @@ class KernelBackend(NfqueueBackend):
         self._qhook[q] = where
         self._qcopy[q] = rng
         self._ensure_receiver()  # recvmmsg slots big enough for this queue's copy range
-        self._apps[q] = _KernelApp(info, where, q, kin.exact, disp)
+        self._apps[q] = _KernelApp(info, where, q, disp)
         self._queue_of[id(info)] = q
         log.debug("%s registered at %s, queue %d", info.label, where.name, q)
 
@@ -209,10 +208,10 @@ class KernelBackend(NfqueueBackend):
     #: accepted packets go back to itm_mod, which runs the next application
     _accept_verdict = NF_REPEAT
 
-    def _route(self, q: int) -> tuple[Hook, list[ItmInfo], bool, Dispatcher] | None:
-        """Queue ``q`` belongs to one application: its hook, itself, whether itm_mod
-        matched its whole interest, its dispatcher (None: it left, hand back)."""
+    def _route(self, q: int) -> tuple[Hook, Runner] | None:
+        """Queue ``q`` belongs to one application: its hook and its runner (None: it
+        left, hand back)."""
         app = self._apps.get(q)
         if app is None:
             return None
-        return app.hook, app.disp._by_hook[app.hook], app.exact, app.disp
+        return app.hook, app.disp.runner(app.hook)

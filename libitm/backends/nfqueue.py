@@ -22,20 +22,16 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from .. import nfqueue_codec as nfq
-from ..dispatch import ACCEPTED, DROPPED, MODIFIED, Dispatcher, class_of
+from ..dispatch import ACCEPTED, DROPPED, MODIFIED, Dispatcher, Runner, accept_all
 from ..epoch import EPOCH, bump
 from ..hooks import Hook
 from ..info import ItmInfo
-from ..interest import Interest
-from ..interest_match import matcher
 from ..mmsg import MultiReceiver, open_receiver
 from ..owners import Owner, has_cap_net_admin, this_process
-from ..packet import Packet, PacketError
-from ..verdict import Verdict
+from ..packet import Packet
 from ..xtables import Xtables, XtablesError, chain_name
 from .base import Backend, BackendUnavailable, LabelInUse
 
@@ -67,8 +63,6 @@ _WANTED: Final = frozenset({_PACKET_HDR, _MARK, _CAP_LEN, _SKB_INFO, _TIMESTAMP}
 _CSUMNOTREADY: Final = nfq.NFQA_SKB_CSUMNOTREADY
 _NF_DROP: Final = nfq.NF_DROP
 _TS: Final = struct.Struct(">qq")
-_V_ACCEPT: Final = Verdict.ACCEPT
-_V_DROP: Final = Verdict.DROP
 _PAD: Final = (b"", b"\0\0\0", b"\0\0", b"\0")
 _LITTLE: Final = sys.byteorder == "little"
 
@@ -179,9 +173,6 @@ class NfqueueBackend(Backend):
         self._installed: dict[int, tuple[ItmInfo, str, tuple[int, ...]]] = {}
         self._families: set[int] = set()  # the families libitm put rules in
         self._disp: Dispatcher | None = None
-        # hooks where an app left while running: packets queued by its rules may
-        # still arrive, so the interest is always checked again in Python there
-        self._changed: set[Hook] = set()
         self._seq = 0
         self._closed = False
         self._socket_drops = 0  # the socket's drop count when last read (kept after close)
@@ -333,9 +324,7 @@ class NfqueueBackend(Backend):
         if entry is None:
             return
         info, chain, families = entry
-        if info.hook is not None:
-            self._changed.add(info.hook)
-            bump()
+        bump()  # the packet loop may hold a runner with this application
         for fam in families:
             self.xt.remove_chain(fam, chain, this_process(info.label))
 
@@ -529,15 +518,14 @@ class NfqueueBackend(Backend):
     #: the verdict of a plainly accepted packet
     _accept_verdict = nfq.NF_ACCEPT
 
-    def _route(self, q: int) -> tuple[Hook, list[ItmInfo], bool, Dispatcher] | None:
-        """Who handles queue ``q``'s packets: the hook, its applications in order,
-        whether the kernel rules already matched their interest, and the dispatcher
-        (None: nobody, accept)."""
+    def _route(self, q: int) -> tuple[Hook, Runner] | None:
+        """Who handles queue ``q``'s packets: the hook and the runner of its
+        applications (:meth:`Dispatcher.runner`; None: nobody, accept)."""
         hook = self._qhook.get(q)
         disp = self._disp
         if hook is None or disp is None:
             return None
-        return hook, disp._by_hook[hook], hook not in self._changed, disp
+        return hook, disp.runner(hook)
 
     def _ensure_receiver(self) -> None:
         """(Re)create the recvmmsg slots when the largest copy range needs bigger ones."""
@@ -643,17 +631,16 @@ class NfqueueBackend(Backend):
         * the fast lane takes a datagram holding one packet message of the
           same queue as the previous packet, laid out as the previous one
           (NFQA_PACKET_HDR first, the same attribute bytes up to NFQA_PAYLOAD:
-          interfaces, mark, ...), nothing reconfigured since (:mod:`libitm.epoch`),
-          for a queue whose only application has at most ``class_func`` and
-          ``process_func``: one struct unpack reads the header, the application's
-          callbacks run inline on one reused :class:`Packet` (its counters kept
-          in locals until the batch ends), a plainly accepted packet only updates
-          ``pending`` and a modified one gets its verdict packed at once;
+          interfaces, mark, ...), nothing reconfigured since (:mod:`libitm.epoch`):
+          one struct unpack reads the header, one reused :class:`Packet` points
+          at the payload, a plainly accepted packet only updates ``pending`` and
+          a modified one gets its verdict packed at once;
         * the general lane takes everything else, message by message: header
           fields read as native words, the attributes walked when their bytes
-          change (then remembered for the fast lane), the applications run by
-          the dispatcher.
+          change (then remembered for the fast lane).
 
+        Both lanes hand the packet to the hook's runner
+        (:meth:`Dispatcher.runner`: the five-callback rule, written once).
         Packets that need their own verdict otherwise (dropped, mark changed)
         go through :meth:`_answer`. Returns how many packet messages were handled.
         """
@@ -672,7 +659,6 @@ class NfqueueBackend(Backend):
         v_attr = nfq.verdict_raw_attr(acc_raw)
         ntohl = socket.ntohl
         startswith = buf.startswith
-        coerce = Verdict.coerce
         epoch = EPOCH
         sig, sig_vals, sig_hdr = self._sig, self._sig_vals, self._sig_hdr
         sig_end = 32 + len(sig) if sig is not None else 0
@@ -680,24 +666,15 @@ class NfqueueBackend(Backend):
         sig_min = sig_end + 4
         sig_unpack = _fast_layout(len(sig)).unpack_from if sig is not None else None
         mark, cap, info, ts = sig_vals
-        # where the current queue's packets go (see _route), as of seen_epoch
+        # where the current queue's packets go (see _route), as of seen_epoch: its
+        # hook and the runner of the applications there (Dispatcher.runner)
         q = 0
         cur_q_raw = -1
         seen_epoch = -1
         hook = Hook.IP_IN
-        apps: list[ItmInfo] = []
-        prefiltered = True
-        disp = Dispatcher()
-        failed = disp._failed
-        # the fast lane's application and its callbacks, its counters, the packet
-        app: ItmInfo | None = None
-        cf: Callable[[Hook, Packet], object] | None = None
-        pf: Callable[[Hook, int, Packet], object] | None = None
-        im: Callable[[Packet], bool] = Interest().matches
-        f_packets = f_classified = f_dropped = f_modified = f_failed = 0
+        run: Runner = accept_all
         rp = Packet.from_view(rmv[0:0], 0, 0, hook, None, False)
         rp_meta = False  # rp's fields other than the bytes are this packet's
-        stage = "class_func"
         handled = packets = dropped = modified = verdicts = nfast = 0
         resume = first if first_pos >= 0 else -1
         i = first
@@ -705,7 +682,7 @@ class NfqueueBackend(Backend):
         answered = completed = False
         try:
             while i < n:
-                if app is not None and sig_unpack is not None and i != resume:
+                if sig_unpack is not None and i != resume:
                     # ------------------------------------------------ fast lane
                     while i < n:
                         pos = starts[i]
@@ -740,63 +717,9 @@ class NfqueueBackend(Backend):
                             pkt.modified = pkt.mark_changed = False
                             pkt._orig = None
                             rp_meta = True
-                        # the interest, whatever rules queued the packet
                         try:
-                            wanted = im(pkt)
-                        except PacketError:
-                            disp.malformed += 1
-                            wanted = False
-                        if not wanted:
-                            pending[q] = pid_raw
-                            i += 1
-                            continue
-                        # Dispatcher.run_solo, inline
-                        f_packets += 1
-                        r = ACCEPTED
-                        try:
-                            stage = "class_func"
-                            cls = 0 if cf is None else cf(hook, pkt)
-                            if cls.__class__ is not int:
-                                cls = class_of(cls)
-                            if cls != 0:
-                                f_classified += 1
-                                if pf is not None:
-                                    stage = "process_func"
-                                    v = pf(hook, cls, pkt)
-                                    if (
-                                        v is not None
-                                        and v is not _V_ACCEPT
-                                        and (v is _V_DROP or coerce(v) == _V_DROP)
-                                    ):
-                                        r = DROPPED
-                                        f_dropped += 1
-                                        pkt.restore()
-                            if r != DROPPED and pkt.modified:
-                                f_modified += 1
-                                r = MODIFIED
-                                if pkt.csum_not_ready:
-                                    stage = ""
-                                    pkt.finalize()
-                        except Exception as e:
-                            r = ACCEPTED
-                            if not stage:
-                                log.error(
-                                    "cannot finalize modified packet, accepting it unchanged: %s",
-                                    e,
-                                )
-                                pkt.restore()
-                            else:
-                                assert app is not None
-                                f_failed += 1  # failed() counts it accepted
-                                try:
-                                    failed(app, pkt, stage, e)
-                                except BaseException:
-                                    nfq.append_verdict(out, q, ntohl(pid_raw), acc)
-                                    verdicts += 1
-                                    answered = True
-                                    raise
+                            r = run(pkt)
                         except BaseException:
-                            f_failed += 1
                             pkt.restore()
                             nfq.append_verdict(out, q, ntohl(pid_raw), acc)
                             verdicts += 1
@@ -934,41 +857,16 @@ class NfqueueBackend(Backend):
                             pending[q] = pid_raw
                             pos += (length + 3) & ~3
                             continue
-                        if app is not None:
-                            app.counters.add(
-                                f_packets,
-                                f_classified,
-                                f_packets - f_dropped - f_failed,
-                                f_dropped,
-                                f_modified,
-                            )
-                            f_packets = f_classified = f_dropped = f_modified = f_failed = 0
-                        hook, apps, prefiltered, disp = rt
-                        failed = disp._failed
+                        hook, run = rt
                         cur_q_raw = q_raw
                         seen_epoch = epoch[0]
                         rp_meta = False
-                        app = apps[0] if len(apps) == 1 and prefiltered else None
-                        if app is not None and (
-                            not app.enabled
-                            or app.log_func is not None
-                            or app.update_func is not None
-                            or app.control_func is not None
-                        ):
-                            app = None  # Dispatcher.run_solo's lane
-                        if app is not None:
-                            cf = app.wf_class_func
-                            pf = app.wf_process_func
-                            im = matcher(app.interest)
                     mv = rmv[poff : poff + plen]
                     pkt = Packet.from_view(
                         mv, cap or plen, mark, hook, ts, (info & _CSUMNOTREADY) != 0
                     )
                     try:
-                        if len(apps) == 1 and prefiltered:
-                            r = disp.run_solo(hook, apps[0], pkt)
-                        else:
-                            r = disp.run(hook, pkt, prefiltered)
+                        r = run(pkt)
                     except BaseException:
                         nfq.append_verdict(out, q, ntohl(pid_raw), acc)
                         verdicts += 1
@@ -989,10 +887,6 @@ class NfqueueBackend(Backend):
                 nxt = pos + ((length + 3) & ~3) if answered else pos
                 self._leftover = (views, n, starts, lengths, i, nxt)
             self._sig, self._sig_vals, self._sig_hdr = sig, sig_vals, sig_hdr
-            if app is not None:
-                app.counters.add(
-                    f_packets, f_classified, f_packets - f_dropped - f_failed, f_dropped, f_modified
-                )
             handled += nfast
             packets += nfast
             c["packets"] += packets
@@ -1119,7 +1013,7 @@ class NfqueueBackend(Backend):
             pending[q] = pid_raw
             c["accepted"] += 1
             return
-        hook, _, prefiltered, disp = rt
+        hook, run = rt
         mv = rmv[m.payload_off : m.payload_off + m.payload_len]
         pkt = Packet(
             mv,
@@ -1130,7 +1024,7 @@ class NfqueueBackend(Backend):
             csum_not_ready=bool(m.skb_info & nfq.NFQA_SKB_CSUMNOTREADY),
         )
         try:
-            r = disp.run(hook, pkt, prefiltered)
+            r = run(pkt)
         except BaseException:
             nfq.append_verdict(out, q, m.packet_id, self._accept_verdict)
             c["verdict_msgs"] += 1

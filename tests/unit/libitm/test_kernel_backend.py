@@ -140,7 +140,7 @@ def _backend(info: ItmInfo, datagrams: list[bytes | OSError]) -> tuple[KernelBac
     be._strict = False
     disp = Dispatcher()
     disp.add(Hook.POST_ROUTING, info)
-    be._apps = {0x7000: _KernelApp(info, Hook.POST_ROUTING, 0x7000, True, disp)}
+    be._apps = {0x7000: _KernelApp(info, Hook.POST_ROUTING, 0x7000, disp)}
     be._queue_of = {id(info): 0x7000}
     be._qhook[0x7000] = Hook.POST_ROUTING
     sock = FakeSock(datagrams)
