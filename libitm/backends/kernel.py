@@ -30,7 +30,6 @@ import errno
 import logging
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from .. import nfqueue_codec as nfq
 from ..control.client import ItmControlError, ItmNotLoaded
@@ -40,11 +39,8 @@ from ..epoch import bump
 from ..genl import family_id
 from ..hooks import Hook
 from ..info import ItmInfo
-from .base import BackendUnavailable
+from .base import BackendUnavailable, LoopHost
 from .nfqueue import FULL_COPY, NfqueueBackend
-
-if TYPE_CHECKING:
-    from ..loop import ItmLoop
 
 log = logging.getLogger("libitm")
 
@@ -111,7 +107,7 @@ class KernelBackend(NfqueueBackend):
         self._queue_of: dict[int, int] = {}  # id(info) -> queue number
 
     # ------------------------------------------------------------ lifecycle
-    def start(self, loop: ItmLoop) -> None:
+    def start(self, loop: LoopHost) -> None:
         """Open the itm_queue socket, then the nfqueue socket, and register every app."""
         self._strict = loop.strict
         try:

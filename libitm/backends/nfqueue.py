@@ -22,7 +22,7 @@ import socket
 import struct
 import sys
 import time
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from .. import nfqueue_codec as nfq
 from ..dispatch import ACCEPTED, DROPPED, MODIFIED, Dispatcher, Runner, accept_all
@@ -33,10 +33,7 @@ from ..mmsg import MultiReceiver, open_receiver
 from ..owners import Owner, has_cap_net_admin, this_process
 from ..packet import Packet
 from ..xtables import Xtables, XtablesError, chain_name
-from .base import Backend, BackendUnavailable, LabelInUse
-
-if TYPE_CHECKING:
-    from ..loop import ItmLoop
+from .base import Backend, BackendUnavailable, LabelInUse, LoopHost
 
 log = logging.getLogger("libitm")
 
@@ -193,7 +190,7 @@ class NfqueueBackend(Backend):
         }
 
     # ------------------------------------------------------------ lifecycle
-    def start(self, loop: ItmLoop) -> None:
+    def start(self, loop: LoopHost) -> None:
         """Open the socket, bind a queue per hook, install the rules."""
         self._disp = loop.dispatcher
         if os.geteuid() != 0 or not has_cap_net_admin():
