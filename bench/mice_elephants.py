@@ -44,11 +44,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import itmlab as lab
 from bench import mice_capture, mice_plan, mice_stats, vmbench
 from bench.mice_plan import Run
 from bench.mice_trace import Sizes, offered_load, trace
 from bench.qos_cost import nft_table
-from itmtool import demo_qos, lab
+from itmtool import demo_qos
 from itmtool.matrix import ROOT
 from libitm.xtables import chain_name
 

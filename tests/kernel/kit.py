@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from itmtool.lab import Topology, netns, ping, sh, tcp, topology, udp
+from itmlab import Topology, netns, ping, sh, tcp, topology, udp
 
 __all__ = [
     "KernelLog",

@@ -14,7 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from itmtool import buildmods, demo_qos, lab, vm
+import itmlab as lab
+from itmtool import buildmods, demo_qos, vm
 from itmtool.errors import ToolError
 from itmtool.matrix import read_matrix
 
