@@ -281,24 +281,28 @@ class ItmLoop:
         readers = self._readers
         end = None if duration is None else time.monotonic() + duration
         while not self._stopping:
-            timeout = self.next_timeout()
+            be = self._backend if self._be_started else None
+            # the supervisor of workers only restarts them: the applications,
+            # their timers and the readers run in the workers
+            supervising = be is not None and be.supervises
+            timeout = None if supervising else self.next_timeout()
             if end is not None:
                 left = end - time.monotonic()
                 if left <= 0:
                     break
                 timeout = left if timeout is None else min(timeout, left)
-            be = self._backend if self._be_started else None
             bfd = be.fileno() if be is not None else -1
-            fds = [bfd, *readers] if bfd >= 0 else list(readers)
+            fds = [bfd] if supervising else [bfd, *readers] if bfd >= 0 else list(readers)
             readable, _, _ = select.select(fds, [], [], timeout)
             for fd in readable:
                 if be is not None and fd == bfd:
                     be.process()
-                else:
+                elif not supervising:
                     cb = readers.get(fd)
                     if cb is not None:
                         cb()
-            self.timers.run_due(self.now())
+            if not supervising:
+                self.timers.run_due(self.now())
 
     def close(self) -> None:
         """Remove everything the backend installed (idempotent)."""

@@ -46,6 +46,9 @@ class Backend(abc.ABC):
     exhausted: bool = False
     #: the run failed (:meth:`abort`)
     aborted: bool = False
+    #: this process only supervises workers: the loop runs no timers or readers
+    #: here, :meth:`process` restarts the workers that ended
+    supervises: bool = False
 
     @abc.abstractmethod
     def start(self, loop: LoopHost) -> None:

@@ -22,7 +22,7 @@ import socket
 import struct
 import sys
 import time
-from typing import Final
+from typing import Any, Final, NoReturn
 
 from .. import nfqueue_codec as nfq
 from ..dispatch import ACCEPTED, DROPPED, MODIFIED, Dispatcher, Runner, accept_all
@@ -34,6 +34,7 @@ from ..owners import Owner, has_cap_net_admin, this_process
 from ..packet import Packet
 from ..xtables import Xtables, XtablesError, chain_name
 from .base import Backend, BackendUnavailable, LabelInUse, LoopHost
+from .workers import MAX_WORKERS, WorkerPool
 
 log = logging.getLogger("libitm")
 
@@ -116,7 +117,12 @@ class NfqueueBackend(Backend):
     ``gso`` (set NFQA_CFG_F_GSO: the kernel hands over unsegmented packets whose
     checksum may be unfinished; libitm then recomputes it when it modifies one),
     ``fail_open`` (default True: a full queue accepts instead of dropping),
-    ``use_recvmmsg`` (default True: read many packets per system call).
+    ``use_recvmmsg`` (default True: read many packets per system call),
+    ``workers`` (default 1: this process drains one queue per hook; N > 1: N
+    forked worker processes, each with its own queue of a balanced range, see
+    :mod:`libitm.backends.workers`), ``fanout`` (with workers: spread by the CPU
+    that handles the packet, ``--queue-cpu-fanout``, instead of by the hash of
+    its addresses).
     """
 
     name = "nfqueue"
@@ -134,6 +140,8 @@ class NfqueueBackend(Backend):
         gso: bool = False,
         fail_open: bool = True,
         use_recvmmsg: bool = True,
+        workers: int = 1,
+        fanout: bool = False,
         **unused: object,
     ) -> None:
         """See the class docstring for the options."""
@@ -143,6 +151,14 @@ class NfqueueBackend(Backend):
             raise ValueError("queue_base must be in 0..65535")
         if not 20 <= copy_range <= FULL_COPY:
             raise ValueError("copy_range must be in 20..65535")
+        if not 1 <= workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be in 1..{MAX_WORKERS}")
+        self.workers = workers
+        self.fanout = fanout
+        #: with workers: the pool (the supervisor's, or the one this worker came from)
+        self._pool: WorkerPool | None = None
+        #: in a worker: its index (None: the supervisor, or no workers)
+        self._worker: int | None = None
         self.queue_base = queue_base
         self.queue_maxlen = queue_maxlen
         self.copy_range = copy_range
@@ -170,6 +186,7 @@ class NfqueueBackend(Backend):
         self._installed: dict[int, tuple[ItmInfo, str, tuple[int, ...]]] = {}
         self._families: set[int] = set()  # the families libitm put rules in
         self._disp: Dispatcher | None = None
+        self._host: LoopHost | None = None
         self._seq = 0
         self._closed = False
         self._socket_drops = 0  # the socket's drop count when last read (kept after close)
@@ -191,12 +208,32 @@ class NfqueueBackend(Backend):
 
     # ------------------------------------------------------------ lifecycle
     def start(self, loop: LoopHost) -> None:
-        """Open the socket, bind a queue per hook, install the rules."""
+        """Open the socket, bind a queue per hook, install the rules (with workers:
+        choose a range of queues per hook, install the rules, fork the workers)."""
         self._disp = loop.dispatcher
+        self._host = loop
         if os.geteuid() != 0 or not has_cap_net_admin():
             raise BackendUnavailable(
                 "the nfqueue backend needs root (CAP_NET_ADMIN) for nfnetlink_queue and iptables"
             )
+        self._open_socket()
+        atexit.register(self.close)
+        try:
+            for info in loop.applications:
+                assert info.hook is not None
+                self.install(info.hook, info)
+        except BaseException:
+            self.close()
+            raise
+        if self.workers > 1:
+            # the supervisor holds the rules; each worker binds its own queues
+            self._close_socket()
+            self._pool = WorkerPool(self.workers, self._become_worker)
+            self.supervises = True
+            self._pool.start()  # a worker returns from here as that worker
+
+    def _open_socket(self) -> None:
+        """The nfnetlink_queue socket, sized and non-blocking."""
         s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, nfq.NETLINK_NETFILTER)
         self._sock = s
         s.bind((0, 0))
@@ -215,14 +252,24 @@ class NfqueueBackend(Backend):
         except OSError:
             log.warning("NETLINK_NO_ENOBUFS not available; ENOBUFS will be counted")
         s.setblocking(False)
-        atexit.register(self.close)
-        try:
-            for info in loop.applications:
-                assert info.hook is not None
-                self.install(info.hook, info)
-        except BaseException:
-            self.close()
-            raise
+
+    def _become_worker(self, index: int) -> None:
+        """In a freshly forked worker: bind queue ``base + index`` of each hook's range."""
+        self._worker = index
+        self.supervises = False
+        ranges = dict(self._queues)
+        self._queues.clear()
+        self._qhook.clear()
+        self._qcopy.clear()
+        self._open_socket()
+        for hook, base in ranges.items():
+            q = base + index
+            err = self._config(nfq.config_cmd(q, nfq.NFQNL_CFG_CMD_BIND, seq=self._next_seq()))
+            if err:
+                raise BackendUnavailable(f"worker {index}: binding nfqueue {q}: {os.strerror(err)}")
+            self._queues[hook] = q
+            self._qhook[q] = hook
+            self._update_copy(hook)
 
     def install(self, where: Hook, info: ItmInfo) -> None:
         """Bind the hook's queue if needed, then create the app's chain.
@@ -230,11 +277,18 @@ class NfqueueBackend(Backend):
         A chain of the same label whose owner is dead (or not recorded) is
         removed first; one whose owner lives raises :class:`LabelInUse`.
         """
+        if self.workers > 1 and (self._pool is not None or self._worker is not None):
+            raise BackendUnavailable(
+                "with workers, register every application before the loop starts"
+            )
         chain = chain_name(info.label)
         families = info.interest.families()
         self._claim_label(chain, info.label, families)
-        q = self._queue_for(where)
-        self._update_copy(where)
+        if self.workers > 1:
+            q = self._range_for(where)
+        else:
+            q = self._queue_for(where)
+            self._update_copy(where)
         owner = this_process(info.label)
         done: list[int] = []
         try:
@@ -242,7 +296,9 @@ class NfqueueBackend(Backend):
                 self.xt.note_table(fam)
                 done.append(fam)
                 try:
-                    self.xt.install(fam, chain, where, info.interest, q, owner)
+                    self.xt.install(
+                        fam, chain, where, info.interest, q, owner, self.workers, self.fanout
+                    )
                 except XtablesError:
                     holder = self._holder(fam, chain)
                     if holder is not None:
@@ -331,6 +387,8 @@ class NfqueueBackend(Backend):
             return
         self._closed = True
         atexit.unregister(self.close)
+        if self._worker is not None:
+            self._close_worker()
         errors: list[str] = []
         for info, chain, families in list(self._installed.values()):
             for fam in families:
@@ -339,23 +397,12 @@ class NfqueueBackend(Backend):
                 except Exception as e:
                     errors.append(f"{chain}: {e}")
             self._installed.pop(id(info), None)
-        s = self._sock
-        if s is not None:
-            try:
-                self._drain_after_rules_removed()
-            except Exception as e:
-                errors.append(f"draining the queue: {e}")
-            finally:
-                for q in list(self._qhook):
-                    with contextlib.suppress(OSError):
-                        s.send(nfq.config_cmd(q, nfq.NFQNL_CFG_CMD_UNBIND, ack=False))
-                self._socket_drops = socket_drops(s)
-                s.close()
-                self._sock = None
-                if self._rx is not None:
-                    self._rx_views = None
-                    self._rx.close()
-                    self._rx = None
+        try:
+            self._close_socket()
+        except Exception as e:
+            errors.append(f"draining the queue: {e}")
+        if self._pool is not None:  # the rules are gone: the workers drain and end
+            self._merge(self._pool.stop())
         for fam in sorted(self._families):
             try:
                 self.xt.drop_table_if_ours(fam)
@@ -363,6 +410,65 @@ class NfqueueBackend(Backend):
                 errors.append(f"the IPv{fam} mangle table: {e}")
         if errors:
             raise XtablesError("cleanup failed: " + "; ".join(errors))
+
+    def _close_socket(self) -> None:
+        """Hand back the packets still queued (:meth:`_drain_after_rules_removed`),
+        unbind the queues, close the socket."""
+        s = self._sock
+        if s is None:
+            return
+        try:
+            self._drain_after_rules_removed()
+        finally:
+            for q in list(self._qhook):
+                with contextlib.suppress(OSError):
+                    s.send(nfq.config_cmd(q, nfq.NFQNL_CFG_CMD_UNBIND, ack=False))
+            self._socket_drops = socket_drops(s)
+            s.close()
+            self._sock = None
+            if self._rx is not None:
+                self._rx_views = None
+                self._rx.close()
+                self._rx = None
+
+    def _close_worker(self) -> NoReturn:
+        """A worker ends: its queue handed back and closed, its counts reported to
+        the supervisor (which owns the rules), then the process exits."""
+        code = 1 if self.aborted else 0
+        try:
+            self._close_socket()
+        except Exception as e:
+            log.error("worker %s: closing its queue: %s", self._worker, e)
+            code = 1
+        if self._pool is not None and self._host is not None:
+            self._pool.report(
+                {
+                    "apps": {i.label: i.counters.as_dict() for i in self._host.applications},
+                    "backend": self.counters(),
+                }
+            )
+        logging.shutdown()
+        os._exit(code)
+
+    def _merge(self, reports: list[dict[str, Any]]) -> None:
+        """Add the workers' reports to this process's counters."""
+        infos = {i.label: i for i in self._host.applications} if self._host else {}
+        for r in reports:
+            for label, counts in r.get("apps", {}).items():
+                info = infos.get(label)
+                if info is None:
+                    continue
+                c = info.counters
+                c.packets += counts.get("packets", 0)
+                c.classified += counts.get("classified", 0)
+                c.dropped += counts.get("dropped", 0)
+                c.modified += counts.get("modified", 0)
+                c.errors += counts.get("errors", 0)
+            for key, value in r.get("backend", {}).items():
+                if key == "socket_drops":
+                    self._socket_drops += value
+                elif key in self.c:
+                    self.c[key] += value
 
     def _drain_after_rules_removed(self) -> None:
         quiet_until = time.monotonic() + 0.02
@@ -380,7 +486,9 @@ class NfqueueBackend(Backend):
         return time.monotonic()
 
     def fileno(self) -> int:
-        """The netlink socket."""
+        """The netlink socket (the supervisor of workers: readable when one ended)."""
+        if self.supervises and self._pool is not None:
+            return self._pool.fileno()
         if self._sock is None:
             raise BackendUnavailable("the nfqueue backend is not started")
         return self._sock.fileno()
@@ -438,6 +546,42 @@ class NfqueueBackend(Backend):
             f"could not bind an nfqueue from {self.queue_base}: "
             + (os.strerror(last) if last else "every number is in use")
         )
+
+    def _range_for(self, where: Hook) -> int:
+        """The first of ``workers`` consecutive queue numbers for ``where`` (the
+        supervisor's): none named by a rule or bound by another socket (each is
+        bound once to find out, then let go for the worker that will bind it)."""
+        base = self._queues.get(where)
+        if base is not None:
+            return base
+        n = self.workers
+        self._reap()
+        used = self._queues_in_use()
+        for b in self._queues.values():
+            used.update(range(b, b + n))
+        free = set(choose_queues(self.queue_base, used, set(), span=1024))
+        for first in sorted(free):
+            span = range(first, first + n)
+            if all(q in free for q in span) and self._all_bindable(span):
+                self._queues[where] = first
+                return first
+        raise BackendUnavailable(
+            f"could not find {n} free consecutive nfqueue numbers from {self.queue_base}"
+        )
+
+    def _all_bindable(self, queues: range) -> bool:
+        """Bind every queue of ``queues`` and let it go again; False if one is taken."""
+        bound: list[int] = []
+        try:
+            for q in queues:
+                err = self._config(nfq.config_cmd(q, nfq.NFQNL_CFG_CMD_BIND, seq=self._next_seq()))
+                if err:
+                    return False
+                bound.append(q)
+            return True
+        finally:
+            for q in bound:
+                self._unbind(q)
 
     def _unbind(self, q: int) -> None:
         s = self._sock
@@ -546,7 +690,12 @@ class NfqueueBackend(Backend):
         self._rx_views = (new.buf, memoryview(new.buf), *_word_views(new.buf))
 
     def process(self) -> int:
-        """Drain waiting packets (at most ``batch``), then send all verdicts at once."""
+        """Drain waiting packets (at most ``batch``), then send all verdicts at once.
+
+        (The supervisor of workers restarts the workers that ended instead.)"""
+        if self.supervises and self._pool is not None:
+            self._pool.reap()  # a restarted worker returns from here as that worker
+            return 0
         s = self._sock
         if s is None:
             return 0
