@@ -23,8 +23,8 @@ from test_nfqueue_batching import backend as fake_backend
 from test_nfqueue_mmsg import _mmsg_backend as mmsg_backend
 
 from libitm import Hook, Interest, ItmInfo, Packet, Verdict
-from libitm import nfqueue_codec as nfq
 from libitm.backends.nfqueue import NfqueueBackend
+from libitm.transport import codec as nfq
 
 Sent = Callable[[], FakeSock]
 Make = Callable[..., tuple[NfqueueBackend, Sent]]

@@ -16,7 +16,8 @@ PROTOS = {"udplite": 136, "dccp": 33, "sctp": 132}
 def _packet(src: str, dst: str, proto: int, sport: int, dport: int) -> bytes:
     # the first four bytes of each of these headers are the ports; 12 bytes of
     # header (UDP-Lite needs 8, DCCP 12 and more, SCTP 12) and a little payload
-    return build(src, dst, proto, struct.pack("!HH8x", sport, dport) + b"data")
+    raw: bytes = build(src, dst, proto, struct.pack("!HH8x", sport, dport) + b"data")
+    return raw
 
 
 @pytest.mark.parametrize("name", sorted(PROTOS))
