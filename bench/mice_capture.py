@@ -60,6 +60,11 @@ class Capture:
 
     def close(self) -> tuple[dict[int, bytearray], int]:
         """Stop tcpdump; the flags per client port and the packets the kernel dropped."""
+        dropped = self.stop()
+        return flags_by_port(self.pcap, self.port), dropped
+
+    def stop(self) -> int:
+        """Stop tcpdump; the packets the kernel dropped (-1: tcpdump did not say)."""
         self.proc.send_signal(signal.SIGINT)
         try:
             _, err = self.proc.communicate(timeout=20)
@@ -67,5 +72,4 @@ class Capture:
             self.proc.kill()
             _, err = self.proc.communicate()
         found = re.search(r"(\d+) packets? dropped by kernel", err or "")
-        dropped = int(found.group(1)) if found else -1
-        return flags_by_port(self.pcap, self.port), dropped
+        return int(found.group(1)) if found else -1

@@ -44,7 +44,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import mice_capture, mice_plan, mice_stats, vmbench
+from bench import mice_capture, mice_order, mice_plan, mice_stats, vmbench
 from bench.mice_plan import Run
 from bench.mice_trace import Sizes, offered_load, trace
 from bench.qos_cost import nft_table
@@ -290,6 +290,8 @@ class Guest:
         flows = trace(run.seed, run.load, RATE_BPS, mice_plan.WINDOW, SIZES)
         results: list[tuple[float, int, int]] = [(-1.0, 0, 0)] * len(flows)
         cap = mice_capture.Capture(self.core, "r1", PORT, Path("/tmp/mice-elephants.pcap"))
+        # where the packets arrive: the receiver's view of their order
+        rx = mice_capture.Capture(self.server, "r2", PORT, Path("/tmp/mice-elephants-rx.pcap"))
         slip: list[float] = [0.0] * len(flows)
         start = time.monotonic()
         hard = start + mice_plan.WINDOW + mice_plan.DRAIN
@@ -316,10 +318,13 @@ class Guest:
             time.sleep(0.5)
         finally:
             marks, dropped = cap.close()
+            rx_dropped = rx.stop()
+        order = mice_order.order_by_port(rx.pcap, PORT)
         rows = []
         for f, (secs, sent, sport) in zip(flows, results, strict=True):
             flags = bytes(marks.get(sport, b"")) if sport else b""
             bad = mice_stats.mismatched(run.scheme, flags, run.threshold, run.mark_first)
+            got = order.get(sport, mice_order.FlowOrder()) if sport else mice_order.FlowOrder()
             rows.append(
                 [
                     f.size,
@@ -329,6 +334,10 @@ class Guest:
                     sum(b & 1 for b in flags),
                     len(bad),
                     [f"{i}/{flags[i - 1]}" for i in bad[:6]],
+                    got.packets,
+                    got.out_of_order,
+                    got.first_out_of_order,
+                    got.resent,
                 ]
             )
         idle = (cpu1[1] - cpu0[1]) / max(1, cpu1[0] - cpu0[0])
@@ -342,9 +351,22 @@ class Guest:
             "slip_max": max(slip, default=0.0),
             "slip_p99": mice_stats.percentile(slip, 99),
             "capture_dropped": dropped,
+            "rx_capture_dropped": rx_dropped,
+            "elephant": elephant(flows, results, order),
             # with offloads on a capture sees buffers of several segments: no per-packet check
             "checked": not run.offloads,
         }
+
+    def rio_stats(self) -> dict[str, Any]:
+        """The rio qdisc's own counters and the generic ones, read in the core."""
+        from libitm.control.rio import RioControl, RioError
+
+        try:
+            with lab.netns(self.core), RioControl() as ctl:
+                found = ctl.show("l2")
+        except (RioError, OSError) as err:  # the run's figures stand without them
+            return {"error": str(err)}
+        return {**found[0].xstats, **found[0].counters} if found else {}
 
     def tx_bytes(self) -> int:
         """Bytes the core has sent on the bottleneck link."""
@@ -356,7 +378,30 @@ class Guest:
         self.offloads(run.offloads)
         with self.core_treatment(run.core), self.scheme(run) as info:
             doc = self.traffic(run)
+            if run.core == "rio":
+                doc["rio"] = self.rio_stats()
         return {**run.as_dict(), **doc, **info}
+
+
+def elephant(
+    flows: list[Any], results: list[tuple[float, int, int]], order: dict[int, mice_order.FlowOrder]
+) -> dict[str, Any]:
+    """The largest flow that ran: its size, counts, and what arrived per bin (mice_order.BIN)."""
+    ran = [(f.size, sport) for f, (_, _, sport) in zip(flows, results, strict=True) if sport]
+    ran = [(size, sport) for size, sport in ran if sport in order]
+    if not ran:
+        return {}
+    size, sport = max(ran)
+    got = order[sport]
+    return {
+        "size": size,
+        "packets": got.packets,
+        "out_of_order": got.out_of_order,
+        "resent": got.resent,
+        "bin": mice_order.BIN,
+        # per bin from its first packet: [bytes, resent, out of order, marked, CE]
+        "trace": got.trace(got.arrivals[0][0]),
+    }
 
 
 def cpu_times() -> tuple[int, int]:
@@ -402,14 +447,14 @@ def guest(moddir: Path, out: Path, runs: list[Run]) -> int:
     return 0
 
 
-def data_file(kernel: str, quick: bool = False) -> Path:
+def data_file(kernel: str, quick: bool = False, name: str = "mice_elephants") -> Path:
     """Where a kernel's results are kept: docs/data, or build/ for a --quick smoke check.
 
     A smoke check must not replace the page's data (`--report` reads docs/data).
     """
     if quick:
-        return ROOT / "build" / f"mice_elephants-quick-{kernel}.json"
-    return DATA / f"mice_elephants-{kernel}.json"
+        return ROOT / "build" / f"{name}-quick-{kernel}.json"
+    return DATA / f"{name}-{kernel}.json"
 
 
 def host(args: argparse.Namespace, runs: list[Run]) -> int:
@@ -432,7 +477,7 @@ def host(args: argparse.Namespace, runs: list[Run]) -> int:
         doc.update(host_cpu=vmbench.cpu(), date=vmbench.today(), command=args.command,
                    planned=len(runs),
                    minutes=round((time.monotonic() - t0) / 60, 1))  # fmt: skip
-        path = data_file(k.name, args.quick)
+        path = data_file(k.name, args.quick, args.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(doc) + "\n")
         print(f"results: {path}", flush=True)
@@ -452,6 +497,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loads", default=None, help="offered loads, comma-separated (0.6,0.8,0.95)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per load (2)")
     p.add_argument("--cores", default=None, help="core treatments, comma-separated (prio,red,rio)")
+    p.add_argument("--schemes", default=None, help="ITM schemes, comma-separated (all four)")
+    p.add_argument(
+        "--compare",
+        metavar="CORES@LOAD",
+        default=None,
+        help="more cores at one load only, e.g. prio,red@0.95",
+    )
+    p.add_argument(
+        "--name",
+        default="mice_elephants",
+        help="data file stem: docs/data/NAME-<kernel>.json (mice_elephants)",
+    )
     p.add_argument(
         "--sweep",
         action="store_true",
@@ -486,7 +543,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.cores
         else (("prio",) if args.quick else mice_plan.CORES)
     )
-    runs = mice_plan.plan(loads, seeds, cores, sweep_load=max(loads) if args.sweep else None)
+    schemes = tuple(args.schemes.split(",")) if args.schemes else mice_plan.SCHEMES
+    compare = None
+    if args.compare:
+        more, _, at = args.compare.partition("@")
+        compare = (tuple(more.split(",")), float(at or max(loads)))
+    bad = set(cores + (compare[0] if compare else ())) - set(mice_plan.CORES)
+    bad |= set(schemes) - set(mice_plan.SCHEMES)
+    if bad:
+        p.error(f"unknown core or scheme: {', '.join(sorted(bad))}")
+    runs = mice_plan.plan(loads, seeds, cores, schemes, max(loads) if args.sweep else None, compare)
     plan_json = json.dumps([r.as_dict() for r in runs], separators=(",", ":"))
     args.guest_args = f"--plan '{plan_json}'"
     args.command = "python -m bench.mice_elephants " + " ".join(

@@ -6,6 +6,7 @@ bounds the VM's time with `bound_seconds`, and the unit tests check both.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -54,6 +55,7 @@ def plan(
     cores: tuple[str, ...] = CORES,
     schemes: tuple[str, ...] = SCHEMES,
     sweep_load: float | None = None,
+    compare: tuple[tuple[str, ...], float] | None = None,
 ) -> list[Run]:
     """Every run of one experiment on one kernel, in the order they run.
 
@@ -63,13 +65,15 @@ def plan(
     marking schemes apply the same rule.  With `sweep_load`, qos_mod's other
     thresholds, qos_mod with the paper's unmarked first packet, and offloads on
     (for no marking and qos_mod) follow at that load, first seed, strict
-    priority.
+    priority.  With `compare` = (more cores, a load), those cores run too, at that
+    load only, interleaved with the rest (every seed, every scheme).
     """
+    more, at = compare if compare is not None else ((), math.nan)
     runs = [
         Run(scheme, core, load, seed, mark_first=scheme in ("qos_mod", "qos_ctrl"))
         for seed in seeds
         for load in loads
-        for core in cores
+        for core in cores + tuple(c for c in more if c not in cores and load == at)
         for scheme in schemes
     ]
     if sweep_load is not None:

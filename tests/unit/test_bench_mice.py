@@ -198,3 +198,38 @@ def test_run_all_lists_every_benchmark_with_its_bound() -> None:
 def test_a_quick_run_keeps_its_data_out_of_the_page() -> None:
     assert mice_elephants.data_file("6.12").parent == mice_elephants.DATA
     assert mice_elephants.DATA not in mice_elephants.data_file("6.12", quick=True).parents
+
+
+def test_receiver_order_counts_overtaken_packets_not_retransmissions(tmp_path: Path) -> None:
+    from bench import mice_order
+
+    def frame(ip_id: int, seq: int, payload: int, tos: int = 0) -> bytes:
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, tos, 40 + payload, ip_id, 0, 64, 6, 0,
+                         bytes(4), bytes(4))  # fmt: skip
+        tcp = struct.pack("!HHIIBBHHH", 40000, 7000, seq, 0, 0x50, 0x10, 0, 0, 0)
+        return bytes(14) + ip + tcp + bytes(payload)
+
+    # sent: id 65534 seq 0, 65535 seq 100, 0 seq 200 (the ID wraps), 1 seq 300;
+    # arrived: 65534, 0 (overtook 65535), 65535 (out of order), then id 1 is lost
+    # and resent as id 2 after id 3 (seq 400)
+    arrivals = [(65534, 0), (0, 200), (65535, 100), (3, 400), (2, 300)]
+    pcap = tmp_path / "rx.pcap"
+    with pcap.open("wb") as f:
+        w = PcapWriter(f, LINKTYPE_ETHERNET)
+        for i, (ip_id, seq) in enumerate(arrivals):
+            w.write_packet(0.05 * i, frame(ip_id, seq, 100, tos=0x10 if i < 2 else 0))
+    got = mice_order.order_by_port(pcap, 7000)[40000]
+    assert (got.packets, got.out_of_order, got.first_out_of_order) == (5, 2, 3)
+    # id 2 arrived after id 3: it is counted as out of order, not as resent
+    assert got.resent == 0
+    # bins of 0.1 s: [bytes, resent, out of order, marked, CE]
+    assert got.trace(0.0) == [[200, 0, 0, 2, 0], [200, 0, 1, 0, 0], [100, 0, 1, 0, 0]]
+
+
+def test_receiver_order_counts_a_retransmission_as_resent(tmp_path: Path) -> None:
+    from bench import mice_order
+
+    flow = mice_order.FlowOrder()
+    for ip_id, seq in [(10, 1000), (12, 1200), (13, 1300), (14, 1100)]:  # 11 lost, resent as 14
+        flow.add(0.0, ip_id, seq, 100, 0)
+    assert (flow.out_of_order, flow.resent) == (0, 1)

@@ -1,0 +1,100 @@
+"""The mice-elephants experiment's receiver view: per flow, packets out of order and resent.
+
+A capture at the server's interface (packets as they arrive, after the core)
+is read per client source port.  Linux numbers a TCP socket's IPv4 packets
+with its own IP ID counter, one step per packet sent, retransmissions
+included (``ip_select_ident_segs``, 6.1 and 6.12), so the ID orders packets by
+the time they were *sent*:
+
+- a packet is **out of order** when its IP ID is below (mod 2^16) the highest
+  ID already received on its flow: a packet sent after it arrived first, so
+  the network reordered the two.  A retransmission is not counted: it is a
+  new packet with a new, higher ID;
+- a packet is **resent** when it carries payload that starts below the highest
+  sequence number already received and it is not out of order: a
+  retransmission that filled a hole (the original was dropped) or a spurious
+  one.
+
+Sequence numbers are compared relative to the flow's first packet (mod 2^32).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from libitm.pcap import PcapReader
+
+ETH_HEADER = 14
+#: width of a bin of the elephant's trace, seconds
+BIN = 0.1
+
+
+@dataclass
+class FlowOrder:
+    """One flow's packets as they arrived, counted."""
+
+    packets: int = 0
+    out_of_order: int = 0
+    #: 1-based arrival position of the first out-of-order packet, 0 for none
+    first_out_of_order: int = 0
+    resent: int = 0
+    #: per packet: (arrival time, payload bytes, resent, out of order, marked, CE)
+    arrivals: list[tuple[float, int, bool, bool, bool, bool]] = field(default_factory=list)
+    _top_id: int = -1
+    _base_seq: int = -1
+    _top_seq: int = 0
+
+    def add(self, when: float, ip_id: int, seq: int, payload: int, tos: int) -> None:
+        """Count one arriving packet."""
+        self.packets += 1
+        late = self._top_id >= 0 and (ip_id - self._top_id) & 0xFFFF >= 0x8000
+        if late:
+            self.out_of_order += 1
+            self.first_out_of_order = self.first_out_of_order or self.packets
+        else:
+            self._top_id = ip_id
+        if self._base_seq < 0:
+            self._base_seq = seq
+        rel = (seq - self._base_seq) & 0xFFFFFFFF
+        resent = payload > 0 and not late and rel < self._top_seq
+        self.resent += resent
+        self._top_seq = max(self._top_seq, rel + payload)
+        self.arrivals.append((when, payload, resent, late, bool(tos & 0x10), tos & 3 == 3))
+
+    def trace(self, start: float) -> list[list[int]]:
+        """Per BIN seconds from `start`: [payload bytes, resent, out of order, marked, CE]."""
+        bins: list[list[int]] = []
+        for when, payload, resent, late, marked, ce in self.arrivals:
+            i = max(0, int((when - start) / BIN))
+            while len(bins) <= i:
+                bins.append([0, 0, 0, 0, 0])
+            row = bins[i]
+            row[0] += payload
+            row[1] += resent
+            row[2] += late
+            row[3] += marked
+            row[4] += ce
+        return bins
+
+
+def order_by_port(pcap: Path, port: int) -> dict[int, FlowOrder]:
+    """Per client source port, its IPv4 TCP packets to `port` counted in arrival order."""
+    out: dict[int, FlowOrder] = {}
+    with pcap.open("rb") as f:
+        for rec in PcapReader(f):
+            ip = rec.data[ETH_HEADER:]
+            if len(ip) < 20 or ip[0] >> 4 != 4 or ip[9] != 6:
+                continue
+            ihl = (ip[0] & 0x0F) * 4
+            if len(ip) < ihl + 20:
+                continue
+            sport, dport, seq = struct.unpack_from("!HHI", ip, ihl)
+            if dport != port:
+                continue
+            total = struct.unpack_from("!H", ip, 2)[0]
+            ip_id = struct.unpack_from("!H", ip, 4)[0]
+            payload = max(0, total - ihl - (ip[ihl + 12] >> 4) * 4)
+            out.setdefault(sport, FlowOrder()).add(rec.timestamp, ip_id, seq, payload, ip[1])
+    return out
