@@ -14,29 +14,34 @@ import re
 import signal
 import struct
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
-from libitm.pcap import PcapReader
+from libitm.pcap import PcapReader, PcapRecord
 
 ETH_HEADER = 14
 
 
-def flags_by_port(pcap: Path, port: int) -> dict[int, bytearray]:
-    """Per client source port, the flags of its packets to `port`, in capture order."""
-    out: dict[int, bytearray] = {}
+def tcp_to_port(pcap: Path, port: int) -> Iterator[tuple[PcapRecord, bytes, int]]:
+    """Each IPv4 TCP packet to `port` in `pcap`: its record, its IP packet, its IP header length."""
     with pcap.open("rb") as f:
         for rec in PcapReader(f):
             ip = rec.data[ETH_HEADER:]
             if len(ip) < 20 or ip[0] >> 4 != 4 or ip[9] != 6:
                 continue
             ihl = (ip[0] & 0x0F) * 4
-            if len(ip) < ihl + 14:
+            if len(ip) < ihl + 20 or struct.unpack_from("!H", ip, ihl + 2)[0] != port:
                 continue
-            sport, dport = struct.unpack_from("!HH", ip, ihl)
-            if dport != port:
-                continue
-            fin = ip[ihl + 13] & 0x01
-            out.setdefault(sport, bytearray()).append((ip[1] & 0x10) >> 4 | fin << 1)
+            yield rec, ip, ihl
+
+
+def flags_by_port(pcap: Path, port: int) -> dict[int, bytearray]:
+    """Per client source port, the flags of its packets to `port`, in capture order."""
+    out: dict[int, bytearray] = {}
+    for _, ip, ihl in tcp_to_port(pcap, port):
+        sport = struct.unpack_from("!H", ip, ihl)[0]
+        fin = ip[ihl + 13] & 0x01
+        out.setdefault(sport, bytearray()).append((ip[1] & 0x10) >> 4 | fin << 1)
     return out
 
 

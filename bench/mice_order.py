@@ -24,9 +24,8 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from libitm.pcap import PcapReader
+from bench.mice_capture import tcp_to_port
 
-ETH_HEADER = 14
 #: width of a bin of the elephant's trace, seconds
 BIN = 0.1
 
@@ -82,19 +81,9 @@ class FlowOrder:
 def order_by_port(pcap: Path, port: int) -> dict[int, FlowOrder]:
     """Per client source port, its IPv4 TCP packets to `port` counted in arrival order."""
     out: dict[int, FlowOrder] = {}
-    with pcap.open("rb") as f:
-        for rec in PcapReader(f):
-            ip = rec.data[ETH_HEADER:]
-            if len(ip) < 20 or ip[0] >> 4 != 4 or ip[9] != 6:
-                continue
-            ihl = (ip[0] & 0x0F) * 4
-            if len(ip) < ihl + 20:
-                continue
-            sport, dport, seq = struct.unpack_from("!HHI", ip, ihl)
-            if dport != port:
-                continue
-            total = struct.unpack_from("!H", ip, 2)[0]
-            ip_id = struct.unpack_from("!H", ip, 4)[0]
-            payload = max(0, total - ihl - (ip[ihl + 12] >> 4) * 4)
-            out.setdefault(sport, FlowOrder()).add(rec.timestamp, ip_id, seq, payload, ip[1])
+    for rec, ip, ihl in tcp_to_port(pcap, port):
+        sport, _, seq = struct.unpack_from("!HHI", ip, ihl)
+        total, ip_id = struct.unpack_from("!HH", ip, 2)
+        payload = max(0, total - ihl - (ip[ihl + 12] >> 4) * 4)
+        out.setdefault(sport, FlowOrder()).add(rec.timestamp, ip_id, seq, payload, ip[1])
     return out
