@@ -46,15 +46,16 @@ def flags_by_port(pcap: Path, port: int) -> dict[int, bytearray]:
 
 
 class Capture:
-    """tcpdump in namespace `ns` on `dev`, for TCP packets to `port`, into `pcap`."""
+    """tcpdump in namespace `ns` on `dev`, for TCP packets to `port` that the device
+    receives (`direction` "in") or sends ("out"), into `pcap`."""
 
-    def __init__(self, ns: str, dev: str, port: int, pcap: Path) -> None:
+    def __init__(self, ns: str, dev: str, port: int, pcap: Path, direction: str = "in") -> None:
         self.pcap = pcap
         self.port = port
         pcap.unlink(missing_ok=True)
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", ns, "tcpdump", "-i", dev, "-n", "-s", "80", "-B", "16384",
-             "-w", str(pcap), "-U", "-Q", "in", f"tcp dst port {port}"],
+             "-w", str(pcap), "-U", "-Q", direction, f"tcp dst port {port}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         # tcpdump says "listening on ..." once its filter is in place

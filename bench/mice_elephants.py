@@ -290,7 +290,10 @@ class Guest:
         flows = trace(run.seed, run.load, RATE_BPS, mice_plan.WINDOW, SIZES)
         results: list[tuple[float, int, int]] = [(-1.0, 0, 0)] * len(flows)
         cap = mice_capture.Capture(self.core, "r1", PORT, Path("/tmp/mice-elephants.pcap"))
-        # where the packets arrive: the receiver's view of their order
+        # where the core's qdisc sends them, and where they arrive: the order they keep
+        tx = mice_capture.Capture(
+            self.core, "l2", PORT, Path("/tmp/mice-elephants-tx.pcap"), direction="out"
+        )
         rx = mice_capture.Capture(self.server, "r2", PORT, Path("/tmp/mice-elephants-rx.pcap"))
         slip: list[float] = [0.0] * len(flows)
         start = time.monotonic()
@@ -319,7 +322,10 @@ class Guest:
         finally:
             marks, dropped = cap.close()
             rx_dropped = rx.stop()
+            tx_dropped = tx.stop()
         order = mice_order.order_by_port(rx.pcap, PORT)
+        entered = mice_order.ids_by_port(cap.pcap, PORT)
+        left = mice_order.ids_by_port(tx.pcap, PORT)
         rows = []
         for f, (secs, sent, sport) in zip(flows, results, strict=True):
             flags = bytes(marks.get(sport, b"")) if sport else b""
@@ -338,6 +344,7 @@ class Guest:
                     got.out_of_order,
                     got.first_out_of_order,
                     got.resent,
+                    *mice_order.core_order(entered.get(sport, []), left.get(sport, [])),
                 ]
             )
         idle = (cpu1[1] - cpu0[1]) / max(1, cpu1[0] - cpu0[0])
@@ -352,6 +359,7 @@ class Guest:
             "slip_p99": mice_stats.percentile(slip, 99),
             "capture_dropped": dropped,
             "rx_capture_dropped": rx_dropped,
+            "tx_capture_dropped": tx_dropped,
             "elephant": elephant(flows, results, order),
             # with offloads on a capture sees buffers of several segments: no per-packet check
             "checked": not run.offloads,
@@ -469,6 +477,7 @@ def host(args: argparse.Namespace, runs: list[Run]) -> int:
     status = 0
     for k in chosen:
         t0 = time.monotonic()
+        load0 = Path("/proc/loadavg").read_text().split()[:3]
         try:
             doc = vmbench.run_in_vm(k, "mice_elephants", args.guest_args, timeout=bound)
         except RuntimeError as err:
@@ -476,6 +485,8 @@ def host(args: argparse.Namespace, runs: list[Run]) -> int:
             continue
         doc.update(host_cpu=vmbench.cpu(), date=vmbench.today(), command=args.command,
                    planned=len(runs),
+                   # the host's load averages (1, 5, 15 min) as the VM started and ended
+                   host_load=[load0, Path("/proc/loadavg").read_text().split()[:3]],
                    minutes=round((time.monotonic() - t0) / 60, 1))  # fmt: skip
         path = data_file(k.name, args.quick, args.name)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,13 @@ the time they were *sent*:
   one.
 
 Sequence numbers are compared relative to the flow's first packet (mod 2^32).
+
+The receiver's view holds every reordering on the way, also the one veth
+pairs make when a flow's packets are sent from two CPUs (each CPU's backlog
+delivers its own).  The core's own share is measured between two captures in
+the core router: where packets enter it and where its qdisc hands them to the
+bottleneck link.  A packet is **out of order at the core** when it leaves after
+a packet of its flow that entered after it (`core_order`).
 """
 
 from __future__ import annotations
@@ -87,3 +94,33 @@ def order_by_port(pcap: Path, port: int) -> dict[int, FlowOrder]:
         payload = max(0, total - ihl - (ip[ihl + 12] >> 4) * 4)
         out.setdefault(sport, FlowOrder()).add(rec.timestamp, ip_id, seq, payload, ip[1])
     return out
+
+
+def ids_by_port(pcap: Path, port: int) -> dict[int, list[int]]:
+    """Per client source port, the IP IDs of its packets to `port`, in capture order."""
+    out: dict[int, list[int]] = {}
+    for _, ip, ihl in tcp_to_port(pcap, port):
+        sport = struct.unpack_from("!H", ip, ihl)[0]
+        out.setdefault(sport, []).append(struct.unpack_from("!H", ip, 4)[0])
+    return out
+
+
+def core_order(entered: list[int], left: list[int]) -> tuple[int, int]:
+    """(packets out of order, 1-based position of the first) of one flow between two
+    captures: IP IDs in the order they `entered` and the order they `left`.
+
+    A packet that left is out of order when a packet that entered after it left
+    before it; packets seen on one side only are skipped.
+    """
+    rank = {ip_id: i for i, ip_id in enumerate(entered)}
+    top, late, first = -1, 0, 0
+    for pos, ip_id in enumerate(left, 1):
+        r = rank.get(ip_id)
+        if r is None:
+            continue
+        if r < top:
+            late += 1
+            first = first or pos
+        else:
+            top = r
+    return late, first

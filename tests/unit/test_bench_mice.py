@@ -233,3 +233,13 @@ def test_receiver_order_counts_a_retransmission_as_resent(tmp_path: Path) -> Non
     for ip_id, seq in [(10, 1000), (12, 1200), (13, 1300), (14, 1100)]:  # 11 lost, resent as 14
         flow.add(0.0, ip_id, seq, 100, 0)
     assert (flow.out_of_order, flow.resent) == (0, 1)
+
+
+def test_core_order_counts_packets_that_left_behind_a_later_one() -> None:
+    from bench import mice_order
+
+    # entered 5, 6, 7, 8 (already 7 before 6: not the core's doing); left 5, 7, 8, 6
+    assert mice_order.core_order([5, 7, 6, 8], [5, 7, 8, 6]) == (1, 4)
+    assert mice_order.core_order([5, 7, 6, 8], [5, 7, 6, 8]) == (0, 0)
+    # dropped in the core (6) or seen on one side only (9): skipped
+    assert mice_order.core_order([5, 6, 7], [5, 9, 7]) == (0, 0)
