@@ -114,17 +114,19 @@ def _verdict(ratio: float, bound_side: float, bound: float, above: bool) -> str:
 
 
 def order_table(doc: dict[str, Any]) -> str:
-    """Packets out of order at the receiver, per core, load and scheme."""
+    """Packets out of order at the receiver and at the core, per core, load and scheme."""
     groups = grouped(ok_runs(doc))
     order = list(CORE_NAMES)
     lines = [
-        f"Kernel {doc['kernel']}: the receiver's view (mean over seeds). Out of order: a"
-        " packet that arrived after one its sender sent later; resent: a retransmission"
-        " that arrived (a packet of the flow was lost, or resent spuriously).",
+        f"Kernel {doc['kernel']}: order, mean over seeds. At the receiver: a packet that"
+        " arrived after one its sender sent later (by the socket's IP ID), wherever it was"
+        " reordered; at the core: a packet that left the core's qdisc after one of its flow"
+        " that entered the core after it. Resent: retransmissions that arrived.",
         "",
-        "| core | load | scheme | flows | flows with a packet out of order |"
-        " packets out of order | median position of a flow's first | packets resent |",
-        "|---|---:|---|---:|---:|---:|---:|---:|",
+        "| core | load | scheme | flows | receiver: flows with a packet out of order"
+        " | packets out of order | median position of the first | core: flows"
+        " | packets | median position of the first | packets resent |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for core, load, scheme in sorted(groups, key=lambda k: (order.index(k[0]), k[1], k[2])):
         runs = groups[(core, load, scheme)]
@@ -137,7 +139,9 @@ def order_table(doc: dict[str, Any]) -> str:
         lines.append(
             f"| {core} | {load:.2f} | {SCHEME_NAMES[scheme]} | {_fmt(flows)} "
             f"| {_fmt(100 * m('flows'), '.1f')}% | {_fmt(100 * m('packets'), '.2f')}% "
-            f"| {_fmt(m('first'))} | {_fmt(100 * m('resent'), '.2f')}% |"
+            f"| {_fmt(m('first'))} | {_fmt(100 * m('core_flows'), '.1f')}% "
+            f"| {_fmt(100 * m('core_packets'), '.2f')}% | {_fmt(m('core_first'))} "
+            f"| {_fmt(100 * m('resent'), '.2f')}% |"
         )
     return "\n".join(lines)
 
