@@ -243,3 +243,65 @@ def test_core_order_counts_packets_that_left_behind_a_later_one() -> None:
     assert mice_order.core_order([5, 7, 6, 8], [5, 7, 6, 8]) == (0, 0)
     # dropped in the core (6) or seen on one side only (9): skipped
     assert mice_order.core_order([5, 6, 7], [5, 9, 7]) == (0, 0)
+
+
+def test_plan_compares_more_cores_at_one_load() -> None:
+    runs = mice_plan.plan(
+        (0.6, 0.95), (1, 2), ("rio",), ("none", "qos_mod"), compare=(("prio", "red"), 0.95)
+    )
+    assert len(runs) == 2 * (2 * 2 + 2 * 2)  # seeds x (rio at two loads + two cores at one)
+    assert {(r.core, r.load) for r in runs} == {
+        ("rio", 0.6), ("rio", 0.95), ("prio", 0.95), ("red", 0.95)
+    }  # fmt: skip
+    # interleaved: each seed runs every configuration before the next seed starts
+    assert [r.seed for r in runs] == [1] * 8 + [2] * 8
+    assert all(r.mark_first == (r.scheme == "qos_mod") for r in runs)
+
+
+def _rio_run(scheme: str, times: list[float], seed: int, order: list[int]) -> dict[str, Any]:
+    run = _run(scheme, times, seed, core="rio")
+    # rx packets, out of order, first, resent, core out of order, first
+    for f, late in zip(run["flows"], order, strict=True):
+        f += [10, late, 4 if late else 0, 1, 0, 0]
+    run["rio"] = dict.fromkeys(("in_enqueued", "in_early", "in_forced", "out_enqueued",
+                                "out_early", "out_forced", "limit_drops"), 1)  # fmt: skip
+    return run
+
+
+def test_paired_ratio_pairs_flows_of_the_same_trace() -> None:
+    q = [_run("qos_mod", [0.1, 0.3, 2, 4]), _run("qos_mod", [0.2, 0.2, 2, -1], seed=2)]
+    n = [_run("none", [0.2, 0.6, 4, 4]), _run("none", [0.4, 0.4, 4, 4], seed=2)]
+    ratio, lo, hi, pairs, per_seed = mice_stats.paired_ratio(q, n, mice_stats.short_ms)
+    assert ratio == pytest.approx(0.5) and lo == pytest.approx(0.5) == hi and pairs == 4
+    assert per_seed == pytest.approx([0.5, 0.5])
+    # goodput: 500 kB in 2 s against 4 s; the failed flow of seed 2 has no pair
+    ratio, lo, hi, pairs, per_seed = mice_stats.paired_ratio(q, n, mice_stats.long_mbps)
+    assert pairs == 3 and per_seed[1] == pytest.approx(2.0)
+    assert lo <= ratio <= hi
+    assert mice_stats.paired_ratio([], [], mice_stats.short_ms)[3] == 0
+
+
+def test_rio_tables_give_both_halves_and_the_order() -> None:
+    from bench import mice_rio_report
+
+    doc = {
+        "kernel": "6.12.0-test",
+        "runs": [
+            _rio_run("none", [0.4, 0.6, 2, 4], 1, [0, 0, 2, 0]),
+            _rio_run("qos_mod", [0.1, 0.3, 2, 4], 1, [0, 0, 0, 0]),
+        ],
+    }
+    claim = mice_rio_report.claim_table(doc)
+    assert "| rio | 0.95 | 1 | 500 → 200 | 0.40 (0.25 to 0.50) | 0.40 | 2 |" in claim
+    assert "| 1.00 (1.00 to 1.00) | 1.00 | 2 | yes |" in claim
+    order = mice_rio_report.order_table(doc)
+    # no marking: 1 flow of 4 had 2 of its 10 packets out of order, the first at 4
+    assert (
+        "| rio | 0.95 | no marking | 4 | 25.0% | 5.00% | 4 | 0.0% | 0.00% | — | 10.00% |" in order
+    )
+    assert "| rio | 0.95 | qos_mod | 4 | 0.0% | 0.00% | — |" in order
+    counters = mice_rio_report.counters_table(doc)
+    assert counters and "| 0.95 | qos_mod | 1 | 1 | 1 | 66.67 | 1 | 1 | 1 | 66.67 | 1 |" in counters
+    [line] = mice_rio_report.verdict([doc])
+    assert "load 0.95 0.40 (0.25 to 0.50) of no marking (≤ 0.5: yes)" in line
+    assert "(≥ 0.95 at every load: yes)" in line
