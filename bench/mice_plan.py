@@ -21,8 +21,9 @@ THRESHOLDS = (10, 20, 50, 100)
 WINDOW = 12.0
 DRAIN = 12.0
 #: seconds a run takes beyond its window and drain (setup, teardown, reading the
-#: capture; measured: about 40 s a run in all on a busy 2-core host)
-OVERHEAD = 16.0
+#: captures; measured: about 40 s a run in all on a busy 2-core host with one
+#: capture, about 50 s with the three of the order measurement, host load 8-10)
+OVERHEAD = 26.0
 #: seconds to boot a VM on a busy 2-core host, load what the experiment needs and
 #: start qos_ctrl (Python on the emulated CPU)
 BOOT = 300.0

@@ -68,7 +68,7 @@ def test_plan_interleaves_schemes_and_bounds_time() -> None:
     )
     # the quick path stays a smoke check of a few minutes
     quick = mice_plan.plan((0.6, 0.95), (1,), ("prio",))
-    assert mice_plan.bound_seconds(quick) < 11 * 60
+    assert mice_plan.bound_seconds(quick) < 12 * 60
 
 
 def test_each_scheme_is_checked_against_its_own_rule() -> None:
