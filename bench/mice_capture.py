@@ -22,16 +22,22 @@ from libitm.pcap import PcapReader, PcapRecord
 ETH_HEADER = 14
 
 
-def tcp_to_port(pcap: Path, port: int) -> Iterator[tuple[PcapRecord, bytes, int]]:
-    """Each IPv4 TCP packet to `port` in `pcap`: its record, its IP packet, its IP header length."""
+def tcp_packets(pcap: Path) -> Iterator[tuple[PcapRecord, bytes, int]]:
+    """Each IPv4 TCP packet in `pcap`: its record, its IP packet, its IP header length."""
     with pcap.open("rb") as f:
         for rec in PcapReader(f):
             ip = rec.data[ETH_HEADER:]
             if len(ip) < 20 or ip[0] >> 4 != 4 or ip[9] != 6:
                 continue
             ihl = (ip[0] & 0x0F) * 4
-            if len(ip) < ihl + 20 or struct.unpack_from("!H", ip, ihl + 2)[0] != port:
-                continue
+            if len(ip) >= ihl + 20:
+                yield rec, ip, ihl
+
+
+def tcp_to_port(pcap: Path, port: int) -> Iterator[tuple[PcapRecord, bytes, int]]:
+    """Each IPv4 TCP packet to `port` in `pcap`, as `tcp_packets` gives them."""
+    for rec, ip, ihl in tcp_packets(pcap):
+        if struct.unpack_from("!H", ip, ihl + 2)[0] == port:
             yield rec, ip, ihl
 
 
@@ -47,15 +53,23 @@ def flags_by_port(pcap: Path, port: int) -> dict[int, bytearray]:
 
 class Capture:
     """tcpdump in namespace `ns` on `dev`, for TCP packets to `port` that the device
-    receives (`direction` "in") or sends ("out"), into `pcap`."""
+    receives (`direction` "in") or sends ("out"), into `pcap`; `bpf` replaces the filter."""
 
-    def __init__(self, ns: str, dev: str, port: int, pcap: Path, direction: str = "in") -> None:
+    def __init__(
+        self,
+        ns: str,
+        dev: str,
+        port: int,
+        pcap: Path,
+        direction: str = "in",
+        bpf: str | None = None,
+    ) -> None:
         self.pcap = pcap
         self.port = port
         pcap.unlink(missing_ok=True)
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", ns, "tcpdump", "-i", dev, "-n", "-s", "80", "-B", "16384",
-             "-w", str(pcap), "-U", "-Q", direction, f"tcp dst port {port}"],
+             "-w", str(pcap), "-U", "-Q", direction, bpf or f"tcp dst port {port}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         # tcpdump says "listening on ..." once its filter is in place

@@ -46,7 +46,7 @@ from typing import Any
 
 from bench import mice_capture, mice_order, mice_plan, mice_stats, vmbench
 from bench.mice_plan import Run
-from bench.mice_trace import Sizes, offered_load, trace
+from bench.mice_trace import MSS, Sizes, offered_load, trace
 from bench.qos_cost import nft_table
 from itmtool import demo_qos, lab
 from itmtool.matrix import ROOT
@@ -295,6 +295,15 @@ class Guest:
             self.core, "l2", PORT, Path("/tmp/mice-elephants-tx.pcap"), direction="out"
         )
         rx = mice_capture.Capture(self.server, "r2", PORT, Path("/tmp/mice-elephants-rx.pcap"))
+        # and at the sender, both ways: the largest flow's bytes in flight
+        snd = mice_capture.Capture(
+            self.client,
+            "l0",
+            PORT,
+            Path("/tmp/mice-elephants-snd.pcap"),
+            direction="inout",
+            bpf=f"tcp port {PORT}",
+        )
         slip: list[float] = [0.0] * len(flows)
         start = time.monotonic()
         hard = start + mice_plan.WINDOW + mice_plan.DRAIN
@@ -323,6 +332,7 @@ class Guest:
             marks, dropped = cap.close()
             rx_dropped = rx.stop()
             tx_dropped = tx.stop()
+            snd.stop()
         order = mice_order.order_by_port(rx.pcap, PORT)
         entered = mice_order.ids_by_port(cap.pcap, PORT)
         left = mice_order.ids_by_port(tx.pcap, PORT)
@@ -360,7 +370,7 @@ class Guest:
             "capture_dropped": dropped,
             "rx_capture_dropped": rx_dropped,
             "tx_capture_dropped": tx_dropped,
-            "elephant": elephant(flows, results, order),
+            "elephant": elephant(flows, results, order, snd.pcap),
             # with offloads on a capture sees buffers of several segments: no per-packet check
             "checked": not run.offloads,
         }
@@ -392,15 +402,20 @@ class Guest:
 
 
 def elephant(
-    flows: list[Any], results: list[tuple[float, int, int]], order: dict[int, mice_order.FlowOrder]
+    flows: list[Any],
+    results: list[tuple[float, int, int]],
+    order: dict[int, mice_order.FlowOrder],
+    sender: Path,
 ) -> dict[str, Any]:
-    """The largest flow that ran: its size, counts, and what arrived per bin (mice_order.BIN)."""
+    """The largest flow that ran: its size, counts, what arrived per bin (mice_order.BIN),
+    and its largest flight per bin in segments, from the `sender`'s capture."""
     ran = [(f.size, sport) for f, (_, _, sport) in zip(flows, results, strict=True) if sport]
     ran = [(size, sport) for size, sport in ran if sport in order]
     if not ran:
         return {}
     size, sport = max(ran)
     got = order[sport]
+    sent = mice_order.flight(sender, PORT, sport)
     return {
         "size": size,
         "packets": got.packets,
@@ -409,6 +424,8 @@ def elephant(
         "bin": mice_order.BIN,
         # per bin from its first packet: [bytes, resent, out of order, marked, CE]
         "trace": got.trace(got.arrivals[0][0]),
+        # per bin from its first packet sent: the most segments in flight
+        "flight": mice_order.binned_max(sent, sent[0][0] if sent else 0.0, MSS),
     }
 
 

@@ -31,7 +31,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.mice_capture import tcp_to_port
+from bench.mice_capture import tcp_packets, tcp_to_port
 
 #: width of a bin of the elephant's trace, seconds
 BIN = 0.1
@@ -124,3 +124,38 @@ def core_order(entered: list[int], left: list[int]) -> tuple[int, int]:
         else:
             top = r
     return late, first
+
+
+def flight(pcap: Path, port: int, sport: int) -> list[tuple[float, int]]:
+    """The sender's bytes in flight of flow `sport` -> `port`, at each data packet it sent.
+
+    `pcap` holds both directions at the sender: its data packets (the highest
+    sequence number sent so far) and the receiver's ACKs (the highest
+    acknowledged).  Their difference is what the sender has in flight, the
+    congestion window's footprint while the flow is window-limited.
+    """
+    out: list[tuple[float, int]] = []
+    base, top_sent, top_ack = -1, 0, 0
+    for rec, ip, ihl in tcp_packets(pcap):
+        src, dst, seq, ack = struct.unpack_from("!HHII", ip, ihl)
+        if (src, dst) == (sport, port):
+            if base < 0:
+                base = seq
+            payload = struct.unpack_from("!H", ip, 2)[0] - ihl - (ip[ihl + 12] >> 4) * 4
+            top_sent = max(top_sent, (seq - base) % 2**32 + max(0, payload))
+            if payload > 0:
+                out.append((rec.timestamp, max(0, top_sent - top_ack)))
+        elif (src, dst) == (port, sport) and base >= 0 and ip[ihl + 13] & 0x10:
+            top_ack = max(top_ack, (ack - base) % 2**32)
+    return out
+
+
+def binned_max(points: list[tuple[float, int]], start: float, scale: int) -> list[int]:
+    """Per BIN seconds from `start`, the largest value of `points` divided by `scale`."""
+    bins: list[int] = []
+    for when, value in points:
+        i = max(0, int((when - start) / BIN))
+        while len(bins) <= i:
+            bins.append(0)
+        bins[i] = max(bins[i], round(value / scale))
+    return bins

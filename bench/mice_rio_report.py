@@ -181,6 +181,39 @@ def counters_table(doc: dict[str, Any]) -> str | None:
     return "\n".join(lines)
 
 
+def elephant_table(doc: dict[str, Any]) -> str:
+    """The largest flow of each run at the top load: how long it took, what it lost."""
+    runs = [r for r in ok_runs(doc) if r.get("elephant")]
+    top = max((r["load"] for r in runs), default=math.nan)
+    lines = [
+        f"Kernel {doc['kernel']}: the largest flow of each trace at load {top:.2f}"
+        " (flight: the sender's bytes sent and not yet acknowledged, in segments, from a"
+        " capture at the sender; its mean over the 100 ms bins of the transfer).",
+        "",
+        "| core | seed | scheme | size kB | seconds | Mbit/s | resent | out of order"
+        " | packets marked | mean flight | largest flight |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    order = list(CORE_NAMES)
+    for r in sorted(
+        (r for r in runs if r["load"] == top),
+        key=lambda r: (order.index(r["core"]), r["seed"], r["scheme"]),
+    ):
+        ele = r["elephant"]
+        row = next(f for f in r["flows"] if f[mice_stats.SIZE] == ele["size"])
+        secs = row[mice_stats.SECONDS]
+        flight = [x for x in ele.get("flight", []) if x]
+        lines.append(
+            f"| {r['core']} | {r['seed']} | {SCHEME_NAMES[r['scheme']]} | {ele['size'] / 1000:.0f}"
+            f" | {_fmt(secs, '.1f') if secs > 0 else 'failed'}"
+            f" | {_fmt(row[mice_stats.SENT] * 8 / secs / 1e6, '.3f') if secs > 0 else '—'}"
+            f" | {ele['resent']} | {ele['out_of_order']} | {sum(b[3] for b in ele['trace'])}"
+            f" | {_fmt(sum(flight) / len(flight), '.1f') if flight else '—'}"
+            f" | {max(flight, default=0) or '—'} |"
+        )
+    return "\n".join(lines)
+
+
 def verdict(docs: list[dict[str, Any]]) -> list[str]:
     """Both halves of the claim, per kernel and core, in words."""
     out = []
@@ -227,6 +260,7 @@ def plot_elephant(docs: list[dict[str, Any]], path: Path) -> None:
         top = max(r["load"] for r in runs)
         seed = min(r["seed"] for r in runs)
         for ax, core in zip(row, cores, strict=True):
+            twin = None
             for scheme, colour in (("none", "tab:blue"), ("qos_mod", "tab:orange")):
                 got = [
                     r for r in runs
@@ -246,6 +280,16 @@ def plot_elephant(docs: list[dict[str, Any]], path: Path) -> None:
                     f" {ele['out_of_order']} out of order"
                 )
                 ax.plot(xs, ys, color=colour, label=label)
+                if ele.get("flight"):
+                    twin = twin or ax.twinx()
+                    twin.plot(
+                        [i * step for i in range(len(ele["flight"]))],
+                        ele["flight"],
+                        color=colour,
+                        ls=":",
+                        lw=1,
+                    )
+                    twin.set_ylabel("segments in flight (dotted)")
                 for i, b in enumerate(ele["trace"]):
                     if b[1]:
                         ax.plot(i * step, ys[i], "x", color=colour, ms=5)
@@ -278,5 +322,6 @@ def section() -> list[str]:
         counters = counters_table(doc)
         if counters:
             body += ["", counters]
+        body += ["", elephant_table(doc)]
     body += ["", f"![The largest flow, per core](img/{ELEPHANT_PLOT})", "", *mice_doc.rio_notes()]
     return body

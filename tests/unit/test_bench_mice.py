@@ -265,6 +265,8 @@ def _rio_run(scheme: str, times: list[float], seed: int, order: list[int]) -> di
         f += [10, late, 4 if late else 0, 1, 0, 0]
     run["rio"] = dict.fromkeys(("in_enqueued", "in_early", "in_forced", "out_enqueued",
                                 "out_early", "out_forced", "limit_drops"), 1)  # fmt: skip
+    run["elephant"] = {"size": 1_000_000, "resent": 3, "out_of_order": 0, "bin": 0.1,
+                       "trace": [[1448, 0, 0, 1, 0]] * 3, "flight": [2, 0, 10]}  # fmt: skip
     return run
 
 
@@ -302,6 +304,37 @@ def test_rio_tables_give_both_halves_and_the_order() -> None:
     assert "| rio | 0.95 | qos_mod | 4 | 0.0% | 0.00% | — |" in order
     counters = mice_rio_report.counters_table(doc)
     assert counters and "| 0.95 | qos_mod | 1 | 1 | 1 | 66.67 | 1 | 1 | 1 | 66.67 | 1 |" in counters
+    ele = mice_rio_report.elephant_table(doc)
+    assert "| rio | 1 | no marking | 1000 | 4.0 | 2.000 | 3 | 0 | 3 | 6.0 | 10 |" in ele
     [line] = mice_rio_report.verdict([doc])
     assert "load 0.95 0.40 (0.25 to 0.50) of no marking (≤ 0.5: yes)" in line
     assert "(≥ 0.95 at every load: yes)" in line
+
+
+def test_flight_is_data_sent_less_data_acknowledged(tmp_path: Path) -> None:
+    from bench import mice_order
+
+    def frame(sport: int, dport: int, seq: int, ack: int, payload: int) -> bytes:
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + payload, 0, 0, 64, 6, 0,
+                         bytes(4), bytes(4))  # fmt: skip
+        tcp = struct.pack("!HHIIBBHHH", sport, dport, seq % 2**32, ack % 2**32, 0x50, 0x10,
+                          0, 0, 0)  # fmt: skip
+        return bytes(14) + ip + tcp + bytes(payload)
+
+    base = 2**32 - 1000  # the sequence numbers wrap
+    packets = [
+        (0.00, frame(40000, 7000, base, 0, 0)),  # the handshake's ACK: no data
+        (0.01, frame(40000, 7000, base, 0, 1448)),
+        (0.02, frame(40000, 7000, base + 1448, 0, 1448)),
+        (0.03, frame(7000, 40000, 0, base + 1448, 0)),  # one acknowledged
+        (0.05, frame(40001, 7000, 5, 0, 1448)),  # another flow
+        (0.12, frame(40000, 7000, base + 2896, 0, 1448)),
+    ]
+    pcap = tmp_path / "snd.pcap"
+    with pcap.open("wb") as f:
+        w = PcapWriter(f, LINKTYPE_ETHERNET)
+        for when, data in packets:
+            w.write_packet(when, data)
+    got = mice_order.flight(pcap, 7000, 40000)
+    assert got == [(0.01, 1448), (0.02, 2896), (0.12, 2896)]
+    assert mice_order.binned_max(got, 0.01, 1448) == [2, 2]
