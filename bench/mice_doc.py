@@ -229,13 +229,15 @@ def rio_intro(docs: list[dict[str, Any]]) -> list[str]:
         " incoming) after it.",
         "",
         *[
-            f"- Kernel {d['kernel']}: {len(d['runs'])} of {d.get('planned', '?')} runs,"
-            f" {d['date']}, {d['minutes']} min of wall time for the module build and the VM,"
-            f" host load averages (1/5/15 min) {' '.join(d['host_load'][0])} at the start and"
-            f" {' '.join(d['host_load'][1])} at the end (4 other sessions shared the 2-core"
-            f" {d['host_cpu']}), command `{d['command']}`."
+            f"- Kernel {d['kernel']}, {s.get('runs', len(d['runs']))} of"
+            f" {s.get('planned', '?')} planned runs done on {s['date']} in {s['minutes']} min"
+            " of wall time (module build and VM), host load averages (1/5/15 min)"
+            f" {' '.join(s['host_load'][0])} at the start and {' '.join(s['host_load'][1])}"
+            f" at the end (4 other sessions shared the 2-core {s['host_cpu']}), command"
+            f" `{s['command']}`."
             for d in docs
-            if "host_load" in d
+            for s in d.get("sessions") or [d]
+            if "host_load" in s
         ],
     ]
 

@@ -482,6 +482,34 @@ def data_file(kernel: str, quick: bool = False, name: str = "mice_elephants") ->
     return DATA / f"{name}-{kernel}.json"
 
 
+SESSION_KEYS = ("date", "minutes", "host_load", "host_cpu", "command", "planned", "partial")
+
+
+def appended(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """`old`'s runs with `new`'s added: a configuration run again replaces its old run.
+
+    Each VM session is kept in ``sessions`` (date, minutes, load, command, how
+    many runs it planned and did) so the page can say where the runs came from.
+    """
+
+    def key(r: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(r.get(k) for k in ("part", "scheme", "core", "load", "seed", "threshold",
+                                         "offloads", "mark_first"))  # fmt: skip
+
+    if old.get("kernel") != new.get("kernel"):
+        raise SystemExit(f"--append: the data file is of {old.get('kernel')}, not {new['kernel']}")
+    fresh = {key(r) for r in new["runs"]}
+    sessions = old.get("sessions") or [
+        {**{k: old[k] for k in SESSION_KEYS if k in old}, "runs": len(old["runs"])}
+    ]
+    sessions.append({**{k: new[k] for k in SESSION_KEYS if k in new}, "runs": len(new["runs"])})
+    merged = {**old, "runs": [r for r in old["runs"] if key(r) not in fresh] + new["runs"]}
+    merged["sessions"] = sessions
+    merged["minutes"] = round(sum(s.get("minutes", 0) for s in sessions), 1)
+    merged.pop("partial", None)
+    return merged
+
+
 def host(args: argparse.Namespace, runs: list[Run]) -> int:
     """Boot each kernel asked for, run the plan, keep its data; then the report."""
     from bench import mice_report
@@ -507,6 +535,8 @@ def host(args: argparse.Namespace, runs: list[Run]) -> int:
                    minutes=round((time.monotonic() - t0) / 60, 1))  # fmt: skip
         path = data_file(k.name, args.quick, args.name)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if args.append and path.exists():
+            doc = appended(json.loads(path.read_text()), doc)
         path.write_text(json.dumps(doc) + "\n")
         print(f"results: {path}", flush=True)
         print(mice_report.kernel_table(doc), flush=True)
@@ -526,6 +556,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=None, help="seeds per load (2)")
     p.add_argument("--cores", default=None, help="core treatments, comma-separated (prio,red,rio)")
     p.add_argument("--schemes", default=None, help="ITM schemes, comma-separated (all four)")
+    p.add_argument("--seed-list", default=None, help="these seeds, comma-separated (not --seeds)")
+    p.add_argument(
+        "--append",
+        action="store_true",
+        help="add the runs to the data file (a configuration run again replaces its old run)",
+    )
     p.add_argument(
         "--compare",
         metavar="CORES@LOAD",
@@ -566,6 +602,11 @@ def main(argv: list[str] | None = None) -> int:
         (0.6, 0.95) if args.quick else mice_plan.LOADS
     )  # fmt: skip
     seeds = tuple(range(1, (args.seeds or (1 if args.quick else len(mice_plan.SEEDS))) + 1))
+    if args.seed_list:
+        try:
+            seeds = tuple(int(x) for x in args.seed_list.split(","))
+        except ValueError:
+            p.error(f"--seed-list: not a list of seeds: {args.seed_list!r}")
     cores = (
         tuple(args.cores.split(","))
         if args.cores

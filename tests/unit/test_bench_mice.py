@@ -338,3 +338,26 @@ def test_flight_is_data_sent_less_data_acknowledged(tmp_path: Path) -> None:
     got = mice_order.flight(pcap, 7000, 40000)
     assert got == [(0.01, 1448), (0.02, 2896), (0.12, 2896)]
     assert mice_order.binned_max(got, 0.01, 1448) == [2, 2]
+
+
+def test_append_replaces_a_configuration_run_again_and_keeps_the_sessions() -> None:
+    first = [_run("none", [1, 1, 1, 1], seed=s) for s in (1, 2, 3)]
+    again = [_run("none", [2, 2, 2, 2], seed=3), _run("qos_mod", [2, 2, 2, 2], seed=3)]
+    old = {"kernel": "6.12.0-test", "date": "d1", "minutes": 25.0, "partial": True,
+           "planned": 3, "runs": first}  # fmt: skip
+    new = {"kernel": "6.12.0-test", "date": "d2", "minutes": 9.0, "planned": 2, "runs": again}
+    got = mice_elephants.appended(old, new)
+    assert [(r["scheme"], r["seed"]) for r in got["runs"]] == [
+        ("none", 1), ("none", 2), ("none", 3), ("qos_mod", 3)
+    ]  # fmt: skip
+    assert got["runs"][2]["flows"][0][1] == 2  # seed 3's no-marking run is the new one
+    assert [(s["date"], s["runs"]) for s in got["sessions"]] == [("d1", 3), ("d2", 2)]
+    assert got["minutes"] == 34.0 and "partial" not in got
+    with pytest.raises(SystemExit):
+        mice_elephants.appended(old, {**new, "kernel": "6.1.0-test"})
+
+
+def test_seed_list_must_be_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as err:
+        mice_elephants.main(["--seed-list", "3,x"])
+    assert err.value.code == 2 and "--seed-list" in capsys.readouterr().err
