@@ -229,7 +229,7 @@ def rio_intro(docs: list[dict[str, Any]]) -> list[str]:
         " incoming) after it.",
         "",
         *[
-            f"- Kernel {d['kernel']}, {s.get('runs', len(d['runs']))} of"
+            f"- Kernel {d['kernel']}, {s['runs'] if 'sessions' in d else len(d['runs'])} of"
             f" {s.get('planned', '?')} planned runs done on {s['date']} in {s['minutes']} min"
             " of wall time (module build and VM), host load averages (1/5/15 min)"
             f" {' '.join(s['host_load'][0])} at the start and {' '.join(s['host_load'][1])}"

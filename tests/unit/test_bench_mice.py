@@ -295,7 +295,7 @@ def test_rio_tables_give_both_halves_and_the_order() -> None:
     }
     claim = mice_rio_report.claim_table(doc)
     assert "| rio | 0.95 | 1 | 500 → 200 | 0.40 (0.25 to 0.50) | 0.40 | 2 |" in claim
-    assert "| 1.00 (1.00 to 1.00) | 1.00 | 2 | yes |" in claim
+    assert "| 1.00 (1.00 to 1.00) | 1.00 | 2 | yes | — |" in claim
     order = mice_rio_report.order_table(doc)
     # no marking: 1 flow of 4 had 2 of its 10 packets out of order, the first at 4
     assert (
