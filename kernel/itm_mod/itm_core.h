@@ -66,7 +66,7 @@ extern struct itm_hook_apps __rcu *itm_hook_apps[ITM_NUM_HOOKS];
 
 /* apps.c */
 int itm_rebuild_hook(enum itm_hook where, gfp_t gfp);
-struct itm_app *itm_find_app(const char *label);
+struct itm_app *itm_find_app(const struct net *net, const char *label);
 void itm_app_stats_sum(const struct itm_app *app, struct itm_app_stats *sum);
 
 /* hooks.c */

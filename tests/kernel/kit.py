@@ -80,15 +80,23 @@ def rmmod(name: str) -> None:
 
 
 @contextlib.contextmanager
-def modules(itm_params: tuple[str, ...] = (), apps: str | None = None) -> Iterator[None]:
-    """itm_mod (and the test application with `apps`) loaded for the block."""
+def modules(
+    itm_params: tuple[str, ...] = (),
+    apps: str | None = None,
+    queue: tuple[str, ...] | None = None,
+) -> Iterator[None]:
+    """itm_mod (then itm_queue with parameters `queue`, then the test application
+    with `apps`) loaded for the block."""
     insmod("itm_mod", *itm_params)
     try:
+        if queue is not None:
+            insmod("itm_queue", *queue)
         if apps is not None:
             insmod("itm_test_app", f"apps={apps}")
         yield
     finally:
         rmmod("itm_test_app")
+        rmmod("itm_queue")
         rmmod("itm_mod")
 
 
