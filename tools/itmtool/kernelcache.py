@@ -47,6 +47,9 @@ KERNELS_DIR = resources.SOURCE_ROOT / "kernels"
 JOBS = int(os.environ.get("ITM_KERNEL_JOBS", "2"))
 #: marker written once the tree is complete
 DONE = ".itm-built"
+#: marker written once the tree is extracted, patched and configured: an
+#: interrupted build resumes with ``make`` from there
+CONFIGURED = ".itm-configured"
 
 
 @dataclass(frozen=True)
@@ -252,11 +255,32 @@ def _make_with_progress(
         )
 
 
+def _configure(
+    flavour: Flavour, dest: Path, log: Path, make: list[str], say: Callable[[str], None]
+) -> None:
+    """Extract the sources into `dest` (emptied first), patch and configure them."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    say(f"  extracting {SOURCE_TARBALL}")
+    _run(["tar", "-xJf", str(SOURCE_TARBALL), "--strip-components=1"], dest, log)
+    for patch in flavour.patches:
+        say(f"  applying {patch}")
+        _run(["patch", "-p1", "-i", str(KERNELS_DIR / "patches" / patch)], dest, log)
+    fragments = [KERNELS_DIR / f for f in flavour.fragments]
+    _run([*make, "defconfig"], dest, log)
+    merge = ["scripts/kconfig/merge_config.sh", "-m", ".config", *map(str, fragments)]
+    _run(merge, dest, log)
+    _run([*make, "olddefconfig"], dest, log)
+    _check_config(dest / ".config", fragments)
+    (dest / CONFIGURED).write_text("")
+
+
 def build(name: str, say: Callable[[str], None] = print) -> Path:
     """Build flavour `name` into the cache unless it is there; returns its tree.
 
     Concurrent callers wait for each other (a lock file beside the tree).  A
-    failed or interrupted build leaves no tree marked as built.
+    failed or interrupted build leaves no tree marked as built; the next call
+    resumes it with ``make`` once the tree was configured.
     """
     flavour = FLAVOURS[name]
     dest = tree(name)
@@ -264,22 +288,13 @@ def build(name: str, say: Callable[[str], None] = print) -> Path:
         if (dest / DONE).is_file():
             return dest
         start = time.monotonic()
-        shutil.rmtree(dest, ignore_errors=True)
-        dest.mkdir(parents=True)
         log = dest / "itm-build.log"
-        say(f"building the {name} kernel in {dest} (once per machine; log: {log})")
-        say(f"  extracting {SOURCE_TARBALL}")
-        _run(["tar", "-xJf", str(SOURCE_TARBALL), "--strip-components=1"], dest, log)
-        for patch in flavour.patches:
-            say(f"  applying {patch}")
-            _run(["patch", "-p1", "-i", str(KERNELS_DIR / "patches" / patch)], dest, log)
-        fragments = [KERNELS_DIR / f for f in flavour.fragments]
         make = ["nice", "make", f"ARCH={flavour.arch}"]
-        _run([*make, "defconfig"], dest, log)
-        merge = ["scripts/kconfig/merge_config.sh", "-m", ".config", *map(str, fragments)]
-        _run(merge, dest, log)
-        _run([*make, "olddefconfig"], dest, log)
-        _check_config(dest / ".config", fragments)
+        if (dest / CONFIGURED).is_file():
+            say(f"resuming the build of the {name} kernel in {dest} (log: {log})")
+        else:
+            say(f"building the {name} kernel in {dest} (once per machine; log: {log})")
+            _configure(flavour, dest, log, make, say)
         say(f"  compiling with -j{JOBS} (about {flavour.objects} objects)")
         _make_with_progress([*make, f"-j{JOBS}", *flavour.targets], dest, log, flavour, say)
         (dest / DONE).write_text(f"{int(time.monotonic() - start)}\n")
