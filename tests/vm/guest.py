@@ -41,6 +41,9 @@ if [ -w /sys/kernel/debug/kmemleak ]; then
     cat /sys/kernel/debug/kmemleak > {out}
 fi"""
 VM_TIMEOUT = float(os.environ.get("ITM_VM_TIMEOUT", "1500"))
+#: the debug kernel's detectors (KASAN on every access, lockdep on every lock)
+#: slow the emulated guest down about threefold
+DEBUG_SLOWDOWN = 3
 
 
 @dataclass
@@ -191,7 +194,7 @@ cat /proc/sys/kernel/tainted > {res}/tainted
             kernel,
             script,
             rwdirs=[res],
-            timeout=VM_TIMEOUT,
+            timeout=VM_TIMEOUT * (DEBUG_SLOWDOWN if kernel.flavour == "debug" else 1),
             console=True,
             env={"ITM_MODDIR": str(run.build.moddir)},
         )

@@ -14,9 +14,11 @@ Results are reported per kernel: test ids carry the kernel's name.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
@@ -37,13 +39,20 @@ KERNELS = selected_kernels()
 #: is matched against one log line; a report of ours is never named here.
 KNOWN_FALSE_POSITIVES: tuple[tuple[str, str], ...] = ()
 GUEST_TESTS = collect_guest_tests()
-_runs: dict[str, GuestRun] = {}
+#: kernels whose tiers run at the same time (a TCG guest keeps about one core busy)
+VM_JOBS = int(os.environ.get("ITM_VM_JOBS", "2"))
+_runs: dict[str, Future[GuestRun]] = {}
 
 
 def _run(kernel: Kernel) -> GuestRun:
-    if kernel.name not in _runs:
-        _runs[kernel.name] = run_kernel_tier(kernel)
-    return _runs[kernel.name]
+    """The tier of `kernel`; the first call starts every selected kernel's, VM_JOBS at once."""
+    if not _runs:
+        pool = ThreadPoolExecutor(max_workers=max(VM_JOBS, 1), thread_name_prefix="vm-tier")
+        # the slowest first: the debug kernel, then Debian's, then UML (seconds)
+        order = sorted(KERNELS, key=lambda k: (k.flavour != "debug", k.is_uml))
+        _runs.update((k.name, pool.submit(run_kernel_tier, k)) for k in order)
+        pool.shutdown(wait=False)
+    return _runs[kernel.name].result()
 
 
 @pytest.fixture(params=KERNELS, ids=[k.name for k in KERNELS], scope="module")
