@@ -136,6 +136,9 @@ BAD_LOG = re.compile(
     r"|list_add corruption|list_del corruption|slab corruption|Redzone|Poison overwritten"
     r"|Objects remaining|kernel BUG|Call Trace|RIP:|refcount_t:|UBSAN|KASAN|INFO: task"
     r"|rcu.*stall|Freepointer corrupt|Padding overwritten|Object already free"
+    # the debug kernel's detectors (most also print WARNING: or BUG:)
+    r"|possible circular locking|suspicious RCU usage|inconsistent lock state"
+    r"|possible recursive locking|KFENCE|ODEBUG|suspected memory leak"
 )
 
 #: taint bits that loading an out-of-tree, unsigned module sets (O = 12, E = 13)

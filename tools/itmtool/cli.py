@@ -207,10 +207,10 @@ def _cmd_vm(args: argparse.Namespace) -> int:
     import shlex
 
     from itmtool import build, buildmods, vm
-    from itmtool.matrix import read_matrix
+    from itmtool.matrix import newest_debian, read_matrix
 
     kernels = read_matrix()
-    kernel = build.resolve_kernel(args.kernel or kernels[-1].name, kernels)
+    kernel = build.resolve_kernel(args.kernel or newest_debian(kernels).name, kernels)
     if not kernel.vmlinuz.exists():
         raise ToolError(
             f"no kernel image {kernel.vmlinuz} to boot",
