@@ -10,8 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from itm_hostlib import PY, NetPair
-from itm_testlib import ROOT_DIR
+from tests.support.netns_pair import PY, NetPair
+from tests.support.packets import ROOT_DIR
 
 APP = f"""
 import json, signal, sys
