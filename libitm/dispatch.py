@@ -184,7 +184,7 @@ class Dispatcher:
         self._seq: dict[int, int] = {}
         #: each registration's interest test (see :mod:`libitm.interest_match`)
         self._match: dict[int, Matcher] = {}
-        self._runners: dict[Hook, tuple[int, Runner]] = {}
+        self._runners: dict[tuple[Hook, bool | None], tuple[int, Runner]] = {}
         self._next = 0
         self.malformed = 0
 
@@ -215,20 +215,27 @@ class Dispatcher:
         """The hooks that have at least one registration."""
         return [h for h, apps in self._by_hook.items() if apps]
 
-    def runner(self, where: Hook) -> Runner:
+    def runner(self, where: Hook, observers: bool | None = None) -> Runner:
         """The callable that runs ``where``'s enabled applications on a packet:
         ``runner(pkt)`` returns ``ACCEPTED``, ``MODIFIED`` (changed, checksums
         finished) or ``DROPPED`` (changes undone); ``runner(pkt, classes)`` also
         appends ``(label, class)`` per application that saw the packet.
 
+        ``observers`` True: only the applications without a ``process_func``
+        (observers, fed copies); False: only those with one; None: all.
         Built once per configuration epoch: a caller that keeps it asks again
         when :data:`libitm.epoch.EPOCH` moves.
         """
         epoch = EPOCH[0]
-        cached = self._runners.get(where)
+        key = (where, observers)
+        cached = self._runners.get(key)
         if cached is not None and cached[0] == epoch:
             return cached[1]
-        apps = [i for i in self._by_hook[where] if i.enabled]
+        apps = [
+            i
+            for i in self._by_hook[where]
+            if i.enabled and (observers is None or (i.process_func is None) == observers)
+        ]
         run: Runner
         if not apps:
             run = accept_all
@@ -244,7 +251,7 @@ class Dispatcher:
                 for i in apps
             ]
             run = steps[0] if len(steps) == 1 else _chain(steps)
-        self._runners[where] = (epoch, run)
+        self._runners[key] = (epoch, run)
         return run
 
     def dispatch(self, where: Hook, pkt: Packet) -> Outcome:

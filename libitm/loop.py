@@ -8,6 +8,8 @@ itmroute does with its UDP socket.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import select
 import signal
 import threading
@@ -48,6 +50,9 @@ class ItmLoop:
         self.timers = TimerQueue(strict=strict)
         self._infos: list[ItmInfo] = []
         self._readers: dict[int, Callable[[], object]] = {}
+        # written by stop(): wakes a run() that waits in select (signal handlers too)
+        self._wake: tuple[int, int] | None = None
+        self._wake_pid = 0
         self._started = False
         self._be_started = False
         self._stopping = False
@@ -236,8 +241,12 @@ class ItmLoop:
         return detach
 
     def stop(self) -> None:
-        """Ask :meth:`run` to return (safe from callbacks, timers and signal handlers)."""
+        """Ask :meth:`run` to return (safe from callbacks, timers and signal handlers:
+        a run waiting for packets wakes up)."""
         self._stopping = True
+        if self._wake is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._wake[1], b"!")
 
     def run(self, duration: float | None = None) -> None:
         """Run until :meth:`stop`, ``duration`` seconds, or the end of an offline trace.
@@ -281,6 +290,7 @@ class ItmLoop:
         readers = self._readers
         end = None if duration is None else time.monotonic() + duration
         while not self._stopping:
+            wake = self._wake_fd()
             be = self._backend if self._be_started else None
             # the supervisor of workers only restarts them: the applications,
             # their timers and the readers run in the workers
@@ -292,11 +302,16 @@ class ItmLoop:
                     break
                 timeout = left if timeout is None else min(timeout, left)
             bfd = be.fileno() if be is not None else -1
-            fds = [bfd] if supervising else [bfd, *readers] if bfd >= 0 else list(readers)
+            fds = [wake] if bfd < 0 else [wake, bfd]
+            if not supervising:
+                fds += readers
             readable, _, _ = select.select(fds, [], [], timeout)
             for fd in readable:
                 if be is not None and fd == bfd:
                     be.process()
+                elif fd == wake:
+                    with contextlib.suppress(OSError):
+                        os.read(wake, 64)
                 elif not supervising:
                     cb = readers.get(fd)
                     if cb is not None:
@@ -304,8 +319,21 @@ class ItmLoop:
             if not supervising:
                 self.timers.run_due(self.now())
 
+    def _wake_fd(self) -> int:
+        """The read end of this process's wake-up pipe (a forked worker makes its own)."""
+        pid = os.getpid()
+        if self._wake is None or self._wake_pid != pid:
+            self._wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            self._wake_pid = pid
+        return self._wake[0]
+
     def close(self) -> None:
         """Remove everything the backend installed (idempotent)."""
+        if self._wake is not None:
+            for fd in self._wake:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._wake = None
         if self._backend is not None and not self._closed:
             self._closed = True
             if self._be_started:

@@ -201,19 +201,23 @@ class Xtables:
         owner: Owner | None = None,
         balance: int = 1,
         fanout: bool = False,
+        target: list[str] | None = None,
     ) -> None:
         """Create ``chain`` with the interest's NFQUEUE rules and jump to it from ``hook``.
 
         ``balance`` > 1 spreads the packets over ``queue`` .. ``queue + balance - 1``
         (``--queue-balance``: by a hash of the addresses, so a flow stays on one
         queue; with ``fanout`` by the CPU that handles the packet instead).
+        ``target`` replaces the NFQUEUE target (an observer's ``NFLOG ...``).
         ``-N`` fails when the chain exists: two processes never fill one chain.
         """
-        if balance > 1:
-            target = ["--queue-balance", f"{queue}:{queue + balance - 1}"]
-            target += ["--queue-cpu-fanout"] if fanout else []
-        else:
-            target = ["--queue-num", str(queue)]
+        if target is None:
+            if balance > 1:
+                spread = ["--queue-balance", f"{queue}:{queue + balance - 1}"]
+                spread += ["--queue-cpu-fanout"] if fanout else []
+            else:
+                spread = ["--queue-num", str(queue)]
+            target = ["NFQUEUE", *spread, "--queue-bypass"]
         mark = ["-m", "comment", "--comment", owner.comment()] if owner is not None else []
         self.run(family, "-N", chain)
         for match in interest.xtables_matches(family):
@@ -224,9 +228,7 @@ class Xtables:
                 *match,
                 *mark,
                 "-j",
-                "NFQUEUE",
                 *target,
-                "--queue-bypass",
             )
         self.run(family, "-A", hook.xtables_chain, *mark, "-j", chain)
 

@@ -15,6 +15,7 @@ import atexit
 import errno
 import logging
 import os
+import select
 import time
 from typing import Any, NoReturn
 
@@ -24,6 +25,7 @@ from ..hooks import Hook
 from ..info import ItmInfo
 from ..owners import Owner, has_cap_net_admin, this_process
 from ..transport import FULL_COPY, QueueTransport, TransportError
+from ..transport.nflog import LogTransport
 from ..xtables import Xtables, XtablesError, chain_name
 from .base import Backend, BackendUnavailable, LabelInUse, LoopHost
 from .workers import MAX_WORKERS, WorkerPool
@@ -55,7 +57,9 @@ class NfqueueBackend(Backend):
     forked worker processes, each with its own queue of a balanced range, see
     :mod:`libitm.backends.workers`), ``fanout`` (with workers: spread by the CPU
     that handles the packet, ``--queue-cpu-fanout``, instead of by the hash of
-    its addresses).
+    its addresses), ``observers`` (default True: an application without a
+    ``process_func`` gets copies through NFLOG and never delays a packet; not
+    with workers).
     """
 
     name = "nfqueue"
@@ -75,6 +79,7 @@ class NfqueueBackend(Backend):
         use_recvmmsg: bool = True,
         workers: int = 1,
         fanout: bool = False,
+        observers: bool = True,
         **unused: object,
     ) -> None:
         """See the class docstring for the options."""
@@ -99,6 +104,13 @@ class NfqueueBackend(Backend):
             fail_open=fail_open,
             use_recvmmsg=use_recvmmsg,
         )
+        #: applications without a process_func get copies through NFLOG (not with workers)
+        self.observers = observers and workers == 1
+        self.log = LogTransport(self._log_route)
+        self._groups: dict[Hook, int] = {}
+        self._ghook: dict[int, Hook] = {}
+        #: the queue and log sockets as one descriptor for the loop
+        self._epoll: select.epoll | None = None
         #: with workers: the pool (the supervisor's, or the one this worker came from)
         self._pool: WorkerPool | None = None
         #: in a worker: its index (None: the supervisor, or no workers)
@@ -122,6 +134,7 @@ class NfqueueBackend(Backend):
                 "the nfqueue backend needs root (CAP_NET_ADMIN) for nfnetlink_queue and iptables"
             )
         self.transport.open()
+        self._watch()
         atexit.register(self.close)
         try:
             for info in loop.applications:
@@ -145,6 +158,7 @@ class NfqueueBackend(Backend):
         self._queues.clear()
         self._qhook.clear()
         self.transport.open()
+        self._watch()
         for hook, base in ranges.items():
             q = base + index
             err = self.transport.bind(q)
@@ -167,7 +181,14 @@ class NfqueueBackend(Backend):
         chain = chain_name(info.label)
         families = info.interest.families()
         self._claim_label(chain, info.label, families)
-        if self.workers > 1:
+        target: list[str] | None = None
+        q = 0
+        if self.observers and info.process_func is None:
+            # an observer: a copy of each packet, which goes on at once
+            size = FULL_COPY if info.needs_payload else self.copy_range
+            target = ["NFLOG", "--nflog-group", str(self._group_for(where))]
+            target += ["--nflog-size", str(size)]
+        elif self.workers > 1:
             q = self._range_for(where)
         else:
             q = self._queue_for(where)
@@ -180,7 +201,15 @@ class NfqueueBackend(Backend):
                 done.append(fam)
                 try:
                     self.xt.install(
-                        fam, chain, where, info.interest, q, owner, self.workers, self.fanout
+                        fam,
+                        chain,
+                        where,
+                        info.interest,
+                        q,
+                        owner,
+                        self.workers,
+                        self.fanout,
+                        target,
                     )
                 except XtablesError:
                     holder = self._holder(fam, chain)
@@ -284,6 +313,10 @@ class NfqueueBackend(Backend):
             self.transport.close()
         except Exception as e:
             errors.append(f"draining the queue: {e}")
+        self.log.close()
+        if self._epoll is not None:
+            self._epoll.close()
+            self._epoll = None
         if self._pool is not None:  # the rules are gone: the workers drain and end
             self._merge(self._pool.stop())
         for fam in sorted(self._families):
@@ -337,6 +370,8 @@ class NfqueueBackend(Backend):
         """The queue socket (the supervisor of workers: readable when one ended)."""
         if self.supervises and self._pool is not None:
             return self._pool.fileno()
+        if self._epoll is not None:
+            return self._epoll.fileno()
         if not self.transport.is_open:
             raise BackendUnavailable("the nfqueue backend is not started")
         return self.transport.fileno()
@@ -347,11 +382,17 @@ class NfqueueBackend(Backend):
         if self.supervises and self._pool is not None:
             self._pool.reap()
             return 0
-        return self.transport.process()
+        n = self.transport.process()
+        if self.log.is_open:
+            n += self.log.process()
+        return n
 
     def counters(self) -> dict[str, int]:
-        """The transport's counters (:meth:`QueueTransport.counters`)."""
-        return self.transport.counters()
+        """The transport's counters (:meth:`QueueTransport.counters`) and
+        ``observer_copies``, the copies that observers got through NFLOG."""
+        c = self.transport.counters()
+        c["observer_copies"] = self.log.c["copies"]
+        return c
 
     @property
     def queues(self) -> dict[Hook, int]:
@@ -391,6 +432,43 @@ class NfqueueBackend(Backend):
                 break
         raise BackendUnavailable(
             f"could not bind an nfqueue from {self.queue_base}: "
+            + (os.strerror(last) if last else "every number is in use")
+        )
+
+    def _watch(self) -> None:
+        """One epoll descriptor over the open sockets (queue, log) for the loop: made
+        anew where the sockets are new (a worker's, after the fork)."""
+        if self._epoll is not None:
+            self._epoll.close()
+        self._epoll = select.epoll()
+        for t in (self.transport, self.log):
+            if t.is_open:
+                self._epoll.register(t.fileno(), select.EPOLLIN)
+
+    def _group_for(self, where: Hook) -> int:
+        """The hook's NFLOG group for its observers, bound now if needed: the first
+        from ``queue_base`` that no other socket holds."""
+        g = self._groups.get(where)
+        if g is not None:
+            return g
+        if not self.log.is_open:
+            self.log.open()
+            if self._epoll is not None:
+                self._epoll.register(self.log.fileno(), select.EPOLLIN)
+        taken = set(self._ghook)
+        last = 0
+        for g in range(self.queue_base, min(self.queue_base + 256, 65536)):
+            if g in taken:
+                continue
+            last = self.log.bind(g)
+            if last == 0:
+                self._groups[where] = g
+                self._ghook[g] = where
+                return g
+            if last not in (errno.EBUSY, errno.EPERM):
+                break
+        raise BackendUnavailable(
+            f"could not bind an NFLOG group from {self.queue_base}: "
             + (os.strerror(last) if last else "every number is in use")
         )
 
@@ -450,4 +528,13 @@ class NfqueueBackend(Backend):
         disp = self._disp
         if hook is None or disp is None:
             return None
-        return hook, disp.runner(hook)
+        # where the hook's observers get copies (NFLOG), the queue feeds the others
+        return hook, disp.runner(hook, False if hook in self._groups else None)
+
+    def _log_route(self, group: int) -> tuple[Hook, Runner] | None:
+        """The hook of NFLOG ``group`` and the runner of its observers."""
+        hook = self._ghook.get(group)
+        disp = self._disp
+        if hook is None or disp is None:
+            return None
+        return hook, disp.runner(hook, True)

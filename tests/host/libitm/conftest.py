@@ -15,7 +15,7 @@ for p in (ROOT, HERE, ROOT / "tests" / "unit" / "libitm"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from itm_hostlib import NetPair, RoutedPair, root_ns_rules  # noqa: E402
+from tests.support.netns_pair import NetPair, RoutedPair, root_ns_rules  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

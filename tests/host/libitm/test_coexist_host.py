@@ -17,7 +17,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from itm_hostlib import HERE, App, NetPair, read_events, sh
+
+from tests.support.netns_pair import HERE, App, NetPair, read_events, sh
 
 pytestmark = pytest.mark.root
 

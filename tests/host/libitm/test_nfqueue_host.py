@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-from itm_hostlib import PY, NetPair, RoutedPair, read_events
-from itm_testlib import ROOT_DIR, verify
 
 from libitm import Packet
 from libitm.pcap import PcapReader, ip_offset
+from tests.support.netns_pair import PY, NetPair, RoutedPair, read_events
+from tests.support.packets import ROOT_DIR, verify
 
 pytestmark = pytest.mark.root
 

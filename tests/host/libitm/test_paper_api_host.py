@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 
 import pytest
-from itm_hostlib import PY
-from itm_testlib import ROOT_DIR
 from paper_app import figures_tos
 from qos_trace import replay, trace
 
 import itmlab as lab
+from tests.support.netns_pair import PY
+from tests.support.packets import ROOT_DIR
 
 pytestmark = pytest.mark.root
 

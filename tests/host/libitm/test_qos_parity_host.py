@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from itm_hostlib import PY
-from itm_testlib import ROOT_DIR
 from qos_trace import check_parity, offline_tos, replay, trace
 
 import itmlab as lab
+from tests.support.netns_pair import PY
+from tests.support.packets import ROOT_DIR
 
 pytestmark = pytest.mark.root
 

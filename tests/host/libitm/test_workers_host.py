@@ -14,8 +14,8 @@ import signal
 import time
 from pathlib import Path
 
-from itm_hostlib import PY, NetPair
-from itm_testlib import ROOT_DIR
+from tests.support.netns_pair import PY, NetPair
+from tests.support.packets import ROOT_DIR
 
 SOURCES = 16
 PER_SOURCE = 6  # datagrams, from two sockets (source ports) per address

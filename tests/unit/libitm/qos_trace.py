@@ -31,7 +31,7 @@ from typing import Any
 from itmlab import Topology, netns, ping, sh
 from libitm import ItmLoop, Packet
 from tests.kernel.qos_kit import Capture
-from tests.unit.libitm.itm_testlib import build, read_pcap, tcp_header, write_pcap
+from tests.support.packets import build, read_pcap, tcp_header, write_pcap
 
 ROOT = Path(__file__).resolve().parents[3]
 FIN_ACK = 0x11

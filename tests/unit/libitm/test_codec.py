@@ -6,9 +6,9 @@ import socket
 import struct
 
 import pytest
-from itm_testlib import tcp
 
 from libitm.transport import codec as nfq
+from tests.support.packets import tcp
 
 
 def _nlhdr(msg: bytes) -> tuple[int, int, int, int, int]:

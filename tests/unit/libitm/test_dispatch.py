@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 import pytest
-from itm_testlib import tcp, udp, verify
 
 from libitm import Application, Hook, Interest, ItmInfo, Packet, Verdict
 from libitm.dispatch import Dispatcher
+from tests.support.packets import tcp, udp, verify
 
 
 def recorder(events: list[str], cls: int = 1, verdict: Verdict | None = None) -> ItmInfo:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from itm_testlib import icmp_echo, tcp, udp
 
 from libitm import Hook, Interest, ItmInfo, Packet
+from tests.support.packets import icmp_echo, tcp, udp
 
 
 @pytest.mark.parametrize(

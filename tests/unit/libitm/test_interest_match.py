@@ -5,10 +5,10 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from itm_testlib import build, icmp_echo, tcp, udp
 
 from libitm import Interest, Packet, PacketError
 from libitm.interest_match import matcher
+from tests.support.packets import build, icmp_echo, tcp, udp
 
 INTERESTS = [
     Interest(),

@@ -7,7 +7,6 @@ import socket
 import struct
 
 import pytest
-from itm_testlib import udp, verify
 from test_nfqueue_batching import FakeSock, sent_messages, sent_messages_of
 from test_nfqueue_batching import backend as backend_nfq
 
@@ -25,6 +24,7 @@ from libitm.dispatch import Dispatcher
 from libitm.transport import QueueTransport
 from libitm.transport import codec as nfq
 from libitm.transport.queue import _word_views
+from tests.support.packets import udp, verify
 
 NLA_F_NESTED = 1 << 15
 

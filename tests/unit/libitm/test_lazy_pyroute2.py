@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from itm_testlib import ROOT_DIR
+from tests.support.packets import ROOT_DIR
 
 CHECK = """
 import sys

@@ -6,10 +6,10 @@ import socket
 from pathlib import Path
 
 import pytest
-from itm_testlib import udp, write_pcap
 
 from libitm import Hook, Interest, ItmInfo, ItmLoop, Packet
 from libitm.backends.base import Backend, LoopHost
+from tests.support.packets import udp, write_pcap
 
 
 class PairBackend(Backend):

@@ -6,12 +6,12 @@ import errno
 import socket
 
 import pytest
-from itm_testlib import tcp, udp, verify
 
 from libitm import Hook, Interest, ItmInfo, Packet, Verdict
 from libitm.backends.nfqueue import NfqueueBackend
 from libitm.dispatch import Dispatcher
 from libitm.transport import codec as nfq
+from tests.support.packets import tcp, udp, verify
 
 
 class FakeSock:

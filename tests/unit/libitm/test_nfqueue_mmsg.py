@@ -12,7 +12,6 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from itm_testlib import udp, verify
 from test_nfqueue_batching import (
     app,
     backend,
@@ -26,6 +25,7 @@ from libitm.backends.nfqueue import FULL_COPY, NfqueueBackend
 from libitm.dispatch import Dispatcher
 from libitm.transport import codec as nfq
 from libitm.transport.mmsg import MultiReceiver, open_receiver
+from tests.support.packets import udp, verify
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ import struct
 from pathlib import Path
 
 import pytest
-from itm_testlib import read_pcap, tcp, udp, verify, write_pcap
 
 import libitm
 from libitm import Hook, Interest, ItmInfo, ItmLoop, Packet, Verdict
+from tests.support.packets import read_pcap, tcp, udp, verify, write_pcap
 
 
 def _trace(tmp_path: Path, ethernet: bool = False) -> Path:

@@ -6,10 +6,10 @@ import ipaddress
 import random
 
 import pytest
-from itm_testlib import build, icmp_echo, tcp, udp, udp_header, verify
 
 from libitm import Packet, PacketError, PacketTruncatedError
 from libitm.checksum import adjust, checksum, ones_sum
+from tests.support.packets import build, icmp_echo, tcp, udp, udp_header, verify
 
 V4 = ("10.1.2.3", "10.4.5.6")
 V6 = ("fd00::1", "fd00:1::2")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import struct
 
 import pytest
-from itm_testlib import build
 
 from libitm import Interest, Packet, PacketError
 from libitm.interest_match import matcher
+from tests.support.packets import build
 
 PROTOS = {"udplite": 136, "dccp": 33, "sctp": 132}
 

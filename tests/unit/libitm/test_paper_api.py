@@ -8,7 +8,6 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from itm_testlib import read_pcap, tcp
 from paper_app import THRESHOLD, TIMER_JIFFIES, PaperQos, figures_tos, register
 from qos_trace import trace, write_trace
 
@@ -17,6 +16,7 @@ from libitm import Hook, Interest, ItmInfo, ItmLoop, Packet, Verdict
 from libitm.control import itm_spec
 from libitm.dispatch import Dispatcher
 from libitm.info import where_first
+from tests.support.packets import read_pcap, tcp
 
 PKT = tcp("10.0.0.1", "10.0.0.2", 1000, 80, b"hello")
 

@@ -24,11 +24,11 @@ from capture_files import (
     sll_header,
     write_classic,
 )
-from itm_testlib import ETH_HDR_V4, ref_csum, tcp, udp, verify
 
 from libitm import Hook, Interest, ItmInfo, ItmLoop, Packet, Verdict
 from libitm.files import PathConflict
 from libitm.pcap import PcapError, PcapReader
+from tests.support.packets import ETH_HDR_V4, ref_csum, tcp, udp, verify
 
 P1 = udp("10.0.0.1", "10.0.0.2", 1000, 53, b"one")
 P2 = udp("10.0.0.1", "10.0.0.2", 1000, 7001, b"drop me")

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from itm_testlib import ROOT_DIR, read_pcap, tcp, verify, write_pcap
 from qos_trace import FLOWS, expected_tos, offline_tos, trace, write_trace
 
 from libitm import ItmLoop, Packet
+from tests.support.packets import ROOT_DIR, read_pcap, tcp, verify, write_pcap
 
 sys.path.insert(0, str(ROOT_DIR / "examples"))
 from qos_ctrl import QosCtrl

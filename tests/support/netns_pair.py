@@ -1,4 +1,5 @@
-"""Namespaces, processes and rule inspection for the libitm host tests."""
+"""Namespaces, processes and rule inspection for the libitm host tests
+(the scripts they run, itm_hostapp.py and itm_hostnet.py, are in tests/host/libitm)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from itmlab import Lab, run
 
-HERE = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[2]
+HERE = ROOT / "tests" / "host" / "libitm"
 APP = HERE / "itm_hostapp.py"
 NET = HERE / "itm_hostnet.py"
 PY = sys.executable
@@ -74,7 +77,7 @@ class NetPair:
     # ---------------------------------------------------------- processes
     def popen(self, ns: str, *args: str) -> subprocess.Popen[str]:
         """Start ``args`` inside ``ns`` (the child is the python process itself)."""
-        env = dict(os.environ, PYTHONPATH=str(HERE.parents[2]), PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
         p = subprocess.Popen(
             ["ip", "netns", "exec", ns, *args],
             stdout=subprocess.PIPE,
@@ -87,7 +90,7 @@ class NetPair:
 
     def run(self, ns: str, *args: str, timeout: float = 30) -> str:
         """Run ``args`` inside ``ns`` and return stdout."""
-        env = dict(os.environ, PYTHONPATH=str(HERE.parents[2]))
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
         res = subprocess.run(
             ["ip", "netns", "exec", ns, *args],
             capture_output=True,
@@ -189,7 +192,7 @@ class App:
         return self.proc.returncode, err
 
 
-def read_events(path: Path) -> list[dict[str, object]]:
+def read_events(path: Path) -> list[dict[str, Any]]:
     """The JSON lines an app wrote."""
     if not path.exists():
         return []

@@ -174,4 +174,4 @@ def read_pcap(path: Path) -> tuple[int, list[tuple[float, bytes]]]:
     return linktype, out
 
 
-ROOT_DIR = Path(__file__).resolve().parents[3]
+ROOT_DIR = Path(__file__).resolve().parents[2]

@@ -1,0 +1,214 @@
+"""nfnetlink_log: copies of packets for observers, no verdict.
+
+An application without a ``process_func`` cannot change what happens to a
+packet, so the packet need not wait for it: an NFLOG rule hands a *copy* to
+user space and the packet goes on at once. :class:`LogTransport` binds NFLOG
+groups on one netlink socket, receives the copies and runs the runner that its
+``route`` callback names for the group; whatever the runner returns is ignored
+(there is no verdict to send).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import select
+import socket
+import struct
+import time
+from typing import Final
+
+from ..packet import Packet
+from . import codec as nfq
+from .queue import Route, TransportError
+
+log = logging.getLogger("libitm")
+
+NFNL_SUBSYS_ULOG: Final = 4
+MSG_PACKET: Final = NFNL_SUBSYS_ULOG << 8  # NFULNL_MSG_PACKET
+MSG_CONFIG: Final = (NFNL_SUBSYS_ULOG << 8) | 1  # NFULNL_MSG_CONFIG
+NFULA_PACKET_HDR: Final = 1
+NFULA_MARK: Final = 2
+NFULA_TIMESTAMP: Final = 3
+NFULA_PAYLOAD: Final = 9
+NFULA_CFG_CMD: Final = 1
+NFULA_CFG_MODE: Final = 2
+NFULA_CFG_QTHRESH: Final = 5
+NFULNL_CFG_CMD_BIND: Final = 1
+NFULNL_CFG_CMD_UNBIND: Final = 2
+NFULNL_COPY_PACKET: Final = 2
+_BE32: Final = struct.Struct(">I")
+_TS: Final = struct.Struct(">qq")
+_RBUF: Final = 1 << 20
+
+
+def config_bind(group: int, *, seq: int, unbind: bool = False) -> bytes:
+    """NFULNL_MSG_CONFIG binding (or unbinding) ``group``, acked."""
+    cmd = NFULNL_CFG_CMD_UNBIND if unbind else NFULNL_CFG_CMD_BIND
+    body = nfq._attr(NFULA_CFG_CMD, struct.pack("B", cmd))
+    flags = nfq.NLM_F_REQUEST | (0 if unbind else nfq.NLM_F_ACK)
+    return nfq._message(MSG_CONFIG, group, body, seq=seq, flags=flags, family=socket.AF_UNSPEC)
+
+
+def config_mode(group: int, copy_range: int, *, seq: int) -> bytes:
+    """NFULNL_MSG_CONFIG: copy ``copy_range`` bytes of each packet, send each at once."""
+    body = nfq._attr(NFULA_CFG_MODE, struct.pack(">IBx", copy_range, NFULNL_COPY_PACKET))
+    body += nfq._attr(NFULA_CFG_QTHRESH, _BE32.pack(1))
+    flags = nfq.NLM_F_REQUEST | nfq.NLM_F_ACK
+    return nfq._message(MSG_CONFIG, group, body, seq=seq, flags=flags, family=socket.AF_UNSPEC)
+
+
+def decode_log(
+    buf: bytearray, off: int, length: int
+) -> tuple[int, int, int, int, float | None] | None:
+    """``(group, payload offset, payload length, mark, timestamp)`` of the
+    NFULNL_MSG_PACKET at ``buf[off:off+length]``; None when it is malformed."""
+    if length < 20:
+        return None
+    (group,) = struct.unpack_from(">H", buf, off + 18)
+    pos, end = off + 20, off + length
+    poff = plen = -1
+    mark = 0
+    ts: float | None = None
+    while pos + 4 <= end:
+        alen, atype = nfq.NLATTR.unpack_from(buf, pos)
+        if alen < 4 or pos + alen > end:
+            return None
+        atype &= 0x3FFF
+        if atype == NFULA_PAYLOAD:
+            poff, plen = pos + 4, alen - 4
+        elif atype == NFULA_MARK and alen >= 8:
+            (mark,) = _BE32.unpack_from(buf, pos + 4)
+        elif atype == NFULA_TIMESTAMP and alen >= 20:
+            sec, usec = _TS.unpack_from(buf, pos + 4)
+            ts = sec + usec / 1e6
+        pos += (alen + 3) & ~3
+    if poff < 0:
+        return None
+    return group, poff, plen, mark, ts
+
+
+class LogTransport:
+    """One nfnetlink_log socket: groups bound, copies in, each run through its route."""
+
+    def __init__(self, route: Route, copy_range: int = 0xFFFF) -> None:
+        """``route(group)``: the hook and runner of the group's observers."""
+        self.route = route
+        self.copy_range = copy_range
+        self._sock: socket.socket | None = None
+        self._buf = bytearray(_RBUF)
+        self._mv = memoryview(self._buf)
+        self._seq = 0
+        self.groups: set[int] = set()
+        self.c = {"copies": 0, "bad_messages": 0, "enobufs": 0}
+
+    @property
+    def is_open(self) -> bool:
+        """True between :meth:`open` and :meth:`close`."""
+        return self._sock is not None
+
+    def open(self) -> None:
+        """The netlink socket, non-blocking."""
+        s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, nfq.NETLINK_NETFILTER)
+        s.bind((0, 0))
+        with contextlib.suppress(OSError):
+            s.setsockopt(socket.SOL_SOCKET, nfq.SO_RCVBUFFORCE, 8 << 20)
+        s.setblocking(False)
+        self._sock = s
+
+    def fileno(self) -> int:
+        """The socket (readable when copies wait)."""
+        if self._sock is None:
+            raise TransportError("the log socket is not open")
+        return self._sock.fileno()
+
+    def bind(self, group: int) -> int:
+        """Bind NFLOG ``group`` and set its copy mode; 0 or the errno."""
+        self._seq += 1
+        err = self._request(config_bind(group, seq=self._seq))
+        if err:
+            return err
+        self.groups.add(group)
+        self._seq += 1
+        return self._request(config_mode(group, self.copy_range, seq=self._seq))
+
+    def _request(self, msg: bytes) -> int:
+        """Send a config request; its answer's errno (copies meanwhile are handled)."""
+        s = self._sock
+        assert s is not None
+        seq = nfq.NLMSGHDR.unpack_from(msg, 0)[3]
+        s.send(msg)
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            r, _, _ = select.select([s], [], [], max(0.0, end - time.monotonic()))
+            if not r:
+                continue
+            try:
+                n = s.recv_into(self._buf)
+            except BlockingIOError:
+                continue
+            result = None
+            for mtype, _, off, length in nfq.messages(self._buf, n):
+                if mtype == nfq.NLMSG_ERROR:
+                    err, eseq = nfq.decode_error(self._buf, off, length)
+                    if eseq == seq:
+                        result = err
+                elif mtype == MSG_PACKET:
+                    self._copy(off, length)
+            if result is not None:
+                return result
+        raise TransportError("nfnetlink_log did not answer a config request")
+
+    def process(self) -> int:
+        """Run the observers on every copy waiting now; how many copies."""
+        s = self._sock
+        if s is None:
+            return 0
+        handled = 0
+        while True:
+            try:
+                n = s.recv_into(self._buf)
+            except BlockingIOError:
+                return handled
+            except OSError as e:
+                if e.errno == errno.ENOBUFS:
+                    self.c["enobufs"] += 1  # copies lost, none delayed: carry on
+                    continue
+                raise
+            try:
+                for mtype, _, off, length in nfq.messages(self._buf, n):
+                    if mtype == MSG_PACKET:
+                        self._copy(off, length)
+                        handled += 1
+            except ValueError:
+                self.c["bad_messages"] += 1
+
+    def _copy(self, off: int, length: int) -> None:
+        m = decode_log(self._buf, off, length)
+        if m is None:
+            self.c["bad_messages"] += 1
+            return
+        group, poff, plen, mark, ts = m
+        rt = self.route(group)
+        if rt is None:
+            return
+        hook, run = rt
+        self.c["copies"] += 1
+        # a copy of its own: the receive buffer is reused for the next datagram
+        run(Packet(bytearray(self._mv[poff : poff + plen]), mark=mark, hook=hook, timestamp=ts))
+
+    def close(self) -> None:
+        """Unbind the groups and close the socket."""
+        s, self._sock = self._sock, None
+        if s is None:
+            return
+        for g in sorted(self.groups):
+            with contextlib.suppress(OSError):
+                s.send(config_bind(g, seq=0, unbind=True))
+        self.groups.clear()
+        s.close()
+
+    def counters(self) -> dict[str, int]:
+        """copies, bad_messages, enobufs."""
+        return dict(self.c)
