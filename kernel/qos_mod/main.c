@@ -4,8 +4,8 @@
  * paper's own application, written against itm.h only.
  *
  * At post-routing, for every TCP packet:
- *   class_func    the flow's class from its packet count: 0 for a flow not
- *                 in the table yet (SHORT with mark_first), SHORT while the
+ *   class_func    the flow's class from its packet count: SHORT for a flow
+ *                 not in the table yet (0 with mark_first=N), SHORT while the
  *                 count (this packet included) is at most `threshold` or
  *                 for a FIN, LONG after;
  *   log_func      enters an unseen flow in the table, counts the packet;
@@ -40,10 +40,10 @@ module_param_named(threshold, qos_threshold, uint, 0644);
 MODULE_PARM_DESC(threshold,
 		 "packet n of a flow direction is SHORT while n <= threshold (n counts from 1, this packet included; packet 1 only with mark_first), LONG after; FINs are SHORT. The figures' THRESHOLD T marks packets 2..T+2: figures=1 threshold=T (default 20)");
 
-bool qos_mark_first;
+bool qos_mark_first = true;
 module_param_named(mark_first, qos_mark_first, bool, 0644);
 MODULE_PARM_DESC(mark_first,
-		 "mark a flow's first packet (the SYN) too; default N: class 0, unmarked, as in the paper");
+		 "mark a flow's first packet (the SYN) too, as the paper's text says (default Y); N: class 0, unmarked, Figures 9-10 read literally");
 
 bool qos_figures;
 module_param_named(figures, qos_figures, bool, 0644);
