@@ -251,12 +251,8 @@ def test_qos_dscp_mode(topo: Topology) -> None:
             assert [a.shape for a in a_list] == [b.shape for b in b_list]
             for i, (a, b) in enumerate(zip(a_list, b_list, strict=False), start=1):
                 ecn = a.tos & 0x03
-                if i == 1:
-                    want = a.tos
-                elif i <= 20 or a.fin:
-                    want = short << 2 | ecn
-                else:
-                    want = 8 << 2 | ecn
+                # packets 1..20 (mark_first) and the FIN short, the rest long
+                want = (short if i <= 20 or a.fin else 8) << 2 | ecn
                 assert b.tos == want, f"packet {i}: sent {a.tos:#x} got {b.tos:#x}"
                 assert b.ip_ok
         with pytest.raises(OSError):
@@ -357,25 +353,43 @@ def test_qos_namespace_exit_frees_its_flows(topo: Topology) -> None:
         assert q.stats()["collected"] == 0  # removed by the namespace's exit
 
 
+def _gso_class_short(first: int, segs: int, fin: bool, threshold: int) -> bool:
+    """The class docs/qos_mod.md gives a buffer of wire packets first..first+segs-1:
+    SHORT when at least half of them are SHORT by the packet rule (n <= threshold,
+    or the FIN, which is the last segment)."""
+    last = first + segs - 1
+    short = max(0, min(last, threshold) - first + 1) + (1 if fin and last > threshold else 0)
+    return 2 * short >= segs
+
+
 def test_qos_gso_counts_wire_packets(topo: Topology) -> None:
-    """Offloads on: a GSO buffer of n segments counts n, so the threshold is in wire packets."""
+    """Offloads on: a GSO buffer of n segments counts n, so the threshold is in wire
+    packets, and a buffer is marked by the majority of its wire packets: a bulk
+    buffer whose last segment carries FIN is not marked SHORT."""
     with q.qos_loaded():
         kit.itm_attach(topo.router)
         with q.captures(topo) as (cc, sc):
-            cport, sent, got = q.tcp(topo, 60 * q.MSS, 5701)
-            assert got == sent
+            flows = []
+            for k in range(3):
+                cport, sent, got = q.tcp(topo, 60 * q.MSS, 5701 + k)
+                assert got == sent
+                flows.append((cport, 5701 + k))
             q.settle((cc, sc))
-            c2s = q.flow(sc.pkts, cport, 5701, False)
-        assert any(p.plen > q.MSS for p in c2s), "no GSO buffer reached the server"
-        index, wire = 0, 0
-        for p in c2s:
-            segs = max(1, -(-p.plen // q.MSS))
-            index += 1
-            first = wire + 1  # wire index of the buffer's first segment
-            wire += segs
-            short = bool(p.tos & q.LOWDELAY)
-            assert short == (first <= 20 or p.fin), f"buffer {index} from wire packet {first}"
-        assert index < wire
+            c2s = [q.flow(sc.pkts, cport, sport, False) for cport, sport in flows]
+        assert any(p.plen > q.MSS for f in c2s for p in f), "no GSO buffer reached the server"
+        wire_total = 0
+        for pkts in c2s:
+            index, wire = 0, 0
+            for p in pkts:
+                segs = max(1, -(-p.plen // q.MSS))
+                index += 1
+                first = wire + 1  # wire index of the buffer's first segment
+                wire += segs
+                short = bool(p.tos & q.LOWDELAY)
+                want = _gso_class_short(first, segs, p.fin, 20)
+                assert short == want, f"buffer {index} ({segs} segments) from wire packet {first}"
+            assert index < wire
+            wire_total += wire
         st = q.stats()
         # the server's direction counts too: compare only what this direction tells
-        assert st["short_packets"] + st["long_packets"] >= wire
+        assert st["short_packets"] + st["long_packets"] >= wire_total
