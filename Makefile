@@ -4,6 +4,7 @@
 # running kernel's headers).  The two set-up commands of the README:
 #   make demo    the main job: itm_mod (and qos_mod) at work in a VM
 #   make test    every test tier: unit, host (netns on this kernel), VM kernels
+#                (Debian's, the debug kernel) and User-Mode Linux
 # Both install what they need first (scripts/setup.sh), then check it with
 # `itmtool doctor --for demo|test`: a missing prerequisite stops them in their
 # first seconds, with the command that fixes it.
@@ -13,7 +14,7 @@ PY := .venv/bin/python
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all modules clean setup test demo doctor kernels style check gen lint bench bench-libitm
+.PHONY: all modules clean setup test test-fast demo doctor kernels style check gen lint bench bench-libitm
 
 all: modules
 
@@ -51,6 +52,13 @@ lint: setup
 test:
 	@bash scripts/setup.sh test
 	$(PY) -m pytest tests/unit tests/host tests/vm
+
+# the developer's quick loop: the whole guest suite in User-Mode Linux, at native
+# speed (built once into ~/.cache/itmbench/kernels; docs/testing.md)
+test-fast:
+	@bash scripts/setup.sh
+	$(PY) -m itmtool.kernelcache build uml
+	ITM_KERNELS=uml $(PY) -m pytest tests/vm
 
 demo:
 	@bash scripts/setup.sh demo

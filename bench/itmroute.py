@@ -52,10 +52,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import vmbench
+from itmlab import netns, sh
 from itmroute import ProbeSettings
 from itmroute.daemon import Router
 from itmroute.lab import D_OVERLAY, CutLater, Overlay, SeqStream, load_stock_modules, overlay
-from itmtool.lab import netns, sh
 from itmtool.matrix import ROOT
 
 ROUTE_DOC = ROOT / "docs" / "itmroute.md"

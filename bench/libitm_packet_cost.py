@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.libitm_packet_cost [--instructions] [--write]
 
-The nfqueue backend's packet loop (``NfqueueBackend._messages``, shared by the
+The packet loop (``QueueTransport._messages``, shared by the nfqueue and the
 kernel backend) runs over a batch of 128 queued-packet messages laid out as
 nfnetlink_queue sends them for a forwarded 64-byte UDP datagram (the drain of
 bench/libitm_queue.py), in a buffer as recvmmsg leaves it, with the consumers
@@ -41,10 +41,11 @@ from typing import Any
 
 from bench import vmbench
 from libitm import Hook, Interest, ItmInfo, Packet, Verdict
-from libitm import nfqueue_codec as nfq
-from libitm.backends.nfqueue import NfqueueBackend, _word_views
+from libitm.backends.nfqueue import NfqueueBackend
 from libitm.checksum import checksum
 from libitm.dispatch import Dispatcher
+from libitm.transport import codec as nfq
+from libitm.transport.queue import _word_views
 
 N = 128  # messages per batch (the backend's recvmmsg slots)
 SLOT = 1152  # slot size for the default copy range (128 + 1024)
@@ -112,7 +113,7 @@ def libitm_pass(mode: str, batch: Batch) -> Callable[[], None]:
     be._qhook[QUEUE] = Hook.IP_FORWARD
     out = bytearray()
     pending: dict[int, int] = {}
-    messages = be._messages
+    messages = be.transport._messages
 
     def one() -> None:
         if mode == "tos":

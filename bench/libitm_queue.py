@@ -61,6 +61,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from itmlab import Lab, sh
+
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build" / "bench"
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -116,14 +118,6 @@ CONSUMERS = tuple(
 ANCHOR = "netfilterqueue"
 
 
-def sh(*cmd: str, check: bool = True, timeout: float = 30) -> str:
-    """Run a command; raise with its stderr when it fails."""
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    if check and r.returncode:
-        raise RuntimeError(f"{' '.join(cmd)}: exit {r.returncode}: {r.stderr.strip()}")
-    return r.stdout
-
-
 def build() -> None:
     """Compile bench/nfq_c/*.c into build/bench/ when missing or older than the source."""
     BUILD.mkdir(parents=True, exist_ok=True)
@@ -145,53 +139,17 @@ class Topology:
         r = random.randrange(100, 250)
         self.ip_src, self.ip_m0 = f"10.{r}.1.1", f"10.{r}.1.2"
         self.ip_m1, self.ip_dst = f"10.{r}.2.1", f"10.{r}.2.2"
-        self.created: list[str] = []
+        self.lab = Lab()
 
     def create(self) -> None:
         """Namespaces, veth pairs, addresses, routes, forwarding, the sink's drop rule."""
+        lab = self.lab
         for ns in (self.src, self.mid, self.dst):
-            sh("ip", "netns", "add", ns)
-            self.created.append(ns)
-        sh(
-            "ip",
-            "-n",
-            self.src,
-            "link",
-            "add",
-            "s0",
-            "type",
-            "veth",
-            "peer",
-            "m0",
-            "netns",
-            self.mid,
-        )
-        sh(
-            "ip",
-            "-n",
-            self.mid,
-            "link",
-            "add",
-            "m1",
-            "type",
-            "veth",
-            "peer",
-            "d0",
-            "netns",
-            self.dst,
-        )
-        for ns, dev, ip in (
-            (self.src, "s0", self.ip_src),
-            (self.mid, "m0", self.ip_m0),
-            (self.mid, "m1", self.ip_m1),
-            (self.dst, "d0", self.ip_dst),
-        ):
-            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        sh("ip", "-n", self.src, "route", "add", "default", "via", self.ip_m0)
-        sh("ip", "-n", self.dst, "route", "add", "default", "via", self.ip_m1)
-        sh("ip", "netns", "exec", self.mid, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+            lab.ns(ns, exact=True)
+        left = ("s0", f"{self.ip_src}/24", "m0", f"{self.ip_m0}/24")
+        right = ("m1", f"{self.ip_m1}/24", "d0", f"{self.ip_dst}/24")
+        lab.via_router(self.src, self.mid, self.dst, left, right)
+        lab.create()
         # checksums computed by the sender's stack, so the sink can verify every packet
         sh("ip", "netns", "exec", self.src, "ethtool", "-K", "s0", "tx", "off")
         sh(
@@ -237,9 +195,7 @@ class Topology:
 
     def destroy(self) -> None:
         """Delete the namespaces (their links, rules and queues go with them)."""
-        for ns in self.created:
-            sh("ip", "netns", "del", ns, check=False)
-        self.created.clear()
+        self.lab.destroy()
 
     def exec(self, ns: str, cpu: str, *cmd: str) -> list[str]:
         """A command line running ``cmd`` in ``ns`` pinned to ``cpu``."""

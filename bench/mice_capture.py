@@ -14,42 +14,62 @@ import re
 import signal
 import struct
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
-from libitm.pcap import PcapReader
+from libitm.pcap import PcapReader, PcapRecord
 
 ETH_HEADER = 14
 
 
-def flags_by_port(pcap: Path, port: int) -> dict[int, bytearray]:
-    """Per client source port, the flags of its packets to `port`, in capture order."""
-    out: dict[int, bytearray] = {}
+def tcp_packets(pcap: Path) -> Iterator[tuple[PcapRecord, bytes, int]]:
+    """Each IPv4 TCP packet in `pcap`: its record, its IP packet, its IP header length."""
     with pcap.open("rb") as f:
         for rec in PcapReader(f):
             ip = rec.data[ETH_HEADER:]
             if len(ip) < 20 or ip[0] >> 4 != 4 or ip[9] != 6:
                 continue
             ihl = (ip[0] & 0x0F) * 4
-            if len(ip) < ihl + 14:
-                continue
-            sport, dport = struct.unpack_from("!HH", ip, ihl)
-            if dport != port:
-                continue
-            fin = ip[ihl + 13] & 0x01
-            out.setdefault(sport, bytearray()).append((ip[1] & 0x10) >> 4 | fin << 1)
+            if len(ip) >= ihl + 20:
+                yield rec, ip, ihl
+
+
+def tcp_to_port(pcap: Path, port: int) -> Iterator[tuple[PcapRecord, bytes, int]]:
+    """Each IPv4 TCP packet to `port` in `pcap`, as `tcp_packets` gives them."""
+    for rec, ip, ihl in tcp_packets(pcap):
+        if struct.unpack_from("!H", ip, ihl + 2)[0] == port:
+            yield rec, ip, ihl
+
+
+def flags_by_port(pcap: Path, port: int) -> dict[int, bytearray]:
+    """Per client source port, the flags of its packets to `port`, in capture order."""
+    out: dict[int, bytearray] = {}
+    for _, ip, ihl in tcp_to_port(pcap, port):
+        sport = struct.unpack_from("!H", ip, ihl)[0]
+        fin = ip[ihl + 13] & 0x01
+        out.setdefault(sport, bytearray()).append((ip[1] & 0x10) >> 4 | fin << 1)
     return out
 
 
 class Capture:
-    """tcpdump in namespace `ns` on `dev`, for TCP packets to `port`, into `pcap`."""
+    """tcpdump in namespace `ns` on `dev`, for TCP packets to `port` that the device
+    receives (`direction` "in") or sends ("out"), into `pcap`; `bpf` replaces the filter."""
 
-    def __init__(self, ns: str, dev: str, port: int, pcap: Path) -> None:
+    def __init__(
+        self,
+        ns: str,
+        dev: str,
+        port: int,
+        pcap: Path,
+        direction: str = "in",
+        bpf: str | None = None,
+    ) -> None:
         self.pcap = pcap
         self.port = port
         pcap.unlink(missing_ok=True)
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", ns, "tcpdump", "-i", dev, "-n", "-s", "80", "-B", "16384",
-             "-w", str(pcap), "-U", "-Q", "in", f"tcp dst port {port}"],
+             "-w", str(pcap), "-U", "-Q", direction, bpf or f"tcp dst port {port}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         # tcpdump says "listening on ..." once its filter is in place
@@ -60,6 +80,11 @@ class Capture:
 
     def close(self) -> tuple[dict[int, bytearray], int]:
         """Stop tcpdump; the flags per client port and the packets the kernel dropped."""
+        dropped = self.stop()
+        return flags_by_port(self.pcap, self.port), dropped
+
+    def stop(self) -> int:
+        """Stop tcpdump; the packets the kernel dropped (-1: tcpdump did not say)."""
         self.proc.send_signal(signal.SIGINT)
         try:
             _, err = self.proc.communicate(timeout=20)
@@ -67,5 +92,4 @@ class Capture:
             self.proc.kill()
             _, err = self.proc.communicate()
         found = re.search(r"(\d+) packets? dropped by kernel", err or "")
-        dropped = int(found.group(1)) if found else -1
-        return flags_by_port(self.pcap, self.port), dropped
+        return int(found.group(1)) if found else -1

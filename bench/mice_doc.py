@@ -183,3 +183,65 @@ PAPER = [
     " priority instead of RIO's single FIFO queue; runs of a few hundred flows, so the"
     " heavy tail makes the realised load vary from seed to seed (the 'offered' column).",
 ]
+
+
+def rio_intro(docs: list[dict[str, Any]]) -> list[str]:
+    """The opening of the RIO part: the plan, how it ran, how to read its tables."""
+    return [
+        "### The RIO core: do short flows win *and* long flows not lose?",
+        "",
+        "Guo and Matta's claim has two halves: marking short flows at the edge makes them"
+        " finish much sooner, and long flows are not hurt because the core runs RIO"
+        " (kernel/sch_rio, [sch_rio.md](sch_rio.md)). The plan, per kernel (6.12 first, then"
+        " 6.1), one VM each: the `rio` core with no marking and with qos_mod"
+        " (`mark_first=1`, threshold 20) at loads 0.6, 0.8 and 0.95, seeds 1-3 (18 runs),"
+        " and, for the comparison of cores, `prio` and `red` with the same two schemes at"
+        " load 0.95, seeds 1-3 (12 runs), interleaved seed by seed: 30 runs, about 15-25"
+        " minutes of VM per kernel on this shared host. The nftables rule and qos_ctrl are"
+        " left out here (the tables above compare them with qos_mod). The RIO parameters"
+        " are the red core's, in packets (in: 30/90 p=0.02 against the average of 'in'"
+        " packets; out: 15/45 p=0.1 against the total average; weight 2^-9, idle damping"
+        " for 4 Mbit/s, limit 200): Clark and Fang's shape — 'out' packets dropped earlier"
+        " and harder — with the thresholds of the stock-qdisc core, so that `rio` and `red`"
+        " differ in the queue, not in the profiles. They were set before any RIO run and"
+        " not tuned on these seeds.",
+        "",
+        "Both halves are paired: each seed's trace is replayed with and without marking, so"
+        " flow i of one run is flow i of the other. A ratio is the mean over the flows that"
+        " finished (short) or got an answer (long) in both runs of a pair, qos_mod's over no"
+        " marking's; its 95% interval comes from 2,000 bootstrap resamples of the pairs"
+        " within each seed. 'long holds' says yes when the ratio and its interval's lower"
+        " end are ≥ 0.95, 'point only' when only the ratio is. These ratios use only paired"
+        " flows, so they can differ a little from the '÷ none' columns above.",
+        "",
+        "Order is measured in two places, from three captures per run (tcpdump, headers"
+        " only). At the receiver, per flow: a packet is out of order when a packet its"
+        " sender sent later (Linux numbers a TCP socket's IPv4 packets with a per-socket IP"
+        " ID, one step per packet, retransmissions included) arrived before it; a"
+        " retransmission, which carries a new and higher ID, is never counted as out of"
+        " order, and is counted as 'resent' when it brings bytes below the highest sequence"
+        " number received. This end-to-end view also holds what the veth pairs do: a flow"
+        " whose packets are sent from both vCPUs (the application on one, ACK-clocked"
+        " sends in the other's softirq) reaches the next namespace through two per-CPU"
+        " backlogs, which reorder it with any core. So the core's own share is measured"
+        " too: a packet is out of order at the core when it left the core's qdisc (capture"
+        " on l2, outgoing) after a packet of its flow that entered the core (capture on r1,"
+        " incoming) after it.",
+        "",
+        *[
+            f"- Kernel {d['kernel']}, {s['runs'] if 'sessions' in d else len(d['runs'])} of"
+            f" {s.get('planned', '?')} planned runs done on {s['date']} in {s['minutes']} min"
+            " of wall time (module build and VM), host load averages (1/5/15 min)"
+            f" {' '.join(s['host_load'][0])} at the start and {' '.join(s['host_load'][1])}"
+            f" at the end (4 other sessions shared the 2-core {s['host_cpu']}), command"
+            f" `{s['command']}`."
+            for d in docs
+            for s in d.get("sessions") or [d]
+            if "host_load" in s
+        ],
+    ]
+
+
+def rio_notes() -> list[str]:
+    """What the RIO part's tables say, and why (written after reading them)."""
+    return []

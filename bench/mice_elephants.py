@@ -44,11 +44,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import mice_capture, mice_plan, mice_stats, vmbench
+import itmlab as lab
+from bench import mice_capture, mice_order, mice_plan, mice_stats, vmbench
 from bench.mice_plan import Run
-from bench.mice_trace import Sizes, offered_load, trace
+from bench.mice_trace import MSS, Sizes, offered_load, trace
 from bench.qos_cost import nft_table
-from itmtool import demo_qos, lab
+from itmtool import demo_qos
 from itmtool.matrix import ROOT
 from libitm.xtables import chain_name
 
@@ -290,6 +291,20 @@ class Guest:
         flows = trace(run.seed, run.load, RATE_BPS, mice_plan.WINDOW, SIZES)
         results: list[tuple[float, int, int]] = [(-1.0, 0, 0)] * len(flows)
         cap = mice_capture.Capture(self.core, "r1", PORT, Path("/tmp/mice-elephants.pcap"))
+        # where the core's qdisc sends them, and where they arrive: the order they keep
+        tx = mice_capture.Capture(
+            self.core, "l2", PORT, Path("/tmp/mice-elephants-tx.pcap"), direction="out"
+        )
+        rx = mice_capture.Capture(self.server, "r2", PORT, Path("/tmp/mice-elephants-rx.pcap"))
+        # and at the sender, both ways: the largest flow's bytes in flight
+        snd = mice_capture.Capture(
+            self.client,
+            "l0",
+            PORT,
+            Path("/tmp/mice-elephants-snd.pcap"),
+            direction="inout",
+            bpf=f"tcp port {PORT}",
+        )
         slip: list[float] = [0.0] * len(flows)
         start = time.monotonic()
         hard = start + mice_plan.WINDOW + mice_plan.DRAIN
@@ -316,10 +331,17 @@ class Guest:
             time.sleep(0.5)
         finally:
             marks, dropped = cap.close()
+            rx_dropped = rx.stop()
+            tx_dropped = tx.stop()
+            snd.stop()
+        order = mice_order.order_by_port(rx.pcap, PORT)
+        entered = mice_order.ids_by_port(cap.pcap, PORT)
+        left = mice_order.ids_by_port(tx.pcap, PORT)
         rows = []
         for f, (secs, sent, sport) in zip(flows, results, strict=True):
             flags = bytes(marks.get(sport, b"")) if sport else b""
             bad = mice_stats.mismatched(run.scheme, flags, run.threshold, run.mark_first)
+            got = order.get(sport, mice_order.FlowOrder()) if sport else mice_order.FlowOrder()
             rows.append(
                 [
                     f.size,
@@ -329,6 +351,11 @@ class Guest:
                     sum(b & 1 for b in flags),
                     len(bad),
                     [f"{i}/{flags[i - 1]}" for i in bad[:6]],
+                    got.packets,
+                    got.out_of_order,
+                    got.first_out_of_order,
+                    got.resent,
+                    *mice_order.core_order(entered.get(sport, []), left.get(sport, [])),
                 ]
             )
         idle = (cpu1[1] - cpu0[1]) / max(1, cpu1[0] - cpu0[0])
@@ -342,9 +369,23 @@ class Guest:
             "slip_max": max(slip, default=0.0),
             "slip_p99": mice_stats.percentile(slip, 99),
             "capture_dropped": dropped,
+            "rx_capture_dropped": rx_dropped,
+            "tx_capture_dropped": tx_dropped,
+            "elephant": elephant(flows, results, order, snd.pcap),
             # with offloads on a capture sees buffers of several segments: no per-packet check
             "checked": not run.offloads,
         }
+
+    def rio_stats(self) -> dict[str, Any]:
+        """The rio qdisc's own counters and the generic ones, read in the core."""
+        from libitm.control.rio import RioControl, RioError
+
+        try:
+            with lab.netns(self.core), RioControl() as ctl:
+                found = ctl.show("l2")
+        except (RioError, OSError) as err:  # the run's figures stand without them
+            return {"error": str(err)}
+        return {**found[0].xstats, **found[0].counters} if found else {}
 
     def tx_bytes(self) -> int:
         """Bytes the core has sent on the bottleneck link."""
@@ -356,7 +397,37 @@ class Guest:
         self.offloads(run.offloads)
         with self.core_treatment(run.core), self.scheme(run) as info:
             doc = self.traffic(run)
+            if run.core == "rio":
+                doc["rio"] = self.rio_stats()
         return {**run.as_dict(), **doc, **info}
+
+
+def elephant(
+    flows: list[Any],
+    results: list[tuple[float, int, int]],
+    order: dict[int, mice_order.FlowOrder],
+    sender: Path,
+) -> dict[str, Any]:
+    """The largest flow that ran: its size, counts, what arrived per bin (mice_order.BIN),
+    and its largest flight per bin in segments, from the `sender`'s capture."""
+    ran = [(f.size, sport) for f, (_, _, sport) in zip(flows, results, strict=True) if sport]
+    ran = [(size, sport) for size, sport in ran if sport in order]
+    if not ran:
+        return {}
+    size, sport = max(ran)
+    got = order[sport]
+    sent = mice_order.flight(sender, PORT, sport)
+    return {
+        "size": size,
+        "packets": got.packets,
+        "out_of_order": got.out_of_order,
+        "resent": got.resent,
+        "bin": mice_order.BIN,
+        # per bin from its first packet: [bytes, resent, out of order, marked, CE]
+        "trace": got.trace(got.arrivals[0][0]),
+        # per bin from its first packet sent: the most segments in flight
+        "flight": mice_order.binned_max(sent, sent[0][0] if sent else 0.0, MSS),
+    }
 
 
 def cpu_times() -> tuple[int, int]:
@@ -402,14 +473,42 @@ def guest(moddir: Path, out: Path, runs: list[Run]) -> int:
     return 0
 
 
-def data_file(kernel: str, quick: bool = False) -> Path:
+def data_file(kernel: str, quick: bool = False, name: str = "mice_elephants") -> Path:
     """Where a kernel's results are kept: docs/data, or build/ for a --quick smoke check.
 
     A smoke check must not replace the page's data (`--report` reads docs/data).
     """
     if quick:
-        return ROOT / "build" / f"mice_elephants-quick-{kernel}.json"
-    return DATA / f"mice_elephants-{kernel}.json"
+        return ROOT / "build" / f"{name}-quick-{kernel}.json"
+    return DATA / f"{name}-{kernel}.json"
+
+
+SESSION_KEYS = ("date", "minutes", "host_load", "host_cpu", "command", "planned", "partial")
+
+
+def appended(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """`old`'s runs with `new`'s added: a configuration run again replaces its old run.
+
+    Each VM session is kept in ``sessions`` (date, minutes, load, command, how
+    many runs it planned and did) so the page can say where the runs came from.
+    """
+
+    def key(r: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(r.get(k) for k in ("part", "scheme", "core", "load", "seed", "threshold",
+                                         "offloads", "mark_first"))  # fmt: skip
+
+    if old.get("kernel") != new.get("kernel"):
+        raise SystemExit(f"--append: the data file is of {old.get('kernel')}, not {new['kernel']}")
+    fresh = {key(r) for r in new["runs"]}
+    sessions = old.get("sessions") or [
+        {**{k: old[k] for k in SESSION_KEYS if k in old}, "runs": len(old["runs"])}
+    ]
+    sessions.append({**{k: new[k] for k in SESSION_KEYS if k in new}, "runs": len(new["runs"])})
+    merged = {**old, "runs": [r for r in old["runs"] if key(r) not in fresh] + new["runs"]}
+    merged["sessions"] = sessions
+    merged["minutes"] = round(sum(s.get("minutes", 0) for s in sessions), 1)
+    merged.pop("partial", None)
+    return merged
 
 
 def host(args: argparse.Namespace, runs: list[Run]) -> int:
@@ -424,6 +523,7 @@ def host(args: argparse.Namespace, runs: list[Run]) -> int:
     status = 0
     for k in chosen:
         t0 = time.monotonic()
+        load0 = Path("/proc/loadavg").read_text().split()[:3]
         try:
             doc = vmbench.run_in_vm(k, "mice_elephants", args.guest_args, timeout=bound)
         except RuntimeError as err:
@@ -431,9 +531,13 @@ def host(args: argparse.Namespace, runs: list[Run]) -> int:
             continue
         doc.update(host_cpu=vmbench.cpu(), date=vmbench.today(), command=args.command,
                    planned=len(runs),
+                   # the host's load averages (1, 5, 15 min) as the VM started and ended
+                   host_load=[load0, Path("/proc/loadavg").read_text().split()[:3]],
                    minutes=round((time.monotonic() - t0) / 60, 1))  # fmt: skip
-        path = data_file(k.name, args.quick)
+        path = data_file(k.name, args.quick, args.name)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if args.append and path.exists():
+            doc = appended(json.loads(path.read_text()), doc)
         path.write_text(json.dumps(doc) + "\n")
         print(f"results: {path}", flush=True)
         print(mice_report.kernel_table(doc), flush=True)
@@ -452,6 +556,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loads", default=None, help="offered loads, comma-separated (0.6,0.8,0.95)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per load (2)")
     p.add_argument("--cores", default=None, help="core treatments, comma-separated (prio,red,rio)")
+    p.add_argument("--schemes", default=None, help="ITM schemes, comma-separated (all four)")
+    p.add_argument("--seed-list", default=None, help="these seeds, comma-separated (not --seeds)")
+    p.add_argument(
+        "--append",
+        action="store_true",
+        help="add the runs to the data file (a configuration run again replaces its old run)",
+    )
+    p.add_argument(
+        "--compare",
+        metavar="CORES@LOAD",
+        default=None,
+        help="more cores at one load only, e.g. prio,red@0.95",
+    )
+    p.add_argument(
+        "--name",
+        default="mice_elephants",
+        help="data file stem: docs/data/NAME-<kernel>.json (mice_elephants)",
+    )
     p.add_argument(
         "--sweep",
         action="store_true",
@@ -481,12 +603,26 @@ def main(argv: list[str] | None = None) -> int:
         (0.6, 0.95) if args.quick else mice_plan.LOADS
     )  # fmt: skip
     seeds = tuple(range(1, (args.seeds or (1 if args.quick else len(mice_plan.SEEDS))) + 1))
+    if args.seed_list:
+        try:
+            seeds = tuple(int(x) for x in args.seed_list.split(","))
+        except ValueError:
+            p.error(f"--seed-list: not a list of seeds: {args.seed_list!r}")
     cores = (
         tuple(args.cores.split(","))
         if args.cores
         else (("prio",) if args.quick else mice_plan.CORES)
     )
-    runs = mice_plan.plan(loads, seeds, cores, sweep_load=max(loads) if args.sweep else None)
+    schemes = tuple(args.schemes.split(",")) if args.schemes else mice_plan.SCHEMES
+    compare = None
+    if args.compare:
+        more, _, at = args.compare.partition("@")
+        compare = (tuple(more.split(",")), float(at or max(loads)))
+    bad = set(cores + (compare[0] if compare else ())) - set(mice_plan.CORES)
+    bad |= set(schemes) - set(mice_plan.SCHEMES)
+    if bad:
+        p.error(f"unknown core or scheme: {', '.join(sorted(bad))}")
+    runs = mice_plan.plan(loads, seeds, cores, schemes, max(loads) if args.sweep else None, compare)
     plan_json = json.dumps([r.as_dict() for r in runs], separators=(",", ":"))
     args.guest_args = f"--plan '{plan_json}'"
     args.command = "python -m bench.mice_elephants " + " ".join(

@@ -6,6 +6,7 @@ bounds the VM's time with `bound_seconds`, and the unit tests check both.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -20,8 +21,9 @@ THRESHOLDS = (10, 20, 50, 100)
 WINDOW = 12.0
 DRAIN = 12.0
 #: seconds a run takes beyond its window and drain (setup, teardown, reading the
-#: capture; measured: about 40 s a run in all on a busy 2-core host)
-OVERHEAD = 16.0
+#: captures; measured: about 40 s a run in all on a busy 2-core host with one
+#: capture, about 50 s with the three of the order measurement, host load 8-10)
+OVERHEAD = 26.0
 #: seconds to boot a VM on a busy 2-core host, load what the experiment needs and
 #: start qos_ctrl (Python on the emulated CPU)
 BOOT = 300.0
@@ -54,6 +56,7 @@ def plan(
     cores: tuple[str, ...] = CORES,
     schemes: tuple[str, ...] = SCHEMES,
     sweep_load: float | None = None,
+    compare: tuple[tuple[str, ...], float] | None = None,
 ) -> list[Run]:
     """Every run of one experiment on one kernel, in the order they run.
 
@@ -63,13 +66,15 @@ def plan(
     marking schemes apply the same rule.  With `sweep_load`, qos_mod's other
     thresholds, qos_mod with the paper's unmarked first packet, and offloads on
     (for no marking and qos_mod) follow at that load, first seed, strict
-    priority.
+    priority.  With `compare` = (more cores, a load), those cores run too, at that
+    load only, interleaved with the rest (every seed, every scheme).
     """
+    more, at = compare if compare is not None else ((), math.nan)
     runs = [
         Run(scheme, core, load, seed, mark_first=scheme in ("qos_mod", "qos_ctrl"))
         for seed in seeds
         for load in loads
-        for core in cores
+        for core in cores + tuple(c for c in more if c not in cores and load == at)
         for scheme in schemes
     ]
     if sweep_load is not None:

@@ -359,6 +359,10 @@ def write() -> None:
         sweep = sweep_table(doc)
         if sweep:
             body += ["", "Threshold and offloads:", "", sweep]
+    from bench import mice_rio_report  # the RIO core's runs (issue 19), when there are some
+
+    rio = mice_rio_report.section()
+    body += ["", *rio] if rio else []
     body += ["", *mice_doc.ANALYSIS, "", *mice_doc.PAPER]
     vmbench.write_section(
         "mice_elephants", "The war between mice and elephants (qos_mod at work)", body

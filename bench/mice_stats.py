@@ -12,7 +12,9 @@ and ``mismatches`` count the flow's client-to-server packets seen entering the
 core router (after the ITM), how many carried TOS 0x10, and how many did not
 carry the mark the scheme's rule gives them; ``where`` lists the first few
 mismatching packets as ``position/flags`` (flags: 1 marked, 2 FIN) of
-``packets``, so that a disagreement can be explained.
+``packets``, so that a disagreement can be explained.  Runs that captured at the
+receiver too add ``[rx packets, out of order, first out of order, resent,
+out of order at the core, first of those]`` (bench/mice_order.py defines them).
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ FIRST_AS_SENT = ("qos_mod", "qos_ctrl")
 UNMARKED = ("none",)
 
 SIZE, SECONDS, SENT, PACKETS, MARKED, MISMATCHES = range(6)
+#: the receiver's view (bench/mice_order.py), in runs that recorded it: packets
+#: that arrived, how many out of order, the first one's position (0: none), resent
+RX_PACKETS, OUT_OF_ORDER, FIRST_OUT_OF_ORDER, RESENT = range(7, 11)
+#: and the core's own share: packets that left the core's qdisc after a packet of
+#: their flow that entered the core after them, and the first one's position
+CORE_OUT_OF_ORDER, CORE_FIRST = range(11, 13)
 
 
 def expected_mark(
@@ -149,3 +157,84 @@ def paired_short_diff(
     n = len(diffs)
     means = sorted(statistics.fmean(rng.choices(diffs, k=n)) for _ in range(resamples))
     return statistics.fmean(diffs), percentile(means, 2.5), percentile(means, 97.5), n
+
+
+def short_ms(row: Sequence[Any]) -> float | None:
+    """A short flow's completion time in ms, None for a long or unfinished flow."""
+    return 1000 * row[SECONDS] if is_short(row[SIZE]) and completed(row) else None
+
+
+def long_mbps(row: Sequence[Any]) -> float | None:
+    """A long flow's goodput in Mbit/s (as `summary` counts it), None for a short or failed one."""
+    if is_short(row[SIZE]) or row[SECONDS] <= 0:
+        return None
+    return float(row[SENT] * 8 / row[SECONDS] / 1e6)
+
+
+def paired_ratio(
+    a: Sequence[dict[str, Any]],
+    b: Sequence[dict[str, Any]],
+    value: Any,
+    *,
+    resamples: int = 2000,
+) -> tuple[float, float, float, int, list[float]]:
+    """The ratio of the mean of `value` over flows, runs `a` over runs `b`, paired.
+
+    `a` and `b` are runs of the same traces in the same seed order, so flow i of
+    one is flow i of the other; a flow counts when `value` (a function of a row,
+    None to leave it out) has a value in both.  Returns (ratio, low, high of a
+    95% bootstrap interval that resamples the pairs within each seed, pairs,
+    the ratio of each seed).
+    """
+    seeds = []
+    for ra, rb in zip(a, b, strict=True):
+        pairs = [
+            (va, vb)
+            for fa, fb in zip(ra["flows"], rb["flows"], strict=True)
+            if (va := value(fa)) is not None and (vb := value(fb)) is not None
+        ]
+        if pairs:
+            seeds.append(pairs)
+    if not seeds:
+        return math.nan, math.nan, math.nan, 0, []
+
+    def ratio(groups: Sequence[Sequence[tuple[float, float]]]) -> float:
+        den = sum(vb for g in groups for _, vb in g)
+        return sum(va for g in groups for va, _ in g) / den if den else math.nan
+
+    rng = random.Random(7)
+    boot = sorted(ratio([rng.choices(g, k=len(g)) for g in seeds]) for _ in range(resamples))
+    return (
+        ratio(seeds),
+        percentile(boot, 2.5),
+        percentile(boot, 97.5),
+        sum(len(g) for g in seeds),
+        [ratio([g]) for g in seeds],
+    )
+
+
+def reordering(run: dict[str, Any]) -> dict[str, float]:
+    """The receiver's view of one run: flows with a packet out of order, packets out of
+    order and resent (fractions of the packets that arrived), the median position of a
+    flow's first out-of-order packet; the same for the core's own share (``core_*``);
+    nan for a run without these captures."""
+    rows = [r for r in run["flows"] if len(r) > CORE_FIRST]
+    if not rows:
+        return dict.fromkeys(
+            ("flows", "packets", "resent", "first", "core_flows", "core_packets", "core_first"),
+            math.nan,
+        )
+    arrived = sum(r[RX_PACKETS] for r in rows)
+
+    def share(col: int) -> float:
+        return sum(r[col] for r in rows) / arrived if arrived else math.nan
+
+    return {
+        "flows": sum(r[OUT_OF_ORDER] > 0 for r in rows) / len(rows),
+        "packets": share(OUT_OF_ORDER),
+        "resent": share(RESENT),
+        "first": percentile([r[FIRST_OUT_OF_ORDER] for r in rows if r[FIRST_OUT_OF_ORDER]], 50),
+        "core_flows": sum(r[CORE_OUT_OF_ORDER] > 0 for r in rows) / len(rows),
+        "core_packets": share(CORE_OUT_OF_ORDER),
+        "core_first": percentile([r[CORE_FIRST] for r in rows if r[CORE_FIRST]], 50),
+    }

@@ -21,7 +21,6 @@ import errno
 import ipaddress
 import json
 import logging
-import select
 import socket
 import time
 from collections.abc import Callable
@@ -96,12 +95,13 @@ class Router:
             self.raw.close()
             raise
         self._tos = 0
-        self.loop: ItmLoop | None = None
+        # one loop for the libitm applications, the UDP socket and the tick (its
+        # backend starts only when there are destinations, hence applications)
+        self.loop = ItmLoop(backend or cfg.backend, **dict(backend_options or {}))
         if self.dests:
-            opts = dict(backend_options or {})
-            self.loop = ItmLoop(backend or cfg.backend, **opts)
             self._register()
-        self._stop = False
+        self.loop.add_reader(self.udp.fileno(), self.handle_datagrams)
+        self.loop.register_timer(self.tick, _TICK)
         self._forget = False
         self._started = False
         self._next_state = 0.0
@@ -110,7 +110,6 @@ class Router:
 
     # ------------------------------------------------------------ libitm apps
     def _register(self) -> None:
-        assert self.loop is not None
         for i, (d, _) in enumerate(self.dests):
             out = ItmInfo(
                 f"itmroute-out{i}",
@@ -318,7 +317,7 @@ class Router:
     # ------------------------------------------------------------ running
     def start(self) -> None:
         """Install the capture (libitm rules or registration)."""
-        if self.loop is not None and not self._started:
+        if not self._started:
             self._started = True
             self.loop.start()
             for d, _ in self.dests:
@@ -326,29 +325,14 @@ class Router:
 
     def stop(self) -> None:
         """Ask :meth:`run` to return (from another thread or a signal handler)."""
-        self._stop = True
+        self.loop.stop()
 
     def run(self, duration: float | None = None) -> None:
         """Serve until :meth:`stop`, ``duration`` seconds, or SIGINT/SIGTERM."""
-        end = None if duration is None else time.monotonic() + duration
         try:
             self.start()
-            fds = [self.udp.fileno()]
-            if self.loop is not None:
-                fds.append(self.loop.fileno())
-            next_tick = 0.0
-            while not self._stop:
-                now = time.monotonic()
-                if end is not None and now >= end:
-                    break
-                if now >= next_tick:
-                    self.tick()
-                    next_tick = now + _TICK
-                readable, _, _ = select.select(fds, [], [], max(0.0, next_tick - now))
-                if self.udp.fileno() in readable:
-                    self.handle_datagrams()
-                if self.loop is not None and len(readable) - (self.udp.fileno() in readable):
-                    self.loop.handle_events()
+            self.tick()
+            self.loop.run(duration)
         finally:
             self.close()
 
@@ -364,8 +348,7 @@ class Router:
     def close(self) -> None:
         """Remove the capture rules, close the sockets, remove the state file."""
         try:
-            if self.loop is not None:
-                self.loop.close()
+            self.loop.close()
         finally:
             if self.state_file is not None:
                 self.remove_state()

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import yaml
 
-from itmtool.lab import netns
+from itmlab import Lab, netns, run
 
 from .config import Config, ProbeSettings, parse_config
 from .daemon import Router
@@ -54,10 +54,8 @@ A_OVERLAY = "10.77.100.1"
 
 
 def _batch(cmd: list[str], lines: list[str]) -> None:
-    """Run ``cmd`` (an ``ip``/``tc`` ``-batch -``) on ``lines``; raise when it fails."""
-    proc = subprocess.run(cmd, input="\n".join(lines) + "\n", capture_output=True, text=True)
-    if proc.returncode:
-        raise RuntimeError(f"{' '.join(cmd)}: exit {proc.returncode}: {proc.stderr.strip()}")
+    """Run ``cmd`` (an ``ip``/``tc`` ``-batch -``, ``iptables-restore``) on ``lines``."""
+    run(*cmd, input="\n".join(lines) + "\n")
 
 
 def load_stock_modules() -> None:
@@ -103,6 +101,9 @@ class Overlay:
         self._threads: list[tuple[Router, threading.Thread]] = []
         self._procs: list[subprocess.Popen[bytes]] = []
         self._cuts: set[int] = set()
+        self._lab = Lab()
+        for ns in (self.a, self.d, *self.relays):
+            self._lab.ns(ns, exact=True)
 
     # ------------------------------------------------------------ topology
     def links(self) -> list[tuple[str, str, str, str, str]]:
@@ -119,43 +120,37 @@ class Overlay:
         A few ``ip -batch`` runs and in-process sysctl writes: a command costs
         a second or more in a loaded emulated guest.
         """
-        nss = (self.a, self.d, *self.relays)
-        root = [f"netns add {ns}" for ns in nss]
-        per_ns: dict[str, list[str]] = {ns: ["link set dev lo up"] for ns in nss}
-        devs: dict[str, list[str]] = {ns: [] for ns in nss}
+        lab = self._lab
+        for ns in lab.names:
+            for key in ("all", "default"):
+                lab.sysctl(ns, f"net/ipv4/conf/{key}/rp_filter", "0")
         for link, ns1, dev1, ns2, dev2 in self.links():
-            root.append(f"link add name {dev1} netns {ns1} type veth peer name {dev2} netns {ns2}")
-            for ns, dev, addr in zip((ns1, ns2), (dev1, dev2), _link_addrs(link), strict=True):
-                per_ns[ns] += [f"addr add {addr}/30 dev {dev}", f"link set dev {dev} up"]
-                devs[ns].append(dev)
-        per_ns[self.a] += [
+            a1, a2 = _link_addrs(link)
+            lab.link(ns1, dev1, ns2, dev2, [f"{a1}/30"], [f"{a2}/30"])
+            for ns, dev in ((ns1, dev1), (ns2, dev2)):
+                lab.sysctl(ns, f"net/ipv4/conf/{dev}/rp_filter", "0")
+        lab.ip(
+            self.a,
             f"addr add {A_OVERLAY}/32 dev lo",
             f"route add 10.77.200.0/24 via 10.77.0.2 src {A_OVERLAY}",
-        ]
-        per_ns[self.d] += [
+        )
+        lab.ip(
+            self.d,
             f"addr add {D_OVERLAY}/32 dev lo",
             f"route add 10.77.100.0/24 via 10.77.0.1 src {D_OVERLAY}",
-        ]
+        )
         for i, r in enumerate(self.relays, 1):
-            per_ns[r] += [
+            lab.ip(
+                r,
                 f"route add 10.77.200.0/24 via 10.77.{10 + i}.2",
                 f"route add 10.77.100.0/24 via 10.77.{i}.1",
-            ]
-        _batch(["ip", "-batch", "-"], root)
-        for ns in nss:
-            with netns(ns):
-                for key in ("all", "default", *devs[ns]):
-                    Path(f"/proc/sys/net/ipv4/conf/{key}/rp_filter").write_text("0")
-            _batch(["ip", "-n", ns, "-batch", "-"], per_ns[ns])
+            )
+        lab.create()
 
     def destroy(self) -> None:
         """Stop every daemon, delete every namespace (also after a failure)."""
         self.stop_daemons()
-        lines = [f"netns del {ns}" for ns in (self.a, self.d, *self.relays)]
-        subprocess.run(
-            ["ip", "-force", "-batch", "-"], input="\n".join(lines) + "\n", text=True,
-            capture_output=True, check=False,
-        )  # fmt: skip
+        self._lab.destroy()
 
     def _ends(self, relay: int) -> list[tuple[str, str, int]]:
         """``(namespace, device, share of the round trip)`` of every link end of a path;

@@ -11,7 +11,7 @@ import math
 
 from .hooks import Hook
 
-__all__ = ["count", "hook", "seconds"]
+__all__ = ["count", "hook", "seconds", "workers"]
 
 
 def count(text: str) -> int:
@@ -22,6 +22,17 @@ def count(text: str) -> int:
         value = -1
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be an integer >= 0, not {text!r}")
+    return value
+
+
+def workers(text: str) -> int:
+    """A number of worker processes, 1..64."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"must be a number of workers in 1..64, not {text!r}")
     return value
 
 

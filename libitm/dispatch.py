@@ -1,11 +1,20 @@
-"""Run the applications registered at a hook on one packet (shared by every backend)."""
+"""Run the applications registered at a hook on one packet (shared by every backend).
+
+The paper's five-callback rule is written once, in :func:`app_step`: a closure
+built per application that checks its interest, calls its callbacks in order,
+keeps its counters and handles its errors. :meth:`Dispatcher.runner` puts a
+hook's steps together (one application: its step alone, which also finishes
+the packet) and caches the result until the configuration changes
+(:mod:`libitm.epoch`); every backend's packet path calls that runner.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from .epoch import bump
+from .epoch import EPOCH, bump
 from .hooks import Hook
 from .info import ItmInfo
 from .interest_match import Matcher, matcher
@@ -14,15 +23,24 @@ from .verdict import Verdict
 
 log = logging.getLogger("libitm")
 
-#: results of :meth:`Dispatcher.run`
+#: results of a runner (:meth:`Dispatcher.runner`)
 ACCEPTED = 0
 MODIFIED = 1
 DROPPED = 2
+#: a step met a malformed packet: the hook accepts it unchanged
+_MALFORMED = 3
 _ACCEPT = Verdict.ACCEPT
 _DROP = Verdict.DROP
 
 _FULL_LOGS = 10  # errors logged with a traceback per application, then 1 in _EVERY
 _EVERY = 1000
+
+#: collects (label, class) of the applications that saw a packet, or None
+Classes = list[tuple[str, int]] | None
+#: one application's step: the packet, where to note its class
+Step = Callable[[Packet, Classes], int]
+#: a hook's applications on one packet: ACCEPTED, MODIFIED or DROPPED
+Runner = Callable[..., int]
 
 
 def class_of(got: object) -> int:
@@ -36,6 +54,22 @@ def class_of(got: object) -> int:
     raise TypeError(f"class_func returned {got!r}; expected an int")
 
 
+def finish(pkt: Packet) -> int:
+    """``MODIFIED`` with the packet's checksums finished, or ``ACCEPTED`` (unchanged,
+    also when a change cannot be finished: it is then undone)."""
+    if not pkt.modified:
+        return ACCEPTED
+    if not pkt.csum_not_ready:
+        return MODIFIED  # finalize() has nothing to do
+    try:
+        pkt.finalize()
+    except PacketError as e:
+        log.error("cannot finalize modified packet, accepting it unchanged: %s", e)
+        pkt.restore()
+        return ACCEPTED
+    return MODIFIED
+
+
 @dataclass
 class Outcome:
     """The result for one packet: the verdict, whether it was changed, the classes seen."""
@@ -43,6 +77,102 @@ class Outcome:
     verdict: Verdict
     modified: bool
     classes: list[tuple[str, int]]
+
+
+def app_step(where: Hook, info: ItmInfo, wanted: Matcher, disp: Dispatcher, last: bool) -> Step:
+    """The five-callback rule for application ``info`` at ``where``, as one closure.
+
+    The step checks the interest (``wanted``), then calls ``class_func``,
+    ``log_func``, ``process_func`` (only for a class other than 0), ``update_func``
+    and ``control_func``, counts, and on an exception undoes the packet's changes
+    and accepts it (:meth:`Dispatcher.failed`). It returns ``DROPPED`` (the
+    packet restored) or, when it is the ``last`` step at the hook,
+    :func:`finish`'s result; otherwise ``ACCEPTED``. A malformed packet gives
+    ``ACCEPTED`` when ``last``, else an internal code that stops the hook.
+    """
+    c = info.counters
+    label = info.label
+    cf = info.wf_class_func
+    lf = info.wf_log_func
+    pf = info.wf_process_func
+    uf = info.wf_update_func
+    kf = info.wf_control_func
+    failed = disp.failed
+    coerce = Verdict.coerce
+
+    def step(pkt: Packet, classes: Classes = None) -> int:
+        try:
+            if not wanted(pkt):
+                return ACCEPTED  # (a step that is not last leaves finishing to the chain)
+        except PacketError:
+            disp.malformed += 1
+            pkt.restore()
+            return ACCEPTED if last else _MALFORMED
+        c.packets += 1
+        was_modified = pkt.modified
+        cls = 0
+        stage = "class_func"
+        drop = False
+        try:
+            # no class_func: class 0, as in itm_mod (process_func is then not called)
+            if cf is not None:
+                got = cf(where, pkt)
+                cls = got if got.__class__ is int else class_of(got)
+            if lf is not None:
+                stage = "log_func"
+                lf(where, cls, pkt)
+            if cls != 0:
+                c.classified += 1
+                if pf is not None:
+                    stage = "process_func"
+                    v = pf(where, cls, pkt)
+                    if v is not None and v is not _ACCEPT:
+                        drop = v is _DROP or coerce(v) == _DROP
+            if uf is not None:
+                stage = "update_func"
+                uf(where, cls, pkt)
+            if kf is not None:
+                stage = "control_func"
+                kf(where, cls, pkt)
+        except Exception as e:
+            failed(info, pkt, stage, e)
+            if classes is not None:
+                classes.append((label, cls))
+            return ACCEPTED
+        if classes is not None:
+            classes.append((label, cls))
+        if drop:
+            c.dropped += 1
+            pkt.restore()
+            return DROPPED
+        if pkt.modified:
+            if not was_modified:
+                c.modified += 1
+            if last:
+                return finish(pkt)
+        return ACCEPTED
+
+    return step
+
+
+def accept_all(pkt: Packet, classes: Classes = None) -> int:
+    """The runner of a hook without an enabled application."""
+    return ACCEPTED
+
+
+def _chain(steps: list[Step]) -> Runner:
+    """The runner of a hook with several applications: their steps in order."""
+
+    def run(pkt: Packet, classes: Classes = None) -> int:
+        for step in steps:
+            r = step(pkt, classes)
+            if r == DROPPED:
+                return DROPPED
+            if r == _MALFORMED:
+                return ACCEPTED
+        return finish(pkt)
+
+    return run
 
 
 class Dispatcher:
@@ -54,6 +184,7 @@ class Dispatcher:
         self._seq: dict[int, int] = {}
         #: each registration's interest test (see :mod:`libitm.interest_match`)
         self._match: dict[int, Matcher] = {}
+        self._runners: dict[Hook, tuple[int, Runner]] = {}
         self._next = 0
         self.malformed = 0
 
@@ -84,101 +215,55 @@ class Dispatcher:
         """The hooks that have at least one registration."""
         return [h for h, apps in self._by_hook.items() if apps]
 
-    def dispatch(self, where: Hook, pkt: Packet, prefiltered: bool = False) -> Outcome:
+    def runner(self, where: Hook) -> Runner:
+        """The callable that runs ``where``'s enabled applications on a packet:
+        ``runner(pkt)`` returns ``ACCEPTED``, ``MODIFIED`` (changed, checksums
+        finished) or ``DROPPED`` (changes undone); ``runner(pkt, classes)`` also
+        appends ``(label, class)`` per application that saw the packet.
+
+        Built once per configuration epoch: a caller that keeps it asks again
+        when :data:`libitm.epoch.EPOCH` moves.
+        """
+        epoch = EPOCH[0]
+        cached = self._runners.get(where)
+        if cached is not None and cached[0] == epoch:
+            return cached[1]
+        apps = [i for i in self._by_hook[where] if i.enabled]
+        run: Runner
+        if not apps:
+            run = accept_all
+        else:
+            steps = [
+                app_step(
+                    where,
+                    i,
+                    self._match.get(id(i)) or i.interest.matches,
+                    self,
+                    last=len(apps) == 1,
+                )
+                for i in apps
+            ]
+            run = steps[0] if len(steps) == 1 else _chain(steps)
+        self._runners[where] = (epoch, run)
+        return run
+
+    def dispatch(self, where: Hook, pkt: Packet) -> Outcome:
         """Run every interested, enabled application at ``where`` on ``pkt``.
 
-        ``prefiltered`` (the backend's rules match the interest) changes nothing:
-        each application's interest is checked on every packet, whatever rules
+        Each application's interest is checked on every packet, whatever rules
         put the packet in the queue (another process's, or a dead one's).
         """
         classes: list[tuple[str, int]] = []
-        code = self._dispatch(where, pkt, prefiltered, classes)
+        code = self.runner(where)(pkt, classes)
         if code == DROPPED:
             return Outcome(Verdict.DROP, False, classes)
         return Outcome(Verdict.ACCEPT, code == MODIFIED, classes)
 
-    def run(self, where: Hook, pkt: Packet, prefiltered: bool = False) -> int:
-        """:meth:`dispatch` for the packet path: ``ACCEPTED``, ``MODIFIED`` or ``DROPPED``.
+    def run(self, where: Hook, pkt: Packet) -> int:
+        """:meth:`dispatch` for the packet path: ``ACCEPTED``, ``MODIFIED`` or ``DROPPED``."""
+        return self.runner(where)(pkt)
 
-        The same callbacks, counters and error handling, without building an
-        :class:`Outcome` (the classes seen are not collected).
-        """
-        return self._dispatch(where, pkt, prefiltered, None)
-
-    def _dispatch(
-        self, where: Hook, pkt: Packet, prefiltered: bool, classes: list[tuple[str, int]] | None
-    ) -> int:
-        match = self._match
-        for info in self._by_hook[where]:
-            if not info.enabled:
-                continue
-            try:
-                if not (match.get(id(info)) or info.interest.matches)(pkt):
-                    continue
-            except PacketError:
-                self.malformed += 1
-                pkt.restore()
-                return ACCEPTED
-            drop, cls = self._run_app(where, info, pkt)
-            if classes is not None:
-                classes.append((info.label, cls))
-            if drop:
-                pkt.restore()
-                return DROPPED
-        if pkt.modified:
-            try:
-                pkt.finalize()
-            except PacketError as e:
-                log.error("cannot finalize modified packet, accepting it unchanged: %s", e)
-                pkt.restore()
-        return MODIFIED if pkt.modified else ACCEPTED
-
-    def _run_app(self, where: Hook, info: ItmInfo, pkt: Packet) -> tuple[bool, int]:
-        """Run the five callbacks of ``info``; ``(dropped, class)``."""
-        c = info.counters
-        c.packets += 1
-        was_modified = pkt.modified
-        cls = 0
-        stage = "class_func"
-        try:
-            f = info.wf_class_func
-            if f is not None:
-                got = f(where, pkt)
-                cls = got if got.__class__ is int else class_of(got)
-            # no class_func: class 0, as in itm_mod (process_func is then not called)
-            g = info.wf_log_func
-            if g is not None:
-                stage = "log_func"
-                g(where, cls, pkt)
-            drop = False
-            if cls != 0:
-                c.classified += 1
-                p = info.wf_process_func
-                if p is not None:
-                    stage = "process_func"
-                    v = p(where, cls, pkt)
-                    if v is not None and v is not _ACCEPT:
-                        drop = v is _DROP or Verdict.coerce(v) == _DROP
-            u = info.wf_update_func
-            if u is not None:
-                stage = "update_func"
-                u(where, cls, pkt)
-            u = info.wf_control_func
-            if u is not None:
-                stage = "control_func"
-                u(where, cls, pkt)
-        except Exception as e:
-            self._failed(info, pkt, stage, e)
-            return False, cls
-        if drop:
-            c.dropped += 1
-        else:
-            c.accepted += 1
-            if pkt.modified and not was_modified:
-                c.modified += 1
-        return drop, cls
-
-    def _failed(self, info: ItmInfo, pkt: Packet, stage: str, e: Exception) -> None:
+    def failed(self, info: ItmInfo, pkt: Packet, stage: str, e: Exception) -> None:
         """A callback raised ``e``: count, undo the packet's changes, log (or re-raise)."""
         c = info.counters
         c.errors += 1
@@ -201,67 +286,3 @@ class Dispatcher:
                 stage,
                 e,
             )
-        c.accepted += 1
-
-    def run_solo(self, where: Hook, info: ItmInfo, pkt: Packet) -> int:
-        """:meth:`run` for a hook whose only application is ``info``: the same
-        interest check, callbacks, counters and error handling in one call.
-        """
-        if not info.enabled:
-            return ACCEPTED
-        try:
-            if not (self._match.get(id(info)) or info.interest.matches)(pkt):
-                return ACCEPTED
-        except PacketError:
-            self.malformed += 1
-            return ACCEPTED
-        c = info.counters
-        c.packets += 1
-        cls = 0
-        stage = "class_func"
-        try:
-            f = info.wf_class_func
-            if f is not None:
-                got = f(where, pkt)
-                cls = got if got.__class__ is int else class_of(got)
-            g = info.wf_log_func
-            if g is not None:
-                stage = "log_func"
-                g(where, cls, pkt)
-            drop = False
-            if cls != 0:
-                c.classified += 1
-                p = info.wf_process_func
-                if p is not None:
-                    stage = "process_func"
-                    v = p(where, cls, pkt)
-                    if v is not None and v is not _ACCEPT:
-                        drop = v is _DROP or Verdict.coerce(v) == _DROP
-            u = info.wf_update_func
-            if u is not None:
-                stage = "update_func"
-                u(where, cls, pkt)
-            u = info.wf_control_func
-            if u is not None:
-                stage = "control_func"
-                u(where, cls, pkt)
-        except Exception as e:
-            self._failed(info, pkt, stage, e)
-            return ACCEPTED
-        if drop:
-            c.dropped += 1
-            pkt.restore()
-            return DROPPED
-        c.accepted += 1
-        if not pkt.modified:
-            return ACCEPTED
-        c.modified += 1
-        if not pkt.csum_not_ready:
-            return MODIFIED  # finalize() has nothing to do
-        try:
-            pkt.finalize()
-        except PacketError as e:
-            log.error("cannot finalize modified packet, accepting it unchanged: %s", e)
-            pkt.restore()
-            return ACCEPTED
-        return MODIFIED

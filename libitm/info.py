@@ -88,28 +88,29 @@ def check_label(label: str) -> str:
 
 @dataclass
 class AppCounters:
-    """Per-application counters."""
+    """Per-application counters (``accepted`` is every packet of interest not dropped)."""
 
     packets: int = 0
     classified: int = 0
-    accepted: int = 0
     dropped: int = 0
     modified: int = 0
     errors: int = 0
 
-    def add(
-        self, packets: int, classified: int, accepted: int, dropped: int, modified: int
-    ) -> None:
-        """Add counts kept elsewhere for a while (a backend's packet loop)."""
-        self.packets += packets
-        self.classified += classified
-        self.accepted += accepted
-        self.dropped += dropped
-        self.modified += modified
+    @property
+    def accepted(self) -> int:
+        """Packets of interest that were accepted (a callback error accepts too)."""
+        return self.packets - self.dropped
 
     def as_dict(self) -> dict[str, int]:
         """The counters as a plain dict."""
-        return dict(self.__dict__)
+        return {
+            "packets": self.packets,
+            "classified": self.classified,
+            "accepted": self.accepted,
+            "dropped": self.dropped,
+            "modified": self.modified,
+            "errors": self.errors,
+        }
 
 
 @dataclass(eq=False)

@@ -111,6 +111,8 @@ class Interest:
         if self.dst is not None and pkt.dst not in self.dst:
             return False
         if self.sport is not None or self.dport is not None:
+            if p is None and pkt.proto not in (6, 17):
+                return False  # ports without a protocol: TCP or UDP (as the rules)
             sp = pkt.sport
             if sp is None:
                 return False

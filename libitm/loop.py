@@ -1,4 +1,9 @@
-"""The event loop that runs applications: registrations, timers, backend."""
+"""The event loop that runs applications: registrations, timers, a backend, readers.
+
+One loop per process: the backend (the packet source), the timers and any
+other file descriptors the program watches (:meth:`ItmLoop.add_reader`), as
+itmroute does with its UDP socket.
+"""
 
 from __future__ import annotations
 
@@ -28,8 +33,8 @@ class ItmLoop:
     ``strict=True`` re-raises callback exceptions and stops the loop instead of
     accepting the packet and carrying on.
 
-    For asyncio, watch :meth:`fileno` and call :meth:`handle_events` when it is
-    readable and after :meth:`next_timeout` seconds.
+    The backend starts with the first application (a loop that has none yet
+    runs its timers and readers only). For asyncio, use :meth:`attach_asyncio`.
     """
 
     def __init__(
@@ -42,7 +47,9 @@ class ItmLoop:
         self.dispatcher = Dispatcher(strict=strict)
         self.timers = TimerQueue(strict=strict)
         self._infos: list[ItmInfo] = []
+        self._readers: dict[int, Callable[[], object]] = {}
         self._started = False
+        self._be_started = False
         self._stopping = False
         self._closed = False
 
@@ -67,9 +74,12 @@ class ItmLoop:
         info.hook = hook
         self._infos.append(info)
         self.dispatcher.add(hook, info)
-        if self._started and self._backend is not None:
+        if self._started:
             try:
-                self._backend.install(hook, info)
+                if self._be_started:
+                    self.backend.install(hook, info)
+                else:
+                    self._start_backend()  # installs every application, this one too
             except BaseException:
                 self._forget(info)
                 raise
@@ -86,18 +96,35 @@ class ItmLoop:
         """Remove an application (its packets are no longer delivered)."""
         if not any(i is info for i in self._infos):
             raise ValueError(f"application {info.label!r} is not registered")
-        if self._started and self._backend is not None:
-            self._backend.uninstall(info)
+        if self._be_started:
+            self.backend.uninstall(info)
         self._forget(info)
 
     def register_timer(self, fn: Callable[[], object], interval: float) -> TimerHandle:
         """Call ``fn()`` every ``interval`` seconds of the loop's clock."""
-        now = self._backend.now() if self._started and self._backend is not None else None
+        now = self.now() if self._started else None
         return self.timers.add(fn, interval, now)
 
     def unregister_timer(self, handle: TimerHandle) -> None:
         """Stop a timer."""
         self.timers.remove(handle)
+
+    def add_reader(self, fd: int, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` whenever ``fd`` is readable while the loop runs
+        (another socket of the program; one callback per descriptor)."""
+        if fd < 0:
+            raise ValueError("add_reader needs a file descriptor")
+        self._readers[fd] = callback
+
+    def remove_reader(self, fd: int) -> None:
+        """Stop watching ``fd`` (nothing happens if it was not watched)."""
+        self._readers.pop(fd, None)
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was asked for (also before :meth:`run`: it then
+        returns at once)."""
+        return self._stopping
 
     @property
     def applications(self) -> list[ItmInfo]:
@@ -123,8 +150,17 @@ class ItmLoop:
         self._backend = None
 
     def now(self) -> float:
-        """The loop's clock (trace time in the offline backend)."""
+        """The loop's clock (trace time in the offline backend, else monotonic)."""
+        if self._backend is None and not self._recorded():
+            return time.monotonic()  # every live backend's clock; not built yet
         return self.backend.now()
+
+    def _recorded(self) -> bool:
+        """True when the backend is a recorded source (offline), without building it."""
+        spec = self._backend_spec
+        if isinstance(spec, Backend):
+            return not spec.live
+        return spec == "offline" or (spec == "auto" and "pcap" in self._options)
 
     # ----------------------------------------------------------- running
     def start(self) -> None:
@@ -133,15 +169,25 @@ class ItmLoop:
             return
         if self._closed:
             raise RuntimeError("the loop is closed")
-        be = self.backend
-        be.start(self)
+        recorded = self._recorded()
+        if self._infos or recorded:
+            self._start_backend()
         self._started = True
-        if be.live:
-            self.timers.start(be.now())
+        if not recorded:
+            self.timers.start(self.now())
+
+    def _start_backend(self) -> None:
+        if not self._be_started:
+            self.backend.start(self)
+            self._be_started = True
 
     def fileno(self) -> int:
-        """The backend's file descriptor (readable when packets wait)."""
+        """The backend's file descriptor (readable when packets wait; a recorded
+        source has none: :class:`BackendUnavailable`)."""
+        if self._recorded():
+            return self.backend.fileno()
         self.start()
+        self._start_backend()
         return self.backend.fileno()
 
     def next_timeout(self) -> float | None:
@@ -149,13 +195,13 @@ class ItmLoop:
         d = self.timers.next_deadline()
         if d is None:
             return None
-        return max(0.0, d - self.backend.now())
+        return max(0.0, d - self.now())
 
     def handle_events(self) -> int:
         """Handle waiting packets and due timers without blocking; returns packets handled."""
         self.start()
-        n = self.backend.process()
-        self.timers.run_due(self.backend.now())
+        n = self.backend.process() if self._be_started else 0
+        self.timers.run_due(self.now())
         return n
 
     def attach_asyncio(self, aloop: asyncio.AbstractEventLoop) -> Callable[[], None]:
@@ -169,15 +215,20 @@ class ItmLoop:
         handle: list[asyncio.TimerHandle] = []
 
         def tick() -> None:
-            self.timers.run_due(self.backend.now())
+            self.timers.run_due(self.now())
             t = self.next_timeout()
             handle[:] = [aloop.call_later(0.25 if t is None else min(t, 0.25), tick)]
 
         aloop.add_reader(fd, self.handle_events)
+        readers = dict(self._readers)
+        for rfd, cb in readers.items():
+            aloop.add_reader(rfd, cb)
         tick()
 
         def detach() -> None:
             aloop.remove_reader(fd)
+            for rfd in readers:
+                aloop.remove_reader(rfd)
             for h in handle:
                 h.cancel()
             self.close()
@@ -193,46 +244,72 @@ class ItmLoop:
 
         Rules and sockets are removed on return, on an exception, on SIGINT and
         on SIGTERM (which is turned into ``SystemExit`` while the loop runs in the
-        main thread).
+        main thread, unless the program set its own SIGTERM handler).
         """
         old_term: Any = None
         in_main = threading.current_thread() is threading.main_thread()
-        if in_main:
+        own_term = in_main and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        if own_term:
             old_term = signal.signal(signal.SIGTERM, _sigterm)
         try:
             self.start()
-            be = self.backend
-            if not be.live:
-                be.run_offline(self)
-                return
-            fd = be.fileno()
-            end = None if duration is None else time.monotonic() + duration
-            self._stopping = False
-            while not self._stopping:
-                timeout = self.next_timeout()
-                if end is not None:
-                    left = end - time.monotonic()
-                    if left <= 0:
-                        break
-                    timeout = left if timeout is None else min(timeout, left)
-                readable, _, _ = select.select([fd], [], [], timeout)
-                if readable:
-                    be.process()
-                self.timers.run_due(be.now())
+            if self._recorded():
+                self._run_recorded()
+            else:
+                self._run_live(duration)
+        except BaseException:
+            if self._backend is not None:
+                self._backend.abort()
+            raise
         finally:
             try:
                 self.close()
             finally:
-                if in_main:
+                if own_term:
                     signal.signal(
                         signal.SIGTERM, old_term if old_term is not None else signal.SIG_DFL
                     )
+
+    def _run_recorded(self) -> None:
+        """A recorded source gives packets (and runs the timers on its clock) until
+        it is exhausted."""
+        be = self.backend
+        while not self._stopping and not be.exhausted:
+            be.process()
+
+    def _run_live(self, duration: float | None) -> None:
+        readers = self._readers
+        end = None if duration is None else time.monotonic() + duration
+        while not self._stopping:
+            be = self._backend if self._be_started else None
+            # the supervisor of workers only restarts them: the applications,
+            # their timers and the readers run in the workers
+            supervising = be is not None and be.supervises
+            timeout = None if supervising else self.next_timeout()
+            if end is not None:
+                left = end - time.monotonic()
+                if left <= 0:
+                    break
+                timeout = left if timeout is None else min(timeout, left)
+            bfd = be.fileno() if be is not None else -1
+            fds = [bfd] if supervising else [bfd, *readers] if bfd >= 0 else list(readers)
+            readable, _, _ = select.select(fds, [], [], timeout)
+            for fd in readable:
+                if be is not None and fd == bfd:
+                    be.process()
+                elif not supervising:
+                    cb = readers.get(fd)
+                    if cb is not None:
+                        cb()
+            if not supervising:
+                self.timers.run_due(self.now())
 
     def close(self) -> None:
         """Remove everything the backend installed (idempotent)."""
         if self._backend is not None and not self._closed:
             self._closed = True
-            self._backend.close()
+            if self._be_started:
+                self._backend.close()
 
     def counters(self) -> dict[str, Any]:
         """Per-application and backend counters."""

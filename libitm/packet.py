@@ -22,6 +22,15 @@ IPPROTO_ICMP: Final = 1
 IPPROTO_TCP: Final = 6
 IPPROTO_UDP: Final = 17
 IPPROTO_ICMPV6: Final = 58
+IPPROTO_DCCP: Final = 33
+IPPROTO_SCTP: Final = 132
+IPPROTO_UDPLITE: Final = 136
+#: the protocols whose header starts with the source and destination ports
+#: (those an Interest may name ports for)
+PORT_PROTOS: Final = frozenset({IPPROTO_TCP, IPPROTO_UDP, IPPROTO_DCCP, IPPROTO_SCTP,
+                                IPPROTO_UDPLITE})  # fmt: skip
+#: the offset of the transport checksum libitm keeps right
+_CSUM_AT: Final = {IPPROTO_TCP: 16, IPPROTO_UDP: 6, IPPROTO_ICMP: 2, IPPROTO_ICMPV6: 2}
 
 TCP_FIN: Final = 0x01
 TCP_SYN: Final = 0x02
@@ -360,7 +369,8 @@ class Packet:
 
     @property
     def sport(self) -> int | None:
-        """TCP/UDP source port (None for other protocols, fragments, short packets)."""
+        """The source port of TCP, UDP, UDP-Lite, DCCP and SCTP (None for other
+        protocols, fragments, short packets)."""
         off = self._ports_offset()
         return None if off is None else (self._buf[off] << 8) | self._buf[off + 1]
 
@@ -370,7 +380,7 @@ class Packet:
 
     @property
     def dport(self) -> int | None:
-        """TCP/UDP destination port (None for other protocols, fragments, short packets)."""
+        """The destination port (see :attr:`sport`)."""
         off = self._ports_offset()
         return None if off is None else (self._buf[off + 2] << 8) | self._buf[off + 3]
 
@@ -599,19 +609,13 @@ class Packet:
         self.modified = True
 
     def _ports_offset(self) -> int | None:
-        if self._parse().proto not in (IPPROTO_TCP, IPPROTO_UDP):
+        if self._parse().proto not in PORT_PROTOS:
             return None
         return self._l4(4)
 
     def _l4_csum_offset(self) -> int | None:
-        p = self._parse().proto
-        if p == IPPROTO_TCP:
-            rel = 16
-        elif p == IPPROTO_UDP:
-            rel = 6
-        elif p in (IPPROTO_ICMP, IPPROTO_ICMPV6):
-            rel = 2
-        else:
+        rel = _CSUM_AT.get(self._parse().proto)
+        if rel is None:
             return None
         off = self._l4(rel + 2)
         return None if off is None else off + rel
@@ -666,7 +670,11 @@ class Packet:
         _check_range("port", value, 0xFFFF)
         off = self._ports_offset()
         if off is None:
-            raise PacketError("packet has no TCP/UDP ports to change")
+            raise PacketError("packet has no ports to change")
+        if self._parse().proto not in (IPPROTO_TCP, IPPROTO_UDP):
+            # SCTP's checksum is a CRC32c, UDP-Lite's and DCCP's may cover part
+            # of the packet only: libitm keeps TCP's and UDP's right
+            raise PacketError("libitm rewrites the ports of TCP and UDP packets only")
         b = self._buf
         old = bytes(b[off + rel : off + rel + 2])
         new = value.to_bytes(2, "big")

@@ -199,11 +199,21 @@ class Xtables:
         interest: Interest,
         queue: int,
         owner: Owner | None = None,
+        balance: int = 1,
+        fanout: bool = False,
     ) -> None:
         """Create ``chain`` with the interest's NFQUEUE rules and jump to it from ``hook``.
 
+        ``balance`` > 1 spreads the packets over ``queue`` .. ``queue + balance - 1``
+        (``--queue-balance``: by a hash of the addresses, so a flow stays on one
+        queue; with ``fanout`` by the CPU that handles the packet instead).
         ``-N`` fails when the chain exists: two processes never fill one chain.
         """
+        if balance > 1:
+            target = ["--queue-balance", f"{queue}:{queue + balance - 1}"]
+            target += ["--queue-cpu-fanout"] if fanout else []
+        else:
+            target = ["--queue-num", str(queue)]
         mark = ["-m", "comment", "--comment", owner.comment()] if owner is not None else []
         self.run(family, "-N", chain)
         for match in interest.xtables_matches(family):
@@ -215,8 +225,7 @@ class Xtables:
                 *mark,
                 "-j",
                 "NFQUEUE",
-                "--queue-num",
-                str(queue),
+                *target,
                 "--queue-bypass",
             )
         self.run(family, "-A", hook.xtables_chain, *mark, "-j", chain)

@@ -28,10 +28,11 @@ esac
 # perl, sparse, linux-source: checkpatch.pl and sparse for `make style`/`make check`
 pkgs=(make gcc perl python3-venv kmod iproute2 iptables nftables tcpdump ethtool
       iperf3 socat iputils-ping qemu-system-x86 busybox-static sparse linux-source-6.12
-      xz-utils dkms)
+      xz-utils dkms flex bison bc libelf-dev libssl-dev cpio patch)
+# Debian's kernels of the matrix; rows "build:<flavour>" are built below
 while read -r name image headers; do
 	pkgs+=("$image" "$headers")
-done < <(sed 's/#.*//' kernels.txt | awk 'NF == 3')
+done < <(sed 's/#.*//' kernels.txt | awk 'NF == 3 && $2 !~ /^build:/')
 ((bench)) && pkgs+=(libnetfilter-queue-dev)
 
 missing=()
@@ -67,6 +68,15 @@ if ((bench)); then
 		.venv/bin/pip install -q --no-binary NetfilterQueue -e '.[dev,bench]'
 		touch "$bstamp"
 	fi
+fi
+
+# the kernels of ours (debug kernel, User-Mode Linux) for the test tiers: built once
+# per machine into ~/.cache/itmbench/kernels, with progress (UML ~10 min, debug ~40 min
+# on 2 cores); quick when the cache holds them
+if [[ $purpose == test ]]; then
+	for flavour in $(sed 's/#.*//' kernels.txt | awk 'NF == 3 && $2 ~ /^build:/ { sub("build:", "", $2); print $2 }'); do
+		.venv/bin/python -m itmtool.kernelcache build "$flavour"
+	done
 fi
 
 # prove it: every prerequisite of $purpose, and the command that fixes a missing one

@@ -12,6 +12,7 @@
 #include <linux/module.h>
 #include <linux/slab.h>
 #include <linux/string.h>
+#include <net/net_namespace.h>
 #include "itm_core.h"
 
 /* serialises registration, the run lists and namespace activation */
@@ -128,21 +129,55 @@ int itm_app_set_priority(struct itm_app *app, s32 priority)
 }
 
 /**
- * itm_find_app() - look an application up by label
+ * itm_find_app() - look an application up by label, as a namespace sees it
+ * @net: the namespace of the caller
  * @label: the label
+ *
+ * Labels are per network namespace: an application of @net has the
+ * label first, then an application of every namespace (netns NULL).
  *
  * Context: itm_lock held.
  * Return: the application or NULL.
  */
-struct itm_app *itm_find_app(const char *label)
+struct itm_app *itm_find_app(const struct net *net, const char *label)
 {
+	struct itm_app *app, *global = NULL;
+
+	lockdep_assert_held(&itm_lock);
+	list_for_each_entry(app, &itm_apps, node) {
+		if (strcmp(app->info->label, label))
+			continue;
+		if (app->netns == net)
+			return app;
+		if (!app->netns)
+			global = app;
+	}
+	return global;
+}
+
+/*
+ * Whether @label is taken for an application of @net (NULL: of every
+ * namespace).  An application of every namespace and one of the initial
+ * namespace share labels (the initial namespace's tools show both as
+ * one list); other namespaces have labels of their own, so that nothing
+ * registered in a container can take a label from the host.
+ */
+static bool itm_label_taken(const struct net *net, const char *label)
+{
+	const struct net *init = &init_net;
 	struct itm_app *app;
 
 	lockdep_assert_held(&itm_lock);
-	list_for_each_entry(app, &itm_apps, node)
-		if (!strcmp(app->info->label, label))
-			return app;
-	return NULL;
+	list_for_each_entry(app, &itm_apps, node) {
+		const struct net *other = app->netns;
+
+		if (strcmp(app->info->label, label))
+			continue;
+		if (other == net || (!other && net == init) ||
+		    (!net && other == init))
+			return true;
+	}
+	return false;
 }
 
 /**
@@ -231,9 +266,10 @@ static struct itm_app *itm_app_new(enum itm_hook where, struct itm_info *info)
 /**
  * itm_register_hook() - register an application at a hook point
  * @where: the hook point (enum itm_hook)
- * @info: the application; @info->label must be unique and not empty,
- *	@info->interest valid; @info->priority orders the applications
- *	at @where (lower first, ties in registration order)
+ * @info: the application; @info->label must be unique in @info->netns
+ *	(the initial namespace when NULL) and not empty, @info->interest
+ *	valid; @info->priority orders the applications at @where (lower
+ *	first, ties in registration order)
  *
  * The application starts enabled.  itm_mod copies what it needs of @info
  * and never writes it; @info must stay valid until itm_unregister_hook()
@@ -244,8 +280,8 @@ static struct itm_app *itm_app_new(enum itm_hook where, struct itm_info *info)
  *
  * Context: process context; may sleep.
  * Return: 0; -EINVAL for a bad hook, label or interest; -EEXIST when the
- * label is taken; -EBUSY when @info is already registered; -ENOMEM, or
- * netfilter's error.
+ * label is taken in the application's namespace; -EBUSY when @info is
+ * already registered; -ENOMEM, or netfilter's error.
  */
 int itm_register_hook(enum itm_hook where, struct itm_info *info)
 {
@@ -272,7 +308,7 @@ int itm_register_hook(enum itm_hook where, struct itm_info *info)
 		err = -EBUSY;
 		goto err_unlock;
 	}
-	if (itm_find_app(info->label)) {
+	if (itm_label_taken(info->netns, info->label)) {
 		err = -EEXIST;
 		goto err_unlock;
 	}

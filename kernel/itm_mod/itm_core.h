@@ -182,7 +182,7 @@ extern struct kmem_cache *itm_app_cache;
 extern struct itm_app itm_app_gone;
 
 /* apps.c */
-struct itm_app *itm_find_app(const char *label);
+struct itm_app *itm_find_app(const struct net *net, const char *label);
 void itm_app_stats_sum(const struct itm_app *app, struct itm_app_stats *sum);
 int itm_app_set_priority(struct itm_app *app, s32 priority);
 void itm_gc_init(struct itm_gc *gc);

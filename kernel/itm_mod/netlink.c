@@ -7,6 +7,7 @@
 #include <linux/module.h>
 #include <net/genetlink.h>
 #include <net/netlink.h>
+#include <net/sock.h>
 #include "itm_core.h"
 
 static const struct nla_policy itm_policy[ITM_A_MAX + 1] = {
@@ -111,7 +112,7 @@ static struct itm_app *itm_app_from_info(struct genl_info *info)
 		NL_SET_ERR_MSG(info->extack, "an application label is required");
 		return ERR_PTR(-EINVAL);
 	}
-	app = itm_find_app(nla_data(attr));
+	app = itm_find_app(genl_info_net(info), nla_data(attr));
 	if (!app) {
 		NL_SET_ERR_MSG_ATTR(info->extack, attr,
 				    "no application with this label");
@@ -143,15 +144,36 @@ static int itm_nl_app_get_doit(struct sk_buff *skb, struct genl_info *info)
 	return genlmsg_reply(msg, info);
 }
 
+/*
+ * What a dump shows: a namespace sees its own applications and those of
+ * every namespace (kernel modules, pid 0); only a caller with
+ * CAP_NET_ADMIN over the initial user namespace, itself in the initial
+ * network namespace, sees every namespace's (other containers' labels and
+ * pids are not another container's business).
+ */
+static bool itm_dump_shows(const struct net *net, const struct itm_app *app,
+			   bool all)
+{
+	const struct net *netns = app->netns;
+
+	return all || !netns || net_eq(netns, net);
+}
+
 static int itm_nl_app_get_dumpit(struct sk_buff *skb,
 				 struct netlink_callback *cb)
 {
 	long idx = 0, start = cb->args[0];
+	struct net *net = sock_net(skb->sk);
 	struct itm_app *app;
+	bool all;
 	int err = 0;
 
+	all = net_eq(net, &init_net) &&
+	      netlink_capable(cb->skb, CAP_NET_ADMIN);
 	mutex_lock(&itm_lock);
 	list_for_each_entry(app, &itm_apps, node) {
+		if (!itm_dump_shows(net, app, all))
+			continue;
 		if (idx++ < start)
 			continue;
 		err = itm_fill_app(skb, app, NETLINK_CB(cb->skb).portid,

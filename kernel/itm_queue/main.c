@@ -24,6 +24,7 @@
 #include <linux/string.h>
 #include <net/genetlink.h>
 #include <net/net_namespace.h>
+#include <net/netns/generic.h>
 #include "itm_queue.h"
 
 static unsigned int queue_base = ITMQ_QUEUE_DEFAULT_BASE;
@@ -32,12 +33,28 @@ MODULE_PARM_DESC(queue_base, "first nfqueue number assigned to applications (def
 
 static unsigned int queue_count = 1024;
 module_param(queue_count, uint, 0444);
-MODULE_PARM_DESC(queue_count, "how many queue numbers (and so applications) from queue_base");
+MODULE_PARM_DESC(queue_count, "how many queue numbers (and so applications) per network namespace");
 
 /* serialises the registrations; taken before itm_mod's own lock */
 static DEFINE_MUTEX(itmq_lock);
 static LIST_HEAD(itmq_regs);
-static DEFINE_IDA(itmq_ida);
+
+/*
+ * Queue numbers are per network namespace, as nfnetlink_queue's queues
+ * are: what one namespace takes, another still has.
+ */
+static unsigned int itmq_net_id __read_mostly;
+
+struct itmq_net {
+	struct ida queues;
+};
+
+static struct ida *itmq_queues(const struct net *net)
+{
+	struct itmq_net *qn = net_generic(net, itmq_net_id);
+
+	return &qn->queues;
+}
 
 static int itmq_class(enum itm_hook where, struct sk_buff *skb,
 		      const struct itm_ctx *ctx)
@@ -66,7 +83,7 @@ static bool itmq_label_valid(const char *label)
 
 static void itmq_free(struct itmq_reg *reg)
 {
-	ida_free(&itmq_ida, reg->info.queue_num);
+	ida_free(itmq_queues(reg->info.netns), reg->info.queue_num);
 	kfree(reg);
 }
 
@@ -79,9 +96,12 @@ static void itmq_free(struct itmq_reg *reg)
  * @pid: where to write the pid recorded for the application
  * @extack: for the error message
  *
+ * Labels and queue numbers are per network namespace: a registration in
+ * one namespace can neither take a label nor a queue number from another.
+ *
  * Context: process context (the registering process); sleeps.
- * Return: 0, -EINVAL (bad label or interest), -EEXIST (label taken),
- * -ENOSPC (no queue number left) or -ENOMEM.
+ * Return: 0, -EINVAL (bad label or interest), -EEXIST (label taken in
+ * @net), -ENOSPC (no queue number left in @net) or -ENOMEM.
  */
 int itmq_register(struct net *net, u32 portid, const struct itmq_request *req,
 		  u16 *queue_num, pid_t *pid, struct netlink_ext_ack *extack)
@@ -94,14 +114,16 @@ int itmq_register(struct net *net, u32 portid, const struct itmq_request *req,
 			       "label: letters, digits, '_', '.' and '-' only, not empty");
 		return -EINVAL;
 	}
-	reg = kzalloc(sizeof(*reg), GFP_KERNEL);
+	/* charged to the caller's memory cgroup: it may be in a container */
+	reg = kzalloc(sizeof(*reg), GFP_KERNEL_ACCOUNT);
 	if (!reg)
 		return -ENOMEM;
-	q = ida_alloc_range(&itmq_ida, queue_base, queue_base + queue_count - 1,
-			    GFP_KERNEL);
+	q = ida_alloc_range(itmq_queues(net), queue_base,
+			    queue_base + queue_count - 1, GFP_KERNEL_ACCOUNT);
 	if (q < 0) {
 		kfree(reg);
-		NL_SET_ERR_MSG(extack, "no free queue number (module parameter queue_count)");
+		NL_SET_ERR_MSG(extack,
+			       "no free queue number in this namespace (module parameter queue_count)");
 		return q;
 	}
 	strscpy(reg->info.label, req->label, sizeof(reg->info.label));
@@ -215,13 +237,23 @@ static struct notifier_block itmq_netlink_notifier = {
 	.notifier_call = itmq_netlink_event,
 };
 
+static int __net_init itmq_net_init(struct net *net)
+{
+	ida_init(itmq_queues(net));
+	return 0;
+}
+
 static void __net_exit itmq_net_exit(struct net *net)
 {
 	itmq_remove_owned(net, 0);
+	ida_destroy(itmq_queues(net));
 }
 
 static struct pernet_operations itmq_net_ops = {
+	.init = itmq_net_init,
 	.exit = itmq_net_exit,
+	.id = &itmq_net_id,
+	.size = sizeof(struct itmq_net),
 };
 
 static int __init itmq_init(void)
@@ -255,12 +287,13 @@ err_pernet:
 
 static void __exit itmq_exit(void)
 {
-	/* no new registration, then no socket event, then remove what is left */
+	/*
+	 * No new registration, then no socket event; the exit of every
+	 * namespace then removes what is left there.
+	 */
 	itmq_genl_exit();
 	netlink_unregister_notifier(&itmq_netlink_notifier);
 	unregister_pernet_subsys(&itmq_net_ops);
-	itmq_remove_owned(NULL, 0);
-	ida_destroy(&itmq_ida);
 }
 
 module_init(itmq_init);

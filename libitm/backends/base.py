@@ -1,15 +1,31 @@
-"""What every backend provides to :class:`libitm.loop.ItmLoop`."""
+"""What every backend provides to :class:`libitm.loop.ItmLoop`, and what it sees of it."""
 
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from ..dispatch import Dispatcher
 from ..hooks import Hook
 from ..info import ItmInfo
+from ..timers import TimerQueue
 
-if TYPE_CHECKING:
-    from ..loop import ItmLoop
+
+class LoopHost(Protocol):
+    """What a backend sees of the loop that runs it (the loop itself, without an
+    import of :mod:`libitm.loop`: the loop imports the backends, not the reverse)."""
+
+    strict: bool
+    dispatcher: Dispatcher
+    timers: TimerQueue
+
+    @property
+    def applications(self) -> list[ItmInfo]:
+        """The registered applications."""
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`ItmLoop.stop` was asked for."""
 
 
 class BackendUnavailable(RuntimeError):
@@ -19,15 +35,23 @@ class BackendUnavailable(RuntimeError):
 class Backend(abc.ABC):
     """A source of packets and a sink for verdicts.
 
-    ``live`` backends are driven by the loop (``fileno``/``process``); the
-    offline backend drives the loop itself through :meth:`run_offline`.
+    The loop calls :meth:`process` when a ``live`` backend's :meth:`fileno` is
+    readable, and a recorded one's (``live`` False: the offline backend)
+    :meth:`process` again and again until it is ``exhausted``.
     """
 
     name: str = "?"
     live: bool = True
+    #: a recorded source that has nothing more to give
+    exhausted: bool = False
+    #: the run failed (:meth:`abort`)
+    aborted: bool = False
+    #: this process only supervises workers: the loop runs no timers or readers
+    #: here, :meth:`process` restarts the workers that ended
+    supervises: bool = False
 
     @abc.abstractmethod
-    def start(self, loop: ItmLoop) -> None:
+    def start(self, loop: LoopHost) -> None:
         """Open sockets and install the registrations already known to ``loop``."""
 
     @abc.abstractmethod
@@ -46,9 +70,9 @@ class Backend(abc.ABC):
         """Handle every packet waiting now, without blocking; return how many."""
         return 0
 
-    def run_offline(self, loop: ItmLoop) -> None:
-        """Drive the loop from a recorded source (offline backends only)."""
-        raise BackendUnavailable(f"the {self.name} backend is live")
+    def abort(self) -> None:
+        """The run failed: :meth:`close` then throws away what is half written."""
+        self.aborted = True
 
     @abc.abstractmethod
     def now(self) -> float:

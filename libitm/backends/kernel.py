@@ -4,8 +4,8 @@ Each application is registered over itm_queue's generic netlink family
 (pyroute2, control path) and gets a queue number of its own; itm_mod matches
 its interest in the kernel, in priority order with the kernel applications
 at the hook, and queues the packets to that number.  The packets then travel
-over nfnetlink_queue with the nfqueue backend's receive machinery (one
-socket, drained per wakeup, verdicts batched), but:
+over nfnetlink_queue through a :class:`libitm.transport.QueueTransport` (one
+socket, drained per wakeup, verdicts batched), as in the nfqueue backend, but:
 
 * no xtables rule is installed;
 * each queue belongs to one application, so only that application runs on
@@ -16,8 +16,8 @@ socket, drained per wakeup, verdicts batched), but:
   accepted packets of its queue: packets leave in the order they arrived (as
   in the nfqueue backend; a dropped packet leaves nothing to keep in order).
 
-The packet loop is the nfqueue backend's (:meth:`NfqueueBackend._messages`),
-with this backend's :meth:`_route` from queue to application and NF_REPEAT.
+The packet loop is the transport's, with this backend's :meth:`_route` from
+queue to application and NF_REPEAT as its accept verdict.
 
 The registrations belong to the netlink socket that made them: when the
 process exits or is killed, the kernel removes them and traffic flows on.
@@ -29,22 +29,18 @@ import contextlib
 import errno
 import logging
 import os
+import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from .. import nfqueue_codec as nfq
 from ..control.client import ItmControlError, ItmNotLoaded
 from ..control.queue import NOT_LOADED, ItmQueueClient, KernelInterest, kernel_interest
-from ..dispatch import Dispatcher
+from ..dispatch import Dispatcher, Runner
 from ..epoch import bump
 from ..genl import family_id
 from ..hooks import Hook
 from ..info import ItmInfo
-from .base import BackendUnavailable
-from .nfqueue import FULL_COPY, NfqueueBackend
-
-if TYPE_CHECKING:
-    from ..loop import ItmLoop
+from ..transport import FULL_COPY, QueueTransport, TransportError
+from .base import Backend, BackendUnavailable, LoopHost
 
 log = logging.getLogger("libitm")
 
@@ -61,11 +57,10 @@ class _KernelApp:
     info: ItmInfo
     hook: Hook
     queue: int
-    exact: bool
     disp: Dispatcher
 
 
-class KernelBackend(NfqueueBackend):
+class KernelBackend(Backend):
     """Registers applications with itm_mod through itm_queue; packets over nfnetlink_queue.
 
     Options (as in the nfqueue backend): ``queue_maxlen``, ``copy_range``,
@@ -97,7 +92,11 @@ class KernelBackend(NfqueueBackend):
             raise BackendUnavailable(f"{NOT_LOADED}: {e}") from e
         if fid is None:
             raise BackendUnavailable(NOT_LOADED)
-        super().__init__(
+        self.copy_range = copy_range
+        #: accepted packets go back to itm_mod (NF_REPEAT), which runs the next application
+        self.transport = QueueTransport(
+            self._route,
+            NF_REPEAT,
             queue_maxlen=queue_maxlen,
             copy_range=copy_range,
             batch=batch,
@@ -105,6 +104,7 @@ class KernelBackend(NfqueueBackend):
             gso=gso,
             fail_open=True,
         )
+        self._closed = False
         self.family_id = fid
         self._client: ItmQueueClient | None = None
         self._strict = False
@@ -112,7 +112,7 @@ class KernelBackend(NfqueueBackend):
         self._queue_of: dict[int, int] = {}  # id(info) -> queue number
 
     # ------------------------------------------------------------ lifecycle
-    def start(self, loop: ItmLoop) -> None:
+    def start(self, loop: LoopHost) -> None:
         """Open the itm_queue socket, then the nfqueue socket, and register every app."""
         self._strict = loop.strict
         try:
@@ -122,9 +122,12 @@ class KernelBackend(NfqueueBackend):
         except ItmControlError as e:
             raise BackendUnavailable(f"itm_queue: {e}") from e
         try:
-            super().start(loop)
+            self.transport.open()
+            for info in loop.applications:
+                assert info.hook is not None
+                self.install(info.hook, info)
         except BaseException:
-            self._close_client()
+            self.close()
             raise
 
     def install(self, where: Hook, info: ItmInfo) -> None:
@@ -146,21 +149,22 @@ class KernelBackend(NfqueueBackend):
             ) from e
         q = reg.queue_num
         try:
-            err = self._config(nfq.config_cmd(q, nfq.NFQNL_CFG_CMD_BIND, seq=self._next_seq()))
+            err = self.transport.bind(q)
             if err:
                 raise BackendUnavailable(f"binding nfqueue {q} failed: {os.strerror(err)}")
-            rng = FULL_COPY if info.needs_payload else self.copy_range
-            self._configure_queue(q, rng)  # fail-open: fail_open=True in __init__
+            # whole packets or the headers; fail-open (the transport's fail_open)
+            self.transport.configure(q, FULL_COPY if info.needs_payload else self.copy_range)
+        except TransportError as e:
+            with contextlib.suppress(ItmControlError):
+                client.unregister(info.label)
+            raise BackendUnavailable(str(e)) from None
         except BaseException:
             with contextlib.suppress(ItmControlError):
                 client.unregister(info.label)
             raise
         disp = Dispatcher(strict=self._strict)
         disp.add(where, info)
-        self._qhook[q] = where
-        self._qcopy[q] = rng
-        self._ensure_receiver()  # recvmmsg slots big enough for this queue's copy range
-        self._apps[q] = _KernelApp(info, where, q, kin.exact, disp)
+        self._apps[q] = _KernelApp(info, where, q, disp)
         self._queue_of[id(info)] = q
         log.debug("%s registered at %s, queue %d", info.label, where.name, q)
 
@@ -179,6 +183,7 @@ class KernelBackend(NfqueueBackend):
         """Unregister every app, hand back the queued packets, unbind the queues, close."""
         if self._closed:
             return
+        self._closed = True
         for info_id in list(self._queue_of):
             q = self._queue_of.pop(info_id)
             app = self._apps.pop(q, None)
@@ -186,7 +191,7 @@ class KernelBackend(NfqueueBackend):
                 with contextlib.suppress(ItmControlError, OSError):
                     self._client.unregister(app.info.label)
         self._close_client()
-        super().close()
+        self.transport.close()
 
     def _close_client(self) -> None:
         if self._client is not None:
@@ -195,8 +200,8 @@ class KernelBackend(NfqueueBackend):
             self._client = None
 
     def counters(self) -> dict[str, int]:
-        """The nfqueue counters plus ``malformed`` packets seen by the apps."""
-        out = super().counters()
+        """The transport's counters plus ``malformed`` packets seen by the apps."""
+        out = self.transport.counters()
         out["malformed"] = sum(a.disp.malformed for a in self._apps.values())
         return out
 
@@ -205,14 +210,25 @@ class KernelBackend(NfqueueBackend):
         """The queue number itm_queue assigned to each registered application."""
         return {a.info.label: q for q, a in self._apps.items()}
 
-    # ------------------------------------------------------------ hot path
-    #: accepted packets go back to itm_mod, which runs the next application
-    _accept_verdict = NF_REPEAT
+    def now(self) -> float:
+        """Monotonic time."""
+        return time.monotonic()
 
-    def _route(self, q: int) -> tuple[Hook, list[ItmInfo], bool, Dispatcher] | None:
-        """Queue ``q`` belongs to one application: its hook, itself, whether itm_mod
-        matched its whole interest, its dispatcher (None: it left, hand back)."""
+    def fileno(self) -> int:
+        """The queue socket."""
+        if not self.transport.is_open:
+            raise BackendUnavailable("the kernel backend is not started")
+        return self.transport.fileno()
+
+    def process(self) -> int:
+        """Handle the packets waiting (:meth:`QueueTransport.process`)."""
+        return self.transport.process()
+
+    # ------------------------------------------------------------ hot path
+    def _route(self, q: int) -> tuple[Hook, Runner] | None:
+        """Queue ``q`` belongs to one application: its hook and its runner (None: it
+        left, hand back)."""
         app = self._apps.get(q)
         if app is None:
             return None
-        return app.hook, app.disp._by_hook[app.hook], app.exact, app.disp
+        return app.hook, app.disp.runner(app.hook)

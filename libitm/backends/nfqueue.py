@@ -1,117 +1,42 @@
 """The ``nfqueue`` backend: a stock kernel, xtables NFQUEUE rules, nfnetlink_queue.
 
-One netlink socket per loop; one queue per hook that has applications (the apps
-at a hook share it and are told apart in user space by their interest, in
-priority order). Per wakeup the backend drains the socket without blocking,
-runs the applications on each packet, and sends every verdict of the wakeup
-in one ``send``: the packets that were simply accepted are covered by a single
-NFQNL_MSG_VERDICT_BATCH per queue, drops and modified packets get their own
-NFQNL_MSG_VERDICT, placed before the batch.
+The capture is libitm's own rules (:mod:`libitm.xtables`): one chain per
+application, sending its interest to the queue of its hook (the apps at a hook
+share it and are told apart in user space by their interest, in priority
+order). The packets travel over a :class:`libitm.transport.QueueTransport`,
+whose route from queue to applications is this backend's. With ``workers``
+the rules spread over a range of queues and worker processes drain them
+(:mod:`libitm.backends.workers`).
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
 import errno
-import functools
 import logging
 import os
-import select
-import socket
-import struct
-import sys
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import Any, NoReturn
 
-from .. import nfqueue_codec as nfq
-from ..dispatch import ACCEPTED, DROPPED, MODIFIED, Dispatcher, class_of
-from ..epoch import EPOCH, bump
+from ..dispatch import Dispatcher, Runner
+from ..epoch import bump
 from ..hooks import Hook
 from ..info import ItmInfo
-from ..interest import Interest
-from ..interest_match import matcher
-from ..mmsg import MultiReceiver, open_receiver
 from ..owners import Owner, has_cap_net_admin, this_process
-from ..packet import Packet, PacketError
-from ..verdict import Verdict
+from ..transport import FULL_COPY, QueueTransport, TransportError
 from ..xtables import Xtables, XtablesError, chain_name
-from .base import Backend, BackendUnavailable, LabelInUse
-
-if TYPE_CHECKING:
-    from ..loop import ItmLoop
+from .base import Backend, BackendUnavailable, LabelInUse, LoopHost
+from .workers import MAX_WORKERS, WorkerPool
 
 log = logging.getLogger("libitm")
 
-FULL_COPY = 0xFFFF
-_RBUF_SIZE = 0x20000
-_SEND_FLUSH = 0x20000
-# recvmmsg slots: room for the copy range plus the attributes before the payload
-_SLOT_OVERHEAD = 1024
-_SLOTS = 128  # slots per recvmmsg for small copy ranges
-_SLOTS_LARGE = 64  # ... and for whole packets (slots of 65 KiB)
-# the part of a whole-packet slot in the receiver's dense area: a packet of an
-# ordinary MTU and its attributes (see MultiReceiver)
-_DENSE = 2048
-_FIRST: Final = [0]  # where the one datagram of a recv_into starts
-
-_MSG_PACKET: Final = nfq.MSG_PACKET
-_PAYLOAD: Final = nfq.NFQA_PAYLOAD
-_PACKET_HDR: Final = nfq.NFQA_PACKET_HDR
-_MARK: Final = nfq.NFQA_MARK
-_CAP_LEN: Final = nfq.NFQA_CAP_LEN
-_SKB_INFO: Final = nfq.NFQA_SKB_INFO
-_TIMESTAMP: Final = nfq.NFQA_TIMESTAMP
-_WANTED: Final = frozenset({_PACKET_HDR, _MARK, _CAP_LEN, _SKB_INFO, _TIMESTAMP})
-_CSUMNOTREADY: Final = nfq.NFQA_SKB_CSUMNOTREADY
-_NF_DROP: Final = nfq.NF_DROP
-_TS: Final = struct.Struct(">qq")
-_V_ACCEPT: Final = Verdict.ACCEPT
-_V_DROP: Final = Verdict.DROP
-_PAD: Final = (b"", b"\0\0\0", b"\0\0", b"\0")
-_LITTLE: Final = sys.byteorder == "little"
-
-# a receive buffer and its views: bytes, memoryview, native 32-bit and 16-bit words
-_Views = tuple[bytearray, memoryview, memoryview, memoryview]
-
-
-_SO_MEMINFO: Final = 55
-_SK_MEMINFO_DROPS: Final = 8
-
-
-def socket_drops(sock: socket.socket) -> int:
-    """The socket's drop count (SK_MEMINFO_DROPS of SO_MEMINFO; 0 if unavailable)."""
-    try:
-        raw = sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, 4 * (_SK_MEMINFO_DROPS + 1))
-    except (OSError, AttributeError):
-        return 0
-    if len(raw) < 4 * (_SK_MEMINFO_DROPS + 1):
-        return 0
-    return int(struct.unpack_from("=I", raw, 4 * _SK_MEMINFO_DROPS)[0])
-
-
-@functools.lru_cache(maxsize=64)
-def _fast_layout(sig_len: int) -> struct.Struct:
-    """A packet message laid out as the last one walked, whose attributes between
-    NFQA_PACKET_HDR and NFQA_PAYLOAD took ``sig_len`` bytes: (nlmsg_len,
-    nlmsg_type | nlmsg_flags << 16, res_id (the queue, network order),
-    NFQA_PACKET_HDR's attribute header, packet id (network order), the
-    ``sig_len`` attribute bytes, NFQA_PAYLOAD's attribute header), native
-    little-endian words as in :meth:`NfqueueBackend._messages`."""
-    return struct.Struct(f"<II10xHII4x{sig_len}sI")
+__all__ = ["FULL_COPY", "NfqueueBackend", "choose_queues"]
 
 
 def choose_queues(base: int, used: set[int], mine: set[int], span: int = 256) -> list[int]:
     """The queue numbers to try, in order: from ``base`` on (``span`` of them, at most
     65535), leaving out those a rule names (``used``) and those this process holds."""
     return [q for q in range(base, min(base + span, 65536)) if q not in used and q not in mine]
-
-
-def _word_views(buf: bytearray) -> tuple[memoryview, memoryview]:
-    """``buf`` as native 32-bit and 16-bit words (its length is a multiple of 4)."""
-    mv = memoryview(buf)
-    return mv.cast("I"), mv.cast("H")
 
 
 class NfqueueBackend(Backend):
@@ -125,7 +50,12 @@ class NfqueueBackend(Backend):
     ``gso`` (set NFQA_CFG_F_GSO: the kernel hands over unsegmented packets whose
     checksum may be unfinished; libitm then recomputes it when it modifies one),
     ``fail_open`` (default True: a full queue accepts instead of dropping),
-    ``use_recvmmsg`` (default True: read many packets per system call).
+    ``use_recvmmsg`` (default True: read many packets per system call),
+    ``workers`` (default 1: this process drains one queue per hook; N > 1: N
+    forked worker processes, each with its own queue of a balanced range, see
+    :mod:`libitm.backends.workers`), ``fanout`` (with workers: spread by the CPU
+    that handles the packet, ``--queue-cpu-fanout``, instead of by the hash of
+    its addresses).
     """
 
     name = "nfqueue"
@@ -143,6 +73,8 @@ class NfqueueBackend(Backend):
         gso: bool = False,
         fail_open: bool = True,
         use_recvmmsg: bool = True,
+        workers: int = 1,
+        fanout: bool = False,
         **unused: object,
     ) -> None:
         """See the class docstring for the options."""
@@ -150,83 +82,46 @@ class NfqueueBackend(Backend):
             raise TypeError(f"unknown nfqueue backend options: {', '.join(sorted(unused))}")
         if not 0 <= queue_base <= 65535:
             raise ValueError("queue_base must be in 0..65535")
-        if not 20 <= copy_range <= FULL_COPY:
-            raise ValueError("copy_range must be in 20..65535")
+        if not 1 <= workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be in 1..{MAX_WORKERS}")
         self.queue_base = queue_base
-        self.queue_maxlen = queue_maxlen
         self.copy_range = copy_range
-        self.batch = max(1, batch)
-        self.rcvbuf = rcvbuf
-        self.gso = gso
-        self.fail_open = fail_open
+        self.workers = workers
+        self.fanout = fanout
+        #: the queue socket, whose packets this backend routes (:meth:`_route`)
+        self.transport = QueueTransport(
+            self._route,
+            queue_maxlen=queue_maxlen,
+            copy_range=copy_range,
+            batch=batch,
+            rcvbuf=rcvbuf,
+            gso=gso,
+            fail_open=fail_open,
+            use_recvmmsg=use_recvmmsg,
+        )
+        #: with workers: the pool (the supervisor's, or the one this worker came from)
+        self._pool: WorkerPool | None = None
+        #: in a worker: its index (None: the supervisor, or no workers)
+        self._worker: int | None = None
         self.xt = Xtables(iptables=iptables, ip6tables=ip6tables)
-        self._sock: socket.socket | None = None
-        self._rbuf = bytearray(_RBUF_SIZE)
-        self._rmv = memoryview(self._rbuf)
-        self._rbuf_views: _Views = (self._rbuf, self._rmv, *_word_views(self._rbuf))
-        self.use_recvmmsg = use_recvmmsg
-        self._rx: MultiReceiver | None = None
-        self._rx_views: _Views | None = None
-        # the attribute bytes between NFQA_PACKET_HDR and NFQA_PAYLOAD of the last
-        # packet walked, and the values read from them (mark, cap_len, skb_info, ts)
-        self._sig: bytes | None = None
-        self._sig_vals: tuple[int, int, int, float | None] = (0, 0, 0, None)
-        self._sig_hdr = -1  # the NFQA_PACKET_HDR attribute header word before them
-        self._out = bytearray()
         self._queues: dict[Hook, int] = {}
         self._qhook: dict[int, Hook] = {}
-        self._qcopy: dict[int, int] = {}
         self._installed: dict[int, tuple[ItmInfo, str, tuple[int, ...]]] = {}
         self._families: set[int] = set()  # the families libitm put rules in
         self._disp: Dispatcher | None = None
-        # hooks where an app left while running: packets queued by its rules may
-        # still arrive, so the interest is always checked again in Python there
-        self._changed: set[Hook] = set()
-        self._seq = 0
+        self._host: LoopHost | None = None
         self._closed = False
-        self._socket_drops = 0  # the socket's drop count when last read (kept after close)
-        # (views, n, starts, lengths, datagram, offset): received, not yet handled
-        self._leftover: tuple[_Views, int, list[int], list[int], int, int] | None = None
-        self.c = {
-            "packets": 0,
-            "accepted": 0,
-            "dropped": 0,
-            "modified": 0,
-            "verdict_msgs": 0,
-            "batch_msgs": 0,
-            "sends": 0,
-            "recvs": 0,
-            "enobufs": 0,
-            "netlink_errors": 0,
-            "bad_messages": 0,
-        }
 
-    # ------------------------------------------------------------ lifecycle
-    def start(self, loop: ItmLoop) -> None:
-        """Open the socket, bind a queue per hook, install the rules."""
+    def start(self, loop: LoopHost) -> None:
+        """Open the socket, bind a queue per hook, install the rules (with workers:
+        choose a range of queues per hook, install the rules, fork the workers)."""
         self._disp = loop.dispatcher
+        self._host = loop
         if os.geteuid() != 0 or not has_cap_net_admin():
             raise BackendUnavailable(
                 "the nfqueue backend needs root (CAP_NET_ADMIN) for nfnetlink_queue and iptables"
             )
-        s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, nfq.NETLINK_NETFILTER)
-        self._sock = s
-        s.bind((0, 0))
-        rcv = self.rcvbuf or min(64 << 20, max(4 << 20, self.queue_maxlen * 2560))
-        for opt, size in ((nfq.SO_RCVBUFFORCE, rcv), (nfq.SO_SNDBUFFORCE, 4 << 20)):
-            try:
-                s.setsockopt(socket.SOL_SOCKET, opt, size)
-            except OSError:
-                s.setsockopt(
-                    socket.SOL_SOCKET,
-                    socket.SO_RCVBUF if opt == nfq.SO_RCVBUFFORCE else socket.SO_SNDBUF,
-                    size,
-                )
-        try:
-            s.setsockopt(nfq.SOL_NETLINK, nfq.NETLINK_NO_ENOBUFS, 1)
-        except OSError:
-            log.warning("NETLINK_NO_ENOBUFS not available; ENOBUFS will be counted")
-        s.setblocking(False)
+        self.transport.open()
         atexit.register(self.close)
         try:
             for info in loop.applications:
@@ -235,6 +130,29 @@ class NfqueueBackend(Backend):
         except BaseException:
             self.close()
             raise
+        if self.workers > 1:
+            # the supervisor holds the rules; each worker binds its own queues
+            self.transport.close()
+            self._pool = WorkerPool(self.workers, self._become_worker)
+            self.supervises = True
+            self._pool.start()  # a worker returns from here as that worker
+
+    def _become_worker(self, index: int) -> None:
+        """In a freshly forked worker: bind queue ``base + index`` of each hook's range."""
+        self._worker = index
+        self.supervises = False
+        ranges = dict(self._queues)
+        self._queues.clear()
+        self._qhook.clear()
+        self.transport.open()
+        for hook, base in ranges.items():
+            q = base + index
+            err = self.transport.bind(q)
+            if err:
+                raise BackendUnavailable(f"worker {index}: binding nfqueue {q}: {os.strerror(err)}")
+            self._queues[hook] = q
+            self._qhook[q] = hook
+            self._update_copy(hook)
 
     def install(self, where: Hook, info: ItmInfo) -> None:
         """Bind the hook's queue if needed, then create the app's chain.
@@ -242,11 +160,18 @@ class NfqueueBackend(Backend):
         A chain of the same label whose owner is dead (or not recorded) is
         removed first; one whose owner lives raises :class:`LabelInUse`.
         """
+        if self.workers > 1 and (self._pool is not None or self._worker is not None):
+            raise BackendUnavailable(
+                "with workers, register every application before the loop starts"
+            )
         chain = chain_name(info.label)
         families = info.interest.families()
         self._claim_label(chain, info.label, families)
-        q = self._queue_for(where)
-        self._update_copy(where)
+        if self.workers > 1:
+            q = self._range_for(where)
+        else:
+            q = self._queue_for(where)
+            self._update_copy(where)
         owner = this_process(info.label)
         done: list[int] = []
         try:
@@ -254,7 +179,9 @@ class NfqueueBackend(Backend):
                 self.xt.note_table(fam)
                 done.append(fam)
                 try:
-                    self.xt.install(fam, chain, where, info.interest, q, owner)
+                    self.xt.install(
+                        fam, chain, where, info.interest, q, owner, self.workers, self.fanout
+                    )
                 except XtablesError:
                     holder = self._holder(fam, chain)
                     if holder is not None:
@@ -333,9 +260,7 @@ class NfqueueBackend(Backend):
         if entry is None:
             return
         info, chain, families = entry
-        if info.hook is not None:
-            self._changed.add(info.hook)
-            bump()
+        bump()  # the packet loop may hold a runner with this application
         for fam in families:
             self.xt.remove_chain(fam, chain, this_process(info.label))
 
@@ -345,6 +270,8 @@ class NfqueueBackend(Backend):
             return
         self._closed = True
         atexit.unregister(self.close)
+        if self._worker is not None:
+            self._close_worker()
         errors: list[str] = []
         for info, chain, families in list(self._installed.values()):
             for fam in families:
@@ -353,23 +280,12 @@ class NfqueueBackend(Backend):
                 except Exception as e:
                     errors.append(f"{chain}: {e}")
             self._installed.pop(id(info), None)
-        s = self._sock
-        if s is not None:
-            try:
-                self._drain_after_rules_removed()
-            except Exception as e:
-                errors.append(f"draining the queue: {e}")
-            finally:
-                for q in list(self._qhook):
-                    with contextlib.suppress(OSError):
-                        s.send(nfq.config_cmd(q, nfq.NFQNL_CFG_CMD_UNBIND, ack=False))
-                self._socket_drops = socket_drops(s)
-                s.close()
-                self._sock = None
-                if self._rx is not None:
-                    self._rx_views = None
-                    self._rx.close()
-                    self._rx = None
+        try:
+            self.transport.close()
+        except Exception as e:
+            errors.append(f"draining the queue: {e}")
+        if self._pool is not None:  # the rules are gone: the workers drain and end
+            self._merge(self._pool.stop())
         for fam in sorted(self._families):
             try:
                 self.xt.drop_table_if_ours(fam)
@@ -378,43 +294,68 @@ class NfqueueBackend(Backend):
         if errors:
             raise XtablesError("cleanup failed: " + "; ".join(errors))
 
-    def _drain_after_rules_removed(self) -> None:
-        quiet_until = time.monotonic() + 0.02
-        hard_end = time.monotonic() + 1.0
-        while time.monotonic() < hard_end:
-            if self.process():
-                quiet_until = time.monotonic() + 0.02
-            elif time.monotonic() >= quiet_until:
-                break
-            else:
-                time.sleep(0.002)
+    def _close_worker(self) -> NoReturn:
+        """A worker ends: its queue handed back and closed, its counts reported to
+        the supervisor (which owns the rules), then the process exits."""
+        code = 1 if self.aborted else 0
+        try:
+            self.transport.close()
+        except Exception as e:
+            log.error("worker %s: closing its queue: %s", self._worker, e)
+            code = 1
+        if self._pool is not None and self._host is not None:
+            self._pool.report(
+                {
+                    "apps": {i.label: i.counters.as_dict() for i in self._host.applications},
+                    "backend": self.counters(),
+                }
+            )
+        logging.shutdown()
+        os._exit(code)
+
+    def _merge(self, reports: list[dict[str, Any]]) -> None:
+        """Add the workers' reports to this process's counters."""
+        infos = {i.label: i for i in self._host.applications} if self._host else {}
+        for r in reports:
+            for label, counts in r.get("apps", {}).items():
+                info = infos.get(label)
+                if info is None:
+                    continue
+                c = info.counters
+                c.packets += counts.get("packets", 0)
+                c.classified += counts.get("classified", 0)
+                c.dropped += counts.get("dropped", 0)
+                c.modified += counts.get("modified", 0)
+                c.errors += counts.get("errors", 0)
+            self.transport.add_counts(r.get("backend", {}))
 
     def now(self) -> float:
         """Monotonic time."""
         return time.monotonic()
 
     def fileno(self) -> int:
-        """The netlink socket."""
-        if self._sock is None:
+        """The queue socket (the supervisor of workers: readable when one ended)."""
+        if self.supervises and self._pool is not None:
+            return self._pool.fileno()
+        if not self.transport.is_open:
             raise BackendUnavailable("the nfqueue backend is not started")
-        return self._sock.fileno()
+        return self.transport.fileno()
+
+    def process(self) -> int:
+        """Handle the packets waiting (the supervisor of workers: restart the
+        workers that ended; a restarted worker returns from here as that worker)."""
+        if self.supervises and self._pool is not None:
+            self._pool.reap()
+            return 0
+        return self.transport.process()
 
     def counters(self) -> dict[str, int]:
-        """packets, verdicts, messages, sends, ENOBUFS, netlink errors, socket drops.
-
-        ``socket_drops`` is the kernel's count of messages the netlink socket
-        could not take (its receive buffer was full: the overflows ENOBUFS
-        reports, which NETLINK_NO_ENOBUFS silences), read with SO_MEMINFO.
-        """
-        c = dict(self.c)
-        if self._sock is not None:
-            self._socket_drops = socket_drops(self._sock)
-        c["socket_drops"] = self._socket_drops
-        return c
+        """The transport's counters (:meth:`QueueTransport.counters`)."""
+        return self.transport.counters()
 
     @property
     def queues(self) -> dict[Hook, int]:
-        """The queue number bound for each hook."""
+        """The queue number bound for each hook (with workers: the first of its range)."""
         return dict(self._queues)
 
     # ------------------------------------------------------------- queues
@@ -434,10 +375,10 @@ class NfqueueBackend(Backend):
         used = self._queues_in_use()
         last = 0
         for q in choose_queues(self.queue_base, used, set(self._qhook)):
-            err = self._config(nfq.config_cmd(q, nfq.NFQNL_CFG_CMD_BIND, seq=self._next_seq()))
+            err = self.transport.bind(q)
             if err == 0 and q in self._queues_in_use():
                 # a rule for it appeared meanwhile (a process that bound it and died)
-                self._unbind(q)
+                self.transport.unbind(q)
                 continue
             if err == 0:
                 self._queues[where] = q
@@ -453,714 +394,60 @@ class NfqueueBackend(Backend):
             + (os.strerror(last) if last else "every number is in use")
         )
 
-    def _unbind(self, q: int) -> None:
-        s = self._sock
-        if s is not None:
-            with contextlib.suppress(OSError):
-                s.send(nfq.config_cmd(q, nfq.NFQNL_CFG_CMD_UNBIND, ack=False))
+    def _range_for(self, where: Hook) -> int:
+        """The first of ``workers`` consecutive queue numbers for ``where`` (the
+        supervisor's): none named by a rule or bound by another socket (each is
+        bound once to find out, then let go for the worker that will bind it)."""
+        base = self._queues.get(where)
+        if base is not None:
+            return base
+        n = self.workers
+        self._reap()
+        used = self._queues_in_use()
+        for b in self._queues.values():
+            used.update(range(b, b + n))
+        free = set(choose_queues(self.queue_base, used, set(), span=1024))
+        for first in sorted(free):
+            span = range(first, first + n)
+            if all(q in free for q in span) and self._all_bindable(span):
+                self._queues[where] = first
+                return first
+        raise BackendUnavailable(
+            f"could not find {n} free consecutive nfqueue numbers from {self.queue_base}"
+        )
+
+    def _all_bindable(self, queues: range) -> bool:
+        """Bind every queue of ``queues`` and let it go again; False if one is taken."""
+        bound: list[int] = []
+        try:
+            for q in queues:
+                err = self.transport.bind(q)
+                if err:
+                    return False
+                bound.append(q)
+            return True
+        finally:
+            for q in bound:
+                self.transport.unbind(q)
 
     def _update_copy(self, where: Hook) -> None:
         q = self._queues[where]
         assert self._disp is not None
         full = any(i.needs_payload for i in self._disp.apps(where))
         rng = FULL_COPY if full else self.copy_range
-        if self._qcopy.get(q) == rng:
+        if self.transport.bound.get(q) == rng:
             return
-        self._configure_queue(q, rng)
-        self._qcopy[q] = rng
-        self._ensure_receiver()
-
-    def _configure_queue(self, q: int, rng: int) -> None:
-        """Set queue ``q``'s copy range, length and flags (fail-open, GSO) from the options."""
-        flags = (nfq.NFQA_CFG_F_FAIL_OPEN if self.fail_open else 0) | (
-            nfq.NFQA_CFG_F_GSO if self.gso else 0
-        )
-        err = self._config(
-            nfq.config_params(
-                q,
-                copy_mode=nfq.NFQNL_COPY_PACKET,
-                copy_range=rng,
-                maxlen=self.queue_maxlen,
-                flags=flags,
-                mask=nfq.NFQA_CFG_F_FAIL_OPEN | nfq.NFQA_CFG_F_GSO,
-                seq=self._next_seq(),
-            )
-        )
-        if err:
-            raise BackendUnavailable(f"configuring nfqueue {q} failed: {os.strerror(err)}")
-
-    def _next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
-
-    def _config(self, msg: bytes) -> int:
-        """Send a config request and wait for its ack; packets meanwhile are handled."""
-        s = self._sock
-        assert s is not None
-        seq = nfq.NLMSGHDR.unpack_from(msg, 0)[3]
-        s.send(msg)
-        end = time.monotonic() + 2.0
-        while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                raise BackendUnavailable("nfnetlink_queue did not answer a config request")
-            r, _, _ = select.select([s], [], [], left)
-            if not r:
-                continue
-            try:
-                n = s.recv_into(self._rbuf)
-            except BlockingIOError:
-                continue
-            out = bytearray()
-            pending: dict[int, int] = {}
-            result: int | None = None
-            for mtype, _, off, length in nfq.messages(self._rbuf, n):
-                if mtype == nfq.NLMSG_ERROR:
-                    err, eseq = nfq.decode_error(self._rbuf, off, length)
-                    if eseq == seq:
-                        result = err
-                elif mtype == nfq.MSG_PACKET:
-                    self._packet(off, length, pending, out)
-            self._flush(out, pending)
-            if result is not None:
-                return result
+        try:
+            self.transport.configure(q, rng)
+        except TransportError as e:
+            raise BackendUnavailable(str(e)) from None
 
     # ------------------------------------------------------------ hot path
-    #: the verdict of a plainly accepted packet
-    _accept_verdict = nfq.NF_ACCEPT
-
-    def _route(self, q: int) -> tuple[Hook, list[ItmInfo], bool, Dispatcher] | None:
-        """Who handles queue ``q``'s packets: the hook, its applications in order,
-        whether the kernel rules already matched their interest, and the dispatcher
-        (None: nobody, accept)."""
+    def _route(self, q: int) -> tuple[Hook, Runner] | None:
+        """Who handles queue ``q``'s packets: the hook and the runner of its
+        applications (:meth:`Dispatcher.runner`; None: nobody, accept)."""
         hook = self._qhook.get(q)
         disp = self._disp
         if hook is None or disp is None:
             return None
-        return hook, disp._by_hook[hook], hook not in self._changed, disp
-
-    def _ensure_receiver(self) -> None:
-        """(Re)create the recvmmsg slots when the largest copy range needs bigger ones."""
-        s = self._sock
-        if s is None or not self.use_recvmmsg or not isinstance(s, socket.socket):
-            return
-        need = max(self._qcopy.values(), default=self.copy_range) + _SLOT_OVERHEAD
-        rx = self._rx
-        if rx is not None and rx.slot_size >= need:
-            return
-        slots = max(1, min(self.batch, _SLOTS if need <= 4096 else _SLOTS_LARGE))
-        new = open_receiver(s, slots, need, _DENSE if need > 4096 else None)
-        if new is None:
-            if rx is None:
-                log.info("recvmmsg not available; reading one message per recv")
-            return
-        if rx is not None:
-            self._rx_views = None
-            rx.close()
-        self._rx = new
-        self._rx_views = (new.buf, memoryview(new.buf), *_word_views(new.buf))
-
-    def process(self) -> int:
-        """Drain waiting packets (at most ``batch``), then send all verdicts at once."""
-        s = self._sock
-        if s is None:
-            return 0
-        out = self._out
-        out.clear()
-        # per queue, the id of the last plainly accepted packet, in network byte
-        # order as in its message (one NFQNL_MSG_VERDICT_BATCH each at the end)
-        pending: dict[int, int] = {}
-        handled = 0
-        c = self.c
-        rx = self._rx
-        views = self._rx_views
-        try:
-            lo = self._leftover
-            if lo is not None:
-                self._leftover = None
-                lviews, ln, lstarts, llengths, li, lpos = lo
-                handled += self._messages(lviews, ln, lstarts, llengths, pending, out, li, lpos)
-            if rx is not None and views is not None:
-                while handled < self.batch:
-                    try:
-                        n = rx.recv(self.batch - handled)
-                    except OSError as e:
-                        if e.errno == errno.ENOBUFS:
-                            c["enobufs"] += 1
-                            continue
-                        raise
-                    if n == 0:
-                        break
-                    c["recvs"] += 1
-                    lens = rx.lengths(n)
-                    handled += self._messages(views, n, rx.starts(lens), lens, pending, out)
-                    if len(out) > _SEND_FLUSH:
-                        self._send(out)
-                        out.clear()
-            else:
-                recv_into = s.recv_into
-                buf = self._rbuf
-                rviews = self._rbuf_views
-                while handled < self.batch:
-                    try:
-                        n = recv_into(buf)
-                    except BlockingIOError:
-                        break
-                    except InterruptedError:
-                        continue
-                    except OSError as e:
-                        if e.errno == errno.ENOBUFS:
-                            c["enobufs"] += 1
-                            continue
-                        raise
-                    c["recvs"] += 1
-                    handled += self._messages(rviews, 1, _FIRST, [n], pending, out)
-                    if len(out) > _SEND_FLUSH:
-                        self._send(out)
-                        out.clear()
-        finally:
-            self._flush(out, pending)
-        return handled
-
-    def _messages(
-        self,
-        views: _Views,
-        n: int,
-        starts: list[int],
-        lengths: list[int],
-        pending: dict[int, int],
-        out: bytearray,
-        first: int = 0,
-        first_pos: int = -1,
-    ) -> int:
-        """Handle every netlink message in the ``n`` datagrams at ``starts[i]``.
-
-        (From datagram ``first``, at offset ``first_pos`` in it when given: the
-        rest of a batch that an exception interrupted, see ``_leftover``.)
-
-        The packet path of the backend, in two lanes:
-
-        * the fast lane takes a datagram holding one packet message of the
-          same queue as the previous packet, laid out as the previous one
-          (NFQA_PACKET_HDR first, the same attribute bytes up to NFQA_PAYLOAD:
-          interfaces, mark, ...), nothing reconfigured since (:mod:`libitm.epoch`),
-          for a queue whose only application has at most ``class_func`` and
-          ``process_func``: one struct unpack reads the header, the application's
-          callbacks run inline on one reused :class:`Packet` (its counters kept
-          in locals until the batch ends), a plainly accepted packet only updates
-          ``pending`` and a modified one gets its verdict packed at once;
-        * the general lane takes everything else, message by message: header
-          fields read as native words, the attributes walked when their bytes
-          change (then remembered for the fast lane), the applications run by
-          the dispatcher.
-
-        Packets that need their own verdict otherwise (dropped, mark changed)
-        go through :meth:`_answer`. Returns how many packet messages were handled.
-        """
-        if not _LITTLE:
-            return self._messages_portable(
-                views, n, starts, lengths, pending, out, first, first_pos
-            )
-        buf, rmv, m32, m16 = views
-        c = self.c
-        route = self._route
-        answer = self._answer
-        acc = self._accept_verdict
-        acc_raw = socket.htonl(acc)  # as it reads natively in a message
-        pack_verdict = nfq.VERDICT_PAYLOAD_RAW.pack
-        v_head = nfq.VERDICT_RAW_HEAD
-        v_attr = nfq.verdict_raw_attr(acc_raw)
-        ntohl = socket.ntohl
-        startswith = buf.startswith
-        coerce = Verdict.coerce
-        epoch = EPOCH
-        sig, sig_vals, sig_hdr = self._sig, self._sig_vals, self._sig_hdr
-        sig_end = 32 + len(sig) if sig is not None else 0
-        sig_w = sig_end >> 2
-        sig_min = sig_end + 4
-        sig_unpack = _fast_layout(len(sig)).unpack_from if sig is not None else None
-        mark, cap, info, ts = sig_vals
-        # where the current queue's packets go (see _route), as of seen_epoch
-        q = 0
-        cur_q_raw = -1
-        seen_epoch = -1
-        hook = Hook.IP_IN
-        apps: list[ItmInfo] = []
-        prefiltered = True
-        disp = Dispatcher()
-        failed = disp._failed
-        # the fast lane's application and its callbacks, its counters, the packet
-        app: ItmInfo | None = None
-        cf: Callable[[Hook, Packet], object] | None = None
-        pf: Callable[[Hook, int, Packet], object] | None = None
-        im: Callable[[Packet], bool] = Interest().matches
-        f_packets = f_classified = f_dropped = f_modified = f_failed = 0
-        rp = Packet.from_view(rmv[0:0], 0, 0, hook, None, False)
-        rp_meta = False  # rp's fields other than the bytes are this packet's
-        stage = "class_func"
-        handled = packets = dropped = modified = verdicts = nfast = 0
-        resume = first if first_pos >= 0 else -1
-        i = first
-        pos = length = 0
-        answered = completed = False
-        try:
-            while i < n:
-                if app is not None and sig_unpack is not None and i != resume:
-                    # ------------------------------------------------ fast lane
-                    while i < n:
-                        pos = starts[i]
-                        try:
-                            length, tf, q_raw, ha, pid_raw, sg, pa = sig_unpack(buf, pos)
-                        except struct.error:  # a datagram shorter than the layout
-                            break
-                        plen = (pa & 0xFFFF) - 4
-                        if (
-                            tf != _MSG_PACKET
-                            or q_raw != cur_q_raw
-                            or length != lengths[i]
-                            or sg != sig
-                            or ha != sig_hdr
-                            or pa >> 16 != _PAYLOAD
-                            or plen < 0
-                            or sig_min + plen > length
-                            or epoch[0] != seen_epoch
-                        ):
-                            break
-                        nfast += 1
-                        pkt = rp
-                        pkt._buf = mv = rmv[pos + sig_min : pos + sig_min + plen]
-                        pkt._len = plen
-                        pkt.orig_len = cap if cap > plen else plen
-                        pkt._layout = None
-                        if not rp_meta:
-                            pkt._mark = pkt._orig_mark = mark
-                            pkt.hook = hook
-                            pkt.timestamp = ts
-                            pkt.csum_not_ready = (info & _CSUMNOTREADY) != 0
-                            pkt.modified = pkt.mark_changed = False
-                            pkt._orig = None
-                            rp_meta = True
-                        # the interest, whatever rules queued the packet
-                        try:
-                            wanted = im(pkt)
-                        except PacketError:
-                            disp.malformed += 1
-                            wanted = False
-                        if not wanted:
-                            pending[q] = pid_raw
-                            i += 1
-                            continue
-                        # Dispatcher.run_solo, inline
-                        f_packets += 1
-                        r = ACCEPTED
-                        try:
-                            stage = "class_func"
-                            cls = 0 if cf is None else cf(hook, pkt)
-                            if cls.__class__ is not int:
-                                cls = class_of(cls)
-                            if cls != 0:
-                                f_classified += 1
-                                if pf is not None:
-                                    stage = "process_func"
-                                    v = pf(hook, cls, pkt)
-                                    if (
-                                        v is not None
-                                        and v is not _V_ACCEPT
-                                        and (v is _V_DROP or coerce(v) == _V_DROP)
-                                    ):
-                                        r = DROPPED
-                                        f_dropped += 1
-                                        pkt.restore()
-                            if r != DROPPED and pkt.modified:
-                                f_modified += 1
-                                r = MODIFIED
-                                if pkt.csum_not_ready:
-                                    stage = ""
-                                    pkt.finalize()
-                        except Exception as e:
-                            r = ACCEPTED
-                            if not stage:
-                                log.error(
-                                    "cannot finalize modified packet, accepting it unchanged: %s",
-                                    e,
-                                )
-                                pkt.restore()
-                            else:
-                                assert app is not None
-                                f_failed += 1  # failed() counts it accepted
-                                try:
-                                    failed(app, pkt, stage, e)
-                                except BaseException:
-                                    nfq.append_verdict(out, q, ntohl(pid_raw), acc)
-                                    verdicts += 1
-                                    answered = True
-                                    raise
-                        except BaseException:
-                            f_failed += 1
-                            pkt.restore()
-                            nfq.append_verdict(out, q, ntohl(pid_raw), acc)
-                            verdicts += 1
-                            answered = True
-                            raise
-                        if pkt.mark_changed or r == DROPPED:
-                            dropped += answer(out, pending, q, pid_raw, r, pkt, mv)
-                            rp_meta = False
-                        elif r == ACCEPTED:
-                            pending[q] = pid_raw
-                        else:
-                            if pending:
-                                self._release(out, pending, q)
-                            out += pack_verdict(
-                                36 + plen, v_head, q_raw, v_attr, pid_raw, 4 + plen, _PAYLOAD
-                            )
-                            out += mv
-                            if plen & 3:
-                                out += _PAD[plen & 3]
-                            pkt.modified = False
-                            pkt._orig = None
-                            if info & _CSUMNOTREADY:
-                                rp_meta = False  # finalize() cleared csum_not_ready
-                            verdicts += 1
-                            modified += 1
-                            if len(out) > _SEND_FLUSH:
-                                self._send(out)
-                                out.clear()
-                        i += 1
-                    if i >= n:
-                        break
-                # ------------------------------------------------- general lane
-                pos = starts[i]
-                end = pos + lengths[i]
-                if i == resume:
-                    pos = first_pos
-                while pos + 16 <= end:
-                    p = pos >> 2  # word index: every message starts 4-aligned
-                    length = m32[p]
-                    mtype = m16[p + p + 2]
-                    if length < 16 or pos + length > end:
-                        c["bad_messages"] += 1
-                        break
-                    if mtype != _MSG_PACKET:
-                        if mtype == nfq.NLMSG_ERROR:
-                            err, _ = nfq.decode_error(buf, pos, length)
-                            if err:
-                                c["netlink_errors"] += 1
-                                if c["netlink_errors"] <= 10:
-                                    log.warning("nfnetlink_queue error: %s", os.strerror(err))
-                        pos += (length + 3) & ~3
-                        continue
-                    handled += 1
-                    mend = pos + length
-                    poff = -1
-                    # the common case: NFQA_PACKET_HDR first, then the same attribute
-                    # bytes as the previous packet, then NFQA_PAYLOAD
-                    if (
-                        sig is not None
-                        and length >= sig_min
-                        and m32[p + 5] == sig_hdr
-                        and startswith(sig, pos + 32)
-                    ):
-                        w = m32[p + sig_w]
-                        if w >> 16 == _PAYLOAD:
-                            plen = (w & 0xFFFF) - 4
-                            poff = pos + sig_end + 4
-                            if plen < 0 or poff + plen > mend:
-                                poff = -1
-                            else:
-                                pid_raw = m32[p + 6]
-                    if poff < 0:
-                        # walk the attributes; remember their bytes for the next packet
-                        rp_meta = False
-                        a = pos + 20
-                        pid_raw = -1
-                        poff = plen = 0
-                        mark = cap = info = 0
-                        ts = None
-                        while a + 4 <= mend:
-                            w = m32[a >> 2]
-                            alen = w & 0xFFFF
-                            t = (w >> 16) & 0x3FFF
-                            if alen < 4 or a + alen > mend:
-                                pid_raw = -2
-                                break
-                            if t == _PAYLOAD:
-                                poff = a + 4
-                                plen = alen - 4
-                                break
-                            if t in _WANTED:
-                                if alen < 8:
-                                    pid_raw = -2
-                                    break
-                                if t == _PACKET_HDR:
-                                    pid_raw = m32[(a + 4) >> 2]
-                                elif t == _MARK:
-                                    mark = ntohl(m32[(a + 4) >> 2])
-                                elif t == _CAP_LEN:
-                                    cap = ntohl(m32[(a + 4) >> 2])
-                                elif t == _SKB_INFO:
-                                    info = ntohl(m32[(a + 4) >> 2])
-                                elif alen >= 20:  # NFQA_TIMESTAMP
-                                    sec, usec = _TS.unpack_from(buf, a + 4)
-                                    ts = sec + usec / 1e6
-                            a += (alen + 3) & ~3
-                        w = m32[p + 5] if length >= 32 else 0
-                        if (
-                            poff >= pos + 36
-                            and pid_raw >= 0
-                            and (w >> 16) & 0x3FFF == _PACKET_HDR
-                            and 9 <= (w & 0xFFFF) <= 12
-                        ):
-                            # NFQA_PACKET_HDR first, in 12 bytes (nla_len 11 from the
-                            # kernel): remember what follows it
-                            sig_hdr = w
-                            sig = bytes(buf[pos + 32 : poff - 4])
-                            sig_vals = (mark, cap, info, ts)
-                            sig_end = 32 + len(sig)
-                            sig_w = sig_end >> 2
-                            sig_min = sig_end + 4
-                            sig_unpack = _fast_layout(len(sig)).unpack_from
-                        else:
-                            sig = sig_unpack = None
-                    if length < 20 or pid_raw < 0:
-                        c["bad_messages"] += 1
-                        pos += (length + 3) & ~3
-                        continue
-                    packets += 1
-                    q_raw = m16[(pos + 18) >> 1]
-                    if q_raw != cur_q_raw or epoch[0] != seen_epoch:
-                        q = ((q_raw & 0xFF) << 8) | (q_raw >> 8)
-                        rt = route(q)
-                        if rt is None:
-                            pending[q] = pid_raw
-                            pos += (length + 3) & ~3
-                            continue
-                        if app is not None:
-                            app.counters.add(
-                                f_packets,
-                                f_classified,
-                                f_packets - f_dropped - f_failed,
-                                f_dropped,
-                                f_modified,
-                            )
-                            f_packets = f_classified = f_dropped = f_modified = f_failed = 0
-                        hook, apps, prefiltered, disp = rt
-                        failed = disp._failed
-                        cur_q_raw = q_raw
-                        seen_epoch = epoch[0]
-                        rp_meta = False
-                        app = apps[0] if len(apps) == 1 and prefiltered else None
-                        if app is not None and (
-                            not app.enabled
-                            or app.log_func is not None
-                            or app.update_func is not None
-                            or app.control_func is not None
-                        ):
-                            app = None  # Dispatcher.run_solo's lane
-                        if app is not None:
-                            cf = app.wf_class_func
-                            pf = app.wf_process_func
-                            im = matcher(app.interest)
-                    mv = rmv[poff : poff + plen]
-                    pkt = Packet.from_view(
-                        mv, cap or plen, mark, hook, ts, (info & _CSUMNOTREADY) != 0
-                    )
-                    try:
-                        if len(apps) == 1 and prefiltered:
-                            r = disp.run_solo(hook, apps[0], pkt)
-                        else:
-                            r = disp.run(hook, pkt, prefiltered)
-                    except BaseException:
-                        nfq.append_verdict(out, q, ntohl(pid_raw), acc)
-                        verdicts += 1
-                        answered = True
-                        raise
-                    if r == ACCEPTED and not pkt.mark_changed:
-                        pending[q] = pid_raw
-                    else:
-                        dropped += answer(out, pending, q, pid_raw, r, pkt, mv)
-                    pos += (length + 3) & ~3
-                i += 1
-            completed = True
-        finally:
-            if not completed:
-                # The packets received but not handled yet must not be lost with
-                # the buffer (closing the socket would drop them): the next
-                # process() - also the one of close() - starts with them.
-                nxt = pos + ((length + 3) & ~3) if answered else pos
-                self._leftover = (views, n, starts, lengths, i, nxt)
-            self._sig, self._sig_vals, self._sig_hdr = sig, sig_vals, sig_hdr
-            if app is not None:
-                app.counters.add(
-                    f_packets, f_classified, f_packets - f_dropped - f_failed, f_dropped, f_modified
-                )
-            handled += nfast
-            packets += nfast
-            c["packets"] += packets
-            c["accepted"] += packets - dropped
-            c["modified"] += modified
-            c["verdict_msgs"] += verdicts
-        return handled
-
-    def _release(self, out: bytearray, pending: dict[int, int], q: int) -> None:
-        """Batch-accept the earlier plainly accepted packets of queue ``q`` now, before
-        a later packet's own verdict: packets leave in the order they came."""
-        earlier = pending.pop(q, None)
-        if earlier is not None:
-            nfq.append_verdict(out, q, socket.ntohl(earlier), self._accept_verdict, batch=True)
-            self.c["batch_msgs"] += 1
-
-    def _answer(
-        self,
-        out: bytearray,
-        pending: dict[int, int],
-        q: int,
-        pid_raw: int,
-        r: int,
-        pkt: Packet,
-        payload: memoryview,
-    ) -> int:
-        """The own verdict of a packet the applications dropped (``r``), or changed in
-        bytes or mark (the earlier accepted packets of its queue are released
-        first); ``pid_raw`` is its id in network order. Returns 1 if dropped."""
-        c = self.c
-        if r == DROPPED:
-            nfq.append_verdict(out, q, socket.ntohl(pid_raw), nfq.NF_DROP)
-            c["verdict_msgs"] += 1
-            c["dropped"] += 1
-            return 1
-        self._release(out, pending, q)
-        nfq.append_verdict(
-            out,
-            q,
-            socket.ntohl(pid_raw),
-            self._accept_verdict,
-            mark=pkt.mark if pkt.mark_changed else None,
-            payload=payload if r == MODIFIED else None,
-        )
-        c["verdict_msgs"] += 1
-        if r == MODIFIED:
-            c["modified"] += 1
-        if len(out) > _SEND_FLUSH:
-            self._send(out)
-            out.clear()
-        return 0
-
-    def _messages_portable(
-        self,
-        views: _Views,
-        n: int,
-        starts: list[int],
-        lengths: list[int],
-        pending: dict[int, int],
-        out: bytearray,
-        first: int = 0,
-        first_pos: int = -1,
-    ) -> int:
-        """:meth:`_messages` through :func:`nfqueue_codec.decode_packet` and
-        :meth:`_packet` (any byte order)."""
-        handled = 0
-        buf = views[0]
-        unpack = nfq.NLMSGHDR.unpack_from
-        i = first
-        pos = length = 0
-        completed = in_packet = False
-        try:
-            for i in range(first, n):
-                pos = starts[i]
-                end = pos + lengths[i]
-                if i == first and first_pos >= 0:
-                    pos = first_pos
-                while pos + 16 <= end:
-                    length, mtype, _, _, _ = unpack(buf, pos)
-                    if length < 16 or pos + length > end:
-                        self.c["bad_messages"] += 1
-                        break
-                    if mtype == _MSG_PACKET:
-                        handled += 1
-                        in_packet = True  # _packet answers its packet before raising
-                        self._packet(pos, length, pending, out, views)
-                        in_packet = False
-                    elif mtype == nfq.NLMSG_ERROR:
-                        err, _ = nfq.decode_error(buf, pos, length)
-                        if err:
-                            self.c["netlink_errors"] += 1
-                    pos += (length + 3) & ~3
-            completed = True
-        finally:
-            if not completed:
-                nxt = pos + ((length + 3) & ~3) if in_packet else pos
-                self._leftover = (views, n, starts, lengths, i, nxt)
-        return handled
-
-    def _packet(
-        self,
-        pos: int,
-        length: int,
-        pending: dict[int, int],
-        out: bytearray,
-        views: _Views | None = None,
-    ) -> None:
-        """One packet message, decoded with :func:`nfqueue_codec.decode_packet` (the
-        path for messages met while waiting for a config ack, and for big-endian
-        machines, where the word views of :meth:`_messages` do not apply); the
-        same :meth:`_route`, dispatcher and verdicts as the general lane."""
-        c = self.c
-        buf, rmv = (self._rbuf, self._rmv) if views is None else views[:2]
-        try:
-            m = nfq.decode_packet(buf, pos, length)
-        except ValueError:
-            c["bad_messages"] += 1
-            return
-        c["packets"] += 1
-        q = m.queue
-        pid_raw = socket.htonl(m.packet_id)
-        rt = self._route(q)
-        if rt is None:
-            pending[q] = pid_raw
-            c["accepted"] += 1
-            return
-        hook, _, prefiltered, disp = rt
-        mv = rmv[m.payload_off : m.payload_off + m.payload_len]
-        pkt = Packet(
-            mv,
-            orig_len=m.cap_len or m.payload_len,
-            mark=m.mark,
-            hook=hook,
-            timestamp=m.timestamp,
-            csum_not_ready=bool(m.skb_info & nfq.NFQA_SKB_CSUMNOTREADY),
-        )
-        try:
-            r = disp.run(hook, pkt, prefiltered)
-        except BaseException:
-            nfq.append_verdict(out, q, m.packet_id, self._accept_verdict)
-            c["verdict_msgs"] += 1
-            raise
-        if r == ACCEPTED and not pkt.mark_changed:
-            pending[q] = pid_raw
-            c["accepted"] += 1
-        elif not self._answer(out, pending, q, pid_raw, r, pkt, mv):
-            c["accepted"] += 1
-
-    def _flush(self, out: bytearray, pending: dict[int, int]) -> None:
-        """Batch-accept the plainly accepted packets of each queue, then send."""
-        for q, pid in pending.items():
-            nfq.append_verdict(out, q, socket.ntohl(pid), self._accept_verdict, batch=True)
-            self.c["batch_msgs"] += 1
-        pending.clear()
-        if out:
-            self._send(out)
-            out.clear()
-
-    def _send(self, out: bytearray) -> None:
-        s = self._sock
-        if s is None:
-            return
-        while True:
-            try:
-                s.send(out)
-                self.c["sends"] += 1
-                return
-            except BlockingIOError:
-                select.select([], [s], [], 1.0)
-            except InterruptedError:
-                continue
+        return hook, disp.runner(hook)

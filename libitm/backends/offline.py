@@ -28,24 +28,42 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from typing import IO, TYPE_CHECKING, BinaryIO
+from collections.abc import Callable, Iterator
+from typing import IO, BinaryIO, TypeVar
 
+from ..dispatch import Dispatcher
 from ..files import atomic_output, atomic_text_output, check_offline_paths
 from ..hooks import Hook
 from ..info import ItmInfo
 from ..packet import Packet
-from ..pcap import PcapError, PcapReader, PcapRecord, ip_offset, writer_for
+from ..pcap import (
+    PcapError,
+    PcapngWriter,
+    PcapReader,
+    PcapRecord,
+    PcapWriter,
+    ip_offset,
+    writer_for,
+)
 from ..verdict import Verdict
-from .base import Backend
-
-if TYPE_CHECKING:
-    from ..loop import ItmLoop
+from .base import Backend, LoopHost
 
 StrPath = str | os.PathLike[str]
+T = TypeVar("T")
+
+
+class _Aborted(Exception):
+    """The run failed: the half-written outputs are thrown away."""
 
 
 class OfflineBackend(Backend):
-    """Reads ``pcap``, writes ``out`` (optional) and the verdict ``log`` (optional)."""
+    """Reads ``pcap``, writes ``out`` (optional) and the verdict ``log`` (optional).
+
+    A recorded source: :meth:`start` checks and opens the files, each
+    :meth:`process` replays up to ``batch`` frames (the loop calls it until the
+    trace is ``exhausted``), :meth:`close` completes the outputs (or, after
+    :meth:`abort`, removes them).
+    """
 
     name = "offline"
     live = False
@@ -55,14 +73,17 @@ class OfflineBackend(Backend):
         pcap: StrPath,
         out: StrPath | None = None,
         log: StrPath | None = None,
+        batch: int = 256,
         **unused: object,
     ) -> None:
-        """``pcap``: the input trace; ``out``: result pcap; ``log``: verdict log path."""
+        """``pcap``: the input trace; ``out``: result pcap; ``log``: verdict log path;
+        ``batch``: frames per :meth:`process`."""
         if unused:
             raise TypeError(f"unknown offline backend options: {', '.join(sorted(unused))}")
         self.pcap = pcap
         self.out = out
         self.log = log
+        self.batch = max(1, batch)
         self._clock = 0.0
         self._counters = {
             "packets": 0,
@@ -73,9 +94,36 @@ class OfflineBackend(Backend):
             "malformed": 0,
         }
         self.results: list[tuple[int, Verdict, bool, str]] = []
+        self._host: LoopHost | None = None
+        self._stack: contextlib.ExitStack | None = None
+        self._reader: PcapReader | None = None
+        self._records: Iterator[PcapRecord] | None = None
+        self._writer: PcapWriter | PcapngWriter | None = None
+        self._flog: IO[str] | None = None
+        self._index = 0
 
-    def start(self, loop: ItmLoop) -> None:
-        """Nothing to install: the trace is read in :meth:`run_offline`."""
+    def start(self, loop: LoopHost) -> None:
+        """Check the paths and open the trace and the outputs."""
+        self._host = loop
+        loop.timers.catch_up = True
+        check_offline_paths(self.pcap, self.out, self.log)
+        with contextlib.ExitStack() as stack:
+            fin: BinaryIO = stack.enter_context(open(self.pcap, "rb"))
+            reader = self._named(lambda: PcapReader(fin))
+            if self.out is not None:
+                self._writer = writer_for(reader, stack.enter_context(atomic_output(self.out)))
+            if self.log is not None:
+                self._flog = stack.enter_context(atomic_text_output(self.log))
+            self._reader = reader
+            self._records = iter(reader)
+            self._stack = stack.pop_all()
+
+    def _named(self, fn: Callable[[], T]) -> T:
+        """``fn()``, with a :class:`PcapError` naming the trace."""
+        try:
+            return fn()
+        except PcapError as err:
+            raise PcapError(f"{os.fspath(self.pcap)}: {err}") from None
 
     def install(self, where: Hook, info: ItmInfo) -> None:
         """Nothing to install offline."""
@@ -91,68 +139,69 @@ class OfflineBackend(Backend):
         self._clock = t
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Complete the outputs (whole, or not at all after :meth:`abort`)."""
+        stack, self._stack = self._stack, None
+        self._records = None
+        if stack is None:
+            return
+        if self.aborted:
+            err = _Aborted()
+            stack.__exit__(_Aborted, err, None)
+        else:
+            stack.close()
 
     def counters(self) -> dict[str, int]:
         """packets, accepted, dropped, modified, not_ip, malformed."""
         return dict(self._counters)
 
-    def run_offline(self, loop: ItmLoop) -> None:
-        """Replay the trace through ``loop``'s applications."""
-        check_offline_paths(self.pcap, self.out, self.log)
-        try:
-            self._replay(loop)
-        except PcapError as err:
-            raise PcapError(f"{os.fspath(self.pcap)}: {err}") from None
-
-    def _replay(self, loop: ItmLoop) -> None:
-        disp = loop.dispatcher
-        timers = loop.timers
-        timers.catch_up = True
+    def process(self) -> int:
+        """Replay up to ``batch`` frames; at the end of the trace (or when the loop
+        stops) the backend is ``exhausted``."""
+        host, records, reader = self._host, self._records, self._reader
+        if host is None or records is None or reader is None or self.exhausted:
+            return 0
+        timers = host.timers
+        disp = host.dispatcher
         c = self._counters
-        with contextlib.ExitStack() as stack:
-            fin: BinaryIO = stack.enter_context(open(self.pcap, "rb"))
-            reader = PcapReader(fin)
-            writer = None
-            if self.out is not None:
-                writer = writer_for(reader, stack.enter_context(atomic_output(self.out)))
-            flog: IO[str] | None = None
-            if self.log is not None:
-                flog = stack.enter_context(atomic_text_output(self.log))
-            started = False
-            for index, rec in enumerate(reader):
-                ts = rec.timestamp
-                if not started:
-                    self._clock = ts
-                    timers.start(ts)
-                    started = True
-                timers.run_due(ts, self._set_clock)
+        done = 0
+        while done < self.batch:
+            rec = self._named(lambda: next(records, None))
+            if rec is None:
+                self.exhausted = True
+                break
+            ts = rec.timestamp
+            if self._index == 0:
                 self._clock = ts
-                if loop._stopping:
-                    break
-                c["packets"] += 1
-                linktype = reader.linktype if rec.linktype < 0 else rec.linktype
-                verdict, modified, cls, data = self._one(disp, linktype, rec)
-                if verdict == Verdict.DROP:
-                    c["dropped"] += 1
-                else:
-                    c["accepted"] += 1
-                    if modified:
-                        c["modified"] += 1
-                    if writer is not None:
-                        writer.write(dataclasses.replace(rec, data=data))
-                self.results.append((index, verdict, modified, cls))
-                if flog is not None:
-                    flog.write(
-                        f"{index} {verdict.name.lower()} {'yes' if modified else 'no'} {cls}\n"
-                    )
+                timers.start(ts)
+            timers.run_due(ts, self._set_clock)
+            self._clock = ts
+            if host.stopping:
+                self.exhausted = True
+                break
+            index = self._index
+            self._index += 1
+            done += 1
+            c["packets"] += 1
+            linktype = reader.linktype if rec.linktype < 0 else rec.linktype
+            verdict, modified, cls, data = self._one(disp, linktype, rec)
+            if verdict == Verdict.DROP:
+                c["dropped"] += 1
+            else:
+                c["accepted"] += 1
+                if modified:
+                    c["modified"] += 1
+                if self._writer is not None:
+                    self._writer.write(dataclasses.replace(rec, data=data))
+            self.results.append((index, verdict, modified, cls))
+            if self._flog is not None:
+                self._flog.write(
+                    f"{index} {verdict.name.lower()} {'yes' if modified else 'no'} {cls}\n"
+                )
+        return done
 
     def _one(
-        self, disp: object, linktype: int, rec: PcapRecord
+        self, disp: Dispatcher, linktype: int, rec: PcapRecord
     ) -> tuple[Verdict, bool, str, bytes]:
-        from ..dispatch import Dispatcher
-
-        assert isinstance(disp, Dispatcher)
         off = ip_offset(linktype, rec.data)
         if off is None:
             self._counters["not_ip"] += 1

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
+from itmlab import netns, ping, sh
 from itmroute.lab import D_OVERLAY, Overlay, SeqStream, overlay, tcp_transfer
-from itmtool.lab import netns, ping, sh
 
 
 @pytest.fixture(autouse=True)

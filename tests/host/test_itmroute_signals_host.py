@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from itmtool.lab import sh
+from itmlab import sh
 
 ROOT = Path(__file__).resolve().parents[2]
 

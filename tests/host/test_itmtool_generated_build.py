@@ -18,7 +18,8 @@ import pytest
 from itmtool import new
 from itmtool.matrix import Kernel, read_matrix
 
-KERNELS = read_matrix()
+# UML's modules need ARCH=um, which a generated Makefile does not pass: tests/vm builds them
+KERNELS = [k for k in read_matrix() if not k.is_uml]
 
 
 @pytest.fixture(params=KERNELS, ids=[k.name for k in KERNELS], scope="module")

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from itmtool import lab, new
+import itmlab as lab
+from itmtool import new
 
 
 @pytest.fixture(autouse=True)

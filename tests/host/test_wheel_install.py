@@ -5,7 +5,7 @@ in a temporary directory (no system site-packages: a missing dependency shows)
 gets it and its dependencies from PyPI (pip's download cache makes that quick).
 Then, from a directory outside the clone, a user's first steps:
 
-* ``import libitm, libitm.backends, libitm.control`` -- from the venv, not the clone;
+* ``import libitm, libitm.backends, libitm.control, itmlab`` -- from the venv, not the clone;
 * ``itmtool --help`` and ``itmtool --version``;
 * ``itmtool new user demoapp`` and its own generated pytest;
 * ``itmtool build --kernel 6.12``: the sources come from the wheel, the build
@@ -97,15 +97,15 @@ def test_the_wheel_works_outside_the_clone(tmp_path: Path) -> None:
         [
             py,
             "-c",
-            "import libitm, libitm.backends, libitm.control, itmtool, itmroute\n"
-            "for m in (libitm, libitm.backends, libitm.control, itmtool, itmroute):\n"
+            "import libitm, libitm.backends, libitm.control, itmtool, itmroute, itmlab\n"
+            "for m in (libitm, libitm.backends, libitm.control, itmtool, itmroute, itmlab):\n"
             "    print(m.__file__)",
         ],
         cwd=user,
         env=env,
     )
     files = out.split()
-    assert len(files) == 5 and all(f.startswith(str(venv)) for f in files), out
+    assert len(files) == 6 and all(f.startswith(str(venv)) for f in files), out
 
     out = run(["itmtool", "--help"], cwd=user, env=env)
     assert all(c in out for c in ("build", "new", "run", "dkms", "doctor")), out

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from itmtool.lab import Topology, netns, ping, sh, tcp, topology, udp
+from itmlab import Topology, netns, ping, sh, tcp, topology, udp
 
 __all__ = [
     "KernelLog",
@@ -80,15 +80,23 @@ def rmmod(name: str) -> None:
 
 
 @contextlib.contextmanager
-def modules(itm_params: tuple[str, ...] = (), apps: str | None = None) -> Iterator[None]:
-    """itm_mod (and the test application with `apps`) loaded for the block."""
+def modules(
+    itm_params: tuple[str, ...] = (),
+    apps: str | None = None,
+    queue: tuple[str, ...] | None = None,
+) -> Iterator[None]:
+    """itm_mod (then itm_queue with parameters `queue`, then the test application
+    with `apps`) loaded for the block."""
     insmod("itm_mod", *itm_params)
     try:
+        if queue is not None:
+            insmod("itm_queue", *queue)
         if apps is not None:
             insmod("itm_test_app", f"apps={apps}")
         yield
     finally:
         rmmod("itm_test_app")
+        rmmod("itm_queue")
         rmmod("itm_mod")
 
 
@@ -128,6 +136,9 @@ BAD_LOG = re.compile(
     r"|list_add corruption|list_del corruption|slab corruption|Redzone|Poison overwritten"
     r"|Objects remaining|kernel BUG|Call Trace|RIP:|refcount_t:|UBSAN|KASAN|INFO: task"
     r"|rcu.*stall|Freepointer corrupt|Padding overwritten|Object already free"
+    # the debug kernel's detectors (most also print WARNING: or BUG:)
+    r"|possible circular locking|suspicious RCU usage|inconsistent lock state"
+    r"|possible recursive locking|KFENCE|ODEBUG|suspected memory leak"
 )
 
 #: taint bits that loading an out-of-tree, unsigned module sets (O = 12, E = 13)

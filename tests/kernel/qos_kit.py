@@ -9,16 +9,14 @@ both views of both directions of a TCP connection.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import secrets
 import socket
 import struct
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import itmlab
 from tests.kernel import kit
 
 QOS = Path("/sys/module/qos_mod")
@@ -201,62 +199,8 @@ def captures(t: kit.Topology) -> Iterator[tuple[Capture, Capture]]:
         s.close()
 
 
-def tcp(
-    t: kit.Topology,
-    nbytes: int,
-    port: int,
-    *,
-    tos: int = 0,
-    v6: bool = False,
-    timeout: float = 30.0,
-) -> tuple[int, str, str]:
-    """Send `nbytes` random bytes client -> server with the client's TOS set.
-
-    Returns (client port, sha256 sent, sha256 received); the received digest is
-    "" when the transfer did not complete.  Returns after both ends closed.
-    """
-    fam = socket.AF_INET6 if v6 else socket.AF_INET
-    dst = t.server6 if v6 else t.server4
-    data = secrets.token_bytes(nbytes)
-    with kit.netns(t.server):
-        srv = socket.socket(fam, socket.SOCK_STREAM)
-    with kit.netns(t.client):
-        cli = socket.socket(fam, socket.SOCK_STREAM)
-    received = hashlib.sha256()
-    done = threading.Event()
-
-    def serve() -> None:
-        with contextlib.suppress(OSError):
-            conn, _ = srv.accept()
-            with conn:
-                conn.settimeout(timeout)
-                while chunk := conn.recv(65536):
-                    received.update(chunk)
-                done.set()
-
-    with srv, cli:
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind(("", port))
-        srv.listen(1)
-        srv.settimeout(timeout)
-        if v6:
-            cli.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, tos)
-        else:
-            cli.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
-        th = threading.Thread(target=serve, daemon=True)
-        th.start()
-        cli.settimeout(timeout)
-        cport = 0
-        with contextlib.suppress(OSError):
-            cli.connect((dst, port))
-            cport = cli.getsockname()[1]
-            cli.sendall(data)
-            cli.shutdown(socket.SHUT_WR)
-            # wait for the server's FIN so that both directions are complete
-            while cli.recv(4096):
-                pass
-        th.join(timeout)
-    return cport, hashlib.sha256(data).hexdigest(), received.hexdigest() if done.is_set() else ""
+#: a TCP transfer with the client's TOS set: (client port, sha256 sent, received)
+tcp = itmlab.tcp_transfer
 
 
 def flow(pkts: list[Pkt], sport: int, dport: int, outgoing: bool) -> list[Pkt]:

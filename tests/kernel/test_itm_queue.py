@@ -65,21 +65,6 @@ def stock_modules() -> None:
                 break
 
 
-@contextlib.contextmanager
-def itmq_loaded(apps: str | None = None) -> Iterator[None]:
-    """itm_mod, itm_queue (and itm_test_app with `apps`) for the block."""
-    kit.insmod("itm_mod")
-    try:
-        kit.insmod("itm_queue")
-        if apps is not None:
-            kit.insmod("itm_test_app", f"apps={apps}")
-        yield
-    finally:
-        kit.rmmod("itm_test_app")
-        kit.rmmod("itm_queue")
-        kit.rmmod("itm_mod")
-
-
 @dataclass
 class UserApp:
     """A running tests/kernel/itmq_app.py process."""
@@ -232,7 +217,7 @@ def test_user_apps_through_itm_queue(topo: Topology) -> None:
         "label=u-tcp,hook=fwd,proto=tcp,dport=6000,verdict=tos:0x10",
         "label=u-filter,hook=fwd,family=4,proto=udp,dport=5010-5011,src=10.77.1.0/24",
     )
-    with itmq_loaded(apps=KERNEL_ORDER_APPS):
+    with kit.modules(apps=KERNEL_ORDER_APPS, queue=()):
         kit.itm_attach(topo.router)
         with user_app(topo.router, *apps, timer=0.3) as ua:
             assert len(set(ua.queues)) == len(apps)
@@ -276,7 +261,7 @@ def test_user_apps_through_itm_queue(topo: Topology) -> None:
 
 
 def test_kill_9_keeps_traffic_flowing_and_drops_the_registration(topo: Topology) -> None:
-    with itmq_loaded():
+    with kit.modules(queue=()):
         kit.itm_attach(topo.router)
         with user_app(topo.router, "label=u-blackhole,hook=fwd,proto=udp,verdict=drop") as ua:
             assert kit.udp(topo, 3, 5000) == 0
@@ -294,7 +279,7 @@ def _register(client: ItmQueueClient, label: str, **attrs: object) -> int:
 
 
 def test_registration_rules_and_fail_open(topo: Topology) -> None:
-    with itmq_loaded():
+    with kit.modules(queue=()):
         kit.itm_attach(topo.router)
         with kit.netns(topo.router):
             client = ItmQueueClient()
@@ -397,7 +382,7 @@ def test_qos_ctrl_marks_like_qos_mod(topo: Topology) -> None:
     with q.qos_loaded():
         kit.itm_attach(topo.router)
         kernel_trace = qos_trace.replay(topo, pkts)
-    with itmq_loaded():
+    with kit.modules(queue=()):
         kit.itm_attach(topo.router)
         cmd = [sys.executable, "examples/qos_ctrl.py", "--backend", "kernel"]
         with user_app(topo.router, cmd=cmd) as ua:

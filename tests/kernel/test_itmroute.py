@@ -34,6 +34,7 @@ from typing import Any
 
 import pytest
 
+from itmlab import netns
 from itmroute.lab import (
     D_OVERLAY,
     CutLater,
@@ -43,7 +44,6 @@ from itmroute.lab import (
     overlay,
     tcp_transfer,
 )
-from itmtool.lab import netns
 from tests.kernel import kit
 
 NS_PREFIX = "ovl-rt"

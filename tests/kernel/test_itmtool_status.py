@@ -55,6 +55,7 @@ def test_status_when_nothing_is_loaded() -> None:
         "netns_active": False,
         "apps": [],
         "nfqueue_apps": [],
+        "rio_qdiscs": [],
     }
 
 

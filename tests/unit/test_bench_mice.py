@@ -68,7 +68,7 @@ def test_plan_interleaves_schemes_and_bounds_time() -> None:
     )
     # the quick path stays a smoke check of a few minutes
     quick = mice_plan.plan((0.6, 0.95), (1,), ("prio",))
-    assert mice_plan.bound_seconds(quick) < 11 * 60
+    assert mice_plan.bound_seconds(quick) < 12 * 60
 
 
 def test_each_scheme_is_checked_against_its_own_rule() -> None:
@@ -198,3 +198,166 @@ def test_run_all_lists_every_benchmark_with_its_bound() -> None:
 def test_a_quick_run_keeps_its_data_out_of_the_page() -> None:
     assert mice_elephants.data_file("6.12").parent == mice_elephants.DATA
     assert mice_elephants.DATA not in mice_elephants.data_file("6.12", quick=True).parents
+
+
+def test_receiver_order_counts_overtaken_packets_not_retransmissions(tmp_path: Path) -> None:
+    from bench import mice_order
+
+    def frame(ip_id: int, seq: int, payload: int, tos: int = 0) -> bytes:
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, tos, 40 + payload, ip_id, 0, 64, 6, 0,
+                         bytes(4), bytes(4))  # fmt: skip
+        tcp = struct.pack("!HHIIBBHHH", 40000, 7000, seq, 0, 0x50, 0x10, 0, 0, 0)
+        return bytes(14) + ip + tcp + bytes(payload)
+
+    # sent: id 65534 seq 0, 65535 seq 100, 0 seq 200 (the ID wraps), 1 seq 300;
+    # arrived: 65534, 0 (overtook 65535), 65535 (out of order), then id 1 is lost
+    # and resent as id 2 after id 3 (seq 400)
+    arrivals = [(65534, 0), (0, 200), (65535, 100), (3, 400), (2, 300)]
+    pcap = tmp_path / "rx.pcap"
+    with pcap.open("wb") as f:
+        w = PcapWriter(f, LINKTYPE_ETHERNET)
+        for i, (ip_id, seq) in enumerate(arrivals):
+            w.write_packet(0.05 * i, frame(ip_id, seq, 100, tos=0x10 if i < 2 else 0))
+    got = mice_order.order_by_port(pcap, 7000)[40000]
+    assert (got.packets, got.out_of_order, got.first_out_of_order) == (5, 2, 3)
+    # id 2 arrived after id 3: it is counted as out of order, not as resent
+    assert got.resent == 0
+    # bins of 0.1 s: [bytes, resent, out of order, marked, CE]
+    assert got.trace(0.0) == [[200, 0, 0, 2, 0], [200, 0, 1, 0, 0], [100, 0, 1, 0, 0]]
+
+
+def test_receiver_order_counts_a_retransmission_as_resent(tmp_path: Path) -> None:
+    from bench import mice_order
+
+    flow = mice_order.FlowOrder()
+    for ip_id, seq in [(10, 1000), (12, 1200), (13, 1300), (14, 1100)]:  # 11 lost, resent as 14
+        flow.add(0.0, ip_id, seq, 100, 0)
+    assert (flow.out_of_order, flow.resent) == (0, 1)
+
+
+def test_core_order_counts_packets_that_left_behind_a_later_one() -> None:
+    from bench import mice_order
+
+    # entered 5, 6, 7, 8 (already 7 before 6: not the core's doing); left 5, 7, 8, 6
+    assert mice_order.core_order([5, 7, 6, 8], [5, 7, 8, 6]) == (1, 4)
+    assert mice_order.core_order([5, 7, 6, 8], [5, 7, 6, 8]) == (0, 0)
+    # dropped in the core (6) or seen on one side only (9): skipped
+    assert mice_order.core_order([5, 6, 7], [5, 9, 7]) == (0, 0)
+
+
+def test_plan_compares_more_cores_at_one_load() -> None:
+    runs = mice_plan.plan(
+        (0.6, 0.95), (1, 2), ("rio",), ("none", "qos_mod"), compare=(("prio", "red"), 0.95)
+    )
+    assert len(runs) == 2 * (2 * 2 + 2 * 2)  # seeds x (rio at two loads + two cores at one)
+    assert {(r.core, r.load) for r in runs} == {
+        ("rio", 0.6), ("rio", 0.95), ("prio", 0.95), ("red", 0.95)
+    }  # fmt: skip
+    # interleaved: each seed runs every configuration before the next seed starts
+    assert [r.seed for r in runs] == [1] * 8 + [2] * 8
+    assert all(r.mark_first == (r.scheme == "qos_mod") for r in runs)
+
+
+def _rio_run(scheme: str, times: list[float], seed: int, order: list[int]) -> dict[str, Any]:
+    run = _run(scheme, times, seed, core="rio")
+    # rx packets, out of order, first, resent, core out of order, first
+    for f, late in zip(run["flows"], order, strict=True):
+        f += [10, late, 4 if late else 0, 1, 0, 0]
+    run["rio"] = dict.fromkeys(("in_enqueued", "in_early", "in_forced", "out_enqueued",
+                                "out_early", "out_forced", "limit_drops"), 1)  # fmt: skip
+    run["elephant"] = {"size": 1_000_000, "resent": 3, "out_of_order": 0, "bin": 0.1,
+                       "trace": [[1448, 0, 0, 1, 0]] * 3, "flight": [2, 0, 10]}  # fmt: skip
+    return run
+
+
+def test_paired_ratio_pairs_flows_of_the_same_trace() -> None:
+    q = [_run("qos_mod", [0.1, 0.3, 2, 4]), _run("qos_mod", [0.2, 0.2, 2, -1], seed=2)]
+    n = [_run("none", [0.2, 0.6, 4, 4]), _run("none", [0.4, 0.4, 4, 4], seed=2)]
+    ratio, lo, hi, pairs, per_seed = mice_stats.paired_ratio(q, n, mice_stats.short_ms)
+    assert ratio == pytest.approx(0.5) and lo == pytest.approx(0.5) == hi and pairs == 4
+    assert per_seed == pytest.approx([0.5, 0.5])
+    # goodput: 500 kB in 2 s against 4 s; the failed flow of seed 2 has no pair
+    ratio, lo, hi, pairs, per_seed = mice_stats.paired_ratio(q, n, mice_stats.long_mbps)
+    assert pairs == 3 and per_seed[1] == pytest.approx(2.0)
+    assert lo <= ratio <= hi
+    assert mice_stats.paired_ratio([], [], mice_stats.short_ms)[3] == 0
+
+
+def test_rio_tables_give_both_halves_and_the_order() -> None:
+    from bench import mice_rio_report
+
+    doc = {
+        "kernel": "6.12.0-test",
+        "runs": [
+            _rio_run("none", [0.4, 0.6, 2, 4], 1, [0, 0, 2, 0]),
+            _rio_run("qos_mod", [0.1, 0.3, 2, 4], 1, [0, 0, 0, 0]),
+        ],
+    }
+    claim = mice_rio_report.claim_table(doc)
+    assert "| rio | 0.95 | 1 | 500 → 200 | 0.40 (0.25 to 0.50) | 0.40 | 2 |" in claim
+    assert "| 1.00 (1.00 to 1.00) | 1.00 | 2 | yes | — |" in claim
+    order = mice_rio_report.order_table(doc)
+    # no marking: 1 flow of 4 had 2 of its 10 packets out of order, the first at 4
+    assert (
+        "| rio | 0.95 | no marking | 4 | 25.0% | 5.00% | 4 | 0.0% | 0.00% | — | 10.00% |" in order
+    )
+    assert "| rio | 0.95 | qos_mod | 4 | 0.0% | 0.00% | — |" in order
+    counters = mice_rio_report.counters_table(doc)
+    assert counters and "| 0.95 | qos_mod | 1 | 1 | 1 | 66.67 | 1 | 1 | 1 | 66.67 | 1 |" in counters
+    ele = mice_rio_report.elephant_table(doc)
+    assert "| rio | 1 | no marking | 1000 | 4.0 | 2.000 | 3 | 0 | 3 | 6.0 | 10 |" in ele
+    [line] = mice_rio_report.verdict([doc])
+    assert "load 0.95 0.40 (0.25 to 0.50) of no marking (≤ 0.5: yes)" in line
+    assert "(≥ 0.95 at every load: yes)" in line
+
+
+def test_flight_is_data_sent_less_data_acknowledged(tmp_path: Path) -> None:
+    from bench import mice_order
+
+    def frame(sport: int, dport: int, seq: int, ack: int, payload: int) -> bytes:
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + payload, 0, 0, 64, 6, 0,
+                         bytes(4), bytes(4))  # fmt: skip
+        tcp = struct.pack("!HHIIBBHHH", sport, dport, seq % 2**32, ack % 2**32, 0x50, 0x10,
+                          0, 0, 0)  # fmt: skip
+        return bytes(14) + ip + tcp + bytes(payload)
+
+    base = 2**32 - 1000  # the sequence numbers wrap
+    packets = [
+        (0.00, frame(40000, 7000, base, 0, 0)),  # the handshake's ACK: no data
+        (0.01, frame(40000, 7000, base, 0, 1448)),
+        (0.02, frame(40000, 7000, base + 1448, 0, 1448)),
+        (0.03, frame(7000, 40000, 0, base + 1448, 0)),  # one acknowledged
+        (0.05, frame(40001, 7000, 5, 0, 1448)),  # another flow
+        (0.12, frame(40000, 7000, base + 2896, 0, 1448)),
+    ]
+    pcap = tmp_path / "snd.pcap"
+    with pcap.open("wb") as f:
+        w = PcapWriter(f, LINKTYPE_ETHERNET)
+        for when, data in packets:
+            w.write_packet(when, data)
+    got = mice_order.flight(pcap, 7000, 40000)
+    assert got == [(0.01, 1448), (0.02, 2896), (0.12, 2896)]
+    assert mice_order.binned_max(got, 0.01, 1448) == [2, 2]
+
+
+def test_append_replaces_a_configuration_run_again_and_keeps_the_sessions() -> None:
+    first = [_run("none", [1, 1, 1, 1], seed=s) for s in (1, 2, 3)]
+    again = [_run("none", [2, 2, 2, 2], seed=3), _run("qos_mod", [2, 2, 2, 2], seed=3)]
+    old = {"kernel": "6.12.0-test", "date": "d1", "minutes": 25.0, "partial": True,
+           "planned": 3, "runs": first}  # fmt: skip
+    new = {"kernel": "6.12.0-test", "date": "d2", "minutes": 9.0, "planned": 2, "runs": again}
+    got = mice_elephants.appended(old, new)
+    assert [(r["scheme"], r["seed"]) for r in got["runs"]] == [
+        ("none", 1), ("none", 2), ("none", 3), ("qos_mod", 3)
+    ]  # fmt: skip
+    assert got["runs"][2]["flows"][0][1] == 2  # seed 3's no-marking run is the new one
+    assert [(s["date"], s["runs"]) for s in got["sessions"]] == [("d1", 3), ("d2", 2)]
+    assert got["minutes"] == 34.0 and "partial" not in got
+    with pytest.raises(SystemExit):
+        mice_elephants.appended(old, {**new, "kernel": "6.1.0-test"})
+
+
+def test_seed_list_must_be_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as err:
+        mice_elephants.main(["--seed-list", "3,x"])
+    assert err.value.code == 2 and "--seed-list" in capsys.readouterr().err

@@ -31,11 +31,12 @@ class Machine:
     def __init__(self) -> None:
         self.commands = {
             "make", "gcc", "qemu-system-x86_64", "busybox", "iptables", "ip6tables", "nft",
-            "dkms", *doctor.TEST_COMMANDS,
+            "dkms", "flex", "bison", "bc", *doctor.TEST_COMMANDS,
         }  # fmt: skip
         self.paths = {
             "/proc/net/netfilter/nfnetlink_queue",
             str(doctor.SOURCE_TARBALL),
+            str(doctor.LIBELF_HEADER),
             *(f"/boot/vmlinuz-{k}" for k in (K61, K612)),
             *(f"/lib/modules/{k}/build" for k in (K61, K612)),
         }

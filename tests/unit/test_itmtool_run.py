@@ -109,3 +109,31 @@ def test_run_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "needs --pcap" in capsys.readouterr().err
     assert cli.main(["run", str(empty), "--backend", "nfqueue", "--out", "o.pcap"]) == 2
     assert "offline backend" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--workers", "2", "--pcap", "IN"],
+            "--workers goes with the nfqueue backend, not offline",
+        ),
+        (["--workers", "2", "--backend", "kernel"], "--workers goes with the nfqueue backend"),
+        (["--workers", "0"], "must be a number of workers in 1..64, not '0'"),
+        (["--workers", "many"], "must be a number of workers in 1..64, not 'many'"),
+    ],
+)
+def test_run_workers_is_refused_where_it_cannot_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    app = tmp_path / "app.py"
+    app.write_text("def apps():\n    return []\n")
+    argv = [a.replace("IN", str(_trace(tmp_path / "in.pcap", [53]))) for a in argv]
+    try:
+        rc = cli.main(["run", str(app), *argv])
+    except SystemExit as e:  # argparse's usage error
+        rc = int(e.code or 0)
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 3

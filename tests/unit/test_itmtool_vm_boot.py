@@ -19,6 +19,7 @@ class FakeKernel:
 
     vmlinuz: Path
     release: str = "6.12.0-test"
+    is_uml: bool = False
 
 
 class FakeBoots:

@@ -20,7 +20,30 @@ from itmtool import buildmods, new, vm
 from itmtool.matrix import ROOT, Kernel, read_matrix
 
 GUEST_SUITE = "tests/kernel"
+
+#: before the suite: what boot left unreferenced is not the suite's
+KMEMLEAK_CLEAR = """\
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+if [ -w /sys/kernel/debug/kmemleak ]; then
+    echo scan > /sys/kernel/debug/kmemleak; echo clear > /sys/kernel/debug/kmemleak
+fi"""
+
+#: after the suite, on a kernel with kmemleak (the debug kernel): unload our modules
+#: (a module's own leaks are only unreferenced once it is gone), scan twice (an
+#: object is reported when two scans in a row find no reference to it), keep the report
+KMEMLEAK_SCAN = """\
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+if [ -w /sys/kernel/debug/kmemleak ]; then
+    mods=$(find "$ITM_MODDIR" -name '*.ko' -printf '%f\\n' | sed 's/[.]ko$//')
+    for i in 1 2 3; do for m in $mods; do rmmod "$m" 2>/dev/null; done; done
+    sleep 6; echo scan > /sys/kernel/debug/kmemleak
+    sleep 6; echo scan > /sys/kernel/debug/kmemleak
+    cat /sys/kernel/debug/kmemleak > {out}
+fi"""
 VM_TIMEOUT = float(os.environ.get("ITM_VM_TIMEOUT", "1500"))
+#: the debug kernel's detectors (KASAN on every access, lockdep on every lock)
+#: slow the emulated guest down about threefold
+DEBUG_SLOWDOWN = 3
 
 
 @dataclass
@@ -37,6 +60,8 @@ class GuestRun:
     pytest_rc: int | None = None
     pytest_log: str = ""
     dmesg: list[str] = field(default_factory=list)
+    #: kmemleak's report after the suite; None on a kernel without kmemleak
+    kmemleak: str | None = None
     tainted: int | None = None
     #: skeletons made by `itmtool new kernel`, built beside the modules
     generated: list[buildmods.BuildResult] = field(default_factory=list)
@@ -62,6 +87,21 @@ class GuestRun:
                 + self.vm_output[-4000:]
             )
         return None
+
+
+def kmemleak_objects(report: str) -> int:
+    """How many objects a kmemleak report (/sys/kernel/debug/kmemleak) lists."""
+    return report.count("unreferenced object 0x")
+
+
+def selected_kernels() -> list[Kernel]:
+    """The kernels of the matrix, or those $ITM_KERNELS names (comma-separated)."""
+    kernels = read_matrix()
+    wanted = [n for n in os.environ.get("ITM_KERNELS", "").split(",") if n]
+    unknown = set(wanted) - {k.name for k in kernels}
+    if unknown:
+        raise ValueError(f"ITM_KERNELS names kernels not in kernels.txt: {sorted(unknown)}")
+    return [k for k in kernels if not wanted or k.name in wanted]
 
 
 def collect_guest_tests() -> list[str]:
@@ -140,10 +180,12 @@ def run_kernel_tier(kernel: Kernel, pytest_args: tuple[str, ...] = ()) -> GuestR
     args = " ".join(shlex.quote(a) for a in pytest_args if a not in paths)
     script = f"""
 uname -r > {res}/uname
+{KMEMLEAK_CLEAR}
 dmesg -w > {res}/dmesg-live.txt 2>&1 &
 python -m pytest -p no:cacheprovider -v -rA --durations=0 --timeout=600 {suite} \
     --junitxml={res}/junit.xml {args} > {res}/pytest.log 2>&1
 echo $? > {res}/pytest.rc
+{KMEMLEAK_SCAN.format(out=f"{res}/kmemleak.txt")}
 dmesg > {res}/dmesg.txt
 cat /proc/sys/kernel/tainted > {res}/tainted
 """
@@ -152,7 +194,7 @@ cat /proc/sys/kernel/tainted > {res}/tainted
             kernel,
             script,
             rwdirs=[res],
-            timeout=VM_TIMEOUT,
+            timeout=VM_TIMEOUT * (DEBUG_SLOWDOWN if kernel.flavour == "debug" else 1),
             console=True,
             env={"ITM_MODDIR": str(run.build.moddir)},
         )
@@ -165,6 +207,8 @@ cat /proc/sys/kernel/tainted > {res}/tainted
     rc = read("pytest.rc").strip()
     run.pytest_rc = int(rc) if rc else None
     run.dmesg = read("dmesg.txt").splitlines()
+    if (res / "kmemleak.txt").exists():
+        run.kmemleak = read("kmemleak.txt")
     tainted = read("tainted").strip()
     run.tainted = int(tainted) if tainted else None
     if (res / "junit.xml").exists():

@@ -61,7 +61,8 @@ def check_headers(kernel: Kernel, lib_modules: Path = Path("/lib/modules")) -> P
         raise ToolError(
             str(err), hint="`make setup` installs the matrix", code=EXIT_UNSUPPORTED
         ) from None
-    build_dir = lib_modules / release / "build"
+    # a kernel of ours is built in its own tree (itmtool.kernelcache)
+    build_dir = kernel.build_dir if kernel.flavour else lib_modules / release / "build"
     if not build_dir.exists():
         names = ", ".join(k.name for k in read_matrix())
         raise ToolError(

@@ -121,9 +121,10 @@ def build(kernel: Kernel, *, sparse: bool = False, dest: Path | None = None) -> 
     work.chmod(0o755)
     try:
         _copy_sources(work)
-        cmd = ["make", "-C", str(kernel.build_dir), f"M={work}", "W=1", "modules"]
+        cmd = ["make", "-C", str(kernel.build_dir), *kernel.make_args, f"M={work}", "W=1"]
         if sparse:
-            cmd[4:4] = ["C=2", "CHECK=sparse"]
+            cmd += ["C=2", "CHECK=sparse"]
+        cmd.append("modules")
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode == 0:
             _relocate(work, dest)

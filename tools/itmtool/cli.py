@@ -164,6 +164,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         log=args.log,
         duration=args.duration,
         extra=args.extra,
+        workers=args.workers,
     )
     print(run.dumps(summary) if args.json else run.table(summary))
     if summary["mode"] == "main":
@@ -206,10 +207,10 @@ def _cmd_vm(args: argparse.Namespace) -> int:
     import shlex
 
     from itmtool import build, buildmods, vm
-    from itmtool.matrix import read_matrix
+    from itmtool.matrix import newest_debian, read_matrix
 
     kernels = read_matrix()
-    kernel = build.resolve_kernel(args.kernel or kernels[-1].name, kernels)
+    kernel = build.resolve_kernel(args.kernel or newest_debian(kernels).name, kernels)
     if not kernel.vmlinuz.exists():
         raise ToolError(
             f"no kernel image {kernel.vmlinuz} to boot",
@@ -439,6 +440,12 @@ def _add_module_commands(sub: Any) -> None:
     p.add_argument("--out", metavar="OUT", help="result trace (offline backend)")
     p.add_argument("--log", metavar="LOG", help="verdict log (offline backend)")
     p.add_argument("--duration", type=cliargs.seconds, help="seconds to run (live backends)")
+    p.add_argument(
+        "--workers",
+        type=cliargs.workers,
+        default=1,
+        help="processes, each with its own queue; a flow stays on one (nfqueue backend)",
+    )
     p.add_argument("--json", action="store_true", help="counters as JSON when it ends")
     p.set_defaults(func=_cmd_run, extra=[])
     p.epilog = "Arguments after -- go to the file's main(argv)."

@@ -14,9 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from itmtool import buildmods, demo_qos, lab, vm
+import itmlab as lab
+from itmtool import buildmods, demo_qos, vm
 from itmtool.errors import ToolError
-from itmtool.matrix import read_matrix
+from itmtool.matrix import newest_debian, read_matrix
 
 APPS = (
     "label=count-tcp,hook=fwd,prio=10,proto=tcp;"
@@ -79,7 +80,7 @@ def act_itm(moddir: Path) -> int:
 def host(kernel_name: str | None) -> int:
     """Build, boot the VM and run the guest part in it, streaming its output."""
     kernels = read_matrix()
-    kernel = next((k for k in kernels if k.name == kernel_name), kernels[-1])
+    kernel = next((k for k in kernels if k.name == kernel_name), newest_debian(kernels))
     print(f"==> building the modules for {kernel.release}", flush=True)
     res = buildmods.build(kernel, dest=buildmods.BUILD_ROOT / kernel.release / "demo-src")
     if not res.ok:

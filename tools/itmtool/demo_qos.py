@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from itmtool import lab
+import itmlab as lab
 
 ROLES = ["client", "itm", "core", "server"]
 PORT = 7000

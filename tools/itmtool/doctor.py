@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from itmtool.errors import EXIT_OK, EXIT_UNSUPPORTED
-from itmtool.matrix import Kernel, read_matrix
+from itmtool.matrix import Kernel, newest_debian, read_matrix
 
 PURPOSES = ("user", "demo", "test")
 #: what each purpose is, for the heading
@@ -59,6 +59,8 @@ TEST_COMMANDS = {
 }
 #: checkpatch.pl comes from it (make style, the style tests)
 SOURCE_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
+#: libelf-dev: objtool, which every x86 kernel build runs
+LIBELF_HEADER = Path("/usr/include/gelf.h")
 
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
@@ -225,10 +227,43 @@ def check_vm_path(probe: Probe) -> list[Check]:
         kernels = probe.matrix()
     except Exception as err:  # a missing kernels.txt: say so on the line
         return [*checks, Check("kernel matrix", False, str(err), "", demo, "vm")]
-    for i, k in enumerate(kernels):
-        needed = demo if i == len(kernels) - 1 else ("test",)
-        checks.append(_check_kernel(probe, k, needed))
+    demo_kernel = newest_debian(kernels)
+    for k in kernels:
+        if k.flavour is not None:
+            checks.append(_check_own_kernel(probe, k))
+            continue
+        checks.append(_check_kernel(probe, k, demo if k is demo_kernel else ("test",)))
     return checks
+
+
+def _check_own_kernel(probe: Probe, k: Kernel) -> Check:
+    """A kernel of ours (debug, UML): built in the cache, or the command that builds it."""
+    name = f"kernel {k.name}"
+    fix = f"{probe.python} -m itmtool.kernelcache build {k.flavour}  (or `make setup`)"
+    try:
+        rel = k.release
+    except LookupError as err:
+        return Check(name, False, str(err), fix, ("test",), "vm")
+    if not probe.exists(k.vmlinuz):
+        return Check(name, False, f"{rel}: no {k.vmlinuz}", fix, ("test",), "vm")
+    return Check(name, True, f"{rel}: built in {k.build_dir}", needed_for=("test",), group="vm")
+
+
+def check_kernel_build_tools(probe: Probe) -> Check:
+    """flex, bison, bc and libelf's headers: building the debug kernel and UML needs them."""
+    tools = {"flex": "flex", "bison": "bison", "bc": "bc"}
+    missing = sorted({pkg for cmd, pkg in tools.items() if not probe.which(cmd)})
+    if not probe.exists(LIBELF_HEADER):
+        missing.append("libelf-dev")
+    if missing:
+        return Check(
+            "kernel build tools",
+            False,
+            f"missing {', '.join(missing)} (building the debug kernel and UML)",
+            _apt(probe, *missing),
+            ("test",),
+        )
+    return Check("kernel build tools", True, "flex, bison, bc, libelf", needed_for=("test",))
 
 
 def _check_kernel(probe: Probe, k: Kernel, needed: tuple[str, ...]) -> Check:
@@ -326,6 +361,7 @@ def run_checks(probe: Probe | None = None) -> list[Check]:
         check_cap_net_admin(probe),
         _tool_check(probe, "test commands", TEST_COMMANDS, "called by the tests", ("test",)),
         check_source_tarball(probe),
+        check_kernel_build_tools(probe),
     ]
 
 

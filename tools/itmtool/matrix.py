@@ -4,6 +4,11 @@ The list lives in one place, `kernels.txt` at the top of the tree (shipped in
 the wheel too, see :mod:`itmtool.resources`): a name, the Debian image package
 and the headers package per line.  The packages may be
 meta-packages; the kernel release they stand for is resolved from dpkg.
+
+A row whose packages read ``build:<flavour>`` is a kernel of ours, built from
+Debian's linux-source into a per-user cache by :mod:`itmtool.kernelcache`: the
+debug kernel (``debug``, booted by the VM tier like the others) and User-Mode
+Linux (``uml``, run as a process by :mod:`itmtool.uml`).
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from itmtool import resources
+from itmtool import kernelcache, resources
+
+#: how kernels.txt names a kernel of ours (see :mod:`itmtool.kernelcache`)
+OWN = "build:"
 
 #: the sources (a checkout, or the wheel's copy): kept for the code that reads the tree
 ROOT = resources.SOURCE_ROOT
@@ -28,19 +36,44 @@ class Kernel:
     headers_pkg: str
 
     @property
+    def flavour(self) -> str | None:
+        """For a kernel of ours, its :data:`itmtool.kernelcache.FLAVOURS` key; else None."""
+        if self.image_pkg.startswith(OWN):
+            return self.image_pkg.removeprefix(OWN)
+        return None
+
+    @property
+    def is_uml(self) -> bool:
+        """Whether this is User-Mode Linux (run as a process, not booted in QEMU)."""
+        return self.flavour == "uml"
+
+    @property
     def release(self) -> str:
         """The installed kernel release (`uname -r` in the VM), e.g. 6.1.0-56-amd64."""
+        if self.flavour:
+            return kernelcache.release(self.flavour)
         return resolve_release(self.headers_pkg, "linux-headers-")
 
     @property
     def vmlinuz(self) -> Path:
         """The kernel image to boot."""
+        if self.flavour:
+            return kernelcache.tree(self.flavour) / kernelcache.FLAVOURS[self.flavour].image
         return Path("/boot") / f"vmlinuz-{self.release}"
 
     @property
     def build_dir(self) -> Path:
         """The headers (kbuild) directory to build modules against."""
+        if self.flavour:
+            return kernelcache.tree(self.flavour)
         return Path("/lib/modules") / self.release / "build"
+
+    @property
+    def make_args(self) -> tuple[str, ...]:
+        """Extra arguments of ``make -C build_dir M=...`` (``ARCH=um`` for UML)."""
+        if self.flavour:
+            return (f"ARCH={kernelcache.FLAVOURS[self.flavour].arch}",)
+        return ()
 
 
 def read_matrix(path: Path = MATRIX_FILE) -> list[Kernel]:
@@ -53,8 +86,16 @@ def read_matrix(path: Path = MATRIX_FILE) -> list[Kernel]:
         if not line:
             continue
         name, image, headers = line.split()
-        kernels.append(Kernel(name, image, headers))
+        kernel = Kernel(name, image, headers)
+        if kernel.flavour is not None and kernel.flavour not in kernelcache.FLAVOURS:
+            raise ValueError(f"{path}: unknown kernel of ours {image!r}")
+        kernels.append(kernel)
     return kernels
+
+
+def newest_debian(kernels: list[Kernel]) -> Kernel:
+    """The last Debian kernel of the list: the demo's and `itmtool vm`'s default."""
+    return [k for k in kernels if k.flavour is None][-1]
 
 
 def _depends(pkg: str) -> list[str]:

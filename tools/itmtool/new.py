@@ -678,13 +678,14 @@ def build_module(
         "make",
         "-C",
         str(kernel.build_dir),
+        *kernel.make_args,
         f"M={moddir}",
         "W=1",
         f"KBUILD_EXTRA_SYMBOLS={local}",
-        "modules",
     ]
     if sparse:
-        cmd[4:4] = ["C=2", "CHECK=sparse"]
+        cmd += ["C=2", "CHECK=sparse"]
+    cmd.append("modules")
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     return buildmods.BuildResult(kernel.release, moddir, proc.stdout + proc.stderr, proc.returncode)
 

@@ -138,14 +138,25 @@ def run_app(
     log: str | None = None,
     duration: float | None = None,
     extra: list[str] | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Run the applications of `path`; returns the summary (`--json` shape)."""
+    """Run the applications of `path`; returns the summary (`--json` shape).
+
+    ``workers`` > 1 runs them in that many processes (the nfqueue backend;
+    ``auto`` then means nfqueue)."""
     from libitm import BackendUnavailable, ItmLoop, LabelInUse
     from libitm.files import check_offline_paths
 
     options = backend_options(backend, pcap, out, log)
     if options:
         check_offline_paths(options["pcap"], options["out"], options["log"])
+    if workers > 1:
+        if options or backend not in ("auto", "nfqueue"):
+            raise ToolError(
+                f"--workers goes with the nfqueue backend, not {'offline' if options else backend}",
+                code=EXIT_USAGE,
+            )
+        backend = "nfqueue"
     module = load_file(path)
     apps = find_apps(module)
     if apps is None:
@@ -163,6 +174,8 @@ def run_app(
                 argv += [f"--{key}", str(options[key])]
         if duration is not None:
             argv += ["--duration", str(duration)]
+        if workers > 1:
+            argv += ["--workers", str(workers)]
         rc = _call_main(main, argv + list(extra or []))
         return {"file": str(path), "mode": "main", "argv": argv, "exit": rc}
     if extra:
@@ -170,6 +183,8 @@ def run_app(
             f"{path} defines its applications: it takes no arguments after --", code=EXIT_USAGE
         )
     loop_backend = "offline" if options else backend
+    if workers > 1:
+        options = {"workers": workers}
     loop = ItmLoop(loop_backend, strict=False, **options)
     for app in apps:
         if getattr(app, "hook", None) is None:

@@ -1,4 +1,4 @@
-"""`itmtool status`: the registered applications, per hook in run order."""
+"""`itmtool status`: the registered applications, per hook in run order, and the rio qdiscs."""
 
 from __future__ import annotations
 
@@ -106,6 +106,7 @@ def snapshot(ctl: ItmControl, sys_module: Path | None = None) -> dict[str, Any]:
         "apps": [a.to_json() for a in apps],
         "module_stats": module_counters(apps, sys_module),
         "nfqueue_apps": nfqueue_apps(),
+        "rio_qdiscs": [q.as_dict() for q in rio_qdiscs()],
     }
 
 
@@ -122,16 +123,37 @@ def render(ctl: ItmControl, as_json: bool, sys_module: Path | None = None) -> st
     head = "itm_mod: loaded; hooks {} in this network namespace".format(
         "active" if ctl.netns_active() else "NOT active (itmtool netns on)"
     )
-    nfq = nfqueue_text(nfqueue_apps())
+    tail = [t for t in (nfqueue_text(nfqueue_apps()), rio_text(rio_qdiscs())) if t]
     if not apps:
-        return head + "\nno application registered" + (f"\n{nfq}" if nfq else "")
+        return "\n".join([head, "no application registered", *tail])
     lines = [head, table(apps)]
     for owner, counters in module_counters(apps, sys_module).items():
         shown = "  ".join(f"{k} {v}" for k, v in counters.items())
         lines.append(f"{owner} counters: {shown}")
-    if nfq:
-        lines.append(nfq)
-    return "\n".join(lines)
+    return "\n".join(lines + tail)
+
+
+# ------------------------------------------------------------- rio qdiscs
+def rio_qdiscs() -> list[Any]:
+    """Every rio qdisc (kernel/sch_rio) in this network namespace, as
+    ``libitm.control.rio.RioStatus``: its parameters, the generic counters and
+    its own.  Empty when there is none or the qdisc dump cannot be read."""
+    from libitm.control import rio
+
+    try:
+        with rio.RioControl() as ctl:
+            return ctl.show()
+    except (rio.RioError, OSError):
+        return []
+
+
+def rio_text(statuses: list[Any]) -> str:
+    """The rio section of the text status (empty when there is none)."""
+    from itmtool import rio as rio_cli
+
+    if not statuses:
+        return ""
+    return "rio qdiscs (sch_rio) in this network namespace:\n" + rio_cli.render(statuses)
 
 
 # ------------------------------------------------------ nfqueue backend apps
@@ -220,9 +242,16 @@ def render_not_loaded(as_json: bool, xt: Xtables | None = None, compact: bool = 
     """What `itmtool status` prints on stdout when itm_mod is not loaded
     (``compact``: the JSON document on one line, for ``--watch --json``)."""
     apps = nfqueue_apps(xt)
+    rios = rio_qdiscs()
     if as_json:
         return json.dumps(
-            {"itm_mod": "not loaded", "netns_active": False, "apps": [], "nfqueue_apps": apps},
+            {
+                "itm_mod": "not loaded",
+                "netns_active": False,
+                "apps": [],
+                "nfqueue_apps": apps,
+                "rio_qdiscs": [q.as_dict() for q in rios],
+            },
             indent=None if compact else 2,
         )
-    return nfqueue_text(apps)
+    return "\n".join(t for t in (nfqueue_text(apps), rio_text(rios)) if t)

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from itmlab import Lab, run
+
 HERE = Path(__file__).resolve().parent
 APP = HERE / "itm_hostapp.py"
 NET = HERE / "itm_hostnet.py"
@@ -18,11 +20,8 @@ PY = sys.executable
 
 
 def sh(*cmd: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    """Run a command, raising with its stderr on failure."""
-    res = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, check=False)
-    if check and res.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({res.returncode}): {res.stderr.strip()}")
-    return res
+    """Run a command, raising with its stderr on failure (:func:`itmlab.run`)."""
+    return run(*cmd, check=check, timeout=timeout)
 
 
 def root_ns_rules() -> str:
@@ -53,34 +52,16 @@ class NetPair:
         self.ip6_a = f"fd{n:02x}:{m:x}::1"
         self.ip6_b = f"fd{n:02x}:{m:x}::2"
         self.procs: list[subprocess.Popen[str]] = []
+        self.lab = Lab()
 
     def create(self) -> None:
         """Build the namespaces and the link."""
-        sh("ip", "netns", "add", self.a)
-        sh("ip", "netns", "add", self.b)
-        sh(
-            "ip",
-            "-n",
-            self.a,
-            "link",
-            "add",
-            "va",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "vb",
-            "netns",
-            self.b,
-        )
-        for ns, dev, ip4, ip6 in (
-            (self.a, "va", self.ip_a, self.ip6_a),
-            (self.b, "vb", self.ip_b, self.ip6_b),
-        ):
-            sh("ip", "-n", ns, "addr", "add", f"{ip4}/24", "dev", dev)
-            sh("ip", "-n", ns, "addr", "add", f"{ip6}/64", "dev", dev, "nodad")
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        lab = self.lab = Lab()
+        for ns in (self.a, self.b):
+            lab.ns(ns, exact=True)
+        lab.link(self.a, "va", self.b, "vb", [f"{self.ip_a}/24", f"{self.ip6_a}/64"],
+                 [f"{self.ip_b}/24", f"{self.ip6_b}/64"])  # fmt: skip
+        lab.create()
 
     def destroy(self) -> None:
         """Kill leftover processes and delete both namespaces (and their rules)."""
@@ -88,8 +69,7 @@ class NetPair:
             if p.poll() is None:
                 p.kill()
                 p.wait(5)
-        for ns in (self.a, self.b):
-            sh("ip", "netns", "del", ns, check=False)
+        self.lab.destroy()
 
     # ---------------------------------------------------------- processes
     def popen(self, ns: str, *args: str) -> subprocess.Popen[str]:
@@ -174,55 +154,12 @@ class RoutedPair(NetPair):
 
     def create(self) -> None:
         """Build the three namespaces, links, addresses and routes."""
+        lab = self.lab = Lab()
         for ns in (self.a, self.r, self.b):
-            sh("ip", "netns", "add", ns)
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        sh(
-            "ip",
-            "-n",
-            self.a,
-            "link",
-            "add",
-            "va",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "ra",
-            "netns",
-            self.r,
-        )
-        sh(
-            "ip",
-            "-n",
-            self.b,
-            "link",
-            "add",
-            "vb",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "rb",
-            "netns",
-            self.r,
-        )
-        for ns, dev, addr in (
-            (self.a, "va", self.ip_a),
-            (self.r, "ra", self.gw_a),
-            (self.r, "rb", self.gw_b),
-            (self.b, "vb", self.ip_b),
-        ):
-            sh("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-        sh("ip", "-n", self.a, "route", "add", "default", "via", self.gw_a)
-        sh("ip", "-n", self.b, "route", "add", "default", "via", self.gw_b)
-        sh("ip", "netns", "exec", self.r, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-
-    def destroy(self) -> None:
-        """Delete the router namespace too."""
-        super().destroy()
-        sh("ip", "netns", "del", self.r, check=False)
+            lab.ns(ns, exact=True)
+        lab.via_router(self.a, self.r, self.b, ("va", f"{self.ip_a}/24", "ra", f"{self.gw_a}/24"),
+                       ("rb", f"{self.gw_b}/24", "vb", f"{self.ip_b}/24"))  # fmt: skip
+        lab.create()
 
 
 class App:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from libitm import nfqueue_codec as nfq
 from libitm.pcap import LINKTYPE_ETHERNET, PcapWriter
+from libitm.transport import codec as nfq
 
 ETH_P_ALL = 0x0003
 

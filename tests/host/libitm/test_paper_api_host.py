@@ -20,7 +20,7 @@ from itm_testlib import ROOT_DIR
 from paper_app import figures_tos
 from qos_trace import replay, trace
 
-from itmtool import lab
+import itmlab as lab
 
 pytestmark = pytest.mark.root
 

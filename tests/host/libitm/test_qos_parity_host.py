@@ -16,7 +16,7 @@ from itm_hostlib import PY
 from itm_testlib import ROOT_DIR
 from qos_trace import check_parity, offline_tos, replay, trace
 
-from itmtool import lab
+import itmlab as lab
 
 pytestmark = pytest.mark.root
 

@@ -11,7 +11,7 @@ and every packet must leave with the TOS that the offline run gave it, which is
 also the TOS the paper's rule gives it (:func:`expected_tos`).
 
 :func:`replay` sends the packets with raw sockets from the namespace that owns
-their source address (client or server side of a :class:`itmtool.lab.Topology`)
+their source address (client or server side of a :class:`itmlab.Topology`)
 and captures them where they arrive, so the router in between sees exactly this
 trace, packet for packet and in order within each direction.
 """
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from itmtool.lab import Topology, netns, ping, sh
+from itmlab import Topology, netns, ping, sh
 from libitm import ItmLoop, Packet
 from tests.kernel.qos_kit import Capture
 from tests.unit.libitm.itm_testlib import build, read_pcap, tcp_header, write_pcap

@@ -8,7 +8,7 @@ import struct
 import pytest
 from itm_testlib import tcp
 
-from libitm import nfqueue_codec as nfq
+from libitm.transport import codec as nfq
 
 
 def _nlhdr(msg: bytes) -> tuple[int, int, int, int, int]:

@@ -12,9 +12,7 @@ from test_nfqueue_batching import FakeSock, sent_messages, sent_messages_of
 from test_nfqueue_batching import backend as backend_nfq
 
 from libitm import Hook, Interest, ItmInfo, Packet, Verdict
-from libitm import nfqueue_codec as nfq
 from libitm.backends.kernel import NF_REPEAT, KernelBackend, _KernelApp
-from libitm.backends.nfqueue import NfqueueBackend, _word_views
 from libitm.control import itm_queue_spec as spec
 from libitm.control.client import ItmControlError
 from libitm.control.queue import (
@@ -24,6 +22,9 @@ from libitm.control.queue import (
     unregister_message,
 )
 from libitm.dispatch import Dispatcher
+from libitm.transport import QueueTransport
+from libitm.transport import codec as nfq
+from libitm.transport.queue import _word_views
 
 NLA_F_NESTED = 1 << 15
 
@@ -132,19 +133,27 @@ def test_parse_register_reply() -> None:
         parse_register_reply(back)
 
 
-def _backend(info: ItmInfo, datagrams: list[bytes | OSError]) -> tuple[KernelBackend, FakeSock]:
-    """A kernel backend with one app on queue 0x7000, without itm_queue or a socket."""
+def _bare() -> KernelBackend:
+    """A kernel backend built without itm_queue (its __init__ looks the family up)."""
     be = KernelBackend.__new__(KernelBackend)
-    NfqueueBackend.__init__(be)
+    be.copy_range = 128
+    be.transport = QueueTransport(be._route, NF_REPEAT)
+    be._closed = False
     be._client = None
     be._strict = False
+    be._apps, be._queue_of = {}, {}
+    return be
+
+
+def _backend(info: ItmInfo, datagrams: list[bytes | OSError]) -> tuple[KernelBackend, FakeSock]:
+    """A kernel backend with one app on queue 0x7000, without itm_queue or a socket."""
+    be = _bare()
     disp = Dispatcher()
     disp.add(Hook.POST_ROUTING, info)
-    be._apps = {0x7000: _KernelApp(info, Hook.POST_ROUTING, 0x7000, True, disp)}
+    be._apps = {0x7000: _KernelApp(info, Hook.POST_ROUTING, 0x7000, disp)}
     be._queue_of = {id(info): 0x7000}
-    be._qhook[0x7000] = Hook.POST_ROUTING
     sock = FakeSock(datagrams)
-    be._sock = sock
+    be.transport._sock = sock
     return be, sock
 
 
@@ -222,17 +231,13 @@ def test_registered_apps_are_read_many_packets_per_call(monkeypatch: pytest.Monk
 
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
-        be = KernelBackend.__new__(KernelBackend)
-        NfqueueBackend.__init__(be)
+        be = _bare()
         be._client = Client()  # type: ignore[assignment]
-        be._strict = False
-        be._apps, be._queue_of = {}, {}
-        be._sock = b
-        monkeypatch.setattr(be, "_config", lambda msg: 0)
-        monkeypatch.setattr(be, "_configure_queue", lambda q, rng: None)
+        be.transport._sock = b
+        monkeypatch.setattr(be.transport, "_config", lambda msg: 0)
         be.install(Hook.IP_FORWARD, ItmInfo("rx", Interest(protocol="udp"), needs_payload=True))
-        assert be._rx is not None and be._rx.slots > 1
-        assert be._rx.slot_size > 0xFFFF, "whole packets"
+        assert be.transport._rx is not None and be.transport._rx.slots > 1
+        assert be.transport._rx.slot_size > 0xFFFF, "whole packets"
     finally:
         a.close()
         b.close()
@@ -269,9 +274,9 @@ def test_decoded_path_answers_as_the_packet_loop(kernel: bool) -> None:
         views = (buf, memoryview(buf), *_word_views(buf))
         pending: dict[int, int] = {}
         out = bytearray()
-        run = be._messages_portable if portable else be._messages
+        run = be.transport._messages_portable if portable else be.transport._messages
         assert run(views, 1, [0], [len(datagram)], pending, out) == 7
-        be._flush(out, pending)
+        be.transport._flush(out, pending)
         sent.append((sock.sent, be.counters(), info.counters.as_dict()))
     assert sent[0] == sent[1]
     got = sent_messages_of(sent[0][0])

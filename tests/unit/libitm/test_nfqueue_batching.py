@@ -9,9 +9,9 @@ import pytest
 from itm_testlib import tcp, udp, verify
 
 from libitm import Hook, Interest, ItmInfo, Packet, Verdict
-from libitm import nfqueue_codec as nfq
 from libitm.backends.nfqueue import NfqueueBackend
 from libitm.dispatch import Dispatcher
+from libitm.transport import codec as nfq
 
 
 class FakeSock:
@@ -45,7 +45,7 @@ def backend(
     be._disp = d
     be._qhook[7] = Hook.POST_ROUTING
     sock = FakeSock(datagrams)
-    be._sock = sock  # type: ignore[assignment]
+    be.transport._sock = sock  # type: ignore[assignment]
     return be, sock
 
 

@@ -1,14 +1,13 @@
-"""The nfqueue backend's fast lane: a hook's only application dispatched inline.
+"""The nfqueue backend's fast lane: packets that arrive many per read, same layout.
 
-The packet loop runs the callbacks of a hook's only application itself (no call
-into the dispatcher), keeps the application's counters in locals until the
-batch ends and reuses one Packet object, for packets that arrive many per read
-(recvmmsg); the first packet of a read and the odd ones take the general lane
-(``Dispatcher.run_solo``). Every test runs both ways - one message per read
-through a fake socket, and many per read through recvmmsg on a socket pair -
-and holds the fast lane to what ``run_solo`` does: changes made by a callback
-in the middle of a batch apply from the next packet on, counters add up, a
-modified packet does not leave its marks on the next one, errors are contained.
+The packet loop reuses one Packet object for packets that arrive many per read
+(recvmmsg) and hands each to the hook's runner (``Dispatcher.runner``); the
+first packet of a read and the odd ones take the general lane (a Packet each,
+the same runner). Every test runs both ways - one message per read through a
+fake socket, and many per read through recvmmsg on a socket pair - and holds
+the fast lane to the general one: changes made by a callback in the middle of
+a batch apply from the next packet on, counters add up, a modified packet does
+not leave its marks on the next one, errors are contained.
 """
 
 from __future__ import annotations
@@ -24,8 +23,8 @@ from test_nfqueue_batching import backend as fake_backend
 from test_nfqueue_mmsg import _mmsg_backend as mmsg_backend
 
 from libitm import Hook, Interest, ItmInfo, Packet, Verdict
-from libitm import nfqueue_codec as nfq
 from libitm.backends.nfqueue import NfqueueBackend
+from libitm.transport import codec as nfq
 
 Sent = Callable[[], FakeSock]
 Make = Callable[..., tuple[NfqueueBackend, Sent]]

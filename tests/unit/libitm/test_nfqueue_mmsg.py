@@ -22,10 +22,10 @@ from test_nfqueue_batching import (
 )
 
 from libitm import Hook, Interest, ItmInfo, Packet, Verdict
-from libitm import nfqueue_codec as nfq
 from libitm.backends.nfqueue import FULL_COPY, NfqueueBackend
 from libitm.dispatch import Dispatcher
-from libitm.mmsg import MultiReceiver, open_receiver
+from libitm.transport import codec as nfq
+from libitm.transport.mmsg import MultiReceiver, open_receiver
 
 
 @pytest.fixture
@@ -151,10 +151,10 @@ def _mmsg_backend(apps: list[ItmInfo], b: socket.socket, batch: int = 256) -> Nf
         d.add(Hook.POST_ROUTING, i)
     be._disp = d
     be._qhook[7] = Hook.POST_ROUTING
-    be._qcopy[7] = FULL_COPY
-    be._sock = b
-    be._ensure_receiver()
-    assert be._rx is not None, "recvmmsg available on Linux"
+    be.transport.bound[7] = FULL_COPY
+    be.transport._sock = b
+    be.transport._ensure_receiver()
+    assert be.transport._rx is not None, "recvmmsg available on Linux"
     return be
 
 
@@ -234,7 +234,7 @@ def test_changing_attributes_are_read_for_every_packet(
 def test_mmsg_batch_limit_and_slot_count(pair: tuple[socket.socket, socket.socket]) -> None:
     a, b = pair
     be = _mmsg_backend([app()], b, batch=3)
-    assert be._rx is not None and be._rx.slots == 3
+    assert be.transport._rx is not None and be.transport._rx.slots == 3
     for i in range(1, 6):
         a.send(_attrs_msg(i, 0))
     assert be.process() == 3
@@ -276,7 +276,7 @@ def test_portable_path_agrees(pair: tuple[socket.socket, socket.socket]) -> None
     for portable in (False, True):
         be = _mmsg_backend([app()], b)
         if portable:
-            be._messages = be._messages_portable  # type: ignore[method-assign]
+            be.transport._messages = be.transport._messages_portable  # type: ignore[method-assign]
         for m in msgs:
             a.send(m)
         assert be.process() == len(msgs)
@@ -313,7 +313,7 @@ def test_exception_mid_batch_keeps_the_rest(
 
     be = _mmsg_backend([ItmInfo("x", Interest(protocol="udp"), class_func=cls)], b)
     if portable:
-        be._messages = be._messages_portable  # type: ignore[method-assign]
+        be.transport._messages = be.transport._messages_portable  # type: ignore[method-assign]
     assert be._disp is not None
     be._disp.strict = True
     for i, d in ((1, 5), (2, 99), (3, 6), (4, 7)):

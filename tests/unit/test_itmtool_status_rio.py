@@ -1,0 +1,138 @@
+"""`itmtool status` shows the rio qdiscs of a qdisc dump: parsed from netlink bytes.
+
+The dump is a list of RTM_NEWQDISC messages as the kernel sends them (encoded
+here, then decoded by libitm.control.rio's own parser behind a fake socket):
+one rio qdisc with its options, generic stats and xstats, and a qdisc of
+another kind that status must leave out.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+import pytest
+
+from itmtool import cli
+from itmtool import status as status_mod
+from libitm.control import ItmNotLoaded, rio
+from tests.unit.test_itmtool_json import FakeItm
+
+XSTATS = [2370, 3923, 1, 64, 2, 17, 5, 3, 7, 12, 4, 9]
+SCELL_LOG, STAB = rio.idle_damping(9, 1000, 4_000_000)
+#: the kernel dumps every option, the idle damping's cell included
+CFG = rio.RioConfig(
+    limit=200,
+    in_profile=rio.RedProfile(30, 90, 0.02),
+    out_profile=rio.RedProfile(15, 45, 0.1),
+    ecn=True,
+    scell_log=SCELL_LOG,
+    stab=STAB,
+)
+
+
+def _wire(kind: str, handle: int, parent: int) -> bytes:
+    msg = rio.rio_tcmsg()
+    msg["index"] = 1  # lo: a device every machine has
+    msg["handle"] = handle
+    msg["parent"] = parent
+    attrs: list[tuple[str, Any]] = [("TCA_KIND", kind)]
+    if kind == "rio":
+        attrs += [
+            ("TCA_OPTIONS", {"attrs": rio.encode_options(CFG)}),
+            ("TCA_STATS", {"bytes": 9184060, "packets": 6212, "drop": 81, "qlen": 9}),
+            ("TCA_XSTATS", rio.XSTATS.pack(*XSTATS)),
+        ]
+    else:
+        attrs.append(("TCA_STATS", {"bytes": 10, "packets": 1}))
+    msg["attrs"] = attrs
+    msg.encode()
+    return bytes(msg.data)
+
+
+class FakeSocket:
+    """Stands for pyroute2's NetlinkSocket: answers a qdisc dump from bytes."""
+
+    dump: ClassVar[list[bytes]] = []
+
+    def __init__(self, **_: Any) -> None:
+        self.marshal = type("Marshal", (), {"msg_map": {}})()
+
+    def bind(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def nlm_request(self, msg: Any, msg_type: int, msg_flags: int) -> list[Any]:
+        assert msg_type == rio.RTM_GETQDISC
+        out = []
+        for data in self.dump:
+            reply = rio.rio_tcmsg(data)
+            reply.decode()
+            out.append(reply)
+        return out
+
+
+@pytest.fixture
+def dump(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    monkeypatch.setattr(rio, "NetlinkSocket", FakeSocket)
+    FakeSocket.dump = [_wire("tbf", 0x10000, rio.TC_H_ROOT), _wire("rio", 0x100000, 0x10001)]
+    return FakeSocket.dump
+
+
+def test_status_json_has_each_rio_qdisc_with_its_counters(
+    dump: list[bytes], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "ItmControl", FakeItm)
+    assert cli.main(["status", "--json"]) == 0
+    [q] = json.loads(capsys.readouterr().out)["rio_qdiscs"]
+    assert (q["dev"], q["handle"], q["parent"]) == ("lo", "10:0", "1:1")
+    assert q["config"]["in_profile"] == {"min": 30, "max": 90, "max_p": pytest.approx(0.02)}
+    assert q["config"]["limit"] == 200 and q["config"]["ecn"] is True
+    assert q["xstats"] == dict(zip(rio.XSTATS_FIELDS, XSTATS, strict=True))
+    assert q["counters"]["packets"] == 6212 and q["counters"]["drop"] == 81
+
+
+def test_status_text_shows_the_rio_counters(
+    dump: list[bytes], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "ItmControl", FakeItm)
+    assert cli.main(["status"]) == 0
+    out = capsys.readouterr().out
+    rio_part = out[out.index("rio qdiscs (sch_rio)") :].splitlines()
+    assert rio_part[1] == "rio 10:0 dev lo parent 1:1: limit 200p wlog 9 in=TOS 0x10 ecn"
+    assert "enqueued 2370 early 1 forced 2" in rio_part[2]
+    assert "enqueued 3923 early 64 forced 17" in rio_part[3]
+    assert rio_part[4].strip() == (
+        "sent 6212 pkt 9184060 bytes, dropped 81, ecn marked 5, full 3, queued 9 (4 in)"
+    )
+
+
+def test_status_shows_rio_without_itm_mod(
+    dump: list[bytes], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def not_loaded() -> None:
+        raise ItmNotLoaded(2, "itm_mod is not loaded (...)")
+
+    monkeypatch.setattr(cli, "ItmControl", not_loaded)
+    monkeypatch.setattr(status_mod, "nfqueue_apps", lambda xt=None: [])
+    assert cli.main(["status", "--json"]) == 3
+    assert [q["handle"] for q in json.loads(capsys.readouterr().out)["rio_qdiscs"]] == ["10:0"]
+    assert cli.main(["status"]) == 3
+    assert capsys.readouterr().out.startswith("rio qdiscs (sch_rio) in this network namespace:\n")
+
+
+def test_status_without_rio_qdiscs_or_a_readable_dump(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Refused(FakeSocket):
+        def nlm_request(self, msg: Any, msg_type: int, msg_flags: int) -> list[Any]:
+            raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(rio, "NetlinkSocket", Refused)
+    monkeypatch.setattr(cli, "ItmControl", FakeItm)
+    assert cli.main(["status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rio_qdiscs"] == []
+    assert cli.main(["status"]) == 0
+    assert "rio" not in capsys.readouterr().out
