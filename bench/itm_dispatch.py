@@ -127,8 +127,12 @@ def host(args: argparse.Namespace) -> int:
             [
                 "Per-packet cost of pushing a UDP packet through the IPv4 forward hooks, in a"
                 f" VM (QEMU TCG, 2 vCPUs, on a {vmbench.cpu()} host); ratios are against a bare"
-                " netfilter hook that accepts, measured in the same VM run. TCG inflates"
-                " absolute times; the ratios are what carries over.",
+                " netfilter hook that accepts at the same hook, measured in the same VM run."
+                " itm_mod registers exactly one netfilter hook on this path (IPv4 forward),"
+                " and only while an application is registered there. '8 apps, 1 interested':"
+                " seven of the eight want TCP only (the packet is UDP). Configurations are"
+                " interleaved round by round. TCG inflates absolute times; the ratios are"
+                " what carries over.",
                 "",
                 "Command: `python -m bench.itm_dispatch --kernel all --write` — run"
                 f" {vmbench.today()}, about 2 minutes per kernel.",
