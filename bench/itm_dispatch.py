@@ -4,9 +4,12 @@ In a VM booted on a kernel of the matrix, a driver module (kernel/bench/
 itm_bench_drive.c) pushes one UDP packet through the IPv4 forward hooks of the
 initial namespace two million times with bottom halves disabled, as on the
 forward path, and times the loop.  It does so with nothing hooked (the floor),
-with a bare netfilter hook that accepts (the anchor), and with itm_mod and 0, 1
-and 8 registered no-op applications: with all five callbacks present and doing
-nothing, and with no callbacks at all (the cost of the interest check alone).
+with a bare netfilter hook that accepts at the same hook (the anchor: itm_mod
+registers exactly one hook there, IPv4 forward, and only while an application
+wants it), and with itm_mod and 0, 1 and 8 registered no-op applications: with
+all five callbacks present and doing nothing, with no callbacks at all (the cost
+of the interest check alone), and 8 of which only one wants the packet (the
+other 7 want TCP; the packet is UDP).
 The cost of a configuration is its time per packet minus the floor; the ratios
 divide by the anchor's cost, measured in the same run.
 
@@ -30,50 +33,55 @@ from typing import Any
 from bench import vmbench
 
 RUN_FILE = vmbench.RUN_FILE_DIR / "run"
-#: (name, n_apps, callbacks) of the itm_mod configurations
+#: (name, n_apps, callbacks, tcp_apps) of the itm_mod configurations
 ITM_CONFIGS = (
-    ("itm_mod, 1 app", 1, 1),
-    ("itm_mod, 8 apps", 8, 1),
-    ("itm_mod, 1 app without callbacks", 1, 0),
-    ("itm_mod, 8 apps without callbacks", 8, 0),
+    ("itm_mod, 1 app", 1, 1, 0),
+    ("itm_mod, 8 apps, 1 interested", 8, 1, 7),
+    ("itm_mod, 8 apps", 8, 1, 0),
+    ("itm_mod, 1 app without callbacks", 1, 0, 0),
+    ("itm_mod, 8 apps without callbacks", 8, 0, 0),
 )
 NO_TIME = "itm_mod, 8 apps, account_time=0"
 CONFIGS = ("floor", "bare nf hook", "itm_mod, 0 apps", *(c[0] for c in ITM_CONFIGS), NO_TIME)
 
 
-def _measure(iterations: int, repeats: int) -> float:
-    """Median nanoseconds per packet over `repeats` runs."""
-    samples = []
-    for _ in range(repeats):
-        RUN_FILE.write_text(str(iterations))
-        iters, ns = map(int, RUN_FILE.read_text().split())
-        samples.append(ns / iters)
-    return statistics.median(samples)
+def _measure(iterations: int) -> float:
+    """Nanoseconds per packet of one run."""
+    RUN_FILE.write_text(str(iterations))
+    iters, ns = map(int, RUN_FILE.read_text().split())
+    return ns / iters
+
+
+def _configs(ko: dict[str, str]) -> list[tuple[str, list[list[str]]]]:
+    """Each configuration: its name and the modules (with parameters) it loads."""
+    itm = [ko["itm_mod"]]
+    out: list[tuple[str, list[list[str]]]] = [
+        ("floor", []),
+        ("bare nf hook", [[ko["itm_bench_nf"]]]),
+        ("itm_mod, 0 apps", [itm]),
+    ]
+    for name, n, callbacks, tcp_apps in ITM_CONFIGS:
+        apps = [ko["itm_bench_apps"], f"n_apps={n}", f"callbacks={callbacks}"]
+        out.append((name, [itm, [*apps, f"tcp_apps={tcp_apps}"]]))
+    out.append((NO_TIME, [[*itm, "account_time=0"], [ko["itm_bench_apps"], "n_apps=8"]]))
+    return out
 
 
 def guest(moddir: Path, out: Path, iterations: int, repeats: int) -> int:
-    """Inside the VM: load each configuration in turn and time it."""
+    """Inside the VM: time each configuration once per round, rounds interleaved."""
     ko = vmbench.module_paths(moddir)
     vmbench.mount_debugfs()
     vmbench.sh("insmod", ko["itm_bench_drive"])
-    results: dict[str, float] = {}
+    samples: dict[str, list[float]] = {}
     try:
-        _measure(iterations // 10, 1)  # warm up
-        results["floor"] = _measure(iterations, repeats)
-        vmbench.sh("insmod", ko["itm_bench_nf"])
-        results["bare nf hook"] = _measure(iterations, repeats)
-        vmbench.sh("rmmod", "itm_bench_nf")
-        vmbench.sh("insmod", ko["itm_mod"])
-        results["itm_mod, 0 apps"] = _measure(iterations, repeats)
-        for name, n, callbacks in ITM_CONFIGS:
-            vmbench.sh("insmod", ko["itm_bench_apps"], f"n_apps={n}", f"callbacks={callbacks}")
-            results[name] = _measure(iterations, repeats)
-            vmbench.sh("rmmod", "itm_bench_apps")
-        Path("/sys/module/itm_mod/parameters/account_time").write_text("0")
-        vmbench.sh("insmod", ko["itm_bench_apps"], "n_apps=8")
-        results[NO_TIME] = _measure(iterations, repeats)
-        vmbench.sh("rmmod", "itm_bench_apps")
-        vmbench.sh("rmmod", "itm_mod")
+        _measure(iterations // 10)  # warm up
+        for _ in range(repeats):
+            for name, mods in _configs(ko):
+                for mod in mods:
+                    vmbench.sh("insmod", *mod)
+                samples.setdefault(name, []).append(_measure(iterations))
+                for mod in reversed(mods):
+                    vmbench.sh("rmmod", Path(mod[0]).stem)
     finally:
         for m in ("itm_bench_apps", "itm_bench_nf", "itm_mod", "itm_bench_drive"):
             subprocess.run(["rmmod", m], capture_output=True, check=False)
@@ -81,7 +89,8 @@ def guest(moddir: Path, out: Path, iterations: int, repeats: int) -> int:
         "kernel": platform.release(),
         "iterations": iterations,
         "repeats": repeats,
-        "ns_per_packet": results,
+        "ns_per_packet": {k: statistics.median(v) for k, v in samples.items()},
+        "samples": samples,
     }
     out.write_text(json.dumps(doc, indent=2))
     return 0
@@ -93,7 +102,8 @@ def table(doc: dict[str, Any]) -> str:
     floor = ns["floor"]
     anchor = ns["bare nf hook"] - floor
     lines = [
-        f"Kernel {doc['kernel']} ({doc['iterations']:,} packets x {doc['repeats']}, median):",
+        f"Kernel {doc['kernel']} ({doc['iterations']:,} packets x {doc['repeats']} interleaved"
+        " rounds, median):",
         "",
         "| configuration | ns/packet | cost over floor (ns) | ratio to bare hook |",
         "|---|---:|---:|---:|",
@@ -117,8 +127,12 @@ def host(args: argparse.Namespace) -> int:
             [
                 "Per-packet cost of pushing a UDP packet through the IPv4 forward hooks, in a"
                 f" VM (QEMU TCG, 2 vCPUs, on a {vmbench.cpu()} host); ratios are against a bare"
-                " netfilter hook that accepts, measured in the same VM run. TCG inflates"
-                " absolute times; the ratios are what carries over.",
+                " netfilter hook that accepts at the same hook, measured in the same VM run."
+                " itm_mod registers exactly one netfilter hook on this path (IPv4 forward),"
+                " and only while an application is registered there. '8 apps, 1 interested':"
+                " seven of the eight want TCP only (the packet is UDP). Configurations are"
+                " interleaved round by round. TCG inflates absolute times; the ratios are"
+                " what carries over.",
                 "",
                 "Command: `python -m bench.itm_dispatch --kernel all --write` — run"
                 f" {vmbench.today()}, about 2 minutes per kernel.",

@@ -18,6 +18,9 @@ after — and the result is its time per packet minus that of no marking at all:
   ``connbytes --connbytes-mode packets`` + ``TOS --set-tos 0x10/0x10`` pair of
   tests/kernel/test_qos_mod.py, through iptables-nft and through the legacy
   x_tables;
+- ``qos marking, bare nf hook``: the anchor: qos_mod's own flow table and
+  marking (the same source files) in a hand-written netfilter hook at IPv4
+  post-routing, without itm_mod (kernel/bench/itm_bench_qosnf_main.c);
 - ``qos_mod``: itm_mod + qos_mod, no connection tracking;
 - ``qos_mod + conntrack``: qos_mod on a router that tracks connections anyway.
 
@@ -59,9 +62,11 @@ CONNTRACK = "conntrack only"
 NFT = "nftables ct rule set"
 IPT = "iptables connbytes"
 IPT_LEGACY = "iptables-legacy connbytes"
+QOS_NF = "qos marking, bare nf hook"
 QOS = "qos_mod"
 QOS_CT = "qos_mod + conntrack"
-CONFIGS = (FLOOR, CONNTRACK, NFT, IPT, IPT_LEGACY, QOS, QOS_CT)
+CONFIGS = (FLOOR, CONNTRACK, NFT, IPT, IPT_LEGACY, QOS_NF, QOS, QOS_CT)
+QOSNF_MARKED = Path("/sys/module/itm_bench_qosnf/parameters/marked")
 
 GUEST_MODULES = (
     "nf_conntrack",
@@ -157,6 +162,8 @@ class Guest:
         if name in (QOS, QOS_CT):
             vmbench.sh("insmod", self.ko["itm_mod"])
             vmbench.sh("insmod", self.ko["qos_mod"], f"threshold={THRESHOLD}")
+        if name == QOS_NF:
+            vmbench.sh("insmod", self.ko["itm_bench_qosnf"], f"threshold={THRESHOLD}")
 
     def teardown(self, name: str) -> tuple[int, int]:
         """Switch configuration `name` off; the (short, long) packets it counted."""
@@ -184,6 +191,10 @@ class Guest:
             )
             vmbench.sh("rmmod", "qos_mod")
             vmbench.sh("rmmod", "itm_mod")
+        if name == QOS_NF:
+            s, lg = QOSNF_MARKED.read_text().split()
+            marked = (int(s), int(lg))
+            vmbench.sh("rmmod", "itm_bench_qosnf")
         if name in (CONNTRACK, QOS_CT):
             listing = vmbench.sh("nft", "list", "table", "ip", "qosbench_ct")
             invalid = int(re.findall(r"counter packets (\d+)", listing)[0])
@@ -195,11 +206,9 @@ class Guest:
     def check(self, name: str, marked: tuple[int, int], runs: int) -> None:
         """Fail unless `name` marked what the rule says over its `runs` runs."""
         short, long = self.expected()
-        if name in (NFT, IPT, IPT_LEGACY):
+        if name in (NFT, IPT, IPT_LEGACY, QOS_NF, QOS, QOS_CT):
+            # qos_mod marks the first packet too (mark_first, its default)
             want = (short * runs, long * runs)
-        elif name in (QOS, QOS_CT):
-            # qos_mod only enters the first packet of a flow, then 2..20 are short
-            want = ((short - FLOWS) * runs, long * runs)
         else:
             want = (0, 0)
         if marked != want:
@@ -257,7 +266,7 @@ def _cleanup() -> None:
         quiet("nft", "delete", "table", "ip", table)
     for tool in ("iptables", "iptables-legacy"):
         quiet(tool, "-t", "mangle", "-F")
-    for mod in ("qos_mod", "itm_mod", "itm_bench_drive"):
+    for mod in ("qos_mod", "itm_mod", "itm_bench_qosnf", "itm_bench_drive"):
         quiet("rmmod", mod)
 
 

@@ -2,9 +2,11 @@
 """qos_ctrl — the paper's qos_mod (size-aware differentiation) written with libitm.
 
 Per TCP flow direction (source and destination address and port) the
-application counts packets. The first packet of an unseen flow is only logged
-(class 0: ``log_func`` creates the entry), unless ``--mark-first`` asks for it
-to be classified like the rest (qos_mod's ``mark_first``). After that, while the flow's count is
+application counts packets. The first packet of an unseen flow is classified
+like the rest (qos_mod's ``mark_first``, on by default as there: the paper's
+"first few packets of a new flow are given a low-delay service");
+``--no-mark-first`` only logs it (class 0, sent as is: the literal reading of
+Figures 9-10, where ``log_func`` creates the entry). After that, while the flow's count is
 at most ``threshold`` or the packet carries FIN, the flow is SHORT and the
 packet gets the Minimize-Delay TOS bit (0x10) set; otherwise it is LONG and the
 bit is cleared. The precedence bits and the two ECN bits are kept; for IPv6 the
@@ -48,12 +50,12 @@ class QosCtrl(Application):
         idle_timeout: float = 120.0,
         interest: Interest | None = None,
         *,
-        mark_first: bool = False,
+        mark_first: bool = True,
         figures: bool = False,
     ) -> None:
         """``threshold``: packet n of a flow direction (n from 1, this packet
-        included) is SHORT while n <= threshold (packet 1 only with
-        ``mark_first``: else class 0, sent as is; 0: every classified packet is
+        included) is SHORT while n <= threshold (packet 1 too with
+        ``mark_first``, the default: else class 0, sent as is; 0: every classified packet is
         LONG except FINs, as qos_mod's parameter); ``figures``: count as
         Figures 9-10 do (packet 1 class 0, then SHORT while the packets counted
         after it are at most threshold: packets 2..threshold+2)."""
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         type=cliargs.count,
         default=20,
         help="packet n of a flow direction is SHORT while n <= threshold, n counting from 1"
-        " (packet 1 only with --mark-first; 0: all LONG but FINs, as qos_mod); default 20."
+        " (packet 1 too unless --no-mark-first; 0: all LONG but FINs, as qos_mod); default 20."
         " The paper figures' THRESHOLD T marks packets 2..T+2: --figures --threshold T",
     )
     ap.add_argument(
@@ -159,7 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         help="count as Figures 9-10 do: packet 1 unmarked, then SHORT up to packet threshold+2",
     )
     ap.add_argument(
-        "--mark-first", action="store_true", help="mark a flow's first packet (the SYN) too"
+        "--mark-first",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="mark a flow's first packet (the SYN) too (default; --no-mark-first: class 0,"
+        " sent as is, as Figures 9-10 read literally)",
     )
     ap.add_argument("--duration", type=cliargs.seconds, help="seconds to run (live backends)")
     ap.add_argument(

@@ -119,7 +119,51 @@ struct itm_interest {
 };
 
 struct itm_info;
-struct itm_app;
+
+/**
+ * struct itm_pkt - a packet's headers as itm_mod parsed them, once per hook
+ * @saddr: source address (IPv4 in the first word, the rest zero)
+ * @daddr: destination address
+ * @nhoff: offset of the network header from skb->data
+ * @thoff: offset of the transport header from skb->data; valid with
+ *	@transport
+ * @segs: wire packets the buffer stands for: skb_shinfo(skb)->gso_segs of
+ *	a GSO buffer (at least 1), else 1
+ * @sport: source port, host order; valid with @has_ports
+ * @dport: destination port, host order; valid with @has_ports
+ * @family: %AF_INET or %AF_INET6
+ * @proto: transport protocol (IPPROTO_*; for IPv6 after the extension
+ *	headers)
+ * @tcp_flags: the flags byte of the TCP header (TCPHDR_FIN, TCPHDR_SYN,
+ *	...) when @proto is TCP and @has_ports, else 0
+ * @fragment: the packet is a fragment, the first or a later one
+ * @transport: the packet holds its transport header at @thoff (not a
+ *	later fragment, extension headers readable)
+ * @has_ports: @sport and @dport were read (TCP, UDP, UDP-Lite, SCTP,
+ *	DCCP with a readable header)
+ *
+ * itm_mod reads the headers once when the packet reaches the hook and
+ * hands the result to every application through &struct itm_ctx.  An
+ * application whose callbacks change addresses, ports or the protocol
+ * sets &itm_info.rewrites_headers; itm_mod then parses the packet again
+ * before the next application.  Changing the TOS/traffic class or the
+ * payload needs no new parse.
+ */
+struct itm_pkt {
+	struct in6_addr saddr;
+	struct in6_addr daddr;
+	int nhoff;
+	int thoff;
+	u32 segs;
+	u16 sport;
+	u16 dport;
+	u8 family;
+	u8 proto;
+	u8 tcp_flags;
+	bool fragment;
+	bool transport;
+	bool has_ports;
+};
 
 /**
  * struct itm_ctx - the context of one callback
@@ -127,12 +171,23 @@ struct itm_app;
  *	the application's own state)
  * @where: the hook point the packet is at
  * @state: netfilter's hook state (network namespace, devices, okfn)
+ * @pkt: the packet's headers, parsed once by itm_mod
  */
 struct itm_ctx {
 	struct itm_info *info;
 	enum itm_hook where;
 	const struct nf_hook_state *state;
+	struct itm_pkt pkt;
 };
+
+/* The callbacks' types: class_func, process_func, and the other three. */
+typedef int (*itm_class_func_t)(enum itm_hook where, struct sk_buff *skb,
+				const struct itm_ctx *ctx);
+typedef unsigned int (*itm_process_func_t)(enum itm_hook where, int class,
+					   struct sk_buff *skb,
+					   const struct itm_ctx *ctx);
+typedef void (*itm_note_func_t)(enum itm_hook where, int class,
+				struct sk_buff *skb, const struct itm_ctx *ctx);
 
 /**
  * struct itm_info - an application's registration with itm_mod
@@ -141,9 +196,11 @@ struct itm_ctx {
  * @type: %ITM_TYPE_KERNEL or %ITM_TYPE_USER
  * @interest: the packets the application wants
  * @pid: owning process for user-space applications, 0 for kernel ones
- * @hook: the hook point (set by itm_register_hook())
+ * @hook: for the application's own use; itm_mod runs it at the @where
+ *	given to itm_register_hook() and never writes this structure
  * @priority: run order at the hook, lower first; ties run in
- *	registration order
+ *	registration order.  Read once, by itm_register_hook(); later changes
+ *	(itmtool prio) live in itm_mod and are not written back here
  * @queue_num: nfqueue number used with %ITM_QUEUE (user applications)
  * @netns: the only network namespace whose packets the application sees,
  *	or NULL for every namespace where itm_mod's hooks run.  itm_queue
@@ -151,17 +208,21 @@ struct itm_ctx {
  *	instances are per namespace).  The namespace must outlive the
  *	registration: unregister the application before it goes away.
  * @owner: the module providing the callbacks (THIS_MODULE)
+ * @rewrites_headers: the callbacks may change the packet's addresses,
+ *	ports or protocol: itm_mod parses the headers again after this
+ *	application (see &struct itm_pkt)
  * @class_func: classify; return the class, 0 for "not classified"
  * @log_func: log data, update class structures
  * @process_func: act on the packet (only when the class is not 0);
  *	returns an enum itm_verdict
  * @update_func: class update
  * @control_func: controller update
- * @app: itm_mod's private state; do not touch
  *
  * Every callback gets the paper's arguments in the paper's order - @where
  * first, then the class (all but class_func), then the packet - and the
- * context last.
+ * context last.  A NULL callback costs nothing.  itm_mod reads the
+ * structure at registration and never writes it: it keeps its own copy
+ * of the interest, the priority and the callbacks.
  *
  * The callbacks run in softirq or process context with preemption and
  * bottom halves possibly disabled, under RCU: they must not sleep.
@@ -178,24 +239,18 @@ struct itm_info {
 	u16 queue_num;
 	struct net *netns;
 	struct module *owner;
+	bool rewrites_headers;
 
-	int (*class_func)(enum itm_hook where, struct sk_buff *skb,
-			  const struct itm_ctx *ctx);
-	void (*log_func)(enum itm_hook where, int class, struct sk_buff *skb,
-			 const struct itm_ctx *ctx);
-	unsigned int (*process_func)(enum itm_hook where, int class,
-				     struct sk_buff *skb,
-				     const struct itm_ctx *ctx);
-	void (*update_func)(enum itm_hook where, int class,
-			    struct sk_buff *skb, const struct itm_ctx *ctx);
-	void (*control_func)(enum itm_hook where, int class,
-			     struct sk_buff *skb, const struct itm_ctx *ctx);
-
-	struct itm_app *app;
+	itm_class_func_t class_func;
+	itm_note_func_t log_func;
+	itm_process_func_t process_func;
+	itm_note_func_t update_func;
+	itm_note_func_t control_func;
 };
 
 int itm_register_hook(enum itm_hook where, struct itm_info *info);
 void itm_unregister_hook(struct itm_info *info);
+void itm_unregister_hooks(struct itm_info * const *infos, unsigned int n);
 
 /**
  * struct itm_timer - a periodic event for an application

@@ -1,76 +1,131 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * apps.c - registration of applications and their run lists.
+ * apps.c - registration of applications.
  *
- * Every change (register, unregister, priority) rebuilds the run list of
- * the hook concerned and publishes it with RCU: the packet path reads one
- * array and takes no lock.
+ * Every change (register, unregister, priority) rebuilds the run lists of
+ * the hook concerned in the namespaces concerned (runlist.c) and publishes
+ * them with RCU: the packet path reads arrays and takes no lock.  Only
+ * removals wait for a grace period, one for a whole batch.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/module.h>
 #include <linux/slab.h>
-#include <linux/sort.h>
 #include <linux/string.h>
 #include <net/net_namespace.h>
 #include "itm_core.h"
 
-/* serialises registration, the run lists and namespace attachment */
+/* serialises registration, the run lists and namespace activation */
 DEFINE_MUTEX(itm_lock);
 LIST_HEAD(itm_apps);
-struct itm_hook_apps __rcu *itm_hook_apps[ITM_NUM_HOOKS];
 struct kmem_cache *itm_app_cache;
 static u32 itm_seq;
 
-static int itm_app_cmp(const void *a, const void *b)
-{
-	const struct itm_app *x = *(struct itm_app * const *)a;
-	const struct itm_app *y = *(struct itm_app * const *)b;
+/*
+ * What a removed application's entries become when no memory is left for
+ * new run lists: disabled, so the packet path passes over it.
+ */
+struct itm_app itm_app_gone = {
+	.priority = S32_MIN,
+};
 
-	if (x->info->priority != y->info->priority)
-		return x->info->priority < y->info->priority ? -1 : 1;
-	if (x->order != y->order)
-		return x->order < y->order ? -1 : 1;
+/**
+ * itm_gc_init() - start collecting what waits for a grace period
+ * @gc: the collection
+ */
+void itm_gc_init(struct itm_gc *gc)
+{
+	gc->runs = NULL;
+	INIT_LIST_HEAD(&gc->apps);
+}
+
+static void itm_run_free_rcu(struct rcu_head *head)
+{
+	kfree(container_of(head, struct itm_run, rcu));
+}
+
+static void itm_app_free(struct itm_app *app)
+{
+	free_percpu(app->stats);
+	kmem_cache_free(itm_app_cache, app);
+}
+
+/**
+ * itm_gc_finish() - free what was collected, after readers are done
+ * @gc: the collection
+ *
+ * With applications removed, waits for one RCU grace period (so that no
+ * callback of theirs runs when this returns) and frees everything.  With
+ * only run lists replaced, it does not wait: they go with call_rcu().
+ *
+ * Context: process context, itm_lock not needed; may sleep.
+ */
+void itm_gc_finish(struct itm_gc *gc)
+{
+	struct itm_app *app, *tmp;
+	struct itm_run *run;
+
+	if (list_empty(&gc->apps)) {
+		while ((run = gc->runs)) {
+			gc->runs = run->gc_next;
+			call_rcu(&run->rcu, itm_run_free_rcu);
+		}
+		return;
+	}
+	synchronize_rcu();
+	while ((run = gc->runs)) {
+		gc->runs = run->gc_next;
+		kfree(run);
+	}
+	list_for_each_entry_safe(app, tmp, &gc->apps, node) {
+		list_del(&app->node);
+		itm_app_free(app);
+	}
+}
+
+/* Publish one hook of every namespace the application's packets come from. */
+static int itm_publish_app(const struct itm_app *app, struct itm_gc *gc)
+{
+	struct itm_net *in;
+	int err;
+
+	list_for_each_entry(in, &itm_nets, node) {
+		if (!itm_app_targets(app, in))
+			continue;
+		err = itm_publish(in, app->hook, gc);
+		if (err)
+			return err;
+	}
 	return 0;
 }
 
 /**
- * itm_rebuild_hook() - publish a new run list for one hook
- * @where: the hook
- * @gfp: allocation flags for the new list
+ * itm_app_set_priority() - change an application's place in its run lists
+ * @app: the application
+ * @priority: the new priority
  *
- * The old list is freed after an RCU grace period, waited for here: when
- * this returns, no packet sees the old list any more.  (Not kfree_rcu():
- * kmem_cache_destroy() waits for every pending kfree_rcu() batch, which
- * made each unload of itm_mod wait seconds.)
- *
- * Context: process context, itm_lock held; sleeps.
- * Return: 0, or -ENOMEM (the old list then stays in place).
+ * Context: process context, itm_lock held.
+ * Return: 0 or -ENOMEM (the old priority then stays).
  */
-int itm_rebuild_hook(enum itm_hook where, gfp_t gfp)
+int itm_app_set_priority(struct itm_app *app, s32 priority)
 {
-	struct itm_hook_apps *new = NULL, *old;
-	struct itm_app *app;
-	unsigned int n = 0;
+	s32 old = app->priority;
+	struct itm_gc gc;
+	int err;
 
 	lockdep_assert_held(&itm_lock);
-	list_for_each_entry(app, &itm_apps, node)
-		if (app->info->hook == where)
-			n++;
-	if (n) {
-		new = kzalloc(struct_size(new, apps, n), gfp);
-		if (!new)
-			return -ENOMEM;
-		list_for_each_entry(app, &itm_apps, node)
-			if (app->info->hook == where)
-				new->apps[new->n++] = app;
-		sort(new->apps, n, sizeof(new->apps[0]), itm_app_cmp, NULL);
+	if (priority == old)
+		return 0;
+	itm_gc_init(&gc);
+	WRITE_ONCE(app->priority, priority);
+	err = itm_publish_app(app, &gc);
+	if (err) {
+		WRITE_ONCE(app->priority, old);
+		/* lists already reordered go back; each is an order only */
+		itm_publish_app(app, &gc);
 	}
-	old = rcu_replace_pointer(itm_hook_apps[where], new,
-				  lockdep_is_held(&itm_lock));
-	synchronize_rcu();
-	kfree(old);
-	return 0;
+	itm_gc_finish(&gc);
+	return err;
 }
 
 /**
@@ -92,9 +147,9 @@ struct itm_app *itm_find_app(const struct net *net, const char *label)
 	list_for_each_entry(app, &itm_apps, node) {
 		if (strcmp(app->info->label, label))
 			continue;
-		if (app->info->netns == net)
+		if (app->netns == net)
 			return app;
-		if (!app->info->netns)
+		if (!app->netns)
 			global = app;
 	}
 	return global;
@@ -114,7 +169,7 @@ static bool itm_label_taken(const struct net *net, const char *label)
 
 	lockdep_assert_held(&itm_lock);
 	list_for_each_entry(app, &itm_apps, node) {
-		const struct net *other = app->info->netns;
+		const struct net *other = app->netns;
 
 		if (strcmp(app->info->label, label))
 			continue;
@@ -139,13 +194,15 @@ void itm_app_stats_sum(const struct itm_app *app, struct itm_app_stats *sum)
 		const struct itm_app_stats *s = per_cpu_ptr(app->stats, cpu);
 
 		sum->seen += READ_ONCE(s->seen);
-		sum->matched += READ_ONCE(s->matched);
 		sum->classified += READ_ONCE(s->classified);
 		for (v = 0; v < ITM_NUM_VERDICTS; v++)
 			sum->verdict[v] += READ_ONCE(s->verdict[v]);
 		sum->bytes += READ_ONCE(s->bytes);
 		sum->time_ns += READ_ONCE(s->time_ns);
 	}
+	/* every matched packet gets exactly one verdict */
+	for (v = 0; v < ITM_NUM_VERDICTS; v++)
+		sum->matched += sum->verdict[v];
 }
 
 static void itm_mask_addr(struct in6_addr *addr, const struct in6_addr *mask)
@@ -156,6 +213,56 @@ static void itm_mask_addr(struct in6_addr *addr, const struct in6_addr *mask)
 		addr->s6_addr32[i] &= mask->s6_addr32[i];
 }
 
+static bool itm_addr_any(const struct in6_addr *mask)
+{
+	return !(mask->s6_addr32[0] | mask->s6_addr32[1] | mask->s6_addr32[2] |
+		 mask->s6_addr32[3]);
+}
+
+/* Context: itm_lock held. */
+static struct itm_app *itm_app_of(const struct itm_info *info)
+{
+	struct itm_app *app;
+
+	list_for_each_entry(app, &itm_apps, node)
+		if (app->info == info)
+			return app;
+	return NULL;
+}
+
+static struct itm_app *itm_app_new(enum itm_hook where, struct itm_info *info)
+{
+	struct itm_app *app;
+
+	app = kmem_cache_zalloc(itm_app_cache, GFP_KERNEL);
+	if (!app)
+		return NULL;
+	app->stats = alloc_percpu(struct itm_app_stats);
+	if (!app->stats) {
+		kmem_cache_free(itm_app_cache, app);
+		return NULL;
+	}
+	app->class_func = info->class_func;
+	app->log_func = info->log_func;
+	app->process_func = info->process_func;
+	app->update_func = info->update_func;
+	app->control_func = info->control_func;
+	app->info = info;
+	app->netns = info->netns;
+	app->interest = info->interest;
+	itm_mask_addr(&app->interest.saddr, &app->interest.smask);
+	itm_mask_addr(&app->interest.daddr, &app->interest.dmask);
+	app->match_addrs = !itm_addr_any(&app->interest.smask) ||
+			   !itm_addr_any(&app->interest.dmask);
+	app->match_ports = app->interest.sport_max || app->interest.dport_max;
+	app->priority = info->priority;
+	app->hook = where;
+	app->queue_num = info->queue_num;
+	app->rewrites_headers = info->rewrites_headers;
+	app->enabled = true;
+	return app;
+}
+
 /**
  * itm_register_hook() - register an application at a hook point
  * @where: the hook point (enum itm_hook)
@@ -164,17 +271,22 @@ static void itm_mask_addr(struct in6_addr *addr, const struct in6_addr *mask)
  *	valid; @info->priority orders the applications at @where (lower
  *	first, ties in registration order)
  *
- * The application starts enabled.  @info must stay valid until
- * itm_unregister_hook() has returned.
+ * The application starts enabled.  itm_mod copies what it needs of @info
+ * and never writes it; @info must stay valid until itm_unregister_hook()
+ * has returned (callbacks get it as ctx->info).  The netfilter hooks of
+ * @where are registered in each active namespace the application's
+ * packets come from, if they were not already.  Does not wait for an RCU
+ * grace period.
  *
  * Context: process context; may sleep.
  * Return: 0; -EINVAL for a bad hook, label or interest; -EEXIST when the
  * label is taken in the application's namespace; -EBUSY when @info is
- * already registered; -ENOMEM.
+ * already registered; -ENOMEM, or netfilter's error.
  */
 int itm_register_hook(enum itm_hook where, struct itm_info *info)
 {
 	struct itm_app *app;
+	struct itm_gc gc;
 	int err;
 
 	if (!info || (unsigned int)where >= ITM_NUM_HOOKS)
@@ -185,50 +297,97 @@ int itm_register_hook(enum itm_hook where, struct itm_info *info)
 		return -EINVAL;
 	if (!itm_interest_valid(&info->interest))
 		return -EINVAL;
-	if (info->app)
-		return -EBUSY;
 
-	app = kmem_cache_zalloc(itm_app_cache, GFP_KERNEL);
+	app = itm_app_new(where, info);
 	if (!app)
 		return -ENOMEM;
-	app->stats = alloc_percpu(struct itm_app_stats);
-	if (!app->stats) {
-		kmem_cache_free(itm_app_cache, app);
-		return -ENOMEM;
-	}
-	app->info = info;
-	app->interest = info->interest;
-	itm_mask_addr(&app->interest.saddr, &app->interest.smask);
-	itm_mask_addr(&app->interest.daddr, &app->interest.dmask);
-	app->enabled = true;
 
+	itm_gc_init(&gc);
 	mutex_lock(&itm_lock);
+	if (itm_app_of(info)) {
+		err = -EBUSY;
+		goto err_unlock;
+	}
 	if (itm_label_taken(info->netns, info->label)) {
 		err = -EEXIST;
 		goto err_unlock;
 	}
-	info->hook = where;
 	app->order = ++itm_seq;
-	info->app = app;
 	list_add_tail(&app->node, &itm_apps);
-	err = itm_rebuild_hook(where, GFP_KERNEL);
+	err = itm_publish_app(app, &gc);
 	if (err) {
-		list_del(&app->node);
-		info->app = NULL;
-		goto err_unlock;
+		struct itm_net *in;
+
+		/* the namespaces published already lose it again */
+		list_move(&app->node, &gc.apps);
+		list_for_each_entry(in, &itm_nets, node)
+			if (itm_app_targets(app, in))
+				itm_publish_removal(in, where, &gc);
+		mutex_unlock(&itm_lock);
+		itm_gc_finish(&gc);	/* frees app */
+		return err;
 	}
 	mutex_unlock(&itm_lock);
+	itm_gc_finish(&gc);
 	pr_debug("registered %s at hook %d, priority %d\n",
-		 info->label, where, info->priority);
+		 info->label, where, app->priority);
 	return 0;
 
 err_unlock:
 	mutex_unlock(&itm_lock);
-	free_percpu(app->stats);
-	kmem_cache_free(itm_app_cache, app);
+	itm_app_free(app);
 	return err;
 }
 EXPORT_SYMBOL_GPL(itm_register_hook);
+
+/**
+ * itm_unregister_hooks() - remove several applications at once
+ * @infos: applications registered with itm_register_hook(); entries that
+ *	are not registered (or NULL) are passed over
+ * @n: how many
+ *
+ * When this returns, none of their callbacks is running or will run
+ * again, so the caller may free what they use.  All of them wait for the
+ * same single RCU grace period.  Cannot fail and allocates nothing it
+ * cannot do without.  A hook point whose run list becomes empty loses its
+ * netfilter hook.
+ *
+ * Context: process context; sleeps (waits for an RCU grace period).
+ */
+void itm_unregister_hooks(struct itm_info * const *infos, unsigned int n)
+{
+	unsigned long hooks = 0;
+	struct itm_app *app;
+	struct itm_net *in;
+	struct itm_gc gc;
+	unsigned int i;
+	int h;
+
+	itm_gc_init(&gc);
+	mutex_lock(&itm_lock);
+	for (i = 0; i < n; i++) {
+		app = infos[i] ? itm_app_of(infos[i]) : NULL;
+		if (!app)
+			continue;
+		list_move(&app->node, &gc.apps);
+		hooks |= BIT(app->hook);
+	}
+	list_for_each_entry(in, &itm_nets, node) {
+		bool targets = false;
+
+		list_for_each_entry(app, &gc.apps, node)
+			targets |= itm_app_targets(app, in);
+		if (!targets)
+			continue;
+		for_each_set_bit(h, &hooks, ITM_NUM_HOOKS)
+			itm_publish_removal(in, h, &gc);
+	}
+	mutex_unlock(&itm_lock);
+	list_for_each_entry(app, &gc.apps, node)
+		pr_debug("unregistered %s\n", app->info->label);
+	itm_gc_finish(&gc);
+}
+EXPORT_SYMBOL_GPL(itm_unregister_hooks);
 
 /**
  * itm_unregister_hook() - remove an application
@@ -236,31 +395,13 @@ EXPORT_SYMBOL_GPL(itm_register_hook);
  *
  * When this returns, none of @info's callbacks is running or will run
  * again, so the caller may free what they use.  Unregistering an
- * application that is not registered does nothing.
+ * application that is not registered does nothing.  To remove several,
+ * itm_unregister_hooks() waits once for all of them.
  *
  * Context: process context; sleeps (waits for an RCU grace period).
  */
 void itm_unregister_hook(struct itm_info *info)
 {
-	struct itm_app *app;
-
-	mutex_lock(&itm_lock);
-	app = info->app;
-	if (!app) {
-		mutex_unlock(&itm_lock);
-		return;
-	}
-	list_del(&app->node);
-	/*
-	 * The application must be gone when we return: this cannot fail, and
-	 * it waits for every hook (they run under rcu_read_lock()) that may
-	 * still see the application to finish.
-	 */
-	itm_rebuild_hook(info->hook, GFP_KERNEL | __GFP_NOFAIL);
-	mutex_unlock(&itm_lock);
-	info->app = NULL;
-	free_percpu(app->stats);
-	kmem_cache_free(itm_app_cache, app);
-	pr_debug("unregistered %s\n", info->label);
+	itm_unregister_hooks(&info, 1);
 }
 EXPORT_SYMBOL_GPL(itm_unregister_hook);

@@ -2,8 +2,9 @@
 /*
  * itm_mod - the Internet Traffic Manager core.
  *
- * It alone touches netfilter: it hooks the five points of every network
- * namespace and runs the registered applications there in priority order.
+ * It alone touches netfilter: it hooks the five points of a network
+ * namespace where, and while, applications want them, and runs the
+ * registered applications there in priority order.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -26,7 +27,7 @@ static int __init itm_init(void)
 	itm_app_cache = KMEM_CACHE(itm_app, 0);
 	if (!itm_app_cache)
 		return -ENOMEM;
-	err = itm_hooks_init(nf_priority);
+	err = itm_runlist_init(nf_priority);
 	if (err)
 		goto err_cache;
 	err = itm_genl_init();
@@ -36,7 +37,7 @@ static int __init itm_init(void)
 	return 0;
 
 err_hooks:
-	itm_hooks_exit();
+	itm_runlist_exit();
 err_cache:
 	kmem_cache_destroy(itm_app_cache);
 	return err;
@@ -45,8 +46,9 @@ err_cache:
 static void __exit itm_exit(void)
 {
 	itm_genl_exit();
-	itm_hooks_exit();
+	itm_runlist_exit();
 	WARN_ON(!list_empty(&itm_apps));
+	rcu_barrier();	/* run lists freed with call_rcu() */
 	kmem_cache_destroy(itm_app_cache);
 }
 

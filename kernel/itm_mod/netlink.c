@@ -85,13 +85,13 @@ static int itm_fill_app(struct sk_buff *skb, const struct itm_app *app,
 		return -EMSGSIZE;
 	if (nla_put_string(skb, ITM_A_LABEL, info->label) ||
 	    nla_put_u8(skb, ITM_A_TYPE, info->type) ||
-	    nla_put_u8(skb, ITM_A_HOOK, info->hook) ||
-	    nla_put_s32(skb, ITM_A_PRIORITY, info->priority) ||
+	    nla_put_u8(skb, ITM_A_HOOK, app->hook) ||
+	    nla_put_s32(skb, ITM_A_PRIORITY, READ_ONCE(app->priority)) ||
 	    nla_put_u8(skb, ITM_A_ENABLED, READ_ONCE(app->enabled)) ||
 	    nla_put_u32(skb, ITM_A_PID, info->pid) ||
 	    nla_put_string(skb, ITM_A_OWNER,
 			   info->owner ? module_name(info->owner) : "") ||
-	    nla_put_u16(skb, ITM_A_QUEUE_NUM, info->queue_num) ||
+	    nla_put_u16(skb, ITM_A_QUEUE_NUM, app->queue_num) ||
 	    nla_put_u32(skb, ITM_A_ORDER, app->order) ||
 	    itm_put_interest(skb, &info->interest) ||
 	    itm_put_stats(skb, app)) {
@@ -154,7 +154,7 @@ static int itm_nl_app_get_doit(struct sk_buff *skb, struct genl_info *info)
 static bool itm_dump_shows(const struct net *net, const struct itm_app *app,
 			   bool all)
 {
-	const struct net *netns = app->info->netns;
+	const struct net *netns = app->netns;
 
 	return all || !netns || net_eq(netns, net);
 }
@@ -209,13 +209,9 @@ static int itm_nl_app_set_doit(struct sk_buff *skb, struct genl_info *info)
 		err = PTR_ERR(app);
 		goto out;
 	}
-	if (prio && nla_get_s32(prio) != app->info->priority) {
-		s32 old = app->info->priority;
-
-		app->info->priority = nla_get_s32(prio);
-		err = itm_rebuild_hook(app->info->hook, GFP_KERNEL);
+	if (prio) {
+		err = itm_app_set_priority(app, nla_get_s32(prio));
 		if (err) {
-			app->info->priority = old;
 			NL_SET_ERR_MSG(info->extack, "out of memory for the run list");
 			goto out;
 		}

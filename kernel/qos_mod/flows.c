@@ -103,6 +103,32 @@ static void qos_flow_remove(struct qos_flow *f)
 }
 
 /**
+ * qos_class_of_segments() - the class of a buffer of wire packets
+ * @seen: the flow's wire packets before this buffer
+ * @segs: the buffer's wire packets (gso_segs of a GSO buffer, else 1)
+ * @limit: the last SHORT packet number
+ * @fin: the buffer carries FIN (in its last segment)
+ *
+ * The buffer's wire packets are seen + 1 .. seen + @segs; packet n is
+ * SHORT while n <= @limit, and the FIN segment is SHORT.  One TOS byte
+ * goes to every segment, so the buffer gets the class of at least half of
+ * its segments: a buffer that straddles the threshold, or a bulk buffer
+ * whose last segment has FIN, marks fewer than half of its segments
+ * differently from the rule (docs/qos_mod.md).  A single packet is
+ * classified exactly by the rule.
+ *
+ * Return: %QOS_SHORT or %QOS_LONG.
+ */
+static int qos_class_of_segments(u64 seen, u32 segs, u64 limit, bool fin)
+{
+	u64 short_segs = seen >= limit ? 0 : min_t(u64, limit - seen, segs);
+
+	if (fin && seen + segs > limit)
+		short_segs++;
+	return 2 * short_segs >= segs ? QOS_SHORT : QOS_LONG;
+}
+
+/**
  * qos_flows_classify() - the class of a packet from its flow's count
  * @p: the parsed packet
  *
@@ -112,7 +138,7 @@ static void qos_flow_remove(struct qos_flow *f)
  * first packet), %QOS_SHORT while the flow's packets up to and including
  * this one are at most the threshold (with figures: threshold + 2, the
  * figures' pkt_cnt starting at 0 after the first packet) or for a FIN,
- * %QOS_LONG after.
+ * %QOS_LONG after; a GSO buffer by the majority of its wire packets.
  */
 int qos_flows_classify(const struct qos_pkt *p)
 {
@@ -134,9 +160,7 @@ int qos_flows_classify(const struct qos_pkt *p)
 	/* Figures 9-10: SHORT while pkt_cnt = seen - 1 <= THRESHOLD */
 	if (figures)
 		limit += 2;
-	if (p->fin || seen + 1 <= limit)
-		return QOS_SHORT;
-	return QOS_LONG;
+	return qos_class_of_segments(seen, p->segs, limit, p->fin);
 }
 
 /**
@@ -290,7 +314,7 @@ unsigned int qos_flows_count(void)
 }
 
 /**
- * qos_flows_init() - allocate the table for max_flows entries
+ * qos_flows_init() - allocate the counters and the table for max_flows entries
  *
  * Return: 0 or -ENOMEM.
  */
@@ -299,23 +323,30 @@ int qos_flows_init(void)
 	unsigned int i, n;
 
 	BUILD_BUG_ON(sizeof(struct qos_key) % sizeof(u32));
+	qos_stats = alloc_percpu(struct qos_stats);
+	if (!qos_stats)
+		return -ENOMEM;
 	n = clamp(qos_max_flows, QOS_MIN_BUCKETS, QOS_MAX_BUCKETS);
 	qos_nbuckets = roundup_pow_of_two(n);
 	qos_buckets = kvcalloc(qos_nbuckets, sizeof(*qos_buckets), GFP_KERNEL);
 	if (!qos_buckets)
-		return -ENOMEM;
+		goto err_stats;
 	for (i = 0; i < qos_nbuckets; i++) {
 		spin_lock_init(&qos_buckets[i].lock);
 		INIT_HLIST_HEAD(&qos_buckets[i].head);
 	}
 	/* its own cache: its active objects show the table's memory */
 	qos_flow_cache = KMEM_CACHE(qos_flow, 0);
-	if (!qos_flow_cache) {
-		kvfree(qos_buckets);
-		return -ENOMEM;
-	}
+	if (!qos_flow_cache)
+		goto err_buckets;
 	qos_hash_seed = get_random_u32();
 	return 0;
+
+err_buckets:
+	kvfree(qos_buckets);
+err_stats:
+	free_percpu(qos_stats);
+	return -ENOMEM;
 }
 
 static bool qos_all_match(const struct qos_flow *f, const void *arg)
@@ -324,7 +355,7 @@ static bool qos_all_match(const struct qos_flow *f, const void *arg)
 }
 
 /**
- * qos_flows_exit() - free every flow and the table
+ * qos_flows_exit() - free every flow, the table and the counters
  *
  * Context: process context, after the hook and the timer are gone.
  */
@@ -335,4 +366,5 @@ void qos_flows_exit(void)
 	WARN_ON(atomic_read(&qos_nobjs));
 	kmem_cache_destroy(qos_flow_cache);
 	kvfree(qos_buckets);
+	free_percpu(qos_stats);
 }

@@ -4,8 +4,8 @@
  * paper's own application, written against itm.h only.
  *
  * At post-routing, for every TCP packet:
- *   class_func    the flow's class from its packet count: 0 for a flow not
- *                 in the table yet (SHORT with mark_first), SHORT while the
+ *   class_func    the flow's class from its packet count: SHORT for a flow
+ *                 not in the table yet (0 with mark_first=N), SHORT while the
  *                 count (this packet included) is at most `threshold` or
  *                 for a FIN, LONG after;
  *   log_func      enters an unseen flow in the table, counts the packet;
@@ -40,10 +40,10 @@ module_param_named(threshold, qos_threshold, uint, 0644);
 MODULE_PARM_DESC(threshold,
 		 "packet n of a flow direction is SHORT while n <= threshold (n counts from 1, this packet included; packet 1 only with mark_first), LONG after; FINs are SHORT. The figures' THRESHOLD T marks packets 2..T+2: figures=1 threshold=T (default 20)");
 
-bool qos_mark_first;
+bool qos_mark_first = true;
 module_param_named(mark_first, qos_mark_first, bool, 0644);
 MODULE_PARM_DESC(mark_first,
-		 "mark a flow's first packet (the SYN) too; default N: class 0, unmarked, as in the paper");
+		 "mark a flow's first packet (the SYN) too, as the paper's text says (default Y); N: class 0, unmarked, Figures 9-10 read literally");
 
 bool qos_figures;
 module_param_named(figures, qos_figures, bool, 0644);
@@ -179,7 +179,7 @@ static int qos_class(enum itm_hook where, struct sk_buff *skb,
 {
 	struct qos_pkt p;
 
-	if (!qos_parse(skb, ctx->state->pf, ctx->state->net, &p))
+	if (!qos_parse(ctx, &p))
 		return 0;
 	return qos_flows_classify(&p);
 }
@@ -189,14 +189,14 @@ static void qos_log(enum itm_hook where, int class, struct sk_buff *skb,
 {
 	struct qos_pkt p;
 
-	if (qos_parse(skb, ctx->state->pf, ctx->state->net, &p))
+	if (qos_parse(ctx, &p))
 		qos_flows_log(&p);
 }
 
 static unsigned int qos_process(enum itm_hook where, int class,
 				struct sk_buff *skb, const struct itm_ctx *ctx)
 {
-	u32 segs = skb_is_gso(skb) ? max_t(u32, skb_shinfo(skb)->gso_segs, 1) : 1;
+	u32 segs = ctx->pkt.segs;
 
 	qos_mark(skb, ctx->state->pf, class);
 	if (class == QOS_SHORT)
@@ -243,12 +243,9 @@ static int __init qos_init(void)
 {
 	int err;
 
-	qos_stats = alloc_percpu(struct qos_stats);
-	if (!qos_stats)
-		return -ENOMEM;
 	err = qos_flows_init();
 	if (err)
-		goto err_stats;
+		return err;
 	err = register_pernet_subsys(&qos_net_ops);
 	if (err)
 		goto err_flows;
@@ -273,8 +270,6 @@ err_pernet:
 	unregister_pernet_subsys(&qos_net_ops);
 err_flows:
 	qos_flows_exit();
-err_stats:
-	free_percpu(qos_stats);
 	return err;
 }
 
@@ -286,7 +281,6 @@ static void __exit qos_exit(void)
 	sysfs_remove_group(&THIS_MODULE->mkobj.kobj, &qos_stat_group);
 	unregister_pernet_subsys(&qos_net_ops);
 	qos_flows_exit();
-	free_percpu(qos_stats);
 }
 
 module_init(qos_init);

@@ -10,6 +10,7 @@
 #include <linux/ipv6.h>
 #include <linux/netfilter.h>
 #include <linux/tcp.h>
+#include <net/tcp.h>
 #include <net/dsfield.h>
 #include <net/inet_ecn.h>
 #include <net/ip.h>
@@ -20,68 +21,31 @@
 #define QOS_TOS_LOWDELAY 0x10
 
 /**
- * qos_parse() - read the flow and the TCP flags of a packet
- * @skb: the packet, network header at skb_network_offset()
- * @pf: NFPROTO_IPV4 or NFPROTO_IPV6
- * @net: the packet's network namespace
+ * qos_parse() - the flow and the TCP flags of a packet, from itm_mod's parse
+ * @ctx: the callback's context (ctx->pkt holds the parsed headers)
  * @p: filled in
  *
  * Return: false for what qos_mod leaves alone: not TCP, a fragment other
  * than the first, a truncated header.
  */
-bool qos_parse(const struct sk_buff *skb, u8 pf, const struct net *net,
-	       struct qos_pkt *p)
+bool qos_parse(const struct itm_ctx *ctx, struct qos_pkt *p)
 {
-	int nhoff = skb_network_offset(skb);
-	const struct tcphdr *th;
-	struct tcphdr _th;
-	int thoff;
+	const struct itm_pkt *pkt = &ctx->pkt;
 
+	if (pkt->proto != IPPROTO_TCP || !pkt->has_ports)
+		return false;
 	memset(&p->key, 0, sizeof(p->key));
-	p->key.net = net;
-	if (pf == NFPROTO_IPV4) {
-		const struct iphdr *iph;
-		struct iphdr _iph;
-
-		iph = skb_header_pointer(skb, nhoff, sizeof(_iph), &_iph);
-		if (!iph || iph->ihl < 5 || iph->protocol != IPPROTO_TCP ||
-		    (iph->frag_off & htons(IP_OFFSET)))
-			return false;
-		p->key.family = AF_INET;
-		p->key.saddr.s6_addr32[0] = iph->saddr;
-		p->key.daddr.s6_addr32[0] = iph->daddr;
-		thoff = nhoff + iph->ihl * 4;
-	} else if (pf == NFPROTO_IPV6) {
-		const struct ipv6hdr *ip6h;
-		struct ipv6hdr _ip6h;
-		__be16 frag_off = 0;
-		u8 nexthdr;
-
-		ip6h = skb_header_pointer(skb, nhoff, sizeof(_ip6h), &_ip6h);
-		if (!ip6h)
-			return false;
-		nexthdr = ip6h->nexthdr;
-		thoff = ipv6_skip_exthdr(skb, nhoff + sizeof(_ip6h), &nexthdr,
-					 &frag_off);
-		if (thoff < 0 || nexthdr != IPPROTO_TCP ||
-		    (frag_off & htons(IP6_OFFSET)))
-			return false;
-		p->key.family = AF_INET6;
-		p->key.saddr = ip6h->saddr;
-		p->key.daddr = ip6h->daddr;
-	} else {
-		return false;
-	}
-	th = skb_header_pointer(skb, thoff, sizeof(_th), &_th);
-	if (!th)
-		return false;
+	p->key.net = ctx->state->net;
+	p->key.family = pkt->family;
 	p->key.proto = IPPROTO_TCP;
-	p->key.sport = th->source;
-	p->key.dport = th->dest;
-	p->fin = th->fin;
-	p->rst = th->rst;
+	p->key.saddr = pkt->saddr;
+	p->key.daddr = pkt->daddr;
+	p->key.sport = htons(pkt->sport);
+	p->key.dport = htons(pkt->dport);
+	p->fin = pkt->tcp_flags & TCPHDR_FIN;
+	p->rst = pkt->tcp_flags & TCPHDR_RST;
 	/* count wire packets: a GSO buffer stands for gso_segs of them */
-	p->segs = skb_is_gso(skb) ? max_t(u32, skb_shinfo(skb)->gso_segs, 1) : 1;
+	p->segs = pkt->segs;
 	return true;
 }
 

@@ -102,8 +102,7 @@ void qos_flows_log(const struct qos_pkt *p);
 void qos_flows_gc(void);
 
 /* mark.c: packets */
-bool qos_parse(const struct sk_buff *skb, u8 pf, const struct net *net,
-	       struct qos_pkt *p);
+bool qos_parse(const struct itm_ctx *ctx, struct qos_pkt *p);
 void qos_mark(struct sk_buff *skb, u8 pf, int class);
 
 #endif /* _QOS_H */

@@ -223,8 +223,9 @@ def settle(caps: tuple[Capture, ...], quiet: float = 0.3, timeout: float = 5.0) 
 def expected_tos(sent: int, index: int, fin: bool, threshold: int, *, first_as_sent: bool) -> int:
     """The TOS the paper's rule gives the `index`-th (1-based) packet of a flow.
 
-    qos_mod leaves the first packet as sent (first_as_sent); the connbytes rule
-    set counts it like any other.
+    qos_mod with mark_first=0 leaves the first packet as sent (first_as_sent);
+    with mark_first (its default), like the connbytes rule set, it counts it
+    like any other.
     """
     if index == 1 and first_as_sent:
         return sent

@@ -84,10 +84,13 @@ def test_interest_filtering_ipv4_and_ipv6(topo: Topology) -> None:
         # every IPv4 packet client -> server: 5 + 3 + 2 UDP and the TCP data
         assert matched["from-client"] > 10
         assert matched["tcp"] > 2  # both directions' segments to/from port 6000
-        # seen counts every packet at the hook, matched or not
+        # seen counts every packet of the application's family and protocol
+        # at the hook, matched or not: the run lists are split by both, so an
+        # IPv6 UDP application never sees an IPv4 or a TCP packet
         with ItmControl() as ctl:
-            seen = ctl.app("other-net").stats["seen"]
-        assert seen >= 5 + 3 + 2 + 4
+            seen = {a.label: a.stats["seen"] for a in ctl.apps()}
+        assert seen["other-net"] >= 5 + 3 + 2
+        assert seen["v6only"] == 4
 
 
 def test_priority_order_and_fifo_ties(topo: Topology) -> None:
@@ -160,3 +163,45 @@ def test_only_attached_namespaces_are_hooked(topo: Topology) -> None:
         kit.itm_attach(topo.router, active=False)
         assert kit.udp(topo, 3, 5000) == 3
         assert _counters("fw")["matched"] == 3
+
+
+def _itm_hooks(ns: str) -> set[tuple[str, str]]:
+    """(family, hook) of every netfilter hook of itm_mod in namespace `ns`, as
+    `nft list hooks` (nfnetlink_hook) shows them."""
+    out = kit.sh("ip", "netns", "exec", ns, "nft", "list", "hooks")
+    found, family, hook = set(), "", ""
+    for line in out.splitlines():
+        words = line.split()
+        if words[:1] == ["family"]:
+            family = words[1]
+        elif words[:1] == ["hook"]:
+            hook = words[1]
+        elif "itm_nf_hook" in line:
+            found.add((family, hook))
+    return found
+
+
+def test_hooks_exist_only_where_an_application_wants_them(topo: Topology) -> None:
+    """No application at a hook point: no netfilter hook there, nothing to pay. An
+    IPv4 application at forward: IPv4 forward only; one for both families at
+    post-routing: IPv4 and IPv6 post-routing. The hooks go with the namespace's
+    activation and with the applications."""
+    kit.sh("modprobe", "nfnetlink_hook")
+    with kit.modules():
+        kit.itm_attach(topo.router)
+        assert _itm_hooks(topo.router) == set()
+    apps = "label=v4,hook=fwd,family=4,proto=udp;label=any,hook=post,proto=tcp"
+    with kit.modules(apps=apps):
+        assert _itm_hooks(topo.router) == set()  # not active in this namespace yet
+        kit.itm_attach(topo.router)
+        assert _itm_hooks(topo.router) == {
+            ("ip", "forward"),
+            ("ip", "postrouting"),
+            ("ip6", "postrouting"),
+        }
+        assert kit.udp(topo, 2, 5000) == 2
+        assert _counters("v4")["matched"] == 2
+        kit.itm_attach(topo.router, active=False)
+        assert _itm_hooks(topo.router) == set()
+        kit.itm_attach(topo.router)
+    assert _itm_hooks(topo.router) == set()  # unloaded with the applications

@@ -7,9 +7,10 @@
 
 Every test turns offloads off on the veths (buffers are wire packets), so the
 n-th packet of a direction-flow is the n-th packet the capture shows, and
-checks every packet against the rule of docs/qos_mod.md: the first packet of
-a flow goes as sent (it only enters the flow in the table), packets
-2..threshold and every FIN get the Minimize-Delay bit 0x10, later ones lose it;
+checks every packet against the rule of docs/qos_mod.md: packets
+1..threshold and every FIN get the Minimize-Delay bit 0x10 (packet 1 only with
+mark_first, the default; with mark_first=0 it goes as sent and only enters the
+flow in the table), later ones lose it;
 every other TOS bit (precedence, ECN) stays as the sender set it.
 """
 
@@ -55,7 +56,7 @@ def _prepare(t: Topology) -> None:
 
 
 def _check_direction(
-    sent: list[q.Pkt], recv: list[q.Pkt], threshold: int, *, first_as_sent: bool = True
+    sent: list[q.Pkt], recv: list[q.Pkt], threshold: int, *, first_as_sent: bool = False
 ) -> list[bool]:
     """Check one direction-flow packet by packet; return which were marked short."""
     assert sent and [p.shape for p in sent] == [p.shape for p in recv], (
@@ -80,7 +81,7 @@ def _transfers(
     *,
     v6: bool = False,
     port0: int = 5001,
-    first_as_sent: bool = True,
+    first_as_sent: bool = False,
 ) -> dict[tuple[int, str], list[Pair]]:
     """Run one transfer per size; check both directions; return the received packets."""
     out: dict[tuple[int, str], list[Pair]] = {}
@@ -105,9 +106,10 @@ def _transfers(
     return out
 
 
-def _classified(result: dict[tuple[int, str], list[Pair]]) -> int:
-    """Packets that went through process_func: all but the first of each flow."""
-    return sum(len(v) - 1 for v in result.values())
+def _classified(result: dict[tuple[int, str], list[Pair]], *, first: bool = True) -> int:
+    """Packets that went through process_func: every one (`first`, mark_first's
+    default), else all but the first of each flow."""
+    return sum(len(v) - (0 if first else 1) for v in result.values())
 
 
 def test_qos_marks_flows_by_size(topo: Topology) -> None:
@@ -164,15 +166,18 @@ def test_qos_agrees_with_connbytes(topo: Topology) -> None:
     kit.sh("ip", "netns", "exec", topo.router, "iptables", "-t", "mangle", "-F")
     with q.qos_loaded():
         kit.itm_attach(topo.router)
-        qos = _transfers(topo, SIZES, 20, port0=5201)
-        assert q.param("mark_first") == "N"
-        # mark_first (switched at run time): the first packet is marked too,
-        # which makes qos_mod and connbytes the same rule, packet for packet
-        q.set_param("mark_first", 1)
-        first = _transfers(topo, SIZES, 20, port0=5251, first_as_sent=False)
+        # mark_first, the default: the first packet is marked too, which
+        # makes qos_mod and connbytes the same rule, packet for packet
+        assert q.param("mark_first") == "Y"
+        first = _transfers(topo, SIZES, 20, port0=5201)
+        # mark_first=0 (switched at run time), the figures' literal class 0:
+        # the first packet goes as sent
+        q.set_param("mark_first", 0)
+        qos = _transfers(topo, SIZES, 20, port0=5251, first_as_sent=True)
         st = q.stats()
-        every = sum(len(v) for v in first.values())  # the first packets count now
-        assert st["short_packets"] + st["long_packets"] == _classified(qos) + every
+        assert st["short_packets"] + st["long_packets"] == _classified(first) + _classified(
+            qos, first=False
+        )
     compared, differ = _against(qos, ipt, "qos_mod", first_differs=True)
     assert differ == 2 * len(SIZES) and compared > 100
     _against(first, ipt, "mark_first", first_differs=False)
@@ -246,12 +251,8 @@ def test_qos_dscp_mode(topo: Topology) -> None:
             assert [a.shape for a in a_list] == [b.shape for b in b_list]
             for i, (a, b) in enumerate(zip(a_list, b_list, strict=False), start=1):
                 ecn = a.tos & 0x03
-                if i == 1:
-                    want = a.tos
-                elif i <= 20 or a.fin:
-                    want = short << 2 | ecn
-                else:
-                    want = 8 << 2 | ecn
+                # packets 1..20 (mark_first) and the FIN short, the rest long
+                want = (short if i <= 20 or a.fin else 8) << 2 | ecn
                 assert b.tos == want, f"packet {i}: sent {a.tos:#x} got {b.tos:#x}"
                 assert b.ip_ok
         with pytest.raises(OSError):
@@ -352,28 +353,43 @@ def test_qos_namespace_exit_frees_its_flows(topo: Topology) -> None:
         assert q.stats()["collected"] == 0  # removed by the namespace's exit
 
 
+def _gso_class_short(first: int, segs: int, fin: bool, threshold: int) -> bool:
+    """The class docs/qos_mod.md gives a buffer of wire packets first..first+segs-1:
+    SHORT when at least half of them are SHORT by the packet rule (n <= threshold,
+    or the FIN, which is the last segment)."""
+    last = first + segs - 1
+    short = max(0, min(last, threshold) - first + 1) + (1 if fin and last > threshold else 0)
+    return 2 * short >= segs
+
+
 def test_qos_gso_counts_wire_packets(topo: Topology) -> None:
-    """Offloads on: a GSO buffer of n segments counts n, so the threshold is in wire packets."""
+    """Offloads on: a GSO buffer of n segments counts n, so the threshold is in wire
+    packets, and a buffer is marked by the majority of its wire packets: a bulk
+    buffer whose last segment carries FIN is not marked SHORT."""
     with q.qos_loaded():
         kit.itm_attach(topo.router)
         with q.captures(topo) as (cc, sc):
-            cport, sent, got = q.tcp(topo, 60 * q.MSS, 5701)
-            assert got == sent
+            flows = []
+            for k in range(3):
+                cport, sent, got = q.tcp(topo, 60 * q.MSS, 5701 + k)
+                assert got == sent
+                flows.append((cport, 5701 + k))
             q.settle((cc, sc))
-            c2s = q.flow(sc.pkts, cport, 5701, False)
-        assert any(p.plen > q.MSS for p in c2s), "no GSO buffer reached the server"
-        index, wire = 0, 0
-        for p in c2s:
-            segs = max(1, -(-p.plen // q.MSS))
-            index += 1
-            first = wire + 1  # wire index of the buffer's first segment
-            wire += segs
-            short = bool(p.tos & q.LOWDELAY)
-            if index == 1:
-                assert not short  # the SYN, as sent (TOS 0)
-            else:
-                assert short == (first <= 20 or p.fin), f"buffer {index} from wire packet {first}"
-        assert index < wire
+            c2s = [q.flow(sc.pkts, cport, sport, False) for cport, sport in flows]
+        assert any(p.plen > q.MSS for f in c2s for p in f), "no GSO buffer reached the server"
+        wire_total = 0
+        for pkts in c2s:
+            index, wire = 0, 0
+            for p in pkts:
+                segs = max(1, -(-p.plen // q.MSS))
+                index += 1
+                first = wire + 1  # wire index of the buffer's first segment
+                wire += segs
+                short = bool(p.tos & q.LOWDELAY)
+                want = _gso_class_short(first, segs, p.fin, 20)
+                assert short == want, f"buffer {index} ({segs} segments) from wire packet {first}"
+            assert index < wire
+            wire_total += wire
         st = q.stats()
         # the server's direction counts too: compare only what this direction tells
-        assert st["short_packets"] + st["long_packets"] >= wire - 1
+        assert st["short_packets"] + st["long_packets"] >= wire_total

@@ -17,16 +17,19 @@ def _guest(iterations: int = 20_000) -> qos_cost.Guest:
     return g
 
 
-def test_rule_sets_count_the_first_packet_qos_mod_only_enters_it() -> None:
+def test_every_scheme_counts_the_first_packet() -> None:
+    """qos_mod marks the first packet too (mark_first, its default), as the rule sets
+    and the hand-written anchor do."""
     g = _guest()
     short, long = g.expected()
     assert (short, long) == (qos_cost.FLOWS * 20, 20_000 - qos_cost.FLOWS * 20)
     g.check(qos_cost.NFT, (2 * short, 2 * long), runs=2)
     g.check(qos_cost.IPT_LEGACY, (short, long), runs=1)
-    g.check(qos_cost.QOS, (short - qos_cost.FLOWS, long), runs=1)
+    g.check(qos_cost.QOS, (short, long), runs=1)
+    g.check(qos_cost.QOS_NF, (3 * short, 3 * long), runs=3)
     g.check(qos_cost.FLOOR, (0, 0), runs=7)
     with pytest.raises(RuntimeError, match="expected"):
-        g.check(qos_cost.QOS, (short, long), runs=1)
+        g.check(qos_cost.QOS, (short - qos_cost.FLOWS, long), runs=1)
     with pytest.raises(RuntimeError, match="expected"):
         g.check(qos_cost.IPT, (short, long - 1), runs=1)
 

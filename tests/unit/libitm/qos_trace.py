@@ -72,9 +72,9 @@ class TracePacket:
         return 20 if self.data[0] >> 4 == 4 else 40
 
 
-def expected_tos(n: int, total: int, tos: int, threshold: int, *, mark_first: bool = False) -> int:
-    """The paper's rule: packet 1 as sent (SHORT with ``mark_first``), 2..threshold and
-    the FIN SHORT, the rest LONG."""
+def expected_tos(n: int, total: int, tos: int, threshold: int, *, mark_first: bool = True) -> int:
+    """The paper's rule: packet 1 SHORT with ``mark_first`` (the default; else as
+    sent), 2..threshold and the FIN SHORT, the rest LONG."""
     fin = n == total and total > 1
     if n == 1 and not mark_first:
         return tos
@@ -118,7 +118,7 @@ def _qos_ctrl_class() -> Any:
 
 
 def offline_tos(
-    pkts: list[TracePacket], workdir: Path, threshold: int = 20, *, mark_first: bool = False
+    pkts: list[TracePacket], workdir: Path, threshold: int = 20, *, mark_first: bool = True
 ) -> list[int]:
     """Run qos_ctrl offline over the trace; the TOS each packet leaves with."""
     src, out = workdir / "trace.pcap", workdir / "marked.pcap"

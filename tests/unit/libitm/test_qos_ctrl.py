@@ -38,7 +38,10 @@ def test_mark_first_marks_the_first_packet_too(tmp_path: Path, threshold: int) -
     tos = offline_tos(pkts, tmp_path, threshold, mark_first=True)
     want = [expected_tos(p.n, p.total, p.tos, threshold, mark_first=True) for p in pkts]
     assert tos == want
-    assert want != [expected_tos(p.n, p.total, p.tos, threshold) for p in pkts]
+    assert want != [expected_tos(p.n, p.total, p.tos, threshold, mark_first=False) for p in pkts]
+    # the default is mark_first, as qos_mod's
+    assert offline_tos(pkts, tmp_path, threshold) == tos
+    assert offline_tos(pkts, tmp_path, threshold, mark_first=False) != tos
 
 
 @pytest.mark.parametrize("threshold", [20, 3])
@@ -88,7 +91,7 @@ def test_command_line(tmp_path: Path) -> None:
     lines = log.read_text().splitlines()
     assert len(lines) == len(meta)
     first = [ln for ln, m in zip(lines, meta, strict=True) if m[1] == 1]
-    assert all(ln.endswith(" no 0") for ln in first)
+    assert first and not any(ln.endswith(" no 0") for ln in first)  # classified: mark_first
     _, frames = read_pcap(out)
     assert len(frames) == len(meta)
     assert '"short"' in res.stderr
@@ -146,7 +149,9 @@ def test_figures_counts_as_the_papers_figures(tmp_path: Path, threshold: int) ->
     want = [figures_tos(p.n, f, p.tos, threshold=threshold) for p, f in zip(pkts, fin, strict=True)]
     assert got == want, "IPv6 flows too: qos_ctrl marks both families"
     assert want != [expected_tos(p.n, p.total, p.tos, threshold) for p in pkts]
-    assert [expected_tos(p.n, p.total, p.tos, threshold + 2) for p in pkts] == want
+    assert [
+        expected_tos(p.n, p.total, p.tos, threshold + 2, mark_first=False) for p in pkts
+    ] == want
 
 
 def test_help_says_how_threshold_counts() -> None:
