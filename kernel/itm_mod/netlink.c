@@ -159,34 +159,38 @@ static bool itm_dump_shows(const struct net *net, const struct itm_app *app,
 	return all || !netns || net_eq(netns, net);
 }
 
+/*
+ * The dump resumes after the registration order of the last application it
+ * sent (cb->args[0]), not at an index: the list is in registration order
+ * (new applications go to its tail), so an application removed or added
+ * between two parts of a dump neither repeats one already sent nor hides
+ * one that stayed registered all along.
+ */
 static int itm_nl_app_get_dumpit(struct sk_buff *skb,
 				 struct netlink_callback *cb)
 {
-	long idx = 0, start = cb->args[0];
 	struct net *net = sock_net(skb->sk);
+	u32 after = cb->args[0];
 	struct itm_app *app;
+	int sent = 0, err = 0;
 	bool all;
-	int err = 0;
 
 	all = net_eq(net, &init_net) &&
 	      netlink_capable(cb->skb, CAP_NET_ADMIN);
 	mutex_lock(&itm_lock);
 	list_for_each_entry(app, &itm_apps, node) {
-		if (!itm_dump_shows(net, app, all))
-			continue;
-		if (idx++ < start)
+		if (app->order <= after || !itm_dump_shows(net, app, all))
 			continue;
 		err = itm_fill_app(skb, app, NETLINK_CB(cb->skb).portid,
 				   cb->nlh->nlmsg_seq, NLM_F_MULTI);
-		if (err) {
-			idx--;
+		if (err)
 			break;
-		}
+		cb->args[0] = app->order;
+		sent++;
 	}
 	mutex_unlock(&itm_lock);
-	cb->args[0] = idx;
 	/* A full skb ends this part of the dump; the next one goes on. */
-	if (err == -EMSGSIZE && idx > start)
+	if (err == -EMSGSIZE && sent)
 		err = 0;
 	return err ?: skb->len;
 }

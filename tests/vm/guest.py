@@ -196,7 +196,9 @@ cat /proc/sys/kernel/tainted > {res}/tainted
             rwdirs=[res],
             timeout=VM_TIMEOUT * (DEBUG_SLOWDOWN if kernel.flavour == "debug" else 1),
             console=True,
-            env={"ITM_MODDIR": str(run.build.moddir)},
+            # the fuzz tests' seed, time and cycles (docs/fuzzing.md) pass through
+            env={"ITM_MODDIR": str(run.build.moddir)}
+            | {k: v for k, v in os.environ.items() if k.startswith("ITM_FUZZ_")},
         )
         run.vm_rc, run.vm_output, run.failed_boots = out.returncode, out.output, out.failed_boots
     except subprocess.TimeoutExpired as exc:
