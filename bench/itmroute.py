@@ -15,9 +15,11 @@ a direct A--D link — runs every daemon in threads of one process, and:
   10 minutes;
 - loss: 10% loss on the lowest-RTT relay (40 ms), a loss-free one at 58 ms
   (1.45x), which one is used after 45 s;
-- failover: the relay in use black-holed (every packet dropped) during a
-  100 packet/s UDP sequence stream; the largest gap in the stream, over
-  ``--iterations`` cuts (itmRoute) and ``--ron-cuts`` cuts (RON's settings);
+- failover: the relay in use black-holed (every packet dropped) 1 s into a
+  100 packet/s UDP sequence stream that goes on 4 s past the cut (30 s with
+  RON's settings); the largest gap between arrivals, and the time from the cut
+  to the first datagram delivered on the new path, over ``--iterations`` cuts
+  (itmRoute) and ``--ron-cuts`` cuts (RON's settings);
 - probe overhead: bytes of probes and acknowledgements on A's links (iptables
   counters of 44-byte itmRoute datagrams, plus 14 bytes of Ethernet header
   each), 30 s of an active destination (direct path best, so no data is
@@ -243,10 +245,20 @@ def lossy(b: Bench) -> dict[str, Any]:
     }
 
 
-def cuts(b: Bench, n: int, stream_s: float) -> dict[str, Any]:
-    """Black-hole the relay in use during a 100 packet/s stream, ``n`` times."""
-    b.set_rtts([90.0, 30.0, 40.0, 50.0, 60.0])
+def cuts(b: Bench, n: int, after_s: float, rtts: list[float] | None = None) -> dict[str, Any]:
+    """Black-hole the relay in use during a 100 packet/s stream, ``n`` times.
+
+    The stream runs 1 s before the cut and ``after_s`` after it (well past any
+    failover). Per cut: the outage, from the start of the cut command (before
+    the rules are in: never shorter than the real one) to the arrival of the
+    first datagram sent after it, that is the first one delivered on the new
+    path; and the largest gap between arrivals from 0.5 s before the cut to
+    the end (infinite when the stream has not recovered by its end).
+    """
+    if rtts is not None:
+        b.set_rtts(rtts)
     gaps: list[float] = []
+    outages: list[float] = []
     for i in range(n):
         b.forget()
         t = Trickle(b.ov)
@@ -258,21 +270,34 @@ def cuts(b: Bench, n: int, stream_s: float) -> dict[str, Any]:
         victim = b.dest().current
         if not victim.startswith("r"):
             gaps.append(float("inf"))
+            outages.append(float("inf"))
             continue
         v = int(victim[1:])
         stream = SeqStream(b.ov, rate=100, port=6000 + i)
         cutter = CutLater(b.ov, v, 1.0)
         try:
-            stream.run(stream_s)
+            stream.run(1.0 + after_s)
         finally:
             stream.close()
             cutter.join()
             b.ov.cut(v, on=False)
-        cut_at = [cutter.done]
-        gaps.append(stream.largest_gap(after=cut_at[0] - 0.5))
-    finite = sorted(gaps)
-    p95 = finite[min(len(finite) - 1, round(0.95 * len(finite)) - 1)]
-    return {"cuts": n, "gaps": gaps, "median": statistics.median(gaps), "p95": p95}
+        gaps.append(stream.largest_gap(after=cutter.began - 0.5))
+        outages.append(stream.outage(cutter.began))
+    return {
+        "cuts": n,
+        "gaps": gaps,
+        "outages": outages,
+        "median": statistics.median(gaps),
+        "p95": percentile(gaps, 0.95),
+        "outage_median": statistics.median(outages),
+        "outage_p95": percentile(outages, 0.95),
+    }
+
+
+def percentile(xs: list[float], q: float) -> float:
+    """The ``q`` quantile of ``xs`` (nearest rank)."""
+    ordered = sorted(xs)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
 def counters(ns: str) -> int:
@@ -389,12 +414,16 @@ def guest(out: Path, iterations: int, ron_cuts: int, flap_seconds: float) -> int
             measure(doc, "flapping", lambda: flapping(b, flap_seconds))
             measure(doc, "lossy", lambda: lossy(b))
             it = doc["itmroute"]
-            measure(it, "failover", lambda: cuts(b, iterations, 3.0))
+            measure(
+                it, "failover", lambda: cuts(b, iterations, 4.0, [90.0, 30.0, 40.0, 50.0, 60.0])
+            )
             measure(it, "overhead", lambda: overhead(b, 30.0, 65.0))
             measure(it, "forwarding", lambda: forwarding(b))
             b.restart(ProbeSettings.preset("ron"))
             ron = doc["ron"]
-            measure(ron, "failover", lambda: cuts(b, ron_cuts, 30.0))
+            measure(
+                ron, "failover", lambda: cuts(b, ron_cuts, 30.0, [90.0, 30.0, 40.0, 50.0, 60.0])
+            )
             measure(ron, "overhead", lambda: overhead(b, 36.0, 0.0))
             measure(ron, "forwarding", lambda: forwarding(b))
         finally:
@@ -450,6 +479,8 @@ def _tables(doc: dict[str, Any]) -> str:
             "median": f"{fo['median']:.2f} s",
             "p95": f"{fo['p95']:.2f} s",
             "max": f"{max(fo['gaps']):.2f} s",
+            "outage": f"{fo['outage_median']:.2f} / {fo['outage_p95']:.2f}"
+            f" / {max(fo['outages']):.2f} s",
             "probe": f"{ov['active_bytes_per_s']:.0f} B/s",
             "idle": f"{ov['idle_bytes_per_s_after']:.0f} B/s" if ov["idle_wait"] >= 60 else "—",
             "fwd": f"{fw['delivered_per_s']:.0f} /s",
@@ -460,6 +491,7 @@ def _tables(doc: dict[str, Any]) -> str:
         ("median", "largest gap in a 100 packet/s stream, median"),
         ("p95", "... 95th percentile"),
         ("max", "... worst"),
+        ("outage", "cut to the first datagram delivered on the new path, median / p95 / worst"),
         ("probe", "probe bytes on A's links, active destination, 4 relays"),
         ("idle", "... after a minute idle"),
         ("fwd", "datagrams/s delivered through one relay (UDP flood)"),

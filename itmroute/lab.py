@@ -333,16 +333,23 @@ def overlay(prefix: str, relays: int = 4) -> Iterator[Overlay]:
 # ---------------------------------------------------------------- traffic
 class CutLater(threading.Thread):
     """Cut a relay after ``delay`` s, off the sender's thread (a command can take
-    seconds in a loaded guest, and the stream must go on meanwhile)."""
+    seconds in a loaded guest, and the stream must go on meanwhile).
+
+    The cut takes effect somewhere between :attr:`began` (the command started)
+    and :attr:`done` (it returned): a gap measured from :attr:`began` is never
+    shorter than the real one.
+    """
 
     def __init__(self, ov: Overlay, relay: int, delay: float) -> None:
         super().__init__(daemon=True)
         self.ov, self.relay, self.delay = ov, relay, delay
+        self.began = 0.0
         self.done = 0.0
         self.start()
 
     def run(self) -> None:
         time.sleep(self.delay)
+        self.began = time.monotonic()
         self.ov.cut(self.relay)
         self.done = time.monotonic()  # the rules are in place from here
 
@@ -362,6 +369,7 @@ class SeqStream:
         self.port = port
         self.arrivals: list[tuple[int, float]] = []
         self.sent = 0
+        self.sent_at: list[float] = []  # monotonic send time of each sequence number
         self.ended = 0.0
         self._stop = threading.Event()
         self._rx_thread = threading.Thread(target=self._receive, daemon=True)
@@ -384,6 +392,7 @@ class SeqStream:
             t = time.monotonic() - start
             if t >= seconds:
                 break
+            self.sent_at.append(time.monotonic())
             with contextlib.suppress(OSError):
                 self.tx.sendto(struct.pack(">I", self.sent) + b"s" * 60, (D_OVERLAY, self.port))
             self.sent += 1
@@ -393,13 +402,23 @@ class SeqStream:
         self.ended = time.monotonic()
 
     def largest_gap(self, after: float = 0.0) -> float:
-        """The longest time between consecutive arrivals (after monotonic time ``after``),
-        the end of sending counting as an arrival (a stream that never recovers
-        shows its whole outage)."""
+        """The longest time between consecutive arrivals (after monotonic time ``after``).
+
+        A stream that has not recovered by the end of sending (no arrival in its
+        last second) has an infinite gap: the end of sending is not an arrival.
+        """
         times = sorted(t for _, t in self.arrivals if t >= after)
-        if self.ended and (not times or times[-1] < self.ended):
-            times.append(self.ended)
+        if not times or (self.ended and times[-1] < self.ended - 1.0):
+            return float("inf")
         return max((b - a for a, b in itertools.pairwise(times)), default=float("inf"))
+
+    def outage(self, cut: float) -> float:
+        """Seconds from ``cut`` to the arrival of the first datagram sent after it
+        (the first one delivered on the new path); infinite when none arrived."""
+        firsts = [
+            t for seq, t in self.arrivals if seq < len(self.sent_at) and self.sent_at[seq] >= cut
+        ]
+        return min(firsts) - cut if firsts else float("inf")
 
     def close(self) -> None:
         """Stop receiving, close the sockets."""
