@@ -44,20 +44,29 @@ class ConfigError(ValueError):
 class ProbeSettings:
     """How a destination's paths are probed and chosen (times in seconds).
 
-    The defaults are itmRoute's own: the path in use is probed every
-    ``active_interval``, the others every ``idle_interval``; a probe not
+    The defaults are itmRoute's own. The path in use is watched the BFD way:
+    probed every ``detect_interval`` and declared down when no acknowledgement
+    came for ``detect_miss`` intervals (plus ``2 * rttvar`` of slack): 0.24 s
+    by default; its first missed interval races probes over every path (every
+    ``race_interval`` for ``race_time``), so that the others have fresh round
+    trips when it is left. A path that looks clearly better is probed every
+    ``active_interval``, the others every ``idle_interval``. Any probe not
     answered within ``max(min_timeout, 2*srtt + 4*rttvar)`` is lost;
-    ``dead_after`` consecutive losses abandon a path; a first loss on the path
-    in use (or traffic going out with nothing coming back) races probes over
-    every path every ``race_interval`` for ``race_time``. A switch to a better
-    path needs its score (``srtt * (1 + loss_weight * max(0, loss - loss_floor))``) to be lower by
-    ``margin`` (relative) and ``min_gain`` (absolute) at ``confirm``
+    ``dead_after`` consecutive losses abandon a path too.
+
+    The loss rate of a path is counted over its last ``loss_window`` probes,
+    the first ``loss_forgive`` losses in that window forgiven (one dropped
+    acknowledgement is not a lossy path). A switch to a better path needs its
+    score (``srtt * (1 + loss_weight * max(0, loss - loss_floor))``) to be
+    lower by ``margin`` (relative) and ``min_gain`` (absolute) at ``confirm``
     consecutive evaluations. A destination without traffic for ``idle_after``
     is not probed any more.
     """
 
+    detect_interval: float = 0.08
+    detect_miss: int = 3
     active_interval: float = 0.25
-    idle_interval: float = 1.5
+    idle_interval: float = 2.0
     retry_interval: float = 0.0  # 0: no separate retry schedule after a loss
     startup_interval: float = 0.1
     startup_time: float = 0.6
@@ -75,9 +84,10 @@ class ProbeSettings:
     min_gain: float = 0.002
     confirm: int = 3
     rtt_alpha: float = 0.2
-    loss_alpha: float = 0.05
+    loss_window: int = 100
+    loss_forgive: int = 1
     loss_weight: float = 12.0
-    loss_floor: float = 0.03
+    loss_floor: float = 0.0
     hot_time: float = 3.0
     idle_after: float = 60.0
     evaluate_interval: float = 0.05
@@ -91,6 +101,8 @@ class ProbeSettings:
             return cls()
         if name == "ron":
             return cls(
+                detect_interval=12.0,
+                detect_miss=4,
                 active_interval=12.0,
                 idle_interval=12.0,
                 retry_interval=3.0,
@@ -131,6 +143,9 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DAEMON_BACKENDS = ("auto", "kernel", "nfqueue")
 #: probe settings that must be above zero (the others may be 0)
 _POSITIVE = {
+    "detect_interval",
+    "detect_miss",
+    "loss_window",
     "active_interval",
     "idle_interval",
     "startup_interval",
@@ -141,7 +156,7 @@ _POSITIVE = {
     "confirm",
     "evaluate_interval",
 }
-_FRACTIONS = {"rtt_alpha", "loss_alpha"}
+_FRACTIONS = {"rtt_alpha", "loss_floor"}
 
 
 def check_name(name: object, where: str = "name") -> str:

@@ -149,6 +149,8 @@ class Router:
         return 1
 
     def _classify_in(self, where: Hook, pkt: Packet) -> int:
+        if wire.is_overlay_datagram(pkt.proto, pkt.sport, pkt.dport, self.cfg.port):
+            return 0  # a probe acknowledgement is not the flow's return traffic
         st = self.dest_for(pkt.src.packed)
         if st is not None:
             st.note_in(self.clock())

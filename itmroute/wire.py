@@ -102,3 +102,9 @@ def inner_packet(data: bytes | bytearray | memoryview) -> memoryview:
     if len(inner) < 20 or inner[0] >> 4 != 4:
         raise WireError("the tunnelled packet is not IPv4")
     return inner
+
+
+def is_overlay_datagram(proto: int, sport: int | None, dport: int | None, port: int) -> bool:
+    """Whether a packet is itmRoute's own (UDP from or to the overlay ``port``): the
+    daemons' probes, acknowledgements and tunnel datagrams are never a flow's traffic."""
+    return proto == 17 and port in (sport, dport)

@@ -30,7 +30,7 @@ def test_a_full_configuration(tmp_path: Path) -> None:
     assert str(cfg.address) == "10.77.100.1" and cfg.port == 7177 and cfg.mtu == 1500
     assert {k: str(v) for k, v in cfg.neighbours.items()} == {"r1": "10.77.1.2", "r2": "10.77.2.2"}
     assert [str(d.itm) for d in cfg.destinations] == ["10.77.200.1", "10.78.0.0"]
-    assert cfg.probe.active_interval == 0.5 and cfg.probe.idle_interval == 1.5
+    assert cfg.probe.active_interval == 0.5 and cfg.probe.idle_interval == 2.0
 
 
 def test_presets_and_a_list_of_neighbours() -> None:

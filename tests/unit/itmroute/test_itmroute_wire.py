@@ -50,3 +50,11 @@ def test_data_that_is_not_ipv4_is_refused() -> None:
         wire.decode_probe(wire.encapsulate(b"\x45" + bytes(19)))
     with pytest.raises(wire.WireError):
         wire.decode_probe(b"IR\x01\x02" + bytes(4))  # probe too short
+
+
+def test_the_daemons_own_datagrams_are_told_from_traffic() -> None:
+    assert wire.is_overlay_datagram(17, 7177, 7177, 7177)  # a probe or its ack
+    assert wire.is_overlay_datagram(17, 40000, 7177, 7177)
+    assert not wire.is_overlay_datagram(17, 5300, 5300, 7177)  # the flow's own UDP
+    assert not wire.is_overlay_datagram(6, 7177, 7177, 7177)  # TCP on that port is traffic
+    assert not wire.is_overlay_datagram(1, None, None, 7177)
