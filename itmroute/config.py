@@ -14,6 +14,7 @@
     probe: itmroute              # itmroute | ron | a mapping of ProbeSettings fields
     backend: auto                # libitm backend (auto, nfqueue, kernel)
     mark: 0x17e0                 # firewall mark of the daemon's own sockets (1..0xffff)
+    key: 6f1c...                 # the overlay's shared key: 32..128 hex digits (required)
 
 Every field is checked when the file is read: a bad one is a `ConfigError` of
 one line naming the file and the key (``a.yaml:port: 'x' is not an integer
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .auth import parse_key
 
 DEFAULT_PORT = 7177
 #: the firewall mark of the daemon's own sockets: its packets are never captured
@@ -134,6 +137,8 @@ class Config:
     probe: ProbeSettings = field(default_factory=ProbeSettings)
     backend: str = "auto"
     mark: int = DEFAULT_MARK
+    #: the overlay's shared key: every datagram carries a MAC made with it
+    key: bytes = field(default=b"", repr=False)
 
 
 #: a daemon's name names its state file (/run/itmroute/NAME.json): no path separators,
@@ -290,6 +295,17 @@ def parse_config(doc: dict[str, Any], source: str | None = None) -> Config:
         raise d.error("backend", f"{backend!r} is not one of {', '.join(DAEMON_BACKENDS)}")
     name = check_name(doc.get("name", "itmroute"), f"{source}:name" if source else "name")
     mark = d.integer(doc.get("mark", DEFAULT_MARK), "mark", 1, 0xFFFF)
+    probe = _probe(doc.get("probe"), d)
+    if "key" not in doc:
+        raise d.error(
+            "key",
+            "required: the overlay's shared key, 32..128 hex digits, the same on every ITM"
+            " (make one with: itmroute genkey)",
+        )
+    try:
+        shared_key = parse_key(doc["key"])
+    except ValueError as e:
+        raise d.error("key", str(e)) from None
     return Config(
         address=address,
         name=name,
@@ -297,9 +313,10 @@ def parse_config(doc: dict[str, Any], source: str | None = None) -> Config:
         mtu=mtu_,
         neighbours=neighbours,
         destinations=dests,
-        probe=_probe(doc.get("probe"), d),
+        probe=probe,
         backend=backend,
         mark=mark,
+        key=shared_key,
     )
 
 

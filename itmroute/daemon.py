@@ -30,7 +30,7 @@ from typing import Any
 
 from libitm import Hook, Interest, ItmInfo, ItmLoop, Packet, Verdict
 
-from . import mtu, state, wire
+from . import auth, mtu, state, wire
 from .config import Config, Destination
 from .paths import DIRECT, Decision, DestState
 
@@ -80,9 +80,12 @@ class Router:
                 "mss_clamped",
                 "send_errors",
                 "bad_datagrams",
+                "auth_failed",
+                "replayed",
             ),
             0,
         )
+        self.sealer = auth.Sealer(cfg.key, self.me)
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
         try:
@@ -189,7 +192,7 @@ class Router:
                 self.udp.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
             self._tos = tos
         try:
-            self.udp.sendto(wire.encapsulate(inner), (path.via, self.cfg.port))
+            self.udp.sendto(self.sealer.seal(wire.DATA, inner), (path.via, self.cfg.port))
         except OSError as e:
             self._send_error("tunnel to " + path.name, e)
             return Verdict.ACCEPT  # fail open: the packet goes direct
@@ -234,33 +237,44 @@ class Router:
                 continue
             n += 1
             try:
-                kind, relayed = wire.message_type(data)
+                kind, relayed, body = self.sealer.open(data, src)
                 if kind == wire.DATA:
-                    inner = wire.inner_packet(data)
+                    inner = wire.inner_packet(body)
                     if self._send_raw(inner):
                         c["decapsulated"] += 1
                     continue
-                probe = wire.decode_probe(data)
+                probe = wire.decode_probe(kind, relayed, body)
             except wire.WireError:
                 c["bad_datagrams"] += 1
                 continue
-            if kind == wire.PROBE:
-                if probe.target == self.me:
-                    ack = wire.Probe(wire.ACK, probe.seq, probe.origin, probe.target)
-                    if self._sendto(ack.encode(), (src, sport)):
-                        c["acks_sent"] += 1
-                elif not relayed:
-                    fwd = wire.Probe(wire.PROBE, probe.seq, probe.origin, probe.target, True)
-                    if self._sendto(fwd.encode(), (socket.inet_ntoa(probe.target), self.cfg.port)):
-                        c["probes_relayed"] += 1
-            elif probe.origin == self.me:
-                st = self._by_itm.get(probe.target)
-                if st is not None and st.on_ack(probe.seq, self.clock()) is not None:
-                    c["acks_received"] += 1
-            elif not relayed:
-                fwd = wire.Probe(wire.ACK, probe.seq, probe.origin, probe.target, True)
-                if self._sendto(fwd.encode(), (socket.inet_ntoa(probe.origin), self.cfg.port)):
-                    c["acks_relayed"] += 1
+            except auth.AuthError as e:
+                c[e.counter] += 1  # forged, damaged or replayed: dropped, counted
+                continue
+            self._on_probe(probe, src, sport)
+
+    def _send_probe(self, probe: wire.Probe, addr: tuple[str, int]) -> bool:
+        return self._sendto(self.sealer.seal(probe.type_byte, probe.body()), addr)
+
+    def _on_probe(self, probe: wire.Probe, src: str, sport: int) -> None:
+        """Answer a probe for this ITM, take an answer to its own, relay the others once."""
+        c = self.counters
+        if probe.kind == wire.PROBE:
+            if probe.target == self.me:
+                ack = wire.Probe(wire.ACK, probe.seq, probe.origin, probe.target)
+                if self._send_probe(ack, (src, sport)):
+                    c["acks_sent"] += 1
+            elif not probe.relayed:
+                fwd = wire.Probe(wire.PROBE, probe.seq, probe.origin, probe.target, True)
+                if self._send_probe(fwd, (socket.inet_ntoa(probe.target), self.cfg.port)):
+                    c["probes_relayed"] += 1
+        elif probe.origin == self.me:
+            st = self._by_itm.get(probe.target)
+            if st is not None and st.on_ack(probe.seq, self.clock()) is not None:
+                c["acks_received"] += 1
+        elif not probe.relayed:
+            fwd = wire.Probe(wire.ACK, probe.seq, probe.origin, probe.target, True)
+            if self._send_probe(fwd, (socket.inet_ntoa(probe.origin), self.cfg.port)):
+                c["acks_relayed"] += 1
 
     # ------------------------------------------------------------ timers
     def forget(self) -> None:
@@ -285,10 +299,10 @@ class Router:
                 log.info("%s", dec.line())
             target = str(d.itm)
             for seq, p in st.due_probes(now):
-                msg = wire.Probe(wire.PROBE, seq, self.me, d.itm.packed).encode()
-                if self._sendto(msg, (p.via or target, self.cfg.port)):
+                probe = wire.Probe(wire.PROBE, seq, self.me, d.itm.packed)
+                if self._send_probe(probe, (p.via or target, self.cfg.port)):
                     self.counters["probes_sent"] += 1
-                    self.counters["probe_bytes_sent"] += len(msg) + 28
+                    self.counters["probe_bytes_sent"] += wire.PROBE_LEN + 28
         if self.state_file is not None and now >= self._next_state:
             self._next_state = now + 1.0
             self.write_state()

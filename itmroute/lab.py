@@ -103,6 +103,7 @@ class Overlay:
         self._threads: list[tuple[Router, threading.Thread]] = []
         self._procs: list[subprocess.Popen[bytes]] = []
         self._cuts: set[int] = set()
+        self.key = secrets.token_hex(32)  # the overlay's shared key (every daemon's)
 
     # ------------------------------------------------------------ topology
     def links(self) -> list[tuple[str, str, str, str, str]]:
@@ -148,10 +149,33 @@ class Overlay:
                     Path(f"/proc/sys/net/ipv4/conf/{key}/rp_filter").write_text("0")
             _batch(["ip", "-n", ns, "-batch", "-"], per_ns[ns])
 
+    def add_intruder(self) -> str:
+        """A namespace ``<prefix>-x`` linked to relay 1 only (x dev r1 10.77.50.1/30,
+        R1 dev x 10.77.50.2/30): it can reach R1's port and nothing else. Returns it."""
+        ns, r1 = self.intruder, self.relays[0]
+        _batch(["ip", "-batch", "-"], [
+            f"netns add {ns}",
+            f"link add name r1 netns {ns} type veth peer name x netns {r1}",
+        ])  # fmt: skip
+        _batch(["ip", "-n", ns, "-batch", "-"], [
+            "link set dev lo up", "addr add 10.77.50.1/30 dev r1", "link set dev r1 up",
+        ])  # fmt: skip
+        _batch(
+            ["ip", "-n", r1, "-batch", "-"], ["addr add 10.77.50.2/30 dev x", "link set dev x up"]
+        )
+        return ns
+
+    @property
+    def intruder(self) -> str:
+        """The namespace :meth:`add_intruder` creates."""
+        return f"{self.prefix}-x"
+
     def destroy(self) -> None:
         """Stop every daemon, delete every namespace (also after a failure)."""
         self.stop_daemons()
         lines = [f"netns del {ns}" for ns in (self.a, self.d, *self.relays)]
+        if Path("/run/netns", self.intruder).exists():
+            lines.append(f"netns del {self.intruder}")
         subprocess.run(
             ["ip", "-force", "-batch", "-"], input="\n".join(lines) + "\n", text=True,
             capture_output=True, check=False,
@@ -217,6 +241,7 @@ class Overlay:
         if probe is not None:
             doc["probe"] = dataclasses.asdict(probe)
         doc["backend"] = "nfqueue"
+        doc["key"] = self.key
         return doc
 
     def ns_of(self, node: str) -> str:

@@ -1,19 +1,23 @@
 """The itmRoute header: tunnelled data, probes and their acknowledgements.
 
-Every itmRoute datagram (UDP, port 7177 by default) starts with::
+Every itmRoute datagram (UDP, port 7177 by default) is::
 
-    0      2      3      4
-    +------+------+------+
-    | 'IR' | ver  | type |          type: 1 DATA, 2 PROBE, 3 ACK (| 0x80: relayed)
-    +------+------+------+
+    0      2      3      4          8                    16         end-16     end
+    +------+------+------+----------+--------------------+-- ... --+----------+
+    | 'IR' | ver  | type | sender   | counter (u64)      | body    | MAC (16) |
+    +------+------+------+----------+--------------------+-- ... --+----------+
 
-DATA is followed by the whole inner IPv4 packet, untouched (its DSCP and ECN
-bits included). PROBE and ACK carry ``seq`` (u32), ``origin`` (the probing
-ITM's overlay address) and ``target`` (the destination ITM's overlay address):
-16 bytes in all. A neighbour forwards a PROBE that is not for itself to the
-target once (and marks it relayed); the target answers every PROBE with an ACK
-to whoever sent it; a neighbour forwards an ACK that is not for itself to its
-origin once.
+    type: 1 DATA, 2 PROBE, 3 ACK (| 0x80: relayed); version 2
+
+The MAC and the counter are :mod:`itmroute.auth`'s: a keyed BLAKE2s over
+everything before it, and a per-sender counter against replays; ``sender``
+is the overlay address of the daemon that sealed the datagram. DATA's body
+is the whole inner IPv4 packet, untouched (its DSCP and ECN bits included).
+PROBE and ACK carry ``seq`` (u32), ``origin`` (the probing ITM's overlay
+address) and ``target`` (the destination ITM's overlay address). A neighbour
+forwards a PROBE that is not for itself to the target once (and marks it
+relayed); the target answers every PROBE with an ACK to whoever sent it; a
+neighbour forwards an ACK that is not for itself to its origin once.
 """
 
 from __future__ import annotations
@@ -23,23 +27,23 @@ from dataclasses import dataclass
 from typing import Final
 
 MAGIC: Final = 0x4952  # "IR"
-VERSION: Final = 1
+VERSION: Final = 2
 DATA: Final = 1
 PROBE: Final = 2
 ACK: Final = 3
 RELAYED: Final = 0x80
 
-_COMMON = struct.Struct(">HBB")
-_PROBE = struct.Struct(">HBBI4s4s")
+_HEADER = struct.Struct(">HBB4sQ")
+_PROBE_BODY = struct.Struct(">I4s4s")
 
-#: bytes of the DATA header
-DATA_HEADER_LEN: Final = _COMMON.size
-#: bytes a tunnelled packet grows by: outer IPv4 + UDP + the DATA header
-TUNNEL_OVERHEAD: Final = 20 + 8 + DATA_HEADER_LEN
+#: bytes of the header (magic, version, type, sender, counter)
+HEADER_LEN: Final = _HEADER.size
+#: bytes of the MAC at the end
+TAG_LEN: Final = 16
+#: bytes a tunnelled packet grows by: outer IPv4 + UDP + header + MAC
+TUNNEL_OVERHEAD: Final = 20 + 8 + HEADER_LEN + TAG_LEN
 #: bytes of a PROBE or ACK datagram's payload
-PROBE_LEN: Final = _PROBE.size
-
-DATA_HEADER: Final = _COMMON.pack(MAGIC, VERSION, DATA)
+PROBE_LEN: Final = HEADER_LEN + _PROBE_BODY.size + TAG_LEN
 
 
 class WireError(ValueError):
@@ -56,22 +60,26 @@ class Probe:
     target: bytes
     relayed: bool = False
 
-    def encode(self) -> bytes:
-        """The datagram payload."""
-        kind = self.kind | (RELAYED if self.relayed else 0)
-        return _PROBE.pack(MAGIC, VERSION, kind, self.seq & 0xFFFFFFFF, self.origin, self.target)
+    @property
+    def type_byte(self) -> int:
+        """The header's type: the kind, with :data:`RELAYED` when relayed."""
+        return self.kind | (RELAYED if self.relayed else 0)
+
+    def body(self) -> bytes:
+        """The body (between the header and the MAC)."""
+        return _PROBE_BODY.pack(self.seq & 0xFFFFFFFF, self.origin, self.target)
 
 
-def encapsulate(inner: bytes | bytearray | memoryview) -> bytes:
-    """A DATA datagram carrying ``inner``."""
-    return DATA_HEADER + bytes(inner)
+def header(type_byte: int, sender: bytes, counter: int) -> bytes:
+    """The header of a datagram."""
+    return _HEADER.pack(MAGIC, VERSION, type_byte, sender, counter)
 
 
-def message_type(data: bytes | bytearray | memoryview) -> tuple[int, bool]:
-    """``(type, relayed)`` of a datagram; raises :class:`WireError` if it is not ours."""
-    if len(data) < DATA_HEADER_LEN:
+def parse_header(data: bytes | bytearray | memoryview) -> tuple[int, bool, bytes, int]:
+    """``(type, relayed, sender, counter)``; raises :class:`WireError` if it is not ours."""
+    if len(data) < HEADER_LEN:
         raise WireError("datagram shorter than the itmRoute header")
-    magic, ver, kind = _COMMON.unpack_from(data, 0)
+    magic, ver, kind, sender, counter = _HEADER.unpack_from(data, 0)
     if magic != MAGIC:
         raise WireError("not an itmRoute datagram (bad magic)")
     if ver != VERSION:
@@ -79,26 +87,22 @@ def message_type(data: bytes | bytearray | memoryview) -> tuple[int, bool]:
     base = kind & ~RELAYED
     if base not in (DATA, PROBE, ACK):
         raise WireError(f"unknown itmRoute message type {base}")
-    return base, bool(kind & RELAYED)
+    return base, bool(kind & RELAYED), sender, counter
 
 
-def decode_probe(data: bytes | bytearray | memoryview) -> Probe:
-    """Parse a PROBE or ACK datagram."""
-    kind, relayed = message_type(data)
+def decode_probe(kind: int, relayed: bool, body: bytes | bytearray | memoryview) -> Probe:
+    """The PROBE or ACK of an opened datagram's type and body."""
     if kind == DATA:
         raise WireError("a DATA datagram is not a probe")
-    if len(data) < PROBE_LEN:
-        raise WireError("probe datagram too short")
-    _, _, _, seq, origin, target = _PROBE.unpack_from(data, 0)
+    if len(body) != _PROBE_BODY.size:
+        raise WireError("probe datagram of the wrong length")
+    seq, origin, target = _PROBE_BODY.unpack_from(body, 0)
     return Probe(kind, seq, origin, target, relayed)
 
 
-def inner_packet(data: bytes | bytearray | memoryview) -> memoryview:
-    """The inner IPv4 packet of a DATA datagram (checked for a plausible header)."""
-    kind, _ = message_type(data)
-    if kind != DATA:
-        raise WireError("not a DATA datagram")
-    inner = memoryview(data)[DATA_HEADER_LEN:]
+def inner_packet(body: bytes | bytearray | memoryview) -> memoryview:
+    """The inner IPv4 packet of a DATA datagram's body (checked for a plausible header)."""
+    inner = memoryview(body)
     if len(inner) < 20 or inner[0] >> 4 != 4:
         raise WireError("the tunnelled packet is not IPv4")
     return inner

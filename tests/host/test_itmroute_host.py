@@ -4,7 +4,9 @@ The lab's overlay (itmroute/lab.py: A, relays R1..R3, D, a direct A--D link)
 with the direct link black-holed, so that A and D must tunnel through a
 relay: UDP, TCP and ICMP echo cross the overlay, DSCP/ECN survive the tunnel,
 ``itmroute show`` prints the path table, a cut relay is left for another, and
-A's capture rules are gone after it stops. Delays, loss and timing are tested
+A's capture rules are gone after it stops; a fourth namespace that reaches
+relay 1's port forges and replays datagrams, and none of them is delivered.
+Delays, loss and timing are tested
 in the VM (tests/kernel/test_itmroute.py), where netem exists.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -23,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from itmroute import auth, wire
 from itmroute.lab import D_OVERLAY, Overlay, SeqStream, overlay, tcp_transfer
 from itmtool.lab import netns, ping, sh
 
@@ -55,16 +59,28 @@ def wait(pred: Any, timeout: float) -> bool:
     return bool(pred())
 
 
+def udp_pair(rx_ns: str, tx_ns: str) -> tuple[socket.socket, socket.socket]:
+    """A UDP socket in each of two namespaces: (receiver, sender)."""
+    with netns(rx_ns):
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with netns(tx_ns):
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    return rx, tx
+
+
 @pytest.fixture(scope="module")
 def lab() -> Iterator[tuple[Overlay, Path]]:
     work = Path(tempfile.mkdtemp(prefix="itmroute-host-"))
     with overlay("itmh-rt", 3) as ov:
         for chain, flag in (("INPUT", "-i"), ("OUTPUT", "-o")):  # black-hole the direct link
             sh("ip", "netns", "exec", ov.d, "iptables", "-I", chain, flag, "a", "-j", "DROP")
-        ov.start_threads(["d", "r1", "r2", "r3"])
+        ov.add_intruder()
+        ov.start_threads(["d", "r2", "r3"])
+        _, r1_state = ov.start_process("r1", work)  # a process: `itmroute show` reads its table
         proc, st = ov.start_process("a", work)
         try:
             assert wait(lambda: bool(state(st)), 20), (work / "a.log").read_text()
+            assert wait(lambda: bool(state(r1_state)), 20), (work / "r1.log").read_text()
             yield ov, st
         finally:
             ov.stop_daemons()
@@ -94,10 +110,7 @@ def test_dscp_and_ecn_survive_the_tunnel(lab: tuple[Overlay, Path]) -> None:
     ov, st = lab
     assert ping(ov.a, D_OVERLAY, 1)
     assert wait(lambda: str(current(st)).startswith("r"), 5)
-    with netns(ov.d):
-        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    with netns(ov.a):
-        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx, tx = udp_pair(ov.d, ov.a)
     with rx, tx:
         rx.bind((D_OVERLAY, 5500))
         rx.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
@@ -118,7 +131,9 @@ def test_an_oversized_df_packet_draws_frag_needed(lab: tuple[Overlay, Path]) -> 
          D_OVERLAY],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
-    assert "mtu = 1468" in proc.stdout, proc.stdout + proc.stderr
+    mtu = 1500 - wire.TUNNEL_OVERHEAD
+    assert state(st)["tunnel_mtu"] == mtu
+    assert f"mtu = {mtu}" in proc.stdout, proc.stdout + proc.stderr
     assert ping(ov.a, D_OVERLAY, 1)  # what fits still goes through
 
 
@@ -142,3 +157,58 @@ def test_show_prints_the_table_and_a_cut_relay_is_left(lab: tuple[Overlay, Path]
         ov.cut(victim, on=False)
     assert current(st) not in (f"r{victim}", "direct")
     assert stream.largest_gap() < 2.0
+
+
+def _capture_from_a(ov: Overlay, count: int, timeout: float = 5.0) -> list[bytes]:
+    """itmRoute datagrams A sent to relay 1, read off R1's link (as anyone on it could)."""
+    with netns(ov.relays[0]):
+        sniff = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+    got: list[bytes] = []
+    with sniff:
+        sniff.bind(("a", 0))
+        end = time.monotonic() + timeout
+        while len(got) < count and time.monotonic() < end:
+            ping(ov.a, D_OVERLAY, 1)  # keeps A probing
+            while select.select([sniff], [], [], 0.1)[0]:
+                ip = sniff.recv(65535)
+                ihl = (ip[0] & 15) * 4
+                to_port = ip[ihl + 2 : ihl + 4] == (7177).to_bytes(2, "big")
+                if ip[9] == 17 and ip[12:16] == bytes([10, 77, 1, 1]) and to_port:
+                    got.append(ip[ihl + 8 :])
+    return got[:count]
+
+
+def test_forged_and_replayed_datagrams_are_dropped_and_counted(lab: tuple[Overlay, Path]) -> None:
+    ov, st = lab
+    r1 = st.parent / "r1.json"
+    captured = _capture_from_a(ov, 3)
+    assert len(captured) == 3
+    before = state(r1)["counters"]
+    inner = bytes.fromhex("4500002000004000401100000a4d3201") + bytes([10, 77, 200, 1])
+    inner += bytes.fromhex("1f401f40000c0000") + b"evil"  # UDP to D's port 8000
+    wrong_key = auth.Sealer(bytes(32), bytes([10, 77, 100, 1]))
+    forged_probe = wire.Probe(wire.PROBE, 1, bytes([10, 77, 100, 1]), bytes([10, 77, 200, 1]))
+    sends = (
+        [wrong_key.seal(wire.DATA, inner) for _ in range(20)]  # packets behind the relay
+        + [wrong_key.seal(wire.PROBE, forged_probe.body()) for _ in range(20)]  # probes
+        + [b"IR\x01\x01" + inner for _ in range(20)]  # the old, unauthenticated format
+        + [c for c in captured for _ in range(5)]  # A's own datagrams, replayed
+    )
+    rx, tx = udp_pair(ov.d, ov.intruder)
+    with rx, tx:
+        rx.bind((D_OVERLAY, 8000))
+        rx.settimeout(1.0)
+        for msg in sends:
+            tx.sendto(msg, ("10.77.50.2", 7177))
+            time.sleep(0.002)
+        with pytest.raises(TimeoutError):
+            rx.recv(100)  # nothing was delivered
+    assert wait(lambda: state(r1)["counters"]["replayed"] - before["replayed"] >= 15, 3)
+    after = state(r1)["counters"]
+    delta = {k: after[k] - before[k] for k in ("auth_failed", "bad_datagrams", "replayed")}
+    assert delta == {"auth_failed": 40, "bad_datagrams": 20, "replayed": 15}
+    out = subprocess.run(
+        [sys.executable, "-m", "itmroute", "show", "--state", str(r1)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert f"{after['auth_failed']} failed the check, {after['replayed']} replayed" in out

@@ -20,7 +20,10 @@ destinations:
     itm: 10.77.200.1
   - prefix: 10.78.0.0/16
 probe: {preset: itmroute, active_interval: 0.5}
+key: '00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff'
 """
+
+KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
 
 def test_a_full_configuration(tmp_path: Path) -> None:
@@ -34,7 +37,9 @@ def test_a_full_configuration(tmp_path: Path) -> None:
 
 
 def test_presets_and_a_list_of_neighbours() -> None:
-    cfg = parse_config({"address": "10.0.0.1", "neighbours": ["10.0.1.2"], "probe": "ron"})
+    cfg = parse_config(
+        {"address": "10.0.0.1", "neighbours": ["10.0.1.2"], "probe": "ron", "key": KEY}
+    )
     assert list(cfg.neighbours) == ["n1"]
     assert cfg.probe == ProbeSettings.preset("ron")
 
@@ -52,6 +57,10 @@ def test_presets_and_a_list_of_neighbours() -> None:
         ({"address": "10.0.0.1", "probe": {"speed": 1}}, "unknown settings speed"),
         ({"address": "10.0.0.1", "port": 0}, "port"),
         ({"address": "10.0.0.1", "mtu": 100}, "mtu"),
+        ({"address": "10.0.0.1"}, r"key: required: .* itmroute genkey"),
+        ({"address": "10.0.0.1", "key": "abc"}, r"key: not hex \(3 characters"),
+        ({"address": "10.0.0.1", "key": "00" * 8}, "key: 8 bytes; 16..64 bytes"),
+        ({"address": "10.0.0.1", "key": 1234}, "key: a string of 32..128 hex digits, not a int"),
     ],
 )
 def test_bad_configurations_say_why(doc: dict[str, object], message: str) -> None:
