@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import platform
 import random
 import socket
@@ -405,7 +406,7 @@ def guest(out: Path, iterations: int, ron_cuts: int, flap_seconds: float) -> int
             into[key] = {"error": f"{type(e).__name__}: {e}"}
         out.write_text(json.dumps(doc, indent=1))
 
-    with overlay("itmb-rt", 4) as ov:
+    with overlay(f"itmb{os.getpid()}", 4) as ov:
         b = Bench(ov, ProbeSettings())
         b.start()
         try:

@@ -30,7 +30,7 @@ from typing import Any
 
 from libitm import Hook, Interest, ItmInfo, ItmLoop, Packet, Verdict
 
-from . import auth, mtu, state, wire
+from . import auth, hop, mtu, state, wire
 from .config import Config, Destination
 from .paths import DIRECT, Decision, DestState
 
@@ -82,6 +82,7 @@ class Router:
                 "bad_datagrams",
                 "auth_failed",
                 "replayed",
+                "ttl_exceeded",
             ),
             0,
         )
@@ -239,9 +240,7 @@ class Router:
             try:
                 kind, relayed, body = self.sealer.open(data, src)
                 if kind == wire.DATA:
-                    inner = wire.inner_packet(body)
-                    if self._send_raw(inner):
-                        c["decapsulated"] += 1
+                    self._relay_inner(wire.inner_packet(body))
                     continue
                 probe = wire.decode_probe(kind, relayed, body)
             except wire.WireError:
@@ -251,6 +250,18 @@ class Router:
                 c[e.counter] += 1  # forged, damaged or replayed: dropped, counted
                 continue
             self._on_probe(probe, src, sport)
+
+    def _relay_inner(self, inner: memoryview) -> None:
+        """Send a tunnelled packet on, one hop older (a router's TTL rule)."""
+        pkt = bytearray(inner)
+        if not hop.decrement_ttl(pkt):
+            self.counters["ttl_exceeded"] += 1
+            err = hop.time_exceeded(pkt, self.me)
+            if err is not None:
+                self._send_raw(err)
+            return
+        if self._send_raw(pkt):
+            self.counters["decapsulated"] += 1
 
     def _send_probe(self, probe: wire.Probe, addr: tuple[str, int]) -> bool:
         return self._sendto(self.sealer.seal(probe.type_byte, probe.body()), addr)

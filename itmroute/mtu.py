@@ -84,9 +84,18 @@ def frag_needed(pkt: bytes | bytearray | memoryview, mtu: int, src: bytes, ttl: 
     It goes to the packet's source, carries the next-hop MTU ``mtu`` and the
     packet's IP header plus its first 8 bytes of payload (RFC 792, RFC 1191).
     """
+    return icmp_error(pkt, 3, 4, mtu, src, ttl)
+
+
+def icmp_error(
+    pkt: bytes | bytearray | memoryview, kind: int, code: int, word: int, src: bytes, ttl: int = 64
+) -> bytes:
+    """An IPv4 ICMP error of ``kind``/``code`` about ``pkt``, from ``src`` to its source:
+    ``word`` is the low 16 bits of the second header word (the MTU of type 3 code 4),
+    then the packet's IP header and first 8 bytes of payload (RFC 792)."""
     ihl = (pkt[0] & 0x0F) * 4
     quoted = bytes(pkt[: ihl + 8])
-    icmp = bytearray(struct.pack(">BBHHH", 3, 4, 0, 0, mtu) + quoted)
+    icmp = bytearray(struct.pack(">BBHHH", kind, code, 0, 0, word) + quoted)
     struct.pack_into(">H", icmp, 2, checksum(icmp))
     total = 20 + len(icmp)
     hdr = bytearray(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import socket
 import subprocess
@@ -59,6 +60,9 @@ def wait(pred: Any, timeout: float) -> bool:
     return bool(pred())
 
 
+IP_RECVTTL = 12  # Linux's, not in Python 3.11's socket module
+
+
 def udp_pair(rx_ns: str, tx_ns: str) -> tuple[socket.socket, socket.socket]:
     """A UDP socket in each of two namespaces: (receiver, sender)."""
     with netns(rx_ns):
@@ -71,7 +75,7 @@ def udp_pair(rx_ns: str, tx_ns: str) -> tuple[socket.socket, socket.socket]:
 @pytest.fixture(scope="module")
 def lab() -> Iterator[tuple[Overlay, Path]]:
     work = Path(tempfile.mkdtemp(prefix="itmroute-host-"))
-    with overlay("itmh-rt", 3) as ov:
+    with overlay(f"itmh{os.getpid()}", 3) as ov:
         for chain, flag in (("INPUT", "-i"), ("OUTPUT", "-o")):  # black-hole the direct link
             sh("ip", "netns", "exec", ov.d, "iptables", "-I", chain, flag, "a", "-j", "DROP")
         ov.add_intruder()
@@ -106,7 +110,9 @@ def test_udp_tcp_and_icmp_cross_the_overlay_through_a_relay(lab: tuple[Overlay, 
     assert c["tunnelled"] > 100 and c["mss_clamped"] >= 1 and c["send_errors"] == 0
 
 
-def test_dscp_and_ecn_survive_the_tunnel(lab: tuple[Overlay, Path]) -> None:
+def test_dscp_and_ecn_survive_the_tunnel_and_the_ttl_loses_one(
+    lab: tuple[Overlay, Path],
+) -> None:
     ov, st = lab
     assert ping(ov.a, D_OVERLAY, 1)
     assert wait(lambda: str(current(st)).startswith("r"), 5)
@@ -114,11 +120,15 @@ def test_dscp_and_ecn_survive_the_tunnel(lab: tuple[Overlay, Path]) -> None:
     with rx, tx:
         rx.bind((D_OVERLAY, 5500))
         rx.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
+        rx.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
         rx.settimeout(3)
+        tx.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 5)
         for tos in (0xB9, 0x2A, 0x03):
             tx.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
             tx.sendto(b"x", (D_OVERLAY, 5500))
-            _, anc, _, _ = rx.recvmsg(100, socket.CMSG_SPACE(4))
+            _, anc, _, _ = rx.recvmsg(100, 2 * socket.CMSG_SPACE(4))
+            ttl = [int.from_bytes(c[2], sys.byteorder) for c in anc if c[1] == socket.IP_TTL]
+            assert ttl == [4]  # one hop at the relay, like a router
             assert [c[2][0] for c in anc if c[1] == socket.IP_TOS] == [tos]
 
 
@@ -212,3 +222,16 @@ def test_forged_and_replayed_datagrams_are_dropped_and_counted(lab: tuple[Overla
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert f"{after['auth_failed']} failed the check, {after['replayed']} replayed" in out
+
+
+def test_a_relay_answers_ttl_1_like_a_router(lab: tuple[Overlay, Path]) -> None:
+    ov, st = lab
+    assert ping(ov.a, D_OVERLAY, 1)
+    assert wait(lambda: str(current(st)).startswith("r"), 5)
+    proc = subprocess.run(
+        ["ip", "netns", "exec", ov.a, "ping", "-n", "-t", "1", "-c", "1", "-W", "2", D_OVERLAY],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    # the relay in use answers like a router (it may have changed: any relay's address)
+    assert "Time to live exceeded" in proc.stdout, proc.stdout + proc.stderr
+    assert re.search(r"From 10\.77\.[1-3]\.2 ", proc.stdout), proc.stdout
