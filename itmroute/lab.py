@@ -40,7 +40,7 @@ import yaml
 
 from itmtool.lab import netns
 
-from .config import Config, ProbeSettings, parse_config
+from .config import DEFAULT_PORT, Config, ProbeSettings, parse_config
 from .daemon import Router
 
 #: the stock modules the overlay needs, by path under /lib/modules/RELEASE
@@ -164,6 +164,35 @@ class Overlay:
             ["ip", "-n", r1, "-batch", "-"], ["addr add 10.77.50.2/30 dev x", "link set dev x up"]
         )
         return ns
+
+    def sniff_from_a(
+        self, count: int, poke: Callable[[], object], timeout: float = 5.0
+    ) -> list[bytes]:
+        """Up to ``count`` itmRoute datagrams (UDP payloads) that A sent to relay 1, read
+        off R1's link as anyone on it could; ``poke()`` (e.g. a ping that keeps A
+        probing) runs while it waits."""
+        with netns(self.relays[0]):
+            sniff = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+        got: list[bytes] = []
+        port = DEFAULT_PORT.to_bytes(2, "big")
+        with sniff:
+            sniff.bind(("a", 0))
+            sniff.settimeout(0.2)
+            end = time.monotonic() + timeout
+            while len(got) < count and time.monotonic() < end:
+                poke()
+                try:
+                    ip = sniff.recv(65535)
+                except TimeoutError:
+                    continue
+                ihl = (ip[0] & 15) * 4
+                if (
+                    ip[9] == 17
+                    and ip[12:16] == bytes([10, 77, 1, 1])
+                    and ip[ihl + 2 : ihl + 4] == port
+                ):
+                    got.append(ip[ihl + 8 :])
+        return got
 
     @property
     def intruder(self) -> str:
@@ -361,8 +390,9 @@ class CutLater(threading.Thread):
     seconds in a loaded guest, and the stream must go on meanwhile).
 
     The cut takes effect somewhere between :attr:`began` (the command started)
-    and :attr:`done` (it returned): a gap measured from :attr:`began` is never
-    shorter than the real one.
+    and :attr:`done` (it returned), which can be a few tenths of a second apart
+    on a loaded machine: measure the outage from the stream itself
+    (:meth:`SeqStream.outage`), not from either.
     """
 
     def __init__(self, ov: Overlay, relay: int, delay: float) -> None:
@@ -429,21 +459,28 @@ class SeqStream:
     def largest_gap(self, after: float = 0.0) -> float:
         """The longest time between consecutive arrivals (after monotonic time ``after``).
 
-        A stream that has not recovered by the end of sending (no arrival in its
-        last second) has an infinite gap: the end of sending is not an arrival.
+        A stream that has not recovered by the end of sending (none of the last 10
+        datagrams sent arrived) has an infinite gap: the end of sending is not an
+        arrival.
         """
         times = sorted(t for _, t in self.arrivals if t >= after)
-        if not times or (self.ended and times[-1] < self.ended - 1.0):
+        if not times or max(seq for seq, _ in self.arrivals) < self.sent - 10:
             return float("inf")
         return max((b - a for a, b in itertools.pairwise(times)), default=float("inf"))
 
-    def outage(self, cut: float) -> float:
-        """Seconds from ``cut`` to the arrival of the first datagram sent after it
-        (the first one delivered on the new path); infinite when none arrived."""
-        firsts = [
-            t for seq, t in self.arrivals if seq < len(self.sent_at) and self.sent_at[seq] >= cut
-        ]
-        return min(firsts) - cut if firsts else float("inf")
+    def outage(self, after: float) -> float:
+        """The outage as the stream saw it: from the sending of the first datagram lost
+        (of those sent after monotonic time ``after``) to the arrival of the first one
+        sent later that arrived, on the new path; 0 when none was lost, infinite
+        when nothing arrived after the loss."""
+        got = {seq for seq, _ in self.arrivals}
+        first_lost = next(
+            (seq for seq, t in enumerate(self.sent_at) if t >= after and seq not in got), None
+        )
+        if first_lost is None:
+            return 0.0
+        later = [t for seq, t in self.arrivals if seq > first_lost]
+        return min(later) - self.sent_at[first_lost] if later else float("inf")
 
     def close(self) -> None:
         """Stop receiving, close the sockets."""

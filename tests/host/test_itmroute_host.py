@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import socket
 import subprocess
 import sys
@@ -169,29 +168,10 @@ def test_show_prints_the_table_and_a_cut_relay_is_left(lab: tuple[Overlay, Path]
     assert stream.largest_gap() < 2.0
 
 
-def _capture_from_a(ov: Overlay, count: int, timeout: float = 5.0) -> list[bytes]:
-    """itmRoute datagrams A sent to relay 1, read off R1's link (as anyone on it could)."""
-    with netns(ov.relays[0]):
-        sniff = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
-    got: list[bytes] = []
-    with sniff:
-        sniff.bind(("a", 0))
-        end = time.monotonic() + timeout
-        while len(got) < count and time.monotonic() < end:
-            ping(ov.a, D_OVERLAY, 1)  # keeps A probing
-            while select.select([sniff], [], [], 0.1)[0]:
-                ip = sniff.recv(65535)
-                ihl = (ip[0] & 15) * 4
-                to_port = ip[ihl + 2 : ihl + 4] == (7177).to_bytes(2, "big")
-                if ip[9] == 17 and ip[12:16] == bytes([10, 77, 1, 1]) and to_port:
-                    got.append(ip[ihl + 8 :])
-    return got[:count]
-
-
 def test_forged_and_replayed_datagrams_are_dropped_and_counted(lab: tuple[Overlay, Path]) -> None:
     ov, st = lab
     r1 = st.parent / "r1.json"
-    captured = _capture_from_a(ov, 3)
+    captured = ov.sniff_from_a(3, lambda: ping(ov.a, D_OVERLAY, 1))
     assert len(captured) == 3
     before = state(r1)["counters"]
     inner = bytes.fromhex("4500002000004000401100000a4d3201") + bytes([10, 77, 200, 1])
