@@ -118,9 +118,10 @@ class ProbeSettings:
 
 @dataclass(frozen=True)
 class Destination:
-    """An overlay prefix and the ITM that answers probes for it."""
+    """An overlay prefix (IPv4 or IPv6) and the ITM that answers probes for it (its
+    IPv4 overlay address)."""
 
-    prefix: ipaddress.IPv4Network
+    prefix: ipaddress.IPv4Network | ipaddress.IPv6Network
     itm: ipaddress.IPv4Address
 
 
@@ -283,9 +284,14 @@ def parse_config(doc: dict[str, Any], source: str | None = None) -> Config:
         if extra:
             raise d.error(key, f"unknown keys: {', '.join(extra)} (prefix, itm)")
         try:
-            prefix = ipaddress.IPv4Network(str(entry["prefix"]))
+            prefix = ipaddress.ip_network(str(entry["prefix"]))
         except ValueError as e:
             raise d.error(f"{key}.prefix", f"destination {i + 1}: {e}") from None
+        if prefix.version == 6 and "itm" not in entry:
+            raise d.error(
+                f"{key}.itm",
+                f"destination {i + 1}: an IPv6 prefix needs the IPv4 address of its ITM",
+            )
         itm = d.addr(entry.get("itm", str(prefix.network_address)), f"{key}.itm")
         dests.append(Destination(prefix, itm))
     port = d.integer(doc.get("port", DEFAULT_PORT), "port", 1, 65535)

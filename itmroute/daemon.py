@@ -60,10 +60,15 @@ class Router:
         self.tunnel_mtu = mtu.tunnel_mtu(cfg.mtu, wire.TUNNEL_OVERHEAD)
         self.mss = self.tunnel_mtu - 40
         neighbours = {n: str(a) for n, a in cfg.neighbours.items()}
+        # one path table per destination ITM, shared by the prefixes it serves
+        # (an IPv4 and an IPv6 prefix behind the same ITM take the same paths)
+        self._by_itm: dict[bytes, DestState] = {}
+        for d in cfg.destinations:
+            if d.itm.packed not in self._by_itm:
+                self._by_itm[d.itm.packed] = DestState.make(str(d.itm), neighbours, cfg.probe)
         self.dests: list[tuple[Destination, DestState]] = [
-            (d, DestState.make(str(d.itm), neighbours, cfg.probe)) for d in cfg.destinations
+            (d, self._by_itm[d.itm.packed]) for d in cfg.destinations
         ]
-        self._by_itm = {d.itm.packed: st for d, st in self.dests}
         self._by_dst: dict[bytes, DestState | None] = {}
         self.counters: dict[str, int] = dict.fromkeys(
             (
@@ -83,14 +88,17 @@ class Router:
                 "auth_failed",
                 "replayed",
                 "ttl_exceeded",
+                "too_big_direct",
             ),
             0,
         )
         self.sealer = auth.Sealer(cfg.key, self.me)
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        # IPv6's IPPROTO_RAW socket takes whole packets, header included, too
+        self.raw6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
         try:
-            for s in (self.udp, self.raw):
+            for s in (self.udp, self.raw, self.raw6):
                 s.setsockopt(socket.SOL_SOCKET, SO_MARK, cfg.mark)
             self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.udp.bind(("0.0.0.0", cfg.port))
@@ -98,6 +106,8 @@ class Router:
         except BaseException:
             self.udp.close()
             self.raw.close()
+            self.raw6.close()
+            self.raw6.close()
             raise
         self._tos = 0
         self.loop: ItmLoop | None = None
@@ -118,14 +128,14 @@ class Router:
         for i, (d, _) in enumerate(self.dests):
             out = ItmInfo(
                 f"itmroute-out{i}",
-                Interest(family=4, dst=str(d.prefix)),
+                Interest(family=d.prefix.version, dst=str(d.prefix)),
                 class_func=self._classify_out,
                 process_func=self._process_out,
                 needs_payload=True,
             )
             inbound = ItmInfo(
                 f"itmroute-in{i}",
-                Interest(family=4, src=str(d.prefix)),
+                Interest(family=d.prefix.version, src=str(d.prefix)),
                 class_func=self._classify_in,
             )
             self.loop.register_hook(Hook.IP_OUT, out)
@@ -137,10 +147,14 @@ class Router:
             return self._by_dst[dst]
         except KeyError:
             pass
-        addr = ipaddress.IPv4Address(dst)
+        addr = ipaddress.ip_address(dst)
         found: tuple[int, DestState] | None = None
         for d, st in self.dests:
-            if addr in d.prefix and (found is None or d.prefix.prefixlen > found[0]):
+            if (
+                addr.version == d.prefix.version
+                and addr in d.prefix
+                and (found is None or d.prefix.prefixlen > found[0])
+            ):
                 found = (d.prefix.prefixlen, st)
         st_found = found[1] if found else None
         if len(self._by_dst) < 65536:
@@ -148,7 +162,7 @@ class Router:
         return st_found
 
     def _classify_out(self, where: Hook, pkt: Packet) -> int:
-        if pkt.mark & 0xFFFF == self.cfg.mark or pkt.version != 4:
+        if pkt.mark & 0xFFFF == self.cfg.mark or pkt.version not in (4, 6):
             return 0
         return 1
 
@@ -162,7 +176,7 @@ class Router:
 
     def _process_out(self, where: Hook, cls: int, pkt: Packet) -> Verdict:
         data = pkt.data
-        st = self.dest_for(bytes(data[16:20]))
+        st = self.dest_for(pkt.dst.packed)
         if st is None:
             return Verdict.ACCEPT
         st.note_out(self.clock())
@@ -170,7 +184,7 @@ class Router:
         clamped: bytearray | None = None
         if pkt.syn and pkt.proto == 6:
             clamped = bytearray(data)
-            if mtu.clamp_mss(clamped, self.mss):
+            if mtu.clamp_mss(clamped, self.mss if pkt.version == 4 else self.mss - 20):
                 self.counters["mss_clamped"] += 1
             else:
                 clamped = None
@@ -181,13 +195,16 @@ class Router:
             return Verdict.DROP if self._send_raw(clamped) else Verdict.ACCEPT
         inner = clamped if clamped is not None else data
         if len(inner) > self.tunnel_mtu:
+            if pkt.version == 6:
+                self.counters["too_big_direct"] += 1  # IPv6: no "packet too big" yet
+                return Verdict.ACCEPT
             if mtu.dont_fragment(inner):
                 self.counters["frag_needed"] += 1
                 self._send_raw(mtu.frag_needed(inner, self.tunnel_mtu, self.me))
                 return Verdict.DROP
             self.counters["direct"] += 1  # too big for the tunnel, may fragment: direct
             return Verdict.ACCEPT
-        tos = inner[1] & 0xFC
+        tos = mtu.dscp_byte(inner)
         if tos != self._tos:
             with contextlib.suppress(OSError):
                 self.udp.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
@@ -202,9 +219,14 @@ class Router:
 
     # ------------------------------------------------------------ sockets
     def _send_raw(self, pkt: bytes | bytearray | memoryview) -> bool:
-        dst = socket.inet_ntoa(bytes(pkt[16:20]))
+        v6 = pkt[0] >> 4 == 6
+        dst = (
+            socket.inet_ntop(socket.AF_INET6, bytes(pkt[24:40]))
+            if v6
+            else socket.inet_ntoa(bytes(pkt[16:20]))
+        )
         try:
-            self.raw.sendto(pkt, (dst, 0))
+            (self.raw6 if v6 else self.raw).sendto(pkt, (dst, 0))
             return True
         except OSError as e:
             self._send_error("raw send to " + dst, e)
@@ -298,19 +320,19 @@ class Router:
         decisions = []
         if self._forget:
             self._forget = False
-            for _, st in self.dests:
+            for st in self._by_itm.values():
                 st.active = False
                 st.current = DIRECT
                 st.in_flight.clear()
-        for d, st in self.dests:
+        for itm, st in self._by_itm.items():
             st.expire(now)
             dec = st.evaluate(now)
             if dec is not None:
                 decisions.append(dec)
                 log.info("%s", dec.line())
-            target = str(d.itm)
+            target = socket.inet_ntoa(itm)
             for seq, p in st.due_probes(now):
-                probe = wire.Probe(wire.PROBE, seq, self.me, d.itm.packed)
+                probe = wire.Probe(wire.PROBE, seq, self.me, itm)
                 if self._send_probe(probe, (p.via or target, self.cfg.port)):
                     self.counters["probes_sent"] += 1
                     self.counters["probe_bytes_sent"] += wire.PROBE_LEN + 28

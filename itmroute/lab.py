@@ -51,6 +51,8 @@ STOCK_MODULES = (
     "kernel/net/sched/sch_netem",
 )
 A_OVERLAY = "10.77.100.1"
+A_OVERLAY6 = "fd77:100::1"
+D_OVERLAY6 = "fd77:200::1"
 
 
 def _batch(cmd: list[str], lines: list[str]) -> None:
@@ -93,10 +95,12 @@ def _link_addrs(link: str) -> tuple[str, str]:
 class Overlay:
     """A, relays R1..Rn and D in namespaces ``<prefix>-a``, ``-r1``.., ``-d``."""
 
-    def __init__(self, prefix: str, relays: int = 4) -> None:
-        """Name the namespaces; :meth:`create` builds them."""
+    def __init__(self, prefix: str, relays: int = 4, ipv6: bool = False) -> None:
+        """Name the namespaces; :meth:`create` builds them (with IPv6 addresses, routes
+        and overlay prefixes beside the IPv4 ones when ``ipv6``)."""
         self.prefix = prefix
         self.n = relays
+        self.ipv6 = ipv6
         self.a = f"{prefix}-a"
         self.d = f"{prefix}-d"
         self.relays = [f"{prefix}-r{i}" for i in range(1, relays + 1)]
@@ -142,6 +146,8 @@ class Overlay:
                 f"route add 10.77.200.0/24 via 10.77.{10 + i}.2",
                 f"route add 10.77.100.0/24 via 10.77.{i}.1",
             ]
+        if self.ipv6:
+            self._add_ipv6(per_ns)
         _batch(["ip", "-batch", "-"], root)
         for ns in nss:
             with netns(ns):
@@ -198,6 +204,29 @@ class Overlay:
     def intruder(self) -> str:
         """The namespace :meth:`add_intruder` creates."""
         return f"{self.prefix}-x"
+
+    def _add_ipv6(self, per_ns: dict[str, list[str]]) -> None:
+        """IPv6 beside IPv4: link fd77:ff::/64 (A--D), fd77:a<i>::/64 (A--Ri),
+        fd77:d<i>::/64 (Ri--D); overlay addresses A_OVERLAY6 and D_OVERLAY6 on lo
+        (the kernel refuses them as a route's source: bind to them)."""
+        v6 = {"d": "fd77:ff::"} | {f"r{i}a": f"fd77:a{i}::" for i in range(1, self.n + 1)}
+        v6 |= {f"r{i}d": f"fd77:d{i}::" for i in range(1, self.n + 1)}
+        for link, ns1, dev1, ns2, dev2 in self.links():
+            per_ns[ns1].append(f"addr add {v6[link]}1/64 dev {dev1} nodad")
+            per_ns[ns2].append(f"addr add {v6[link]}2/64 dev {dev2} nodad")
+        per_ns[self.a] += [
+            f"addr add {A_OVERLAY6}/128 dev lo",
+            "route add fd77:200::/64 via fd77:ff::2",
+        ]
+        per_ns[self.d] += [
+            f"addr add {D_OVERLAY6}/128 dev lo",
+            "route add fd77:100::/64 via fd77:ff::1",
+        ]
+        for i, r in enumerate(self.relays, 1):
+            per_ns[r] += [
+                f"route add fd77:200::/64 via fd77:d{i}::2",
+                f"route add fd77:100::/64 via fd77:a{i}::1",
+            ]
 
     def destroy(self) -> None:
         """Stop every daemon, delete every namespace (also after a failure)."""
@@ -260,11 +289,15 @@ class Overlay:
         if node == "a":
             doc["address"] = A_OVERLAY
             doc["neighbours"] = {f"r{i}": f"10.77.{i}.2" for i in range(1, self.n + 1)}
-            doc["destinations"] = [{"prefix": "10.77.200.0/24", "itm": D_OVERLAY}]
+            doc["destinations"] = [{"prefix": "10.77.200.0/24", "itm": D_OVERLAY}] + (
+                [{"prefix": "fd77:200::/64", "itm": D_OVERLAY}] if self.ipv6 else []
+            )
         elif node == "d":
             doc["address"] = D_OVERLAY
             doc["neighbours"] = {f"r{i}": f"10.77.{10 + i}.1" for i in range(1, self.n + 1)}
-            doc["destinations"] = [{"prefix": "10.77.100.0/24", "itm": A_OVERLAY}]
+            doc["destinations"] = [{"prefix": "10.77.100.0/24", "itm": A_OVERLAY}] + (
+                [{"prefix": "fd77:100::/64", "itm": A_OVERLAY}] if self.ipv6 else []
+            )
         else:
             doc["address"] = f"10.77.{int(node[1:])}.2"
         if probe is not None:
@@ -374,9 +407,9 @@ class Overlay:
 
 
 @contextlib.contextmanager
-def overlay(prefix: str, relays: int = 4) -> Iterator[Overlay]:
+def overlay(prefix: str, relays: int = 4, ipv6: bool = False) -> Iterator[Overlay]:
     """An :class:`Overlay`, removed afterwards whatever happens."""
-    ov = Overlay(prefix, relays)
+    ov = Overlay(prefix, relays, ipv6)
     try:
         ov.create()
         yield ov

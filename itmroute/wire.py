@@ -12,7 +12,7 @@ Every itmRoute datagram (UDP, port 7177 by default) is::
 The MAC and the counter are :mod:`itmroute.auth`'s: a keyed BLAKE2s over
 everything before it, and a per-sender counter against replays; ``sender``
 is the overlay address of the daemon that sealed the datagram. DATA's body
-is the whole inner IPv4 packet, untouched (its DSCP and ECN bits included).
+is the whole inner IPv4 or IPv6 packet, untouched (its DSCP and ECN bits included).
 PROBE and ACK carry ``seq`` (u32), ``origin`` (the probing ITM's overlay
 address) and ``target`` (the destination ITM's overlay address). A neighbour
 forwards a PROBE that is not for itself to the target once (and marks it
@@ -101,10 +101,12 @@ def decode_probe(kind: int, relayed: bool, body: bytes | bytearray | memoryview)
 
 
 def inner_packet(body: bytes | bytearray | memoryview) -> memoryview:
-    """The inner IPv4 packet of a DATA datagram's body (checked for a plausible header)."""
+    """The inner IPv4 or IPv6 packet of a DATA datagram's body (checked for a
+    plausible header)."""
     inner = memoryview(body)
-    if len(inner) < 20 or inner[0] >> 4 != 4:
-        raise WireError("the tunnelled packet is not IPv4")
+    version = inner[0] >> 4 if len(inner) else 0
+    if not ((version == 4 and len(inner) >= 20) or (version == 6 and len(inner) >= 40)):
+        raise WireError("the tunnelled packet is not IPv4 or IPv6")
     return inner
 
 

@@ -27,7 +27,15 @@ from typing import Any
 import pytest
 
 from itmroute import auth, wire
-from itmroute.lab import D_OVERLAY, Overlay, SeqStream, overlay, tcp_transfer
+from itmroute.lab import (
+    A_OVERLAY6,
+    D_OVERLAY,
+    D_OVERLAY6,
+    Overlay,
+    SeqStream,
+    overlay,
+    tcp_transfer,
+)
 from itmtool.lab import netns, ping, sh
 
 
@@ -74,9 +82,10 @@ def udp_pair(rx_ns: str, tx_ns: str) -> tuple[socket.socket, socket.socket]:
 @pytest.fixture(scope="module")
 def lab() -> Iterator[tuple[Overlay, Path]]:
     work = Path(tempfile.mkdtemp(prefix="itmroute-host-"))
-    with overlay(f"itmh{os.getpid()}", 3) as ov:
+    with overlay(f"itmh{os.getpid()}", 3, ipv6=True) as ov:
         for chain, flag in (("INPUT", "-i"), ("OUTPUT", "-o")):  # black-hole the direct link
-            sh("ip", "netns", "exec", ov.d, "iptables", "-I", chain, flag, "a", "-j", "DROP")
+            for tool in ("iptables", "ip6tables"):
+                sh("ip", "netns", "exec", ov.d, tool, "-w", "-I", chain, flag, "a", "-j", "DROP")
         ov.add_intruder()
         ov.start_threads(["d", "r2", "r3"])
         _, r1_state = ov.start_process("r1", work)  # a process: `itmroute show` reads its table
@@ -88,8 +97,9 @@ def lab() -> Iterator[tuple[Overlay, Path]]:
         finally:
             ov.stop_daemons()
             assert proc.wait(10) == 0
-            mangle = sh("ip", "netns", "exec", ov.a, "iptables", "-t", "mangle", "-S")
-            assert "ITM" not in mangle
+            for tool in ("iptables", "ip6tables"):
+                mangle = sh("ip", "netns", "exec", ov.a, tool, "-w", "-t", "mangle", "-S")
+                assert "ITM" not in mangle
 
 
 def test_udp_tcp_and_icmp_cross_the_overlay_through_a_relay(lab: tuple[Overlay, Path]) -> None:
@@ -215,3 +225,49 @@ def test_a_relay_answers_ttl_1_like_a_router(lab: tuple[Overlay, Path]) -> None:
     # the relay in use answers like a router (it may have changed: any relay's address)
     assert "Time to live exceeded" in proc.stdout, proc.stdout + proc.stderr
     assert re.search(r"From 10\.77\.[1-3]\.2 ", proc.stdout), proc.stdout
+
+
+def test_ipv6_crosses_the_overlay_through_a_relay(lab: tuple[Overlay, Path]) -> None:
+    ov, st = lab
+    assert ping(ov.a, D_OVERLAY, 1)
+    assert wait(lambda: str(current(st)).startswith("r"), 5)
+    tunnelled = state(st)["counters"]["tunnelled"]
+    with netns(ov.d):
+        rx = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        srv = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    with netns(ov.a):
+        tx = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        cli = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    with rx, tx, srv, cli:
+        tx.bind((A_OVERLAY6, 0))  # from A's overlay prefix, so that D tunnels its answers
+        cli.bind((A_OVERLAY6, 0))
+        rx.bind((D_OVERLAY6, 5560))
+        rx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+        rx.settimeout(3)
+        tx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 9)
+        for i in range(20):
+            tx.sendto(b"v6 %d" % i, (D_OVERLAY6, 5560))
+            data, anc, _, _ = rx.recvmsg(100, socket.CMSG_SPACE(4))
+            assert data == b"v6 %d" % i
+            hops = [int.from_bytes(c[2], sys.byteorder) for c in anc if c[1] == 52]
+            assert hops == [8]  # IPV6_HOPLIMIT: one hop at the relay
+        srv.bind((D_OVERLAY6, 5561))
+        srv.listen(1)
+        srv.settimeout(10)
+        cli.settimeout(10)
+        cli.connect((D_OVERLAY6, 5561))
+        conn, _ = srv.accept()
+        with conn:
+            payload = os.urandom(300_000)
+            cli.sendall(payload)
+            cli.shutdown(socket.SHUT_WR)
+            got = b""
+            conn.settimeout(10)
+            while chunk := conn.recv(65536):
+                got += chunk
+            assert got == payload
+            # the SYN's MSS was clamped for the tunnel: IPv6 header 40, TCP 20
+            assert cli.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG) <= (
+                1500 - wire.TUNNEL_OVERHEAD - 60
+            )
+    assert wait(lambda: state(st)["counters"]["tunnelled"] > tunnelled + 20, 3)

@@ -110,9 +110,11 @@ def test_a_restarted_sender_continues_above_what_it_sent_before() -> None:
     d.open(again.seal(wire.DATA, b"\x45" + bytes(19)), "10.0.0.1")
 
 
-def test_data_that_is_not_ipv4_or_a_probe_of_the_wrong_length_is_refused() -> None:
-    with pytest.raises(wire.WireError):
-        wire.inner_packet(b"\x60" + bytes(39))
+def test_data_that_is_not_ip_or_a_probe_of_the_wrong_length_is_refused() -> None:
+    for bad in (b"\x70" + bytes(39), b"\x60" + bytes(20), b"\x45" + bytes(10), b""):
+        with pytest.raises(wire.WireError):
+            wire.inner_packet(bad)
+    assert len(wire.inner_packet(b"\x60" + bytes(39))) == 40  # IPv6 is carried too
     with pytest.raises(wire.WireError):
         wire.decode_probe(wire.DATA, False, bytes(12))
     with pytest.raises(wire.WireError):
