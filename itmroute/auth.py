@@ -123,8 +123,8 @@ class Sealer:
 
     def open(
         self, data: bytes | bytearray | memoryview, source: str
-    ) -> tuple[int, bool, memoryview]:
-        """``(type, relayed, body)`` of a datagram that came from address ``source``.
+    ) -> tuple[int, bool, bytes, memoryview]:
+        """``(type, relayed, sender, body)`` of a datagram that came from address ``source``.
 
         Raises :class:`wire.WireError` for what is not an itmRoute datagram and
         :class:`AuthError` for one that fails the MAC (``auth_failed``) or was
@@ -132,7 +132,8 @@ class Sealer:
         """
         kind, relayed, sender, counter = wire.parse_header(data)
         view = memoryview(data)
-        if len(view) < wire.HEADER_LEN + TAG_LEN:
+        head = wire.header_len(len(sender))
+        if len(view) < head + TAG_LEN:
             raise wire.WireError("datagram shorter than the header and its MAC")
         if not hmac.compare_digest(self._mac(view[:-TAG_LEN]), view[-TAG_LEN:]):
             raise AuthError("auth_failed", f"bad MAC from {source}")
@@ -146,4 +147,4 @@ class Sealer:
                 self._windows.clear()
             window = self._windows[sender] = ReplayWindow()
         window.record(counter)
-        return kind, relayed, view[wire.HEADER_LEN : -TAG_LEN]
+        return kind, relayed, sender, view[head:-TAG_LEN]

@@ -39,6 +39,10 @@ DEFAULT_PORT = 7177
 DEFAULT_MARK = 0x17E0
 
 
+#: an ITM's address: IPv4, or IPv6 in an overlay whose ITMs talk IPv6 to each other
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
 class ConfigError(ValueError):
     """A configuration that cannot be used (the message says why)."""
 
@@ -122,18 +126,18 @@ class Destination:
     IPv4 overlay address)."""
 
     prefix: ipaddress.IPv4Network | ipaddress.IPv6Network
-    itm: ipaddress.IPv4Address
+    itm: Address
 
 
 @dataclass(frozen=True)
 class Config:
     """A daemon's configuration (see the module docstring for the file)."""
 
-    address: ipaddress.IPv4Address
+    address: Address
     name: str = "itmroute"
     port: int = DEFAULT_PORT
     mtu: int = 1500
-    neighbours: dict[str, ipaddress.IPv4Address] = field(default_factory=dict)
+    neighbours: dict[str, Address] = field(default_factory=dict)
     destinations: list[Destination] = field(default_factory=list)
     probe: ProbeSettings = field(default_factory=ProbeSettings)
     backend: str = "auto"
@@ -186,13 +190,18 @@ class _Doc:
         where = f"{self.source}:{key}" if self.source else key
         return ConfigError(f"{where}: {message}")
 
-    def addr(self, value: object, key: str) -> ipaddress.IPv4Address:
+    def addr(self, value: object, key: str, version: int | None = None) -> Address:
+        """An address of IP ``version`` (4 or 6; None: either)."""
+        what = f"an IPv{version}" if version else "an IPv4 or IPv6"
         if not isinstance(value, str):
-            raise self.error(key, f"{value!r} is not an IPv4 address")
+            raise self.error(key, f"{value!r} is not {what} address")
         try:
-            return ipaddress.IPv4Address(value)
+            a = ipaddress.ip_address(value)
         except ValueError:
-            raise self.error(key, f"{value!r} is not an IPv4 address") from None
+            raise self.error(key, f"{value!r} is not {what} address") from None
+        if version and a.version != version:
+            raise self.error(key, f"{value!r} is not {what} address (like this ITM's own address)")
+        return a
 
     def integer(self, value: object, key: str, lo: int, hi: int) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
@@ -271,7 +280,7 @@ def parse_config(doc: dict[str, Any], source: str | None = None) -> Config:
                 "neighbours.direct",
                 "'direct' names the direct path; give the neighbour another name",
             )
-        neighbours[k] = d.addr(v, f"neighbours.{k}")
+        neighbours[k] = d.addr(v, f"neighbours.{k}", address.version)
     dests_doc = doc.get("destinations") or []
     if not isinstance(dests_doc, list):
         raise d.error("destinations", "a list of {prefix: NET, itm: ADDRESS}")
@@ -287,12 +296,13 @@ def parse_config(doc: dict[str, Any], source: str | None = None) -> Config:
             prefix = ipaddress.ip_network(str(entry["prefix"]))
         except ValueError as e:
             raise d.error(f"{key}.prefix", f"destination {i + 1}: {e}") from None
-        if prefix.version == 6 and "itm" not in entry:
+        if prefix.version != address.version and "itm" not in entry:
             raise d.error(
                 f"{key}.itm",
-                f"destination {i + 1}: an IPv6 prefix needs the IPv4 address of its ITM",
+                f"destination {i + 1}: an IPv{prefix.version} prefix needs the"
+                f" IPv{address.version} address of its ITM",
             )
-        itm = d.addr(entry.get("itm", str(prefix.network_address)), f"{key}.itm")
+        itm = d.addr(entry.get("itm", str(prefix.network_address)), f"{key}.itm", address.version)
         dests.append(Destination(prefix, itm))
     port = d.integer(doc.get("port", DEFAULT_PORT), "port", 1, 65535)
     mtu_ = d.integer(doc.get("mtu", 1500), "mtu", 576, 65535)

@@ -40,6 +40,11 @@ SO_MARK = 36
 _TICK = 0.02
 
 
+def _text(addr: bytes) -> str:
+    """An IPv4 or IPv6 address, 4 or 16 bytes, as text."""
+    return str(ipaddress.ip_address(addr))
+
+
 class Router:
     """One ITM's itmRoute: relay for its neighbours, source for its destinations."""
 
@@ -55,9 +60,10 @@ class Router:
         """Open the sockets; the libitm loop starts with :meth:`run` (or :meth:`start`)."""
         self.cfg = cfg
         self.clock = clock
-        self.me = cfg.address.packed
+        self.me = cfg.address.packed  # 4 bytes, or 16 in an overlay of IPv6 ITMs
+        self.v6 = len(self.me) == 16
         self.state_file = Path(state_file) if state_file else None
-        self.tunnel_mtu = mtu.tunnel_mtu(cfg.mtu, wire.TUNNEL_OVERHEAD)
+        self.tunnel_mtu = mtu.tunnel_mtu(cfg.mtu, wire.tunnel_overhead(len(self.me)))
         self.mss = self.tunnel_mtu - 40
         neighbours = {n: str(a) for n, a in cfg.neighbours.items()}
         # one path table per destination ITM, shared by the prefixes it serves
@@ -93,7 +99,7 @@ class Router:
             0,
         )
         self.sealer = auth.Sealer(cfg.key, self.me)
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp = socket.socket(socket.AF_INET6 if self.v6 else socket.AF_INET, socket.SOCK_DGRAM)
         self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
         # IPv6's IPPROTO_RAW socket takes whole packets, header included, too
         self.raw6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
@@ -101,7 +107,7 @@ class Router:
             for s in (self.udp, self.raw, self.raw6):
                 s.setsockopt(socket.SOL_SOCKET, SO_MARK, cfg.mark)
             self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.udp.bind(("0.0.0.0", cfg.port))
+            self.udp.bind(("::" if self.v6 else "0.0.0.0", cfg.port))
             self.udp.setblocking(False)
         except BaseException:
             self.udp.close()
@@ -200,14 +206,19 @@ class Router:
                 return Verdict.ACCEPT
             if mtu.dont_fragment(inner):
                 self.counters["frag_needed"] += 1
-                self._send_raw(mtu.frag_needed(inner, self.tunnel_mtu, self.me))
+                # from this ITM, or (an ITM with only an IPv6 address) from the destination
+                src = bytes(inner[16:20]) if self.v6 else self.me
+                self._send_raw(mtu.frag_needed(inner, self.tunnel_mtu, src))
                 return Verdict.DROP
             self.counters["direct"] += 1  # too big for the tunnel, may fragment: direct
             return Verdict.ACCEPT
         tos = mtu.dscp_byte(inner)
         if tos != self._tos:
             with contextlib.suppress(OSError):
-                self.udp.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
+                if self.v6:
+                    self.udp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, tos)
+                else:
+                    self.udp.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
             self._tos = tos
         try:
             self.udp.sendto(self.sealer.seal(wire.DATA, inner), (path.via, self.cfg.port))
@@ -238,7 +249,7 @@ class Router:
         if self._error_logs <= 10 or self._error_logs % 1000 == 0:
             log.warning("%s failed: %s (%d errors)", what, e.strerror, self._error_logs)
 
-    def _sendto(self, data: bytes, addr: tuple[str, int]) -> bool:
+    def _sendto(self, data: bytes, addr: tuple[Any, ...]) -> bool:
         try:
             self.udp.sendto(data, addr)
             return True
@@ -253,25 +264,27 @@ class Router:
         c = self.counters
         while True:
             try:
-                data, (src, sport) = self.udp.recvfrom(65535)
+                data, addr = self.udp.recvfrom(65535)
             except (BlockingIOError, InterruptedError):
                 return n
             except OSError:  # an ICMP error of an earlier send (port unreachable...)
                 continue
             n += 1
             try:
-                kind, relayed, body = self.sealer.open(data, src)
+                kind, relayed, sender, body = self.sealer.open(data, addr[0])
                 if kind == wire.DATA:
                     self._relay_inner(wire.inner_packet(body))
                     continue
-                probe = wire.decode_probe(kind, relayed, body)
+                if len(sender) != len(self.me):
+                    raise wire.WireError("an ITM of the other address family")
+                probe = wire.decode_probe(kind, relayed, body, len(sender))
             except wire.WireError:
                 c["bad_datagrams"] += 1
                 continue
             except auth.AuthError as e:
                 c[e.counter] += 1  # forged, damaged or replayed: dropped, counted
                 continue
-            self._on_probe(probe, src, sport)
+            self._on_probe(probe, addr)
 
     def _relay_inner(self, inner: memoryview) -> None:
         """Send a tunnelled packet on, one hop older (a router's TTL rule)."""
@@ -285,20 +298,20 @@ class Router:
         if self._send_raw(pkt):
             self.counters["decapsulated"] += 1
 
-    def _send_probe(self, probe: wire.Probe, addr: tuple[str, int]) -> bool:
+    def _send_probe(self, probe: wire.Probe, addr: tuple[Any, ...]) -> bool:
         return self._sendto(self.sealer.seal(probe.type_byte, probe.body()), addr)
 
-    def _on_probe(self, probe: wire.Probe, src: str, sport: int) -> None:
+    def _on_probe(self, probe: wire.Probe, src: tuple[Any, ...]) -> None:
         """Answer a probe for this ITM, take an answer to its own, relay the others once."""
         c = self.counters
         if probe.kind == wire.PROBE:
             if probe.target == self.me:
                 ack = wire.Probe(wire.ACK, probe.seq, probe.origin, probe.target)
-                if self._send_probe(ack, (src, sport)):
+                if self._send_probe(ack, src):
                     c["acks_sent"] += 1
             elif not probe.relayed:
                 fwd = wire.Probe(wire.PROBE, probe.seq, probe.origin, probe.target, True)
-                if self._send_probe(fwd, (socket.inet_ntoa(probe.target), self.cfg.port)):
+                if self._send_probe(fwd, (_text(probe.target), self.cfg.port)):
                     c["probes_relayed"] += 1
         elif probe.origin == self.me:
             st = self._by_itm.get(probe.target)
@@ -306,7 +319,7 @@ class Router:
                 c["acks_received"] += 1
         elif not probe.relayed:
             fwd = wire.Probe(wire.ACK, probe.seq, probe.origin, probe.target, True)
-            if self._send_probe(fwd, (socket.inet_ntoa(probe.origin), self.cfg.port)):
+            if self._send_probe(fwd, (_text(probe.origin), self.cfg.port)):
                 c["acks_relayed"] += 1
 
     # ------------------------------------------------------------ timers
@@ -330,12 +343,14 @@ class Router:
             if dec is not None:
                 decisions.append(dec)
                 log.info("%s", dec.line())
-            target = socket.inet_ntoa(itm)
+            target = _text(itm)
             for seq, p in st.due_probes(now):
                 probe = wire.Probe(wire.PROBE, seq, self.me, itm)
                 if self._send_probe(probe, (p.via or target, self.cfg.port)):
                     self.counters["probes_sent"] += 1
-                    self.counters["probe_bytes_sent"] += wire.PROBE_LEN + 28
+                    self.counters["probe_bytes_sent"] += wire.probe_len(len(itm)) + (
+                        48 if self.v6 else 28
+                    )
         if self.state_file is not None and now >= self._next_state:
             self._next_state = now + 1.0
             self.write_state()

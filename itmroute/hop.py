@@ -39,7 +39,7 @@ def decrement_ttl(pkt: bytearray) -> bool:
 
 def time_exceeded(pkt: bytes | bytearray | memoryview, src: bytes) -> bytes | None:
     """The ICMP "time exceeded in transit" for an IPv4 packet, from ``src``; None for
-    IPv6 (not answered)."""
-    if pkt[0] >> 4 != 4:
+    IPv6, or when ``src`` is not an IPv4 address (not answered)."""
+    if pkt[0] >> 4 != 4 or len(src) != 4:
         return None
     return icmp_error(pkt, TIME_EXCEEDED, 0, 0, src)

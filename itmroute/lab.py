@@ -95,12 +95,15 @@ def _link_addrs(link: str) -> tuple[str, str]:
 class Overlay:
     """A, relays R1..Rn and D in namespaces ``<prefix>-a``, ``-r1``.., ``-d``."""
 
-    def __init__(self, prefix: str, relays: int = 4, ipv6: bool = False) -> None:
+    def __init__(self, prefix: str, relays: int = 4, ipv6: bool = False, outer: int = 4) -> None:
         """Name the namespaces; :meth:`create` builds them (with IPv6 addresses, routes
-        and overlay prefixes beside the IPv4 ones when ``ipv6``)."""
+        and overlay prefixes beside the IPv4 ones when ``ipv6``; with ``outer`` 6
+        the daemons talk to each other over IPv6 too: their own addresses, the
+        tunnel and the probes)."""
         self.prefix = prefix
         self.n = relays
-        self.ipv6 = ipv6
+        self.ipv6 = ipv6 or outer == 6
+        self.outer = outer
         self.a = f"{prefix}-a"
         self.d = f"{prefix}-d"
         self.relays = [f"{prefix}-r{i}" for i in range(1, relays + 1)]
@@ -286,7 +289,9 @@ class Overlay:
     def config(self, node: str, probe: ProbeSettings | None = None) -> dict[str, object]:
         """The YAML document of node ``a``, ``d`` or ``r<i>``."""
         doc: dict[str, object] = {"name": f"{self.prefix}-{node}"}
-        if node == "a":
+        if self.outer == 6:
+            doc.update(self._config6(node))
+        elif node == "a":
             doc["address"] = A_OVERLAY
             doc["neighbours"] = {f"r{i}": f"10.77.{i}.2" for i in range(1, self.n + 1)}
             doc["destinations"] = [{"prefix": "10.77.200.0/24", "itm": D_OVERLAY}] + (
@@ -305,6 +310,22 @@ class Overlay:
         doc["backend"] = "nfqueue"
         doc["key"] = self.key
         return doc
+
+    def _config6(self, node: str) -> dict[str, object]:
+        """The addresses of node ``a``, ``d`` or ``r<i>`` in an overlay of IPv6 ITMs."""
+        if node.startswith("r"):
+            return {"address": f"fd77:a{int(node[1:])}::2"}
+        mine, theirs = ("100", "200") if node == "a" else ("200", "100")
+        other = D_OVERLAY6 if node == "a" else A_OVERLAY6
+        link = "a{}::2" if node == "a" else "d{}::1"
+        return {
+            "address": f"fd77:{mine}::1",
+            "neighbours": {f"r{i}": "fd77:" + link.format(i) for i in range(1, self.n + 1)},
+            "destinations": [
+                {"prefix": f"10.77.{theirs}.0/24", "itm": other},
+                {"prefix": f"fd77:{theirs}::/64", "itm": other},
+            ],
+        }
 
     def ns_of(self, node: str) -> str:
         """The namespace of node ``a``, ``d`` or ``r<i>``."""
@@ -407,9 +428,9 @@ class Overlay:
 
 
 @contextlib.contextmanager
-def overlay(prefix: str, relays: int = 4, ipv6: bool = False) -> Iterator[Overlay]:
+def overlay(prefix: str, relays: int = 4, ipv6: bool = False, outer: int = 4) -> Iterator[Overlay]:
     """An :class:`Overlay`, removed afterwards whatever happens."""
-    ov = Overlay(prefix, relays, ipv6)
+    ov = Overlay(prefix, relays, ipv6, outer)
     try:
         ov.create()
         yield ov

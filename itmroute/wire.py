@@ -7,7 +7,11 @@ Every itmRoute datagram (UDP, port 7177 by default) is::
     | 'IR' | ver  | type | sender   | counter (u64)      | body    | MAC (16) |
     +------+------+------+----------+--------------------+-- ... --+----------+
 
-    type: 1 DATA, 2 PROBE, 3 ACK (| 0x80: relayed); version 2
+    type: 1 DATA, 2 PROBE, 3 ACK (| 0x80: relayed, | 0x40: IPv6 addresses); version 2
+
+With the 0x40 bit the ITM addresses (``sender``, and a probe's ``origin`` and
+``target``) are IPv6, 16 bytes each, instead of IPv4 (4 bytes): an overlay
+whose ITMs talk IPv6 to each other.
 
 The MAC and the counter are :mod:`itmroute.auth`'s: a keyed BLAKE2s over
 everything before it, and a per-sender counter against replays; ``sender``
@@ -32,18 +36,36 @@ DATA: Final = 1
 PROBE: Final = 2
 ACK: Final = 3
 RELAYED: Final = 0x80
+V6: Final = 0x40
 
-_HEADER = struct.Struct(">HBB4sQ")
-_PROBE_BODY = struct.Struct(">I4s4s")
+_HEADERS = {4: struct.Struct(">HBB4sQ"), 16: struct.Struct(">HBB16sQ")}
+_PROBE_BODIES = {4: struct.Struct(">I4s4s"), 16: struct.Struct(">I16s16s")}
+_COMMON = struct.Struct(">HBB")
 
-#: bytes of the header (magic, version, type, sender, counter)
-HEADER_LEN: Final = _HEADER.size
+#: bytes of the header (magic, version, type, sender, counter) with IPv4 ITM addresses
+HEADER_LEN: Final = _HEADERS[4].size
 #: bytes of the MAC at the end
 TAG_LEN: Final = 16
 #: bytes a tunnelled packet grows by: outer IPv4 + UDP + header + MAC
 TUNNEL_OVERHEAD: Final = 20 + 8 + HEADER_LEN + TAG_LEN
 #: bytes of a PROBE or ACK datagram's payload
-PROBE_LEN: Final = HEADER_LEN + _PROBE_BODY.size + TAG_LEN
+PROBE_LEN: Final = HEADER_LEN + _PROBE_BODIES[4].size + TAG_LEN
+
+
+def header_len(addr_len: int) -> int:
+    """Bytes of the header with ITM addresses of ``addr_len`` bytes (4 or 16)."""
+    return _HEADERS[addr_len].size
+
+
+def tunnel_overhead(addr_len: int) -> int:
+    """Bytes a tunnelled packet grows by, outer IP header included, for ITM
+    addresses of ``addr_len`` bytes (the outer header is IPv6 with them)."""
+    return (20 if addr_len == 4 else 40) + 8 + header_len(addr_len) + TAG_LEN
+
+
+def probe_len(addr_len: int) -> int:
+    """Bytes of a PROBE or ACK datagram's payload for ITM addresses of ``addr_len`` bytes."""
+    return header_len(addr_len) + _PROBE_BODIES[addr_len].size + TAG_LEN
 
 
 class WireError(ValueError):
@@ -62,41 +84,51 @@ class Probe:
 
     @property
     def type_byte(self) -> int:
-        """The header's type: the kind, with :data:`RELAYED` when relayed."""
+        """The header's type: the kind, with :data:`RELAYED` when relayed (the
+        sealer adds :data:`V6`)."""
         return self.kind | (RELAYED if self.relayed else 0)
 
     def body(self) -> bytes:
         """The body (between the header and the MAC)."""
-        return _PROBE_BODY.pack(self.seq & 0xFFFFFFFF, self.origin, self.target)
+        return _PROBE_BODIES[len(self.origin)].pack(self.seq & 0xFFFFFFFF, self.origin, self.target)
 
 
 def header(type_byte: int, sender: bytes, counter: int) -> bytes:
-    """The header of a datagram."""
-    return _HEADER.pack(MAGIC, VERSION, type_byte, sender, counter)
+    """The header of a datagram (:data:`V6` set for a 16-byte ``sender``)."""
+    v6 = V6 if len(sender) == 16 else 0
+    return _HEADERS[len(sender)].pack(MAGIC, VERSION, type_byte | v6, sender, counter)
 
 
 def parse_header(data: bytes | bytearray | memoryview) -> tuple[int, bool, bytes, int]:
     """``(type, relayed, sender, counter)``; raises :class:`WireError` if it is not ours."""
-    if len(data) < HEADER_LEN:
+    if len(data) < _COMMON.size:
         raise WireError("datagram shorter than the itmRoute header")
-    magic, ver, kind, sender, counter = _HEADER.unpack_from(data, 0)
+    magic, ver, kind = _COMMON.unpack_from(data, 0)
     if magic != MAGIC:
         raise WireError("not an itmRoute datagram (bad magic)")
     if ver != VERSION:
         raise WireError(f"itmRoute version {ver} not supported")
-    base = kind & ~RELAYED
+    base = kind & ~(RELAYED | V6)
     if base not in (DATA, PROBE, ACK):
         raise WireError(f"unknown itmRoute message type {base}")
+    hdr = _HEADERS[16 if kind & V6 else 4]
+    if len(data) < hdr.size:
+        raise WireError("datagram shorter than the itmRoute header")
+    _, _, _, sender, counter = hdr.unpack_from(data, 0)
     return base, bool(kind & RELAYED), sender, counter
 
 
-def decode_probe(kind: int, relayed: bool, body: bytes | bytearray | memoryview) -> Probe:
-    """The PROBE or ACK of an opened datagram's type and body."""
+def decode_probe(
+    kind: int, relayed: bool, body: bytes | bytearray | memoryview, addr_len: int = 4
+) -> Probe:
+    """The PROBE or ACK of an opened datagram's type and body (ITM addresses of
+    ``addr_len`` bytes: the sender's)."""
     if kind == DATA:
         raise WireError("a DATA datagram is not a probe")
-    if len(body) != _PROBE_BODY.size:
+    fmt = _PROBE_BODIES[addr_len]
+    if len(body) != fmt.size:
         raise WireError("probe datagram of the wrong length")
-    seq, origin, target = _PROBE_BODY.unpack_from(body, 0)
+    seq, origin, target = fmt.unpack_from(body, 0)
     return Probe(kind, seq, origin, target, relayed)
 
 

@@ -48,7 +48,12 @@ def test_presets_and_a_list_of_neighbours() -> None:
     ("doc", "message"),
     [
         ({}, "address"),
-        ({"address": "nope"}, "not an IPv4 address"),
+        ({"address": "nope"}, "not an IPv4 or IPv6 address"),
+        ({"address": "fd00::1", "destinations": [{"prefix": "10.0.0.0/8"}]}, "needs the IPv6"),
+        (
+            {"address": "fd00::1", "destinations": [{"prefix": "fd01::/64", "itm": "10.0.0.1"}]},
+            "not an IPv6 address",
+        ),
         ({"address": "10.0.0.1", "colour": 1}, "unknown keys: colour"),
         ({"address": "10.0.0.1", "neighbours": {"direct": "10.0.0.2"}}, "'direct'"),
         ({"address": "10.0.0.1", "destinations": [{"itm": "10.0.0.2"}]}, "needs a prefix"),

@@ -29,9 +29,21 @@ def test_probe_round_trip_keeps_every_field() -> None:
     p = wire.Probe(wire.PROBE, 0xDEADBEEF, A, D, True)
     data = a.seal(p.type_byte, p.body())
     assert len(data) == wire.PROBE_LEN == 16 + 12 + 16
-    kind, relayed, body = d.open(data, "10.0.0.1")
-    assert (kind, relayed) == (wire.PROBE, True)
+    kind, relayed, sender, body = d.open(data, "10.0.0.1")
+    assert (kind, relayed, sender) == (wire.PROBE, True, A)
     assert wire.decode_probe(kind, relayed, body) == p
+
+
+def test_itms_with_ipv6_addresses_carry_them_whole() -> None:
+    a6, d6 = bytes.fromhex("fd77" + "00" * 13 + "01"), bytes.fromhex("fd77" + "00" * 13 + "02")
+    a, d = auth.Sealer(KEY, a6, Clock()), auth.Sealer(KEY, d6, Clock())
+    p = wire.Probe(wire.ACK, 7, a6, d6)
+    data = a.seal(p.type_byte, p.body())
+    assert len(data) == wire.probe_len(16) == 28 + 36 + 16
+    assert data[3] & wire.V6
+    kind, relayed, sender, body = d.open(data, "fd77::1")
+    assert sender == a6 and wire.decode_probe(kind, relayed, body, 16) == p
+    assert wire.tunnel_overhead(16) == 40 + 8 + 28 + 16
 
 
 def test_data_carries_the_inner_packet_byte_for_byte() -> None:
@@ -39,7 +51,7 @@ def test_data_carries_the_inner_packet_byte_for_byte() -> None:
     inner = bytes([0x45, 0xB9]) + bytes(range(18)) + b"payload"
     data = a.seal(wire.DATA, inner)
     assert len(data) == len(inner) + wire.HEADER_LEN + wire.TAG_LEN
-    kind, _, body = d.open(data, "10.0.0.1")
+    kind, _, _, body = d.open(data, "10.0.0.1")
     assert kind == wire.DATA and bytes(wire.inner_packet(body)) == inner
     assert wire.TUNNEL_OVERHEAD == 20 + 8 + 16 + 16
 
