@@ -81,6 +81,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def format_table(state: dict[str, Any]) -> str:
     """The human-readable path table of a daemon's state."""
     lines = [f"itmroute {state['name']} ({state['address']}), tunnel mtu {state['tunnel_mtu']}"]
+    if state.get("datapath") == "python":
+        lines.append("data path: python (every tunnelled packet crosses this daemon)")
     for d in state["destinations"]:
         mode = "active" if d["active"] else "idle"
         lines.append(

@@ -40,6 +40,10 @@ SO_MARK = 36
 _TICK = 0.02
 
 
+#: the data path in use: the only one built so far is this daemon's own (user space)
+DATAPATH = "python"
+
+
 def _text(addr: bytes) -> str:
     """An IPv4 or IPv6 address, 4 or 16 bytes, as text."""
     return str(ipaddress.ip_address(addr))
@@ -364,6 +368,7 @@ class Router:
             "address": str(self.cfg.address),
             **self._identity,
             "tunnel_mtu": self.tunnel_mtu,
+            "datapath": DATAPATH,
             "counters": dict(self.counters),
             "destinations": [{"prefix": str(d.prefix), **st.snapshot(now)} for d, st in self.dests],
         }

@@ -77,8 +77,9 @@ STATE = {
     "name": "a",
     "address": "10.77.100.1",
     "pid": 1,
-    "tunnel_mtu": 1468,
-    "counters": {"tunnelled": 3},
+    "tunnel_mtu": 1440,
+    "datapath": "python",
+    "counters": {"tunnelled": 3, "auth_failed": 4, "replayed": 2},
     "destinations": [
         {
             "prefix": "10.77.200.0/24",
@@ -117,6 +118,8 @@ def test_show_prints_the_path_table(tmp_path: Path, capsys: pytest.CaptureFixtur
     r1 = next(line for line in lines if line.strip().startswith("r1"))
     assert r1.split() == ["r1", "10.77.1.2", "20.5", "10.0", "yes", "*"]
     assert any("direct -> r1 (start)" in line for line in lines)
+    assert "data path: python (every tunnelled packet crosses this daemon)" in lines
+    assert any("dropped: 4 failed the check, 2 replayed or stale" in line for line in lines)
     assert main(["show", "--state", str(f), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == STATE
 
