@@ -117,7 +117,6 @@ class Router:
             self.udp.close()
             self.raw.close()
             self.raw6.close()
-            self.raw6.close()
             raise
         self._tos = 0
         self.loop: ItmLoop | None = None
@@ -440,3 +439,4 @@ class Router:
                 self.remove_state()
             self.udp.close()
             self.raw.close()
+            self.raw6.close()
