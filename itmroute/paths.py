@@ -279,15 +279,18 @@ class DestState:
     def _detect(self, now: float) -> None:
         """BFD-like watch of the path in use: no acknowledgement for one
         ``detect_interval`` (and ``2 * rttvar``) races the paths, none for
-        ``detect_miss`` intervals declares the path down."""
+        ``detect_miss`` intervals (and ``2 * rttvar``), and not for the path's
+        own probe timeout either, declares the path down: a slow or jittery
+        path is not left for answers that are only late."""
         s = self.settings
         p = self.current_path
         if not self.started or p.srtt is None or p.down:
             return
-        quiet = now - max(p.last_ack, self.current_since) - 2 * p.rttvar
-        if quiet > s.detect_miss * s.detect_interval:
+        quiet = now - max(p.last_ack, self.current_since)
+        slack = 2 * p.rttvar
+        if quiet > max(s.detect_miss * s.detect_interval + slack, p.timeout(s)):
             p.down = True
-        elif quiet > 1.5 * s.detect_interval and s.race and self.last_race < p.last_ack:
+        elif quiet > 1.5 * s.detect_interval + slack and s.race and self.last_race < p.last_ack:
             self.stall_holdoff = 0.0
             self.start_race(now)
 

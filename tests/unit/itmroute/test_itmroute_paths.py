@@ -256,7 +256,7 @@ def test_the_path_in_use_going_quiet_is_left_within_the_detection_time() -> None
 
 
 def test_detection_follows_the_configured_interval_and_miss_count() -> None:
-    s = replace(ProbeSettings(), detect_interval=0.2, detect_miss=4, min_timeout=2.0, race=False)
+    s = replace(ProbeSettings(), detect_interval=0.2, detect_miss=4, min_timeout=0.5, race=False)
     sim = Sim(rtts(direct=0.060, r1=0.010, r2=0.020), s)
     sim.run(3.0)
     sim.rtts["r1"] = None
@@ -266,3 +266,14 @@ def test_detection_follows_the_configured_interval_and_miss_count() -> None:
     t_switch = next(t for t, new, why in sim.decisions if t > t0)
     # four intervals after the last answer (plus the rttvar slack and a tick)
     assert 0.8 <= t_switch - heard <= 0.82 + 2 * sim.d.path("r1").rttvar
+
+
+def test_a_slow_path_in_use_is_not_left_for_late_answers() -> None:
+    # a 1 s path whose delay jumps to 1.5 s (a long path, a queue filling up): no
+    # answer for half a second, twice the detection time, but none is lost
+    sim = Sim(rtts(direct=3.0, r1=1.0, r2=3.0, r3=3.0, r4=3.0))
+    sim.run(20.0, step=0.02)
+    sim.rtts["r1"] = 1.5
+    sim.run(20.0, step=0.02)
+    assert sim.d.current == "r1"
+    assert [new for _, new, _ in sim.decisions] == ["r1"], sim.decisions
