@@ -364,7 +364,7 @@ class Overlay:
 
             th = threading.Thread(target=body, name=f"itmroute-{node}", daemon=True)
             th.start()
-            ready.wait(60)
+            ready.wait(180)  # its capture rules take minutes in a loaded TCG guest
             if errors or not box:
                 raise RuntimeError(f"itmroute {node} did not start: {errors}")
             self._threads.append((box[0], th))
