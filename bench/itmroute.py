@@ -15,11 +15,14 @@ a direct A--D link — runs every daemon in threads of one process, and:
   10 minutes;
 - loss: 10% loss on the lowest-RTT relay (40 ms), a loss-free one at 58 ms
   (1.45x), which one is used after 45 s;
-- failover: the relay in use black-holed (every packet dropped) during a
-  100 packet/s UDP sequence stream; the largest gap in the stream, over
-  ``--iterations`` cuts (itmRoute) and ``--ron-cuts`` cuts (RON's settings);
+- failover: the relay in use black-holed (every packet dropped) 1 s into a
+  100 packet/s UDP sequence stream that goes on 4 s past the cut (30 s with
+  RON's settings); the largest gap between arrivals, and the time from the
+  sending of the first datagram the cut lost to the arrival of the first one
+  delivered on the new path, over ``--iterations`` cuts
+  (itmRoute) and ``--ron-cuts`` cuts (RON's settings);
 - probe overhead: bytes of probes and acknowledgements on A's links (iptables
-  counters of 44-byte itmRoute datagrams, plus 14 bytes of Ethernet header
+  counters of 72-byte itmRoute datagrams, plus 14 bytes of Ethernet header
   each), 30 s of an active destination (direct path best, so no data is
   tunnelled), then after 65 s idle;
 - forwarding: a UDP flood through one relay for 5 s, datagrams per second
@@ -39,6 +42,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import platform
 import random
 import socket
@@ -53,13 +57,14 @@ from typing import Any
 
 from bench import vmbench
 from itmlab import netns, sh
-from itmroute import ProbeSettings
+from itmroute import ProbeSettings, wire
 from itmroute.daemon import Router
 from itmroute.lab import D_OVERLAY, CutLater, Overlay, SeqStream, load_stock_modules, overlay
 from itmtool.matrix import ROOT
 
 ROUTE_DOC = ROOT / "docs" / "itmroute.md"
-PROBE_WIRE = 44 + 14  # an itmRoute probe or ack: IP + UDP + 16 bytes, Ethernet framed
+PROBE_IP_LEN = 20 + 8 + wire.PROBE_LEN  # an itmRoute probe or ack: IP + UDP + header, body, MAC
+PROBE_WIRE = PROBE_IP_LEN + 14  # ... Ethernet framed
 NAMES = ("direct", "r1", "r2", "r3", "r4")
 
 
@@ -167,9 +172,15 @@ def path_choice(b: Bench, n: int, rng: random.Random) -> dict[str, Any]:
 
 
 def wait_current(b: Bench, name: str, timeout: float) -> float | None:
+    """Seconds until the path ``name`` is in use (None: not within ``timeout``)."""
+    return wait_until(lambda: b.dest().current == name, timeout)
+
+
+def wait_until(pred: Callable[[], bool], timeout: float) -> float | None:
+    """Seconds until ``pred()`` holds (None: not within ``timeout``)."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
-        if b.dest().current == name:
+        if pred():
             return time.monotonic() - t0
         time.sleep(0.05)
     return None
@@ -243,36 +254,63 @@ def lossy(b: Bench) -> dict[str, Any]:
     }
 
 
-def cuts(b: Bench, n: int, stream_s: float) -> dict[str, Any]:
-    """Black-hole the relay in use during a 100 packet/s stream, ``n`` times."""
-    b.set_rtts([90.0, 30.0, 40.0, 50.0, 60.0])
+def cuts(b: Bench, n: int, after_s: float, rtts: list[float] | None = None) -> dict[str, Any]:
+    """Black-hole the relay in use during a 100 packet/s stream, ``n`` times.
+
+    The stream runs 1 s before the cut and ``after_s`` after it (well past any
+    failover). Per cut: the outage, from the sending of the first datagram the
+    cut lost to the arrival of the first later one that arrived (the first
+    delivered on the new path); and the largest gap between arrivals from
+    0.5 s before the cut command to the end (infinite when the stream has not
+    recovered by its end). Both are independent of how long the cut command
+    takes to put its rules in.
+    """
+    if rtts is not None:
+        b.set_rtts(rtts)
     gaps: list[float] = []
+    outages: list[float] = []
     for i in range(n):
         b.forget()
         t = Trickle(b.ov)
         try:
-            wait_current(b, "r1", 10)
+            if rtts is None:  # no netem: any relay (the direct link is black-holed)
+                wait_until(lambda: b.dest().current.startswith("r"), 10)
+            else:
+                wait_current(b, "r1", 10)
             time.sleep(1.0)
         finally:
             t.close()
         victim = b.dest().current
         if not victim.startswith("r"):
             gaps.append(float("inf"))
+            outages.append(float("inf"))
             continue
         v = int(victim[1:])
         stream = SeqStream(b.ov, rate=100, port=6000 + i)
         cutter = CutLater(b.ov, v, 1.0)
         try:
-            stream.run(stream_s)
+            stream.run(1.0 + after_s)
         finally:
             stream.close()
             cutter.join()
             b.ov.cut(v, on=False)
-        cut_at = [cutter.done]
-        gaps.append(stream.largest_gap(after=cut_at[0] - 0.5))
-    finite = sorted(gaps)
-    p95 = finite[min(len(finite) - 1, round(0.95 * len(finite)) - 1)]
-    return {"cuts": n, "gaps": gaps, "median": statistics.median(gaps), "p95": p95}
+        gaps.append(stream.largest_gap(after=cutter.began - 0.5))
+        outages.append(stream.outage(cutter.began - 0.5))
+    return {
+        "cuts": n,
+        "gaps": gaps,
+        "outages": outages,
+        "median": statistics.median(gaps),
+        "p95": percentile(gaps, 0.95),
+        "outage_median": statistics.median(outages),
+        "outage_p95": percentile(outages, 0.95),
+    }
+
+
+def percentile(xs: list[float], q: float) -> float:
+    """The ``q`` quantile of ``xs`` (nearest rank)."""
+    ordered = sorted(xs)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
 def counters(ns: str) -> int:
@@ -281,19 +319,22 @@ def counters(ns: str) -> int:
     for chain in ("INPUT", "OUTPUT"):
         out = sh("ip", "netns", "exec", ns, "iptables", "-w", "-nvxL", chain)
         for line in out.splitlines():
-            if "length 44" in line:
+            if f"length {PROBE_IP_LEN}" in line:
                 total += int(line.split()[0]) * PROBE_WIRE
     return total
 
 
-def overhead(b: Bench, active_s: float, idle_wait: float) -> dict[str, Any]:
+def overhead(
+    b: Bench, active_s: float, idle_wait: float, netem: bool = True, idle_s: float = 20.0
+) -> dict[str, Any]:
     """Probe bytes per second on A's links: active destination, then idle."""
-    b.set_rtts([30.0, 60.0, 70.0, 80.0, 90.0])  # direct best: no data in the tunnel
+    if netem:
+        b.set_rtts([30.0, 60.0, 70.0, 80.0, 90.0])  # direct best: no data in the tunnel
     ns = b.ov.a
     rules = (("INPUT", "--sport"), ("OUTPUT", "--dport"))
     for chain, port in rules:
         sh("ip", "netns", "exec", ns, "iptables", "-w", "-I", chain, "-p", "udp", port, "7177",
-           "-m", "length", "--length", "44")  # fmt: skip
+           "-m", "length", "--length", str(PROBE_IP_LEN))  # fmt: skip
     try:
         b.forget()
         t = Trickle(b.ov)
@@ -306,12 +347,12 @@ def overhead(b: Bench, active_s: float, idle_wait: float) -> dict[str, Any]:
             t.close()
         time.sleep(idle_wait)
         c0 = counters(ns)
-        time.sleep(20)
-        idle = (counters(ns) - c0) / 20
+        time.sleep(idle_s)
+        idle = (counters(ns) - c0) / idle_s
     finally:
         for chain, port in rules:
             sh("ip", "netns", "exec", ns, "iptables", "-w", "-D", chain, "-p", "udp", port, "7177",
-               "-m", "length", "--length", "44")  # fmt: skip
+               "-m", "length", "--length", str(PROBE_IP_LEN))  # fmt: skip
     return {"active_bytes_per_s": active, "idle_bytes_per_s_after": idle, "idle_wait": idle_wait}
 
 
@@ -324,9 +365,14 @@ def forwarding(b: Bench, seconds: float = 5.0) -> dict[str, Any]:
         wait_current(b, "r1", 10)
     finally:
         t.close()
-    with netns(b.ov.d):
+    return udp_flood(b.ov, seconds)
+
+
+def udp_flood(ov: Overlay, seconds: float = 5.0) -> dict[str, Any]:
+    """A UDP flood A -> D of 100-byte datagrams: sent and delivered per second."""
+    with netns(ov.d):
         rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    with netns(b.ov.a):
+    with netns(ov.a):
         tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     got = [0]
     stop = threading.Event()
@@ -380,7 +426,7 @@ def guest(out: Path, iterations: int, ron_cuts: int, flap_seconds: float) -> int
             into[key] = {"error": f"{type(e).__name__}: {e}"}
         out.write_text(json.dumps(doc, indent=1))
 
-    with overlay("itmb-rt", 4) as ov:
+    with overlay(f"itmb{os.getpid()}", 4) as ov:
         b = Bench(ov, ProbeSettings())
         b.start()
         try:
@@ -389,12 +435,16 @@ def guest(out: Path, iterations: int, ron_cuts: int, flap_seconds: float) -> int
             measure(doc, "flapping", lambda: flapping(b, flap_seconds))
             measure(doc, "lossy", lambda: lossy(b))
             it = doc["itmroute"]
-            measure(it, "failover", lambda: cuts(b, iterations, 3.0))
+            measure(
+                it, "failover", lambda: cuts(b, iterations, 4.0, [90.0, 30.0, 40.0, 50.0, 60.0])
+            )
             measure(it, "overhead", lambda: overhead(b, 30.0, 65.0))
             measure(it, "forwarding", lambda: forwarding(b))
             b.restart(ProbeSettings.preset("ron"))
             ron = doc["ron"]
-            measure(ron, "failover", lambda: cuts(b, ron_cuts, 30.0))
+            measure(
+                ron, "failover", lambda: cuts(b, ron_cuts, 30.0, [90.0, 30.0, 40.0, 50.0, 60.0])
+            )
             measure(ron, "overhead", lambda: overhead(b, 36.0, 0.0))
             measure(ron, "forwarding", lambda: forwarding(b))
         finally:
@@ -450,6 +500,8 @@ def _tables(doc: dict[str, Any]) -> str:
             "median": f"{fo['median']:.2f} s",
             "p95": f"{fo['p95']:.2f} s",
             "max": f"{max(fo['gaps']):.2f} s",
+            "outage": f"{fo['outage_median']:.2f} / {fo['outage_p95']:.2f}"
+            f" / {max(fo['outages']):.2f} s",
             "probe": f"{ov['active_bytes_per_s']:.0f} B/s",
             "idle": f"{ov['idle_bytes_per_s_after']:.0f} B/s" if ov["idle_wait"] >= 60 else "—",
             "fwd": f"{fw['delivered_per_s']:.0f} /s",
@@ -460,6 +512,7 @@ def _tables(doc: dict[str, Any]) -> str:
         ("median", "largest gap in a 100 packet/s stream, median"),
         ("p95", "... 95th percentile"),
         ("max", "... worst"),
+        ("outage", "cut to the first datagram delivered on the new path, median / p95 / worst"),
         ("probe", "probe bytes on A's links, active destination, 4 relays"),
         ("idle", "... after a minute idle"),
         ("fwd", "datagrams/s delivered through one relay (UDP flood)"),

@@ -4,6 +4,7 @@
 
     itmroute [--debug] run -c /etc/itmroute.yaml [--state FILE] [--backend nfqueue] [--duration S]
     itmroute [--debug] show [--state FILE | -c CONFIG] [--json]
+    itmroute genkey              # a random overlay key for the configuration's ``key``
 
 Exit codes: 0 ok, 1 failed, 2 usage or configuration error, 3 no state (the
 daemon is not running: no state file, or the process that wrote it is gone),
@@ -18,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
 from pathlib import Path
@@ -79,6 +81,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def format_table(state: dict[str, Any]) -> str:
     """The human-readable path table of a daemon's state."""
     lines = [f"itmroute {state['name']} ({state['address']}), tunnel mtu {state['tunnel_mtu']}"]
+    if state.get("datapath") == "python":
+        lines.append("data path: python (every tunnelled packet crosses this daemon)")
     for d in state["destinations"]:
         mode = "active" if d["active"] else "idle"
         lines.append(
@@ -95,6 +99,10 @@ def format_table(state: dict[str, Any]) -> str:
         for dec in d["decisions"][-5:]:
             lines.append(f"  decision: {dec['line']}")
     c = state["counters"]
+    lines.append(
+        f"\nauthentication: every datagram MAC-checked (BLAKE2s, shared key); dropped:"
+        f" {c.get('auth_failed', 0)} failed the check, {c.get('replayed', 0)} replayed or stale"
+    )
     lines.append("\n" + " ".join(f"{k}={v}" for k, v in c.items()))
     return "\n".join(lines)
 
@@ -126,6 +134,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"itmroute: {path} is not an itmroute state file ({e!r} missing)", file=sys.stderr)
         return EXIT_NO_STATE
     print(text)
+    return EXIT_OK
+
+
+def cmd_genkey(args: argparse.Namespace) -> int:
+    """``itmroute genkey``: print a new random key for the ``key`` field (64 hex digits)."""
+    print(secrets.token_hex(32))
     return EXIT_OK
 
 
@@ -167,6 +181,8 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("--state", help="state file")
     show.add_argument("--json", action="store_true", help="JSON instead of a table")
     show.set_defaults(func=cmd_show)
+    genkey = sub.add_parser("genkey", help="print a new random overlay key")
+    genkey.set_defaults(func=cmd_genkey)
     return ap
 
 

@@ -14,6 +14,7 @@
     probe: itmroute              # itmroute | ron | a mapping of ProbeSettings fields
     backend: auto                # libitm backend (auto, nfqueue, kernel)
     mark: 0x17e0                 # firewall mark of the daemon's own sockets (1..0xffff)
+    key: 6f1c...                 # the overlay's shared key: 32..128 hex digits (required)
 
 Every field is checked when the file is read: a bad one is a `ConfigError` of
 one line naming the file and the key (``a.yaml:port: 'x' is not an integer
@@ -31,9 +32,15 @@ from typing import Any
 
 import yaml
 
+from .auth import parse_key
+
 DEFAULT_PORT = 7177
 #: the firewall mark of the daemon's own sockets: its packets are never captured
 DEFAULT_MARK = 0x17E0
+
+
+#: an ITM's address: IPv4, or IPv6 in an overlay whose ITMs talk IPv6 to each other
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class ConfigError(ValueError):
@@ -44,20 +51,29 @@ class ConfigError(ValueError):
 class ProbeSettings:
     """How a destination's paths are probed and chosen (times in seconds).
 
-    The defaults are itmRoute's own: the path in use is probed every
-    ``active_interval``, the others every ``idle_interval``; a probe not
+    The defaults are itmRoute's own. The path in use is watched the BFD way:
+    probed every ``detect_interval`` and declared down when no acknowledgement
+    came for ``detect_miss`` intervals (plus ``2 * rttvar`` of slack): 0.24 s
+    by default; its first missed interval races probes over every path (every
+    ``race_interval`` for ``race_time``), so that the others have fresh round
+    trips when it is left. A path that looks clearly better is probed every
+    ``active_interval``, the others every ``idle_interval``. Any probe not
     answered within ``max(min_timeout, 2*srtt + 4*rttvar)`` is lost;
-    ``dead_after`` consecutive losses abandon a path; a first loss on the path
-    in use (or traffic going out with nothing coming back) races probes over
-    every path every ``race_interval`` for ``race_time``. A switch to a better
-    path needs its score (``srtt * (1 + loss_weight * max(0, loss - loss_floor))``) to be lower by
-    ``margin`` (relative) and ``min_gain`` (absolute) at ``confirm``
+    ``dead_after`` consecutive losses abandon a path too.
+
+    The loss rate of a path is counted over its last ``loss_window`` probes,
+    the first ``loss_forgive`` losses in that window forgiven (one dropped
+    acknowledgement is not a lossy path). A switch to a better path needs its
+    score (``srtt * (1 + loss_weight * max(0, loss - loss_floor))``) to be
+    lower by ``margin`` (relative) and ``min_gain`` (absolute) at ``confirm``
     consecutive evaluations. A destination without traffic for ``idle_after``
     is not probed any more.
     """
 
+    detect_interval: float = 0.08
+    detect_miss: int = 3
     active_interval: float = 0.25
-    idle_interval: float = 1.5
+    idle_interval: float = 2.0
     retry_interval: float = 0.0  # 0: no separate retry schedule after a loss
     startup_interval: float = 0.1
     startup_time: float = 0.6
@@ -75,9 +91,10 @@ class ProbeSettings:
     min_gain: float = 0.002
     confirm: int = 3
     rtt_alpha: float = 0.2
-    loss_alpha: float = 0.05
+    loss_window: int = 100
+    loss_forgive: int = 1
     loss_weight: float = 12.0
-    loss_floor: float = 0.03
+    loss_floor: float = 0.0
     hot_time: float = 3.0
     idle_after: float = 60.0
     evaluate_interval: float = 0.05
@@ -91,6 +108,8 @@ class ProbeSettings:
             return cls()
         if name == "ron":
             return cls(
+                detect_interval=12.0,
+                detect_miss=4,
                 active_interval=12.0,
                 idle_interval=12.0,
                 retry_interval=3.0,
@@ -103,25 +122,28 @@ class ProbeSettings:
 
 @dataclass(frozen=True)
 class Destination:
-    """An overlay prefix and the ITM that answers probes for it."""
+    """An overlay prefix (IPv4 or IPv6) and the ITM that answers probes for it (its
+    IPv4 overlay address)."""
 
-    prefix: ipaddress.IPv4Network
-    itm: ipaddress.IPv4Address
+    prefix: ipaddress.IPv4Network | ipaddress.IPv6Network
+    itm: Address
 
 
 @dataclass(frozen=True)
 class Config:
     """A daemon's configuration (see the module docstring for the file)."""
 
-    address: ipaddress.IPv4Address
+    address: Address
     name: str = "itmroute"
     port: int = DEFAULT_PORT
     mtu: int = 1500
-    neighbours: dict[str, ipaddress.IPv4Address] = field(default_factory=dict)
+    neighbours: dict[str, Address] = field(default_factory=dict)
     destinations: list[Destination] = field(default_factory=list)
     probe: ProbeSettings = field(default_factory=ProbeSettings)
     backend: str = "auto"
     mark: int = DEFAULT_MARK
+    #: the overlay's shared key: every datagram carries a MAC made with it
+    key: bytes = field(default=b"", repr=False)
 
 
 #: a daemon's name names its state file (/run/itmroute/NAME.json): no path separators,
@@ -131,6 +153,9 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DAEMON_BACKENDS = ("auto", "kernel", "nfqueue")
 #: probe settings that must be above zero (the others may be 0)
 _POSITIVE = {
+    "detect_interval",
+    "detect_miss",
+    "loss_window",
     "active_interval",
     "idle_interval",
     "startup_interval",
@@ -141,7 +166,7 @@ _POSITIVE = {
     "confirm",
     "evaluate_interval",
 }
-_FRACTIONS = {"rtt_alpha", "loss_alpha"}
+_FRACTIONS = {"rtt_alpha", "loss_floor"}
 
 
 def check_name(name: object, where: str = "name") -> str:
@@ -165,13 +190,18 @@ class _Doc:
         where = f"{self.source}:{key}" if self.source else key
         return ConfigError(f"{where}: {message}")
 
-    def addr(self, value: object, key: str) -> ipaddress.IPv4Address:
+    def addr(self, value: object, key: str, version: int | None = None) -> Address:
+        """An address of IP ``version`` (4 or 6; None: either)."""
+        what = f"an IPv{version}" if version else "an IPv4 or IPv6"
         if not isinstance(value, str):
-            raise self.error(key, f"{value!r} is not an IPv4 address")
+            raise self.error(key, f"{value!r} is not {what} address")
         try:
-            return ipaddress.IPv4Address(value)
+            a = ipaddress.ip_address(value)
         except ValueError:
-            raise self.error(key, f"{value!r} is not an IPv4 address") from None
+            raise self.error(key, f"{value!r} is not {what} address") from None
+        if version and a.version != version:
+            raise self.error(key, f"{value!r} is not {what} address (like this ITM's own address)")
+        return a
 
     def integer(self, value: object, key: str, lo: int, hi: int) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
@@ -250,7 +280,7 @@ def parse_config(doc: dict[str, Any], source: str | None = None) -> Config:
                 "neighbours.direct",
                 "'direct' names the direct path; give the neighbour another name",
             )
-        neighbours[k] = d.addr(v, f"neighbours.{k}")
+        neighbours[k] = d.addr(v, f"neighbours.{k}", address.version)
     dests_doc = doc.get("destinations") or []
     if not isinstance(dests_doc, list):
         raise d.error("destinations", "a list of {prefix: NET, itm: ADDRESS}")
@@ -263,10 +293,16 @@ def parse_config(doc: dict[str, Any], source: str | None = None) -> Config:
         if extra:
             raise d.error(key, f"unknown keys: {', '.join(extra)} (prefix, itm)")
         try:
-            prefix = ipaddress.IPv4Network(str(entry["prefix"]))
+            prefix = ipaddress.ip_network(str(entry["prefix"]))
         except ValueError as e:
             raise d.error(f"{key}.prefix", f"destination {i + 1}: {e}") from None
-        itm = d.addr(entry.get("itm", str(prefix.network_address)), f"{key}.itm")
+        if prefix.version != address.version and "itm" not in entry:
+            raise d.error(
+                f"{key}.itm",
+                f"destination {i + 1}: an IPv{prefix.version} prefix needs the"
+                f" IPv{address.version} address of its ITM",
+            )
+        itm = d.addr(entry.get("itm", str(prefix.network_address)), f"{key}.itm", address.version)
         dests.append(Destination(prefix, itm))
     port = d.integer(doc.get("port", DEFAULT_PORT), "port", 1, 65535)
     mtu_ = d.integer(doc.get("mtu", 1500), "mtu", 576, 65535)
@@ -275,6 +311,17 @@ def parse_config(doc: dict[str, Any], source: str | None = None) -> Config:
         raise d.error("backend", f"{backend!r} is not one of {', '.join(DAEMON_BACKENDS)}")
     name = check_name(doc.get("name", "itmroute"), f"{source}:name" if source else "name")
     mark = d.integer(doc.get("mark", DEFAULT_MARK), "mark", 1, 0xFFFF)
+    probe = _probe(doc.get("probe"), d)
+    if "key" not in doc:
+        raise d.error(
+            "key",
+            "required: the overlay's shared key, 32..128 hex digits, the same on every ITM"
+            " (make one with: itmroute genkey)",
+        )
+    try:
+        shared_key = parse_key(doc["key"])
+    except ValueError as e:
+        raise d.error("key", str(e)) from None
     return Config(
         address=address,
         name=name,
@@ -282,9 +329,10 @@ def parse_config(doc: dict[str, Any], source: str | None = None) -> Config:
         mtu=mtu_,
         neighbours=neighbours,
         destinations=dests,
-        probe=_probe(doc.get("probe"), d),
+        probe=probe,
         backend=backend,
         mark=mark,
+        key=shared_key,
     )
 
 

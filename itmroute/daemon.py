@@ -29,7 +29,7 @@ from typing import Any
 
 from libitm import Hook, Interest, ItmInfo, ItmLoop, Packet, Verdict
 
-from . import mtu, state, wire
+from . import auth, hop, mtu, state, wire
 from .config import Config, Destination
 from .paths import DIRECT, Decision, DestState
 
@@ -37,6 +37,15 @@ log = logging.getLogger("itmroute")
 
 SO_MARK = 36
 _TICK = 0.02
+
+
+#: the data path in use: the only one built so far is this daemon's own (user space)
+DATAPATH = "python"
+
+
+def _text(addr: bytes) -> str:
+    """An IPv4 or IPv6 address, 4 or 16 bytes, as text."""
+    return str(ipaddress.ip_address(addr))
 
 
 class Router:
@@ -54,15 +63,21 @@ class Router:
         """Open the sockets; the libitm loop starts with :meth:`run` (or :meth:`start`)."""
         self.cfg = cfg
         self.clock = clock
-        self.me = cfg.address.packed
+        self.me = cfg.address.packed  # 4 bytes, or 16 in an overlay of IPv6 ITMs
+        self.v6 = len(self.me) == 16
         self.state_file = Path(state_file) if state_file else None
-        self.tunnel_mtu = mtu.tunnel_mtu(cfg.mtu, wire.TUNNEL_OVERHEAD)
+        self.tunnel_mtu = mtu.tunnel_mtu(cfg.mtu, wire.tunnel_overhead(len(self.me)))
         self.mss = self.tunnel_mtu - 40
         neighbours = {n: str(a) for n, a in cfg.neighbours.items()}
+        # one path table per destination ITM, shared by the prefixes it serves
+        # (an IPv4 and an IPv6 prefix behind the same ITM take the same paths)
+        self._by_itm: dict[bytes, DestState] = {}
+        for d in cfg.destinations:
+            if d.itm.packed not in self._by_itm:
+                self._by_itm[d.itm.packed] = DestState.make(str(d.itm), neighbours, cfg.probe)
         self.dests: list[tuple[Destination, DestState]] = [
-            (d, DestState.make(str(d.itm), neighbours, cfg.probe)) for d in cfg.destinations
+            (d, self._by_itm[d.itm.packed]) for d in cfg.destinations
         ]
-        self._by_itm = {d.itm.packed: st for d, st in self.dests}
         self._by_dst: dict[bytes, DestState | None] = {}
         self.counters: dict[str, int] = dict.fromkeys(
             (
@@ -79,20 +94,28 @@ class Router:
                 "mss_clamped",
                 "send_errors",
                 "bad_datagrams",
+                "auth_failed",
+                "replayed",
+                "ttl_exceeded",
+                "too_big_direct",
             ),
             0,
         )
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sealer = auth.Sealer(cfg.key, self.me)
+        self.udp = socket.socket(socket.AF_INET6 if self.v6 else socket.AF_INET, socket.SOCK_DGRAM)
         self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        # IPv6's IPPROTO_RAW socket takes whole packets, header included, too
+        self.raw6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
         try:
-            for s in (self.udp, self.raw):
+            for s in (self.udp, self.raw, self.raw6):
                 s.setsockopt(socket.SOL_SOCKET, SO_MARK, cfg.mark)
             self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.udp.bind(("0.0.0.0", cfg.port))
+            self.udp.bind(("::" if self.v6 else "0.0.0.0", cfg.port))
             self.udp.setblocking(False)
         except BaseException:
             self.udp.close()
             self.raw.close()
+            self.raw6.close()
             raise
         self._tos = 0
         # one loop for the libitm applications, the UDP socket and the tick (its
@@ -113,14 +136,14 @@ class Router:
         for i, (d, _) in enumerate(self.dests):
             out = ItmInfo(
                 f"itmroute-out{i}",
-                Interest(family=4, dst=str(d.prefix)),
+                Interest(family=d.prefix.version, dst=str(d.prefix)),
                 class_func=self._classify_out,
                 process_func=self._process_out,
                 needs_payload=True,
             )
             inbound = ItmInfo(
                 f"itmroute-in{i}",
-                Interest(family=4, src=str(d.prefix)),
+                Interest(family=d.prefix.version, src=str(d.prefix)),
                 class_func=self._classify_in,
             )
             self.loop.register_hook(Hook.IP_OUT, out)
@@ -132,10 +155,14 @@ class Router:
             return self._by_dst[dst]
         except KeyError:
             pass
-        addr = ipaddress.IPv4Address(dst)
+        addr = ipaddress.ip_address(dst)
         found: tuple[int, DestState] | None = None
         for d, st in self.dests:
-            if addr in d.prefix and (found is None or d.prefix.prefixlen > found[0]):
+            if (
+                addr.version == d.prefix.version
+                and addr in d.prefix
+                and (found is None or d.prefix.prefixlen > found[0])
+            ):
                 found = (d.prefix.prefixlen, st)
         st_found = found[1] if found else None
         if len(self._by_dst) < 65536:
@@ -143,11 +170,13 @@ class Router:
         return st_found
 
     def _classify_out(self, where: Hook, pkt: Packet) -> int:
-        if pkt.mark & 0xFFFF == self.cfg.mark or pkt.version != 4:
+        if pkt.mark & 0xFFFF == self.cfg.mark or pkt.version not in (4, 6):
             return 0
         return 1
 
     def _classify_in(self, where: Hook, pkt: Packet) -> int:
+        if wire.is_overlay_datagram(pkt.proto, pkt.sport, pkt.dport, self.cfg.port):
+            return 0  # a probe acknowledgement is not the flow's return traffic
         st = self.dest_for(pkt.src.packed)
         if st is not None:
             st.note_in(self.clock())
@@ -155,7 +184,7 @@ class Router:
 
     def _process_out(self, where: Hook, cls: int, pkt: Packet) -> Verdict:
         data = pkt.data
-        st = self.dest_for(bytes(data[16:20]))
+        st = self.dest_for(pkt.dst.packed)
         if st is None:
             return Verdict.ACCEPT
         st.note_out(self.clock())
@@ -163,7 +192,7 @@ class Router:
         clamped: bytearray | None = None
         if pkt.syn and pkt.proto == 6:
             clamped = bytearray(data)
-            if mtu.clamp_mss(clamped, self.mss):
+            if mtu.clamp_mss(clamped, self.mss if pkt.version == 4 else self.mss - 20):
                 self.counters["mss_clamped"] += 1
             else:
                 clamped = None
@@ -174,19 +203,27 @@ class Router:
             return Verdict.DROP if self._send_raw(clamped) else Verdict.ACCEPT
         inner = clamped if clamped is not None else data
         if len(inner) > self.tunnel_mtu:
+            if pkt.version == 6:
+                self.counters["too_big_direct"] += 1  # IPv6: no "packet too big" yet
+                return Verdict.ACCEPT
             if mtu.dont_fragment(inner):
                 self.counters["frag_needed"] += 1
-                self._send_raw(mtu.frag_needed(inner, self.tunnel_mtu, self.me))
+                # from this ITM, or (an ITM with only an IPv6 address) from the destination
+                src = bytes(inner[16:20]) if self.v6 else self.me
+                self._send_raw(mtu.frag_needed(inner, self.tunnel_mtu, src))
                 return Verdict.DROP
             self.counters["direct"] += 1  # too big for the tunnel, may fragment: direct
             return Verdict.ACCEPT
-        tos = inner[1] & 0xFC
+        tos = mtu.dscp_byte(inner)
         if tos != self._tos:
             with contextlib.suppress(OSError):
-                self.udp.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
+                if self.v6:
+                    self.udp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, tos)
+                else:
+                    self.udp.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
             self._tos = tos
         try:
-            self.udp.sendto(wire.encapsulate(inner), (path.via, self.cfg.port))
+            self.udp.sendto(self.sealer.seal(wire.DATA, inner), (path.via, self.cfg.port))
         except OSError as e:
             self._send_error("tunnel to " + path.name, e)
             return Verdict.ACCEPT  # fail open: the packet goes direct
@@ -195,9 +232,14 @@ class Router:
 
     # ------------------------------------------------------------ sockets
     def _send_raw(self, pkt: bytes | bytearray | memoryview) -> bool:
-        dst = socket.inet_ntoa(bytes(pkt[16:20]))
+        v6 = pkt[0] >> 4 == 6
+        dst = (
+            socket.inet_ntop(socket.AF_INET6, bytes(pkt[24:40]))
+            if v6
+            else socket.inet_ntoa(bytes(pkt[16:20]))
+        )
         try:
-            self.raw.sendto(pkt, (dst, 0))
+            (self.raw6 if v6 else self.raw).sendto(pkt, (dst, 0))
             return True
         except OSError as e:
             self._send_error("raw send to " + dst, e)
@@ -209,7 +251,7 @@ class Router:
         if self._error_logs <= 10 or self._error_logs % 1000 == 0:
             log.warning("%s failed: %s (%d errors)", what, e.strerror, self._error_logs)
 
-    def _sendto(self, data: bytes, addr: tuple[str, int]) -> bool:
+    def _sendto(self, data: bytes, addr: tuple[Any, ...]) -> bool:
         try:
             self.udp.sendto(data, addr)
             return True
@@ -224,40 +266,63 @@ class Router:
         c = self.counters
         while True:
             try:
-                data, (src, sport) = self.udp.recvfrom(65535)
+                data, addr = self.udp.recvfrom(65535)
             except (BlockingIOError, InterruptedError):
                 return n
             except OSError:  # an ICMP error of an earlier send (port unreachable...)
                 continue
             n += 1
             try:
-                kind, relayed = wire.message_type(data)
+                kind, relayed, sender, body = self.sealer.open(data, addr[0])
                 if kind == wire.DATA:
-                    inner = wire.inner_packet(data)
-                    if self._send_raw(inner):
-                        c["decapsulated"] += 1
+                    self._relay_inner(wire.inner_packet(body))
                     continue
-                probe = wire.decode_probe(data)
+                if len(sender) != len(self.me):
+                    raise wire.WireError("an ITM of the other address family")
+                probe = wire.decode_probe(kind, relayed, body, len(sender))
             except wire.WireError:
                 c["bad_datagrams"] += 1
                 continue
-            if kind == wire.PROBE:
-                if probe.target == self.me:
-                    ack = wire.Probe(wire.ACK, probe.seq, probe.origin, probe.target)
-                    if self._sendto(ack.encode(), (src, sport)):
-                        c["acks_sent"] += 1
-                elif not relayed:
-                    fwd = wire.Probe(wire.PROBE, probe.seq, probe.origin, probe.target, True)
-                    if self._sendto(fwd.encode(), (socket.inet_ntoa(probe.target), self.cfg.port)):
-                        c["probes_relayed"] += 1
-            elif probe.origin == self.me:
-                st = self._by_itm.get(probe.target)
-                if st is not None and st.on_ack(probe.seq, self.clock()) is not None:
-                    c["acks_received"] += 1
-            elif not relayed:
-                fwd = wire.Probe(wire.ACK, probe.seq, probe.origin, probe.target, True)
-                if self._sendto(fwd.encode(), (socket.inet_ntoa(probe.origin), self.cfg.port)):
-                    c["acks_relayed"] += 1
+            except auth.AuthError as e:
+                c[e.counter] += 1  # forged, damaged or replayed: dropped, counted
+                continue
+            self._on_probe(probe, addr)
+
+    def _relay_inner(self, inner: memoryview) -> None:
+        """Send a tunnelled packet on, one hop older (a router's TTL rule)."""
+        pkt = bytearray(inner)
+        if not hop.decrement_ttl(pkt):
+            self.counters["ttl_exceeded"] += 1
+            err = hop.time_exceeded(pkt, self.me)
+            if err is not None:
+                self._send_raw(err)
+            return
+        if self._send_raw(pkt):
+            self.counters["decapsulated"] += 1
+
+    def _send_probe(self, probe: wire.Probe, addr: tuple[Any, ...]) -> bool:
+        return self._sendto(self.sealer.seal(probe.type_byte, probe.body()), addr)
+
+    def _on_probe(self, probe: wire.Probe, src: tuple[Any, ...]) -> None:
+        """Answer a probe for this ITM, take an answer to its own, relay the others once."""
+        c = self.counters
+        if probe.kind == wire.PROBE:
+            if probe.target == self.me:
+                ack = wire.Probe(wire.ACK, probe.seq, probe.origin, probe.target)
+                if self._send_probe(ack, src):
+                    c["acks_sent"] += 1
+            elif not probe.relayed:
+                fwd = wire.Probe(wire.PROBE, probe.seq, probe.origin, probe.target, True)
+                if self._send_probe(fwd, (_text(probe.target), self.cfg.port)):
+                    c["probes_relayed"] += 1
+        elif probe.origin == self.me:
+            st = self._by_itm.get(probe.target)
+            if st is not None and st.on_ack(probe.seq, self.clock()) is not None:
+                c["acks_received"] += 1
+        elif not probe.relayed:
+            fwd = wire.Probe(wire.ACK, probe.seq, probe.origin, probe.target, True)
+            if self._send_probe(fwd, (_text(probe.origin), self.cfg.port)):
+                c["acks_relayed"] += 1
 
     # ------------------------------------------------------------ timers
     def forget(self) -> None:
@@ -270,22 +335,24 @@ class Router:
         decisions = []
         if self._forget:
             self._forget = False
-            for _, st in self.dests:
+            for st in self._by_itm.values():
                 st.active = False
                 st.current = DIRECT
                 st.in_flight.clear()
-        for d, st in self.dests:
+        for itm, st in self._by_itm.items():
             st.expire(now)
             dec = st.evaluate(now)
             if dec is not None:
                 decisions.append(dec)
                 log.info("%s", dec.line())
-            target = str(d.itm)
+            target = _text(itm)
             for seq, p in st.due_probes(now):
-                msg = wire.Probe(wire.PROBE, seq, self.me, d.itm.packed).encode()
-                if self._sendto(msg, (p.via or target, self.cfg.port)):
+                probe = wire.Probe(wire.PROBE, seq, self.me, itm)
+                if self._send_probe(probe, (p.via or target, self.cfg.port)):
                     self.counters["probes_sent"] += 1
-                    self.counters["probe_bytes_sent"] += len(msg) + 28
+                    self.counters["probe_bytes_sent"] += wire.probe_len(len(itm)) + (
+                        48 if self.v6 else 28
+                    )
         if self.state_file is not None and now >= self._next_state:
             self._next_state = now + 1.0
             self.write_state()
@@ -299,6 +366,7 @@ class Router:
             "address": str(self.cfg.address),
             **self._identity,
             "tunnel_mtu": self.tunnel_mtu,
+            "datapath": DATAPATH,
             "counters": dict(self.counters),
             "destinations": [{"prefix": str(d.prefix), **st.snapshot(now)} for d, st in self.dests],
         }
@@ -354,3 +422,4 @@ class Router:
                 self.remove_state()
             self.udp.close()
             self.raw.close()
+            self.raw6.close()

@@ -40,7 +40,7 @@ import yaml
 
 from itmlab import Lab, netns, run
 
-from .config import Config, ProbeSettings, parse_config
+from .config import DEFAULT_PORT, Config, ProbeSettings, parse_config
 from .daemon import Router
 
 #: the stock modules the overlay needs, by path under /lib/modules/RELEASE
@@ -51,6 +51,8 @@ STOCK_MODULES = (
     "kernel/net/sched/sch_netem",
 )
 A_OVERLAY = "10.77.100.1"
+A_OVERLAY6 = "fd77:100::1"
+D_OVERLAY6 = "fd77:200::1"
 
 
 def _batch(cmd: list[str], lines: list[str]) -> None:
@@ -91,10 +93,15 @@ def _link_addrs(link: str) -> tuple[str, str]:
 class Overlay:
     """A, relays R1..Rn and D in namespaces ``<prefix>-a``, ``-r1``.., ``-d``."""
 
-    def __init__(self, prefix: str, relays: int = 4) -> None:
-        """Name the namespaces; :meth:`create` builds them."""
+    def __init__(self, prefix: str, relays: int = 4, ipv6: bool = False, outer: int = 4) -> None:
+        """Name the namespaces; :meth:`create` builds them (with IPv6 addresses, routes
+        and overlay prefixes beside the IPv4 ones when ``ipv6``; with ``outer`` 6
+        the daemons talk to each other over IPv6 too: their own addresses, the
+        tunnel and the probes)."""
         self.prefix = prefix
         self.n = relays
+        self.ipv6 = ipv6 or outer == 6
+        self.outer = outer
         self.a = f"{prefix}-a"
         self.d = f"{prefix}-d"
         self.relays = [f"{prefix}-r{i}" for i in range(1, relays + 1)]
@@ -104,6 +111,7 @@ class Overlay:
         self._lab = Lab()
         for ns in (self.a, self.d, *self.relays):
             self._lab.ns(ns, exact=True)
+        self.key = secrets.token_hex(32)  # the overlay's shared key (every daemon's)
 
     # ------------------------------------------------------------ topology
     def links(self) -> list[tuple[str, str, str, str, str]]:
@@ -126,7 +134,12 @@ class Overlay:
                 lab.sysctl(ns, f"net/ipv4/conf/{key}/rp_filter", "0")
         for link, ns1, dev1, ns2, dev2 in self.links():
             a1, a2 = _link_addrs(link)
-            lab.link(ns1, dev1, ns2, dev2, [f"{a1}/30"], [f"{a2}/30"])
+            v6 = self._v6_link(link) if self.ipv6 else None
+            lab.link(
+                ns1, dev1, ns2, dev2,
+                [f"{a1}/30", *([f"{v6}1/64"] if v6 else [])],
+                [f"{a2}/30", *([f"{v6}2/64"] if v6 else [])],
+            )  # fmt: skip
             for ns, dev in ((ns1, dev1), (ns2, dev2)):
                 lab.sysctl(ns, f"net/ipv4/conf/{dev}/rp_filter", "0")
         lab.ip(
@@ -145,12 +158,86 @@ class Overlay:
                 f"route add 10.77.200.0/24 via 10.77.{10 + i}.2",
                 f"route add 10.77.100.0/24 via 10.77.{i}.1",
             )
+        if self.ipv6:
+            self._add_ipv6()
         lab.create()
+
+    def add_intruder(self) -> str:
+        """A namespace ``<prefix>-x`` linked to relay 1 only (x dev r1 10.77.50.1/30,
+        R1 dev x 10.77.50.2/30): it can reach R1's port and nothing else. Returns it."""
+        ns, r1 = self.intruder, self.relays[0]
+        _batch(["ip", "-batch", "-"], [
+            f"netns add {ns}",
+            f"link add name r1 netns {ns} type veth peer name x netns {r1}",
+        ])  # fmt: skip
+        _batch(["ip", "-n", ns, "-batch", "-"], [
+            "link set dev lo up", "addr add 10.77.50.1/30 dev r1", "link set dev r1 up",
+        ])  # fmt: skip
+        _batch(
+            ["ip", "-n", r1, "-batch", "-"], ["addr add 10.77.50.2/30 dev x", "link set dev x up"]
+        )
+        return ns
+
+    def sniff_from_a(
+        self, count: int, poke: Callable[[], object], timeout: float = 5.0
+    ) -> list[bytes]:
+        """Up to ``count`` itmRoute datagrams (UDP payloads) that A sent to relay 1, read
+        off R1's link as anyone on it could; ``poke()`` (e.g. a ping that keeps A
+        probing) runs while it waits."""
+        with netns(self.relays[0]):
+            sniff = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+        got: list[bytes] = []
+        port = DEFAULT_PORT.to_bytes(2, "big")
+        with sniff:
+            sniff.bind(("a", 0))
+            sniff.settimeout(0.2)
+            end = time.monotonic() + timeout
+            while len(got) < count and time.monotonic() < end:
+                poke()
+                try:
+                    ip = sniff.recv(65535)
+                except TimeoutError:
+                    continue
+                ihl = (ip[0] & 15) * 4
+                if (
+                    ip[9] == 17
+                    and ip[12:16] == bytes([10, 77, 1, 1])
+                    and ip[ihl + 2 : ihl + 4] == port
+                ):
+                    got.append(ip[ihl + 8 :])
+        return got
+
+    @property
+    def intruder(self) -> str:
+        """The namespace :meth:`add_intruder` creates."""
+        return f"{self.prefix}-x"
+
+    def _v6_link(self, link: str) -> str:
+        """The IPv6 /64 of a link (its ends are ::1 and ::2): fd77:ff:: (A--D),
+        fd77:a<i>:: (A--Ri), fd77:d<i>:: (Ri--D)."""
+        if link == "d":
+            return "fd77:ff::"
+        return f"fd77:{link[-1]}{link[1:-1]}::"
+
+    def _add_ipv6(self) -> None:
+        """IPv6 beside IPv4 (link addresses come with the links, see :meth:`_v6_link`):
+        overlay addresses A_OVERLAY6 and D_OVERLAY6 on lo (the kernel refuses them as
+        a route's source: bind to them) and the routes between the prefixes."""
+        lab = self._lab
+        lab.ip(self.a, f"addr add {A_OVERLAY6}/128 dev lo",
+               "route add fd77:200::/64 via fd77:ff::2")  # fmt: skip
+        lab.ip(self.d, f"addr add {D_OVERLAY6}/128 dev lo",
+               "route add fd77:100::/64 via fd77:ff::1")  # fmt: skip
+        for i, r in enumerate(self.relays, 1):
+            lab.ip(r, f"route add fd77:200::/64 via fd77:d{i}::2",
+                   f"route add fd77:100::/64 via fd77:a{i}::1")  # fmt: skip
 
     def destroy(self) -> None:
         """Stop every daemon, delete every namespace (also after a failure)."""
         self.stop_daemons()
         self._lab.destroy()
+        if Path("/run/netns", self.intruder).exists():
+            _batch(["ip", "-force", "-batch", "-"], [f"netns del {self.intruder}"])
 
     def _ends(self, relay: int) -> list[tuple[str, str, int]]:
         """``(namespace, device, share of the round trip)`` of every link end of a path;
@@ -199,20 +286,43 @@ class Overlay:
     def config(self, node: str, probe: ProbeSettings | None = None) -> dict[str, object]:
         """The YAML document of node ``a``, ``d`` or ``r<i>``."""
         doc: dict[str, object] = {"name": f"{self.prefix}-{node}"}
-        if node == "a":
+        if self.outer == 6:
+            doc.update(self._config6(node))
+        elif node == "a":
             doc["address"] = A_OVERLAY
             doc["neighbours"] = {f"r{i}": f"10.77.{i}.2" for i in range(1, self.n + 1)}
-            doc["destinations"] = [{"prefix": "10.77.200.0/24", "itm": D_OVERLAY}]
+            doc["destinations"] = [{"prefix": "10.77.200.0/24", "itm": D_OVERLAY}] + (
+                [{"prefix": "fd77:200::/64", "itm": D_OVERLAY}] if self.ipv6 else []
+            )
         elif node == "d":
             doc["address"] = D_OVERLAY
             doc["neighbours"] = {f"r{i}": f"10.77.{10 + i}.1" for i in range(1, self.n + 1)}
-            doc["destinations"] = [{"prefix": "10.77.100.0/24", "itm": A_OVERLAY}]
+            doc["destinations"] = [{"prefix": "10.77.100.0/24", "itm": A_OVERLAY}] + (
+                [{"prefix": "fd77:100::/64", "itm": A_OVERLAY}] if self.ipv6 else []
+            )
         else:
             doc["address"] = f"10.77.{int(node[1:])}.2"
         if probe is not None:
             doc["probe"] = dataclasses.asdict(probe)
         doc["backend"] = "nfqueue"
+        doc["key"] = self.key
         return doc
+
+    def _config6(self, node: str) -> dict[str, object]:
+        """The addresses of node ``a``, ``d`` or ``r<i>`` in an overlay of IPv6 ITMs."""
+        if node.startswith("r"):
+            return {"address": f"fd77:a{int(node[1:])}::2"}
+        mine, theirs = ("100", "200") if node == "a" else ("200", "100")
+        other = D_OVERLAY6 if node == "a" else A_OVERLAY6
+        link = "a{}::2" if node == "a" else "d{}::1"
+        return {
+            "address": f"fd77:{mine}::1",
+            "neighbours": {f"r{i}": "fd77:" + link.format(i) for i in range(1, self.n + 1)},
+            "destinations": [
+                {"prefix": f"10.77.{theirs}.0/24", "itm": other},
+                {"prefix": f"fd77:{theirs}::/64", "itm": other},
+            ],
+        }
 
     def ns_of(self, node: str) -> str:
         """The namespace of node ``a``, ``d`` or ``r<i>``."""
@@ -251,7 +361,7 @@ class Overlay:
 
             th = threading.Thread(target=body, name=f"itmroute-{node}", daemon=True)
             th.start()
-            ready.wait(60)
+            ready.wait(180)  # its capture rules take minutes in a loaded TCG guest
             if errors or not box:
                 raise RuntimeError(f"itmroute {node} did not start: {errors}")
             self._threads.append((box[0], th))
@@ -315,9 +425,9 @@ class Overlay:
 
 
 @contextlib.contextmanager
-def overlay(prefix: str, relays: int = 4) -> Iterator[Overlay]:
+def overlay(prefix: str, relays: int = 4, ipv6: bool = False, outer: int = 4) -> Iterator[Overlay]:
     """An :class:`Overlay`, removed afterwards whatever happens."""
-    ov = Overlay(prefix, relays)
+    ov = Overlay(prefix, relays, ipv6, outer)
     try:
         ov.create()
         yield ov
@@ -328,16 +438,24 @@ def overlay(prefix: str, relays: int = 4) -> Iterator[Overlay]:
 # ---------------------------------------------------------------- traffic
 class CutLater(threading.Thread):
     """Cut a relay after ``delay`` s, off the sender's thread (a command can take
-    seconds in a loaded guest, and the stream must go on meanwhile)."""
+    seconds in a loaded guest, and the stream must go on meanwhile).
+
+    The cut takes effect somewhere between :attr:`began` (the command started)
+    and :attr:`done` (it returned), which can be a few tenths of a second apart
+    on a loaded machine: measure the outage from the stream itself
+    (:meth:`SeqStream.outage`), not from either.
+    """
 
     def __init__(self, ov: Overlay, relay: int, delay: float) -> None:
         super().__init__(daemon=True)
         self.ov, self.relay, self.delay = ov, relay, delay
+        self.began = 0.0
         self.done = 0.0
         self.start()
 
     def run(self) -> None:
         time.sleep(self.delay)
+        self.began = time.monotonic()
         self.ov.cut(self.relay)
         self.done = time.monotonic()  # the rules are in place from here
 
@@ -357,6 +475,7 @@ class SeqStream:
         self.port = port
         self.arrivals: list[tuple[int, float]] = []
         self.sent = 0
+        self.sent_at: list[float] = []  # monotonic send time of each sequence number
         self.ended = 0.0
         self._stop = threading.Event()
         self._rx_thread = threading.Thread(target=self._receive, daemon=True)
@@ -379,6 +498,7 @@ class SeqStream:
             t = time.monotonic() - start
             if t >= seconds:
                 break
+            self.sent_at.append(time.monotonic())
             with contextlib.suppress(OSError):
                 self.tx.sendto(struct.pack(">I", self.sent) + b"s" * 60, (D_OVERLAY, self.port))
             self.sent += 1
@@ -388,13 +508,30 @@ class SeqStream:
         self.ended = time.monotonic()
 
     def largest_gap(self, after: float = 0.0) -> float:
-        """The longest time between consecutive arrivals (after monotonic time ``after``),
-        the end of sending counting as an arrival (a stream that never recovers
-        shows its whole outage)."""
+        """The longest time between consecutive arrivals (after monotonic time ``after``).
+
+        A stream that has not recovered by the end of sending (none of the last 10
+        datagrams sent arrived) has an infinite gap: the end of sending is not an
+        arrival.
+        """
         times = sorted(t for _, t in self.arrivals if t >= after)
-        if self.ended and (not times or times[-1] < self.ended):
-            times.append(self.ended)
+        if not times or max(seq for seq, _ in self.arrivals) < self.sent - 10:
+            return float("inf")
         return max((b - a for a, b in itertools.pairwise(times)), default=float("inf"))
+
+    def outage(self, after: float) -> float:
+        """The outage as the stream saw it: from the sending of the first datagram lost
+        (of those sent after monotonic time ``after``) to the arrival of the first one
+        sent later that arrived, on the new path; 0 when none was lost, infinite
+        when nothing arrived after the loss."""
+        got = {seq for seq, _ in self.arrivals}
+        first_lost = next(
+            (seq for seq, t in enumerate(self.sent_at) if t >= after and seq not in got), None
+        )
+        if first_lost is None:
+            return 0.0
+        later = [t for seq, t in self.arrivals if seq > first_lost]
+        return min(later) - self.sent_at[first_lost] if later else float("inf")
 
     def close(self) -> None:
         """Stop receiving, close the sockets."""

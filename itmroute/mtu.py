@@ -23,20 +23,31 @@ def tunnel_mtu(link_mtu: int, overhead: int) -> int:
     return link_mtu - overhead
 
 
+def dscp_byte(pkt: bytes | bytearray | memoryview) -> int:
+    """The DSCP bits of an IPv4 TOS or IPv6 traffic class byte (ECN bits cleared)."""
+    if pkt[0] >> 4 == 6:
+        return ((pkt[0] & 0x0F) << 4 | pkt[1] >> 4) & 0xFC
+    return pkt[1] & 0xFC
+
+
 def dont_fragment(pkt: bytes | bytearray | memoryview) -> bool:
     """True when the IPv4 packet has DF set."""
     return bool(((pkt[6] << 8) | pkt[7]) & IP_DF)
 
 
 def clamp_mss(pkt: bytearray, mss: int) -> bool:
-    """Lower the MSS option of an IPv4 TCP SYN to ``mss``; True if it changed.
+    """Lower the MSS option of a TCP SYN (IPv4, or IPv6 with TCP right after the
+    fixed header) to ``mss``; True if it changed.
 
     The TCP checksum is updated incrementally; packets that are not a SYN with
     an MSS option above ``mss`` are left alone.
     """
-    if len(pkt) < 20 or pkt[0] >> 4 != 4 or pkt[9] != _TCP:
+    if len(pkt) >= 40 and pkt[0] >> 4 == 6 and pkt[6] == _TCP:
+        ihl = 40
+    elif len(pkt) >= 20 and pkt[0] >> 4 == 4 and pkt[9] == _TCP:
+        ihl = (pkt[0] & 0x0F) * 4
+    else:
         return False
-    ihl = (pkt[0] & 0x0F) * 4
     if len(pkt) < ihl + 20 or not pkt[ihl + 13] & 0x02:
         return False
     doff = (pkt[ihl + 12] >> 4) * 4
@@ -70,6 +81,12 @@ def clamp_mss(pkt: bytearray, mss: int) -> bool:
 
 
 def _fix_tcp_checksum(pkt: bytearray, ihl: int) -> bool:
+    if pkt[0] >> 4 == 6:
+        seg = pkt[40 : 40 + struct.unpack_from(">H", pkt, 4)[0]]
+        seg[16:18] = b"\0\0"
+        pseudo = bytes(pkt[8:40]) + struct.pack(">IxxxB", len(seg), _TCP)
+        struct.pack_into(">H", pkt, ihl + 16, checksum(pseudo + bytes(seg)))
+        return True
     total = min(struct.unpack_from(">H", pkt, 2)[0], len(pkt))
     seg = pkt[ihl:total]
     seg[16:18] = b"\0\0"
@@ -84,9 +101,18 @@ def frag_needed(pkt: bytes | bytearray | memoryview, mtu: int, src: bytes, ttl: 
     It goes to the packet's source, carries the next-hop MTU ``mtu`` and the
     packet's IP header plus its first 8 bytes of payload (RFC 792, RFC 1191).
     """
+    return icmp_error(pkt, 3, 4, mtu, src, ttl)
+
+
+def icmp_error(
+    pkt: bytes | bytearray | memoryview, kind: int, code: int, word: int, src: bytes, ttl: int = 64
+) -> bytes:
+    """An IPv4 ICMP error of ``kind``/``code`` about ``pkt``, from ``src`` to its source:
+    ``word`` is the low 16 bits of the second header word (the MTU of type 3 code 4),
+    then the packet's IP header and first 8 bytes of payload (RFC 792)."""
     ihl = (pkt[0] & 0x0F) * 4
     quoted = bytes(pkt[: ihl + 8])
-    icmp = bytearray(struct.pack(">BBHHH", 3, 4, 0, 0, mtu) + quoted)
+    icmp = bytearray(struct.pack(">BBHHH", kind, code, 0, 0, word) + quoted)
     struct.pack_into(">H", icmp, 2, checksum(icmp))
     total = 20 + len(icmp)
     hdr = bytearray(

@@ -43,9 +43,8 @@ class PathState:
     via: str | None
     srtt: float | None = None
     rttvar: float = 0.0
-    loss: float = 0.0
     losses_in_row: int = 0
-    loss_before_run: float = 0.0  # the loss estimate before the current run of losses
+    down: bool = False  # the path in use went quiet for the detection time
     acks: int = 0
     lost: int = 0
     sent: int = 0
@@ -54,6 +53,7 @@ class PathState:
     next_probe: float = 0.0
     hot_until: float = -1e9  # probed like the path in use until then (a likely better path)
     recent: deque[float] = field(default_factory=lambda: deque(maxlen=3))
+    outcomes: deque[bool] = field(default_factory=deque)  # the last probes: True = lost
 
     def timeout(self, s: ProbeSettings) -> float:
         """How long a probe on this path may stay unanswered."""
@@ -62,8 +62,19 @@ class PathState:
         return max(s.min_timeout, 2 * self.srtt + 4 * self.rttvar)
 
     def alive(self, s: ProbeSettings) -> bool:
-        """Answered at least once and not abandoned."""
-        return self.srtt is not None and self.losses_in_row < s.dead_after
+        """Answered at least once, not abandoned, not detected down."""
+        return self.srtt is not None and self.losses_in_row < s.dead_after and not self.down
+
+    @property
+    def loss(self) -> float:
+        """The share of the last probes (up to ``loss_window``) that were lost."""
+        return sum(self.outcomes) / len(self.outcomes) if self.outcomes else 0.0
+
+    def note_outcome(self, lost: bool, s: ProbeSettings) -> None:
+        """Count one probe's fate into the loss window."""
+        self.outcomes.append(lost)
+        while len(self.outcomes) > s.loss_window:
+            self.outcomes.popleft()
 
     def score(self, s: ProbeSettings) -> float | None:
         """Lower is better; None when the path is not usable."""
@@ -73,18 +84,24 @@ class PathState:
         return self.srtt * self.penalty(s)
 
     def penalty(self, s: ProbeSettings) -> float:
-        """The loss factor of the score: ``1 + loss_weight * (loss - loss_floor)``."""
-        return 1 + s.loss_weight * max(0.0, self.loss - s.loss_floor)
+        """The loss factor of the score: ``1 + loss_weight * max(0, loss - loss_floor)``,
+        the loss counted without the window's first ``loss_forgive`` losses."""
+        if not self.outcomes:
+            return 1.0
+        counted = max(0, sum(self.outcomes) - s.loss_forgive) / len(self.outcomes)
+        return 1 + s.loss_weight * max(0.0, counted - s.loss_floor)
 
     def reset(self) -> None:
         """Forget the measurements (the destination went idle)."""
         self.srtt = None
         self.rttvar = 0.0
-        self.loss = 0.0
         self.losses_in_row = 0
+        self.down = False
         self.last_rtt = None
+        self.last_ack = 0.0
         self.hot_until = -1e9
         self.recent.clear()
+        self.outcomes.clear()
 
 
 @dataclass(frozen=True)
@@ -116,6 +133,7 @@ class DestState:
     settings: ProbeSettings
     paths: list[PathState]
     current: str = DIRECT
+    current_since: float = 0.0
     active: bool = False
     activated: float = 0.0
     started: bool = False  # the start-up choice has been made
@@ -183,7 +201,9 @@ class DestState:
             return s.startup_interval
         if p.losses_in_row and s.retry_interval:
             return s.retry_interval
-        if p.name == self.current or now < p.hot_until:
+        if p.name == self.current:
+            return s.detect_interval
+        if now < p.hot_until:
             return s.active_interval
         return s.idle_interval
 
@@ -223,11 +243,14 @@ class DestState:
             ):
                 # the last samples all lie well off the average: the path changed
                 p.srtt = sorted(p.recent)[len(p.recent) // 2]
-        if p.losses_in_row >= s.dead_after:
+        if p.losses_in_row >= s.dead_after or p.down:
             # back from an outage: the outage made it dead, it is not a loss rate
-            p.loss = p.loss_before_run
-        p.loss *= 1 - s.loss_alpha
+            for _ in range(p.losses_in_row):
+                if p.outcomes and p.outcomes[-1]:
+                    p.outcomes.pop()
+        p.note_outcome(False, s)
         p.losses_in_row = 0
+        p.down = False
         p.last_rtt = rtt
         p.acks += 1
         p.last_ack = now
@@ -241,9 +264,7 @@ class DestState:
             p = self.path(name)
             if now - sent > p.timeout(s):
                 del self.in_flight[seq]
-                if not p.losses_in_row:
-                    p.loss_before_run = p.loss
-                p.loss = p.loss * (1 - s.loss_alpha) + s.loss_alpha
+                p.note_outcome(True, s)
                 p.losses_in_row += 1
                 p.lost += 1
                 lost.append(p)
@@ -252,7 +273,26 @@ class DestState:
         if lost and s.race and any(p.name == self.current for p in lost):
             self.stall_holdoff = 0.0
             self.start_race(now)
+        self._detect(now)
         return lost
+
+    def _detect(self, now: float) -> None:
+        """BFD-like watch of the path in use: no acknowledgement for one
+        ``detect_interval`` (and ``2 * rttvar``) races the paths, none for
+        ``detect_miss`` intervals (and ``2 * rttvar``), and not for the path's
+        own probe timeout either, declares the path down: a slow or jittery
+        path is not left for answers that are only late."""
+        s = self.settings
+        p = self.current_path
+        if not self.started or p.srtt is None or p.down:
+            return
+        quiet = now - max(p.last_ack, self.current_since)
+        slack = 2 * p.rttvar
+        if quiet > max(s.detect_miss * s.detect_interval + slack, p.timeout(s)):
+            p.down = True
+        elif quiet > 1.5 * s.detect_interval + slack and s.race and self.last_race < p.last_ack:
+            self.stall_holdoff = 0.0
+            self.start_race(now)
 
     def start_race(self, now: float) -> None:
         """Probe every path at once, and again every ``race_interval`` for a while."""
@@ -354,6 +394,9 @@ class DestState:
         if new != old:
             self.switches += 1
         self.current = new
+        self.current_since = now
+        path = self.path(new)
+        path.next_probe = min(path.next_probe, now)  # watched closely from now on
         d = Decision(now, self.name, old, new, reason, self.table())
         self.decisions.append(d)
         return d

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -52,6 +53,7 @@ def start(ns: str, work: Path) -> tuple[subprocess.Popen[str], Path]:
     conf = work / "a.yaml"
     conf.write_text(
         "name: sig-a\naddress: 10.77.100.1\nport: 7199\nbackend: nfqueue\n"
+        f"key: '{secrets.token_hex(16)}'\n"
         "destinations: [{prefix: 10.99.0.0/24, itm: 10.99.0.1}]\n"
     )
     st = work / "a.json"

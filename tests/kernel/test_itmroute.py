@@ -123,7 +123,8 @@ def lab() -> Iterator[Lab]:
         ov.start_threads(["d", "r1", "r2", "r3", "r4"])
         lab = Lab(ov, work)
         try:
-            assert kit.wait_until(lambda: bool(lab.state()), 120, 0.5), lab.log()
+            # A's process: Python, then its capture rules, in a TCG guest on a loaded host
+            assert kit.wait_until(lambda: bool(lab.state()), 300, 0.5), lab.log()
             yield lab
         finally:
             ov.stop_daemons()

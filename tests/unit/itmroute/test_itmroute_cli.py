@@ -17,7 +17,8 @@ from itmroute import cli, state
 from itmroute.cli import main
 from itmroute.config import ConfigError, load_config
 
-BASE = "address: 10.77.100.1\n"
+KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+BASE = f"address: 10.77.100.1\nkey: '{KEY}'\n"
 
 #: (YAML, the key the line must name, what it must say)
 BAD_CONFIGS = [
@@ -37,8 +38,9 @@ BAD_CONFIGS = [
     (BASE + "name: ''\n", "name", "'' is not a daemon name"),
     (BASE + "name: 12\n", "name", "12 is not a daemon name"),
     (BASE + f"name: {'x' * 65}\n", "name", "is not a daemon name"),
-    ("address: 10.0.0.1.5\n", "address", "'10.0.0.1.5' is not an IPv4 address"),
-    ("address: 167772161\n", "address", "167772161 is not an IPv4 address"),
+    ("address: 10.0.0.1.5\n", "address", "'10.0.0.1.5' is not an IPv4 or IPv6 address"),
+    ("address: 167772161\n", "address", "167772161 is not an IPv4 or IPv6 address"),
+    (BASE + "neighbours: {r1: 'fd00::1'}\n", "neighbours.r1", "not an IPv4 address (like this"),
     ("name: a\n", "address", "is required"),
     (BASE + "neighbours: r1\n", "neighbours", "a mapping name: address"),
     (BASE + "neighbours: {r1: nope}\n", "neighbours.r1", "'nope' is not an IPv4 address"),
@@ -59,6 +61,10 @@ BAD_CONFIGS = [
     (BASE + "probe: fast\n", "probe", "unknown probe preset"),
     (BASE + "probe: {speed: 1}\n", "probe", "unknown settings speed"),
     (BASE + "colour: red\n", "colour", "unknown keys: colour"),
+    ("address: 10.0.0.1\n", "key", "required: the overlay's shared key"),
+    ("address: 10.0.0.1\nkey: secretsecret\n", "key", "not hex (12 characters"),
+    ("address: 10.0.0.1\nkey: 0011aabb\n", "key", "4 bytes; 16..64 bytes"),
+    (f"address: 10.0.0.1\nkey: '{'ab' * 65}'\n", "key", "65 bytes; 16..64 bytes"),
 ]
 
 
@@ -74,6 +80,7 @@ def test_bad_config_fields_name_file_and_key(
         load_config(f)
     assert str(exc.value).startswith(f"{f}:{key}: "), exc.value
     assert said in str(exc.value)
+    assert "secretsecret" not in str(exc.value)  # a bad key is not repeated
     for cmd in (["run", "-c", str(f)], ["show", "-c", str(f)]):
         assert main(cmd) == 2
         err = capsys.readouterr().err
@@ -121,6 +128,7 @@ def test_accepted_edges(tmp_path: Path) -> None:
         "nfqueue",
     )
     assert cfg.probe.active_interval == 0.01 and cfg.probe.race is False
+    assert cfg.key == bytes.fromhex(KEY) and KEY not in repr(cfg)  # never printed
 
 
 def test_a_name_cannot_walk_out_of_the_state_directory() -> None:
@@ -244,3 +252,15 @@ def test_unexpected_errors_show_a_traceback_only_with_debug(
     )
     with pytest.raises(RuntimeError, match="formatter broke"):
         main(["--debug", "show", "--state", str(f)])
+
+
+def test_genkey_prints_a_key_the_configuration_takes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["genkey"]) == 0
+    key = capsys.readouterr().out.strip()
+    f = tmp_path / "a.yaml"
+    f.write_text(f"address: 10.0.0.1\nkey: '{key}'\n")
+    assert load_config(f).key == bytes.fromhex(key) and len(key) == 64
+    assert main(["genkey"]) == 0
+    assert capsys.readouterr().out.strip() != key

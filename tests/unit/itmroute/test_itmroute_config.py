@@ -20,7 +20,10 @@ destinations:
     itm: 10.77.200.1
   - prefix: 10.78.0.0/16
 probe: {preset: itmroute, active_interval: 0.5}
+key: '00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff'
 """
+
+KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
 
 def test_a_full_configuration(tmp_path: Path) -> None:
@@ -30,11 +33,13 @@ def test_a_full_configuration(tmp_path: Path) -> None:
     assert str(cfg.address) == "10.77.100.1" and cfg.port == 7177 and cfg.mtu == 1500
     assert {k: str(v) for k, v in cfg.neighbours.items()} == {"r1": "10.77.1.2", "r2": "10.77.2.2"}
     assert [str(d.itm) for d in cfg.destinations] == ["10.77.200.1", "10.78.0.0"]
-    assert cfg.probe.active_interval == 0.5 and cfg.probe.idle_interval == 1.5
+    assert cfg.probe.active_interval == 0.5 and cfg.probe.idle_interval == 2.0
 
 
 def test_presets_and_a_list_of_neighbours() -> None:
-    cfg = parse_config({"address": "10.0.0.1", "neighbours": ["10.0.1.2"], "probe": "ron"})
+    cfg = parse_config(
+        {"address": "10.0.0.1", "neighbours": ["10.0.1.2"], "probe": "ron", "key": KEY}
+    )
     assert list(cfg.neighbours) == ["n1"]
     assert cfg.probe == ProbeSettings.preset("ron")
 
@@ -43,7 +48,12 @@ def test_presets_and_a_list_of_neighbours() -> None:
     ("doc", "message"),
     [
         ({}, "address"),
-        ({"address": "nope"}, "not an IPv4 address"),
+        ({"address": "nope"}, "not an IPv4 or IPv6 address"),
+        ({"address": "fd00::1", "destinations": [{"prefix": "10.0.0.0/8"}]}, "needs the IPv6"),
+        (
+            {"address": "fd00::1", "destinations": [{"prefix": "fd01::/64", "itm": "10.0.0.1"}]},
+            "not an IPv6 address",
+        ),
         ({"address": "10.0.0.1", "colour": 1}, "unknown keys: colour"),
         ({"address": "10.0.0.1", "neighbours": {"direct": "10.0.0.2"}}, "'direct'"),
         ({"address": "10.0.0.1", "destinations": [{"itm": "10.0.0.2"}]}, "needs a prefix"),
@@ -52,6 +62,10 @@ def test_presets_and_a_list_of_neighbours() -> None:
         ({"address": "10.0.0.1", "probe": {"speed": 1}}, "unknown settings speed"),
         ({"address": "10.0.0.1", "port": 0}, "port"),
         ({"address": "10.0.0.1", "mtu": 100}, "mtu"),
+        ({"address": "10.0.0.1"}, r"key: required: .* itmroute genkey"),
+        ({"address": "10.0.0.1", "key": "abc"}, r"key: not hex \(3 characters"),
+        ({"address": "10.0.0.1", "key": "00" * 8}, "key: 8 bytes; 16..64 bytes"),
+        ({"address": "10.0.0.1", "key": 1234}, "key: a string of 32..128 hex digits, not a int"),
     ],
 )
 def test_bad_configurations_say_why(doc: dict[str, object], message: str) -> None:
@@ -63,8 +77,9 @@ STATE = {
     "name": "a",
     "address": "10.77.100.1",
     "pid": 1,
-    "tunnel_mtu": 1468,
-    "counters": {"tunnelled": 3},
+    "tunnel_mtu": 1440,
+    "datapath": "python",
+    "counters": {"tunnelled": 3, "auth_failed": 4, "replayed": 2},
     "destinations": [
         {
             "prefix": "10.77.200.0/24",
@@ -103,6 +118,8 @@ def test_show_prints_the_path_table(tmp_path: Path, capsys: pytest.CaptureFixtur
     r1 = next(line for line in lines if line.strip().startswith("r1"))
     assert r1.split() == ["r1", "10.77.1.2", "20.5", "10.0", "yes", "*"]
     assert any("direct -> r1 (start)" in line for line in lines)
+    assert "data path: python (every tunnelled packet crosses this daemon)" in lines
+    assert any("dropped: 4 failed the check, 2 replayed or stale" in line for line in lines)
     assert main(["show", "--state", str(f), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == STATE
 

@@ -1,10 +1,10 @@
-"""MSS clamping and ICMP "fragmentation needed" on plain bytes."""
+"""MSS clamping, ICMP "fragmentation needed", and a relay's TTL rule on plain bytes."""
 
 from __future__ import annotations
 
 import struct
 
-from itmroute import mtu
+from itmroute import hop, mtu
 from libitm import Packet
 from libitm.checksum import checksum
 
@@ -90,3 +90,63 @@ def test_frag_needed_quotes_the_packet_and_says_the_mtu() -> None:
 
 def test_tunnel_mtu_subtracts_the_overhead() -> None:
     assert mtu.tunnel_mtu(1500, 32) == 1468
+
+
+def test_a_relay_takes_one_off_the_ttl_and_keeps_the_checksum_right() -> None:
+    for ttl in (64, 2, 255):
+        pkt = bytearray(ip_header(17, 28) + bytes(8))
+        pkt[8] = ttl
+        struct.pack_into(">H", pkt, 10, 0)
+        struct.pack_into(">H", pkt, 10, checksum(bytes(pkt[:20])))
+        assert hop.decrement_ttl(pkt)
+        assert pkt[8] == ttl - 1
+        assert checksum(bytes(pkt[:20])) == 0  # still valid, computed from scratch
+    v6 = bytearray(b"\x60" + bytes(6) + b"\x05" + bytes(32))
+    assert hop.decrement_ttl(v6) and v6[7] == 4
+
+
+def test_a_packet_out_of_ttl_is_not_sent_on_and_draws_time_exceeded() -> None:
+    me = bytes([10, 77, 1, 2])
+    for ttl in (1, 0):
+        pkt = bytearray(ip_header(17, 28) + bytes(8))
+        pkt[8] = ttl
+        before = bytes(pkt)
+        assert not hop.decrement_ttl(pkt)
+        assert bytes(pkt) == before
+        icmp = hop.time_exceeded(pkt, me)
+        assert icmp is not None
+        assert icmp[9] == 1 and icmp[12:16] == me and icmp[16:20] == pkt[12:16]
+        assert (icmp[20], icmp[21]) == (11, 0)
+        assert checksum(icmp[:20]) == 0 and checksum(icmp[20:]) == 0
+        assert icmp[28:] == before[:28]  # the header and 8 bytes of payload quoted
+    v6 = bytearray(b"\x60" + bytes(6) + b"\x01" + bytes(32))
+    assert not hop.decrement_ttl(v6) and hop.time_exceeded(v6, me) is None
+
+
+SRC6 = bytes.fromhex("fd770100000000000000000000000001")
+DST6 = bytes.fromhex("fd770200000000000000000000000001")
+
+
+def tcp6_syn(options: bytes) -> bytearray:
+    doff = (20 + len(options)) // 4
+    tcp = bytearray(struct.pack(">HHIIBBHHH", 40000, 80, 1, 0, doff << 4, 0x02, 65535, 0, 0))
+    tcp += options
+    pseudo = SRC6 + DST6 + struct.pack(">IxxxB", len(tcp), 6)
+    struct.pack_into(">H", tcp, 16, checksum(pseudo + bytes(tcp)))
+    return bytearray(struct.pack(">IHBB", 0x6B800000, len(tcp), 6, 64) + SRC6 + DST6) + tcp
+
+
+def test_an_ipv6_syn_is_clamped_with_its_checksum_right() -> None:
+    for options in (b"\x02\x04\x05\xa0", b"\x01\x02\x04\x05\xa0\x00\x00\x00"):  # even, odd
+        pkt = tcp6_syn(options)
+        assert valid(pkt)
+        assert mtu.clamp_mss(pkt, 1380)
+        assert valid(pkt)  # checked from scratch by libitm's parser
+        at = 40 + 20 + options.index(b"\x02\x04")
+        assert struct.unpack_from(">H", pkt, at + 2)[0] == 1380
+    assert not mtu.clamp_mss(tcp6_syn(b"\x02\x04\x04\x00"), 1380)  # 1024: already lower
+
+
+def test_dscp_of_ipv4_and_ipv6() -> None:
+    assert mtu.dscp_byte(ip_header(17, 8, tos=0xB9)) == 0xB8
+    assert mtu.dscp_byte(tcp6_syn(b"")) == 0xB8  # traffic class 0xb8, ECN 0

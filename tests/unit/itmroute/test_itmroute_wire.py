@@ -1,31 +1,59 @@
-"""itmRoute's header: encode, decode, refuse what is not ours."""
+"""itmRoute's header and its authentication: seal, open, refuse what is not ours,
+forged or replayed."""
 
 from __future__ import annotations
 
 import pytest
 
-from itmroute import wire
+from itmroute import auth, wire
+
+KEY = bytes(range(32))
+A, D = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+
+
+class Clock:
+    def __init__(self, t: float = 1_800_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def pair(clock: Clock | None = None) -> tuple[auth.Sealer, auth.Sealer]:
+    c = clock or Clock()
+    return auth.Sealer(KEY, A, c), auth.Sealer(KEY, D, c)
 
 
 def test_probe_round_trip_keeps_every_field() -> None:
-    p = wire.Probe(wire.PROBE, 0xDEADBEEF, bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]), True)
-    data = p.encode()
-    assert len(data) == wire.PROBE_LEN == 16
-    assert wire.decode_probe(data) == p
-    assert wire.message_type(data) == (wire.PROBE, True)
+    a, d = pair()
+    p = wire.Probe(wire.PROBE, 0xDEADBEEF, A, D, True)
+    data = a.seal(p.type_byte, p.body())
+    assert len(data) == wire.PROBE_LEN == 16 + 12 + 16
+    kind, relayed, sender, body = d.open(data, "10.0.0.1")
+    assert (kind, relayed, sender) == (wire.PROBE, True, A)
+    assert wire.decode_probe(kind, relayed, body) == p
 
 
-def test_ack_is_not_relayed_unless_said() -> None:
-    a = wire.Probe(wire.ACK, 7, b"\x01\x02\x03\x04", b"\x05\x06\x07\x08")
-    assert wire.decode_probe(a.encode()).relayed is False
+def test_itms_with_ipv6_addresses_carry_them_whole() -> None:
+    a6, d6 = bytes.fromhex("fd77" + "00" * 13 + "01"), bytes.fromhex("fd77" + "00" * 13 + "02")
+    a, d = auth.Sealer(KEY, a6, Clock()), auth.Sealer(KEY, d6, Clock())
+    p = wire.Probe(wire.ACK, 7, a6, d6)
+    data = a.seal(p.type_byte, p.body())
+    assert len(data) == wire.probe_len(16) == 28 + 36 + 16
+    assert data[3] & wire.V6
+    kind, relayed, sender, body = d.open(data, "fd77::1")
+    assert sender == a6 and wire.decode_probe(kind, relayed, body, 16) == p
+    assert wire.tunnel_overhead(16) == 40 + 8 + 28 + 16
 
 
 def test_data_carries_the_inner_packet_byte_for_byte() -> None:
+    a, d = pair()
     inner = bytes([0x45, 0xB9]) + bytes(range(18)) + b"payload"
-    data = wire.encapsulate(inner)
-    assert len(data) == len(inner) + wire.DATA_HEADER_LEN
-    assert bytes(wire.inner_packet(data)) == inner
-    assert wire.TUNNEL_OVERHEAD == 20 + 8 + wire.DATA_HEADER_LEN
+    data = a.seal(wire.DATA, inner)
+    assert len(data) == len(inner) + wire.HEADER_LEN + wire.TAG_LEN
+    kind, _, _, body = d.open(data, "10.0.0.1")
+    assert kind == wire.DATA and bytes(wire.inner_packet(body)) == inner
+    assert wire.TUNNEL_OVERHEAD == 20 + 8 + 16 + 16
 
 
 @pytest.mark.parametrize(
@@ -33,20 +61,97 @@ def test_data_carries_the_inner_packet_byte_for_byte() -> None:
     [
         b"",
         b"IR",
-        b"XX\x01\x01" + bytes(20),  # bad magic
-        b"IR\x09\x01" + bytes(20),  # unknown version
-        b"IR\x01\x07" + bytes(20),  # unknown type
+        b"XX\x02\x01" + bytes(40),  # bad magic
+        b"IR\x09\x01" + bytes(40),  # unknown version
+        b"IR\x02\x07" + bytes(40),  # unknown type
+        b"IR\x02\x01" + bytes(20),  # shorter than header and MAC
     ],
 )
 def test_foreign_datagrams_are_refused(data: bytes) -> None:
     with pytest.raises(wire.WireError):
-        wire.message_type(data)
+        pair()[1].open(data, "10.0.0.9")
 
 
-def test_data_that_is_not_ipv4_is_refused() -> None:
+def test_a_datagram_without_the_key_or_altered_fails_the_check() -> None:
+    a, d = pair()
+    forged = auth.Sealer(bytes(32), A).seal(wire.DATA, b"\x45" + bytes(19))
+    with pytest.raises(auth.AuthError) as exc:
+        d.open(forged, "10.0.0.66")
+    assert exc.value.counter == "auth_failed"
+    good = bytearray(a.seal(wire.DATA, b"\x45" + bytes(19)))
+    for i in (4, 8, 20, len(good) - 1):  # sender, counter, body, MAC
+        bad = bytearray(good)
+        bad[i] ^= 1
+        with pytest.raises(auth.AuthError, match="bad MAC"):
+            d.open(bytes(bad), "10.0.0.1")
+    d.open(bytes(good), "10.0.0.1")  # the original still opens
+
+
+def test_a_replayed_datagram_is_refused_from_any_source() -> None:
+    a, d = pair()
+    msgs = [a.seal(wire.PROBE, wire.Probe(wire.PROBE, i, A, D).body()) for i in range(70)]
+    d.open(msgs[5], "10.0.0.1")
+    for src in ("10.0.0.1", "10.0.0.66"):  # the window is the sender's, not the address's
+        with pytest.raises(auth.AuthError) as exc:
+            d.open(msgs[5], src)
+        assert exc.value.counter == "replayed"
+    d.open(msgs[3], "10.0.0.1")  # out of order, within the window: accepted once
+    with pytest.raises(auth.AuthError):
+        d.open(msgs[3], "10.0.0.1")
+    d.open(msgs[69], "10.0.0.1")
+    with pytest.raises(auth.AuthError, match="replayed"):
+        d.open(msgs[4], "10.0.0.1")  # 65 below the highest: outside the window
+
+
+def test_a_stale_datagram_is_refused_by_a_receiver_that_never_saw_its_sender() -> None:
+    clock = Clock()
+    a, _ = pair(clock)
+    old = a.seal(wire.PROBE, wire.Probe(wire.PROBE, 1, A, D).body())
+    clock.t += auth.MAX_AGE + 1  # e.g. the receiver restarted since: no window yet
+    with pytest.raises(auth.AuthError, match="stale"):
+        auth.Sealer(KEY, D, clock).open(old, "10.0.0.1")
+
+
+def test_a_restarted_sender_continues_above_what_it_sent_before() -> None:
+    clock = Clock()
+    a, d = pair(clock)
+    for _ in range(3):
+        d.open(a.seal(wire.DATA, b"\x45" + bytes(19)), "10.0.0.1")
+    clock.t += 0.001
+    again = auth.Sealer(KEY, A, clock)  # same address, counter from the clock
+    d.open(again.seal(wire.DATA, b"\x45" + bytes(19)), "10.0.0.1")
+
+
+def test_data_that_is_not_ip_or_a_probe_of_the_wrong_length_is_refused() -> None:
+    for bad in (b"\x70" + bytes(39), b"\x60" + bytes(20), b"\x45" + bytes(10), b""):
+        with pytest.raises(wire.WireError):
+            wire.inner_packet(bad)
+    assert len(wire.inner_packet(b"\x60" + bytes(39))) == 40  # IPv6 is carried too
     with pytest.raises(wire.WireError):
-        wire.inner_packet(wire.encapsulate(b"\x60" + bytes(39)))
+        wire.decode_probe(wire.DATA, False, bytes(12))
     with pytest.raises(wire.WireError):
-        wire.decode_probe(wire.encapsulate(b"\x45" + bytes(19)))
-    with pytest.raises(wire.WireError):
-        wire.decode_probe(b"IR\x01\x02" + bytes(4))  # probe too short
+        wire.decode_probe(wire.PROBE, False, bytes(4))
+
+
+@pytest.mark.parametrize(
+    ("key", "said"),
+    [
+        ("zz" * 16, "not hex"),
+        ("ab" * 15, "15 bytes"),
+        ("ab" * 65, "65 bytes"),
+        (12345, "not a int"),
+    ],
+)
+def test_bad_keys_say_why_without_repeating_the_key(key: object, said: str) -> None:
+    with pytest.raises(ValueError, match=said) as exc:
+        auth.parse_key(key)
+    assert str(key) not in str(exc.value)
+    assert auth.parse_key("ab" * 32) == b"\xab" * 32
+
+
+def test_the_daemons_own_datagrams_are_told_from_traffic() -> None:
+    assert wire.is_overlay_datagram(17, 7177, 7177, 7177)  # a probe or its ack
+    assert wire.is_overlay_datagram(17, 40000, 7177, 7177)
+    assert not wire.is_overlay_datagram(17, 5300, 5300, 7177)  # the flow's own UDP
+    assert not wire.is_overlay_datagram(6, 7177, 7177, 7177)  # TCP on that port is traffic
+    assert not wire.is_overlay_datagram(1, None, None, 7177)

@@ -1,0 +1,150 @@
+"""Authentication of every itmRoute datagram: a keyed MAC and a replay window.
+
+Every datagram (tunnelled data, probe, acknowledgement) ends in a 16-byte
+BLAKE2s MAC keyed with the overlay's shared key (``key`` in the
+configuration), computed over the whole datagram before it. Its header
+carries the sender's overlay address and a 64-bit counter: the sender's wall
+clock in microseconds when it started, then one more per datagram (and never
+behind the clock). A receiver keeps, per sender (the authenticated address,
+not the datagram's source: a datagram replayed from elsewhere is the same
+sender's), the highest counter it accepted and a window of the 64 below it:
+
+* a datagram whose MAC does not verify is dropped (``auth_failed``);
+* one whose counter was seen already, lies below the window, or is more than
+  ``max_age`` seconds off the receiver's clock is dropped too (``replayed``):
+  a captured probe or packet sent again does nothing.
+
+A daemon that restarts starts from its clock again, above everything it sent
+before. The receiver checks the MAC before it keeps any state for a sender.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import wire
+
+#: bytes of the MAC at the end of every datagram
+TAG_LEN = wire.TAG_LEN
+#: counters accepted below the highest one seen from a sender (out of order)
+WINDOW = 64
+#: how far (seconds) a counter may be from the receiver's clock
+MAX_AGE = 60.0
+#: senders whose windows are kept (each needs a datagram that verified)
+MAX_PEERS = 4096
+KEY_MIN, KEY_MAX = 16, 64
+
+
+class AuthError(ValueError):
+    """A datagram refused: ``counter`` names the counter it is counted in."""
+
+    def __init__(self, counter: str, message: str) -> None:
+        super().__init__(message)
+        self.counter = counter
+
+
+def parse_key(text: object) -> bytes:
+    """The key from its configuration form: 32..128 hex digits (16..64 bytes).
+
+    Raises ValueError with a message that does not repeat the key.
+    """
+    if not isinstance(text, str):
+        raise ValueError(
+            f"a string of {2 * KEY_MIN}..{2 * KEY_MAX} hex digits, not a {type(text).__name__}"
+            " (put it in quotes)"
+        )
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        raise ValueError(
+            f"not hex ({len(text)} characters; {2 * KEY_MIN}..{2 * KEY_MAX} hex digits wanted)"
+        ) from None
+    if not KEY_MIN <= len(key) <= KEY_MAX:
+        raise ValueError(
+            f"{len(key)} bytes; {KEY_MIN}..{KEY_MAX} bytes"
+            f" ({2 * KEY_MIN}..{2 * KEY_MAX} hex digits) wanted"
+        )
+    return key
+
+
+@dataclass
+class ReplayWindow:
+    """The highest counter accepted from one sender and which of the 64 below it were seen."""
+
+    highest: int = -1
+    seen: int = 0  # bit i: counter highest - i accepted
+
+    def check(self, counter: int) -> bool:
+        """Whether ``counter`` is new (does not record it)."""
+        if counter > self.highest:
+            return True
+        back = self.highest - counter
+        return back < WINDOW and not (self.seen >> back) & 1
+
+    def record(self, counter: int) -> None:
+        """Record an accepted counter."""
+        if counter > self.highest:
+            shift = counter - self.highest
+            self.seen = ((self.seen << shift) | 1) & ((1 << WINDOW) - 1) if shift < WINDOW else 1
+            self.highest = counter
+        else:
+            self.seen |= 1 << (self.highest - counter)
+
+
+class Sealer:
+    """Seals what a daemon sends and opens what it receives."""
+
+    def __init__(self, key: bytes, me: bytes, clock: Callable[[], float] = time.time) -> None:
+        """``key``: the overlay's shared key; ``me``: this daemon's overlay address
+        (4 bytes); ``clock``: wall-clock seconds."""
+        self._key = key
+        self._me = me
+        self._clock = clock
+        self._counter = 0
+        self._windows: dict[bytes, ReplayWindow] = {}
+
+    def _mac(self, data: bytes | bytearray | memoryview) -> bytes:
+        return hashlib.blake2s(data, key=self._key, digest_size=TAG_LEN).digest()
+
+    def next_counter(self) -> int:
+        """The counter of the next datagram sent."""
+        self._counter = max(self._counter + 1, int(self._clock() * 1e6))
+        return self._counter
+
+    def seal(self, kind: int, body: bytes | bytearray | memoryview) -> bytes:
+        """A datagram of ``kind`` (``wire.DATA``, ``wire.PROBE``, ``wire.ACK``, with
+        ``wire.RELAYED``) carrying ``body``, its MAC at the end."""
+        msg = wire.header(kind, self._me, self.next_counter()) + bytes(body)
+        return msg + self._mac(msg)
+
+    def open(
+        self, data: bytes | bytearray | memoryview, source: str
+    ) -> tuple[int, bool, bytes, memoryview]:
+        """``(type, relayed, sender, body)`` of a datagram that came from address ``source``.
+
+        Raises :class:`wire.WireError` for what is not an itmRoute datagram and
+        :class:`AuthError` for one that fails the MAC (``auth_failed``) or was
+        seen before (``replayed``).
+        """
+        kind, relayed, sender, counter = wire.parse_header(data)
+        view = memoryview(data)
+        head = wire.header_len(len(sender))
+        if len(view) < head + TAG_LEN:
+            raise wire.WireError("datagram shorter than the header and its MAC")
+        if not hmac.compare_digest(self._mac(view[:-TAG_LEN]), view[-TAG_LEN:]):
+            raise AuthError("auth_failed", f"bad MAC from {source}")
+        window = self._windows.get(sender)
+        if abs(counter / 1e6 - self._clock()) > MAX_AGE or (
+            window is not None and not window.check(counter)
+        ):
+            raise AuthError("replayed", f"replayed or stale datagram from {source}")
+        if window is None:
+            if len(self._windows) >= MAX_PEERS:
+                self._windows.clear()
+            window = self._windows[sender] = ReplayWindow()
+        window.record(counter)
+        return kind, relayed, sender, view[head:-TAG_LEN]

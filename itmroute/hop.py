@@ -1,0 +1,45 @@
+"""A relay's hop, the way a router makes it: the inner packet's TTL (IPv4) or
+hop limit (IPv6) goes down by one; a packet that arrives with 1 or 0 left is
+not sent on, and its source gets an ICMP "time exceeded" (IPv4: type 11 code 0,
+from the relay's overlay address; an IPv6 packet is dropped and counted only).
+
+Works on the daemon's own copy of the packet (plain bytes), so it is tested
+without a kernel.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from libitm.checksum import adjust16
+
+from .mtu import icmp_error
+
+TIME_EXCEEDED = 11
+
+
+def decrement_ttl(pkt: bytearray) -> bool:
+    """Take one off the packet's TTL / hop limit (IPv4 checksum updated incrementally).
+
+    False, the packet unchanged, when it must not be sent on (1 or 0 left).
+    """
+    version = pkt[0] >> 4
+    at = 8 if version == 4 else 7  # IPv4 TTL, IPv6 hop limit
+    if pkt[at] <= 1:
+        return False
+    if version == 4:
+        old = (pkt[8] << 8) | pkt[9]
+        pkt[8] -= 1
+        csum = struct.unpack_from(">H", pkt, 10)[0]
+        struct.pack_into(">H", pkt, 10, adjust16(csum, old, old - 0x100))
+    else:
+        pkt[at] -= 1
+    return True
+
+
+def time_exceeded(pkt: bytes | bytearray | memoryview, src: bytes) -> bytes | None:
+    """The ICMP "time exceeded in transit" for an IPv4 packet, from ``src``; None for
+    IPv6, or when ``src`` is not an IPv4 address (not answered)."""
+    if pkt[0] >> 4 != 4 or len(src) != 4:
+        return None
+    return icmp_error(pkt, TIME_EXCEEDED, 0, 0, src)
