@@ -303,6 +303,10 @@ DOC_INTRO = [
     " header field), which for senders with precedence 0 — as here — is the same"
     " marking; the iptables pair (`TOS --set-tos 0x10/0x10`) keeps the other bits"
     " exactly as qos_mod does.",
+    "",
+    "The anchor 'qos marking, bare nf hook' is qos_mod's own flow table and marking (the"
+    " same source files) in a hand-written netfilter hook at IPv4 post-routing, without"
+    " itm_mod (kernel/bench/itm_bench_qosnf_main.c).",
 ]
 
 
