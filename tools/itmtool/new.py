@@ -598,6 +598,7 @@ OWN_MODULES = frozenset(
         "itm_bench_drive",
         "itm_bench_nf",
         "itm_bench_apps",
+        "itm_bench_qosnf",
         "paper_qos",
         "sch_rio",
     }
