@@ -130,7 +130,9 @@ def run(
         "con0=null,fd:1",
         "loglevel=7" if console else "quiet",
     ]
-    with tempfile.TemporaryDirectory(prefix="itm-uml-") as tmp:
+    # UML's RAM is a file there: tmpfs keeps it out of the disk's way
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(prefix="itm-uml-", dir=shm) as tmp:
         proc_env = {**os.environ, "TMPDIR": tmp}
         _, out = vm.run_group(cmd, proc_env, timeout=timeout, stream=stream)
     reached = started.exists()
