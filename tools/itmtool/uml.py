@@ -85,12 +85,14 @@ def run(
     env: dict[str, str] | None = None,
     stream: bool = False,
     console: bool = False,
+    append: tuple[str, ...] = vm.DEBUG_APPEND,
     **_vm_only: object,
 ) -> vm.VmResult:
     """Boot UML and run the shell `script` in it as root, in the project's checkout.
 
     The arguments are :func:`itmtool.vm.run`'s; those that only mean something
-    to QEMU (``cpus``, ``memory``, ``append``) are accepted and ignored.  The
+    to QEMU (``cpus``, ``memory``) are accepted and ignored; `append` goes on the
+    kernel command line as there (``slub_debug``: exact slab counts).  The
     result's ``returncode`` is the script's exit status (255 when UML died
     before the script finished).  With `console`, the kernel's messages are
     part of the output.  Raises `subprocess.TimeoutExpired` when it does not
@@ -129,8 +131,11 @@ def run(
         "con=null",
         "con0=null,fd:1",
         "loglevel=7" if console else "quiet",
+        *append,
     ]
-    with tempfile.TemporaryDirectory(prefix="itm-uml-") as tmp:
+    # UML's RAM is a file there: tmpfs keeps it out of the disk's way
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(prefix="itm-uml-", dir=shm) as tmp:
         proc_env = {**os.environ, "TMPDIR": tmp}
         _, out = vm.run_group(cmd, proc_env, timeout=timeout, stream=stream)
     reached = started.exists()

@@ -95,7 +95,14 @@ def run(
         from itmtool import uml  # it builds on this module
 
         return uml.run(
-            kernel, script, rwdirs=rwdirs, timeout=timeout, env=env, stream=stream, console=console
+            kernel,
+            script,
+            rwdirs=rwdirs,
+            timeout=timeout,
+            env=env,
+            stream=stream,
+            console=console,
+            append=append,
         )
     if not kernel.vmlinuz.exists():
         raise FileNotFoundError(f"{kernel.vmlinuz} is missing: run `make setup`")
