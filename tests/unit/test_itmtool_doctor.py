@@ -206,3 +206,21 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["--version"])
     assert exc.value.code == 0
     assert capsys.readouterr().out == f"itmtool {version('itmbench')}\n"
+
+
+def test_a_user_needs_neither_the_debug_kernel_nor_uml() -> None:
+    """The kernels of ours (rows ``build:debug``, ``build:uml``) are the tests': a
+    user (and ``make demo``) is ready without them; ``--for test`` is not."""
+    m = Machine()
+    m.modules = False  # this machine's kernel loads no modules: the VM path it is
+    m.kernels += [
+        Kernel("debug", "build:debug", "build:debug"),
+        Kernel("uml", "build:uml", "build:uml"),
+    ]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Kernel, "release", property(lambda k: f"6.12.118-{k.name}"))
+        user, demo, test = (m.report(p) for p in ("user", "demo", "test"))
+    assert user["ok"] and demo["ok"], (user["missing"], demo["missing"])
+    missing = test["missing"]
+    assert isinstance(missing, list)
+    assert not test["ok"] and set(missing) >= {"kernel debug", "kernel uml"}

@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from itmtool import buildmods, new, vm
+from itmtool import buildmods, matrix, new, vm
 from itmtool.matrix import ROOT, Kernel, read_matrix
 
 GUEST_SUITE = "tests/kernel"
@@ -96,12 +96,7 @@ def kmemleak_objects(report: str) -> int:
 
 def selected_kernels() -> list[Kernel]:
     """The kernels of the matrix, or those $ITM_KERNELS names (comma-separated)."""
-    kernels = read_matrix()
-    wanted = [n for n in os.environ.get("ITM_KERNELS", "").split(",") if n]
-    unknown = set(wanted) - {k.name for k in kernels}
-    if unknown:
-        raise ValueError(f"ITM_KERNELS names kernels not in kernels.txt: {sorted(unknown)}")
-    return [k for k in kernels if not wanted or k.name in wanted]
+    return matrix.selected()
 
 
 def collect_guest_tests() -> list[str]:

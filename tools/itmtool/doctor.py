@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from itmtool.errors import EXIT_OK, EXIT_UNSUPPORTED
-from itmtool.matrix import Kernel, newest_debian, read_matrix
+from itmtool.matrix import Kernel, newest_debian, selected
 
 PURPOSES = ("user", "demo", "test")
 #: what each purpose is, for the heading
@@ -91,7 +91,7 @@ class Probe:
     cap_eff: Callable[[], int] = _cap_eff
     vng: Callable[[], str | None] = _vng
     run: Callable[[list[str]], subprocess.CompletedProcess[str]] = _run
-    matrix: Callable[[], list[Kernel]] = read_matrix
+    matrix: Callable[[], list[Kernel]] = selected
     python: str = sys.executable
 
 
@@ -375,11 +375,13 @@ def needed(check: Check, purpose: str, checks: list[Check]) -> bool:
     if purpose != "user" or check.group not in ("modules", "vm"):
         return purpose in check.needed_for
     here_ok = all(c.ok for c in checks if c.group == "modules")
-    vm = [c for c in checks if c.group == "vm"]
+    # the VM path a user needs is the demo's (qemu, vng, the newest Debian kernel);
+    # the other kernels of the matrix (and the debug kernel, UML) are the tests'
+    vm = [c for c in checks if c.group == "vm" and "demo" in c.needed_for]
     vm_ok = all(c.ok for c in vm)
     if check.group == "modules":
         return not vm_ok
-    return not here_ok
+    return not here_ok and "demo" in check.needed_for
 
 
 def report(purpose: str, probe: Probe | None = None) -> dict[str, Any]:

@@ -13,6 +13,7 @@ Linux (``uml``, run as a process by :mod:`itmtool.uml`).
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,17 @@ def read_matrix(path: Path = MATRIX_FILE) -> list[Kernel]:
             raise ValueError(f"{path}: unknown kernel of ours {image!r}")
         kernels.append(kernel)
     return kernels
+
+
+def selected(kernels: list[Kernel] | None = None) -> list[Kernel]:
+    """The kernels of the matrix, or those ``$ITM_KERNELS`` names (comma-separated):
+    what ``make test``'s set-up builds, the doctor checks and the VM tier runs."""
+    kernels = read_matrix() if kernels is None else kernels
+    wanted = [n for n in os.environ.get("ITM_KERNELS", "").split(",") if n]
+    unknown = set(wanted) - {k.name for k in kernels}
+    if unknown:
+        raise ValueError(f"ITM_KERNELS names kernels not in kernels.txt: {sorted(unknown)}")
+    return [k for k in kernels if not wanted or k.name in wanted]
 
 
 def newest_debian(kernels: list[Kernel]) -> Kernel:
