@@ -266,7 +266,8 @@ def rio_notes() -> list[str]:
         " range from 0.25 to 2.1 (the 'per seed' columns); one seed's pair can flip a"
         " verdict. 6.1's seed 3 at 0.95 ran in a second VM session with the host at load"
         " 20: flows started up to 42 s late and its largest flow sent nothing before the"
-        " run's deadline; it is in the tables as it came. The earlier runs of this section on a quiet host had late starts below"
+        " run's deadline; it is in the tables as it came. The earlier runs of this section"
+        " on a quiet host had late starts below"
         " 0.6 s. Three seeds on a host this busy cannot establish a 5% effect; an idle host,"
         " or User-Mode Linux at native speed (FACTS.md), and more seeds would.",
         "- **Why RIO helps short flows only when the queue drops them.** RIO keeps one FIFO:"
