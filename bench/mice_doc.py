@@ -258,7 +258,7 @@ def rio_notes() -> list[str]:
         " 0.6 and 6.1's 0.8. The strict-priority and DRR cores missed 0.5 at load 0.95 too"
         " (0.54-0.96x) in these runs.",
         "- **The runs were noisy, and the noise is larger than the effects.** The host's"
-        " load averages were 10-18 (four other sessions and our own VMs on 2 cores, the"
+        " load averages were 10-21 (four other sessions and our own VMs on 2 cores, the"
         " sessions' lines above). The guest's load generator, one Python thread per flow"
         " on an emulated CPU, started flows up to 15-42 s late at load 0.95 ('late start'"
         " in the claim tables), against a 12 s window: the two runs of a pair replay the"
@@ -300,8 +300,8 @@ def rio_notes() -> list[str]:
         " between the profiles, not an early one) on separate seeds was not done: there was"
         " no VM time left on this host.",
         "- **Reordering: none at the RIO core.** At the core, strict priority and DRR with"
-        " qos_mod reordered 12-23% of the flows (5-11% of all packets), the first packet out"
-        " of order being typically the 22nd to leave: consistent with the marked FIN (qos_mod"
+        " qos_mod reordered 12-21% of the flows (5-10% of all packets), the first packet out"
+        " of order being typically the 22nd to 30th to leave (medians): consistent with the marked FIN (qos_mod"
         " marks a FIN SHORT) overtaking the flow's unmarked packets 21 and later queued in the"
         " other band. The RIO core, and every core without marking (then one FIFO), stayed"
         " at the measurement's floor: 0-2% of the flows, at most 0.3% of the packets, at"
@@ -313,7 +313,7 @@ def rio_notes() -> list[str]:
         " packets leave in arrival order whatever their mark"
         " (`test_fifo_order_is_kept_whatever_the_mark`).",
         "- **At the receiver every configuration sees some reordering** (25-50% of the"
-        " flows, 1-4% of the packets without marking or with RIO; 8-13% of the packets with"
+        " flows, 1-4% of the packets without marking or with RIO; 7-13% of the packets with"
         " prio or DRR and qos_mod): the veth pairs deliver a flow's packets through a"
         " per-CPU backlog of the vCPU that sent each one, so a flow whose packets leave from"
         " both vCPUs arrives partly swapped, typically around its 14th-18th packet (after the end"
