@@ -301,7 +301,8 @@ def rio_notes() -> list[str]:
         " no VM time left on this host.",
         "- **Reordering: none at the RIO core.** At the core, strict priority and DRR with"
         " qos_mod reordered 12-21% of the flows (5-10% of all packets), the first packet out"
-        " of order being typically the 22nd to 30th to leave (medians): consistent with the marked FIN (qos_mod"
+        " of order being typically the 22nd to 30th to leave (medians): consistent with"
+        " the marked FIN (qos_mod"
         " marks a FIN SHORT) overtaking the flow's unmarked packets 21 and later queued in the"
         " other band. The RIO core, and every core without marking (then one FIFO), stayed"
         " at the measurement's floor: 0-2% of the flows, at most 0.3% of the packets, at"
