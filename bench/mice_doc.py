@@ -70,8 +70,9 @@ def section(docs: list[dict[str, Any]], verdict: list[str]) -> list[str]:
         f" ({len(mice_plan.plan())} runs) and the VM is killed past that bound;"
         " `--quick` (kernel 6.12, one seed, loads 0.6 and 0.95, prio only, 8 runs) takes"
         f" at most {mice_plan.bound_seconds(mice_plan.plan((0.6, 0.95), (1,), ('prio',))) / 60:.0f}"
-        " min in the VM (12 min of wall time with the module build on 2026-11-26, all 8"
-        " runs done; its data goes to build/, not to this page). `--report` redraws this"
+        " min in the VM (12 min of wall time with the module build on 2026-11-26; 13.6 min"
+        " on 2026-12-05 with the order captures and the host at load 15; all 8 runs done"
+        " both times; its data goes to build/, not to this page). `--report` redraws this"
         " section from docs/data/mice_elephants-*.json. The bounds hold the VM; on a host"
         " shared with other VMs a full plan may not finish in them, and the tables then"
         " say how many of the planned runs they hold.",
