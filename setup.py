@@ -2,9 +2,9 @@
 
 Everything else is in pyproject.toml.  `itmtool build`, `itmtool dkms` and
 `itmtool new kernel` need the module sources (Kbuild, Makefile, kernel/),
-dkms.conf and kernels.txt; a wheel carries a copy of them as ``itmtool/_src/``
-(see tools/itmtool/resources.py).  An editable install (``make setup``) does
-not copy them: it uses the checkout itself.
+dkms.conf and kernels.txt, and the kernels of ours their fragments (kernels/);
+a wheel carries a copy of them as ``itmtool/_src/`` (see tools/itmtool/resources.py).
+An editable install (``make setup``) does not copy them: it uses the checkout itself.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ class BuildPyWithSources(build_py):
         for name in SHIPPED_FILES:
             shutil.copy2(TOP / name, dest / name)
         shutil.copytree(TOP / "kernel", dest / "kernel", ignore=shutil.ignore_patterns(*IGNORE))
+        # the debug kernel's and UML's configuration fragments and patches
+        shutil.copytree(TOP / "kernels", dest / "kernels")
 
 
 setup(cmdclass={"build_py": BuildPyWithSources})

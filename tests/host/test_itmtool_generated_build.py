@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from itmtool import new
-from itmtool.matrix import Kernel, read_matrix
+from itmtool.matrix import Kernel, selected
 
 # UML's modules need ARCH=um, which a generated Makefile does not pass: tests/vm builds them
-KERNELS = [k for k in read_matrix() if not k.is_uml]
+KERNELS = [k for k in selected() if not k.is_uml]  # $ITM_KERNELS, as the VM tier
 
 
 @pytest.fixture(params=KERNELS, ids=[k.name for k in KERNELS], scope="module")

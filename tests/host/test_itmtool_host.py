@@ -20,7 +20,13 @@ def test_status_without_itm_mod_says_how_to_get_it() -> None:
     assert res.returncode == 3
     assert "itm_mod is not loaded" in res.stderr and "itmtool vm" in res.stderr
     doc = json.loads(itmtool("status", "--json").stdout)
-    assert doc == {"itm_mod": "not loaded", "netns_active": False, "apps": [], "nfqueue_apps": []}
+    assert doc == {
+        "itm_mod": "not loaded",
+        "netns_active": False,
+        "apps": [],
+        "nfqueue_apps": [],
+        "rio_qdiscs": [],
+    }
 
 
 def test_changes_without_itm_mod_fail_cleanly() -> None:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from itmtool import kernelcache
 from itmtool.errors import EXIT_OK, EXIT_UNSUPPORTED
 from itmtool.matrix import Kernel, newest_debian, selected
 
@@ -242,7 +243,7 @@ def _check_own_kernel(probe: Probe, k: Kernel) -> Check:
     fix = f"{probe.python} -m itmtool.kernelcache build {k.flavour}  (or `make setup`)"
     try:
         rel = k.release
-    except LookupError as err:
+    except (LookupError, kernelcache.KernelBuildError) as err:  # not built, no fragment
         return Check(name, False, str(err), fix, ("test",), "vm")
     if not probe.exists(k.vmlinuz):
         return Check(name, False, f"{rel}: no {k.vmlinuz}", fix, ("test",), "vm")
