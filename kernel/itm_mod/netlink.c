@@ -102,9 +102,30 @@ static int itm_fill_app(struct sk_buff *skb, const struct itm_app *app,
 	return 0;
 }
 
-static struct itm_app *itm_app_from_info(struct genl_info *info)
+/*
+ * A caller that sees every namespace in a dump (see itm_dump_shows()) also
+ * reaches another namespace's application by its label, when no other
+ * application has that label.
+ */
+static struct itm_app *itm_find_app_anywhere(const char *label)
+{
+	struct itm_app *app, *found = NULL;
+
+	list_for_each_entry(app, &itm_apps, node) {
+		if (strcmp(app->info->label, label))
+			continue;
+		if (found)
+			return ERR_PTR(-ENOTUNIQ);
+		found = app;
+	}
+	return found ?: ERR_PTR(-ENOENT);
+}
+
+static struct itm_app *itm_app_from_info(struct sk_buff *skb,
+					 struct genl_info *info)
 {
 	struct nlattr *attr = info->attrs[ITM_A_LABEL];
+	struct net *net = genl_info_net(info);
 	struct itm_app *app;
 
 	if (!attr) {
@@ -112,12 +133,19 @@ static struct itm_app *itm_app_from_info(struct genl_info *info)
 		NL_SET_ERR_MSG(info->extack, "an application label is required");
 		return ERR_PTR(-EINVAL);
 	}
-	app = itm_find_app(genl_info_net(info), nla_data(attr));
-	if (!app) {
+	app = itm_find_app(net, nla_data(attr));
+	if (app)
+		return app;
+	if (net_eq(net, &init_net) && netlink_capable(skb, CAP_NET_ADMIN))
+		app = itm_find_app_anywhere(nla_data(attr));
+	else
+		app = ERR_PTR(-ENOENT);
+	if (PTR_ERR(app) == -ENOTUNIQ)
+		NL_SET_ERR_MSG_ATTR(info->extack, attr,
+				    "the label is used in several namespaces");
+	else if (IS_ERR(app))
 		NL_SET_ERR_MSG_ATTR(info->extack, attr,
 				    "no application with this label");
-		return ERR_PTR(-ENOENT);
-	}
 	return app;
 }
 
@@ -131,7 +159,7 @@ static int itm_nl_app_get_doit(struct sk_buff *skb, struct genl_info *info)
 	if (!msg)
 		return -ENOMEM;
 	mutex_lock(&itm_lock);
-	app = itm_app_from_info(info);
+	app = itm_app_from_info(skb, info);
 	if (IS_ERR(app))
 		err = PTR_ERR(app);
 	else
@@ -208,7 +236,7 @@ static int itm_nl_app_set_doit(struct sk_buff *skb, struct genl_info *info)
 		return -EINVAL;
 	}
 	mutex_lock(&itm_lock);
-	app = itm_app_from_info(info);
+	app = itm_app_from_info(skb, info);
 	if (IS_ERR(app)) {
 		err = PTR_ERR(app);
 		goto out;

@@ -18,6 +18,11 @@ from pathlib import Path
 
 from itmlab import Topology, netns, ping, sh, tcp, topology, udp
 
+#: how a guest test says that this kernel lacks what it needs (a Debian kernel built
+#: without a feature): tests/vm reports it as a skip with its reason, any other
+#: skip in the VM fails
+KERNEL_LACKS = "[kernel lacks]"
+
 __all__ = [
     "KernelLog",
     "Topology",

@@ -3,6 +3,10 @@ priorities and verdicts, seen by real packets between namespaces."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from libitm.control import ItmControl
 from tests.kernel import kit
 from tests.kernel.kit import Topology
@@ -186,7 +190,10 @@ def test_hooks_exist_only_where_an_application_wants_them(topo: Topology) -> Non
     IPv4 application at forward: IPv4 forward only; one for both families at
     post-routing: IPv4 and IPv6 post-routing. The hooks go with the namespace's
     activation and with the applications."""
-    kit.sh("modprobe", "nfnetlink_hook")
+    kit.sh("modprobe", "nfnetlink_hook", check=False)
+    if not Path("/sys/module/nfnetlink_hook").exists():
+        # Debian's 6.1 has no nfnetlink_hook: nothing can list its hooks
+        pytest.skip(f"{kit.KERNEL_LACKS} nfnetlink_hook (nft list hooks)")
     with kit.modules():
         kit.itm_attach(topo.router)
         assert _itm_hooks(topo.router) == set()

@@ -24,7 +24,7 @@ import pytest
 
 from itmtool import buildmods, new
 from itmtool.matrix import Kernel
-from tests.kernel.kit import ALLOWED_TAINT, bad_lines
+from tests.kernel.kit import ALLOWED_TAINT, KERNEL_LACKS, bad_lines
 from tests.vm.guest import (
     GuestRun,
     collect_guest_tests,
@@ -107,6 +107,9 @@ def test_in_vm(kernel: Kernel, guest_test: str) -> None:
     if guest_test not in run.results:
         pytest.fail(f"{guest_test} did not run in the VM:\n{run.pytest_log[-2000:]}", pytrace=False)
     outcome, message = run.results[guest_test]
+    if outcome == "skipped" and KERNEL_LACKS in message:
+        # named, with its reason: this kernel lacks what the test needs
+        pytest.skip(f"{kernel.name}: {message.strip()}")
     if outcome != "passed":
         pytest.fail(f"{outcome} in the VM ({kernel.release}):\n{message}", pytrace=False)
 
