@@ -759,7 +759,7 @@ class QueueTransport:
         first: int = 0,
         first_pos: int = -1,
     ) -> int:
-        """:meth:`_messages` through :func:`nfqueue_codec.decode_packet` and
+        """:meth:`_messages` through :func:`codec.decode_packet` and
         :meth:`_packet` (any byte order)."""
         handled = 0
         buf = views[0]
@@ -803,7 +803,7 @@ class QueueTransport:
         out: bytearray,
         views: _Views | None = None,
     ) -> None:
-        """One packet message, decoded with :func:`nfqueue_codec.decode_packet` (the
+        """One packet message, decoded with :func:`codec.decode_packet` (the
         path for messages met while waiting for a config ack, and for big-endian
         machines, where the word views of :meth:`_messages` do not apply); the
         same :meth:`_route`, dispatcher and verdicts as the general lane."""
