@@ -318,6 +318,14 @@ class ItmLoop:
                         cb()
             if not supervising:
                 self.timers.run_due(self.now())
+        self._drain()
+
+    def _drain(self) -> None:
+        """On stop, what already waits (packets, observers' copies) is handled once,
+        without waiting: a stop that lands between two reads loses no copy."""
+        be = self._backend if self._be_started else None
+        if self._stopping and be is not None and not be.supervises:
+            be.process()
 
     def _wake_fd(self) -> int:
         """The read end of this process's wake-up pipe (a forked worker makes its own)."""

@@ -86,4 +86,5 @@ def test_packets_do_not_wait_for_a_stopped_observer(net: NetPair, tmp_path: Path
     p.send_signal(signal.SIGTERM)
     out, err = p.communicate(timeout=30)
     assert p.returncode == 0, err
-    assert json.loads(out.strip().splitlines()[-1])["seen"] == 20, "the copies waited for it"
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["seen"] == 20, f"the copies waited for it: {res}"
