@@ -47,13 +47,13 @@ def module_paths(moddir: Path) -> dict[str, str]:
 def kernels(name: str) -> list[Kernel]:
     """The kernels of kernels.txt that `name` ("all" or a kernel's name) selects.
 
-    "all" leaves out the debug kernel: its detectors (KASAN on every access)
-    make its timings say nothing about our code.  ("uml" runs the guest half in
+    "all" leaves out the kernels with the detectors (debug, uml-debug): KASAN
+    on every access makes their timings say nothing about our code.  ("uml" runs the guest half in
     User-Mode Linux, at native speed.)
     """
     chosen = read_matrix()
     if name == "all":
-        return [k for k in chosen if k.flavour != "debug"]
+        return [k for k in chosen if not k.detectors]
     return [k for k in chosen if k.name == name]
 
 

@@ -70,9 +70,10 @@ if ((bench)); then
 	fi
 fi
 
-# the kernels of ours (debug kernel, User-Mode Linux) for the test tiers: built once
-# per machine into ~/.cache/itmbench/kernels, with progress (UML ~10 min, debug ~40 min
-# on 2 cores); quick when the cache holds them
+# the kernels of ours (debug kernel, User-Mode Linux with and without the detectors)
+# for the test tiers: built once per machine into ~/.cache/itmbench/kernels, with
+# progress (on 2 idle cores: debug about 13 min, each UML about 12 min); quick when
+# the cache holds them
 if [[ $purpose == test ]]; then
 	# only the rows $ITM_KERNELS selects, when it is set (make test sets it)
 	for row in $(sed 's/#.*//' kernels.txt | awk 'NF == 3 && $2 ~ /^build:/ { sub("build:", "", $2); print $1 ":" $2 }'); do

@@ -92,10 +92,11 @@ def test_help_on_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_matrix_file_parses(tmp_path: object) -> None:
     kernels = matrix.read_matrix()
-    assert [k.name for k in kernels] == ["6.1", "6.12", "debug", "uml"]
+    assert [k.name for k in kernels] == ["6.1", "6.12", "debug", "uml", "uml-debug"]
     debian = [k for k in kernels if k.flavour is None]
     assert all(k.image_pkg.startswith("linux-image-") for k in debian)
     assert all(k.headers_pkg.startswith("linux-headers-") for k in debian)
     ours = {k.name: k.flavour for k in kernels if k.flavour is not None}
-    assert ours == {"debug": "debug", "uml": "uml"}
-    assert [k.name for k in kernels if k.is_uml] == ["uml"]
+    assert ours == {"debug": "debug", "uml": "uml", "uml-debug": "uml-debug"}
+    assert [k.name for k in kernels if k.is_uml] == ["uml", "uml-debug"]
+    assert [k.name for k in kernels if k.detectors] == ["debug", "uml-debug"]

@@ -8,8 +8,8 @@ function that did it, and the checks the tier applies to the guest suite
 (:func:`tests.kernel.kit.bad_lines`, :func:`tests.vm.guest.kmemleak_objects`)
 must see them: a tier that could not fail would prove nothing.
 
-Runs when the debug kernel is among the selected kernels (all of them by
-default; see ``ITM_KERNELS``).
+Runs on each kernel with the detectors (debug, uml-debug) among the selected
+kernels (all of them by default; see ``ITM_KERNELS``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tests.kernel.kit import bad_lines
 from tests.vm.guest import KMEMLEAK_CLEAR, KMEMLEAK_SCAN, kmemleak_objects, selected_kernels
 
 BUGMOD = Path(__file__).parent / "bugmod"
-DEBUG_KERNELS = [k for k in selected_kernels() if k.flavour == "debug"]
+DEBUG_KERNELS = [k for k in selected_kernels() if k.detectors]
 
 
 def _lines_after(lines: list[str], marker: str, count: int) -> list[str]:
@@ -72,10 +72,12 @@ dmesg > {res}/dmesg.txt
 
 if DEBUG_KERNELS:
 
-    @pytest.fixture(scope="module")
-    def bug_reports(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], str]:
-        """The debug kernel's log and kmemleak report after bugmod's three loads."""
-        return _run_bugs(DEBUG_KERNELS[0], tmp_path_factory.mktemp("bugmod"))
+    @pytest.fixture(scope="module", params=DEBUG_KERNELS, ids=lambda k: k.name)
+    def bug_reports(
+        request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    ) -> tuple[list[str], str]:
+        """A detector kernel's log and kmemleak report after bugmod's three loads."""
+        return _run_bugs(request.param, tmp_path_factory.mktemp("bugmod"))
 
     def test_kasan_names_the_out_of_bounds_read(bug_reports: tuple[list[str], str]) -> None:
         dmesg, _ = bug_reports

@@ -78,6 +78,15 @@ FLAVOURS = {
         "linux",
         2300,
     ),
+    "uml-debug": Flavour(
+        "uml-debug",
+        "um",
+        ("net.config", "uml.config", "uml-debug.config"),
+        ("uml-xstate.patch",),
+        ("linux", "modules"),
+        "linux",
+        2300,
+    ),
     "debug": Flavour(
         "debug",
         "x86_64",
@@ -88,6 +97,10 @@ FLAVOURS = {
         3200,
     ),
 }
+
+
+#: the flavours built with the kernel's bug detectors (KASAN, lockdep, kmemleak, UBSAN)
+DETECTOR_FLAVOURS = frozenset({"debug", "uml-debug"})
 
 
 class KernelBuildError(RuntimeError):

@@ -46,7 +46,12 @@ class Kernel:
     @property
     def is_uml(self) -> bool:
         """Whether this is User-Mode Linux (run as a process, not booted in QEMU)."""
-        return self.flavour == "uml"
+        return self.flavour is not None and kernelcache.FLAVOURS[self.flavour].arch == "um"
+
+    @property
+    def detectors(self) -> bool:
+        """Whether the kernel runs the kernel's bug detectors (KASAN, lockdep, kmemleak)."""
+        return self.flavour in kernelcache.DETECTOR_FLAVOURS
 
     @property
     def release(self) -> str:

@@ -98,12 +98,14 @@ def run(
     part of the output.  Raises `subprocess.TimeoutExpired` when it does not
     finish in time.
     """
-    tree = kernelcache.built(kern.flavour or "uml")
+    flavour = kern.flavour or "uml"
+    tree = kernelcache.built(flavour)
     if tree is None or not kern.is_uml:
         raise FileNotFoundError(
-            "the UML kernel is not built: run `python -m itmtool.kernelcache build uml`"
+            f"the {flavour} kernel is not built: "
+            f"run `python -m itmtool.kernelcache build {flavour}`"
         )
-    release = kernelcache.release("uml")
+    release = kernelcache.release(flavour)
     venv_bin = Path(sys.executable).parent
     exports = {"PATH": f"{venv_bin}:/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONDONTWRITEBYTECODE": "1"}
     exports.update(env or {})
@@ -122,7 +124,7 @@ def run(
     init.write_text(_init_script(tree, release, script_file, rwdirs, rc_file))
     init.chmod(0o755)
     cmd = [
-        str(tree / kernelcache.FLAVOURS["uml"].image),
+        str(tree / kernelcache.FLAVOURS[flavour].image),
         f"mem={MEMORY}",
         "rootfstype=hostfs",
         "rootflags=/",
