@@ -225,6 +225,18 @@ def slab_active(cache: str) -> int | None:
     return None
 
 
+def kmemleak_ours() -> str | None:
+    """The unreferenced objects kmemleak finds now that mention our modules ("" when
+    none); None on a kernel without kmemleak (only the kernels with the detectors)."""
+    path = DEBUGFS / "kmemleak"
+    if not path.exists():
+        return None
+    path.write_text("scan")
+    report = path.read_text()
+    ours = ("itm_", "qos_mod", "paper_qos", "sch_rio")
+    return "\n".join(b for b in report.split("unreferenced object") if any(m in b for m in ours))
+
+
 def wait_until(pred: object, timeout: float = 5.0, step: float = 0.05) -> bool:
     """Poll a callable until it is true or the time is up."""
     assert callable(pred)

@@ -138,8 +138,14 @@ done
     assert lines.count("loaded 3") == CYCLES, proc.stdout
     assert lines.count("apps-gone 0") == CYCLES, proc.stdout
     assert lines.count("unloaded ") == CYCLES, proc.stdout
-    # unreclaimable slab back to where it was (1 MiB of slack for the kernel's own)
-    assert unreclaim_after - unreclaim_before < 1024, (unreclaim_before, unreclaim_after)
+    leaks = kit.kmemleak_ours()
+    if leaks is None:
+        # unreclaimable slab back to where it was (1 MiB of slack for the kernel's own)
+        assert unreclaim_after - unreclaim_before < 1024, (unreclaim_before, unreclaim_after)
+    else:
+        # a kernel with the detectors: KASAN's quarantine keeps freed memory and
+        # kmemleak its metadata, so SUnreclaim grows; kmemleak finds leaks instead
+        assert not leaks, f"kmemleak:\n{leaks}"
 
 
 KEEP_HOOKS_ON = """

@@ -186,8 +186,8 @@ def test_load_unload_cycles_with_traffic(topo: kit.Topology) -> None:
         assert slab_caches() == caches, f"slab caches changed: {slab_caches() ^ caches}"
         assert used_modules() == refs, "reference counts of the modules ours use changed"
     assert kit.udp(topo, 20, 5601) == 20, "the router does not forward after the cycles"
-    leaks = kmemleak_report()
-    assert not leaks, "kmemleak:\n" + leaks
+    leaks = kit.kmemleak_ours()
+    assert not leaks, f"kmemleak:\n{leaks}"
 
 
 def _meminfo(key: str) -> int:
@@ -195,14 +195,3 @@ def _meminfo(key: str) -> int:
         if line.startswith(key + ":"):
             return int(line.split()[1])
     return -1
-
-
-def kmemleak_report() -> str:
-    """Unreferenced objects that mention our modules, on a kernel with kmemleak ("" without)."""
-    path = kit.DEBUGFS / "kmemleak"
-    if not path.exists():
-        return ""
-    path.write_text("scan")
-    report = path.read_text()
-    ours = ("itm_", "qos_mod", "paper_qos", "sch_rio")
-    return "\n".join(b for b in report.split("unreferenced object") if any(m in b for m in ours))
