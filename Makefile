@@ -49,18 +49,20 @@ lint: setup
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
 
-# make test's kernels: Debian's two. The rows of ours (debug kernel, UML) run with
-# `make test-debug` / `make test-fast` until the whole guest suite passes on them
-# (issue 15, docs/testing.md); `make test TEST_KERNELS=` runs every row.
-TEST_KERNELS ?= 6.1,6.12
+# make test's kernels: Debian's two (the whole guest suite each), uml-debug (the
+# whole guest suite under KASAN, lockdep, kmemleak and UBSAN, at native speed) and
+# the SMP debug kernel (its concurrency files; tests/vm/guest.py DEBUG_SMP_SUITE):
+# docs/testing.md says where the time goes.  `make test TEST_KERNELS=6.12` runs fewer.
+TEST_KERNELS ?= 6.1,6.12,debug,uml-debug
 test:
 	@ITM_KERNELS=$(TEST_KERNELS) bash scripts/setup.sh test
 	ITM_KERNELS=$(TEST_KERNELS) $(PY) -m pytest tests/unit tests/host tests/vm
 
-# the guest suite, kmemleak scan and self-test on the debug kernel (KASAN, lockdep...)
+# the whole guest suite, kmemleak scan and self-test on the SMP debug kernel
+# (KASAN, lockdep... under the emulator: hours on 2 cores)
 test-debug:
 	@ITM_KERNELS=debug bash scripts/setup.sh test
-	ITM_KERNELS=debug $(PY) -m pytest tests/vm
+	ITM_KERNELS=debug ITM_DEBUG_SUITE=all $(PY) -m pytest tests/vm
 
 # the developer's quick loop: the whole guest suite in User-Mode Linux, at native
 # speed (built once into ~/.cache/itmbench/kernels; docs/testing.md)

@@ -94,6 +94,31 @@ def kmemleak_objects(report: str) -> int:
     return report.count("unreferenced object 0x")
 
 
+#: what the SMP debug kernel runs in `make test`: the guest files where two CPUs
+#: meet in our code (netlink storms from several threads, module load and unload
+#: under traffic on the other CPU).  Under the emulator its detectors make the
+#: whole suite take hours on 2 cores; the whole suite runs under the same
+#: detectors in uml-debug at native speed, and on this kernel with
+#: ITM_DEBUG_SUITE=all (`make test-debug`).  docs/testing.md says why.
+DEBUG_SMP_SUITE = (
+    "tests/kernel/test_fuzz_netlink.py",
+    "tests/kernel/test_fuzz_modules.py",
+)
+
+
+def suite_of(kernel: Kernel) -> tuple[str, ...]:
+    """The guest test files `kernel` runs; () for the whole of tests/kernel."""
+    if kernel.flavour == "debug" and os.environ.get("ITM_DEBUG_SUITE", "smp") != "all":
+        return DEBUG_SMP_SUITE
+    return ()
+
+
+def in_suite(kernel: Kernel, test_id: str) -> bool:
+    """Whether the guest test `test_id` is part of `kernel`'s suite."""
+    files = suite_of(kernel)
+    return not files or test_id.split("::", 1)[0] in files
+
+
 def selected_kernels() -> list[Kernel]:
     """The kernels of the matrix, or those $ITM_KERNELS names (comma-separated)."""
     return matrix.selected()
@@ -169,8 +194,8 @@ def run_kernel_tier(kernel: Kernel, pytest_args: tuple[str, ...] = ()) -> GuestR
         return run
     res = top / "results"
     res.mkdir(parents=True)
-    # a test file or node id among the arguments replaces the whole suite
-    paths = [a for a in pytest_args if a.startswith(GUEST_SUITE)]
+    # a test file or node id among the arguments replaces the kernel's suite
+    paths = [a for a in pytest_args if a.startswith(GUEST_SUITE)] or list(suite_of(kernel))
     suite = " ".join(paths) if paths else GUEST_SUITE
     args = " ".join(shlex.quote(a) for a in pytest_args if a not in paths)
     script = f"""

@@ -28,6 +28,7 @@ from tests.kernel.kit import ALLOWED_TAINT, KERNEL_LACKS, bad_lines
 from tests.vm.guest import (
     GuestRun,
     collect_guest_tests,
+    in_suite,
     kmemleak_objects,
     run_kernel_tier,
     selected_kernels,
@@ -98,7 +99,13 @@ def test_vm_booted_this_kernel(kernel: Kernel) -> None:
     assert run.uname == kernel.release
 
 
-@pytest.mark.parametrize("guest_test", GUEST_TESTS)
+#: (kernel, guest test) pairs: every kernel runs every guest test, but the SMP
+#: debug kernel its concurrency files (tests.vm.guest.DEBUG_SMP_SUITE) unless
+#: ITM_DEBUG_SUITE=all
+CASES = [(k, t) for k in KERNELS for t in GUEST_TESTS if in_suite(k, t)]
+
+
+@pytest.mark.parametrize(("kernel", "guest_test"), CASES, ids=[f"{k.name}-{t}" for k, t in CASES])
 def test_in_vm(kernel: Kernel, guest_test: str) -> None:
     run = _run(kernel)
     problem = run.problem()
