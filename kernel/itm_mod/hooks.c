@@ -300,27 +300,28 @@ bool itm_interest_valid(const struct itm_interest *in)
 	return true;
 }
 
-/* Run the five callbacks of one application; returns an enum itm_verdict. */
+/*
+ * Run the five callbacks of one application and count the packet; returns
+ * an enum itm_verdict.  Bottom halves are off (itm_nf_hook): the counters
+ * are this CPU's and nothing else on it writes them meanwhile.
+ */
 static unsigned int itm_run_app(const struct itm_app *app, struct sk_buff *skb,
 				const struct itm_ctx *ctx)
 {
-	struct itm_app_stats __percpu *st = app->stats;
+	struct itm_app_stats *st = this_cpu_ptr(app->stats);
 	enum itm_hook where = ctx->where;
+	unsigned int len = skb->len;	/* a stolen skb may be gone after */
 	unsigned int verdict = ITM_ACCEPT;
 	bool timed = false;
 	u64 start = 0;
 	int class = 0;
 
-	if (READ_ONCE(account_time) &&
-	    !(this_cpu_inc_return(st->tick) & (ITM_TIME_SAMPLE - 1))) {
+	if (READ_ONCE(account_time) && !(++st->tick & (ITM_TIME_SAMPLE - 1))) {
 		timed = true;
 		start = local_clock();
 	}
-	this_cpu_add(st->bytes, skb->len);
 	if (app->class_func)
 		class = app->class_func(where, skb, ctx);
-	if (class)
-		this_cpu_inc(st->classified);
 	if (app->log_func)
 		app->log_func(where, class, skb, ctx);
 	if (class && app->process_func) {
@@ -331,7 +332,6 @@ static unsigned int itm_run_app(const struct itm_app *app, struct sk_buff *skb,
 			verdict = ITM_ACCEPT;
 		}
 	}
-	this_cpu_inc(st->verdict[verdict]);
 	/* A stolen skb is the application's now: no more callbacks on it. */
 	if (verdict != ITM_STOLEN) {
 		if (app->update_func)
@@ -339,9 +339,26 @@ static unsigned int itm_run_app(const struct itm_app *app, struct sk_buff *skb,
 		if (app->control_func)
 			app->control_func(where, class, skb, ctx);
 	}
+	u64_stats_update_begin(&st->syncp);
+	u64_stats_add(&st->bytes, len);
+	if (class)
+		u64_stats_inc(&st->classified);
+	u64_stats_inc(&st->verdict[verdict]);
 	if (timed)
-		this_cpu_add(st->time_ns, (local_clock() - start) * ITM_TIME_SAMPLE);
+		u64_stats_add(&st->time_ns,
+			      (local_clock() - start) * ITM_TIME_SAMPLE);
+	u64_stats_update_end(&st->syncp);
 	return verdict;
+}
+
+/* Not matched: the packet reached the application but is not for it. */
+static void itm_count_missed(const struct itm_app *app)
+{
+	struct itm_app_stats *st = this_cpu_ptr(app->stats);
+
+	u64_stats_update_begin(&st->syncp);
+	u64_stats_inc(&st->missed);
+	u64_stats_update_end(&st->syncp);
 }
 
 static int itm_run_class(u8 proto)
@@ -353,6 +370,45 @@ static int itm_run_class(u8 proto)
 		return ITM_RUN_UDP;
 	}
 	return ITM_RUN_OTHER;
+}
+
+/*
+ * Walk the run list from index @i on.  Bottom halves are off: per-CPU
+ * counters are written without further protection (a LOCAL_OUT hook runs
+ * in process context, where a softirq could otherwise run the same
+ * application's hook in the middle of an update), as ipt_do_table() does.
+ */
+static unsigned int itm_walk(const struct itm_hookpoint *hp,
+			     struct sk_buff *skb, struct itm_ctx *ctx,
+			     struct itm_app * const *list, unsigned int i,
+			     unsigned int n)
+{
+	for (; i < n; i++) {
+		struct itm_app *app = READ_ONCE(list[i]);
+
+		if (!READ_ONCE(app->enabled))
+			continue;
+		if (!itm_match(app, &ctx->pkt)) {
+			itm_count_missed(app);
+			continue;
+		}
+		ctx->info = app->info;
+		switch (itm_run_app(app, skb, ctx)) {
+		case ITM_DROP:
+			return NF_DROP;
+		case ITM_STOLEN:
+			return NF_STOLEN;
+		case ITM_QUEUE:
+			itm_cookie_set(skb, hp, app);
+			return NF_QUEUE_NR(app->queue_num) |
+			       NF_VERDICT_FLAG_QUEUE_BYPASS;
+		}
+		/* it said it may have rewritten addresses, ports or protocol */
+		if (unlikely(app->rewrites_headers) &&
+		    !itm_parse(skb, ctx->state->pf, &ctx->pkt))
+			return NF_ACCEPT;
+	}
+	return NF_ACCEPT;
 }
 
 /**
@@ -371,8 +427,8 @@ unsigned int itm_nf_hook(void *priv, struct sk_buff *skb,
 	const struct itm_hookpoint *hp = priv;
 	struct itm_app * const *list;
 	const struct itm_run *run;
+	unsigned int i, n, verdict;
 	struct itm_ctx ctx;
-	unsigned int i = 0, n;
 	bool resume;
 	s32 priority;
 	u32 order;
@@ -392,29 +448,8 @@ unsigned int itm_nf_hook(void *priv, struct sk_buff *skb,
 	ctx.state = state;
 	/* back from user space (NF_REPEAT): go on after the queueing app */
 	i = unlikely(resume) ? itm_resume_index(list, n, priority, order) : 0;
-	for (; i < n; i++) {
-		struct itm_app *app = READ_ONCE(list[i]);
-
-		if (!READ_ONCE(app->enabled))
-			continue;
-		this_cpu_inc(app->stats->seen);
-		if (!itm_match(app, &ctx.pkt))
-			continue;
-		ctx.info = app->info;
-		switch (itm_run_app(app, skb, &ctx)) {
-		case ITM_DROP:
-			return NF_DROP;
-		case ITM_STOLEN:
-			return NF_STOLEN;
-		case ITM_QUEUE:
-			itm_cookie_set(skb, hp, app);
-			return NF_QUEUE_NR(app->queue_num) |
-			       NF_VERDICT_FLAG_QUEUE_BYPASS;
-		}
-		/* it said it may have rewritten addresses, ports or protocol */
-		if (unlikely(app->rewrites_headers) &&
-		    !itm_parse(skb, state->pf, &ctx.pkt))
-			return NF_ACCEPT;
-	}
-	return NF_ACCEPT;
+	local_bh_disable();
+	verdict = itm_walk(hp, skb, &ctx, list, i, n);
+	local_bh_enable();
+	return verdict;
 }
