@@ -106,13 +106,8 @@ module_param(account_time, bool, 0644);
 MODULE_PARM_DESC(account_time,
 		 "estimate the time each application spends (one matched packet in 64 is timed)");
 
-/**
- * itm_proto_has_ports() - does a transport protocol carry ports?
- * @proto: IPPROTO_*
- *
- * Return: true for TCP, UDP, UDP-Lite, SCTP and DCCP.
- */
-bool itm_proto_has_ports(u8 proto)
+/* Does a transport protocol carry ports?  TCP, UDP, UDP-Lite, SCTP, DCCP */
+static __always_inline bool itm_proto_has_ports(u8 proto)
 {
 	switch (proto) {
 	case IPPROTO_TCP:
@@ -125,30 +120,37 @@ bool itm_proto_has_ports(u8 proto)
 	return false;
 }
 
-/* The network header: family, protocol, addresses, transport offset. */
-static bool itm_parse_net(const struct sk_buff *skb, u8 pf, struct itm_pkt *p)
+/*
+ * The network header: family, protocol, addresses, transport offset.
+ * Every field of @p is written (the caller's copy is not zeroed first).
+ * The header buffers are used only when the header is not in the linear
+ * part: they need no zeroing on every packet.
+ */
+static __always_inline bool itm_parse_net(const struct sk_buff *skb, u8 pf,
+					  struct itm_pkt *p)
 {
 	int nhoff = skb_network_offset(skb);
 
 	p->nhoff = nhoff;
+	p->thoff = 0;
+	p->sport = 0;
+	p->dport = 0;
 	p->has_ports = false;
 	p->transport = false;
 	p->fragment = false;
 	p->tcp_flags = 0;
 	p->segs = skb_is_gso(skb) ? max_t(u32, skb_shinfo(skb)->gso_segs, 1) : 1;
 	if (pf == NFPROTO_IPV4) {
+		struct iphdr _iph __uninitialized;
 		const struct iphdr *iph;
-		struct iphdr _iph;
 
 		iph = skb_header_pointer(skb, nhoff, sizeof(_iph), &_iph);
 		if (!iph || iph->ihl < 5)
 			return false;
 		p->family = AF_INET;
 		p->proto = iph->protocol;
-		memset(&p->saddr, 0, sizeof(p->saddr));
-		memset(&p->daddr, 0, sizeof(p->daddr));
-		p->saddr.s6_addr32[0] = iph->saddr;
-		p->daddr.s6_addr32[0] = iph->daddr;
+		ipv6_addr_set(&p->saddr, iph->saddr, 0, 0, 0);
+		ipv6_addr_set(&p->daddr, iph->daddr, 0, 0, 0);
 		p->thoff = nhoff + iph->ihl * 4;
 		if (unlikely(iph->frag_off & htons(IP_MF | IP_OFFSET))) {
 			p->fragment = true;
@@ -156,8 +158,8 @@ static bool itm_parse_net(const struct sk_buff *skb, u8 pf, struct itm_pkt *p)
 				return true;
 		}
 	} else {
+		struct ipv6hdr _ip6h __uninitialized;
 		const struct ipv6hdr *ip6h;
-		struct ipv6hdr _ip6h;
 		__be16 frag_off = 0;
 		u8 nexthdr;
 		int thoff;
@@ -186,13 +188,14 @@ static bool itm_parse_net(const struct sk_buff *skb, u8 pf, struct itm_pkt *p)
 }
 
 /* The ports (and TCP's flags) of a packet whose transport header is there. */
-static void itm_parse_ports(const struct sk_buff *skb, struct itm_pkt *p)
+static __always_inline void itm_parse_ports(const struct sk_buff *skb,
+					    struct itm_pkt *p)
 {
 	if (!p->transport || !itm_proto_has_ports(p->proto))
 		return;
 	if (p->proto == IPPROTO_TCP) {
+		struct tcphdr _th __uninitialized;
 		const struct tcphdr *th;
-		struct tcphdr _th;
 
 		th = skb_header_pointer(skb, p->thoff, sizeof(_th), &_th);
 		if (!th)
@@ -201,8 +204,8 @@ static void itm_parse_ports(const struct sk_buff *skb, struct itm_pkt *p)
 		p->dport = ntohs(th->dest);
 		p->tcp_flags = tcp_flag_byte(th);
 	} else {
+		__be16 _ports[2] __uninitialized;
 		const __be16 *ports;
-		__be16 _ports[2];
 
 		ports = skb_header_pointer(skb, p->thoff, sizeof(_ports), _ports);
 		if (!ports)
@@ -427,8 +430,9 @@ unsigned int itm_nf_hook(void *priv, struct sk_buff *skb,
 	const struct itm_hookpoint *hp = priv;
 	struct itm_app * const *list;
 	const struct itm_run *run;
+	/* every field is written before use: no zeroing per packet */
+	struct itm_ctx ctx __uninitialized;
 	unsigned int i, n, verdict;
-	struct itm_ctx ctx;
 	bool resume;
 	s32 priority;
 	u32 order;

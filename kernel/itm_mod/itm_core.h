@@ -223,7 +223,6 @@ void itm_runlist_exit(void);
 
 /* hooks.c */
 bool itm_interest_valid(const struct itm_interest *in);
-bool itm_proto_has_ports(u8 proto);
 unsigned int itm_nf_hook(void *priv, struct sk_buff *skb,
 			 const struct nf_hook_state *state);
 
