@@ -121,6 +121,18 @@ static __always_inline bool itm_proto_has_ports(u8 proto)
 }
 
 /*
+ * skb_header_pointer() with its common case (the header in the linear
+ * part) inline whatever the compiler's inlining choices (-Os kernels).
+ */
+static __always_inline const void *itm_header(const struct sk_buff *skb,
+					      int off, int len, void *buf)
+{
+	if (likely(off >= 0 && len <= (int)skb_headlen(skb) - off))
+		return skb->data + off;
+	return skb_header_pointer(skb, off, len, buf);
+}
+
+/*
  * The network header: family, protocol, addresses, transport offset.
  * Every field of @p is written (the caller's copy is not zeroed first).
  * The header buffers are used only when the header is not in the linear
@@ -144,7 +156,7 @@ static __always_inline bool itm_parse_net(const struct sk_buff *skb, u8 pf,
 		struct iphdr _iph __uninitialized;
 		const struct iphdr *iph;
 
-		iph = skb_header_pointer(skb, nhoff, sizeof(_iph), &_iph);
+		iph = itm_header(skb, nhoff, sizeof(_iph), &_iph);
 		if (!iph || iph->ihl < 5)
 			return false;
 		p->family = AF_INET;
@@ -164,7 +176,7 @@ static __always_inline bool itm_parse_net(const struct sk_buff *skb, u8 pf,
 		u8 nexthdr;
 		int thoff;
 
-		ip6h = skb_header_pointer(skb, nhoff, sizeof(_ip6h), &_ip6h);
+		ip6h = itm_header(skb, nhoff, sizeof(_ip6h), &_ip6h);
 		if (!ip6h)
 			return false;
 		p->family = AF_INET6;
@@ -197,7 +209,7 @@ static __always_inline void itm_parse_ports(const struct sk_buff *skb,
 		struct tcphdr _th __uninitialized;
 		const struct tcphdr *th;
 
-		th = skb_header_pointer(skb, p->thoff, sizeof(_th), &_th);
+		th = itm_header(skb, p->thoff, sizeof(_th), &_th);
 		if (!th)
 			return;
 		p->sport = ntohs(th->source);
@@ -207,7 +219,7 @@ static __always_inline void itm_parse_ports(const struct sk_buff *skb,
 		__be16 _ports[2] __uninitialized;
 		const __be16 *ports;
 
-		ports = skb_header_pointer(skb, p->thoff, sizeof(_ports), _ports);
+		ports = itm_header(skb, p->thoff, sizeof(_ports), _ports);
 		if (!ports)
 			return;
 		p->sport = ntohs(ports[0]);
