@@ -317,8 +317,8 @@ bool itm_interest_valid(const struct itm_interest *in)
 
 /*
  * Run the five callbacks of one application and count the packet; returns
- * an enum itm_verdict.  Bottom halves are off (itm_nf_hook): the counters
- * are this CPU's and nothing else on it writes them meanwhile.
+ * an enum itm_verdict.  No softirq runs on this CPU meanwhile (see
+ * itm_nf_hook()): nothing else writes this CPU's counters.
  */
 static unsigned int itm_run_app(const struct itm_app *app, struct sk_buff *skb,
 				const struct itm_ctx *ctx)
@@ -388,10 +388,9 @@ static int itm_run_class(u8 proto)
 }
 
 /*
- * Walk the run list from index @i on.  Bottom halves are off: per-CPU
- * counters are written without further protection (a LOCAL_OUT hook runs
- * in process context, where a softirq could otherwise run the same
- * application's hook in the middle of an update), as ipt_do_table() does.
+ * Walk the run list from index @i on.  No softirq runs on this CPU until
+ * it returns (see itm_nf_hook()): the per-CPU counters are written
+ * without further protection.
  */
 static unsigned int itm_walk(const struct itm_hookpoint *hp,
 			     struct sk_buff *skb, struct itm_ctx *ctx,
@@ -464,6 +463,14 @@ unsigned int itm_nf_hook(void *priv, struct sk_buff *skb,
 	ctx.state = state;
 	/* back from user space (NF_REPEAT): go on after the queueing app */
 	i = unlikely(resume) ? itm_resume_index(list, n, priority, order) : 0;
+	/*
+	 * Per-CPU counters need no softirq to run in the middle of an update.
+	 * In a softirq (input, forward), with BH or interrupts off, none can.
+	 * In process context (LOCAL_OUT, POST_ROUTING of a local packet) one
+	 * could: turn them off, as ipt_do_table() does.
+	 */
+	if (irq_count() || irqs_disabled())
+		return itm_walk(hp, skb, &ctx, list, i, n);
 	local_bh_disable();
 	verdict = itm_walk(hp, skb, &ctx, list, i, n);
 	local_bh_enable();
