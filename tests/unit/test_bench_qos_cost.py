@@ -69,25 +69,3 @@ def test_arguments_that_would_reuse_flows_are_refused(capsys: pytest.CaptureFixt
         qos_cost.main(["--iterations", "1500"])
     with pytest.raises(SystemExit):
         qos_cost.main(["--iterations", str(qos_cost.FLOWS * 20)])
-
-
-@pytest.mark.parametrize(
-    ("kernel", "section", "absent"),
-    [("uml", "qos_cost_uml", "TCG"), ("6.12", "qos_cost", "natively")],
-)
-def test_write_keeps_native_and_emulated_figures_apart(
-    kernel: str, section: str, absent: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import argparse
-
-    from bench import vmbench
-
-    doc = tmp_path / "benchmarks.md"
-    doc.write_text("# Benchmarks\n")
-    monkeypatch.setattr(vmbench, "DOC", doc)
-    monkeypatch.setattr(vmbench, "tables_per_kernel", lambda *a: ["TABLE"])
-    args = argparse.Namespace(kernel=kernel, iterations=20_000, repeats=25, write=True)
-    assert qos_cost.host(args) == 0
-    text = doc.read_text()
-    assert f"<!-- {section}:begin -->" in text and "TABLE" in text
-    assert absent not in text
