@@ -117,16 +117,17 @@ struct itm_app {
 	itm_note_func_t control_func;
 	struct itm_app_stats __percpu *stats;
 	struct itm_info *info;
-	struct net *netns;
-	struct itm_interest interest;
-	s32 priority;
-	u32 order;
-	enum itm_hook hook;
+	/* what every packet reads shares the callbacks' cache line */
 	u16 queue_num;
 	bool enabled;
 	bool match_addrs;
 	bool match_ports;
 	bool rewrites_headers;
+	struct net *netns;
+	struct itm_interest interest;
+	s32 priority;
+	u32 order;
+	enum itm_hook hook;
 	struct list_head node;
 };
 
