@@ -224,8 +224,9 @@ typedef void (*itm_note_func_t)(enum itm_hook where, int class,
  * structure at registration and never writes it: it keeps its own copy
  * of the interest, the priority and the callbacks.
  *
- * The callbacks run in softirq or process context with preemption and
- * bottom halves possibly disabled, under RCU: they must not sleep.
+ * The callbacks run in softirq or process context, under RCU, and no
+ * softirq runs on their CPU meanwhile (in process context itm_mod turns
+ * bottom halves off): they must not sleep.
  * They may modify the packet after making it writable (for example with
  * skb_ensure_writable()).
  */

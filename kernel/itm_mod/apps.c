@@ -185,24 +185,36 @@ static bool itm_label_taken(const struct net *net, const char *label)
  * @app: the application
  * @sum: where to write the totals
  */
-void itm_app_stats_sum(const struct itm_app *app, struct itm_app_stats *sum)
+void itm_app_stats_sum(const struct itm_app *app, struct itm_app_totals *sum)
 {
 	int cpu, v;
 
 	memset(sum, 0, sizeof(*sum));
 	for_each_possible_cpu(cpu) {
 		const struct itm_app_stats *s = per_cpu_ptr(app->stats, cpu);
+		struct itm_app_totals c;
+		unsigned int seq;
 
-		sum->seen += READ_ONCE(s->seen);
-		sum->classified += READ_ONCE(s->classified);
+		do {
+			seq = u64_stats_fetch_begin(&s->syncp);
+			c.seen = u64_stats_read(&s->missed);
+			c.classified = u64_stats_read(&s->classified);
+			for (v = 0; v < ITM_NUM_VERDICTS; v++)
+				c.verdict[v] = u64_stats_read(&s->verdict[v]);
+			c.bytes = u64_stats_read(&s->bytes);
+			c.time_ns = u64_stats_read(&s->time_ns);
+		} while (u64_stats_fetch_retry(&s->syncp, seq));
+		sum->seen += c.seen;
+		sum->classified += c.classified;
 		for (v = 0; v < ITM_NUM_VERDICTS; v++)
-			sum->verdict[v] += READ_ONCE(s->verdict[v]);
-		sum->bytes += READ_ONCE(s->bytes);
-		sum->time_ns += READ_ONCE(s->time_ns);
+			sum->verdict[v] += c.verdict[v];
+		sum->bytes += c.bytes;
+		sum->time_ns += c.time_ns;
 	}
 	/* every matched packet gets exactly one verdict */
 	for (v = 0; v < ITM_NUM_VERDICTS; v++)
 		sum->matched += sum->verdict[v];
+	sum->seen += sum->matched;
 }
 
 static void itm_mask_addr(struct in6_addr *addr, const struct in6_addr *mask)
@@ -233,6 +245,7 @@ static struct itm_app *itm_app_of(const struct itm_info *info)
 static struct itm_app *itm_app_new(enum itm_hook where, struct itm_info *info)
 {
 	struct itm_app *app;
+	int cpu;
 
 	app = kmem_cache_zalloc(itm_app_cache, GFP_KERNEL);
 	if (!app)
@@ -242,6 +255,8 @@ static struct itm_app *itm_app_new(enum itm_hook where, struct itm_info *info)
 		kmem_cache_free(itm_app_cache, app);
 		return NULL;
 	}
+	for_each_possible_cpu(cpu)
+		u64_stats_init(&per_cpu_ptr(app->stats, cpu)->syncp);
 	app->class_func = info->class_func;
 	app->log_func = info->log_func;
 	app->process_func = info->process_func;

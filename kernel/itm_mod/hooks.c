@@ -106,13 +106,8 @@ module_param(account_time, bool, 0644);
 MODULE_PARM_DESC(account_time,
 		 "estimate the time each application spends (one matched packet in 64 is timed)");
 
-/**
- * itm_proto_has_ports() - does a transport protocol carry ports?
- * @proto: IPPROTO_*
- *
- * Return: true for TCP, UDP, UDP-Lite, SCTP and DCCP.
- */
-bool itm_proto_has_ports(u8 proto)
+/* Does a transport protocol carry ports?  TCP, UDP, UDP-Lite, SCTP, DCCP */
+static __always_inline bool itm_proto_has_ports(u8 proto)
 {
 	switch (proto) {
 	case IPPROTO_TCP:
@@ -125,30 +120,49 @@ bool itm_proto_has_ports(u8 proto)
 	return false;
 }
 
-/* The network header: family, protocol, addresses, transport offset. */
-static bool itm_parse_net(const struct sk_buff *skb, u8 pf, struct itm_pkt *p)
+/*
+ * skb_header_pointer() with its common case (the header in the linear
+ * part) inline whatever the compiler's inlining choices (-Os kernels).
+ */
+static __always_inline const void *itm_header(const struct sk_buff *skb,
+					      int off, int len, void *buf)
+{
+	if (likely(off >= 0 && len <= (int)skb_headlen(skb) - off))
+		return skb->data + off;
+	return skb_header_pointer(skb, off, len, buf);
+}
+
+/*
+ * The network header: family, protocol, addresses, transport offset.
+ * Every field of @p is written (the caller's copy is not zeroed first).
+ * The header buffers are used only when the header is not in the linear
+ * part: they need no zeroing on every packet.
+ */
+static __always_inline bool itm_parse_net(const struct sk_buff *skb, u8 pf,
+					  struct itm_pkt *p)
 {
 	int nhoff = skb_network_offset(skb);
 
 	p->nhoff = nhoff;
+	p->thoff = 0;
+	p->sport = 0;
+	p->dport = 0;
 	p->has_ports = false;
 	p->transport = false;
 	p->fragment = false;
 	p->tcp_flags = 0;
 	p->segs = skb_is_gso(skb) ? max_t(u32, skb_shinfo(skb)->gso_segs, 1) : 1;
 	if (pf == NFPROTO_IPV4) {
+		struct iphdr _iph __uninitialized;
 		const struct iphdr *iph;
-		struct iphdr _iph;
 
-		iph = skb_header_pointer(skb, nhoff, sizeof(_iph), &_iph);
+		iph = itm_header(skb, nhoff, sizeof(_iph), &_iph);
 		if (!iph || iph->ihl < 5)
 			return false;
 		p->family = AF_INET;
 		p->proto = iph->protocol;
-		memset(&p->saddr, 0, sizeof(p->saddr));
-		memset(&p->daddr, 0, sizeof(p->daddr));
-		p->saddr.s6_addr32[0] = iph->saddr;
-		p->daddr.s6_addr32[0] = iph->daddr;
+		ipv6_addr_set(&p->saddr, iph->saddr, 0, 0, 0);
+		ipv6_addr_set(&p->daddr, iph->daddr, 0, 0, 0);
 		p->thoff = nhoff + iph->ihl * 4;
 		if (unlikely(iph->frag_off & htons(IP_MF | IP_OFFSET))) {
 			p->fragment = true;
@@ -156,13 +170,13 @@ static bool itm_parse_net(const struct sk_buff *skb, u8 pf, struct itm_pkt *p)
 				return true;
 		}
 	} else {
+		struct ipv6hdr _ip6h __uninitialized;
 		const struct ipv6hdr *ip6h;
-		struct ipv6hdr _ip6h;
 		__be16 frag_off = 0;
 		u8 nexthdr;
 		int thoff;
 
-		ip6h = skb_header_pointer(skb, nhoff, sizeof(_ip6h), &_ip6h);
+		ip6h = itm_header(skb, nhoff, sizeof(_ip6h), &_ip6h);
 		if (!ip6h)
 			return false;
 		p->family = AF_INET6;
@@ -186,25 +200,26 @@ static bool itm_parse_net(const struct sk_buff *skb, u8 pf, struct itm_pkt *p)
 }
 
 /* The ports (and TCP's flags) of a packet whose transport header is there. */
-static void itm_parse_ports(const struct sk_buff *skb, struct itm_pkt *p)
+static __always_inline void itm_parse_ports(const struct sk_buff *skb,
+					    struct itm_pkt *p)
 {
 	if (!p->transport || !itm_proto_has_ports(p->proto))
 		return;
 	if (p->proto == IPPROTO_TCP) {
+		struct tcphdr _th __uninitialized;
 		const struct tcphdr *th;
-		struct tcphdr _th;
 
-		th = skb_header_pointer(skb, p->thoff, sizeof(_th), &_th);
+		th = itm_header(skb, p->thoff, sizeof(_th), &_th);
 		if (!th)
 			return;
 		p->sport = ntohs(th->source);
 		p->dport = ntohs(th->dest);
 		p->tcp_flags = tcp_flag_byte(th);
 	} else {
+		__be16 _ports[2] __uninitialized;
 		const __be16 *ports;
-		__be16 _ports[2];
 
-		ports = skb_header_pointer(skb, p->thoff, sizeof(_ports), _ports);
+		ports = itm_header(skb, p->thoff, sizeof(_ports), _ports);
 		if (!ports)
 			return;
 		p->sport = ntohs(ports[0]);
@@ -300,27 +315,28 @@ bool itm_interest_valid(const struct itm_interest *in)
 	return true;
 }
 
-/* Run the five callbacks of one application; returns an enum itm_verdict. */
+/*
+ * Run the five callbacks of one application and count the packet; returns
+ * an enum itm_verdict.  No softirq runs on this CPU meanwhile (see
+ * itm_nf_hook()): nothing else writes this CPU's counters.
+ */
 static unsigned int itm_run_app(const struct itm_app *app, struct sk_buff *skb,
 				const struct itm_ctx *ctx)
 {
-	struct itm_app_stats __percpu *st = app->stats;
+	struct itm_app_stats *st = this_cpu_ptr(app->stats);
 	enum itm_hook where = ctx->where;
+	unsigned int len = skb->len;	/* a stolen skb may be gone after */
 	unsigned int verdict = ITM_ACCEPT;
 	bool timed = false;
 	u64 start = 0;
 	int class = 0;
 
-	if (READ_ONCE(account_time) &&
-	    !(this_cpu_inc_return(st->tick) & (ITM_TIME_SAMPLE - 1))) {
+	if (READ_ONCE(account_time) && !(++st->tick & (ITM_TIME_SAMPLE - 1))) {
 		timed = true;
 		start = local_clock();
 	}
-	this_cpu_add(st->bytes, skb->len);
 	if (app->class_func)
 		class = app->class_func(where, skb, ctx);
-	if (class)
-		this_cpu_inc(st->classified);
 	if (app->log_func)
 		app->log_func(where, class, skb, ctx);
 	if (class && app->process_func) {
@@ -331,7 +347,6 @@ static unsigned int itm_run_app(const struct itm_app *app, struct sk_buff *skb,
 			verdict = ITM_ACCEPT;
 		}
 	}
-	this_cpu_inc(st->verdict[verdict]);
 	/* A stolen skb is the application's now: no more callbacks on it. */
 	if (verdict != ITM_STOLEN) {
 		if (app->update_func)
@@ -339,9 +354,26 @@ static unsigned int itm_run_app(const struct itm_app *app, struct sk_buff *skb,
 		if (app->control_func)
 			app->control_func(where, class, skb, ctx);
 	}
+	u64_stats_update_begin(&st->syncp);
+	u64_stats_add(&st->bytes, len);
+	if (class)
+		u64_stats_inc(&st->classified);
+	u64_stats_inc(&st->verdict[verdict]);
 	if (timed)
-		this_cpu_add(st->time_ns, (local_clock() - start) * ITM_TIME_SAMPLE);
+		u64_stats_add(&st->time_ns,
+			      (local_clock() - start) * ITM_TIME_SAMPLE);
+	u64_stats_update_end(&st->syncp);
 	return verdict;
+}
+
+/* Not matched: the packet reached the application but is not for it. */
+static void itm_count_missed(const struct itm_app *app)
+{
+	struct itm_app_stats *st = this_cpu_ptr(app->stats);
+
+	u64_stats_update_begin(&st->syncp);
+	u64_stats_inc(&st->missed);
+	u64_stats_update_end(&st->syncp);
 }
 
 static int itm_run_class(u8 proto)
@@ -353,6 +385,44 @@ static int itm_run_class(u8 proto)
 		return ITM_RUN_UDP;
 	}
 	return ITM_RUN_OTHER;
+}
+
+/*
+ * Walk the run list from index @i on.  No softirq runs on this CPU until
+ * it returns (see itm_nf_hook()): the per-CPU counters are written
+ * without further protection.
+ */
+static unsigned int itm_walk(const struct itm_hookpoint *hp,
+			     struct sk_buff *skb, struct itm_ctx *ctx,
+			     struct itm_app * const *list, unsigned int i,
+			     unsigned int n)
+{
+	for (; i < n; i++) {
+		struct itm_app *app = READ_ONCE(list[i]);
+
+		if (!READ_ONCE(app->enabled))
+			continue;
+		if (!itm_match(app, &ctx->pkt)) {
+			itm_count_missed(app);
+			continue;
+		}
+		ctx->info = app->info;
+		switch (itm_run_app(app, skb, ctx)) {
+		case ITM_DROP:
+			return NF_DROP;
+		case ITM_STOLEN:
+			return NF_STOLEN;
+		case ITM_QUEUE:
+			itm_cookie_set(skb, hp, app);
+			return NF_QUEUE_NR(app->queue_num) |
+			       NF_VERDICT_FLAG_QUEUE_BYPASS;
+		}
+		/* it said it may have rewritten addresses, ports or protocol */
+		if (unlikely(app->rewrites_headers) &&
+		    !itm_parse(skb, ctx->state->pf, &ctx->pkt))
+			return NF_ACCEPT;
+	}
+	return NF_ACCEPT;
 }
 
 /**
@@ -371,8 +441,9 @@ unsigned int itm_nf_hook(void *priv, struct sk_buff *skb,
 	const struct itm_hookpoint *hp = priv;
 	struct itm_app * const *list;
 	const struct itm_run *run;
-	struct itm_ctx ctx;
-	unsigned int i = 0, n;
+	/* every field is written before use: no zeroing per packet */
+	struct itm_ctx ctx __uninitialized;
+	unsigned int i, n, verdict;
 	bool resume;
 	s32 priority;
 	u32 order;
@@ -392,29 +463,16 @@ unsigned int itm_nf_hook(void *priv, struct sk_buff *skb,
 	ctx.state = state;
 	/* back from user space (NF_REPEAT): go on after the queueing app */
 	i = unlikely(resume) ? itm_resume_index(list, n, priority, order) : 0;
-	for (; i < n; i++) {
-		struct itm_app *app = READ_ONCE(list[i]);
-
-		if (!READ_ONCE(app->enabled))
-			continue;
-		this_cpu_inc(app->stats->seen);
-		if (!itm_match(app, &ctx.pkt))
-			continue;
-		ctx.info = app->info;
-		switch (itm_run_app(app, skb, &ctx)) {
-		case ITM_DROP:
-			return NF_DROP;
-		case ITM_STOLEN:
-			return NF_STOLEN;
-		case ITM_QUEUE:
-			itm_cookie_set(skb, hp, app);
-			return NF_QUEUE_NR(app->queue_num) |
-			       NF_VERDICT_FLAG_QUEUE_BYPASS;
-		}
-		/* it said it may have rewritten addresses, ports or protocol */
-		if (unlikely(app->rewrites_headers) &&
-		    !itm_parse(skb, state->pf, &ctx.pkt))
-			return NF_ACCEPT;
-	}
-	return NF_ACCEPT;
+	/*
+	 * Per-CPU counters need no softirq to run in the middle of an update.
+	 * In a softirq (input, forward), with BH or interrupts off, none can.
+	 * In process context (LOCAL_OUT, POST_ROUTING of a local packet) one
+	 * could: turn them off, as ipt_do_table() does.
+	 */
+	if (irq_count() || irqs_disabled())
+		return itm_walk(hp, skb, &ctx, list, i, n);
+	local_bh_disable();
+	verdict = itm_walk(hp, skb, &ctx, list, i, n);
+	local_bh_enable();
+	return verdict;
 }

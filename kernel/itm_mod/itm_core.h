@@ -17,6 +17,7 @@
 #include <linux/percpu.h>
 #include <linux/rcupdate.h>
 #include <linux/siphash.h>
+#include <linux/u64_stats_sync.h>
 #include "itm.h"
 
 #define ITM_NUM_VERDICTS (ITM_QUEUE + 1)
@@ -44,25 +45,46 @@ enum itm_run_class {
 
 /**
  * struct itm_app_stats - per-CPU counters of one application
- * @seen: packets of the application's family and protocol that reached
- *	it while it was enabled
- * @matched: packets that matched its interest (only in sums: the sum of
- *	the verdicts, which every matched packet gets one of)
+ * @syncp: makes the 64-bit counters whole for readers on 32-bit CPUs
+ * @missed: packets that reached it while it was enabled (their family
+ *	and protocol class let them) but did not match its interest; the
+ *	packets it saw are @missed plus the matched ones
  * @classified: packets whose class was not 0
- * @verdict: process_func verdicts, indexed by enum itm_verdict
+ * @verdict: process_func verdicts, indexed by enum itm_verdict; every
+ *	matched packet gets exactly one, so their sum is the matched count
  * @bytes: bytes of matched packets
  * @time_ns: nanoseconds spent in the callbacks, estimated: one matched
  *	packet in %ITM_TIME_SAMPLE is timed and counts that many times
  * @tick: matched packets on this CPU, to pick the timed ones
+ *
+ * Written only by this CPU, with bottom halves off (itm_nf_hook()).
  */
 struct itm_app_stats {
+	struct u64_stats_sync syncp;
+	u64_stats_t missed;
+	u64_stats_t classified;
+	u64_stats_t verdict[ITM_NUM_VERDICTS];
+	u64_stats_t bytes;
+	u64_stats_t time_ns;
+	u32 tick;
+};
+
+/**
+ * struct itm_app_totals - an application's counters summed over the CPUs
+ * @seen: packets that reached it while it was enabled
+ * @matched: packets that matched its interest
+ * @classified: see &struct itm_app_stats
+ * @verdict: see &struct itm_app_stats
+ * @bytes: see &struct itm_app_stats
+ * @time_ns: see &struct itm_app_stats
+ */
+struct itm_app_totals {
 	u64 seen;
 	u64 matched;
 	u64 classified;
 	u64 verdict[ITM_NUM_VERDICTS];
 	u64 bytes;
 	u64 time_ns;
-	u32 tick;
 };
 
 /**
@@ -95,16 +117,17 @@ struct itm_app {
 	itm_note_func_t control_func;
 	struct itm_app_stats __percpu *stats;
 	struct itm_info *info;
-	struct net *netns;
-	struct itm_interest interest;
-	s32 priority;
-	u32 order;
-	enum itm_hook hook;
+	/* what every packet reads shares the callbacks' cache line */
 	u16 queue_num;
 	bool enabled;
 	bool match_addrs;
 	bool match_ports;
 	bool rewrites_headers;
+	struct net *netns;
+	struct itm_interest interest;
+	s32 priority;
+	u32 order;
+	enum itm_hook hook;
 	struct list_head node;
 };
 
@@ -183,7 +206,7 @@ extern struct itm_app itm_app_gone;
 
 /* apps.c */
 struct itm_app *itm_find_app(const struct net *net, const char *label);
-void itm_app_stats_sum(const struct itm_app *app, struct itm_app_stats *sum);
+void itm_app_stats_sum(const struct itm_app *app, struct itm_app_totals *sum);
 int itm_app_set_priority(struct itm_app *app, s32 priority);
 void itm_gc_init(struct itm_gc *gc);
 void itm_gc_finish(struct itm_gc *gc);
@@ -201,7 +224,6 @@ void itm_runlist_exit(void);
 
 /* hooks.c */
 bool itm_interest_valid(const struct itm_interest *in);
-bool itm_proto_has_ports(u8 proto);
 unsigned int itm_nf_hook(void *priv, struct sk_buff *skb,
 			 const struct nf_hook_state *state);
 

@@ -44,7 +44,7 @@ static int itm_put_interest(struct sk_buff *skb, const struct itm_interest *in)
 
 static int itm_put_stats(struct sk_buff *skb, const struct itm_app *app)
 {
-	struct itm_app_stats s;
+	struct itm_app_totals s;
 	struct nlattr *nest;
 
 	itm_app_stats_sum(app, &s);

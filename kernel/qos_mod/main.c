@@ -199,10 +199,11 @@ static unsigned int qos_process(enum itm_hook where, int class,
 	u32 segs = ctx->pkt.segs;
 
 	qos_mark(skb, ctx->state->pf, class);
+	/* itm_mod runs callbacks with bottom halves off: a plain per-CPU add */
 	if (class == QOS_SHORT)
-		this_cpu_add(qos_stats->short_pkts, segs);
+		__this_cpu_add(qos_stats->short_pkts, segs);
 	else
-		this_cpu_add(qos_stats->long_pkts, segs);
+		__this_cpu_add(qos_stats->long_pkts, segs);
 	return ITM_ACCEPT;
 }
 
