@@ -79,11 +79,13 @@ class Router:
             (d, self._by_itm[d.itm.packed]) for d in cfg.destinations
         ]
         self._by_dst: dict[bytes, DestState | None] = {}
+        self._itm_of = {st.name: itm for itm, st in self._by_itm.items()}
         self.counters: dict[str, int] = dict.fromkeys(
             (
                 "tunnelled",
                 "direct",
                 "decapsulated",
+                "data_relayed",
                 "probes_sent",
                 "probes_relayed",
                 "acks_sent",
@@ -187,7 +189,8 @@ class Router:
         st = self.dest_for(pkt.dst.packed)
         if st is None:
             return Verdict.ACCEPT
-        st.note_out(self.clock())
+        now = self.clock()
+        st.note_out(now)
         path = st.current_path
         clamped: bytearray | None = None
         if pkt.syn and pkt.proto == 6:
@@ -214,6 +217,18 @@ class Router:
                 return Verdict.DROP
             self.counters["direct"] += 1  # too big for the tunnel, may fragment: direct
             return Verdict.ACCEPT
+        self._set_tos(inner)
+        body = wire.data_body(self._itm_of[st.name], st.tag(path), st.receipt(now), inner)
+        try:
+            self.udp.sendto(self.sealer.seal(wire.DATA, body), (path.via, self.cfg.port))
+        except OSError as e:
+            self._send_error("tunnel to " + path.name, e)
+            return Verdict.ACCEPT  # fail open: the packet goes direct
+        self.counters["tunnelled"] += 1
+        return Verdict.DROP  # stolen: it travels in the tunnel
+
+    def _set_tos(self, inner: bytes | bytearray | memoryview) -> None:
+        """The outer header takes the inner packet's DSCP."""
         tos = mtu.dscp_byte(inner)
         if tos != self._tos:
             with contextlib.suppress(OSError):
@@ -222,13 +237,6 @@ class Router:
                 else:
                     self.udp.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
             self._tos = tos
-        try:
-            self.udp.sendto(self.sealer.seal(wire.DATA, inner), (path.via, self.cfg.port))
-        except OSError as e:
-            self._send_error("tunnel to " + path.name, e)
-            return Verdict.ACCEPT  # fail open: the packet goes direct
-        self.counters["tunnelled"] += 1
-        return Verdict.DROP  # stolen: it travels in the tunnel
 
     # ------------------------------------------------------------ sockets
     def _send_raw(self, pkt: bytes | bytearray | memoryview) -> bool:
@@ -257,7 +265,7 @@ class Router:
             return True
         except OSError as e:
             if e.errno not in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ECONNREFUSED):
-                self._send_error("probe to " + addr[0], e)
+                self._send_error("send to " + addr[0], e)
             return False
 
     def handle_datagrams(self) -> int:
@@ -274,11 +282,11 @@ class Router:
             n += 1
             try:
                 kind, relayed, sender, body = self.sealer.open(data, addr[0])
-                if kind == wire.DATA:
-                    self._relay_inner(wire.inner_packet(body))
-                    continue
                 if len(sender) != len(self.me):
                     raise wire.WireError("an ITM of the other address family")
+                if kind == wire.DATA:
+                    self._on_data(wire.decode_data(body, len(sender)), relayed)
+                    continue
                 probe = wire.decode_probe(kind, relayed, body, len(sender))
             except wire.WireError:
                 c["bad_datagrams"] += 1
@@ -288,16 +296,38 @@ class Router:
                 continue
             self._on_probe(probe, addr)
 
-    def _relay_inner(self, inner: memoryview) -> None:
-        """Send a tunnelled packet on, one hop older (a router's TTL rule)."""
-        pkt = bytearray(inner)
+    def _on_data(self, data: wire.Data, relayed: bool) -> None:
+        """Deliver a tunnelled packet meant for this ITM; send one for another
+        ITM on to it once, one hop older (a router's TTL rule)."""
+        if data.target == self.me:
+            self._deliver(data)
+            return
+        if relayed:
+            raise wire.WireError("relayed DATA for another ITM")
+        pkt = bytearray(data.inner)
         if not hop.decrement_ttl(pkt):
             self.counters["ttl_exceeded"] += 1
             err = hop.time_exceeded(pkt, self.me)
             if err is not None:
                 self._send_raw(err)
             return
-        if self._send_raw(pkt):
+        self._set_tos(pkt)
+        msg = self.sealer.seal(wire.DATA | wire.RELAYED, data.body(pkt))
+        if self._sendto(msg, (_text(data.target), self.cfg.port)):
+            self.counters["data_relayed"] += 1
+
+    def _deliver(self, data: wire.Data) -> None:
+        """Send the inner packet on from here; the datagram is the peer ITM's sign
+        that our data reaches it (its receipt) and the path its data took."""
+        inner = data.inner
+        src = bytes(inner[12:16] if inner[0] >> 4 == 4 else inner[8:24])
+        st = self.dest_for(src)
+        if st is not None:
+            now = self.clock()
+            st.note_peer_data(data.tag, now)
+            if data.receipt is not None:
+                st.note_heard(data.receipt, now)
+        if self._send_raw(inner):
             self.counters["decapsulated"] += 1
 
     def _send_probe(self, probe: wire.Probe, addr: tuple[Any, ...]) -> bool:

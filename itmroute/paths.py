@@ -15,6 +15,12 @@ takes the acknowledgements (:meth:`on_ack`), turns overdue probes into losses
   every ``startup_interval``; then the best score is taken outright.
 * Hysteresis: a better path is adopted only when its score beats the current
   one by ``margin`` and ``min_gain`` at ``confirm`` consecutive evaluations.
+* Watch of the path in use (BFD's demand mode): the destination ITM's own
+  tunnelled datagrams carry a receipt naming the path our data last reached
+  it by (:meth:`DestState.note_heard`); while receipts come, the path in use
+  is probed only every ``idle_interval`` to refresh its RTT, and once it has
+  been silent for ``detect_interval`` (a one-way flow: always) every
+  ``detect_interval``, as before.
 * Abandonment: ``dead_after`` consecutive losses on the path in use switch at
   once to the best live path (the direct path when none is). The first loss on
   the path in use, or traffic going out with nothing coming back for
@@ -49,6 +55,9 @@ class PathState:
     lost: int = 0
     sent: int = 0
     last_ack: float = 0.0
+    last_heard: float = -1e9  # the destination's receipt of data sent on this path
+    heard: int = 0
+    last_sent: float = -1e9
     last_rtt: float | None = None
     next_probe: float = 0.0
     hot_until: float = -1e9  # probed like the path in use until then (a likely better path)
@@ -99,6 +108,7 @@ class PathState:
         self.down = False
         self.last_rtt = None
         self.last_ack = 0.0
+        self.last_heard = -1e9
         self.hot_until = -1e9
         self.recent.clear()
         self.outcomes.clear()
@@ -148,6 +158,8 @@ class DestState:
     switches: int = 0
     probes_sent: int = 0
     in_flight: dict[int, tuple[str, float]] = field(default_factory=dict)
+    peer_tag: int = -1  # the path tag of the last data from this ITM's traffic...
+    peer_at: float = -1e9  # ... and when it arrived (what our receipts say)
     decisions: deque[Decision] = field(default_factory=lambda: deque(maxlen=50))
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -192,6 +204,33 @@ class DestState:
         """A packet from this destination arrived."""
         self.last_in = now
 
+    def note_heard(self, tag: int, now: float) -> PathState | None:
+        """The destination ITM says, in an authenticated datagram, that our data
+        sent on path number ``tag`` reached it within the last ``detect_interval``:
+        that path is alive as surely as if a probe had been answered (the BFD way,
+        the traffic is the probe). Returns the path (None for an unknown tag)."""
+        if not 0 <= tag < len(self.paths):
+            return None
+        p = self.paths[tag]
+        p.last_heard = now
+        p.heard += 1
+        return p
+
+    def note_peer_data(self, tag: int, now: float) -> None:
+        """Data from this destination's ITM arrived, sent on its path ``tag``."""
+        self.peer_tag, self.peer_at = tag, now
+
+    def receipt(self, now: float) -> int | None:
+        """The path tag to acknowledge in our next datagram to this ITM: the path
+        its last data arrived on, when that was within ``detect_interval``."""
+        if self.peer_tag >= 0 and now - self.peer_at <= self.settings.detect_interval:
+            return self.peer_tag
+        return None
+
+    def tag(self, p: PathState) -> int:
+        """The number of path ``p`` in the table (what receipts name)."""
+        return self.paths.index(p)
+
     # ------------------------------------------------------------ probing
     def _interval(self, p: PathState, now: float) -> float:
         s = self.settings
@@ -202,7 +241,9 @@ class DestState:
         if p.losses_in_row and s.retry_interval:
             return s.retry_interval
         if p.name == self.current:
-            return s.detect_interval
+            # heard from through the traffic itself: only a slow refresh of the RTT
+            heard = now - p.last_heard < s.detect_interval
+            return s.idle_interval if heard else s.detect_interval
         if now < p.hot_until:
             return s.active_interval
         return s.idle_interval
@@ -213,10 +254,15 @@ class DestState:
             return []
         out = []
         for p in self.paths:
-            if now >= p.next_probe:
+            due = p.next_probe
+            if p.name == self.current and self.started:
+                # the path in use is probed once it has been silent for an interval
+                due = min(due, max(p.last_sent, p.last_heard) + self.settings.detect_interval)
+            if now >= due:
                 seq = next(self._seq) & 0xFFFFFFFF
                 self.in_flight[seq] = (p.name, now)
                 p.sent += 1
+                p.last_sent = now
                 p.next_probe = now + self._interval(p, now)
                 out.append((seq, p))
         self.probes_sent += len(out)
@@ -277,20 +323,23 @@ class DestState:
         return lost
 
     def _detect(self, now: float) -> None:
-        """BFD-like watch of the path in use: no acknowledgement for one
-        ``detect_interval`` (and ``2 * rttvar``) races the paths, none for
+        """BFD-like watch of the path in use: no acknowledgement nor receipt for
+        1.5 ``detect_interval`` (and ``2 * rttvar``) races the paths, none for
         ``detect_miss`` intervals (and ``2 * rttvar``), and not for the path's
         own probe timeout either, declares the path down: a slow or jittery
-        path is not left for answers that are only late."""
+        path is not left for answers that are only late. When the last sign of
+        life was a receipt, the first probe left only an interval later: its
+        round trip is added."""
         s = self.settings
         p = self.current_path
         if not self.started or p.srtt is None or p.down:
             return
-        quiet = now - max(p.last_ack, self.current_since)
-        slack = 2 * p.rttvar
+        alive_at = max(p.last_ack, p.last_heard)
+        quiet = now - max(alive_at, self.current_since)
+        slack = 2 * p.rttvar + (p.srtt if p.last_heard > p.last_ack else 0.0)
         if quiet > max(s.detect_miss * s.detect_interval + slack, p.timeout(s)):
             p.down = True
-        elif quiet > 1.5 * s.detect_interval + slack and s.race and self.last_race < p.last_ack:
+        elif quiet > 1.5 * s.detect_interval + slack and s.race and self.last_race < alive_at:
             self.stall_holdoff = 0.0
             self.start_race(now)
 
@@ -420,6 +469,7 @@ class DestState:
                     "alive": p.alive(self.settings),
                     "sent": p.sent,
                     "acks": p.acks,
+                    "heard": p.heard,
                 }
                 for p in self.paths
             ],

@@ -117,6 +117,9 @@ def test_udp_tcp_and_icmp_cross_the_overlay_through_a_relay(lab: tuple[Overlay, 
     assert ping(ov.a, D_OVERLAY, 3)
     c = state(st)["counters"] if wait(lambda: state(st)["counters"]["tunnelled"] > 0, 3) else {}
     assert c["tunnelled"] > 100 and c["mss_clamped"] >= 1 and c["send_errors"] == 0
+    # D's tunnelled replies carried receipts for the relay path A's data took
+    heard = {p["name"]: p["heard"] for p in state(st)["destinations"][0]["paths"]}
+    assert heard["direct"] == 0 and sum(heard.values()) > 100, heard
 
 
 def test_dscp_and_ecn_survive_the_tunnel_and_the_ttl_loses_one(
@@ -165,6 +168,7 @@ def test_show_prints_the_table_and_a_cut_relay_is_left(lab: tuple[Overlay, Path]
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert "10.77.200.0/24 via itm 10.77.200.1: active" in out
+    assert "ALIVE  HEARD USE" in out
     for name in ("direct", "r1", "r2", "r3"):
         assert any(line.split()[:1] == [name] for line in out.splitlines()), out
     victim = int(str(current(st))[1:])
@@ -281,7 +285,7 @@ def test_itms_that_talk_ipv6_carry_ipv4_and_ipv6_through_a_relay() -> None:
         ov.start_threads(["a", "d", "r1", "r2"])
         try:
             a = ov.router("a")
-            assert a.tunnel_mtu == 1500 - (40 + 8 + 28 + 16)
+            assert a.tunnel_mtu == 1500 - (40 + 8 + 28 + 18 + 16)
             for family, dst, src, port in (
                 (socket.AF_INET, D_OVERLAY, "10.77.100.1", 5570),
                 (socket.AF_INET6, D_OVERLAY6, A_OVERLAY6, 5571),
