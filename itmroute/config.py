@@ -54,7 +54,11 @@ class ProbeSettings:
     The defaults are itmRoute's own. The path in use is watched the BFD way:
     probed every ``detect_interval`` and declared down when no acknowledgement
     came for ``detect_miss`` intervals (plus ``2 * rttvar`` of slack): 0.24 s
-    by default; its first missed interval races probes over every path (every
+    by default. Only while packets go out (within ``quiet_after``): when none
+    did, there is nothing to fail over and the path in use is probed like the
+    others. The destination ITM's receipts in its own tunnelled datagrams stand
+    in for the probes (the path is probed once silent for an interval). Its
+    first missed interval races probes over every path (every
     ``race_interval`` for ``race_time``), so that the others have fresh round
     trips when it is left. A path that looks clearly better is probed every
     ``active_interval``, the others every ``idle_interval``. Any probe not
@@ -72,6 +76,7 @@ class ProbeSettings:
 
     detect_interval: float = 0.08
     detect_miss: int = 3
+    quiet_after: float = 1.0
     active_interval: float = 0.25
     idle_interval: float = 2.0
     retry_interval: float = 0.0  # 0: no separate retry schedule after a loss
@@ -155,6 +160,7 @@ DAEMON_BACKENDS = ("auto", "kernel", "nfqueue")
 _POSITIVE = {
     "detect_interval",
     "detect_miss",
+    "quiet_after",
     "loss_window",
     "active_interval",
     "idle_interval",

@@ -20,7 +20,9 @@ takes the acknowledgements (:meth:`on_ack`), turns overdue probes into losses
   it by (:meth:`DestState.note_heard`); while receipts come, the path in use
   is probed only every ``idle_interval`` to refresh its RTT, and once it has
   been silent for ``detect_interval`` (a one-way flow: always) every
-  ``detect_interval``, as before.
+  ``detect_interval``, as before. All this only while packets go out (within
+  ``quiet_after``): a pause has nothing to fail over, the path in use is then
+  probed every ``idle_interval`` like the others.
 * Abandonment: ``dead_after`` consecutive losses on the path in use switch at
   once to the best live path (the direct path when none is). The first loss on
   the path in use, or traffic going out with nothing coming back for
@@ -148,6 +150,7 @@ class DestState:
     activated: float = 0.0
     started: bool = False  # the start-up choice has been made
     last_out: float = -1e9
+    sending_since: float = -1e9  # the first packet after a pause of quiet_after
     last_in: float = -1e9
     race_until: float = -1e9
     last_race: float = -1e9
@@ -189,6 +192,8 @@ class DestState:
     # ------------------------------------------------------------ traffic
     def note_out(self, now: float) -> None:
         """A packet for this destination left; the first one starts probing."""
+        if now - self.last_out > self.settings.quiet_after:
+            self.sending_since = now
         self.last_out = now
         if not self.active:
             self.active = True
@@ -203,6 +208,10 @@ class DestState:
     def note_in(self, now: float) -> None:
         """A packet from this destination arrived."""
         self.last_in = now
+
+    def sending(self, now: float) -> bool:
+        """Packets went out within ``quiet_after``: the path in use is watched closely."""
+        return now - self.last_out <= self.settings.quiet_after
 
     def note_heard(self, tag: int, now: float) -> PathState | None:
         """The destination ITM says, in an authenticated datagram, that our data
@@ -243,7 +252,7 @@ class DestState:
         if p.name == self.current:
             # heard from through the traffic itself: only a slow refresh of the RTT
             heard = now - p.last_heard < s.detect_interval
-            return s.idle_interval if heard else s.detect_interval
+            return s.idle_interval if heard or not self.sending(now) else s.detect_interval
         if now < p.hot_until:
             return s.active_interval
         return s.idle_interval
@@ -255,7 +264,7 @@ class DestState:
         out = []
         for p in self.paths:
             due = p.next_probe
-            if p.name == self.current and self.started:
+            if p.name == self.current and self.started and self.sending(now):
                 # the path in use is probed once it has been silent for an interval
                 due = min(due, max(p.last_sent, p.last_heard) + self.settings.detect_interval)
             if now >= due:
@@ -332,10 +341,10 @@ class DestState:
         round trip is added."""
         s = self.settings
         p = self.current_path
-        if not self.started or p.srtt is None or p.down:
-            return
+        if not self.started or p.srtt is None or p.down or not self.sending(now):
+            return  # nothing goes out: nothing to fail over
         alive_at = max(p.last_ack, p.last_heard)
-        quiet = now - max(alive_at, self.current_since)
+        quiet = now - max(alive_at, self.current_since, self.sending_since)
         slack = 2 * p.rttvar + (p.srtt if p.last_heard > p.last_ack else 0.0)
         if quiet > max(s.detect_miss * s.detect_interval + slack, p.timeout(s)):
             p.down = True

@@ -332,3 +332,33 @@ def test_a_receipt_is_given_only_for_fresh_data_and_names_a_known_path() -> None
     assert d.receipt(1.0 + s.detect_interval * 1.1) is None
     assert d.note_heard(len(d.paths), 1.0) is None and d.note_heard(-1, 1.0) is None
     assert d.note_heard(1, 1.0) is d.path("r1")
+
+
+def test_a_pause_in_the_traffic_costs_slow_probes_and_its_end_no_switch() -> None:
+    s = ProbeSettings()
+    sim = Sim(rtts(direct=0.060, r1=0.010, r2=0.020, r3=0.050, r4=0.080))
+    sim.run(3.0)
+    assert sim.d.current == "r1"
+    sim.run(2.0, traffic=False)  # the flow pauses (the destination stays active)
+    sent = sim.sent
+    sim.run(20.0, traffic=False)
+    assert sim.d.active
+    assert (sim.sent - sent) / 20.0 <= 5 / s.idle_interval + 0.1
+    sim.run(3.0)  # it resumes: the path in use was fine, nothing moves
+    assert [new for _, new, _ in sim.decisions] == ["r1"], sim.decisions
+
+
+def test_a_path_that_died_in_a_pause_is_left_within_the_detection_time_of_the_restart() -> None:
+    s = ProbeSettings()
+    sim = Sim(rtts(direct=0.060, r1=0.010, r2=0.020, r3=0.050, r4=0.080))
+    sim.run(3.0)
+    sim.run(5.0, traffic=False)
+    sim.rtts["r1"] = None
+    sim.pending.clear()
+    t_cut = sim.now
+    sim.run(0.5, traffic=False)  # (a slow probe lost in the pause may find it first)
+    t0 = sim.now
+    sim.run(1.0)
+    t_switch = next(t for t, new, why in sim.decisions if t > t_cut)
+    assert sim.d.current == "r2"
+    assert t_switch - t0 <= s.detect_miss * s.detect_interval + 0.05, t_switch - t0
