@@ -36,6 +36,7 @@ from .paths import DIRECT, Decision, DestState
 log = logging.getLogger("itmroute")
 
 SO_MARK = 36
+ICMP6_FILTER = 1  # <netinet/icmp6.h>: which ICMPv6 types a raw socket receives
 _TICK = 0.02
 
 
@@ -100,6 +101,7 @@ class Router:
                 "replayed",
                 "ttl_exceeded",
                 "too_big_direct",
+                "packet_too_big",
             ),
             0,
         )
@@ -108,16 +110,17 @@ class Router:
         self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
         # IPv6's IPPROTO_RAW socket takes whole packets, header included, too
         self.raw6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        # ICMPv6 errors: the kernel picks the source address and fills the checksum
+        self.icmp6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
         try:
-            for s in (self.udp, self.raw, self.raw6):
+            self.icmp6.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, b"\xff" * 32)  # read none
+            for s in (self.udp, self.raw, self.raw6, self.icmp6):
                 s.setsockopt(socket.SOL_SOCKET, SO_MARK, cfg.mark)
             self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.udp.bind(("::" if self.v6 else "0.0.0.0", cfg.port))
             self.udp.setblocking(False)
         except BaseException:
-            self.udp.close()
-            self.raw.close()
-            self.raw6.close()
+            self._close_sockets()
             raise
         self._tos = 0
         # one loop for the libitm applications, the UDP socket and the tick (its
@@ -207,8 +210,13 @@ class Router:
         inner = clamped if clamped is not None else data
         if len(inner) > self.tunnel_mtu:
             if pkt.version == 6:
-                self.counters["too_big_direct"] += 1  # IPv6: no "packet too big" yet
-                return Verdict.ACCEPT
+                ptb = mtu.packet_too_big(inner, self.tunnel_mtu)
+                if self.tunnel_mtu < mtu.IPV6_MIN_MTU or ptb is None:
+                    self.counters["too_big_direct"] += 1  # no MTU an IPv6 host may take
+                    return Verdict.ACCEPT
+                self.counters["packet_too_big"] += 1
+                self._send_icmp6(ptb, inner)
+                return Verdict.DROP
             if mtu.dont_fragment(inner):
                 self.counters["frag_needed"] += 1
                 # from this ITM, or (an ITM with only an IPv6 address) from the destination
@@ -252,6 +260,14 @@ class Router:
         except OSError as e:
             self._send_error("raw send to " + dst, e)
             return False
+
+    def _send_icmp6(self, msg: bytes, about: bytes | bytearray | memoryview) -> None:
+        """Send an ICMPv6 error to the source of the IPv6 packet ``about``."""
+        dst = socket.inet_ntop(socket.AF_INET6, bytes(about[8:24]))
+        try:
+            self.icmp6.sendto(msg, (dst, 0))
+        except OSError as e:
+            self._send_error("ICMPv6 error to " + dst, e)
 
     def _send_error(self, what: str, e: OSError) -> None:
         self.counters["send_errors"] += 1
@@ -310,6 +326,9 @@ class Router:
             err = hop.time_exceeded(pkt, self.me)
             if err is not None:
                 self._send_raw(err)
+            err6 = hop.time_exceeded6(pkt)
+            if err6 is not None:
+                self._send_icmp6(err6, pkt)
             return
         self._set_tos(pkt)
         msg = self.sealer.seal(wire.DATA | wire.RELAYED, data.body(pkt))
@@ -450,6 +469,8 @@ class Router:
         finally:
             if self.state_file is not None:
                 self.remove_state()
-            self.udp.close()
-            self.raw.close()
-            self.raw6.close()
+            self._close_sockets()
+
+    def _close_sockets(self) -> None:
+        for s in (self.udp, self.raw, self.raw6, self.icmp6):
+            s.close()

@@ -1,6 +1,7 @@
-"""The tunnel's MTU: TCP MSS clamping and ICMP "fragmentation needed".
+"""The tunnel's MTU: TCP MSS clamping, ICMP "fragmentation needed" and ICMPv6
+"packet too big".
 
-Both work on plain bytes of an IPv4 packet (the daemon's own copy of a packet it
+They work on plain bytes of a packet (the daemon's own copy of a packet it
 re-sends), so they are tested without a kernel.
 """
 
@@ -120,3 +121,39 @@ def icmp_error(
     )
     struct.pack_into(">H", hdr, 10, checksum(hdr))
     return bytes(hdr + icmp)
+
+
+#: ICMPv6 types (RFC 4443) the daemon sends
+ICMP6_PACKET_TOO_BIG: Final = 2
+ICMP6_TIME_EXCEEDED: Final = 3
+#: the smallest MTU an IPv6 link has: an ICMPv6 error fits in it (RFC 4443 2.4 c)
+IPV6_MIN_MTU: Final = 1280
+_ICMPV6: Final = 58
+
+
+def icmp6_error(
+    pkt: bytes | bytearray | memoryview, kind: int, code: int, word: int
+) -> bytes | None:
+    """The ICMPv6 error message ``kind``/``code`` about the IPv6 packet ``pkt``
+    (without the IPv6 header: it is sent on an ICMPv6 socket, the kernel picks
+    the source, fills in the checksum and sends it to the packet's source).
+
+    ``word`` is the 32-bit field after the checksum (the MTU of "packet too
+    big"); then as much of the packet as keeps the error within 1280 bytes.
+    None when no error may be sent (RFC 4443 2.4 e): about an ICMPv6 error
+    message, or from an unspecified or multicast source.
+    """
+    if len(pkt) < 40 or pkt[0] >> 4 != 6:
+        return None
+    src = bytes(pkt[8:24])
+    if src == bytes(16) or src[0] == 0xFF:
+        return None
+    if pkt[6] == _ICMPV6 and len(pkt) > 40 and pkt[40] < 128:
+        return None  # an error about an error
+    quoted = bytes(pkt[: IPV6_MIN_MTU - 40 - 8])
+    return struct.pack(">BBHI", kind, code, 0, word) + quoted
+
+
+def packet_too_big(pkt: bytes | bytearray | memoryview, mtu: int) -> bytes | None:
+    """The ICMPv6 "packet too big" (type 2 code 0) telling ``pkt``'s source the MTU."""
+    return icmp6_error(pkt, ICMP6_PACKET_TOO_BIG, 0, mtu)

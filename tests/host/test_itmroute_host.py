@@ -231,6 +231,52 @@ def test_a_relay_answers_ttl_1_like_a_router(lab: tuple[Overlay, Path]) -> None:
     assert re.search(r"From 10\.77\.[1-3]\.2 ", proc.stdout), proc.stdout
 
 
+def ping6(ov: Overlay, *args: str) -> str:
+    """``ping -6`` from A's overlay address to D's (one echo), its output."""
+    proc = subprocess.run(
+        ["ip", "netns", "exec", ov.a, "ping", "-6", "-n", "-c", "1", "-W", "2",
+         "-I", A_OVERLAY6, *args, D_OVERLAY6],
+        capture_output=True, text=True, check=False, timeout=10,
+    )  # fmt: skip
+    return proc.stdout + proc.stderr
+
+
+def both_ends_tunnel(ov: Overlay, st: Path) -> None:
+    """Make A and D send through relays: the first packet each way starts the
+    probing and goes direct (lost: the direct link is black-holed)."""
+    ping(ov.a, D_OVERLAY, 1)
+    assert wait(lambda: str(current(st)).startswith("r"), 5)
+    ping6(ov)  # D answers: its table for A starts (the answer is lost)
+    assert wait(lambda: ov.router("d").dests[0][1].current.startswith("r"), 5)
+
+
+def test_an_ipv6_packet_too_big_for_the_tunnel_draws_packet_too_big(
+    lab: tuple[Overlay, Path],
+) -> None:
+    ov, st = lab
+    both_ends_tunnel(ov, st)
+    mtu = 1500 - wire.TUNNEL_OVERHEAD  # the IPv4 ITMs' tunnel carries IPv6 packets too
+    big = str(mtu - 40 - 8 + 20)  # an echo of 20 bytes more than the tunnel takes
+    out = ping6(ov, "-M", "do", "-s", big)
+    assert f"Packet too big: mtu={mtu}" in out, out
+    # the sender's kernel learned the MTU: the next one is refused before it leaves
+    route = sh("ip", "netns", "exec", ov.a, "ip", "-6", "route", "get", D_OVERLAY6)
+    assert f"mtu {mtu}" in route, route
+    out = ping6(ov, "-M", "do", "-s", big)
+    assert "1 received" not in out and "too long" in out, out
+    assert "1 received" in ping6(ov, "-M", "do", "-s", str(mtu - 48)), "what fits goes through"
+    assert state(st)["counters"]["packet_too_big"] >= 1
+
+
+def test_a_relay_answers_ipv6_hop_limit_1_like_a_router(lab: tuple[Overlay, Path]) -> None:
+    ov, st = lab
+    both_ends_tunnel(ov, st)
+    out = ping6(ov, "-t", "1")
+    assert "Time exceeded: Hop limit" in out, out
+    assert re.search(r"From fd77:a[1-3]::2 ", out), out  # the relay's address towards A
+    assert "1 received" in ping6(ov, "-t", "3"), "two hops left at the relay: delivered"
+
+
 def test_ipv6_crosses_the_overlay_through_a_relay(lab: tuple[Overlay, Path]) -> None:
     ov, st = lab
     ping(ov.a, D_OVERLAY, 1)  # starts the probing if no test before did (then lost: direct)
