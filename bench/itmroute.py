@@ -65,7 +65,6 @@ from itmtool.matrix import ROOT
 
 ROUTE_DOC = ROOT / "docs" / "itmroute.md"
 PROBE_IP_LEN = 20 + 8 + wire.PROBE_LEN  # an itmRoute probe or ack: IP + UDP + header, body, MAC
-PROBE_WIRE = PROBE_IP_LEN + 14  # ... Ethernet framed
 NAMES = ("direct", "r1", "r2", "r3", "r4")
 
 
@@ -357,34 +356,44 @@ def percentile(xs: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
-#: iptables rules in A counting probe-sized itmRoute datagrams (IPv4 ITMs): ``all``
-#: of them, and ``own``: A's probes (type PROBE, not relayed) and the acknowledgements
-#: of them (type ACK, relayed or not; A relays nothing) — the active destination's
+#: an itmRoute NOTICE (a receipt on its own, or a stop notice): IP + UDP + header,
+#: target, origin, tag, silence, MAC
+NOTICE_IP_LEN = 20 + 8 + wire.HEADER_LEN + 11 + wire.TAG_LEN
+#: iptables rules in A counting itmRoute's control datagrams (IPv4 ITMs): ``all``
+#: probes, acknowledgements and notices, and ``own``: A's probes (type PROBE, not
+#: relayed), the acknowledgements of them (type ACK, relayed or not; A relays
+#: nothing) and the notices D sends A about A's data — the active destination's
 #: own cost, without the probes of D's table and A's answers to them
 PROBE_RULES = (
-    ("all", "INPUT", "--sport", None),
-    ("all", "OUTPUT", "--dport", None),
-    ("own", "OUTPUT", "--dport", "28=0x49520202"),
-    ("own", "INPUT", "--sport", "28&0xFFFFFF7F=0x49520203"),
+    ("all", "INPUT", "--sport", PROBE_IP_LEN, None),
+    ("all", "OUTPUT", "--dport", PROBE_IP_LEN, None),
+    ("all", "INPUT", "--sport", NOTICE_IP_LEN, None),
+    ("all", "OUTPUT", "--dport", NOTICE_IP_LEN, None),
+    ("own", "OUTPUT", "--dport", PROBE_IP_LEN, "28=0x49520202"),
+    ("own", "INPUT", "--sport", PROBE_IP_LEN, "28&0xFFFFFF7F=0x49520203"),
+    ("own", "INPUT", "--sport", NOTICE_IP_LEN, "28&0xFFFFFF7F=0x49520204"),
 )
 
 
-def _probe_rule(op: str, chain: str, port: str, u32: str | None, what: str) -> list[str]:
+def _probe_rule(
+    op: str, chain: str, port: str, length: int, u32: str | None, what: str
+) -> list[str]:
     rule = ["iptables", "-w", op, chain, "-p", "udp", port, "7177",
-            "-m", "length", "--length", str(PROBE_IP_LEN)]  # fmt: skip
+            "-m", "length", "--length", str(length)]  # fmt: skip
     if u32 is not None:
         rule += ["-m", "u32", "--u32", u32]
     return [*rule, "-m", "comment", "--comment", f"itmbench-{what}"]
 
 
 def counters(ns: str, what: str = "all") -> int:
-    """Bytes (Ethernet framed) counted by the probe-counting rules ``what`` in ``ns``."""
+    """Bytes (with 14 bytes of Ethernet header each) counted by the rules ``what`` in ``ns``."""
     total = 0
     for chain in ("INPUT", "OUTPUT"):
         out = sh("ip", "netns", "exec", ns, "iptables", "-w", "-nvxL", chain)
         for line in out.splitlines():
             if f"itmbench-{what} " in line + " ":
-                total += int(line.split()[0]) * PROBE_WIRE
+                pkts, nbytes = line.split()[:2]
+                total += int(nbytes) + 14 * int(pkts)
     return total
 
 
@@ -414,8 +423,8 @@ def overhead(
     if netem:
         b.set_rtts([90.0, 30.0, 60.0, 70.0, 80.0])  # R1 best: receipts ride on the data
     ns = b.ov.a
-    for what, chain, port, u32 in PROBE_RULES:
-        sh("ip", "netns", "exec", ns, *_probe_rule("-I", chain, port, u32, what))
+    for what, chain, port, length, u32 in PROBE_RULES:
+        sh("ip", "netns", "exec", ns, *_probe_rule("-I", chain, port, length, u32, what))
     try:
         b.forget()
         one_way = _active(b, ns, active_s, echo=False)
@@ -425,8 +434,8 @@ def overhead(
         time.sleep(idle_s)
         idle = (counters(ns) - c0) / idle_s
     finally:
-        for what, chain, port, u32 in PROBE_RULES:
-            sh("ip", "netns", "exec", ns, *_probe_rule("-D", chain, port, u32, what))
+        for what, chain, port, length, u32 in PROBE_RULES:
+            sh("ip", "netns", "exec", ns, *_probe_rule("-D", chain, port, length, u32, what))
     return {
         "active_bytes_per_s": one_way["all_bytes_per_s"],
         "one_way": one_way,

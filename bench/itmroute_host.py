@@ -140,11 +140,10 @@ def table(doc: dict[str, Any]) -> str:
         f" {fo['p95']:.2f} / {max(fo['gaps']):.2f} s |",
         f"| first datagram lost to the first delivered on the new path, median / p95 / worst |"
         f" {fo['outage_median']:.2f} / {fo['outage_p95']:.2f} / {max(fo['outages']):.2f} s |",
-        f"| probe bytes per active destination, 4 relays, two-way flow (A's probes and their"
-        f" acks) | {two['own_bytes_per_s']:.0f} B/s |",
-        f"| ... one-way flow (no receipts: the path in use probed every detect_interval) |"
-        f" {one['own_bytes_per_s']:.0f} B/s |",
-        f"| every probe and ack on A's links (A's and D's tables), two-way / one-way |"
+        f"| probe bytes per active destination, 4 relays, two-way 20 packet/s flow (A's probes,"
+        f" their acks, D's notices to A) | {two['own_bytes_per_s']:.0f} B/s |",
+        f"| ... one-way 20 packet/s flow | {one['own_bytes_per_s']:.0f} B/s |",
+        f"| every probe, ack and notice on A's links (A's and D's tables), two-way / one-way |"
         f" {two['all_bytes_per_s']:.0f} / {one['all_bytes_per_s']:.0f} B/s |",
         f"| DATA bytes for target, path tag and receipt, two-way (20 packets/s each way) |"
         f" {two['data_head_bytes_per_s']:.0f} B/s |",

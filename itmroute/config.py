@@ -57,7 +57,13 @@ class ProbeSettings:
     by default. Only while packets go out (within ``quiet_after``): when none
     did, there is nothing to fail over and the path in use is probed like the
     others. The destination ITM's receipts in its own tunnelled datagrams stand
-    in for the probes (the path is probed once silent for an interval). Its
+    in for the probes (the path is probed once silent for an interval). A
+    destination ITM that receives our data at least every ``watch_gap`` and
+    sends us nothing watches it for us: a receipt on its own every
+    ``receipt_interval`` (the path in use is then probed like the others) and,
+    when the data stops for ``watch_factor`` times its usual gap (at least
+    ``watch_min``), a notice over every path: the path is left at once if we
+    were still sending on it. Its
     first missed interval races probes over every path (every
     ``race_interval`` for ``race_time``), so that the others have fresh round
     trips when it is left. A path that looks clearly better is probed every
@@ -103,6 +109,10 @@ class ProbeSettings:
     hot_time: float = 3.0
     idle_after: float = 60.0
     evaluate_interval: float = 0.05
+    receipt_interval: float = 1.0
+    watch_gap: float = 0.07
+    watch_factor: float = 4.0
+    watch_min: float = 0.1
 
     @classmethod
     def preset(cls, name: str) -> ProbeSettings:
@@ -171,6 +181,8 @@ _POSITIVE = {
     "race_interval",
     "confirm",
     "evaluate_interval",
+    "receipt_interval",
+    "watch_factor",
 }
 _FRACTIONS = {"rtt_alpha", "loss_floor"}
 

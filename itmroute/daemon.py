@@ -92,6 +92,9 @@ class Router:
                 "acks_sent",
                 "acks_relayed",
                 "acks_received",
+                "notices_sent",
+                "notices_relayed",
+                "notices_received",
                 "probe_bytes_sent",
                 "frag_needed",
                 "mss_clamped",
@@ -301,7 +304,10 @@ class Router:
                 if len(sender) != len(self.me):
                     raise wire.WireError("an ITM of the other address family")
                 if kind == wire.DATA:
-                    self._on_data(wire.decode_data(body, len(sender)), relayed)
+                    self._on_data(wire.decode_data(body, len(sender)), relayed, addr)
+                    continue
+                if kind == wire.NOTICE:
+                    self._on_notice(wire.decode_notice(relayed, body, len(sender)))
                     continue
                 probe = wire.decode_probe(kind, relayed, body, len(sender))
             except wire.WireError:
@@ -312,11 +318,11 @@ class Router:
                 continue
             self._on_probe(probe, addr)
 
-    def _on_data(self, data: wire.Data, relayed: bool) -> None:
+    def _on_data(self, data: wire.Data, relayed: bool, src: tuple[Any, ...]) -> None:
         """Deliver a tunnelled packet meant for this ITM; send one for another
         ITM on to it once, one hop older (a router's TTL rule)."""
         if data.target == self.me:
-            self._deliver(data)
+            self._deliver(data, src[0] if relayed else None)
             return
         if relayed:
             raise wire.WireError("relayed DATA for another ITM")
@@ -335,7 +341,7 @@ class Router:
         if self._sendto(msg, (_text(data.target), self.cfg.port)):
             self.counters["data_relayed"] += 1
 
-    def _deliver(self, data: wire.Data) -> None:
+    def _deliver(self, data: wire.Data, via: str | None) -> None:
         """Send the inner packet on from here; the datagram is the peer ITM's sign
         that our data reaches it (its receipt) and the path its data took."""
         inner = data.inner
@@ -343,11 +349,48 @@ class Router:
         st = self.dest_for(src)
         if st is not None:
             now = self.clock()
-            st.note_peer_data(data.tag, now)
+            st.note_peer_data(data.tag, now, via)
             if data.receipt is not None:
                 st.note_heard(data.receipt, now)
         if self._send_raw(inner):
             self.counters["decapsulated"] += 1
+
+    def _on_notice(self, notice: wire.Notice) -> None:
+        """Take a notice about our data; send one for another ITM on to it once."""
+        if notice.target == self.me:
+            st = self._by_itm.get(notice.origin)
+            if st is not None:
+                self.counters["notices_received"] += 1
+                if st.on_notice(notice.tag, notice.silence, self.clock()) is not None:
+                    log.debug("notice from %s: tag %d %.3f s", st.name, notice.tag, notice.silence)
+            return
+        if notice.relayed:
+            raise wire.WireError("relayed NOTICE for another ITM")
+        fwd = wire.Notice(notice.target, notice.origin, notice.tag, notice.silence, True)
+        if self._sendto(self.sealer.seal(fwd.type_byte, fwd.body()), self._port_of(notice.target)):
+            self.counters["notices_relayed"] += 1
+
+    def _port_of(self, itm: bytes) -> tuple[str, int]:
+        return (_text(itm), self.cfg.port)
+
+    def _watch_peers(self, now: float) -> None:
+        """Tell the ITMs whose data we receive that it still comes (a receipt, by
+        the relay it came through) or that it stopped (over every path)."""
+        for st in self._by_itm.values():
+            owed = st.peer_watch(now)
+            if owed is None:
+                continue
+            stopped, tag, silence = owed
+            itm = self._itm_of[st.name]
+            notice = wire.Notice(itm, self.me, tag, silence)
+            msg = self.sealer.seal(notice.type_byte, notice.body())
+            if stopped:
+                ways = [self._port_of(itm)] + [(p.via, self.cfg.port) for p in st.paths if p.via]
+            else:
+                ways = [(st.peer_via, self.cfg.port) if st.peer_via else self._port_of(itm)]
+            for way in ways:
+                if self._sendto(msg, way):
+                    self.counters["notices_sent"] += 1
 
     def _send_probe(self, probe: wire.Probe, addr: tuple[Any, ...]) -> bool:
         return self._sendto(self.sealer.seal(probe.type_byte, probe.body()), addr)
@@ -388,6 +431,8 @@ class Router:
                 st.active = False
                 st.current = DIRECT
                 st.in_flight.clear()
+        self.handle_datagrams()  # what waits is older than the tick: take it first
+        self._watch_peers(now)
         for itm, st in self._by_itm.items():
             st.expire(now)
             dec = st.evaluate(now)

@@ -58,6 +58,7 @@ class PathState:
     sent: int = 0
     last_ack: float = 0.0
     last_heard: float = -1e9  # the destination's receipt of data sent on this path
+    vouched_until: float = -1e9  # the destination watches our data on it until then
     heard: int = 0
     last_sent: float = -1e9
     last_rtt: float | None = None
@@ -111,6 +112,7 @@ class PathState:
         self.last_rtt = None
         self.last_ack = 0.0
         self.last_heard = -1e9
+        self.vouched_until = -1e9
         self.hot_until = -1e9
         self.recent.clear()
         self.outcomes.clear()
@@ -163,6 +165,10 @@ class DestState:
     in_flight: dict[int, tuple[str, float]] = field(default_factory=dict)
     peer_tag: int = -1  # the path tag of the last data from this ITM's traffic...
     peer_at: float = -1e9  # ... and when it arrived (what our receipts say)
+    peer_gap: float = 0.0  # the usual time between its arrivals (0: unknown)
+    peer_via: str | None = None  # the relay it came through
+    peer_stopped: bool = True  # its silence was reported (or it is too slow to watch)
+    receipt_out: float = -1e9  # when we last sent it a receipt
     decisions: deque[Decision] = field(default_factory=lambda: deque(maxlen=50))
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -213,27 +219,88 @@ class DestState:
         """Packets went out within ``quiet_after``: the path in use is watched closely."""
         return now - self.last_out <= self.settings.quiet_after
 
-    def note_heard(self, tag: int, now: float) -> PathState | None:
+    def note_heard(self, tag: int, now: float, vouch: float = 0.0) -> PathState | None:
         """The destination ITM says, in an authenticated datagram, that our data
         sent on path number ``tag`` reached it within the last ``detect_interval``:
         that path is alive as surely as if a probe had been answered (the BFD way,
-        the traffic is the probe). Returns the path (None for an unknown tag)."""
+        the traffic is the probe); with ``vouch``, that it watches our data for
+        that long and will say when it stops. Returns the path (None for an
+        unknown tag)."""
         if not 0 <= tag < len(self.paths):
             return None
         p = self.paths[tag]
         p.last_heard = now
+        p.vouched_until = max(p.vouched_until, now + vouch)
         p.heard += 1
         return p
 
-    def note_peer_data(self, tag: int, now: float) -> None:
-        """Data from this destination's ITM arrived, sent on its path ``tag``."""
-        self.peer_tag, self.peer_at = tag, now
+    def on_notice(self, tag: int, silence: float, now: float) -> PathState | None:
+        """A NOTICE from the destination ITM about our data on path ``tag``: a
+        receipt (``silence`` 0), or that it stopped arriving ``silence`` ago. The
+        path in use is then down at once if we kept sending on it since, long
+        enough for it to have arrived. Returns the path it made down (or heard)."""
+        s = self.settings
+        if not 0 <= tag < len(self.paths):
+            return None
+        if silence <= 0:
+            return self.note_heard(tag, now, 1.5 * s.receipt_interval)
+        p = self.paths[tag]
+        p.vouched_until = now
+        stopped = now - silence
+        if (
+            p.name == self.current
+            and self.started
+            and not p.down
+            and self.sending(now)
+            and self.current_since < stopped
+            and self.sending_since < stopped
+            and self.last_out > stopped + (p.srtt or 0.0)
+        ):
+            p.down = True
+            return p
+        return None
+
+    def note_peer_data(self, tag: int, now: float, via: str | None = None) -> None:
+        """Data from this destination's ITM arrived, sent on its path ``tag``
+        (through the relay at ``via``)."""
+        gap = now - self.peer_at
+        if gap > self.settings.quiet_after:
+            self.peer_gap = 0.0  # a new run of data: its pace is not known yet
+        elif self.peer_gap == 0.0:
+            self.peer_gap = gap
+        else:
+            self.peer_gap += 0.2 * (gap - self.peer_gap)
+        self.peer_tag, self.peer_at, self.peer_via = tag, now, via
+        self.peer_stopped = False
 
     def receipt(self, now: float) -> int | None:
         """The path tag to acknowledge in our next datagram to this ITM: the path
         its last data arrived on, when that was within ``detect_interval``."""
         if self.peer_tag >= 0 and now - self.peer_at <= self.settings.detect_interval:
+            self.receipt_out = now
             return self.peer_tag
+        return None
+
+    def peer_watch(self, now: float) -> tuple[bool, int, float] | None:
+        """What we owe this ITM about its data now, as ``(stopped, tag, silence)``:
+        a receipt on its own every ``receipt_interval`` while its data comes at
+        least every ``watch_gap`` and nothing of ours carried one, and once, when
+        that data stops for ``watch_factor`` times its usual gap (at least
+        ``watch_min``), that it stopped."""
+        s = self.settings
+        if self.peer_stopped or self.peer_tag < 0:
+            return None
+        silence = now - self.peer_at
+        watching = 0.0 < self.peer_gap <= s.watch_gap
+        if watching and silence > max(s.watch_factor * self.peer_gap, s.watch_min):
+            self.peer_stopped = True
+            return True, self.peer_tag, silence
+        if silence > s.quiet_after:
+            self.peer_stopped = True  # it slowed down and stopped: nothing to tell
+            return None
+        if watching and now - self.receipt_out >= s.receipt_interval:
+            self.receipt_out = now
+            return False, self.peer_tag, 0.0
         return None
 
     def tag(self, p: PathState) -> int:
@@ -251,8 +318,10 @@ class DestState:
             return s.retry_interval
         if p.name == self.current:
             # heard from through the traffic itself: only a slow refresh of the RTT
-            heard = now - p.last_heard < s.detect_interval
-            return s.idle_interval if heard or not self.sending(now) else s.detect_interval
+            heard = now - p.last_heard < s.detect_interval or now < p.vouched_until
+            if heard:
+                return 2 * s.idle_interval  # only to keep its RTT fresh
+            return s.detect_interval if self.sending(now) else s.idle_interval
         if now < p.hot_until:
             return s.active_interval
         return s.idle_interval
@@ -266,7 +335,8 @@ class DestState:
             due = p.next_probe
             if p.name == self.current and self.started and self.sending(now):
                 # the path in use is probed once it has been silent for an interval
-                due = min(due, max(p.last_sent, p.last_heard) + self.settings.detect_interval)
+                alive_at = max(p.last_heard, min(p.vouched_until, now))
+                due = min(due, max(p.last_sent, alive_at) + self.settings.detect_interval)
             if now >= due:
                 seq = next(self._seq) & 0xFFFFFFFF
                 self.in_flight[seq] = (p.name, now)
@@ -343,7 +413,7 @@ class DestState:
         p = self.current_path
         if not self.started or p.srtt is None or p.down or not self.sending(now):
             return  # nothing goes out: nothing to fail over
-        alive_at = max(p.last_ack, p.last_heard)
+        alive_at = max(p.last_ack, p.last_heard, min(p.vouched_until, now))
         quiet = now - max(alive_at, self.current_since, self.sending_since)
         slack = 2 * p.rttvar + (p.srtt if p.last_heard > p.last_ack else 0.0)
         if quiet > max(s.detect_miss * s.detect_interval + slack, p.timeout(s)):

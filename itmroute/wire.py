@@ -7,7 +7,8 @@ Every itmRoute datagram (UDP, port 7177 by default) is::
     | 'IR' | ver  | type | sender   | counter (u64)      | body    | MAC (16) |
     +------+------+------+----------+--------------------+-- ... --+----------+
 
-    type: 1 DATA, 2 PROBE, 3 ACK (| 0x80: relayed, | 0x40: IPv6 addresses); version 2
+    type: 1 DATA, 2 PROBE, 3 ACK, 4 NOTICE (| 0x80: relayed, | 0x40: IPv6 addresses);
+    version 2
 
 With the 0x40 bit the ITM addresses (``sender``, and a probe's ``origin`` and
 ``target``) are IPv6, 16 bytes each, instead of IPv4 (4 bytes): an overlay
@@ -24,6 +25,12 @@ packet, untouched (its DSCP and ECN bits included). A relay sends DATA on to
 its target once (re-sealed, relayed bit set, one hop older); the target
 delivers the inner packet. The receipt is the target's heartbeat for the
 path in use (BFD's demand mode: the traffic is the probe).
+
+NOTICE carries ``target`` (the ITM whose data it is about), ``origin`` (the
+ITM that received it), ``tag`` (u8, the target's path) and ``silence`` (u16,
+milliseconds): 0 is a receipt sent on its own (no DATA went back to carry
+one), above 0 says that data sent on that path stopped arriving that long
+ago. A neighbour forwards a NOTICE not for itself to its target once.
 PROBE and ACK carry ``seq`` (u32), ``origin`` (the probing ITM's overlay
 address) and ``target`` (the destination ITM's overlay address). A neighbour
 forwards a PROBE that is not for itself to the target once (and marks it
@@ -42,12 +49,14 @@ VERSION: Final = 2
 DATA: Final = 1
 PROBE: Final = 2
 ACK: Final = 3
+NOTICE: Final = 4
 RELAYED: Final = 0x80
 V6: Final = 0x40
 
 _HEADERS = {4: struct.Struct(">HBB4sQ"), 16: struct.Struct(">HBB16sQ")}
 _PROBE_BODIES = {4: struct.Struct(">I4s4s"), 16: struct.Struct(">I16s16s")}
 _DATA_HEADS = {4: struct.Struct(">4sBB"), 16: struct.Struct(">16sBB")}
+_NOTICES = {4: struct.Struct(">4s4sBH"), 16: struct.Struct(">16s16sBH")}
 #: the receipt byte of a DATA datagram that acknowledges nothing
 NO_RECEIPT: Final = 0xFF
 _COMMON = struct.Struct(">HBB")
@@ -125,7 +134,7 @@ def parse_header(data: bytes | bytearray | memoryview) -> tuple[int, bool, bytes
     if ver != VERSION:
         raise WireError(f"itmRoute version {ver} not supported")
     base = kind & ~(RELAYED | V6)
-    if base not in (DATA, PROBE, ACK):
+    if base not in (DATA, PROBE, ACK, NOTICE):
         raise WireError(f"unknown itmRoute message type {base}")
     hdr = _HEADERS[16 if kind & V6 else 4]
     if len(data) < hdr.size:
@@ -139,13 +148,44 @@ def decode_probe(
 ) -> Probe:
     """The PROBE or ACK of an opened datagram's type and body (ITM addresses of
     ``addr_len`` bytes: the sender's)."""
-    if kind == DATA:
-        raise WireError("a DATA datagram is not a probe")
+    if kind not in (PROBE, ACK):
+        raise WireError("not a probe nor an acknowledgement")
     fmt = _PROBE_BODIES[addr_len]
     if len(body) != fmt.size:
         raise WireError("probe datagram of the wrong length")
     seq, origin, target = fmt.unpack_from(body, 0)
     return Probe(kind, seq, origin, target, relayed)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What ``origin`` tells ``target`` about the data it sent on path ``tag``: a
+    receipt (``silence`` 0) or that it stopped arriving ``silence`` seconds ago."""
+
+    target: bytes
+    origin: bytes
+    tag: int
+    silence: float
+    relayed: bool = False
+
+    @property
+    def type_byte(self) -> int:
+        """The header's type (the sealer adds :data:`V6`)."""
+        return NOTICE | (RELAYED if self.relayed else 0)
+
+    def body(self) -> bytes:
+        """The body (between the header and the MAC)."""
+        ms = min(0xFFFF, max(0, round(self.silence * 1000)))
+        return _NOTICES[len(self.target)].pack(self.target, self.origin, self.tag, ms)
+
+
+def decode_notice(relayed: bool, body: bytes | bytearray | memoryview, addr_len: int = 4) -> Notice:
+    """The :class:`Notice` of an opened NOTICE datagram's body."""
+    fmt = _NOTICES[addr_len]
+    if len(body) != fmt.size:
+        raise WireError("notice datagram of the wrong length")
+    target, origin, tag, ms = fmt.unpack_from(body, 0)
+    return Notice(target, origin, tag, ms / 1000, relayed)
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,8 @@ def test_udp_tcp_and_icmp_cross_the_overlay_through_a_relay(lab: tuple[Overlay, 
     finally:
         stream.close()
     assert len(stream.arrivals) == stream.sent
+    # a one-way stream: D said by notices (receipts on their own) that it arrived
+    assert wait(lambda: state(st)["counters"]["notices_received"] >= 1, 3), state(st)
     sent, got, err = tcp_transfer(ov, 1_000_000, 5400, lambda: None)
     assert err is None and got == sent
     assert ping(ov.a, D_OVERLAY, 3)

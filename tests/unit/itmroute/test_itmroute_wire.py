@@ -171,3 +171,20 @@ def test_the_daemons_own_datagrams_are_told_from_traffic() -> None:
     assert not wire.is_overlay_datagram(17, 5300, 5300, 7177)  # the flow's own UDP
     assert not wire.is_overlay_datagram(6, 7177, 7177, 7177)  # TCP on that port is traffic
     assert not wire.is_overlay_datagram(1, None, None, 7177)
+
+
+def test_a_notice_carries_target_origin_tag_and_silence() -> None:
+    a, d = pair()
+    n = wire.Notice(bytes([10, 0, 0, 1]), bytes([10, 0, 9, 1]), 3, 0.25)
+    data = d.seal(n.type_byte, n.body())
+    assert len(data) == wire.HEADER_LEN + 11 + wire.TAG_LEN
+    kind, relayed, _, body = a.open(data, "10.0.9.1")
+    assert kind == wire.NOTICE and not relayed
+    assert wire.decode_notice(relayed, body) == n
+    fwd = wire.Notice(n.target, n.origin, n.tag, 100.0, True)  # silence caps at 65.535 s
+    assert wire.decode_notice(True, fwd.body()).silence == 65.535
+    assert fwd.type_byte == wire.NOTICE | wire.RELAYED
+    with pytest.raises(wire.WireError):
+        wire.decode_notice(False, bytes(10))
+    with pytest.raises(wire.WireError):
+        wire.decode_probe(wire.NOTICE, False, bytes(12))  # a notice is not a probe
