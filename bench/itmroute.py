@@ -21,10 +21,10 @@ a direct A--D link — runs every daemon in threads of one process, and:
   sending of the first datagram the cut lost to the arrival of the first one
   delivered on the new path, over ``--iterations`` cuts
   (itmRoute) and ``--ron-cuts`` cuts (RON's settings);
-- probe overhead: bytes of probes and acknowledgements on A's links (iptables
-  counters of 72-byte itmRoute datagrams, plus 14 bytes of Ethernet header
-  each), 30 s of an active destination (direct path best, so no data is
-  tunnelled), then after 65 s idle;
+- probe overhead: bytes of A's probes, their acknowledgements and D's notices
+  to A on A's links (iptables counters with ``u32`` on the message type, plus
+  14 bytes of Ethernet header each), 30 s of a one-way and 30 s of a two-way
+  (echoed) 20 packet/s flow through R1 (the best path), then after 65 s idle;
 - forwarding: a UDP flood through one relay for 5 s, datagrams per second
   delivered at D.
 
@@ -329,17 +329,18 @@ def cuts(b: Bench, n: int, after_s: float, rtts: list[float] | None = None) -> d
 
 
 def cut_phases(b: Bench, stream: SeqStream, cutter: CutLater) -> dict[str, Any]:
-    """Where one cut's gap went (seconds): the last arrival before the gap to the
-    cut command's end (the rules in place), to A's decision to leave the path,
-    to the first arrival after it; the longest pause of the sender itself (the
-    measuring process not scheduled) and A's decisions."""
+    """Where one cut's gap went (seconds): the last arrival before A's decision to
+    leave the path, to the cut command's end (the rules in place), to the
+    decision, to the first arrival after it; the longest pause of the sender
+    itself (the measuring process not scheduled) and A's decisions."""
     t0 = cutter.began - 0.5
     times = sorted(t for _, t in stream.arrivals if t >= t0)
     sent = [t for t in stream.sent_at if t >= t0]
-    pairs = list(itertools.pairwise(times))
-    last, first = max(pairs, key=lambda ab: ab[1] - ab[0], default=(t0, t0))
     decisions = [d for d in b.dest().decisions if d.time >= t0]
     decided = decisions[0].time if decisions else None
+    at = cutter.done if decided is None else decided
+    last = max((t for t in times if t <= at), default=t0)
+    first = min((t for t in times if t > at), default=float("inf"))
     return {
         "last_arrival_to_cut_done": round(cutter.done - last, 4),
         "cut_command": round(cutter.done - cutter.began, 4),

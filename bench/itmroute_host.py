@@ -12,8 +12,13 @@ process (the sender and the receiver too: one GIL), and:
   going on 4 s past each cut: the largest gap between arrivals, and the time
   from the sending of the first datagram the cut lost to the arrival of the
   first one delivered on the new path;
-- probe bytes on A's links for an active destination with 4 relays (iptables
-  counters of probe-sized itmRoute datagrams), and after ``--idle-wait`` s idle;
+- where each cut's gap went: the last arrival to the end of the cut command, to
+  A's decision to leave the path, to the first arrival on the new path, and the
+  sender's own longest pause;
+- probe bytes per active destination with 4 relays (iptables counters, ``u32``
+  on the message type: A's probes, their acknowledgements, D's notices to A)
+  for a one-way and a two-way (echoed) 20 packet/s flow, every probe, ack and
+  notice on A's links, and after ``--idle-wait`` s idle;
 - injection: an intruder namespace on R1's link sends ``--forged`` DATA
   datagrams and as many probes sealed with a wrong key, as many in the old
   unauthenticated format, and replays A's datagrams sniffed off R1's link:

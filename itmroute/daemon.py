@@ -3,13 +3,15 @@
 One :class:`Router` per ITM. It owns
 
 * a UDP socket (the tunnel and the probes, port ``config.port``),
-* a raw IPv4 socket (``IP_HDRINCL``) that sends decapsulated packets on, the
-  packets it re-injects after clamping their MSS, and ICMP errors,
+* raw IPv4 and IPv6 sockets (``IP_HDRINCL``) that send on the packets
+  tunnelled to this ITM, the packets it re-injects after clamping their MSS,
+  and ICMP errors; an ICMPv6 socket for ICMPv6 errors (packet too big, time
+  exceeded),
 * when the ITM serves destinations, a libitm loop with two applications: one at
   ``ip_out`` that takes every packet to an overlay prefix (and tunnels it, or
   lets it go direct), one at ``ip_in`` that notes packets coming back.
 
-Both sockets carry the firewall mark ``config.mark``; the capture application
+Every socket carries the firewall mark ``config.mark``; the capture application
 ignores marked packets, so the daemon never captures its own. If the daemon
 dies, libitm's queue bypass lets the packets go direct (fail-open).
 """
