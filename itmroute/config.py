@@ -62,8 +62,9 @@ class ProbeSettings:
     sends us nothing watches it for us: a receipt on its own every
     ``receipt_interval`` (the path in use is then probed like the others) and,
     when the data stops for ``watch_factor`` times its usual gap (at least
-    ``watch_min``), a notice over every path: the path is left at once if we
-    were still sending on it. Its
+    ``watch_min``), a notice over every path: if we were still sending on the
+    path, it is probed at once and left unless that probe is answered within
+    ``max(notice_confirm, 2*srtt + 4*rttvar)``. Its
     first missed interval races probes over every path (every
     ``race_interval`` for ``race_time``), so that the others have fresh round
     trips when it is left. A path that looks clearly better is probed every
@@ -113,6 +114,7 @@ class ProbeSettings:
     watch_gap: float = 0.07
     watch_factor: float = 4.0
     watch_min: float = 0.1
+    notice_confirm: float = 0.05
 
     @classmethod
     def preset(cls, name: str) -> ProbeSettings:

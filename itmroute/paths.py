@@ -59,6 +59,7 @@ class PathState:
     last_ack: float = 0.0
     last_heard: float = -1e9  # the destination's receipt of data sent on this path
     vouched_until: float = -1e9  # the destination watches our data on it until then
+    suspect_at: float = -1e9  # a stop notice came: down unless a probe sent since is answered
     heard: int = 0
     last_sent: float = -1e9
     last_rtt: float | None = None
@@ -113,6 +114,7 @@ class PathState:
         self.last_ack = 0.0
         self.last_heard = -1e9
         self.vouched_until = -1e9
+        self.suspect_at = -1e9
         self.hot_until = -1e9
         self.recent.clear()
         self.outcomes.clear()
@@ -236,9 +238,12 @@ class DestState:
 
     def on_notice(self, tag: int, silence: float, now: float) -> PathState | None:
         """A NOTICE from the destination ITM about our data on path ``tag``: a
-        receipt (``silence`` 0), or that it stopped arriving ``silence`` ago. The
-        path in use is then down at once if we kept sending on it since, long
-        enough for it to have arrived. Returns the path it made down (or heard)."""
+        receipt (``silence`` 0), or that it stopped arriving ``silence`` ago. If
+        we kept sending on the path in use since, long enough for the data to
+        have arrived, the path is probed at once (a race): it is down unless that
+        probe is answered within ``max(notice_confirm, 2*srtt + 4*rttvar)`` (a
+        relay that only stalled is not left). Returns the path it suspects (or
+        heard)."""
         s = self.settings
         if not 0 <= tag < len(self.paths):
             return None
@@ -256,7 +261,8 @@ class DestState:
             and self.sending_since < stopped
             and self.last_out > stopped + (p.srtt or 0.0)
         ):
-            p.down = True
+            p.suspect_at = now
+            self.start_race(now)
             return p
         return None
 
@@ -374,6 +380,8 @@ class DestState:
                 if p.outcomes and p.outcomes[-1]:
                     p.outcomes.pop()
         p.note_outcome(False, s)
+        if sent >= p.suspect_at:
+            p.suspect_at = -1e9  # answered since the stop notice: it only stalled
         p.losses_in_row = 0
         p.down = False
         p.last_rtt = rtt
@@ -413,6 +421,12 @@ class DestState:
         p = self.current_path
         if not self.started or p.srtt is None or p.down or not self.sending(now):
             return  # nothing goes out: nothing to fail over
+        if p.suspect_at > 0 and now - p.suspect_at > max(
+            s.notice_confirm, 2 * p.srtt + 4 * p.rttvar
+        ):
+            p.down = True  # the destination said our data stopped; no answer since
+            p.suspect_at = -1e9
+            return
         alive_at = max(p.last_ack, p.last_heard, min(p.vouched_until, now))
         quiet = now - max(alive_at, self.current_since, self.sending_since)
         slack = 2 * p.rttvar + (p.srtt if p.last_heard > p.last_ack else 0.0)
