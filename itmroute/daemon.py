@@ -39,6 +39,8 @@ log = logging.getLogger("itmroute")
 
 SO_MARK = 36
 ICMP6_FILTER = 1  # <netinet/icmp6.h>: which ICMPv6 types a raw socket receives
+SOL_RAW = 255
+ICMP_FILTER = 1  # <linux/icmp.h>: which ICMP types (0..31) a raw socket receives
 _TICK = 0.02
 
 
@@ -117,9 +119,12 @@ class Router:
         self.raw6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
         # ICMPv6 errors: the kernel picks the source address and fills the checksum
         self.icmp6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+        # ICMP errors of a daemon without an IPv4 overlay address (its kernel picks one)
+        self.icmp4 = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
         try:
             self.icmp6.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, b"\xff" * 32)  # read none
-            for s in (self.udp, self.raw, self.raw6, self.icmp6):
+            self.icmp4.setsockopt(SOL_RAW, ICMP_FILTER, b"\xff" * 4)
+            for s in (self.udp, self.raw, self.raw6, self.icmp6, self.icmp4):
                 s.setsockopt(socket.SOL_SOCKET, SO_MARK, cfg.mark)
             self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.udp.bind(("::" if self.v6 else "0.0.0.0", cfg.port))
@@ -268,11 +273,14 @@ class Router:
 
     def _send_icmp6(self, msg: bytes, about: bytes | bytearray | memoryview) -> None:
         """Send an ICMPv6 error to the source of the IPv6 packet ``about``."""
-        dst = socket.inet_ntop(socket.AF_INET6, bytes(about[8:24]))
+        self._send_icmp(self.icmp6, msg, socket.inet_ntop(socket.AF_INET6, bytes(about[8:24])))
+
+    def _send_icmp(self, sock: socket.socket, msg: bytes, dst: str) -> None:
+        """Send an ICMP or ICMPv6 message on ``sock`` (its kernel adds the IP header)."""
         try:
-            self.icmp6.sendto(msg, (dst, 0))
+            sock.sendto(msg, (dst, 0))
         except OSError as e:
-            self._send_error("ICMPv6 error to " + dst, e)
+            self._send_error("ICMP error to " + dst, e)
 
     def _send_error(self, what: str, e: OSError) -> None:
         self.counters["send_errors"] += 1
@@ -334,6 +342,8 @@ class Router:
             err = hop.time_exceeded(pkt, self.me)
             if err is not None:
                 self._send_raw(err)
+            elif (msg := hop.time_exceeded_message(pkt)) is not None:
+                self._send_icmp(self.icmp4, msg, socket.inet_ntoa(bytes(pkt[12:16])))
             err6 = hop.time_exceeded6(pkt)
             if err6 is not None:
                 self._send_icmp6(err6, pkt)
@@ -519,5 +529,5 @@ class Router:
             self._close_sockets()
 
     def _close_sockets(self) -> None:
-        for s in (self.udp, self.raw, self.raw6, self.icmp6):
+        for s in (self.udp, self.raw, self.raw6, self.icmp6, self.icmp4):
             s.close()

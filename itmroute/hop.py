@@ -1,7 +1,8 @@
 """A relay's hop, the way a router makes it: the inner packet's TTL (IPv4) or
 hop limit (IPv6) goes down by one; a packet that arrives with 1 or 0 left is
 not sent on, and its source gets a "time exceeded" (IPv4: ICMP type 11 code 0,
-from the relay's overlay address; IPv6: ICMPv6 type 3 code 0, sent on an
+from the relay's overlay address, or, a relay of IPv6 ITMs, on an ICMP socket
+from the IPv4 address its kernel picks; IPv6: ICMPv6 type 3 code 0, sent on an
 ICMPv6 socket from the address the relay's kernel picks towards the source).
 
 Works on the daemon's own copy of the packet (plain bytes), so it is tested
@@ -14,7 +15,7 @@ import struct
 
 from libitm.checksum import adjust16
 
-from .mtu import ICMP6_TIME_EXCEEDED, icmp6_error, icmp_error
+from .mtu import ICMP6_TIME_EXCEEDED, icmp6_error, icmp_error, icmp_message
 
 TIME_EXCEEDED = 11
 
@@ -44,6 +45,14 @@ def time_exceeded(pkt: bytes | bytearray | memoryview, src: bytes) -> bytes | No
     if pkt[0] >> 4 != 4 or len(src) != 4:
         return None
     return icmp_error(pkt, TIME_EXCEEDED, 0, 0, src)
+
+
+def time_exceeded_message(pkt: bytes | bytearray | memoryview) -> bytes | None:
+    """The ICMP part of "time exceeded in transit" for an IPv4 packet (to send on an
+    ICMP socket); None for IPv6."""
+    if pkt[0] >> 4 != 4:
+        return None
+    return icmp_message(pkt, TIME_EXCEEDED, 0, 0)
 
 
 def time_exceeded6(pkt: bytes | bytearray | memoryview) -> bytes | None:

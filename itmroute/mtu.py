@@ -105,16 +105,23 @@ def frag_needed(pkt: bytes | bytearray | memoryview, mtu: int, src: bytes, ttl: 
     return icmp_error(pkt, 3, 4, mtu, src, ttl)
 
 
+def icmp_message(pkt: bytes | bytearray | memoryview, kind: int, code: int, word: int) -> bytes:
+    """The ICMP part of an IPv4 ICMP error about ``pkt`` (checksum included): for
+    :func:`icmp_error`, or to send on an ICMP socket whose kernel adds the IP
+    header from an address of its own."""
+    ihl = (pkt[0] & 0x0F) * 4
+    icmp = bytearray(struct.pack(">BBHHH", kind, code, 0, 0, word) + bytes(pkt[: ihl + 8]))
+    struct.pack_into(">H", icmp, 2, checksum(icmp))
+    return bytes(icmp)
+
+
 def icmp_error(
     pkt: bytes | bytearray | memoryview, kind: int, code: int, word: int, src: bytes, ttl: int = 64
 ) -> bytes:
     """An IPv4 ICMP error of ``kind``/``code`` about ``pkt``, from ``src`` to its source:
     ``word`` is the low 16 bits of the second header word (the MTU of type 3 code 4),
     then the packet's IP header and first 8 bytes of payload (RFC 792)."""
-    ihl = (pkt[0] & 0x0F) * 4
-    quoted = bytes(pkt[: ihl + 8])
-    icmp = bytearray(struct.pack(">BBHHH", kind, code, 0, 0, word) + quoted)
-    struct.pack_into(">H", icmp, 2, checksum(icmp))
+    icmp = icmp_message(pkt, kind, code, word)
     total = 20 + len(icmp)
     hdr = bytearray(
         struct.pack(">BBHHHBBH4s4s", 0x45, 0xC0, total, 0, 0, ttl, 1, 0, src, bytes(pkt[12:16]))

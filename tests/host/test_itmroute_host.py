@@ -357,5 +357,14 @@ def test_itms_that_talk_ipv6_carry_ipv4_and_ipv6_through_a_relay() -> None:
                     assert got >= 20, (family, got, a.snapshot())
             assert a.dests[0][1].current.startswith("r")
             assert a.counters["tunnelled"] >= 40 and a.counters["acks_received"] > 0
+            # a relay of IPv6 ITMs answers an IPv4 packet out of TTL from an IPv4
+            # address of its own
+            proc = subprocess.run(
+                ["ip", "netns", "exec", ov.a, "ping", "-n", "-t", "1", "-c", "1", "-W", "2",
+                 "-I", "10.77.100.1", D_OVERLAY],
+                capture_output=True, text=True, check=False, timeout=10,
+            )  # fmt: skip
+            assert "Time to live exceeded" in proc.stdout, proc.stdout + proc.stderr
+            assert re.search(r"From 10\.77\.[12]\.2 ", proc.stdout), proc.stdout
         finally:
             ov.stop_daemons()

@@ -191,3 +191,13 @@ def test_an_ipv6_packet_out_of_hops_draws_icmpv6_time_exceeded() -> None:
         assert struct.unpack_from(">BBHI", msg) == (3, 0, 0, 0)
         assert msg[8:] == before
     assert hop.time_exceeded6(ip_header(17, 8) + bytes(8)) is None  # IPv4: time_exceeded's
+
+
+def test_time_exceeded_for_an_icmp_socket_is_the_icmp_part_alone() -> None:
+    pkt = bytearray(ip_header(17, 28) + bytes(8))
+    pkt[8] = 1
+    msg = hop.time_exceeded_message(pkt)
+    assert msg is not None
+    assert (msg[0], msg[1]) == (11, 0) and checksum(msg) == 0
+    assert msg[8:] == pkt[:28]  # the header and 8 bytes of payload quoted
+    assert hop.time_exceeded_message(ip6_packet(17, bytes(8), 1)) is None
