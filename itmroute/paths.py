@@ -17,12 +17,17 @@ takes the acknowledgements (:meth:`on_ack`), turns overdue probes into losses
   one by ``margin`` and ``min_gain`` at ``confirm`` consecutive evaluations.
 * Watch of the path in use (BFD's demand mode): the destination ITM's own
   tunnelled datagrams carry a receipt naming the path our data last reached
-  it by (:meth:`DestState.note_heard`); while receipts come, the path in use
-  is probed only every ``idle_interval`` to refresh its RTT, and once it has
-  been silent for ``detect_interval`` (a one-way flow: always) every
-  ``detect_interval``, as before. All this only while packets go out (within
-  ``quiet_after``): a pause has nothing to fail over, the path in use is then
-  probed every ``idle_interval`` like the others.
+  it by (:meth:`DestState.note_heard`); when it sends us nothing, it watches
+  our data itself and sends a receipt every ``receipt_interval`` (which vouches
+  for the path) and a notice when the data stops (:meth:`DestState.on_notice`:
+  the path is probed at once and left unless it answers). While receipts come
+  or a receipt vouches, the path in use is probed only every two
+  ``idle_interval`` to refresh its RTT; once it has been silent for
+  ``detect_interval`` (a slow one-way flow: always) every ``detect_interval``.
+  All this only while packets go out (within ``quiet_after``): a pause has
+  nothing to fail over, the path in use is then probed every ``idle_interval``
+  like the others. The receiving side's half is :meth:`DestState.note_peer_data`,
+  :meth:`DestState.receipt` and :meth:`DestState.peer_watch`.
 * Abandonment: ``dead_after`` consecutive losses on the path in use switch at
   once to the best live path (the direct path when none is). The first loss on
   the path in use, or traffic going out with nothing coming back for
