@@ -331,7 +331,9 @@ class DestState:
             # heard from through the traffic itself: only a slow refresh of the RTT
             heard = now - p.last_heard < s.detect_interval or now < p.vouched_until
             if heard:
-                return 2 * s.idle_interval  # only to keep its RTT fresh
+                # only to keep its RTT fresh, but as fresh as a rival's while one is hot
+                rival = any(now < q.hot_until for q in self.paths if q is not p)
+                return s.active_interval if rival else 2 * s.idle_interval
             return s.detect_interval if self.sending(now) else s.idle_interval
         if now < p.hot_until:
             return s.active_interval
@@ -532,6 +534,9 @@ class DestState:
         if pick is not None:
             pick[1].hot_until = now + s.hot_time
             pick[1].next_probe = min(pick[1].next_probe, now + s.active_interval)
+            # the path in use is measured as often meanwhile: one old sample of it
+            # must not make the rival look better
+            cur.next_probe = min(cur.next_probe, now + s.active_interval)
 
     def _switch(self, now: float, new: str, reason: str, always: bool = False) -> Decision | None:
         old = self.current
