@@ -725,9 +725,9 @@ def build_examples(
     return results
 
 
-#: names in the kernel headers of the matrix kernels (6.1, 6.12) that a generated module
-#: would define with its name as prefix (macros, functions, struct tags): `new kernel`
-#: refuses a name whose C names land on one (module -> module_init, a macro).
+#: names in the kernel headers of the matrix kernels (6.1, 6.12, the debug kernel) that
+#: a generated module would define with its name as prefix (macros, functions, struct
+#: tags): `new kernel` refuses a name whose C names land on one (module -> module_init).
 #: tests/host/test_itmtool_new_c_names.py recomputes them from the installed headers.
 _KERNEL_HEADER_NAMES_TEXT = """
     access_coordinate_class account_hardirq_exit account_process_tick account_softirq_exit
@@ -800,5 +800,6 @@ _KERNEL_HEADER_NAMES_TEXT = """
     wake_up_process wb_domain_exit wb_domain_init within_module_init workqueue_init
     writeback_control x86_hyper_init x86_idle_thread_init xa_init xas_set_update
     xdp_frame_bulk_init zone_device_page_init zone_seqlock_init zswap_lruvec_state_init
+    kasan_early_init kasan_init lock_class lockdep_match_class
 """
 KERNEL_HEADER_NAMES = frozenset(_KERNEL_HEADER_NAMES_TEXT.split())
