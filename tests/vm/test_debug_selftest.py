@@ -23,7 +23,7 @@ import pytest
 from itmtool import vm
 from itmtool.matrix import Kernel
 from tests.kernel.kit import bad_lines
-from tests.vm.guest import KMEMLEAK_CLEAR, KMEMLEAK_SCAN, kmemleak_objects, selected_kernels
+from tests.vm.guest import KMEMLEAK_CLEAR, kmemleak_objects, selected_kernels
 
 BUGMOD = Path(__file__).parent / "bugmod"
 DEBUG_KERNELS = [k for k in selected_kernels() if k.detectors]
@@ -51,13 +51,18 @@ def _run_bugs(kernel: Kernel, top: Path) -> tuple[list[str], str]:
     assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
     res = top / "results"
     ko = src / "bugmod.ko"
-    # KASAN's report taints the kernel, which turns lockdep off: the RCU bug goes first
+    # KASAN's report taints the kernel, which turns lockdep off: the RCU bug goes
+    # first.  The leak is scanned for while bugmod is loaded: kmemleak resolves a
+    # backtrace's symbols when it prints the report, and an unloaded module's are gone.
+    kml = "/sys/kernel/debug/kmemleak"
     script = f"""
 {KMEMLEAK_CLEAR}
-for bug in rcu leak oob; do
-    insmod {ko} bug=$bug && rmmod bugmod
-done
-{KMEMLEAK_SCAN.format(out=f"{res}/kmemleak.txt")}
+insmod {ko} bug=rcu && rmmod bugmod
+insmod {ko} bug=leak
+sleep 6; echo scan > {kml}; sleep 6; echo scan > {kml}
+cat {kml} > {res}/kmemleak.txt
+rmmod bugmod
+insmod {ko} bug=oob && rmmod bugmod
 dmesg > {res}/dmesg.txt
 """
     run = vm.run(
