@@ -188,7 +188,7 @@ def _itm_hooks(ns: str) -> set[tuple[str, str]]:
 def _nft_lists_hooks(ns: str) -> bool:
     """Whether `nft list hooks` works here: it shows a base chain made for the probe
     (without nfnetlink_hook, nft prints nothing and exits 0)."""
-    table = "table inet itm_probe { chain c { type filter hook prerouting priority 0; } }"
+    table = "table inet itm_probe {\n chain c {\n type filter hook prerouting priority 0;\n }\n}\n"
     in_ns = ["ip", "netns", "exec", ns, "nft"]
     subprocess.run([*in_ns, "-f", "-"], input=table, text=True, check=True)
     try:
