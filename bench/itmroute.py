@@ -21,10 +21,10 @@ a direct A--D link — runs every daemon in threads of one process, and:
   sending of the first datagram the cut lost to the arrival of the first one
   delivered on the new path, over ``--iterations`` cuts
   (itmRoute) and ``--ron-cuts`` cuts (RON's settings);
-- probe overhead: bytes of probes and acknowledgements on A's links (iptables
-  counters of 72-byte itmRoute datagrams, plus 14 bytes of Ethernet header
-  each), 30 s of an active destination (direct path best, so no data is
-  tunnelled), then after 65 s idle;
+- probe overhead: bytes of A's probes, their acknowledgements and D's notices
+  to A on A's links (iptables counters with ``u32`` on the message type, plus
+  14 bytes of Ethernet header each), 30 s of a one-way and 30 s of a two-way
+  (echoed) 20 packet/s flow through R1 (the best path), then after 65 s idle;
 - forwarding: a UDP flood through one relay for 5 s, datagrams per second
   delivered at D.
 
@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -64,7 +65,6 @@ from itmtool.matrix import ROOT
 
 ROUTE_DOC = ROOT / "docs" / "itmroute.md"
 PROBE_IP_LEN = 20 + 8 + wire.PROBE_LEN  # an itmRoute probe or ack: IP + UDP + header, body, MAC
-PROBE_WIRE = PROBE_IP_LEN + 14  # ... Ethernet framed
 NAMES = ("direct", "r1", "r2", "r3", "r4")
 
 
@@ -101,19 +101,26 @@ class Bench:
 
 
 class Trickle:
-    """``rate`` datagrams a second A -> D (to a socket that takes them silently)."""
+    """``rate`` datagrams a second A -> D, to a socket that takes them silently
+    (a one-way flow) or, with ``echo``, sends each one back (a two-way flow)."""
 
-    def __init__(self, ov: Overlay, rate: float = 20.0) -> None:
+    def __init__(self, ov: Overlay, rate: float = 20.0, echo: bool = False) -> None:
         with netns(ov.d):
             self.sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self.sink.bind((D_OVERLAY, 9))
         with netns(ov.a):
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self.sink.settimeout(0.2)
         self.rate = rate
         self.first = 0.0
+        self.echoed = 0
         self._stop = threading.Event()
         self._th = threading.Thread(target=self._run, daemon=True)
+        self._echo = threading.Thread(target=self._answer, daemon=True)
         self._th.start()
+        if echo:
+            self._echo.start()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -121,11 +128,22 @@ class Trickle:
                 self.first = time.monotonic()
             with contextlib.suppress(OSError):
                 self.sock.sendto(b"t" * 32, (D_OVERLAY, 9))
+            with contextlib.suppress(OSError):
+                while self.sock.recv(100):  # the echoes (until none waits)
+                    self.echoed += 1
             self._stop.wait(1 / self.rate)
+
+    def _answer(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError):
+                data, addr = self.sink.recvfrom(100)
+                self.sink.sendto(data, addr)
 
     def close(self) -> None:
         self._stop.set()
         self._th.join(2)
+        if self._echo.is_alive():
+            self._echo.join(2)
         self.sock.close()
         self.sink.close()
 
@@ -269,6 +287,7 @@ def cuts(b: Bench, n: int, after_s: float, rtts: list[float] | None = None) -> d
         b.set_rtts(rtts)
     gaps: list[float] = []
     outages: list[float] = []
+    phases: list[dict[str, Any]] = []
     for i in range(n):
         b.forget()
         t = Trickle(b.ov)
@@ -296,14 +315,39 @@ def cuts(b: Bench, n: int, after_s: float, rtts: list[float] | None = None) -> d
             b.ov.cut(v, on=False)
         gaps.append(stream.largest_gap(after=cutter.began - 0.5))
         outages.append(stream.outage(cutter.began - 0.5))
+        phases.append(cut_phases(b, stream, cutter))
     return {
         "cuts": n,
         "gaps": gaps,
         "outages": outages,
+        "phases": phases,
         "median": statistics.median(gaps),
         "p95": percentile(gaps, 0.95),
         "outage_median": statistics.median(outages),
         "outage_p95": percentile(outages, 0.95),
+    }
+
+
+def cut_phases(b: Bench, stream: SeqStream, cutter: CutLater) -> dict[str, Any]:
+    """Where one cut's gap went (seconds): the last arrival before A's decision to
+    leave the path, to the cut command's end (the rules in place), to the
+    decision, to the first arrival after it; the longest pause of the sender
+    itself (the measuring process not scheduled) and A's decisions."""
+    t0 = cutter.began - 0.5
+    times = sorted(t for _, t in stream.arrivals if t >= t0)
+    sent = [t for t in stream.sent_at if t >= t0]
+    decisions = [d for d in b.dest().decisions if d.time >= t0]
+    decided = decisions[0].time if decisions else None
+    at = cutter.done if decided is None else decided
+    last = max((t for t in times if t <= at), default=t0)
+    first = min((t for t in times if t > at), default=float("inf"))
+    return {
+        "last_arrival_to_cut_done": round(cutter.done - last, 4),
+        "cut_command": round(cutter.done - cutter.began, 4),
+        "cut_done_to_decision": None if decided is None else round(decided - cutter.done, 4),
+        "decision_to_first_arrival": None if decided is None else round(first - decided, 4),
+        "sender_pause": round(max((y - x for x, y in itertools.pairwise(sent)), default=0.0), 4),
+        "decisions": [d.line() for d in decisions],
     }
 
 
@@ -313,15 +357,64 @@ def percentile(xs: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
-def counters(ns: str) -> int:
-    """Bytes counted by the probe-counting rules in ``ns``."""
+#: an itmRoute NOTICE (a receipt on its own, or a stop notice): IP + UDP + header,
+#: target, origin, tag, silence, MAC
+NOTICE_IP_LEN = 20 + 8 + wire.HEADER_LEN + 11 + wire.TAG_LEN
+#: iptables rules in A counting itmRoute's control datagrams (IPv4 ITMs): ``all``
+#: probes, acknowledgements and notices, and ``own``: A's probes (type PROBE, not
+#: relayed), the acknowledgements of them (type ACK, relayed or not; A relays
+#: nothing) and the notices D sends A about A's data — the active destination's
+#: own cost, without the probes of D's table and A's answers to them
+PROBE_RULES = (
+    ("all", "INPUT", "--sport", PROBE_IP_LEN, None),
+    ("all", "OUTPUT", "--dport", PROBE_IP_LEN, None),
+    ("all", "INPUT", "--sport", NOTICE_IP_LEN, None),
+    ("all", "OUTPUT", "--dport", NOTICE_IP_LEN, None),
+    ("own", "OUTPUT", "--dport", PROBE_IP_LEN, "28=0x49520202"),
+    ("own", "INPUT", "--sport", PROBE_IP_LEN, "28&0xFFFFFF7F=0x49520203"),
+    ("own", "INPUT", "--sport", NOTICE_IP_LEN, "28&0xFFFFFF7F=0x49520204"),
+)
+
+
+def _probe_rule(
+    op: str, chain: str, port: str, length: int, u32: str | None, what: str
+) -> list[str]:
+    rule = ["iptables", "-w", op, chain, "-p", "udp", port, "7177",
+            "-m", "length", "--length", str(length)]  # fmt: skip
+    if u32 is not None:
+        rule += ["-m", "u32", "--u32", u32]
+    return [*rule, "-m", "comment", "--comment", f"itmbench-{what}"]
+
+
+def counters(ns: str, what: str = "all") -> int:
+    """Bytes (with 14 bytes of Ethernet header each) counted by the rules ``what`` in ``ns``."""
     total = 0
     for chain in ("INPUT", "OUTPUT"):
         out = sh("ip", "netns", "exec", ns, "iptables", "-w", "-nvxL", chain)
         for line in out.splitlines():
-            if f"length {PROBE_IP_LEN}" in line:
-                total += int(line.split()[0]) * PROBE_WIRE
+            if f"itmbench-{what} " in line + " ":
+                pkts, nbytes = line.split()[:2]
+                total += int(nbytes) + 14 * int(pkts)
     return total
+
+
+def _active(b: Bench, ns: str, seconds: float, echo: bool) -> dict[str, float]:
+    """Probe bytes/s of a 20 packet/s flow (one-way, or echoed by D) after 3 s."""
+    t = Trickle(b.ov, echo=echo)
+    a = b.a.counters
+    try:
+        time.sleep(3)
+        c0 = {w: counters(ns, w) for w in ("all", "own")}
+        d0 = a["tunnelled"] + a["decapsulated"]
+        time.sleep(seconds)
+        got = {f"{w}_bytes_per_s": (counters(ns, w) - c0[w]) / seconds for w in c0}
+        data = (a["tunnelled"] + a["decapsulated"] - d0) / seconds
+    finally:
+        t.close()
+    # what DATA carries for delivery at the destination ITM and its receipts
+    got["data_head_bytes_per_s"] = data * wire.data_head_len(4)
+    got["echoed"] = t.echoed
+    return got
 
 
 def overhead(
@@ -329,31 +422,28 @@ def overhead(
 ) -> dict[str, Any]:
     """Probe bytes per second on A's links: active destination, then idle."""
     if netem:
-        b.set_rtts([30.0, 60.0, 70.0, 80.0, 90.0])  # direct best: no data in the tunnel
+        b.set_rtts([90.0, 30.0, 60.0, 70.0, 80.0])  # R1 best: receipts ride on the data
     ns = b.ov.a
-    rules = (("INPUT", "--sport"), ("OUTPUT", "--dport"))
-    for chain, port in rules:
-        sh("ip", "netns", "exec", ns, "iptables", "-w", "-I", chain, "-p", "udp", port, "7177",
-           "-m", "length", "--length", str(PROBE_IP_LEN))  # fmt: skip
+    for what, chain, port, length, u32 in PROBE_RULES:
+        sh("ip", "netns", "exec", ns, *_probe_rule("-I", chain, port, length, u32, what))
     try:
         b.forget()
-        t = Trickle(b.ov)
-        try:
-            time.sleep(3)
-            c0 = counters(ns)
-            time.sleep(active_s)
-            active = (counters(ns) - c0) / active_s
-        finally:
-            t.close()
+        one_way = _active(b, ns, active_s, echo=False)
+        two_way = _active(b, ns, active_s, echo=True)
         time.sleep(idle_wait)
         c0 = counters(ns)
         time.sleep(idle_s)
         idle = (counters(ns) - c0) / idle_s
     finally:
-        for chain, port in rules:
-            sh("ip", "netns", "exec", ns, "iptables", "-w", "-D", chain, "-p", "udp", port, "7177",
-               "-m", "length", "--length", str(PROBE_IP_LEN))  # fmt: skip
-    return {"active_bytes_per_s": active, "idle_bytes_per_s_after": idle, "idle_wait": idle_wait}
+        for what, chain, port, length, u32 in PROBE_RULES:
+            sh("ip", "netns", "exec", ns, *_probe_rule("-D", chain, port, length, u32, what))
+    return {
+        "active_bytes_per_s": one_way["all_bytes_per_s"],
+        "one_way": one_way,
+        "two_way": two_way,
+        "idle_bytes_per_s_after": idle,
+        "idle_wait": idle_wait,
+    }
 
 
 def forwarding(b: Bench, seconds: float = 5.0) -> dict[str, Any]:
@@ -502,7 +592,8 @@ def _tables(doc: dict[str, Any]) -> str:
             "max": f"{max(fo['gaps']):.2f} s",
             "outage": f"{fo['outage_median']:.2f} / {fo['outage_p95']:.2f}"
             f" / {max(fo['outages']):.2f} s",
-            "probe": f"{ov['active_bytes_per_s']:.0f} B/s",
+            "probe": f"{ov['two_way']['own_bytes_per_s']:.0f} /"
+            f" {ov['one_way']['own_bytes_per_s']:.0f} B/s",
             "idle": f"{ov['idle_bytes_per_s_after']:.0f} B/s" if ov["idle_wait"] >= 60 else "—",
             "fwd": f"{fw['delivered_per_s']:.0f} /s",
         }[f]
@@ -513,7 +604,7 @@ def _tables(doc: dict[str, Any]) -> str:
         ("p95", "... 95th percentile"),
         ("max", "... worst"),
         ("outage", "cut to the first datagram delivered on the new path, median / p95 / worst"),
-        ("probe", "probe bytes on A's links, active destination, 4 relays"),
+        ("probe", "probe bytes per active destination, 4 relays, two-way / one-way flow"),
         ("idle", "... after a minute idle"),
         ("fwd", "datagrams/s delivered through one relay (UDP flood)"),
     ):

@@ -12,8 +12,13 @@ process (the sender and the receiver too: one GIL), and:
   going on 4 s past each cut: the largest gap between arrivals, and the time
   from the sending of the first datagram the cut lost to the arrival of the
   first one delivered on the new path;
-- probe bytes on A's links for an active destination with 4 relays (iptables
-  counters of probe-sized itmRoute datagrams), and after ``--idle-wait`` s idle;
+- where each cut's gap went: the last arrival to the end of the cut command, to
+  A's decision to leave the path, to the first arrival on the new path, and the
+  sender's own longest pause;
+- probe bytes per active destination with 4 relays (iptables counters, ``u32``
+  on the message type: A's probes, their acknowledgements, D's notices to A)
+  for a one-way and a two-way (echoed) 20 packet/s flow, every probe, ack and
+  notice on A's links, and after ``--idle-wait`` s idle;
 - injection: an intruder namespace on R1's link sends ``--forged`` DATA
   datagrams and as many probes sealed with a wrong key, as many in the old
   unauthenticated format, and replays A's datagrams sniffed off R1's link:
@@ -30,12 +35,13 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.itmroute import Bench, cuts, overhead, udp_flood
+from bench.itmroute import Bench, cuts, overhead, percentile, udp_flood
 from itmlab import netns, ping, sh
 from itmroute import ProbeSettings, auth, wire
 from itmroute.lab import D_OVERLAY, Overlay, overlay, tcp_transfer
@@ -124,6 +130,7 @@ def load() -> str:
 def table(doc: dict[str, Any]) -> str:
     """The figures as a Markdown table."""
     fo, ov, inj = doc["failover"], doc["overhead"], doc["injection"]
+    one, two = ov["one_way"], ov["two_way"]
     r, t = doc["routed"], doc["relay"]
     finite = [g for g in fo["gaps"] if g != float("inf")]
     counted = ", ".join(f"{k} {v}" for k, v in inj["counted"].items())
@@ -138,9 +145,15 @@ def table(doc: dict[str, Any]) -> str:
         f" {fo['p95']:.2f} / {max(fo['gaps']):.2f} s |",
         f"| first datagram lost to the first delivered on the new path, median / p95 / worst |"
         f" {fo['outage_median']:.2f} / {fo['outage_p95']:.2f} / {max(fo['outages']):.2f} s |",
-        f"| probe bytes on A's links, active destination, 4 relays |"
-        f" {ov['active_bytes_per_s']:.0f} B/s |",
+        f"| probe bytes per active destination, 4 relays, two-way 20 packet/s flow (A's probes,"
+        f" their acks, D's notices to A) | {two['own_bytes_per_s']:.0f} B/s |",
+        f"| ... one-way 20 packet/s flow | {one['own_bytes_per_s']:.0f} B/s |",
+        f"| every probe, ack and notice on A's links (A's and D's tables), two-way / one-way |"
+        f" {two['all_bytes_per_s']:.0f} / {one['all_bytes_per_s']:.0f} B/s |",
+        f"| DATA bytes for target, path tag and receipt, two-way (20 packets/s each way) |"
+        f" {two['data_head_bytes_per_s']:.0f} B/s |",
         f"| ... after {ov['idle_wait']:.0f} s idle | {ov['idle_bytes_per_s_after']:.0f} B/s |",
+        *phase_rows(fo["phases"]),
         f"| forged DATA, probes, old-format datagrams and replays sent to a relay |"
         f" {inj['sent']} ({inj['replays_sent']} replays) |",
         f"| ... delivered at D | {inj['delivered']} |",
@@ -151,6 +164,24 @@ def table(doc: dict[str, Any]) -> str:
         f"| bulk TCP, Mbit/s: routed / through a relay | {r['tcp']['mbit_s']:.0f} /"
         f" {t['tcp']['mbit_s']:.1f} ({t['tcp']['mbit_s'] / r['tcp']['mbit_s']:.3f}x) |",
     ])  # fmt: skip
+
+
+def phase_rows(phases: list[dict[str, Any]]) -> list[str]:
+    """Where the cuts' gaps went: median / p95 / worst of each phase."""
+    rows = []
+    for key, label in (
+        ("last_arrival_to_cut_done", "gap phase: last arrival to the cut command's end"),
+        ("cut_done_to_decision", "... to A's decision to leave the path"),
+        ("decision_to_first_arrival", "... to the first arrival on the new path"),
+        ("sender_pause", "longest pause of the 100 packet/s sender itself"),
+    ):
+        xs = [p[key] for p in phases if p.get(key) is not None]
+        if xs:
+            rows.append(
+                f"| {label}, median / p95 / worst | {statistics.median(xs):.3f} /"
+                f" {percentile(xs, 0.95):.3f} / {max(xs):.3f} s |"
+            )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(doc))
     print("gaps:", [round(g, 3) for g in doc["failover"]["gaps"]])
     print("outages:", [round(g, 3) for g in doc["failover"]["outages"]])
+    for i, ph in enumerate(doc["failover"]["phases"]):
+        print(f"cut {i}:", {k: v for k, v in ph.items() if k != "decisions"}, *ph["decisions"])
     return 0
 
 

@@ -89,12 +89,14 @@ def format_table(state: dict[str, Any]) -> str:
             f"\n{d['prefix']} via itm {d['dest']}: {mode}, using {d['current']}, "
             f"{d['switches']} switches, {d['probes_sent']} probes"
         )
-        lines.append(f"  {'PATH':<10} {'VIA':<16} {'RTT(ms)':>8} {'LOSS%':>6} {'ALIVE':<5} USE")
+        head = f"  {'PATH':<10} {'VIA':<16} {'RTT(ms)':>8} {'LOSS%':>6} {'ALIVE':<5} {'HEARD':>6}"
+        lines.append(head + " USE")
         for p in d["paths"]:
             rtt = "-" if p["rtt_ms"] is None else f"{p['rtt_ms']:.1f}"
             lines.append(
                 f"  {p['name']:<10} {p['via'] or '-':<16} {rtt:>8} {p['loss'] * 100:>6.1f} "
-                f"{'yes' if p['alive'] else 'no':<5} {'*' if p['name'] == d['current'] else ''}"
+                f"{'yes' if p['alive'] else 'no':<5} {p.get('heard', 0):>6} "
+                f"{'*' if p['name'] == d['current'] else ''}"
             )
         for dec in d["decisions"][-5:]:
             lines.append(f"  decision: {dec['line']}")

@@ -54,7 +54,18 @@ class ProbeSettings:
     The defaults are itmRoute's own. The path in use is watched the BFD way:
     probed every ``detect_interval`` and declared down when no acknowledgement
     came for ``detect_miss`` intervals (plus ``2 * rttvar`` of slack): 0.24 s
-    by default; its first missed interval races probes over every path (every
+    by default. Only while packets go out (within ``quiet_after``): when none
+    did, there is nothing to fail over and the path in use is probed like the
+    others. The destination ITM's receipts in its own tunnelled datagrams stand
+    in for the probes (the path is probed once silent for an interval). A
+    destination ITM that receives our data at least every ``watch_gap`` and
+    sends us nothing watches it for us: a receipt on its own every
+    ``receipt_interval`` (the path in use is then probed like the others) and,
+    when the data stops for ``watch_factor`` times its usual gap (at least
+    ``watch_min``), a notice over every path: if we were still sending on the
+    path, it is probed at once and left unless that probe is answered within
+    ``max(notice_confirm, 2*srtt + 4*rttvar)``. Its
+    first missed interval races probes over every path (every
     ``race_interval`` for ``race_time``), so that the others have fresh round
     trips when it is left. A path that looks clearly better is probed every
     ``active_interval``, the others every ``idle_interval``. Any probe not
@@ -72,6 +83,7 @@ class ProbeSettings:
 
     detect_interval: float = 0.08
     detect_miss: int = 3
+    quiet_after: float = 1.0
     active_interval: float = 0.25
     idle_interval: float = 2.0
     retry_interval: float = 0.0  # 0: no separate retry schedule after a loss
@@ -98,6 +110,11 @@ class ProbeSettings:
     hot_time: float = 3.0
     idle_after: float = 60.0
     evaluate_interval: float = 0.05
+    receipt_interval: float = 1.0
+    watch_gap: float = 0.07
+    watch_factor: float = 4.0
+    watch_min: float = 0.1
+    notice_confirm: float = 0.05
 
     @classmethod
     def preset(cls, name: str) -> ProbeSettings:
@@ -155,6 +172,7 @@ DAEMON_BACKENDS = ("auto", "kernel", "nfqueue")
 _POSITIVE = {
     "detect_interval",
     "detect_miss",
+    "quiet_after",
     "loss_window",
     "active_interval",
     "idle_interval",
@@ -165,6 +183,8 @@ _POSITIVE = {
     "race_interval",
     "confirm",
     "evaluate_interval",
+    "receipt_interval",
+    "watch_factor",
 }
 _FRACTIONS = {"rtt_alpha", "loss_floor"}
 

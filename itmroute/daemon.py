@@ -3,13 +3,15 @@
 One :class:`Router` per ITM. It owns
 
 * a UDP socket (the tunnel and the probes, port ``config.port``),
-* a raw IPv4 socket (``IP_HDRINCL``) that sends decapsulated packets on, the
-  packets it re-injects after clamping their MSS, and ICMP errors,
+* raw IPv4 and IPv6 sockets (``IP_HDRINCL``) that send on the packets
+  tunnelled to this ITM, the packets it re-injects after clamping their MSS,
+  and ICMP errors; an ICMPv6 socket for ICMPv6 errors (packet too big, time
+  exceeded),
 * when the ITM serves destinations, a libitm loop with two applications: one at
   ``ip_out`` that takes every packet to an overlay prefix (and tunnels it, or
   lets it go direct), one at ``ip_in`` that notes packets coming back.
 
-Both sockets carry the firewall mark ``config.mark``; the capture application
+Every socket carries the firewall mark ``config.mark``; the capture application
 ignores marked packets, so the daemon never captures its own. If the daemon
 dies, libitm's queue bypass lets the packets go direct (fail-open).
 """
@@ -36,6 +38,9 @@ from .paths import DIRECT, Decision, DestState
 log = logging.getLogger("itmroute")
 
 SO_MARK = 36
+ICMP6_FILTER = 1  # <netinet/icmp6.h>: which ICMPv6 types a raw socket receives
+SOL_RAW = 255
+ICMP_FILTER = 1  # <linux/icmp.h>: which ICMP types (0..31) a raw socket receives
 _TICK = 0.02
 
 
@@ -79,16 +84,21 @@ class Router:
             (d, self._by_itm[d.itm.packed]) for d in cfg.destinations
         ]
         self._by_dst: dict[bytes, DestState | None] = {}
+        self._itm_of = {st.name: itm for itm, st in self._by_itm.items()}
         self.counters: dict[str, int] = dict.fromkeys(
             (
                 "tunnelled",
                 "direct",
                 "decapsulated",
+                "data_relayed",
                 "probes_sent",
                 "probes_relayed",
                 "acks_sent",
                 "acks_relayed",
                 "acks_received",
+                "notices_sent",
+                "notices_relayed",
+                "notices_received",
                 "probe_bytes_sent",
                 "frag_needed",
                 "mss_clamped",
@@ -98,6 +108,7 @@ class Router:
                 "replayed",
                 "ttl_exceeded",
                 "too_big_direct",
+                "packet_too_big",
             ),
             0,
         )
@@ -106,16 +117,20 @@ class Router:
         self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
         # IPv6's IPPROTO_RAW socket takes whole packets, header included, too
         self.raw6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        # ICMPv6 errors: the kernel picks the source address and fills the checksum
+        self.icmp6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+        # ICMP errors of a daemon without an IPv4 overlay address (its kernel picks one)
+        self.icmp4 = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
         try:
-            for s in (self.udp, self.raw, self.raw6):
+            self.icmp6.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, b"\xff" * 32)  # read none
+            self.icmp4.setsockopt(SOL_RAW, ICMP_FILTER, b"\xff" * 4)
+            for s in (self.udp, self.raw, self.raw6, self.icmp6, self.icmp4):
                 s.setsockopt(socket.SOL_SOCKET, SO_MARK, cfg.mark)
             self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.udp.bind(("::" if self.v6 else "0.0.0.0", cfg.port))
             self.udp.setblocking(False)
         except BaseException:
-            self.udp.close()
-            self.raw.close()
-            self.raw6.close()
+            self._close_sockets()
             raise
         self._tos = 0
         # one loop for the libitm applications, the UDP socket and the tick (its
@@ -187,7 +202,8 @@ class Router:
         st = self.dest_for(pkt.dst.packed)
         if st is None:
             return Verdict.ACCEPT
-        st.note_out(self.clock())
+        now = self.clock()
+        st.note_out(now)
         path = st.current_path
         clamped: bytearray | None = None
         if pkt.syn and pkt.proto == 6:
@@ -204,8 +220,13 @@ class Router:
         inner = clamped if clamped is not None else data
         if len(inner) > self.tunnel_mtu:
             if pkt.version == 6:
-                self.counters["too_big_direct"] += 1  # IPv6: no "packet too big" yet
-                return Verdict.ACCEPT
+                ptb = mtu.packet_too_big(inner, self.tunnel_mtu)
+                if self.tunnel_mtu < mtu.IPV6_MIN_MTU or ptb is None:
+                    self.counters["too_big_direct"] += 1  # no MTU an IPv6 host may take
+                    return Verdict.ACCEPT
+                self.counters["packet_too_big"] += 1
+                self._send_icmp6(ptb, inner)
+                return Verdict.DROP
             if mtu.dont_fragment(inner):
                 self.counters["frag_needed"] += 1
                 # from this ITM, or (an ITM with only an IPv6 address) from the destination
@@ -214,6 +235,18 @@ class Router:
                 return Verdict.DROP
             self.counters["direct"] += 1  # too big for the tunnel, may fragment: direct
             return Verdict.ACCEPT
+        self._set_tos(inner)
+        body = wire.data_body(self._itm_of[st.name], st.tag(path), st.receipt(now), inner)
+        try:
+            self.udp.sendto(self.sealer.seal(wire.DATA, body), (path.via, self.cfg.port))
+        except OSError as e:
+            self._send_error("tunnel to " + path.name, e)
+            return Verdict.ACCEPT  # fail open: the packet goes direct
+        self.counters["tunnelled"] += 1
+        return Verdict.DROP  # stolen: it travels in the tunnel
+
+    def _set_tos(self, inner: bytes | bytearray | memoryview) -> None:
+        """The outer header takes the inner packet's DSCP."""
         tos = mtu.dscp_byte(inner)
         if tos != self._tos:
             with contextlib.suppress(OSError):
@@ -222,13 +255,6 @@ class Router:
                 else:
                     self.udp.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
             self._tos = tos
-        try:
-            self.udp.sendto(self.sealer.seal(wire.DATA, inner), (path.via, self.cfg.port))
-        except OSError as e:
-            self._send_error("tunnel to " + path.name, e)
-            return Verdict.ACCEPT  # fail open: the packet goes direct
-        self.counters["tunnelled"] += 1
-        return Verdict.DROP  # stolen: it travels in the tunnel
 
     # ------------------------------------------------------------ sockets
     def _send_raw(self, pkt: bytes | bytearray | memoryview) -> bool:
@@ -245,6 +271,17 @@ class Router:
             self._send_error("raw send to " + dst, e)
             return False
 
+    def _send_icmp6(self, msg: bytes, about: bytes | bytearray | memoryview) -> None:
+        """Send an ICMPv6 error to the source of the IPv6 packet ``about``."""
+        self._send_icmp(self.icmp6, msg, socket.inet_ntop(socket.AF_INET6, bytes(about[8:24])))
+
+    def _send_icmp(self, sock: socket.socket, msg: bytes, dst: str) -> None:
+        """Send an ICMP or ICMPv6 message on ``sock`` (its kernel adds the IP header)."""
+        try:
+            sock.sendto(msg, (dst, 0))
+        except OSError as e:
+            self._send_error("ICMP error to " + dst, e)
+
     def _send_error(self, what: str, e: OSError) -> None:
         self.counters["send_errors"] += 1
         self._error_logs += 1
@@ -257,7 +294,7 @@ class Router:
             return True
         except OSError as e:
             if e.errno not in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ECONNREFUSED):
-                self._send_error("probe to " + addr[0], e)
+                self._send_error("send to " + addr[0], e)
             return False
 
     def handle_datagrams(self) -> int:
@@ -274,11 +311,14 @@ class Router:
             n += 1
             try:
                 kind, relayed, sender, body = self.sealer.open(data, addr[0])
-                if kind == wire.DATA:
-                    self._relay_inner(wire.inner_packet(body))
-                    continue
                 if len(sender) != len(self.me):
                     raise wire.WireError("an ITM of the other address family")
+                if kind == wire.DATA:
+                    self._on_data(wire.decode_data(body, len(sender)), relayed, addr)
+                    continue
+                if kind == wire.NOTICE:
+                    self._on_notice(wire.decode_notice(relayed, body, len(sender)))
+                    continue
                 probe = wire.decode_probe(kind, relayed, body, len(sender))
             except wire.WireError:
                 c["bad_datagrams"] += 1
@@ -288,17 +328,81 @@ class Router:
                 continue
             self._on_probe(probe, addr)
 
-    def _relay_inner(self, inner: memoryview) -> None:
-        """Send a tunnelled packet on, one hop older (a router's TTL rule)."""
-        pkt = bytearray(inner)
+    def _on_data(self, data: wire.Data, relayed: bool, src: tuple[Any, ...]) -> None:
+        """Deliver a tunnelled packet meant for this ITM; send one for another
+        ITM on to it once, one hop older (a router's TTL rule)."""
+        if data.target == self.me:
+            self._deliver(data, src[0] if relayed else None)
+            return
+        if relayed:
+            raise wire.WireError("relayed DATA for another ITM")
+        pkt = bytearray(data.inner)
         if not hop.decrement_ttl(pkt):
             self.counters["ttl_exceeded"] += 1
             err = hop.time_exceeded(pkt, self.me)
             if err is not None:
                 self._send_raw(err)
+            elif (msg := hop.time_exceeded_message(pkt)) is not None:
+                self._send_icmp(self.icmp4, msg, socket.inet_ntoa(bytes(pkt[12:16])))
+            err6 = hop.time_exceeded6(pkt)
+            if err6 is not None:
+                self._send_icmp6(err6, pkt)
             return
-        if self._send_raw(pkt):
+        self._set_tos(pkt)
+        msg = self.sealer.seal(wire.DATA | wire.RELAYED, data.body(pkt))
+        if self._sendto(msg, (_text(data.target), self.cfg.port)):
+            self.counters["data_relayed"] += 1
+
+    def _deliver(self, data: wire.Data, via: str | None) -> None:
+        """Send the inner packet on from here; the datagram is the peer ITM's sign
+        that our data reaches it (its receipt) and the path its data took."""
+        inner = data.inner
+        src = bytes(inner[12:16] if inner[0] >> 4 == 4 else inner[8:24])
+        st = self.dest_for(src)
+        if st is not None:
+            now = self.clock()
+            st.note_peer_data(data.tag, now, via)
+            if data.receipt is not None:
+                st.note_heard(data.receipt, now)
+        if self._send_raw(inner):
             self.counters["decapsulated"] += 1
+
+    def _on_notice(self, notice: wire.Notice) -> None:
+        """Take a notice about our data; send one for another ITM on to it once."""
+        if notice.target == self.me:
+            st = self._by_itm.get(notice.origin)
+            if st is not None:
+                self.counters["notices_received"] += 1
+                if st.on_notice(notice.tag, notice.silence, self.clock()) is not None:
+                    log.debug("notice from %s: tag %d %.3f s", st.name, notice.tag, notice.silence)
+            return
+        if notice.relayed:
+            raise wire.WireError("relayed NOTICE for another ITM")
+        fwd = wire.Notice(notice.target, notice.origin, notice.tag, notice.silence, True)
+        if self._sendto(self.sealer.seal(fwd.type_byte, fwd.body()), self._port_of(notice.target)):
+            self.counters["notices_relayed"] += 1
+
+    def _port_of(self, itm: bytes) -> tuple[str, int]:
+        return (_text(itm), self.cfg.port)
+
+    def _watch_peers(self, now: float) -> None:
+        """Tell the ITMs whose data we receive that it still comes (a receipt, by
+        the relay it came through) or that it stopped (over every path)."""
+        for st in self._by_itm.values():
+            owed = st.peer_watch(now)
+            if owed is None:
+                continue
+            stopped, tag, silence = owed
+            itm = self._itm_of[st.name]
+            notice = wire.Notice(itm, self.me, tag, silence)
+            msg = self.sealer.seal(notice.type_byte, notice.body())
+            if stopped:
+                ways = [self._port_of(itm)] + [(p.via, self.cfg.port) for p in st.paths if p.via]
+            else:
+                ways = [(st.peer_via, self.cfg.port) if st.peer_via else self._port_of(itm)]
+            for way in ways:
+                if self._sendto(msg, way):
+                    self.counters["notices_sent"] += 1
 
     def _send_probe(self, probe: wire.Probe, addr: tuple[Any, ...]) -> bool:
         return self._sendto(self.sealer.seal(probe.type_byte, probe.body()), addr)
@@ -339,6 +443,8 @@ class Router:
                 st.active = False
                 st.current = DIRECT
                 st.in_flight.clear()
+        self.handle_datagrams()  # what waits is older than the tick: take it first
+        self._watch_peers(now)
         for itm, st in self._by_itm.items():
             st.expire(now)
             dec = st.evaluate(now)
@@ -420,6 +526,8 @@ class Router:
         finally:
             if self.state_file is not None:
                 self.remove_state()
-            self.udp.close()
-            self.raw.close()
-            self.raw6.close()
+            self._close_sockets()
+
+    def _close_sockets(self) -> None:
+        for s in (self.udp, self.raw, self.raw6, self.icmp6, self.icmp4):
+            s.close()

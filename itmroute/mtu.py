@@ -1,6 +1,7 @@
-"""The tunnel's MTU: TCP MSS clamping and ICMP "fragmentation needed".
+"""The tunnel's MTU: TCP MSS clamping, ICMP "fragmentation needed" and ICMPv6
+"packet too big".
 
-Both work on plain bytes of an IPv4 packet (the daemon's own copy of a packet it
+They work on plain bytes of a packet (the daemon's own copy of a packet it
 re-sends), so they are tested without a kernel.
 """
 
@@ -104,19 +105,62 @@ def frag_needed(pkt: bytes | bytearray | memoryview, mtu: int, src: bytes, ttl: 
     return icmp_error(pkt, 3, 4, mtu, src, ttl)
 
 
+def icmp_message(pkt: bytes | bytearray | memoryview, kind: int, code: int, word: int) -> bytes:
+    """The ICMP part of an IPv4 ICMP error about ``pkt`` (checksum included): for
+    :func:`icmp_error`, or to send on an ICMP socket whose kernel adds the IP
+    header from an address of its own."""
+    ihl = (pkt[0] & 0x0F) * 4
+    icmp = bytearray(struct.pack(">BBHHH", kind, code, 0, 0, word) + bytes(pkt[: ihl + 8]))
+    struct.pack_into(">H", icmp, 2, checksum(icmp))
+    return bytes(icmp)
+
+
 def icmp_error(
     pkt: bytes | bytearray | memoryview, kind: int, code: int, word: int, src: bytes, ttl: int = 64
 ) -> bytes:
     """An IPv4 ICMP error of ``kind``/``code`` about ``pkt``, from ``src`` to its source:
     ``word`` is the low 16 bits of the second header word (the MTU of type 3 code 4),
     then the packet's IP header and first 8 bytes of payload (RFC 792)."""
-    ihl = (pkt[0] & 0x0F) * 4
-    quoted = bytes(pkt[: ihl + 8])
-    icmp = bytearray(struct.pack(">BBHHH", kind, code, 0, 0, word) + quoted)
-    struct.pack_into(">H", icmp, 2, checksum(icmp))
+    icmp = icmp_message(pkt, kind, code, word)
     total = 20 + len(icmp)
     hdr = bytearray(
         struct.pack(">BBHHHBBH4s4s", 0x45, 0xC0, total, 0, 0, ttl, 1, 0, src, bytes(pkt[12:16]))
     )
     struct.pack_into(">H", hdr, 10, checksum(hdr))
     return bytes(hdr + icmp)
+
+
+#: ICMPv6 types (RFC 4443) the daemon sends
+ICMP6_PACKET_TOO_BIG: Final = 2
+ICMP6_TIME_EXCEEDED: Final = 3
+#: the smallest MTU an IPv6 link has: an ICMPv6 error fits in it (RFC 4443 2.4 c)
+IPV6_MIN_MTU: Final = 1280
+_ICMPV6: Final = 58
+
+
+def icmp6_error(
+    pkt: bytes | bytearray | memoryview, kind: int, code: int, word: int
+) -> bytes | None:
+    """The ICMPv6 error message ``kind``/``code`` about the IPv6 packet ``pkt``
+    (without the IPv6 header: it is sent on an ICMPv6 socket, the kernel picks
+    the source, fills in the checksum and sends it to the packet's source).
+
+    ``word`` is the 32-bit field after the checksum (the MTU of "packet too
+    big"); then as much of the packet as keeps the error within 1280 bytes.
+    None when no error may be sent (RFC 4443 2.4 e): about an ICMPv6 error
+    message, or from an unspecified or multicast source.
+    """
+    if len(pkt) < 40 or pkt[0] >> 4 != 6:
+        return None
+    src = bytes(pkt[8:24])
+    if src == bytes(16) or src[0] == 0xFF:
+        return None
+    if pkt[6] == _ICMPV6 and len(pkt) > 40 and pkt[40] < 128:
+        return None  # an error about an error
+    quoted = bytes(pkt[: IPV6_MIN_MTU - 40 - 8])
+    return struct.pack(">BBHI", kind, code, 0, word) + quoted
+
+
+def packet_too_big(pkt: bytes | bytearray | memoryview, mtu: int) -> bytes | None:
+    """The ICMPv6 "packet too big" (type 2 code 0) telling ``pkt``'s source the MTU."""
+    return icmp6_error(pkt, ICMP6_PACKET_TOO_BIG, 0, mtu)

@@ -15,6 +15,19 @@ takes the acknowledgements (:meth:`on_ack`), turns overdue probes into losses
   every ``startup_interval``; then the best score is taken outright.
 * Hysteresis: a better path is adopted only when its score beats the current
   one by ``margin`` and ``min_gain`` at ``confirm`` consecutive evaluations.
+* Watch of the path in use (BFD's demand mode): the destination ITM's own
+  tunnelled datagrams carry a receipt naming the path our data last reached
+  it by (:meth:`DestState.note_heard`); when it sends us nothing, it watches
+  our data itself and sends a receipt every ``receipt_interval`` (which vouches
+  for the path) and a notice when the data stops (:meth:`DestState.on_notice`:
+  the path is probed at once and left unless it answers). While receipts come
+  or a receipt vouches, the path in use is probed only every two
+  ``idle_interval`` to refresh its RTT; once it has been silent for
+  ``detect_interval`` (a slow one-way flow: always) every ``detect_interval``.
+  All this only while packets go out (within ``quiet_after``): a pause has
+  nothing to fail over, the path in use is then probed every ``idle_interval``
+  like the others. The receiving side's half is :meth:`DestState.note_peer_data`,
+  :meth:`DestState.receipt` and :meth:`DestState.peer_watch`.
 * Abandonment: ``dead_after`` consecutive losses on the path in use switch at
   once to the best live path (the direct path when none is). The first loss on
   the path in use, or traffic going out with nothing coming back for
@@ -49,6 +62,11 @@ class PathState:
     lost: int = 0
     sent: int = 0
     last_ack: float = 0.0
+    last_heard: float = -1e9  # the destination's receipt of data sent on this path
+    vouched_until: float = -1e9  # the destination watches our data on it until then
+    suspect_at: float = -1e9  # a stop notice came: down unless a probe sent since is answered
+    heard: int = 0
+    last_sent: float = -1e9
     last_rtt: float | None = None
     next_probe: float = 0.0
     hot_until: float = -1e9  # probed like the path in use until then (a likely better path)
@@ -99,6 +117,9 @@ class PathState:
         self.down = False
         self.last_rtt = None
         self.last_ack = 0.0
+        self.last_heard = -1e9
+        self.vouched_until = -1e9
+        self.suspect_at = -1e9
         self.hot_until = -1e9
         self.recent.clear()
         self.outcomes.clear()
@@ -138,6 +159,7 @@ class DestState:
     activated: float = 0.0
     started: bool = False  # the start-up choice has been made
     last_out: float = -1e9
+    sending_since: float = -1e9  # the first packet after a pause of quiet_after
     last_in: float = -1e9
     race_until: float = -1e9
     last_race: float = -1e9
@@ -148,6 +170,12 @@ class DestState:
     switches: int = 0
     probes_sent: int = 0
     in_flight: dict[int, tuple[str, float]] = field(default_factory=dict)
+    peer_tag: int = -1  # the path tag of the last data from this ITM's traffic...
+    peer_at: float = -1e9  # ... and when it arrived (what our receipts say)
+    peer_gap: float = 0.0  # the usual time between its arrivals (0: unknown)
+    peer_via: str | None = None  # the relay it came through
+    peer_stopped: bool = True  # its silence was reported (or it is too slow to watch)
+    receipt_out: float = -1e9  # when we last sent it a receipt
     decisions: deque[Decision] = field(default_factory=lambda: deque(maxlen=50))
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -177,6 +205,8 @@ class DestState:
     # ------------------------------------------------------------ traffic
     def note_out(self, now: float) -> None:
         """A packet for this destination left; the first one starts probing."""
+        if now - self.last_out > self.settings.quiet_after:
+            self.sending_since = now
         self.last_out = now
         if not self.active:
             self.active = True
@@ -192,6 +222,102 @@ class DestState:
         """A packet from this destination arrived."""
         self.last_in = now
 
+    def sending(self, now: float) -> bool:
+        """Packets went out within ``quiet_after``: the path in use is watched closely."""
+        return now - self.last_out <= self.settings.quiet_after
+
+    def note_heard(self, tag: int, now: float, vouch: float = 0.0) -> PathState | None:
+        """The destination ITM says, in an authenticated datagram, that our data
+        sent on path number ``tag`` reached it within the last ``detect_interval``:
+        that path is alive as surely as if a probe had been answered (the BFD way,
+        the traffic is the probe); with ``vouch``, that it watches our data for
+        that long and will say when it stops. Returns the path (None for an
+        unknown tag)."""
+        if not 0 <= tag < len(self.paths):
+            return None
+        p = self.paths[tag]
+        p.last_heard = now
+        p.vouched_until = max(p.vouched_until, now + vouch)
+        p.heard += 1
+        return p
+
+    def on_notice(self, tag: int, silence: float, now: float) -> PathState | None:
+        """A NOTICE from the destination ITM about our data on path ``tag``: a
+        receipt (``silence`` 0), or that it stopped arriving ``silence`` ago. If
+        we kept sending on the path in use since, long enough for the data to
+        have arrived, the path is probed at once (a race): it is down unless that
+        probe is answered within ``max(notice_confirm, 2*srtt + 4*rttvar)`` (a
+        relay that only stalled is not left). Returns the path it suspects (or
+        heard)."""
+        s = self.settings
+        if not 0 <= tag < len(self.paths):
+            return None
+        if silence <= 0:
+            return self.note_heard(tag, now, 1.5 * s.receipt_interval)
+        p = self.paths[tag]
+        p.vouched_until = now
+        stopped = now - silence
+        if (
+            p.name == self.current
+            and self.started
+            and not p.down
+            and self.sending(now)
+            and self.current_since < stopped
+            and self.sending_since < stopped
+            and self.last_out > stopped + (p.srtt or 0.0)
+        ):
+            p.suspect_at = now
+            self.start_race(now)
+            return p
+        return None
+
+    def note_peer_data(self, tag: int, now: float, via: str | None = None) -> None:
+        """Data from this destination's ITM arrived, sent on its path ``tag``
+        (through the relay at ``via``)."""
+        gap = now - self.peer_at
+        if gap > self.settings.quiet_after:
+            self.peer_gap = 0.0  # a new run of data: its pace is not known yet
+        elif self.peer_gap == 0.0:
+            self.peer_gap = gap
+        else:
+            self.peer_gap += 0.2 * (gap - self.peer_gap)
+        self.peer_tag, self.peer_at, self.peer_via = tag, now, via
+        self.peer_stopped = False
+
+    def receipt(self, now: float) -> int | None:
+        """The path tag to acknowledge in our next datagram to this ITM: the path
+        its last data arrived on, when that was within ``detect_interval``."""
+        if self.peer_tag >= 0 and now - self.peer_at <= self.settings.detect_interval:
+            self.receipt_out = now
+            return self.peer_tag
+        return None
+
+    def peer_watch(self, now: float) -> tuple[bool, int, float] | None:
+        """What we owe this ITM about its data now, as ``(stopped, tag, silence)``:
+        a receipt on its own every ``receipt_interval`` while its data comes at
+        least every ``watch_gap`` and nothing of ours carried one, and once, when
+        that data stops for ``watch_factor`` times its usual gap (at least
+        ``watch_min``), that it stopped."""
+        s = self.settings
+        if self.peer_stopped or self.peer_tag < 0:
+            return None
+        silence = now - self.peer_at
+        watching = 0.0 < self.peer_gap <= s.watch_gap
+        if watching and silence > max(s.watch_factor * self.peer_gap, s.watch_min):
+            self.peer_stopped = True
+            return True, self.peer_tag, silence
+        if silence > s.quiet_after:
+            self.peer_stopped = True  # it slowed down and stopped: nothing to tell
+            return None
+        if watching and now - self.receipt_out >= s.receipt_interval:
+            self.receipt_out = now
+            return False, self.peer_tag, 0.0
+        return None
+
+    def tag(self, p: PathState) -> int:
+        """The number of path ``p`` in the table (what receipts name)."""
+        return self.paths.index(p)
+
     # ------------------------------------------------------------ probing
     def _interval(self, p: PathState, now: float) -> float:
         s = self.settings
@@ -202,7 +328,13 @@ class DestState:
         if p.losses_in_row and s.retry_interval:
             return s.retry_interval
         if p.name == self.current:
-            return s.detect_interval
+            # heard from through the traffic itself: only a slow refresh of the RTT
+            heard = now - p.last_heard < s.detect_interval or now < p.vouched_until
+            if heard:
+                # only to keep its RTT fresh, but as fresh as a rival's while one is hot
+                rival = any(now < q.hot_until for q in self.paths if q is not p)
+                return s.active_interval if rival else 2 * s.idle_interval
+            return s.detect_interval if self.sending(now) else s.idle_interval
         if now < p.hot_until:
             return s.active_interval
         return s.idle_interval
@@ -213,10 +345,16 @@ class DestState:
             return []
         out = []
         for p in self.paths:
-            if now >= p.next_probe:
+            due = p.next_probe
+            if p.name == self.current and self.started and self.sending(now):
+                # the path in use is probed once it has been silent for an interval
+                alive_at = max(p.last_heard, min(p.vouched_until, now))
+                due = min(due, max(p.last_sent, alive_at) + self.settings.detect_interval)
+            if now >= due:
                 seq = next(self._seq) & 0xFFFFFFFF
                 self.in_flight[seq] = (p.name, now)
                 p.sent += 1
+                p.last_sent = now
                 p.next_probe = now + self._interval(p, now)
                 out.append((seq, p))
         self.probes_sent += len(out)
@@ -249,6 +387,8 @@ class DestState:
                 if p.outcomes and p.outcomes[-1]:
                     p.outcomes.pop()
         p.note_outcome(False, s)
+        if sent >= p.suspect_at:
+            p.suspect_at = -1e9  # answered since the stop notice: it only stalled
         p.losses_in_row = 0
         p.down = False
         p.last_rtt = rtt
@@ -277,20 +417,29 @@ class DestState:
         return lost
 
     def _detect(self, now: float) -> None:
-        """BFD-like watch of the path in use: no acknowledgement for one
-        ``detect_interval`` (and ``2 * rttvar``) races the paths, none for
+        """BFD-like watch of the path in use: no acknowledgement nor receipt for
+        1.5 ``detect_interval`` (and ``2 * rttvar``) races the paths, none for
         ``detect_miss`` intervals (and ``2 * rttvar``), and not for the path's
         own probe timeout either, declares the path down: a slow or jittery
-        path is not left for answers that are only late."""
+        path is not left for answers that are only late. When the last sign of
+        life was a receipt, the first probe left only an interval later: its
+        round trip is added."""
         s = self.settings
         p = self.current_path
-        if not self.started or p.srtt is None or p.down:
+        if not self.started or p.srtt is None or p.down or not self.sending(now):
+            return  # nothing goes out: nothing to fail over
+        if p.suspect_at > 0 and now - p.suspect_at > max(
+            s.notice_confirm, 2 * p.srtt + 4 * p.rttvar
+        ):
+            p.down = True  # the destination said our data stopped; no answer since
+            p.suspect_at = -1e9
             return
-        quiet = now - max(p.last_ack, self.current_since)
-        slack = 2 * p.rttvar
+        alive_at = max(p.last_ack, p.last_heard, min(p.vouched_until, now))
+        quiet = now - max(alive_at, self.current_since, self.sending_since)
+        slack = 2 * p.rttvar + (p.srtt if p.last_heard > p.last_ack else 0.0)
         if quiet > max(s.detect_miss * s.detect_interval + slack, p.timeout(s)):
             p.down = True
-        elif quiet > 1.5 * s.detect_interval + slack and s.race and self.last_race < p.last_ack:
+        elif quiet > 1.5 * s.detect_interval + slack and s.race and self.last_race < alive_at:
             self.stall_holdoff = 0.0
             self.start_race(now)
 
@@ -385,6 +534,9 @@ class DestState:
         if pick is not None:
             pick[1].hot_until = now + s.hot_time
             pick[1].next_probe = min(pick[1].next_probe, now + s.active_interval)
+            # the path in use is measured as often meanwhile: one old sample of it
+            # must not make the rival look better
+            cur.next_probe = min(cur.next_probe, now + s.active_interval)
 
     def _switch(self, now: float, new: str, reason: str, always: bool = False) -> Decision | None:
         old = self.current
@@ -420,6 +572,7 @@ class DestState:
                     "alive": p.alive(self.settings),
                     "sent": p.sent,
                     "acks": p.acks,
+                    "heard": p.heard,
                 }
                 for p in self.paths
             ],

@@ -7,7 +7,8 @@ Every itmRoute datagram (UDP, port 7177 by default) is::
     | 'IR' | ver  | type | sender   | counter (u64)      | body    | MAC (16) |
     +------+------+------+----------+--------------------+-- ... --+----------+
 
-    type: 1 DATA, 2 PROBE, 3 ACK (| 0x80: relayed, | 0x40: IPv6 addresses); version 2
+    type: 1 DATA, 2 PROBE, 3 ACK, 4 NOTICE (| 0x80: relayed, | 0x40: IPv6 addresses);
+    version 2
 
 With the 0x40 bit the ITM addresses (``sender``, and a probe's ``origin`` and
 ``target``) are IPv6, 16 bytes each, instead of IPv4 (4 bytes): an overlay
@@ -16,7 +17,20 @@ whose ITMs talk IPv6 to each other.
 The MAC and the counter are :mod:`itmroute.auth`'s: a keyed BLAKE2s over
 everything before it, and a per-sender counter against replays; ``sender``
 is the overlay address of the daemon that sealed the datagram. DATA's body
-is the whole inner IPv4 or IPv6 packet, untouched (its DSCP and ECN bits included).
+is ``target`` (the overlay address of the ITM that delivers the packet),
+``tag`` (u8: the number of the sender's path the datagram takes), ``receipt``
+(u8: the tag of the last DATA the sender received from the target's traffic
+within its detection interval, 255 none), then the whole inner IPv4 or IPv6
+packet, untouched (its DSCP and ECN bits included). A relay sends DATA on to
+its target once (re-sealed, relayed bit set, one hop older); the target
+delivers the inner packet. The receipt is the target's heartbeat for the
+path in use (BFD's demand mode: the traffic is the probe).
+
+NOTICE carries ``target`` (the ITM whose data it is about), ``origin`` (the
+ITM that received it), ``tag`` (u8, the target's path) and ``silence`` (u16,
+milliseconds): 0 is a receipt sent on its own (no DATA went back to carry
+one), above 0 says that data sent on that path stopped arriving that long
+ago. A neighbour forwards a NOTICE not for itself to its target once.
 PROBE and ACK carry ``seq`` (u32), ``origin`` (the probing ITM's overlay
 address) and ``target`` (the destination ITM's overlay address). A neighbour
 forwards a PROBE that is not for itself to the target once (and marks it
@@ -35,19 +49,24 @@ VERSION: Final = 2
 DATA: Final = 1
 PROBE: Final = 2
 ACK: Final = 3
+NOTICE: Final = 4
 RELAYED: Final = 0x80
 V6: Final = 0x40
 
 _HEADERS = {4: struct.Struct(">HBB4sQ"), 16: struct.Struct(">HBB16sQ")}
 _PROBE_BODIES = {4: struct.Struct(">I4s4s"), 16: struct.Struct(">I16s16s")}
+_DATA_HEADS = {4: struct.Struct(">4sBB"), 16: struct.Struct(">16sBB")}
+_NOTICES = {4: struct.Struct(">4s4sBH"), 16: struct.Struct(">16s16sBH")}
+#: the receipt byte of a DATA datagram that acknowledges nothing
+NO_RECEIPT: Final = 0xFF
 _COMMON = struct.Struct(">HBB")
 
 #: bytes of the header (magic, version, type, sender, counter) with IPv4 ITM addresses
 HEADER_LEN: Final = _HEADERS[4].size
 #: bytes of the MAC at the end
 TAG_LEN: Final = 16
-#: bytes a tunnelled packet grows by: outer IPv4 + UDP + header + MAC
-TUNNEL_OVERHEAD: Final = 20 + 8 + HEADER_LEN + TAG_LEN
+#: bytes a tunnelled packet grows by: outer IPv4 + UDP + header + target, tag, receipt + MAC
+TUNNEL_OVERHEAD: Final = 20 + 8 + HEADER_LEN + _DATA_HEADS[4].size + TAG_LEN
 #: bytes of a PROBE or ACK datagram's payload
 PROBE_LEN: Final = HEADER_LEN + _PROBE_BODIES[4].size + TAG_LEN
 
@@ -60,7 +79,13 @@ def header_len(addr_len: int) -> int:
 def tunnel_overhead(addr_len: int) -> int:
     """Bytes a tunnelled packet grows by, outer IP header included, for ITM
     addresses of ``addr_len`` bytes (the outer header is IPv6 with them)."""
-    return (20 if addr_len == 4 else 40) + 8 + header_len(addr_len) + TAG_LEN
+    outer = (20 if addr_len == 4 else 40) + 8
+    return outer + header_len(addr_len) + data_head_len(addr_len) + TAG_LEN
+
+
+def data_head_len(addr_len: int) -> int:
+    """Bytes of a DATA body before the inner packet (target, tag, receipt)."""
+    return _DATA_HEADS[addr_len].size
 
 
 def probe_len(addr_len: int) -> int:
@@ -109,7 +134,7 @@ def parse_header(data: bytes | bytearray | memoryview) -> tuple[int, bool, bytes
     if ver != VERSION:
         raise WireError(f"itmRoute version {ver} not supported")
     base = kind & ~(RELAYED | V6)
-    if base not in (DATA, PROBE, ACK):
+    if base not in (DATA, PROBE, ACK, NOTICE):
         raise WireError(f"unknown itmRoute message type {base}")
     hdr = _HEADERS[16 if kind & V6 else 4]
     if len(data) < hdr.size:
@@ -123,13 +148,79 @@ def decode_probe(
 ) -> Probe:
     """The PROBE or ACK of an opened datagram's type and body (ITM addresses of
     ``addr_len`` bytes: the sender's)."""
-    if kind == DATA:
-        raise WireError("a DATA datagram is not a probe")
+    if kind not in (PROBE, ACK):
+        raise WireError("not a probe nor an acknowledgement")
     fmt = _PROBE_BODIES[addr_len]
     if len(body) != fmt.size:
         raise WireError("probe datagram of the wrong length")
     seq, origin, target = fmt.unpack_from(body, 0)
     return Probe(kind, seq, origin, target, relayed)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What ``origin`` tells ``target`` about the data it sent on path ``tag``: a
+    receipt (``silence`` 0) or that it stopped arriving ``silence`` seconds ago."""
+
+    target: bytes
+    origin: bytes
+    tag: int
+    silence: float
+    relayed: bool = False
+
+    @property
+    def type_byte(self) -> int:
+        """The header's type (the sealer adds :data:`V6`)."""
+        return NOTICE | (RELAYED if self.relayed else 0)
+
+    def body(self) -> bytes:
+        """The body (between the header and the MAC)."""
+        ms = min(0xFFFF, max(0, round(self.silence * 1000)))
+        return _NOTICES[len(self.target)].pack(self.target, self.origin, self.tag, ms)
+
+
+def decode_notice(relayed: bool, body: bytes | bytearray | memoryview, addr_len: int = 4) -> Notice:
+    """The :class:`Notice` of an opened NOTICE datagram's body."""
+    fmt = _NOTICES[addr_len]
+    if len(body) != fmt.size:
+        raise WireError("notice datagram of the wrong length")
+    target, origin, tag, ms = fmt.unpack_from(body, 0)
+    return Notice(target, origin, tag, ms / 1000, relayed)
+
+
+@dataclass(frozen=True)
+class Data:
+    """A DATA datagram's body: where it goes, the sender's path, its receipt."""
+
+    target: bytes
+    tag: int
+    receipt: int | None
+    inner: memoryview
+
+    def body(self, inner: bytes | bytearray | memoryview | None = None) -> bytes:
+        """The body again (with ``inner`` instead of the packet it carried)."""
+        packet = self.inner if inner is None else inner
+        return data_body(self.target, self.tag, self.receipt, packet)
+
+
+def data_body(
+    target: bytes, tag: int, receipt: int | None, inner: bytes | bytearray | memoryview
+) -> bytes:
+    """The body of a DATA datagram carrying ``inner`` to the ITM ``target``."""
+    rcpt = NO_RECEIPT if receipt is None else receipt
+    return _DATA_HEADS[len(target)].pack(target, tag, rcpt) + bytes(inner)
+
+
+def decode_data(body: bytes | bytearray | memoryview, addr_len: int = 4) -> Data:
+    """The :class:`Data` of a DATA datagram's body (ITM addresses of ``addr_len``
+    bytes: the sender's); the inner packet is checked for a plausible header."""
+    head = _DATA_HEADS[addr_len]
+    view = memoryview(body)
+    if len(view) < head.size:
+        raise WireError("DATA datagram shorter than its target")
+    target, tag, rcpt = head.unpack_from(view, 0)
+    receipt = None if rcpt == NO_RECEIPT else rcpt
+    return Data(target, tag, receipt, inner_packet(view[head.size :]))
 
 
 def inner_packet(body: bytes | bytearray | memoryview) -> memoryview:

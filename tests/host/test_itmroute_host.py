@@ -112,11 +112,16 @@ def test_udp_tcp_and_icmp_cross_the_overlay_through_a_relay(lab: tuple[Overlay, 
     finally:
         stream.close()
     assert len(stream.arrivals) == stream.sent
+    # a one-way stream: D said by notices (receipts on their own) that it arrived
+    assert wait(lambda: state(st)["counters"]["notices_received"] >= 1, 3), state(st)
     sent, got, err = tcp_transfer(ov, 1_000_000, 5400, lambda: None)
     assert err is None and got == sent
     assert ping(ov.a, D_OVERLAY, 3)
     c = state(st)["counters"] if wait(lambda: state(st)["counters"]["tunnelled"] > 0, 3) else {}
     assert c["tunnelled"] > 100 and c["mss_clamped"] >= 1 and c["send_errors"] == 0
+    # D's tunnelled replies carried receipts for the relay path A's data took
+    heard = {p["name"]: p["heard"] for p in state(st)["destinations"][0]["paths"]}
+    assert heard["direct"] == 0 and sum(heard.values()) > 100, heard
 
 
 def test_dscp_and_ecn_survive_the_tunnel_and_the_ttl_loses_one(
@@ -165,6 +170,7 @@ def test_show_prints_the_table_and_a_cut_relay_is_left(lab: tuple[Overlay, Path]
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert "10.77.200.0/24 via itm 10.77.200.1: active" in out
+    assert "ALIVE  HEARD USE" in out
     for name in ("direct", "r1", "r2", "r3"):
         assert any(line.split()[:1] == [name] for line in out.splitlines()), out
     victim = int(str(current(st))[1:])
@@ -227,6 +233,52 @@ def test_a_relay_answers_ttl_1_like_a_router(lab: tuple[Overlay, Path]) -> None:
     assert re.search(r"From 10\.77\.[1-3]\.2 ", proc.stdout), proc.stdout
 
 
+def ping6(ov: Overlay, *args: str) -> str:
+    """``ping -6`` from A's overlay address to D's (one echo), its output."""
+    proc = subprocess.run(
+        ["ip", "netns", "exec", ov.a, "ping", "-6", "-n", "-c", "1", "-W", "2",
+         "-I", A_OVERLAY6, *args, D_OVERLAY6],
+        capture_output=True, text=True, check=False, timeout=10,
+    )  # fmt: skip
+    return proc.stdout + proc.stderr
+
+
+def both_ends_tunnel(ov: Overlay, st: Path) -> None:
+    """Make A and D send through relays: the first packet each way starts the
+    probing and goes direct (lost: the direct link is black-holed)."""
+    ping(ov.a, D_OVERLAY, 1)
+    assert wait(lambda: str(current(st)).startswith("r"), 5)
+    ping6(ov)  # D answers: its table for A starts (the answer is lost)
+    assert wait(lambda: ov.router("d").dests[0][1].current.startswith("r"), 5)
+
+
+def test_an_ipv6_packet_too_big_for_the_tunnel_draws_packet_too_big(
+    lab: tuple[Overlay, Path],
+) -> None:
+    ov, st = lab
+    both_ends_tunnel(ov, st)
+    mtu = 1500 - wire.TUNNEL_OVERHEAD  # the IPv4 ITMs' tunnel carries IPv6 packets too
+    big = str(mtu - 40 - 8 + 20)  # an echo of 20 bytes more than the tunnel takes
+    out = ping6(ov, "-M", "do", "-s", big)
+    assert f"Packet too big: mtu={mtu}" in out, out
+    # the sender's kernel learned the MTU: the next one is refused before it leaves
+    route = sh("ip", "netns", "exec", ov.a, "ip", "-6", "route", "get", D_OVERLAY6)
+    assert f"mtu {mtu}" in route, route
+    out = ping6(ov, "-M", "do", "-s", big)
+    assert "1 received" not in out and "too long" in out, out
+    assert "1 received" in ping6(ov, "-M", "do", "-s", str(mtu - 48)), "what fits goes through"
+    assert state(st)["counters"]["packet_too_big"] >= 1
+
+
+def test_a_relay_answers_ipv6_hop_limit_1_like_a_router(lab: tuple[Overlay, Path]) -> None:
+    ov, st = lab
+    both_ends_tunnel(ov, st)
+    out = ping6(ov, "-t", "1")
+    assert "Time exceeded: Hop limit" in out, out
+    assert re.search(r"From fd77:a[1-3]::2 ", out), out  # the relay's address towards A
+    assert "1 received" in ping6(ov, "-t", "3"), "two hops left at the relay: delivered"
+
+
 def test_ipv6_crosses_the_overlay_through_a_relay(lab: tuple[Overlay, Path]) -> None:
     ov, st = lab
     ping(ov.a, D_OVERLAY, 1)  # starts the probing if no test before did (then lost: direct)
@@ -281,7 +333,7 @@ def test_itms_that_talk_ipv6_carry_ipv4_and_ipv6_through_a_relay() -> None:
         ov.start_threads(["a", "d", "r1", "r2"])
         try:
             a = ov.router("a")
-            assert a.tunnel_mtu == 1500 - (40 + 8 + 28 + 16)
+            assert a.tunnel_mtu == 1500 - (40 + 8 + 28 + 18 + 16)
             for family, dst, src, port in (
                 (socket.AF_INET, D_OVERLAY, "10.77.100.1", 5570),
                 (socket.AF_INET6, D_OVERLAY6, A_OVERLAY6, 5571),
@@ -305,5 +357,14 @@ def test_itms_that_talk_ipv6_carry_ipv4_and_ipv6_through_a_relay() -> None:
                     assert got >= 20, (family, got, a.snapshot())
             assert a.dests[0][1].current.startswith("r")
             assert a.counters["tunnelled"] >= 40 and a.counters["acks_received"] > 0
+            # a relay of IPv6 ITMs answers an IPv4 packet out of TTL from an IPv4
+            # address of its own
+            proc = subprocess.run(
+                ["ip", "netns", "exec", ov.a, "ping", "-n", "-t", "1", "-c", "1", "-W", "2",
+                 "-I", "10.77.100.1", D_OVERLAY],
+                capture_output=True, text=True, check=False, timeout=10,
+            )  # fmt: skip
+            assert "Time to live exceeded" in proc.stdout, proc.stdout + proc.stderr
+            assert re.search(r"From 10\.77\.[12]\.2 ", proc.stdout), proc.stdout
         finally:
             ov.stop_daemons()

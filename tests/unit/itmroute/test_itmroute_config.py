@@ -91,7 +91,14 @@ STATE = {
             "idle_for": 0.1,
             "paths": [
                 {"name": "direct", "via": None, "rtt_ms": 40.0, "loss": 0.0, "alive": True},
-                {"name": "r1", "via": "10.77.1.2", "rtt_ms": 20.5, "loss": 0.1, "alive": True},
+                {
+                    "name": "r1",
+                    "via": "10.77.1.2",
+                    "rtt_ms": 20.5,
+                    "loss": 0.1,
+                    "alive": True,
+                    "heard": 7,
+                },
                 {"name": "r2", "via": "10.77.2.2", "rtt_ms": None, "loss": 0.0, "alive": False},
             ],
             "activated": 5.0,
@@ -116,7 +123,7 @@ def test_show_prints_the_path_table(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert out == format_table(STATE) + "\n"
     lines = out.splitlines()
     r1 = next(line for line in lines if line.strip().startswith("r1"))
-    assert r1.split() == ["r1", "10.77.1.2", "20.5", "10.0", "yes", "*"]
+    assert r1.split() == ["r1", "10.77.1.2", "20.5", "10.0", "yes", "7", "*"]
     assert any("direct -> r1 (start)" in line for line in lines)
     assert "data path: python (every tunnelled packet crosses this daemon)" in lines
     assert any("dropped: 4 failed the check, 2 replayed or stale" in line for line in lines)

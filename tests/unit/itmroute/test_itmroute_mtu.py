@@ -150,3 +150,54 @@ def test_an_ipv6_syn_is_clamped_with_its_checksum_right() -> None:
 def test_dscp_of_ipv4_and_ipv6() -> None:
     assert mtu.dscp_byte(ip_header(17, 8, tos=0xB9)) == 0xB8
     assert mtu.dscp_byte(tcp6_syn(b"")) == 0xB8  # traffic class 0xb8, ECN 0
+
+
+def ip6_packet(next_header: int, payload: bytes, hops: int = 64, src: bytes = SRC6) -> bytearray:
+    return bytearray(
+        struct.pack(">IHBB16s16s", 6 << 28, len(payload), next_header, hops, src, DST6) + payload
+    )
+
+
+def test_an_ipv6_packet_too_big_draws_packet_too_big_with_the_tunnel_mtu() -> None:
+    big = ip6_packet(17, bytes(1460))
+    ptb = mtu.packet_too_big(big, 1434)
+    assert ptb is not None
+    kind, code, csum, word = struct.unpack_from(">BBHI", ptb)
+    assert (kind, code, word) == (2, 0, 1434)
+    assert csum == 0  # the ICMPv6 socket's kernel fills it in
+    assert ptb[8:] == big[: 1280 - 48]  # as much of the packet as fits in 1280 bytes
+    small = ip6_packet(17, bytes(20))
+    ptb_small = mtu.packet_too_big(small, 1434)
+    assert ptb_small is not None and ptb_small[8:] == small
+
+
+def test_no_icmpv6_error_about_an_error_or_from_no_source() -> None:
+    error = ip6_packet(58, bytes([1, 4]) + bytes(30))  # destination unreachable
+    assert mtu.packet_too_big(error, 1434) is None
+    echo = ip6_packet(58, bytes([128, 0]) + bytes(30))  # an echo request is answered
+    assert mtu.packet_too_big(echo, 1434) is not None
+    assert mtu.packet_too_big(ip6_packet(17, bytes(8), src=bytes(16)), 1434) is None
+    assert mtu.packet_too_big(ip6_packet(17, bytes(8), src=b"\xff" + bytes(15)), 1434) is None
+    assert mtu.packet_too_big(ip_header(17, 8) + bytes(8), 1434) is None  # IPv4
+
+
+def test_an_ipv6_packet_out_of_hops_draws_icmpv6_time_exceeded() -> None:
+    for hops in (1, 0):
+        pkt = ip6_packet(17, bytes(16), hops)
+        before = bytes(pkt)
+        assert not hop.decrement_ttl(pkt) and bytes(pkt) == before
+        msg = hop.time_exceeded6(pkt)
+        assert msg is not None
+        assert struct.unpack_from(">BBHI", msg) == (3, 0, 0, 0)
+        assert msg[8:] == before
+    assert hop.time_exceeded6(ip_header(17, 8) + bytes(8)) is None  # IPv4: time_exceeded's
+
+
+def test_time_exceeded_for_an_icmp_socket_is_the_icmp_part_alone() -> None:
+    pkt = bytearray(ip_header(17, 28) + bytes(8))
+    pkt[8] = 1
+    msg = hop.time_exceeded_message(pkt)
+    assert msg is not None
+    assert (msg[0], msg[1]) == (11, 0) and checksum(msg) == 0
+    assert msg[8:] == pkt[:28]  # the header and 8 bytes of payload quoted
+    assert hop.time_exceeded_message(ip6_packet(17, bytes(8), 1)) is None

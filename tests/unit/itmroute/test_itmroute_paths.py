@@ -27,6 +27,10 @@ class Sim:
         self.decisions: list[tuple[float, str, str]] = []
         self.sent = 0
         self.drop: dict[str, int] = {}  # path -> how many of its next probes go unanswered
+        self.receipts = 0.0  # every this often the destination's receipt (0: one-way flow)
+        self._next_receipt = 0.0
+        self.peer: DestState | None = None  # the destination's table, watching our data
+        self.notices_lost = False
 
     def run(self, seconds: float, traffic: bool = True, step: float = 0.01) -> None:
         end = self.now + seconds
@@ -34,6 +38,17 @@ class Sim:
             self.now = round(self.now + step, 6)
             if traffic:
                 self.d.note_out(self.now)
+                cur = self.d.current_path
+                answering = cur.via is not None and self.rtts.get(cur.name) is not None
+                if self.receipts and answering and self.now >= self._next_receipt:
+                    self._next_receipt = self.now + self.receipts
+                    self.d.note_heard(self.d.tag(cur), self.now)
+                if self.peer is not None and answering:
+                    self.peer.note_peer_data(self.d.tag(cur), self.now)
+            if self.peer is not None:
+                owed = self.peer.peer_watch(self.now)
+                if owed is not None and not self.notices_lost:
+                    self.d.on_notice(owed[1], owed[2], self.now)
             for t, seq in sorted(x for x in self.pending if x[0] <= self.now):
                 self.pending.remove((t, seq))
                 self.d.on_ack(seq, t)
@@ -277,3 +292,157 @@ def test_a_slow_path_in_use_is_not_left_for_late_answers() -> None:
     sim.run(20.0, step=0.02)
     assert sim.d.current == "r1"
     assert [new for _, new, _ in sim.decisions] == ["r1"], sim.decisions
+
+
+def test_receipts_on_the_path_in_use_replace_its_fast_probes() -> None:
+    # a two-way flow: the destination's datagrams say every 50 ms that ours arrive
+    s = ProbeSettings()
+    sim = Sim(rtts(direct=0.040, r1=0.020, r2=0.030, r3=0.050, r4=0.080))
+    sim.receipts = 0.05
+    sim.run(5.0)
+    assert sim.d.current == "r1"
+    before = {p.name: p.sent for p in sim.d.paths}
+    sent = sim.sent
+    sim.run(60.0, step=0.02)
+    per_path = {p.name: (p.sent - before[p.name]) / 60.0 for p in sim.d.paths}
+    assert per_path["r1"] <= 1 / s.idle_interval + 0.1, per_path
+    assert (sim.sent - sent) / 60.0 <= 5 / s.idle_interval + 0.2
+    assert sim.d.path("r1").heard > 1000
+    assert [new for _, new, _ in sim.decisions] == ["r1"]
+
+
+def test_the_path_in_use_whose_receipts_stop_is_left_within_the_detection_time() -> None:
+    s = ProbeSettings()
+    for seed in range(5):
+        sim = Sim(rtts(direct=0.060, r1=0.010, r2=0.020, r3=0.050, r4=0.080))
+        sim.rng = random.Random(seed)
+        sim.receipts = 0.05
+        sim.run(5.0 + seed * 0.037)
+        assert sim.d.current == "r1"
+        sim.rtts["r1"] = None  # cut: no more receipts, no answers
+        sim.pending.clear()
+        t0, heard = sim.now, sim.d.path("r1").last_heard
+        sim.run(1.0)
+        t_switch = next(t for t, new, why in sim.decisions if t > t0)
+        assert sim.d.current == "r2"
+        r1 = sim.d.path("r1")
+        bound = s.detect_miss * s.detect_interval + 2 * r1.rttvar + (r1.srtt or 0) + 0.02
+        assert t_switch - heard <= bound, (t_switch - heard, bound)
+
+
+def test_a_receipt_is_given_only_for_fresh_data_and_names_a_known_path() -> None:
+    s = ProbeSettings()
+    sim = Sim(rtts(direct=0.060, r1=0.010))
+    d = sim.d
+    assert d.receipt(0.0) is None
+    d.note_peer_data(2, 1.0)
+    assert d.receipt(1.0 + s.detect_interval * 0.9) == 2
+    assert d.receipt(1.0 + s.detect_interval * 1.1) is None
+    assert d.note_heard(len(d.paths), 1.0) is None and d.note_heard(-1, 1.0) is None
+    assert d.note_heard(1, 1.0) is d.path("r1")
+
+
+def test_a_pause_in_the_traffic_costs_slow_probes_and_its_end_no_switch() -> None:
+    s = ProbeSettings()
+    sim = Sim(rtts(direct=0.060, r1=0.010, r2=0.020, r3=0.050, r4=0.080))
+    sim.run(3.0)
+    assert sim.d.current == "r1"
+    sim.run(2.0, traffic=False)  # the flow pauses (the destination stays active)
+    sent = sim.sent
+    sim.run(20.0, traffic=False)
+    assert sim.d.active
+    assert (sim.sent - sent) / 20.0 <= 5 / s.idle_interval + 0.1
+    sim.run(3.0)  # it resumes: the path in use was fine, nothing moves
+    assert [new for _, new, _ in sim.decisions] == ["r1"], sim.decisions
+
+
+def test_a_path_that_died_in_a_pause_is_left_within_the_detection_time_of_the_restart() -> None:
+    s = ProbeSettings()
+    sim = Sim(rtts(direct=0.060, r1=0.010, r2=0.020, r3=0.050, r4=0.080))
+    sim.run(3.0)
+    sim.run(5.0, traffic=False)
+    sim.rtts["r1"] = None
+    sim.pending.clear()
+    t_cut = sim.now
+    sim.run(0.5, traffic=False)  # (a slow probe lost in the pause may find it first)
+    t0 = sim.now
+    sim.run(1.0)
+    t_switch = next(t for t, new, why in sim.decisions if t > t_cut)
+    assert sim.d.current == "r2"
+    assert t_switch - t0 <= s.detect_miss * s.detect_interval + 0.05, t_switch - t0
+
+
+def watched(rtt: dict[str, float | None]) -> Sim:
+    """A one-way flow whose destination watches our data (the Sim's step is the
+    flow's pace)."""
+    sim = Sim(rtt)
+    sim.peer = DestState.make("10.0.0.1", NEIGHBOURS, sim.s)
+    return sim
+
+
+def test_a_one_way_flow_watched_by_the_destination_is_probed_slowly() -> None:
+    s = ProbeSettings()
+    sim = watched(rtts(direct=0.040, r1=0.020, r2=0.030, r3=0.050, r4=0.080))
+    sim.run(5.0, step=0.02)
+    assert sim.d.current == "r1"
+    before = {p.name: p.sent for p in sim.d.paths}
+    sent, heard = sim.sent, sim.d.path("r1").heard
+    sim.run(60.0, step=0.02)
+    per_path = {p.name: (p.sent - before[p.name]) / 60.0 for p in sim.d.paths}
+    assert per_path["r1"] <= 1 / (2 * s.idle_interval) + 0.05, per_path
+    assert (sim.sent - sent) / 60.0 <= 4 / s.idle_interval + 1 / (2 * s.idle_interval) + 0.1
+    assert sim.d.path("r1").heard - heard >= 55  # a receipt a second
+    assert [new for _, new, _ in sim.decisions] == ["r1"]
+
+
+def test_the_destination_s_stop_notice_moves_traffic_at_once() -> None:
+    s = ProbeSettings()
+    for step in (0.01, 0.02, 0.05):  # 100, 50 and 20 packets a second
+        sim = watched(rtts(direct=0.060, r1=0.010, r2=0.020, r3=0.050, r4=0.080))
+        sim.run(5.0, step=step)
+        sim.run(3.0, step=step)
+        assert sim.d.current == "r1"
+        sim.rtts["r1"] = None
+        sim.pending.clear()
+        t0 = sim.now
+        sim.run(1.0, step=step)
+        t_switch = next(t for t, new, why in sim.decisions if t > t0)
+        assert sim.d.current == "r2"
+        r1 = sim.d.path("r1")
+        confirm = max(s.notice_confirm, 2 * (r1.srtt or 0) + 4 * r1.rttvar)
+        bound = max(s.watch_factor * step, s.watch_min) + confirm + 2 * step
+        assert t_switch - t0 <= bound, (step, t_switch - t0, bound)
+
+
+def test_a_stop_notice_for_a_path_that_still_answers_moves_nothing() -> None:
+    # the destination (or a relay) stalled: our data was only late
+    sim = watched(rtts(direct=0.060, r1=0.010, r2=0.020, r3=0.050, r4=0.080))
+    sim.run(5.0, step=0.02)
+    assert sim.d.on_notice(sim.d.tag(sim.d.path("r1")), 0.2, sim.now) is not None
+    sim.run(3.0, step=0.02)
+    assert [new for _, new, _ in sim.decisions] == ["r1"], sim.decisions
+
+
+def test_a_stop_notice_when_we_stopped_sending_moves_nothing() -> None:
+    sim = watched(rtts(direct=0.060, r1=0.010, r2=0.020, r3=0.050, r4=0.080))
+    sim.run(5.0, step=0.02)
+    sim.run(0.5, traffic=False, step=0.02)  # we pause: the destination says so
+    sim.run(3.0, step=0.02)
+    sim.run(0.3, traffic=False, step=0.02)
+    sim.run(3.0, step=0.02)
+    assert [new for _, new, _ in sim.decisions] == ["r1"], sim.decisions
+
+
+def test_a_lost_stop_notice_falls_back_to_probing() -> None:
+    s = ProbeSettings()
+    sim = watched(rtts(direct=0.060, r1=0.010, r2=0.020, r3=0.050, r4=0.080))
+    sim.run(5.0, step=0.02)
+    sim.notices_lost = True
+    sim.rtts["r1"] = None
+    sim.pending.clear()
+    t0 = sim.now
+    sim.run(3.0, step=0.02)
+    t_switch = next(t for t, new, why in sim.decisions if t > t0)
+    assert sim.d.current == "r2"
+    bound = 1.5 * s.receipt_interval + s.detect_miss * s.detect_interval + 0.1
+    assert t_switch - t0 <= bound, t_switch - t0

@@ -43,17 +43,33 @@ def test_itms_with_ipv6_addresses_carry_them_whole() -> None:
     assert data[3] & wire.V6
     kind, relayed, sender, body = d.open(data, "fd77::1")
     assert sender == a6 and wire.decode_probe(kind, relayed, body, 16) == p
-    assert wire.tunnel_overhead(16) == 40 + 8 + 28 + 16
+    assert wire.tunnel_overhead(16) == 40 + 8 + 28 + 18 + 16
 
 
 def test_data_carries_the_inner_packet_byte_for_byte() -> None:
     a, d = pair()
     inner = bytes([0x45, 0xB9]) + bytes(range(18)) + b"payload"
-    data = a.seal(wire.DATA, inner)
-    assert len(data) == len(inner) + wire.HEADER_LEN + wire.TAG_LEN
+    target = bytes([10, 0, 9, 1])
+    data = a.seal(wire.DATA, wire.data_body(target, 3, None, inner))
+    assert len(data) == len(inner) + wire.HEADER_LEN + 6 + wire.TAG_LEN
     kind, _, _, body = d.open(data, "10.0.0.1")
-    assert kind == wire.DATA and bytes(wire.inner_packet(body)) == inner
-    assert wire.TUNNEL_OVERHEAD == 20 + 8 + 16 + 16
+    got = wire.decode_data(body)
+    assert kind == wire.DATA and bytes(got.inner) == inner
+    assert (got.target, got.tag, got.receipt) == (target, 3, None)
+    assert wire.TUNNEL_OVERHEAD == 20 + 8 + 16 + 6 + 16
+    again = wire.decode_data(got.body(b"\x60" + bytes(39)), 4)
+    assert (again.target, again.tag, len(again.inner)) == (target, 3, 40)
+
+
+def test_data_carries_a_receipt_and_ipv6_targets() -> None:
+    target = bytes(15) + b"\x01"
+    got = wire.decode_data(wire.data_body(target, 0, 254, b"\x45" + bytes(19)), 16)
+    assert (got.target, got.tag, got.receipt) == (target, 0, 254)
+    assert wire.data_head_len(16) == 18
+    with pytest.raises(wire.WireError):
+        wire.decode_data(bytes(5), 4)  # shorter than target, tag and receipt
+    with pytest.raises(wire.WireError):
+        wire.decode_data(bytes(6) + b"\x70" + bytes(39), 4)  # not IP inside
 
 
 @pytest.mark.parametrize(
@@ -155,3 +171,20 @@ def test_the_daemons_own_datagrams_are_told_from_traffic() -> None:
     assert not wire.is_overlay_datagram(17, 5300, 5300, 7177)  # the flow's own UDP
     assert not wire.is_overlay_datagram(6, 7177, 7177, 7177)  # TCP on that port is traffic
     assert not wire.is_overlay_datagram(1, None, None, 7177)
+
+
+def test_a_notice_carries_target_origin_tag_and_silence() -> None:
+    a, d = pair()
+    n = wire.Notice(bytes([10, 0, 0, 1]), bytes([10, 0, 9, 1]), 3, 0.25)
+    data = d.seal(n.type_byte, n.body())
+    assert len(data) == wire.HEADER_LEN + 11 + wire.TAG_LEN
+    kind, relayed, _, body = a.open(data, "10.0.9.1")
+    assert kind == wire.NOTICE and not relayed
+    assert wire.decode_notice(relayed, body) == n
+    fwd = wire.Notice(n.target, n.origin, n.tag, 100.0, True)  # silence caps at 65.535 s
+    assert wire.decode_notice(True, fwd.body()).silence == 65.535
+    assert fwd.type_byte == wire.NOTICE | wire.RELAYED
+    with pytest.raises(wire.WireError):
+        wire.decode_notice(False, bytes(10))
+    with pytest.raises(wire.WireError):
+        wire.decode_probe(wire.NOTICE, False, bytes(12))  # a notice is not a probe
