@@ -97,8 +97,7 @@ def kmemleak_objects(report: str) -> int:
 #: what the SMP debug kernel runs in `make test`: the guest files where two CPUs
 #: meet in our code (netlink storms from several threads, module load and unload
 #: under traffic on the other CPU).  Under the emulator its detectors make the
-#: whole suite take hours on 2 cores; the whole suite runs under the same
-#: detectors in uml-debug at native speed, and on this kernel with
+#: whole suite take over an hour on 2 cores; it runs on this kernel with
 #: ITM_DEBUG_SUITE=all (`make test-debug`).  docs/testing.md says why.
 DEBUG_SMP_SUITE = (
     "tests/kernel/test_fuzz_netlink.py",
