@@ -12,7 +12,9 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import xml.etree.ElementTree as ET
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,10 +42,32 @@ if [ -w /sys/kernel/debug/kmemleak ]; then
     sleep 6; echo scan > /sys/kernel/debug/kmemleak
     cat /sys/kernel/debug/kmemleak > {out}
 fi"""
-VM_TIMEOUT = float(os.environ.get("ITM_VM_TIMEOUT", "1500"))
-#: the debug kernel's detectors (KASAN on every access, lockdep on every lock)
-#: slow the emulated guest down about threefold
-DEBUG_SLOWDOWN = 3
+#: a tier's VM may take this long (a hung guest fails its tier, not the whole run);
+#: Debian's kernels take 12-13 min for the whole suite on this 2-core machine
+VM_TIMEOUT = float(os.environ.get("ITM_VM_TIMEOUT", "2400"))
+#: the whole suite on the SMP debug kernel (`make test-debug`) takes hours
+DEBUG_ALL_TIMEOUT = 4 * 3600.0
+#: kernels whose tiers run at the same time (a TCG guest keeps about one core busy)
+VM_JOBS = int(os.environ.get("ITM_VM_JOBS", "2"))
+
+#: the detectors' self-test, after the suite's log and kmemleak report are kept:
+#: tests/vm/bugmod commits one bug per load (test_debug_selftest.py checks that
+#: each is reported).  KASAN's report taints the kernel, which turns lockdep off:
+#: the RCU bug goes first.  The leak is scanned for while bugmod is loaded:
+#: kmemleak resolves a backtrace's symbols when it prints the report, and an
+#: unloaded module's are gone.
+SELFTEST_MARK = "itm-selftest: the deliberate bugs start here"
+SELFTEST = """\
+echo "{mark}" > /dev/kmsg
+{clear}
+insmod {ko} bug=rcu && rmmod bugmod
+insmod {ko} bug=leak
+sleep 6; echo scan > /sys/kernel/debug/kmemleak; sleep 6; echo scan > /sys/kernel/debug/kmemleak
+cat /sys/kernel/debug/kmemleak > {res}/selftest-kmemleak.txt
+rmmod bugmod
+insmod {ko} bug=oob && rmmod bugmod
+dmesg > {res}/selftest-dmesg.txt"""
+BUGMOD = Path(__file__).parent / "bugmod"
 
 
 @dataclass
@@ -67,6 +91,11 @@ class GuestRun:
     generated: list[buildmods.BuildResult] = field(default_factory=list)
     #: guest test id -> (outcome, message)
     results: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: on a kernel with the detectors: bugmod's build log (None: not built), and
+    #: the kernel log and kmemleak report after its deliberate bugs
+    bugmod_build: str | None = None
+    selftest_dmesg: list[str] = field(default_factory=list)
+    selftest_kmemleak: str | None = None
 
     def problem(self) -> str | None:
         """Why the run as a whole failed, or None."""
@@ -179,6 +208,62 @@ def _run_dir(kernel: Kernel) -> Path:
     return mine
 
 
+def exclusive(kernel: Kernel) -> bool:
+    """Whether `kernel`'s tier runs alone: the SMP debug kernel keeps both vCPUs busy
+    under its detectors, and a Debian guest beside it ran three times slower than
+    alone (its tier overran its time in CI)."""
+    return kernel.flavour == "debug"
+
+
+_tiers: dict[str, Future[GuestRun]] = {}
+_tiers_lock = threading.Lock()
+
+
+def _fill(future: Future[GuestRun], kernel: Kernel) -> None:
+    try:
+        future.set_result(run_kernel_tier(kernel))
+    except BaseException as exc:  # handed to whoever waits for this tier
+        future.set_exception(exc)
+
+
+def _schedule(kernels: list[Kernel]) -> None:
+    """Debian's kernels and UML VM_JOBS at once, then each exclusive kernel alone."""
+    shared = sorted((k for k in kernels if not exclusive(k)), key=lambda k: k.is_uml)
+    with ThreadPoolExecutor(max_workers=max(VM_JOBS, 1), thread_name_prefix="vm-tier") as pool:
+        for k in shared:
+            pool.submit(_fill, _tiers[k.name], k)
+    for k in kernels:
+        if exclusive(k):
+            _fill(_tiers[k.name], k)
+
+
+def tier(kernel: Kernel) -> GuestRun:
+    """`kernel`'s tier run, waited for; the first call starts every selected kernel's
+    (:func:`_schedule`), so that the tests of one kernel can be read while the
+    others' still run."""
+    with _tiers_lock:
+        if not _tiers:
+            kernels = selected_kernels()
+            _tiers.update((k.name, Future()) for k in kernels)
+            threading.Thread(
+                target=_schedule, args=(kernels,), name="vm-tiers", daemon=True
+            ).start()
+    return _tiers[kernel.name].result()
+
+
+def _build_bugmod(kernel: Kernel, top: Path) -> tuple[Path, str, bool]:
+    """Build tests/vm/bugmod for `kernel` under `top`; (the .ko, the log, whether it built)."""
+    src = top / "bugmod"
+    shutil.copytree(BUGMOD, src)
+    build = subprocess.run(
+        ["make", "-C", str(kernel.build_dir), *kernel.make_args, f"M={src}", "modules"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return src / "bugmod.ko", build.stdout[-2000:] + build.stderr[-2000:], build.returncode == 0
+
+
 def run_kernel_tier(kernel: Kernel, pytest_args: tuple[str, ...] = ()) -> GuestRun:
     """Build for `kernel`, boot it and run the guest suite; never raises for test failures."""
     top = _run_dir(kernel)
@@ -197,6 +282,12 @@ def run_kernel_tier(kernel: Kernel, pytest_args: tuple[str, ...] = ()) -> GuestR
     paths = [a for a in pytest_args if a.startswith(GUEST_SUITE)] or list(suite_of(kernel))
     suite = " ".join(paths) if paths else GUEST_SUITE
     args = " ".join(shlex.quote(a) for a in pytest_args if a not in paths)
+    selftest = ""
+    if kernel.detectors and not pytest_args:
+        # one boot serves the suite and the detectors' self-test
+        ko, run.bugmod_build, built = _build_bugmod(kernel, top)
+        if built:
+            selftest = SELFTEST.format(mark=SELFTEST_MARK, clear=KMEMLEAK_CLEAR, ko=ko, res=res)
     script = f"""
 uname -r > {res}/uname
 {KMEMLEAK_CLEAR}
@@ -207,19 +298,24 @@ echo $? > {res}/pytest.rc
 {KMEMLEAK_SCAN.format(out=f"{res}/kmemleak.txt")}
 dmesg > {res}/dmesg.txt
 cat /proc/sys/kernel/tainted > {res}/tainted
+{selftest}
 """
     try:
         out = vm.run(
             kernel,
             script,
             rwdirs=[res],
-            timeout=VM_TIMEOUT * (DEBUG_SLOWDOWN if kernel.flavour == "debug" else 1),
+            timeout=DEBUG_ALL_TIMEOUT
+            if kernel.flavour == "debug" and not suite_of(kernel)
+            else VM_TIMEOUT,
             console=True,
             # the fuzz tests' seed, time and cycles (docs/fuzzing.md) pass through
             env={"ITM_MODDIR": str(run.build.moddir)}
             | {k: v for k, v in os.environ.items() if k.startswith("ITM_FUZZ_")},
         )
         run.vm_rc, run.vm_output, run.failed_boots = out.returncode, out.output, out.failed_boots
+        # the console after the mark is the self-test's (its reports are wanted there)
+        run.vm_output = run.vm_output.split(SELFTEST_MARK, 1)[0]
     except subprocess.TimeoutExpired as exc:
         run.vm_output = str(exc.output or "")
     read = functools.partial(_read, res)
@@ -234,6 +330,9 @@ cat /proc/sys/kernel/tainted > {res}/tainted
     run.tainted = int(tainted) if tainted else None
     if (res / "junit.xml").exists():
         run.results = _junit_results(res / "junit.xml")
+    run.selftest_dmesg = read("selftest-dmesg.txt").splitlines()
+    if (res / "selftest-kmemleak.txt").exists():
+        run.selftest_kmemleak = read("selftest-kmemleak.txt")
     return run
 
 

@@ -1,6 +1,7 @@
 """The debug kernel can fail: three deliberate bugs, each caught by name.
 
-tests/vm/bugmod is a throw-away module (built and loaded only here) that
+tests/vm/bugmod is a throw-away module (built and loaded only for this, at the
+end of the kernel's tier, after the suite's own log was kept) that
 commits one bug per load: a one-byte out-of-bounds read, an ``rcu_dereference``
 outside ``rcu_read_lock``, and leaked allocations.  Booted on the debug kernel,
 KASAN, lockdep's RCU checker and kmemleak must each report theirs, naming the
@@ -14,18 +15,12 @@ kernels (all of them by default; see ``ITM_KERNELS``).
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
 
-from itmtool import vm
 from itmtool.matrix import Kernel
 from tests.kernel.kit import bad_lines
-from tests.vm.guest import KMEMLEAK_CLEAR, kmemleak_objects, selected_kernels
+from tests.vm.guest import kmemleak_objects, selected_kernels, tier
 
-BUGMOD = Path(__file__).parent / "bugmod"
 DEBUG_KERNELS = [k for k in selected_kernels() if k.detectors]
 
 
@@ -38,51 +33,29 @@ def _lines_after(lines: list[str], marker: str, count: int) -> list[str]:
     return out
 
 
-def _run_bugs(kernel: Kernel, top: Path) -> tuple[list[str], str]:
-    """Build bugmod for `kernel`, load it once per bug in a VM; (kernel log, kmemleak)."""
-    src = top / "bugmod"
-    shutil.copytree(BUGMOD, src)
-    build = subprocess.run(
-        ["make", "-C", str(kernel.build_dir), *kernel.make_args, f"M={src}", "modules"],
-        capture_output=True,
-        text=True,
-        check=False,
+def _run_bugs(kernel: Kernel) -> tuple[list[str], str]:
+    """The kernel log and kmemleak report after bugmod's three loads, which the
+    kernel's tier (tests.vm.guest.SELFTEST) runs after the guest suite, in the same boot."""
+    run = tier(kernel)
+    assert run.bugmod_build is not None, "bugmod was not built"
+    assert run.selftest_dmesg, (
+        f"no kernel log came back from the self-test (vng exit {run.vm_rc}):\n"
+        + run.bugmod_build[-2000:]
+        + "\n--- console ---\n"
+        + run.vm_output[-3000:]
     )
-    assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
-    res = top / "results"
-    ko = src / "bugmod.ko"
-    # KASAN's report taints the kernel, which turns lockdep off: the RCU bug goes
-    # first.  The leak is scanned for while bugmod is loaded: kmemleak resolves a
-    # backtrace's symbols when it prints the report, and an unloaded module's are gone.
-    kml = "/sys/kernel/debug/kmemleak"
-    script = f"""
-{KMEMLEAK_CLEAR}
-insmod {ko} bug=rcu && rmmod bugmod
-insmod {ko} bug=leak
-sleep 6; echo scan > {kml}; sleep 6; echo scan > {kml}
-cat {kml} > {res}/kmemleak.txt
-rmmod bugmod
-insmod {ko} bug=oob && rmmod bugmod
-dmesg > {res}/dmesg.txt
-"""
-    run = vm.run(
-        kernel, script, rwdirs=[res], timeout=900, console=True, env={"ITM_MODDIR": str(src)}
+    assert run.selftest_kmemleak is not None, (
+        f"the self-test's kmemleak scan did not run:\n{run.vm_output[-3000:]}"
     )
-    dmesg = (res / "dmesg.txt").read_text(errors="replace").splitlines()
-    assert dmesg, f"no kernel log came back (exit {run.returncode}):\n{run.output[-3000:]}"
-    leaks = res / "kmemleak.txt"
-    assert leaks.exists(), f"the kmemleak scan did not run:\n{run.output[-3000:]}"
-    return dmesg, leaks.read_text(errors="replace")
+    return run.selftest_dmesg, run.selftest_kmemleak
 
 
 if DEBUG_KERNELS:
 
     @pytest.fixture(scope="module", params=DEBUG_KERNELS, ids=lambda k: k.name)
-    def bug_reports(
-        request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-    ) -> tuple[list[str], str]:
+    def bug_reports(request: pytest.FixtureRequest) -> tuple[list[str], str]:
         """A detector kernel's log and kmemleak report after bugmod's three loads."""
-        return _run_bugs(request.param, tmp_path_factory.mktemp("bugmod"))
+        return _run_bugs(request.param)
 
     def test_kasan_names_the_out_of_bounds_read(bug_reports: tuple[list[str], str]) -> None:
         dmesg, _ = bug_reports

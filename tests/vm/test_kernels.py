@@ -14,11 +14,9 @@ Results are reported per kernel: test ids carry the kernel's name.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import warnings
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
@@ -30,8 +28,8 @@ from tests.vm.guest import (
     collect_guest_tests,
     in_suite,
     kmemleak_objects,
-    run_kernel_tier,
     selected_kernels,
+    tier,
 )
 
 KERNELS = selected_kernels()
@@ -40,20 +38,12 @@ KERNELS = selected_kernels()
 #: is matched against one log line; a report of ours is never named here.
 KNOWN_FALSE_POSITIVES: tuple[tuple[str, str], ...] = ()
 GUEST_TESTS = collect_guest_tests()
-#: kernels whose tiers run at the same time (a TCG guest keeps about one core busy)
-VM_JOBS = int(os.environ.get("ITM_VM_JOBS", "2"))
-_runs: dict[str, Future[GuestRun]] = {}
 
 
 def _run(kernel: Kernel) -> GuestRun:
-    """The tier of `kernel`; the first call starts every selected kernel's, VM_JOBS at once."""
-    if not _runs:
-        pool = ThreadPoolExecutor(max_workers=max(VM_JOBS, 1), thread_name_prefix="vm-tier")
-        # the slowest first: the debug kernel, then Debian's, then UML (seconds)
-        order = sorted(KERNELS, key=lambda k: (k.flavour != "debug", k.is_uml))
-        _runs.update((k.name, pool.submit(run_kernel_tier, k)) for k in order)
-        pool.shutdown(wait=False)
-    return _runs[kernel.name].result()
+    """The tier of `kernel` (tests.vm.guest.tier: Debian's kernels and UML two at a
+    time, then the SMP debug kernel alone)."""
+    return tier(kernel)
 
 
 @pytest.fixture(params=KERNELS, ids=[k.name for k in KERNELS], scope="module")
