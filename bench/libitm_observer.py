@@ -1,0 +1,192 @@
+"""Benchmark: what an observer application adds to a packet's latency, under load.
+
+    sudo .venv/bin/python -m bench.libitm_observer [--pings N] [--repeats R] [--json FILE]
+
+The path of bench.libitm_stream (src -- mid -- dst on veth, mid the ITM). While
+an iperf3 TCP stream loads the path, src pings dst N times, 10 ms apart.
+Cases, interleaved (the order rotates each repeat):
+
+* ``no app``: the ITM forwards, no application;
+* ``observer``: an application at ip_forward interested in every IPv4 packet
+  with a ``class_func`` and a ``log_func`` and no ``process_func``: on the
+  nfqueue backend it gets copies (NFLOG) and never holds a packet;
+* ``decider``: the same application with a ``process_func`` that accepts, so
+  every packet (the stream's too) waits in its queue for the verdict.
+
+Added latency = median RTT of the case - median RTT of ``no app`` in the same
+repeat; the goal (#18) is an observer's ≤ 5% of the path's RTT. The figures
+are medians over the repeats with their min-max.
+
+``python -m bench.libitm_observer app observer|decider`` is the application
+(prints READY, runs until SIGTERM, prints its counters as one JSON line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from bench.libitm_stream import StreamPath, iperf, start_app, stop_app
+
+PY = sys.executable
+CASES = ("no app", "observer", "decider")
+_TIME = re.compile(r"time=([0-9.]+) ms")
+
+
+def app(kind: str) -> int:
+    """The observer or decider application (see the module docstring)."""
+    import signal
+
+    from libitm import Hook, Interest, ItmInfo, ItmLoop, Packet, Verdict
+
+    seen = [0]
+
+    def log_func(where: Hook, cls: int, pkt: Packet) -> None:
+        seen[0] += 1
+
+    def process_func(where: Hook, cls: int, pkt: Packet) -> Verdict:
+        return Verdict.ACCEPT
+
+    info = ItmInfo(
+        kind,
+        Interest(family=4),
+        class_func=lambda where, pkt: 1,
+        log_func=log_func,
+        process_func=process_func if kind == "decider" else None,
+    )
+    loop = ItmLoop("nfqueue")
+    loop.register_hook(Hook.IP_FORWARD, info)
+    signal.signal(signal.SIGTERM, lambda s, f: loop.stop())
+    loop.start()
+    print("READY", flush=True)
+    try:
+        loop.run()
+    finally:
+        be = loop.counters()["backend"]
+        loop.close()
+        print(json.dumps({"seen": seen[0], **be}), flush=True)
+    return 0
+
+
+def pings(path: StreamPath, n: int) -> list[float]:
+    """RTTs in ms of ``n`` pings src -> dst, 10 ms apart (lost ones left out)."""
+    out = path.run_in(
+        path.src, "ping", "-n", "-i", "0.01", "-W", "1", "-c", str(n), path.ip_dst, check=False
+    )
+    return [float(m) for m in _TIME.findall(out)]
+
+
+def one(path: StreamPath, case: str, n: int) -> dict[str, Any]:
+    """One run of ``case`` under an iperf3 stream: the RTTs and the app's counters."""
+    proc = None
+    if case != "no app":
+        proc = start_app(path, PY, "-m", "bench.libitm_observer", "app", case)
+    load: list[float] = []
+    seconds = n * 0.01 + 2
+    th = threading.Thread(target=lambda: load.append(iperf(path, seconds)), daemon=True)
+    try:
+        th.start()
+        threading.Event().wait(0.5)  # the stream under way
+        rtts = pings(path, n)
+        th.join(seconds + 30)
+    finally:
+        counts = stop_app(proc) if proc is not None else {}
+    return {"rtts": rtts, "load_mbps": load[0] if load else 0.0, **counts}
+
+
+def summarize(samples: dict[str, list[dict[str, Any]]], n: int) -> list[dict[str, Any]]:
+    """Per case: median RTT, p90, added latency against ``no app`` and its share."""
+    rows = []
+    base = [statistics.median(r["rtts"]) for r in samples["no app"]]
+    for case, runs in samples.items():
+        med = [statistics.median(r["rtts"]) for r in runs]
+        p90 = [statistics.quantiles(r["rtts"], n=10)[-1] for r in runs]
+        added = [m - b for m, b in zip(med, base, strict=True)]
+        share = [a / b for a, b in zip(added, base, strict=True)]
+        rows.append(
+            {
+                "case": case,
+                "rtt_ms": statistics.median(med),
+                "rtt_range": (min(med), max(med)),
+                "p90_ms": statistics.median(p90),
+                "added_ms": statistics.median(added),
+                "share": statistics.median(share),
+                "share_range": (min(share), max(share)),
+                "lost": sum(n - len(r["rtts"]) for r in runs),
+                "load_mbps": statistics.median(r["load_mbps"] for r in runs),
+                "copies": statistics.median(r.get("observer_copies", 0) for r in runs),
+                "queued": statistics.median(r.get("packets", 0) for r in runs),
+            }
+        )
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The rows as a markdown table."""
+    out = [
+        "| case | RTT ms, median (min-max) | p90 ms | added ms | ÷ path RTT (min-max) "
+        "| pings lost | stream Mbit/s | copies / queued |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lo, hi = r["rtt_range"]
+        slo, shi = r["share_range"]
+        out.append(
+            f"| {r['case']} | {r['rtt_ms']:.3f} ({lo:.3f}-{hi:.3f}) | {r['p90_ms']:.3f} "
+            f"| {r['added_ms']:+.3f} | {r['share']:+.1%} ({slo:+.1%} to {shi:+.1%}) "
+            f"| {r['lost']} | {r['load_mbps']:.0f} | {r['copies']:.0f} / {r['queued']:.0f} |"
+        )
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line (see the module docstring)."""
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["app"]:
+        kind = argv[1] if len(argv) > 1 else ""
+        if kind not in ("observer", "decider"):
+            print("usage: python -m bench.libitm_observer app observer|decider", file=sys.stderr)
+            return 2
+        return app(kind)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pings", type=int, default=300, help="pings per run, 10 ms apart")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", type=Path, help="write the samples and rows here")
+    a = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench.libitm_observer: needs root (namespaces, nfnetlink)", file=sys.stderr)
+        return 2
+    load = [Path("/proc/loadavg").read_text().strip()]
+    samples: dict[str, list[dict[str, Any]]] = {c: [] for c in CASES}
+    path = StreamPath("itmo")
+    path.create()
+    path.resolve()
+    try:
+        for rep in range(a.repeats):
+            k = rep % len(CASES)
+            for case in CASES[k:] + CASES[:k]:
+                r = one(path, case, a.pings)
+                samples[case].append(r)
+                brief = {k: v for k, v in r.items() if k != "rtts"}
+                print(f"repeat {rep + 1}: {case}: {brief}", file=sys.stderr)
+    finally:
+        path.destroy()
+    load.append(Path("/proc/loadavg").read_text().strip())
+    rows = summarize(samples, a.pings)
+    print(table(rows))
+    print(f"\nload average before / after: {load[0]} / {load[1]}")
+    if a.json:
+        a.json.write_text(json.dumps({"samples": samples, "rows": rows, "load": load}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
