@@ -33,7 +33,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from bench.libitm_stream import StreamPath, iperf, start_app, stop_app
+from bench.libitm_stream import (
+    StreamPath,
+    interleave,
+    iperf,
+    md_table,
+    start_app,
+    stop_app,
+)
 
 PY = sys.executable
 CASES = ("no app", "observer", "decider")
@@ -130,20 +137,22 @@ def summarize(samples: dict[str, list[dict[str, Any]]], n: int) -> list[dict[str
 
 def table(rows: list[dict[str, Any]]) -> str:
     """The rows as a markdown table."""
-    out = [
-        "| case | RTT ms, median (min-max) | p90 ms | added ms | ÷ path RTT (min-max) "
-        "| pings lost | stream Mbit/s | copies / queued |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    head = ["case", "RTT ms, median (min-max)", "p90 ms", "added ms", "÷ path RTT (min-max)"]
+    head += ["pings lost", "stream Mbit/s", "copies / queued"]
+    body = [
+        [
+            r["case"],
+            f"{r['rtt_ms']:.3f} ({r['rtt_range'][0]:.3f}-{r['rtt_range'][1]:.3f})",
+            f"{r['p90_ms']:.3f}",
+            f"{r['added_ms']:+.3f}",
+            f"{r['share']:+.1%} ({r['share_range'][0]:+.1%} to {r['share_range'][1]:+.1%})",
+            str(r["lost"]),
+            f"{r['load_mbps']:.0f}",
+            f"{r['copies']:.0f} / {r['queued']:.0f}",
+        ]
+        for r in rows
     ]
-    for r in rows:
-        lo, hi = r["rtt_range"]
-        slo, shi = r["share_range"]
-        out.append(
-            f"| {r['case']} | {r['rtt_ms']:.3f} ({lo:.3f}-{hi:.3f}) | {r['p90_ms']:.3f} "
-            f"| {r['added_ms']:+.3f} | {r['share']:+.1%} ({slo:+.1%} to {shi:+.1%}) "
-            f"| {r['lost']} | {r['load_mbps']:.0f} | {r['copies']:.0f} / {r['queued']:.0f} |"
-        )
-    return "\n".join(out)
+    return md_table(head, body)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,28 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("bench.libitm_observer: needs root (namespaces, nfnetlink)", file=sys.stderr)
         return 2
-    load = [Path("/proc/loadavg").read_text().strip()]
-    samples: dict[str, list[dict[str, Any]]] = {c: [] for c in CASES}
-    path = StreamPath("itmo")
-    path.create()
-    path.resolve()
-    try:
-        for rep in range(a.repeats):
-            k = rep % len(CASES)
-            for case in CASES[k:] + CASES[:k]:
-                r = one(path, case, a.pings)
-                samples[case].append(r)
-                brief = {k: v for k, v in r.items() if k != "rtts"}
-                print(f"repeat {rep + 1}: {case}: {brief}", file=sys.stderr)
-    finally:
-        path.destroy()
-    load.append(Path("/proc/loadavg").read_text().strip())
-    rows = summarize(samples, a.pings)
-    print(table(rows))
-    print(f"\nload average before / after: {load[0]} / {load[1]}")
-    if a.json:
-        a.json.write_text(json.dumps({"samples": samples, "rows": rows, "load": load}, indent=1))
-    return 0
+    return interleave(
+        "itmo",
+        list(CASES),
+        a.repeats,
+        lambda path, case: one(path, case, a.pings),
+        lambda samples: table(summarize(samples, a.pings)),
+        a.json,
+    )
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -199,23 +200,30 @@ def summarize(samples: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     return rows
 
 
+def md_table(head: list[str], body: list[list[str]]) -> str:
+    """A markdown table: the first column left-aligned, the others right."""
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in body)])
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """The rows as a markdown table."""
-    out = [
-        "| case | Mbit/s, median (min-max) | ÷ no queue (min-max) | packets seen | modified "
-        "| consumer CPU µs per packet (user + kernel) |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
+    body = []
     for r in rows:
         lo, hi = r["mbps_range"]
         rt = r["ratio_range"]
-        ratio = f"{r['ratio']:.0%} ({rt[0]:.0%}-{rt[1]:.0%})" if rt else "—"
-        out.append(
-            f"| {r['case']} | {r['mbps']:.0f} ({lo:.0f}-{hi:.0f}) | {ratio} "
-            f"| {r['packets']:.0f} | {r['modified']:.0f} "
-            f"| {r['cpu_us']:.1f} ({r['user_us']:.1f} + {r['kernel_us']:.1f}) |"
+        body.append(
+            [
+                r["case"],
+                f"{r['mbps']:.0f} ({lo:.0f}-{hi:.0f})",
+                f"{r['ratio']:.0%} ({rt[0]:.0%}-{rt[1]:.0%})" if rt else "—",
+                f"{r['packets']:.0f}",
+                f"{r['modified']:.0f}",
+                f"{r['cpu_us']:.1f} ({r['user_us']:.1f} + {r['kernel_us']:.1f})",
+            ]
         )
-    return "\n".join(out)
+    head = ["case", "Mbit/s, median (min-max)", "÷ no queue (min-max)", "packets seen"]
+    return md_table([*head, "modified", "consumer CPU µs per packet (user + kernel)"], body)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -232,25 +240,47 @@ def main(argv: list[str] | None = None) -> int:
     if importlib.util.find_spec("netfilterqueue") is None:
         print("netfilterqueue not installed: its case is left out", file=sys.stderr)
         cases.remove("netfilterqueue")
+    return interleave(
+        "itms",
+        cases,
+        a.repeats,
+        lambda path, case: one(path, case, a.seconds),
+        lambda samples: table(summarize(samples)),
+        a.json,
+    )
+
+
+def interleave(
+    prefix: str,
+    cases: list[str],
+    repeats: int,
+    one_run: Callable[[StreamPath, str], dict[str, Any]],
+    report: Callable[[dict[str, list[dict[str, Any]]]], str],
+    json_out: Path | None,
+) -> int:
+    """Run every case ``repeats`` times on one :class:`StreamPath`, the order rotating
+    each repeat; print ``report(samples)`` and the load average before and after;
+    write the samples to ``json_out``. Samples' ``rtts`` are left out of the log."""
     load = [Path("/proc/loadavg").read_text().strip()]
     samples: dict[str, list[dict[str, Any]]] = {c: [] for c in cases}
-    path = StreamPath("itms")
+    path = StreamPath(prefix)
     path.create()
     path.resolve()
     try:
-        for rep in range(a.repeats):
+        for rep in range(repeats):
             k = rep % len(cases)
             for case in cases[k:] + cases[:k]:
-                samples[case].append(one(path, case, a.seconds))
-                print(f"repeat {rep + 1}: {case}: {samples[case][-1]}", file=sys.stderr)
+                r = one_run(path, case)
+                samples[case].append(r)
+                brief = {k: v for k, v in r.items() if k != "rtts"}
+                print(f"repeat {rep + 1}: {case}: {brief}", file=sys.stderr)
     finally:
         path.destroy()
     load.append(Path("/proc/loadavg").read_text().strip())
-    rows = summarize(samples)
-    print(table(rows))
+    print(report(samples))
     print(f"\nload average before / after: {load[0]} / {load[1]}")
-    if a.json:
-        a.json.write_text(json.dumps({"samples": samples, "rows": rows, "load": load}, indent=1))
+    if json_out:
+        json_out.write_text(json.dumps({"samples": samples, "load": load}, indent=1))
     return 0
 
 
