@@ -38,6 +38,7 @@ from bench.libitm_stream import (
     interleave,
     iperf,
     md_table,
+    missing_tools,
     start_app,
     stop_app,
 )
@@ -172,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("bench.libitm_observer: needs root (namespaces, nfnetlink)", file=sys.stderr)
+        return 2
+    if missing_tools():
         return 2
     return interleave(
         "itmo",

@@ -32,6 +32,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -236,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("bench.libitm_stream: needs root (namespaces, nfnetlink_queue)", file=sys.stderr)
         return 2
+    if missing_tools():
+        return 2
     cases = list(CASES)
     if importlib.util.find_spec("netfilterqueue") is None:
         print("netfilterqueue not installed: its case is left out", file=sys.stderr)
@@ -248,6 +251,16 @@ def main(argv: list[str] | None = None) -> int:
         lambda samples: table(summarize(samples)),
         a.json,
     )
+
+
+def missing_tools() -> bool:
+    """True (and a one-line error) when iperf3 is not installed."""
+    if shutil.which("iperf3") is None:
+        print(
+            "iperf3 is not installed (apt-get install iperf3, or scripts/setup.sh)", file=sys.stderr
+        )
+        return True
+    return False
 
 
 def interleave(
