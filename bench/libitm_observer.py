@@ -23,14 +23,11 @@ are medians over the repeats with their min-max.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import re
 import statistics
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 from bench.libitm_stream import (
@@ -38,7 +35,8 @@ from bench.libitm_stream import (
     interleave,
     iperf,
     md_table,
-    missing_tools,
+    parser,
+    ready,
     start_app,
     stop_app,
 )
@@ -166,15 +164,10 @@ def main(argv: list[str] | None = None) -> int:
             print("usage: python -m bench.libitm_observer app observer|decider", file=sys.stderr)
             return 2
         return app(kind)
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--pings", type=int, default=300, help="pings per run, 10 ms apart")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--json", type=Path, help="write the samples and rows here")
     a = ap.parse_args(argv)
-    if os.geteuid() != 0:
-        print("bench.libitm_observer: needs root (namespaces, nfnetlink)", file=sys.stderr)
-        return 2
-    if missing_tools():
+    if not ready("bench.libitm_observer"):
         return 2
     return interleave(
         "itmo",

@@ -229,15 +229,10 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line (see the module docstring)."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--seconds", type=float, default=5.0, help="iperf3 time per run")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--json", type=Path, help="write the samples and rows here")
     a = ap.parse_args(argv)
-    if os.geteuid() != 0:
-        print("bench.libitm_stream: needs root (namespaces, nfnetlink_queue)", file=sys.stderr)
-        return 2
-    if missing_tools():
+    if not ready("bench.libitm_stream"):
         return 2
     cases = list(CASES)
     if importlib.util.find_spec("netfilterqueue") is None:
@@ -253,14 +248,23 @@ def main(argv: list[str] | None = None) -> int:
     )
 
 
-def missing_tools() -> bool:
-    """True (and a one-line error) when iperf3 is not installed."""
+def parser(doc: str | None) -> argparse.ArgumentParser:
+    """The options both path benchmarks take: ``--repeats`` and ``--json``."""
+    ap = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", type=Path, help="write the samples here")
+    return ap
+
+
+def ready(name: str) -> bool:
+    """False (and a one-line error) when not root or iperf3 is not installed."""
+    if os.geteuid() != 0:
+        print(f"{name}: needs root (namespaces, nfnetlink)", file=sys.stderr)
+        return False
     if shutil.which("iperf3") is None:
-        print(
-            "iperf3 is not installed (apt-get install iperf3, or scripts/setup.sh)", file=sys.stderr
-        )
-        return True
-    return False
+        print(f"{name}: iperf3 is not installed (apt-get install iperf3)", file=sys.stderr)
+        return False
+    return True
 
 
 def interleave(
