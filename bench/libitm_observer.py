@@ -10,6 +10,8 @@ Cases, interleaved (the order rotates each repeat):
 * ``observer``: an application at ip_forward interested in every IPv4 packet
   with a ``class_func`` and a ``log_func`` and no ``process_func``: on the
   nfqueue backend it gets copies (NFLOG) and never holds a packet;
+* ``observer, batched``: the observer with ``observer_batch=64`` (the kernel
+  sends 64 copies per message, at the latest 10 ms after the first);
 * ``decider``: the same application with a ``process_func`` that accepts, so
   every packet (the stream's too) waits in its queue for the verdict.
 
@@ -17,7 +19,7 @@ Added latency = median RTT of the case - median RTT of ``no app`` in the same
 repeat; the goal (#18) is an observer's ≤ 5% of the path's RTT. The figures
 are medians over the repeats with their min-max.
 
-``python -m bench.libitm_observer app observer|decider`` is the application
+``python -m bench.libitm_observer app observer|batched|decider`` is the application
 (prints READY, runs until SIGTERM, prints its counters as one JSON line).
 """
 
@@ -42,7 +44,9 @@ from bench.libitm_stream import (
 )
 
 PY = sys.executable
-CASES = ("no app", "observer", "decider")
+CASES = ("no app", "observer", "observer, batched", "decider")
+#: the app command line's name of each case that has an app
+KINDS = {"observer": "observer", "observer, batched": "batched", "decider": "decider"}
 _TIME = re.compile(r"time=([0-9.]+) ms")
 
 
@@ -67,7 +71,7 @@ def app(kind: str) -> int:
         log_func=log_func,
         process_func=process_func if kind == "decider" else None,
     )
-    loop = ItmLoop("nfqueue")
+    loop = ItmLoop("nfqueue", observer_batch=64 if kind == "batched" else 1)
     loop.register_hook(Hook.IP_FORWARD, info)
     signal.signal(signal.SIGTERM, lambda s, f: loop.stop())
     loop.start()
@@ -93,7 +97,7 @@ def one(path: StreamPath, case: str, n: int) -> dict[str, Any]:
     """One run of ``case`` under an iperf3 stream: the RTTs and the app's counters."""
     proc = None
     if case != "no app":
-        proc = start_app(path, PY, "-m", "bench.libitm_observer", "app", case)
+        proc = start_app(path, PY, "-m", "bench.libitm_observer", "app", KINDS[case])
     load: list[float] = []
     seconds = n * 0.01 + 2
     th = threading.Thread(target=lambda: load.append(iperf(path, seconds)), daemon=True)
@@ -160,8 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:]
     if argv[:1] == ["app"]:
         kind = argv[1] if len(argv) > 1 else ""
-        if kind not in ("observer", "decider"):
-            print("usage: python -m bench.libitm_observer app observer|decider", file=sys.stderr)
+        if kind not in KINDS.values():
+            print(
+                "usage: python -m bench.libitm_observer app observer|batched|decider",
+                file=sys.stderr,
+            )
             return 2
         return app(kind)
     ap = parser(__doc__)
