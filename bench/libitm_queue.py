@@ -130,19 +130,20 @@ def build() -> None:
         sh("gcc", "-O2", "-Wall", "-Wextra", "-o", str(out), str(src), *libs)
 
 
-class Topology:
-    """The three namespaces of the module docstring."""
+class RoutedPath:
+    """src -- mid -- dst over IPv4 on veth, mid forwarding (the module docstring's
+    three namespaces, without the drain's extras); names start with ``prefix``."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "itmq") -> None:
         tag = f"{random.getrandbits(20):05x}"
-        self.src, self.mid, self.dst = (f"itmq-{tag}-{n}" for n in ("src", "mid", "dst"))
+        self.src, self.mid, self.dst = (f"{prefix}-{tag}-{n}" for n in ("src", "mid", "dst"))
         r = random.randrange(100, 250)
         self.ip_src, self.ip_m0 = f"10.{r}.1.1", f"10.{r}.1.2"
         self.ip_m1, self.ip_dst = f"10.{r}.2.1", f"10.{r}.2.2"
         self.lab = Lab()
 
     def create(self) -> None:
-        """Namespaces, veth pairs, addresses, routes, forwarding, the sink's drop rule."""
+        """Namespaces, veth pairs, addresses, routes, forwarding."""
         lab = self.lab
         for ns in (self.src, self.mid, self.dst):
             lab.ns(ns, exact=True)
@@ -150,6 +151,22 @@ class Topology:
         right = ("m1", f"{self.ip_m1}/24", "d0", f"{self.ip_dst}/24")
         lab.via_router(self.src, self.mid, self.dst, left, right)
         lab.create()
+
+    def resolve(self) -> None:
+        """Resolve the neighbours before timing anything."""
+        sh("ip", "netns", "exec", self.src, "ping", "-c1", "-W2", self.ip_dst, check=False)
+
+    def destroy(self) -> None:
+        """Delete the namespaces (their links, rules and queues go with them)."""
+        self.lab.destroy()
+
+
+class Topology(RoutedPath):
+    """The three namespaces of the module docstring."""
+
+    def create(self) -> None:
+        """Namespaces, veth pairs, addresses, routes, forwarding, the sink's drop rule."""
+        super().create()
         # checksums computed by the sender's stack, so the sink can verify every packet
         sh("ip", "netns", "exec", self.src, "ethtool", "-K", "s0", "tx", "off")
         sh(
@@ -165,8 +182,7 @@ class Topology:
             "-j",
             "DROP",
         )
-        # resolve neighbours before timing anything
-        sh("ip", "netns", "exec", self.src, "ping", "-c1", "-W2", self.ip_dst, check=False)
+        self.resolve()
 
     @staticmethod
     def ipt_cmd(ns: str) -> list[str]:
@@ -192,10 +208,6 @@ class Topology:
             str(QUEUE),
             check=add,
         )
-
-    def destroy(self) -> None:
-        """Delete the namespaces (their links, rules and queues go with them)."""
-        self.lab.destroy()
 
     def exec(self, ns: str, cpu: str, *cmd: str) -> list[str]:
         """A command line running ``cmd`` in ``ns`` pinned to ``cpu``."""

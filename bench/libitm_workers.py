@@ -1,18 +1,20 @@
 """Benchmark: libitm's nfqueue drain rate with one worker and with two.
 
-    sudo .venv/bin/python -m bench.libitm_workers [--packets N] [--repeats R]
+    sudo .venv/bin/python -m bench.libitm_workers [--packets N] [--repeats R] [--sources S]
 
 The topology of bench/libitm_queue.py (src -- mid -- dst; dst drops the
-datagrams in raw PREROUTING) with 16 more source addresses on src: the kernel
-spreads ``--queue-balance`` by a hash of the addresses, so 16 address pairs
-reach both queues of a two-worker range. The application is the accept-all
+datagrams in raw PREROUTING) with S (default 64) more source addresses on src:
+the kernel spreads ``--queue-balance`` by a hash of the addresses, so S
+address pairs reach both queues of a two-worker range (the hash's seed is
+random per boot: with 16 pairs one queue got 11 of them once, which capped two
+workers at 1.48x; more pairs split closer to even). The application is the accept-all
 consumer (``class_func`` 1, ``process_func`` ACCEPT) at ip_forward in mid, run
 as ``ItmLoop("nfqueue", workers=W)`` with a queue long enough for the whole
 batch and ``fail_open=False`` (an overflow would show as drops, not as speed).
 
 Each repeat, for W = 1 and W = 2 in turn: the draining processes (the loop's
 process for W = 1, its two workers for W = 2) are stopped (SIGSTOP); N 64-byte
-datagrams are sent from the 16 sources; once the queues hold them all, the
+datagrams are sent from the S sources; once the queues hold them all, the
 processes continue (SIGCONT) and the time until every queue of the range is
 empty (/proc/net/netfilter/nfnetlink_queue, read from mid's namespace) gives
 the drain rate. Repeats interleave W = 1 and W = 2; the median is reported
@@ -33,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import libitm_queue as lq
-from itmlab import netns, sh
+from itmlab import ip_batch, netns, sh
 
-SOURCES = 16
+SOURCES = 64
 
 APP = """
 import sys
@@ -165,7 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--packets", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--sources", type=int, default=SOURCES, help="source addresses (1-200)")
     a = ap.parse_args(argv)
+    if not 1 <= a.sources <= 200:
+        print("bench.libitm_workers: --sources must be in 1..200", file=sys.stderr)
+        return 2
     if os.geteuid() != 0:
         print("bench.libitm_workers: needs root (namespaces, iptables, nfqueue)", file=sys.stderr)
         return 4
@@ -175,9 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         topo.create()
         prefix = topo.ip_src.rsplit(".", 1)[0]
-        sources = [f"{prefix}.{10 + i}" for i in range(SOURCES)]
-        for s in sources:
-            sh("ip", "-n", topo.src, "addr", "add", f"{s}/24", "dev", "s0")
+        sources = [f"{prefix}.{10 + i}" for i in range(a.sources)]
+        ip_batch([f"addr add {s}/24 dev s0" for s in sources], topo.src)
         for _ in range(a.repeats):
             for w in (1, 2):
                 runs.append(drain(topo, sources, w, a.packets))
@@ -185,14 +190,19 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         topo.destroy()
     med = {w: statistics.median(r["pps"] for r in runs if r["workers"] == w) for w in (1, 2)}
+    # two workers against the one worker of the same repeat
+    paired = [two["pps"] / one["pps"] for one, two in zip(runs[::2], runs[1::2], strict=True)]
     print(
         json.dumps(
             {
                 "packets": a.packets,
                 "repeats": a.repeats,
+                "sources": a.sources,
                 "pps_1_worker": round(med[1]),
                 "pps_2_workers": round(med[2]),
                 "ratio": round(med[2] / med[1], 2),
+                "ratio_of_repeats": round(statistics.median(paired), 2),
+                "ratio_range": [round(min(paired), 2), round(max(paired), 2)],
                 "loadavg_before": load0,
                 "loadavg_after": Path("/proc/loadavg").read_text().strip(),
             }

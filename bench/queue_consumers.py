@@ -1,6 +1,7 @@
 """The Python consumers of bench/libitm_queue.py: libitm and python-netfilterqueue.
 
     python -m bench.queue_consumers libitm|libitm-kernel|netfilterqueue accept|tos --queue Q
+        [--port P] [--proto udp|tcp] [--gso]
 
 Each binds a queue, prints ``READY`` once packets can arrive, answers every
 packet (accept, or rewrite the IPv4 TOS byte and accept the modified packet)
@@ -12,6 +13,8 @@ until SIGTERM, then prints one JSON line with its counters.
   rule for the interest (UDP to the port) and binds the first free queue from
   ``--queue``. ``libitm-kernel``: the same on the kernel backend (itm_mod and
   itm_queue loaded): registered through itm_queue, which assigns the queue.
+  ``--proto tcp``: the interest is TCP to the port; ``--gso``: the nfqueue
+  backend's ``gso`` option (unsegmented packets, checksums finished by libitm).
 * netfilterqueue 1.1.0: ``NetfilterQueue.bind`` with a callback that calls
   ``pkt.accept()``, or rewrites byte 1 of ``get_payload()``, fixes the header
   checksum and calls ``set_payload`` then ``accept()``; the benchmark installs
@@ -55,6 +58,8 @@ def run_libitm(
     rcvbuf: int,
     profile: str,
     backend: str = "nfqueue",
+    proto: str = "udp",
+    gso: bool = False,
 ) -> None:
     """The libitm consumer (see the module docstring), on the nfqueue or kernel backend."""
     from libitm import Hook, Interest, ItmInfo, ItmLoop, Packet, Verdict
@@ -75,7 +80,7 @@ def run_libitm(
 
     info = ItmInfo(
         "bench",
-        Interest(family=4, protocol="udp", dport=port),
+        Interest(family=4, protocol=proto, dport=port),
         class_func=class_func,
         process_func=process_func,
         needs_payload=mode == "tos",
@@ -84,7 +89,12 @@ def run_libitm(
         loop = ItmLoop("kernel", queue_maxlen=maxlen, rcvbuf=rcvbuf)
     else:
         loop = ItmLoop(
-            "nfqueue", queue_base=queue, queue_maxlen=maxlen, rcvbuf=rcvbuf, fail_open=False
+            "nfqueue",
+            queue_base=queue,
+            queue_maxlen=maxlen,
+            rcvbuf=rcvbuf,
+            fail_open=False,
+            gso=gso,
         )
     loop.register_hook(Hook.IP_FORWARD, info)
     loop.start()
@@ -172,10 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--maxlen", type=int, default=4096)
     ap.add_argument("--rcvbuf", type=int, default=64 << 20)
     ap.add_argument("--profile", default="", help="libitm: write cProfile stats here")
+    ap.add_argument("--proto", choices=("udp", "tcp"), default="udp", help="libitm's interest")
+    ap.add_argument("--gso", action="store_true", help="libitm nfqueue: unsegmented packets")
     a = ap.parse_args(argv)
     if a.impl.startswith("libitm"):
         backend = "kernel" if a.impl == "libitm-kernel" else "nfqueue"
-        run_libitm(a.mode, a.queue, a.port, a.maxlen, a.rcvbuf, a.profile, backend)
+        run_libitm(a.mode, a.queue, a.port, a.maxlen, a.rcvbuf, a.profile, backend, a.proto, a.gso)
     else:
         run_netfilterqueue(a.mode, a.queue, a.maxlen, a.rcvbuf)
     return 0

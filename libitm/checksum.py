@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+#: bits above which :func:`ones_sum` folds a number in halves before dividing
+_FOLD_ABOVE = 4096
+
 
 def ones_sum(data: bytes | bytearray | memoryview, start: int = 0) -> int:
     """The 16-bit one's-complement sum of ``data`` (odd length padded with a zero byte).
 
     Adding 16-bit words with end-around carry is the same as taking the whole
     buffer as one big number modulo 0xffff (since 0x10000 = 1 mod 0xffff), except
-    that a non-zero sum that is a multiple of 0xffff reads 0xffff.
+    that a non-zero sum that is a multiple of 0xffff reads 0xffff. The buffer is
+    read little-endian (cheaper, and no padding byte needed: an odd last byte
+    is the low byte of its word), which gives the byte-swapped sum, i.e. 256
+    times the big-endian one modulo 0xffff; multiplying by 256 again swaps it
+    back (256 * 256 = 1 mod 0xffff). A big number is first folded in halves at
+    a multiple of 16 bits (its high half added to its low half, which keeps it
+    modulo 0xffff): shifts and adds cost less than dividing the whole of a
+    64 KiB GSO packet (about 0.6x the time).
     """
-    b = bytes(data)
-    if len(b) % 2:
-        b += b"\0"
-    n = int.from_bytes(b, "big") + start
-    if n == 0:
+    n = int.from_bytes(data, "little")
+    if not n and not start:
         return 0
-    r = n % 0xFFFF
+    bits = n.bit_length()
+    while bits > _FOLD_ABOVE:
+        half = (bits >> 1) & ~15
+        n = (n >> half) + (n & ((1 << half) - 1))
+        bits = n.bit_length()
+    r = ((n % 0xFFFF) * 256 + start) % 0xFFFF
     return r if r else 0xFFFF
 
 

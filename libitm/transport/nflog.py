@@ -34,7 +34,10 @@ NFULA_TIMESTAMP: Final = 3
 NFULA_PAYLOAD: Final = 9
 NFULA_CFG_CMD: Final = 1
 NFULA_CFG_MODE: Final = 2
+NFULA_CFG_TIMEOUT: Final = 4
 NFULA_CFG_QTHRESH: Final = 5
+#: with copies batched, the longest a copy waits in the kernel (1/100 s)
+FLUSH_CS: Final = 1
 NFULNL_CFG_CMD_BIND: Final = 1
 NFULNL_CFG_CMD_UNBIND: Final = 2
 NFULNL_COPY_PACKET: Final = 2
@@ -51,10 +54,14 @@ def config_bind(group: int, *, seq: int, unbind: bool = False) -> bytes:
     return nfq._message(MSG_CONFIG, group, body, seq=seq, flags=flags, family=socket.AF_UNSPEC)
 
 
-def config_mode(group: int, copy_range: int, *, seq: int) -> bytes:
-    """NFULNL_MSG_CONFIG: copy ``copy_range`` bytes of each packet, send each at once."""
+def config_mode(group: int, copy_range: int, *, seq: int, batch: int = 1) -> bytes:
+    """NFULNL_MSG_CONFIG: copy ``copy_range`` bytes of each packet; send each at once
+    (``batch`` 1), or ``batch`` copies in one message, at the latest
+    :data:`FLUSH_CS` hundredths of a second after the first."""
     body = nfq._attr(NFULA_CFG_MODE, struct.pack(">IBx", copy_range, NFULNL_COPY_PACKET))
-    body += nfq._attr(NFULA_CFG_QTHRESH, _BE32.pack(1))
+    body += nfq._attr(NFULA_CFG_QTHRESH, _BE32.pack(batch))
+    if batch > 1:
+        body += nfq._attr(NFULA_CFG_TIMEOUT, _BE32.pack(FLUSH_CS))
     flags = nfq.NLM_F_REQUEST | nfq.NLM_F_ACK
     return nfq._message(MSG_CONFIG, group, body, seq=seq, flags=flags, family=socket.AF_UNSPEC)
 
@@ -92,10 +99,12 @@ def decode_log(
 class LogTransport:
     """One nfnetlink_log socket: groups bound, copies in, each run through its route."""
 
-    def __init__(self, route: Route, copy_range: int = 0xFFFF) -> None:
-        """``route(group)``: the hook and runner of the group's observers."""
+    def __init__(self, route: Route, copy_range: int = 0xFFFF, batch: int = 1) -> None:
+        """``route(group)``: the hook and runner of the group's observers; ``batch``:
+        copies the kernel gathers per message (:func:`config_mode`)."""
         self.route = route
         self.copy_range = copy_range
+        self.batch = batch
         self._sock: socket.socket | None = None
         self._buf = bytearray(_RBUF)
         self._mv = memoryview(self._buf)
@@ -131,7 +140,7 @@ class LogTransport:
             return err
         self.groups.add(group)
         self._seq += 1
-        return self._request(config_mode(group, self.copy_range, seq=self._seq))
+        return self._request(config_mode(group, self.copy_range, seq=self._seq, batch=self.batch))
 
     def _request(self, msg: bytes) -> int:
         """Send a config request; its answer's errno (copies meanwhile are handled)."""

@@ -33,7 +33,7 @@ from libitm.control.queue import ItmQueueClient, register_message
 from tests.kernel import kit
 from tests.kernel import qos_kit as q
 from tests.kernel.kit import Topology
-from tests.unit.libitm import qos_trace
+from tests.support import qos_trace
 
 ROOT = Path(__file__).resolve().parents[2]
 CALLBACKS = ["class", "log", "process", "update", "control"]

@@ -7,7 +7,7 @@
 
 kernel/paper_qos is Figures 8-11 in C: Figure 8's registration with only
 class/log/process set, `where`-first callbacks, `return NF_ACCEPT;`, the
-paper's hook name IP_POST_ROUTE. tests/unit/libitm/paper_app.py is the same
+paper's hook name IP_POST_ROUTE. tests/support/paper_app.py is the same
 in Python with libitm's paper names, here on the kernel backend (itm_queue).
 Both must mark every packet of real TCP transfers as the figures' rule
 says: packet 1 of a direction as sent, packets 2..22 (THRESHOLD 20: pkt_cnt
@@ -30,7 +30,7 @@ import pytest
 from tests.kernel import kit
 from tests.kernel import qos_kit as q
 from tests.kernel.kit import Topology
-from tests.unit.libitm.paper_app import THRESHOLD, figures_tos
+from tests.support.paper_app import THRESHOLD, figures_tos
 
 ROOT = Path(__file__).resolve().parents[2]
 #: data segments per transfer: below, at the figures' last SHORT packet, after it, well after
@@ -126,7 +126,7 @@ def test_paper_shaped_python_app_on_the_kernel_backend(topo: Topology) -> None:
     try:
         kit.insmod("itm_queue")
         kit.itm_attach(topo.router)
-        cmd = [sys.executable, "-m", "tests.unit.libitm.paper_app", "--backend", "kernel"]
+        cmd = [sys.executable, "-m", "tests.support.paper_app", "--backend", "kernel"]
         cmd += ["--ready", str(ready), "--events", str(events)]
         proc = subprocess.Popen(
             ["ip", "netns", "exec", topo.router, *cmd], cwd=ROOT, stderr=subprocess.PIPE

@@ -100,6 +100,8 @@ def main() -> int:
             cls=cls,
             calls=list(current),
             where=where.name.lower(),
+            length=pkt.length,
+            truncated=pkt.truncated,
         )
 
     info = ItmInfo(

@@ -115,10 +115,13 @@ def test_modified_tos_on_the_wire_payload_intact(
 
     With ``gso`` the kernel hands over unsegmented packets whose TCP checksum is
     not finished (CHECKSUM_PARTIAL); libitm must complete it or the receiver
-    drops the rewritten packets and the stream stalls.
+    drops the rewritten packets and the stream stalls. They reach the
+    application whole: larger than 4 KiB (python-netfilterqueue's buffer cuts
+    them there) and never truncated.
     """
     dst = net.ip_b if family == 4 else net.ip6_b
     counters = tmp_path / "counters.json"
+    ev = tmp_path / "events"
     extra = ["--gso"] if gso else []
     app = net.app(
         net.a,
@@ -133,6 +136,8 @@ def test_modified_tos_on_the_wire_payload_intact(
         str(counters),
         "--duration",
         "60",
+        "--events",
+        str(ev),
         *extra,
     )
     cap = tmp_path / "cap.pcap"
@@ -167,6 +172,13 @@ def test_modified_tos_on_the_wire_payload_intact(
     assert n_data >= (20 if gso else 100)
     cnt = json.loads(counters.read_text())
     assert cnt["backend"]["modified"] >= n_data
+    seen = [e for e in read_events(ev) if e["kind"] == "packet"]
+    assert seen and not [e for e in seen if e["truncated"]], "a packet reached the app cut"
+    biggest = max(int(str(e["length"])) for e in seen)
+    if gso:
+        assert biggest > 4096, f"no GSO packet above 4 KiB reached the app (largest {biggest})"
+    else:
+        assert biggest <= 1500, f"a {biggest}-byte packet on a 1500-byte link without GSO"
 
 
 def test_timer_ticks(net: NetPair, tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.netns_pair import PY, NetPair
 from tests.support.packets import ROOT_DIR
 
@@ -20,7 +22,7 @@ from pathlib import Path
 from libitm import Interest, ItmInfo, ItmLoop, Verdict
 
 seen = []
-loop = ItmLoop("nfqueue")
+loop = ItmLoop("nfqueue", observer_batch=int(sys.argv[2]))
 loop.register_hook("ip_in", ItmInfo(
     "watch", Interest(protocol="udp", dport=5009),
     class_func=lambda where, pkt: 1,
@@ -36,11 +38,11 @@ print(json.dumps({{"seen": len(seen), "counters": loop.counters()}}), flush=True
 """
 
 
-def _start(net: NetPair, tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
+def _start(net: NetPair, tmp_path: Path, batch: int = 1) -> tuple[subprocess.Popen[str], Path]:
     script = tmp_path / "app.py"
     script.write_text(APP)
     ready = tmp_path / "ready"
-    p = net.popen(net.b, PY, str(script), str(ready))
+    p = net.popen(net.b, PY, str(script), str(ready), str(batch))
     end = time.monotonic() + 15
     while not ready.exists() or "NFQUEUE" not in net.rules(net.b):
         assert p.poll() is None and time.monotonic() < end, p.stderr and p.stderr.read()
@@ -55,10 +57,13 @@ def _received(net: NetPair, port: int, count: int) -> int:
     return int(json.loads(out.strip().splitlines()[-1])["received"])
 
 
+@pytest.mark.parametrize("batch", [1, 64])
 def test_an_observer_sees_copies_and_packets_pass_while_a_decider_drops(
-    net: NetPair, tmp_path: Path
+    net: NetPair, tmp_path: Path, batch: int
 ) -> None:
-    p, _ = _start(net, tmp_path)
+    """Also with ``observer_batch``: 20 copies, fewer than a batch, come with the
+    kernel's 10 ms flush."""
+    p, _ = _start(net, tmp_path, batch)
     rules = net.rules(net.b)
     watch = [ln for ln in rules.splitlines() if "-A ITM-watch" in ln]
     assert watch and all("NFLOG" in ln and "NFQUEUE" not in ln for ln in watch), rules

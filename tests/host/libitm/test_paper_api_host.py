@@ -1,7 +1,7 @@
 """The paper-shaped qos_ctrl (Figures 8-11 in libitm's paper names) on the nfqueue backend.
 
-tests/unit/libitm/paper_app.py runs in the router of a client -- router --
-server topology; the parity trace (tests/unit/libitm/qos_trace.py) crosses
+tests/support/paper_app.py runs in the router of a client -- router --
+server topology; the parity trace (tests/support/qos_trace.py) crosses
 it, and every packet must arrive once with the TOS the figures' rule gives
 it: IPv4 packet 1 of a direction as sent, 2..22 and the FIN with 0x10, later
 ones without; IPv6 (outside the paper's interest) untouched.
@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 
 import pytest
-from paper_app import figures_tos
-from qos_trace import replay, trace
 
 import itmlab as lab
 from tests.support.netns_pair import PY
 from tests.support.packets import ROOT_DIR
+from tests.support.paper_app import figures_tos
+from tests.support.qos_trace import replay, trace
 
 pytestmark = pytest.mark.root
 
@@ -30,7 +30,7 @@ def test_paper_shaped_app_on_nfqueue_marks_as_the_figures_say(tmp_path: Path) ->
     with lab.topology() as t:
         pkts = trace(t.client4, t.server4, t.client6, t.server6)
         app = subprocess.Popen(
-            ["ip", "netns", "exec", t.router, PY, "-m", "tests.unit.libitm.paper_app",
+            ["ip", "netns", "exec", t.router, PY, "-m", "tests.support.paper_app",
              "--backend", "nfqueue", "--ready", str(ready), "--events", str(events)],
             cwd=ROOT_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip

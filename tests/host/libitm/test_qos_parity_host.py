@@ -1,6 +1,6 @@
 """Parity on the host: qos_ctrl on the nfqueue backend marks the trace as offline qos_ctrl does.
 
-The trace (tests/unit/libitm/qos_trace.py) is the one the VM tier sends
+The trace (tests/support/qos_trace.py) is the one the VM tier sends
 through kernel qos_mod: the same flows, the same addresses, packet for packet.
 """
 
@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from qos_trace import check_parity, offline_tos, replay, trace
 
 import itmlab as lab
 from tests.support.netns_pair import PY
 from tests.support.packets import ROOT_DIR
+from tests.support.qos_trace import check_parity, offline_tos, replay, trace
 
 pytestmark = pytest.mark.root
 

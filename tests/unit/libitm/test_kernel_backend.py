@@ -7,11 +7,10 @@ import socket
 import struct
 
 import pytest
-from test_nfqueue_batching import FakeSock, sent_messages, sent_messages_of
-from test_nfqueue_batching import backend as backend_nfq
 
 from libitm import Hook, Interest, ItmInfo, Packet, Verdict
 from libitm.backends.kernel import NF_REPEAT, KernelBackend, _KernelApp
+from libitm.backends.nfqueue import NfqueueBackend
 from libitm.control import itm_queue_spec as spec
 from libitm.control.client import ItmControlError
 from libitm.control.queue import (
@@ -24,6 +23,13 @@ from libitm.dispatch import Dispatcher
 from libitm.transport import QueueTransport
 from libitm.transport import codec as nfq
 from libitm.transport.queue import _word_views
+from tests.support.fake_queue import (
+    FakeSock,
+    fake_backend,
+    port_app,
+    sent_messages,
+    sent_messages_of,
+)
 from tests.support.packets import udp, verify
 
 NLA_F_NESTED = 1 << 15
@@ -153,19 +159,12 @@ def _backend(info: ItmInfo, datagrams: list[bytes | OSError]) -> tuple[KernelBac
     be._apps = {0x7000: _KernelApp(info, Hook.POST_ROUTING, 0x7000, disp)}
     be._queue_of = {id(info): 0x7000}
     sock = FakeSock(datagrams)
-    be.transport._sock = sock
+    be.transport._sock = sock  # type: ignore[assignment]
     return be, sock
 
 
 def test_accepted_packets_are_repeated_and_drops_dropped() -> None:
-    def pf(w: Hook, c: int, p: Packet) -> Verdict:
-        if p.dport == 1:
-            return Verdict.DROP
-        if p.dport == 2:
-            p.tos = 0x10
-        return Verdict.ACCEPT
-
-    info = ItmInfo("k", Interest(protocol="udp"), class_func=lambda p: 1, process_func=pf)
+    info = port_app()  # drops port 1, TOS 0x10 on port 2
     pkts = [
         nfq.encode_packet(0x7000, 1, udp("10.0.0.1", "10.0.0.2", 9, 5)),
         nfq.encode_packet(0x7000, 2, udp("10.0.0.1", "10.0.0.2", 9, 1)),
@@ -266,10 +265,11 @@ def test_decoded_path_answers_as_the_packet_loop(kernel: bool) -> None:
     sent = []
     for portable in (False, True):
         info = ItmInfo("d", Interest(protocol="udp"), class_func=lambda p: 1, process_func=pf)
+        be: KernelBackend | NfqueueBackend
         if kernel:
             be, sock = _backend(info, [])
         else:
-            be, sock = backend_nfq([info], [])
+            be, sock = fake_backend([info], [])
         buf = bytearray(datagram) + bytes(-len(datagram) % 4)
         views = (buf, memoryview(buf), *_word_views(buf))
         pending: dict[int, int] = {}

@@ -7,87 +7,10 @@ import socket
 
 import pytest
 
-from libitm import Hook, Interest, ItmInfo, Packet, Verdict
-from libitm.backends.nfqueue import NfqueueBackend
-from libitm.dispatch import Dispatcher
+from libitm import Interest, ItmInfo, Packet
 from libitm.transport import codec as nfq
-from tests.support.packets import tcp, udp, verify
-
-
-class FakeSock:
-    """Hands out queued datagrams to recv_into, records what is sent."""
-
-    def __init__(self, datagrams: list[bytes | OSError]) -> None:
-        self.datagrams = list(datagrams)
-        self.sent: list[bytes] = []
-
-    def recv_into(self, buf: bytearray) -> int:
-        if not self.datagrams:
-            raise BlockingIOError(errno.EAGAIN, "empty")
-        d = self.datagrams.pop(0)
-        if isinstance(d, OSError):
-            raise d
-        buf[: len(d)] = d
-        return len(d)
-
-    def send(self, data: bytes | bytearray) -> int:
-        self.sent.append(bytes(data))
-        return len(data)
-
-
-def backend(
-    apps: list[ItmInfo], datagrams: list[bytes | OSError], batch: int = 256
-) -> tuple[NfqueueBackend, FakeSock]:
-    be = NfqueueBackend(batch=batch)
-    d = Dispatcher()
-    for a in apps:
-        d.add(Hook.POST_ROUTING, a)
-    be._disp = d
-    be._qhook[7] = Hook.POST_ROUTING
-    sock = FakeSock(datagrams)
-    be.transport._sock = sock  # type: ignore[assignment]
-    return be, sock
-
-
-def sent_messages(sock: FakeSock) -> list[tuple[int, int, int, bytes | None]]:
-    """(type, verdict, id, payload) of every message sent, in order."""
-    return sent_messages_of(sock.sent)
-
-
-def sent_messages_of(chunks: list[bytes]) -> list[tuple[int, int, int, bytes | None]]:
-    """(type, verdict, id, payload) of every message in the sent ``chunks``, in order."""
-    res = []
-    for chunk in chunks:
-        for mtype, _, off, length in nfq.messages(chunk, len(chunk)):
-            v, pid = (
-                int.from_bytes(chunk[off + 24 : off + 28], "big"),
-                int.from_bytes(chunk[off + 28 : off + 32], "big"),
-            )
-            payload = None
-            pos = off + 32
-            while pos < off + length:
-                alen = int.from_bytes(chunk[pos : pos + 2], "little")
-                atype = int.from_bytes(chunk[pos + 2 : pos + 4], "little")
-                if atype == nfq.NFQA_PAYLOAD:
-                    payload = chunk[pos + 4 : pos + alen]
-                pos += (alen + 3) & ~3
-            res.append((mtype, v, pid, payload))
-    return res
-
-
-def app() -> ItmInfo:
-    def pf(w: Hook, c: int, p: Packet) -> Verdict:
-        if p.dport == 1:
-            return Verdict.DROP
-        if p.dport == 2:
-            p.tos = 0x10
-        return Verdict.ACCEPT
-
-    return ItmInfo("b", Interest(protocol="udp"), class_func=lambda p: 1, process_func=pf)
-
-
-def pkt_msg(pid: int, dport: int) -> bytes:
-    return nfq.encode_packet(7, pid, udp("10.0.0.1", "10.0.0.2", 9, dport, b"data"))
+from tests.support.fake_queue import fake_backend, pkt_msg, port_app, sent_messages
+from tests.support.packets import tcp, verify
 
 
 def test_verdicts_keep_the_packets_order() -> None:
@@ -100,7 +23,7 @@ def test_verdicts_keep_the_packets_order() -> None:
         pkt_msg(4, 0),
         pkt_msg(5, 0),
     ]
-    be, sock = backend([app()], msgs)
+    be, sock = fake_backend([port_app()], msgs)
     assert be.process() == 5
     assert len(sock.sent) == 1, "all verdicts of a wakeup go out in one send"
     got = sent_messages(sock)
@@ -121,7 +44,7 @@ def test_packets_outside_every_interest_are_batched() -> None:
     # two apps at the hook: the interests are checked in Python (one app alone is
     # trusted to the kernel rules, which never deliver other packets)
     other = ItmInfo("o", Interest(protocol="udp", dport=9999))
-    be, sock = backend([app(), other], [tcp_msg, pkt_msg(2, 0)])
+    be, sock = fake_backend([port_app(), other], [tcp_msg, pkt_msg(2, 0)])
     be.process()
     assert [(t, i) for t, _, i, _ in sent_messages(sock)] == [(nfq.MSG_VERDICT_BATCH, 2)]
 
@@ -129,7 +52,7 @@ def test_packets_outside_every_interest_are_batched() -> None:
 def test_batch_limit_and_enobufs() -> None:
     msgs: list[bytes | OSError] = [pkt_msg(i, 0) for i in range(1, 4)]
     msgs.insert(1, OSError(errno.ENOBUFS, "lost"))
-    be, sock = backend([app()], msgs, batch=2)
+    be, sock = fake_backend([port_app()], msgs, batch=2)
     assert be.process() == 2
     assert be.process() == 1
     assert [i for _, _, i, _ in sent_messages(sock)] == [2, 3]
@@ -141,7 +64,7 @@ def test_strict_exception_still_answers_the_packet() -> None:
         raise RuntimeError("x")
 
     d_app = ItmInfo("s", class_func=boom)
-    be, sock = backend([d_app], [pkt_msg(1, 0), pkt_msg(2, 0)])
+    be, sock = fake_backend([d_app], [pkt_msg(1, 0), pkt_msg(2, 0)])
     assert be._disp is not None
     be._disp.strict = True
     with pytest.raises(RuntimeError):
@@ -158,7 +81,7 @@ def test_netlink_errors_and_garbage_are_counted() -> None:
         + bytes(16)
     )
     bad = nfq._message(nfq.MSG_PACKET, 7, b"", seq=0, flags=0, family=socket.AF_INET)
-    be, _sock = backend([app()], [err, bad, pkt_msg(3, 0)])
+    be, _sock = fake_backend([port_app()], [err, bad, pkt_msg(3, 0)])
     assert be.process() == 2
     c = be.counters()
     assert c["netlink_errors"] == 1 and c["bad_messages"] == 1 and c["packets"] == 1

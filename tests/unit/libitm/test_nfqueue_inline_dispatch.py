@@ -17,13 +17,11 @@ import socket
 from collections.abc import Callable, Iterator
 
 import pytest
-from test_nfqueue_batching import FakeSock, pkt_msg, sent_messages
-from test_nfqueue_batching import backend as fake_backend
-from test_nfqueue_mmsg import _mmsg_backend as mmsg_backend
 
 from libitm import Hook, Interest, ItmInfo, Packet, Verdict
 from libitm.backends.nfqueue import NfqueueBackend
 from libitm.transport import codec as nfq
+from tests.support.fake_queue import FakeSock, fake_backend, mmsg_backend, pkt_msg, sent_messages
 from tests.support.packets import verify
 
 Sent = Callable[[], FakeSock]

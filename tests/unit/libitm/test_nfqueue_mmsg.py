@@ -12,19 +12,18 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from test_nfqueue_batching import (
-    app,
-    backend,
+
+from libitm import Hook, Interest, ItmInfo, Packet, Verdict
+from libitm.transport import codec as nfq
+from libitm.transport.mmsg import MultiReceiver, open_receiver
+from tests.support.fake_queue import (
+    fake_backend,
+    mmsg_backend,
     pkt_msg,
+    port_app,
     sent_messages,
     sent_messages_of,
 )
-
-from libitm import Hook, Interest, ItmInfo, Packet, Verdict
-from libitm.backends.nfqueue import FULL_COPY, NfqueueBackend
-from libitm.dispatch import Dispatcher
-from libitm.transport import codec as nfq
-from libitm.transport.mmsg import MultiReceiver, open_receiver
 from tests.support.packets import udp, verify
 
 
@@ -103,9 +102,9 @@ def test_whole_packets_of_every_size_give_the_same_verdicts(
         nfq.encode_packet(7, i + 1, udp("10.0.0.1", "10.0.0.2", 9, 2 if i % 3 else 0, b"x" * n))
         for i, n in enumerate(sizes)
     ]
-    be_ref, sock = backend([app()], list(msgs))
+    be_ref, sock = fake_backend([port_app()], list(msgs))
     assert be_ref.process() == len(msgs)
-    be = _mmsg_backend([app()], b)
+    be = mmsg_backend([port_app()], b)
     for m in msgs:
         assert isinstance(m, bytes)
         a.send(m)
@@ -144,20 +143,6 @@ def _attrs_msg(pid: int, dport: int, *, mark: int | None = None, cap: int | None
     )
 
 
-def _mmsg_backend(apps: list[ItmInfo], b: socket.socket, batch: int = 256) -> NfqueueBackend:
-    be = NfqueueBackend(batch=batch)
-    d = Dispatcher()
-    for i in apps:
-        d.add(Hook.POST_ROUTING, i)
-    be._disp = d
-    be._qhook[7] = Hook.POST_ROUTING
-    be.transport.bound[7] = FULL_COPY
-    be.transport._sock = b
-    be.transport._ensure_receiver()
-    assert be.transport._rx is not None, "recvmmsg available on Linux"
-    return be
-
-
 def _verdicts(a: socket.socket) -> list[bytes]:
     a.setblocking(False)
     out = []
@@ -179,9 +164,9 @@ def test_mmsg_path_gives_the_same_verdicts(pair: tuple[socket.socket, socket.soc
         _attrs_msg(6, 0),
         _attrs_msg(7, 0),
     ]
-    be_ref, sock = backend([app()], list(msgs))
+    be_ref, sock = fake_backend([port_app()], list(msgs))
     assert be_ref.process() == len(msgs)
-    be = _mmsg_backend([app()], b)
+    be = mmsg_backend([port_app()], b)
     for m in msgs:
         a.send(m)
     assert be.process() == len(msgs)
@@ -214,7 +199,7 @@ def test_changing_attributes_are_read_for_every_packet(
         seen.append((p.mark, p.orig_len))
         return 0
 
-    be = _mmsg_backend([ItmInfo("m", Interest(protocol="udp"), class_func=cls)], b)
+    be = mmsg_backend([ItmInfo("m", Interest(protocol="udp"), class_func=cls)], b)
     plain = _attrs_msg(1, 0)
     for m in (
         plain,
@@ -233,7 +218,7 @@ def test_changing_attributes_are_read_for_every_packet(
 
 def test_mmsg_batch_limit_and_slot_count(pair: tuple[socket.socket, socket.socket]) -> None:
     a, b = pair
-    be = _mmsg_backend([app()], b, batch=3)
+    be = mmsg_backend([port_app()], b, batch=3)
     assert be.transport._rx is not None and be.transport._rx.slots == 3
     for i in range(1, 6):
         a.send(_attrs_msg(i, 0))
@@ -259,9 +244,9 @@ def test_drop_and_mark_paths(pair: tuple[socket.socket, socket.socket]) -> None:
 
     info = ItmInfo("d", Interest(protocol="udp"), class_func=lambda p: 1, process_func=pf)
     msgs = [_attrs_msg(i, d) for i, d in ((1, 1), (2, 3), (3, 4), (4, 0))]
-    be_ref, sock = backend([info], list(msgs))
+    be_ref, sock = fake_backend([info], list(msgs))
     be_ref.process()
-    be = _mmsg_backend([info], b)
+    be = mmsg_backend([info], b)
     for m in msgs:
         a.send(m)
     be.process()
@@ -274,7 +259,7 @@ def test_portable_path_agrees(pair: tuple[socket.socket, socket.socket]) -> None
     msgs = [_attrs_msg(i, d, mark=7 if i == 3 else None) for i, d in enumerate((0, 1, 2, 0, 3), 1)]
     sent = []
     for portable in (False, True):
-        be = _mmsg_backend([app()], b)
+        be = mmsg_backend([port_app()], b)
         if portable:
             be.transport._messages = be.transport._messages_portable  # type: ignore[method-assign]
         for m in msgs:
@@ -289,7 +274,7 @@ def test_portable_path_agrees(pair: tuple[socket.socket, socket.socket]) -> None
 def test_socket_drops_counter(pair: tuple[socket.socket, socket.socket]) -> None:
     """counters() reads the socket's own drop count (SO_MEMINFO), 0 on a healthy socket."""
     _a, b = pair
-    be = _mmsg_backend([app()], b)
+    be = mmsg_backend([port_app()], b)
     c = be.counters()
     assert c["socket_drops"] == 0
     assert set(c) >= {"packets", "enobufs", "socket_drops"}
@@ -311,7 +296,7 @@ def test_exception_mid_batch_keeps_the_rest(
             raise RuntimeError("boom")
         return 0
 
-    be = _mmsg_backend([ItmInfo("x", Interest(protocol="udp"), class_func=cls)], b)
+    be = mmsg_backend([ItmInfo("x", Interest(protocol="udp"), class_func=cls)], b)
     if portable:
         be.transport._messages = be.transport._messages_portable  # type: ignore[method-assign]
     assert be._disp is not None

@@ -9,7 +9,7 @@ import pytest
 
 from libitm import Packet, PacketError, PacketTruncatedError
 from libitm.checksum import adjust, checksum, ones_sum
-from tests.support.packets import build, icmp_echo, tcp, udp, udp_header, verify
+from tests.support.packets import build, icmp_echo, ref_sum, tcp, udp, udp_header, verify
 
 V4 = ("10.1.2.3", "10.4.5.6")
 V6 = ("fd00::1", "fd00:1::2")
@@ -265,3 +265,18 @@ def test_ipv4_options_shift_the_transport_header() -> None:
     p.tos = 0x28
     p.dport = 5353
     assert verify(p.raw)
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 39, 40, 1499, 1500, 4096, 9001, 65000, 65535])
+def test_ones_sum_matches_rfc1071_word_by_word_at_every_size(size: int) -> None:
+    """ones_sum folds big buffers before dividing; the sum is RFC 1071's all the same."""
+    rng = random.Random(size)
+    data = bytes(rng.getrandbits(8) for _ in range(size))
+    assert ones_sum(data) == ref_sum(data)
+    assert ones_sum(memoryview(bytearray(data))) == ref_sum(data)
+    if size % 2 == 0:
+        for start in (1, 0x1234, 0xFFFF):
+            assert ones_sum(data, start) == ref_sum(data + start.to_bytes(2, "big"))
+    # a sum that is a multiple of 0xffff reads 0xffff, an all-zero one 0
+    assert ones_sum(b"\xff" * (size & ~1)) == (0xFFFF if size > 1 else 0)
+    assert ones_sum(bytes(size)) == 0

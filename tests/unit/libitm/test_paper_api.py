@@ -8,8 +8,6 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from paper_app import THRESHOLD, TIMER_JIFFIES, PaperQos, figures_tos, register
-from qos_trace import trace, write_trace
 
 import libitm
 from libitm import Hook, Interest, ItmInfo, ItmLoop, Packet, Verdict
@@ -17,6 +15,8 @@ from libitm.control import itm_spec
 from libitm.dispatch import Dispatcher
 from libitm.info import where_first
 from tests.support.packets import read_pcap, tcp
+from tests.support.paper_app import THRESHOLD, TIMER_JIFFIES, PaperQos, figures_tos, register
+from tests.support.qos_trace import trace, write_trace
 
 PKT = tcp("10.0.0.1", "10.0.0.2", 1000, 80, b"hello")
 

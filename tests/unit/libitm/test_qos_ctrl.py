@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from qos_trace import FLOWS, expected_tos, offline_tos, trace, write_trace
 
 from libitm import ItmLoop, Packet
 from tests.support.packets import ROOT_DIR, read_pcap, tcp, verify, write_pcap
+from tests.support.qos_trace import FLOWS, expected_tos, offline_tos, trace, write_trace
 
 sys.path.insert(0, str(ROOT_DIR / "examples"))
 from qos_ctrl import QosCtrl
@@ -136,7 +136,7 @@ def test_port_blocker_example(tmp_path: Path) -> None:
 def test_figures_counts_as_the_papers_figures(tmp_path: Path, threshold: int) -> None:
     """``--figures``: Figures 9-10's counting, packet 1 as sent, SHORT up to packet T+2,
     whatever ``mark_first`` says; plain ``threshold`` marks up to packet T."""
-    from paper_app import figures_tos
+    from tests.support.paper_app import figures_tos
 
     pkts = trace()
     src, out = tmp_path / "trace.pcap", tmp_path / "marked.pcap"

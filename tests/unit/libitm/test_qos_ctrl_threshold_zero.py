@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from qos_trace import expected_tos, offline_tos, trace
+
+from tests.support.qos_trace import expected_tos, offline_tos, trace
 
 
 @pytest.mark.parametrize("mark_first", [False, True])

@@ -33,7 +33,7 @@ from libitm import ItmLoop, Packet
 from tests.kernel.qos_kit import Capture
 from tests.support.packets import build, read_pcap, tcp_header, write_pcap
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 FIN_ACK = 0x11
 PSH_ACK = 0x18
 LOWDELAY = 0x10

@@ -11,7 +11,7 @@ direction (and every FIN) are SHORT and packet 1 goes as sent
 Shared by the tiers: the unit tier runs it offline, the host tier on nfqueue,
 the VM tier on the kernel backend::
 
-    python -m tests.unit.libitm.paper_app --backend nfqueue --ready FILE [--events FILE]
+    python -m tests.support.paper_app --backend nfqueue --ready FILE [--events FILE]
 
 runs it until SIGTERM; FILE appears once it is registered. ``--events`` gets
 one line per timer tick and the set of ``where`` values seen, at exit.

@@ -1,0 +1,190 @@
+"""Benchmark: what an observer application adds to a packet's latency, under load.
+
+    sudo .venv/bin/python -m bench.libitm_observer [--pings N] [--repeats R] [--json FILE]
+
+The path of bench.libitm_stream (src -- mid -- dst on veth, mid the ITM). While
+an iperf3 TCP stream loads the path, src pings dst N times, 10 ms apart.
+Cases, interleaved (the order rotates each repeat):
+
+* ``no app``: the ITM forwards, no application;
+* ``observer``: an application at ip_forward interested in every IPv4 packet
+  with a ``class_func`` and a ``log_func`` and no ``process_func``: on the
+  nfqueue backend it gets copies (NFLOG) and never holds a packet;
+* ``observer, batched``: the observer with ``observer_batch=64`` (the kernel
+  sends 64 copies per message, at the latest 10 ms after the first);
+* ``decider``: the same application with a ``process_func`` that accepts, so
+  every packet (the stream's too) waits in its queue for the verdict.
+
+Added latency = median RTT of the case - median RTT of ``no app`` in the same
+repeat; the goal (#18) is an observer's ≤ 5% of the path's RTT. The figures
+are medians over the repeats with their min-max.
+
+``python -m bench.libitm_observer app observer|batched|decider`` is the application
+(prints READY, runs until SIGTERM, prints its counters as one JSON line).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import sys
+import threading
+from typing import Any
+
+from bench.libitm_stream import (
+    StreamPath,
+    interleave,
+    iperf,
+    md_table,
+    parser,
+    ready,
+    start_app,
+    stop_app,
+)
+
+PY = sys.executable
+CASES = ("no app", "observer", "observer, batched", "decider")
+#: the app command line's name of each case that has an app
+KINDS = {"observer": "observer", "observer, batched": "batched", "decider": "decider"}
+_TIME = re.compile(r"time=([0-9.]+) ms")
+
+
+def app(kind: str) -> int:
+    """The observer or decider application (see the module docstring)."""
+    import signal
+
+    from libitm import Hook, Interest, ItmInfo, ItmLoop, Packet, Verdict
+
+    seen = [0]
+
+    def log_func(where: Hook, cls: int, pkt: Packet) -> None:
+        seen[0] += 1
+
+    def process_func(where: Hook, cls: int, pkt: Packet) -> Verdict:
+        return Verdict.ACCEPT
+
+    info = ItmInfo(
+        kind,
+        Interest(family=4),
+        class_func=lambda where, pkt: 1,
+        log_func=log_func,
+        process_func=process_func if kind == "decider" else None,
+    )
+    loop = ItmLoop("nfqueue", observer_batch=64 if kind == "batched" else 1)
+    loop.register_hook(Hook.IP_FORWARD, info)
+    signal.signal(signal.SIGTERM, lambda s, f: loop.stop())
+    loop.start()
+    print("READY", flush=True)
+    try:
+        loop.run()
+    finally:
+        be = loop.counters()["backend"]
+        loop.close()
+        print(json.dumps({"seen": seen[0], **be}), flush=True)
+    return 0
+
+
+def pings(path: StreamPath, n: int) -> list[float]:
+    """RTTs in ms of ``n`` pings src -> dst, 10 ms apart (lost ones left out)."""
+    out = path.run_in(
+        path.src, "ping", "-n", "-i", "0.01", "-W", "1", "-c", str(n), path.ip_dst, check=False
+    )
+    return [float(m) for m in _TIME.findall(out)]
+
+
+def one(path: StreamPath, case: str, n: int) -> dict[str, Any]:
+    """One run of ``case`` under an iperf3 stream: the RTTs and the app's counters."""
+    proc = None
+    if case != "no app":
+        proc = start_app(path, PY, "-m", "bench.libitm_observer", "app", KINDS[case])
+    load: list[float] = []
+    seconds = n * 0.01 + 2
+    th = threading.Thread(target=lambda: load.append(iperf(path, seconds)), daemon=True)
+    try:
+        th.start()
+        threading.Event().wait(0.5)  # the stream under way
+        rtts = pings(path, n)
+        th.join(seconds + 30)
+    finally:
+        counts = stop_app(proc) if proc is not None else {}
+    return {"rtts": rtts, "load_mbps": load[0] if load else 0.0, **counts}
+
+
+def summarize(samples: dict[str, list[dict[str, Any]]], n: int) -> list[dict[str, Any]]:
+    """Per case: median RTT, p90, added latency against ``no app`` and its share."""
+    rows = []
+    base = [statistics.median(r["rtts"]) for r in samples["no app"]]
+    for case, runs in samples.items():
+        med = [statistics.median(r["rtts"]) for r in runs]
+        p90 = [statistics.quantiles(r["rtts"], n=10)[-1] for r in runs]
+        added = [m - b for m, b in zip(med, base, strict=True)]
+        share = [a / b for a, b in zip(added, base, strict=True)]
+        rows.append(
+            {
+                "case": case,
+                "rtt_ms": statistics.median(med),
+                "rtt_range": (min(med), max(med)),
+                "p90_ms": statistics.median(p90),
+                "added_ms": statistics.median(added),
+                "share": statistics.median(share),
+                "share_range": (min(share), max(share)),
+                "lost": sum(n - len(r["rtts"]) for r in runs),
+                "load_mbps": statistics.median(r["load_mbps"] for r in runs),
+                "copies": statistics.median(r.get("observer_copies", 0) for r in runs),
+                "queued": statistics.median(r.get("packets", 0) for r in runs),
+            }
+        )
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The rows as a markdown table."""
+    head = ["case", "RTT ms, median (min-max)", "p90 ms", "added ms", "÷ path RTT (min-max)"]
+    head += ["pings lost", "stream Mbit/s", "copies / queued"]
+    body = [
+        [
+            r["case"],
+            f"{r['rtt_ms']:.3f} ({r['rtt_range'][0]:.3f}-{r['rtt_range'][1]:.3f})",
+            f"{r['p90_ms']:.3f}",
+            f"{r['added_ms']:+.3f}",
+            f"{r['share']:+.1%} ({r['share_range'][0]:+.1%} to {r['share_range'][1]:+.1%})",
+            str(r["lost"]),
+            f"{r['load_mbps']:.0f}",
+            f"{r['copies']:.0f} / {r['queued']:.0f}",
+        ]
+        for r in rows
+    ]
+    return md_table(head, body)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line (see the module docstring)."""
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["app"]:
+        kind = argv[1] if len(argv) > 1 else ""
+        if kind not in KINDS.values():
+            print(
+                "usage: python -m bench.libitm_observer app observer|batched|decider",
+                file=sys.stderr,
+            )
+            return 2
+        return app(kind)
+    ap = parser(__doc__)
+    ap.add_argument("--pings", type=int, default=300, help="pings per run, 10 ms apart")
+    a = ap.parse_args(argv)
+    if not ready("bench.libitm_observer"):
+        return 2
+    return interleave(
+        "itmo",
+        list(CASES),
+        a.repeats,
+        lambda path, case: one(path, case, a.pings),
+        lambda samples: table(summarize(samples, a.pings)),
+        a.json,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
