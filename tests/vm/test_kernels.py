@@ -122,11 +122,12 @@ def test_kernel_log_is_clean(kernel: Kernel) -> None:
     ]
     assert not bad, "\n".join(bad[:40])
     for console in run.failed_boots:
-        # the emulator's crash before the suite ran: reported, not hidden
+        # the emulator's crash, or a detector's report while booting, before the
+        # suite ran (tests.vm.guest.BOOT_TAINT_CHECK): reported, not hidden
         died = bad_lines(console.splitlines())[:5] or console.splitlines()[-5:]
         warnings.warn(
-            f"{kernel.release}: a boot died before the suite started and the VM was "
-            "booted again; its console:\n" + "\n".join(died),
+            f"{kernel.release}: a boot died or came up tainted before the suite started "
+            "and the VM was booted again; its console:\n" + "\n".join(died),
             stacklevel=1,
         )
     assert run.tainted is not None
