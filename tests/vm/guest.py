@@ -50,12 +50,6 @@ DEBUG_ALL_TIMEOUT = 4 * 3600.0
 #: kernels whose tiers run at the same time (a TCG guest keeps about one core busy)
 VM_JOBS = int(os.environ.get("ITM_VM_JOBS", "2"))
 
-#: the detectors' self-test, after the suite's log and kmemleak report are kept:
-#: tests/vm/bugmod commits one bug per load (test_debug_selftest.py checks that
-#: each is reported).  KASAN's report taints the kernel, which turns lockdep off:
-#: the RCU bug goes first.  The leak is scanned for while bugmod is loaded:
-#: kmemleak resolves a backtrace's symbols when it prints the report, and an
-#: unloaded module's are gone.
 #: on a kernel with the detectors, before anything of ours runs: a kernel tainted
 #: while booting has already reported something (seen once in six debug boots
 #: under TCG: ``BUG: KASAN: wild-memory-access in do_raw_spin_lock`` from an
@@ -69,6 +63,12 @@ fi"""
 #: boots of a detector kernel that came up tainted, before the tier gives up on clean ones
 TAINTED_BOOT_RETRIES = 1
 
+#: the detectors' self-test, after the suite's log and kmemleak report are kept:
+#: tests/vm/bugmod commits one bug per load (test_debug_selftest.py checks that
+#: each is reported).  KASAN's report taints the kernel, which turns lockdep off:
+#: the RCU bug goes first.  The leak is scanned for while bugmod is loaded:
+#: kmemleak resolves a backtrace's symbols when it prints the report, and an
+#: unloaded module's are gone.
 SELFTEST_MARK = "itm-selftest: the deliberate bugs start here"
 SELFTEST = """\
 echo "{mark}" > /dev/kmsg
