@@ -1,12 +1,16 @@
 """Kernels of our own, built from Debian's linux-source-6.12 into a per-user cache.
 
-Two flavours, each a configuration kept in ``kernels/`` of the tree:
+Three flavours, each a configuration kept in ``kernels/`` of the tree:
 
 ``uml``
     User-Mode Linux (``make ARCH=um``): boots the machine's own root file system
     in a third of a second and runs our modules at native speed (uniprocessor).
     ``kernels/patches/uml-xstate.patch`` lets it run on CPUs with a large xstate
     (AMX), see docs/testing.md.
+``uml-debug``
+    ``uml`` with the bug detectors UML has (``kernels/uml-debug.config``);
+    ``kernels/patches/uml-kasan-module-shadow.patch`` clears the KASAN shadow of
+    a freed vmalloc area, which UML's static shadow otherwise keeps.
 ``debug``
     An x86-64 kernel for the VM tier with the kernel's bug detectors on (KASAN,
     lockdep, kmemleak, UBSAN...): ``kernels/debug.config``.
@@ -16,9 +20,9 @@ hash covers the configuration fragments and patches, so that a fresh clone reuse
 a kernel built before and a changed fragment builds a new one.  The tree is built
 in place: our modules build against it with ``make -C <tree> M=...``.
 
-``python -m itmtool.kernelcache build uml|debug`` builds one (progress on stdout,
+``python -m itmtool.kernelcache build uml|uml-debug|debug`` builds one (progress on stdout,
 nothing when the cache holds it);
-``python -m itmtool.kernelcache path uml|debug`` prints where it is (exit 1 when
+``python -m itmtool.kernelcache path uml|uml-debug|debug`` prints where it is (exit 1 when
 it is not built yet).
 """
 
@@ -82,7 +86,7 @@ FLAVOURS = {
         "uml-debug",
         "um",
         ("net.config", "uml.config", "uml-debug.config"),
-        ("uml-xstate.patch",),
+        ("uml-xstate.patch", "uml-kasan-module-shadow.patch"),
         ("linux", "modules"),
         "linux",
         2300,
