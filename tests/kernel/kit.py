@@ -34,6 +34,7 @@ __all__ = [
     "insmod",
     "itm_attach",
     "itmtool",
+    "kfence_live",
     "loaded",
     "moddir",
     "module_path",
@@ -212,17 +213,53 @@ def taint() -> int:
 
 
 def slab_active(cache: str) -> int | None:
-    """Active objects of a slab cache, None when the cache does not exist.
+    """Live objects of a slab cache, None when the cache does not exist.
 
     The cache is shrunk first: on a KASAN kernel freed objects wait in a
-    quarantine that slabinfo still counts as active, and a shrink empties it."""
+    quarantine that slabinfo still counts as active, and a shrink empties it.
+    Objects that KFENCE served are added (:func:`kfence_live`): slabinfo does not
+    count them."""
     with contextlib.suppress(OSError):
         Path(f"/sys/kernel/slab/{cache}/shrink").write_text("1")
     for line in Path("/proc/slabinfo").read_text().splitlines()[2:]:
         fields = line.split()
         if fields[0] == cache:
-            return int(fields[1])
+            return int(fields[1]) + kfence_live(cache)
     return None
+
+
+#: KFENCE's list of the objects in its pool (kernels with CONFIG_KFENCE)
+KFENCE_OBJECTS = DEBUGFS / "kfence" / "objects"
+
+#: awk over KFENCE_OBJECTS: how many objects of cache -v c=NAME are allocated now.
+#: Each entry starts "kfence-#N: ADDR-ADDR, size=S, cache=NAME"; a freed one
+#: goes on with "freed by task" (or "rcu freeing by task").
+KFENCE_LIVE_AWK = (
+    '/^kfence-#/ { n += live; live = ($NF == "cache=" c) }'
+    " /^(freed|rcu freeing) by task/ { live = 0 }"
+    " END { print n + live }"
+)
+
+
+def kfence_live(cache: str) -> int:
+    """Objects of slab cache `cache` that KFENCE allocated and that are not freed.
+
+    KFENCE serves one sampled allocation now and then from its own pool, from
+    any cache; /proc/slabinfo does not count those objects, so a count of live
+    objects taken from slabinfo alone can come out one short on a KFENCE kernel
+    (0 on a kernel without KFENCE)."""
+    try:
+        text = KFENCE_OBJECTS.read_text()
+    except OSError:
+        return 0
+    n, live = 0, False
+    for line in text.splitlines():
+        if line.startswith("kfence-#"):
+            n += live
+            live = line.rsplit(None, 1)[-1] == f"cache={cache}"
+        elif line.startswith(("freed by task", "rcu freeing by task")):
+            live = False
+    return n + live
 
 
 def kmemleak_ours() -> str | None:
