@@ -49,11 +49,12 @@ lint: setup
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
 
-# make test's kernels: Debian's two (the whole guest suite each) and the SMP debug
-# kernel (KASAN, lockdep, kmemleak, UBSAN: its concurrency files, tests/vm/guest.py
-# DEBUG_SMP_SUITE, its kmemleak scan and the detectors' self-test); docs/testing.md
-# says where the time goes and why uml-debug is not here yet.
-TEST_KERNELS ?= 6.1,6.12,debug
+# make test's kernels: Debian's two (the whole guest suite each), uml-debug (the
+# whole guest suite under KASAN, lockdep, kmemleak, UBSAN at native speed, beside
+# them) and the SMP debug kernel (the same detectors on 2 vCPUs: its concurrency
+# files, tests/vm/guest.py DEBUG_SMP_SUITE, its kmemleak scan and the detectors'
+# self-test); docs/testing.md says where the time goes.
+TEST_KERNELS ?= 6.1,6.12,uml-debug,debug
 test:
 	@ITM_KERNELS=$(TEST_KERNELS) bash scripts/setup.sh test
 	ITM_KERNELS=$(TEST_KERNELS) $(PY) -m pytest tests/unit tests/host tests/vm

@@ -41,8 +41,8 @@ GUEST_TESTS = collect_guest_tests()
 
 
 def _run(kernel: Kernel) -> GuestRun:
-    """The tier of `kernel` (tests.vm.guest.tier: Debian's kernels and UML two at a
-    time, then the SMP debug kernel alone)."""
+    """The tier of `kernel` (tests.vm.guest.tier: Debian's kernels two at a time
+    with the UML kernels beside them, then the SMP debug kernel alone)."""
     return tier(kernel)
 
 
@@ -91,7 +91,8 @@ def test_vm_booted_this_kernel(kernel: Kernel) -> None:
 
 #: (kernel, guest test) pairs: every kernel runs every guest test, but the SMP
 #: debug kernel its concurrency files (tests.vm.guest.DEBUG_SMP_SUITE) unless
-#: ITM_DEBUG_SUITE=all
+#: ITM_DEBUG_SUITE=all, and the kernels with the detectors leave out the files
+#: named in tests.vm.guest.DETECTORS_LEAVE_OUT, each with its reason
 CASES = [(k, t) for k in KERNELS for t in GUEST_TESTS if in_suite(k, t)]
 
 
