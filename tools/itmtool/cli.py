@@ -232,9 +232,10 @@ def _cmd_vm(args: argparse.Namespace) -> int:
     else:
         guest_cmd = "itmtool load itm_mod && itmtool status"
     script = f'itmtool() {{ python -m itmtool.cli "$@"; }}\nexport -f itmtool\n{guest_cmd}\n'
-    print(
-        f"==> booting {kernel.release} (QEMU without KVM: a minute or two): {guest_cmd}", flush=True
+    how = (
+        "User-Mode Linux: a second or two" if kernel.is_uml else "QEMU without KVM: a minute or two"
     )
+    print(f"==> booting {kernel.release} ({how}): {guest_cmd}", flush=True)
     out = vm.run(
         kernel,
         script,

@@ -86,7 +86,10 @@ def host(kernel_name: str | None) -> int:
     if not res.ok:
         print("\n".join(res.diagnostics or res.log.splitlines()[-30:]), file=sys.stderr)
         return 1
-    print(f"==> booting {kernel.release} in a VM (QEMU without KVM: about a minute)", flush=True)
+    how = (
+        "User-Mode Linux: a second or two" if kernel.is_uml else "QEMU without KVM: about a minute"
+    )
+    print(f"==> booting {kernel.release} in a VM ({how})", flush=True)
     out = buildmods.BUILD_ROOT / "demo"
     out.mkdir(parents=True, exist_ok=True)
     (out / "qos_demo.json").unlink(missing_ok=True)
