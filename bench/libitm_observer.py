@@ -44,6 +44,7 @@ from bench.libitm_stream import (
     iperf,
     md_table,
     parser,
+    positive,
     ready,
     start_app,
     stop_app,
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return app(kind)
     ap = parser(__doc__)
-    ap.add_argument("--pings", type=int, default=300, help="pings per run, 10 ms apart")
+    ap.add_argument("--pings", type=positive, default=300, help="pings per run, 10 ms apart")
     a = ap.parse_args(argv)
     if not ready("bench.libitm_observer"):
         return 2

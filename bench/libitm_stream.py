@@ -243,11 +243,12 @@ def loadavg() -> str:
 
 def commit() -> str:
     """The checkout's commit, short, marked when bench/ or libitm/ differ from it."""
-    head = run("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD", check=False)
+    # safe.directory: under sudo, root reads a checkout that another user owns
+    git = ("git", "-c", f"safe.directory={ROOT}", "-C", str(ROOT))
+    head = run(*git, "rev-parse", "--short", "HEAD", check=False)
     if head.returncode:
         return "unknown"
-    changed = run("git", "-C", str(ROOT), "diff", "--quiet", "HEAD", "--", "bench", "libitm",
-                  check=False)  # fmt: skip
+    changed = run(*git, "diff", "--quiet", "HEAD", "--", "bench", "libitm", check=False)
     return head.stdout.strip() + (" with local changes" if changed.returncode else "")
 
 
@@ -350,10 +351,21 @@ def main(argv: list[str] | None = None) -> int:
 def parser(doc: str | None) -> argparse.ArgumentParser:
     """The options both path benchmarks take: ``--repeats`` and ``--json``."""
     ap = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=positive, default=3)
     ap.add_argument("--json", type=Path, help="write the samples here")
     ap.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     return ap
+
+
+def positive(text: str) -> int:
+    """An option's whole number of at least 1 (argparse's ``type``)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return n
 
 
 def ready(name: str) -> bool:

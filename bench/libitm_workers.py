@@ -40,7 +40,7 @@ from typing import Any
 
 from bench import libitm_queue as lq
 from bench import vmbench
-from bench.libitm_stream import RunRecord, command_line, md_table, verdict
+from bench.libitm_stream import RunRecord, command_line, md_table, positive, verdict
 from itmlab import ip_batch, netns, sh
 
 SOURCES = 64
@@ -248,8 +248,8 @@ def section(runs: list[dict[str, Any]], result: dict[str, Any], record: RunRecor
 def main(argv: list[str] | None = None) -> int:
     """Run the interleaved drains and print a JSON summary."""
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--packets", type=int, default=100_000)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--packets", type=positive, default=100_000)
+    ap.add_argument("--repeats", type=positive, default=3)
     ap.add_argument("--sources", type=int, default=SOURCES, help="source addresses (1-200)")
     ap.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     a = ap.parse_args(argv)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -268,3 +269,26 @@ def test_observer_writes_its_section_only_with_write(
     assert "bench.libitm_observer --repeats 3 --pings 10 --write`" in section
     assert "| observer, batched | 0.106 (0.106-0.106) |" in section
     assert "**NOT met** (+6.0%," in section
+
+
+@pytest.mark.parametrize(
+    ("main", "argv"),
+    [
+        (lw.main, ["--repeats", "0"]),
+        (lw.main, ["--packets", "many"]),
+        (ls.main, ["--repeats", "-1", "--write"]),
+        (lo.main, ["--pings", "0", "--write"]),
+    ],
+)
+def test_a_count_below_one_is_a_one_line_error(
+    main: Callable[[list[str] | None], int],
+    argv: list[str],
+    page: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = page.read_text()
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert f"must be a whole number of at least 1, not '{argv[1]}'" in capsys.readouterr().err
+    assert page.read_text() == before
