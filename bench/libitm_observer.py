@@ -188,8 +188,8 @@ def section(rows: list[dict[str, Any]], record: RunRecord) -> list[str]:
             f"differ by {overall:+.1%})."
         )
     return record.body(
-        "The path of the stream above under an iperf3 stream; src pings dst 10 ms apart with "
-        "no application in mid, with an observer (`class_func` + `log_func`, no "
+        "The path of the stream section above, loaded by an iperf3 stream; src pings dst 10 ms "
+        "apart with no application in mid, with an observer (`class_func` + `log_func`, no "
         "`process_func`, interested in every IPv4 packet at ip_forward: NFLOG copies), the "
         "same observer with `observer_batch=64`, and the same application as a decider (a "
         "`process_func` that accepts: every packet queued). Added latency: the case's median "
