@@ -65,6 +65,8 @@ def test_workers_section_has_a_row_per_repeat_and_the_record() -> None:
         ([(100_000, 180_000)], "**met**", "1.80x"),  # the goal itself is met
         ([(100_000, 179_000)], "**NOT met**", "1.79x"),
         ([(100_000, 190_000), (200_000, 300_000), (100_000, 185_000)], "**met**", "1.85x"),
+        # each repeat's median ratio 1.90x, but the medians' 200/150 = 1.33x: not met
+        ([(100_000, 200_000), (200_000, 200_000), (150_000, 285_000)], "**NOT met**", "1.90x"),
     ],
 )
 def test_workers_goal_is_judged_on_each_repeats_ratio(
@@ -135,6 +137,20 @@ def test_observer_goal_is_five_percent_of_the_path_rtt(
 ) -> None:
     body = lo.section(lo.summarize(observer_samples(added_ms), 10), RECORD)
     assert f"≤ 5% of the path's RTT: {verdict} ({share}," in goal_line(body)
+
+
+def test_observer_goal_needs_the_medians_too() -> None:
+    """Two of three paired repeats within the goal (+4%), but the medians of the
+    cases' RTTs (0.300 against 0.100 ms) far apart: not met."""
+
+    def run(ms: float) -> dict[str, Any]:
+        return {"rtts": [ms] * 10, "load_mbps": 10000.0, "observer_copies": 50}
+
+    samples = observer_samples(0.004)
+    samples["no app"] = [run(0.100), run(0.100), run(0.300)]
+    samples["observer"] = [run(0.104), run(0.300), run(0.312)]
+    line = goal_line(lo.section(lo.summarize(samples, 10), RECORD))
+    assert "≤ 5% of the path's RTT: **NOT met** (+4.0%," in line, line
 
 
 def test_observer_section_has_the_table() -> None:
