@@ -1,6 +1,7 @@
 """Benchmark: what an observer application adds to a packet's latency, under load.
 
     sudo .venv/bin/python -m bench.libitm_observer [--pings N] [--repeats R] [--json FILE]
+                                                   [--write]
 
 The path of bench.libitm_stream (src -- mid -- dst on veth, mid the ITM). While
 an iperf3 TCP stream loads the path, src pings dst N times, 10 ms apart.
@@ -17,7 +18,9 @@ Cases, interleaved (the order rotates each repeat):
 
 Added latency = median RTT of the case - median RTT of ``no app`` in the same
 repeat; the goal (#18) is an observer's ≤ 5% of the path's RTT. The figures
-are medians over the repeats with their min-max.
+are medians over the repeats with their min-max. ``--write`` replaces this
+benchmark's section of docs/benchmarks.md (the table, the run's record and the
+goal's verdict, judged on ``observer``'s median share).
 
 ``python -m bench.libitm_observer app observer|batched|decider`` is the application
 (prints READY, runs until SIGTERM, prints its counters as one JSON line).
@@ -32,15 +35,20 @@ import sys
 import threading
 from typing import Any
 
+from bench import vmbench
 from bench.libitm_stream import (
+    RunRecord,
     StreamPath,
+    command_line,
     interleave,
     iperf,
     md_table,
     parser,
+    positive,
     ready,
     start_app,
     stop_app,
+    verdict,
 )
 
 PY = sys.executable
@@ -48,6 +56,10 @@ CASES = ("no app", "observer", "observer, batched", "decider")
 #: the app command line's name of each case that has an app
 KINDS = {"observer": "observer", "observer, batched": "batched", "decider": "decider"}
 _TIME = re.compile(r"time=([0-9.]+) ms")
+#: the goal of #18: an observer adds at most this share of the path's RTT
+GOAL = 0.05
+SECTION = "libitm_observer"
+TITLE = "An observer's latency under load (nfqueue backend)"
 
 
 def app(kind: str) -> int:
@@ -158,6 +170,37 @@ def table(rows: list[dict[str, Any]]) -> str:
     return md_table(head, body)
 
 
+def section(rows: list[dict[str, Any]], record: RunRecord) -> list[str]:
+    """The body of this benchmark's section of docs/benchmarks.md (rows: :func:`summarize`)."""
+    by_case = {r["case"]: r for r in rows}
+    obs, base = by_case.get("observer"), by_case.get("no app")
+    if obs is None or base is None:
+        goal = f"Goal (#18): an observer adds ≤ {GOAL:.0%} of the path's RTT: {verdict(False)} "
+        goal += "(not measured)."
+    else:
+        overall = (obs["rtt_ms"] - base["rtt_ms"]) / base["rtt_ms"]
+        lo, hi = obs["share_range"]
+        goal = (
+            f"Goal (#18): an observer adds ≤ {GOAL:.0%} of the path's RTT: "
+            f"{verdict(obs['share'] <= GOAL and overall <= GOAL)} ({obs['share']:+.1%}, the "
+            f"median of the repeats' added RTT ÷ their no-app RTT, {lo:+.1%} to {hi:+.1%}; "
+            f"{obs['added_ms'] * 1e3:+.0f} µs on a {base['rtt_ms'] * 1e3:.0f} µs path; the "
+            f"medians over all repeats differ by {overall:+.1%}; met only when both are "
+            "within the goal)."
+        )
+    return record.body(
+        "The path of the stream section above, loaded by an iperf3 stream; src pings dst 10 ms "
+        "apart with no application in mid, with an observer (`class_func` + `log_func`, no "
+        "`process_func`, interested in every IPv4 packet at ip_forward: NFLOG copies), the "
+        "same observer with `observer_batch=64`, and the same application as a decider (a "
+        "`process_func` that accepts: every packet queued). Added latency: the case's median "
+        "RTT minus no app's of the same repeat, the cases interleaved "
+        "(bench/libitm_observer.py says how).",
+        table(rows),
+        goal,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line (see the module docstring)."""
     if argv is None:
@@ -172,10 +215,16 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return app(kind)
     ap = parser(__doc__)
-    ap.add_argument("--pings", type=int, default=300, help="pings per run, 10 ms apart")
+    ap.add_argument("--pings", type=positive, default=300, help="pings per run, 10 ms apart")
     a = ap.parse_args(argv)
     if not ready("bench.libitm_observer"):
         return 2
+    cmd = command_line("bench.libitm_observer", argv)
+
+    def write(samples: dict[str, list[dict[str, Any]]], load: str) -> None:
+        rows = summarize(samples, a.pings)
+        vmbench.write_section(SECTION, TITLE, section(rows, RunRecord.now(cmd, load)))
+
     return interleave(
         "itmo",
         list(CASES),
@@ -183,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         lambda path, case: one(path, case, a.pings),
         lambda samples: table(summarize(samples, a.pings)),
         a.json,
+        write if a.write else None,
     )
 
 

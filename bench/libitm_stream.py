@@ -1,6 +1,7 @@
 """Benchmark: a bulk TCP stream through a TOS-rewriting application, GSO on.
 
     sudo .venv/bin/python -m bench.libitm_stream [--seconds S] [--repeats R] [--json FILE]
+                                                 [--write]
 
 Topology (created here, removed on exit, also on failure)::
 
@@ -22,7 +23,9 @@ aggregates of up to 64 KiB. Cases, interleaved (the order rotates each repeat):
 Queues are fail-closed, so a slow consumer slows the stream instead of letting
 packets by. Throughput: what the iperf3 receiver got over S seconds. Each
 figure is the median of the repeats with its min-max; ratios are against ``no
-queue`` of the same repeat.
+queue`` of the same repeat. ``--write`` replaces this benchmark's section of
+docs/benchmarks.md (the table, the run's record and #18's goal: ``libitm, gso``
+at ≥ 50% of ``no queue``).
 """
 
 from __future__ import annotations
@@ -39,9 +42,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import vmbench
 from bench.libitm_queue import RoutedPath, cpu_ns, user_system_s
 from itmlab import run
 
@@ -49,6 +54,10 @@ PORT = 5201
 QUEUE = 4321
 PY = sys.executable
 ROOT = Path(__file__).resolve().parents[1]
+#: the goal of #18: the stream through libitm with gso at least this share of no queue
+GOAL = 0.5
+SECTION = "libitm_stream"
+TITLE = "libitm on a bulk TCP stream with GSO (nfqueue backend)"
 
 
 class StreamPath(RoutedPath):
@@ -227,6 +236,91 @@ def table(rows: list[dict[str, Any]]) -> str:
     return md_table([*head, "modified", "consumer CPU µs per packet (user + kernel)"], body)
 
 
+def loadavg() -> str:
+    """The machine's load average now: the first three fields of /proc/loadavg."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def commit() -> str:
+    """The checkout's commit, short, marked when bench/ or libitm/ differ from it."""
+    # safe.directory: under sudo, root reads a checkout that another user owns
+    git = ("git", "-c", f"safe.directory={ROOT}", "-C", str(ROOT))
+    head = run(*git, "rev-parse", "--short", "HEAD", check=False)
+    if head.returncode:
+        return "unknown"
+    changed = run(*git, "diff", "--quiet", "HEAD", "--", "bench", "libitm", check=False)
+    return head.stdout.strip() + (" with local changes" if changed.returncode else "")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """How a run was made, for its section of docs/benchmarks.md."""
+
+    command: str
+    date: str
+    commit: str
+    cpu: str
+    load_before: str
+    load_after: str
+
+    @classmethod
+    def now(cls, command: str, load_before: str) -> RunRecord:
+        """The record of a run that ends now (date, commit, CPU and load read here)."""
+        return cls(command, vmbench.today(), commit(), vmbench.cpu(), load_before, loadavg())
+
+    def line(self) -> str:
+        """One line: command, date, commit, CPU, load average before and after."""
+        return (
+            f"Command: `{self.command}`, {self.date}, commit {self.commit}, {self.cpu}; "
+            f"load average {self.load_before} before, {self.load_after} after (other work "
+            "on the machine shares its cores)."
+        )
+
+    def body(self, intro: str, table: str, goal: str) -> list[str]:
+        """A section's body: what the benchmark does, this record, the table, the goal."""
+        return [intro, "", self.line(), "", table, "", goal, ""]
+
+
+def verdict(ok: bool) -> str:
+    """A goal's verdict, in bold."""
+    return "**met**" if ok else "**NOT met**"
+
+
+def command_line(module: str, argv: list[str] | None) -> str:
+    """The command that made a run: ``module`` with ``argv`` (None: this process's)."""
+    args = sys.argv[1:] if argv is None else argv
+    return " ".join(["sudo .venv/bin/python -m", module, *args])
+
+
+def section(rows: list[dict[str, Any]], record: RunRecord) -> list[str]:
+    """The body of this benchmark's section of docs/benchmarks.md (rows: :func:`summarize`)."""
+    by_case = {r["case"]: r for r in rows}
+    gso = by_case.get("libitm, gso")
+    if gso is None or gso["ratio"] is None:
+        goal = f"Goal (#18): ≥ {GOAL:.0%} of the no-queue path: {verdict(False)} (not measured)."
+    else:
+        others = {"netfilterqueue": "python-netfilterqueue", "libitm": "libitm without GSO"}
+        beside = [
+            f"{gso['mbps'] / r['mbps']:.1f}x {name}"
+            for case, name in others.items()
+            if (r := by_case.get(case)) and r["mbps"] > 0
+        ]
+        goal = (
+            f"Goal (#18): libitm with gso ≥ {GOAL:.0%} of the no-queue path: "
+            f"{verdict(gso['ratio'] >= GOAL)} ({gso['ratio']:.0%}, median of the repeats' "
+            f"ratios{''.join(', ' + b for b in beside)})."
+        )
+    return record.body(
+        "An iperf3 TCP stream src → mid → dst over veth with its default offloads (TSO/GSO "
+        "on), mid forwarding; a consumer in mid rewrites the TOS byte of every packet of the "
+        "stream (fail-closed queue: a slow consumer slows the stream). The same path with no "
+        "queue is the anchor, in the same run, the cases interleaved; ratios are against it "
+        "in the same repeat (bench/libitm_stream.py says how).",
+        table(rows),
+        goal,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line (see the module docstring)."""
     ap = parser(__doc__)
@@ -238,6 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     if importlib.util.find_spec("netfilterqueue") is None:
         print("netfilterqueue not installed: its case is left out", file=sys.stderr)
         cases.remove("netfilterqueue")
+    cmd = command_line("bench.libitm_stream", argv)
+
+    def write(samples: dict[str, list[dict[str, Any]]], load: str) -> None:
+        vmbench.write_section(SECTION, TITLE, section(summarize(samples), RunRecord.now(cmd, load)))
+
     return interleave(
         "itms",
         cases,
@@ -245,15 +344,28 @@ def main(argv: list[str] | None = None) -> int:
         lambda path, case: one(path, case, a.seconds),
         lambda samples: table(summarize(samples)),
         a.json,
+        write if a.write else None,
     )
 
 
 def parser(doc: str | None) -> argparse.ArgumentParser:
     """The options both path benchmarks take: ``--repeats`` and ``--json``."""
     ap = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=positive, default=3)
     ap.add_argument("--json", type=Path, help="write the samples here")
+    ap.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     return ap
+
+
+def positive(text: str) -> int:
+    """An option's whole number of at least 1 (argparse's ``type``)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return n
 
 
 def ready(name: str) -> bool:
@@ -274,10 +386,12 @@ def interleave(
     one_run: Callable[[StreamPath, str], dict[str, Any]],
     report: Callable[[dict[str, list[dict[str, Any]]]], str],
     json_out: Path | None,
+    write: Callable[[dict[str, list[dict[str, Any]]], str], None] | None = None,
 ) -> int:
     """Run every case ``repeats`` times on one :class:`StreamPath`, the order rotating
     each repeat; print ``report(samples)`` and the load average before and after;
-    write the samples to ``json_out``. Samples' ``rtts`` are left out of the log."""
+    write the samples to ``json_out``; then ``write(samples, load average before)``.
+    Samples' ``rtts`` are left out of the log."""
     load = [Path("/proc/loadavg").read_text().strip()]
     samples: dict[str, list[dict[str, Any]]] = {c: [] for c in cases}
     path = StreamPath(prefix)
@@ -298,6 +412,8 @@ def interleave(
     print(f"\nload average before / after: {load[0]} / {load[1]}")
     if json_out:
         json_out.write_text(json.dumps({"samples": samples, "load": load}, indent=1))
+    if write:
+        write(samples, " ".join(load[0].split()[:3]))
     return 0
 
 

@@ -1,6 +1,7 @@
 """Benchmark: libitm's nfqueue drain rate with one worker and with two.
 
     sudo .venv/bin/python -m bench.libitm_workers [--packets N] [--repeats R] [--sources S]
+                                                  [--write]
 
 The topology of bench/libitm_queue.py (src -- mid -- dst; dst drops the
 datagrams in raw PREROUTING) with S (default 64) more source addresses on src:
@@ -18,7 +19,10 @@ datagrams are sent from the S sources; once the queues hold them all, the
 processes continue (SIGCONT) and the time until every queue of the range is
 empty (/proc/net/netfilter/nfnetlink_queue, read from mid's namespace) gives
 the drain rate. Repeats interleave W = 1 and W = 2; the median is reported
-with the machine's load (other work shares these cores).
+with the machine's load (other work shares these cores). ``--write`` replaces
+this benchmark's section of docs/benchmarks.md (a row per repeat, the run's
+record and #18's goal: two workers ≥ 1.8x one worker, judged on the median of
+each repeat's two workers ÷ its own one worker).
 """
 
 from __future__ import annotations
@@ -35,9 +39,15 @@ from pathlib import Path
 from typing import Any
 
 from bench import libitm_queue as lq
+from bench import vmbench
+from bench.libitm_stream import RunRecord, command_line, md_table, positive, verdict
 from itmlab import ip_batch, netns, sh
 
 SOURCES = 64
+#: the goal of #18: two workers drain at least this many times as fast as one
+GOAL = 1.8
+SECTION = "libitm_workers"
+TITLE = "libitm with two workers (drain, nfqueue backend)"
 
 APP = """
 import sys
@@ -162,12 +172,86 @@ def drain(topo: lq.Topology, sources: list[str], workers: int, n: int) -> dict[s
     }
 
 
+def summary(runs: list[dict[str, Any]], packets: int, sources: int) -> dict[str, Any]:
+    """The interleaved drains (``runs``: W = 1, W = 2, W = 1, ...) summed up: median drain
+    rates, their ratio, and the median (min-max) of each repeat's two workers ÷ its one."""
+    med = {w: statistics.median(r["pps"] for r in runs if r["workers"] == w) for w in (1, 2)}
+    # two workers against the one worker of the same repeat
+    paired = [two["pps"] / one["pps"] for one, two in zip(runs[::2], runs[1::2], strict=True)]
+    return {
+        "packets": packets,
+        "repeats": len(paired),
+        "sources": sources,
+        "pps_1_worker": round(med[1]),
+        "pps_2_workers": round(med[2]),
+        "ratio": round(med[2] / med[1], 2),
+        "ratio_of_repeats": round(statistics.median(paired), 2),
+        "ratio_range": [round(min(paired), 2), round(max(paired), 2)],
+    }
+
+
+def table(runs: list[dict[str, Any]], result: dict[str, Any]) -> str:
+    """A row per repeat and one of medians, as a markdown table."""
+    head = ["repeat", "1 worker: packets queued", "kpps", "2 workers: packets per queue"]
+    head += ["kpps", "2 workers ÷ 1 worker", "the hash split's cap"]
+    body = []
+    for i, (one, two) in enumerate(zip(runs[::2], runs[1::2], strict=True)):
+        spread = two["per_queue"]
+        cap = f"{sum(spread) / max(spread):.2f}x" if spread and max(spread) else "—"
+        body.append(
+            [
+                str(i + 1),
+                f"{one['queued']:,}",
+                f"{one['pps'] / 1e3:.1f}",
+                " / ".join(f"{q:,}" for q in spread),
+                f"{two['pps'] / 1e3:.1f}",
+                f"{two['pps'] / one['pps']:.2f}x",
+                cap,
+            ]
+        )
+    lo, hi = result["ratio_range"]
+    body.append(
+        [
+            "median (min-max)",
+            "",
+            f"{result['pps_1_worker'] / 1e3:.1f}",
+            "",
+            f"{result['pps_2_workers'] / 1e3:.1f}",
+            f"{result['ratio_of_repeats']:.2f}x ({lo:.2f}-{hi:.2f})",
+            "",
+        ]
+    )
+    return md_table(head, body)
+
+
+def section(runs: list[dict[str, Any]], result: dict[str, Any], record: RunRecord) -> list[str]:
+    """The body of this benchmark's section of docs/benchmarks.md (``runs`` and
+    ``result``: :func:`drain`'s and :func:`summary`'s)."""
+    per_repeat = result["ratio_of_repeats"]
+    lo, hi = result["ratio_range"]
+    return record.body(
+        "The drain of bench.libitm_queue (libitm accept-all at ip_forward, fail-closed, a "
+        'queue long enough for the batch) run as `ItmLoop("nfqueue", workers=W)`, one '
+        f"worker and two interleaved, {result['packets']:,} datagrams from "
+        f"{result['sources']} source addresses so that `--queue-balance`'s address hash "
+        "reaches both queues; drain rate = packets queued ÷ time until every queue of the "
+        "range is empty (bench/libitm_workers.py says how). The hash split's cap: how much "
+        "faster two workers could at best drain than the fuller queue's worker alone.",
+        table(runs, result),
+        f"Goal (#18): two workers ≥ {GOAL:.1f}x one worker's drain rate: "
+        f"{verdict(per_repeat >= GOAL and result['ratio'] >= GOAL)} ({per_repeat:.2f}x, the "
+        f"median of each repeat's two workers ÷ its own one worker, {lo:.2f}-{hi:.2f}; "
+        f"{result['ratio']:.2f}x of the medians; met only when both are).",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the interleaved drains and print a JSON summary."""
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--packets", type=int, default=100_000)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--packets", type=positive, default=100_000)
+    ap.add_argument("--repeats", type=positive, default=3)
     ap.add_argument("--sources", type=int, default=SOURCES, help="source addresses (1-200)")
+    ap.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     a = ap.parse_args(argv)
     if not 1 <= a.sources <= 200:
         print("bench.libitm_workers: --sources must be in 1..200", file=sys.stderr)
@@ -189,25 +273,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(runs[-1]), flush=True)
     finally:
         topo.destroy()
-    med = {w: statistics.median(r["pps"] for r in runs if r["workers"] == w) for w in (1, 2)}
-    # two workers against the one worker of the same repeat
-    paired = [two["pps"] / one["pps"] for one, two in zip(runs[::2], runs[1::2], strict=True)]
-    print(
-        json.dumps(
-            {
-                "packets": a.packets,
-                "repeats": a.repeats,
-                "sources": a.sources,
-                "pps_1_worker": round(med[1]),
-                "pps_2_workers": round(med[2]),
-                "ratio": round(med[2] / med[1], 2),
-                "ratio_of_repeats": round(statistics.median(paired), 2),
-                "ratio_range": [round(min(paired), 2), round(max(paired), 2)],
-                "loadavg_before": load0,
-                "loadavg_after": Path("/proc/loadavg").read_text().strip(),
-            }
-        )
-    )
+    result = summary(runs, a.packets, a.sources)
+    load = {"loadavg_before": load0, "loadavg_after": Path("/proc/loadavg").read_text().strip()}
+    print(json.dumps({**result, **load}))
+    if a.write:
+        cmd = command_line("bench.libitm_workers", argv)
+        record = RunRecord.now(cmd, " ".join(load0.split()[:3]))
+        vmbench.write_section(SECTION, TITLE, section(runs, result, record))
     return 0
 
 

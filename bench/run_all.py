@@ -46,6 +46,17 @@ BENCHMARKS = (
     Benchmark("qos_cost", "bench.qos_cost", ("--kernel", "all"), 10),
     Benchmark("libitm_queue", "bench.libitm_queue", (), 10),
     Benchmark("libitm_packet_cost", "bench.libitm_packet_cost", ("--instructions",), 4),
+    # the three host benchmarks of #18 (root, like libitm_queue), bounded by repeats * cases
+    # * seconds a run, a run's seconds about 3x what it takes on a quiet machine:
+    # 5 * 2 (one worker, two) * 20 s (the app's start, 100,000 datagrams sent from Python,
+    # the drain, the stop: about 5 s quiet) = 3.3 min
+    Benchmark("libitm_workers", "bench.libitm_workers", ("--repeats", "5"), 4),
+    # 3 * 4 cases * (5 s of iperf3 + up to 5 s to start and stop the consumer and iperf3's
+    # server) = 2 min, and the namespaces
+    Benchmark("libitm_stream", "bench.libitm_stream", (), 3),
+    # 5 * 4 cases * (a 5 s iperf3 stream around 300 pings 10 ms apart + up to 5 s to start
+    # and stop the application) = 3.3 min
+    Benchmark("libitm_observer", "bench.libitm_observer", ("--repeats", "5"), 4),
     Benchmark("libitm_kernel_queue", "bench.libitm_kernel_queue", ("--kernel", "all"), 16),
     Benchmark(
         "mice_elephants",
