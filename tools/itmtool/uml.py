@@ -4,7 +4,8 @@ The UML kernel (``uml`` in kernels.txt, built by :mod:`itmtool.kernelcache`) run
 as an ordinary process.  It mounts the machine's own root file system read-only
 through hostfs, so the checkout, its virtualenv and the modules built for it
 are at hand, as in the VM tier; ``/tmp``, ``/run``, ``/var/tmp`` and ``/var/log``
-are fresh tmpfs, and only the directories given as ``rwdirs`` are written back
+are fresh tmpfs (a checkout inside one of them, e.g. a clone in /tmp, is mounted
+back read-only), and only the directories given as ``rwdirs`` are written back
 (they are mounted read-write through hostfs).  It boots in about a third of a
 second.  UML is uniprocessor: it complements the 2-vCPU VM tier, it does not
 replace it.
@@ -22,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from itmtool import kernelcache, resources, vm
-from itmtool.matrix import Kernel
+from itmtool.matrix import ROOT, Kernel
 
 #: memory of the UML kernel (its RAM is a sparse file in $TMPDIR)
 MEMORY = "2G"
@@ -30,14 +31,17 @@ MEMORY = "2G"
 #: where the init script writes the command's exit status (in the first rwdir)
 RC_FILE = ".uml-rc"
 
-_MOUNTS = """\
+#: the host's directories the guest gets fresh (and empty) tmpfs on
+FRESH = ("/tmp", "/run", "/var/tmp", "/var/log", "/var/lib/nfs")
+
+_MOUNTS = f"""\
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
-for d in /tmp /run /var/tmp /var/log /var/lib/nfs; do
+for d in {" ".join(FRESH)}; do
 	[ -d "$d" ] && mount -t tmpfs tmpfs "$d"
 done
 mount -t debugfs debugfs /sys/kernel/debug
@@ -45,14 +49,28 @@ mount -t tmpfs tmpfs /lib/modules
 """
 
 
+def _hidden(path: Path) -> bool:
+    """Whether `path` lies in one of the directories the guest gets fresh (FRESH)."""
+    return any(path == Path(d) or Path(d) in path.parents for d in FRESH)
+
+
 def kernel() -> Kernel:
     """The UML kernel as a row of the matrix (``build:uml``)."""
     return Kernel("uml", "build:uml", "build:uml")
 
 
-def _init_script(tree: Path, release: str, script: Path, rwdirs: list[Path], rc_file: Path) -> str:
-    """The guest's init: mounts, the built-in modules list for modprobe, the command."""
+def _init_script(
+    tree: Path, release: str, script: Path, rwdirs: list[Path], rc_file: Path, root: Path = ROOT
+) -> str:
+    """The guest's init: mounts, the built-in modules list for modprobe, the command.
+
+    A checkout (`root`) inside a directory the guest gets fresh, e.g. a clone in
+    /tmp, is mounted back read-only from the host, like the rest of its file system.
+    """
     lines = ["#!/bin/sh", "export PATH=/usr/sbin:/usr/bin:/sbin:/bin", _MOUNTS]
+    if _hidden(root):
+        q = shlex.quote(str(root))
+        lines.append(f"mkdir -p {q}; mount -r -t hostfs -o {q} hostfs {q}")
     # modprobe of a built-in module succeeds when modules.builtin says it is built in
     mods = f"/lib/modules/{release}"
     lines.append(f"mkdir -p {mods}")
