@@ -143,7 +143,7 @@ def _intro(uml: bool) -> str:
 
 def host(args: argparse.Namespace) -> int:
     """Build the modules, boot each kernel asked for, collect and print the results."""
-    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    load = vmbench.loadavg()
     tables = vmbench.tables_per_kernel(args, "itm_dispatch", table)
     if tables is None:
         return 1

@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import vmbench
 from bench.itmroute import Bench, cuts, overhead, percentile, udp_flood
 from itmlab import netns, ping, sh
 from itmroute import ProbeSettings, auth, wire
@@ -98,7 +99,7 @@ def injection(ov: Overlay, forged: int) -> dict[str, Any]:
 
 def run(n_cuts: int, idle_wait: float, forged: int) -> dict[str, Any]:
     """Every measurement, in one overlay."""
-    doc: dict[str, Any] = {"kernel": os.uname().release, "load_before": load()}
+    doc: dict[str, Any] = {"kernel": os.uname().release, "load_before": vmbench.loadavg()}
     with overlay(f"itmbh{os.getpid()}", 4) as ov:
         ov.add_intruder()
         doc["routed"] = {"udp": udp_flood(ov), "tcp": tcp_rate(ov, 50_000_000, 6600)}
@@ -118,13 +119,8 @@ def run(n_cuts: int, idle_wait: float, forged: int) -> dict[str, Any]:
             doc["injection"] = injection(ov, forged)
         finally:
             ov.stop_daemons()
-    doc["load_after"] = load()
+    doc["load_after"] = vmbench.loadavg()
     return doc
-
-
-def load() -> str:
-    """The first three fields of /proc/loadavg."""
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def table(doc: dict[str, Any]) -> str:

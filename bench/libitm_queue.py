@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import vmbench
 from itmlab import Lab, sh
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -656,7 +657,7 @@ def machine() -> dict[str, str]:
         "cores": str(os.cpu_count()),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "loadavg": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+        "loadavg": vmbench.loadavg(),
     }
 
 

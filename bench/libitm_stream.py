@@ -236,11 +236,6 @@ def table(rows: list[dict[str, Any]]) -> str:
     return md_table([*head, "modified", "consumer CPU µs per packet (user + kernel)"], body)
 
 
-def loadavg() -> str:
-    """The machine's load average now: the first three fields of /proc/loadavg."""
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
 def commit() -> str:
     """The checkout's commit, short, marked when bench/ or libitm/ differ from it."""
     # safe.directory: under sudo, root reads a checkout that another user owns
@@ -266,7 +261,9 @@ class RunRecord:
     @classmethod
     def now(cls, command: str, load_before: str) -> RunRecord:
         """The record of a run that ends now (date, commit, CPU and load read here)."""
-        return cls(command, vmbench.today(), commit(), vmbench.cpu(), load_before, loadavg())
+        return cls(
+            command, vmbench.today(), commit(), vmbench.cpu(), load_before, vmbench.loadavg()
+        )
 
     def line(self) -> str:
         """One line: command, date, commit, CPU, load average before and after."""

@@ -108,6 +108,11 @@ def write_section(name: str, title: str, body: list[str]) -> None:
     DOC.write_text(text)
 
 
+def loadavg() -> str:
+    """The machine's load average now: the first three fields of /proc/loadavg."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def today() -> str:
     """The date stamped on a results section."""
     return time.strftime("%Y-%m-%d")
