@@ -533,9 +533,27 @@ class SeqStream:
         later = [t for seq, t in self.arrivals if seq > first_lost]
         return min(later) - self.sent_at[first_lost] if later else float("inf")
 
-    def close(self) -> None:
-        """Stop receiving, close the sockets."""
-        time.sleep(0.5)
+    def summary(self, after: float = 0.0) -> str:
+        """What the stream saw, for a failure message: how many were sent and
+        arrived, the highest sequence number that arrived and when the last arrival
+        came, from the end of sending (arrivals after monotonic ``after``)."""
+        late = [t for _, t in self.arrivals if t >= after]
+        top = max((seq for seq, _ in self.arrivals), default=-1)
+        last = f"{max(late) - self.ended:+.2f} s after the end of sending" if late else "none"
+        return (
+            f"sent {self.sent}, arrived {len(self.arrivals)}, highest seq {top}, "
+            f"{len(late)} arrived after the mark, last {last}"
+        )
+
+    def close(self, drain: float = 5.0) -> None:
+        """Stop receiving once nothing arrived for half a second (at most ``drain``
+        s after the end of sending: a loaded relay can hold the last datagrams for
+        seconds), then close the sockets."""
+        deadline = time.monotonic() + drain
+        seen = -1
+        while time.monotonic() < deadline and len(self.arrivals) != seen:
+            seen = len(self.arrivals)
+            time.sleep(0.5)
         self._stop.set()
         self._rx_thread.join(2)
         self.rx.close()
