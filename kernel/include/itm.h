@@ -202,6 +202,11 @@ typedef void (*itm_note_func_t)(enum itm_hook where, int class,
  *	registration order.  Read once, by itm_register_hook(); later changes
  *	(itmtool prio) live in itm_mod and are not written back here
  * @queue_num: nfqueue number used with %ITM_QUEUE (user applications)
+ * @queue_count: how many queues, from @queue_num on, %ITM_QUEUE spreads
+ *	the packets over (0 or 1: @queue_num alone).  Both directions of a
+ *	flow (addresses, ports, protocol) go to the same queue; a fragment
+ *	goes by its addresses and protocol alone.  itm_queue sets it for an
+ *	application run by several worker processes.
  * @netns: the only network namespace whose packets the application sees,
  *	or NULL for every namespace where itm_mod's hooks run.  itm_queue
  *	sets it to the namespace of the registering socket (nfqueue
@@ -238,6 +243,7 @@ struct itm_info {
 	enum itm_hook hook;
 	s32 priority;
 	u16 queue_num;
+	u16 queue_count;
 	struct net *netns;
 	struct module *owner;
 	bool rewrites_headers;

@@ -273,6 +273,7 @@ static struct itm_app *itm_app_new(enum itm_hook where, struct itm_info *info)
 	app->priority = info->priority;
 	app->hook = where;
 	app->queue_num = info->queue_num;
+	app->queue_count = info->queue_count ?: 1;
 	app->rewrites_headers = info->rewrites_headers;
 	app->enabled = true;
 	return app;
@@ -311,6 +312,9 @@ int itm_register_hook(enum itm_hook where, struct itm_info *info)
 	if (info->type != ITM_TYPE_KERNEL && info->type != ITM_TYPE_USER)
 		return -EINVAL;
 	if (!itm_interest_valid(&info->interest))
+		return -EINVAL;
+	if (info->queue_count > 1 &&
+	    info->queue_num + info->queue_count - 1 > U16_MAX)
 		return -EINVAL;
 
 	app = itm_app_new(where, info);

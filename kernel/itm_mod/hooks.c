@@ -388,6 +388,33 @@ static int itm_run_class(u8 proto)
 }
 
 /*
+ * The queue of a packet for an application with several: a keyed hash of
+ * the flow, the same for both directions (the two ends ordered), so that
+ * one worker process sees the whole of a flow.  A fragment has no ports
+ * to read: it goes by its addresses and protocol.
+ */
+static u16 itm_queue_of(const struct itm_hookpoint *hp,
+			const struct itm_app *app, const struct itm_pkt *p)
+{
+	u32 a, b, ports = 0;
+
+	if (likely(app->queue_count <= 1))
+		return app->queue_num;
+	a = (__force u32)(p->saddr.s6_addr32[0] ^ p->saddr.s6_addr32[1] ^
+			  p->saddr.s6_addr32[2] ^ p->saddr.s6_addr32[3]);
+	b = (__force u32)(p->daddr.s6_addr32[0] ^ p->daddr.s6_addr32[1] ^
+			  p->daddr.s6_addr32[2] ^ p->daddr.s6_addr32[3]);
+	if (p->has_ports && !p->fragment)
+		ports = p->sport < p->dport ? (u32)p->sport << 16 | p->dport :
+					      (u32)p->dport << 16 | p->sport;
+	if (a > b)
+		swap(a, b);
+	return app->queue_num +
+	       reciprocal_scale(hsiphash_4u32(a, b, ports, p->proto, &hp->in->key),
+				app->queue_count);
+}
+
+/*
  * Walk the run list from index @i on.  No softirq runs on this CPU until
  * it returns (see itm_nf_hook()): the per-CPU counters are written
  * without further protection.
@@ -414,7 +441,7 @@ static unsigned int itm_walk(const struct itm_hookpoint *hp,
 			return NF_STOLEN;
 		case ITM_QUEUE:
 			itm_cookie_set(skb, hp, app);
-			return NF_QUEUE_NR(app->queue_num) |
+			return NF_QUEUE_NR(itm_queue_of(hp, app, &ctx->pkt)) |
 			       NF_VERDICT_FLAG_QUEUE_BYPASS;
 		}
 		/* it said it may have rewritten addresses, ports or protocol */

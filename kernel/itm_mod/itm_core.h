@@ -103,6 +103,7 @@ struct itm_app_totals {
  * @order: registration sequence number (ties in priority run FIFO)
  * @hook: the hook point
  * @queue_num: nfqueue number for %ITM_QUEUE
+ * @queue_count: queues from @queue_num on that flows are spread over (>= 1)
  * @enabled: whether the application runs (read locklessly)
  * @match_addrs: the interest restricts addresses
  * @match_ports: the interest restricts ports
@@ -119,6 +120,7 @@ struct itm_app {
 	struct itm_info *info;
 	/* what every packet reads shares the callbacks' cache line */
 	u16 queue_num;
+	u16 queue_count;
 	bool enabled;
 	bool match_addrs;
 	bool match_ports;
@@ -174,7 +176,8 @@ struct itm_hookpoint {
  * @net: the namespace
  * @node: entry in itm_nets while active (under itm_lock)
  * @active: whether itm_mod runs applications here (under itm_lock)
- * @key: secret of the re-entry cookies of this namespace
+ * @key: secret of the re-entry cookies and of the flow hash that spreads
+ *	packets over an application's queues in this namespace
  * @hp: the hook points, per family and hook
  */
 struct itm_net {

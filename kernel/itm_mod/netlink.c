@@ -92,6 +92,7 @@ static int itm_fill_app(struct sk_buff *skb, const struct itm_app *app,
 	    nla_put_string(skb, ITM_A_OWNER,
 			   info->owner ? module_name(info->owner) : "") ||
 	    nla_put_u16(skb, ITM_A_QUEUE_NUM, app->queue_num) ||
+	    nla_put_u16(skb, ITM_A_QUEUE_COUNT, app->queue_count) ||
 	    nla_put_u32(skb, ITM_A_ORDER, app->order) ||
 	    itm_put_interest(skb, &info->interest) ||
 	    itm_put_stats(skb, app)) {

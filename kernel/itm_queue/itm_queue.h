@@ -30,13 +30,18 @@ struct itmq_reg {
  * @hook: the hook point
  * @priority: run order at the hook
  * @interest: the packets it wants
+ * @queue_count: how many consecutive queues (one per worker process)
  */
 struct itmq_request {
 	const char *label;
 	enum itm_hook hook;
 	s32 priority;
 	struct itm_interest interest;
+	u16 queue_count;
 };
+
+/* the most queues one registration takes (libitm's most workers) */
+#define ITMQ_MAX_QUEUES 64
 
 /* main.c */
 int itmq_register(struct net *net, u32 portid, const struct itmq_request *req,

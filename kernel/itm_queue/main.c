@@ -14,8 +14,8 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/bitmap.h>
 #include <linux/ctype.h>
-#include <linux/idr.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/netlink.h>
@@ -41,19 +41,42 @@ static LIST_HEAD(itmq_regs);
 
 /*
  * Queue numbers are per network namespace, as nfnetlink_queue's queues
- * are: what one namespace takes, another still has.
+ * are: what one namespace takes, another still has.  A registration takes
+ * a run of consecutive numbers (one per worker), so they are a bitmap of
+ * queue_count bits (bit i: queue_base + i), under itmq_lock.
  */
 static unsigned int itmq_net_id __read_mostly;
 
 struct itmq_net {
-	struct ida queues;
+	unsigned long *used;
 };
 
-static struct ida *itmq_queues(const struct net *net)
+static unsigned long *itmq_used(const struct net *net)
 {
 	struct itmq_net *qn = net_generic(net, itmq_net_id);
 
-	return &qn->queues;
+	return qn->used;
+}
+
+/* The first of @n free consecutive queues of @net, or -ENOSPC. */
+static int itmq_take_queues(const struct net *net, unsigned int n)
+{
+	unsigned long *used = itmq_used(net);
+	unsigned long i;
+
+	lockdep_assert_held(&itmq_lock);
+	i = bitmap_find_next_zero_area(used, queue_count, 0, n, 0);
+	if (i >= queue_count)
+		return -ENOSPC;
+	bitmap_set(used, i, n);
+	return queue_base + i;
+}
+
+static void itmq_put_queues(const struct itm_info *info)
+{
+	lockdep_assert_held(&itmq_lock);
+	bitmap_clear(itmq_used(info->netns), info->queue_num - queue_base,
+		     info->queue_count);
 }
 
 static int itmq_class(enum itm_hook where, struct sk_buff *skb,
@@ -81,27 +104,25 @@ static bool itmq_label_valid(const char *label)
 	return true;
 }
 
-static void itmq_free(struct itmq_reg *reg)
-{
-	ida_free(itmq_queues(reg->info.netns), reg->info.queue_num);
-	kfree(reg);
-}
-
 /**
  * itmq_register() - register a user-space application with itm_mod
  * @net: network namespace of the registering socket
  * @portid: netlink port of the registering socket (the owner)
  * @req: label, hook, priority and interest
- * @queue_num: where to write the queue number assigned
+ * @queue_num: where to write the first queue number assigned
  * @pid: where to write the pid recorded for the application
  * @extack: for the error message
  *
  * Labels and queue numbers are per network namespace: a registration in
  * one namespace can neither take a label nor a queue number from another.
+ * An application drained by several worker processes asks for
+ * @req->queue_count queues: it gets that many consecutive numbers from
+ * *@queue_num on, and itm_mod spreads its packets over them by flow.
  *
  * Context: process context (the registering process); sleeps.
- * Return: 0, -EINVAL (bad label or interest), -EEXIST (label taken in
- * @net), -ENOSPC (no queue number left in @net) or -ENOMEM.
+ * Return: 0, -EINVAL (bad label, interest or queue count), -EEXIST (label
+ * taken in @net), -ENOSPC (not enough consecutive queue numbers left in
+ * @net) or -ENOMEM.
  */
 int itmq_register(struct net *net, u32 portid, const struct itmq_request *req,
 		  u16 *queue_num, pid_t *pid, struct netlink_ext_ack *extack)
@@ -115,23 +136,19 @@ int itmq_register(struct net *net, u32 portid, const struct itmq_request *req,
 		return -EINVAL;
 	}
 	/* charged to the caller's memory cgroup: it may be in a container */
+	if (!req->queue_count || req->queue_count > ITMQ_MAX_QUEUES) {
+		NL_SET_ERR_MSG(extack, "queue-count: 1 to 64 queues");
+		return -EINVAL;
+	}
 	reg = kzalloc(sizeof(*reg), GFP_KERNEL_ACCOUNT);
 	if (!reg)
 		return -ENOMEM;
-	q = ida_alloc_range(itmq_queues(net), queue_base,
-			    queue_base + queue_count - 1, GFP_KERNEL_ACCOUNT);
-	if (q < 0) {
-		kfree(reg);
-		NL_SET_ERR_MSG(extack,
-			       "no free queue number in this namespace (module parameter queue_count)");
-		return q;
-	}
 	strscpy(reg->info.label, req->label, sizeof(reg->info.label));
 	reg->info.type = ITM_TYPE_USER;
 	reg->info.interest = req->interest;
 	reg->info.pid = task_tgid_nr(current);
 	reg->info.priority = req->priority;
-	reg->info.queue_num = q;
+	reg->info.queue_count = req->queue_count;
 	reg->info.netns = net;
 	reg->info.owner = THIS_MODULE;
 	reg->info.class_func = itmq_class;
@@ -139,9 +156,20 @@ int itmq_register(struct net *net, u32 portid, const struct itmq_request *req,
 	reg->portid = portid;
 
 	mutex_lock(&itmq_lock);
+	q = itmq_take_queues(net, req->queue_count);
+	if (q < 0) {
+		mutex_unlock(&itmq_lock);
+		kfree(reg);
+		NL_SET_ERR_MSG(extack,
+			       "not enough free queue numbers in this namespace (module parameter queue_count)");
+		return q;
+	}
+	reg->info.queue_num = q;
 	err = itm_register_hook(req->hook, &reg->info);
 	if (!err)
 		list_add_tail(&reg->node, &itmq_regs);
+	else
+		itmq_put_queues(&reg->info);
 	mutex_unlock(&itmq_lock);
 	switch (err) {
 	case 0:
@@ -159,7 +187,7 @@ int itmq_register(struct net *net, u32 portid, const struct itmq_request *req,
 	default:
 		NL_SET_ERR_MSG(extack, "itm_mod could not register the application");
 	}
-	itmq_free(reg);
+	kfree(reg);
 	return err;
 }
 
@@ -168,9 +196,10 @@ static void itmq_remove(struct itmq_reg *reg)
 	lockdep_assert_held(&itmq_lock);
 	list_del(&reg->node);
 	itm_unregister_hook(&reg->info);
-	pr_debug("%s unregistered (queue %u)\n", reg->info.label,
-		 reg->info.queue_num);
-	itmq_free(reg);
+	pr_debug("%s unregistered (queues %u, %u of them)\n", reg->info.label,
+		 reg->info.queue_num, reg->info.queue_count);
+	itmq_put_queues(&reg->info);
+	kfree(reg);
 }
 
 /**
@@ -239,14 +268,18 @@ static struct notifier_block itmq_netlink_notifier = {
 
 static int __net_init itmq_net_init(struct net *net)
 {
-	ida_init(itmq_queues(net));
-	return 0;
+	struct itmq_net *qn = net_generic(net, itmq_net_id);
+
+	qn->used = bitmap_zalloc(queue_count, GFP_KERNEL_ACCOUNT);
+	return qn->used ? 0 : -ENOMEM;
 }
 
 static void __net_exit itmq_net_exit(struct net *net)
 {
+	struct itmq_net *qn = net_generic(net, itmq_net_id);
+
 	itmq_remove_owned(net, 0);
-	ida_destroy(itmq_queues(net));
+	bitmap_free(qn->used);
 }
 
 static struct pernet_operations itmq_net_ops = {

@@ -21,6 +21,15 @@ queue to application and NF_REPEAT as its accept verdict.
 
 The registrations belong to the netlink socket that made them: when the
 process exits or is killed, the kernel removes them and traffic flows on.
+
+With ``workers`` N > 1, each application is registered with N consecutive
+queues and itm_mod spreads its packets over them by a hash of the flow (both
+directions of a flow to one queue). The process that registered them (the
+*supervisor*) forks N workers (:mod:`libitm.backends.workers`); worker ``i``
+binds queue ``i`` of every application's range and runs the applications on
+what arrives there. A worker that dies is restarted; meanwhile its queue has
+no listener and its packets pass (the bypass flag). When the supervisor ends,
+however it ends, the registrations go with its socket.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from typing import NoReturn
 
 from ..control.client import ItmControlError, ItmNotLoaded
 from ..control.queue import NOT_LOADED, ItmQueueClient, KernelInterest, kernel_interest
@@ -41,6 +51,7 @@ from ..hooks import Hook
 from ..info import ItmInfo
 from ..transport import FULL_COPY, QueueTransport, TransportError
 from .base import Backend, BackendUnavailable, LoopHost
+from .workers import MAX_WORKERS, WorkerPool, end_worker, merge_reports
 
 log = logging.getLogger("libitm")
 
@@ -52,20 +63,24 @@ __all__ = ["NF_REPEAT", "NOT_LOADED", "KernelBackend"]
 
 @dataclass
 class _KernelApp:
-    """One registered application: its queue, hook and private dispatcher."""
+    """One registered application: its (first) queue, hook and private dispatcher."""
 
     info: ItmInfo
     hook: Hook
     queue: int
     disp: Dispatcher
+    #: queues from ``queue`` on (one per worker)
+    count: int = 1
 
 
 class KernelBackend(Backend):
     """Registers applications with itm_mod through itm_queue; packets over nfnetlink_queue.
 
     Options (as in the nfqueue backend): ``queue_maxlen``, ``copy_range``,
-    ``batch``, ``rcvbuf``, ``gso``.  Queue numbers are assigned by itm_queue
-    (``queue_base`` is accepted and ignored).
+    ``batch``, ``rcvbuf``, ``gso``, ``workers`` (default 1; N > 1: N forked
+    worker processes, each draining one queue of every application, flows
+    spread over them by itm_mod; see the module docstring).  Queue numbers
+    are assigned by itm_queue (``queue_base`` is accepted and ignored).
     Every queue is configured fail-open (a full queue accepts).
     """
 
@@ -80,12 +95,16 @@ class KernelBackend(Backend):
         rcvbuf: int | None = None,
         gso: bool = False,
         queue_base: int | None = None,
+        workers: int = 1,
         **unused: object,
     ) -> None:
         """See the class docstring for the options."""
         del queue_base  # accepted for the nfqueue backend's callers; itm_queue assigns
         if unused:
             raise TypeError(f"unknown kernel backend options: {', '.join(sorted(unused))}")
+        if not 1 <= workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be in 1..{MAX_WORKERS}")
+        self.workers = workers
         try:
             fid = family_id("itm_queue")
         except OSError as e:
@@ -109,12 +128,20 @@ class KernelBackend(Backend):
         self._client: ItmQueueClient | None = None
         self._strict = False
         self._apps: dict[int, _KernelApp] = {}  # queue number -> app
-        self._queue_of: dict[int, int] = {}  # id(info) -> queue number
+        self._queue_of: dict[int, int] = {}  # id(info) -> (first) queue number
+        #: with workers: the pool (the supervisor's, or the one this worker came from)
+        self._pool: WorkerPool | None = None
+        #: in a worker: its index (None: the supervisor, or no workers)
+        self._worker: int | None = None
+        self._host: LoopHost | None = None
+        self._forked_client: ItmQueueClient | None = None
 
     # ------------------------------------------------------------ lifecycle
     def start(self, loop: LoopHost) -> None:
-        """Open the itm_queue socket, then the nfqueue socket, and register every app."""
+        """Open the itm_queue socket, then the nfqueue socket, and register every app
+        (with workers: register every app with a range of queues, fork the workers)."""
         self._strict = loop.strict
+        self._host = loop
         try:
             self._client = ItmQueueClient()
         except ItmNotLoaded as e:
@@ -122,22 +149,54 @@ class KernelBackend(Backend):
         except ItmControlError as e:
             raise BackendUnavailable(f"itm_queue: {e}") from e
         try:
-            self.transport.open()
+            if self.workers == 1:
+                self.transport.open()
             for info in loop.applications:
                 assert info.hook is not None
                 self.install(info.hook, info)
         except BaseException:
             self.close()
             raise
+        if self.workers > 1:
+            # the supervisor holds the registrations; each worker binds its own queues
+            self._pool = WorkerPool(self.workers, self._become_worker)
+            self.supervises = True
+            self._pool.start()  # a worker returns from here as that worker
+
+    def _become_worker(self, index: int) -> None:
+        """In a freshly forked worker: bind queue ``index`` of every application's range."""
+        self._worker = index
+        self.supervises = False
+        # the registrations stay with the supervisor's socket: this copy of it is
+        # let go, so that they go when the supervisor does
+        if self._client is not None:
+            self._forked_client = self._client  # kept: its finaliser must not run here
+            self._forked_client.forget_in_child()
+            self._client = None
+        apps = list(self._apps.values())
+        self._apps.clear()
+        self.transport.open()
+        for app in apps:
+            q = app.queue + index
+            err = self.transport.bind(q)
+            if err:
+                raise BackendUnavailable(f"worker {index}: binding nfqueue {q}: {os.strerror(err)}")
+            self.transport.configure(q, FULL_COPY if app.info.needs_payload else self.copy_range)
+            self._apps[q] = app
 
     def install(self, where: Hook, info: ItmInfo) -> None:
-        """Register ``info`` with itm_queue, bind its queue and configure it fail-open."""
+        """Register ``info`` with itm_queue, bind its queue and configure it fail-open
+        (with workers: register a range of queues, which the workers bind)."""
         client = self._client
         if client is None:
             raise BackendUnavailable("the kernel backend is not started")
+        if self.workers > 1 and (self._pool is not None or self._worker is not None):
+            raise BackendUnavailable(
+                "with workers, register every application before the loop starts"
+            )
         kin: KernelInterest = kernel_interest(info.interest)
         try:
-            reg = client.register(info.label, where, info.priority, kin)
+            reg = client.register(info.label, where, info.priority, kin, self.workers)
         except ItmControlError as e:
             if e.code == errno.EPERM:
                 raise BackendUnavailable(
@@ -148,6 +207,14 @@ class KernelBackend(Backend):
                 f"itm_queue refused to register {info.label!r}: {e} ({os.strerror(e.code)})"
             ) from e
         q = reg.queue_num
+        disp = Dispatcher(strict=self._strict)
+        disp.add(where, info)
+        if self.workers > 1:
+            self._apps[q] = _KernelApp(info, where, q, disp, reg.queue_count)
+            self._queue_of[id(info)] = q
+            log.debug("%s registered at %s, queues %d..%d", info.label, where.name, q,
+                      q + reg.queue_count - 1)  # fmt: skip
+            return
         try:
             err = self.transport.bind(q)
             if err:
@@ -162,8 +229,6 @@ class KernelBackend(Backend):
             with contextlib.suppress(ItmControlError):
                 client.unregister(info.label)
             raise
-        disp = Dispatcher(strict=self._strict)
-        disp.add(where, info)
         self._apps[q] = _KernelApp(info, where, q, disp)
         self._queue_of[id(info)] = q
         log.debug("%s registered at %s, queue %d", info.label, where.name, q)
@@ -184,6 +249,8 @@ class KernelBackend(Backend):
         if self._closed:
             return
         self._closed = True
+        if self._worker is not None:
+            self._close_worker()
         for info_id in list(self._queue_of):
             q = self._queue_of.pop(info_id)
             app = self._apps.pop(q, None)
@@ -192,6 +259,15 @@ class KernelBackend(Backend):
                     self._client.unregister(app.info.label)
         self._close_client()
         self.transport.close()
+        if self._pool is not None:  # the registrations are gone: the workers drain and end
+            apps = self._host.applications if self._host is not None else []
+            merge_reports(apps, self.transport, self._pool.stop())
+
+    def _close_worker(self) -> NoReturn:
+        """A worker ends: its queues handed back and closed, its counts reported to
+        the supervisor (which owns the registrations), then the process exits."""
+        apps = self._host.applications if self._host is not None else []
+        end_worker(self._pool, self._worker, self.transport, apps, self.counters, self.aborted)
 
     def _close_client(self) -> None:
         if self._client is not None:
@@ -207,21 +283,28 @@ class KernelBackend(Backend):
 
     @property
     def app_queues(self) -> dict[str, int]:
-        """The queue number itm_queue assigned to each registered application."""
-        return {a.info.label: q for q, a in self._apps.items()}
+        """The (first) queue number itm_queue assigned to each registered application."""
+        return {a.info.label: a.queue for a in self._apps.values()}
 
     def now(self) -> float:
         """Monotonic time."""
         return time.monotonic()
 
     def fileno(self) -> int:
-        """The queue socket."""
+        """The queue socket (the supervisor of workers: readable when one ended)."""
+        if self.supervises and self._pool is not None:
+            return self._pool.fileno()
         if not self.transport.is_open:
             raise BackendUnavailable("the kernel backend is not started")
         return self.transport.fileno()
 
     def process(self) -> int:
-        """Handle the packets waiting (:meth:`QueueTransport.process`)."""
+        """Handle the packets waiting (:meth:`QueueTransport.process`; the supervisor
+        of workers: restart the workers that ended, a restarted worker returns from
+        here as that worker)."""
+        if self.supervises and self._pool is not None:
+            self._pool.reap()
+            return 0
         return self.transport.process()
 
     # ------------------------------------------------------------ hot path

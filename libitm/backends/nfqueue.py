@@ -17,7 +17,7 @@ import logging
 import os
 import select
 import time
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from ..dispatch import Dispatcher, Runner
 from ..epoch import bump
@@ -28,7 +28,7 @@ from ..transport import FULL_COPY, QueueTransport, TransportError
 from ..transport.nflog import LogTransport
 from ..xtables import Xtables, XtablesError, chain_name
 from .base import Backend, BackendUnavailable, LabelInUse, LoopHost
-from .workers import MAX_WORKERS, WorkerPool
+from .workers import MAX_WORKERS, WorkerPool, end_worker, merge_reports
 
 log = logging.getLogger("libitm")
 
@@ -327,7 +327,8 @@ class NfqueueBackend(Backend):
             self._epoll.close()
             self._epoll = None
         if self._pool is not None:  # the rules are gone: the workers drain and end
-            self._merge(self._pool.stop())
+            apps = self._host.applications if self._host is not None else []
+            merge_reports(apps, self.transport, self._pool.stop())
         for fam in sorted(self._families):
             try:
                 self.xt.drop_table_if_ours(fam)
@@ -339,37 +340,8 @@ class NfqueueBackend(Backend):
     def _close_worker(self) -> NoReturn:
         """A worker ends: its queue handed back and closed, its counts reported to
         the supervisor (which owns the rules), then the process exits."""
-        code = 1 if self.aborted else 0
-        try:
-            self.transport.close()
-        except Exception as e:
-            log.error("worker %s: closing its queue: %s", self._worker, e)
-            code = 1
-        if self._pool is not None and self._host is not None:
-            self._pool.report(
-                {
-                    "apps": {i.label: i.counters.as_dict() for i in self._host.applications},
-                    "backend": self.counters(),
-                }
-            )
-        logging.shutdown()
-        os._exit(code)
-
-    def _merge(self, reports: list[dict[str, Any]]) -> None:
-        """Add the workers' reports to this process's counters."""
-        infos = {i.label: i for i in self._host.applications} if self._host else {}
-        for r in reports:
-            for label, counts in r.get("apps", {}).items():
-                info = infos.get(label)
-                if info is None:
-                    continue
-                c = info.counters
-                c.packets += counts.get("packets", 0)
-                c.classified += counts.get("classified", 0)
-                c.dropped += counts.get("dropped", 0)
-                c.modified += counts.get("modified", 0)
-                c.errors += counts.get("errors", 0)
-            self.transport.add_counts(r.get("backend", {}))
+        apps = self._host.applications if self._host is not None else []
+        end_worker(self._pool, self._worker, self.transport, apps, self.counters, self.aborted)
 
     def now(self) -> float:
         """Monotonic time."""

@@ -21,8 +21,12 @@ import os
 import select
 import signal
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from ..info import ItmInfo
+    from ..transport import QueueTransport
 
 log = logging.getLogger("libitm")
 
@@ -178,6 +182,53 @@ class WorkerPool:
         with contextlib.suppress(OSError):
             os.close(self.report_fd)
         self.report_fd = -1
+
+
+def end_worker(
+    pool: WorkerPool | None,
+    index: int | None,
+    transport: QueueTransport,
+    applications: Iterable[ItmInfo],
+    counters: Callable[[], dict[str, int]],
+    aborted: bool,
+) -> NoReturn:
+    """A worker ends: its queues handed back and closed, its counts (the
+    applications' and the backend's ``counters()``) reported to the supervisor,
+    then the process exits (1 when the run was aborted or the close failed)."""
+    code = 1 if aborted else 0
+    try:
+        transport.close()
+    except Exception as e:
+        log.error("worker %s: closing its queue: %s", index, e)
+        code = 1
+    if pool is not None:
+        pool.report(
+            {
+                "apps": {i.label: i.counters.as_dict() for i in applications},
+                "backend": counters(),
+            }
+        )
+    logging.shutdown()
+    os._exit(code)
+
+
+def merge_reports(
+    applications: Iterable[ItmInfo], transport: QueueTransport, reports: list[dict[str, Any]]
+) -> None:
+    """Add the workers' reports (:func:`end_worker`) to this process's counters."""
+    infos = {i.label: i for i in applications}
+    for r in reports:
+        for label, counts in r.get("apps", {}).items():
+            info = infos.get(label)
+            if info is None:
+                continue
+            c = info.counters
+            c.packets += counts.get("packets", 0)
+            c.classified += counts.get("classified", 0)
+            c.dropped += counts.get("dropped", 0)
+            c.modified += counts.get("modified", 0)
+            c.errors += counts.get("errors", 0)
+        transport.add_counts(r.get("backend", {}))
 
 
 def _status_text(status: int) -> str:

@@ -55,6 +55,8 @@ class App:
     order: int
     interest: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=dict)
+    #: queues from ``queue_num`` on that its flows are spread over (its workers)
+    queue_count: int = 1
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict for `--json` output (the documented shape)."""
@@ -67,6 +69,7 @@ class App:
             "pid": self.pid,
             "owner": self.owner,
             "queue_num": self.queue_num,
+            "queue_count": self.queue_count,
             "order": self.order,
             "interest": self.interest,
             "stats": self.stats,
@@ -125,6 +128,7 @@ def _app(msg: Any) -> App:
         order=msg.get_attr("ITM_A_ORDER"),
         interest=_interest(msg.get_attr("ITM_A_INTEREST")),
         stats=stats,
+        queue_count=msg.get_attr("ITM_A_QUEUE_COUNT") or 1,
     )
 
 

@@ -20,6 +20,7 @@ ITMQ_A_PRIORITY = 3
 ITMQ_A_INTEREST = 4
 ITMQ_A_QUEUE_NUM = 5
 ITMQ_A_PID = 6
+ITMQ_A_QUEUE_COUNT = 7
 ITMQ_A_NAMES = (
     "ITMQ_A_UNSPEC",
     "ITMQ_A_LABEL",
@@ -28,6 +29,7 @@ ITMQ_A_NAMES = (
     "ITMQ_A_INTEREST",
     "ITMQ_A_QUEUE_NUM",
     "ITMQ_A_PID",
+    "ITMQ_A_QUEUE_COUNT",
 )
 
 ITMQ_A_INTEREST_FAMILY = 1
@@ -85,5 +87,6 @@ class itm_queuemsg(genlmsg):
         ("ITMQ_A_INTEREST", "interest"),
         ("ITMQ_A_QUEUE_NUM", "uint16"),
         ("ITMQ_A_PID", "uint32"),
+        ("ITMQ_A_QUEUE_COUNT", "uint16"),
     )
     interest = interest

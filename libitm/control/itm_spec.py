@@ -46,6 +46,7 @@ ITM_A_INTEREST = 10
 ITM_A_STATS = 11
 ITM_A_PAD = 12
 ITM_A_NETNS_ACTIVE = 13
+ITM_A_QUEUE_COUNT = 14
 ITM_A_NAMES = (
     "ITM_A_UNSPEC",
     "ITM_A_LABEL",
@@ -61,6 +62,7 @@ ITM_A_NAMES = (
     "ITM_A_STATS",
     "ITM_A_PAD",
     "ITM_A_NETNS_ACTIVE",
+    "ITM_A_QUEUE_COUNT",
 )
 
 ITM_A_INTEREST_FAMILY = 1
@@ -168,6 +170,7 @@ class itmmsg(genlmsg):
         ("ITM_A_STATS", "stats"),
         ("ITM_A_PAD", "none"),
         ("ITM_A_NETNS_ACTIVE", "uint8"),
+        ("ITM_A_QUEUE_COUNT", "uint16"),
     )
     interest = interest
     stats = stats

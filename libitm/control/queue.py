@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import socket
 from dataclasses import dataclass
 from types import TracebackType
@@ -84,9 +85,14 @@ def kernel_interest(interest: Interest) -> KernelInterest:
 
 
 def register_message(
-    label: str, hook: Hook | int, priority: int, interest: Interest | KernelInterest
+    label: str,
+    hook: Hook | int,
+    priority: int,
+    interest: Interest | KernelInterest,
+    queue_count: int = 1,
 ) -> spec.itm_queuemsg:
-    """The ITMQ_CMD_REGISTER request for one application."""
+    """The ITMQ_CMD_REGISTER request for one application (``queue_count`` > 1: that
+    many consecutive queues, one per worker, over which itm_mod spreads the flows)."""
     kin = interest if isinstance(interest, KernelInterest) else kernel_interest(interest)
     msg = spec.itm_queuemsg()
     msg["cmd"] = spec.ITMQ_CMD_REGISTER
@@ -97,6 +103,8 @@ def register_message(
         ["ITMQ_A_PRIORITY", int(priority)],
         ["ITMQ_A_INTEREST", {"attrs": [list(a) for a in kin.attrs]}],
     ]
+    if queue_count != 1:
+        msg["attrs"].append(["ITMQ_A_QUEUE_COUNT", int(queue_count)])
     return msg
 
 
@@ -118,6 +126,13 @@ class Registration:
     priority: int
     queue_num: int
     pid: int
+    #: queues from ``queue_num`` on (one per worker)
+    queue_count: int = 1
+
+    @property
+    def queues(self) -> range:
+        """Every queue number of the registration."""
+        return range(self.queue_num, self.queue_num + self.queue_count)
 
 
 def parse_register_reply(msg: Any) -> Registration:
@@ -131,6 +146,7 @@ def parse_register_reply(msg: Any) -> Registration:
         priority=msg.get_attr("ITMQ_A_PRIORITY") or 0,
         queue_num=int(queue),
         pid=msg.get_attr("ITMQ_A_PID") or 0,
+        queue_count=msg.get_attr("ITMQ_A_QUEUE_COUNT") or 1,
     )
 
 
@@ -141,6 +157,7 @@ class ItmQueueClient:
     """
 
     def __init__(self) -> None:
+        self._forgotten = False
         self._sock = GenericNetlinkSocket(ext_ack=True)
         try:
             self._sock.bind(spec.FAMILY_NAME, spec.itm_queuemsg)
@@ -152,7 +169,27 @@ class ItmQueueClient:
 
     def close(self) -> None:
         """Close the socket (the kernel drops every registration made on it)."""
-        self._sock.close()
+        if not self._forgotten:
+            self._sock.close()
+
+    def forget_in_child(self) -> None:
+        """In a forked child: let go of this process's copy of the socket, so that the
+        registrations go when the parent closes its own, and leave the parent's alone.
+
+        pyroute2's :meth:`close` cannot do this after a fork: it removes the socket
+        from its event loop's epoll set, which the child shares with the parent, and
+        the parent then waits for its replies forever. The descriptor is pointed at
+        /dev/null instead (its number stays taken, so no new socket reuses it), and
+        this object does nothing more.
+        """
+        if self._forgotten:
+            return
+        self._forgotten = True
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            os.dup2(null, self._sock.fileno())
+        finally:
+            os.close(null)
 
     def __enter__(self) -> ItmQueueClient:
         return self
@@ -178,14 +215,16 @@ class ItmQueueClient:
             raise ItmControlError(err.code, str(text)) from None
 
     def register(
-        self, label: str, hook: Hook | int, priority: int, interest: Interest | KernelInterest
+        self,
+        label: str,
+        hook: Hook | int,
+        priority: int,
+        interest: Interest | KernelInterest,
+        queue_count: int = 1,
     ) -> Registration:
-        """Register an application; returns its queue number (needs CAP_NET_ADMIN)."""
-        replies = [
-            r
-            for r in self.request(register_message(label, hook, priority, interest))
-            if r.get_attr("ITMQ_A_QUEUE_NUM") is not None
-        ]
+        """Register an application; returns its queue numbers (needs CAP_NET_ADMIN)."""
+        msg = register_message(label, hook, priority, interest, queue_count)
+        replies = [r for r in self.request(msg) if r.get_attr("ITMQ_A_QUEUE_NUM") is not None]
         if not replies:
             raise ItmControlError(errno.EPROTO, "itm_queue did not answer the registration")
         return parse_register_reply(replies[0])

@@ -23,6 +23,35 @@ def pytest_configure(config: pytest.Config) -> None:
         kit.sh("mount", "-t", "debugfs", "none", str(kit.DEBUGFS), check=False)
 
 
+#: stock modules the user-space application tests need (veth for the topology, the
+#: queue for the apps)
+QUEUE_STOCK = (
+    "kernel/net/netfilter/nfnetlink",
+    "kernel/net/netfilter/nfnetlink_queue",
+    "kernel/drivers/net/veth",
+)
+
+
+@pytest.fixture
+def queue_stock_modules() -> None:
+    """Load veth and nfnetlink_queue by path before the topology needs them.
+
+    The guest reads the host's module index through 9p; when the host rewrites
+    it (depmod, e.g. a dkms test) while the VM runs, the guest's modprobe
+    crashes and the kernel's module autoloading fails ("Unknown device type").
+    insmod with a path does not read the index.
+    """
+    base = Path("/lib/modules", os.uname().release)
+    for rel in QUEUE_STOCK:
+        name = rel.rsplit("/", 1)[1]
+        if kit.loaded(name):
+            continue
+        for ext in (".ko", ".ko.xz", ".ko.zst"):
+            if (base / (rel + ext)).exists():
+                kit.sh("insmod", str(base / (rel + ext)), check=False)
+                break
+
+
 @pytest.fixture(autouse=True)
 def clean_kernel_log() -> Iterator[None]:
     """Fail a test whose run left a WARN, BUG, Oops, corruption report or new taint."""

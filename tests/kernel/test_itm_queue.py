@@ -37,32 +37,11 @@ from tests.support import qos_trace
 
 ROOT = Path(__file__).resolve().parents[2]
 CALLBACKS = ["class", "log", "process", "update", "control"]
-#: stock modules these tests need (veth for the topology, the queue for the apps)
-STOCK = (
-    "kernel/net/netfilter/nfnetlink",
-    "kernel/net/netfilter/nfnetlink_queue",
-    "kernel/drivers/net/veth",
-)
 
 
 @pytest.fixture(autouse=True)
-def stock_modules() -> None:
-    """Load veth and nfnetlink_queue by path before the topology needs them.
-
-    The guest reads the host's module index through 9p; when the host rewrites
-    it (depmod, e.g. a dkms test) while the VM runs, the guest's modprobe
-    crashes and the kernel's module autoloading fails ("Unknown device type").
-    insmod with a path does not read the index.
-    """
-    base = Path("/lib/modules", os.uname().release)
-    for rel in STOCK:
-        name = rel.rsplit("/", 1)[1]
-        if kit.loaded(name):
-            continue
-        for ext in (".ko", ".ko.xz", ".ko.zst"):
-            if (base / (rel + ext)).exists():
-                kit.sh("insmod", str(base / (rel + ext)), check=False)
-                break
+def stock_modules(queue_stock_modules: None) -> None:
+    """veth and nfnetlink_queue, loaded by path (conftest's queue_stock_modules)."""
 
 
 @dataclass

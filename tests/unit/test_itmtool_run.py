@@ -116,9 +116,12 @@ def test_run_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     [
         (
             ["--workers", "2", "--pcap", "IN"],
-            "--workers goes with the nfqueue backend, not offline",
+            "--workers goes with a live backend (kernel or nfqueue), not offline",
         ),
-        (["--workers", "2", "--backend", "kernel"], "--workers goes with the nfqueue backend"),
+        (
+            ["--workers", "2", "--backend", "offline", "--pcap", "IN"],
+            "--workers goes with a live backend",
+        ),
         (["--workers", "0"], "must be a number of workers in 1..64, not '0'"),
         (["--workers", "many"], "must be a number of workers in 1..64, not 'many'"),
     ],

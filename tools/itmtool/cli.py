@@ -445,7 +445,7 @@ def _add_module_commands(sub: Any) -> None:
         "--workers",
         type=cliargs.workers,
         default=1,
-        help="processes, each with its own queue; a flow stays on one (nfqueue backend)",
+        help="processes, each with its own queue; a flow stays on one (kernel or nfqueue backend)",
     )
     p.add_argument("--json", action="store_true", help="counters as JSON when it ends")
     p.set_defaults(func=_cmd_run, extra=[])

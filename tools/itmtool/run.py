@@ -142,21 +142,19 @@ def run_app(
 ) -> dict[str, Any]:
     """Run the applications of `path`; returns the summary (`--json` shape).
 
-    ``workers`` > 1 runs them in that many processes (the nfqueue backend;
-    ``auto`` then means nfqueue)."""
+    ``workers`` > 1 runs them in that many processes (the kernel or the nfqueue
+    backend, not offline)."""
     from libitm import BackendUnavailable, ItmLoop, LabelInUse
     from libitm.files import check_offline_paths
 
     options = backend_options(backend, pcap, out, log)
     if options:
         check_offline_paths(options["pcap"], options["out"], options["log"])
-    if workers > 1:
-        if options or backend not in ("auto", "nfqueue"):
-            raise ToolError(
-                f"--workers goes with the nfqueue backend, not {'offline' if options else backend}",
-                code=EXIT_USAGE,
-            )
-        backend = "nfqueue"
+    if workers > 1 and (options or backend == "offline"):
+        raise ToolError(
+            "--workers goes with a live backend (kernel or nfqueue), not offline",
+            code=EXIT_USAGE,
+        )
     module = load_file(path)
     apps = find_apps(module)
     if apps is None:

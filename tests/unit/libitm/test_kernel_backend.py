@@ -9,6 +9,7 @@ import struct
 import pytest
 
 from libitm import Hook, Interest, ItmInfo, Packet, Verdict
+from libitm.backends.base import BackendUnavailable
 from libitm.backends.kernel import NF_REPEAT, KernelBackend, _KernelApp
 from libitm.backends.nfqueue import NfqueueBackend
 from libitm.control import itm_queue_spec as spec
@@ -81,6 +82,15 @@ def test_register_message_round_trip() -> None:
     assert nest.get_attr("ITMQ_A_INTEREST_SMASK") == b"\xff\xff" + bytes(14)
 
 
+def test_register_message_asks_for_a_range_of_queues_only_with_workers() -> None:
+    one = register_message("a", Hook.IP_IN, 0, Interest())
+    one.encode()
+    assert spec.ITMQ_A_QUEUE_COUNT not in _attrs(bytes(one.data))
+    four = register_message("a", Hook.IP_IN, 0, Interest(), queue_count=4)
+    four.encode()
+    assert struct.unpack("=H", _attrs(bytes(four.data))[spec.ITMQ_A_QUEUE_COUNT][:2])[0] == 4
+
+
 def test_unregister_message() -> None:
     msg = unregister_message("gone")
     msg.encode()
@@ -118,11 +128,13 @@ def test_parse_register_reply() -> None:
         ["ITMQ_A_PRIORITY", 7],
         ["ITMQ_A_QUEUE_NUM", 0x7003],
         ["ITMQ_A_PID", 1234],
+        ["ITMQ_A_QUEUE_COUNT", 2],
     ]
     reply.encode()
     back = spec.itm_queuemsg(reply.data)
     back.decode()
     reg = parse_register_reply(back)
+    assert reg.queues == range(0x7003, 0x7005)
     assert (reg.label, reg.hook, reg.priority, reg.queue_num, reg.pid) == (
         "app",
         Hook.IP_FORWARD,
@@ -148,7 +160,61 @@ def _bare() -> KernelBackend:
     be._client = None
     be._strict = False
     be._apps, be._queue_of = {}, {}
+    be.workers, be._pool, be._worker, be._host = 1, None, None, None
+    be._forked_client = None
     return be
+
+
+def test_with_workers_the_supervisor_binds_nothing_and_worker_i_binds_queue_i(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """install() with workers registers a range and binds no queue (the supervisor
+    holds the registration); a worker binds queue ``index`` of every app's range."""
+    asked: list[int] = []
+
+    class Reg:
+        queue_num = 0x7010
+        queue_count = 3
+
+    class Client:
+        def register(self, label: str, hook: Hook, prio: int, kin: object, count: int) -> Reg:
+            asked.append(count)
+            return Reg()
+
+        def forget_in_child(self) -> None:
+            asked.append(-1)
+
+    be = _bare()
+    be.workers = 3
+    be._client = Client()  # type: ignore[assignment]
+    bound: list[tuple[str, int]] = []
+
+    def bind(q: int) -> int:
+        bound.append(("bind", q))
+        return 0
+
+    monkeypatch.setattr(be.transport, "bind", bind)
+    monkeypatch.setattr(be.transport, "configure", lambda q, n: bound.append(("cfg", q)))
+    monkeypatch.setattr(be.transport, "open", lambda: None)
+    info = ItmInfo("wk", Interest(protocol="udp"))
+    be.install(Hook.IP_FORWARD, info)
+    assert asked == [3] and bound == []
+    assert be.app_queues == {"wk": 0x7010}
+    be._become_worker(2)
+    assert asked == [3, -1], "the worker closes its copy of the registering socket"
+    assert be._client is None and be.supervises is False
+    assert bound == [("bind", 0x7012), ("cfg", 0x7012)]
+    route = be._route(0x7012)
+    assert route is not None and route[0] is Hook.IP_FORWARD
+    assert be._route(0x7010) is None, "another worker's queue"
+    with pytest.raises(BackendUnavailable, match="before the loop starts"):
+        be._client = Client()  # type: ignore[assignment]
+        be.install(Hook.IP_IN, ItmInfo("late", Interest()))
+
+
+def test_workers_out_of_range_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"workers must be in 1\.\.64"):
+        KernelBackend.__init__(KernelBackend.__new__(KernelBackend), workers=0)
 
 
 def _backend(info: ItmInfo, datagrams: list[bytes | OSError]) -> tuple[KernelBackend, FakeSock]:
