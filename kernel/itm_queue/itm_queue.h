@@ -17,11 +17,14 @@
  *	network namespace)
  * @node: entry in the list of registrations, under itmq_lock
  * @portid: netlink port of the socket that owns the registration
+ * @loggers: for an observer, the NFPROTO_* families whose nfnetlink_log
+ *	logger it holds (bit 0: IPv4, bit 1: IPv6)
  */
 struct itmq_reg {
 	struct itm_info info;
 	struct list_head node;
 	u32 portid;
+	u8 loggers;
 };
 
 /**
@@ -31,6 +34,8 @@ struct itmq_reg {
  * @priority: run order at the hook
  * @interest: the packets it wants
  * @queue_count: how many consecutive queues (one per worker process)
+ * @observer: the application only watches: it gets copies through
+ *	nfnetlink_log, group queue number, and the packets go on at once
  */
 struct itmq_request {
 	const char *label;
@@ -38,6 +43,7 @@ struct itmq_request {
 	s32 priority;
 	struct itm_interest interest;
 	u16 queue_count;
+	bool observer;
 };
 
 /* the most queues one registration takes (libitm's most workers) */

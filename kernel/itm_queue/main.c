@@ -7,15 +7,18 @@
  * user with a queue number of its own; its callbacks classify every packet
  * of the interest and return ITM_QUEUE, so itm_mod hands the packet to
  * nfnetlink_queue on that number, with the bypass flag: when nobody
- * listens, the packet passes.  The registration belongs to the netlink
- * socket that made it and goes away when that socket is released (the
- * process exits or is killed), when its network namespace goes away, or
- * when this module is unloaded.
+ * listens, the packet passes.  An observer (an application that only
+ * watches) gets a copy of each packet through nfnetlink_log instead, in
+ * the group of the same number, and the packet goes on at once.  The
+ * registration belongs to the netlink socket that made it and goes away
+ * when that socket is released (the process exits or is killed), when its
+ * network namespace goes away, or when this module is unloaded.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/bitmap.h>
 #include <linux/ctype.h>
+#include <linux/kmod.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/netlink.h>
@@ -24,6 +27,7 @@
 #include <linux/string.h>
 #include <net/genetlink.h>
 #include <net/net_namespace.h>
+#include <net/netfilter/nf_log.h>
 #include <net/netns/generic.h>
 #include "itm_queue.h"
 
@@ -92,6 +96,65 @@ static unsigned int itmq_process(enum itm_hook where, int class,
 	return ITM_QUEUE;
 }
 
+/*
+ * An observer's class_func: a copy to its nfnetlink_log group, prefixed with
+ * its label, then class 0, so that itm_mod goes on with the packet.
+ */
+static int itmq_observe(enum itm_hook where, struct sk_buff *skb,
+			const struct itm_ctx *ctx)
+{
+	const struct nf_hook_state *st = ctx->state;
+	struct nf_loginfo li = {
+		.type = NF_LOG_TYPE_ULOG,
+		.u.ulog.group = ctx->info->queue_num,
+	};
+
+	if (st)
+		nf_log_packet(st->net, st->pf, st->hook, skb, st->in, st->out,
+			      &li, "%s", ctx->info->label);
+	return 0;
+}
+
+static const u8 itmq_log_pf[] = { NFPROTO_IPV4, NFPROTO_IPV6 };
+
+/* Hold the nfnetlink_log logger of each family the interest takes. */
+static int itmq_get_loggers(struct itmq_reg *reg)
+{
+	u8 family = reg->info.interest.family;
+	int i, err;
+
+	for (i = 0; i < ARRAY_SIZE(itmq_log_pf); i++) {
+		if ((family == AF_INET && i) || (family == AF_INET6 && !i))
+			continue;
+		err = nf_logger_find_get(itmq_log_pf[i], NF_LOG_TYPE_ULOG);
+		if (err == -ENOENT) {
+			request_module("nf-logger-%u-%u", itmq_log_pf[i],
+				       NF_LOG_TYPE_ULOG);
+			err = nf_logger_find_get(itmq_log_pf[i], NF_LOG_TYPE_ULOG);
+		}
+		if (err)
+			return err;
+		reg->loggers |= BIT(i);
+	}
+	return 0;
+}
+
+static void itmq_put_loggers(struct itmq_reg *reg)
+{
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(itmq_log_pf); i++)
+		if (reg->loggers & BIT(i))
+			nf_logger_put(itmq_log_pf[i], NF_LOG_TYPE_ULOG);
+	reg->loggers = 0;
+}
+
+static void itmq_free(struct itmq_reg *reg)
+{
+	itmq_put_loggers(reg);
+	kfree(reg);
+}
+
 static bool itmq_label_valid(const char *label)
 {
 	const char *p;
@@ -117,12 +180,14 @@ static bool itmq_label_valid(const char *label)
  * one namespace can neither take a label nor a queue number from another.
  * An application drained by several worker processes asks for
  * @req->queue_count queues: it gets that many consecutive numbers from
- * *@queue_num on, and itm_mod spreads its packets over them by flow.
+ * *@queue_num on, and itm_mod spreads its packets over them by flow.  An
+ * observer (@req->observer) gets copies in nfnetlink_log group *@queue_num
+ * (loaded on demand) and its packets go on at once.
  *
  * Context: process context (the registering process); sleeps.
  * Return: 0, -EINVAL (bad label, interest or queue count), -EEXIST (label
  * taken in @net), -ENOSPC (not enough consecutive queue numbers left in
- * @net) or -ENOMEM.
+ * @net), -ENOENT (an observer, and no nfnetlink_log) or -ENOMEM.
  */
 int itmq_register(struct net *net, u32 portid, const struct itmq_request *req,
 		  u16 *queue_num, pid_t *pid, struct netlink_ext_ack *extack)
@@ -140,6 +205,10 @@ int itmq_register(struct net *net, u32 portid, const struct itmq_request *req,
 		NL_SET_ERR_MSG(extack, "queue-count: 1 to 64 queues");
 		return -EINVAL;
 	}
+	if (req->observer && req->queue_count > 1) {
+		NL_SET_ERR_MSG(extack, "an observer has one log group, not several queues");
+		return -EINVAL;
+	}
 	reg = kzalloc(sizeof(*reg), GFP_KERNEL_ACCOUNT);
 	if (!reg)
 		return -ENOMEM;
@@ -151,15 +220,26 @@ int itmq_register(struct net *net, u32 portid, const struct itmq_request *req,
 	reg->info.queue_count = req->queue_count;
 	reg->info.netns = net;
 	reg->info.owner = THIS_MODULE;
-	reg->info.class_func = itmq_class;
-	reg->info.process_func = itmq_process;
+	if (req->observer) {
+		reg->info.class_func = itmq_observe;
+		err = itmq_get_loggers(reg);
+		if (err) {
+			itmq_free(reg);
+			NL_SET_ERR_MSG(extack,
+				       "an observer needs nfnetlink_log, which is not available");
+			return err;
+		}
+	} else {
+		reg->info.class_func = itmq_class;
+		reg->info.process_func = itmq_process;
+	}
 	reg->portid = portid;
 
 	mutex_lock(&itmq_lock);
 	q = itmq_take_queues(net, req->queue_count);
 	if (q < 0) {
 		mutex_unlock(&itmq_lock);
-		kfree(reg);
+		itmq_free(reg);
 		NL_SET_ERR_MSG(extack,
 			       "not enough free queue numbers in this namespace (module parameter queue_count)");
 		return q;
@@ -187,7 +267,7 @@ int itmq_register(struct net *net, u32 portid, const struct itmq_request *req,
 	default:
 		NL_SET_ERR_MSG(extack, "itm_mod could not register the application");
 	}
-	kfree(reg);
+	itmq_free(reg);
 	return err;
 }
 
@@ -199,7 +279,7 @@ static void itmq_remove(struct itmq_reg *reg)
 	pr_debug("%s unregistered (queues %u, %u of them)\n", reg->info.label,
 		 reg->info.queue_num, reg->info.queue_count);
 	itmq_put_queues(&reg->info);
-	kfree(reg);
+	itmq_free(reg);
 }
 
 /**

@@ -30,6 +30,7 @@ static const struct nla_policy itmq_policy[ITMQ_A_MAX + 1] = {
 	[ITMQ_A_PRIORITY] = { .type = NLA_S32 },
 	[ITMQ_A_INTEREST] = NLA_POLICY_NESTED(itmq_interest_policy),
 	[ITMQ_A_QUEUE_COUNT] = NLA_POLICY_RANGE(NLA_U16, 1, ITMQ_MAX_QUEUES),
+	[ITMQ_A_OBSERVER] = NLA_POLICY_MAX(NLA_U8, 1),
 };
 
 static struct genl_family itmq_genl_family;
@@ -157,6 +158,8 @@ static int itmq_nl_register_doit(struct sk_buff *skb, struct genl_info *info)
 	req.queue_count = 1;
 	if (info->attrs[ITMQ_A_QUEUE_COUNT])
 		req.queue_count = nla_get_u16(info->attrs[ITMQ_A_QUEUE_COUNT]);
+	if (info->attrs[ITMQ_A_OBSERVER])
+		req.observer = nla_get_u8(info->attrs[ITMQ_A_OBSERVER]);
 	err = itmq_parse_interest(info->attrs[ITMQ_A_INTEREST], &req.interest,
 				  info->extack);
 	if (err)
@@ -179,7 +182,8 @@ static int itmq_nl_register_doit(struct sk_buff *skb, struct genl_info *info)
 	    nla_put_s32(msg, ITMQ_A_PRIORITY, req.priority) ||
 	    nla_put_u16(msg, ITMQ_A_QUEUE_NUM, queue_num) ||
 	    nla_put_u32(msg, ITMQ_A_PID, pid) ||
-	    nla_put_u16(msg, ITMQ_A_QUEUE_COUNT, req.queue_count))
+	    nla_put_u16(msg, ITMQ_A_QUEUE_COUNT, req.queue_count) ||
+	    nla_put_u8(msg, ITMQ_A_OBSERVER, req.observer))
 		goto nospace;
 	genlmsg_end(msg, hdr);
 	return genlmsg_reply(msg, info);

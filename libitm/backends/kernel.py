@@ -14,7 +14,11 @@ socket, drained per wakeup, verdicts batched), as in the nfqueue backend, but:
   itm_mod goes on with the next application after this one at the hook;
 * a modified packet's own verdict first releases the batch of the earlier
   accepted packets of its queue: packets leave in the order they arrived (as
-  in the nfqueue backend; a dropped packet leaves nothing to keep in order).
+  in the nfqueue backend; a dropped packet leaves nothing to keep in order);
+* an application without a ``process_func`` (an *observer*) is registered as
+  one: itm_queue hands it a copy of each packet through nfnetlink_log, in the
+  group of its number, and the packet goes on at once (as the nfqueue backend's
+  NFLOG rule does); a stopped or slow observer loses copies, never packets.
 
 The packet loop is the transport's, with this backend's :meth:`_route` from
 queue to application and NF_REPEAT as its accept verdict.
@@ -38,6 +42,7 @@ import contextlib
 import errno
 import logging
 import os
+import select
 import time
 from dataclasses import dataclass
 from typing import NoReturn
@@ -50,6 +55,7 @@ from ..genl import family_id
 from ..hooks import Hook
 from ..info import ItmInfo
 from ..transport import FULL_COPY, QueueTransport, TransportError
+from ..transport.nflog import MAX_OBSERVER_BATCH, LogTransport
 from .base import Backend, BackendUnavailable, LoopHost
 from .workers import MAX_WORKERS, WorkerPool, end_worker, merge_reports
 
@@ -79,8 +85,11 @@ class KernelBackend(Backend):
     Options (as in the nfqueue backend): ``queue_maxlen``, ``copy_range``,
     ``batch``, ``rcvbuf``, ``gso``, ``workers`` (default 1; N > 1: N forked
     worker processes, each draining one queue of every application, flows
-    spread over them by itm_mod; see the module docstring).  Queue numbers
-    are assigned by itm_queue (``queue_base`` is accepted and ignored).
+    spread over them by itm_mod; see the module docstring), ``observers``
+    (default True: an application without a ``process_func`` gets copies through
+    nfnetlink_log; not with workers), ``observer_batch`` (copies per message, as
+    in the nfqueue backend).  Queue numbers are assigned by itm_queue
+    (``queue_base`` is accepted and ignored).
     Every queue is configured fail-open (a full queue accepts).
     """
 
@@ -96,6 +105,8 @@ class KernelBackend(Backend):
         gso: bool = False,
         queue_base: int | None = None,
         workers: int = 1,
+        observers: bool = True,
+        observer_batch: int = 1,
         **unused: object,
     ) -> None:
         """See the class docstring for the options."""
@@ -104,7 +115,16 @@ class KernelBackend(Backend):
             raise TypeError(f"unknown kernel backend options: {', '.join(sorted(unused))}")
         if not 1 <= workers <= MAX_WORKERS:
             raise ValueError(f"workers must be in 1..{MAX_WORKERS}")
+        if not 1 <= observer_batch <= MAX_OBSERVER_BATCH:
+            raise ValueError(f"observer_batch must be in 1..{MAX_OBSERVER_BATCH}")
         self.workers = workers
+        #: applications without a process_func get copies (not with workers)
+        self.observers = observers and workers == 1
+        self.log = LogTransport(self._log_route, batch=observer_batch)
+        #: observers by their log group
+        self._groups: dict[int, _KernelApp] = {}
+        #: the queue and log sockets as one descriptor for the loop
+        self._epoll: select.epoll | None = None
         try:
             fid = family_id("itm_queue")
         except OSError as e:
@@ -151,6 +171,8 @@ class KernelBackend(Backend):
         try:
             if self.workers == 1:
                 self.transport.open()
+                self._epoll = select.epoll()
+                self._epoll.register(self.transport.fileno(), select.EPOLLIN)
             for info in loop.applications:
                 assert info.hook is not None
                 self.install(info.hook, info)
@@ -195,8 +217,11 @@ class KernelBackend(Backend):
                 "with workers, register every application before the loop starts"
             )
         kin: KernelInterest = kernel_interest(info.interest)
+        observer = self.observers and info.process_func is None
         try:
-            reg = client.register(info.label, where, info.priority, kin, self.workers)
+            reg = client.register(
+                info.label, where, info.priority, kin, self.workers, observer=observer
+            )
         except ItmControlError as e:
             if e.code == errno.EPERM:
                 raise BackendUnavailable(
@@ -209,6 +234,13 @@ class KernelBackend(Backend):
         q = reg.queue_num
         disp = Dispatcher(strict=self._strict)
         disp.add(where, info)
+        if observer:
+            self._watch_group(q, info)
+            self._groups[q] = _KernelApp(info, where, q, disp)
+            self._queue_of[id(info)] = q
+            log.debug("%s registered at %s as an observer, log group %d", info.label,
+                      where.name, q)  # fmt: skip
+            return
         if self.workers > 1:
             self._apps[q] = _KernelApp(info, where, q, disp, reg.queue_count)
             self._queue_of[id(info)] = q
@@ -233,11 +265,33 @@ class KernelBackend(Backend):
         self._queue_of[id(info)] = q
         log.debug("%s registered at %s, queue %d", info.label, where.name, q)
 
+    def _watch_group(self, group: int, info: ItmInfo) -> None:
+        """Bind an observer's log group (the log socket opened with the first one);
+        on failure the registration is undone."""
+        try:
+            if not self.log.is_open:
+                self.log.open()
+                if self._epoll is not None:
+                    self._epoll.register(self.log.fileno(), select.EPOLLIN)
+            err = self.log.bind(group)
+        except (OSError, TransportError) as e:
+            err = e.errno if isinstance(e, OSError) and e.errno else errno.EIO
+        if err:
+            if self._client is not None:
+                with contextlib.suppress(ItmControlError):
+                    self._client.unregister(info.label)
+            raise BackendUnavailable(
+                f"binding nfnetlink_log group {group} for observer {info.label!r} failed: "
+                f"{os.strerror(err)}"
+            )
+
     def uninstall(self, info: ItmInfo) -> None:
         """Unregister the app; packets already queued to it are handed back (NF_REPEAT)."""
         q = self._queue_of.pop(id(info), None)
         if q is None:
             return
+        if self._groups.pop(q, None) is not None:
+            self.log.unbind(q)
         self._apps.pop(q, None)
         bump()  # the packet loop may hold the app for this queue
         if self._client is not None:
@@ -253,12 +307,16 @@ class KernelBackend(Backend):
             self._close_worker()
         for info_id in list(self._queue_of):
             q = self._queue_of.pop(info_id)
-            app = self._apps.pop(q, None)
+            app = self._apps.pop(q, None) or self._groups.pop(q, None)
             if app is not None and self._client is not None:
                 with contextlib.suppress(ItmControlError, OSError):
                     self._client.unregister(app.info.label)
         self._close_client()
         self.transport.close()
+        self.log.close()
+        if self._epoll is not None:
+            self._epoll.close()
+            self._epoll = None
         if self._pool is not None:  # the registrations are gone: the workers drain and end
             apps = self._host.applications if self._host is not None else []
             merge_reports(apps, self.transport, self._pool.stop())
@@ -276,15 +334,19 @@ class KernelBackend(Backend):
             self._client = None
 
     def counters(self) -> dict[str, int]:
-        """The transport's counters plus ``malformed`` packets seen by the apps."""
+        """The transport's counters plus ``malformed`` packets seen by the apps and
+        ``observer_copies``, the copies that observers got through nfnetlink_log."""
         out = self.transport.counters()
-        out["malformed"] = sum(a.disp.malformed for a in self._apps.values())
+        apps = [*self._apps.values(), *self._groups.values()]
+        out["malformed"] = sum(a.disp.malformed for a in apps)
+        out["observer_copies"] = self.log.c["copies"]
         return out
 
     @property
     def app_queues(self) -> dict[str, int]:
-        """The (first) queue number itm_queue assigned to each registered application."""
-        return {a.info.label: a.queue for a in self._apps.values()}
+        """The (first) queue number itm_queue assigned to each registered application
+        (an observer's: its log group)."""
+        return {a.info.label: a.queue for a in [*self._apps.values(), *self._groups.values()]}
 
     def now(self) -> float:
         """Monotonic time."""
@@ -294,6 +356,8 @@ class KernelBackend(Backend):
         """The queue socket (the supervisor of workers: readable when one ended)."""
         if self.supervises and self._pool is not None:
             return self._pool.fileno()
+        if self._epoll is not None:
+            return self._epoll.fileno()
         if not self.transport.is_open:
             raise BackendUnavailable("the kernel backend is not started")
         return self.transport.fileno()
@@ -305,7 +369,10 @@ class KernelBackend(Backend):
         if self.supervises and self._pool is not None:
             self._pool.reap()
             return 0
-        return self.transport.process()
+        n = self.transport.process()
+        if self.log.is_open:
+            n += self.log.process()
+        return n
 
     # ------------------------------------------------------------ hot path
     def _route(self, q: int) -> tuple[Hook, Runner] | None:
@@ -315,3 +382,10 @@ class KernelBackend(Backend):
         if app is None:
             return None
         return app.hook, app.disp.runner(app.hook)
+
+    def _log_route(self, group: int) -> tuple[Hook, Runner] | None:
+        """Log group ``group`` belongs to one observer: its hook and its runner."""
+        app = self._groups.get(group)
+        if app is None:
+            return None
+        return app.hook, app.disp.runner(app.hook, True)

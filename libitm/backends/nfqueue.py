@@ -25,7 +25,7 @@ from ..hooks import Hook
 from ..info import ItmInfo
 from ..owners import Owner, has_cap_net_admin, this_process
 from ..transport import FULL_COPY, QueueTransport, TransportError
-from ..transport.nflog import LogTransport
+from ..transport.nflog import MAX_OBSERVER_BATCH, LogTransport
 from ..xtables import Xtables, XtablesError, chain_name
 from .base import Backend, BackendUnavailable, LabelInUse, LoopHost
 from .workers import MAX_WORKERS, WorkerPool, end_worker, merge_reports
@@ -33,9 +33,6 @@ from .workers import MAX_WORKERS, WorkerPool, end_worker, merge_reports
 log = logging.getLogger("libitm")
 
 __all__ = ["FULL_COPY", "NfqueueBackend", "choose_queues"]
-
-#: the most copies nfnetlink_log is asked to gather per message
-MAX_OBSERVER_BATCH = 1024
 
 
 def choose_queues(base: int, used: set[int], mine: set[int], span: int = 256) -> list[int]:

@@ -21,6 +21,7 @@ ITMQ_A_INTEREST = 4
 ITMQ_A_QUEUE_NUM = 5
 ITMQ_A_PID = 6
 ITMQ_A_QUEUE_COUNT = 7
+ITMQ_A_OBSERVER = 8
 ITMQ_A_NAMES = (
     "ITMQ_A_UNSPEC",
     "ITMQ_A_LABEL",
@@ -30,6 +31,7 @@ ITMQ_A_NAMES = (
     "ITMQ_A_QUEUE_NUM",
     "ITMQ_A_PID",
     "ITMQ_A_QUEUE_COUNT",
+    "ITMQ_A_OBSERVER",
 )
 
 ITMQ_A_INTEREST_FAMILY = 1
@@ -88,5 +90,6 @@ class itm_queuemsg(genlmsg):
         ("ITMQ_A_QUEUE_NUM", "uint16"),
         ("ITMQ_A_PID", "uint32"),
         ("ITMQ_A_QUEUE_COUNT", "uint16"),
+        ("ITMQ_A_OBSERVER", "uint8"),
     )
     interest = interest

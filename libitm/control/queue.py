@@ -90,9 +90,11 @@ def register_message(
     priority: int,
     interest: Interest | KernelInterest,
     queue_count: int = 1,
+    observer: bool = False,
 ) -> spec.itm_queuemsg:
     """The ITMQ_CMD_REGISTER request for one application (``queue_count`` > 1: that
-    many consecutive queues, one per worker, over which itm_mod spreads the flows)."""
+    many consecutive queues, one per worker, over which itm_mod spreads the flows;
+    ``observer``: copies through nfnetlink_log, group ``queue_num``, instead)."""
     kin = interest if isinstance(interest, KernelInterest) else kernel_interest(interest)
     msg = spec.itm_queuemsg()
     msg["cmd"] = spec.ITMQ_CMD_REGISTER
@@ -105,6 +107,8 @@ def register_message(
     ]
     if queue_count != 1:
         msg["attrs"].append(["ITMQ_A_QUEUE_COUNT", int(queue_count)])
+    if observer:
+        msg["attrs"].append(["ITMQ_A_OBSERVER", 1])
     return msg
 
 
@@ -128,6 +132,8 @@ class Registration:
     pid: int
     #: queues from ``queue_num`` on (one per worker)
     queue_count: int = 1
+    #: copies through nfnetlink_log, group ``queue_num``, instead of a queue
+    observer: bool = False
 
     @property
     def queues(self) -> range:
@@ -147,6 +153,7 @@ def parse_register_reply(msg: Any) -> Registration:
         queue_num=int(queue),
         pid=msg.get_attr("ITMQ_A_PID") or 0,
         queue_count=msg.get_attr("ITMQ_A_QUEUE_COUNT") or 1,
+        observer=bool(msg.get_attr("ITMQ_A_OBSERVER")),
     )
 
 
@@ -221,9 +228,11 @@ class ItmQueueClient:
         priority: int,
         interest: Interest | KernelInterest,
         queue_count: int = 1,
+        observer: bool = False,
     ) -> Registration:
-        """Register an application; returns its queue numbers (needs CAP_NET_ADMIN)."""
-        msg = register_message(label, hook, priority, interest, queue_count)
+        """Register an application; returns its queue numbers, or an observer's log
+        group (needs CAP_NET_ADMIN)."""
+        msg = register_message(label, hook, priority, interest, queue_count, observer)
         replies = [r for r in self.request(msg) if r.get_attr("ITMQ_A_QUEUE_NUM") is not None]
         if not replies:
             raise ItmControlError(errno.EPROTO, "itm_queue did not answer the registration")

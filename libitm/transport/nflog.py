@@ -44,6 +44,8 @@ NFULNL_COPY_PACKET: Final = 2
 _BE32: Final = struct.Struct(">I")
 _TS: Final = struct.Struct(">qq")
 _RBUF: Final = 1 << 20
+#: the most copies nfnetlink_log is asked to gather per message
+MAX_OBSERVER_BATCH: Final = 1024
 
 
 def config_bind(group: int, *, seq: int, unbind: bool = False) -> bytes:
@@ -141,6 +143,14 @@ class LogTransport:
         self.groups.add(group)
         self._seq += 1
         return self._request(config_mode(group, self.copy_range, seq=self._seq, batch=self.batch))
+
+    def unbind(self, group: int) -> None:
+        """Let go of NFLOG ``group`` (copies still in the socket are still read)."""
+        if self._sock is None or group not in self.groups:
+            return
+        self.groups.discard(group)
+        with contextlib.suppress(OSError):
+            self._sock.send(config_bind(group, seq=0, unbind=True))
 
     def _request(self, msg: bytes) -> int:
         """Send a config request; its answer's errno (copies meanwhile are handled)."""

@@ -24,10 +24,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 #: stock modules the user-space application tests need (veth for the topology, the
-#: queue for the apps)
+#: queue for the apps, the log for the observers)
 QUEUE_STOCK = (
     "kernel/net/netfilter/nfnetlink",
     "kernel/net/netfilter/nfnetlink_queue",
+    "kernel/net/netfilter/nfnetlink_log",
     "kernel/drivers/net/veth",
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 import struct
@@ -23,6 +24,7 @@ from libitm.control.queue import (
 from libitm.dispatch import Dispatcher
 from libitm.transport import QueueTransport
 from libitm.transport import codec as nfq
+from libitm.transport.nflog import LogTransport
 from libitm.transport.queue import _word_views
 from tests.support.fake_queue import (
     FakeSock,
@@ -162,6 +164,8 @@ def _bare() -> KernelBackend:
     be._apps, be._queue_of = {}, {}
     be.workers, be._pool, be._worker, be._host = 1, None, None, None
     be._forked_client = None
+    be.observers, be._groups, be._epoll = True, {}, None
+    be.log = LogTransport(be._log_route)
     return be
 
 
@@ -177,7 +181,9 @@ def test_with_workers_the_supervisor_binds_nothing_and_worker_i_binds_queue_i(
         queue_count = 3
 
     class Client:
-        def register(self, label: str, hook: Hook, prio: int, kin: object, count: int) -> Reg:
+        def register(
+            self, label: str, hook: Hook, prio: int, kin: object, count: int, observer: bool
+        ) -> Reg:
             asked.append(count)
             return Reg()
 
@@ -185,7 +191,7 @@ def test_with_workers_the_supervisor_binds_nothing_and_worker_i_binds_queue_i(
             asked.append(-1)
 
     be = _bare()
-    be.workers = 3
+    be.workers, be.observers = 3, False  # as __init__ makes it: no observers with workers
     be._client = Client()  # type: ignore[assignment]
     bound: list[tuple[str, int]] = []
 
@@ -210,6 +216,53 @@ def test_with_workers_the_supervisor_binds_nothing_and_worker_i_binds_queue_i(
     with pytest.raises(BackendUnavailable, match="before the loop starts"):
         be._client = Client()  # type: ignore[assignment]
         be.install(Hook.IP_IN, ItmInfo("late", Interest()))
+
+
+def test_an_app_without_process_func_is_registered_as_an_observer_on_a_log_group(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked: list[tuple[str, bool]] = []
+    unregistered: list[str] = []
+
+    class Reg:
+        queue_num = 0x7005
+        queue_count = 1
+
+    class Client:
+        def register(
+            self, label: str, hook: Hook, prio: int, kin: object, count: int, observer: bool
+        ) -> Reg:
+            asked.append((label, observer))
+            return Reg()
+
+        def unregister(self, label: str) -> None:
+            unregistered.append(label)
+
+    be = _bare()
+    be._client = Client()  # type: ignore[assignment]
+    groups: list[int] = []
+    monkeypatch.setattr(be.log, "open", lambda: None)
+    monkeypatch.setattr(be.log, "_sock", object())
+    monkeypatch.setattr(be.log, "bind", lambda g: groups.append(g) or 0)  # type: ignore[func-returns-value]
+    watcher = ItmInfo("watch", Interest(protocol="udp"), class_func=lambda w, p: 1)
+    be.install(Hook.IP_FORWARD, watcher)
+    assert asked == [("watch", True)] and groups == [0x7005]
+    assert be.app_queues == {"watch": 0x7005}
+    assert be._route(0x7005) is None, "an observer has no queue"
+    route = be._log_route(0x7005)
+    assert route is not None and route[0] is Hook.IP_FORWARD
+    assert be.counters()["observer_copies"] == 0
+    # a refused bind undoes the registration and says why
+    monkeypatch.setattr(be.log, "bind", lambda g: errno.EBUSY)
+    with pytest.raises(BackendUnavailable, match="nfnetlink_log group 28677"):
+        be.install(Hook.IP_IN, ItmInfo("busy", Interest()))
+    assert unregistered == ["busy"]
+    # with observers=False it is queued like any other application
+    be.observers = False
+    monkeypatch.setattr(be.transport, "bind", lambda q: 0)
+    monkeypatch.setattr(be.transport, "configure", lambda q, n: None)
+    be.install(Hook.IP_IN, ItmInfo("queued", Interest()))
+    assert asked[-1] == ("queued", False)
 
 
 def test_workers_out_of_range_are_refused() -> None:
@@ -291,12 +344,13 @@ def test_registered_apps_are_read_many_packets_per_call(monkeypatch: pytest.Monk
         queue_num = 0x7002
 
     class Client:
-        def register(self, *args: object) -> Reg:
+        def register(self, *args: object, **kwargs: object) -> Reg:
             return Reg()
 
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
         be = _bare()
+        be.observers = False  # the app has no process_func: queued all the same
         be._client = Client()  # type: ignore[assignment]
         be.transport._sock = b
         monkeypatch.setattr(be.transport, "_config", lambda msg: 0)

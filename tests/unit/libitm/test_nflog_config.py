@@ -7,9 +7,10 @@ import struct
 
 import pytest
 
-from libitm.backends.nfqueue import MAX_OBSERVER_BATCH, NfqueueBackend
+from libitm.backends.nfqueue import NfqueueBackend
 from libitm.transport import codec as nfq
 from libitm.transport import nflog
+from libitm.transport.nflog import MAX_OBSERVER_BATCH
 
 
 def _attrs(msg: bytes) -> dict[int, bytes]:
