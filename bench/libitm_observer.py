@@ -1,7 +1,7 @@
 """Benchmark: what an observer application adds to a packet's latency, under load.
 
     sudo .venv/bin/python -m bench.libitm_observer [--pings N] [--repeats R] [--json FILE]
-                                                   [--write]
+                                                   [--write] [--backend nfqueue|kernel]
 
 The path of bench.libitm_stream (src -- mid -- dst on veth, mid the ITM). While
 an iperf3 TCP stream loads the path, src pings dst N times, 10 ms apart.
@@ -9,8 +9,9 @@ Cases, interleaved (the order rotates each repeat):
 
 * ``no app``: the ITM forwards, no application;
 * ``observer``: an application at ip_forward interested in every IPv4 packet
-  with a ``class_func`` and a ``log_func`` and no ``process_func``: on the
-  nfqueue backend it gets copies (NFLOG) and never holds a packet;
+  with a ``class_func`` and a ``log_func`` and no ``process_func``: it gets
+  copies (nfqueue backend: an NFLOG rule; kernel backend: itm_queue's
+  nf_log_packet() call in itm_mod's run list) and never holds a packet;
 * ``observer, batched``: the observer with ``observer_batch=64`` (the kernel
   sends 64 copies per message, at the latest 10 ms after the first);
 * ``decider``: the same application with a ``process_func`` that accepts, so
@@ -22,8 +23,13 @@ are medians over the repeats with their min-max. ``--write`` replaces this
 benchmark's section of docs/benchmarks.md (the table, the run's record and the
 goal's verdict, judged on ``observer``'s median share).
 
-``python -m bench.libitm_observer app observer|batched|decider`` is the application
-(prints READY, runs until SIGTERM, prints its counters as one JSON line).
+``--backend kernel`` runs the applications on the kernel backend: itm_mod and
+itm_queue must be loaded (``itmtool load itm_mod``, ``itmtool load itm_queue``;
+in a VM of the matrix: ``itmtool vm --kernel uml -- ...``); the benchmark turns
+itm_mod's hooks on in mid. Its section is its own.
+
+``python -m bench.libitm_observer app observer|batched|decider [BACKEND]`` is the
+application (prints READY, runs until SIGTERM, prints its counters as one JSON line).
 """
 
 from __future__ import annotations
@@ -60,9 +66,13 @@ _TIME = re.compile(r"time=([0-9.]+) ms")
 GOAL = 0.05
 SECTION = "libitm_observer"
 TITLE = "An observer's latency under load (nfqueue backend)"
+#: the kernel backend's section and title
+KERNEL_SECTION = "libitm_observer_kernel"
+KERNEL_TITLE = "An observer's latency under load (kernel backend)"
+BACKENDS = ("nfqueue", "kernel")
 
 
-def app(kind: str) -> int:
+def app(kind: str, backend: str = "nfqueue") -> int:
     """The observer or decider application (see the module docstring)."""
     import signal
 
@@ -83,7 +93,7 @@ def app(kind: str) -> int:
         log_func=log_func,
         process_func=process_func if kind == "decider" else None,
     )
-    loop = ItmLoop("nfqueue", observer_batch=64 if kind == "batched" else 1)
+    loop = ItmLoop(backend, observer_batch=64 if kind == "batched" else 1)
     loop.register_hook(Hook.IP_FORWARD, info)
     signal.signal(signal.SIGTERM, lambda s, f: loop.stop())
     loop.start()
@@ -105,11 +115,23 @@ def pings(path: StreamPath, n: int) -> list[float]:
     return [float(m) for m in _TIME.findall(out)]
 
 
-def one(path: StreamPath, case: str, n: int) -> dict[str, Any]:
+def attach(ns: str) -> None:
+    """Turn itm_mod's hooks on in namespace ``ns`` (the kernel backend's ITM)."""
+    from itmlab import netns
+    from libitm.control import ItmControl
+
+    with netns(ns), ItmControl() as ctl:
+        ctl.set_netns_active(True)
+
+
+def one(path: StreamPath, case: str, n: int, backend: str = "nfqueue") -> dict[str, Any]:
     """One run of ``case`` under an iperf3 stream: the RTTs and the app's counters."""
     proc = None
+    if backend == "kernel":
+        attach(path.mid)
     if case != "no app":
-        proc = start_app(path, PY, "-m", "bench.libitm_observer", "app", KINDS[case])
+        cmd = [PY, "-m", "bench.libitm_observer", "app", KINDS[case], backend]
+        proc = start_app(path, *cmd)
     load: list[float] = []
     seconds = n * 0.01 + 2
     th = threading.Thread(target=lambda: load.append(iperf(path, seconds)), daemon=True)
@@ -170,7 +192,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     return md_table(head, body)
 
 
-def section(rows: list[dict[str, Any]], record: RunRecord) -> list[str]:
+def section(rows: list[dict[str, Any]], record: RunRecord, backend: str = "nfqueue") -> list[str]:
     """The body of this benchmark's section of docs/benchmarks.md (rows: :func:`summarize`)."""
     by_case = {r["case"]: r for r in rows}
     obs, base = by_case.get("observer"), by_case.get("no app")
@@ -188,17 +210,37 @@ def section(rows: list[dict[str, Any]], record: RunRecord) -> list[str]:
             f"medians over all repeats differ by {overall:+.1%}; met only when both are "
             "within the goal)."
         )
+    how = (
+        "NFLOG copies"
+        if backend == "nfqueue"
+        else "copies from itm_queue's nf_log_packet() in itm_mod's run list, itm_mod's hooks "
+        "on in mid"
+    )
     return record.body(
         "The path of the stream section above, loaded by an iperf3 stream; src pings dst 10 ms "
         "apart with no application in mid, with an observer (`class_func` + `log_func`, no "
-        "`process_func`, interested in every IPv4 packet at ip_forward: NFLOG copies), the "
+        f"`process_func`, interested in every IPv4 packet at ip_forward: {how}), the "
         "same observer with `observer_batch=64`, and the same application as a decider (a "
         "`process_func` that accepts: every packet queued). Added latency: the case's median "
         "RTT minus no app's of the same repeat, the cases interleaved "
-        "(bench/libitm_observer.py says how).",
+        f"(bench/libitm_observer.py says how). Backend: {backend}.",
         table(rows),
         goal,
     )
+
+
+def kernel_ready() -> bool:
+    """False (and a one-line error) when itm_queue is not loaded."""
+    from libitm.backends import kernel_available
+
+    if kernel_available():
+        return True
+    print(
+        "bench.libitm_observer: --backend kernel needs itm_mod and itm_queue loaded "
+        "(itmtool load itm_mod; itmtool load itm_queue)",
+        file=sys.stderr,
+    )
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,29 +249,36 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:]
     if argv[:1] == ["app"]:
         kind = argv[1] if len(argv) > 1 else ""
-        if kind not in KINDS.values():
+        backend = argv[2] if len(argv) > 2 else "nfqueue"
+        if kind not in KINDS.values() or backend not in BACKENDS or len(argv) > 3:
             print(
-                "usage: python -m bench.libitm_observer app observer|batched|decider",
+                "usage: python -m bench.libitm_observer app observer|batched|decider "
+                "[nfqueue|kernel]",
                 file=sys.stderr,
             )
             return 2
-        return app(kind)
+        return app(kind, backend)
     ap = parser(__doc__)
     ap.add_argument("--pings", type=positive, default=300, help="pings per run, 10 ms apart")
+    ap.add_argument("--backend", choices=BACKENDS, default="nfqueue", help="libitm backend")
     a = ap.parse_args(argv)
     if not ready("bench.libitm_observer"):
         return 2
+    if a.backend == "kernel" and not kernel_ready():
+        return 2
     cmd = command_line("bench.libitm_observer", argv)
+    name, title = (SECTION, TITLE) if a.backend == "nfqueue" else (KERNEL_SECTION, KERNEL_TITLE)
 
     def write(samples: dict[str, list[dict[str, Any]]], load: str) -> None:
         rows = summarize(samples, a.pings)
-        vmbench.write_section(SECTION, TITLE, section(rows, RunRecord.now(cmd, load)))
+        body = section(rows, RunRecord.now(cmd, load), a.backend)
+        vmbench.write_section(name, title, body)
 
     return interleave(
         "itmo",
         list(CASES),
         a.repeats,
-        lambda path, case: one(path, case, a.pings),
+        lambda path, case: one(path, case, a.pings, a.backend),
         lambda samples: table(summarize(samples, a.pings)),
         a.json,
         write if a.write else None,

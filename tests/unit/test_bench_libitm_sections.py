@@ -273,7 +273,7 @@ def test_observer_writes_its_section_only_with_write(
     monkeypatch.setattr(ls, "StreamPath", lambda prefix: SimpleNamespace(
         create=lambda: None, resolve=lambda: None, destroy=lambda: None))  # fmt: skip
     monkeypatch.setattr(lo, "ready", lambda name: True)
-    monkeypatch.setattr(lo, "one", lambda path, case, n: samples[case].pop(0))
+    monkeypatch.setattr(lo, "one", lambda path, case, n, backend: samples[case].pop(0))
     before = page.read_text()
     argv = ["--repeats", "3", "--pings", "10"] + (["--write"] if write else [])
     assert lo.main(argv) == 0
@@ -285,6 +285,43 @@ def test_observer_writes_its_section_only_with_write(
     assert "bench.libitm_observer --repeats 3 --pings 10 --write`" in section
     assert "| observer, batched | 0.106 (0.106-0.106) |" in section
     assert "**NOT met** (+6.0%," in section
+
+
+def test_observer_on_the_kernel_backend_writes_a_section_of_its_own(
+    page: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    samples = observer_samples(0.003)
+    samples["observer, batched"] = list(samples["observer"])
+    monkeypatch.setattr(ls, "StreamPath", lambda prefix: SimpleNamespace(
+        create=lambda: None, resolve=lambda: None, destroy=lambda: None))  # fmt: skip
+    monkeypatch.setattr(lo, "ready", lambda name: True)
+    backends: list[str] = []
+
+    def one(path: object, case: str, n: int, backend: str) -> dict[str, Any]:
+        backends.append(backend)
+        return samples[case].pop(0)
+
+    monkeypatch.setattr(lo, "one", one)
+    # itm_queue not loaded: a one-line error, nothing run or written
+    monkeypatch.setattr(lo, "kernel_ready", lambda: False)
+    before = page.read_text()
+    assert lo.main(["--backend", "kernel", "--repeats", "3", "--pings", "10", "--write"]) == 2
+    assert page.read_text() == before and backends == []
+    monkeypatch.setattr(lo, "kernel_ready", lambda: True)
+    assert lo.main(["--backend", "kernel", "--repeats", "3", "--pings", "10", "--write"]) == 0
+    assert set(backends) == {"kernel"}
+    section = between(page.read_text(), lo.KERNEL_SECTION)
+    assert "Backend: kernel." in section and "nf_log_packet()" in section
+    assert "**met** (+3.0%," in section
+    assert between(page.read_text(), lo.SECTION) == between(before, lo.SECTION)
+
+
+@pytest.mark.parametrize("argv", [["app", "observer", "bogus"], ["app", "x"], ["app"]])
+def test_observer_app_refuses_a_bad_kind_or_backend(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert lo.main(argv) == 2
+    assert "usage: python -m bench.libitm_observer app" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
