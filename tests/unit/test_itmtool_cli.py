@@ -49,6 +49,9 @@ def test_user_applications_show_their_pid() -> None:
     user.type, user.pid, user.owner = "user", 4242, "itm_queue"
     line = status.table([user]).splitlines()[1]
     assert line.split()[:5] == ["ip_in", "u", "user", "pid", "4242"]
+    user.queue_count = 4  # run by four workers, a queue each
+    line = status.table([user]).splitlines()[1]
+    assert line.split()[:6] == ["ip_in", "u", "user", "pid", "4242", "x4"]
 
 
 def test_interest_descriptions() -> None:

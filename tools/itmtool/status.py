@@ -29,8 +29,11 @@ COLUMNS = (
 
 
 def _owner(app: App) -> str:
-    """The module of a kernel application, the process of a user-space one."""
-    return f"pid {app.pid}" if app.type == "user" else app.owner or "-"
+    """The module of a kernel application, the process of a user-space one (and how
+    many worker queues it has, when several)."""
+    if app.type != "user":
+        return app.owner or "-"
+    return f"pid {app.pid}" + (f" x{app.queue_count}" if app.queue_count > 1 else "")
 
 
 def _ns_per_packet(app: App) -> str:
