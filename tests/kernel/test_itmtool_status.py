@@ -29,6 +29,7 @@ APP_KEYS = {
     "pid",
     "owner",
     "queue_num",
+    "queue_count",
     "order",
     "interest",
     "stats",
