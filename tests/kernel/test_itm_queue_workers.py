@@ -117,6 +117,16 @@ def _workers(router: str, n: int) -> Iterator[tuple[subprocess.Popen[str], Path]
         out.rmdir()
 
 
+def _gone(pid: int) -> bool:
+    """The process has exited: no such pid, or a zombie (its sockets are closed; its
+    parent reaps it in its own time)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
 def _finish(proc: subprocess.Popen[str]) -> dict[str, int]:
     proc.send_signal(signal.SIGTERM)
     stdout, err = proc.communicate(timeout=30)
@@ -227,7 +237,10 @@ def test_a_killed_worker_comes_back_and_its_flows_pass_meanwhile(topo: Topology)
             time.sleep(1.2)  # older than the restart delay of a worker that dies at once
             victim = min(workers)
             os.kill(victim, signal.SIGKILL)
-            # its queue has no listener until it is back: the bypass flag lets them pass
+            # what was queued to it as it died is lost with its socket (as for any
+            # nfqueue listener): send once it is gone. Its queue has no listener until
+            # it is back, and the bypass flag lets those flows pass meanwhile.
+            assert kit.wait_until(lambda: _gone(victim), 10)
             assert _echo_flows(topo) == FLOWS * PER_FLOW
             restarted = _ready_pids(out, 3, proc) - workers
             assert len(restarted) == 1 and victim not in restarted
@@ -245,16 +258,6 @@ def test_kill_9_of_the_supervisor_takes_the_workers_and_the_registration(
             workers = _ready_pids(out, 2, proc)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
-
-            def gone(pid: int) -> bool:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    return True
-                # a zombie is gone too: init reaps it in its own time
-                stat = Path(f"/proc/{pid}/stat").read_text()
-                return stat.rsplit(")", 1)[1].split()[0] == "Z"
-
-            assert kit.wait_until(lambda: all(gone(p) for p in workers), 15), workers
+            assert kit.wait_until(lambda: all(_gone(p) for p in workers), 15), workers
             assert kit.wait_until(lambda: "wk" not in _apps(), 10)
             assert _echo_flows(topo, flows=4) == 4 * PER_FLOW
