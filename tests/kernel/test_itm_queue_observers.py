@@ -14,8 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,8 +24,7 @@ from libitm.control import ItmControl, ItmControlError
 from libitm.control.queue import ItmQueueClient, register_message
 from tests.kernel import kit
 from tests.kernel.kit import Topology
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.netns_script import netns_script
 
 APP = """
 import json, os, signal, sys
@@ -75,33 +72,12 @@ def _seen(out: Path) -> list[str]:
 @contextlib.contextmanager
 def _observer(router: str) -> Iterator[tuple[subprocess.Popen[str], Path]]:
     """The observer in ``router``, ready; stopped (SIGTERM) at the end."""
-    out = Path(tempfile.mkdtemp(prefix="itmq-obs-"))
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", router, sys.executable, "-c", APP, str(out)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    try:
+    with netns_script(router, APP, prefix="itmq-obs-") as (proc, out):
         if not kit.wait_until(lambda: (out / "ready").exists() or proc.poll() is not None, 120):
             raise AssertionError("the observer did not start")
         if proc.poll() is not None:
             raise AssertionError(f"the observer ended: {proc.communicate()}")
         yield proc, out
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGCONT)
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
-        for p in out.iterdir():
-            p.unlink()
-        out.rmdir()
 
 
 def test_an_observer_sees_a_copy_of_every_packet_and_holds_none(topo: Topology) -> None:

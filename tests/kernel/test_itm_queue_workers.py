@@ -20,10 +20,7 @@ import os
 import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,8 +31,8 @@ from libitm.control import itm_queue_spec as qspec
 from libitm.control.queue import ItmQueueClient, register_message
 from tests.kernel import kit
 from tests.kernel.kit import Topology
+from tests.support.netns_script import netns_script
 
-ROOT = Path(__file__).resolve().parents[2]
 FLOWS = 16
 PER_FLOW = 3  # datagrams each way
 PORT = 5009
@@ -90,31 +87,11 @@ def _ready_pids(out: Path, n: int, proc: subprocess.Popen[str], timeout: float =
     raise AssertionError(f"workers not ready: {sorted(p.name for p in out.glob('ready-*'))}")
 
 
-@contextlib.contextmanager
-def _workers(router: str, n: int) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+def _workers(
+    router: str, n: int
+) -> contextlib.AbstractContextManager[tuple[subprocess.Popen[str], Path]]:
     """The application with ``n`` workers in ``router``; stopped (SIGTERM) at the end."""
-    out = Path(tempfile.mkdtemp(prefix="itmq-wk-"))
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", router, sys.executable, "-c", APP, str(out), str(n)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    try:
-        yield proc, out
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
-        for p in out.iterdir():
-            p.unlink()
-        out.rmdir()
+    return netns_script(router, APP, str(n), prefix="itmq-wk-")
 
 
 def _gone(pid: int) -> bool:
