@@ -3,6 +3,8 @@
 `ItmControl` lists the registered applications with their counters, enables,
 disables and reorders them, and attaches itm_mod's hooks to a network
 namespace.  The message classes in `itm_spec` are generated from spec/itm.yaml.
+`libitm.control.queue` speaks itm_queue's family, `libitm.control.route`
+itm_route's (itmRoute's kernel data path).
 """
 
 from libitm.control.lazy_pyroute2 import install as _lazy_pyroute2

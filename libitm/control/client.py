@@ -6,7 +6,6 @@ import errno
 import ipaddress
 import socket
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST
@@ -14,6 +13,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.generic import GenericNetlinkSocket
 
 from libitm.control import itm_spec as spec
+from libitm.control.closing import ClosingClient
 
 STAT_NAMES = (
     "seen",
@@ -137,7 +137,7 @@ def run_order_key(app: App) -> tuple[int, int, int]:
     return (spec.ITM_HOOK_NAMES.index(app.hook), app.priority, app.order)
 
 
-class ItmControl:
+class ItmControl(ClosingClient):
     """A connection to itm_mod's netlink family in the caller's network namespace."""
 
     def __init__(self) -> None:
@@ -158,17 +158,6 @@ class ItmControl:
     def close(self) -> None:
         """Close the netlink socket."""
         self._sock.close()
-
-    def __enter__(self) -> ItmControl:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def request(self, cmd: int, attrs: list[tuple[str, Any]], dump: bool = False) -> list[Any]:
         """Send one command with raw attributes; returns the reply messages.

@@ -13,7 +13,6 @@ import ipaddress
 import os
 import socket
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST
@@ -22,6 +21,7 @@ from pyroute2.netlink.generic import GenericNetlinkSocket
 
 from libitm.control import itm_queue_spec as spec
 from libitm.control.client import ItmControlError, ItmNotLoaded
+from libitm.control.closing import ClosingClient
 from libitm.hooks import Hook
 from libitm.interest import Interest
 
@@ -157,7 +157,7 @@ def parse_register_reply(msg: Any) -> Registration:
     )
 
 
-class ItmQueueClient:
+class ItmQueueClient(ClosingClient):
     """A socket of the itm_queue family; the registrations made on it belong to it.
 
     Closing it (or the process ending, even by SIGKILL) removes them.
@@ -197,17 +197,6 @@ class ItmQueueClient:
             os.dup2(null, self._sock.fileno())
         finally:
             os.close(null)
-
-    def __enter__(self) -> ItmQueueClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def request(self, msg: spec.itm_queuemsg) -> list[Any]:
         """Send one command; returns the replies. Errors carry the kernel's extack text."""

@@ -50,7 +50,7 @@ SRC = Path("/usr/src")
 DKMS_TREE = Path("/var/lib/dkms")
 HOOK = Path("/etc/kernel/postinst.d/dkms")
 #: the modules a user needs at run time, all installed by dkms (sorted: as _ko_files lists them)
-RUNTIME = ["itm_mod", "itm_queue", "qos_mod", "sch_rio"]
+RUNTIME = ["itm_mod", "itm_queue", "qos_mod", "sch_rio", "itm_route"]
 
 pytestmark = pytest.mark.root
 

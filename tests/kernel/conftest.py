@@ -66,7 +66,7 @@ def clean_kernel_log() -> Iterator[None]:
     bad = kit.bad_lines(new)
     assert not bad, "kernel log shows:\n" + "\n".join(new[-60:])
     assert kit.taint() == taint_before, f"kernel taint changed to {kit.taint():#x}"
-    ours = ("itm_test_app", "qos_mod", "paper_qos", "itm_queue", "itm_mod", "sch_rio")
+    ours = ("itm_route", "itm_test_app", "qos_mod", "paper_qos", "itm_queue", "itm_mod", "sch_rio")
     leftover = [m for m in ours if kit.loaded(m)]
     for m in leftover:
         kit.rmmod(m)

@@ -82,9 +82,10 @@ def _tree(tmp: Path, with_qos: bool, qos_in_kbuild: bool) -> Path:
         (root / "kernel" / "qos_mod" / "Kbuild").write_text("obj-m := qos_mod.o\n")
     if qos_in_kbuild:
         kbuild += "obj-m += kernel/qos_mod/\n"
-    (root / "kernel" / "sch_rio").mkdir(parents=True)
-    (root / "kernel" / "sch_rio" / "Kbuild").write_text("obj-m := sch_rio.o\n")
-    kbuild += "obj-m += kernel/sch_rio/\n"
+    for name in ("sch_rio", "itm_route"):
+        (root / "kernel" / name).mkdir(parents=True)
+        (root / "kernel" / name / "Kbuild").write_text(f"obj-m := {name}.o\n")
+        kbuild += f"obj-m += kernel/{name}/\n"
     (root / "Kbuild").write_text(kbuild)
     (root / "Makefile").write_text("modules:\n")
     (root / "dkms.conf").write_text((ROOT / "dkms.conf").read_text())
@@ -94,12 +95,17 @@ def _tree(tmp: Path, with_qos: bool, qos_in_kbuild: bool) -> Path:
 @pytest.mark.parametrize(
     ("with_qos", "in_kbuild", "modules", "dropped"),
     [
-        (True, True, ["itm_mod", "itm_queue", "qos_mod", "sch_rio"], ""),
-        (False, False, ["itm_mod", "itm_queue", "sch_rio"], "no kernel/qos_mod/ in this tree"),
+        (True, True, ["itm_mod", "itm_queue", "qos_mod", "sch_rio", "itm_route"], ""),
+        (
+            False,
+            False,
+            ["itm_mod", "itm_queue", "sch_rio", "itm_route"],
+            "no kernel/qos_mod/ in this tree",
+        ),
         (
             True,
             False,
-            ["itm_mod", "itm_queue", "sch_rio"],
+            ["itm_mod", "itm_queue", "sch_rio", "itm_route"],
             "the top-level Kbuild does not build kernel/qos_mod/",
         ),
     ],
@@ -146,8 +152,8 @@ def test_dkms_status_lines_are_read() -> None:
 
 K61, K612 = "6.1.0-56-amd64", "6.12.117+deb12-amd64"
 #: what a user needs at run time: the core, the Python applications' kernel backend, qos_mod,
-#: the RIO qdisc
-RUNTIME = ["itm_mod", "itm_queue", "qos_mod", "sch_rio"]
+#: the RIO qdisc, itmRoute's kernel data path
+RUNTIME = ["itm_mod", "itm_queue", "qos_mod", "sch_rio", "itm_route"]
 #: built by the top-level Kbuild for the tests and benchmarks only (paper_qos: the
 #: paper's qos_mod in the figures' shape, which tests/kernel/test_paper_api.py checks)
 TEST_ONLY = {"kernel/test_app", "kernel/bench", "kernel/paper_qos"}
@@ -159,7 +165,7 @@ def test_dkms_installs_every_module_a_user_needs_at_run_time() -> None:
     assert {loc.rstrip("/") for _, loc in conf.modules()} == dkms.built_dirs() - TEST_ONLY
     said: list[str] = []
     doc = dkms.install(K61, dry_run=True, env=dkms.Env(say=said.append))
-    assert "modules: itm_mod, itm_queue, qos_mod, sch_rio" in said
+    assert "modules: itm_mod, itm_queue, qos_mod, sch_rio, itm_route" in said
     assert doc["left_out"] == []
 
 

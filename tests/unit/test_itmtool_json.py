@@ -227,8 +227,8 @@ def test_dkms(
         assert cli.main(["dkms", "install", "--kernel", k, "--json"]) == 0
         real = _out(capsys)
         assert same_shape(documented("dkms-install"), real) == []
-        # itm_mod, itm_queue, qos_mod, sch_rio
-        assert [m["vermagic"].split()[0] for m in real["modules"]] == [k, k, k, k]
+        # itm_mod, itm_queue, qos_mod, sch_rio, itm_route
+        assert [m["vermagic"].split()[0] for m in real["modules"]] == [k] * 5
     assert cli.main(["dkms", "status", "--json"]) == 0
     real = _out(capsys)
     assert same_shape(documented("dkms-status"), real) == []

@@ -126,7 +126,7 @@ class GuestRun:
                 f"the VM ran no test (vng exit {self.vm_rc}, pytest exit {self.pytest_rc}):\n"
                 + self.pytest_log[-2000:]
                 + "\n--- console ---\n"
-                + self.vm_output[-4000:]
+                + self.vm_output[-40000:]
             )
         return None
 

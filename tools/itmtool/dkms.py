@@ -2,7 +2,8 @@
 
 The tree's top-level ``dkms.conf`` names the package and the modules to
 install -- every one a user needs at run time: itm_mod, itm_queue (Python
-applications on the kernel backend), qos_mod and sch_rio (the RIO core qdisc);
+applications on the kernel backend), qos_mod, sch_rio (the RIO core qdisc) and
+itm_route (itmRoute's kernel data path);
 DKMS builds them with the top-level Makefile's ``modules`` target against
 ``/lib/modules/<kernel>/build``.
 

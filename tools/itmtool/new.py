@@ -601,6 +601,7 @@ OWN_MODULES = frozenset(
         "itm_bench_qosnf",
         "paper_qos",
         "sch_rio",
+        "itm_route",
     }
 )
 

@@ -38,6 +38,10 @@ TARGETS: dict[str, list[tuple[str, str]]] = {
         ("uapi.h.j2", "kernel/include/uapi/linux/itm_queue_netlink.h"),
         ("spec.py.j2", "libitm/control/itm_queue_spec.py"),
     ],
+    "spec/itm_route.yaml": [
+        ("uapi.h.j2", "kernel/include/uapi/linux/itm_route_netlink.h"),
+        ("spec.py.j2", "libitm/control/itm_route_spec.py"),
+    ],
 }
 
 # spec attribute type -> pyroute2 nla type name

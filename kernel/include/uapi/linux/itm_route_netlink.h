@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: ((GPL-2.0 WITH Linux-syscall-note) OR BSD-3-Clause) */
+/* Do not edit directly: generated from spec/itm_route.yaml by tools/itmtool/nlgen.py */
+
+#ifndef _UAPI_LINUX_ITM_ROUTE_NETLINK_H
+#define _UAPI_LINUX_ITM_ROUTE_NETLINK_H
+
+#define ITMR_FAMILY_NAME	"itm_route"
+#define ITMR_FAMILY_VERSION	1
+
+/* routes (overlay prefixes) per network namespace */
+#define ITMR_MAX_ROUTES	64
+/* shortest key (bytes) */
+#define ITMR_KEY_MIN	16
+/* longest key (bytes; BLAKE2s keys at most 32 bytes) */
+#define ITMR_KEY_MAX	32
+/* an age (ms) of something that never happened */
+#define ITMR_NEVER	4294967295
+
+/* the family's top-level attributes */
+enum {
+	ITMR_A_UNSPEC,
+	ITMR_A_PORT,
+	ITMR_A_MARK,
+	ITMR_A_KEY,
+	ITMR_A_ADDR,
+	ITMR_A_FAMILY,
+	ITMR_A_MTU,
+	ITMR_A_ROUTE,
+	ITMR_A_STATS,
+	ITMR_A_PID,
+	ITMR_A_PAD,
+
+	__ITMR_A_MAX,
+	ITMR_A_MAX = (__ITMR_A_MAX - 1)
+};
+
+/* one overlay prefix and the path its packets take */
+enum {
+	ITMR_A_ROUTE_UNSPEC,
+	ITMR_A_ROUTE_FAMILY,
+	ITMR_A_ROUTE_PREFIX,
+	ITMR_A_ROUTE_PREFIX_LEN,
+	ITMR_A_ROUTE_VIA,
+	ITMR_A_ROUTE_TARGET,
+	ITMR_A_ROUTE_TAG,
+	ITMR_A_ROUTE_RECEIPT,
+	ITMR_A_ROUTE_OUT_AGE,
+	ITMR_A_ROUTE_IN_AGE,
+	ITMR_A_ROUTE_PEER_AGE,
+	ITMR_A_ROUTE_PEER_TAG,
+	ITMR_A_ROUTE_PEER_VIA,
+	ITMR_A_ROUTE_HEARD_AGE,
+	ITMR_A_ROUTE_HEARD_RECEIPT,
+	ITMR_A_ROUTE_TUNNELLED,
+	ITMR_A_ROUTE_DIRECT,
+	ITMR_A_ROUTE_PEER_PACKETS,
+	ITMR_A_ROUTE_PAD,
+
+	__ITMR_A_ROUTE_MAX,
+	ITMR_A_ROUTE_MAX = (__ITMR_A_ROUTE_MAX - 1)
+};
+
+/* the namespace's counters */
+enum {
+	ITMR_A_STATS_UNSPEC,
+	ITMR_A_STATS_TUNNELLED,
+	ITMR_A_STATS_DIRECT,
+	ITMR_A_STATS_DECAPSULATED,
+	ITMR_A_STATS_RELAYED,
+	ITMR_A_STATS_AUTH_FAILED,
+	ITMR_A_STATS_REPLAYED,
+	ITMR_A_STATS_BAD,
+	ITMR_A_STATS_TO_DAEMON,
+	ITMR_A_STATS_TOO_BIG,
+	ITMR_A_STATS_MSS_CLAMPED,
+	ITMR_A_STATS_SEND_ERRORS,
+	ITMR_A_STATS_PAD,
+
+	__ITMR_A_STATS_MAX,
+	ITMR_A_STATS_MAX = (__ITMR_A_STATS_MAX - 1)
+};
+
+enum {
+	ITMR_CMD_UNSPEC,
+	ITMR_CMD_CONFIG,
+	ITMR_CMD_ROUTE_SET,
+	ITMR_CMD_ROUTE_DEL,
+	ITMR_CMD_GET,
+	ITMR_CMD_UNCONFIG,
+
+	__ITMR_CMD_MAX,
+	ITMR_CMD_MAX = (__ITMR_CMD_MAX - 1)
+};
+
+#endif /* _UAPI_LINUX_ITM_ROUTE_NETLINK_H */
