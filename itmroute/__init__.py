@@ -8,7 +8,8 @@ Modules: :mod:`.wire` (the tunnel and probe header), :mod:`.config` (the YAML
 configuration and the probe settings), :mod:`.paths` (per-destination path
 table: smoothed RTT and loss, hysteresis, abandonment, races), :mod:`.mtu` (MSS
 clamp, ICMP "fragmentation needed"), :mod:`.daemon` (sockets and the libitm
-loop), :mod:`.cli` (``itmroute run``, ``itmroute show``).
+loop), :mod:`.kernelpath` (the kernel data path: itm_route's routes out, what it
+saw in), :mod:`.cli` (``itmroute run``, ``itmroute show``).
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ carries the sender's overlay address and a 64-bit counter: the sender's wall
 clock in microseconds when it started, then one more per datagram (and never
 behind the clock). A receiver keeps, per sender (the authenticated address,
 not the datagram's source: a datagram replayed from elsewhere is the same
-sender's), the highest counter it accepted and a window of the 64 below it:
+sender's) and per kind (DATA, or the rest), the highest counter it accepted
+and a window of the 64 below it:
 
 * a datagram whose MAC does not verify is dropped (``auth_failed``);
 * one whose counter was seen already, lies below the window, or is more than
@@ -16,6 +17,15 @@ sender's), the highest counter it accepted and a window of the 64 below it:
 
 A daemon that restarts starts from its clock again, above everything it sent
 before. The receiver checks the MAC before it keeps any state for a sender.
+
+An ITM with the kernel data path (itm_route) sends from one address two
+sequences of counters: its kernel seals the DATA, with a counter of its own,
+and its daemon the probes, acknowledgements and notices. Each is in order on
+its own, not with the other (a probe the daemon sealed a moment before a burst
+of DATA may arrive after it, its counter then far below the window): hence
+one window per sender for DATA and one for the rest.
+
+The key is 16..32 bytes: BLAKE2s takes no longer one.
 """
 
 from __future__ import annotations
@@ -34,9 +44,11 @@ TAG_LEN = wire.TAG_LEN
 WINDOW = 64
 #: how far (seconds) a counter may be from the receiver's clock
 MAX_AGE = 60.0
-#: senders whose windows are kept (each needs a datagram that verified)
+#: windows kept (one per sender for DATA, one for the rest; each needs a datagram
+#: that verified)
 MAX_PEERS = 4096
-KEY_MIN, KEY_MAX = 16, 64
+#: bytes of the key (BLAKE2s keys are at most 32 bytes)
+KEY_MIN, KEY_MAX = 16, 32
 
 
 class AuthError(ValueError):
@@ -48,7 +60,7 @@ class AuthError(ValueError):
 
 
 def parse_key(text: object) -> bytes:
-    """The key from its configuration form: 32..128 hex digits (16..64 bytes).
+    """The key from its configuration form: 32..64 hex digits (16..32 bytes).
 
     Raises ValueError with a message that does not repeat the key.
     """
@@ -64,9 +76,10 @@ def parse_key(text: object) -> bytes:
             f"not hex ({len(text)} characters; {2 * KEY_MIN}..{2 * KEY_MAX} hex digits wanted)"
         ) from None
     if not KEY_MIN <= len(key) <= KEY_MAX:
+        longer = " (BLAKE2s keys are at most 32 bytes)" if len(key) > KEY_MAX else ""
         raise ValueError(
             f"{len(key)} bytes; {KEY_MIN}..{KEY_MAX} bytes"
-            f" ({2 * KEY_MIN}..{2 * KEY_MAX} hex digits) wanted"
+            f" ({2 * KEY_MIN}..{2 * KEY_MAX} hex digits) wanted{longer}"
         )
     return key
 
@@ -99,13 +112,16 @@ class Sealer:
     """Seals what a daemon sends and opens what it receives."""
 
     def __init__(self, key: bytes, me: bytes, clock: Callable[[], float] = time.time) -> None:
-        """``key``: the overlay's shared key; ``me``: this daemon's overlay address
-        (4 bytes); ``clock``: wall-clock seconds."""
+        """``key``: the overlay's shared key (16..32 bytes); ``me``: this daemon's
+        overlay address (4 or 16 bytes); ``clock``: wall-clock seconds."""
+        if not KEY_MIN <= len(key) <= KEY_MAX:
+            raise ValueError(f"a key of {len(key)} bytes; {KEY_MIN}..{KEY_MAX} bytes wanted")
         self._key = key
         self._me = me
         self._clock = clock
         self._counter = 0
-        self._windows: dict[bytes, ReplayWindow] = {}
+        #: (sender, DATA or not) -> its window
+        self._windows: dict[tuple[bytes, bool], ReplayWindow] = {}
 
     def _mac(self, data: bytes | bytearray | memoryview) -> bytes:
         return hashlib.blake2s(data, key=self._key, digest_size=TAG_LEN).digest()
@@ -137,7 +153,8 @@ class Sealer:
             raise wire.WireError("datagram shorter than the header and its MAC")
         if not hmac.compare_digest(self._mac(view[:-TAG_LEN]), view[-TAG_LEN:]):
             raise AuthError("auth_failed", f"bad MAC from {source}")
-        window = self._windows.get(sender)
+        key = (sender, kind == wire.DATA)
+        window = self._windows.get(key)
         if abs(counter / 1e6 - self._clock()) > MAX_AGE or (
             window is not None and not window.check(counter)
         ):
@@ -145,6 +162,6 @@ class Sealer:
         if window is None:
             if len(self._windows) >= MAX_PEERS:
                 self._windows.clear()
-            window = self._windows[sender] = ReplayWindow()
+            window = self._windows[key] = ReplayWindow()
         window.record(counter)
         return kind, relayed, sender, view[head:-TAG_LEN]

@@ -2,7 +2,8 @@
 
 ::
 
-    itmroute [--debug] run -c /etc/itmroute.yaml [--state FILE] [--backend nfqueue] [--duration S]
+    itmroute [--debug] run -c /etc/itmroute.yaml [--state FILE] [--backend nfqueue]
+                           [--datapath auto|kernel|python] [--duration S]
     itmroute [--debug] show [--state FILE | -c CONFIG] [--json]
     itmroute genkey              # a random overlay key for the configuration's ``key``
 
@@ -27,7 +28,7 @@ from typing import Any, NoReturn
 
 from libitm import BackendUnavailable
 
-from .config import DAEMON_BACKENDS, ConfigError, check_name, load_config
+from .config import DAEMON_BACKENDS, DATAPATHS, ConfigError, check_name, load_config
 from .state import daemon_alive
 
 STATE_DIR = Path("/run/itmroute")
@@ -46,6 +47,7 @@ def state_path(name: str) -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     """``itmroute run``: serve until SIGINT (exit 130), SIGTERM or ``--duration`` (exit 0)."""
     from .daemon import Router
+    from .kernelpath import DatapathError
 
     cfg = load_config(args.config)
     logging.basicConfig(
@@ -55,8 +57,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     state = Path(args.state) if args.state else state_path(cfg.name)
     try:
-        router = Router(cfg, backend=args.backend, state_file=state)
-    except (OSError, BackendUnavailable) as e:
+        router = Router(cfg, backend=args.backend, datapath=args.datapath, state_file=state)
+    except (OSError, BackendUnavailable, DatapathError) as e:
         print(f"itmroute: {e}", file=sys.stderr)
         return EXIT_FAILED
     interrupted = False
@@ -83,6 +85,11 @@ def format_table(state: dict[str, Any]) -> str:
     lines = [f"itmroute {state['name']} ({state['address']}), tunnel mtu {state['tunnel_mtu']}"]
     if state.get("datapath") == "python":
         lines.append("data path: python (every tunnelled packet crosses this daemon)")
+    elif state.get("datapath") == "kernel":
+        lines.append(
+            "data path: kernel (itm_route carries the tunnelled packets;"
+            " this daemon probes and chooses the paths)"
+        )
     for d in state["destinations"]:
         mode = "active" if d["active"] else "idle"
         lines.append(
@@ -101,11 +108,22 @@ def format_table(state: dict[str, Any]) -> str:
         for dec in d["decisions"][-5:]:
             lines.append(f"  decision: {dec['line']}")
     c = state["counters"]
-    lines.append(
-        f"\nauthentication: every datagram MAC-checked (BLAKE2s, shared key); dropped:"
-        f" {c.get('auth_failed', 0)} failed the check, {c.get('replayed', 0)} replayed or stale"
+    k = state.get("kernel")
+    failed, replayed = c.get("auth_failed", 0), c.get("replayed", 0)
+    auth = (
+        "\nauthentication: every datagram MAC-checked (BLAKE2s, shared key); dropped:"
+        f" {failed + (k or {}).get('auth_failed', 0)} failed the check,"
+        f" {replayed + (k or {}).get('replayed', 0)} replayed or stale"
     )
-    lines.append("\n" + " ".join(f"{k}={v}" for k, v in c.items()))
+    if k is not None:
+        auth += (
+            f" (DATA in the kernel: {k.get('auth_failed', 0)} failed, {k.get('replayed', 0)}"
+            f" replayed; the daemon: {failed} failed, {replayed} replayed)"
+        )
+    lines.append(auth)
+    lines.append("\n" + " ".join(f"{key}={v}" for key, v in c.items()))
+    if k is not None:
+        lines.append("kernel: " + " ".join(f"{key}={v}" for key, v in k.items()))
     return "\n".join(lines)
 
 
@@ -174,6 +192,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--state", help="state file (default /run/itmroute/NAME.json)")
     run.add_argument(
         "--backend", choices=DAEMON_BACKENDS, help="libitm backend (overrides the configuration)"
+    )
+    run.add_argument(
+        "--datapath",
+        choices=DATAPATHS,
+        help="who carries the tunnelled packets: the itm_route module (kernel), this daemon"
+        " (python), kernel when itm_route is loaded (auto); overrides the configuration",
     )
     run.add_argument("--duration", type=_positive, help="seconds to run")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])

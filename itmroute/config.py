@@ -13,8 +13,9 @@
         itm: 10.77.200.1
     probe: itmroute              # itmroute | ron | a mapping of ProbeSettings fields
     backend: auto                # libitm backend (auto, nfqueue, kernel)
+    datapath: auto               # who carries the tunnelled packets: auto, kernel, python
     mark: 0x17e0                 # firewall mark of the daemon's own sockets (1..0xffff)
-    key: 6f1c...                 # the overlay's shared key: 32..128 hex digits (required)
+    key: 6f1c...                 # the overlay's shared key: 32..64 hex digits (required)
 
 Every field is checked when the file is read: a bad one is a `ConfigError` of
 one line naming the file and the key (``a.yaml:port: 'x' is not an integer
@@ -158,6 +159,9 @@ class Config:
     destinations: list[Destination] = field(default_factory=list)
     probe: ProbeSettings = field(default_factory=ProbeSettings)
     backend: str = "auto"
+    #: who carries the tunnelled packets: ``kernel`` (the itm_route module),
+    #: ``python`` (the daemon itself), ``auto`` (kernel when itm_route is loaded)
+    datapath: str = "auto"
     mark: int = DEFAULT_MARK
     #: the overlay's shared key: every datagram carries a MAC made with it
     key: bytes = field(default=b"", repr=False)
@@ -168,6 +172,8 @@ class Config:
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 #: the libitm backends a daemon can run on (offline replays a pcap: not a daemon's)
 DAEMON_BACKENDS = ("auto", "kernel", "nfqueue")
+#: who carries the tunnelled packets (``datapath``)
+DATAPATHS = ("auto", "kernel", "python")
 #: probe settings that must be above zero (the others may be 0)
 _POSITIVE = {
     "detect_interval",
@@ -329,13 +335,16 @@ def parse_config(doc: dict[str, Any], source: str | None = None) -> Config:
     backend = doc.get("backend", "auto")
     if backend not in DAEMON_BACKENDS:
         raise d.error("backend", f"{backend!r} is not one of {', '.join(DAEMON_BACKENDS)}")
+    datapath = doc.get("datapath", "auto")
+    if datapath not in DATAPATHS:
+        raise d.error("datapath", f"{datapath!r} is not one of {', '.join(DATAPATHS)}")
     name = check_name(doc.get("name", "itmroute"), f"{source}:name" if source else "name")
     mark = d.integer(doc.get("mark", DEFAULT_MARK), "mark", 1, 0xFFFF)
     probe = _probe(doc.get("probe"), d)
     if "key" not in doc:
         raise d.error(
             "key",
-            "required: the overlay's shared key, 32..128 hex digits, the same on every ITM"
+            "required: the overlay's shared key, 32..64 hex digits, the same on every ITM"
             " (make one with: itmroute genkey)",
         )
     try:
@@ -351,6 +360,7 @@ def parse_config(doc: dict[str, Any], source: str | None = None) -> Config:
         destinations=dests,
         probe=probe,
         backend=backend,
+        datapath=datapath,
         mark=mark,
         key=shared_key,
     )

@@ -7,13 +7,18 @@ One :class:`Router` per ITM. It owns
   tunnelled to this ITM, the packets it re-injects after clamping their MSS,
   and ICMP errors; an ICMPv6 socket for ICMPv6 errors (packet too big, time
   exceeded),
-* when the ITM serves destinations, a libitm loop with two applications: one at
-  ``ip_out`` that takes every packet to an overlay prefix (and tunnels it, or
-  lets it go direct), one at ``ip_in`` that notes packets coming back.
+* on the Python data path, when the ITM serves destinations, a libitm loop
+  with two applications: one at ``ip_out`` that takes every packet to an
+  overlay prefix (and tunnels it, or lets it go direct), one at ``ip_in`` that
+  notes packets coming back;
+* on the kernel data path (``datapath``: the itm_route module), no capture:
+  a :class:`~itmroute.kernelpath.KernelPath` sets the kernel's routes and
+  reads what it saw; the loop runs the UDP socket and the tick only.
 
 Every socket carries the firewall mark ``config.mark``; the capture application
 ignores marked packets, so the daemon never captures its own. If the daemon
-dies, libitm's queue bypass lets the packets go direct (fail-open).
+dies, libitm's queue bypass (or the kernel, when the socket that configured
+itm_route closes) lets the packets go direct (fail-open).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from typing import Any
 
 from libitm import Hook, Interest, ItmInfo, ItmLoop, Packet, Verdict
 
-from . import auth, hop, mtu, state, wire
+from . import auth, hop, kernelpath, mtu, state, wire
 from .config import Config, Destination
 from .paths import DIRECT, Decision, DestState
 
@@ -42,10 +47,6 @@ ICMP6_FILTER = 1  # <netinet/icmp6.h>: which ICMPv6 types a raw socket receives
 SOL_RAW = 255
 ICMP_FILTER = 1  # <linux/icmp.h>: which ICMP types (0..31) a raw socket receives
 _TICK = 0.02
-
-
-#: the data path in use: the only one built so far is this daemon's own (user space)
-DATAPATH = "python"
 
 
 def _text(addr: bytes) -> str:
@@ -64,8 +65,12 @@ class Router:
         state_file: str | Path | None = None,
         clock: Callable[[], float] = time.monotonic,
         backend_options: dict[str, Any] | None = None,
+        datapath: str | None = None,
+        kernel_client: Callable[[], kernelpath.RouteClient] | None = None,
     ) -> None:
-        """Open the sockets; the libitm loop starts with :meth:`run` (or :meth:`start`)."""
+        """Open the sockets and the data path (``datapath`` overrides the
+        configuration's; ``kernel_client`` opens the itm_route client, for
+        tests); the libitm loop starts with :meth:`run` (or :meth:`start`)."""
         self.cfg = cfg
         self.clock = clock
         self.me = cfg.address.packed  # 4 bytes, or 16 in an overlay of IPv6 ITMs
@@ -113,6 +118,41 @@ class Router:
             0,
         )
         self.sealer = auth.Sealer(cfg.key, self.me)
+        # the kernel data path when asked for (or auto and itm_route is loaded):
+        # told before anything is opened (a missing module is a configuration error)
+        client = kernelpath.choose(datapath or cfg.datapath, connect=kernel_client)
+        self.kernel: kernelpath.KernelPath | None = None
+        try:
+            self._open_sockets()
+        except BaseException:
+            if client is not None:
+                client.close()
+            raise
+        if client is not None:
+            self.kernel = kernelpath.KernelPath(client, cfg, self.dests, self.tunnel_mtu, clock)
+            try:
+                self.kernel.start()  # CONFIG, a direct route per prefix (EBUSY: another daemon)
+            except BaseException:
+                self._close_sockets()
+                raise
+        self._tos = 0
+        # one loop for the libitm applications, the UDP socket and the tick (its
+        # backend starts only when there are applications: with destinations, on
+        # the Python data path)
+        self.loop = ItmLoop(backend or cfg.backend, **dict(backend_options or {}))
+        if self.dests and self.kernel is None:
+            self._register()
+        self.loop.add_reader(self.udp.fileno(), self.handle_datagrams)
+        self.loop.register_timer(self.tick, _TICK)
+        self._forget = False
+        self._started = False
+        self._next_state = 0.0
+        self._identity = state.identity()  # pid, start time, boot: `itmroute show` checks them
+        self._error_logs = 0
+
+    def _open_sockets(self) -> None:
+        """The UDP socket (bound to the overlay port), raw and ICMP sockets, all marked."""
+        cfg = self.cfg
         self.udp = socket.socket(socket.AF_INET6 if self.v6 else socket.AF_INET, socket.SOCK_DGRAM)
         self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
         # IPv6's IPPROTO_RAW socket takes whole packets, header included, too
@@ -132,19 +172,11 @@ class Router:
         except BaseException:
             self._close_sockets()
             raise
-        self._tos = 0
-        # one loop for the libitm applications, the UDP socket and the tick (its
-        # backend starts only when there are destinations, hence applications)
-        self.loop = ItmLoop(backend or cfg.backend, **dict(backend_options or {}))
-        if self.dests:
-            self._register()
-        self.loop.add_reader(self.udp.fileno(), self.handle_datagrams)
-        self.loop.register_timer(self.tick, _TICK)
-        self._forget = False
-        self._started = False
-        self._next_state = 0.0
-        self._identity = state.identity()  # pid, start time, boot: `itmroute show` checks them
-        self._error_logs = 0
+
+    @property
+    def datapath(self) -> str:
+        """Who carries the tunnelled packets: ``kernel`` (itm_route) or ``python``."""
+        return "python" if self.kernel is None else "kernel"
 
     # ------------------------------------------------------------ libitm apps
     def _register(self) -> None:
@@ -434,7 +466,12 @@ class Router:
         self._forget = True
 
     def tick(self) -> list[Decision]:
-        """Expire probes, decide, send the probes that are due; returns the decisions."""
+        """Expire probes, decide, send the probes that are due; returns the decisions.
+
+        On the kernel data path, what the kernel saw comes in first and the
+        routes whose path or receipt changed go out last."""
+        if self.kernel is not None:
+            self.kernel.poll()
         now = self.clock()
         decisions = []
         if self._forget:
@@ -459,6 +496,8 @@ class Router:
                     self.counters["probe_bytes_sent"] += wire.probe_len(len(itm)) + (
                         48 if self.v6 else 28
                     )
+        if self.kernel is not None:
+            self.kernel.push(now)
         if self.state_file is not None and now >= self._next_state:
             self._next_state = now + 1.0
             self.write_state()
@@ -472,7 +511,8 @@ class Router:
             "address": str(self.cfg.address),
             **self._identity,
             "tunnel_mtu": self.tunnel_mtu,
-            "datapath": DATAPATH,
+            "datapath": self.datapath,
+            **(self.kernel.snapshot() if self.kernel is not None else {}),
             "counters": dict(self.counters),
             "destinations": [{"prefix": str(d.prefix), **st.snapshot(now)} for d, st in self.dests],
         }
@@ -520,9 +560,14 @@ class Router:
                 log.warning("cannot remove %s: %s", path, e)
 
     def close(self) -> None:
-        """Remove the capture rules, close the sockets, remove the state file."""
+        """Remove the capture rules or the kernel's configuration, close the sockets,
+        remove the state file."""
         try:
-            self.loop.close()
+            try:
+                self.loop.close()
+            finally:
+                if self.kernel is not None:
+                    self.kernel.close()
         finally:
             if self.state_file is not None:
                 self.remove_state()

@@ -93,12 +93,21 @@ def _link_addrs(link: str) -> tuple[str, str]:
 class Overlay:
     """A, relays R1..Rn and D in namespaces ``<prefix>-a``, ``-r1``.., ``-d``."""
 
-    def __init__(self, prefix: str, relays: int = 4, ipv6: bool = False, outer: int = 4) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        relays: int = 4,
+        ipv6: bool = False,
+        outer: int = 4,
+        datapath: str | None = None,
+    ) -> None:
         """Name the namespaces; :meth:`create` builds them (with IPv6 addresses, routes
         and overlay prefixes beside the IPv4 ones when ``ipv6``; with ``outer`` 6
         the daemons talk to each other over IPv6 too: their own addresses, the
-        tunnel and the probes)."""
+        tunnel and the probes). ``datapath`` goes into every daemon's
+        configuration (None: the daemon's default, ``auto``)."""
         self.prefix = prefix
+        self.datapath = datapath
         self.n = relays
         self.ipv6 = ipv6 or outer == 6
         self.outer = outer
@@ -305,6 +314,8 @@ class Overlay:
         if probe is not None:
             doc["probe"] = dataclasses.asdict(probe)
         doc["backend"] = "nfqueue"
+        if self.datapath is not None:
+            doc["datapath"] = self.datapath
         doc["key"] = self.key
         return doc
 
@@ -425,9 +436,11 @@ class Overlay:
 
 
 @contextlib.contextmanager
-def overlay(prefix: str, relays: int = 4, ipv6: bool = False, outer: int = 4) -> Iterator[Overlay]:
+def overlay(
+    prefix: str, relays: int = 4, ipv6: bool = False, outer: int = 4, datapath: str | None = None
+) -> Iterator[Overlay]:
     """An :class:`Overlay`, removed afterwards whatever happens."""
-    ov = Overlay(prefix, relays, ipv6, outer)
+    ov = Overlay(prefix, relays, ipv6, outer, datapath)
     try:
         ov.create()
         yield ov

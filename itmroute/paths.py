@@ -236,7 +236,7 @@ class DestState:
         if not 0 <= tag < len(self.paths):
             return None
         p = self.paths[tag]
-        p.last_heard = now
+        p.last_heard = max(p.last_heard, now)  # a receipt reported late moves nothing back
         p.vouched_until = max(p.vouched_until, now + vouch)
         p.heard += 1
         return p
@@ -271,26 +271,51 @@ class DestState:
             return p
         return None
 
-    def note_peer_data(self, tag: int, now: float, via: str | None = None) -> None:
+    def note_peer_data(
+        self, tag: int, now: float, via: str | None = None, packets: int = 1
+    ) -> None:
         """Data from this destination's ITM arrived, sent on its path ``tag``
-        (through the relay at ``via``)."""
-        gap = now - self.peer_at
-        if gap > self.settings.quiet_after:
+        (through the relay at ``via``): ``packets`` datagrams since the last call,
+        the last of them at ``now``.
+
+        The daemon's own data path calls it once per datagram; the kernel data
+        path's poll reports how many arrived since the previous poll and when
+        the last did: the usual gap is then the time since the previous last
+        arrival spread over those packets, not the polling period."""
+        packets = max(1, packets)
+        span = now - self.peer_at
+        if span > self.settings.quiet_after:
             self.peer_gap = 0.0  # a new run of data: its pace is not known yet
-        elif self.peer_gap == 0.0:
-            self.peer_gap = gap
         else:
-            self.peer_gap += 0.2 * (gap - self.peer_gap)
+            gap = span / packets
+            if self.peer_gap == 0.0:
+                self.peer_gap = gap
+            else:
+                # the smoothing of ``packets`` arrivals one gap apart each
+                self.peer_gap += (1 - 0.8**packets) * (gap - self.peer_gap)
         self.peer_tag, self.peer_at, self.peer_via = tag, now, via
         self.peer_stopped = False
 
-    def receipt(self, now: float) -> int | None:
-        """The path tag to acknowledge in our next datagram to this ITM: the path
-        its last data arrived on, when that was within ``detect_interval``."""
+    def receipt_due(self, now: float) -> int | None:
+        """The receipt our data to this ITM carries now (nothing recorded): the tag
+        of the path its last data arrived on, when that was within
+        ``detect_interval``."""
         if self.peer_tag >= 0 and now - self.peer_at <= self.settings.detect_interval:
-            self.receipt_out = now
             return self.peer_tag
         return None
+
+    def receipt(self, now: float) -> int | None:
+        """The path tag to acknowledge in the datagram we send this ITM now (see
+        :meth:`receipt_due`); a receipt given is recorded (:meth:`note_receipt_sent`)."""
+        tag = self.receipt_due(now)
+        if tag is not None:
+            self.note_receipt_sent(now)
+        return tag
+
+    def note_receipt_sent(self, now: float) -> None:
+        """Our data carried a receipt to this ITM at ``now``: no receipt of its own
+        (a NOTICE) is owed for ``receipt_interval``."""
+        self.receipt_out = max(self.receipt_out, now)
 
     def peer_watch(self, now: float) -> tuple[bool, int, float] | None:
         """What we owe this ITM about its data now, as ``(stopped, tag, silence)``:

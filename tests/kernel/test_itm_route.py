@@ -25,7 +25,14 @@ import pytest
 
 from itmlab import netns
 from itmroute import auth, wire
-from itmroute.lab import A_OVERLAY, D_OVERLAY, Overlay, load_stock_modules, overlay, tcp_transfer
+from itmroute.lab import (
+    A_OVERLAY,
+    D_OVERLAY,
+    Overlay,
+    load_stock_modules,
+    overlay,
+    tcp_transfer,
+)
 from libitm.control.route import ItmRouteClient, ItmRouteError, RouteSpec
 from tests.kernel import kit
 

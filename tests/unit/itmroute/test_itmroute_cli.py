@@ -63,8 +63,11 @@ BAD_CONFIGS = [
     (BASE + "colour: red\n", "colour", "unknown keys: colour"),
     ("address: 10.0.0.1\n", "key", "required: the overlay's shared key"),
     ("address: 10.0.0.1\nkey: secretsecret\n", "key", "not hex (12 characters"),
-    ("address: 10.0.0.1\nkey: 0011aabb\n", "key", "4 bytes; 16..64 bytes"),
-    (f"address: 10.0.0.1\nkey: '{'ab' * 65}'\n", "key", "65 bytes; 16..64 bytes"),
+    ("address: 10.0.0.1\nkey: 0011aabb\n", "key", "4 bytes; 16..32 bytes"),
+    (f"address: 10.0.0.1\nkey: '{'ab' * 40}'\n", "key", "40 bytes; 16..32 bytes"),
+    (f"address: 10.0.0.1\nkey: '{'ab' * 65}'\n", "key", "65 bytes; 16..32 bytes"),
+    (BASE + "datapath: bogus\n", "datapath", "'bogus' is not one of auto, kernel, python"),
+    (BASE + "datapath: 1\n", "datapath", "1 is not one of auto, kernel, python"),
 ]
 
 
@@ -118,8 +121,10 @@ def test_accepted_edges(tmp_path: Path) -> None:
     f.write_text(
         BASE + "name: lab-1_a.x\nport: 65535\nmtu: 576\nmark: 0xffff\nbackend: nfqueue\n"
         "probe: {active_interval: 0.01, retry_interval: 0, race: false, rtt_alpha: 1}\n"
+        "datapath: kernel\n"
     )
     cfg = load_config(f)
+    assert cfg.datapath == "kernel"
     assert (cfg.name, cfg.port, cfg.mtu, cfg.mark, cfg.backend) == (
         "lab-1_a.x",
         65535,
@@ -220,6 +225,7 @@ def test_show_json_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
         (["bogus"], "invalid choice: 'bogus'"),
         (["run"], "the following arguments are required: -c/--config"),
         (["run", "-c", "x", "--backend", "offline"], "argument --backend: invalid choice"),
+        (["run", "-c", "x", "--datapath", "ebpf"], "argument --datapath: invalid choice"),
         (["run", "-c", "x", "--duration", "-1"], "'-1' is not a duration above 0"),
         (["run", "-c", "x", "--duration", "soon"], "'soon' is not a number of seconds"),
         (["show", "--colour"], "unrecognized arguments: --colour"),

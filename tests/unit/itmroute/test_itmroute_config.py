@@ -64,8 +64,8 @@ def test_presets_and_a_list_of_neighbours() -> None:
         ({"address": "10.0.0.1", "mtu": 100}, "mtu"),
         ({"address": "10.0.0.1"}, r"key: required: .* itmroute genkey"),
         ({"address": "10.0.0.1", "key": "abc"}, r"key: not hex \(3 characters"),
-        ({"address": "10.0.0.1", "key": "00" * 8}, "key: 8 bytes; 16..64 bytes"),
-        ({"address": "10.0.0.1", "key": 1234}, "key: a string of 32..128 hex digits, not a int"),
+        ({"address": "10.0.0.1", "key": "00" * 8}, "key: 8 bytes; 16..32 bytes"),
+        ({"address": "10.0.0.1", "key": 1234}, "key: a string of 32..64 hex digits, not a int"),
     ],
 )
 def test_bad_configurations_say_why(doc: dict[str, object], message: str) -> None:

@@ -446,3 +446,67 @@ def test_a_lost_stop_notice_falls_back_to_probing() -> None:
     assert sim.d.current == "r2"
     bound = 1.5 * s.receipt_interval + s.detect_miss * s.detect_interval + 0.1
     assert t_switch - t0 <= bound, t_switch - t0
+
+
+def test_the_peer_gap_counts_packets_not_polls() -> None:
+    """The kernel data path reports the peer's data once per poll: how many packets
+    came since the last poll and when the last did. The usual gap (what the watch of
+    a one-way flow waits on) is the packets', not the polling period's."""
+    s = ProbeSettings()
+    for pace, poll in ((0.01, 0.02), (0.01, 0.05), (0.005, 0.02), (0.1, 0.02)):
+        one, polled = (DestState.make("10.0.0.1", NEIGHBOURS, s) for _ in range(2))
+        arrivals = [round(1.0 + i * pace, 6) for i in range(int(2.0 / pace))]
+        for t in arrivals:
+            one.note_peer_data(1, t)
+        t_poll, i = 1.0, 0
+        while i < len(arrivals):
+            t_poll = round(t_poll + poll, 6)
+            new = [t for t in arrivals[i:] if t <= t_poll]
+            if new:
+                polled.note_peer_data(1, new[-1], "10.0.1.2", packets=len(new))
+                i += len(new)
+        assert abs(polled.peer_gap - pace) < 1e-6, (pace, poll, polled.peer_gap)
+        assert abs(one.peer_gap - pace) < 1e-6
+        assert polled.peer_via == "10.0.1.2" and polled.peer_at == arrivals[-1]
+        # the stop is told after watch_factor gaps of the packets (a 10 ms flow: the
+        # 0.1 s floor), not of the polls; a flow slower than watch_gap is not watched
+        end = arrivals[-1]
+        stop = max(s.watch_factor * pace, s.watch_min)
+        t = end
+        owed = None
+        while owed is None and t < end + 2.0:
+            t = round(t + 0.01, 6)
+            owed = polled.peer_watch(t)
+            if owed is not None and not owed[0]:
+                owed = None  # a receipt of its own, not the stop
+        if pace <= s.watch_gap:
+            assert owed is not None and abs((t - end) - stop) <= 0.011, (pace, poll, t - end)
+        else:
+            assert owed is None
+
+
+def test_n_packets_at_once_smooth_like_n_one_by_one() -> None:
+    s = ProbeSettings()
+    one, batch = (DestState.make("10.0.0.1", NEIGHBOURS, s) for _ in range(2))
+    for d in (one, batch):
+        d.note_peer_data(0, 1.0)
+        d.note_peer_data(0, 1.05)  # the gap is 50 ms so far
+    for i in range(1, 6):
+        one.note_peer_data(0, round(1.05 + i * 0.01, 6))
+    batch.note_peer_data(0, 1.10, packets=5)
+    assert abs(one.peer_gap - batch.peer_gap) < 1e-9
+    batch.note_peer_data(0, 1.10 + s.quiet_after + 0.1, packets=7)  # after a pause
+    assert batch.peer_gap == 0.0  # a new run: its pace is not known yet
+
+
+def test_a_receipt_due_records_nothing() -> None:
+    s = ProbeSettings()
+    d = DestState.make("10.0.0.1", NEIGHBOURS, s)
+    d.note_peer_data(2, 1.0)
+    assert d.receipt_due(1.01) == 2 and d.receipt_out < 0
+    assert d.receipt(1.02) == 2 and d.receipt_out == 1.02
+    d.note_receipt_sent(1.01)  # reported late: moves nothing back
+    assert d.receipt_out == 1.02
+    assert d.note_heard(1, 2.0) is d.path("r1")
+    d.note_heard(1, 1.5)
+    assert d.path("r1").last_heard == 2.0 and d.path("r1").heard == 2

@@ -3,6 +3,8 @@ forged or replayed."""
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from itmroute import auth, wire
@@ -154,6 +156,8 @@ def test_data_that_is_not_ip_or_a_probe_of_the_wrong_length_is_refused() -> None
     [
         ("zz" * 16, "not hex"),
         ("ab" * 15, "15 bytes"),
+        ("ab" * 33, r"33 bytes; 16\.\.32 bytes \(32\.\.64 hex digits\) wanted \(BLAKE2s keys"),
+        ("ab" * 40, "40 bytes"),
         ("ab" * 65, "65 bytes"),
         (12345, "not a int"),
     ],
@@ -163,6 +167,41 @@ def test_bad_keys_say_why_without_repeating_the_key(key: object, said: str) -> N
         auth.parse_key(key)
     assert str(key) not in str(exc.value)
     assert auth.parse_key("ab" * 32) == b"\xab" * 32
+
+
+def test_every_key_the_configuration_takes_seals() -> None:
+    """BLAKE2s takes keys of at most 32 bytes: a longer one that passed the check
+    would crash the daemon at its first datagram."""
+    assert hashlib.blake2s.MAX_KEY_SIZE == auth.KEY_MAX == 32
+    for n in (auth.KEY_MIN, 24, auth.KEY_MAX):
+        key = auth.parse_key("ab" * n)
+        a, d = auth.Sealer(key, A, Clock()), auth.Sealer(key, D, Clock())
+        assert d.open(a.seal(wire.DATA, b"\x45" + bytes(19)), "10.0.0.1")[2] == A
+    with pytest.raises(ValueError, match="40 bytes"):
+        auth.Sealer(b"k" * 40, A)
+
+
+def test_a_probe_sealed_before_a_later_arriving_burst_of_data_is_accepted() -> None:
+    """With the kernel data path one address sends two counter sequences: the
+    kernel's DATA and the daemon's probes, acks and notices. A probe the daemon
+    sealed just before a burst of DATA that overtakes it is no replay."""
+    clock = Clock()
+    daemon, kernel = auth.Sealer(KEY, A, clock), auth.Sealer(KEY, A, clock)
+    d = auth.Sealer(KEY, D, clock)
+    probe = daemon.seal(wire.PROBE, wire.Probe(wire.PROBE, 1, A, D).body())
+    clock.t += 0.001  # 1000 counters later, far beyond the window of 64
+    burst = [kernel.seal(wire.DATA, b"\x45" + bytes(19)) for _ in range(100)]
+    for data in burst:
+        d.open(data, "10.0.0.1")
+    kind, _, sender, _ = d.open(probe, "10.0.0.1")
+    assert (kind, sender) == (wire.PROBE, A)
+    # each sequence is still checked against replays on its own
+    for again in (probe, burst[-1], burst[0]):
+        with pytest.raises(auth.AuthError) as exc:
+            d.open(again, "10.0.0.1")
+        assert exc.value.counter == "replayed"
+    ack = daemon.seal(wire.ACK, wire.Probe(wire.ACK, 1, A, D).body())
+    d.open(ack, "10.0.0.1")  # below the DATA, above the probe: accepted
 
 
 def test_the_daemons_own_datagrams_are_told_from_traffic() -> None:

@@ -1,0 +1,76 @@
+"""itmroute with ``datapath: kernel``: the daemons probe, choose and fail over as
+on their own data path, and itm_route (kernel/itm_route) carries the packets.
+
+::
+
+                 +---- R1 ----+           R1: 40 ms round trip (the best)
+     [A] --------+            +-------- [D]
+      |          +---- R2 ----+           R2: 80 ms
+      +------------- direct -------------+    160 ms
+
+A stream of 100 datagrams a second from A to D goes through R1, in the kernel;
+R1 is cut and the daemons move it to another path, the kernel's routes follow;
+the stopped daemons leave no configuration behind. The module's own behaviour
+(tunnel, relay, delivery, forgeries, kill -9) is tests/kernel/test_itm_route.py.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from itmlab import netns
+from itmroute.lab import CutLater, Overlay, SeqStream, load_stock_modules, overlay
+from libitm.control.route import ItmRouteClient
+from tests.kernel import kit
+
+D_NET = ipaddress.ip_network("10.77.200.0/24")
+R1_A = ipaddress.ip_address("10.77.1.2")  # R1 as A sees it
+
+
+def _current(ov: Overlay) -> str | None:
+    dests = ov.router("a").snapshot()["destinations"]
+    return str(dests[0].get("current")) if dests else None
+
+
+def test_the_daemons_choose_the_paths_and_the_kernel_carries_the_packets() -> None:
+    """itmroute with ``datapath: kernel``: the daemons probe, choose and fail over as
+    on their own data path; itm_route tunnels, relays and delivers the stream."""
+    load_stock_modules()
+    with kit.modules():
+        kit.insmod("itm_route")
+        try:
+            with overlay("itmd", 2, datapath="kernel") as ov:
+                for ns in (ov.a, ov.d, *ov.relays):
+                    kit.itm_attach(ns)
+                # R1 the fastest, then R2, the direct path the slowest (round trips, ms)
+                ov.set_paths({0: (160, 0, 0), 1: (40, 0, 0), 2: (80, 0, 0)})
+                ov.start_threads(["d", "r1", "r2", "a"])
+                a = ov.router("a")
+                assert a.snapshot()["datapath"] == "kernel"
+                stream = SeqStream(ov, rate=100, port=5700)
+                try:
+                    stream.run(6.0)
+                finally:
+                    stream.close()
+                assert _current(ov) == "r1", a.snapshot()["destinations"]
+                with netns(ov.a), ItmRouteClient() as watch:
+                    state, routes = watch.get()
+                assert state is not None and state.stats["tunnelled"] > 100, state
+                assert [r.via for r in routes if r.prefix == D_NET] == [R1_A], routes
+                # R1 cut: the daemons leave it, the kernel follows
+                stream = SeqStream(ov, rate=100, port=5701)
+                cutter = CutLater(ov, 1, 1.5)
+                try:
+                    stream.run(8.0)
+                finally:
+                    stream.close()
+                    cutter.join()
+                gap = stream.largest_gap(after=cutter.done - 1.0)
+                print("kernel data path, failover gap (s):", gap, stream.summary(cutter.done))
+                assert gap <= 6.0, (gap, stream.summary(cutter.done), a.snapshot())
+                assert _current(ov) != "r1"
+                ov.stop_daemons()
+                with netns(ov.a), ItmRouteClient() as watch:
+                    assert watch.get() == (None, [])  # a stopped daemon leaves nothing
+        finally:
+            kit.rmmod("itm_route")
