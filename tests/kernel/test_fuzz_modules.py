@@ -36,6 +36,7 @@ MODULES: tuple[tuple[str, str], ...] = (
     ("qos_mod", ""),
     ("paper_qos", ""),
     ("itm_queue", ""),
+    ("itm_route", ""),
     ("itm_bench_apps", ""),
     ("itm_bench_nf", ""),
     ("itm_bench_drive", ""),
