@@ -65,6 +65,9 @@ BENCHMARKS = (
         math.ceil(len(read_matrix()) * mice_plan.bound_seconds(mice_plan.plan()) / 60),
     ),
     Benchmark("itmroute", "bench.itmroute", ("--kernel", "6.12"), 25),
+    # #20's kernel data path against routing, natively (one CPU): 3 repeats * 2 modes *
+    # 2 flows * (5 s of iperf3 + its start) and the boot = 2 min
+    Benchmark("itmroute_kernel", "bench.itmroute_kernel", ("--kernel", "uml"), 4),
 )
 
 HEADER = "run_all"

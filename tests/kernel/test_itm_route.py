@@ -263,3 +263,46 @@ def test_kill_9_of_the_owner_sends_packets_direct(ov: Overlay) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_an_overlay_of_ipv6_itms_carries_ipv4_and_ipv6_packets() -> None:
+    """Outer IPv6 (the ITMs' addresses, UDP over IPv6 with its checksum), inner IPv4
+    and IPv6: both pings cross A's tunnel, R1's relay and D's delivery, and back."""
+    a6, d6 = ipaddress.ip_address("fd77:100::1"), ipaddress.ip_address("fd77:200::1")
+    r1_a6, r1_d6 = ipaddress.ip_address("fd77:a1::2"), ipaddress.ip_address("fd77:d1::1")
+    a_net6, d_net6 = ipaddress.ip_network("fd77:100::/64"), ipaddress.ip_network("fd77:200::/64")
+    load_stock_modules()
+    with kit.modules():
+        kit.insmod("itm_route")
+        try:
+            with overlay("itmr6", 1, outer=6) as ov:
+                for ns in (ov.a, ov.d, *ov.relays):
+                    kit.itm_attach(ns)
+                for ns, dev in ((ov.a, "d"), (ov.d, "a")):
+                    for tool in ("iptables", "ip6tables"):
+                        kit.sh("ip", "netns", "exec", ns, tool, "-A", "OUTPUT", "-o", dev,
+                               "-j", "DROP")  # fmt: skip
+                key = bytes.fromhex(ov.key)
+                cl = {"a": _client(ov.a), "r1": _client(ov.relays[0]), "d": _client(ov.d)}
+                try:
+                    for node, me in (("a", a6), ("r1", r1_a6), ("d", d6)):
+                        cl[node].config(addr=me, port=PORT, key=key, mtu=MTU, mark=MARK)
+                    for net in (D_NET, d_net6):
+                        cl["a"].route_set(RouteSpec(net, d6, r1_a6, tag=1))
+                    for net in (A_NET, a_net6):
+                        cl["d"].route_set(RouteSpec(net, a6, r1_d6, tag=1))
+                    ping4 = _ping(ov.a, D_OVERLAY, count=3)
+                    assert ping4.returncode == 0, ping4.stdout + _counters(cl)
+                    ping6 = subprocess.run(
+                        ["ip", "netns", "exec", ov.a, "ping", "-6", "-q", "-c", "3", "-i", "0.2",
+                         "-W", "2", "-I", str(a6), str(d6)],
+                        capture_output=True, text=True, timeout=60, check=False,
+                    )  # fmt: skip
+                    assert ping6.returncode == 0, ping6.stdout + _counters(cl)
+                    assert _stat(cl["a"], "tunnelled") >= 6 and _stat(cl["r1"], "relayed") >= 12
+                    assert _stat(cl["d"], "decapsulated") >= 6
+                finally:
+                    for c in cl.values():
+                        c.close()
+        finally:
+            kit.rmmod("itm_route")
