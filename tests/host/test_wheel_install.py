@@ -147,7 +147,7 @@ def test_the_wheel_works_outside_the_clone(tmp_path: Path) -> None:
 
     # dkms finds its sources in the wheel, and installs every module a user needs
     out = run(["itmtool", "dkms", "install", "--dry-run", "--kernel", "6.12"], cwd=user, env=env)
-    assert "modules: itm_mod, itm_queue, qos_mod, sch_rio\n" in out, out
+    assert "modules: itm_mod, itm_queue, qos_mod, sch_rio, itm_route\n" in out, out
 
     # the doctor runs, and its exit code is its verdict
     proc = subprocess.run(
