@@ -33,20 +33,10 @@ from tests.support.fake_queue import (
     sent_messages,
     sent_messages_of,
 )
+from tests.support.netlink_attrs import attrs as _attrs
 from tests.support.packets import udp, verify
 
 NLA_F_NESTED = 1 << 15
-
-
-def _attrs(data: bytes, start: int = 20) -> dict[int, bytes]:
-    """Top-level attributes of a generic netlink message: type (with flags) -> payload."""
-    out = {}
-    pos = start
-    while pos + 4 <= len(data):
-        alen, atype = struct.unpack_from("=HH", data, pos)
-        out[atype] = data[pos + 4 : pos + alen]
-        pos += (alen + 3) & ~3
-    return out
 
 
 def test_register_message_layout() -> None:

@@ -24,22 +24,12 @@ from libitm.control.route import (
     RouteState,
 )
 from libitm.genl import family_id
+from tests.support.netlink_attrs import attrs as _attrs
 
 NLA_F_NESTED = 1 << 15
 A4 = ipaddress.ip_address("10.77.100.1")
 NET4 = ipaddress.ip_network("10.77.200.0/24")
 NET6 = ipaddress.ip_network("fd77:200::/48")
-
-
-def _attrs(data: bytes, start: int = 20) -> dict[int, bytes]:
-    """Attributes from ``start``: type (with flags) -> payload."""
-    out = {}
-    pos = start
-    while pos + 4 <= len(data):
-        alen, atype = struct.unpack_from("=HH", data, pos)
-        out[atype] = data[pos + 4 : pos + alen]
-        pos += (alen + 3) & ~3
-    return out
 
 
 def _wire(msg: spec.itm_routemsg) -> bytes:
