@@ -211,10 +211,10 @@ static int itmr_nl_unconfig_doit(struct sk_buff *skb, struct genl_info *info)
 	return err;
 }
 
-/* Milliseconds since @at, ITMR_NEVER for "never". */
+/* Milliseconds since @at (read once by the caller), ITMR_NEVER for "never". */
 static u32 itmr_age(unsigned long at)
 {
-	unsigned long d = jiffies - READ_ONCE(at);
+	unsigned long d = jiffies - at;
 	u64 ms;
 
 	if (d >= MAX_JIFFY_OFFSET / 2)
@@ -261,12 +261,12 @@ static int itmr_put_route(struct sk_buff *msg, struct itmr_route *r)
 	    nla_put_in6_addr(msg, ITMR_A_ROUTE_TARGET, &p->target) ||
 	    nla_put_u8(msg, ITMR_A_ROUTE_TAG, p->tag) ||
 	    nla_put_u8(msg, ITMR_A_ROUTE_RECEIPT, p->receipt) ||
-	    nla_put_u32(msg, ITMR_A_ROUTE_OUT_AGE, itmr_age(r->out_at)) ||
-	    nla_put_u32(msg, ITMR_A_ROUTE_IN_AGE, itmr_age(r->in_at)) ||
-	    nla_put_u32(msg, ITMR_A_ROUTE_PEER_AGE, itmr_age(r->peer_at)) ||
+	    nla_put_u32(msg, ITMR_A_ROUTE_OUT_AGE, itmr_age(READ_ONCE(r->out_at))) ||
+	    nla_put_u32(msg, ITMR_A_ROUTE_IN_AGE, itmr_age(READ_ONCE(r->in_at))) ||
+	    nla_put_u32(msg, ITMR_A_ROUTE_PEER_AGE, itmr_age(READ_ONCE(r->peer_at))) ||
 	    nla_put_u8(msg, ITMR_A_ROUTE_PEER_TAG, peer_tag) ||
 	    nla_put_in6_addr(msg, ITMR_A_ROUTE_PEER_VIA, &peer_via) ||
-	    nla_put_u32(msg, ITMR_A_ROUTE_HEARD_AGE, itmr_age(r->heard_at)) ||
+	    nla_put_u32(msg, ITMR_A_ROUTE_HEARD_AGE, itmr_age(READ_ONCE(r->heard_at))) ||
 	    nla_put_u8(msg, ITMR_A_ROUTE_HEARD_RECEIPT,
 		       READ_ONCE(r->heard_receipt)) ||
 	    nla_put_u64_64bit(msg, ITMR_A_ROUTE_TUNNELLED,

@@ -600,6 +600,7 @@ static unsigned int itmr_receive(struct net *net, struct itmr_net *rn,
 	u8 first[4], *msg, *body, *inner;
 	const u8 *peek;
 	bool relayed;
+	u64 counter;
 
 	peek = skb_header_pointer(skb, off, sizeof(first), first);
 	if (!peek || itmr_get_be16(peek) != ITMR_MAGIC ||
@@ -634,9 +635,9 @@ static unsigned int itmr_receive(struct net *net, struct itmr_net *rn,
 			return ITM_DROP;
 		}
 	}
-	if (!itmr_fresh(itmr_get_be64(msg + 4 + alen)) ||
-	    !itmr_window_accept(rn, msg + 4, alen,
-				itmr_get_be64(msg + 4 + alen))) {
+	counter = itmr_get_be64(msg + 4 + alen);
+	if (!itmr_fresh(counter) ||
+	    !itmr_window_accept(rn, msg + 4, alen, counter)) {
 		itmr_count(rn, ITMR_C_REPLAYED);
 		return ITM_DROP;
 	}
