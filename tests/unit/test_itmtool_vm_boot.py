@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +33,13 @@ class FakeBoots:
         self.timeouts: list[float] = []
 
     def __call__(
-        self, cmd: list[str], env: dict[str, str], *, timeout: float, stream: bool
+        self,
+        cmd: list[str],
+        env: dict[str, str],
+        *,
+        timeout: float,
+        stream: bool,
+        heartbeat: Path | None = None,
     ) -> tuple[int, str]:
         assert not self.started.exists(), "the marker of the last boot was not removed"
         self.timeouts.append(timeout)
@@ -112,3 +120,51 @@ def test_success_boots_once(
 ) -> None:
     res, _ = boot_vm([(True, 0, "ok\n")])
     assert (res.returncode, res.started, res.boots, res.output) == (0, True, 1, "ok\n")
+
+
+def _beating_guest(beat: Path, beats: int, then: str) -> list[str]:
+    """A stand-in VM: prints, beats `beats` times 0.1 s apart, then runs `then`."""
+    loop = f"for i in $(seq {beats}); do date +%s.%N > {beat}; sleep 0.1; done"
+    return ["sh", "-c", f"echo console line; {loop}; {then}"]
+
+
+def test_a_guest_whose_heartbeat_stops_is_killed_with_its_console(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hung guest fails in `stall` seconds, not at the tier's time limit."""
+    monkeypatch.setattr(vm, "STALL_POLL", 0.2)
+    beat, pidfile = tmp_path / "beat", tmp_path / "pid"
+    cmd = _beating_guest(beat, 3, f"echo $$ > {pidfile}; exec sleep 60")
+    t0 = time.monotonic()
+    with pytest.raises(vm.GuestStalled) as caught:
+        vm.run_group(cmd, dict(os.environ), timeout=60, stream=False, heartbeat=beat, stall=1.0)
+    assert time.monotonic() - t0 < 20
+    assert "console line" in str(caught.value.output)
+    assert "no heartbeat for 1 s" in str(caught.value)
+    pid = int(pidfile.read_text())
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+
+
+def test_a_guest_that_beats_or_has_not_started_beating_is_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beating to its end, or still booting (no heartbeat yet): no stall."""
+    monkeypatch.setattr(vm, "STALL_POLL", 0.2)
+    beat = tmp_path / "beat"
+    beat.write_text("left by an earlier run")  # removed before the boot
+    os.utime(beat, (0, 0))
+    rc, out = vm.run_group(
+        _beating_guest(beat, 15, "exit 3"),
+        dict(os.environ),
+        timeout=60,
+        stream=False,
+        heartbeat=beat,
+        stall=1.0,
+    )
+    assert (rc, out.strip()) == (3, "console line")
+    beat.unlink()
+    rc, _ = vm.run_group(
+        ["sh", "-c", "sleep 1.5"], dict(os.environ), timeout=60, stream=False,
+        heartbeat=beat, stall=0.5,
+    )  # fmt: skip
+    assert rc == 0

@@ -109,6 +109,8 @@ class GuestRun:
     bugmod_build: str | None = None
     selftest_dmesg: list[str] = field(default_factory=list)
     selftest_kmemleak: str | None = None
+    #: why the VM was killed before its end, when its heartbeat stopped
+    stalled: str | None = None
 
     def problem(self) -> str | None:
         """Why the run as a whole failed, or None."""
@@ -119,6 +121,12 @@ class GuestRun:
                 return f"generated module {gen.moddir.name} did not build cleanly:\n" + (
                     "\n".join(gen.diagnostics[-30:] or gen.log.splitlines()[-30:])
                 )
+        if self.stalled:
+            return (
+                f"{self.stalled}:\n"
+                + self.pytest_log[-2000:]
+                + ("\n--- console ---\n" + self.vm_output[-40000:])
+            )
         if self.vm_rc is None:
             return "the VM did not finish in time:\n" + self.vm_output[-3000:]
         if not self.results:
@@ -374,8 +382,10 @@ cat /proc/sys/kernel/tainted > {res}/tainted
             run.failed_boots += out.failed_boots
             # the console after the mark is the self-test's (its reports are wanted there)
             run.vm_output = run.vm_output.split(SELFTEST_MARK, 1)[0]
-        except subprocess.TimeoutExpired as exc:
+        except subprocess.TimeoutExpired as exc:  # vm.GuestStalled among them
             run.vm_output = str(exc.output or "")
+            if isinstance(exc, vm.GuestStalled):
+                run.stalled = str(exc)
         if not tainted_boot.exists():
             break
         run.failed_boots.append(tainted_boot.read_text(errors="replace"))

@@ -138,7 +138,7 @@ def run(
     rc_file = rwdirs[0] / RC_FILE
     started.unlink(missing_ok=True)
     rc_file.unlink(missing_ok=True)
-    lines = [f": > {shlex.quote(str(started))}"]
+    lines = vm.preamble(rwdirs[0])
     lines += [f"export {k}={shlex.quote(v)}" for k, v in exports.items()]
     lines += [f"cd {shlex.quote(str(resources.checkout() or Path.cwd()))}", script]
     script_file = rwdirs[0] / ".vm-script.sh"
@@ -162,7 +162,9 @@ def run(
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
     with tempfile.TemporaryDirectory(prefix="itm-uml-", dir=shm) as tmp:
         proc_env = {**os.environ, "TMPDIR": tmp}
-        _, out = vm.run_group(cmd, proc_env, timeout=timeout, stream=stream)
+        _, out = vm.run_group(
+            cmd, proc_env, timeout=timeout, stream=stream, heartbeat=rwdirs[0] / vm.HEARTBEAT
+        )
     reached = started.exists()
     started.unlink(missing_ok=True)
     rc = int(rc_file.read_text()) if rc_file.exists() else 255

@@ -30,6 +30,34 @@ BOOT_RETRIES = 1
 #: the file (in the first rwdir) the guest writes before anything else
 STARTED = ".vm-started"
 
+#: the file (in the first rwdir) the guest rewrites every HEARTBEAT_EVERY seconds
+#: while its command runs: a guest whose user space stopped (a kernel spinning in a
+#: warning's backtrace, a lost timer) stops writing it
+HEARTBEAT = ".vm-heartbeat"
+HEARTBEAT_EVERY = 5
+#: how long the heartbeat may stay still before the VM counts as hung and is
+#: killed: far above any pause of a guest that still runs (a TCG guest under the
+#: detectors on a loaded machine), far below a tier's time limit
+STALL_TIMEOUT = float(os.environ.get("ITM_VM_STALL", "300"))
+#: how often the host looks at the heartbeat
+STALL_POLL = 10.0
+
+
+class GuestStalled(subprocess.TimeoutExpired):
+    """The guest's heartbeat stopped for `timeout` seconds: the VM was killed."""
+
+    def __str__(self) -> str:
+        return f"the guest stopped: no heartbeat for {self.timeout:.0f} s; the VM was killed"
+
+
+def preamble(rwdir: Path) -> list[str]:
+    """The guest's first shell lines: mark the start, then beat until the guest ends."""
+    started, beat = shlex.quote(str(rwdir / STARTED)), shlex.quote(str(rwdir / HEARTBEAT))
+    return [
+        f": > {started}",
+        f"(while :; do date +%s > {beat}; sleep {HEARTBEAT_EVERY}; done) >/dev/null 2>&1 &",
+    ]
+
 
 @dataclass
 class VmResult:
@@ -112,7 +140,7 @@ def run(
     for d in rwdirs:
         d.mkdir(parents=True, exist_ok=True)
     started = rwdirs[0] / STARTED
-    lines = [f": > {shlex.quote(str(started))}"]
+    lines = preamble(rwdirs[0])
     lines += [f"export {k}={shlex.quote(v)}" for k, v in exports.items()]
     lines += [f"cd {shlex.quote(str(resources.checkout() or Path.cwd()))}", script]
     script_file = rwdirs[0] / ".vm-script.sh"
@@ -143,7 +171,7 @@ def run(
     while True:
         started.unlink(missing_ok=True)
         left = max(deadline - time.monotonic(), 1.0)
-        rc, out = _boot(cmd, proc_env, timeout=left, stream=stream)
+        rc, out = _boot(cmd, proc_env, timeout=left, stream=stream, heartbeat=rwdirs[0] / HEARTBEAT)
         reached = started.exists()
         if rc == 0 or reached or len(failed) == BOOT_RETRIES:
             break
@@ -158,13 +186,35 @@ def run(
     return VmResult(rc, out, started=reached, failed_boots=failed)
 
 
+def _stale(heartbeat: Path, stall: float) -> bool:
+    """Whether the guest has beaten and then stayed still for `stall` seconds."""
+    try:
+        return time.time() - heartbeat.stat().st_mtime > stall
+    except FileNotFoundError:  # not started yet: booting is the timeout's business
+        return False
+
+
 def run_group(
-    cmd: list[str], env: dict[str, str], *, timeout: float, stream: bool
+    cmd: list[str],
+    env: dict[str, str],
+    *,
+    timeout: float,
+    stream: bool,
+    heartbeat: Path | None = None,
+    stall: float | None = None,
 ) -> tuple[int, str]:
     """Run a VM (vng, UML) to its end; kill its whole process group on a timeout or ^C.
 
-    Returns the exit status and the output (empty with `stream`).
+    Returns the exit status and the output (empty with `stream`).  With
+    `heartbeat` (the guest's :data:`HEARTBEAT` file, removed here first), a
+    guest whose heartbeat stays still for `stall` seconds (default
+    :data:`STALL_TIMEOUT`) is killed and :class:`GuestStalled` raised, with the
+    console so far as its ``output``.
     """
+    stall = STALL_TIMEOUT if stall is None else stall
+    if heartbeat is not None:
+        heartbeat.unlink(missing_ok=True)
+    deadline = time.monotonic() + timeout
     # vng starts QEMU in children of its own, UML its helpers: a timeout must end them all
     with subprocess.Popen(
         cmd,
@@ -177,7 +227,20 @@ def run_group(
         start_new_session=True,
     ) as proc:
         try:
-            out, _ = proc.communicate(timeout=timeout)
+            while True:
+                left = deadline - time.monotonic()
+                try:
+                    out, _ = proc.communicate(timeout=max(min(left, STALL_POLL), 0.0))
+                    break
+                except subprocess.TimeoutExpired:
+                    if left <= STALL_POLL:
+                        raise
+                    if heartbeat is not None and _stale(heartbeat, stall):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                        rest, _ = proc.communicate()
+                        raise GuestStalled(cmd, stall, output=rest) from None
+        except GuestStalled:
+            raise
         except BaseException:  # a timeout, ^C: never leave a VM behind
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
