@@ -49,6 +49,7 @@ enum itmr_counter {
 	ITMR_C_TOO_BIG,
 	ITMR_C_MSS_CLAMPED,
 	ITMR_C_SEND_ERRORS,
+	ITMR_C_NO_ROUTE,
 	ITMR_C_NUM,
 };
 

@@ -231,6 +231,8 @@ static int itmr_put_stats(struct sk_buff *msg, struct itmr_net *rn)
 	if (!nest)
 		return -EMSGSIZE;
 	/* the stats attributes follow enum itmr_counter, from 1 */
+	BUILD_BUG_ON(ITMR_A_STATS_TUNNELLED + ITMR_C_NUM - 1 !=
+		     ITMR_A_STATS_NO_ROUTE);
 	for (c = 0; c < ITMR_C_NUM; c++) {
 		if (nla_put_u64_64bit(msg, ITMR_A_STATS_TUNNELLED + c,
 				      atomic64_read(&rn->stats[c]),

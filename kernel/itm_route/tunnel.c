@@ -153,37 +153,60 @@ static u8 itmr_dscp(const u8 *p)
 	return ipv6_get_dsfield((const struct ipv6hdr *)p) & ~INET_ECN_MASK;
 }
 
-static int itmr_send4(struct net *net, const struct itmr_conf *c,
-		      struct sk_buff *skb, const struct in6_addr *to, u8 tos)
-{
-	struct flowi4 fl4 = {
-		.daddr = to->s6_addr32[0],
-		.flowi4_mark = c->mark,
-		.flowi4_proto = IPPROTO_UDP,
-		.fl4_sport = c->port,
-		.fl4_dport = c->port,
+/* The route of the outer datagrams to one ITM, looked up once per buffer. */
+struct itmr_outer {
+	struct dst_entry *dst;
+	union {
+		struct flowi4 fl4;
+		struct flowi6 fl6;
 	};
+};
+
+/* Look up the route to @to, port to port; 0, or the lookup's error. */
+static int itmr_outer_route(struct net *net, const struct itmr_conf *c,
+			    const struct in6_addr *to, struct itmr_outer *o)
+{
 	struct rtable *rt;
+
+	if (c->v6) {
+		memset(&o->fl6, 0, sizeof(o->fl6));
+		o->fl6.daddr = *to;
+		o->fl6.flowi6_mark = c->mark;
+		o->fl6.flowi6_proto = IPPROTO_UDP;
+		o->fl6.fl6_sport = c->port;
+		o->fl6.fl6_dport = c->port;
+		return ip6_dst_lookup(net, NULL, &o->dst, &o->fl6);
+	}
+	memset(&o->fl4, 0, sizeof(o->fl4));
+	o->fl4.daddr = to->s6_addr32[0];
+	o->fl4.flowi4_mark = c->mark;
+	o->fl4.flowi4_proto = IPPROTO_UDP;
+	o->fl4.fl4_sport = c->port;
+	o->fl4.fl4_dport = c->port;
+	rt = ip_route_output_key(net, &o->fl4);
+	if (IS_ERR(rt))
+		return PTR_ERR(rt);
+	o->dst = &rt->dst;
+	return 0;
+}
+
+static int itmr_send4(struct net *net, struct sk_buff *skb,
+		      const struct itmr_outer *o, u8 tos)
+{
 	struct iphdr *iph;
 	int err;
 
-	rt = ip_route_output_key(net, &fl4);
-	if (IS_ERR(rt)) {
-		kfree_skb(skb);
-		return PTR_ERR(rt);
-	}
-	skb_dst_set(skb, &rt->dst);
-	udp_set_csum(false, skb, fl4.saddr, fl4.daddr, skb->len);
+	udp_set_csum(false, skb, o->fl4.saddr, o->fl4.daddr, skb->len);
 	iph = skb_push(skb, sizeof(*iph));
 	skb_reset_network_header(skb);
 	iph->version = 4;
 	iph->ihl = sizeof(*iph) >> 2;
 	iph->tos = tos;
 	iph->frag_off = htons(IP_DF);
-	iph->ttl = ip4_dst_hoplimit(&rt->dst);
+	iph->ttl = ip4_dst_hoplimit(o->dst);
 	iph->protocol = IPPROTO_UDP;
-	iph->saddr = fl4.saddr;
-	iph->daddr = fl4.daddr;
+	iph->saddr = o->fl4.saddr;
+	iph->daddr = o->fl4.daddr;
 	skb->protocol = htons(ETH_P_IP);
 	memset(IPCB(skb), 0, sizeof(*IPCB(skb)));
 	ip_select_ident(net, skb, NULL);
@@ -193,34 +216,20 @@ static int itmr_send4(struct net *net, const struct itmr_conf *c,
 	return net_xmit_eval(err);
 }
 
-static int itmr_send6(struct net *net, const struct itmr_conf *c,
-		      struct sk_buff *skb, const struct in6_addr *to, u8 tclass)
+static int itmr_send6(struct net *net, struct sk_buff *skb,
+		      const struct itmr_outer *o, u8 tclass)
 {
-	struct flowi6 fl6 = {
-		.daddr = *to,
-		.flowi6_mark = c->mark,
-		.flowi6_proto = IPPROTO_UDP,
-		.fl6_sport = c->port,
-		.fl6_dport = c->port,
-	};
-	struct dst_entry *dst;
 	struct ipv6hdr *ip6h;
 	int err;
 
-	err = ip6_dst_lookup(net, NULL, &dst, &fl6);
-	if (err) {
-		kfree_skb(skb);
-		return err;
-	}
-	skb_dst_set(skb, dst);
-	udp6_set_csum(false, skb, &fl6.saddr, &fl6.daddr, skb->len);
+	udp6_set_csum(false, skb, &o->fl6.saddr, &o->fl6.daddr, skb->len);
 	ip6h = skb_push(skb, sizeof(*ip6h));
 	skb_reset_network_header(skb);
 	ip6_flow_hdr(ip6h, tclass, 0);
 	ip6h->nexthdr = IPPROTO_UDP;
-	ip6h->hop_limit = ip6_dst_hoplimit(dst);
-	ip6h->saddr = fl6.saddr;
-	ip6h->daddr = fl6.daddr;
+	ip6h->hop_limit = ip6_dst_hoplimit(o->dst);
+	ip6h->saddr = o->fl6.saddr;
+	ip6h->daddr = o->fl6.daddr;
 	skb->protocol = htons(ETH_P_IPV6);
 	memset(IP6CB(skb), 0, sizeof(*IP6CB(skb)));
 	/* ip6_local_out() sets payload_len */
@@ -229,11 +238,12 @@ static int itmr_send6(struct net *net, const struct itmr_conf *c,
 }
 
 /*
- * Send the sealed datagram at skb->data to @to, port to port, with @dsfield
- * in the outer header.  Consumes @skb.
+ * Send the sealed datagram at skb->data along @o, port to port, with
+ * @dsfield in the outer header.  Consumes @skb; @o keeps its route.
  */
 static int itmr_send(struct net *net, const struct itmr_conf *c,
-		     struct sk_buff *skb, const struct in6_addr *to, u8 dsfield)
+		     struct sk_buff *skb, const struct itmr_outer *o,
+		     u8 dsfield)
 {
 	struct udphdr *uh;
 
@@ -241,6 +251,7 @@ static int itmr_send(struct net *net, const struct itmr_conf *c,
 	skb->mark = c->mark;
 	skb->ip_summed = CHECKSUM_NONE;
 	skb_clear_hash(skb);
+	skb_dst_set(skb, dst_clone(o->dst));
 	uh = skb_push(skb, sizeof(*uh));
 	skb_reset_transport_header(skb);
 	uh->source = c->port;
@@ -248,14 +259,15 @@ static int itmr_send(struct net *net, const struct itmr_conf *c,
 	uh->len = htons(skb->len);
 	uh->check = 0;
 	if (c->v6)
-		return itmr_send6(net, c, skb, to, dsfield);
-	return itmr_send4(net, c, skb, to, dsfield);
+		return itmr_send6(net, skb, o, dsfield);
+	return itmr_send4(net, skb, o, dsfield);
 }
 
 /* Seal one whole inner packet (skb->data on it) and send it on @p. */
 static void itmr_encap_one(struct net *net, struct itmr_net *rn,
 			   const struct itmr_conf *c, struct itmr_route *r,
-			   const struct itmr_path *p, struct sk_buff *skb)
+			   const struct itmr_path *p,
+			   const struct itmr_outer *o, struct sk_buff *skb)
 {
 	unsigned int alen = itmr_alen(c), hlen = itmr_hdr_len(c);
 	unsigned int need = hlen + itmr_head_len(c) + itmr_outer_len(c) +
@@ -285,7 +297,7 @@ static void itmr_encap_one(struct net *net, struct itmr_net *rn,
 	itmr_put_header(h, c, ITMR_DATA, itmr_next_counter(rn));
 	len = skb->len;
 	itmr_mac(c, skb->data, len, skb_put(skb, ITMR_TAG_LEN));
-	if (itmr_send(net, c, skb, &p->via, dscp)) {
+	if (itmr_send(net, c, skb, o, dscp)) {
 		itmr_count(rn, ITMR_C_SEND_ERRORS);
 		return;
 	}
@@ -385,27 +397,40 @@ static unsigned int itmr_tunnel(struct net *net, struct itmr_net *rn,
 				const struct itm_pkt *pkt)
 {
 	struct sk_buff *segs, *seg, *next;
+	struct itmr_outer o;
 
 	if (itmr_wire_len(skb, pkt) > c->mtu)
 		return itmr_too_big(rn, c, r, skb, pkt);
+	/*
+	 * No route to the relay: the packet goes direct, as the daemon's own
+	 * data path does (fail open; the daemon's probes find the path down).
+	 */
+	if (itmr_outer_route(net, c, &p->via, &o)) {
+		itmr_count(rn, ITMR_C_NO_ROUTE);
+		atomic64_inc(&r->direct);
+		itmr_count(rn, ITMR_C_DIRECT);
+		return ITM_ACCEPT;
+	}
 	if (pkt->nhoff)
 		skb_pull(skb, pkt->nhoff);
 	if (!skb_is_gso(skb)) {
-		itmr_encap_one(net, rn, c, r, p, skb);
-		return ITM_STOLEN;
+		itmr_encap_one(net, rn, c, r, p, &o, skb);
+		goto out;
 	}
 	/* each wire packet in a datagram of its own, checksums computed */
 	segs = skb_gso_segment(skb, 0);
 	if (IS_ERR_OR_NULL(segs)) {
 		itmr_count(rn, ITMR_C_SEND_ERRORS);
 		kfree_skb(skb);
-		return ITM_STOLEN;
+		goto out;
 	}
 	consume_skb(skb);
 	skb_list_walk_safe(segs, seg, next) {
 		skb_mark_not_on_list(seg);
-		itmr_encap_one(net, rn, c, r, p, seg);
+		itmr_encap_one(net, rn, c, r, p, &o, seg);
 	}
+out:
+	dst_release(o.dst);
 	return ITM_STOLEN;
 }
 
@@ -598,9 +623,11 @@ static unsigned int itmr_receive(struct net *net, struct itmr_net *rn,
 	unsigned int mlen, ulen, ilen, own;
 	struct in6_addr target = {};
 	u8 first[4], *msg, *body, *inner;
+	struct itmr_outer o;
 	const u8 *peek;
 	bool relayed;
 	u64 counter;
+	int err;
 
 	peek = skb_header_pointer(skb, off, sizeof(first), first);
 	if (!peek || itmr_get_be16(peek) != ITMR_MAGIC ||
@@ -667,9 +694,15 @@ static unsigned int itmr_receive(struct net *net, struct itmr_net *rn,
 	msg[3] |= ITMR_RELAYED;
 	itmr_put_header(msg, c, msg[3] & ~ITMR_V6, itmr_next_counter(rn));
 	itmr_mac(c, msg, mlen - ITMR_TAG_LEN, msg + mlen - ITMR_TAG_LEN);
+	if (itmr_outer_route(net, c, &target, &o)) {
+		itmr_count(rn, ITMR_C_NO_ROUTE);
+		return ITM_DROP;
+	}
 	skb_pull(skb, off);
 	skb_trim(skb, mlen);
-	if (itmr_send(net, c, skb, &target, itmr_dscp(inner))) {
+	err = itmr_send(net, c, skb, &o, itmr_dscp(inner));
+	dst_release(o.dst);
+	if (err) {
 		itmr_count(rn, ITMR_C_SEND_ERRORS);
 		return ITM_STOLEN;
 	}

@@ -241,9 +241,23 @@ time.sleep(600)
 """
 
 
-def test_kill_9_of_the_owner_sends_packets_direct(ov: Overlay) -> None:
+def test_no_route_to_the_relay_or_kill_9_of_the_owner_sends_packets_direct(
+    ov: Overlay,
+) -> None:
+    """The tunnel fails open: a relay A cannot reach, then an owner killed with -9."""
     for ns in (ov.a, ov.d):
         kit.sh("ip", "netns", "exec", ns, "iptables", "-F", "OUTPUT")
+    with netns(ov.a), ItmRouteClient() as owner:
+        owner.config(addr=ipaddress.ip_address(A_OVERLAY), port=PORT,
+                     key=bytes.fromhex(ov.key), mtu=MTU, mark=MARK)  # fmt: skip
+        nowhere = ipaddress.ip_address("10.99.0.1")  # A has no route there
+        owner.route_set(RouteSpec(D_NET, ipaddress.ip_address(D_OVERLAY), nowhere, tag=1))
+        ping = _ping(ov.a, D_OVERLAY, count=3)
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        state, routes = owner.get()
+        assert state is not None, "the owner is alive"
+        assert state.stats["no_route"] >= 3 and state.stats["tunnelled"] == 0, state
+        assert state.stats["send_errors"] == 0 and routes[0].direct >= 3, routes
     proc = subprocess.Popen(
         ["ip", "netns", "exec", ov.a, sys.executable, "-c", OWNER,
          A_OVERLAY, ov.key, D_OVERLAY, str(R1_A)],
