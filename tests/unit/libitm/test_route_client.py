@@ -163,6 +163,7 @@ def test_get_replies_become_dataclasses() -> None:
         "too_big",
         "mss_clamped",
         "send_errors",
+        "no_route",
     )
     (r,) = routes
     assert r == RouteState(
