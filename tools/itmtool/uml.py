@@ -162,11 +162,16 @@ def run(
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
     with tempfile.TemporaryDirectory(prefix="itm-uml-", dir=shm) as tmp:
         proc_env = {**os.environ, "TMPDIR": tmp}
-        _, out = vm.run_group(
+        status, out = vm.run_group(
             cmd, proc_env, timeout=timeout, stream=stream, heartbeat=rwdirs[0] / vm.HEARTBEAT
         )
     reached = started.exists()
     started.unlink(missing_ok=True)
     rc = int(rc_file.read_text()) if rc_file.exists() else 255
+    if not rc_file.exists():
+        # UML itself ended before the script did: say how (a host signal kills it
+        # without a word on its console)
+        how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
+        out += f"\nitmtool uml: the UML process ended before the script finished ({how})\n"
     rc_file.unlink(missing_ok=True)
     return vm.VmResult(rc, out, started=reached)
