@@ -52,6 +52,15 @@ def test_the_daemons_choose_the_paths_and_the_kernel_carries_the_packets() -> No
                     stream.run(6.0)
                 finally:
                     stream.close()
+                if _current(ov) != "r1":
+                    # under TCG beside other guests the measured round trips are
+                    # noisy (once still "direct" after the 6 s): more rounds, with
+                    # traffic (an idle destination is not probed)
+                    more = SeqStream(ov, rate=100, port=5702)
+                    try:
+                        more.run(14.0)
+                    finally:
+                        more.close()
                 assert _current(ov) == "r1", a.snapshot()["destinations"]
                 with netns(ov.a), ItmRouteClient() as watch:
                     state, routes = watch.get()
