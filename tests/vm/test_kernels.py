@@ -91,8 +91,8 @@ def test_vm_booted_this_kernel(kernel: Kernel) -> None:
 
 #: (kernel, guest test) pairs: every kernel runs every guest test, but the SMP
 #: debug kernel its concurrency files (tests.vm.guest.DEBUG_SMP_SUITE) unless
-#: ITM_DEBUG_SUITE=all, and the kernels with the detectors leave out the files
-#: named in tests.vm.guest.DETECTORS_LEAVE_OUT, each with its reason; a file of
+#: ITM_DEBUG_SUITE=all, when it leaves out the files named in
+#: tests.vm.guest.DEBUG_LEAVE_OUT, each with its reason; a file of
 #: tests.vm.guest.ONE_DEBIAN_KERNEL runs on that one of Debian's kernels
 CASES = [(k, t) for k in KERNELS for t in GUEST_TESTS if in_suite(k, t)]
 
