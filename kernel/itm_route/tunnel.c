@@ -309,6 +309,14 @@ drop:
 	kfree_skb(skb);
 }
 
+/* Let a packet to @r's prefix go direct, counted. */
+static unsigned int itmr_go_direct(struct itmr_net *rn, struct itmr_route *r)
+{
+	atomic64_inc(&r->direct);
+	itmr_count(rn, ITMR_C_DIRECT);
+	return ITM_ACCEPT;
+}
+
 /* Lower the MSS option of a TCP SYN to what fits the tunnel. */
 static void itmr_clamp_mss(struct itmr_net *rn, const struct itmr_conf *c,
 			   struct sk_buff *skb, const struct itm_pkt *pkt)
@@ -386,9 +394,7 @@ static unsigned int itmr_too_big(struct itmr_net *rn, const struct itmr_conf *c,
 		itmr_count(rn, ITMR_C_TOO_BIG);
 		return ITM_DROP;
 	}
-	atomic64_inc(&r->direct);
-	itmr_count(rn, ITMR_C_DIRECT);
-	return ITM_ACCEPT;
+	return itmr_go_direct(rn, r);
 }
 
 static unsigned int itmr_tunnel(struct net *net, struct itmr_net *rn,
@@ -407,9 +413,7 @@ static unsigned int itmr_tunnel(struct net *net, struct itmr_net *rn,
 	 */
 	if (itmr_outer_route(net, c, &p->via, &o)) {
 		itmr_count(rn, ITMR_C_NO_ROUTE);
-		atomic64_inc(&r->direct);
-		itmr_count(rn, ITMR_C_DIRECT);
-		return ITM_ACCEPT;
+		return itmr_go_direct(rn, r);
 	}
 	if (pkt->nhoff)
 		skb_pull(skb, pkt->nhoff);
@@ -460,11 +464,8 @@ static unsigned int itmr_out(enum itm_hook where, int class,
 	    pkt->transport)
 		itmr_clamp_mss(rn, c, skb, pkt);
 	p = rcu_dereference(r->path);
-	if (p->direct) {
-		atomic64_inc(&r->direct);
-		itmr_count(rn, ITMR_C_DIRECT);
-		return ITM_ACCEPT;
-	}
+	if (p->direct)
+		return itmr_go_direct(rn, r);
 	return itmr_tunnel(net, rn, c, r, p, skb, pkt);
 }
 
@@ -691,13 +692,13 @@ static unsigned int itmr_receive(struct net *net, struct itmr_net *rn,
 		itmr_count(rn, ITMR_C_TO_DAEMON);
 		return ITM_ACCEPT;
 	}
-	msg[3] |= ITMR_RELAYED;
-	itmr_put_header(msg, c, msg[3] & ~ITMR_V6, itmr_next_counter(rn));
-	itmr_mac(c, msg, mlen - ITMR_TAG_LEN, msg + mlen - ITMR_TAG_LEN);
 	if (itmr_outer_route(net, c, &target, &o)) {
 		itmr_count(rn, ITMR_C_NO_ROUTE);
 		return ITM_DROP;
 	}
+	msg[3] |= ITMR_RELAYED;
+	itmr_put_header(msg, c, msg[3] & ~ITMR_V6, itmr_next_counter(rn));
+	itmr_mac(c, msg, mlen - ITMR_TAG_LEN, msg + mlen - ITMR_TAG_LEN);
 	skb_pull(skb, off);
 	skb_trim(skb, mlen);
 	err = itmr_send(net, c, skb, &o, itmr_dscp(inner));

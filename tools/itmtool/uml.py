@@ -167,11 +167,13 @@ def run(
         )
     reached = started.exists()
     started.unlink(missing_ok=True)
-    rc = int(rc_file.read_text()) if rc_file.exists() else 255
-    if not rc_file.exists():
+    if rc_file.exists():
+        rc = int(rc_file.read_text())
+        rc_file.unlink()
+    else:
         # UML itself ended before the script did: say how (a host signal kills it
         # without a word on its console)
+        rc = 255
         how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
         out += f"\nitmtool uml: the UML process ended before the script finished ({how})\n"
-    rc_file.unlink(missing_ok=True)
     return vm.VmResult(rc, out, started=reached)
