@@ -25,15 +25,25 @@ def count(text: str) -> int:
     return value
 
 
-def workers(text: str) -> int:
-    """A number of worker processes, 1..64."""
+def _number_of(text: str, what: str, most: int) -> int:
+    """An integer in 1..`most`; the error names `what` it counts."""
     try:
         value = int(text)
     except ValueError:
         value = 0
-    if not 1 <= value <= 64:
-        raise argparse.ArgumentTypeError(f"must be a number of workers in 1..64, not {text!r}")
+    if not 1 <= value <= most:
+        raise argparse.ArgumentTypeError(f"must be a number of {what} in 1..{most}, not {text!r}")
     return value
+
+
+def workers(text: str) -> int:
+    """A number of worker processes, 1..64."""
+    return _number_of(text, "workers", 64)
+
+
+def vcpus(text: str) -> int:
+    """A number of virtual CPUs, 1..16."""
+    return _number_of(text, "vCPUs", 16)
 
 
 def seconds(text: str) -> float:

@@ -198,6 +198,8 @@ def test_dkms_install_two_kernels_modprobe_in_vm_and_remove() -> None:
             "--kernel",
             k612.name,
             "--no-build",
+            "--cpus",  # the VM tier's guests may run beside it (docs/testing.md)
+            "1",
             "--console",
             "--timeout",
             "600",

@@ -163,6 +163,7 @@ CASES = {
     "load no name": Case(["load"], 2, "required"),
     "unload no name": Case(["unload"], 2, "required"),
     "vm negative timeout": Case(["vm", "--timeout", "-5"], 2, "> 0"),
+    "vm zero cpus": Case(["vm", "--cpus", "0"], 2, "1..16"),
     "vm unknown kernel": Case(["vm", "--kernel", "9.9", "--no-build"], 6, "no kernel image"),
     "dkms bad action": Case(["dkms", "frob"], 2, "invalid choice"),
     "new bad name": Case(["new", "user", "1bad"], 2, "bad name"),

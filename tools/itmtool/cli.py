@@ -243,6 +243,7 @@ def _cmd_vm(args: argparse.Namespace) -> int:
         env={"ITM_MODDIR": str(moddir)},
         stream=True,
         timeout=args.timeout,
+        cpus=args.cpus,
         append=(),
         console=args.console,
     )
@@ -486,6 +487,12 @@ def _add_module_commands(sub: Any) -> None:
     )
     p.add_argument("--kernel", metavar="NAME", help="kernel of the matrix (default: the newest)")
     p.add_argument("--no-build", action="store_true", help="use the modules already built")
+    p.add_argument(
+        "--cpus",
+        type=cliargs.vcpus,
+        default=2,
+        help="virtual CPUs (default 2; 1 when another VM runs beside it on a 2-core machine)",
+    )
     p.add_argument(
         "--timeout", type=cliargs.seconds, default=1800, help="seconds before the VM is killed"
     )
