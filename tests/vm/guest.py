@@ -49,6 +49,15 @@ VM_TIMEOUT = float(os.environ.get("ITM_VM_TIMEOUT", "2400"))
 DEBUG_ALL_TIMEOUT = 4 * 3600.0
 #: kernels whose tiers run at the same time (a TCG guest keeps about one core busy)
 VM_JOBS = int(os.environ.get("ITM_VM_JOBS", "2"))
+#: vCPUs of a guest that shares the machine with another (Debian's two run side
+#: by side).  QEMU's TCG runs each vCPU in a thread of its own, and two guests of
+#: two vCPUs on this 2-core machine made every guest program about 4x slower than
+#: two guests of one (`import pyroute2`: 64-132 s against 20-24 s, measured side
+#: by side; docs/testing.md).  The SMP debug kernel runs alone, with 2 vCPUs: the
+#: tier where two CPUs meet in our code under the detectors.
+SHARED_GUEST_CPUS = int(os.environ.get("ITM_VM_CPUS", "1"))
+#: vCPUs of a guest that runs alone (the exclusive tiers)
+ALONE_GUEST_CPUS = 2
 
 #: on a kernel with the detectors, before anything of ours runs: a kernel tainted
 #: while booting has already reported something (seen once in six debug boots
@@ -81,6 +90,14 @@ rmmod bugmod
 insmod {ko} bug=oob && rmmod bugmod
 dmesg > {res}/selftest-dmesg.txt"""
 BUGMOD = Path(__file__).parent / "bugmod"
+
+#: where the guest loads our modules from: a copy in its own tmpfs, made when it
+#: starts, of the .ko files stripped of their debug info (Kbuild's INSTALL_MOD_STRIP
+#: does the same).  virtme-ng shares the root over 9p without a page cache, so
+#: every read goes to the host, at about 1.5 MB/s under TCG: each insmod of the
+#: 2.4 MB itm_mod.ko cost over a second, and 20 load/unload cycles 110 s instead
+#: of 70 (docs/testing.md)
+GUEST_MODULES = "/tmp/itm-modules"
 
 
 @dataclass
@@ -278,6 +295,12 @@ def exclusive(kernel: Kernel) -> bool:
     return kernel.flavour == "debug"
 
 
+def guest_cpus(kernel: Kernel) -> int:
+    """The vCPUs `kernel`'s guest gets: 2 when its tier runs alone, else
+    SHARED_GUEST_CPUS (1; ``ITM_VM_CPUS``)."""
+    return ALONE_GUEST_CPUS if exclusive(kernel) else SHARED_GUEST_CPUS
+
+
 _tiers: dict[str, Future[GuestRun]] = {}
 _tiers_lock = threading.Lock()
 
@@ -308,10 +331,13 @@ def _schedule(kernels: list[Kernel]) -> None:
             _fill(_tiers[k.name], k)
 
 
-def tier(kernel: Kernel) -> GuestRun:
-    """`kernel`'s tier run, waited for; the first call starts every selected kernel's
-    (:func:`_schedule`), so that the tests of one kernel can be read while the
-    others' still run."""
+def start_tiers() -> None:
+    """Start every selected kernel's tier in the background (:func:`_schedule`), once.
+
+    tests/conftest.py calls it as soon as a run has collected tests of the VM
+    tier, so that the guests build, boot and run while the unit and host tiers
+    still run in the foreground: their minutes are then off the critical path of
+    `make test` (docs/testing.md)."""
     with _tiers_lock:
         if not _tiers:
             kernels = selected_kernels()
@@ -319,6 +345,13 @@ def tier(kernel: Kernel) -> GuestRun:
             threading.Thread(
                 target=_schedule, args=(kernels,), name="vm-tiers", daemon=True
             ).start()
+
+
+def tier(kernel: Kernel) -> GuestRun:
+    """`kernel`'s tier run, waited for (started by the first call if nothing
+    started it before), so that the tests of one kernel can be read while the
+    others' still run."""
+    start_tiers()
     return _tiers[kernel.name].result()
 
 
@@ -335,6 +368,22 @@ def _build_bugmod(kernel: Kernel, top: Path) -> tuple[Path, str, bool]:
     return src / "bugmod.ko", build.stdout[-2000:] + build.stderr[-2000:], build.returncode == 0
 
 
+def stage_modules(top: Path, stage: Path) -> Path:
+    """Copy every .ko under `top`'s src/ and generated/ to `stage`, in the same
+    layout, stripped of debug info (``strip --strip-debug``); `stage` is returned."""
+    shutil.rmtree(stage, ignore_errors=True)
+    for part in ("src", "generated"):
+        for ko in sorted((top / part).rglob("*.ko")):
+            dst = stage / ko.relative_to(top)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(
+                ["strip", "--strip-debug", "-o", str(dst), str(ko)],
+                check=True,
+                capture_output=True,
+            )
+    return stage
+
+
 def run_kernel_tier(kernel: Kernel, pytest_args: tuple[str, ...] = ()) -> GuestRun:
     """Build for `kernel`, boot it and run the guest suite; never raises for test failures."""
     top = _run_dir(kernel)
@@ -349,6 +398,7 @@ def run_kernel_tier(kernel: Kernel, pytest_args: tuple[str, ...] = ()) -> GuestR
         return run
     res = top / "results"
     res.mkdir(parents=True)
+    stage = stage_modules(top, top / "guest-modules")
     # a test file or node id among the arguments replaces the kernel's suite
     paths = [a for a in pytest_args if a.startswith(GUEST_SUITE)] or list(suite_of(kernel))
     suite = " ".join(paths) if paths else GUEST_SUITE
@@ -361,6 +411,8 @@ def run_kernel_tier(kernel: Kernel, pytest_args: tuple[str, ...] = ()) -> GuestR
             selftest = SELFTEST.format(mark=SELFTEST_MARK, clear=KMEMLEAK_CLEAR, ko=ko, res=res)
     boot_check = BOOT_TAINT_CHECK.format(res=res) if kernel.detectors else ""
     script = f"""
+mkdir -p {GUEST_MODULES} && cp -r {stage}/. {GUEST_MODULES}/ || exit 1
+export ITM_MODDIR={GUEST_MODULES}/src
 uname -r > {res}/uname
 {boot_check}
 {KMEMLEAK_CLEAR}
@@ -385,9 +437,9 @@ cat /proc/sys/kernel/tainted > {res}/tainted
                 if kernel.flavour == "debug" and suite_of(kernel) != DEBUG_SMP_SUITE
                 else VM_TIMEOUT,
                 console=True,
+                cpus=guest_cpus(kernel),
                 # the fuzz tests' seed, time and cycles (docs/fuzzing.md) pass through
-                env={"ITM_MODDIR": str(run.build.moddir)}
-                | {k: v for k, v in os.environ.items() if k.startswith("ITM_FUZZ_")},
+                env={k: v for k, v in os.environ.items() if k.startswith("ITM_FUZZ_")},
             )
             run.vm_rc, run.vm_output = out.returncode, out.output
             run.failed_boots += out.failed_boots
