@@ -45,10 +45,10 @@ def main() -> int:
     ap.add_argument("--queue-maxlen", type=int, default=4096)
     ap.add_argument("--pause", type=float, default=0.0, help="seconds not reading after start")
     ap.add_argument(
-        "--swap-after",
-        type=float,
+        "--swap-when",
+        type=Path,
         default=None,
-        help="then unregister the app and register 'late' (drops --swap-dport)",
+        help="once this file exists, unregister the app and register 'late' (drops --swap-dport)",
     )
     ap.add_argument("--swap-dport", type=int, default=0)
     args = ap.parse_args()
@@ -124,10 +124,12 @@ def main() -> int:
     loop.register_hook(args.hook, info)
     if args.timer:
         loop.register_timer(lambda: emit(kind="timer", t=time.monotonic()), args.timer)
-    if args.swap_after:
+    if args.swap_when:
         swap_timer: list[TimerHandle] = []
 
         def swap() -> None:
+            if not args.swap_when.exists():
+                return
             loop.unregister_timer(swap_timer[0])
             loop.unregister_hook(info)
             late = ItmInfo(
@@ -139,7 +141,7 @@ def main() -> int:
             loop.register_hook(args.hook, late)
             emit(kind="swapped")
 
-        swap_timer.append(loop.register_timer(swap, args.swap_after))
+        swap_timer.append(loop.register_timer(swap, 0.05))
     code = 0
     try:
         loop.start()

@@ -544,8 +544,8 @@ def test_register_and_unregister_while_running(net: NetPair, tmp_path: Path) -> 
         '{"protocol": "udp", "dport": 5012}',
         "--verdict",
         "drop",
-        "--swap-after",
-        "1.0",
+        "--swap-when",
+        str(tmp_path / "swap"),
         "--swap-dport",
         "5013",
         "--events",
@@ -556,6 +556,7 @@ def test_register_and_unregister_while_running(net: NetPair, tmp_path: Path) -> 
     r = net.receiver(net.b, "udp-recv", "5012", "0.5", "2")
     net.net(net.a, "udp-send", net.ip_b, "5012", "2")
     assert _recv_result(r)["received"] == 0
+    (tmp_path / "swap").touch()  # the app swaps its registrations now
     end = time.monotonic() + 10
     while "ITM-late" not in net.rules(net.b) and time.monotonic() < end:
         time.sleep(0.05)
