@@ -316,9 +316,14 @@ def _fill(future: Future[GuestRun], kernel: Kernel) -> None:
 
 
 def _schedule(kernels: list[Kernel]) -> None:
-    """The QEMU kernels VM_JOBS at once and, beside them, the UML kernels one at a
-    time (a UML kernel is one native process: a few minutes of one core); then
-    each exclusive kernel alone."""
+    """Each exclusive kernel first, alone among the VMs (in `make test` that is
+    while the unit and host tiers run in the foreground, which leave much of the
+    machine idle); then the QEMU kernels VM_JOBS at once and, beside them, the UML
+    kernels one at a time (a UML kernel is one native process: a few minutes of
+    one core)."""
+    for k in kernels:
+        if exclusive(k):
+            _fill(_tiers[k.name], k)
     qemu = [k for k in kernels if not exclusive(k) and not k.is_uml]
     uml = [k for k in kernels if not exclusive(k) and k.is_uml]
     with (
@@ -329,9 +334,6 @@ def _schedule(kernels: list[Kernel]) -> None:
             lane.submit(_fill, _tiers[k.name], k)
         for k in qemu:
             pool.submit(_fill, _tiers[k.name], k)
-    for k in kernels:
-        if exclusive(k):
-            _fill(_tiers[k.name], k)
 
 
 def start_tiers() -> None:

@@ -41,8 +41,8 @@ GUEST_TESTS = collect_guest_tests()
 
 
 def _run(kernel: Kernel) -> GuestRun:
-    """The tier of `kernel` (tests.vm.guest.tier: Debian's kernels two at a time
-    with the UML kernels beside them, then the SMP debug kernel alone)."""
+    """The tier of `kernel` (tests.vm.guest.tier: the SMP debug kernel alone, then
+    Debian's kernels two at a time with the UML kernels beside them)."""
     return tier(kernel)
 
 
