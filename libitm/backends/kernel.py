@@ -200,10 +200,10 @@ class KernelBackend(Backend):
         self.transport.open()
         for app in apps:
             q = app.queue + index
-            err = self.transport.bind(q)
+            # bound and configured in one request: packets already come (a restart)
+            err = self.transport.bind(q, FULL_COPY if app.info.needs_payload else self.copy_range)
             if err:
                 raise BackendUnavailable(f"worker {index}: binding nfqueue {q}: {os.strerror(err)}")
-            self.transport.configure(q, FULL_COPY if app.info.needs_payload else self.copy_range)
             self._apps[q] = app
 
     def install(self, where: Hook, info: ItmInfo) -> None:
@@ -248,11 +248,11 @@ class KernelBackend(Backend):
                       q + reg.queue_count - 1)  # fmt: skip
             return
         try:
-            err = self.transport.bind(q)
+            # whole packets or the headers; fail-open (the transport's fail_open); one
+            # request, since itm_queue already sends packets to the queue
+            err = self.transport.bind(q, FULL_COPY if info.needs_payload else self.copy_range)
             if err:
                 raise BackendUnavailable(f"binding nfqueue {q} failed: {os.strerror(err)}")
-            # whole packets or the headers; fail-open (the transport's fail_open)
-            self.transport.configure(q, FULL_COPY if info.needs_payload else self.copy_range)
         except TransportError as e:
             with contextlib.suppress(ItmControlError):
                 client.unregister(info.label)

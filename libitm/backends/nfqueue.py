@@ -167,7 +167,10 @@ class NfqueueBackend(Backend):
         self._watch()
         for hook, base in ranges.items():
             q = base + index
-            err = self.transport.bind(q)
+            # bound and configured in one request: the rules already send packets
+            assert self._disp is not None
+            full = any(i.needs_payload for i in self._disp.apps(hook))
+            err = self.transport.bind(q, FULL_COPY if full else self.copy_range)
             if err:
                 raise BackendUnavailable(f"worker {index}: binding nfqueue {q}: {os.strerror(err)}")
             self._queues[hook] = q

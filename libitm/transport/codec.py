@@ -138,9 +138,17 @@ def config_params(
     mask: int | None = None,
     seq: int = 0,
     ack: bool = True,
+    bind: bool = False,
 ) -> bytes:
-    """NFQNL_MSG_CONFIG setting copy mode/range, queue length and queue flags."""
-    body = _attr(NFQA_CFG_PARAMS, struct.pack(">IB", copy_range, copy_mode))
+    """NFQNL_MSG_CONFIG setting copy mode/range, queue length and queue flags.
+
+    With `bind`, the same message binds ``queue`` first (nfnetlink_queue applies
+    the command, then the parameters, in one call): a queue bound by one request
+    and configured by the next has no copy mode in between, and every packet for
+    it then is dropped (-EINVAL), whatever the bypass flag says.
+    """
+    body = _attr(NFQA_CFG_CMD, struct.pack(">BxH", NFQNL_CFG_CMD_BIND, 0)) if bind else b""
+    body += _attr(NFQA_CFG_PARAMS, struct.pack(">IB", copy_range, copy_mode))
     if maxlen is not None:
         body += _attr(NFQA_CFG_QUEUE_MAXLEN, _BE32.pack(maxlen))
     if flags is not None:

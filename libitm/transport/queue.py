@@ -203,11 +203,22 @@ class QueueTransport:
             log.warning("NETLINK_NO_ENOBUFS not available; ENOBUFS will be counted")
         s.setblocking(False)
 
-    def bind(self, q: int) -> int:
-        """Bind queue ``q`` to this socket; 0 or the errno nfnetlink_queue answered."""
-        err = self._config(nfq.config_cmd(q, nfq.NFQNL_CFG_CMD_BIND, seq=self._next_seq()))
+    def bind(self, q: int, rng: int | None = None) -> int:
+        """Bind queue ``q`` to this socket; 0 or the errno nfnetlink_queue answered.
+
+        With ``rng``, the same request also sets what :meth:`configure` sets: a
+        queue that packets are already sent to (a restarted worker's, an
+        application's that itm_queue registered) is never bound without a copy
+        mode, when nfnetlink_queue would drop its packets."""
+        if rng is None:
+            msg = nfq.config_cmd(q, nfq.NFQNL_CFG_CMD_BIND, seq=self._next_seq())
+        else:
+            msg = self._params(q, rng, bind=True)
+        err = self._config(msg)
         if err == 0:
-            self.bound[q] = 0
+            self.bound[q] = rng or 0
+            if rng is not None:
+                self._ensure_receiver()
         return err
 
     def unbind(self, q: int) -> None:
@@ -221,24 +232,27 @@ class QueueTransport:
 
     def configure(self, q: int, rng: int) -> None:
         """Set queue ``q``'s copy range, length and flags (fail-open, GSO) from the options."""
-        flags = (nfq.NFQA_CFG_F_FAIL_OPEN if self.fail_open else 0) | (
-            nfq.NFQA_CFG_F_GSO if self.gso else 0
-        )
-        err = self._config(
-            nfq.config_params(
-                q,
-                copy_mode=nfq.NFQNL_COPY_PACKET,
-                copy_range=rng,
-                maxlen=self.queue_maxlen,
-                flags=flags,
-                mask=nfq.NFQA_CFG_F_FAIL_OPEN | nfq.NFQA_CFG_F_GSO,
-                seq=self._next_seq(),
-            )
-        )
+        err = self._config(self._params(q, rng))
         if err:
             raise TransportError(f"configuring nfqueue {q} failed: {os.strerror(err)}")
         self.bound[q] = rng
         self._ensure_receiver()
+
+    def _params(self, q: int, rng: int, *, bind: bool = False) -> bytes:
+        """The config request for queue ``q``'s copy range, length and flags."""
+        flags = (nfq.NFQA_CFG_F_FAIL_OPEN if self.fail_open else 0) | (
+            nfq.NFQA_CFG_F_GSO if self.gso else 0
+        )
+        return nfq.config_params(
+            q,
+            copy_mode=nfq.NFQNL_COPY_PACKET,
+            copy_range=rng,
+            maxlen=self.queue_maxlen,
+            flags=flags,
+            mask=nfq.NFQA_CFG_F_FAIL_OPEN | nfq.NFQA_CFG_F_GSO,
+            seq=self._next_seq(),
+            bind=bind,
+        )
 
     def close(self) -> None:
         """Hand back the packets still queued (:meth:`_drain_after_rules_removed`),

@@ -43,6 +43,26 @@ def test_config_params_layout() -> None:
     assert len(m) % 4 == 0 and _nlhdr(m)[0] == len(m)
 
 
+def test_config_params_can_bind_in_the_same_message() -> None:
+    """The bind command first, then the parameters: one request, so the queue is
+    never bound without a copy mode (nfnetlink_queue drops packets for it then)."""
+    m = nfq.config_params(4101, copy_range=256, bind=True)
+    order = _attrs_of(m)
+    assert order[0] == (nfq.NFQA_CFG_CMD, bytes((nfq.NFQNL_CFG_CMD_BIND, 0, 0, 0)))
+    assert order[1] == (nfq.NFQA_CFG_PARAMS, struct.pack(">IB", 256, nfq.NFQNL_COPY_PACKET))
+    assert struct.unpack_from("!H", m, 18)[0] == 4101 and _nlhdr(m)[0] == len(m)
+    assert nfq.NFQA_CFG_CMD not in [a for a, _ in _attrs_of(nfq.config_params(1))]
+
+
+def _attrs_of(m: bytes) -> list[tuple[int, bytes]]:
+    out, pos = [], 20
+    while pos < len(m):
+        alen, atype = struct.unpack_from("=HH", m, pos)
+        out.append((atype, m[pos + 4 : pos + alen]))
+        pos += (alen + 3) & ~3
+    return out
+
+
 def test_verdict_plain_and_batch() -> None:
     m = nfq.verdict(9, 0x01020304, nfq.NF_DROP)
     assert len(m) == 32 and _nlhdr(m)[1] == (3 << 8) | 1

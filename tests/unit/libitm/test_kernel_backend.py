@@ -183,14 +183,14 @@ def test_with_workers_the_supervisor_binds_nothing_and_worker_i_binds_queue_i(
     be = _bare()
     be.workers, be.observers = 3, False  # as __init__ makes it: no observers with workers
     be._client = Client()  # type: ignore[assignment]
-    bound: list[tuple[str, int]] = []
+    bound: list[tuple[str, int, int | None]] = []
 
-    def bind(q: int) -> int:
-        bound.append(("bind", q))
+    def bind(q: int, rng: int | None = None) -> int:
+        bound.append(("bind", q, rng))
         return 0
 
     monkeypatch.setattr(be.transport, "bind", bind)
-    monkeypatch.setattr(be.transport, "configure", lambda q, n: bound.append(("cfg", q)))
+    monkeypatch.setattr(be.transport, "configure", lambda q, n: bound.append(("cfg", q, n)))
     monkeypatch.setattr(be.transport, "open", lambda: None)
     info = ItmInfo("wk", Interest(protocol="udp"))
     be.install(Hook.IP_FORWARD, info)
@@ -199,7 +199,9 @@ def test_with_workers_the_supervisor_binds_nothing_and_worker_i_binds_queue_i(
     be._become_worker(2)
     assert asked == [3, -1], "the worker closes its copy of the registering socket"
     assert be._client is None and be.supervises is False
-    assert bound == [("bind", 0x7012), ("cfg", 0x7012)]
+    # bound and configured in one request (a restarted worker's queue already
+    # gets packets; bound without a copy mode, nfnetlink_queue would drop them)
+    assert bound == [("bind", 0x7012, be.copy_range)]
     route = be._route(0x7012)
     assert route is not None and route[0] is Hook.IP_FORWARD
     assert be._route(0x7010) is None, "another worker's queue"
@@ -249,8 +251,7 @@ def test_an_app_without_process_func_is_registered_as_an_observer_on_a_log_group
     assert unregistered == ["busy"]
     # with observers=False it is queued like any other application
     be.observers = False
-    monkeypatch.setattr(be.transport, "bind", lambda q: 0)
-    monkeypatch.setattr(be.transport, "configure", lambda q, n: None)
+    monkeypatch.setattr(be.transport, "bind", lambda q, rng=None: 0)
     be.install(Hook.IP_IN, ItmInfo("queued", Interest()))
     assert asked[-1] == ("queued", False)
 
