@@ -168,9 +168,7 @@ class NfqueueBackend(Backend):
         for hook, base in ranges.items():
             q = base + index
             # bound and configured in one request: the rules already send packets
-            assert self._disp is not None
-            full = any(i.needs_payload for i in self._disp.apps(hook))
-            err = self.transport.bind(q, FULL_COPY if full else self.copy_range)
+            err = self.transport.bind(q, self._copy_range(hook))
             if err:
                 raise BackendUnavailable(f"worker {index}: binding nfqueue {q}: {os.strerror(err)}")
             self._queues[hook] = q
@@ -489,11 +487,15 @@ class NfqueueBackend(Backend):
             for q in bound:
                 self.transport.unbind(q)
 
-    def _update_copy(self, where: Hook) -> None:
-        q = self._queues[where]
+    def _copy_range(self, where: Hook) -> int:
+        """What the hook's queue copies: whole packets if an application there needs them."""
         assert self._disp is not None
         full = any(i.needs_payload for i in self._disp.apps(where))
-        rng = FULL_COPY if full else self.copy_range
+        return FULL_COPY if full else self.copy_range
+
+    def _update_copy(self, where: Hook) -> None:
+        q = self._queues[where]
+        rng = self._copy_range(where)
         if self.transport.bound.get(q) == rng:
             return
         try:
