@@ -138,21 +138,45 @@ class Guest:
         self.ctrl: subprocess.Popen[str] | None = None
         self.ctrl_first = False  # the running qos_ctrl's --mark-first
 
-    def setup_links(self) -> None:
-        """The ITM's delay towards the core; short device queues at the core."""
+    def setup_links(self, steer: bool = False) -> None:
+        """The ITM's delay towards the core; short device queues at the core; with
+        `steer`, every link's packets handled on CPU 0 (see `steer_links`)."""
         lab.sh("tc", "-n", self.itm, "qdisc", "add", "dev", "l1", "root", "netem", "delay", DELAY)
         lab.sh("ip", "-n", self.core, "link", "set", "l2", "txqueuelen", "100")
+        if steer:
+            self.steer_links()
+
+    def devices(self) -> Iterator[tuple[str, str]]:
+        """(namespace, device) of every veth end of the chain."""
+        for i, ns in enumerate(self.c.names):
+            yield from ((ns, dev) for dev in ([f"r{i - 1}"] if i > 0 else []) + (
+                [f"l{i}"] if i < len(self.c.names) - 1 else []))  # fmt: skip
+
+    def steer_links(self) -> None:
+        """Receive packet steering to CPU 0 on every veth end, so that the links keep
+        each flow's order.
+
+        A veth hands a packet to the backlog of the CPU that sent it; a flow sent from
+        both vCPUs (the application on one, ACK-clocked sends in the other's softirq)
+        then reaches the next namespace partly swapped, whatever the core does. With
+        ``rps_cpus`` 1 every end queues to CPU 0's backlog in the order packets were
+        sent, as a wire would.  Raises RuntimeError when the kernel does not take it.
+        """
+        for ns, dev in self.devices():
+            knob = f"/sys/class/net/{dev}/queues/rx-0/rps_cpus"
+            lab.sh("ip", "netns", "exec", ns, "sh", "-c", f"echo 1 > {knob}")
+            got = lab.sh("ip", "netns", "exec", ns, "cat", knob).strip()
+            if int(got.replace(",", ""), 16) != 1:
+                raise RuntimeError(f"{ns} {dev}: rps_cpus is {got}, not 1")
 
     def offloads(self, on: bool) -> None:
         """TSO/GSO/GRO and checksum offload on every veth, on or off."""
         state = "on" if on else "off"
-        for i, ns in enumerate(self.c.names):
-            devs = ([f"l{i}"] if i < 3 else []) + ([f"r{i - 1}"] if i > 0 else [])
-            for dev in devs:
-                lab.sh(
-                    "ip", "netns", "exec", ns, "ethtool", "-K", dev,
-                    "tx", state, "tso", state, "gso", state, "gro", state, check=False,
-                )  # fmt: skip
+        for ns, dev in self.devices():
+            lab.sh(
+                "ip", "netns", "exec", ns, "ethtool", "-K", dev,
+                "tx", state, "tso", state, "gso", state, "gro", state, check=False,
+            )  # fmt: skip
 
     @contextlib.contextmanager
     def core_treatment(self, core: str) -> Iterator[None]:
@@ -436,7 +460,7 @@ def cpu_times() -> tuple[int, int]:
     return sum(fields), fields[3] + fields[4]
 
 
-def guest(moddir: Path, out: Path, runs: list[Run]) -> int:
+def guest(moddir: Path, out: Path, runs: list[Run], steer: bool = False) -> int:
     """Inside the VM: every run of the plan, the results rewritten after each."""
     for mod in GUEST_MODULES:  # tc and nft cannot autoload modules in the guest
         lab.sh("modprobe", mod, check=False)
@@ -450,11 +474,13 @@ def guest(moddir: Path, out: Path, runs: list[Run]) -> int:
         "drain": mice_plan.DRAIN,
         "sizes": {"alpha": SIZES.alpha, "low": SIZES.low, "high": SIZES.high, "mean": SIZES.mean()},
         "vcpus": os.cpu_count(),
+        # every link's packets on CPU 0 (Guest.steer_links): no reordering by the veths
+        "steer": steer,
         "runs": [],
     }
     with lab.chain(ROLES) as c:
         g = Guest(c, moddir)
-        g.setup_links()
+        g.setup_links(steer)
         server = lab.FlowServer(g.server, PORT)
         try:
             for i, run in enumerate(runs):
@@ -585,13 +611,18 @@ def main(argv: list[str] | None = None) -> int:
         help="update docs/ (not with --quick: its data goes to build/)",
     )
     p.add_argument("--report", action="store_true", help="only rewrite the docs from docs/data")
+    p.add_argument(
+        "--steer",
+        action="store_true",
+        help="handle every link's packets on the guest's CPU 0 (RPS), so links keep order",
+    )
     p.add_argument("--guest", metavar="MODDIR", help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--plan", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.guest:
         runs = [Run(**r) for r in json.loads(args.plan)]
-        return guest(Path(args.guest), args.out, runs)
+        return guest(Path(args.guest), args.out, runs, args.steer)
     if args.report:
         from bench import mice_report
 
@@ -624,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown core or scheme: {', '.join(sorted(bad))}")
     runs = mice_plan.plan(loads, seeds, cores, schemes, max(loads) if args.sweep else None, compare)
     plan_json = json.dumps([r.as_dict() for r in runs], separators=(",", ":"))
-    args.guest_args = f"--plan '{plan_json}'"
+    args.guest_args = f"--plan '{plan_json}'" + (" --steer" if args.steer else "")
     args.command = "python -m bench.mice_elephants " + " ".join(
         argv if argv is not None else sys.argv[1:]
     )

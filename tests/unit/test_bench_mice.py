@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import itmlab
 from bench import mice_capture, mice_elephants, mice_plan, mice_report, mice_stats
 from bench.mice_trace import MSS, Sizes, arrival_rate, is_short, offered_load, trace
 from libitm.pcap import LINKTYPE_ETHERNET, PcapWriter
@@ -365,3 +366,55 @@ def test_seed_list_must_be_numbers(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as err:
         mice_elephants.main(["--seed-list", "3,x"])
     assert err.value.code == 2 and "--seed-list" in capsys.readouterr().err
+
+
+class _Chain:
+    names = ("c", "i", "k", "s")
+
+    def addr(self, i: int) -> str:
+        return f"10.0.0.{i}"
+
+
+def test_steering_covers_every_veth_end_and_checks_the_kernel_took_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    written: dict[tuple[str, str], str] = {}
+
+    def sh(*argv: str, check: bool = True) -> str:
+        ns, cmd = argv[3], argv[4:]
+        if cmd[0] == "sh":
+            value, _, knob = cmd[2].removeprefix("echo ").partition(" > ")
+            written[(ns, knob)] = value
+            return ""
+        return written.get((ns, cmd[1]), "0") + "\n"
+
+    monkeypatch.setattr(itmlab, "sh", sh)
+    g = mice_elephants.Guest(_Chain(), Path("/nonexistent"))  # type: ignore[arg-type]
+    ends = list(g.devices())
+    assert ends == [("c", "l0"), ("i", "r0"), ("i", "l1"), ("k", "r1"), ("k", "l2"), ("s", "r2")]
+    g.steer_links()
+    assert sorted(written) == sorted(
+        (ns, f"/sys/class/net/{d}/queues/rx-0/rps_cpus") for ns, d in ends
+    )
+    assert set(written.values()) == {"1"}
+
+    def ignored(*argv: str, check: bool = True) -> str:  # a kernel without RPS
+        return "0\n"
+
+    monkeypatch.setattr(itmlab, "sh", ignored)
+    with pytest.raises(RuntimeError, match="rps_cpus"):
+        g.steer_links()
+
+
+def test_steer_reaches_the_guest(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+
+    def host(args: Any, runs: list[mice_plan.Run]) -> int:
+        seen["args"] = args.guest_args
+        return 0
+
+    monkeypatch.setattr(mice_elephants, "host", host)
+    assert mice_elephants.main(["--kernel", "6.12", "--loads", "0.6", "--steer"]) == 0
+    assert seen["args"].endswith(" --steer")
+    assert mice_elephants.main(["--kernel", "6.12", "--loads", "0.6"]) == 0
+    assert "--steer" not in seen["args"]
