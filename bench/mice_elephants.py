@@ -359,6 +359,9 @@ class Guest:
             tx_dropped = tx.stop()
             snd.stop()
         order = mice_order.order_by_port(rx.pcap, PORT)
+        # the same rule where the sender's stack handed them over, and entering the core
+        as_sent = mice_order.order_by_port(snd.pcap, PORT)
+        at_entry = mice_order.order_by_port(cap.pcap, PORT)
         entered = mice_order.ids_by_port(cap.pcap, PORT)
         left = mice_order.ids_by_port(tx.pcap, PORT)
         rows = []
@@ -380,6 +383,8 @@ class Guest:
                     got.first_out_of_order,
                     got.resent,
                     *mice_order.core_order(entered.get(sport, []), left.get(sport, [])),
+                    as_sent[sport].out_of_order if sport in as_sent else 0,
+                    at_entry[sport].out_of_order if sport in at_entry else 0,
                 ]
             )
         idle = (cpu1[1] - cpu0[1]) / max(1, cpu1[0] - cpu0[0])

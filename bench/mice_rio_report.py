@@ -115,6 +115,11 @@ def _verdict(ratio: float, bound_side: float, bound: float, above: bool) -> str:
     return "yes" if ok and sure else ("point only" if ok else "no")
 
 
+def _pct(share: float) -> str:
+    """A share as a percentage with two decimals, '—' when the runs did not record it."""
+    return "—" if math.isnan(share) else f"{100 * share:.2f}%"
+
+
 def order_table(doc: dict[str, Any]) -> str:
     """Packets out of order at the receiver and at the core, per core, load and scheme."""
     groups = grouped(ok_runs(doc))
@@ -123,12 +128,16 @@ def order_table(doc: dict[str, Any]) -> str:
         f"Kernel {doc['kernel']}: order, mean over seeds. At the receiver: a packet that"
         " arrived after one its sender sent later (by the socket's IP ID), wherever it was"
         " reordered; at the core: a packet that left the core's qdisc after one of its flow"
-        " that entered the core after it. Resent: retransmissions that arrived.",
+        " that entered the core after it. Resent: retransmissions that arrived. Where the"
+        " rest came from, by the receiver's rule: packets out of order already in the"
+        " sender's own capture (as its stack handed them to its link), and where they"
+        " entered the core.",
         "",
         "| core | load | scheme | flows | receiver: flows with a packet out of order"
         " | packets out of order | median position of the first | core: flows"
-        " | packets | median position of the first | packets resent |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        " | packets | median position of the first | packets resent"
+        " | out of order as sent | entering the core |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for core, load, scheme in sorted(groups, key=lambda k: (order.index(k[0]), k[1], k[2])):
         runs = groups[(core, load, scheme)]
@@ -143,7 +152,7 @@ def order_table(doc: dict[str, Any]) -> str:
             f"| {_fmt(100 * m('flows'), '.1f')}% | {_fmt(100 * m('packets'), '.2f')}% "
             f"| {_fmt(m('first'))} | {_fmt(100 * m('core_flows'), '.1f')}% "
             f"| {_fmt(100 * m('core_packets'), '.2f')}% | {_fmt(m('core_first'))} "
-            f"| {_fmt(100 * m('resent'), '.2f')}% |"
+            f"| {_fmt(100 * m('resent'), '.2f')}% | {_pct(m('sent'))} | {_pct(m('entry'))} |"
         )
     return "\n".join(lines)
 

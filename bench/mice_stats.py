@@ -40,6 +40,10 @@ RX_PACKETS, OUT_OF_ORDER, FIRST_OUT_OF_ORDER, RESENT = range(7, 11)
 #: and the core's own share: packets that left the core's qdisc after a packet of
 #: their flow that entered the core after them, and the first one's position
 CORE_OUT_OF_ORDER, CORE_FIRST = range(11, 13)
+#: and where the rest came from, by the same IP ID rule: packets out of order in the
+#: sender's own capture (as its stack handed them to its link) and where they
+#: entered the core (runs of 2026-12-06 on)
+SENT_OUT_OF_ORDER, ENTRY_OUT_OF_ORDER = range(13, 15)
 
 
 def expected_mark(
@@ -217,13 +221,15 @@ def reordering(run: dict[str, Any]) -> dict[str, float]:
     """The receiver's view of one run: flows with a packet out of order, packets out of
     order and resent (fractions of the packets that arrived), the median position of a
     flow's first out-of-order packet; the same for the core's own share (``core_*``);
+    packets out of order as sent and as they entered the core (``sent``, ``entry``);
     nan for a run without these captures."""
     rows = [r for r in run["flows"] if len(r) > CORE_FIRST]
     if not rows:
         return dict.fromkeys(
-            ("flows", "packets", "resent", "first", "core_flows", "core_packets", "core_first"),
+            ("flows", "packets", "resent", "first", "core_flows", "core_packets", "core_first",
+             "sent", "entry"),
             math.nan,
-        )
+        )  # fmt: skip
     arrived = sum(r[RX_PACKETS] for r in rows)
 
     def share(col: int) -> float:
@@ -237,4 +243,6 @@ def reordering(run: dict[str, Any]) -> dict[str, float]:
         "core_flows": sum(r[CORE_OUT_OF_ORDER] > 0 for r in rows) / len(rows),
         "core_packets": share(CORE_OUT_OF_ORDER),
         "core_first": percentile([r[CORE_FIRST] for r in rows if r[CORE_FIRST]], 50),
+        "sent": share(SENT_OUT_OF_ORDER) if len(rows[0]) > ENTRY_OUT_OF_ORDER else math.nan,
+        "entry": share(ENTRY_OUT_OF_ORDER) if len(rows[0]) > ENTRY_OUT_OF_ORDER else math.nan,
     }
