@@ -188,8 +188,18 @@ PAPER = [
 ]
 
 
+def _seeds(docs: list[dict[str, Any]], cores: set[str]) -> str:
+    """The seeds the runs of `cores` used, as '1-5' or '1, 3'."""
+    seeds = sorted({r["seed"] for d in docs for r in d["runs"] if r["core"] in cores})
+    if seeds and seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2:
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
 def rio_intro(docs: list[dict[str, Any]]) -> list[str]:
     """The opening of the RIO part: the plan, how it ran, how to read its tables."""
+    per_kernel = max(len(d["runs"]) for d in docs)
+    steered = all(d.get("steer") for d in docs)
     return [
         "### The RIO core: do short flows win *and* long flows not lose?",
         "",
@@ -197,17 +207,17 @@ def rio_intro(docs: list[dict[str, Any]]) -> list[str]:
         " finish much sooner, and long flows are not hurt because the core runs RIO"
         " (kernel/sch_rio, [sch_rio.md](sch_rio.md)). The plan, per kernel (6.12 first, then"
         " 6.1), one VM each: the `rio` core with no marking and with qos_mod"
-        " (`mark_first=1`, threshold 20) at loads 0.6, 0.8 and 0.95, seeds 1-3 (18 runs),"
-        " and, for the comparison of cores, `prio` and `red` with the same two schemes at"
-        " load 0.95, seeds 1-3 (12 runs), interleaved seed by seed: 30 runs, about 15-25"
-        " minutes of VM per kernel on this shared host. The nftables rule and qos_ctrl are"
-        " left out here (the tables above compare them with qos_mod). The RIO parameters"
-        " are the red core's, in packets (in: 30/90 p=0.02 against the average of 'in'"
-        " packets; out: 15/45 p=0.1 against the total average; weight 2^-9, idle damping"
-        " for 4 Mbit/s, limit 200): Clark and Fang's shape — 'out' packets dropped earlier"
-        " and harder — with the thresholds of the stock-qdisc core, so that `rio` and `red`"
-        " differ in the queue, not in the profiles. They were set before any RIO run and"
-        " not tuned on these seeds.",
+        " (`mark_first=1`, threshold 20) at loads 0.6, 0.8 and 0.95, seeds"
+        f" {_seeds(docs, {'rio'})}, and, for the comparison of cores, `prio` and `red` with"
+        f" the same two schemes at load 0.95, seeds {_seeds(docs, {'prio', 'red'})},"
+        f" interleaved seed by seed: {per_kernel} runs per kernel. The nftables rule and"
+        " qos_ctrl are left out here (the tables above compare them with qos_mod). The RIO"
+        " parameters are the red core's, in packets (in: 30/90 p=0.02 against the average"
+        " of 'in' packets; out: 15/45 p=0.1 against the total average; weight 2^-9, idle"
+        " damping for 4 Mbit/s, limit 200): Clark and Fang's shape — 'out' packets dropped"
+        " earlier and harder — with the thresholds of the stock-qdisc core, so that `rio`"
+        " and `red` differ in the queue, not in the profiles. They were set before any RIO"
+        " run and not tuned on these seeds.",
         "",
         "Both halves are paired: each seed's trace is replayed with and without marking, so"
         " flow i of one run is flow i of the other. A ratio is the mean over the flows that"
@@ -217,27 +227,43 @@ def rio_intro(docs: list[dict[str, Any]]) -> list[str]:
         " end are ≥ 0.95, 'point only' when only the ratio is. These ratios use only paired"
         " flows, so they can differ a little from the '÷ none' columns above.",
         "",
-        "Order is measured in two places, from three captures per run (tcpdump, headers"
+        *(
+            [
+                "The links keep each flow's order (`--steer`): every veth end steers the"
+                " packets it receives to the guest's CPU 0 (receive packet steering,"
+                " `rps_cpus` 1). Without it a veth hands a packet to the backlog of the"
+                " CPU that sent it, and a flow sent partly from each vCPU (the application"
+                " on one, ACK-clocked sends in the other's softirq) reaches the next"
+                " namespace partly swapped, whatever the core does: that reordered 25-50%"
+                " of the flows at the receiver in every configuration of the earlier runs"
+                " of this section, on a busy host, and triggers spurious fast"
+                " retransmissions. A wire does not reorder; with steering the path around"
+                " the core behaves like one.",
+                "",
+            ]
+            if steered
+            else []
+        ),
+        "Order is measured from four captures per run (tcpdump, headers"
         " only). At the receiver, per flow: a packet is out of order when a packet its"
         " sender sent later (Linux numbers a TCP socket's IPv4 packets with a per-socket IP"
         " ID, one step per packet, retransmissions included) arrived before it; a"
         " retransmission, which carries a new and higher ID, is never counted as out of"
         " order, and is counted as 'resent' when it brings bytes below the highest sequence"
-        " number received. This end-to-end view also holds what the veth pairs do: a flow"
-        " whose packets are sent from both vCPUs (the application on one, ACK-clocked"
-        " sends in the other's softirq) reaches the next namespace through two per-CPU"
-        " backlogs, which reorder it with any core. So the core's own share is measured"
+        " number received. This end-to-end view holds every reordering on the way, so the"
+        " core's own share is measured"
         " too: a packet is out of order at the core when it left the core's qdisc (capture"
         " on l2, outgoing) after a packet of its flow that entered the core (capture on r1,"
-        " incoming) after it.",
+        " incoming) after it. The receiver's rule is also applied where the sender's stack"
+        " hands its packets to the link (capture at the client, outgoing) and where they"
+        " enter the core, to tell where the rest came from.",
         "",
         *[
             f"- Kernel {d['kernel']}, {s['runs'] if 'sessions' in d else len(d['runs'])} of"
             f" {s.get('planned', '?')} planned runs done on {s['date']} in {s['minutes']} min"
             " of wall time (module build and VM), host load averages (1/5/15 min)"
             f" {' '.join(s['host_load'][0])} at the start and {' '.join(s['host_load'][1])}"
-            f" at the end (4 other sessions shared the 2-core {s['host_cpu']}), command"
-            f" `{s['command']}`."
+            f" at the end (2 cores, {s['host_cpu']}), command `{s['command']}`."
             for d in docs
             for s in d.get("sessions") or [d]
             if "host_load" in s
