@@ -3,7 +3,7 @@
 Reads docs/data/mice_rio-<kernel>.json, written by::
 
     python -m bench.mice_elephants --kernel K --name mice_rio --cores rio \\
-        --schemes none,qos_mod --compare prio,red@0.95 --seeds 3
+        --schemes none,qos_mod --compare prio,red@0.95 --seeds 5 --steer
 
 and renders, per kernel and core, both halves of Guo and Matta's claim as
 paired ratios (qos_mod over no marking, flow by flow on the same traces, with
