@@ -559,14 +559,20 @@ class SeqStream:
         )
 
     def close(self, drain: float = 5.0) -> None:
-        """Stop receiving once nothing arrived for half a second (at most ``drain``
-        s after the end of sending: a loaded relay can hold the last datagrams for
-        seconds), then close the sockets."""
+        """Stop receiving once the last datagram sent arrived, or nothing arrived for
+        1.5 s, at most ``drain`` s after the end of sending (a loaded guest can hold
+        the last datagrams for seconds: its probes saw round trips of 2-3 s), then
+        close the sockets."""
         deadline = time.monotonic() + drain
-        seen = -1
-        while time.monotonic() < deadline and len(self.arrivals) != seen:
-            seen = len(self.arrivals)
-            time.sleep(0.5)
+        seen, quiet_since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            if any(seq == self.sent - 1 for seq, _ in self.arrivals[-20:]):
+                break
+            if len(self.arrivals) != seen:
+                seen, quiet_since = len(self.arrivals), time.monotonic()
+            elif time.monotonic() - quiet_since >= 1.5:
+                break
+            time.sleep(0.1)
         self._stop.set()
         self._rx_thread.join(2)
         self.rx.close()

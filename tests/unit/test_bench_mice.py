@@ -291,7 +291,7 @@ def test_paired_ratio_pairs_flows_of_the_same_trace() -> None:
 def test_rio_tables_give_both_halves_and_the_order() -> None:
     from bench import mice_rio_report
 
-    doc = {
+    doc: dict[str, Any] = {
         "kernel": "6.12.0-test",
         "runs": [
             _rio_run("none", [0.4, 0.6, 2, 4], 1, [0, 0, 2, 0]),

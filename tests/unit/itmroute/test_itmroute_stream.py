@@ -3,6 +3,9 @@ largest gap and the outage measure the outage, not the end of the stream."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 from itmroute.lab import SeqStream
 
 
@@ -28,3 +31,50 @@ def test_a_stream_that_never_recovers_has_no_finite_gap() -> None:
     s = stream(range(280, 300))
     assert s.largest_gap(0.5) == float("inf")
     assert s.outage(0.5) == float("inf")
+
+
+class _Sock:
+    def close(self) -> None:
+        pass
+
+
+def _closing(late: list[tuple[float, int]]) -> tuple[SeqStream, threading.Thread]:
+    """A stream of 10 datagrams whose first 8 arrived; ``late`` (delay s, seq) come
+    while it closes, as a loaded guest delivers them."""
+    s = object.__new__(SeqStream)
+    s.sent = 10
+    s.arrivals = [(i, 0.0) for i in range(8)]
+    s._stop = threading.Event()
+    s.rx = s.tx = _Sock()  # type: ignore[assignment]
+
+    def deliver() -> None:
+        start = time.monotonic()
+        for delay, seq in late:
+            time.sleep(max(0.0, start + delay - time.monotonic()))
+            s.arrivals.append((seq, time.monotonic()))
+
+    t = threading.Thread(target=deliver, daemon=True)
+    s._rx_thread = threading.Thread(target=s._stop.wait, daemon=True)
+    s._rx_thread.start()
+    return s, t
+
+
+def test_closing_waits_for_stragglers_a_second_apart_and_stops_at_the_last() -> None:
+    s, late = _closing([(1.0, 8), (1.9, 9)])  # quiet for 0.9-1.0 s twice
+    t0 = time.monotonic()
+    late.start()
+    s.close()
+    assert [seq for seq, _ in s.arrivals][-2:] == [8, 9]
+    assert time.monotonic() - t0 < 2.5  # it stopped once the last one came
+
+
+def test_closing_gives_up_after_a_quiet_spell_or_the_drain_bound() -> None:
+    s, late = _closing([])  # the last two never come
+    t0 = time.monotonic()
+    s.close()
+    assert 1.4 <= time.monotonic() - t0 < 2.5
+    s, late = _closing([(0.5 * i, 100 + i) for i in range(1, 20)])  # never quiet
+    t0 = time.monotonic()
+    late.start()
+    s.close(drain=2.0)
+    assert 1.9 <= time.monotonic() - t0 < 2.6
