@@ -305,7 +305,7 @@ def rio_notes() -> list[str]:
         "- **Why RIO does not cost them, although their packets take the drops.** With"
         " marking, the 'out' packets — almost only elephants' packets after their 20th —"
         " absorb practically every drop: 'in' packets lost 0.00-0.02%, while the 'out' drop"
-        " rate about doubled (at 0.95 from 10.4% to 20.4% on 6.1, 11.4% to 18.6% on 6.12;"
+        " rate rose 1.6-2x (at 0.95 from 10.4% to 20.4% on 6.1, 11.4% to 18.6% on 6.12;"
         " the counter tables). But one FIFO that stays full carries the same bytes whoever"
         " is dropped: the bottleneck's utilisation stayed within 0.033 of no marking's in"
         " every pair, the mice's bytes are the trace's, so the elephants as a group get what"
