@@ -231,6 +231,7 @@ def reordering(run: dict[str, Any]) -> dict[str, float]:
             math.nan,
         )  # fmt: skip
     arrived = sum(r[RX_PACKETS] for r in rows)
+    sources = len(rows[0]) > ENTRY_OUT_OF_ORDER  # the sender's and entry counts recorded
 
     def share(col: int) -> float:
         return sum(r[col] for r in rows) / arrived if arrived else math.nan
@@ -243,6 +244,6 @@ def reordering(run: dict[str, Any]) -> dict[str, float]:
         "core_flows": sum(r[CORE_OUT_OF_ORDER] > 0 for r in rows) / len(rows),
         "core_packets": share(CORE_OUT_OF_ORDER),
         "core_first": percentile([r[CORE_FIRST] for r in rows if r[CORE_FIRST]], 50),
-        "sent": share(SENT_OUT_OF_ORDER) if len(rows[0]) > ENTRY_OUT_OF_ORDER else math.nan,
-        "entry": share(ENTRY_OUT_OF_ORDER) if len(rows[0]) > ENTRY_OUT_OF_ORDER else math.nan,
+        "sent": share(SENT_OUT_OF_ORDER) if sources else math.nan,
+        "entry": share(ENTRY_OUT_OF_ORDER) if sources else math.nan,
     }

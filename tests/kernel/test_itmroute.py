@@ -116,9 +116,8 @@ class Lab:
         daemon can move between relays of similar delay before it settles)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if (
-                self.wait_current(want, end - time.monotonic())
-                and kit.wait_until(lambda: self.current() != want, hold, 0.2) is False
+            if self.wait_current(want, end - time.monotonic()) and not kit.wait_until(
+                lambda: self.current() != want, hold, 0.2
             ):
                 return True
         return False
