@@ -2,8 +2,44 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 #: bits above which :func:`ones_sum` folds a number in halves before dividing
 _FOLD_ABOVE = 4096
+#: bytes from which :func:`ones_sum` sums with numpy (when it is installed): below
+#: this, ``int.from_bytes`` costs less than numpy's call overhead (about 3 µs)
+WIDE_FROM = 4096
+
+_numpy: Any = None
+_numpy_tried = False
+
+
+def _np() -> Any:
+    """numpy, imported on the first large buffer (None when it is not installed)."""
+    global _numpy, _numpy_tried
+    if not _numpy_tried:
+        _numpy_tried = True
+        try:
+            _numpy = importlib.import_module("numpy")
+        except ImportError:
+            _numpy = None
+    return _numpy
+
+
+def _wide_sum(data: bytes | bytearray | memoryview) -> int | None:
+    """The buffer read as one little-endian number, reduced modulo 0xffff only
+    as far as a sum of 32-bit words does (None without numpy): 0x100000000 is
+    1 modulo 0xffff, so the sum of the words keeps the number's residue."""
+    np = _np()
+    if np is None:
+        return None
+    n = len(data)
+    whole = n & ~3
+    s = int(np.frombuffer(data, dtype="<u4", count=whole >> 2).sum(dtype=np.uint64))
+    if whole != n:
+        s += int.from_bytes(bytes(data[whole:]), "little")
+    return s
 
 
 def ones_sum(data: bytes | bytearray | memoryview, start: int = 0) -> int:
@@ -20,7 +56,8 @@ def ones_sum(data: bytes | bytearray | memoryview, start: int = 0) -> int:
     modulo 0xffff): shifts and adds cost less than dividing the whole of a
     64 KiB GSO packet (about 0.6x the time).
     """
-    n = int.from_bytes(data, "little")
+    wide = _wide_sum(data) if len(data) >= WIDE_FROM else None
+    n = int.from_bytes(data, "little") if wide is None else wide
     if not n and not start:
         return 0
     bits = n.bit_length()

@@ -306,8 +306,9 @@ class Packet:
             if value == old:
                 return
             if self._orig is None and tot <= n and self.orig_len <= n:
-                # the first change to a whole packet: keep it for restore()
-                self._orig = b.tobytes()
+                # the first change to a whole packet: keep for restore() the bytes
+                # this changes (a later change of others keeps the rest then)
+                self._orig = b[:12].tobytes()
                 self.modified = True
             else:
                 self._prepare_write()
@@ -511,13 +512,24 @@ class Packet:
         self._adjust_l4_csum(old, new)
 
     def fix_l4_checksum(self) -> None:
-        """Recompute the transport checksum from scratch (needs the whole packet)."""
+        """Recompute the transport checksum from scratch (needs the whole packet).
+
+        The packet counts as modified (it is returned with the new checksum), and
+        :meth:`restore` undoes this too.
+        """
+        if self._l4_csum_offset() is None or self._parse().l4 is None:
+            return
+        if self.truncated:
+            raise PacketTruncatedError("cannot recompute the checksum of a truncated packet")
+        self._prepare_write()
+        self._fix_l4_checksum()
+
+    def _fix_l4_checksum(self) -> None:
+        """:meth:`fix_l4_checksum` without keeping anything for :meth:`restore`."""
         lay = self._parse()
         off = self._l4_csum_offset()
         if off is None or lay.l4 is None:
             return
-        if self.truncated:
-            raise PacketTruncatedError("cannot recompute the checksum of a truncated packet")
         b = self._buf
         b[off] = 0
         b[off + 1] = 0
@@ -557,13 +569,16 @@ class Packet:
         treated as complete, so compute the real checksum now.
         """
         if self.modified and self.csum_not_ready:
-            self.fix_l4_checksum()
+            if self.truncated:
+                raise PacketTruncatedError("cannot recompute the checksum of a truncated packet")
+            self._fix_l4_checksum()
             self.csum_not_ready = False
 
     def restore(self) -> None:
         """Undo every change made since the packet was received."""
-        if self._orig is not None:
-            self._buf[: self._len] = self._orig
+        orig = self._orig
+        if orig is not None:
+            self._buf[: len(orig)] = orig
             self._orig = None
             self._layout = None
         self.modified = False
@@ -597,8 +612,10 @@ class Packet:
     # --------------------------------------------------------------- internals
     def _prepare_write(self) -> None:
         # The first change keeps a copy for restore(); truncation cannot change
-        # (no setter changes the length), so it is checked then.
-        if self._orig is None:
+        # (no setter changes the length), so it is checked then. The TOS setter
+        # keeps only the head it changes: the rest is added to that copy here.
+        orig = self._orig
+        if orig is None:
             n = self._len
             if self.orig_len > n or self.length > n:
                 raise PacketTruncatedError(
@@ -606,6 +623,8 @@ class Packet:
                     "register with needs_payload=True to modify packets"
                 )
             self._orig = self._buf.tobytes()  # the view is exactly _len bytes long
+        elif len(orig) < self._len:
+            self._orig = orig + self._buf[len(orig) :].tobytes()
         self.modified = True
 
     def _ports_offset(self) -> int | None:

@@ -47,7 +47,10 @@ class TransportError(RuntimeError):
 
 FULL_COPY = 0xFFFF
 _RBUF_SIZE = 0x20000
-_SEND_FLUSH = 0x20000
+_SEND_FLUSH = 0x4000
+# a modified packet from this many bytes on is sent from the receive buffer with
+# its verdict's header (sendmsg), not copied into the verdict buffer first
+_GATHER_FROM = 4096
 # recvmmsg slots: room for the copy range plus the attributes before the payload
 _SLOT_OVERHEAD = 1024
 _SLOTS = 128  # slots per recvmmsg for small copy ranges
@@ -556,12 +559,18 @@ class QueueTransport:
                         else:
                             if pending:
                                 self._release(out, pending, q)
-                            out += pack_verdict(
+                            head = pack_verdict(
                                 36 + plen, v_head, q_raw, v_attr, pid_raw, 4 + plen, _PAYLOAD
                             )
-                            out += mv
-                            if plen & 3:
-                                out += _PAD[plen & 3]
+                            if plen < _GATHER_FROM:
+                                out += head
+                                out += mv
+                                if plen & 3:
+                                    out += _PAD[plen & 3]
+                            else:
+                                # a big (GSO) packet is sent from where it lies
+                                self._send(out, head, mv, _PAD[plen & 3])
+                                out.clear()
                             pkt.modified = False
                             pkt._orig = None
                             if info & _CSUMNOTREADY:
@@ -868,13 +877,17 @@ class QueueTransport:
             self._send(out)
             out.clear()
 
-    def _send(self, out: bytearray) -> None:
+    def _send(self, out: bytearray, *more: bytes | memoryview) -> None:
+        """Send ``out``, and ``more`` after it (gathered, not copied), as one datagram."""
         s = self._sock
         if s is None:
             return
         while True:
             try:
-                s.send(out)
+                if more:
+                    s.sendmsg([out, *more])
+                else:
+                    s.send(out)
                 self.c["sends"] += 1
                 return
             except BlockingIOError:

@@ -24,7 +24,7 @@ from tests.support.fake_queue import (
     sent_messages,
     sent_messages_of,
 )
-from tests.support.packets import udp, verify
+from tests.support.packets import tcp, udp, verify
 
 
 @pytest.fixture
@@ -310,3 +310,57 @@ def test_exception_mid_batch_keeps_the_rest(
     assert be.process() == 2
     assert [(t, i) for t, _, i, _ in sent_messages_of(_verdicts(a))] == [(nfq.MSG_VERDICT_BATCH, 4)]
     assert seen == [5, 99, 6, 7]
+
+
+def test_big_rewritten_packets_leave_from_the_receive_buffer(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """GSO-sized TCP packets with the checksum the kernel left partial: each rewritten
+    one's verdict leaves in a datagram of its own, in the fast lane gathered from its
+    receive slot (not copied into the verdict buffer), with the new TOS and a full
+    checksum; the bytes are those of the one-recv-per-packet path."""
+    a, b = pair
+
+    def pf(w: Hook, c: int, p: Packet) -> Verdict:
+        p.tos = 0x28
+        return Verdict.ACCEPT
+
+    def app() -> ItmInfo:
+        return ItmInfo("t", Interest(protocol="tcp"), class_func=lambda p: 1, process_func=pf)
+
+    sizes = [60000, 60001, 60002, 60003, 1000, 50000]  # every padding; one small
+    msgs: list[bytes | OSError] = []
+    for i, n in enumerate(sizes):
+        raw = bytearray(tcp("10.0.0.1", "10.0.0.2", 40000, 80, bytes([i + 1]) * n))
+        raw[36:38] = b"\x12\x34"  # a pseudo-header sum, as CHECKSUM_PARTIAL leaves it
+        msgs.append(nfq.encode_packet(7, i + 1, bytes(raw), skb_info=nfq.NFQA_SKB_CSUMNOTREADY))
+    be_ref, sock = fake_backend([app()], list(msgs))
+    assert be_ref.process() == len(msgs)
+    be = mmsg_backend([app()], b)
+    gathered: list[int] = []
+
+    class Recording:
+        """``b``, recording the parts of each sendmsg."""
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(b, name)
+
+        def sendmsg(self, parts: list[bytes]) -> int:
+            gathered.append(len(parts))
+            return b.sendmsg(parts)
+
+    be.transport._sock = Recording()  # type: ignore[assignment]
+    for m in msgs:
+        assert isinstance(m, bytes)
+        a.send(m)
+    assert be.process() == len(msgs)
+    got = _verdicts(a)
+    assert b"".join(got) == b"".join(sock.sent)
+    big = [d for d in got if len(d) > 4096]
+    assert len(big) == 5, "one datagram per big verdict"
+    # the first packet teaches the fast lane its layout (the general lane copies)
+    assert gathered == [4] * 4, "verdict buffer, header, packet, padding"
+    verdicts = sent_messages_of(got)
+    assert [pid for _, _, pid, _ in verdicts] == list(range(1, 7))
+    for _, _, _, p in verdicts:
+        assert p is not None and Packet(p).tos == 0x28 and verify(p)

@@ -280,3 +280,55 @@ def test_ones_sum_matches_rfc1071_word_by_word_at_every_size(size: int) -> None:
     # a sum that is a multiple of 0xffff reads 0xffff, an all-zero one 0
     assert ones_sum(b"\xff" * (size & ~1)) == (0xFFFF if size > 1 else 0)
     assert ones_sum(bytes(size)) == 0
+
+
+def test_restore_after_tos_then_other_changes() -> None:
+    """The TOS setter keeps only the head it changes for restore(); a later change
+    of other bytes keeps the rest: restore() gives back every original byte."""
+    raw = tcp(*V4, 1, 2, bytes(range(256)) * 40)
+    p = Packet(bytearray(raw))
+    p.tos = 0x28
+    assert p.modified
+    p.restore()
+    assert bytes(p.raw) == raw and not p.modified
+    p.tos = 0x28
+    p.dport = 9
+    p.ttl = 3
+    assert verify(p.raw)
+    p.restore()
+    assert bytes(p.raw) == raw
+
+
+def test_fix_l4_checksum_counts_as_a_change_and_restores() -> None:
+    raw = bytearray(tcp(*V4, 1, 2, b"payload"))
+    raw[36:38] = b"\x12\x34"
+    orig = bytes(raw)
+    p = Packet(raw)
+    p.fix_l4_checksum()
+    assert p.modified and verify(p.raw)
+    p.restore()
+    assert bytes(p.raw) == orig
+    p.tos = 0x10  # head only, then the checksum: both undone
+    p.fix_l4_checksum()
+    p.restore()
+    assert bytes(p.raw) == orig
+
+
+@pytest.mark.parametrize("size", [4095, 4096, 4097, 4098, 4099, 65535])
+def test_ones_sum_is_the_same_with_and_without_numpy(
+    size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Buffers from checksum.WIDE_FROM bytes are summed with numpy when it is there,
+    in pure Python when it is not: the same sums."""
+    from libitm import checksum as cs
+
+    rng = random.Random(size)
+    data = bytes(rng.getrandbits(8) for _ in range(size))
+    with_np = [ones_sum(data), ones_sum(data, 0x1234), ones_sum(bytes(size))]
+    with_np.append(ones_sum(b"\xff" * (size & ~1)))
+    monkeypatch.setattr(cs, "_numpy", None)
+    monkeypatch.setattr(cs, "_numpy_tried", True)
+    without = [ones_sum(data), ones_sum(data, 0x1234), ones_sum(bytes(size))]
+    without.append(ones_sum(b"\xff" * (size & ~1)))
+    assert with_np == without
+    assert with_np[0] == ref_sum(data)
