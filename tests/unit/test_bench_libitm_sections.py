@@ -59,6 +59,37 @@ def test_workers_section_has_a_row_per_repeat_and_the_record() -> None:
     assert "100,000 datagrams from 64 source addresses" in text
 
 
+def test_workers_even_spread_takes_half_from_each_queue() -> None:
+    by_queue = {9: ["a", "b", "c"], 8: ["x", "y", "z", "w"]}
+    assert lw.pick_even(by_queue, 4) == ["x", "a", "y", "b"]
+    assert lw.pick_even(by_queue, 6) == ["x", "a", "y", "b", "z", "c"]
+    with pytest.raises(RuntimeError, match="split 4 / 3: too few for 8"):
+        lw.pick_even(by_queue, 8)
+    with pytest.raises(RuntimeError):
+        lw.pick_even({1: ["a", "b"]}, 2)
+
+
+def test_workers_odd_sources_are_refused_with_an_even_spread(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert lw.main(["--sources", "3"]) == 2
+    assert "--sources must be in 1..200 (even with --spread even)" in capsys.readouterr().err
+
+
+def test_workers_section_shows_the_machines_own_scaling() -> None:
+    runs = drains([(200_000, 370_000), (250_000, 400_000), (100_000, 250_000)])
+    for two, m in zip(runs[1::2], (1.5, 2.0, 1.9), strict=True):
+        two["machine_scaling"] = m
+    result = lw.summary(runs, 100_000, 64)
+    assert (result["machine_scaling"], result["machine_range"]) == (1.9, [1.5, 2.0])
+    text = "\n".join(lw.section(runs, result, RECORD))
+    assert "| 1 | 65,536 | 200.0 | 40,000 / 60,000 | 370.0 | 1.85x | 1.67x | 1.50x |" in text
+    assert "| 1.85x (1.60-2.50) |  | 1.90x (1.50-2.00) |" in text
+    assert "half of them hashed to each queue" in text
+    assert "The machine itself scaled 1.90x in the same repeats (1.50-2.00): two " in text
+    assert "workers reached 97% of that." in text
+
+
 @pytest.mark.parametrize(
     ("one_two", "verdict", "figures"),
     [
@@ -255,9 +286,10 @@ def test_workers_write_puts_the_run_into_its_section(
     monkeypatch.setattr(lq, "Topology", NoTopology)
     monkeypatch.setattr(lw, "ip_batch", lambda lines, ns: None)
     monkeypatch.setattr(lw, "drain", lambda topo, sources, w, n: runs.pop(0))
-    assert lw.main(["--repeats", "2", "--sources", "3", "--write"]) == 0
+    assert lw.main(["--repeats", "2", "--sources", "3", "--spread", "hash", "--write"]) == 0
     section = between(page.read_text(), lw.SECTION)
-    assert "bench.libitm_workers --repeats 2 --sources 3 --write`" in section
+    assert "bench.libitm_workers --repeats 2 --sources 3 --spread hash --write`" in section
+    assert "as `--queue-balance`'s address hash spreads them" in section
     assert "| 2 | 65,536 | 100.0 | 40,000 / 60,000 | 160.0 | 1.60x | 1.67x |" in section
     assert "**NOT met** (1.55x," in section
     out = capsys.readouterr().out.splitlines()
