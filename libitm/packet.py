@@ -46,6 +46,9 @@ _PSEUDO_HEADER_PROTOS: Final = frozenset({IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP
 _BE16: Final = struct.Struct(">H")
 # IPv4: version/IHL and TOS, total length, header checksum
 _V4_TOS_WORDS: Final = struct.Struct(">HH6xH")
+#: the TOS setter keeps a whole copy of a packet up to this long for restore() (a
+#: bigger one: only its first 12 bytes, which the setter changes)
+_WHOLE_ORIG: Final = 2048
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -306,9 +309,10 @@ class Packet:
             if value == old:
                 return
             if self._orig is None and tot <= n and self.orig_len <= n:
-                # the first change to a whole packet: keep for restore() the bytes
-                # this changes (a later change of others keeps the rest then)
-                self._orig = b[:12].tobytes()
+                # the first change to a whole packet: keep it for restore(); of a
+                # big one (GSO) only the bytes this changes (a later change of
+                # others keeps the rest then)
+                self._orig = b.tobytes() if n <= _WHOLE_ORIG else b[:12].tobytes()
                 self.modified = True
             else:
                 self._prepare_write()
