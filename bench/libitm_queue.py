@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import vmbench
-from itmlab import Lab, sh
+from itmlab import Lab, sh, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build" / "bench"
@@ -300,13 +300,7 @@ class Running:
         if self.rule:
             self.topo.queue_rule(False)
             self.rule = False
-        self.p.send_signal(signal.SIGCONT)
-        self.p.send_signal(signal.SIGTERM)
-        try:
-            out, err = self.p.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            out, err = self.p.communicate()
+        out, err = stop(self.p, timeout=20, cont=True)
         for ln in reversed(out.splitlines()):
             if ln.startswith("{"):
                 return dict(json.loads(ln))

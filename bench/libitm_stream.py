@@ -36,7 +36,6 @@ import importlib.util
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -48,7 +47,7 @@ from typing import Any
 
 from bench import vmbench
 from bench.libitm_queue import RoutedPath, cpu_ns, user_system_s
-from itmlab import run
+from itmlab import run, stop
 
 PORT = 5201
 QUEUE = 4321
@@ -105,13 +104,7 @@ def stop_app(p: subprocess.Popen[str], since: dict[str, float] | None = None) ->
     the process used since ``since`` (:func:`cpu_times`; None: since it started)."""
     now = cpu_times(p.pid)
     cpu = {k: v - (since or {}).get(k, 0.0) for k, v in now.items()}
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-    try:
-        out, _ = p.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        out, _ = p.communicate()
+    out, _ = stop(p, timeout=20)
     for line in reversed(out.splitlines()):
         with contextlib.suppress(ValueError):
             got = json.loads(line)

@@ -47,7 +47,7 @@ from typing import Any
 from bench import libitm_queue as lq
 from bench import vmbench
 from bench.libitm_stream import RunRecord, command_line, md_table, positive, verdict
-from itmlab import ip_batch, netns, sh
+from itmlab import ip_batch, netns, sh, stop
 
 SOURCES = 64
 #: the addresses on src that --spread even chooses its sources from
@@ -204,12 +204,7 @@ def _stop(p: subprocess.Popen[str], drainers: list[int]) -> None:
     for pid in drainers:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)
-    p.send_signal(signal.SIGTERM)
-    try:
-        p.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.communicate()
+    stop(p)
 
 
 def _open_queue_file(topo: lq.Topology) -> Any:

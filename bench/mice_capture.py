@@ -17,6 +17,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+from itmlab import stop
 from libitm.pcap import PcapReader, PcapRecord
 
 ETH_HEADER = 14
@@ -85,11 +86,6 @@ class Capture:
 
     def stop(self) -> int:
         """Stop tcpdump; the packets the kernel dropped (-1: tcpdump did not say)."""
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            _, err = self.proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate()
+        _, err = stop(self.proc, signal.SIGINT, timeout=20)
         found = re.search(r"(\d+) packets? dropped by kernel", err or "")
         return int(found.group(1)) if found else -1

@@ -302,12 +302,8 @@ class Guest:
         p, self.ctrl = self.ctrl, None
         if p is None:
             return
-        p.send_signal(signal.SIGINT)  # ip netns exec execs: the pid is qos_ctrl's own
-        try:
-            _, err = p.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            _, err = p.communicate()
+        # ip netns exec execs: the pid is qos_ctrl's own
+        _, err = lab.stop(p, signal.SIGINT, timeout=60)
         print(f"qos_ctrl: {err.strip().splitlines()[-1:] if err else ''}", flush=True)
 
     def traffic(self, run: Run) -> dict[str, Any]:

@@ -5,7 +5,7 @@ share (it is not part of the CLI). Everything here runs as root and sends
 traffic only between the namespaces it creates.
 
 * :mod:`itmlab.commands`: the command runner (:func:`run`, :func:`sh`,
-  :func:`ip_batch`);
+  :func:`ip_batch`, :func:`stop`);
 * :mod:`itmlab.netns`: :func:`netns`, this thread inside a namespace;
 * :mod:`itmlab.topology`: :class:`Lab`, the one topology builder, and the
   shapes built with it (:func:`topology`, :func:`chain`);
@@ -15,7 +15,7 @@ traffic only between the namespaces it creates.
 
 from __future__ import annotations
 
-from .commands import ip_batch, run, sh
+from .commands import ip_batch, run, sh, stop
 from .netns import netns
 from .topology import Chain, Lab, Topology, chain, topology
 from .traffic import V6_FIRST_WAIT, FlowServer, ping, tcp, tcp_transfer, timed_flow, udp
@@ -32,6 +32,7 @@ __all__ = [
     "ping",
     "run",
     "sh",
+    "stop",
     "tcp",
     "tcp_transfer",
     "timed_flow",

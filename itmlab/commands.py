@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 
 
@@ -16,6 +17,28 @@ def run(
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)}: exit {proc.returncode}: {proc.stderr.strip()}")
     return proc
+
+
+def stop(
+    proc: subprocess.Popen[str],
+    sig: int = signal.SIGTERM,
+    *,
+    timeout: float = 30,
+    cont: bool = False,
+) -> tuple[str, str]:
+    """End ``proc``: send it ``sig`` (SIGCONT first with ``cont``: it may be stopped)
+    unless it has ended, wait ``timeout`` s, SIGKILL it if it is still there; what
+    was left of its stdout and stderr ("" for a stream that is not piped)."""
+    if proc.poll() is None:
+        if cont:
+            proc.send_signal(signal.SIGCONT)
+        proc.send_signal(sig)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    return out or "", err or ""
 
 
 def sh(*args: str, check: bool = True, timeout: float = 60) -> str:

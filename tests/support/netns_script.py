@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from itmlab import stop
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,13 +36,7 @@ def netns_script(
         yield proc, out
     finally:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGCONT)
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
+            stop(proc, cont=True)
         for p in out.iterdir():
             p.unlink()
         out.rmdir()
