@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 from typing import Any
 
@@ -11,20 +12,14 @@ _FOLD_ABOVE = 4096
 #: this, ``int.from_bytes`` costs less than numpy's call overhead (about 3 µs)
 WIDE_FROM = 4096
 
-_numpy: Any = None
-_numpy_tried = False
 
-
+@functools.cache
 def _np() -> Any:
     """numpy, imported on the first large buffer (None when it is not installed)."""
-    global _numpy, _numpy_tried
-    if not _numpy_tried:
-        _numpy_tried = True
-        try:
-            _numpy = importlib.import_module("numpy")
-        except ImportError:
-            _numpy = None
-    return _numpy
+    try:
+        return importlib.import_module("numpy")
+    except ImportError:
+        return None
 
 
 def _wide_sum(data: bytes | bytearray | memoryview) -> int | None:
@@ -38,7 +33,7 @@ def _wide_sum(data: bytes | bytearray | memoryview) -> int | None:
     whole = n & ~3
     s = int(np.frombuffer(data, dtype="<u4", count=whole >> 2).sum(dtype=np.uint64))
     if whole != n:
-        s += int.from_bytes(bytes(data[whole:]), "little")
+        s += int.from_bytes(data[whole:], "little")
     return s
 
 

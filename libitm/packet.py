@@ -521,19 +521,19 @@ class Packet:
         The packet counts as modified (it is returned with the new checksum), and
         :meth:`restore` undoes this too.
         """
-        if self._l4_csum_offset() is None or self._parse().l4 is None:
-            return
-        if self.truncated:
-            raise PacketTruncatedError("cannot recompute the checksum of a truncated packet")
-        self._prepare_write()
-        self._fix_l4_checksum()
+        self._fix_l4_checksum(keep=True)
 
-    def _fix_l4_checksum(self) -> None:
-        """:meth:`fix_l4_checksum` without keeping anything for :meth:`restore`."""
+    def _fix_l4_checksum(self, keep: bool = False) -> None:
+        """:meth:`fix_l4_checksum`; what it changes is kept for :meth:`restore` only
+        with ``keep`` (:meth:`finalize`, the last change, keeps nothing)."""
         lay = self._parse()
         off = self._l4_csum_offset()
         if off is None or lay.l4 is None:
             return
+        if self.truncated:
+            raise PacketTruncatedError("cannot recompute the checksum of a truncated packet")
+        if keep:
+            self._prepare_write()
         b = self._buf
         b[off] = 0
         b[off + 1] = 0
@@ -573,8 +573,6 @@ class Packet:
         treated as complete, so compute the real checksum now.
         """
         if self.modified and self.csum_not_ready:
-            if self.truncated:
-                raise PacketTruncatedError("cannot recompute the checksum of a truncated packet")
             self._fix_l4_checksum()
             self.csum_not_ready = False
 
