@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Iterator
-
-import pytest
 
 from libitm import Hook, Packet
 from libitm.transport import codec as nfq
@@ -24,17 +21,6 @@ def copy_msg(payload: bytes, mark: int = 0, group: int = GROUP) -> bytes:
     body += nfq._attr(nflog.NFULA_MARK, struct.pack(">I", mark))
     body += nfq._attr(nflog.NFULA_PAYLOAD, payload)
     return nfq._message(nflog.MSG_PACKET, group, body, seq=0, flags=0, family=socket.AF_INET)
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    for s in (a, b):
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 21)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
-    b.setblocking(False)
-    yield a, b
-    a.close()
 
 
 def transport(b: socket.socket, seen: list[tuple[bytes, int, int | None]]) -> nflog.LogTransport:

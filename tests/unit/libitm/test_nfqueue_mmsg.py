@@ -9,7 +9,6 @@ one-message-per-recv path (a fake socket) gives for the same input.
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 
 import pytest
 
@@ -25,18 +24,6 @@ from tests.support.fake_queue import (
     sent_messages_of,
 )
 from tests.support.packets import tcp, udp, verify
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    for s in (a, b):
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-    b.setblocking(False)
-    yield a, b
-    a.close()
-    b.close()
 
 
 def test_receiver_slots_lengths_truncation(pair: tuple[socket.socket, socket.socket]) -> None:
