@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import vmbench
+from bench import entry, vmbench
 
 RUN_FILE = vmbench.RUN_FILE_DIR / "run"
 #: (name, n_apps, callbacks, tcp_apps) of the itm_mod configurations
@@ -171,4 +171,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry.run(main, "bench.itm_dispatch"))

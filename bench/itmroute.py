@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import vmbench
+from bench import entry, vmbench
 from itmlab import netns, sh
 from itmroute import ProbeSettings, wire
 from itmroute.daemon import Router
@@ -666,4 +666,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry.run(main, "bench.itmroute"))

@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import vmbench
+from bench import entry, vmbench
 from bench.itmroute import Bench, cuts, overhead, percentile, udp_flood
 from itmlab import netns, ping, sh
 from itmroute import ProbeSettings, auth, wire
@@ -203,4 +203,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry.run(main, "bench.itmroute_host"))

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import vmbench
+from bench import entry, vmbench
 
 A_NET = "10.77.100.0/24"
 D_NET = "10.77.200.0/24"
@@ -236,4 +236,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry.run(main, "bench.itmroute_kernel"))

@@ -33,8 +33,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench import entry, vmbench
 from bench import libitm_queue as lq
-from bench import vmbench
 
 CONSUMERS = tuple(
     lq.Consumer(f"{label}, {mode}", impl, mode)
@@ -173,4 +173,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry.run(main, "bench.libitm_kernel_queue"))

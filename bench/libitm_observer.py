@@ -41,7 +41,7 @@ import sys
 import threading
 from typing import Any
 
-from bench import vmbench
+from bench import entry, vmbench
 from bench.libitm_stream import (
     RunRecord,
     StreamPath,
@@ -286,4 +286,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry.run(main, "bench.libitm_observer"))

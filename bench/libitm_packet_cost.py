@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import vmbench
+from bench import entry, vmbench
 from libitm import Hook, Interest, ItmInfo, Packet, Verdict
 from libitm.backends.nfqueue import NfqueueBackend
 from libitm.checksum import checksum
@@ -271,4 +271,4 @@ class _pinned:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry.run(main, "bench.libitm_packet_cost"))

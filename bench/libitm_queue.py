@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import vmbench
+from bench import entry, vmbench
 from itmlab import Lab, sh, stop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -792,4 +792,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry.run(main, "bench.libitm_queue"))

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import vmbench
+from bench import entry, vmbench
 from bench.libitm_queue import RoutedPath, cpu_ns, user_system_s
 from itmlab import run, stop
 
@@ -408,4 +408,4 @@ def interleave(
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry.run(main, "bench.libitm_stream"))

@@ -44,8 +44,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import entry, vmbench
 from bench import libitm_queue as lq
-from bench import vmbench
 from bench.libitm_stream import RunRecord, command_line, md_table, positive, verdict
 from itmlab import ip_batch, netns, sh, stop
 
@@ -481,4 +481,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry.run(main, "bench.libitm_workers"))

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import itmlab as lab
-from bench import mice_capture, mice_order, mice_plan, mice_stats, vmbench
+from bench import entry, mice_capture, mice_order, mice_plan, mice_stats, vmbench
 from bench.mice_plan import Run
 from bench.mice_trace import MSS, Sizes, offered_load, trace
 from bench.qos_cost import nft_table
@@ -664,4 +664,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry.run(main, "bench.mice_elephants"))

@@ -50,7 +50,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import vmbench
+from bench import entry, vmbench
 
 FWD_FILE = vmbench.RUN_FILE_DIR / "forward_tcp"
 THRESHOLD = 20
@@ -363,4 +363,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry.run(main, "bench.qos_cost"))

@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from bench import mice_plan, vmbench
+from bench import entry, mice_plan, vmbench
 from itmtool.matrix import read_matrix
 
 
@@ -108,4 +108,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry.run(main, "bench.run_all"))
