@@ -293,7 +293,7 @@ def drain(topo: lq.Topology, sources: list[str], workers: int, n: int) -> dict[s
                 time.sleep(0.002)
             dt = time.perf_counter() - t0
     finally:
-        _stop(p, [])
+        _stop(p, drainers)  # continued: an interrupt can come while they are stopped
     return {
         "workers": workers,
         "queued": queued,
