@@ -144,11 +144,10 @@ def _intro(uml: bool) -> str:
 def host(args: argparse.Namespace) -> int:
     """Build the modules, boot each kernel asked for, collect and print the results."""
     load = vmbench.loadavg()
-    tables = vmbench.tables_per_kernel(args, "itm_dispatch", table)
-    if tables is None:
+    tiers = vmbench.tables_per_kernel(args, "itm_dispatch", table)
+    if tiers is None:
         return 1
-    if args.write:
-        uml = args.kernel == "uml"
+    for uml, tables in tiers.items() if args.write else ():
         vmbench.write_section(
             "itm_dispatch_uml" if uml else "itm_dispatch",
             "itm_mod dispatch cost" + (", native (User-Mode Linux)" if uml else ""),

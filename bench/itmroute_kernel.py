@@ -200,11 +200,10 @@ def table(doc: dict[str, Any]) -> str:
 
 def host(args: argparse.Namespace) -> int:
     """Build the modules, boot each kernel asked for, collect and print the results."""
-    tables = vmbench.tables_per_kernel(args, "itmroute_kernel", table)
-    if tables is None:
+    tiers = vmbench.tables_per_kernel(args, "itmroute_kernel", table)
+    if tiers is None:
         return 1
-    if args.write:
-        native = args.kernel == "uml"
+    for native, tables in tiers.items() if args.write else ():
         vmbench.write_section(
             "itmroute_kernel_uml" if native else "itmroute_kernel",
             "itmRoute's kernel data path against routing" + (", native (UML)" if native else ""),

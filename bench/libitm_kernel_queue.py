@@ -142,24 +142,28 @@ def table(doc: dict[str, Any]) -> str:
 def host(args: argparse.Namespace) -> int:
     """Build the modules, boot each kernel asked for, collect and print the results."""
     lq.build()  # the drain's C programs, before the guest needs them
-    tables = vmbench.tables_per_kernel(args, "libitm_kernel_queue", table)
-    if tables is None:
+    tiers = vmbench.tables_per_kernel(args, "libitm_kernel_queue", table)
+    if tiers is None:
         return 1
-    if args.write:
+    for native, tables in tiers.items() if args.write else ():
+        where = (
+            f"natively in User-Mode Linux (one CPU, on a {vmbench.cpu()} host)"
+            if native
+            else f"inside a VM (QEMU TCG, 2 vCPUs, on a {vmbench.cpu()} host)"
+        )
         vmbench.write_section(
-            "libitm_kernel_queue",
-            "libitm's kernel backend, in a VM",
+            "libitm_kernel_queue_uml" if native else "libitm_kernel_queue",
+            "libitm's kernel backend, " + ("native (User-Mode Linux)" if native else "in a VM"),
             [
-                "The drain of the benchmark above inside a VM (QEMU TCG, 2 vCPUs, on a "
-                f"{vmbench.cpu()} host) with itm_mod and itm_queue loaded: libitm on its "
-                "kernel backend (registered through itm_queue; itm_mod queues the packets of "
-                "its interest), on its nfqueue backend (its own NFQUEUE rule), and "
-                "python-netfilterqueue, accept-all and TOS rewrite. Per consumer CPU-second; "
-                "ratios against netfilterqueue of the same repeat. TCG inflates absolute "
-                "times; the ratios are what carries over.",
+                f"The drain of the benchmark above {where} with itm_mod and itm_queue "
+                "loaded: libitm on its kernel backend (registered through itm_queue; itm_mod "
+                "queues the packets of its interest), on its nfqueue backend (its own NFQUEUE "
+                "rule), and python-netfilterqueue, accept-all and TOS rewrite. Per consumer "
+                "CPU-second; ratios against netfilterqueue of the same repeat."
+                + ("" if native else " TCG inflates absolute times; the ratios carry over."),
                 "",
-                "Command: `python -m bench.libitm_kernel_queue --kernel all --write` — run "
-                f"{vmbench.today()}.",
+                f"Command: `python -m bench.libitm_kernel_queue --kernel {args.kernel} --write` "
+                f"— run {vmbench.today()}.",
                 "",
                 *[t + "\n" for t in tables],
             ],

@@ -313,11 +313,10 @@ DOC_INTRO = [
 def host(args: argparse.Namespace) -> int:
     """Build the modules, boot each kernel asked for, collect and print the results."""
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    tables = vmbench.tables_per_kernel(args, "qos_cost", table)
-    if tables is None:
+    tiers = vmbench.tables_per_kernel(args, "qos_cost", table)
+    if tiers is None:
         return 1
-    if args.write:
-        uml = args.kernel == "uml"
+    for uml, tables in tiers.items() if args.write else ():
         intro = [line.format(cpu=vmbench.cpu()) for line in DOC_INTRO]
         if uml:
             intro[0] = (

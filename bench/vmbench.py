@@ -154,22 +154,25 @@ def main(
 
 def tables_per_kernel(
     args: argparse.Namespace, bench: str, table: Callable[[dict[str, Any]], str]
-) -> list[str] | None:
+) -> dict[bool, list[str]] | None:
     """Run `bench` in a VM of each kernel `args.kernel` names; its tables, printed as they come.
 
+    The tables by tier: ``True`` for User-Mode Linux (native speed, one CPU),
+    ``False`` for the kernels booted in QEMU, each in the matrix's order, so that
+    ``--kernel all --write`` puts each table in its tier's section of the page.
     None (after saying why on stderr) when a kernel is unknown or gave no result.
     """
     chosen = kernels(args.kernel)
     if not chosen:
         fail(f"no kernel {args.kernel!r} in kernels.txt")
         return None
-    tables = []
+    tiers: dict[bool, list[str]] = {}
     for k in chosen:
         try:
             doc = run_in_vm(k, bench, f"--iterations {args.iterations} --repeats {args.repeats}")
         except RuntimeError as err:
             fail(str(err))
             return None
-        tables.append(table(doc))
-        print(tables[-1] + "\n", flush=True)
-    return tables
+        tiers.setdefault(k.is_uml, []).append(table(doc))
+        print(tiers[k.is_uml][-1] + "\n", flush=True)
+    return tiers

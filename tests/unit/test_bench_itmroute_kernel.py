@@ -43,7 +43,7 @@ def test_write_keeps_native_and_emulated_apart(
     doc = tmp_path / "benchmarks.md"
     doc.write_text("# Benchmarks\n")
     monkeypatch.setattr(vmbench, "DOC", doc)
-    monkeypatch.setattr(vmbench, "tables_per_kernel", lambda *a: ["TABLE"])
+    monkeypatch.setattr(vmbench, "tables_per_kernel", lambda *a: {kernel == "uml": ["TABLE"]})
     args = argparse.Namespace(kernel=kernel, iterations=5, repeats=3, write=True)
     assert itmroute_kernel.host(args) == 0
     text = doc.read_text()
