@@ -336,7 +336,8 @@ def host(args: argparse.Namespace) -> int:
             [
                 *intro,
                 "",
-                f"Command: `python -m bench.qos_cost --kernel {args.kernel} --write` — run"
+                f"Command: `python -m bench.qos_cost --kernel {args.kernel} --iterations"
+                f" {args.iterations} --repeats {args.repeats} --write` — run"
                 f" {vmbench.today()}, load average {load} at the start; about 4 minutes per"
                 " kernel on an idle machine (2 in User-Mode Linux).",
                 "",
