@@ -58,6 +58,7 @@ static unsigned int qosnf_hook(void *priv, struct sk_buff *skb,
 	struct itm_pkt *pkt = &ctx.pkt;
 	const struct tcphdr *th;
 	const struct iphdr *iph;
+	struct qos_lookup l;
 	struct qos_pkt p;
 	struct tcphdr _th;
 	int class;
@@ -81,8 +82,8 @@ static unsigned int qosnf_hook(void *priv, struct sk_buff *skb,
 	pkt->segs = skb_is_gso(skb) ? max_t(u32, skb_shinfo(skb)->gso_segs, 1) : 1;
 	if (!qos_parse(&ctx, &p))
 		return NF_ACCEPT;
-	class = qos_flows_classify(&p);
-	qos_flows_log(&p);
+	class = qos_flows_classify(&p, &l);
+	qos_flows_log(&p, &l);
 	if (class) {
 		qos_mark(skb, NFPROTO_IPV4, class);
 		if (class == QOS_SHORT)

@@ -69,13 +69,26 @@ static struct qos_bucket *qos_bucket(const struct qos_key *key)
 	return &qos_buckets[h & (qos_nbuckets - 1)];
 }
 
+/*
+ * Two keys are equal: compared as six words, inline (a memcmp() call
+ * compared them a byte at a time and was a seventh of qos_mod's time).
+ */
+static bool qos_key_equal(const struct qos_key *a, const struct qos_key *b)
+{
+	const u64 *x = (const u64 *)a, *y = (const u64 *)b;
+
+	BUILD_BUG_ON(sizeof(struct qos_key) != 6 * sizeof(u64));
+	return !((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) |
+		 (x[3] ^ y[3]) | (x[4] ^ y[4]) | (x[5] ^ y[5]));
+}
+
 /* Context: RCU read side or the bucket's lock. */
 static struct qos_flow *qos_find(struct qos_bucket *b, const struct qos_key *key)
 {
 	struct qos_flow *f;
 
 	hlist_for_each_entry_rcu(f, &b->head, node, lockdep_is_held(&b->lock))
-		if (!memcmp(&f->key, key, sizeof(*key)))
+		if (qos_key_equal(&f->key, key))
 			return f;
 	return NULL;
 }
@@ -131,6 +144,8 @@ static int qos_class_of_segments(u64 seen, u32 segs, u64 limit, bool fin)
 /**
  * qos_flows_classify() - the class of a packet from its flow's count
  * @p: the parsed packet
+ * @l: filled in with the packet's bucket and flow (or none), for
+ *	qos_flows_log() on the same packet under the same RCU read side
  *
  * Context: packet context, under RCU.
  * Return: 0 for a flow not in the table (unless mark_first is set, figures
@@ -140,14 +155,16 @@ static int qos_class_of_segments(u64 seen, u32 segs, u64 limit, bool fin)
  * figures' pkt_cnt starting at 0 after the first packet) or for a FIN,
  * %QOS_LONG after; a GSO buffer by the majority of its wire packets.
  */
-int qos_flows_classify(const struct qos_pkt *p)
+int qos_flows_classify(const struct qos_pkt *p, struct qos_lookup *l)
 {
 	bool figures = READ_ONCE(qos_figures);
 	u64 limit = READ_ONCE(qos_threshold);
 	struct qos_flow *f;
 	u64 seen = 0;
 
-	f = qos_find(qos_bucket(&p->key), &p->key);
+	l->bucket = qos_bucket(&p->key);
+	f = qos_find(l->bucket, &p->key);
+	l->flow = f;
 	if (f)
 		seen = atomic64_read(&f->packets);
 	/*
@@ -166,18 +183,28 @@ int qos_flows_classify(const struct qos_pkt *p)
 /**
  * qos_flows_log() - count a packet; enter an unseen flow in the table
  * @p: the parsed packet
+ * @l: what qos_flows_classify() found for this packet under the same RCU
+ *	read side, or NULL to look the flow up here
  *
  * When the table is full the flow is not entered and the event counted:
- * its packets pass unmarked.
+ * its packets pass unmarked.  A flow that the collector removed since @l
+ * was filled in is still counted (in the entry RCU keeps alive), as when
+ * the collector runs just after the count: its next packet starts anew.
  *
  * Context: packet context, under RCU; does not sleep.
  */
-void qos_flows_log(const struct qos_pkt *p)
+void qos_flows_log(const struct qos_pkt *p, const struct qos_lookup *l)
 {
-	struct qos_bucket *b = qos_bucket(&p->key);
+	struct qos_bucket *b;
 	struct qos_flow *f;
 
-	f = qos_find(b, &p->key);
+	if (l) {
+		b = l->bucket;
+		f = l->flow;
+	} else {
+		b = qos_bucket(&p->key);
+		f = qos_find(b, &p->key);
+	}
 	if (likely(f)) {
 		qos_flow_account(f, p);
 		return;

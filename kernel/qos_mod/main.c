@@ -174,23 +174,47 @@ static const struct attribute_group qos_stat_group = {
 
 /* the paper's callbacks */
 
+/*
+ * What class_func parsed and looked up, for log_func on the same packet:
+ * itm_mod calls the two back to back for each packet, on one CPU with
+ * bottom halves off and under one RCU read side, so the flow is parsed,
+ * hashed and found once per packet.  @skb says which packet it is for.
+ */
+struct qos_seen {
+	const struct sk_buff *skb;
+	struct qos_pkt pkt;
+	struct qos_lookup lookup;
+};
+
+static DEFINE_PER_CPU(struct qos_seen, qos_seen);
+
 static int qos_class(enum itm_hook where, struct sk_buff *skb,
 		     const struct itm_ctx *ctx)
 {
-	struct qos_pkt p;
+	struct qos_seen *s = this_cpu_ptr(&qos_seen);
 
-	if (!qos_parse(ctx, &p))
+	if (!qos_parse(ctx, &s->pkt)) {
+		s->skb = NULL;
 		return 0;
-	return qos_flows_classify(&p);
+	}
+	s->skb = skb;
+	return qos_flows_classify(&s->pkt, &s->lookup);
 }
 
 static void qos_log(enum itm_hook where, int class, struct sk_buff *skb,
 		    const struct itm_ctx *ctx)
 {
+	struct qos_seen *s = this_cpu_ptr(&qos_seen);
 	struct qos_pkt p;
 
+	if (s->skb == skb) {
+		s->skb = NULL;
+		qos_flows_log(&s->pkt, &s->lookup);
+		return;
+	}
+	/* not what class_func just saw (it does not happen today): anew */
 	if (qos_parse(ctx, &p))
-		qos_flows_log(&p);
+		qos_flows_log(&p, NULL);
 }
 
 static unsigned int qos_process(enum itm_hook where, int class,

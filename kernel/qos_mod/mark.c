@@ -34,14 +34,16 @@ bool qos_parse(const struct itm_ctx *ctx, struct qos_pkt *p)
 
 	if (pkt->proto != IPPROTO_TCP || !pkt->has_ports)
 		return false;
-	memset(&p->key, 0, sizeof(p->key));
-	p->key.net = ctx->state->net;
-	p->key.family = pkt->family;
-	p->key.proto = IPPROTO_TCP;
-	p->key.saddr = pkt->saddr;
-	p->key.daddr = pkt->daddr;
-	p->key.sport = htons(pkt->sport);
-	p->key.dport = htons(pkt->dport);
+	/* every byte is written: keys are compared and hashed as memory */
+	p->key = (struct qos_key) {
+		.net = ctx->state->net,
+		.saddr = pkt->saddr,
+		.daddr = pkt->daddr,
+		.sport = htons(pkt->sport),
+		.dport = htons(pkt->dport),
+		.family = pkt->family,
+		.proto = IPPROTO_TCP,
+	};
 	p->fin = pkt->tcp_flags & TCPHDR_FIN;
 	p->rst = pkt->tcp_flags & TCPHDR_RST;
 	/* count wire packets: a GSO buffer stands for gso_segs of them */

@@ -37,7 +37,8 @@ enum qos_mode {
  * @proto: IPPROTO_TCP
  * @pad: zero
  *
- * Keys are compared and hashed as memory: build them with memset() first.
+ * Keys are compared and hashed as memory: every byte, @pad included, is set
+ * (a compound literal zeroes the fields it does not name).
  */
 struct qos_key {
 	const void *net;
@@ -62,6 +63,23 @@ struct qos_pkt {
 	u32 segs;
 	bool fin;
 	bool rst;
+};
+
+struct qos_bucket;
+struct qos_flow;
+
+/**
+ * struct qos_lookup - where a packet's flow was looked for, for its count
+ * @bucket: the flow's bucket
+ * @flow: the flow's entry, or NULL when it was not in the table
+ *
+ * Filled in by qos_flows_classify() and handed to qos_flows_log() for the
+ * same packet, so that the flow is hashed and looked up once per packet.
+ * Valid only under the RCU read side in which it was filled in.
+ */
+struct qos_lookup {
+	struct qos_bucket *bucket;
+	struct qos_flow *flow;
 };
 
 /**
@@ -97,8 +115,8 @@ int qos_flows_init(void);
 void qos_flows_exit(void);
 void qos_flows_flush_net(const struct net *net);
 unsigned int qos_flows_count(void);
-int qos_flows_classify(const struct qos_pkt *p);
-void qos_flows_log(const struct qos_pkt *p);
+int qos_flows_classify(const struct qos_pkt *p, struct qos_lookup *l);
+void qos_flows_log(const struct qos_pkt *p, const struct qos_lookup *l);
 void qos_flows_gc(void);
 
 /* mark.c: packets */
