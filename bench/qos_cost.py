@@ -121,6 +121,19 @@ def iptables_rules() -> list[list[str]]:
     return rules
 
 
+def leftovers(legacy: bool = False) -> str:
+    """What a configuration left hooked into the path: nftables tables, iptables-legacy
+    tables (not counted with ``legacy``: it cannot be removed) or our modules ('' when
+    nothing)."""
+    left = [t.strip() for t in vmbench.sh("nft", "list", "tables").splitlines() if t.strip()]
+    names = Path("/proc/net/ip_tables_names")
+    if names.exists() and not legacy:
+        left += [f"iptables-legacy table {t}" for t in names.read_text().split()]
+    ours = ("itm_mod", "qos_mod", "itm_bench_qosnf")
+    left += [f"module {m}" for m in ours if Path("/sys/module", m).exists()]
+    return ", ".join(left)
+
+
 class Guest:
     """The guest half: sets each configuration up, times it, checks it, tears it down."""
 
@@ -130,6 +143,9 @@ class Guest:
         self.next_port = 10000
         #: per configuration: how many packets its counters say it marked short, long
         self.marked: dict[str, tuple[int, int]] = {}
+        #: iptable_mangle is a module (not built in): unloading it removes the
+        #: iptables-legacy table, whose hooks stay in the path once it exists
+        self.legacy_removable = Path("/sys/module/iptable_mangle/initstate").exists()
 
     def measure(self) -> float:
         """Time one run over fresh flows: nanoseconds per packet."""
@@ -157,6 +173,8 @@ class Guest:
             self._nft(NFT_TABLE)
         if name in (IPT, IPT_LEGACY):
             tool = "iptables" if name == IPT else "iptables-legacy"
+            if name == IPT_LEGACY:
+                vmbench.sh("modprobe", "iptable_mangle")  # teardown unloads it
             for rule in iptables_rules():
                 vmbench.sh(tool, "-t", "mangle", "-A", "POSTROUTING", *rule)
         if name in (QOS, QOS_CT):
@@ -183,6 +201,12 @@ class Guest:
             counts = [int(line.split()[0]) for line in listing.splitlines()[2:] if line.strip()]
             marked = (counts[0] + counts[2], counts[1] + counts[3])
             vmbench.sh(tool, "-t", "mangle", "-F")
+            # an empty table still hooks every packet: gone, or the next
+            # configurations would pay for its chains
+            if name == IPT:
+                vmbench.sh("nft", "delete", "table", "ip", "mangle")
+            elif self.legacy_removable:
+                vmbench.sh("rmmod", "iptable_mangle")
         if name in (QOS, QOS_CT):
             stats = Path("/sys/module/qos_mod/stats")
             marked = (
@@ -201,6 +225,9 @@ class Guest:
             vmbench.sh("nft", "delete", "table", "ip", "qosbench_ct")
             if invalid:
                 raise RuntimeError(f"conntrack found {invalid} invalid packets")
+        left = leftovers(legacy=not self.legacy_removable)
+        if left:
+            raise RuntimeError(f"{name} left {left} behind: the next configurations would pay")
         return marked
 
     def check(self, name: str, marked: tuple[int, int], runs: int) -> None:
@@ -215,8 +242,23 @@ class Guest:
             raise RuntimeError(f"{name}: marked (short, long) {marked}, expected {want}")
 
 
+def rounds(repeats: int, legacy_removable: bool) -> list[list[str]]:
+    """The configurations of each round, in order: all of them interleaved, or, where
+    the iptables-legacy table cannot be removed, the others first and its runs after
+    them all (a table once made hooks every later packet)."""
+    if legacy_removable:
+        return [list(CONFIGS)] * repeats
+    others = [n for n in CONFIGS if n != IPT_LEGACY]
+    return [others] * repeats + [[IPT_LEGACY]] * repeats
+
+
 def guest(moddir: Path, out: Path, iterations: int, repeats: int) -> int:
-    """Inside the VM: every configuration, interleaved over the repeats."""
+    """Inside the VM: every configuration, interleaved over the repeats.
+
+    Where iptable_mangle is built in (UML) the iptables-legacy table, once made,
+    hooks every later packet of every configuration: its runs then come after all
+    the others' instead of between them.
+    """
     g = Guest(moddir, iterations)
     vmbench.mount_debugfs()
     # request_module() from nft and iptables does not reach modprobe in the guest
@@ -228,8 +270,8 @@ def guest(moddir: Path, out: Path, iterations: int, repeats: int) -> int:
     marked: dict[str, list[int]] = {name: [0, 0] for name in CONFIGS}
     try:
         g.measure()  # warm up
-        for _ in range(repeats):
-            for name in CONFIGS:
+        for names in rounds(repeats, g.legacy_removable):
+            for name in names:
                 g.setup(name)
                 try:
                     samples[name].append(g.measure())

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import qos_cost
+from bench import qos_cost, vmbench
 
 
 def _guest(iterations: int = 20_000) -> qos_cost.Guest:
@@ -69,3 +69,21 @@ def test_arguments_that_would_reuse_flows_are_refused(capsys: pytest.CaptureFixt
         qos_cost.main(["--iterations", "1500"])
     with pytest.raises(SystemExit):
         qos_cost.main(["--iterations", str(qos_cost.FLOWS * 20)])
+
+
+def test_rounds_interleave_every_configuration_when_the_legacy_table_can_go() -> None:
+    assert qos_cost.rounds(3, legacy_removable=True) == [list(qos_cost.CONFIGS)] * 3
+
+
+def test_rounds_put_the_legacy_runs_after_all_others_when_its_table_stays() -> None:
+    order = [n for r in qos_cost.rounds(3, legacy_removable=False) for n in r]
+    assert order.count(qos_cost.IPT_LEGACY) == 3 and len(order) == 3 * len(qos_cost.CONFIGS)
+    first = order.index(qos_cost.IPT_LEGACY)
+    assert set(order[first:]) == {qos_cost.IPT_LEGACY}  # nothing measured after it
+
+
+def test_leftovers_name_what_still_hooks_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vmbench, "sh", lambda *a: "table ip mangle\n")
+    assert "table ip mangle" in qos_cost.leftovers()
+    monkeypatch.setattr(vmbench, "sh", lambda *a: "")
+    assert "table ip mangle" not in qos_cost.leftovers()
