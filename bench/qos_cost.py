@@ -354,7 +354,7 @@ DOC_INTRO = [
 
 def host(args: argparse.Namespace) -> int:
     """Build the modules, boot each kernel asked for, collect and print the results."""
-    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    load = vmbench.loadavg()
     tiers = vmbench.tables_per_kernel(args, "qos_cost", table)
     if tiers is None:
         return 1
