@@ -520,15 +520,28 @@ class SeqStream:
             time.sleep(max(0.0, start + self.sent * period - time.monotonic()))
         self.ended = time.monotonic()
 
+    #: a stream has recovered when one of the datagrams sent in this last part of
+    #: the sending (s) arrived: a failover that never came loses all of it, while a
+    #: loaded guest's relay, moving between paths of similar delay at the very end,
+    #: can lose the last tenth of a second of a stream that recovered long before
+    RECOVERED_TAIL = 1.0
+
+    def recovered(self) -> bool:
+        """Whether a datagram sent in the last :attr:`RECOVERED_TAIL` s of sending
+        arrived."""
+        if not self.arrivals or not self.sent_at:
+            return False
+        top = min(max(seq for seq, _ in self.arrivals), len(self.sent_at) - 1)
+        return self.sent_at[top] >= self.sent_at[-1] - self.RECOVERED_TAIL
+
     def largest_gap(self, after: float = 0.0) -> float:
         """The longest time between consecutive arrivals (after monotonic time ``after``).
 
-        A stream that has not recovered by the end of sending (none of the last 10
-        datagrams sent arrived) has an infinite gap: the end of sending is not an
-        arrival.
+        A stream that has not recovered by the end of sending (:meth:`recovered`)
+        has an infinite gap: the end of sending is not an arrival.
         """
         times = sorted(t for _, t in self.arrivals if t >= after)
-        if not times or max(seq for seq, _ in self.arrivals) < self.sent - 10:
+        if not times or not self.recovered():
             return float("inf")
         return max((b - a for a, b in itertools.pairwise(times)), default=float("inf"))
 
@@ -558,11 +571,20 @@ class SeqStream:
             f"{len(late)} arrived after the mark, last {last}"
         )
 
+    def transit(self, last: int = 20) -> float:
+        """The longest time from sending to arrival among the last ``last``
+        arrivals (0 when none arrived or the send times are unknown)."""
+        return max(
+            (t - self.sent_at[seq] for seq, t in self.arrivals[-last:] if seq < len(self.sent_at)),
+            default=0.0,
+        )
+
     def close(self, drain: float = 5.0) -> None:
         """Stop receiving once the last datagram sent arrived, or nothing arrived for
-        1.5 s, at most ``drain`` s after the end of sending (a loaded guest can hold
-        the last datagrams for seconds: its probes saw round trips of 2-3 s), then
-        close the sockets."""
+        1.5 s (or twice the longest transit of the last arrivals, if longer), at most
+        ``drain`` s after the end of sending (a loaded guest can hold the last
+        datagrams for seconds: its probes saw round trips of 2-3 s), then close the
+        sockets."""
         deadline = time.monotonic() + drain
         seen, quiet_since = -1, time.monotonic()
         while time.monotonic() < deadline:
@@ -570,7 +592,7 @@ class SeqStream:
                 break
             if len(self.arrivals) != seen:
                 seen, quiet_since = len(self.arrivals), time.monotonic()
-            elif time.monotonic() - quiet_since >= 1.5:
+            elif time.monotonic() - quiet_since >= max(1.5, 2 * self.transit()):
                 break
             time.sleep(0.1)
         self._stop.set()
