@@ -7,6 +7,7 @@ A minimal application: an interest (TCP and UDP to the given ports), a
 
     python examples/port_blocker.py --ports 23,445 --backend offline --pcap IN --out OUT
     sudo python examples/port_blocker.py --ports 23 --hook ip_in --duration 30
+    sudo itmtool run --workers 2 examples/port_blocker.py -- --ports 23
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -75,12 +77,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="result trace (offline backend; written whole or not at all)")
     ap.add_argument("--log", help="verdict log (offline backend)")
     ap.add_argument("--duration", type=cliargs.seconds, help="seconds to run (live backends)")
+    ap.add_argument(
+        "--workers",
+        type=cliargs.workers,
+        default=1,
+        help="processes, each with its own queue; a flow stays on one (live backends)",
+    )
     args = ap.parse_args(argv)
     offline = args.backend == "offline" or (args.backend == "auto" and args.pcap)
     if offline and not args.pcap:
         ap.error("the offline backend needs --pcap")
     if not offline and (args.out or args.log):
         ap.error(f"--out/--log go with the offline backend, not {args.backend}")
+    if offline and args.workers > 1:
+        ap.error("--workers goes with a live backend (kernel or nfqueue), not offline")
     ranges: list[tuple[int, int]] = args.ports
     infos = [
         make_blocker(lo, hi, "port_blocker" if len(ranges) == 1 else f"port_blocker_{lo}")
@@ -93,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         return sum(i.counters.dropped for i in infos)
 
     libitm.register_timer(lambda: print(f"dropped {dropped()}", flush=True), 5.0)
-    options = {"pcap": args.pcap, "out": args.out, "log": args.log} if offline else {}
+    options: dict[str, Any] = {}
+    if offline:
+        options = {"pcap": args.pcap, "out": args.out, "log": args.log}
+    elif args.workers > 1:
+        options = {"workers": args.workers}  # each worker's counters come back at the end
     rc = 0
     try:
         if offline:

@@ -97,6 +97,44 @@ def test_run_a_file_through_its_main(tmp_path: Path, capsys: pytest.CaptureFixtu
         assert len(list(PcapReader(f))) == 1  # both port-23 packets dropped
 
 
+def test_a_main_that_rejects_an_argument_is_named_and_workers_get_a_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """argparse in a file's main() names the file, not itmtool; a main() without
+    --workers is told that itmtool passed it (`itmtool run --workers 2 APP.py`)."""
+    app = tmp_path / "narrow.py"
+    app.write_text(
+        "import argparse\n"
+        "def main(argv):\n"
+        "    ap = argparse.ArgumentParser()\n"
+        "    ap.add_argument('--backend')\n"
+        "    ap.parse_args(argv)\n"
+        "    return 0\n"
+    )
+    rc = cli.main(["run", str(app), "--backend", "nfqueue", "--workers", "2"])
+    err = capsys.readouterr().err
+    assert rc == 2  # main()'s exit code is itmtool's
+    assert "narrow.py: error: unrecognized arguments: --workers 2" in err, err
+    assert "itmtool: error" not in err
+    assert "hint: itmtool passed --workers 2 to narrow.py's main()" in err
+    assert "Traceback" not in err
+
+
+def test_port_blocker_takes_workers_on_a_live_backend_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from examples import port_blocker
+
+    pcap = _trace(tmp_path / "in.pcap", [23])
+    with pytest.raises(SystemExit) as exited:
+        port_blocker.main(["--ports", "23", "--pcap", str(pcap), "--workers", "2"])
+    assert exited.value.code == 2
+    assert "--workers goes with a live backend" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        port_blocker.main(["--ports", "23", "--workers", "0"])
+    assert "workers" in capsys.readouterr().err
+
+
 def test_run_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["run", str(tmp_path / "missing.py")]) == 5
     assert "no such application file" in capsys.readouterr().err

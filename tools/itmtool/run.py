@@ -174,7 +174,13 @@ def run_app(
             argv += ["--duration", str(duration)]
         if workers > 1:
             argv += ["--workers", str(workers)]
-        rc = _call_main(main, argv + list(extra or []))
+        rc = _call_main(main, argv + list(extra or []), path)
+        if rc == EXIT_USAGE and workers > 1:
+            print(
+                f"hint: itmtool passed --workers {workers} to {path.name}'s main(); a main() "
+                "takes it (examples/port_blocker.py does), or the file offers apps() instead",
+                file=sys.stderr,
+            )
         return {"file": str(path), "mode": "main", "argv": argv, "exit": rc}
     if extra:
         raise ToolError(
@@ -218,13 +224,19 @@ def run_app(
     }
 
 
-def _call_main(main: Callable[[list[str]], Any], argv: list[str]) -> int:
+def _call_main(main: Callable[[list[str]], Any], argv: list[str], path: Path) -> int:
+    """``main(argv)``'s exit code, with ``sys.argv`` as if the file ran as a program
+    (an argparse parser then names the file in its messages, not itmtool)."""
+    saved = sys.argv
+    sys.argv = [str(path), *argv]
     try:
         rc = main(argv)
     except SystemExit as exc:
         rc = exc.code
     except Exception as err:
         raise user_code_error(err, "in main(): ") from err
+    finally:
+        sys.argv = saved
     return rc if isinstance(rc, int) else (0 if rc is None else 1)
 
 
