@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--duration", type=cliargs.seconds, help="seconds to run (live backends)")
     ap.add_argument(
-        "--queue-base", type=cliargs.count, default=None, help="first nfqueue number to try"
+        "--queue-base", type=cliargs.queue_num, default=None, help="first nfqueue number to try"
     )
     ap.add_argument("--dst", help="only flows to this address/mask")
     ap.add_argument("--src", help="only flows from this address/mask")

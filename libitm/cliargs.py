@@ -11,7 +11,7 @@ import math
 
 from .hooks import Hook
 
-__all__ = ["count", "hook", "seconds", "workers"]
+__all__ = ["count", "hook", "queue_num", "seconds", "workers"]
 
 
 def count(text: str) -> int:
@@ -22,6 +22,17 @@ def count(text: str) -> int:
         value = -1
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be an integer >= 0, not {text!r}")
+    return value
+
+
+def queue_num(text: str) -> int:
+    """An nfqueue number, 0..65535 (a 16-bit field of the NFQUEUE target)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 0xFFFF:
+        raise argparse.ArgumentTypeError(f"must be a queue number in 0..65535, not {text!r}")
     return value
 
 

@@ -10,7 +10,9 @@ refuses the same things the same way:
   only complete: it is written to a temporary file beside the target and
   renamed over it at the end
   (``os.replace``); on an error or Ctrl-C the temporary file is removed and a
-  previous target is left as it was.
+  previous target is left as it was. An output that is a character device or a
+  FIFO (``/dev/null``, ``/dev/stdout``, a named pipe) is written into as it
+  goes, never replaced; a block device or a socket is refused.
 * :func:`describe_error` — the one-line message and exit code (itmtool's, see
   docs/itmtool.md) of the errors a run can meet: these files, the capture, a
   backend that cannot run here.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from typing import IO, BinaryIO
@@ -59,11 +62,30 @@ def check_input(path: StrPath) -> None:
         pass
 
 
+def _is_stream(target: str) -> bool:
+    """True when ``target`` exists and is a character device or a FIFO: written
+    into, not replaced (see the module doc)."""
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+
+
 def check_output(path: StrPath) -> None:
     """Raise the OSError that creating ``path`` (by :func:`atomic_output`) would meet."""
     p = os.path.realpath(os.fspath(path))
     if os.path.isdir(p):
         raise IsADirectoryError(errno.EISDIR, "is a directory", os.fspath(path))
+    if _is_stream(p):
+        if not os.access(p, os.W_OK):
+            raise PermissionError(errno.EACCES, "cannot write to this device", os.fspath(path))
+        return
+    if os.path.exists(p) and not stat.S_ISREG(os.stat(p).st_mode):
+        raise PathConflict(
+            f"the output {os.fspath(path)} is neither a regular file nor a character device "
+            "or FIFO (a block device or a socket): refusing to replace it; choose a file"
+        )
     parent = os.path.dirname(p)
     if not os.path.isdir(parent):
         raise FileNotFoundError(errno.ENOENT, "no such directory", parent)
@@ -107,6 +129,10 @@ def _mode_for(target: str) -> int:
 @contextlib.contextmanager
 def _temp_beside(path: StrPath) -> Iterator[tuple[int, str, str]]:
     target = os.path.realpath(os.fspath(path))
+    if _is_stream(target):  # a device or a pipe: written into, never replaced
+        fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+        yield fd, target, target
+        return
     directory, name = os.path.split(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=directory)
     try:

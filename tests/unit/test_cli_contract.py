@@ -85,7 +85,23 @@ def apps():
     return [info]
 """,
     "notes.txt": "not python\n",
+    "apps_int.py": "def apps():\n    return 42\n",
+    "main_no_argv.py": "def main():\n    return 0\n",
+    "needs_args.py": """
+from libitm import Application
+class Needs(Application):
+    def __init__(self, threshold):
+        super().__init__()
+""",
 }
+#: an application file named like a package itmtool imports (in a directory of its
+#: own: `python -m itmtool.cli` puts the working directory first on sys.path)
+SHADOWING_APP = """
+from libitm import Application, Hook
+class Watch(Application):
+    label = "watch"
+    hook = Hook.IP_IN
+"""
 
 
 @pytest.fixture
@@ -100,6 +116,9 @@ def work(tmp_path: Path) -> Path:
         struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 147)
     )
     (tmp_path / "adir").mkdir()
+    (tmp_path / "apps").mkdir()
+    (tmp_path / "apps" / "libitm.py").write_text(SHADOWING_APP)
+    (tmp_path / "binary.py").write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)))
     (tmp_path / "link.pcap").symlink_to(tmp_path / "in.pcap")
     for name, text in APPS.items():
         (tmp_path / name).write_text(text)
@@ -154,12 +173,22 @@ CASES = {
     "status interval word": Case(["status", "--interval", "soon"], 2, "> 0"),
     "enable no label": Case(["enable"], 2, "label"),
     "disable two labels": Case(["disable", "a", "b"], 2, "unrecognized"),
-    "priority not a number": Case(["priority", "x", "high"], 2, "invalid int"),
+    "priority not a number": Case(["priority", "x", "high"], 2, "is not an integer"),
+    "priority beyond s32": Case(["priority", "x", "99999999999"], 2, "is not an integer"),
     "netns maybe": Case(["netns", "maybe"], 2, "invalid choice"),
     "unknown command": Case(["frobnicate"], 2, "invalid choice"),
     # build, load, unload, vm, dkms, new: argument and error paths
     "build no headers": Case(["build", "--kernel", "9.9"], 6, "no kernel headers"),
     "build kernel missing": Case(["build", "--kernel"], 2, "expected one argument"),
+    "build kernel empty": Case(["build", "--kernel", ""], 2, "is not a kernel"),
+    # an empty $K must not widen `dkms remove` to every kernel
+    "dkms remove kernel empty": Case(
+        ["dkms", "remove", "--kernel", "", "--dry-run"], 2, "is not a kernel"
+    ),
+    "dkms install dry run no headers": Case(
+        ["dkms", "install", "--dry-run", "--kernel", "9.9"], 6, "no kernel headers"
+    ),
+    "vm kernel empty": Case(["vm", "--kernel", " ", "--no-build"], 2, "is not a kernel"),
     "load no name": Case(["load"], 2, "required"),
     "unload no name": Case(["unload"], 2, "required"),
     "vm negative timeout": Case(["vm", "--timeout", "-5"], 2, "> 0"),
@@ -171,6 +200,7 @@ CASES = {
     "new bad hook": Case(["new", "user", "x", "--hook", "bogus", "--dir", "n1"], 2, "hook"),
     "new negative timer": Case(["new", "user", "x", "--timer-ms", "-5"], 2, "--timer-ms -5"),
     "new dir is a file": Case(["new", "user", "x", "--dir", "in.pcap"], 2, "in.pcap"),
+    "new empty label": Case(["new", "user", "x", "--label", "", "--dir", "n2"], 2, "bad --label"),
     "new": Case(["new", "user", "fresh", "--dir", "fresh"], 0, leaves=("fresh/",)),
     # run: application files
     "run missing file": Case(["run", "nope.py", "--pcap", "in.pcap"], 5, "no such application"),
@@ -197,6 +227,19 @@ CASES = {
         ["run", "main_raises.py", "--pcap", "in.pcap"], 1, "in main(): ValueError: bad main"
     ),
     "run no apps": Case(["run", "no_apps.py", "--pcap", "in.pcap"], 2, "has no applications"),
+    "run apps returns an int": Case(
+        ["run", "apps_int.py", "--pcap", "in.pcap"], 2, "apps_int.py: apps() returned 42"
+    ),
+    "run main without argv": Case(
+        ["run", "main_no_argv.py", "--pcap", "in.pcap"],
+        1,
+        "main_no_argv.py: in main(): TypeError: ",
+    ),
+    "run class needs arguments": Case(
+        ["run", "needs_args.py", "--pcap", "in.pcap"], 1, "needs_args.py: building Needs(): "
+    ),
+    "run binary file": Case(["run", "binary.py", "--pcap", "in.pcap"], 1, "binary.py: "),
+    "run a file named libitm.py": Case(["run", "apps/libitm.py", "--pcap", "in.pcap"], 0),
     "run unexpected": Case(
         ["run", "bad_hook.py", "--pcap", "in.pcap"], 1, "run with --debug for the traceback"
     ),
@@ -269,6 +312,20 @@ CASES = {
         ["--ports", "23,http"], 2, "'http' is not a port", (), "port_blocker.py"
     ),
     "port_blocker port too big": Case(["--ports", "70000"], 2, "0..65535", (), "port_blocker.py"),
+    "port_blocker workers offline": Case(
+        ["--ports", "23", "--pcap", "in.pcap", "--workers", "2"],
+        2,
+        "--workers goes with a live backend",
+        (),
+        "port_blocker.py",
+    ),
+    "qos_ctrl queue base too big": Case(
+        ["--backend", "nfqueue", "--queue-base", "99999999999"],
+        2,
+        "a queue number in 0..65535",
+        (),
+        "qos_ctrl.py",
+    ),
     "port_blocker bad hook": Case(
         ["--ports", "23", "--hook", "side"], 2, "unknown hook", (), "port_blocker.py"
     ),

@@ -181,7 +181,7 @@ def _cmd_new(args: argparse.Namespace) -> int:
         new.parse_interest(args.interest),
         priority=args.priority,
         timer_ms=args.timer_ms,
-        label=args.label or "",
+        label=_label_arg(args.label),
     )
     dest = Path(args.dir) if args.dir else Path.cwd() / args.name
     render = new.render_kernel if args.kind == "kernel" else new.render_user
@@ -248,6 +248,45 @@ def _cmd_vm(args: argparse.Namespace) -> int:
         console=args.console,
     )
     return out.returncode
+
+
+def _label_arg(label: str | None) -> str:
+    """--label as `new` takes it: absent means the name; given empty is an error (an
+    unset shell variable), not the name."""
+    if label is None:
+        return ""
+    if not label:
+        raise ToolError(
+            "bad --label '': give 1..31 letters, digits, '_', '.', '-'", code=EXIT_USAGE
+        )
+    return label
+
+
+def _kernel_arg(text: str) -> str:
+    """argparse type of --kernel: a name of the matrix or a release, never empty (an
+    empty one from an unset shell variable must not widen `dkms remove` to every
+    kernel, nor fall back to the running one)."""
+    if not text.strip() or any(c.isspace() or c == "/" for c in text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a kernel: give a name of the matrix (6.1, 6.12) or a release"
+        )
+    return text
+
+
+def _priority_arg(text: str) -> int:
+    """argparse type of a priority: an s32, as struct itm_info.priority is."""
+    from itmtool.new import PRIORITY_MAX, PRIORITY_MIN
+
+    try:
+        value = int(text, 0)
+    except ValueError:
+        value = PRIORITY_MAX + 1
+    if not PRIORITY_MIN <= value <= PRIORITY_MAX:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an integer {PRIORITY_MIN}..{PRIORITY_MAX} "
+            "(struct itm_info.priority is an s32)"
+        )
+    return value
 
 
 def _cmd_dkms(args: argparse.Namespace) -> int:
@@ -370,7 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("priority", help="change where an application runs at its hook")
     p.add_argument("label", help="the application's label")
-    p.add_argument("priority", type=int, help="lower runs first; ties run in registration order")
+    p.add_argument(
+        "priority", type=_priority_arg, help="lower runs first; ties run in registration order"
+    )
     p.set_defaults(func=_cmd_set)
 
     p = sub.add_parser("cleanup", help="remove the nfqueue rules that dead libitm processes left")
@@ -391,7 +432,10 @@ def _add_module_commands(sub: Any) -> None:
     """The subcommands of issue 6: build, load, unload, run, new, vm, dkms."""
     p = sub.add_parser("build", help="build the kernel modules (W=1) for a kernel")
     p.add_argument(
-        "--kernel", metavar="NAME|RELEASE", help="a kernel of the matrix (default: the running one)"
+        "--kernel",
+        type=_kernel_arg,
+        metavar="NAME|RELEASE",
+        help="a kernel of the matrix (default: the running one)",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_build)
@@ -485,7 +529,12 @@ def _add_module_commands(sub: Any) -> None:
         "this machine's root file system; run COMMAND in it (default: itmtool load itm_mod && "
         "itmtool status). `itmtool` works inside.",
     )
-    p.add_argument("--kernel", metavar="NAME", help="kernel of the matrix (default: the newest)")
+    p.add_argument(
+        "--kernel",
+        type=_kernel_arg,
+        metavar="NAME",
+        help="kernel of the matrix (default: the newest)",
+    )
     p.add_argument("--no-build", action="store_true", help="use the modules already built")
     p.add_argument(
         "--cpus",
@@ -524,6 +573,7 @@ def _add_module_commands(sub: Any) -> None:
     )
     p.add_argument(
         "--kernel",
+        type=_kernel_arg,
         metavar="NAME|RELEASE",
         help="a kernel of the matrix (6.1, 6.12) or a release; install: default the running "
         "kernel; remove, status: default every kernel",

@@ -342,6 +342,8 @@ def install(kernel: str, *, dry_run: bool = False, env: Env | None = None) -> di
         "commands": [],
         "modules": [],
     }
+    # a dry run refuses what the install would (a release with no headers: a typo)
+    require_headers(kernel, env)
     env.say(f"modules: {', '.join(n for n, _ in conf.modules())}")
     for d in dropped:
         env.say(f"left out: {d}")
@@ -353,7 +355,6 @@ def install(kernel: str, *, dry_run: bool = False, env: Env | None = None) -> di
         result["commands"] = plan(conf, kernel)
         return result
     require_dkms(env)
-    require_headers(kernel, env)
     _require_root(env, "installing")
     done: list[list[str]] = result["commands"]
     for other in {e.version for e in entries(conf, env, all_versions=True)} - {conf.version}:

@@ -43,17 +43,24 @@ from itmtool.errors import (
 )
 
 
-def _where(err: BaseException) -> str:
-    """FILE:LINE of where ``err`` happened: the innermost frame outside importlib."""
+def _where(err: BaseException, path: Path | None = None) -> str:
+    """FILE:LINE of where ``err`` happened: the innermost frame outside importlib and
+    this module; ``path`` (the application file) when the error has no such frame
+    (a call of the file's function with the wrong arguments, a file that is not
+    text)."""
     if isinstance(err, SyntaxError) and err.filename:
         return f"{err.filename}:{err.lineno}"
     frames = [
-        f for f in traceback.extract_tb(err.__traceback__) if not f.filename.startswith("<frozen")
+        f
+        for f in traceback.extract_tb(err.__traceback__)
+        if not f.filename.startswith("<frozen") and f.filename != __file__
     ]
-    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+    if frames:
+        return f"{frames[-1].filename}:{frames[-1].lineno}"
+    return str(path) if path is not None else "?"
 
 
-def user_code_error(err: BaseException, what: str = "") -> ToolError:
+def user_code_error(err: BaseException, what: str = "", path: Path | None = None) -> ToolError:
     """The one-line report of an exception raised by an application file's code."""
     if isinstance(err, SyntaxError):
         text = f"SyntaxError: {err.msg}"
@@ -61,7 +68,12 @@ def user_code_error(err: BaseException, what: str = "") -> ToolError:
         text = f"SystemExit({err.code!r})"
     else:
         text = f"{type(err).__name__}: {err}"
-    return ToolError(f"{_where(err)}: {what}{text}", code=EXIT_FAILED)
+    return ToolError(f"{_where(err, path)}: {what}{text}", code=EXIT_FAILED)
+
+
+#: the module name an application file is imported as: its own stem could be a
+#: package itmtool itself uses (an application file called libitm.py)
+_MODULE_PREFIX = "itmtool_app_"
 
 
 def load_file(path: Path) -> ModuleType:
@@ -73,29 +85,46 @@ def load_file(path: Path) -> ModuleType:
     if path.suffix != ".py":
         raise ToolError(f"{path} is not a Python file", code=EXIT_USAGE)
     sys.path.insert(0, str(path.resolve().parent))
-    spec = importlib.util.spec_from_file_location(path.stem, path)
+    name = _MODULE_PREFIX + path.stem
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ToolError(f"cannot import {path}", code=EXIT_USAGE)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module
+    sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
+    except UnicodeDecodeError as err:
+        del sys.modules[name]
+        raise ToolError(
+            f"{path} is not Python source text ({err.reason} at byte {err.start})",
+            code=EXIT_USAGE,
+        ) from err
     except (Exception, SystemExit) as err:
-        del sys.modules[path.stem]
-        raise user_code_error(err) from err
+        del sys.modules[name]
+        raise user_code_error(err, path=path) from err
     return module
 
 
-def find_apps(module: ModuleType) -> list[Any] | None:
-    """The applications a module offers (ways 1 and 2), or None to call its `main`."""
+def find_apps(module: ModuleType, path: Path | None = None) -> list[Any] | None:
+    """The applications a module offers (ways 1 and 2), or None to call its `main`
+    (``path``: the file as the user named it, for messages)."""
     from libitm import Application
 
+    path = path or Path(module.__file__ or module.__name__)
     factory = getattr(module, "apps", None)
     if callable(factory):
         try:
-            return list(factory())
+            got = factory()
         except (Exception, SystemExit) as err:
-            raise user_code_error(err, "in apps(): ") from err
+            raise user_code_error(err, "in apps(): ", path) from err
+        try:
+            return list(got)
+        except TypeError:
+            raise ToolError(
+                f"{path}: apps() returned {got!r}; it returns a list of libitm.Application "
+                "or ItmInfo objects",
+                code=EXIT_USAGE,
+            ) from None
     classes = [
         obj
         for obj in vars(module).values()
@@ -110,7 +139,7 @@ def find_apps(module: ModuleType) -> list[Any] | None:
         try:
             built.append(cls())
         except (Exception, SystemExit) as err:
-            raise user_code_error(err, f"building {cls.__name__}(): ") from err
+            raise user_code_error(err, f"building {cls.__name__}(): ", path) from err
     return built or None
 
 
@@ -156,7 +185,7 @@ def run_app(
             code=EXIT_USAGE,
         )
     module = load_file(path)
-    apps = find_apps(module)
+    apps = find_apps(module, path)
     if apps is None:
         main: Callable[[list[str]], Any] | None = getattr(module, "main", None)
         if not callable(main):
@@ -234,7 +263,7 @@ def _call_main(main: Callable[[list[str]], Any], argv: list[str], path: Path) ->
     except SystemExit as exc:
         rc = exc.code
     except Exception as err:
-        raise user_code_error(err, "in main(): ") from err
+        raise user_code_error(err, "in main(): ", path) from err
     finally:
         sys.argv = saved
     return rc if isinstance(rc, int) else (0 if rc is None else 1)

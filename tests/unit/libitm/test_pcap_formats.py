@@ -6,7 +6,10 @@ from __future__ import annotations
 import io
 import os
 import random
+import socket
+import stat
 import struct
+import threading
 from pathlib import Path
 
 import pytest
@@ -320,6 +323,41 @@ def test_outputs_keep_the_permissions_of_a_plain_open(tmp_path: Path) -> None:
     kept.chmod(0o600)
     _replay(src, kept)
     assert kept.stat().st_mode & 0o777 == 0o600
+
+
+def test_an_output_device_or_pipe_is_written_into_not_replaced(tmp_path: Path) -> None:
+    """--out /dev/null as root replaced the device with a regular file (a rename over
+    it); a FIFO (or /dev/stdout) is written into, a socket refused."""
+    src = tmp_path / "in.pcap"
+    write_classic(src, RAW, [(i, 0, P1) for i in range(3)])
+    # as root, a device node of our own (the old code replaced the device it was
+    # given); otherwise /dev/null itself, which only root could replace
+    null = tmp_path / "null" if os.geteuid() == 0 else Path("/dev/null")
+    if os.geteuid() == 0:
+        os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    _replay(src, null)
+    assert stat.S_ISCHR(os.stat(null).st_mode)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    _replay(src, fifo)
+    reader.join(10)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert _read_all(got[0]) == 3
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with sock:
+        sock.bind(str(tmp_path / "sock"))
+        loop = ItmLoop("offline", pcap=src, out=tmp_path / "sock")
+        loop.register_hook("ip_in", ItmInfo("x"))
+        with pytest.raises(PathConflict, match="neither a regular file"):
+            loop.run()
+        assert stat.S_ISSOCK(os.stat(tmp_path / "sock").st_mode)
+    names = (
+        ["in.pcap", "null", "pipe", "sock"] if os.geteuid() == 0 else ["in.pcap", "pipe", "sock"]
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
 
 
 def _read_all(raw: bytes) -> int:
