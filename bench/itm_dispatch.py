@@ -166,7 +166,7 @@ def host(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line."""
-    return vmbench.main(__doc__ or "", 2_000_000, 5, guest, host, argv)
+    return vmbench.main("bench.itm_dispatch", __doc__ or "", 2_000_000, 5, guest, host, argv)
 
 
 if __name__ == "__main__":

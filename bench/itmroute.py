@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import entry, vmbench
+from bench import cliargs, entry, vmbench
 from itmlab import netns, sh
 from itmroute import ProbeSettings, wire
 from itmroute.daemon import Router
@@ -656,9 +656,9 @@ def host(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line."""
-    parser = vmbench.parser(__doc__ or "", 20, 1)
-    parser.add_argument("--ron-cuts", type=int, default=4)
-    parser.add_argument("--flap-seconds", type=float, default=120.0)
+    parser = vmbench.parser("bench.itmroute", __doc__ or "", 20, 1)
+    parser.add_argument("--ron-cuts", type=cliargs.positive, default=4)
+    parser.add_argument("--flap-seconds", type=cliargs.seconds, default=120.0)
     args = parser.parse_args(argv)
     if args.guest:
         return guest(args.out, args.iterations, args.ron_cuts, args.flap_seconds)

@@ -31,7 +31,6 @@ takes about 4 minutes; the figures depend on the machine's load (printed).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import socket
@@ -41,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import entry, vmbench
+from bench import cliargs, entry, vmbench
 from bench.itmroute import Bench, cuts, overhead, percentile, udp_flood
 from itmlab import netns, ping, sh
 from itmroute import ProbeSettings, auth, wire
@@ -182,10 +181,10 @@ def phase_rows(phases: list[dict[str, Any]]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line."""
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--cuts", type=int, default=20)
-    ap.add_argument("--idle-wait", type=float, default=65.0)
-    ap.add_argument("--forged", type=int, default=500)
+    ap = cliargs.parser("bench.itmroute_host", __doc__)
+    ap.add_argument("--cuts", type=cliargs.positive, default=20)
+    ap.add_argument("--idle-wait", type=cliargs.seconds, default=65.0)
+    ap.add_argument("--forged", type=cliargs.positive, default=500)
     ap.add_argument("--json", type=Path, help="write the results here too")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:

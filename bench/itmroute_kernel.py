@@ -231,7 +231,7 @@ def host(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line (``--iterations``: seconds per iperf3 run)."""
-    return vmbench.main(__doc__ or "", 5, 3, guest, host, argv)
+    return vmbench.main("bench.itmroute_kernel", __doc__ or "", 5, 3, guest, host, argv)
 
 
 if __name__ == "__main__":

@@ -173,7 +173,7 @@ def host(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line."""
-    return vmbench.main(__doc__ or "", 5000, 3, guest, host, argv)
+    return vmbench.main("bench.libitm_kernel_queue", __doc__ or "", 5000, 3, guest, host, argv)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ import sys
 import threading
 from typing import Any
 
-from bench import entry, vmbench
+from bench import cliargs, entry, vmbench
 from bench.libitm_stream import (
     RunRecord,
     StreamPath,
@@ -50,7 +50,6 @@ from bench.libitm_stream import (
     iperf,
     md_table,
     parser,
-    positive,
     ready,
     start_app,
     stop_app,
@@ -258,8 +257,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         return app(kind, backend)
-    ap = parser(__doc__)
-    ap.add_argument("--pings", type=positive, default=300, help="pings per run, 10 ms apart")
+    ap = parser("bench.libitm_observer", __doc__)
+    ap.add_argument(
+        "--pings", type=cliargs.positive, default=300, help="pings per run, 10 ms apart"
+    )
     ap.add_argument("--backend", choices=BACKENDS, default="nfqueue", help="libitm backend")
     a = ap.parse_args(argv)
     if not ready("bench.libitm_observer"):

@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import entry, vmbench
+from bench import cliargs, entry, vmbench
 from libitm import Hook, Interest, ItmInfo, Packet, Verdict
 from libitm.backends.nfqueue import NfqueueBackend
 from libitm.checksum import checksum
@@ -213,11 +213,11 @@ def report(rows: dict[str, dict[str, float]]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line."""
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap = cliargs.parser("bench.libitm_packet_cost", __doc__)
     ap.add_argument("--instructions", action="store_true", help="also count with callgrind")
     ap.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     ap.add_argument("--one", choices=VARIANTS, help=argparse.SUPPRESS)
-    ap.add_argument("--passes", type=int, default=200, help=argparse.SUPPRESS)
+    ap.add_argument("--passes", type=cliargs.positive, default=200, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.one:  # the callgrind child: run one variant, nothing else
         fn = make(a.one)

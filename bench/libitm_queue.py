@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import entry, vmbench
+from bench import cliargs, entry, vmbench
 from itmlab import Lab, sh, stop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,6 +117,17 @@ CONSUMERS = tuple(
     )
 )
 ANCHOR = "netfilterqueue"
+
+
+def impl_list(text: str) -> set[str]:
+    """``--only``: implementations of CONSUMERS, comma-separated (argparse's ``type``)."""
+    known = list(dict.fromkeys(c.impl for c in CONSUMERS))
+    unknown = [x for x in text.split(",") if x not in known]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"no implementation {', '.join(map(repr, unknown))} (they are: {', '.join(known)})"
+        )
+    return set(text.split(","))
 
 
 def build() -> None:
@@ -730,13 +741,16 @@ def _on_term(signum: int, frame: types.FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line (see the module docstring)."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = cliargs.parser("bench.libitm_queue", __doc__)
     ap.add_argument("--quick", action="store_true", help="N=20000, D=2 s, 3 repeats (~2 min)")
-    ap.add_argument("-n", type=int, default=None, help="packets queued per drain run")
-    ap.add_argument("--seconds", type=float, default=None, help="end-to-end send time")
-    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("-n", type=cliargs.positive, default=None, help="packets queued per drain run")
+    ap.add_argument("--seconds", type=cliargs.seconds, default=None, help="end-to-end send time")
+    ap.add_argument("--repeats", type=cliargs.positive, default=None)
     ap.add_argument(
-        "--only", default="", help="comma-separated impls (libitm,netfilterqueue,c,c-batch)"
+        "--only",
+        type=impl_list,
+        default=None,
+        help="comma-separated impls (libitm,netfilterqueue,c,c-batch)",
     )
     ap.add_argument("--write", action="store_true", help="update docs/ (table, JSON, plot)")
     ap.add_argument("--drain-only", action="store_true", help="skip the end-to-end runs")
@@ -748,7 +762,7 @@ def main(argv: list[str] | None = None) -> int:
     n = a.n or (20000 if a.quick else 50000)
     seconds = a.seconds or (2.0 if a.quick else 4.0)
     repeats = a.repeats or (3 if a.quick else 5)
-    only = set(a.only.split(",")) if a.only else None
+    only: set[str] | None = a.only
     consumers = tuple(c for c in CONSUMERS if only is None or c.impl in only)
     if only and ANCHOR not in only:
         consumers = tuple(c for c in CONSUMERS if c.impl in only | {ANCHOR})

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import entry, vmbench
+from bench import cliargs, entry, vmbench
 from bench.libitm_queue import RoutedPath, cpu_ns, user_system_s
 from itmlab import run, stop
 
@@ -313,8 +313,8 @@ def section(rows: list[dict[str, Any]], record: RunRecord) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line (see the module docstring)."""
-    ap = parser(__doc__)
-    ap.add_argument("--seconds", type=float, default=5.0, help="iperf3 time per run")
+    ap = parser("bench.libitm_stream", __doc__)
+    ap.add_argument("--seconds", type=cliargs.seconds, default=5.0, help="iperf3 time per run")
     a = ap.parse_args(argv)
     if not ready("bench.libitm_stream"):
         return 2
@@ -338,24 +338,14 @@ def main(argv: list[str] | None = None) -> int:
     )
 
 
-def parser(doc: str | None) -> argparse.ArgumentParser:
-    """The options both path benchmarks take: ``--repeats`` and ``--json``."""
-    ap = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
-    ap.add_argument("--repeats", type=positive, default=3)
+def parser(module: str, doc: str | None) -> argparse.ArgumentParser:
+    """The options both path benchmarks (``python -m module``) take: ``--repeats``,
+    ``--json``, ``--write``."""
+    ap = cliargs.parser(module, doc)
+    ap.add_argument("--repeats", type=cliargs.positive, default=3)
     ap.add_argument("--json", type=Path, help="write the samples here")
     ap.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     return ap
-
-
-def positive(text: str) -> int:
-    """An option's whole number of at least 1 (argparse's ``type``)."""
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
-    return n
 
 
 def ready(name: str) -> bool:

@@ -32,7 +32,6 @@ each repeat's two workers ÷ its own one worker).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -44,9 +43,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import entry, vmbench
+from bench import cliargs, entry, vmbench
 from bench import libitm_queue as lq
-from bench.libitm_stream import RunRecord, command_line, md_table, positive, verdict
+from bench.libitm_stream import RunRecord, command_line, md_table, verdict
 from itmlab import ip_batch, netns, sh, stop
 
 SOURCES = 64
@@ -427,9 +426,9 @@ def section(runs: list[dict[str, Any]], result: dict[str, Any], record: RunRecor
 
 def main(argv: list[str] | None = None) -> int:
     """Run the interleaved drains and print a JSON summary."""
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--packets", type=positive, default=100_000)
-    ap.add_argument("--repeats", type=positive, default=3)
+    ap = cliargs.parser("bench.libitm_workers", __doc__)
+    ap.add_argument("--packets", type=cliargs.positive, default=100_000)
+    ap.add_argument("--repeats", type=cliargs.positive, default=3)
     ap.add_argument("--sources", type=int, default=SOURCES, help="source addresses (1-200)")
     ap.add_argument(
         "--spread",

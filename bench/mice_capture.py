@@ -89,3 +89,17 @@ class Capture:
         _, err = stop(self.proc, signal.SIGINT, timeout=20)
         found = re.search(r"(\d+) packets? dropped by kernel", err or "")
         return int(found.group(1)) if found else -1
+
+
+if __name__ == "__main__":
+    import sys
+
+    from bench import entry
+
+    sys.exit(
+        entry.not_a_command(
+            "bench.mice_capture",
+            "it is a part of the mice-elephants experiment;"
+            " run python -m bench.mice_elephants (see its --help)",
+        )
+    )

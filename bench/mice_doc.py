@@ -339,3 +339,17 @@ def rio_notes() -> list[str]:
         " gave short 0.49x (0.44-0.54) and long 1.00x, 1.03x, 1.00x, and the receiver saw"
         " 0.5-0.8% of the packets out of order with RIO, against 0.3-0.7% steered.",
     ]
+
+
+if __name__ == "__main__":
+    import sys
+
+    from bench import entry
+
+    sys.exit(
+        entry.not_a_command(
+            "bench.mice_doc",
+            "it is a part of the mice-elephants experiment;"
+            " run python -m bench.mice_elephants (see its --help)",
+        )
+    )

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import itmlab as lab
-from bench import entry, mice_capture, mice_order, mice_plan, mice_stats, vmbench
+from bench import cliargs, entry, mice_capture, mice_order, mice_plan, mice_stats, vmbench
 from bench.mice_plan import Run
 from bench.mice_trace import MSS, Sizes, offered_load, trace
 from bench.qos_cost import nft_table
@@ -573,18 +573,73 @@ def host(args: argparse.Namespace, runs: list[Run]) -> int:
     return status
 
 
+def load_arg(text: str) -> float:
+    """An offered load (argparse's ``type``): a fraction of the bottleneck's rate, in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be an offered load in (0, 1], not {text!r}")
+    return value
+
+
+def load_list(text: str) -> tuple[float, ...]:
+    """``--loads``: offered loads, comma-separated."""
+    try:
+        return tuple(load_arg(x) for x in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"must be offered loads in (0, 1], comma-separated (0.6,0.8,0.95), not {text!r}"
+        ) from None
+
+
+def seed_list(text: str) -> tuple[int, ...]:
+    """``--seed-list``: seeds, comma-separated whole numbers."""
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be seeds, comma-separated whole numbers (3,4,5), not {text!r}"
+        ) from None
+
+
+def comparison(text: str) -> tuple[tuple[str, ...], float | None]:
+    """``--compare CORES@LOAD``: more cores, and the load to run them at (None: the top load)."""
+    more, _, at = text.partition("@")
+    cores = tuple(more.split(","))
+    try:
+        if "" in cores:
+            raise argparse.ArgumentTypeError(text)
+        return cores, load_arg(at) if at else None
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"must be CORES@LOAD, e.g. prio,red@0.95 (LOAD an offered load in (0, 1]), not {text!r}"
+        ) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line."""
-    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p = cliargs.parser("bench.mice_elephants", __doc__)
     p.add_argument("--kernel", default="all", help="kernel of kernels.txt, or all")
     p.add_argument(
         "--quick", action="store_true", help="smoke check: 6.12, one seed, two loads, prio only"
     )
-    p.add_argument("--loads", default=None, help="offered loads, comma-separated (0.6,0.8,0.95)")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per load (2)")
+    p.add_argument(
+        "--loads",
+        type=load_list,
+        default=None,
+        help="offered loads, comma-separated (0.6,0.8,0.95)",
+    )
+    p.add_argument("--seeds", type=cliargs.positive, default=None, help="seeds per load (2)")
     p.add_argument("--cores", default=None, help="core treatments, comma-separated (prio,red,rio)")
     p.add_argument("--schemes", default=None, help="ITM schemes, comma-separated (all four)")
-    p.add_argument("--seed-list", default=None, help="these seeds, comma-separated (not --seeds)")
+    p.add_argument(
+        "--seed-list",
+        type=seed_list,
+        default=None,
+        help="these seeds, comma-separated (not --seeds)",
+    )
     p.add_argument(
         "--append",
         action="store_true",
@@ -593,6 +648,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--compare",
         metavar="CORES@LOAD",
+        type=comparison,
         default=None,
         help="more cores at one load only, e.g. prio,red@0.95",
     )
@@ -631,15 +687,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.quick and args.kernel == "all":
         args.kernel = "6.12"
-    loads = tuple(float(x) for x in args.loads.split(",")) if args.loads else (
-        (0.6, 0.95) if args.quick else mice_plan.LOADS
-    )  # fmt: skip
-    seeds = tuple(range(1, (args.seeds or (1 if args.quick else len(mice_plan.SEEDS))) + 1))
-    if args.seed_list:
-        try:
-            seeds = tuple(int(x) for x in args.seed_list.split(","))
-        except ValueError:
-            p.error(f"--seed-list: not a list of seeds: {args.seed_list!r}")
+    loads = args.loads or ((0.6, 0.95) if args.quick else mice_plan.LOADS)
+    seeds = args.seed_list or tuple(
+        range(1, (args.seeds or (1 if args.quick else len(mice_plan.SEEDS))) + 1)
+    )
     cores = (
         tuple(args.cores.split(","))
         if args.cores
@@ -648,8 +699,8 @@ def main(argv: list[str] | None = None) -> int:
     schemes = tuple(args.schemes.split(",")) if args.schemes else mice_plan.SCHEMES
     compare = None
     if args.compare:
-        more, _, at = args.compare.partition("@")
-        compare = (tuple(more.split(",")), float(at or max(loads)))
+        more, at = args.compare
+        compare = (more, at if at is not None else max(loads))
     bad = set(cores + (compare[0] if compare else ())) - set(mice_plan.CORES)
     bad |= set(schemes) - set(mice_plan.SCHEMES)
     if bad:

@@ -159,3 +159,17 @@ def binned_max(points: list[tuple[float, int]], start: float, scale: int) -> lis
             bins.append(0)
         bins[i] = max(bins[i], round(value / scale))
     return bins
+
+
+if __name__ == "__main__":
+    import sys
+
+    from bench import entry
+
+    sys.exit(
+        entry.not_a_command(
+            "bench.mice_order",
+            "it is a part of the mice-elephants experiment;"
+            " run python -m bench.mice_elephants (see its --help)",
+        )
+    )

@@ -95,3 +95,17 @@ def plan(
 def bound_seconds(runs: list[Run]) -> float:
     """The longest one kernel's experiment may take, boot included."""
     return BOOT + len(runs) * (WINDOW + DRAIN + OVERHEAD)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from bench import entry
+
+    sys.exit(
+        entry.not_a_command(
+            "bench.mice_plan",
+            "it is a part of the mice-elephants experiment;"
+            " run python -m bench.mice_elephants (see its --help)",
+        )
+    )

@@ -367,3 +367,17 @@ def write() -> None:
     vmbench.write_section(
         "mice_elephants", "The war between mice and elephants (qos_mod at work)", body
     )
+
+
+if __name__ == "__main__":
+    import sys
+
+    from bench import entry
+
+    sys.exit(
+        entry.not_a_command(
+            "bench.mice_report",
+            "python -m bench.mice_elephants --report rewrites the experiment's section of"
+            " docs/benchmarks.md and its plots from docs/data",
+        )
+    )

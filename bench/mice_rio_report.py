@@ -336,3 +336,17 @@ def section() -> list[str]:
         body += ["", elephant_table(doc)]
     body += ["", f"![The largest flow, per core](img/{ELEPHANT_PLOT})", "", *mice_doc.rio_notes()]
     return body
+
+
+if __name__ == "__main__":
+    import sys
+
+    from bench import entry
+
+    sys.exit(
+        entry.not_a_command(
+            "bench.mice_rio_report",
+            "python -m bench.mice_elephants --report rewrites the experiment's section of"
+            " docs/benchmarks.md, the RIO core's included, from docs/data",
+        )
+    )

@@ -247,3 +247,17 @@ def reordering(run: dict[str, Any]) -> dict[str, float]:
         "sent": share(SENT_OUT_OF_ORDER) if sources else math.nan,
         "entry": share(ENTRY_OUT_OF_ORDER) if sources else math.nan,
     }
+
+
+if __name__ == "__main__":
+    import sys
+
+    from bench import entry
+
+    sys.exit(
+        entry.not_a_command(
+            "bench.mice_stats",
+            "it is a part of the mice-elephants experiment;"
+            " run python -m bench.mice_elephants (see its --help)",
+        )
+    )

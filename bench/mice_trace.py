@@ -83,3 +83,17 @@ def segments(size: int) -> int:
 def is_short(size: int, threshold: int = 20) -> bool:
     """A transfer whose data fits in `threshold` segments: a mouse by the paper's rule."""
     return segments(size) <= threshold
+
+
+if __name__ == "__main__":
+    import sys
+
+    from bench import entry
+
+    sys.exit(
+        entry.not_a_command(
+            "bench.mice_trace",
+            "it is a part of the mice-elephants experiment;"
+            " run python -m bench.mice_elephants (see its --help)",
+        )
+    )

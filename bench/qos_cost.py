@@ -391,7 +391,7 @@ def host(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line."""
-    parser = vmbench.parser(__doc__ or "", 20_000, 25)
+    parser = vmbench.parser("bench.qos_cost", __doc__ or "", 20_000, 25)
     args = parser.parse_args(argv)
     if args.iterations % FLOWS or args.iterations < FLOWS * (THRESHOLD + 1):
         parser.error(

@@ -23,12 +23,13 @@ until SIGTERM, then prints one JSON line with its counters.
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import sys
 import types
 from typing import Any
+
+from bench import cliargs
 
 NEW_TOS = 0x28
 
@@ -174,13 +175,13 @@ def run_netfilterqueue(mode: str, queue: int, maxlen: int, rcvbuf: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line (see the module docstring)."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = cliargs.parser("bench.queue_consumers", __doc__)
     ap.add_argument("impl", choices=("libitm", "libitm-kernel", "netfilterqueue"))
     ap.add_argument("mode", choices=("accept", "tos"))
-    ap.add_argument("--queue", type=int, required=True)
-    ap.add_argument("--port", type=int, default=9)
-    ap.add_argument("--maxlen", type=int, default=4096)
-    ap.add_argument("--rcvbuf", type=int, default=64 << 20)
+    ap.add_argument("--queue", type=cliargs.queue_num, required=True)
+    ap.add_argument("--port", type=cliargs.port, default=9)
+    ap.add_argument("--maxlen", type=cliargs.positive, default=4096)
+    ap.add_argument("--rcvbuf", type=cliargs.positive, default=64 << 20)
     ap.add_argument("--profile", default="", help="libitm: write cProfile stats here")
     ap.add_argument("--proto", choices=("udp", "tcp"), default="udp", help="libitm's interest")
     ap.add_argument("--gso", action="store_true", help="libitm nfqueue: unsegmented packets")

@@ -15,14 +15,13 @@ description; docs/benchmarks.md links to them.
 
 from __future__ import annotations
 
-import argparse
 import math
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 
-from bench import entry, mice_plan, vmbench
+from bench import cliargs, entry, mice_plan, vmbench
 from itmtool.matrix import read_matrix
 
 
@@ -87,15 +86,23 @@ def header(ran: list[str], failed: list[str], minutes: float) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line."""
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap = cliargs.parser("bench.run_all", __doc__)
     ap.add_argument("--only", help="comma-separated names of benchmarks to run")
     ap.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = ap.parse_args(argv)
-    chosen = [b for b in BENCHMARKS if not args.only or b.name in args.only.split(",")]
-    if args.list or not chosen:
+    names = [b.name for b in BENCHMARKS]
+    only = args.only.split(",") if args.only else names
+    unknown = [n for n in only if n not in names]
+    if unknown:
+        ap.error(
+            f"--only: no benchmark {', '.join(map(repr, unknown))}"
+            f" (the benchmarks: {', '.join(names)})"
+        )
+    chosen = [b for b in BENCHMARKS if b.name in only]
+    if args.list:
         for b in BENCHMARKS:
             print(f"{b.name:16} {' '.join(b.command()[1:])}  (at most {b.minutes} min)")
-        return 0 if chosen else 2
+        return 0
     t0 = time.monotonic()
     failed = []
     for b in chosen:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import cliargs
 from itmtool import buildmods, vm
 from itmtool.matrix import ROOT, Kernel, read_matrix
 
@@ -124,12 +125,13 @@ def fail(message: str) -> int:
     return 1
 
 
-def parser(doc: str, iterations: int, repeats: int) -> argparse.ArgumentParser:
-    """The command line every VM benchmark takes (the guest half's options hidden)."""
-    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+def parser(module: str, doc: str, iterations: int, repeats: int) -> argparse.ArgumentParser:
+    """The command line every VM benchmark (``python -m module``) takes, the guest half's
+    options hidden; a bad value is a one-line error (exit 2) before anything is built."""
+    p = cliargs.parser(module, doc)
     p.add_argument("--kernel", default="all", help="kernel of kernels.txt, or all")
-    p.add_argument("--iterations", type=int, default=iterations)
-    p.add_argument("--repeats", type=int, default=repeats)
+    p.add_argument("--iterations", type=cliargs.positive, default=iterations)
+    p.add_argument("--repeats", type=cliargs.positive, default=repeats)
     p.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     p.add_argument("--guest", metavar="MODDIR", help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -137,6 +139,7 @@ def parser(doc: str, iterations: int, repeats: int) -> argparse.ArgumentParser:
 
 
 def main(
+    module: str,
     doc: str,
     iterations: int,
     repeats: int,
@@ -144,9 +147,9 @@ def main(
     host: Callable[[argparse.Namespace], int],
     argv: list[str] | None = None,
 ) -> int:
-    """A VM benchmark's command line: ``guest(moddir, out, iterations, repeats)`` inside
-    the VM (``--guest``), ``host(args)`` outside."""
-    args = parser(doc, iterations, repeats).parse_args(argv)
+    """A VM benchmark's command line (``python -m module``): ``guest(moddir, out,
+    iterations, repeats)`` inside the VM (``--guest``), ``host(args)`` outside."""
+    args = parser(module, doc, iterations, repeats).parse_args(argv)
     if args.guest:
         return guest(Path(args.guest), args.out, args.iterations, args.repeats)
     return host(args)
@@ -176,3 +179,15 @@ def tables_per_kernel(
         tiers.setdefault(k.is_uml, []).append(table(doc))
         print(tiers[k.is_uml][-1] + "\n", flush=True)
     return tiers
+
+
+if __name__ == "__main__":
+    from bench import entry
+
+    sys.exit(
+        entry.not_a_command(
+            "bench.vmbench",
+            "it holds what the VM benchmarks share; run one of them"
+            " (python -m bench.run_all --list names them)",
+        )
+    )
