@@ -159,14 +159,22 @@ RUNTIME = ["itm_mod", "itm_queue", "qos_mod", "sch_rio", "itm_route"]
 TEST_ONLY = {"kernel/test_app", "kernel/bench", "kernel/paper_qos"}
 
 
-def test_dkms_installs_every_module_a_user_needs_at_run_time() -> None:
+def test_dkms_installs_every_module_a_user_needs_at_run_time(tmp_path: Path) -> None:
     conf, left_out = dkms.tree_conf()
     assert [n for n, _ in conf.modules()] == RUNTIME and not left_out
     assert {loc.rstrip("/") for _, loc in conf.modules()} == dkms.built_dirs() - TEST_ONLY
     said: list[str] = []
-    doc = dkms.install(K61, dry_run=True, env=dkms.Env(say=said.append))
+    (tmp_path / K61 / "build").mkdir(parents=True)  # headers, as the dry run checks
+    doc = dkms.install(K61, dry_run=True, env=dkms.Env(say=said.append, lib_modules=tmp_path))
     assert "modules: itm_mod, itm_queue, qos_mod, sch_rio, itm_route" in said
     assert doc["left_out"] == []
+
+
+def test_a_dry_run_refuses_a_release_without_headers_as_the_install_does(tmp_path: Path) -> None:
+    said: list[str] = []
+    with pytest.raises(ToolError, match=r"no kernel headers for 9\.9\.9") as err:
+        dkms.install("9.9.9", dry_run=True, env=dkms.Env(say=said.append, lib_modules=tmp_path))
+    assert err.value.code == 6 and said == []
 
 
 class FakeDkms:
