@@ -7,11 +7,13 @@
     itmroute [--debug] show [--state FILE | -c CONFIG] [--json]
     itmroute genkey              # a random overlay key for the configuration's ``key``
 
-Exit codes: 0 ok, 1 failed, 2 usage or configuration error, 3 no state (the
-daemon is not running: no state file, or the process that wrote it is gone),
-130 ``run`` stopped by Ctrl-C (SIGINT; SIGTERM and ``--duration`` exit 0),
-141 the reader of the output went away (``itmroute show | head``). Errors are
-one line on stderr; ``--debug`` shows the traceback of an unexpected one.
+Exit codes: 0 ok, 1 failed, 2 usage or configuration error (also a state file
+that is a directory, the configuration or not an itmroute state file), 3 no
+state (the daemon is not running: no state file, or the process that wrote it
+is gone), 5 ``run``: the directory of ``--state`` does not exist, 130 ``run``
+stopped by Ctrl-C (SIGINT; SIGTERM and ``--duration`` exit 0), 141 the reader
+of the output went away (``itmroute show | head``). Errors are one line on
+stderr; ``--debug`` shows the traceback of an unexpected one.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import logging
 import os
 import secrets
 import signal
+import stat
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -29,11 +32,12 @@ from typing import Any, NoReturn
 from libitm import BackendUnavailable
 
 from .config import DAEMON_BACKENDS, DATAPATHS, ConfigError, check_name, load_config
-from .state import daemon_alive
+from .state import NotAStateFile, daemon_alive, load
 
 STATE_DIR = Path("/run/itmroute")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_STATE = 0, 1, 2, 3
+EXIT_NOT_FOUND = 5  # itmtool's code for 'no such file' (tools/itmtool/errors.py)
 EXIT_SIGINT = 128 + signal.SIGINT
 EXIT_PIPE = 128 + signal.SIGPIPE
 
@@ -42,6 +46,53 @@ def state_path(name: str) -> Path:
     """Where the daemon called ``name`` writes its table (a name that would leave
     /run/itmroute, such as ``../x``, is a `ConfigError`)."""
     return STATE_DIR / f"{check_name(name)}.json"
+
+
+class Refused(Exception):
+    """A refusal before anything is touched: one line, exit `code`."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def check_state_target(path: Path, config: Path, *, explicit: bool) -> None:
+    """Refuse (`Refused`) a state file path that the daemon must not replace and, at
+    its end, remove: a directory, the configuration file, anything but a regular
+    file holding an itmroute state (a state file of a dead daemon is replaced, as on
+    every restart), or, for an explicit ``--state``, a path whose directory does not
+    exist (exit 5). The default directory (/run/itmroute) is created."""
+    what = f"--state {path}" if explicit else f"state file {path}"
+    if explicit:
+        try:
+            if not stat.S_ISDIR(os.stat(path.parent).st_mode):
+                raise NotADirectoryError
+        except FileNotFoundError:
+            raise Refused(f"{what}: no such directory {path.parent}", EXIT_NOT_FOUND) from None
+        except NotADirectoryError:
+            raise Refused(f"{what}: {path.parent} is not a directory", EXIT_NOT_FOUND) from None
+    if os.path.isdir(path):
+        raise Refused(f"{what} is a directory, not a state file")
+    if os.path.lexists(path):
+        if os.path.exists(path) and os.path.samefile(path, config):
+            raise Refused(f"{what} is the configuration file; refusing to overwrite it")
+        if os.path.islink(path):
+            raise Refused(
+                f"{what} is a symbolic link, not an itmroute state file; refusing to replace it"
+            )
+        try:
+            load(path)
+        except NotAStateFile as e:
+            raise Refused(
+                f"{what} is not an itmroute state file ({e.why}); refusing to replace it"
+            ) from None
+        except OSError as e:
+            raise Refused(f"cannot read {what}: {e.strerror or e}", EXIT_FAILED) from None
+    if not explicit:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise Refused(f"cannot create {path.parent}: {e.strerror}", EXIT_FAILED) from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -56,6 +107,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     state = Path(args.state) if args.state else state_path(cfg.name)
+    check_state_target(state, Path(args.config), explicit=bool(args.state))
     try:
         router = Router(cfg, backend=args.backend, datapath=args.datapath, state_file=state)
     except (OSError, BackendUnavailable, DatapathError) as e:
@@ -136,23 +188,20 @@ def cmd_show(args: argparse.Namespace) -> int:
     else:
         path = state_path("itmroute")
     try:
-        state = json.loads(path.read_text())
-        if not isinstance(state, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as e:
-        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        state = load(path)
+    except NotAStateFile as e:
+        print(f"itmroute: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:
+        why = e.strerror or str(e)
         print(f"itmroute: no state in {path} ({why}); is the daemon running?", file=sys.stderr)
         return EXIT_NO_STATE
     alive, why_not = daemon_alive(state)
     if not alive:
-        print(f"itmroute: {state.get('name', path.stem)} is not running ({why_not}); "
+        print(f"itmroute: {state['name']} is not running ({why_not}); "
               f"{path} is what it left", file=sys.stderr)  # fmt: skip
         return EXIT_NO_STATE
-    try:
-        text = json.dumps(state, indent=1) if args.json else format_table(state)
-    except (KeyError, TypeError) as e:
-        print(f"itmroute: {path} is not an itmroute state file ({e!r} missing)", file=sys.stderr)
-        return EXIT_NO_STATE
+    text = json.dumps(state, indent=1) if args.json else format_table(state)
     print(text)
     return EXIT_OK
 
@@ -189,7 +238,11 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="start the daemon")
     run.add_argument("-c", "--config", required=True, help="YAML configuration")
-    run.add_argument("--state", help="state file (default /run/itmroute/NAME.json)")
+    run.add_argument(
+        "--state",
+        help="state file (default /run/itmroute/NAME.json); its directory must exist,"
+        " a file already there must be an itmroute state file",
+    )
     run.add_argument(
         "--backend", choices=DAEMON_BACKENDS, help="libitm backend (overrides the configuration)"
     )
@@ -231,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"itmroute: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except Refused as e:
+        print(f"itmroute: {e}", file=sys.stderr)
+        return e.code
     except BrokenPipeError:
         _quiet_stdout()
         return EXIT_PIPE

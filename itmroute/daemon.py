@@ -28,6 +28,8 @@ import errno
 import ipaddress
 import json
 import logging
+import os
+import secrets
 import socket
 import time
 from collections.abc import Callable
@@ -52,6 +54,12 @@ _TICK = 0.02
 def _text(addr: bytes) -> str:
     """An IPv4 or IPv6 address, 4 or 16 bytes, as text."""
     return str(ipaddress.ip_address(addr))
+
+
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    """What tells a file written apart from one that took its place (inode numbers
+    are reused at once: the size and modification time too)."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 class Router:
@@ -147,6 +155,7 @@ class Router:
         self._forget = False
         self._started = False
         self._next_state = 0.0
+        self._written: tuple[int, ...] | None = None  # _identity of the last state file
         self._identity = state.identity()  # pid, start time, boot: `itmroute show` checks them
         self._error_logs = 0
 
@@ -518,15 +527,31 @@ class Router:
         }
 
     def write_state(self) -> None:
-        """Write the snapshot to the state file (whole: written, then renamed)."""
+        """Write the snapshot to the state file whole: into a new hidden file beside it
+        (``.NAME.PID-RANDOM.tmp``, created exclusively: never a file of someone else's),
+        then renamed over it; the new file is removed when any of it fails. The
+        directory must exist (``itmroute run`` checks it, or creates the default one)."""
         assert self.state_file is not None
-        tmp = self.state_file.with_suffix(".tmp")
+        target = self.state_file
+        tmp = target.parent / f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        created = done = False
         try:
-            self.state_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(self.snapshot(), indent=1))
-            tmp.replace(self.state_file)
+            data = json.dumps(self.snapshot(), indent=1).encode()
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            created = True
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                written = os.fstat(f.fileno())
+            os.replace(tmp, target)
+            done = True
+            self._written = _identity(written)
         except OSError as e:
-            log.warning("cannot write %s: %s", self.state_file, e)
+            log.warning("cannot write %s: %s", target, e)
+        finally:
+            if created and not done:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
 
     # ------------------------------------------------------------ running
     def start(self) -> None:
@@ -551,13 +576,22 @@ class Router:
             self.close()
 
     def remove_state(self) -> None:
-        """Remove the state file (and a half-written one): a stopped daemon has no table."""
+        """Remove the state file: a stopped daemon has no table. Only the file this
+        daemon wrote last is removed, not one that took its place (nor one it never
+        wrote: a state file left by a daemon before it stays, for ``show``)."""
         assert self.state_file is not None
-        for path in (self.state_file, self.state_file.with_suffix(".tmp")):
-            try:
-                path.unlink(missing_ok=True)
-            except OSError as e:
-                log.warning("cannot remove %s: %s", path, e)
+        if self._written is None:
+            return
+        try:
+            st = os.lstat(self.state_file)
+            if _identity(st) != self._written:
+                log.warning("not removing %s: another file took its place", self.state_file)
+                return
+            self.state_file.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.warning("cannot remove %s: %s", self.state_file, e)
 
     def close(self) -> None:
         """Remove the capture rules or the kernel's configuration, close the sockets,

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -155,6 +155,22 @@ def _state(pid: int, **extra: Any) -> dict[str, Any]:
     }
 
 
+def _dest(**extra: Any) -> dict[str, Any]:
+    """A destination as the daemon writes it."""
+    path = {"name": "direct", "via": None, "rtt_ms": 2.5, "loss": 0.0, "alive": True, "heard": 0}
+    return {
+        "prefix": "10.77.200.0/24",
+        "dest": "10.77.200.1",
+        "active": True,
+        "current": "direct",
+        "switches": 0,
+        "probes_sent": 3,
+        "paths": [path, {**path, "name": "r1", "via": "10.77.1.2", "rtt_ms": None}],
+        "decisions": [{"t": 1.0, "new": "direct", "reason": "start", "line": "start"}],
+        **extra,
+    }
+
+
 def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
@@ -203,7 +219,7 @@ def test_show_json_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
     """`itmroute show --json | head -c 1`: the reader goes away with most unread."""
     f = tmp_path / "a.json"
     decisions = [{"t": i, "new": "r1", "reason": "better", "line": "x" * 100} for i in range(3000)]
-    dest = {"prefix": "10.77.200.0/24", "decisions": decisions}
+    dest = _dest(decisions=decisions)
     f.write_text(json.dumps(_state(1, destinations=[dest])))  # pid 1 runs
     proc = subprocess.Popen(
         [sys.executable, "-m", "itmroute", "show", "--state", str(f), "--json"],
@@ -270,3 +286,171 @@ def test_genkey_prints_a_key_the_configuration_takes(
     assert load_config(f).key == bytes.fromhex(key) and len(key) == 64
     assert main(["genkey"]) == 0
     assert capsys.readouterr().out.strip() != key
+
+
+# ------------------------------------------------- state files it must not touch
+def _tree(root: Path) -> dict[str, bytes | str]:
+    """Every name under `root` with its content (a directory's as 'dir', a link's target)."""
+    out: dict[str, bytes | str] = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        if p.is_symlink():
+            out[rel] = "-> " + os.readlink(p)
+        elif p.is_dir():
+            out[rel] = "dir"
+        elif p.is_file():
+            out[rel] = p.read_bytes()
+        else:
+            out[rel] = "special"
+    return out
+
+
+class _NoRouter:
+    """Stands for the daemon: the refusals come before it is built."""
+
+    built: ClassVar[list[Path]] = []
+
+    def __init__(self, cfg: Any, *, state_file: Path, **kw: Any) -> None:
+        _NoRouter.built.append(state_file)
+        raise OSError("the daemon was built")
+
+
+@pytest.fixture
+def no_router(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    from itmroute import daemon
+
+    _NoRouter.built = []
+    monkeypatch.setattr(daemon, "Router", _NoRouter)
+    return _NoRouter.built
+
+
+def _refusals(tmp: Path) -> list[tuple[list[str], int, str]]:
+    """(--state argument, exit code, what the line says) of every path ``run`` refuses."""
+    (tmp / "victim.yaml").write_text("my: precious\n")
+    (tmp / "victim.tmp").write_text("unrelated\n")
+    (tmp / "other.json").write_text('{"colour": "red"}\n')
+    (tmp / "list.json").write_text(json.dumps({**_state(1), "counters": []}))
+    (tmp / "adir").mkdir()
+    (tmp / "link.json").symlink_to(tmp / "victim.yaml")
+    (tmp / "hard.yaml").hardlink_to(tmp / "a.yaml")
+    os.mkfifo(tmp / "fifo")
+    (tmp / "plain").write_text("x")
+    c = str(tmp / "a.yaml")
+    return [
+        ([c], 2, f"--state {c} is the configuration file; refusing to overwrite it"),
+        ([str(tmp / "hard.yaml")], 2, "hard.yaml is the configuration file"),
+        (
+            [str(tmp / "victim.yaml")],
+            2,
+            "victim.yaml is not an itmroute state file (not JSON: Expecting value",
+        ),
+        ([str(tmp / "other.json")], 2, "other.json is not an itmroute state file (no name)"),
+        ([str(tmp / "list.json")], 2, "(counters is a list, not an object); refusing to"),
+        ([str(tmp / "adir")], 2, f"--state {tmp / 'adir'} is a directory, not a state file"),
+        ([str(tmp / "link.json")], 2, "link.json is a symbolic link, not an itmroute state"),
+        ([str(tmp / "fifo")], 2, "fifo is not an itmroute state file (not a regular file)"),
+        ([str(tmp / "no" / "such" / "s.json")], 5, f": no such directory {tmp / 'no' / 'such'}"),
+        ([str(tmp / "plain" / "s.json")], 5, f": {tmp / 'plain'} is not a directory"),
+    ]
+
+
+def test_run_refuses_a_state_path_it_must_not_replace_or_delete(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], no_router: list[Path]
+) -> None:
+    """`run --state cfg.yaml` (or any file that is not a state file, a directory, a
+    missing directory) used to overwrite it and delete it at exit, with a ``.tmp``
+    beside it: now one line, exit 2 (5: no such directory), nothing touched."""
+    (tmp_path / "a.yaml").write_text(BASE)
+    cases = _refusals(tmp_path)
+    before = _tree(tmp_path)
+    for argv, code, said in cases:
+        rc = main(["run", "-c", str(tmp_path / "a.yaml"), "--state", *argv, "--duration", "1"])
+        err = capsys.readouterr().err
+        assert rc == code, (argv, err)
+        assert len(err.splitlines()) == 1 and err.startswith("itmroute: --state "), err
+        assert said in err, err
+    assert no_router == []  # refused before the daemon opened anything
+    assert _tree(tmp_path) == before  # victim.yaml, victim.tmp, no/such not created
+
+
+def test_run_replaces_a_state_file_of_a_daemon_that_is_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_router: list[Path]
+) -> None:
+    (tmp_path / "a.yaml").write_text(BASE)
+    stale = tmp_path / "a.json"
+    stale.write_text(json.dumps(_state(_dead_pid(), destinations=[_dest()])))
+    assert main(["run", "-c", str(tmp_path / "a.yaml"), "--state", str(stale)]) == 1
+    assert no_router == [stale]  # past the checks: the daemon was started with it
+    # the default directory is still created (and what is in it checked)
+    run_dir = tmp_path / "run" / "itmroute"
+    monkeypatch.setattr(cli, "STATE_DIR", run_dir)
+    assert main(["run", "-c", str(tmp_path / "a.yaml")]) == 1
+    assert run_dir.is_dir() and no_router[-1] == run_dir / "itmroute.json"
+    (run_dir / "itmroute.json").mkdir()
+    assert main(["run", "-c", str(tmp_path / "a.yaml")]) == 2
+    assert len(no_router) == 2
+
+
+#: (the state file, what `show` must say after 'is not an itmroute state file')
+BAD_STATES: list[tuple[Any, str]] = [
+    ({"counters": []}, "(counters is a list, not an object)"),
+    ({"counters": {"tunnelled": "x"}}, "(counters.tunnelled is a string, not an integer)"),
+    ({"destinations": {}}, "(destinations is an object, not a list)"),
+    ({"destinations": [1]}, "(destinations[1] is an integer, not an object)"),
+    ({"destinations": [_dest(paths=[{"name": "direct"}])]}, "(no destinations[1].paths[1].via)"),
+    ({"destinations": [_dest(paths=[{"name": None}])]}, "paths[1].name is null, not a string)"),
+    ({"destinations": [_dest(decisions=[{}])]}, "(no destinations[1].decisions[1].line)"),
+    ({"destinations": [_dest(active="yes")]}, "active is a string, not true or false)"),
+    ({"tunnel_mtu": None}, "(tunnel_mtu is null, not an integer)"),
+    ({"kernel": []}, "(kernel is a list, not an object or null)"),
+    ({"name": 5}, "(name is an integer, not a string)"),
+]
+
+
+@pytest.mark.parametrize(("changed", "said"), BAD_STATES, ids=[s for _, s in BAD_STATES])
+def test_show_of_a_file_that_is_not_a_state_file(
+    changed: dict[str, Any], said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A state file of a running process (this one) with a field the daemon never
+    writes: one line and exit 2 (was AttributeError, exit 1, or '(TypeError(...)
+    missing)', exit 3)."""
+    f = tmp_path / "a.json"
+    f.write_text(json.dumps({**_state(os.getpid(), destinations=[_dest()]), **changed}))
+    for extra in ([], ["--json"]):
+        assert main(["show", "--state", str(f), *extra]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.endswith(f"{said}\n"), err
+        assert err.startswith(f"itmroute: {f} is not an itmroute state file (")
+        assert len(err.splitlines()) == 1
+
+
+def test_show_of_a_directory_or_a_file_that_is_not_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = tmp_path / "adir"
+    d.mkdir()
+    assert main(["show", "--state", str(d)]) == 2
+    assert capsys.readouterr().err == (
+        f"itmroute: {d} is a directory, not an itmroute state file\n"
+    )
+    f = tmp_path / "a.yaml"
+    for text, said in (
+        (BASE, "not JSON: Expecting value: line 1 column 1 (char 0)"),
+        ("[1, 2]", "a list, not a JSON object"),
+        ("[" * 100_000, "not JSON: maximum recursion depth exceeded"),
+    ):
+        f.write_text(text)
+        assert main(["show", "--state", str(f)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"itmroute: {f} is not an itmroute state file ({said}"), err
+        assert len(err.splitlines()) == 1
+    f.write_bytes(b'{"name": "\xff"}')
+    assert main(["show", "--state", str(f)]) == 2
+    assert "(not UTF-8 text)" in capsys.readouterr().err
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # not opened: no wait for a writer
+    assert main(["show", "--state", str(fifo)]) == 2
+    assert "(not a regular file)" in capsys.readouterr().err
+    # no file at all is still 'not running', exit 3
+    assert main(["show", "--state", str(tmp_path / "none.json")]) == 3
+    assert "No such file or directory); is the daemon running?" in capsys.readouterr().err

@@ -8,6 +8,7 @@ import errno
 import ipaddress
 import json
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -612,3 +613,74 @@ def test_show_prints_the_kernels_counters_and_what_it_dropped(
     assert "auth_failed=40" in kernel and "replayed=15" in kernel
     assert main(["show", "--state", str(f), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["kernel"]["auth_failed"] == 40
+
+
+# ------------------------------------------------------------------ the state file
+def _offline_run(monkeypatch: pytest.MonkeyPatch) -> FakeKernel:
+    """``itmroute run`` in this process: a fake itm_route, fake sockets (no root)."""
+    fake = FakeKernel()
+    monkeypatch.setattr(kernelpath, "_connect", lambda: fake)
+    monkeypatch.setattr(kernelpath, "_family_exists", lambda: True)
+    monkeypatch.setattr(Router, "_open_sockets", OfflineRouter._open_sockets)
+    return fake
+
+
+def test_run_writes_its_state_file_beside_the_users_files_and_removes_only_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon replaced a dead daemon's state file, and at exit removed it and
+    ``s.tmp`` beside it (its temporary file was ``with_suffix('.tmp')``): now its
+    temporary file is a hidden one of its own, and only the state file goes."""
+    fake = _offline_run(monkeypatch)
+    f = _yaml(tmp_path)
+    st = tmp_path / "s.json"
+    st.write_text(json.dumps({**STATE, "pid": 2**22 + 1}))  # a daemon that is gone
+    (tmp_path / "s.tmp").write_text("mine\n")
+    seen: list[list[str]] = []
+    write = Router.write_state
+
+    def write_and_look(self: Router) -> None:
+        write(self)
+        seen.append(sorted(p.name for p in tmp_path.iterdir()))
+        assert json.loads(st.read_text())["pid"] == os.getpid()
+
+    monkeypatch.setattr(Router, "write_state", write_and_look)
+    argv = ["run", "-c", str(f), "--state", str(st), "--datapath", "kernel", "--duration", "0.3"]
+    assert main(argv) == 0 and fake.closed
+    assert seen and all(names == ["a.yaml", "s.json", "s.tmp"] for names in seen), seen
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.yaml", "s.tmp"]
+    assert (tmp_path / "s.tmp").read_text() == "mine\n"
+
+
+def test_a_failed_state_write_leaves_nothing_and_a_replaced_file_stays(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    st = tmp_path / "s.json"
+    fake = _connect(FakeKernel())
+    r = OfflineRouter(config(), datapath="kernel", kernel_client=fake, state_file=st)
+    try:
+        st.mkdir()  # the rename fails: the temporary file is removed
+        with caplog.at_level(logging.WARNING, "itmroute"):
+            r.write_state()
+        assert f"cannot write {st}: [Errno 21] Is a directory" in caplog.text
+        assert [p.name for p in tmp_path.iterdir()] == ["s.json"]
+        r.remove_state()  # never written: nothing of this daemon's to remove
+        assert st.is_dir()
+        st.rmdir()
+        r.state_file = tmp_path / "gone" / "s.json"  # the directory is not created
+        r.write_state()
+        assert not (tmp_path / "gone").exists()
+        r.state_file = st
+        r.write_state()
+        assert json.loads(st.read_text())["pid"] == os.getpid()
+        st.unlink()
+        st.write_text("someone else's\n")  # took its place: left alone at exit
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, "itmroute"):
+            r.remove_state()
+        assert st.read_text() == "someone else's\n"
+        assert f"not removing {st}: another file took its place" in caplog.text
+        r.write_state()
+    finally:
+        r.close()
+    assert not st.exists() and list(tmp_path.iterdir()) == []
