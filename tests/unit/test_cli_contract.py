@@ -86,6 +86,7 @@ def apps():
 """,
     "notes.txt": "not python\n",
     "apps_int.py": "def apps():\n    return 42\n",
+    "apps_empty.py": "def apps():\n    return []\n",
     "main_no_argv.py": "def main():\n    return 0\n",
     "needs_args.py": """
 from libitm import Application
@@ -230,6 +231,10 @@ CASES = {
     "run apps returns an int": Case(
         ["run", "apps_int.py", "--pcap", "in.pcap"], 2, "apps_int.py: apps() returned 42"
     ),
+    "run apps returns none": Case(
+        ["run", "apps_empty.py", "--pcap", "in.pcap"], 2, "apps_empty.py: apps() returned []"
+    ),
+    "unload a path": Case(["unload", "../x"], 5, "unload takes a name, not a path"),
     "run main without argv": Case(
         ["run", "main_no_argv.py", "--pcap", "in.pcap"],
         1,

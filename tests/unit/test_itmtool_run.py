@@ -93,6 +93,7 @@ def test_run_a_file_through_its_main(tmp_path: Path, capsys: pytest.CaptureFixtu
     doc = json.loads(captured.out[captured.out.index("{") :])
     assert doc["mode"] == "main" and doc["exit"] == 0
     assert doc["argv"][:4] == ["--backend", "offline", "--pcap", str(pcap)]
+    assert doc["argv"][-2:] == ["--ports", "23"]  # what followed --, too
     with out.open("rb") as f:
         assert len(list(PcapReader(f))) == 1  # both port-23 packets dropped
 

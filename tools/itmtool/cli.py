@@ -79,7 +79,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
             text = (
                 status_mod.render_not_loaded(True, compact=True)
                 if args.json
-                else f"itm_mod: not loaded ({err})\n" + status_mod.render_not_loaded(False)
+                else f"{err}\n" + status_mod.render_not_loaded(False)
             )
         if args.json:
             print(text, flush=True)  # one document per line

@@ -136,12 +136,14 @@ def _vermagic(host: Host, path: Path) -> str:
     return out.stdout.split()[0] if out.returncode == 0 and out.stdout.split() else ""
 
 
-def check_name(name: str, host: Host) -> None:
-    """Refuse (exit 5) a malformed name or one that is none of our modules."""
+def check_name(name: str, host: Host, *, path_ok: bool = True) -> None:
+    """Refuse (exit 5) a malformed name or one that is none of our modules
+    (``path_ok``: the command also takes the path of a .ko, as `load` does)."""
     if not _NAME.match(name):
         raise ToolError(
             f"bad module name {name!r}",
-            hint="module names are letters, digits, '_' and '-' (or give the path to a .ko)",
+            hint="module names are letters, digits, '_' and '-'"
+            + (" (or give the path to a .ko)" if path_ok else " (unload takes a name, not a path)"),
             code=EXIT_NOT_FOUND,
         )
     norm = name.replace("-", "_")
@@ -332,7 +334,7 @@ def unload(
     """
     host = host or Host()
     if not _NAME.match(name):
-        check_name(name, host)
+        check_name(name, host, path_ok=False)
     require_module_support(host)
     name = name.replace("-", "_")
     if not host.loaded(name):

@@ -118,13 +118,16 @@ def find_apps(module: ModuleType, path: Path | None = None) -> list[Any] | None:
         except (Exception, SystemExit) as err:
             raise user_code_error(err, "in apps(): ", path) from err
         try:
-            return list(got)
+            found = list(got)
         except TypeError:
+            found = []
+        if not found:
             raise ToolError(
                 f"{path}: apps() returned {got!r}; it returns a list of libitm.Application "
-                "or ItmInfo objects",
+                "or ItmInfo objects, at least one",
                 code=EXIT_USAGE,
-            ) from None
+            )
+        return found
     classes = [
         obj
         for obj in vars(module).values()
@@ -210,7 +213,7 @@ def run_app(
                 "takes it (examples/port_blocker.py does), or the file offers apps() instead",
                 file=sys.stderr,
             )
-        return {"file": str(path), "mode": "main", "argv": argv, "exit": rc}
+        return {"file": str(path), "mode": "main", "argv": argv + list(extra or []), "exit": rc}
     if extra:
         raise ToolError(
             f"{path} defines its applications: it takes no arguments after --", code=EXIT_USAGE
