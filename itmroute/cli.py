@@ -10,7 +10,8 @@
 Exit codes: 0 ok, 1 failed, 2 usage or configuration error (also a state file
 that is a directory, the configuration or not an itmroute state file), 3 no
 state (the daemon is not running: no state file, or the process that wrote it
-is gone), 5 ``run``: the directory of ``--state`` does not exist, 130 ``run``
+is gone), 4 the configuration cannot be read, 5 the configuration does not
+exist or (``run``) the directory of ``--state`` does not exist, 130 ``run``
 stopped by Ctrl-C (SIGINT; SIGTERM and ``--duration`` exit 0), 141 the reader
 of the output went away (``itmroute show | head``). Errors are one line on
 stderr; ``--debug`` shows the traceback of an unexpected one.
@@ -283,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
     except ConfigError as e:
         print(f"itmroute: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return e.code
     except Refused as e:
         print(f"itmroute: {e}", file=sys.stderr)
         return e.code

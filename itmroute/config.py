@@ -45,7 +45,12 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class ConfigError(ValueError):
-    """A configuration that cannot be used (the message says why)."""
+    """A configuration that cannot be used (the message says why); ``code`` is the
+    exit code: 2, or itmtool's 5 (no such file) and 4 (permission denied)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -371,7 +376,8 @@ def load_config(path: str | Path) -> Config:
     try:
         doc = yaml.safe_load(Path(path).read_text())
     except OSError as e:
-        raise ConfigError(f"{path}: {e.strerror or e}") from None
+        code = 5 if isinstance(e, FileNotFoundError) else 4 if isinstance(e, PermissionError) else 2
+        raise ConfigError(f"{path}: {e.strerror or e}", code) from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not a text file (byte {e.start} is not UTF-8)") from None
     except yaml.YAMLError as e:

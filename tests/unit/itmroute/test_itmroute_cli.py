@@ -245,7 +245,6 @@ def test_show_json_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
         (["run", "-c", "x", "--duration", "-1"], "'-1' is not a duration above 0"),
         (["run", "-c", "x", "--duration", "soon"], "'soon' is not a number of seconds"),
         (["show", "--colour"], "unrecognized arguments: --colour"),
-        (["run", "-c", "/nonexistent/a.yaml"], "/nonexistent/a.yaml: No such file"),
     ],
 )
 def test_bad_arguments_one_line(argv: list[str], said: str) -> None:
@@ -256,6 +255,28 @@ def test_bad_arguments_one_line(argv: list[str], said: str) -> None:
     assert len(res.stderr.splitlines()) == 1, res.stderr
     assert said in res.stderr and "Traceback" not in res.stderr
     assert res.stdout == ""
+
+
+def test_a_missing_or_unreadable_configuration_has_itmtool_s_codes(tmp_path: Path) -> None:
+    """No such file: 5, permission denied: 4 (as itmtool and the examples), one line."""
+    cfg = tmp_path / "a.yaml"
+    cfg.write_text("address: 10.0.0.1\n")
+    cfg.chmod(0)
+    drop = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    for argv, code, said in (
+        (["run", "-c", "/nonexistent/a.yaml"], 5, "/nonexistent/a.yaml: No such file"),
+        (["show", "-c", "/nonexistent/a.yaml"], 5, "/nonexistent/a.yaml: No such file"),
+        (["run", "-c", str(cfg)], 4, f"{cfg}: Permission denied"),
+    ):
+        cmd = [sys.executable, "-m", "itmroute", *argv]
+        if code == 4 and os.geteuid() == 0:
+            tmp_path.chmod(0o755)
+            cmd = drop + cmd
+        res = subprocess.run(
+            cmd, capture_output=True, text=True, check=False, cwd=Path(__file__).parents[3]
+        )
+        assert res.returncode == code, res.stderr
+        assert len(res.stderr.splitlines()) == 1 and said in res.stderr, res.stderr
 
 
 def test_unexpected_errors_show_a_traceback_only_with_debug(
