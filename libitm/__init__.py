@@ -152,13 +152,15 @@ def run(
 ) -> None:
     """Run the default loop (``backend``: auto, kernel, nfqueue or offline).
 
-    The default loop is discarded afterwards, so a later ``register_hook``
-    starts a fresh one.
+    The default loop is discarded once it ran, so a later ``register_hook``
+    starts a fresh one. A run whose backend could not start (e.g.
+    :class:`BackendUnavailable` for ``kernel``) installed nothing: the
+    registrations stay, and ``run`` may be called again with another backend.
     """
     global _default
     loop = get_loop()
     if backend is not None or options:
-        loop.set_backend(backend or "auto", **options)
+        loop.set_backend("auto" if backend is None else backend, **options)
     if strict is not None:
         loop.strict = strict
         loop.dispatcher.strict = strict
@@ -166,4 +168,5 @@ def run(
     try:
         loop.run(duration=duration)
     finally:
-        _default = None
+        if loop.closed:
+            _default = None

@@ -9,21 +9,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import select
 import signal
 import threading
 import time
 import types
+import weakref
 from collections.abc import Callable
 from typing import Any
 
-from .backends import make_backend
+from .backends import BACKENDS, make_backend
 from .backends.base import Backend
 from .dispatch import Dispatcher
 from .hooks import Hook
 from .info import Application, ItmInfo
 from .timers import TimerHandle, TimerQueue
+
+#: the loop each registered ItmInfo belongs to (by id: an ItmInfo is not hashable)
+_OWNER: dict[int, weakref.ref[ItmLoop]] = {}
+
+
+def _check_backend(backend: object) -> None:
+    """Refuse an unknown backend name at once (not only when an application starts it)."""
+    if isinstance(backend, str) and backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if not isinstance(backend, (str, Backend)):
+        raise TypeError(f"backend must be a name ({', '.join(BACKENDS)}) or a Backend")
 
 
 class ItmLoop:
@@ -42,6 +55,7 @@ class ItmLoop:
     def __init__(
         self, backend: str | Backend = "auto", *, strict: bool = False, **options: Any
     ) -> None:
+        _check_backend(backend)
         self.strict = strict
         self._backend_spec = backend
         self._options = options
@@ -57,6 +71,7 @@ class ItmLoop:
         self._be_started = False
         self._stopping = False
         self._closed = False
+        self._running = False  # inside run(): its callbacks must not run it again
 
     # ------------------------------------------------------------- API
     def register_hook(self, where: Hook | str | int, info: ItmInfo | Application) -> ItmInfo:
@@ -76,21 +91,36 @@ class ItmLoop:
             raise ValueError(f"application {info.label!r} is already registered")
         if any(i.label == info.label for i in self._infos):
             raise ValueError(f"an application labelled {info.label!r} is already registered")
+        owner = _OWNER.get(id(info))
+        other = owner() if owner is not None else None
+        if other is not None and other is not self and not other._closed:
+            raise ValueError(
+                f"application {info.label!r} is registered in another ItmLoop; "
+                "unregister it there first (or build a second ItmInfo)"
+            )
+        timers = list(app.timers()) if app is not None else []
+        added: list[TimerHandle] = []
         info.hook = hook
         self._infos.append(info)
-        self.dispatcher.add(hook, info)
-        if self._started:
-            try:
+        _OWNER[id(info)] = weakref.ref(self)
+        try:
+            self.dispatcher.add(hook, info)
+            if self._started:
                 if self._be_started:
                     self.backend.install(hook, info)
                 else:
                     self._start_backend()  # installs every application, this one too
-            except BaseException:
-                self._forget(info)
-                raise
-        if app is not None:
-            for fn, interval in app.timers():
-                self.register_timer(fn, interval)
+            for fn, interval in timers:
+                added.append(self.register_timer(fn, interval))
+        except BaseException:
+            # nothing of a failed registration stays (its rules, dispatch, timers)
+            if self._be_started:
+                with contextlib.suppress(Exception):
+                    self.backend.uninstall(info)
+            for h in added:
+                self.timers.remove(h)
+            self._forget(info)
+            raise
         return info
 
     def register_app(self, app: Application) -> ItmInfo:
@@ -99,6 +129,8 @@ class ItmLoop:
 
     def unregister_hook(self, info: ItmInfo) -> None:
         """Remove an application (its packets are no longer delivered)."""
+        if not isinstance(info, ItmInfo):
+            raise TypeError(f"unregister_hook needs the ItmInfo register_hook gave, not {info!r}")
         if not any(i is info for i in self._infos):
             raise ValueError(f"application {info.label!r} is not registered")
         if self._be_started:
@@ -132,6 +164,11 @@ class ItmLoop:
         return self._stopping
 
     @property
+    def closed(self) -> bool:
+        """True once the loop ran (or was closed): it cannot run again."""
+        return self._closed
+
+    @property
     def applications(self) -> list[ItmInfo]:
         """The registered applications."""
         return list(self._infos)
@@ -150,6 +187,7 @@ class ItmLoop:
         """Choose the backend before the loop starts."""
         if self._started:
             raise RuntimeError("the loop has already started")
+        _check_backend(backend)
         self._backend_spec = backend
         self._options = options
         self._backend = None
@@ -255,24 +293,45 @@ class ItmLoop:
         on SIGTERM (which is turned into ``SystemExit`` while the loop runs in the
         main thread, unless the program set its own SIGTERM handler).
         """
+        if self._running:
+            raise RuntimeError(
+                "run() called while this loop runs (from a callback or a timer?): "
+                "it cannot run inside itself; call stop() to end it"
+            )
+        if self._closed:
+            raise RuntimeError("this loop has run and is closed; build a new ItmLoop")
+        if duration is not None and (
+            duration.__class__ not in (int, float) or not math.isfinite(duration) or duration <= 0
+        ):
+            raise ValueError(f"duration must be a finite number of seconds > 0, not {duration!r}")
         old_term: Any = None
         in_main = threading.current_thread() is threading.main_thread()
         own_term = in_main and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
         if own_term:
             old_term = signal.signal(signal.SIGTERM, _sigterm)
+        self._running = True
+        started = False
         try:
             self.start()
+            started = True
             if self._recorded():
                 self._run_recorded()
             else:
                 self._run_live(duration)
         except BaseException:
-            if self._backend is not None:
+            if self._backend is not None and self._be_started:
                 self._backend.abort()
             raise
         finally:
+            self._running = False
             try:
-                self.close()
+                if started or self._be_started:
+                    self.close()
+                else:
+                    # nothing was installed (the backend could not start): the loop
+                    # keeps its registrations and may run again, on another backend
+                    self._backend = None
+                    self._started = False
             finally:
                 if own_term:
                     signal.signal(
@@ -336,7 +395,12 @@ class ItmLoop:
         return self._wake[0]
 
     def close(self) -> None:
-        """Remove everything the backend installed (idempotent)."""
+        """Remove everything the backend installed (idempotent). From a callback or a
+        timer of a running loop it only asks :meth:`run` to stop (run closes on its
+        way out): the backend is in use below the caller."""
+        if self._running:
+            self.stop()
+            return
         if self._wake is not None:
             for fd in self._wake:
                 with contextlib.suppress(OSError):
@@ -344,6 +408,10 @@ class ItmLoop:
             self._wake = None
         if self._backend is not None and not self._closed:
             self._closed = True
+            for info in self._infos:  # free to register in another loop now
+                owner = _OWNER.get(id(info))
+                if owner is not None and owner() is self:
+                    del _OWNER[id(info)]
             if self._be_started:
                 self._backend.close()
 
@@ -364,6 +432,9 @@ class ItmLoop:
     def _forget(self, info: ItmInfo) -> None:
         self._infos = [i for i in self._infos if i is not info]
         self.dispatcher.remove(info)
+        owner = _OWNER.get(id(info))
+        if owner is not None and owner() is self:
+            del _OWNER[id(info)]
 
 
 def _sigterm(signum: int, frame: types.FrameType | None) -> None:

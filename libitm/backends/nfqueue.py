@@ -41,6 +41,14 @@ def choose_queues(base: int, used: set[int], mine: set[int], span: int = 256) ->
     return [q for q in range(base, min(base + span, 65536)) if q not in used and q not in mine]
 
 
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    """Refuse an option that is not an int (a bool neither) in ``low``..``high``."""
+    if value.__class__ is not int:
+        raise TypeError(f"{name} must be an int in {low}..{high}, not {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in {low}..{high}, not {value}")
+
+
 class NfqueueBackend(Backend):
     """Packets from nfnetlink_queue, rules installed with iptables/ip6tables.
 
@@ -89,12 +97,12 @@ class NfqueueBackend(Backend):
         """See the class docstring for the options."""
         if unused:
             raise TypeError(f"unknown nfqueue backend options: {', '.join(sorted(unused))}")
-        if not 0 <= queue_base <= 65535:
-            raise ValueError("queue_base must be in 0..65535")
-        if not 1 <= workers <= MAX_WORKERS:
-            raise ValueError(f"workers must be in 1..{MAX_WORKERS}")
-        if not 1 <= observer_batch <= MAX_OBSERVER_BATCH:
-            raise ValueError(f"observer_batch must be in 1..{MAX_OBSERVER_BATCH}")
+        _check_int("queue_base", queue_base, 0, 65535)
+        _check_int("queue_maxlen", queue_maxlen, 1, 0xFFFFFFFF)  # a u32; 0 queues nothing
+        _check_int("copy_range", copy_range, 20, 0xFFFF)
+        _check_int("batch", batch, 1, 1 << 16)
+        _check_int("workers", workers, 1, MAX_WORKERS)
+        _check_int("observer_batch", observer_batch, 1, MAX_OBSERVER_BATCH)
         self.queue_base = queue_base
         self.copy_range = copy_range
         self.workers = workers
@@ -227,6 +235,8 @@ class NfqueueBackend(Backend):
         except BaseException:
             for fam in done:
                 self.xt.remove_chain(fam, chain, owner)
+            # a table this install created (noted) goes at close, also after a failure
+            self._families.update(done)
             raise
         self._families.update(families)
         self._installed[id(info)] = (info, chain, families)
