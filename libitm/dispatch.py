@@ -11,6 +11,7 @@ the packet) and caches the result until the configuration changes
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -146,6 +147,12 @@ def app_step(where: Hook, info: ItmInfo, wanted: Matcher, disp: Dispatcher, last
             pkt.restore()
             return DROPPED
         if pkt.modified:
+            if pf is None and not was_modified:
+                # an observer's change: live backends give observers copies, whose
+                # changes reach nothing; here too (offline, nfqueue with workers)
+                pkt.restore()
+                observer_changed(info)
+                return ACCEPTED
             if not was_modified:
                 c.modified += 1
             if last:
@@ -153,6 +160,21 @@ def app_step(where: Hook, info: ItmInfo, wanted: Matcher, disp: Dispatcher, last
         return ACCEPTED
 
     return step
+
+
+#: the observers already told that their changes are undone
+_TOLD: weakref.WeakSet[ItmInfo] = weakref.WeakSet()
+
+
+def observer_changed(info: ItmInfo) -> None:
+    """Say once per application that an observer's change was undone."""
+    if info not in _TOLD:
+        _TOLD.add(info)
+        log.warning(
+            "app %s has no process_func (an observer, fed copies of the packets): "
+            "its changes to packets are undone, as they reach nothing live",
+            info.label,
+        )
 
 
 def accept_all(pkt: Packet, classes: Classes = None) -> int:

@@ -198,3 +198,22 @@ def test_verdicts_still_apply_after_the_checks(tmp_path: Path) -> None:
     )
     loop.run()
     assert len(read_pcap(out)[1]) == 4
+
+
+def test_an_observer_s_changes_are_undone_offline_as_live(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Live backends give an application without a process_func copies: its changes
+    reach nothing. Offline they used to reach the result (tos 0x10 written)."""
+    src, out = _trace(tmp_path), tmp_path / "out.pcap"
+    loop = ItmLoop("offline", pcap=src, out=out)
+
+    def class_func(pkt: Packet) -> int:
+        pkt.tos = 0x10
+        return 1
+
+    info = loop.register_hook("ip_in", ItmInfo("watcher", class_func=class_func))
+    loop.run()
+    assert [frame[1] for _, frame in read_pcap(out)[1]] == [0] * 5
+    assert info.counters.modified == 0
+    assert caplog.text.count("its changes to packets are undone") == 1
