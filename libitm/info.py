@@ -15,7 +15,11 @@ from .packet import Packet
 from .verdict import Verdict
 
 LABEL_MAX = 31  # ITM_LABEL_MAX - 1 in the uapi header
-_LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# the whole label (fullmatch: ``$`` would let a trailing newline through)
+_LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+#: ``struct itm_info.priority`` is an s32
+PRIORITY_MIN = -(2**31)
+PRIORITY_MAX = 2**31 - 1
 
 #: ``class_func(where, pkt) -> class`` (the paper's shape; ``class_func(pkt)`` also works)
 ClassFunc = Callable[..., object]
@@ -31,14 +35,29 @@ TimerFunc = Callable[..., object]
 
 # the arity of each callback in the shape without ``where`` (libitm before issue 17)
 _WITHOUT_WHERE = {"class_func": 1, "log_func": 2, "update_func": 2, "control_func": 2}
+# the parameters each callback is called with (the paper's shape)
+_PARAMETERS = {
+    "class_func": "(where, pkt)",
+    "log_func": "(where, cls, pkt)",
+    "process_func": "(where, cls, pkt)",
+    "update_func": "(where, cls, pkt)",
+    "control_func": "(where, cls, pkt)",
+}
+
+
+def _signature(fn: Callable[..., object]) -> inspect.Signature | None:
+    """``fn``'s signature; None if Python cannot read it (some builtins)."""
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
 
 
 def _required_positional(fn: Callable[..., object]) -> int | None:
     """How many positional arguments ``fn`` requires; None if it takes ``*args`` or
     its signature cannot be read."""
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
+    sig = _signature(fn)
+    if sig is None:
         return None
     n = 0
     for p in sig.parameters.values():
@@ -76,9 +95,48 @@ def where_first(name: str, fn: Callable[..., object] | None) -> Callable[..., ob
     return without_where
 
 
+def check_callback(name: str, fn: Callable[..., object] | None) -> None:
+    """Refuse callback ``name`` if it cannot be called as the packet loops call it
+    (:class:`TypeError`): with the paper's parameters, or for a callback without
+    ``where`` (see :func:`where_first`), with the others. A callable whose
+    signature Python cannot read is accepted."""
+    if fn is None:
+        return
+    if not callable(fn):
+        raise TypeError(f"{name} must be callable or None, not {type(fn).__name__}")
+    sig = _signature(fn)
+    if sig is None:
+        return
+    params = _PARAMETERS[name]
+    count = params.count(",") + 1
+    legacy = _WITHOUT_WHERE.get(name)
+    if legacy is not None and _required_positional(fn) == legacy:
+        count = legacy  # called without where
+    try:
+        sig.bind(*range(count))
+    except TypeError:
+        shapes = params
+        if legacy is not None:
+            shapes += " or, without where, (" + params.split(", ", 1)[1]
+        fname = getattr(fn, "__qualname__", None) or type(fn).__name__
+        raise TypeError(f"{name} must take the parameters {shapes}, not {fname}{sig}") from None
+
+
+def check_priority(priority: int) -> int:
+    """Validate an application's priority: an int in the range of the kernel's s32."""
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        raise TypeError(f"priority must be an int, not {priority!r}")
+    if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+        raise ValueError(
+            f"priority {priority} is out of range {PRIORITY_MIN}..{PRIORITY_MAX}"
+            " (an s32, as itm_mod's)"
+        )
+    return priority
+
+
 def check_label(label: str) -> str:
     """Validate an application label (also used for rule chain names)."""
-    if not isinstance(label, str) or not _LABEL_RE.match(label) or len(label) > LABEL_MAX:
+    if not isinstance(label, str) or not _LABEL_RE.fullmatch(label) or len(label) > LABEL_MAX:
         raise ValueError(
             f"label {label!r} must be 1..{LABEL_MAX} characters of letters, digits, '_', '.', '-'"
             " starting with a letter or digit"
@@ -128,9 +186,12 @@ class ItmInfo:
 
     Any callback may be None. A callback without ``where`` (``class_func(pkt)``,
     ``log_func(cls, pkt)``, ...: libitm's shape before) still works: the
-    shape is read once, when the callback is set (see :func:`where_first`).
+    shape is read once, when the callback is set (see :func:`where_first`), and
+    a callback that cannot take the parameters it would be called with is
+    refused then (:class:`TypeError`, see :func:`check_callback`).
 
-    ``priority``: lower runs first at a hook (ties in registration order).
+    ``priority``: lower runs first at a hook (ties in registration order); an
+    int in -2**31..2**31-1 (s32, as itm_mod's), checked when set.
     ``needs_payload``: the backend must hand over the whole packet (needed to
     read the payload or to *modify* the packet; by default nfqueue copies only
     the first 128 bytes).
@@ -152,17 +213,19 @@ class ItmInfo:
     def __setattr__(self, name: str, value: object) -> None:
         if name == "label":
             check_label(value)  # type: ignore[arg-type]
+        elif name == "priority":
+            check_priority(value)  # type: ignore[arg-type]
         elif name in _CALLBACKS:
-            if value is not None and not callable(value):
-                raise TypeError(f"{name} must be callable or None")
+            check_callback(name, value)  # type: ignore[arg-type]
             # what the packet loops call: where first (see where_first)
-            object.__setattr__(self, "wf_" + name, where_first(name, value))
+            object.__setattr__(self, "wf_" + name, where_first(name, value))  # type: ignore[arg-type]
         # the packet loops cache callbacks and ``enabled`` (see libitm.epoch)
         object.__setattr__(self, name, value)
         bump()
 
     def __post_init__(self) -> None:
-        # the label and the callbacks are checked as they are set (__setattr__)
+        # the label, the priority and the callbacks are checked as they are set
+        # (__setattr__)
         if not isinstance(self.interest, Interest):
             raise TypeError("interest must be a libitm.Interest")
 

@@ -38,8 +38,9 @@ class Interest:
       matches ICMPv6 in IPv6 packets.
     * ``src`` / ``dst``: an address with mask (``"10.0.0.0/8"``, an
       :mod:`ipaddress` network or a single address).
-    * ``sport`` / ``dport``: a port or an inclusive ``(lo, hi)`` range. With no
-      protocol they match TCP and UDP; a packet without ports never matches.
+    * ``sport`` / ``dport``: a port (an int) or an inclusive ``(lo, hi)`` range
+      (a tuple or list; a str or a set is refused). With no protocol they match
+      TCP and UDP; a packet without ports never matches.
 
     Impossible combinations raise :class:`ValueError` when the interest is built,
     before anything is installed anywhere.
@@ -54,7 +55,10 @@ class Interest:
 
     def __post_init__(self) -> None:
         fam = self.family
-        if fam not in (None, 4, 6):
+        # an int (4.0 == 4 and True == 1: neither is a family)
+        if fam is not None and (
+            not isinstance(fam, int) or isinstance(fam, bool) or fam not in (4, 6)
+        ):
             raise ValueError(f"interest family must be 4, 6 or None, not {fam!r}")
         proto = _protocol_number(self.protocol)
         src = _network("src", self.src)
@@ -181,16 +185,18 @@ def _protocol_number(protocol: int | str | None) -> int | None:
         key = protocol.strip().lower()
         if key in ("", "any", "all"):
             return None
-        if key.isdigit():
+        if key.isascii() and key.isdigit():  # ("²".isdigit() too, int() refuses it)
             protocol = int(key)
         elif key in _PROTO_NAMES:
             return _PROTO_NAMES[key]
         else:
             raise ValueError(
-                f"unknown protocol {protocol!r}; use a number or one of "
+                f"interest protocol {protocol!r} is an unknown protocol; use a number or one of "
                 + ", ".join(sorted(_PROTO_NAMES))
             )
-    if not isinstance(protocol, int) or not 0 <= protocol <= 255:
+    if not isinstance(protocol, int):
+        raise ValueError(f"interest protocol must be a number or a name, not {protocol!r}")
+    if not 0 <= protocol <= 255:
         raise ValueError(f"interest protocol must be in 0..255, not {protocol!r}")
     return protocol or None
 
@@ -213,19 +219,20 @@ def _network(name: str, value: Network | str | None) -> Network | None:
 def _ports(name: str, value: PortRange | int | None) -> PortRange | None:
     if value is None:
         return None
+    what = f"interest {name} must be a port (an int) or a (lo, hi) range (a tuple or list)"
     if isinstance(value, bool):
-        raise ValueError(f"interest {name} must be a port or a (lo, hi) range")
+        raise ValueError(f"{what}, not {value!r}")
     if isinstance(value, int):
         lo = hi = value
+    elif isinstance(value, tuple | list) and len(value) == 2:
+        # (a str, a set: "80" is not a range, nor is the unordered {1, 8})
+        lo, hi = value
     else:
-        try:
-            lo, hi = value
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"interest {name} must be a port or a (lo, hi) range, not {value!r}"
-            ) from None
+        raise ValueError(f"{what}, not {value!r}")
     for p in (lo, hi):
-        if not isinstance(p, int) or isinstance(p, bool) or not 0 <= p <= 65535:
+        if not isinstance(p, int) or isinstance(p, bool):
+            raise ValueError(f"interest {name} port {p!r} is not an int")
+        if not 0 <= p <= 65535:
             raise ValueError(f"interest {name} port {p!r} is out of range 0..65535")
     if lo > hi:
         raise ValueError(f"interest {name} range {lo}-{hi} is empty (lo > hi)")

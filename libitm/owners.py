@@ -19,7 +19,7 @@ from pathlib import Path
 
 #: the start of every owner comment
 TAG = "itm owner="
-_COMMENT = re.compile(r"^itm owner=(\d+) start=(\d+) label=(.*)$")
+_COMMENT = re.compile(r"itm owner=(\d+) start=(\d+) label=(.*)")  # fullmatch
 _CAP_NET_ADMIN = 12
 PROC = Path("/proc")
 
@@ -48,7 +48,7 @@ class Owner:
 
 def parse_comment(text: str) -> Owner | None:
     """The owner recorded in a rule's comment (None: not an owner comment)."""
-    m = _COMMENT.match(text.strip())
+    m = _COMMENT.fullmatch(text.strip())
     if m is None:
         return None
     return Owner(int(m.group(1)), int(m.group(2)), m.group(3))

@@ -200,7 +200,11 @@ class Packet:
                     frag = ((b[off + 2] << 8) | b[off + 3]) >> 3
                     nxt, size = b[off], 8
                     if frag != 0:
+                        # a later fragment: the network header ends after the
+                        # Fragment header, what follows is data; proto is the
+                        # fragment's next header (no transport header, as IPv4)
                         nh = nxt
+                        off += size
                         break
                 elif nh == 51:
                     nxt, size = b[off], (b[off + 1] + 2) * 4
@@ -239,7 +243,8 @@ class Packet:
 
     @property
     def proto(self) -> int:
-        """Transport protocol number (IPv6: after the extension headers)."""
+        """Transport protocol number (IPv6: after the extension headers; of a later
+        fragment, the protocol its datagram carries, with no transport header here)."""
         return self._parse().proto
 
     @property
@@ -262,7 +267,8 @@ class Packet:
 
     @property
     def header_length(self) -> int:
-        """Length of the network header(s), IPv6 extension headers included."""
+        """Length of the network header(s), IPv6 extension headers included (of a later
+        IPv6 fragment, up to and including the Fragment header)."""
         return self._parse().l3_len
 
     @property
@@ -434,7 +440,8 @@ class Packet:
 
     @property
     def payload_offset(self) -> int:
-        """Offset of the transport payload (after the network header for unknown protocols)."""
+        """Offset of the transport payload (after the network header for unknown protocols
+        and later fragments, whose bytes after it are all data)."""
         lay = self._parse()
         if lay.l4 is None:
             return lay.l3_len
