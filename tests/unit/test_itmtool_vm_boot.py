@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -168,3 +172,37 @@ def test_a_guest_that_beats_or_has_not_started_beating_is_left_alone(
         heartbeat=beat, stall=0.5,
     )  # fmt: skip
     assert rc == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_terminated_itmtool_takes_its_guest_with_it(tmp_path: Path, sig: int) -> None:
+    """`timeout 8 itmtool vm ...` (SIGTERM) or a closed terminal (SIGHUP) ended
+    itmtool and left the UML guest running, adopted by init: the guest here is a
+    shell whose child writes its pid, as UML's helpers would be."""
+    pidfile = tmp_path / "guest.pid"
+    code = (
+        "import os, sys\n"
+        "from itmtool import vm\n"
+        f"vm.run_group(['sh', '-c', 'sleep 60 & echo $! > {pidfile}; wait'],"
+        " dict(os.environ), timeout=60, stream=False)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 20
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    guest = int(pidfile.read_text())
+    try:
+        proc.send_signal(sig)
+        assert proc.wait(20) == 128 + sig
+        deadline = time.monotonic() + 5
+        while os.path.exists(f"/proc/{guest}") and time.monotonic() < deadline:
+            time.sleep(0.05)  # the kill is SIGKILL to the group: gone at once, reaped by init
+        state = Path(f"/proc/{guest}/stat")
+        assert not state.exists() or state.read_text().split(") ")[1].startswith("Z")
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(guest, signal.SIGKILL)  # on a failure, nothing is left either
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -8,13 +8,16 @@ used: it does not work with QEMU on the machines this project runs on.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -194,6 +197,29 @@ def _stale(heartbeat: Path, stall: float) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def _termination_raises() -> Iterator[None]:
+    """While a guest runs, SIGTERM and SIGHUP raise SystemExit (128 + signal) instead
+    of ending the process at once, so that the guest is killed on the way out (a
+    `timeout` or a closed terminal left UML guests running, adopted by init). Only
+    in the main thread, and only where the program kept the default action."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    caught = [s for s in (signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) == signal.SIG_DFL]
+    for sig in caught:
+        signal.signal(sig, raise_exit)
+    try:
+        yield
+    finally:
+        for sig in caught:
+            signal.signal(sig, signal.SIG_DFL)
+
+
 def run_group(
     cmd: list[str],
     env: dict[str, str],
@@ -216,16 +242,19 @@ def run_group(
         heartbeat.unlink(missing_ok=True)
     deadline = time.monotonic() + timeout
     # vng starts QEMU in children of its own, UML its helpers: a timeout must end them all
-    with subprocess.Popen(
-        cmd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=None if stream else subprocess.PIPE,
-        stderr=None if stream else subprocess.STDOUT,
-        encoding="utf-8",
-        errors="replace",
-        start_new_session=True,
-    ) as proc:
+    with (
+        _termination_raises(),
+        subprocess.Popen(
+            cmd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=None if stream else subprocess.PIPE,
+            stderr=None if stream else subprocess.STDOUT,
+            encoding="utf-8",
+            errors="replace",
+            start_new_session=True,
+        ) as proc,
+    ):
         try:
             while True:
                 left = deadline - time.monotonic()
