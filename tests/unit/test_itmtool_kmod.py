@@ -36,6 +36,13 @@ MODINFO: dict[str, dict[str, list[str]]] = {
         "depends": ["itm_mod"],
         "vermagic": [f"{RELEASE} SMP preempt mod_unload modversions"],
     },
+    "itm_queue": {
+        "name": ["itm_queue"],
+        "parm": ["queue_base:first queue number (uint)"],
+        "parmtype": ["queue_base:uint"],
+        "depends": ["itm_mod"],
+        "vermagic": [f"{RELEASE} SMP preempt mod_unload modversions"],
+    },
     "old_app": {
         "name": ["old_app"],
         "parm": [],
@@ -58,7 +65,11 @@ class FakeMachine:
         self.sys.mkdir(parents=True)
         if modules:
             (self.proc / "modules").write_text("")
-        for name, sub in (("itm_mod", "itm_mod"), ("count_udp", "count_udp")):
+        for name, sub in (
+            ("itm_mod", "itm_mod"),
+            ("count_udp", "count_udp"),
+            ("itm_queue", "itm_queue"),
+        ):
             kdir = self.root / "kernel" / sub
             kdir.mkdir(parents=True)
             (kdir / "Kbuild").write_text(f"obj-m := {name}.o\n")
@@ -315,6 +326,29 @@ def test_unloading_itm_mod_while_applications_are_registered(
     import json
 
     assert json.loads(capsys.readouterr().out) == {"unloaded": ["count_udp", "itm_mod"]}
+
+
+def test_unloading_itm_queue_while_user_applications_hold_queues(
+    machine: FakeMachine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`itmtool unload itm_queue` printed 'unloaded' and took the queues of running
+    libitm processes (their next request: ENOENT): now refused, listing them."""
+    kmod.load("itm_queue", deps=True, host=machine.host())
+    apps = [_app("dns-count", "count_udp"), _app("holder", "", "user", pid=119)]
+    machine.calls.clear()
+    assert _cli(machine, ["unload", "itm_queue"], monkeypatch, apps) == 1
+    err = capsys.readouterr().err
+    assert "itm_queue is in use" in err and "holder (user, pid 119, at ip_forward)" in err
+    assert "dns-count" not in err  # a kernel application does not hold itm_queue
+    assert "stop those processes first" in err and "--all itm_queue" in err
+    assert machine.tools_called() == []
+    assert _cli(machine, ["unload", "--all", "itm_queue"], monkeypatch, apps) == 0
+    assert machine.tools_called() == [("rmmod", "itm_queue")]
+    # without user applications it goes as before
+    kmod.load("itm_queue", host=machine.host())
+    assert kmod.unload("itm_queue", host=machine.host(), control=lambda: FakeControl([])) == [
+        "itm_queue"
+    ]
 
 
 def test_unload_what_is_not_loaded(

@@ -34,6 +34,8 @@ from itmtool.matrix import ROOT
 from itmtool.resources import BUILD_ROOT
 
 CORE = "itm_mod"
+#: the kernel backend of libitm: its registrations are user-space applications
+QUEUE = "itm_queue"
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,55}$")
 _PARAM = re.compile(r"^([A-Za-z0-9_.]+)=(.*)$", re.DOTALL)
 _INT_TYPES = {"byte", "short", "ushort", "int", "uint", "long", "ulong", "ullong", "hexint"}
@@ -347,7 +349,7 @@ def unload(
         )
     holders = host.holders(name)
     apps: list[Any] = []
-    if name == CORE:
+    if name in (CORE, QUEUE):
         from libitm.control import ItmControlError
 
         try:
@@ -358,6 +360,8 @@ def unload(
                 ctl.close()
         except ItmControlError:
             apps = []
+        if name == QUEUE:  # its registrations are the user-space applications
+            apps = [a for a in apps if a.type == "user"]
     if (holders or apps) and not everything:
         lines = [f"{name} is in use"]
         if apps:
@@ -365,6 +369,12 @@ def unload(
             lines += _describe_apps(apps)
         if holders:
             lines.append(f"modules using it: {', '.join(holders)}")
+        if name == QUEUE and not holders:
+            raise ToolError(
+                "\n".join(lines),
+                hint="stop those processes first (they fail open: their packets pass), "
+                f"or `itmtool unload --all {name}` to take their queues from them",
+            )
         first = holders[0] if holders else "the applications' modules"
         raise ToolError(
             "\n".join(lines),
