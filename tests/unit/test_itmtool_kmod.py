@@ -222,6 +222,10 @@ def test_unknown_module_name_lists_ours(
         ("nf_priority=high", "is not a int"),
         ("init_netns=maybe", "is not a bool"),
         ("nf_priority", "expected name=value"),
+        # found in UML: these reached insmod (exit 1, 'Numerical result out of range')
+        ("nf_priority=99999999999", "is not a int (-2147483648..2147483647)"),
+        ("nf_priority=1_000", "is not a int"),  # Python's int() reads it, the kernel not
+        ("nf_priority=0x", "is not a int"),
     ],
 )
 def test_bad_parameter_is_refused_before_insmod(
@@ -242,10 +246,37 @@ def test_good_parameters_and_unsigned_check(machine: FakeMachine) -> None:
     done = kmod.load("itm_mod", ["nf_priority=-150", "init_netns=1"], host=machine.host())
     assert [m.name for m in done] == ["itm_mod"]
     assert machine.calls[-1][2:] == ["nf_priority=-150", "init_netns=1"]
-    with pytest.raises(ToolError) as exc:
-        kmod.load("count_udp", ["timer_ms=-1"], host=machine.host())
-    assert exc.value.code == 2
+    for bad in (["timer_ms=-1"], ["timer_ms=4294967296"], ["priority=5", "priority=6"]):
+        with pytest.raises(ToolError) as exc:
+            kmod.load("count_udp", bad, host=machine.host())
+        assert exc.value.code == 2, bad
+    # the kernel's number syntax: 010 is octal 8, 0x10 hex, +5 signed
+    kmod.load("count_udp", ["timer_ms=010", "priority=+5"], host=machine.host())
+    assert machine.calls[-1][2:] == ["timer_ms=010", "priority=+5"]
+    assert kmod._kernel_int("010") == 8 and kmod._kernel_int("-0x10") == -16
+    assert kmod.unload("count_udp", host=machine.host(), control=lambda: FakeControl([]))
     kmod.load("count_udp", ["packets=3"], host=machine.host())  # no type known: kernel decides
+
+
+def test_a_value_the_module_refuses_is_a_usage_error(
+    machine: FakeMachine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only the module knows its ranges (qos_mod max_flows=0): insmod's EINVAL or
+    ERANGE with parameters given is exit 2 naming them, not 'insmod failed' exit 1."""
+    real = machine.run
+
+    def refuse(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        if argv[0] == "insmod":
+            machine.calls.append(list(argv))
+            msg = f"insmod: ERROR: could not insert module {argv[1]}: Numerical result out of range"
+            return subprocess.CompletedProcess(argv, 1, "", msg)
+        return real(argv)
+
+    monkeypatch.setattr(machine, "run", refuse)
+    assert _cli(machine, ["load", "itm_mod", "nf_priority=5"], monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert "itm_mod refused its parameters (nf_priority=5): Numerical result out of range" in err
+    assert "dmesg" in err and "nf_priority (int)" in err
 
 
 def test_application_without_itm_mod_is_refused_with_the_way_out(

@@ -39,6 +39,20 @@ QUEUE = "itm_queue"
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,55}$")
 _PARAM = re.compile(r"^([A-Za-z0-9_.]+)=(.*)$", re.DOTALL)
 _INT_TYPES = {"byte", "short", "ushort", "int", "uint", "long", "ulong", "ullong", "hexint"}
+#: what each integer parameter type of the kernel holds (moduleparam.h; 64-bit longs)
+_INT_RANGE = {
+    "byte": (0, 0xFF),
+    "short": (-(2**15), 2**15 - 1),
+    "ushort": (0, 0xFFFF),
+    "int": (-(2**31), 2**31 - 1),
+    "uint": (0, 2**32 - 1),
+    "hexint": (0, 2**32 - 1),
+    "long": (-(2**63), 2**63 - 1),
+    "ulong": (0, 2**64 - 1),
+    "ullong": (0, 2**64 - 1),
+}
+#: a number as the kernel's kstrto*() read it with base 0: 0x hex, 0 octal, decimal
+_KERNEL_INT = re.compile(r"[+-]?(?:0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
 _BOOLS = {"y", "n", "Y", "N", "1", "0", "yes", "no", "true", "false", "on", "off"}
 
 Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
@@ -215,6 +229,7 @@ def modinfo(path: Path, host: Host) -> ModuleFile:
 def check_params(mod: ModuleFile, params: Sequence[str]) -> None:
     """Refuse (exit 2) a parameter the module does not have or a value of the wrong type."""
     have = ", ".join(f"{k} ({v})" if v else k for k, v in sorted(mod.params.items())) or "none"
+    seen: set[str] = set()
     for p in params:
         m = _PARAM.match(p)
         if not m:
@@ -224,6 +239,13 @@ def check_params(mod: ModuleFile, params: Sequence[str]) -> None:
                 code=EXIT_USAGE,
             )
         key, value = m.groups()
+        if key in seen:
+            raise ToolError(
+                f"{mod.name} parameter {key} is given twice (the kernel would take the last)",
+                hint=f"{mod.name} takes: {have}",
+                code=EXIT_USAGE,
+            )
+        seen.add(key)
         ptype = mod.params.get(key)
         if ptype is None:
             raise ToolError(
@@ -232,21 +254,30 @@ def check_params(mod: ModuleFile, params: Sequence[str]) -> None:
                 code=EXIT_USAGE,
             )
         ok = True
+        what = f"a {ptype}"
         if ptype in _INT_TYPES:
-            try:
-                num = int(value, 0)
-            except ValueError:
-                ok = False
-            else:
-                ok = num >= 0 or not ptype.startswith("u")
+            low, high = _INT_RANGE[ptype]
+            what = f"a {ptype} ({low}..{high})"
+            ok = _KERNEL_INT.fullmatch(value) is not None and low <= _kernel_int(value) <= high
         elif ptype in ("bool", "invbool"):
             ok = value in _BOOLS
         if not ok:
             raise ToolError(
-                f"bad value for {mod.name} parameter {key}: {value!r} is not a {ptype}",
+                f"bad value for {mod.name} parameter {key}: {value!r} is not {what}",
                 hint=f"{mod.name} takes: {have}",
                 code=EXIT_USAGE,
             )
+
+
+def _kernel_int(text: str) -> int:
+    """A number in the kernel's base-0 syntax (see :data:`_KERNEL_INT`)."""
+    sign = -1 if text.startswith("-") else 1
+    digits = text.lstrip("+-")
+    if digits[:2] in ("0x", "0X"):
+        return sign * int(digits[2:], 16)
+    if len(digits) > 1 and digits[0] == "0":
+        return sign * int(digits[1:], 8)
+    return sign * int(digits)
 
 
 def require_module_support(host: Host) -> None:
@@ -307,6 +338,17 @@ def load(
         done += load(dep, (), deps=True, host=host)
     out = host.run(["insmod", str(mod.path), *params])
     if out.returncode != 0:
+        refused = params and any(
+            e in out.stderr for e in ("Invalid argument", "Numerical result out of range")
+        )
+        if refused:  # a value only the module can judge (a range, a name)
+            have = ", ".join(f"{k} ({v})" if v else k for k, v in sorted(mod.params.items()))
+            raise ToolError(
+                f"{mod.name} refused its parameters ({' '.join(params)}): "
+                f"{out.stderr.strip().rsplit(': ', 1)[-1]}",
+                hint=f"the kernel log names the value: `dmesg | tail`; {mod.name} takes: {have}",
+                code=EXIT_USAGE,
+            )
         raise ToolError(
             f"insmod {mod.path.name} failed: {out.stderr.strip()}",
             hint="the kernel log says why: `dmesg | tail`",
