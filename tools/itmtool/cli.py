@@ -89,6 +89,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
         time.sleep(args.interval)
 
 
+def _app_label(text: str) -> str:
+    """argparse type of an application's label as itm_mod keeps it: 1..31 bytes."""
+    if not text or len(text.encode()) > 31 or "\0" in text:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an application label (1..31 characters; `itmtool status` lists them)"
+        )
+    return text
+
+
 def _cmd_set(args: argparse.Namespace) -> int:
     with ItmControl() as ctl:
         if args.cmd == "enable":
@@ -404,11 +413,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, text in (("enable", "turn an application on"), ("disable", "turn it off")):
         p = sub.add_parser(name, help=text)
-        p.add_argument("label", help="the application's label (see `itmtool status`)")
+        p.add_argument(
+            "label", type=_app_label, help="the application's label (see `itmtool status`)"
+        )
         p.set_defaults(func=_cmd_set)
 
     p = sub.add_parser("priority", help="change where an application runs at its hook")
-    p.add_argument("label", help="the application's label")
+    p.add_argument("label", type=_app_label, help="the application's label")
     p.add_argument(
         "priority", type=_priority_arg, help="lower runs first; ties run in registration order"
     )
@@ -604,6 +615,12 @@ def _report(err: Exception, cmd: str) -> tuple[list[str], int]:
     if isinstance(err, ItmControlError):
         if err.code == errno.EPERM:
             return [f"{head} {err}", "itmtool: changes need CAP_NET_ADMIN (run as root)"], EXIT_PERM
+        if err.code == errno.ENOTUNIQ:
+            return [
+                f"{head} {err}",
+                "itmtool: run it in the application's namespace: "
+                f"`ip netns exec NS itmtool {cmd} ...`",
+            ], EXIT_FAILED
         return [f"{head} {err}"], EXIT_NOT_FOUND if err.code == errno.ENOENT else EXIT_FAILED
     described = describe_error(err)
     if described is not None:
