@@ -195,6 +195,12 @@ void itmr_genl_exit(void);
 
 void itmr_init_apps(struct itmr_net *rn);
 
+/* True when @a holds an IPv4 address: nothing beyond its first 4 bytes. */
+static inline bool itmr_v4_only(const struct in6_addr *a)
+{
+	return !a->s6_addr32[1] && !a->s6_addr32[2] && !a->s6_addr32[3];
+}
+
 static inline void itmr_count(struct itmr_net *rn, enum itmr_counter c)
 {
 	atomic64_inc(&rn->stats[c]);

@@ -175,6 +175,23 @@ static int itmr_check_owner(struct itmr_net *rn, u32 portid,
 	return 0;
 }
 
+/* A path's addresses are the overlay's: of its family, the target not zero. */
+static int itmr_check_path(const struct itmr_conf *conf,
+			   const struct itmr_path *p,
+			   struct netlink_ext_ack *extack)
+{
+	if (ipv6_addr_any(&p->target)) {
+		NL_SET_ERR_MSG(extack, "the target ITM's address must not be zero");
+		return -EINVAL;
+	}
+	if (!conf->v6 && (!itmr_v4_only(&p->target) || !itmr_v4_only(&p->via))) {
+		NL_SET_ERR_MSG(extack,
+			       "an IPv4 overlay's target and via use only their first 4 bytes");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /**
  * itmr_route_set() - add or change the route of a prefix
  * @net: the namespace
@@ -185,7 +202,8 @@ static int itmr_check_owner(struct itmr_net *rn, u32 portid,
  *
  * A changed route keeps its times and counters.
  *
- * Return: 0, -ENOENT (not configured), -EBUSY (another owner), -ENOSPC
+ * Return: 0, -ENOENT (not configured), -EBUSY (another owner), -EINVAL (a
+ * target of zero, an address beyond 4 bytes in an IPv4 overlay), -ENOSPC
  * (%ITMR_MAX_ROUTES routes already), -ENOMEM.
  */
 int itmr_route_set(struct net *net, u32 portid, const struct itmr_route *r,
@@ -202,6 +220,11 @@ int itmr_route_set(struct net *net, u32 portid, const struct itmr_route *r,
 		return -ENOMEM;
 	mutex_lock(&rn->lock);
 	err = itmr_check_owner(rn, portid, extack);
+	if (err)
+		goto out_free;
+	err = itmr_check_path(rcu_dereference_protected(rn->conf,
+							lockdep_is_held(&rn->lock)),
+			      p, extack);
 	if (err)
 		goto out_free;
 	for (i = 0; i < ITMR_MAX_ROUTES; i++) {

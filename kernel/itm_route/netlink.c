@@ -36,13 +36,9 @@ static const struct nla_policy itmr_policy[ITMR_A_MAX + 1] = {
 
 static struct genl_family itmr_genl_family;
 
-static bool itmr_v4_only(const struct in6_addr *a)
-{
-	return !a->s6_addr32[1] && !a->s6_addr32[2] && !a->s6_addr32[3];
-}
-
 static const u32 itmr_required[] = {
-	ITMR_A_PORT, ITMR_A_KEY, ITMR_A_ADDR, ITMR_A_FAMILY, ITMR_A_MTU,
+	ITMR_A_PORT, ITMR_A_MARK, ITMR_A_KEY, ITMR_A_ADDR, ITMR_A_FAMILY,
+	ITMR_A_MTU,
 };
 
 static int itmr_nl_config_doit(struct sk_buff *skb, struct genl_info *info)
@@ -56,7 +52,7 @@ static int itmr_nl_config_doit(struct sk_buff *skb, struct genl_info *info)
 	for (i = 0; i < ARRAY_SIZE(itmr_required); i++) {
 		if (!tb[itmr_required[i]]) {
 			NL_SET_ERR_MSG(extack,
-				       "port, key, addr, family and mtu are required");
+				       "port, mark, key, addr, family and mtu are required");
 			return -EINVAL;
 		}
 	}
@@ -86,8 +82,13 @@ static int itmr_nl_config_doit(struct sk_buff *skb, struct genl_info *info)
 		return -EINVAL;
 	}
 	conf.port = htons(nla_get_u16(tb[ITMR_A_PORT]));
-	if (tb[ITMR_A_MARK])
-		conf.mark = nla_get_u32(tb[ITMR_A_MARK]);
+	/* the data path tells the daemon's packets by it: 0 is every other packet */
+	conf.mark = nla_get_u32(tb[ITMR_A_MARK]);
+	if (!conf.mark || conf.mark > 0xffff) {
+		NL_SET_ERR_MSG_ATTR(extack, tb[ITMR_A_MARK],
+				    "the mark is 1..0xffff");
+		return -EINVAL;
+	}
 	conf.mtu = nla_get_u16(tb[ITMR_A_MTU]);
 	return itmr_configure(genl_info_net(info), info->snd_portid, &conf,
 			      extack);

@@ -103,7 +103,20 @@ def test_configuration_belongs_to_one_socket_and_goes_with_it(ov: Overlay) -> No
         with pytest.raises(ItmRouteError) as none:
             owner.route_set(RouteSpec(D_NET, ipaddress.ip_address(D_OVERLAY)))
         assert none.value.code == errno.ENOENT
+        with pytest.raises(ItmRouteError) as nomark:
+            # mark 0 is every unmarked packet: the data path took them all for the daemon's
+            owner.config(addr=a, port=PORT, key=key, mtu=MTU, mark=0)
+        assert nomark.value.code == errno.EINVAL and "1..0xffff" in str(nomark.value)
         owner.config(addr=a, port=PORT, key=key, mtu=MTU, mark=MARK)
+        # a path's addresses are the overlay's (found by a sweep in UML: a 16-byte via
+        # on an IPv4 overlay was accepted and its first 4 bytes used)
+        for target, via, said in (
+            (ipaddress.ip_address(D_OVERLAY), ipaddress.ip_address("fdfd::1"), "first 4 bytes"),
+            (ipaddress.ip_address("0.0.0.0"), None, "must not be zero"),
+        ):
+            with pytest.raises(ItmRouteError) as wrong:
+                owner.route_set(RouteSpec(D_NET, target, via, tag=1))
+            assert wrong.value.code == errno.EINVAL and said in str(wrong.value)
         with pytest.raises(ItmRouteError) as busy:
             other.config(addr=a, port=PORT, key=key, mtu=MTU, mark=MARK)
         assert busy.value.code == errno.EBUSY and "another socket" in str(busy.value)
