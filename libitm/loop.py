@@ -319,19 +319,21 @@ class ItmLoop:
             else:
                 self._run_live(duration)
         except BaseException:
-            if self._backend is not None and self._be_started:
+            if self._backend is not None:
                 self._backend.abort()
             raise
         finally:
             self._running = False
             try:
-                if started or self._be_started:
-                    self.close()
-                else:
+                self.close()
+                if not started and not self._be_started:
                     # nothing was installed (the backend could not start): the loop
                     # keeps its registrations and may run again, on another backend
+                    self._closed = False
                     self._backend = None
                     self._started = False
+                    for info in self._infos:  # still this loop's (close() let go)
+                        _OWNER[id(info)] = weakref.ref(self)
             finally:
                 if own_term:
                     signal.signal(

@@ -171,9 +171,11 @@ def test_a_backend_that_cannot_start_keeps_the_registrations(tmp_path: Path) -> 
         seen.append(1)
         return 0
 
-    libitm.register_hook("ip_in", ItmInfo("kept", class_func=class_func))
+    kept = libitm.register_hook("ip_in", ItmInfo("kept", class_func=class_func))
     with pytest.raises(BackendUnavailable):
         libitm.run(backend=_Unavailable())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="registered in another ItmLoop"):
+        ItmLoop("offline", pcap=_trace(tmp_path)).register_hook("ip_in", kept)  # still owned
     libitm.run(backend="offline", pcap=_trace(tmp_path))
     assert len(seen) == 5
 
