@@ -181,7 +181,10 @@ def test_a_terminated_itmtool_takes_its_guest_with_it(tmp_path: Path, sig: int) 
     shell whose child writes its pid, as UML's helpers would be."""
     pidfile = tmp_path / "guest.pid"
     code = (
-        "import os, sys\n"
+        "import os, signal, sys\n"
+        # as started from a terminal: a test run under nohup (CI's rehearsal) would
+        # hand down SIGHUP ignored, which run_group rightly leaves ignored
+        f"signal.signal({int(sig)}, signal.SIG_DFL)\n"
         "from itmtool import vm\n"
         f"vm.run_group(['sh', '-c', 'sleep 60 & echo $! > {pidfile}; wait'],"
         " dict(os.environ), timeout=60, stream=False)\n"
