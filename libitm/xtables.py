@@ -15,6 +15,7 @@ network namespace deletes it again when nothing else is in it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shlex
@@ -292,9 +293,12 @@ class Xtables:
         return res.returncode == 0
 
     def note_table(self, family: int) -> None:
-        """Before libitm's first rule of ``family``: note if the table is created now."""
+        """Before libitm's first rule of ``family``: note if the table is created now
+        (and forget the notes of namespaces that are gone)."""
         if self.uses_nftables(family) and not self.table_exists(family):
             marker = table_marker(family, self.table)
+            with contextlib.suppress(OSError):
+                prune_markers()
             try:
                 marker.parent.mkdir(parents=True, exist_ok=True)
                 marker.write_text("created by libitm\n")
@@ -342,6 +346,37 @@ def netns_id() -> str:
     except OSError:
         return "unknown"
     return link.removeprefix("net:[").rstrip("]")
+
+
+def live_netns_ids(proc: Path = Path("/proc"), named: Path = Path("/run/netns")) -> set[str]:
+    """The inodes of the network namespaces that exist: those of a process, and
+    those kept by a bind mount (``ip netns add``)."""
+    ids: set[str] = set()
+    for pid in proc.iterdir():
+        if pid.name.isdigit():
+            with contextlib.suppress(OSError):
+                ids.add(os.readlink(pid / "ns" / "net").removeprefix("net:[").rstrip("]"))
+    if named.is_dir():
+        for mount in named.iterdir():
+            with contextlib.suppress(OSError):
+                ids.add(str(mount.stat().st_ino))
+    return ids
+
+
+def prune_markers(directory: Path | None = None, live: set[str] | None = None) -> list[Path]:
+    """Remove the markers of namespaces that no longer exist (their tables went with
+    them: a process killed, then its namespace deleted); returns what was removed."""
+    directory = MARKER_DIR if directory is None else directory
+    if not directory.is_dir():
+        return []
+    live = live_netns_ids() if live is None else live
+    gone = []
+    for marker in directory.glob("*-netns-*"):
+        if marker.name.rpartition("-netns-")[2] not in live:
+            with contextlib.suppress(OSError):
+                marker.unlink()
+                gone.append(marker)
+    return gone
 
 
 def table_marker(family: int, table: str = "mangle") -> Path:

@@ -11,6 +11,7 @@ A live owner's chains are never touched.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import time
@@ -18,7 +19,7 @@ from typing import Any
 
 from itmtool.errors import EXIT_OK, EXIT_PERM, EXIT_UNSUPPORTED, ToolError
 from libitm.owners import has_cap_net_admin
-from libitm.xtables import ItmChain, Xtables, XtablesError
+from libitm.xtables import ItmChain, Xtables, XtablesError, prune_markers
 
 #: how long a chain without an owner must stay so before it counts as left over
 UNOWNED_GRACE = 0.5
@@ -71,6 +72,9 @@ def cleanup(xt: Xtables | None = None, dry_run: bool = False) -> dict[str, Any]:
             removed.append(_entry(ch, reason))
         if not dry_run and xt.drop_table_if_ours(fam):
             tables.append(f"{'ip' if fam == 4 else 'ip6'} {xt.table}")
+    if not dry_run:
+        with contextlib.suppress(OSError):
+            prune_markers()  # the notes of namespaces that are gone (their tables went too)
     if not readable:
         raise ToolError(
             "cannot read the mangle table with iptables/ip6tables",

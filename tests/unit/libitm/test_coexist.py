@@ -259,3 +259,21 @@ def test_a_process_removes_only_its_own_chain_of_a_name(xt: FakeXtables) -> None
     assert not any(c[4:5] == ["-X"] for c in xt.commands)
     assert xt.remove_chain(4, "ITM-live", this_process("live"))
     assert ["-X", "ITM-live"] in [c[4:] for c in xt.commands]
+
+
+def test_markers_of_namespaces_that_are_gone_are_pruned(tmp_path: Path) -> None:
+    """A test's libitm process killed, then its namespace deleted: the table went with
+    the namespace, its note under /run/libitm stayed (found after a host-tier run)."""
+    from libitm.xtables import live_netns_ids, prune_markers
+
+    markers = tmp_path / "libitm"
+    markers.mkdir()
+    for name in ("mangle-ipv4-netns-111", "mangle-ipv6-netns-111", "mangle-ipv4-netns-222"):
+        (markers / name).write_text("created by libitm\n")
+    gone = prune_markers(markers, live={"222"})
+    assert sorted(p.name for p in gone) == ["mangle-ipv4-netns-111", "mangle-ipv6-netns-111"]
+    assert [p.name for p in markers.iterdir()] == ["mangle-ipv4-netns-222"]
+    assert prune_markers(tmp_path / "none") == []
+    # this process's own namespace is always among the live ones
+    own = os.readlink("/proc/self/ns/net").removeprefix("net:[").rstrip("]")
+    assert own in live_netns_ids()
