@@ -17,7 +17,8 @@ from .verdict import Verdict
 LABEL_MAX = 31  # ITM_LABEL_MAX - 1 in the uapi header
 # the whole label (fullmatch: ``$`` would let a trailing newline through)
 _LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-#: ``struct itm_info.priority`` is an s32
+#: ``struct itm_info.priority`` is an s32 (kernel/include/itm.h); itmtool's checks
+#: (``new``, ``priority``) use these too
 PRIORITY_MIN = -(2**31)
 PRIORITY_MAX = 2**31 - 1
 

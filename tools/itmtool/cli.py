@@ -284,7 +284,7 @@ def _kernel_arg(text: str) -> str:
 
 def _priority_arg(text: str) -> int:
     """argparse type of a priority: an s32, as struct itm_info.priority is."""
-    from itmtool.new import PRIORITY_MAX, PRIORITY_MIN
+    from libitm.info import PRIORITY_MAX, PRIORITY_MIN
 
     try:
         value = int(text, 0)

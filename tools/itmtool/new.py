@@ -35,7 +35,7 @@ import jinja2
 from itmtool import buildmods, resources
 from itmtool.errors import EXIT_USAGE, ToolError
 from itmtool.matrix import ROOT, Kernel
-from libitm.info import LABEL_MAX, check_label
+from libitm.info import LABEL_MAX, PRIORITY_MAX, PRIORITY_MIN, check_label
 
 TEMPLATES = Path(__file__).resolve().parent / "templates" / "new"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
@@ -80,8 +80,6 @@ _PORTS = re.compile(r"^([0-9]{1,5})(?:-([0-9]{1,5}))?$")
 _NUMBER = re.compile(r"^[0-9]{1,3}$")
 _INTEREST_KEYS = ("family", "proto", "src", "dst", "sport", "dport")
 
-#: `struct itm_info.priority` is an s32 (kernel/include/itm.h), the module parameter an int
-PRIORITY_MIN, PRIORITY_MAX = -(2**31), 2**31 - 1
 #: the `timer_ms` module parameter is an unsigned int (0: no timer)
 TIMER_MS_MAX = 2**32 - 1
 
