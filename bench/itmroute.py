@@ -365,14 +365,15 @@ NOTICE_IP_LEN = 20 + 8 + wire.HEADER_LEN + 11 + wire.TAG_LEN
 #: relayed), the acknowledgements of them (type ACK, relayed or not; A relays
 #: nothing) and the notices D sends A about A's data — the active destination's
 #: own cost, without the probes of D's table and A's answers to them
+_WORD = (wire.MAGIC << 16) | (wire.VERSION << 8)  # 'IR', version: the u32 at byte 28
 PROBE_RULES = (
     ("all", "INPUT", "--sport", PROBE_IP_LEN, None),
     ("all", "OUTPUT", "--dport", PROBE_IP_LEN, None),
     ("all", "INPUT", "--sport", NOTICE_IP_LEN, None),
     ("all", "OUTPUT", "--dport", NOTICE_IP_LEN, None),
-    ("own", "OUTPUT", "--dport", PROBE_IP_LEN, "28=0x49520202"),
-    ("own", "INPUT", "--sport", PROBE_IP_LEN, "28&0xFFFFFF7F=0x49520203"),
-    ("own", "INPUT", "--sport", NOTICE_IP_LEN, "28&0xFFFFFF7F=0x49520204"),
+    ("own", "OUTPUT", "--dport", PROBE_IP_LEN, f"28={_WORD | wire.PROBE:#010x}"),
+    ("own", "INPUT", "--sport", PROBE_IP_LEN, f"28&0xFFFFFF7F={_WORD | wire.ACK:#010x}"),
+    ("own", "INPUT", "--sport", NOTICE_IP_LEN, f"28&0xFFFFFF7F={_WORD | wire.NOTICE:#010x}"),
 )
 
 

@@ -121,7 +121,7 @@ def _kernel_path(ov: Any, key: bytes) -> Iterator[None]:
 
 def guest(moddir: Path, out: Path, seconds: int, repeats: int) -> int:
     """Inside the VM: itm_mod and itm_route loaded, both modes and flows interleaved."""
-    from itmlab import netns
+    from itmlab import kmods, netns
     from itmroute.lab import A_OVERLAY, D_OVERLAY, load_stock_modules, overlay
     from libitm.control import ItmControl
 
@@ -130,6 +130,7 @@ def guest(moddir: Path, out: Path, seconds: int, repeats: int) -> int:
     vmbench.sh("insmod", ko["itm_mod"])
     samples: dict[str, list[float]] = {f"{m} {f}": [] for m in MODES for f in FLOWS}
     try:
+        kmods.insmod_deps(Path(ko["itm_route"]), ours=frozenset({"itm_mod"}))
         vmbench.sh("insmod", ko["itm_route"])
         try:
             with overlay("bkr", 1) as ov:

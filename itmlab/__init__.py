@@ -9,6 +9,8 @@ traffic only between the namespaces it creates.
 * :mod:`itmlab.netns`: :func:`netns`, this thread inside a namespace;
 * :mod:`itmlab.topology`: :class:`Lab`, the one topology builder, and the
   shapes built with it (:func:`topology`, :func:`chain`);
+* :mod:`itmlab.kmods`: the kernel's own modules ours need, inserted by path
+  (:func:`~itmlab.kmods.insmod_deps`);
 * :mod:`itmlab.traffic`: :func:`udp`, :func:`tcp`, :func:`tcp_transfer`, :func:`ping`,
   :class:`FlowServer`, :func:`timed_flow`.
 """

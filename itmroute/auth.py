@@ -1,14 +1,29 @@
 """Authentication of every itmRoute datagram: a keyed MAC and a replay window.
 
 Every datagram (tunnelled data, probe, acknowledgement) ends in a 16-byte
-BLAKE2s MAC keyed with the overlay's shared key (``key`` in the
-configuration), computed over the whole datagram before it. Its header
-carries the sender's overlay address and a 64-bit counter: the sender's wall
-clock in microseconds when it started, then one more per datagram (and never
-behind the clock). A receiver keeps, per sender (the authenticated address,
-not the datagram's source: a datagram replayed from elsewhere is the same
-sender's) and per kind (DATA, or the rest), the highest counter it accepted
-and a window of the 64 below it:
+MAC over the whole datagram before it: Poly1305 with a one-time key, as
+ChaCha20-Poly1305 (RFC 8439) computes the tag of an empty message whose
+associated data is the datagram. Its key is the sender's: a keyed BLAKE2s of
+the overlay's shared key (``key`` in the configuration) over
+:func:`key_label` (the sender's overlay address and whether it is DATA), and
+its nonce is the datagram's counter. The header carries the sender's overlay
+address and that 64-bit counter: the sender's wall clock in microseconds when
+it started, then one more per datagram (and never behind the clock).
+
+Poly1305 costs about a third of a keyed BLAKE2s per byte in portable C (the
+kernel data path's MAC was two thirds of its CPU; docs/benchmarks.md), but a
+one-time key must never be used twice: no two datagrams may share a sender
+key and a counter. Each kind has one sealer with one counter that only grows
+(an ITM's DATA is sealed by its kernel data path or by its daemon, never by
+both; the rest always by the daemon), and a sender's restart starts from its
+clock, above what it sent before unless it sealed more than a million
+datagrams a second for longer than it was down. Two ITMs configured with the
+same overlay address break this rule (and their replay windows): do not.
+
+A receiver keeps, per sender (the authenticated address, not the datagram's
+source: a datagram replayed from elsewhere is the same sender's) and per kind
+(DATA, or the rest), the highest counter it accepted and a window of the 64
+below it:
 
 * a datagram whose MAC does not verify is dropped (``auth_failed``);
 * one whose counter was seen already, lies below the window, or is more than
@@ -31,10 +46,12 @@ The key is 16..32 bytes: BLAKE2s takes no longer one.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from . import wire
 
@@ -49,6 +66,32 @@ MAX_AGE = 60.0
 MAX_PEERS = 4096
 #: bytes of the key (BLAKE2s keys are at most 32 bytes)
 KEY_MIN, KEY_MAX = 16, 32
+
+
+#: the start of every sender key's label (the version of the wire format in it)
+LABEL: bytes = b"itmroute-3-"
+
+
+def key_label(sender: bytes, data: bool) -> bytes:
+    """What a sender key is derived from: :data:`LABEL`, ``D`` (DATA) or ``C``
+    (probes, acknowledgements, notices), the sender's 4 or 16 address bytes."""
+    return LABEL + (b"D" if data else b"C") + sender
+
+
+def sender_key(key: bytes, sender: bytes, data: bool) -> bytes:
+    """The 32-byte key of ``sender``'s DATA (``data``) or other datagrams."""
+    return hashlib.blake2s(key_label(sender, data), key=key, digest_size=32).digest()
+
+
+def nonce(counter: int) -> bytes:
+    """The 12-byte ChaCha20-Poly1305 nonce of a datagram's counter: four zero
+    bytes, the counter little-endian (the kernel's 64-bit-nonce layout)."""
+    return b"\0\0\0\0" + counter.to_bytes(8, "little")
+
+
+def mac(key: bytes, counter: int, data: bytes | bytearray | memoryview) -> bytes:
+    """The 16-byte MAC of ``data`` under a sender key and ``counter``."""
+    return ChaCha20Poly1305(key).encrypt(nonce(counter), b"", bytes(data))
 
 
 class AuthError(ValueError):
@@ -122,9 +165,17 @@ class Sealer:
         self._counter = 0
         #: (sender, DATA or not) -> its window
         self._windows: dict[tuple[bytes, bool], ReplayWindow] = {}
+        #: (sender, DATA or not) -> its key, ready to compute MACs
+        self._aeads: dict[tuple[bytes, bool], ChaCha20Poly1305] = {}
 
-    def _mac(self, data: bytes | bytearray | memoryview) -> bytes:
-        return hashlib.blake2s(data, key=self._key, digest_size=TAG_LEN).digest()
+    def _aead(self, sender: bytes, data: bool) -> ChaCha20Poly1305:
+        aead = self._aeads.get((sender, data))
+        if aead is None:
+            if len(self._aeads) >= MAX_PEERS:
+                self._aeads.clear()
+            aead = ChaCha20Poly1305(sender_key(self._key, sender, data))
+            self._aeads[(sender, data)] = aead
+        return aead
 
     def next_counter(self) -> int:
         """The counter of the next datagram sent."""
@@ -134,8 +185,10 @@ class Sealer:
     def seal(self, kind: int, body: bytes | bytearray | memoryview) -> bytes:
         """A datagram of ``kind`` (``wire.DATA``, ``wire.PROBE``, ``wire.ACK``, with
         ``wire.RELAYED``) carrying ``body``, its MAC at the end."""
-        msg = wire.header(kind, self._me, self.next_counter()) + bytes(body)
-        return msg + self._mac(msg)
+        counter = self.next_counter()
+        msg = wire.header(kind, self._me, counter) + bytes(body)
+        data = kind & ~wire.RELAYED == wire.DATA
+        return msg + self._aead(self._me, data).encrypt(nonce(counter), b"", msg)
 
     def open(
         self, data: bytes | bytearray | memoryview, source: str
@@ -151,9 +204,11 @@ class Sealer:
         head = wire.header_len(len(sender))
         if len(view) < head + TAG_LEN:
             raise wire.WireError("datagram shorter than the header and its MAC")
-        if not hmac.compare_digest(self._mac(view[:-TAG_LEN]), view[-TAG_LEN:]):
-            raise AuthError("auth_failed", f"bad MAC from {source}")
         key = (sender, kind == wire.DATA)
+        try:
+            self._aead(*key).decrypt(nonce(counter), bytes(view[-TAG_LEN:]), view[:-TAG_LEN])
+        except InvalidTag:
+            raise AuthError("auth_failed", f"bad MAC from {source}") from None
         window = self._windows.get(key)
         if abs(counter / 1e6 - self._clock()) > MAX_AGE or (
             window is not None and not window.check(counter)

@@ -164,7 +164,8 @@ def format_table(state: dict[str, Any]) -> str:
     k = state.get("kernel")
     failed, replayed = c.get("auth_failed", 0), c.get("replayed", 0)
     auth = (
-        "\nauthentication: every datagram MAC-checked (BLAKE2s, shared key); dropped:"
+        "\nauthentication: every datagram MAC-checked (Poly1305, keys from the shared key);"
+        " dropped:"
         f" {failed + (k or {}).get('auth_failed', 0)} failed the check,"
         f" {replayed + (k or {}).get('replayed', 0)} replayed or stale"
     )

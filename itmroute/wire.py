@@ -8,14 +8,15 @@ Every itmRoute datagram (UDP, port 7177 by default) is::
     +------+------+------+----------+--------------------+-- ... --+----------+
 
     type: 1 DATA, 2 PROBE, 3 ACK, 4 NOTICE (| 0x80: relayed, | 0x40: IPv6 addresses);
-    version 2
+    version 3 (2 had a keyed BLAKE2s MAC)
 
 With the 0x40 bit the ITM addresses (``sender``, and a probe's ``origin`` and
 ``target``) are IPv6, 16 bytes each, instead of IPv4 (4 bytes): an overlay
 whose ITMs talk IPv6 to each other.
 
-The MAC and the counter are :mod:`itmroute.auth`'s: a keyed BLAKE2s over
-everything before it, and a per-sender counter against replays; ``sender``
+The MAC and the counter are :mod:`itmroute.auth`'s: Poly1305 over everything
+before it (a ChaCha20-Poly1305 tag under the sender's key, the counter its
+nonce), and a per-sender counter against replays; ``sender``
 is the overlay address of the daemon that sealed the datagram. DATA's body
 is ``target`` (the overlay address of the ITM that delivers the packet),
 ``tag`` (u8: the number of the sender's path the datagram takes), ``receipt``
@@ -45,7 +46,7 @@ from dataclasses import dataclass
 from typing import Final
 
 MAGIC: Final = 0x4952  # "IR"
-VERSION: Final = 2
+VERSION: Final = 3
 DATA: Final = 1
 PROBE: Final = 2
 ACK: Final = 3

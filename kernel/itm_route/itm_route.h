@@ -10,7 +10,8 @@
  * it tunnels packets to a prefix whose route goes through a relay, at
  * ITM_IP_IN it relays or delivers the tunnelled packets of other ITMs.
  * The datagrams are itmroute/wire.py's DATA, sealed as itmroute/auth.py
- * seals them (keyed BLAKE2s, a per-sender counter and replay window).
+ * seals them (a Poly1305 tag under the sender's key, its counter the nonce,
+ * and a per-sender replay window).
  */
 #ifndef _ITM_ROUTE_H
 #define _ITM_ROUTE_H
@@ -22,11 +23,12 @@
 #include <linux/u64_stats_sync.h>
 #include <net/net_namespace.h>
 #include <crypto/blake2s.h>
+#include <crypto/chacha20poly1305.h>
 #include <itm.h>
 #include <uapi/linux/itm_route_netlink.h>
 
 #define ITMR_MAGIC	0x4952	/* "IR" */
-#define ITMR_VERSION	2
+#define ITMR_VERSION	3
 #define ITMR_DATA	1
 #define ITMR_RELAYED	0x80
 #define ITMR_V6		0x40
@@ -57,6 +59,7 @@ enum itmr_counter {
  * struct itmr_conf - a namespace's configuration; replaced whole, under RCU
  * @key: the overlay key
  * @keylen: its length (ITMR_KEY_MIN..ITMR_KEY_MAX)
+ * @data_key: the key of this ITM's DATA (itmr_sender_key() of @me)
  * @me: this ITM's overlay address (IPv4 in the first word)
  * @v6: the overlay's ITMs talk IPv6
  * @port: the overlay's UDP port, network order
@@ -67,6 +70,7 @@ enum itmr_counter {
 struct itmr_conf {
 	u8 key[ITMR_KEY_MAX];
 	u8 keylen;
+	u8 data_key[CHACHA20POLY1305_KEY_SIZE];
 	struct in6_addr me;
 	bool v6;
 	__be16 port;
@@ -194,6 +198,8 @@ int itmr_genl_init(void);
 void itmr_genl_exit(void);
 
 void itmr_init_apps(struct itmr_net *rn);
+void itmr_sender_key(const struct itmr_conf *c, const u8 *sender,
+		     u8 out[CHACHA20POLY1305_KEY_SIZE]);
 
 /* True when @a holds an IPv4 address: nothing beyond its first 4 bytes. */
 static inline bool itmr_v4_only(const struct in6_addr *a)

@@ -48,6 +48,7 @@ static int itmr_nl_config_doit(struct sk_buff *skb, struct genl_info *info)
 	struct itmr_conf conf = {};
 	unsigned int i;
 	u8 family;
+	int err;
 
 	for (i = 0; i < ARRAY_SIZE(itmr_required); i++) {
 		if (!tb[itmr_required[i]]) {
@@ -90,8 +91,11 @@ static int itmr_nl_config_doit(struct sk_buff *skb, struct genl_info *info)
 		return -EINVAL;
 	}
 	conf.mtu = nla_get_u16(tb[ITMR_A_MTU]);
-	return itmr_configure(genl_info_net(info), info->snd_portid, &conf,
-			      extack);
+	itmr_sender_key(&conf, (const u8 *)&conf.me, conf.data_key);
+	err = itmr_configure(genl_info_net(info), info->snd_portid, &conf,
+			     extack);
+	memzero_explicit(&conf, sizeof(conf));
+	return err;
 }
 
 /* The prefix of a route nest; with @path, the path too (route-set). */

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from itmlab import Topology, netns, ping, sh, tcp, topology, udp
+from itmlab import Topology, kmods, netns, ping, sh, tcp, topology, udp
 
 #: how a guest test says that this kernel lacks what it needs (a Debian kernel built
 #: without a feature): tests/vm reports it as a skip with its reason, any other
@@ -75,8 +75,11 @@ def loaded(name: str) -> bool:
 
 
 def insmod(name: str, *params: str) -> None:
-    """Load one of our modules with parameters."""
-    sh("insmod", str(module_path(name)), *params)
+    """Load one of our modules with parameters (the kernel's own modules it
+    needs first, by path: itm_route's libchacha20poly1305 on Debian's kernels)."""
+    path = module_path(name)
+    kmods.insmod_deps(path, ours=frozenset(p.stem for p in moddir().rglob("*.ko")))
+    sh("insmod", str(path), *params)
 
 
 def rmmod(name: str) -> None:

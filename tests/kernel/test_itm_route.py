@@ -216,7 +216,8 @@ def test_python_sealed_data_is_taken_forged_and_replayed_are_counted(ov: Overlay
             s.sendto(good, (str(R1_A), PORT))
             s.sendto(good, (str(R1_A), PORT))  # the same datagram again
             s.sendto(forged, (str(R1_A), PORT))
-            s.sendto(b"IR\x02\x01" + b"\x00" * 90, (str(R1_A), PORT))  # no MAC that holds
+            junk = wire.header(wire.DATA, socket.inet_aton(A_OVERLAY), 1) + bytes(80)
+            s.sendto(junk, (str(R1_A), PORT))  # no MAC that holds
         # the Python-sealed request reached D, D's answer came back to A through R1
         assert kit.wait_until(lambda: _stat(cl["a"], "decapsulated") >= 1, 5), _counters(cl)
         sr, _ = cl["r1"].get()

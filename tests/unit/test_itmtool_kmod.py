@@ -43,6 +43,13 @@ MODINFO: dict[str, dict[str, list[str]]] = {
         "depends": ["itm_mod"],
         "vermagic": [f"{RELEASE} SMP preempt mod_unload modversions"],
     },
+    "route_app": {
+        "name": ["route_app"],
+        "parm": [],
+        "parmtype": [],
+        "depends": ["itm_mod,libchacha20poly1305"],
+        "vermagic": [f"{RELEASE} SMP preempt mod_unload modversions"],
+    },
     "old_app": {
         "name": ["old_app"],
         "parm": [],
@@ -69,6 +76,7 @@ class FakeMachine:
             ("itm_mod", "itm_mod"),
             ("count_udp", "count_udp"),
             ("itm_queue", "itm_queue"),
+            ("route_app", "route_app"),
         ):
             kdir = self.root / "kernel" / sub
             kdir.mkdir(parents=True)
@@ -81,6 +89,8 @@ class FakeMachine:
         (intree / "Kbuild").write_text("obj-m := old_app.o\n")
         (intree / "old_app.ko").write_bytes(b"\x7fELF")
         self.calls: list[list[str]] = []
+        #: the kernel's own modules modprobe finds
+        self.kernel_modules = {"libchacha20poly1305"}
 
     def host(self, euid: int = 0) -> kmod.Host:
         return REAL_HOST(
@@ -96,8 +106,8 @@ class FakeMachine:
     def insert(self, name: str) -> None:
         (self.sys / name / "holders").mkdir(parents=True, exist_ok=True)
         (self.sys / name / "initstate").write_text("live\n")
-        for dep in MODINFO[name]["depends"]:
-            if dep:
+        for line in MODINFO.get(name, {}).get("depends", []):
+            for dep in filter(None, line.split(",")):
                 (self.sys / dep / "holders" / name).touch()
 
     def run(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
@@ -109,14 +119,21 @@ class FakeMachine:
                 return subprocess.CompletedProcess(argv, 1, "", f"modinfo: ERROR: {argv[3]}")
             return subprocess.CompletedProcess(argv, 0, "\n".join(MODINFO[name][argv[2]]) + "\n")
         name = Path(argv[1]).stem
+        if tool == "modprobe":
+            if name not in self.kernel_modules:
+                return subprocess.CompletedProcess(
+                    argv, 1, "", f"modprobe: FATAL: Module {name} not found in directory"
+                )
+            self.insert(name)
+            return subprocess.CompletedProcess(argv, 0, "", "")
         if tool == "insmod":
             self.insert(name)
             return subprocess.CompletedProcess(argv, 0, "", "")
         if tool == "rmmod":
             if any((self.sys / name / "holders").iterdir()):
                 return subprocess.CompletedProcess(argv, 1, "", f"rmmod: {name} is in use")
-            for dep in MODINFO[name]["depends"]:
-                if dep:
+            for line in MODINFO[name]["depends"]:
+                for dep in filter(None, line.split(",")):
                     (self.sys / dep / "holders" / name).unlink()
             for p in sorted((self.sys / name).rglob("*"), reverse=True):
                 p.rmdir() if p.is_dir() else p.unlink()
@@ -128,7 +145,7 @@ class FakeMachine:
         return [
             (c[0], Path(c[-1] if c[0] == "rmmod" else c[1]).stem)
             for c in self.calls
-            if c[0] in ("insmod", "rmmod")
+            if c[0] in ("insmod", "rmmod", "modprobe")
         ]
 
 
@@ -299,6 +316,36 @@ def test_deps_load_itm_mod_first(
 
     doc = json.loads(capsys.readouterr().out)
     assert [m["name"] for m in doc["loaded"]] == ["itm_mod", "count_udp"]
+
+
+def test_a_kernel_module_a_module_needs_is_modprobed_first(
+    machine: FakeMachine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """itm_route needs libchacha20poly1305, a module on Debian's kernels: not one of
+    ours, so modprobe loads it (from the kernel's own tree) before insmod."""
+    assert _cli(machine, ["load", "--deps", "route_app"], monkeypatch) == 0
+    assert machine.tools_called() == [
+        ("modprobe", "libchacha20poly1305"),
+        ("insmod", "itm_mod"),
+        ("insmod", "route_app"),
+    ]
+    assert _cli(machine, ["unload", "route_app"], monkeypatch) == 0
+    assert _cli(machine, ["load", "route_app"], monkeypatch) == 0  # loaded already: no modprobe
+    assert machine.tools_called()[-1] == ("insmod", "route_app")
+    assert [c for c in machine.tools_called() if c[0] == "modprobe"] == [
+        ("modprobe", "libchacha20poly1305")
+    ]
+
+
+def test_a_kernel_without_the_module_a_module_needs_says_so(
+    machine: FakeMachine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    machine.kernel_modules = set()
+    assert _cli(machine, ["load", "--deps", "route_app"], monkeypatch) == 1
+    err = capsys.readouterr().err
+    assert "route_app needs the kernel's libchacha20poly1305 module" in err
+    assert "not found" in err and "modinfo libchacha20poly1305" in err
+    assert machine.tools_called() == [("modprobe", "libchacha20poly1305")]
 
 
 def test_load_needs_root_and_refuses_a_second_load(machine: FakeMachine) -> None:

@@ -6,7 +6,9 @@ Modules are found by name among the ones built for the running kernel
 build when its vermagic matches), or given as a path to a ``.ko``.  They are
 inserted with ``insmod`` (so no ``depmod`` or installation is needed) after
 their parameters have been checked against ``modinfo``, and removed with
-``rmmod``.  itm_mod comes before its applications and goes after them.
+``rmmod``.  itm_mod comes before its applications and goes after them.  A
+kernel module one of ours needs (itm_route needs ``libchacha20poly1305`` on
+Debian's kernels, where it is a module) is loaded with ``modprobe`` first.
 
 Everything that touches the machine goes through a :class:`Host`, so the
 decisions can be tested with a fake one.
@@ -325,7 +327,11 @@ def load(
             f"{mod.name} is already loaded",
             hint=f"`itmtool unload {mod.name}` first to load it with other parameters",
         )
-    missing = [d for d in mod.depends if not host.loaded(d)]
+    ours = set(known_modules(host.root)) | {CORE, QUEUE}
+    # the kernel's own modules a module of ours needs (itm_route: libchacha20poly1305
+    # on Debian's kernels) come with the kernel: modprobe finds them
+    kernel_deps = [d for d in mod.depends if d not in ours and not host.loaded(d)]
+    missing = [d for d in mod.depends if d in ours and not host.loaded(d)]
     done: list[ModuleFile] = []
     if missing and not deps:
         raise ToolError(
@@ -334,6 +340,15 @@ def load(
             f"{spec}` to load it with its default parameters",
         )
     _require_root(host, "loading a module")
+    for dep in kernel_deps:
+        out = host.run(["modprobe", dep])
+        if out.returncode != 0:
+            raise ToolError(
+                f"{mod.name} needs the kernel's {dep} module: modprobe {dep} failed: "
+                f"{out.stderr.strip() or f'exit {out.returncode}'}",
+                hint=f"a kernel built without {dep} (as a module or built in) cannot run "
+                f"{mod.name}; `modinfo {dep}` says whether this one has it",
+            )
     for dep in missing:
         done += load(dep, (), deps=True, host=host)
     out = host.run(["insmod", str(mod.path), *params])

@@ -81,8 +81,9 @@ def test_data_carries_a_receipt_and_ipv6_targets() -> None:
         b"IR",
         b"XX\x02\x01" + bytes(40),  # bad magic
         b"IR\x09\x01" + bytes(40),  # unknown version
-        b"IR\x02\x07" + bytes(40),  # unknown type
-        b"IR\x02\x01" + bytes(20),  # shorter than header and MAC
+        b"IR\x03\x07" + bytes(40),  # unknown type
+        b"IR\x03\x01" + bytes(20),  # shorter than header and MAC
+        b"IR\x02\x01" + bytes(40),  # version 2 (a keyed BLAKE2s MAC)
     ],
 )
 def test_foreign_datagrams_are_refused(data: bytes) -> None:
