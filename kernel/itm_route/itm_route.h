@@ -65,6 +65,8 @@ enum itmr_counter {
  * @port: the overlay's UDP port, network order
  * @mark: firewall mark of the daemon's packets and of what itm_route sends
  * @mtu: the tunnel MTU: the largest inner packet tunnelled
+ * @gen: which configuration of the namespace this is (1, 2, ...): the sender
+ *	keys cached in the replay windows were derived under one
  * @rcu: for kfree_rcu()
  */
 struct itmr_conf {
@@ -76,6 +78,7 @@ struct itmr_conf {
 	__be16 port;
 	u32 mark;
 	u16 mtu;
+	u64 gen;
 	struct rcu_head rcu;
 };
 
@@ -146,12 +149,16 @@ struct itmr_route {
  * @used: the slot holds a sender
  * @highest: the highest counter accepted
  * @seen: bit i: counter @highest - i accepted
+ * @key: the sender's DATA key (itmr_sender_key()), derived once
+ * @key_gen: the configuration @key was derived under (0: none)
  */
 struct itmr_window {
 	struct in6_addr sender;
 	bool used;
 	u64 highest;
 	u64 seen;
+	u8 key[CHACHA20POLY1305_KEY_SIZE];
+	u64 key_gen;
 };
 
 /**
@@ -165,6 +172,7 @@ struct itmr_window {
  * @apps: the itm_mod applications (out, forward, in)
  * @registered: @apps are registered
  * @counter: the last counter sealed into a datagram
+ * @conf_gen: the last configuration's @gen
  * @win_lock: protects @windows
  * @windows: replay windows, by a hash of the sender
  * @stats: the counters
@@ -180,6 +188,7 @@ struct itmr_net {
 	struct itm_info apps[3];
 	bool registered;
 	atomic64_t counter;
+	u64 conf_gen;
 	spinlock_t win_lock;	/* protects windows */
 	struct itmr_window windows[ITMR_PEERS];
 	atomic64_t stats[ITMR_C_NUM];

@@ -118,6 +118,7 @@ int itmr_configure(struct net *net, u32 portid, const struct itmr_conf *conf,
 		}
 		rn->registered = true;
 	}
+	new->gen = ++rn->conf_gen;
 	old = rcu_replace_pointer(rn->conf, new, lockdep_is_held(&rn->lock));
 	if (old)
 		kfree_rcu(old, rcu);

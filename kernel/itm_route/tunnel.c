@@ -155,19 +155,15 @@ static void itmr_seal(const struct itmr_conf *c, const u8 *data,
 	chacha20poly1305_encrypt(out, NULL, 0, data, len, counter, c->data_key);
 }
 
-/* Whether the last ITMR_TAG_LEN of the @len bytes at @msg are @sender's MAC. */
-static bool itmr_verify(const struct itmr_conf *c, const u8 *msg,
-			unsigned int len, const u8 *sender, u64 counter)
+/* Whether the last ITMR_TAG_LEN of the @len bytes at @msg are the MAC under @key. */
+static bool itmr_verify(const u8 *key, const u8 *msg, unsigned int len,
+			u64 counter)
 {
-	u8 key[CHACHA20POLY1305_KEY_SIZE], none[1];
-	bool ok;
+	u8 none[1];
 
-	itmr_sender_key(c, sender, key);
-	ok = chacha20poly1305_decrypt(none, msg + len - ITMR_TAG_LEN,
-				      ITMR_TAG_LEN, msg, len - ITMR_TAG_LEN,
-				      counter, key);
-	memzero_explicit(key, sizeof(key));
-	return ok;
+	return chacha20poly1305_decrypt(none, msg + len - ITMR_TAG_LEN,
+					ITMR_TAG_LEN, msg, len - ITMR_TAG_LEN,
+					counter, key);
 }
 
 static void itmr_put_header(u8 *p, const struct itmr_conf *c, u8 type,
@@ -508,28 +504,70 @@ static unsigned int itmr_out(enum itm_hook where, int class,
 	return itmr_tunnel(net, rn, c, r, p, skb, pkt);
 }
 
-/* Accept @counter of @sender once (itmroute/auth.py's ReplayWindow). */
-static bool itmr_window_accept(struct itmr_net *rn, const u8 *sender,
-			       unsigned int alen, u64 counter)
+/* The window of @s, or the free slot for it (NULL: the table is full). */
+static struct itmr_window *itmr_window_find(struct itmr_net *rn,
+					    const struct in6_addr *s)
+{
+	unsigned int h = jhash(s, sizeof(*s), 0) % ITMR_PEERS, i;
+	struct itmr_window *w;
+
+	lockdep_assert_held(&rn->win_lock);
+	for (i = 0; i < ITMR_PEERS; i++) {
+		w = &rn->windows[(h + i) % ITMR_PEERS];
+		if (!w->used || ipv6_addr_equal(&w->sender, s))
+			return w;
+	}
+	return NULL;
+}
+
+/*
+ * @sender's DATA key, to @key: the one its window keeps when it was derived
+ * under configuration @c, else derived now (two BLAKE2s blocks).
+ */
+static void itmr_peer_key(struct itmr_net *rn, const struct itmr_conf *c,
+			  const u8 *sender, u8 *key)
 {
 	struct in6_addr s = {};
-	struct itmr_window *w = NULL;
-	unsigned int h, i;
+	struct itmr_window *w;
+	bool cached = false;
+
+	memcpy(&s, sender, itmr_alen(c));
+	spin_lock_bh(&rn->win_lock);
+	w = itmr_window_find(rn, &s);
+	if (w && w->used && w->key_gen == c->gen) {
+		memcpy(key, w->key, CHACHA20POLY1305_KEY_SIZE);
+		cached = true;
+	}
+	spin_unlock_bh(&rn->win_lock);
+	if (!cached)
+		itmr_sender_key(c, sender, key);
+}
+
+/*
+ * Accept @counter of @sender once (itmroute/auth.py's ReplayWindow); its
+ * window keeps @key, which verified the datagram under configuration @c.
+ */
+static bool itmr_window_accept(struct itmr_net *rn, const struct itmr_conf *c,
+			       const u8 *sender, u64 counter, const u8 *key)
+{
+	struct in6_addr s = {};
+	struct itmr_window *w;
+	unsigned int h;
 	bool ok = true;
 	u64 back;
 
-	memcpy(&s, sender, alen);
+	memcpy(&s, sender, itmr_alen(c));
 	h = jhash(&s, sizeof(s), 0) % ITMR_PEERS;
 	spin_lock_bh(&rn->win_lock);
-	for (i = 0; i < ITMR_PEERS; i++) {
-		w = &rn->windows[(h + i) % ITMR_PEERS];
-		if (!w->used || ipv6_addr_equal(&w->sender, &s))
-			break;
-	}
-	if (i == ITMR_PEERS) {
+	w = itmr_window_find(rn, &s);
+	if (!w) {
 		/* full: start afresh, as the daemon does */
 		memset(rn->windows, 0, sizeof(rn->windows));
 		w = &rn->windows[h];
+	}
+	if (w->key_gen != c->gen) {
+		memcpy(w->key, key, CHACHA20POLY1305_KEY_SIZE);
+		w->key_gen = c->gen;
 	}
 	if (!w->used) {
 		w->used = true;
@@ -663,6 +701,7 @@ static unsigned int itmr_receive(struct net *net, struct itmr_net *rn,
 	unsigned int mlen, ulen, ilen, own;
 	struct in6_addr target = {};
 	u8 first[4], *msg, *body, *inner;
+	u8 key[CHACHA20POLY1305_KEY_SIZE];
 	struct itmr_outer o;
 	const u8 *peek;
 	bool relayed;
@@ -694,12 +733,13 @@ static unsigned int itmr_receive(struct net *net, struct itmr_net *rn,
 	msg = skb->data + off;
 	mlen = ulen - sizeof(struct udphdr);
 	counter = itmr_get_be64(msg + 4 + alen);
-	if (!itmr_verify(c, msg, mlen, msg + 4, counter)) {
+	itmr_peer_key(rn, c, msg + 4, key);
+	if (!itmr_verify(key, msg, mlen, counter)) {
 		itmr_count(rn, ITMR_C_AUTH_FAILED);
 		return ITM_DROP;
 	}
 	if (!itmr_fresh(counter) ||
-	    !itmr_window_accept(rn, msg + 4, alen, counter)) {
+	    !itmr_window_accept(rn, c, msg + 4, counter, key)) {
 		itmr_count(rn, ITMR_C_REPLAYED);
 		return ITM_DROP;
 	}

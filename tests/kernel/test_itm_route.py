@@ -231,6 +231,38 @@ def test_python_sealed_data_is_taken_forged_and_replayed_are_counted(ov: Overlay
             c.close()
 
 
+def test_a_new_key_takes_effect_at_once(ov: Overlay) -> None:
+    """The relay keeps each sender's key once derived; a new overlay key replaces
+    them: data sealed with the old key fails from then on, with the new one passes."""
+    cl = _configure(ov)
+    x = ov.add_intruder()
+    kit.sh("ip", "-n", x, "route", "add", "10.77.0.0/16", "via", "10.77.50.2")
+    old, new = bytes.fromhex(ov.key), bytes(range(32))
+    a = socket.inet_aton(A_OVERLAY)
+    inner = _echo_request(A_OVERLAY, D_OVERLAY, 78)
+    try:
+        with netns(x):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with s:
+            s.sendto(_datagram(auth.Sealer(old, a), D_OVERLAY, inner), (str(R1_A), PORT))
+            # the request and D's answer
+            assert kit.wait_until(lambda: _stat(cl["r1"], "relayed") == 2, 5), _counters(cl)
+            for c, addr in ((cl["r1"], str(R1_A)), (cl["d"], D_OVERLAY)):
+                c.config(addr=ipaddress.ip_address(addr), port=PORT, key=new, mtu=MTU, mark=MARK)
+            before = _stat(cl["r1"], "relayed")
+            s.sendto(_datagram(auth.Sealer(old, a), D_OVERLAY, inner), (str(R1_A), PORT))
+            assert kit.wait_until(lambda: _stat(cl["r1"], "auth_failed") == 1, 5), _counters(cl)
+            s.sendto(_datagram(auth.Sealer(new, a), D_OVERLAY, inner), (str(R1_A), PORT))
+            # relayed (and D's answer with it: D has the new key too)
+            assert kit.wait_until(lambda: _stat(cl["r1"], "relayed") >= before + 1, 5), _counters(
+                cl
+            )
+            assert _stat(cl["r1"], "auth_failed") == 1
+    finally:
+        for c in cl.values():
+            c.close()
+
+
 def _counters(cl: dict[str, ItmRouteClient]) -> str:
     """Every node's counters and routes, for a failure message."""
     return "\n".join(f"{node}: {c.get()}" for node, c in cl.items())
