@@ -10,7 +10,9 @@
  * by the "in" profile against the "in" average, an "out" packet by the
  * "out" profile against the total average.  A packet is "in" when its TOS
  * has the Minimize-Delay bit (0x10), or, with TCA_RIO_DSCP, when its DSCP
- * is that value; IPv4 and IPv6 alike, anything else is "out".
+ * is that value; IPv4 and IPv6 alike, anything else is "out".  A change
+ * keeps what it does not name; TCA_RIO_CLEAR takes the DSCP and the idle
+ * damping table back to their defaults.
  *
  * The RED arithmetic is the kernel's own (include/net/red.h); queue
  * lengths are in packets.  See docs/sch_rio.md.
@@ -51,7 +53,7 @@ struct rio_sched_data {
 	u8 wlog;
 	u8 scell_log;
 	bool has_stab;
-	u8 stab[TC_RIO_STAB_SIZE];
+	u8 stab[TC_RIO_STAB_SIZE];	/* all zero without a table */
 	struct rio_profile in_prof;
 	struct rio_profile out_prof;
 	struct red_parms in_parms;
@@ -205,6 +207,8 @@ static const struct nla_policy rio_policy[TCA_RIO_MAX + 1] = {
 	[TCA_RIO_FLAGS]		= NLA_POLICY_MASK(NLA_U32, TC_RIO_ECN),
 	[TCA_RIO_SCELL_LOG]	= NLA_POLICY_MAX(NLA_U8, 31),
 	[TCA_RIO_STAB]		= NLA_POLICY_EXACT_LEN(TC_RIO_STAB_SIZE),
+	[TCA_RIO_CLEAR]		= NLA_POLICY_MASK(NLA_U32, TC_RIO_CLEAR_DSCP |
+							   TC_RIO_CLEAR_STAB),
 };
 
 static void rio_get_u32(u32 *dst, struct nlattr *attr)
@@ -219,11 +223,23 @@ static void rio_get_u8(u8 *dst, struct nlattr *attr)
 		*dst = nla_get_u8(attr);
 }
 
+/* the table is checked on its own (rio_stab_ok), so that its errors name it */
 static bool rio_profile_ok(const struct rio_profile *prof, u8 wlog,
-			   u8 scell_log, u8 *stab)
+			   u8 scell_log)
 {
 	return prof->max_p && red_check_params(prof->min, prof->max, wlog,
-					       scell_log, stab);
+					       scell_log, NULL);
+}
+
+/* each entry of an idle damping table is a shift of a 32-bit average */
+static bool rio_stab_ok(const u8 *stab)
+{
+	int i;
+
+	for (i = 0; i < TC_RIO_STAB_SIZE; i++)
+		if (stab[i] >= 32)
+			return false;
+	return true;
 }
 
 static void rio_apply(struct red_parms *p, const struct rio_profile *prof,
@@ -241,9 +257,8 @@ static int rio_change(struct Qdisc *sch, struct nlattr *opt,
 	struct rio_profile in_prof = q->in_prof;
 	struct rio_profile out_prof = q->out_prof;
 	u8 wlog = q->wlog, scell_log = q->scell_log;
-	u32 limit = q->limit, flags = q->flags;
+	u32 limit = q->limit, flags = q->flags, clear = 0;
 	unsigned int dropped_pkts = 0, dropped_bytes = 0;
-	u8 *stab = NULL;
 	int err;
 
 	if (opt) {
@@ -251,6 +266,24 @@ static int rio_change(struct Qdisc *sch, struct nlattr *opt,
 		if (err < 0)
 			return err;
 	}
+	rio_get_u32(&clear, tb[TCA_RIO_CLEAR]);
+	if ((clear & TC_RIO_CLEAR_DSCP) && tb[TCA_RIO_DSCP]) {
+		NL_SET_ERR_MSG_ATTR(extack, tb[TCA_RIO_CLEAR],
+				    "sch_rio: TCA_RIO_DSCP given and cleared at once");
+		return -EINVAL;
+	}
+	if ((clear & TC_RIO_CLEAR_STAB) && tb[TCA_RIO_STAB]) {
+		NL_SET_ERR_MSG_ATTR(extack, tb[TCA_RIO_CLEAR],
+				    "sch_rio: TCA_RIO_STAB given and cleared at once");
+		return -EINVAL;
+	}
+	if (tb[TCA_RIO_STAB] && !rio_stab_ok(nla_data(tb[TCA_RIO_STAB]))) {
+		NL_SET_ERR_MSG_ATTR(extack, tb[TCA_RIO_STAB],
+				    "sch_rio: bad idle table TCA_RIO_STAB: an entry is >= 32");
+		return -EINVAL;
+	}
+	if (clear & TC_RIO_CLEAR_STAB)
+		scell_log = RIO_DEFAULT_SCELL_LOG;
 	rio_get_u32(&limit, tb[TCA_RIO_LIMIT]);
 	rio_get_u8(&wlog, tb[TCA_RIO_WLOG]);
 	rio_get_u8(&scell_log, tb[TCA_RIO_SCELL_LOG]);
@@ -261,17 +294,13 @@ static int rio_change(struct Qdisc *sch, struct nlattr *opt,
 	rio_get_u32(&out_prof.min, tb[TCA_RIO_OUT_MIN]);
 	rio_get_u32(&out_prof.max, tb[TCA_RIO_OUT_MAX]);
 	rio_get_u32(&out_prof.max_p, tb[TCA_RIO_OUT_MAX_P]);
-	if (tb[TCA_RIO_STAB])
-		stab = nla_data(tb[TCA_RIO_STAB]);
-	else if (q->has_stab)
-		stab = q->stab;
 
-	if (!rio_profile_ok(&in_prof, wlog, scell_log, stab)) {
+	if (!rio_profile_ok(&in_prof, wlog, scell_log)) {
 		NL_SET_ERR_MSG_MOD(extack,
 				   "bad \"in\" profile: need min <= max, max_p > 0, thresholds that fit wlog");
 		return -EINVAL;
 	}
-	if (!rio_profile_ok(&out_prof, wlog, scell_log, stab)) {
+	if (!rio_profile_ok(&out_prof, wlog, scell_log)) {
 		NL_SET_ERR_MSG_MOD(extack,
 				   "bad \"out\" profile: need min <= max, max_p > 0, thresholds that fit wlog");
 		return -EINVAL;
@@ -284,16 +313,23 @@ static int rio_change(struct Qdisc *sch, struct nlattr *opt,
 	q->scell_log = scell_log;
 	if (tb[TCA_RIO_DSCP])
 		q->dscp = nla_get_u8(tb[TCA_RIO_DSCP]);
+	else if (clear & TC_RIO_CLEAR_DSCP)
+		q->dscp = -1;
 	if (tb[TCA_RIO_STAB]) {
-		memcpy(q->stab, stab, TC_RIO_STAB_SIZE);
+		memcpy(q->stab, nla_data(tb[TCA_RIO_STAB]), TC_RIO_STAB_SIZE);
 		q->has_stab = true;
+	} else if (clear & TC_RIO_CLEAR_STAB) {
+		memset(q->stab, 0, TC_RIO_STAB_SIZE);
+		q->has_stab = false;
 	}
 	q->in_prof = in_prof;
 	q->out_prof = out_prof;
-	rio_apply(&q->in_parms, &in_prof, wlog, scell_log,
-		  q->has_stab ? q->stab : NULL);
-	rio_apply(&q->out_parms, &out_prof, wlog, scell_log,
-		  q->has_stab ? q->stab : NULL);
+	/*
+	 * Always hand over q->stab: red_set_parms() keeps the parms' old
+	 * table when given none, and without a table it must be all zero.
+	 */
+	rio_apply(&q->in_parms, &in_prof, wlog, scell_log, q->stab);
+	rio_apply(&q->out_parms, &out_prof, wlog, scell_log, q->stab);
 	red_set_vars(&q->in_vars);
 	red_set_vars(&q->all_vars);
 
@@ -356,6 +392,9 @@ static int rio_dump(struct Qdisc *sch, struct sk_buff *skb)
 	    rio_put_profile(skb, &q->out_prof, TCA_RIO_OUT_MIN))
 		goto nla_put_failure;
 	if (q->dscp >= 0 && nla_put_u8(skb, TCA_RIO_DSCP, q->dscp))
+		goto nla_put_failure;
+	if (q->has_stab &&
+	    nla_put(skb, TCA_RIO_STAB, TC_RIO_STAB_SIZE, q->stab))
 		goto nla_put_failure;
 	return nla_nest_end(skb, opts);
 

@@ -41,7 +41,12 @@ KIND = "rio"
 RTM_NEWQDISC, RTM_DELQDISC, RTM_GETQDISC = 36, 37, 38
 TC_H_ROOT = 0xFFFFFFFF
 TC_RIO_ECN = 0x1
+#: TCA_RIO_CLEAR: what a change takes back to its default
+TC_RIO_CLEAR_DSCP = 0x1
+TC_RIO_CLEAR_STAB = 0x2
 STAB_SIZE = 256
+#: the smallest max_p the kernel can hold: it takes max_p as a fraction of 2^32
+MAX_P_MIN = 2**-32
 #: struct tc_rio_xstats: eight __u64 counters, four __u32 gauges
 XSTATS = struct.Struct("=8Q4I")
 XSTATS_FIELDS = (
@@ -82,6 +87,11 @@ class RedProfile:
             raise ValueError(f"{name}: need 0 <= min <= max, not min {self.min} max {self.max}")
         if not (math.isfinite(self.max_p) and 0 < self.max_p <= 1):
             raise ValueError(f"{name}: max_p must be in (0, 1], not {self.max_p}")
+        if self.max_p < MAX_P_MIN:
+            raise ValueError(
+                f"{name}: max_p {self.max_p:g} is below the kernel's resolution: "
+                "the smallest accepted is 2^-32 (2.33e-10)"
+            )
 
     @property
     def max_p_fixed(self) -> int:
@@ -129,6 +139,7 @@ class RioConfig:
     dscp: int | None = None
     ecn: bool = False
     scell_log: int | None = None
+    #: the idle damping table (`idle_damping`); None: none
     stab: bytes | None = field(default=None, repr=False)
 
     def check(self) -> None:
@@ -143,6 +154,8 @@ class RioConfig:
             raise ValueError(f"scell_log must be in 0..31, not {self.scell_log}")
         if self.stab is not None and len(self.stab) != STAB_SIZE:
             raise ValueError(f"stab must be {STAB_SIZE} bytes, not {len(self.stab)}")
+        if self.stab is not None and max(self.stab) >= 32:
+            raise ValueError("stab entries are shifts of a 32-bit average: each must be < 32")
         self.in_profile.check("in")
         self.out_profile.check("out")
         for name, prof in (("in", self.in_profile), ("out", self.out_profile)):
@@ -150,9 +163,21 @@ class RioConfig:
                 raise ValueError(f"{name}: max {prof.max} is too large for wlog {self.wlog}")
 
 
-def encode_options(cfg: RioConfig) -> list[tuple[str, Any]]:
-    """The TCA_RIO_* attributes of `cfg`, in the kernel's order (after checking it)."""
+def encode_options(
+    cfg: RioConfig, *, clear_dscp: bool = False, clear_stab: bool = False
+) -> list[tuple[str, Any]]:
+    """The TCA_RIO_* attributes of `cfg`, in the kernel's order (after checking it).
+
+    A change of a qdisc keeps the DSCP and the idle damping table that `cfg` does
+    not give; `clear_dscp` takes "in" back to the TOS bit 0x10, `clear_stab` drops
+    the table (and scell_log goes back to its default) -- not together with a
+    `cfg.dscp` or `cfg.stab` (ValueError).
+    """
     cfg.check()
+    if clear_dscp and cfg.dscp is not None:
+        raise ValueError(f"dscp {cfg.dscp} given and cleared at once")
+    if clear_stab and cfg.stab is not None:
+        raise ValueError("an idle damping table given and cleared at once")
     attrs: list[tuple[str, Any]] = [
         ("TCA_RIO_LIMIT", cfg.limit),
         ("TCA_RIO_WLOG", cfg.wlog),
@@ -170,6 +195,9 @@ def encode_options(cfg: RioConfig) -> list[tuple[str, Any]]:
         attrs.append(("TCA_RIO_SCELL_LOG", cfg.scell_log))
     if cfg.stab is not None:
         attrs.append(("TCA_RIO_STAB", cfg.stab))
+    clear = (TC_RIO_CLEAR_DSCP if clear_dscp else 0) | (TC_RIO_CLEAR_STAB if clear_stab else 0)
+    if clear:
+        attrs.append(("TCA_RIO_CLEAR", clear))
     return attrs
 
 
@@ -193,6 +221,7 @@ class rio_options(nla):  # type: ignore[misc]  # pyroute2 is untyped
         ("TCA_RIO_FLAGS", "uint32"),
         ("TCA_RIO_SCELL_LOG", "uint8"),
         ("TCA_RIO_STAB", "cdata"),
+        ("TCA_RIO_CLEAR", "uint32"),
     )
 
 
@@ -255,9 +284,9 @@ class RioStatus:
     xstats: dict[str, int]
 
     def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready dictionary."""
+        """A JSON-ready dictionary (`idle_table`: whether there is an idle damping table)."""
         doc = asdict(self)
-        doc["config"].pop("stab", None)
+        doc["config"]["idle_table"] = doc["config"].pop("stab", None) is not None
         return doc
 
 
@@ -285,6 +314,7 @@ def decode_options(opts: nla) -> RioConfig:
         )
 
     dscp = opts.get_attr("TCA_RIO_DSCP")
+    stab = opts.get_attr("TCA_RIO_STAB")  # dumped when there is one
     return RioConfig(
         limit=get("TCA_RIO_LIMIT"),
         wlog=get("TCA_RIO_WLOG"),
@@ -293,6 +323,7 @@ def decode_options(opts: nla) -> RioConfig:
         dscp=None if dscp is None else int(dscp),
         ecn=bool(get("TCA_RIO_FLAGS") & TC_RIO_ECN),
         scell_log=get("TCA_RIO_SCELL_LOG"),
+        stab=None if stab is None else bytes(stab),
     )
 
 
@@ -357,9 +388,16 @@ class RioControl:
         parent: str = "root",
         handle: str = "",
         replace: bool = True,
+        clear_dscp: bool = False,
+        clear_stab: bool = False,
     ) -> None:
-        """Add (or with `replace`, add or change) a rio qdisc on `dev` at `parent`."""
-        attrs = encode_options(cfg)
+        """Add (or with `replace`, add or change) a rio qdisc on `dev` at `parent`.
+
+        A change keeps the qdisc's DSCP and idle damping table unless `cfg` gives
+        them; `clear_dscp` and `clear_stab` take them back to the defaults
+        (`encode_options`).
+        """
+        attrs = encode_options(cfg, clear_dscp=clear_dscp, clear_stab=clear_stab)
         msg = rio_tcmsg()
         msg["family"] = socket.AF_UNSPEC
         msg["index"] = _ifindex(dev)

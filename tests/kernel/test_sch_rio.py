@@ -20,8 +20,9 @@ import os
 import socket
 import struct
 import subprocess
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -118,10 +119,10 @@ def release(lk: Link, tos: int = 0) -> None:
     send(lk, [(4, tos)], port=9001)
 
 
-def set_rio(lk: Link, cfg: rio.RioConfig) -> None:
-    """rio as the TBF's child, through libitm's rtnetlink client."""
+def set_rio(lk: Link, cfg: rio.RioConfig, **clear: bool) -> None:
+    """rio as the TBF's child, through libitm's rtnetlink client (`clear`: what to clear)."""
     with kit.netns(lk.a), rio.RioControl() as ctl:
-        ctl.set("a0", cfg, parent="1:1", handle="10:")
+        ctl.set("a0", cfg, parent="1:1", handle="10:", **clear)
 
 
 def status(lk: Link) -> rio.RioStatus:
@@ -222,6 +223,78 @@ def test_dscp_parameter_chooses_what_is_in() -> None:
         st = status(lk)
     assert st.config.dscp == 18
     assert (st.xstats["in_enqueued"], st.xstats["out_enqueued"]) == (5, 10)
+
+
+def test_itmtool_rio_set_takes_back_the_dscp_and_the_idle_table() -> None:
+    """`--no-dscp` and `--no-bandwidth` in a change: "in" is TOS 0x10 again, the table
+    is gone (scell_log back to 10), the queue and the counters stay; each with its
+    positive twin in one call is refused before anything is sent."""
+    marks = [(4, 18 << 2)] * 5 + [(4, 0x10)] * 7 + [(4, 0)] * 3
+    with link() as lk:
+        stall(lk)
+
+        def rio_set(*args: str) -> rio.RioStatus:
+            out = kit.itmtool("rio", "set", "a0", "--parent", "1:1", "--handle", "10:", *args,
+                              ns=lk.a)  # fmt: skip
+            assert out.returncode == 0, out.stderr
+            return status(lk)
+
+        marked = rio_set("--dscp", "18", "--bandwidth", "10mbit")
+        send(lk, marks)  # the first (AF21) leaves, 14 wait
+        no_dscp = rio_set("--no-dscp")
+        plain = rio_set("--no-bandwidth")
+        send(lk, marks)
+        after = status(lk)
+        shown = kit.itmtool("rio", "show", "a0", ns=lk.a)
+        both = kit.itmtool("rio", "set", "a0", "--parent", "1:1", "--dscp", "3", "--no-dscp",
+                           ns=lk.a)  # fmt: skip
+        unchanged = status(lk)
+    assert marked.config.dscp == 18 and marked.config.stab is not None
+    cell, table = rio.idle_damping(9, 1000, 10_000_000)
+    assert (marked.config.scell_log, marked.config.stab) == (cell, table)
+    # --no-dscp alone keeps the table; --no-bandwidth alone keeps the DSCP cleared
+    assert no_dscp.config.dscp is None and no_dscp.config.stab == table
+    assert plain.config.dscp is None and plain.config.stab is None
+    assert plain.config.scell_log == 10
+    assert plain.xstats["qlen"] == 14  # a change keeps the queue
+    # first AF21 "in" (5), then TOS 0x10 "in" (7): the counters run on
+    assert (after.xstats["in_enqueued"], after.xstats["out_enqueued"]) == (5 + 7, 10 + 8)
+    assert "in=TOS 0x10" in shown.stdout and "idle-table" not in shown.stdout
+    assert both.returncode == 2
+    assert "not allowed with argument" in both.stderr.splitlines()[0]
+    assert unchanged.xstats == after.xstats and unchanged.config == after.config
+
+
+def _qavg_after_idle(lk: Link) -> tuple[int, int]:
+    """(the total average after 39 queued packets, the average after 50 ms idle)."""
+    send(lk, [(4, 0)] * 40)
+    busy = status(lk).xstats["qavg_all"]
+    release(lk)
+    assert kit.wait_until(lambda: status(lk).xstats["qlen"] == 0, timeout=30)
+    time.sleep(0.05)
+    send(lk, [(4, 0)])  # the average is brought up to date as it arrives
+    return busy, status(lk).xstats["qavg_all"]
+
+
+def test_a_cleared_idle_table_no_longer_decays_the_average() -> None:
+    """A table that shifts by 31 after any idle time empties the average; once it is
+    cleared, idle time halves it, as without a table (red.h's own rule)."""
+    far = rio.RedProfile(500, 600, 0.1)
+    cfg = rio.RioConfig(wlog=1, in_profile=far, out_profile=far, scell_log=10)
+    table = bytes([0] + [31] * 255)
+    with link() as lk:
+        stall(lk)
+        set_rio(lk, replace(cfg, stab=table))
+        assert status(lk).config.stab == table
+        busy, idle = _qavg_after_idle(lk)
+    assert busy >= 30 and idle == 0
+    with link() as lk:
+        stall(lk)
+        set_rio(lk, replace(cfg, stab=table))
+        set_rio(lk, cfg, clear_stab=True)
+        assert status(lk).config.stab is None
+        busy, idle = _qavg_after_idle(lk)
+    assert busy >= 30 and busy // 2 - 3 <= idle <= busy // 2 + 3
 
 
 def _trace(n: int) -> list[bool]:
@@ -349,6 +422,11 @@ def test_bad_options_are_refused_with_the_kernels_reason() -> None:
             ([("TCA_RIO_OUT_MAX_P", 0)], 'bad "out" profile'),
             ([("TCA_RIO_DSCP", 64)], "out of range"),
             ([("TCA_RIO_FLAGS", 0x4)], "reserved"),
+            # the table's own fault, not the "in" profile's
+            ([("TCA_RIO_STAB", bytes([0] * 255 + [32]))], "bad idle table TCA_RIO_STAB"),
+            ([("TCA_RIO_DSCP", 18), ("TCA_RIO_CLEAR", 1)], "TCA_RIO_DSCP given and cleared"),
+            ([("TCA_RIO_STAB", bytes(256)), ("TCA_RIO_CLEAR", 2)], "STAB given and cleared"),
+            ([("TCA_RIO_CLEAR", 0x4)], "reserved"),
         ):
             msg = rio.rio_tcmsg()
             msg["index"] = index
@@ -368,5 +446,14 @@ def test_unload_with_packets_queued() -> None:
         send(lk, [(4, 0x10), (4, 0)] * 15)
         assert status(lk).xstats["qlen"] == 29
         assert not _rmmod("sch_rio")  # in use: the qdisc holds the module
+        from itmtool import rio as rio_cli  # what `itmtool unload sch_rio` would name
+
+        with kit.netns(lk.a):
+            named = rio_cli.unload_refused()
+        with kit.netns(lk.b):
+            elsewhere = rio_cli.unload_refused()
+    assert "  rio 10:0 dev a0 parent 1:1" in named.message.splitlines()
+    assert "`itmtool rio del a0 --parent 1:1`" in named.hint
+    assert "by no rio qdisc of this network namespace" in elsewhere.message
     # link() removed the namespaces with the packets still queued and unloaded sch_rio
     assert not kit.loaded("sch_rio")

@@ -348,6 +348,34 @@ def test_a_kernel_without_the_module_a_module_needs_says_so(
     assert machine.tools_called() == [("modprobe", "libchacha20poly1305")]
 
 
+def test_unloading_sch_rio_held_by_its_qdiscs_names_them(
+    machine: FakeMachine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """rmmod says only "in use": itmtool names the rio qdiscs and how to delete them."""
+    from itmtool import rio as rio_cli
+    from libitm.control import rio
+
+    (machine.sys / "sch_rio" / "holders").mkdir(parents=True, exist_ok=True)
+    (machine.sys / "sch_rio" / "initstate").write_text("live\n")
+    real_run = machine.run
+
+    def run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        if list(argv) == ["rmmod", "sch_rio"]:
+            machine.calls.append(list(argv))
+            said = "rmmod: ERROR: Module sch_rio is in use"
+            return subprocess.CompletedProcess(argv, 1, "", said)
+        return real_run(argv)
+
+    monkeypatch.setattr(machine, "run", run)
+    held = [rio.RioStatus("l2", "10:0", "1:1", rio.RioConfig(), {}, {})]
+    real_refused = rio_cli.unload_refused
+    monkeypatch.setattr(rio_cli, "unload_refused", lambda: real_refused(lambda: held))
+    assert _cli(machine, ["unload", "sch_rio"], monkeypatch) == 1
+    err = capsys.readouterr().err
+    assert "sch_rio is in use" in err and "rio 10:0 dev l2 parent 1:1" in err
+    assert "itmtool rio del l2 --parent 1:1" in err
+
+
 def test_load_needs_root_and_refuses_a_second_load(machine: FakeMachine) -> None:
     with pytest.raises(ToolError) as exc:
         kmod.load("itm_mod", host=machine.host(euid=1000))

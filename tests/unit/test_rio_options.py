@@ -11,6 +11,7 @@ import math
 import re
 import struct
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
@@ -37,11 +38,19 @@ def _tlvs(data: bytes) -> dict[int, bytes]:
     return out
 
 
-def _encoded_options(cfg: rio.RioConfig) -> dict[int, bytes]:
+def _encoded_options(cfg: rio.RioConfig, **clear: bool) -> dict[int, bytes]:
     msg = rio.rio_tcmsg()
     msg["index"] = 7
     msg["parent"] = rio.TC_H_ROOT
-    msg["attrs"] = [("TCA_KIND", "rio"), ("TCA_OPTIONS", {"attrs": rio.encode_options(cfg)})]
+    msg["attrs"] = [
+        ("TCA_KIND", "rio"),
+        ("TCA_OPTIONS", {"attrs": rio.encode_options(cfg, **clear)}),
+    ]
+    return _options_of(msg)
+
+
+def _options_of(msg: rio.rio_tcmsg) -> dict[int, bytes]:
+    """The TCA_RIO_* attributes of an RTM_NEWQDISC message, as the kernel reads them."""
     msg.encode()
     raw = bytes(msg.data[16 + 20 :])  # nlmsghdr, tcmsg
     top = _tlvs(raw)
@@ -54,6 +63,12 @@ def _encoded_options(cfg: rio.RioConfig) -> dict[int, bytes]:
 def test_attribute_numbers_are_the_uapi_headers() -> None:
     names = [name for name, _ in rio.rio_options.nla_map]
     assert names == _uapi_enum()
+
+
+def test_flag_values_are_the_uapi_headers() -> None:
+    defined = dict(re.findall(r"^#define\s+(TC_RIO_\w+)\s+(0x[0-9a-f]+)", UAPI, re.M))
+    for name in ("TC_RIO_ECN", "TC_RIO_CLEAR_DSCP", "TC_RIO_CLEAR_STAB"):
+        assert getattr(rio, name) == int(defined[name], 16), name
 
 
 def test_xstats_layout_is_the_uapi_headers() -> None:
@@ -77,6 +92,7 @@ def test_default_config_on_the_wire() -> None:
     assert u32[num["TCA_RIO_FLAGS"]] == 0
     assert num["TCA_RIO_DSCP"] not in opts  # TOS 0x10 unless a DSCP is given
     assert num["TCA_RIO_STAB"] not in opts
+    assert num["TCA_RIO_CLEAR"] not in opts  # a change keeps the DSCP and the table
 
 
 def test_dscp_ecn_and_stab_on_the_wire() -> None:
@@ -90,12 +106,55 @@ def test_dscp_ecn_and_stab_on_the_wire() -> None:
     assert opts[num["TCA_RIO_STAB"]] == stab
 
 
+@pytest.mark.parametrize(
+    ("clear", "bits"),
+    [
+        ({"clear_dscp": True}, rio.TC_RIO_CLEAR_DSCP),
+        ({"clear_stab": True}, rio.TC_RIO_CLEAR_STAB),
+        ({"clear_dscp": True, "clear_stab": True}, 3),
+    ],
+)
+def test_clearing_the_dscp_and_the_table_on_the_wire(clear: dict[str, bool], bits: int) -> None:
+    num = {name: i for i, name in enumerate(_uapi_enum())}
+    opts = _encoded_options(rio.RioConfig(), **clear)
+    assert struct.unpack("=I", opts[num["TCA_RIO_CLEAR"]])[0] == bits
+    assert num["TCA_RIO_DSCP"] not in opts and num["TCA_RIO_STAB"] not in opts
+
+
+@pytest.mark.parametrize(
+    ("cfg", "clear", "words"),
+    [
+        (rio.RioConfig(dscp=18), {"clear_dscp": True}, "dscp 18 given and cleared"),
+        (
+            rio.RioConfig(scell_log=4, stab=bytes(256)),
+            {"clear_stab": True},
+            "table given and cleared",
+        ),
+    ],
+)
+def test_a_value_and_its_clearing_together_are_refused(
+    cfg: rio.RioConfig, clear: dict[str, bool], words: str
+) -> None:
+    with pytest.raises(ValueError, match=words):
+        rio.encode_options(cfg, **clear)
+
+
 def test_max_p_one_is_the_largest_u32() -> None:
     assert rio.RedProfile(1, 2, 1.0).max_p_fixed == 2**32 - 1
 
 
+def test_max_p_below_the_kernels_resolution_is_refused() -> None:
+    """max_p is sent as a fraction of 2^32: below 2^-32 it would be 0, which the kernel refuses."""
+    with pytest.raises(ValueError, match=r"out: max_p 1e-12 .* smallest accepted is 2\^-32"):
+        rio.encode_options(rio.RioConfig(out_profile=rio.RedProfile(1, 2, 1e-12)))
+    smallest = rio.RedProfile(1, 2, 2.33e-10)  # as the message writes it
+    smallest.check("out")
+    assert smallest.max_p_fixed == 1 == rio.RedProfile(1, 2, rio.MAX_P_MIN).max_p_fixed
+
+
 def test_a_dump_decodes_to_the_config_and_counters() -> None:
-    cfg = rio.RioConfig(limit=200, wlog=3, dscp=10, ecn=True, scell_log=4)
+    cell, stab = rio.idle_damping(3, 1000, 10_000_000)
+    cfg = rio.RioConfig(limit=200, wlog=3, dscp=10, ecn=True, scell_log=cell, stab=stab)
     counters = [*range(1, 9), 5, 9, 2, 3]
     msg = rio.rio_tcmsg()
     msg["index"] = 1  # lo
@@ -113,7 +172,9 @@ def test_a_dump_decodes_to_the_config_and_counters() -> None:
     st = rio._status(back)
     assert st.handle == "1:0" and st.parent == "root"
     assert st.config.limit == 200 and st.config.wlog == 3 and st.config.dscp == 10
-    assert st.config.ecn and st.config.scell_log == 4
+    assert st.config.ecn and st.config.scell_log == cell
+    assert st.config.stab == stab  # the kernel dumps the table it has
+    assert st.as_dict()["config"]["idle_table"] is True
     assert st.config.in_profile.min == 40
     assert math.isclose(st.config.out_profile.max_p, 0.1, rel_tol=1e-6)
     assert st.counters["packets"] == 3 and st.counters["drop"] == 4
@@ -138,6 +199,7 @@ def test_idle_damping_is_tcs_table() -> None:
         (rio.RioConfig(dscp=64), "dscp"),
         (rio.RioConfig(in_profile=rio.RedProfile(50, 40, 0.1)), "in: need 0 <= min <= max"),
         (rio.RioConfig(out_profile=rio.RedProfile(1, 2, 0.0)), "out: max_p"),
+        (rio.RioConfig(scell_log=4, stab=bytes([32]) * 256), "stab entries"),
         (rio.RioConfig(wlog=25, in_profile=rio.RedProfile(1, 200, 0.1)), "too large for wlog"),
     ],
 )
@@ -174,6 +236,73 @@ def test_bad_cli_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("itmtool: rio")
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--dscp", "18", "--no-dscp"], "argument --no-dscp: not allowed with argument --dscp"),
+        (
+            ["--no-bandwidth", "--bandwidth", "10mbit"],
+            "argument --bandwidth: not allowed with argument --no-bandwidth",
+        ),
+        (["--out", "10,30,1e-12"], "smallest accepted is 2^-32 (2.33e-10)"),
+        (["--in", "40,70,1e-10"], "smallest accepted is 2^-32 (2.33e-10)"),
+    ],
+)
+def test_contradictions_and_a_vanishing_max_p_exit_2_with_one_line(
+    argv: list[str], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused before anything is sent: one line saying why (and the usual --help hint)."""
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["rio", "set", "eth0", *argv])
+    assert exited.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("itmtool: rio: set: ") and words in lines[0]
+    assert lines[1:] == ["itmtool: see 'itmtool rio set --help'"]
+
+
+class RecordingSocket:
+    """Stands for pyroute2's NetlinkSocket: keeps the RTM_NEWQDISC it is sent."""
+
+    sent: ClassVar[list[Any]] = []
+
+    def __init__(self, **_: Any) -> None:
+        self.marshal = type("Marshal", (), {"msg_map": {}})()
+
+    def bind(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def nlm_request(self, msg: Any, msg_type: int, msg_flags: int) -> list[Any]:
+        assert msg_type == rio.RTM_NEWQDISC
+        self.sent.append(msg)
+        return []
+
+
+@pytest.mark.parametrize(
+    ("argv", "bits"),
+    [
+        ([], None),
+        (["--no-dscp"], rio.TC_RIO_CLEAR_DSCP),
+        (["--no-bandwidth"], rio.TC_RIO_CLEAR_STAB),
+        (["--no-dscp", "--no-bandwidth", "--ecn"], 3),
+    ],
+)
+def test_set_sends_what_to_clear(
+    argv: list[str], bits: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    num = {name: i for i, name in enumerate(_uapi_enum())}
+    monkeypatch.setattr(rio, "NetlinkSocket", RecordingSocket)
+    RecordingSocket.sent = []
+    assert cli.main(["rio", "set", "lo", *argv]) == 0
+    [msg] = RecordingSocket.sent
+    opts = _options_of(msg)
+    got = opts.get(num["TCA_RIO_CLEAR"])
+    assert (None if got is None else struct.unpack("=I", got)[0]) == bits
+    assert num["TCA_RIO_DSCP"] not in opts and num["TCA_RIO_STAB"] not in opts
 
 
 def test_rate_units() -> None:

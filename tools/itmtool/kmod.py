@@ -38,6 +38,8 @@ from itmtool.resources import BUILD_ROOT
 CORE = "itm_mod"
 #: the kernel backend of libitm: its registrations are user-space applications
 QUEUE = "itm_queue"
+#: the RIO qdisc: its qdiscs, not modules, hold it
+RIO = "sch_rio"
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,55}$")
 _PARAM = re.compile(r"^([A-Za-z0-9_.]+)=(.*)$", re.DOTALL)
 _INT_TYPES = {"byte", "short", "ushort", "int", "uint", "long", "ulong", "ullong", "hexint"}
@@ -445,5 +447,9 @@ def unload(
             removed += unload(h, everything=True, host=host, control=control)
     out = host.run(["rmmod", name])
     if out.returncode != 0:
+        if name == RIO and "in use" in out.stderr:
+            from itmtool import rio as rio_cli  # each rio qdisc holds sch_rio: name them
+
+            raise rio_cli.unload_refused()
         raise ToolError(f"rmmod {name} failed: {out.stderr.strip()}")
     return [*removed, name]

@@ -1,7 +1,9 @@
 """`itmtool rio`: put the RIO core qdisc (kernel/sch_rio) on a device, read it, remove it.
 
 ``itmtool rio set DEV [options]`` adds (or changes) a ``rio`` qdisc, ``show [DEV]``
-prints its parameters and counters (``--json`` too), ``del DEV`` removes it.
+prints its parameters and counters (``--json`` too), ``del DEV`` removes it.  A
+change keeps the qdisc's ``--dscp`` and idle table (``--bandwidth``) unless it
+gives new ones; ``--no-dscp`` and ``--no-bandwidth`` take them back to the defaults.
 Stock ``tc`` cannot parse rio's options, but ``tc -s qdisc show`` lists it with
 the generic counters.  See docs/sch_rio.md.
 """
@@ -14,7 +16,7 @@ import json
 import re
 from typing import Any
 
-from itmtool.errors import EXIT_NOT_FOUND, EXIT_OK, EXIT_PERM, EXIT_USAGE, ToolError
+from itmtool.errors import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_PERM, EXIT_USAGE, ToolError
 
 _RATE = re.compile(r"^(\d+(?:\.\d+)?)([kmg]?)(bit|bps)?$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
@@ -79,12 +81,24 @@ def add_parser(sub: Any) -> None:
         metavar="MIN,MAX,P",
         help="RED profile of 'out' packets, vs the total average (10,30,0.1)",
     )
-    s.add_argument("--dscp", type=int, help="this DSCP is 'in' (default: the TOS bit 0x10)")
+    dscp = s.add_mutually_exclusive_group()
+    dscp.add_argument("--dscp", type=int, help="this DSCP is 'in' (default: the TOS bit 0x10)")
+    dscp.add_argument(
+        "--no-dscp",
+        action="store_true",
+        help="'in' is the TOS bit 0x10 again (a change keeps the DSCP without it)",
+    )
     s.add_argument("--ecn", action="store_true", help="mark CE instead of an early drop")
-    s.add_argument(
+    idle = s.add_mutually_exclusive_group()
+    idle.add_argument(
         "--bandwidth",
         type=rate,
         help="link rate (e.g. 100mbit): decay the averages over idle time as RED does",
+    )
+    idle.add_argument(
+        "--no-bandwidth",
+        action="store_true",
+        help="drop the idle-time decay table (a change keeps it without this)",
     )
     s.add_argument("--avpkt", type=int, default=1000, help="average packet size (1000 bytes)")
     s.add_argument("--json", action="store_true", help="print the qdisc as set, as JSON")
@@ -131,9 +145,10 @@ def render(statuses: list[Any]) -> str:
     for st in statuses:
         c, x, g = st.config, st.xstats, st.counters
         mark = "TOS 0x10" if c.dscp is None else f"DSCP {c.dscp}"
+        table = "" if c.stab is None else f" idle-table scell_log {c.scell_log}"
         out.append(
             f"rio {st.handle} dev {st.dev} parent {st.parent}: limit {c.limit}p wlog {c.wlog} "
-            f"in={mark}{' ecn' if c.ecn else ''}\n"
+            f"in={mark}{' ecn' if c.ecn else ''}{table}\n"
             f"  in  min {c.in_profile.min} max {c.in_profile.max} max_p {c.in_profile.max_p:.4g}"
             f"  enqueued {x.get('in_enqueued', 0)} early {x.get('in_early', 0)}"
             f" forced {x.get('in_forced', 0)}  avg {x.get('qavg_in', 0)}\n"
@@ -154,7 +169,14 @@ def command(args: argparse.Namespace) -> int:
     try:
         with rio.RioControl() as ctl:
             if args.rio_cmd == "set":
-                ctl.set(args.dev, _config(args), parent=args.parent, handle=args.handle)
+                ctl.set(
+                    args.dev,
+                    _config(args),
+                    parent=args.parent,
+                    handle=args.handle,
+                    clear_dscp=args.no_dscp,
+                    clear_stab=args.no_bandwidth,
+                )
                 if args.json:
                     shown = [s for s in ctl.show(args.dev) if s.parent == args.parent]
                     print(json.dumps([s.as_dict() for s in shown], indent=2))
@@ -185,3 +207,42 @@ def _tool_error(err: Any) -> ToolError:
     if err.code in (errno.ENOENT, errno.ENODEV):
         return ToolError(str(err), code=EXIT_NOT_FOUND)
     return ToolError(str(err))
+
+
+def unload_refused(show: Any = None) -> ToolError:
+    """What `itmtool unload sch_rio` says when rmmod refuses because the module is in use.
+
+    Every rio qdisc holds sch_rio; this names the ones of the caller's network
+    namespace (`show`: a function returning ``RioStatus`` objects; default: the
+    kernel's qdisc dump) and how to delete them.  Qdiscs of other namespaces
+    hold it too, but only a process in a namespace sees them: when there is
+    none here, the message says so.
+    """
+    if show is None:
+        from libitm.control import rio
+
+        def show() -> list[Any]:
+            try:
+                with rio.RioControl() as ctl:
+                    return ctl.show()
+            except (rio.RioError, OSError):
+                return []
+
+    statuses = show()
+    if not statuses:
+        return ToolError(
+            "sch_rio is in use, but by no rio qdisc of this network namespace",
+            hint="rio qdiscs of other network namespaces hold it: delete them there "
+            "(`ip netns exec NS itmtool rio del DEV`), or delete those namespaces",
+            code=EXIT_FAILED,
+        )
+    lines = ["sch_rio is in use", "rio qdiscs in this network namespace:"]
+    lines += [f"  rio {st.handle} dev {st.dev} parent {st.parent}" for st in statuses]
+    first = statuses[0]
+    where = "" if first.parent == "root" else f" --parent {first.parent}"
+    return ToolError(
+        "\n".join(lines),
+        hint=f"delete them first (`itmtool rio del {first.dev}{where}`; their queued "
+        "packets are dropped), then unload sch_rio",
+        code=EXIT_FAILED,
+    )

@@ -14,9 +14,22 @@
 /* flags (TCA_RIO_FLAGS) */
 #define TC_RIO_ECN	0x1	/* early "drops" of ECN-capable packets mark CE */
 
+/*
+ * what a change takes back to its default (TCA_RIO_CLEAR); a request that
+ * both sets an option and clears it is refused
+ */
+#define TC_RIO_CLEAR_DSCP	0x1	/* "in" is the TOS bit 0x10 again */
+#define TC_RIO_CLEAR_STAB	0x2	/* no idle damping table; default scell_log */
+
 /* size of TCA_RIO_STAB, the idle-time damping table (as tc red's stab) */
 #define TC_RIO_STAB_SIZE	256
 
+/*
+ * A change of an existing qdisc keeps what it does not name; TCA_RIO_CLEAR
+ * takes TCA_RIO_DSCP and TCA_RIO_STAB back to their defaults.  A dump has
+ * every attribute but TCA_RIO_CLEAR; TCA_RIO_DSCP and TCA_RIO_STAB only
+ * when the qdisc has them.
+ */
 enum {
 	TCA_RIO_UNSPEC,
 	TCA_RIO_LIMIT,		/* u32: packets the FIFO holds */
@@ -28,9 +41,10 @@ enum {
 	TCA_RIO_OUT_MAX,	/* u32: "out" RED max threshold, packets */
 	TCA_RIO_OUT_MAX_P,	/* u32: "out" max probability, times 2^32 */
 	TCA_RIO_DSCP,		/* u8: this DSCP is "in"; absent: TOS bit 0x10 */
-	TCA_RIO_FLAGS,		/* u32: TC_RIO_* */
+	TCA_RIO_FLAGS,		/* u32: TC_RIO_ECN */
 	TCA_RIO_SCELL_LOG,	/* u8: idle-time cell, 2^scell_log us */
 	TCA_RIO_STAB,		/* binary, TC_RIO_STAB_SIZE: idle damping */
+	TCA_RIO_CLEAR,		/* u32: TC_RIO_CLEAR_*, in a change */
 	__TCA_RIO_MAX,
 };
 
