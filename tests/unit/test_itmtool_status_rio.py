@@ -9,13 +9,14 @@ another kind that status must leave out.
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
 from itmtool import cli
 from itmtool import status as status_mod
 from libitm.control import ItmNotLoaded, rio
+from tests.support.fake_rio_socket import FakeRioSocket
 from tests.unit.test_itmtool_json import FakeItm
 
 XSTATS = [2370, 3923, 1, 64, 2, 17, 5, 3, 7, 12, 4, 9]
@@ -55,35 +56,11 @@ def _wire(kind: str, handle: int, parent: int, cfg: rio.RioConfig = CFG) -> byte
     return bytes(msg.data)
 
 
-class FakeSocket:
-    """Stands for pyroute2's NetlinkSocket: answers a qdisc dump from bytes."""
-
-    dump: ClassVar[list[bytes]] = []
-
-    def __init__(self, **_: Any) -> None:
-        self.marshal = type("Marshal", (), {"msg_map": {}})()
-
-    def bind(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def nlm_request(self, msg: Any, msg_type: int, msg_flags: int) -> list[Any]:
-        assert msg_type == rio.RTM_GETQDISC
-        out = []
-        for data in self.dump:
-            reply = rio.rio_tcmsg(data)
-            reply.decode()
-            out.append(reply)
-        return out
-
-
 @pytest.fixture
 def dump(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    monkeypatch.setattr(rio, "NetlinkSocket", FakeSocket)
-    FakeSocket.dump = [_wire("tbf", 0x10000, rio.TC_H_ROOT), _wire("rio", 0x100000, 0x10001)]
-    return FakeSocket.dump
+    monkeypatch.setattr(rio, "NetlinkSocket", FakeRioSocket)
+    FakeRioSocket.dump = [_wire("tbf", 0x10000, rio.TC_H_ROOT), _wire("rio", 0x100000, 0x10001)]
+    return FakeRioSocket.dump
 
 
 def test_status_json_has_each_rio_qdisc_with_its_counters(
@@ -123,11 +100,11 @@ def test_status_shows_a_dscp_and_a_table_and_their_absence(
 ) -> None:
     """What `itmtool rio set` changed (--dscp, --bandwidth) and cleared (--no-dscp,
     --no-bandwidth) shows in status and rio show, text and --json."""
-    monkeypatch.setattr(rio, "NetlinkSocket", FakeSocket)
+    monkeypatch.setattr(rio, "NetlinkSocket", FakeRioSocket)
     monkeypatch.setattr(cli, "ItmControl", FakeItm)
     marked = rio.RioConfig(dscp=18, scell_log=SCELL_LOG, stab=STAB)
     monkeypatch.setattr(
-        FakeSocket,
+        FakeRioSocket,
         "dump",
         [_wire("rio", 0x10000, rio.TC_H_ROOT, marked), _wire("rio", 0x20000, 0x10001, PLAIN)],
     )
@@ -163,7 +140,7 @@ def test_status_shows_rio_without_itm_mod(
 def test_status_without_rio_qdiscs_or_a_readable_dump(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    class Refused(FakeSocket):
+    class Refused(FakeRioSocket):
         def nlm_request(self, msg: Any, msg_type: int, msg_flags: int) -> list[Any]:
             raise PermissionError(1, "Operation not permitted")
 

@@ -15,6 +15,7 @@ import pytest
 from itmtool import rio as rio_cli
 from itmtool.errors import EXIT_FAILED
 from libitm.control import rio
+from tests.support.fake_rio_socket import FakeRioSocket
 
 
 def _status(dev: str, handle: str, parent: str) -> rio.RioStatus:
@@ -58,23 +59,8 @@ def test_none_here_points_at_other_namespaces() -> None:
 
 
 def test_by_default_the_kernels_qdisc_dump_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    class DumpSocket:
-        def __init__(self, **_: Any) -> None:
-            self.marshal = type("Marshal", (), {"msg_map": {}})()
-
-        def bind(self) -> None:
-            pass
-
-        def close(self) -> None:
-            pass
-
-        def nlm_request(self, msg: Any, msg_type: int, msg_flags: int) -> list[Any]:
-            assert msg_type == rio.RTM_GETQDISC
-            reply = rio.rio_tcmsg(_wire(0x20000, 0x10001))
-            reply.decode()
-            return [reply]
-
-    monkeypatch.setattr(rio, "NetlinkSocket", DumpSocket)
+    monkeypatch.setattr(rio, "NetlinkSocket", FakeRioSocket)
+    monkeypatch.setattr(FakeRioSocket, "dump", [_wire(0x20000, 0x10001)])
     err = rio_cli.unload_refused()
     assert err.message.splitlines()[2:] == ["  rio 2:0 dev lo parent 1:1"]
 

@@ -11,12 +11,12 @@ import math
 import re
 import struct
 from pathlib import Path
-from typing import Any, ClassVar
 
 import pytest
 
 from itmtool import cli
 from libitm.control import rio
+from tests.support.fake_rio_socket import FakeRioSocket
 
 ROOT = Path(__file__).resolve().parents[2]
 UAPI = (ROOT / "kernel/include/uapi/linux/sch_rio.h").read_text()
@@ -262,26 +262,6 @@ def test_contradictions_and_a_vanishing_max_p_exit_2_with_one_line(
     assert lines[1:] == ["itmtool: see 'itmtool rio set --help'"]
 
 
-class RecordingSocket:
-    """Stands for pyroute2's NetlinkSocket: keeps the RTM_NEWQDISC it is sent."""
-
-    sent: ClassVar[list[Any]] = []
-
-    def __init__(self, **_: Any) -> None:
-        self.marshal = type("Marshal", (), {"msg_map": {}})()
-
-    def bind(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def nlm_request(self, msg: Any, msg_type: int, msg_flags: int) -> list[Any]:
-        assert msg_type == rio.RTM_NEWQDISC
-        self.sent.append(msg)
-        return []
-
-
 @pytest.mark.parametrize(
     ("argv", "bits"),
     [
@@ -295,10 +275,10 @@ def test_set_sends_what_to_clear(
     argv: list[str], bits: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     num = {name: i for i, name in enumerate(_uapi_enum())}
-    monkeypatch.setattr(rio, "NetlinkSocket", RecordingSocket)
-    RecordingSocket.sent = []
+    monkeypatch.setattr(rio, "NetlinkSocket", FakeRioSocket)
+    FakeRioSocket.sent = []
     assert cli.main(["rio", "set", "lo", *argv]) == 0
-    [msg] = RecordingSocket.sent
+    [msg] = FakeRioSocket.sent
     opts = _options_of(msg)
     got = opts.get(num["TCA_RIO_CLEAR"])
     assert (None if got is None else struct.unpack("=I", got)[0]) == bits
