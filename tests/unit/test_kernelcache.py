@@ -18,7 +18,6 @@ def kernels_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in ("net.config", "uml.config", "virtme.config", "debug.config"):
         (kdir / name).write_text("CONFIG_NET=y\n")
     (kdir / "patches" / "uml-xstate.patch").write_text("--- a\n+++ b\n")
-    (kdir / "patches" / "uml-int128.patch").write_text("--- a\n+++ b\n")
     monkeypatch.setattr(kernelcache, "KERNELS_DIR", kdir)
     monkeypatch.setenv("ITM_KERNEL_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(kernelcache, "source_version", lambda: "6.12.118-1~deb12u1")

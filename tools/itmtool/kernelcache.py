@@ -6,9 +6,7 @@ Three flavours, each a configuration kept in ``kernels/`` of the tree:
     User-Mode Linux (``make ARCH=um``): boots the machine's own root file system
     in a third of a second and runs our modules at native speed (uniprocessor).
     ``kernels/patches/uml-xstate.patch`` lets it run on CPUs with a large xstate
-    (AMX), see docs/testing.md; ``kernels/patches/uml-int128.patch`` gives it
-    128-bit multiplications as x86_64 has them (Poly1305, itm_route's MAC, at
-    the speed of portable 64-bit C instead of 32-bit).
+    (AMX), see docs/testing.md.
 ``uml-debug``
     ``uml`` with the bug detectors UML has (``kernels/uml-debug.config``);
     ``kernels/patches/uml-kasan-module-shadow.patch`` clears the KASAN shadow of
@@ -79,7 +77,7 @@ FLAVOURS = {
         "uml",
         "um",
         ("net.config", "uml.config"),
-        ("uml-xstate.patch", "uml-int128.patch"),
+        ("uml-xstate.patch",),
         ("linux", "modules"),
         "linux",
         2300,
@@ -88,7 +86,7 @@ FLAVOURS = {
         "uml-debug",
         "um",
         ("net.config", "uml.config", "uml-debug.config"),
-        ("uml-xstate.patch", "uml-int128.patch", "uml-kasan-module-shadow.patch"),
+        ("uml-xstate.patch", "uml-kasan-module-shadow.patch"),
         ("linux", "modules"),
         "linux",
         2300,
