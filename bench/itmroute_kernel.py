@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import ipaddress
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import entry, vmbench
+from itmtool import uml
 
 A_NET = "10.77.100.0/24"
 D_NET = "10.77.200.0/24"
@@ -200,7 +202,14 @@ def table(doc: dict[str, Any]) -> str:
 
 
 def host(args: argparse.Namespace) -> int:
-    """Build the modules, boot each kernel asked for, collect and print the results."""
+    """Build the modules, boot each kernel asked for, collect and print the results.
+
+    UML runs on one host CPU (``ITM_UML_CPU``, the last CPU unless set): spread
+    over the host's CPUs, its process model made the routed anchor move 3x with
+    what else ran on the host (3.8-4.5 Gbit/s on an idle host, 11 beside a busy
+    VM); pinned it gave 10.8-12.1 in every run.
+    """
+    os.environ.setdefault(uml.CPU_ENV, str((os.cpu_count() or 1) - 1))
     tiers = vmbench.tables_per_kernel(args, "itmroute_kernel", table)
     if tiers is None:
         return 1
@@ -215,7 +224,8 @@ def host(args: argparse.Namespace) -> int:
                 "does), interleaved; the ratio is the kernel data path's over routing's in "
                 "the same repeat. "
                 + (
-                    "User-Mode Linux: every namespace shares one CPU at native speed."
+                    "User-Mode Linux: every namespace shares one CPU at native speed "
+                    f"(UML's processes kept on host CPU {os.environ[uml.CPU_ENV]})."
                     if native
                     else f"QEMU TCG, 2 vCPUs, on a {vmbench.cpu()} host."
                 ),

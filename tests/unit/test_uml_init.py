@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from itmtool import uml
+import pytest
+
+from itmtool import kernelcache, matrix, uml, vm
 
 TREE = Path("/cache/uml-tree")
 SCRIPT = Path("/work/res/.vm-script.sh")
@@ -36,3 +38,32 @@ def test_every_fresh_directory_hides_a_checkout_in_it() -> None:
     for d in uml.FRESH:
         assert uml._hidden(Path(d) / "clone")
         assert f" {d} " in f" {uml._MOUNTS.split('for d in ', 1)[1].split(';', 1)[0]} "
+
+
+def _boot(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cpu: str | None) -> list[str]:
+    """The host command uml.run starts (nothing is started)."""
+    started: list[list[str]] = []
+
+    def run_group(cmd: list[str], *a: object, **k: object) -> tuple[int, str]:
+        started.append(cmd)
+        return 0, ""
+
+    monkeypatch.setattr(kernelcache, "built", lambda flavour: tmp_path)
+    monkeypatch.setattr(kernelcache, "release", lambda flavour: "6.12.118")
+    monkeypatch.setattr(vm, "run_group", run_group)
+    if cpu is None:
+        monkeypatch.delenv(uml.CPU_ENV, raising=False)
+    else:
+        monkeypatch.setenv(uml.CPU_ENV, cpu)
+    kern = next(k for k in matrix.read_matrix() if k.name == "uml")
+    uml.run(kern, "true", rwdirs=[tmp_path / "res"])
+    return started[0]
+
+
+def test_uml_is_kept_on_one_host_cpu_when_asked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert _boot(monkeypatch, tmp_path, "1")[:3] == ["taskset", "-c", "1"]
+    assert _boot(monkeypatch, tmp_path, None)[0].endswith("linux")
+    with pytest.raises(ValueError, match="a host CPU number"):
+        _boot(monkeypatch, tmp_path, "1,2")

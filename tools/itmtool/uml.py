@@ -28,6 +28,14 @@ from itmtool.matrix import ROOT, Kernel
 #: memory of the UML kernel (its RAM is a sparse file in $TMPDIR)
 MEMORY = "2G"
 
+#: environment variable: a host CPU to keep UML's processes on (taskset), for
+#: benchmarks. UML's kernel and the host processes of its guest's processes hand
+#: control to each other (ptrace, signals); spread over the host's CPUs every
+#: hand-over is a wake-up on another CPU, and a system-call-heavy figure (a routed
+#: TCP stream: 82% of UML's CPU in the host kernel) moved 3x from run to run
+#: with what else ran on the host
+CPU_ENV = "ITM_UML_CPU"
+
 #: where the init script writes the command's exit status (in the first rwdir)
 RC_FILE = ".uml-rc"
 
@@ -146,7 +154,11 @@ def run(
     init = rwdirs[0] / ".uml-init.sh"
     init.write_text(_init_script(tree, release, script_file, rwdirs, rc_file))
     init.chmod(0o755)
+    cpu = os.environ.get(CPU_ENV, "")
+    if cpu and not cpu.isdigit():
+        raise ValueError(f"{CPU_ENV}={cpu!r}: a host CPU number wanted")
     cmd = [
+        *(["taskset", "-c", cpu] if cpu else []),
         str(tree / kernelcache.FLAVOURS[flavour].image),
         f"mem={MEMORY}",
         "rootfstype=hostfs",
