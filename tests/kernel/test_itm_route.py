@@ -246,15 +246,15 @@ def test_a_new_key_takes_effect_at_once(ov: Overlay) -> None:
         with s:
             s.sendto(_datagram(auth.Sealer(old, a), D_OVERLAY, inner), (str(R1_A), PORT))
             # the request and D's answer
-            assert kit.wait_until(lambda: _stat(cl["r1"], "relayed") == 2, 5), _counters(cl)
+            assert kit.wait_until(lambda: _stat(cl["r1"], "relayed") == 2, 15), _counters(cl)
             for c, addr in ((cl["r1"], str(R1_A)), (cl["d"], D_OVERLAY)):
                 c.config(addr=ipaddress.ip_address(addr), port=PORT, key=new, mtu=MTU, mark=MARK)
             before = _stat(cl["r1"], "relayed")
             s.sendto(_datagram(auth.Sealer(old, a), D_OVERLAY, inner), (str(R1_A), PORT))
-            assert kit.wait_until(lambda: _stat(cl["r1"], "auth_failed") == 1, 5), _counters(cl)
+            assert kit.wait_until(lambda: _stat(cl["r1"], "auth_failed") == 1, 15), _counters(cl)
             s.sendto(_datagram(auth.Sealer(new, a), D_OVERLAY, inner), (str(R1_A), PORT))
             # relayed (and D's answer with it: D has the new key too)
-            assert kit.wait_until(lambda: _stat(cl["r1"], "relayed") >= before + 1, 5), _counters(
+            assert kit.wait_until(lambda: _stat(cl["r1"], "relayed") >= before + 1, 15), _counters(
                 cl
             )
             assert _stat(cl["r1"], "auth_failed") == 1

@@ -85,7 +85,18 @@ def test_the_daemons_choose_the_paths_and_the_kernel_carries_the_packets() -> No
                 assert kit.wait_until(kernel_follows, timeout=10.0, step=0.5), seen
                 relay, state = str(seen["relay"]), seen["state"]
                 index = int(relay.removeprefix("r"))
-                assert state is not None and state.stats["tunnelled"] > 50, state
+                if state is not None and state.stats["tunnelled"] <= 50:
+                    # the daemons chose the relay after the streams ended (seen on
+                    # the debug kernel under TCG at host load 4-7: every packet had
+                    # gone direct): the kernel must carry the next ones through it
+                    again = SeqStream(ov, rate=100, port=5703)
+                    try:
+                        again.run(3.0)
+                    finally:
+                        again.close()
+                    with netns(ov.a), ItmRouteClient() as watch:
+                        state, _ = watch.get()
+                assert state is not None and state.stats["tunnelled"] > 50, (state, seen)
                 # the relay in use cut: the daemons leave it, the kernel follows
                 stream = SeqStream(ov, rate=100, port=5701)
                 cutter = CutLater(ov, index, 1.5)
