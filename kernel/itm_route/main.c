@@ -44,6 +44,12 @@ static bool itmr_owned_by_other(struct itmr_net *rn, u32 portid,
 	return true;
 }
 
+/* A configuration holds the overlay key: its memory is zeroed when freed. */
+static void itmr_conf_free(struct rcu_head *head)
+{
+	kfree_sensitive(container_of(head, struct itmr_conf, rcu));
+}
+
 /* Drop the configuration and every route; rn->lock held. */
 static void itmr_clear(struct itmr_net *rn)
 {
@@ -68,7 +74,7 @@ static void itmr_clear(struct itmr_net *rn)
 	rn->nroutes = 0;
 	conf = rcu_replace_pointer(rn->conf, NULL, lockdep_is_held(&rn->lock));
 	if (conf)
-		kfree_rcu(conf, rcu);
+		call_rcu(&conf->rcu, itmr_conf_free);
 	rn->owner = 0;
 	rn->owner_pid = 0;
 	spin_lock_bh(&rn->win_lock);
@@ -121,7 +127,7 @@ int itmr_configure(struct net *net, u32 portid, const struct itmr_conf *conf,
 	new->gen = ++rn->conf_gen;
 	old = rcu_replace_pointer(rn->conf, new, lockdep_is_held(&rn->lock));
 	if (old)
-		kfree_rcu(old, rcu);
+		call_rcu(&old->rcu, itmr_conf_free);
 	rn->owner = portid;
 	rn->owner_pid = task_tgid_vnr(current);
 	mutex_unlock(&rn->lock);
@@ -129,7 +135,7 @@ int itmr_configure(struct net *net, u32 portid, const struct itmr_conf *conf,
 
 out_free:
 	mutex_unlock(&rn->lock);
-	kfree(new);
+	kfree_sensitive(new);
 	return err;
 }
 
@@ -393,7 +399,7 @@ static void __exit itmr_exit(void)
 	itmr_genl_exit();
 	netlink_unregister_notifier(&itmr_netlink_notifier);
 	unregister_pernet_subsys(&itmr_net_ops);
-	rcu_barrier();	/* configurations and routes freed with kfree_rcu() */
+	rcu_barrier();	/* configurations (call_rcu) and routes (kfree_rcu) freed */
 }
 
 module_init(itmr_init);
