@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from itmtool import kernelcache, matrix, uml, vm
+from itmtool.errors import EXIT_USAGE, ToolError
 
 TREE = Path("/cache/uml-tree")
 SCRIPT = Path("/work/res/.vm-script.sh")
@@ -63,7 +65,10 @@ def _boot(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cpu: str | None) -> l
 def test_uml_is_kept_on_one_host_cpu_when_asked(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    assert _boot(monkeypatch, tmp_path, "1")[:3] == ["taskset", "-c", "1"]
+    cpu = str(max(os.sched_getaffinity(0)))
+    assert _boot(monkeypatch, tmp_path, cpu)[:3] == ["taskset", "-c", cpu]
     assert _boot(monkeypatch, tmp_path, None)[0].endswith("linux")
-    with pytest.raises(ValueError, match="a host CPU number"):
-        _boot(monkeypatch, tmp_path, "1,2")
+    for bad in ("1,2", str(max(os.sched_getaffinity(0)) + 1)):
+        with pytest.raises(ToolError, match="not a host CPU this process may use") as err:
+            _boot(monkeypatch, tmp_path, bad)
+        assert err.value.code == EXIT_USAGE

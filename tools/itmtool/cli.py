@@ -39,6 +39,7 @@ from itmtool.errors import (
 )
 from libitm import cliargs
 from libitm.control import ItmControl, ItmControlError, ItmNotLoaded
+from libitm.info import LABEL_MAX
 
 __all__ = [
     "EXIT_BROKEN_PIPE",
@@ -91,9 +92,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _app_label(text: str) -> str:
     """argparse type of an application's label as itm_mod keeps it: 1..31 bytes."""
-    if not text or len(text.encode()) > 31 or "\0" in text:
+    if not text or len(text.encode()) > LABEL_MAX or "\0" in text:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not an application label (1..31 characters; `itmtool status` lists them)"
+            f"{text!r} is not an application label (1..{LABEL_MAX} characters;"
+            " `itmtool status` lists them)"
         )
     return text
 

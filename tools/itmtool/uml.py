@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from itmtool import kernelcache, resources, vm
+from itmtool.errors import EXIT_USAGE, ToolError
 from itmtool.matrix import ROOT, Kernel
 
 #: memory of the UML kernel (its RAM is a sparse file in $TMPDIR)
@@ -155,8 +156,13 @@ def run(
     init.write_text(_init_script(tree, release, script_file, rwdirs, rc_file))
     init.chmod(0o755)
     cpu = os.environ.get(CPU_ENV, "")
-    if cpu and not cpu.isdigit():
-        raise ValueError(f"{CPU_ENV}={cpu!r}: a host CPU number wanted")
+    usable = sorted(os.sched_getaffinity(0))
+    if cpu and not (cpu.isdigit() and int(cpu) in usable):
+        raise ToolError(
+            f"{CPU_ENV}={cpu!r} is not a host CPU this process may use",
+            hint=f"set it to one of {', '.join(map(str, usable))}, or unset it",
+            code=EXIT_USAGE,
+        )
     cmd = [
         *(["taskset", "-c", cpu] if cpu else []),
         str(tree / kernelcache.FLAVOURS[flavour].image),
