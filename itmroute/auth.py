@@ -10,7 +10,7 @@ its nonce is the datagram's counter. The header carries the sender's overlay
 address and that 64-bit counter: the sender's wall clock in microseconds when
 it started, then one more per datagram (and never behind the clock).
 
-Poly1305 costs about a third of a keyed BLAKE2s per byte in portable C (the
+Poly1305 costs about a quarter of a keyed BLAKE2s per byte in portable C (the
 kernel data path's MAC was two thirds of its CPU; docs/benchmarks.md), but a
 one-time key must never be used twice: no two datagrams may share a sender
 key and a counter. Each kind has one sealer with one counter that only grows

@@ -67,7 +67,7 @@ enum itmr_counter {
  * @mtu: the tunnel MTU: the largest inner packet tunnelled
  * @gen: which configuration of the namespace this is (1, 2, ...): the sender
  *	keys cached in the replay windows were derived under one
- * @rcu: for kfree_rcu()
+ * @rcu: for call_rcu() (freed with kfree_sensitive(): it holds the keys)
  */
 struct itmr_conf {
 	u8 key[ITMR_KEY_MAX];

@@ -12,7 +12,7 @@
  * whose associated data is everything from 'IR' to the inner packet's end,
  * under the sender's DATA key (a keyed BLAKE2s of the overlay key over
  * "itmroute-3-D" and the sender's address), the counter its nonce: about a
- * third of a keyed BLAKE2s's cost per byte.  A receiver checks it, then the
+ * quarter of a keyed BLAKE2s's cost per byte.  A receiver checks it, then the
  * counter against the sender's replay
  * window (itmroute/auth.py's rule: the 64 below the highest accepted,
  * nothing more than 60 s off the wall clock).  A relay takes one off the
@@ -552,18 +552,16 @@ static bool itmr_window_accept(struct itmr_net *rn, const struct itmr_conf *c,
 {
 	struct in6_addr s = {};
 	struct itmr_window *w;
-	unsigned int h;
 	bool ok = true;
 	u64 back;
 
 	memcpy(&s, sender, itmr_alen(c));
-	h = jhash(&s, sizeof(s), 0) % ITMR_PEERS;
 	spin_lock_bh(&rn->win_lock);
 	w = itmr_window_find(rn, &s);
 	if (!w) {
-		/* full: start afresh, as the daemon does */
+		/* full: start afresh, as the daemon does (then its slot is free) */
 		memset(rn->windows, 0, sizeof(rn->windows));
-		w = &rn->windows[h];
+		w = itmr_window_find(rn, &s);
 	}
 	if (w->key_gen != c->gen) {
 		memcpy(w->key, key, CHACHA20POLY1305_KEY_SIZE);
