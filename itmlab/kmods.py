@@ -4,8 +4,9 @@ In the VM the guest reads the host's module index through 9p, and modprobe
 fails when the host rewrites it meanwhile (a dkms test, depmod); insmod with
 a path needs no index. :func:`insmod_deps` finds each dependency that
 ``modinfo`` names under ``/lib/modules/<release>/kernel`` by its name and
-inserts it, its own dependencies first. ``itmtool load`` uses modprobe
-instead: on a user's machine the index is stable.
+inserts it, its own dependencies first; :func:`insmod_stock` inserts modules
+the caller names by their paths. ``itmtool load`` uses modprobe instead: on a
+user's machine the index is stable.
 """
 
 from __future__ import annotations
@@ -14,6 +15,25 @@ import os
 from pathlib import Path
 
 from .commands import run
+
+#: the suffixes of a module file, uncompressed or not
+EXTS = (".ko", ".ko.xz", ".ko.zst")
+
+
+def insmod_stock(*rels: str, release: str | None = None, root: Path = Path("/lib/modules")) -> None:
+    """insmod, by path, each of the kernel's modules at ``rels`` (paths under
+    ``/lib/modules/<release>`` without the suffix, in the order given: a module's
+    dependencies first) that is not loaded. One without a file (built in, or not
+    in this kernel) is skipped; a refused insmod is not an error here (the step
+    that needs the module says what is missing)."""
+    base = root / (release or os.uname().release)
+    for rel in rels:
+        if loaded(rel.rsplit("/", 1)[-1]):
+            continue
+        for ext in EXTS:
+            if (base / (rel + ext)).exists():
+                run("insmod", str(base / (rel + ext)), check=False)
+                break
 
 
 def depends(ko: Path) -> list[str]:

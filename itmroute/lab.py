@@ -25,7 +25,6 @@ import contextlib
 import dataclasses
 import hashlib
 import itertools
-import os
 import secrets
 import socket
 import struct
@@ -38,7 +37,7 @@ from pathlib import Path
 
 import yaml
 
-from itmlab import Lab, netns, run
+from itmlab import Lab, kmods, netns, run
 
 from .config import DEFAULT_PORT, Config, ProbeSettings, parse_config
 from .daemon import Router
@@ -67,14 +66,7 @@ def load_stock_modules() -> None:
     fails when the host rewrites it meanwhile; a path needs no index. On a
     kernel without them as modules (this machine's) nothing is done.
     """
-    base = Path("/lib/modules", os.uname().release)
-    for rel in STOCK_MODULES:
-        for ext in (".ko", ".ko.xz", ".ko.zst"):
-            if (base / (rel + ext)).exists():
-                subprocess.run(
-                    ["insmod", str(base / (rel + ext))], capture_output=True, check=False
-                )
-                break
+    kmods.insmod_stock(*STOCK_MODULES)
 
 
 D_OVERLAY = "10.77.200.1"

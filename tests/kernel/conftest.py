@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from itmlab import kmods
 from tests.kernel import kit
 
 
@@ -42,15 +43,7 @@ def queue_stock_modules() -> None:
     crashes and the kernel's module autoloading fails ("Unknown device type").
     insmod with a path does not read the index.
     """
-    base = Path("/lib/modules", os.uname().release)
-    for rel in QUEUE_STOCK:
-        name = rel.rsplit("/", 1)[1]
-        if kit.loaded(name):
-            continue
-        for ext in (".ko", ".ko.xz", ".ko.zst"):
-            if (base / (rel + ext)).exists():
-                kit.sh("insmod", str(base / (rel + ext)), check=False)
-                break
+    kmods.insmod_stock(*QUEUE_STOCK)
 
 
 @pytest.fixture(autouse=True)

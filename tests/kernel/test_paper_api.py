@@ -17,7 +17,6 @@ Minimize-Delay bit, later ones without it, the other TOS bits kept.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from itmlab import kmods
 from tests.kernel import kit
 from tests.kernel import qos_kit as q
 from tests.kernel.kit import Topology
@@ -57,14 +57,7 @@ def one_cpu() -> Iterator[None]:
 def stock_modules() -> None:
     """Load veth and nfnetlink_queue by path (the guest's modprobe may not read the
     host's index; see test_itm_queue.py)."""
-    base = Path("/lib/modules", os.uname().release)
-    for rel in STOCK:
-        if kit.loaded(rel.rsplit("/", 1)[1]):
-            continue
-        for ext in (".ko", ".ko.xz", ".ko.zst"):
-            if (base / (rel + ext)).exists():
-                kit.sh("insmod", str(base / (rel + ext)), check=False)
-                break
+    kmods.insmod_stock(*STOCK)
 
 
 def _transfers_marked_as_the_figures_say(t: Topology) -> int:

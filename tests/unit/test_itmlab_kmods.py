@@ -84,3 +84,25 @@ def test_a_dependency_the_kernel_lacks_is_named(
     monkeypatch.setattr(kmods, "loaded", lambda name: False)
     with pytest.raises(RuntimeError, match=r"x\.ko needs wireguard, which this kernel"):
         kmods.insmod_deps(Path("/x/x.ko"))
+
+
+def test_stock_modules_go_in_by_path_when_not_loaded(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inserted: list[str] = []
+
+    def run(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+        assert args[0] == "insmod" and kw.get("check") is False
+        inserted.append(args[1])
+        return subprocess.CompletedProcess(args, 1, "", "insmod: ERROR: File exists")
+
+    monkeypatch.setattr(kmods, "run", run)
+    monkeypatch.setattr(kmods, "loaded", lambda name: name == "libchacha")
+    kmods.insmod_stock(
+        "kernel/lib/crypto/libchacha",  # loaded: left alone
+        "kernel/arch/x86/crypto/chacha-x86_64",
+        "kernel/drivers/net/veth",  # no file (built in): skipped
+        release=REL,
+        root=tree,
+    )
+    assert inserted == [str(tree / REL / "kernel/arch/x86/crypto/chacha-x86_64.ko.xz")]
