@@ -3,7 +3,7 @@
 ::
 
     itmroute [--debug] run -c /etc/itmroute.yaml [--state FILE] [--backend nfqueue]
-                           [--datapath auto|kernel|python] [--duration S]
+                           [--datapath auto|kernel|wireguard|python] [--duration S]
     itmroute [--debug] show [--state FILE | -c CONFIG] [--json]
     itmroute genkey              # a random overlay key for the configuration's ``key``
 
@@ -143,6 +143,14 @@ def format_table(state: dict[str, Any]) -> str:
             "data path: kernel (itm_route carries the tunnelled packets;"
             " this daemon probes and chooses the paths)"
         )
+    elif state.get("datapath") == "wireguard":
+        lines.append(
+            "data path: wireguard (the kernel's WireGuard carries the tunnelled packets;"
+            " this daemon probes and chooses the paths)"
+        )
+    w = state.get("wireguard")
+    if w is not None:
+        lines.extend(_wireguard_lines(w))
     for d in state["destinations"]:
         mode = "active" if d["active"] else "idle"
         lines.append(
@@ -179,6 +187,27 @@ def format_table(state: dict[str, Any]) -> str:
     if k is not None:
         lines.append("kernel: " + " ".join(f"{key}={v}" for key, v in k.items()))
     return "\n".join(lines)
+
+
+def _wireguard_lines(w: dict[str, Any]) -> list[str]:
+    """The WireGuard device's peers and the relay's forwarding, for ``show``."""
+    lines = [
+        f"wireguard: device {w.get('device')} port {w.get('port')};"
+        f" endpoints set {w.get('endpoint_sets', 0)}, moved by WireGuard"
+        f" {w.get('endpoint_moved', 0)}; dropped after decryption {w.get('rx_errors', 0)}"
+        " (forged datagrams are dropped uncounted)"
+    ]
+    for itm, p in (w.get("peers") or {}).items():
+        age = p.get("handshake_age")
+        hs = "never" if age is None else f"{age:g} s ago"
+        lines.append(
+            f"  peer {itm}: endpoint {p.get('endpoint') or '-'}, rx {p.get('rx_bytes', 0)} B,"
+            f" tx {p.get('tx_bytes', 0)} B, handshake {hs}"
+        )
+    fwd = w.get("forwarding") or {}
+    if fwd:
+        lines.append("  relaying: " + ", ".join(f"port {port} -> {a}" for port, a in fwd.items()))
+    return lines
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -251,8 +280,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--datapath",
         choices=DATAPATHS,
-        help="who carries the tunnelled packets: the itm_route module (kernel), this daemon"
-        " (python), kernel when itm_route is loaded (auto); overrides the configuration",
+        help="who carries the tunnelled packets: the itm_route module (kernel), the kernel's"
+        " WireGuard (wireguard, on every ITM of the overlay), this daemon (python), kernel when"
+        " itm_route is loaded (auto); overrides the configuration",
     )
     run.add_argument("--duration", type=_positive, help="seconds to run")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])

@@ -13,7 +13,10 @@
         itm: 10.77.200.1
     probe: itmroute              # itmroute | ron | a mapping of ProbeSettings fields
     backend: auto                # libitm backend (auto, nfqueue, kernel)
-    datapath: auto               # who carries the tunnelled packets: auto, kernel, python
+    datapath: auto               # who carries the packets: auto, kernel, wireguard, python
+    wg_port: 7178                # datapath wireguard: the device's port (default port + 1,
+                                 # or port - 4097 near 65535); relays forward on the 4096
+                                 # ports above it
     mark: 0x17e0                 # firewall mark of the daemon's own sockets (1..0xffff)
     key: 6f1c...                 # the overlay's shared key: 32..64 hex digits (required)
 
@@ -34,6 +37,7 @@ from typing import Any
 import yaml
 
 from .auth import parse_key
+from .wgkeys import FORWARD_PORTS
 
 DEFAULT_PORT = 7177
 #: the firewall mark of the daemon's own sockets: its packets are never captured
@@ -165,8 +169,12 @@ class Config:
     probe: ProbeSettings = field(default_factory=ProbeSettings)
     backend: str = "auto"
     #: who carries the tunnelled packets: ``kernel`` (the itm_route module),
-    #: ``python`` (the daemon itself), ``auto`` (kernel when itm_route is loaded)
+    #: ``wireguard`` (the kernel's WireGuard, :mod:`itmroute.wgpath`), ``python``
+    #: (the daemon itself), ``auto`` (kernel when itm_route is loaded, else python)
     datapath: str = "auto"
+    #: the WireGuard device's UDP port (``datapath: wireguard``); relays forward
+    #: on the :data:`~itmroute.wgkeys.FORWARD_PORTS` ports above it
+    wg_port: int = DEFAULT_PORT + 1
     mark: int = DEFAULT_MARK
     #: the overlay's shared key: every datagram carries a MAC made with it
     key: bytes = field(default=b"", repr=False)
@@ -178,7 +186,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 #: the libitm backends a daemon can run on (offline replays a pcap: not a daemon's)
 DAEMON_BACKENDS = ("auto", "kernel", "nfqueue")
 #: who carries the tunnelled packets (``datapath``)
-DATAPATHS = ("auto", "kernel", "python")
+DATAPATHS = ("auto", "kernel", "wireguard", "python")
 #: probe settings that must be above zero (the others may be 0)
 _POSITIVE = {
     "detect_interval",
@@ -344,6 +352,16 @@ def parse_config(doc: dict[str, Any], source: str | None = None) -> Config:
     if datapath not in DATAPATHS:
         raise d.error("datapath", f"{datapath!r} is not one of {', '.join(DATAPATHS)}")
     name = check_name(doc.get("name", "itmroute"), f"{source}:name" if source else "name")
+    # the ports above ``port`` by default, those below when they do not fit
+    below = port + 1 + FORWARD_PORTS > 65535
+    default_wg = port - 1 - FORWARD_PORTS if below else port + 1
+    wg_port = d.integer(doc.get("wg_port", default_wg), "wg_port", 1, 65535 - FORWARD_PORTS)
+    if wg_port <= port <= wg_port + FORWARD_PORTS:
+        raise d.error(
+            "wg_port",
+            f"{wg_port}..{wg_port + FORWARD_PORTS} (the WireGuard port and the relays'"
+            f" forwarding ports above it) would take port {port}",
+        )
     mark = d.integer(doc.get("mark", DEFAULT_MARK), "mark", 1, 0xFFFF)
     probe = _probe(doc.get("probe"), d)
     if "key" not in doc:
@@ -366,6 +384,7 @@ def parse_config(doc: dict[str, Any], source: str | None = None) -> Config:
         probe=probe,
         backend=backend,
         datapath=datapath,
+        wg_port=wg_port,
         mark=mark,
         key=shared_key,
     )

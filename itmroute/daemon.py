@@ -38,7 +38,7 @@ from typing import Any
 
 from libitm import Hook, Interest, ItmInfo, ItmLoop, Packet, Verdict
 
-from . import auth, hop, kernelpath, mtu, state, wire
+from . import auth, hop, kernelpath, mtu, state, wgpath, wire
 from .config import Config, Destination
 from .paths import DIRECT, Decision, DestState
 
@@ -75,9 +75,11 @@ class Router:
         backend_options: dict[str, Any] | None = None,
         datapath: str | None = None,
         kernel_client: Callable[[], kernelpath.RouteClient] | None = None,
+        wg_options: dict[str, Any] | None = None,
     ) -> None:
         """Open the sockets and the data path (``datapath`` overrides the
-        configuration's; ``kernel_client`` opens the itm_route client, for
+        configuration's; ``kernel_client`` opens the itm_route client and
+        ``wg_options`` are :class:`~itmroute.wgpath.WireguardPath`'s, for
         tests); the libitm loop starts with :meth:`run` (or :meth:`start`)."""
         self.cfg = cfg
         self.clock = clock
@@ -106,6 +108,7 @@ class Router:
                 "data_relayed",
                 "probes_sent",
                 "probes_relayed",
+                "probes_refused",
                 "acks_sent",
                 "acks_relayed",
                 "acks_received",
@@ -128,8 +131,12 @@ class Router:
         self.sealer = auth.Sealer(cfg.key, self.me)
         # the kernel data path when asked for (or auto and itm_route is loaded):
         # told before anything is opened (a missing module is a configuration error)
-        client = kernelpath.choose(datapath or cfg.datapath, connect=kernel_client)
+        setting = datapath or cfg.datapath
+        client = None
+        if setting != "wireguard":
+            client = kernelpath.choose(setting, connect=kernel_client)
         self.kernel: kernelpath.KernelPath | None = None
+        self.wg: wgpath.WireguardPath | None = None
         try:
             self._open_sockets()
         except BaseException:
@@ -143,12 +150,20 @@ class Router:
             except BaseException:
                 self._close_sockets()
                 raise
+        elif setting == "wireguard":
+            log.info("data path: wireguard (the kernel's WireGuard carries the tunnelled packets)")
+            self.wg = wgpath.WireguardPath(cfg, self.dests, clock, **dict(wg_options or {}))
+            try:
+                self.wg.start()  # device, peers, routes, steering (another daemon's: exit 1)
+            except BaseException:
+                self._close_sockets()
+                raise
         self._tos = 0
         # one loop for the libitm applications, the UDP socket and the tick (its
         # backend starts only when there are applications: with destinations, on
         # the Python data path)
         self.loop = ItmLoop(backend or cfg.backend, **dict(backend_options or {}))
-        if self.dests and self.kernel is None:
+        if self.dests and self.kernel is None and self.wg is None:
             self._register()
         self.loop.add_reader(self.udp.fileno(), self.handle_datagrams)
         self.loop.register_timer(self.tick, _TICK)
@@ -184,7 +199,10 @@ class Router:
 
     @property
     def datapath(self) -> str:
-        """Who carries the tunnelled packets: ``kernel`` (itm_route) or ``python``."""
+        """Who carries the tunnelled packets: ``kernel`` (itm_route), ``wireguard``
+        (the kernel's WireGuard) or ``python``."""
+        if self.wg is not None:
+            return "wireguard"
         return "python" if self.kernel is None else "kernel"
 
     # ------------------------------------------------------------ libitm apps
@@ -457,6 +475,10 @@ class Router:
                 if self._send_probe(ack, src):
                     c["acks_sent"] += 1
             elif not probe.relayed:
+                if self.wg is not None and not self.wg.forward(probe.target):
+                    # a path through us would drop the sender's WireGuard packets
+                    c["probes_refused"] += 1
+                    return
                 fwd = wire.Probe(wire.PROBE, probe.seq, probe.origin, probe.target, True)
                 if self._send_probe(fwd, (_text(probe.target), self.cfg.port)):
                     c["probes_relayed"] += 1
@@ -481,6 +503,8 @@ class Router:
         routes whose path or receipt changed go out last."""
         if self.kernel is not None:
             self.kernel.poll()
+        if self.wg is not None:
+            self.wg.poll()
         now = self.clock()
         decisions = []
         if self._forget:
@@ -507,6 +531,8 @@ class Router:
                     )
         if self.kernel is not None:
             self.kernel.push(now)
+        if self.wg is not None:
+            self.wg.push(now)
         if self.state_file is not None and now >= self._next_state:
             self._next_state = now + 1.0
             self.write_state()
@@ -522,6 +548,7 @@ class Router:
             "tunnel_mtu": self.tunnel_mtu,
             "datapath": self.datapath,
             **(self.kernel.snapshot() if self.kernel is not None else {}),
+            **(self.wg.snapshot() if self.wg is not None else {}),
             "counters": dict(self.counters),
             "destinations": [{"prefix": str(d.prefix), **st.snapshot(now)} for d, st in self.dests],
         }
@@ -602,6 +629,8 @@ class Router:
             finally:
                 if self.kernel is not None:
                     self.kernel.close()
+                if self.wg is not None:
+                    self.wg.close()
         finally:
             if self.state_file is not None:
                 self.remove_state()

@@ -59,6 +59,22 @@ def _batch(cmd: list[str], lines: list[str]) -> None:
     run(*cmd, input="\n".join(lines) + "\n")
 
 
+#: the kernel's own modules of the WireGuard data path (device, relays' NAT)
+WIREGUARD_MODULES = ("wireguard", "nft_chain_nat", "nft_nat", "nft_masq")
+
+
+def load_wireguard_modules() -> None:
+    """insmod WireGuard and nftables' NAT, with what they need, by path, where
+    they are modules (Debian's kernels); nothing where they are built in (ours)."""
+    for name in WIREGUARD_MODULES:
+        if kmods.loaded(name):
+            continue
+        ko = kmods.find_stock(name)
+        if ko is not None:
+            kmods.insmod_deps(ko)
+            run("insmod", str(ko), check=False)
+
+
 def load_stock_modules() -> None:
     """insmod veth, nfnetlink_queue and netem by path when they are not built in.
 
@@ -153,6 +169,10 @@ class Overlay:
             f"addr add {D_OVERLAY}/32 dev lo",
             f"route add 10.77.100.0/24 via 10.77.0.1 src {D_OVERLAY}",
         )
+        if self.datapath == "wireguard":  # the relays forward the outer datagrams
+            for r in self.relays:
+                lab.sysctl(r, "net/ipv4/ip_forward", "1")
+                lab.sysctl(r, "net/ipv6/conf/all/forwarding", "1")
         for i, r in enumerate(self.relays, 1):
             lab.ip(
                 r,
@@ -279,7 +299,8 @@ class Overlay:
         if on == (relay in self._cuts):
             return
         op = "-I" if on else "-D"
-        rules = ["*filter", f"{op} INPUT -j DROP", f"{op} OUTPUT -j DROP", "COMMIT"]
+        rules = ["*filter", *(f"{op} {chain} -j DROP" for chain in ("INPUT", "OUTPUT", "FORWARD"))]
+        rules.append("COMMIT")  # FORWARD: what a relay forwards (the WireGuard data path)
         _batch(["ip", "netns", "exec", self.relays[relay - 1], "iptables-restore", "-n"], rules)
         (self._cuts.add if on else self._cuts.discard)(relay)
 
@@ -591,6 +612,22 @@ class SeqStream:
         self._rx_thread.join(2)
         self.rx.close()
         self.tx.close()
+
+
+def stream_across_cut(
+    ov: Overlay, relay: int, port: int, seconds: float = 8.0, delay: float = 1.5
+) -> tuple[SeqStream, float, str]:
+    """A 100 datagram/s stream A -> D for ``seconds`` while relay ``relay`` is cut
+    ``delay`` s in (it stays cut); returns the stream, its largest gap from a second
+    before the cut, and its summary from the cut (for a failure message)."""
+    stream = SeqStream(ov, rate=100, port=port)
+    cutter = CutLater(ov, relay, delay)
+    try:
+        stream.run(seconds)
+    finally:
+        stream.close()
+        cutter.join()
+    return stream, stream.largest_gap(after=cutter.done - 1.0), stream.summary(cutter.done)
 
 
 def tcp_transfer(

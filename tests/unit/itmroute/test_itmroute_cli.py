@@ -15,7 +15,7 @@ import pytest
 
 from itmroute import cli, state
 from itmroute.cli import main
-from itmroute.config import ConfigError, load_config
+from itmroute.config import Config, ConfigError, load_config
 
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 BASE = f"address: 10.77.100.1\nkey: '{KEY}'\n"
@@ -66,8 +66,16 @@ BAD_CONFIGS = [
     ("address: 10.0.0.1\nkey: 0011aabb\n", "key", "4 bytes; 16..32 bytes"),
     (f"address: 10.0.0.1\nkey: '{'ab' * 40}'\n", "key", "40 bytes; 16..32 bytes"),
     (f"address: 10.0.0.1\nkey: '{'ab' * 65}'\n", "key", "65 bytes; 16..32 bytes"),
-    (BASE + "datapath: bogus\n", "datapath", "'bogus' is not one of auto, kernel, python"),
-    (BASE + "datapath: 1\n", "datapath", "1 is not one of auto, kernel, python"),
+    (
+        BASE + "datapath: bogus\n",
+        "datapath",
+        "'bogus' is not one of auto, kernel, wireguard, python",
+    ),
+    (BASE + "datapath: 1\n", "datapath", "1 is not one of auto, kernel, wireguard, python"),
+    (BASE + "wg_port: 62000\n", "wg_port", "not an integer in 1..61439"),
+    (BASE + "wg_port: x\n", "wg_port", "'x' is not an integer in 1..61439"),
+    (BASE + "wg_port: 5000\n", "wg_port", "5000..9096 (the WireGuard port and the relays'"),
+    (BASE + "wg_port: 7177\n", "wg_port", "7177..11273 (the WireGuard port"),
 ]
 
 
@@ -134,6 +142,15 @@ def test_accepted_edges(tmp_path: Path) -> None:
     )
     assert cfg.probe.active_interval == 0.01 and cfg.probe.race is False
     assert cfg.key == bytes.fromhex(KEY) and KEY not in repr(cfg)  # never printed
+    assert cfg.wg_port == 65535 - 1 - 4096  # the WireGuard ports below, where above has none
+    assert load_config_text(tmp_path, BASE + "wg_port: 61439\n").wg_port == 61439
+    assert load_config_text(tmp_path, BASE).wg_port == 7178
+
+
+def load_config_text(tmp_path: Path, text: str) -> Config:
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    return load_config(f)
 
 
 def test_a_name_cannot_walk_out_of_the_state_directory() -> None:

@@ -1,0 +1,149 @@
+"""An nftables table that lives exactly as long as the process that made it.
+
+nftables can tie a table to the netlink socket that created it (``flags
+owner``, Linux 5.12): nobody else may change it, and the kernel removes it
+when that socket closes, however its process ended (``kill -9`` included). The
+``nft`` tool keeps its socket open in interactive mode (``nft -i``), so an
+:class:`OwnedTable` runs one ``nft -i`` as a child and writes its commands to
+it: when the daemon dies, the child reads end-of-file, exits, and the table
+goes with it. That is how the WireGuard data path fails open: its steering
+rules vanish with the daemon and packets take the plain route again.
+
+Each :meth:`OwnedTable.apply` ends with a ``list chain`` of an empty chain
+kept for the purpose: its output on stdout says that ``nft`` has read
+everything before it, and whatever ``nft`` wrote on stderr by then is the
+error of one of those commands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import subprocess
+import time
+from collections.abc import Iterable
+
+#: the empty chain whose listing marks the end of a batch's output
+SYNC_CHAIN = "sync"
+
+
+class NftError(Exception):
+    """``nft`` refused a command or could not run (the message says which, in one line)."""
+
+
+class OwnedTable:
+    """One ``nft -i`` holding table ``family name`` with ``flags owner``."""
+
+    def __init__(self, family: str, name: str, *, timeout: float = 10.0, nft: str = "nft") -> None:
+        """Start ``nft -i`` and create the table; :class:`NftError` when it cannot
+        (``nft`` missing, a kernel without ``flags owner``, the table owned by
+        another process: the message names it)."""
+        self.family = family
+        self.name = name
+        self.timeout = timeout
+        try:
+            self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+                [nft, "-i"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except OSError as e:
+            raise NftError(f"cannot run {nft}: {e.strerror or e}") from None
+        try:
+            self.apply(
+                [
+                    f"add table {family} {name} {{ flags owner; }}",
+                    f"add chain {family} {name} {SYNC_CHAIN}",
+                ]
+            )
+        except NftError as e:
+            self.close()
+            raise NftError(f"table {family} {name}: {e}") from None
+
+    @property
+    def alive(self) -> bool:
+        """Whether ``nft`` still runs (the table exists while it does)."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def apply(self, commands: Iterable[str]) -> None:
+        """Run ``commands`` (one per line, nft syntax) and wait until ``nft`` has
+        read them all; :class:`NftError` with ``nft``'s first error line and
+        the command it refers to."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            raise NftError("nft -i is not running (the table is gone)")
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        lines = [c.strip() for c in commands]
+        if any("\n" in c for c in lines):
+            raise NftError("one command per line")
+        lines.append(f"list chain {self.family} {self.name} {SYNC_CHAIN}")
+        try:
+            proc.stdin.write(("\n".join(lines) + "\n").encode())
+            proc.stdin.flush()
+        except OSError as e:
+            raise NftError(f"nft -i: {e.strerror or e}") from None
+        out = self._read_until(proc, b"}\n}\n")
+        err = self._drain(proc.stderr)
+        if err:
+            raise NftError(_first_error(err))
+        if out is None:
+            raise NftError(f"nft -i did not answer within {self.timeout:g} s")
+
+    def _read_until(self, proc: subprocess.Popen[bytes], end: bytes) -> bytes | None:
+        """What ``nft`` wrote on stdout up to ``end`` (None: it exited or timed out)."""
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        buf = b""
+        deadline = time.monotonic() + self.timeout
+        while not buf.endswith(end):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return None
+            buf += chunk
+        return buf
+
+    @staticmethod
+    def _drain(f: object) -> bytes:
+        """What is waiting on ``f`` now, without blocking."""
+        fd = f.fileno()  # type: ignore[attr-defined]
+        data = b""
+        while select.select([fd], [], [], 0)[0]:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+    def close(self) -> None:
+        """End ``nft -i``: the kernel removes the table with its socket."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        for f in (proc.stdin, proc.stdout, proc.stderr):
+            if f is not None:
+                with contextlib.suppress(OSError):
+                    f.close()
+        try:
+            proc.wait(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _first_error(err: bytes) -> str:
+    """``nft``'s error in one line: ``Error: ...`` and the command it quotes."""
+    lines = [ln for ln in err.decode(errors="replace").splitlines() if ln.strip()]
+    if not lines:
+        return "nft -i failed"
+    first = lines[0]
+    if first.startswith("Error:") and len(lines) > 1 and not lines[1].lstrip().startswith("^"):
+        return f"{first} (in: {lines[1].strip()})"
+    return first

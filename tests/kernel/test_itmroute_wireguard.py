@@ -1,0 +1,186 @@
+"""itmroute with ``datapath: wireguard``: the kernel's own WireGuard carries the
+packets, none of our modules is loaded, the daemons probe, choose and steer.
+
+::
+
+                 +---- R1 ----+           R1: 40 ms round trip (the best)
+     [A] --------+            +-------- [D]
+      |          +---- R2 ----+           R2: 80 ms
+      +------------- direct -------------+    160 ms
+
+A stream of 100 datagrams a second from A to D goes through WireGuard, end to
+end, by way of the relay the daemons chose (which forwards the outer
+datagrams: NAT on a port of its own for D); the relay in use is cut and the
+daemons move the stream to another path. A forger on R1's link delivers
+nothing. ``kill -9`` of A's daemon takes its steering with it: the stream goes
+plain and direct at once, and a restart tunnels again. The stopped daemons
+leave no device, rule, route or table behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+from itmlab import netns, run
+from itmroute import wgkeys
+from itmroute.lab import (
+    D_OVERLAY,
+    Overlay,
+    SeqStream,
+    load_stock_modules,
+    load_wireguard_modules,
+    overlay,
+    stream_across_cut,
+)
+from itmroute.wgpath import DEVICE, RULE_PRIORITY, TABLE
+from tests.kernel import kit
+
+RELAYS = ("r1", "r2")
+
+
+def _current(ov: Overlay, node: str = "a") -> str | None:
+    dests = ov.router(node).snapshot()["destinations"]
+    return str(dests[0].get("current")) if dests else None
+
+
+def _wg(ov: Overlay, node: str = "a") -> dict[str, Any]:
+    return dict(ov.router(node).snapshot()["wireguard"])
+
+
+def _left_behind(ns: str) -> list[str]:
+    """What of the WireGuard data path is still in namespace ``ns``."""
+    left = []
+    if run("ip", "-n", ns, "link", "show", DEVICE, check=False).returncode == 0:
+        left.append(f"device {DEVICE}")
+    rules = run("ip", "-n", ns, "rule", "show").stdout
+    if f"{RULE_PRIORITY}:" in rules:
+        left.append("rule")
+    tables = run("ip", "netns", "exec", ns, "nft", "list", "tables").stdout
+    if f"inet {TABLE}" in tables.split("\n") or f"table inet {TABLE}" in tables:
+        left.append(f"table inet {TABLE}")
+    return left
+
+
+def _stream(ov: Overlay, seconds: float, port: int) -> SeqStream:
+    s = SeqStream(ov, rate=100, port=port)
+    try:
+        s.run(seconds)
+    finally:
+        s.close()
+    return s
+
+
+def test_wireguard_carries_the_stream_through_the_chosen_relay_and_fails_over() -> None:
+    """The daemons choose a relay; WireGuard carries the stream through it; a cut
+    moves it; a forger delivers nothing; stopped daemons leave nothing."""
+    load_stock_modules()
+    load_wireguard_modules()
+    with overlay("itmw", 2, datapath="wireguard") as ov:
+        ov.set_paths({0: (160, 0, 0), 1: (40, 0, 0), 2: (80, 0, 0)})
+        ov.start_threads(["d", "r1", "r2", "a"])
+        a = ov.router("a")
+        assert a.snapshot()["datapath"] == "wireguard"
+        _stream(ov, 6.0, 5700)
+        if _current(ov) not in RELAYS:
+            _stream(ov, 14.0, 5702)  # a loaded emulator's noise: more rounds
+        seen: dict[str, Any] = {}
+        d_port = wgkeys.forward_port(ov.router("a").cfg.wg_port, socket.inet_aton(D_OVERLAY))
+
+        def through_relay() -> bool:
+            relay = _current(ov)
+            peer = _wg(ov)["peers"][D_OVERLAY]
+            seen.update(relay=relay, peer=peer)
+            if relay not in RELAYS:
+                return False
+            index = int(relay.removeprefix("r"))
+            return bool(peer["endpoint"] == f"10.77.{index}.2:{d_port}")
+
+        assert kit.wait_until(through_relay, timeout=10.0, step=0.5), seen
+        relay = str(seen["relay"])
+        index = int(relay.removeprefix("r"))
+        before = _wg(ov)["peers"][D_OVERLAY]["tx_bytes"]
+        s = _stream(ov, 3.0, 5703)
+        assert len(s.arrivals) >= 0.8 * s.sent, s.summary()
+        assert _wg(ov)["peers"][D_OVERLAY]["tx_bytes"] > before + 200 * 60
+        assert _wg(ov, relay)["forwarding"][str(d_port)] == D_OVERLAY
+        # the relay in use cut: the daemons leave it, WireGuard follows the endpoint
+        _, gap, seen_cut = stream_across_cut(ov, index, 5701)
+        print("wireguard data path, failover gap (s):", gap, seen_cut)
+        assert gap <= 6.0, (gap, seen_cut, a.snapshot())
+        assert _current(ov) != relay
+        # a forger on R1's link: datagrams to D's forwarding port and probes of it
+        # reach D's WireGuard port, which takes none of them
+        ov.cut(index, False)
+        intruder = ov.add_intruder()
+        try:
+            with netns(ov.d):
+                rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                rx.bind((D_OVERLAY, 5710))
+            rx.settimeout(0.5)
+            with netns(intruder):
+                tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            with rx, tx:
+                for i in range(200):
+                    # a WireGuard data message with a made-up receiver and counter
+                    fake = b"\x04\x00\x00\x00" + os.urandom(4) + i.to_bytes(8, "little")
+                    tx.sendto(fake + os.urandom(64), ("10.77.50.2", d_port))
+                    tx.sendto(b"\x01\x00\x00\x00" + os.urandom(144), ("10.77.50.2", d_port))
+                try:
+                    got = rx.recv(2048)
+                except TimeoutError:
+                    got = b""
+            assert got == b"", got
+        finally:
+            run("ip", "netns", "del", intruder, check=False)
+        ov.stop_daemons()
+        for ns in (ov.a, ov.d, *ov.relays):
+            assert _left_behind(ns) == [], ns
+
+
+def test_kill_9_goes_plain_and_a_restart_tunnels_again(tmp_path: Path) -> None:
+    """The steering table dies with the daemon: the stream goes direct, not into
+    a tunnel nobody steers; a restart clears the rest and tunnels again."""
+    load_stock_modules()
+    load_wireguard_modules()
+    with overlay("itmk", 1, datapath="wireguard") as ov:
+        ov.set_paths({0: (160, 0, 0), 1: (40, 0, 0)})
+        ov.start_threads(["d", "r1"])
+        proc, state = ov.start_process("a", tmp_path)
+        try:
+            assert kit.wait_until(state.exists, timeout=60.0), (tmp_path / "a.log").read_text()
+            _stream(ov, 6.0, 5720)
+            assert (
+                f"inet {TABLE}" in run("ip", "netns", "exec", ov.a, "nft", "list", "tables").stdout
+            )
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            # the table went with nft -i, whose stdin was the daemon's
+            assert kit.wait_until(
+                lambda: (
+                    f"inet {TABLE}"
+                    not in run("ip", "netns", "exec", ov.a, "nft", "list", "tables").stdout
+                ),
+                timeout=10.0,
+            )
+            s = _stream(ov, 3.0, 5721)  # plain, on the direct path
+            assert len(s.arrivals) >= 0.8 * s.sent, s.summary()
+            proc, state = ov.start_process("a", tmp_path)
+            assert kit.wait_until(state.exists, timeout=60.0), (tmp_path / "a.log").read_text()
+            log = (tmp_path / "a.log").read_text()
+            assert f"removing {DEVICE}, left by an earlier itmroute daemon" in log, log
+            s = _stream(ov, 4.0, 5722)
+            assert len(s.arrivals) >= 0.5 * s.sent, s.summary()
+            wg_show = run("ip", "netns", "exec", ov.a, "ip", "-s", "link", "show", DEVICE).stdout
+            assert "TX:" in wg_show
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0
+            assert _left_behind(ov.a) == []
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            ov.stop_daemons()
