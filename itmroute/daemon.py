@@ -151,13 +151,13 @@ class Router:
                 self._close_sockets()
                 raise
         elif setting == "wireguard":
-            log.info("data path: wireguard (the kernel's WireGuard carries the tunnelled packets)")
             self.wg = wgpath.WireguardPath(cfg, self.dests, clock, **dict(wg_options or {}))
             try:
                 self.wg.start()  # device, peers, routes, steering (another daemon's: exit 1)
             except BaseException:
                 self._close_sockets()
                 raise
+            log.info("data path: wireguard (the kernel's WireGuard carries the tunnelled packets)")
         self._tos = 0
         # one loop for the libitm applications, the UDP socket and the tick (its
         # backend starts only when there are applications: with destinations, on

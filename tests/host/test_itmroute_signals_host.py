@@ -9,7 +9,6 @@ prefix, no traffic: it installs its rules and writes its table, nothing else).
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import signal
 import subprocess
@@ -21,29 +20,27 @@ from pathlib import Path
 import pytest
 
 from itmlab import sh
+from tests.support.host_ns import require_root, scratch_ns
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
 def _require_root() -> None:
-    if os.geteuid() != 0:
-        pytest.fail("this test needs root (network namespaces, iptables, nfnetlink_queue)")
+    require_root("network namespaces, iptables, nfnetlink_queue")
+
+
+def _cleanup(name: str) -> None:
+    # a daemon killed with -9 left its rules and libitm's note of the nft table it
+    # created: what any user would run, before the namespace goes
+    sh("ip", "netns", "exec", name, sys.executable, "-m", "itmtool.cli", "cleanup",
+       check=False)  # fmt: skip
 
 
 @pytest.fixture
 def ns() -> Iterator[str]:
-    name = f"irsig-{os.getpid()}"
-    sh("ip", "netns", "add", name)
-    try:
-        sh("ip", "-n", name, "link", "set", "lo", "up")
+    with scratch_ns("irsig", _cleanup) as name:
         yield name
-    finally:
-        # a daemon killed with -9 left its rules and libitm's note of the nft table it
-        # created: what any user would run, before the namespace goes
-        sh("ip", "netns", "exec", name, sys.executable, "-m", "itmtool.cli", "cleanup",
-           check=False)  # fmt: skip
-        sh("ip", "netns", "del", name, check=False)
 
 
 def rules(ns: str) -> str:

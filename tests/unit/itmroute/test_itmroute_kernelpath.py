@@ -20,7 +20,7 @@ import pytest
 
 from itmroute import kernelpath
 from itmroute.cli import format_table, main
-from itmroute.config import Config, ConfigError, Destination, parse_config
+from itmroute.config import Config, ConfigError, parse_config
 from itmroute.daemon import Router
 from itmroute.kernelpath import DatapathError, KernelPath, KernelPathMissing
 from itmroute.paths import DestState
@@ -34,19 +34,10 @@ from libitm.control.route import (
     RouteState,
 )
 from libitm.genl import family_id
+from tests.support.itmroute_offline import DOC as BASE_DOC
+from tests.support.itmroute_offline import KEY, Clock, FakeSock, OfflineRouter, path_tables
 
-KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
-DOC: dict[str, Any] = {
-    "name": "a",
-    "address": "10.77.100.1",
-    "neighbours": {"r1": "10.77.1.2", "r2": "10.77.2.2"},
-    "destinations": [
-        {"prefix": "10.77.200.0/24", "itm": "10.77.200.1"},
-        {"prefix": "fd77:200::/48", "itm": "10.77.200.1"},  # same ITM: one path table
-        {"prefix": "10.78.0.0/16", "itm": "10.78.0.1"},
-    ],
-    "key": KEY,
-}
+DOC: dict[str, Any] = BASE_DOC
 NET = ipaddress.ip_network("10.77.200.0/24")
 NET6 = ipaddress.ip_network("fd77:200::/48")
 NET2 = ipaddress.ip_network("10.78.0.0/16")
@@ -125,26 +116,10 @@ class FakeKernel:
         return out
 
 
-class Clock:
-    def __init__(self, t: float = 100.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def tables(cfg: Config) -> list[tuple[Destination, DestState]]:
-    by_itm: dict[Any, DestState] = {}
-    neighbours = {n: str(a) for n, a in cfg.neighbours.items()}
-    for d in cfg.destinations:
-        by_itm.setdefault(d.itm, DestState.make(str(d.itm), neighbours, cfg.probe))
-    return [(d, by_itm[d.itm]) for d in cfg.destinations]
-
-
 def started(clock: Clock | None = None) -> tuple[KernelPath, FakeKernel, DestState, DestState]:
     cfg = config()
     fake = FakeKernel()
-    dests = tables(cfg)
+    dests = path_tables(cfg)
     kp = KernelPath(fake, cfg, dests, 1434, clock or Clock())
     kp.start()
     return kp, fake, dests[0][1], dests[2][1]
@@ -401,11 +376,11 @@ BUSY = "another socket owns this namespace's itmRoute data path (see its pid in 
 def test_a_second_daemon_is_told_who_owns_the_kernel_data_path() -> None:
     cfg = config()
     first = FakeKernel()
-    KernelPath(first, cfg, tables(cfg), 1434, Clock()).start()
+    KernelPath(first, cfg, path_tables(cfg), 1434, Clock()).start()
     fake = FakeKernel()
     fake.configured = first.configured  # the same namespace: the first one's
     fake.fail["config"] = ItmRouteError(errno.EBUSY, BUSY)
-    kp = KernelPath(fake, cfg, tables(cfg), 1434, Clock())
+    kp = KernelPath(fake, cfg, path_tables(cfg), 1434, Clock())
     with pytest.raises(DatapathError) as exc:
         kp.start()
     assert str(exc.value) == (
@@ -421,49 +396,13 @@ def test_more_prefixes_than_the_kernel_takes_are_refused() -> None:
     cfg = parse_config(doc)
     fake = FakeKernel()
     with pytest.raises(DatapathError, match="65 destination prefixes; itm_route takes 64"):
-        KernelPath(fake, cfg, tables(cfg), 1434, Clock()).start()
+        KernelPath(fake, cfg, path_tables(cfg), 1434, Clock()).start()
     assert fake.closed and fake.configured is None
     assert kernelpath.MAX_ROUTES == spec.ITMR_MAX_ROUTES
     assert kernelpath.FAMILY == spec.FAMILY_NAME
 
 
 # ------------------------------------------------------------------ the Router
-class FakeSock:
-    """A socket that sends nothing anywhere: records sends, has a descriptor to select on."""
-
-    def __init__(self) -> None:
-        self.pair = socket.socketpair()
-        self.sent: list[tuple[bytes, Any]] = []
-
-    def fileno(self) -> int:
-        return self.pair[0].fileno()
-
-    def recvfrom(self, n: int) -> tuple[bytes, Any]:
-        raise BlockingIOError
-
-    def sendto(self, data: bytes, addr: Any) -> int:
-        self.sent.append((bytes(data), addr))
-        return len(data)
-
-    def setsockopt(self, *args: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        for s in self.pair:
-            s.close()
-
-
-class OfflineRouter(Router):
-    """A Router whose sockets are fakes (no root)."""
-
-    opened = 0
-
-    def _open_sockets(self) -> None:
-        OfflineRouter.opened += 1
-        socks = [cast(socket.socket, FakeSock()) for _ in range(5)]
-        self.udp, self.raw, self.raw6, self.icmp6, self.icmp4 = socks
-
-
 def test_a_router_on_the_kernel_data_path_captures_nothing() -> None:
     fake = FakeKernel()
     clock = Clock(100.0)
