@@ -7,9 +7,13 @@ modules. Each repeat measures, interleaved, a bulk TCP stream and a UDP flood
 * ``routed``: A and D route each other's prefix through R1, no itmRoute;
 * ``kernel``: the same routes, and itm_route in A, R1 and D (configured as the
   daemon configures it, without the daemon): A tunnels to R1, R1 relays to D,
-  D delivers; the replies come back the same way.
+  D delivers; the replies come back the same way;
+* ``wireguard``: the same routes, and the WireGuard data path in A, R1 and D
+  (set up as the daemon sets it up, without the daemon): A's WireGuard device
+  sends to R1's forwarding port for D, R1 forwards the outer datagrams (NAT),
+  D's device decrypts; no module of ours is used.
 
-Ratios are kernel over routed in the same repeat. Run in User-Mode Linux
+Ratios are each data path over routed in the same repeat. Run in User-Mode Linux
 (``--kernel uml``) every namespace shares one CPU at native speed: the ratio is
 the data path's cost per packet; under QEMU TCG it is the emulator's.
 """
@@ -35,7 +39,7 @@ from itmtool import uml
 
 A_NET = "10.77.100.0/24"
 D_NET = "10.77.200.0/24"
-MODES = ("routed", "kernel")
+MODES = ("routed", "kernel", "wireguard")
 FLOWS = ("tcp", "udp")
 PORT = 5800
 
@@ -121,14 +125,62 @@ def _kernel_path(ov: Any, key: bytes) -> Iterator[None]:
             c.close()
 
 
+@contextlib.contextmanager
+def _wireguard_path(ov: Any) -> Iterator[None]:
+    """The WireGuard data path in A, R1 and D, both ways through R1, as the daemons
+    set it up once they chose R1."""
+    import time as clock
+
+    from itmlab import netns
+    from itmroute.config import parse_config
+    from itmroute.daemon import path_tables
+    from itmroute.lab import A_OVERLAY, D_OVERLAY
+    from itmroute.wgpath import WireguardPath
+
+    paths: list[WireguardPath] = []
+    try:
+        for node in ("a", "r1", "d"):
+            cfg = parse_config({**ov.config(node), "datapath": "wireguard"})
+            dests = path_tables(cfg)
+            for _, st in dests:
+                st.current = "r1"
+            with netns(ov.ns_of(node)):
+                path = WireguardPath(cfg, dests, clock.monotonic)
+                path.start()
+                paths.append(path)
+                if node == "r1":
+                    for itm in (A_OVERLAY, D_OVERLAY):
+                        assert path.forward(ipaddress.ip_address(itm).packed), itm
+        yield
+    finally:
+        for p in paths:
+            with netns(ov.ns_of(("a", "r1", "d")[paths.index(p)])):
+                p.close()
+
+
+def _path(mode: str, ov: Any, key: bytes) -> contextlib.AbstractContextManager[None]:
+    if mode == "kernel":
+        return _kernel_path(ov, key)
+    if mode == "wireguard":
+        return _wireguard_path(ov)
+    return contextlib.nullcontext()
+
+
 def guest(moddir: Path, out: Path, seconds: int, repeats: int) -> int:
     """Inside the VM: itm_mod and itm_route loaded, both modes and flows interleaved."""
     from itmlab import kmods, netns
-    from itmroute.lab import A_OVERLAY, D_OVERLAY, load_stock_modules, overlay
+    from itmroute.lab import (
+        A_OVERLAY,
+        D_OVERLAY,
+        load_stock_modules,
+        load_wireguard_modules,
+        overlay,
+    )
     from libitm.control import ItmControl
 
     ko = vmbench.module_paths(moddir)
     load_stock_modules()
+    load_wireguard_modules()
     vmbench.sh("insmod", ko["itm_mod"])
     samples: dict[str, list[float]] = {f"{m} {f}": [] for m in MODES for f in FLOWS}
     try:
@@ -150,10 +202,7 @@ def guest(moddir: Path, out: Path, seconds: int, repeats: int) -> int:
                 for r in range(repeats):
                     order = MODES if r % 2 == 0 else MODES[::-1]
                     for mode in order:
-                        path = (
-                            _kernel_path(ov, key) if mode == "kernel" else contextlib.nullcontext()
-                        )
-                        with path:
+                        with _path(mode, ov, key):
                             for flow in FLOWS:
                                 mbps = _iperf(ov.a, ov.d, A_OVERLAY, D_OVERLAY, flow, seconds)
                                 samples[f"{mode} {flow}"].append(mbps)
@@ -174,10 +223,11 @@ def guest(moddir: Path, out: Path, seconds: int, repeats: int) -> int:
     return 0
 
 
-def ratios(doc: dict[str, Any], flow: str) -> list[float]:
-    """Kernel over routed, per repeat, for ``flow``."""
+def ratios(doc: dict[str, Any], flow: str, mode: str = "kernel") -> list[float]:
+    """``mode`` over routed, per repeat, for ``flow``."""
     s = doc["samples"]
-    return [k / r for k, r in zip(s[f"kernel {flow}"], s[f"routed {flow}"], strict=False) if r > 0]
+    got = s.get(f"{mode} {flow}", [])
+    return [k / r for k, r in zip(got, s[f"routed {flow}"], strict=False) if r > 0]
 
 
 def table(doc: dict[str, Any]) -> str:
@@ -187,17 +237,21 @@ def table(doc: dict[str, Any]) -> str:
         f"Kernel {doc['kernel']} ({doc['seconds']} s per run, {doc['repeats']} interleaved "
         f"repeats, median (min-max); guest load average at the end {doc['load']}):",
         "",
-        "| flow | routed, Mbit/s | kernel data path, Mbit/s | ÷ routed |",
-        "|---|---:|---:|---:|",
+        "| flow | routed, Mbit/s | data path | Mbit/s | ÷ routed |",
+        "|---|---:|---|---:|---:|",
     ]
     for flow in FLOWS:
-        rs = ratios(doc, flow)
-        lines.append(
-            f"| {'bulk TCP' if flow == 'tcp' else 'UDP flood (1200 B)'} "
-            f"| {statistics.median(s[f'routed {flow}']):.0f} "
-            f"| {statistics.median(s[f'kernel {flow}']):.0f} "
-            f"| {statistics.median(rs):.2f}x ({min(rs):.2f}-{max(rs):.2f}) |"
-        )
+        name = "bulk TCP" if flow == "tcp" else "UDP flood (1200 B)"
+        routed = f"{statistics.median(s[f'routed {flow}']):.0f}"
+        for mode in MODES[1:]:
+            rs = ratios(doc, flow, mode)
+            if not rs:  # a run from before this mode existed
+                continue
+            lines.append(
+                f"| {name} | {routed} | {mode} | {statistics.median(s[f'{mode} {flow}']):.0f} "
+                f"| {statistics.median(rs):.2f}x ({min(rs):.2f}-{max(rs):.2f}) |"
+            )
+            name = routed = ""
     return "\n".join(lines)
 
 
@@ -219,9 +273,11 @@ def host(args: argparse.Namespace) -> int:
             "itmRoute's kernel data path against routing" + (", native (UML)" if native else ""),
             [
                 "A bulk TCP stream and a UDP flood (iperf3) from A to D through one relay, "
-                "routed through it without itmRoute, and carried by itm_route (A tunnels, "
-                "R1 relays, D delivers, each datagram sealed and checked as the daemon "
-                "does), interleaved; the ratio is the kernel data path's over routing's in "
+                "routed through it without itmRoute, carried by itm_route (`kernel`: A "
+                "tunnels, R1 relays, D delivers, each datagram sealed and checked as the "
+                "daemon does) and by the kernel's WireGuard (`wireguard`: A's device to "
+                "R1's forwarding port, R1 forwards the outer datagrams, D's device "
+                "decrypts), interleaved; the ratio is the data path's over routing's in "
                 "the same repeat. "
                 + (
                     "User-Mode Linux: every namespace shares one CPU at native speed "

@@ -62,6 +62,18 @@ def _identity(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+def path_tables(cfg: Config) -> list[tuple[Destination, DestState]]:
+    """Each served prefix with its path table: one table per destination ITM, shared
+    by the prefixes it serves (an IPv4 and an IPv6 prefix behind the same ITM take
+    the same paths)."""
+    neighbours = {n: str(a) for n, a in cfg.neighbours.items()}
+    by_itm: dict[bytes, DestState] = {}
+    for d in cfg.destinations:
+        if d.itm.packed not in by_itm:
+            by_itm[d.itm.packed] = DestState.make(str(d.itm), neighbours, cfg.probe)
+    return [(d, by_itm[d.itm.packed]) for d in cfg.destinations]
+
+
 class Router:
     """One ITM's itmRoute: relay for its neighbours, source for its destinations."""
 
@@ -88,16 +100,8 @@ class Router:
         self.state_file = Path(state_file) if state_file else None
         self.tunnel_mtu = mtu.tunnel_mtu(cfg.mtu, wire.tunnel_overhead(len(self.me)))
         self.mss = self.tunnel_mtu - 40
-        neighbours = {n: str(a) for n, a in cfg.neighbours.items()}
-        # one path table per destination ITM, shared by the prefixes it serves
-        # (an IPv4 and an IPv6 prefix behind the same ITM take the same paths)
-        self._by_itm: dict[bytes, DestState] = {}
-        for d in cfg.destinations:
-            if d.itm.packed not in self._by_itm:
-                self._by_itm[d.itm.packed] = DestState.make(str(d.itm), neighbours, cfg.probe)
-        self.dests: list[tuple[Destination, DestState]] = [
-            (d, self._by_itm[d.itm.packed]) for d in cfg.destinations
-        ]
+        self.dests = path_tables(cfg)
+        self._by_itm: dict[bytes, DestState] = {d.itm.packed: st for d, st in self.dests}
         self._by_dst: dict[bytes, DestState | None] = {}
         self._itm_of = {st.name: itm for itm, st in self._by_itm.items()}
         self.counters: dict[str, int] = dict.fromkeys(

@@ -6,9 +6,7 @@ from __future__ import annotations
 import socket
 from typing import Any, cast
 
-from itmroute.config import Config, Destination
-from itmroute.daemon import Router
-from itmroute.paths import DestState
+from itmroute.daemon import Router, path_tables
 
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 #: an ITM A with two relays and three prefixes behind two destination ITMs
@@ -33,16 +31,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
-
-
-def path_tables(cfg: Config) -> list[tuple[Destination, DestState]]:
-    """The served prefixes and their path tables, one per destination ITM, as a
-    Router makes them."""
-    by_itm: dict[Any, DestState] = {}
-    neighbours = {n: str(a) for n, a in cfg.neighbours.items()}
-    for d in cfg.destinations:
-        by_itm.setdefault(d.itm, DestState.make(str(d.itm), neighbours, cfg.probe))
-    return [(d, by_itm[d.itm]) for d in cfg.destinations]
 
 
 class FakeSock:
@@ -79,3 +67,6 @@ class OfflineRouter(Router):
         OfflineRouter.opened += 1
         socks = [cast(socket.socket, FakeSock()) for _ in range(5)]
         self.udp, self.raw, self.raw6, self.icmp6, self.icmp4 = socks
+
+
+__all__ = ["DOC", "KEY", "Clock", "FakeSock", "OfflineRouter", "path_tables"]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bench import itmroute_kernel, vmbench
 
-DOC = {
+DOC: dict[str, Any] = {
     "kernel": "6.12.118",
     "seconds": 5,
     "repeats": 2,
@@ -19,6 +20,8 @@ DOC = {
         "routed udp": [100.0, 0.0],  # a repeat whose anchor delivered nothing: no ratio
         "kernel tcp": [500.0, 200.0],
         "kernel udp": [50.0, 40.0],
+        "wireguard tcp": [400.0, 400.0],
+        "wireguard udp": [80.0, 10.0],
     },
 }
 
@@ -26,11 +29,15 @@ DOC = {
 def test_ratios_pair_the_repeats_and_skip_an_empty_anchor() -> None:
     assert itmroute_kernel.ratios(DOC, "tcp") == [0.5, 0.25]
     assert itmroute_kernel.ratios(DOC, "udp") == [0.5]
+    assert itmroute_kernel.ratios(DOC, "tcp", "wireguard") == [0.4, 0.5]
 
 
 def test_table_gives_median_and_range() -> None:
     text = itmroute_kernel.table(DOC)
-    assert "| bulk TCP | 900 | 350 | 0.38x (0.25-0.50) |" in text
+    assert "| bulk TCP | 900 | kernel | 350 | 0.38x (0.25-0.50) |" in text
+    assert "|  |  | wireguard | 400 | 0.45x (0.40-0.50) |" in text
+    old = {**DOC, "samples": {k: v for k, v in DOC["samples"].items() if "wireguard" not in k}}
+    assert "wireguard" not in itmroute_kernel.table(old)  # a run from before the mode
     assert "UDP flood" in text and "load average at the end 1.00 1.00 1.00" in text
 
 
