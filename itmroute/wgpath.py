@@ -47,6 +47,7 @@ decryption, ``rx_errors``).
 from __future__ import annotations
 
 import errno
+import hashlib
 import ipaddress
 import logging
 import os
@@ -81,6 +82,17 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 def steer_mark(cfg: Config) -> int:
     """The firewall mark (and routing table) of packets steered into the device."""
     return 0x10000 | cfg.mark
+
+
+def device_address(cfg: Config) -> str:
+    """The IPv4 address the device carries: the ITM's overlay address, or in an
+    overlay of IPv6 ITMs one of IPv4's link-local addresses (169.254.1.0 -
+    169.254.254.255, RFC 3927) picked by the ITM's address. It is never a
+    packet's source: the route that chose the source was the plain one."""
+    if cfg.address.version == 4:
+        return str(cfg.address)
+    h = int.from_bytes(hashlib.blake2s(cfg.address.packed, digest_size=2).digest(), "big")
+    return f"169.254.{1 + h % 254}.{h >> 8}"
 
 
 class WgApi(Protocol):
@@ -232,10 +244,9 @@ class WireguardPath:
         cfg = self.cfg
         # IPv4's reverse-path check drops whatever comes in on a device without
         # an IPv4 address unless rp_filter is off everywhere (systemd makes it
-        # loose): the device carries the ITM's overlay address, and is loose
-        # itself (a strict check against the main table would drop its packets)
-        if cfg.address.version == 4:
-            links.addr("add", index=self._index, address=str(cfg.address), prefixlen=32)
+        # loose): the device carries an IPv4 address, and is loose itself (a
+        # strict check against the main table would drop its packets)
+        links.addr("add", index=self._index, address=device_address(cfg), prefixlen=32)
         try:
             Path(f"/proc/sys/net/ipv4/conf/{DEVICE}/rp_filter").write_text("2")
         except OSError as e:

@@ -19,16 +19,21 @@ leave no device, rule, route or table behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
 from itmlab import netns, run
 from itmroute import wgkeys
 from itmroute.lab import (
+    A_OVERLAY,
+    A_OVERLAY6,
     D_OVERLAY,
+    D_OVERLAY6,
     Overlay,
     SeqStream,
     load_stock_modules,
@@ -72,6 +77,52 @@ def _stream(ov: Overlay, seconds: float, port: int) -> SeqStream:
     finally:
         s.close()
     return s
+
+
+def _datagrams(ov: Overlay, src: str, dst: str, family: int, n: int = 50) -> int:
+    """How many of ``n`` datagrams from ``src`` in A reach ``dst`` in D."""
+    with netns(ov.d):
+        rx = socket.socket(family, socket.SOCK_DGRAM)
+        rx.bind((dst, 5730))
+    with netns(ov.a):
+        tx = socket.socket(family, socket.SOCK_DGRAM)
+        tx.bind((src, 0))
+    rx.settimeout(1.0)
+    got = 0
+    with rx, tx:
+        for _ in range(n):
+            tx.sendto(b"w" * 100, (dst, 5730))
+            time.sleep(0.01)
+        with contextlib.suppress(TimeoutError):
+            while got < n:
+                rx.recv(2048)
+                got += 1
+    return got
+
+
+def test_an_overlay_of_ipv6_itms_carries_ipv4_and_ipv6() -> None:
+    """ITMs that talk IPv6 to each other: WireGuard's endpoints and the relay's
+    forwarding are IPv6, and both families ride inside (IPv4 too, though the
+    device has no IPv4 overlay address)."""
+    load_stock_modules()
+    load_wireguard_modules()
+    with overlay("itm6", 1, ipv6=True, outer=6, datapath="wireguard") as ov:
+        ov.set_paths({0: (160, 0, 0), 1: (40, 0, 0)})
+        ov.start_threads(["d", "r1", "a"])
+        got: dict[str, int] = {}
+
+        def carried() -> bool:
+            got["v6"] = _datagrams(ov, A_OVERLAY6, D_OVERLAY6, socket.AF_INET6)
+            got["v4"] = _datagrams(ov, A_OVERLAY, D_OVERLAY, socket.AF_INET)
+            return _current(ov) == "r1" and got["v6"] >= 45 and got["v4"] >= 45
+
+        assert kit.wait_until(carried, timeout=60.0, step=0.5), (got, _wg(ov))
+        peer = _wg(ov)["peers"]["fd77:200::1"]
+        assert peer["endpoint"].startswith("fd77:a1::2:"), peer  # through R1
+        assert "fd77:200::1" in _wg(ov, "r1")["forwarding"].values()
+        ov.stop_daemons()
+        for ns in (ov.a, ov.d, *ov.relays):
+            assert _left_behind(ns) == [], ns
 
 
 def test_wireguard_carries_the_stream_through_the_chosen_relay_and_fails_over() -> None:

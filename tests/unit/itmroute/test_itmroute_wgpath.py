@@ -236,6 +236,16 @@ def test_start_makes_the_device_its_peers_routes_and_steering() -> None:
     assert lab.tables[0].closed and wg.closed
 
 
+def test_the_device_has_an_ipv4_address_in_every_overlay() -> None:
+    assert wgpath.device_address(config()) == "10.77.100.1"
+    six = {"neighbours": {}, "destinations": [{"prefix": "10.9.0.0/16", "itm": "fd77:9::1"}]}
+    v6 = [wgpath.device_address(config(**six, address=f"fd77::{i:x}")) for i in range(1, 300)]
+    link_local = ipaddress.IPv4Network("169.254.0.0/16")
+    assert all(ipaddress.IPv4Address(a) in link_local for a in v6)
+    assert not any(a.startswith(("169.254.0.", "169.254.255.")) for a in v6)  # RFC 3927
+    assert len(set(v6)) > 250  # spread
+
+
 def test_a_relay_without_destinations_makes_no_device() -> None:
     lab = Lab(parse_config({"address": "10.77.1.2", "datapath": "wireguard", "key": KEY}))
     lab.path.start()
