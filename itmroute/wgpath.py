@@ -131,6 +131,9 @@ class LinkApi(Protocol):
 class TableApi(Protocol):
     """What :class:`WireguardPath` needs of :class:`~itmroute.nftsession.OwnedTable`."""
 
+    @property
+    def alive(self) -> bool: ...
+
     def apply(self, commands: list[str]) -> None: ...
 
     def close(self) -> None: ...
@@ -194,12 +197,16 @@ class WireguardPath:
         #: forwarding port -> the destination ITM a relay forwards it to
         self.forwarding: dict[int, Address] = {}
         self._refused: set[Address] = set()
-        self.stats: dict[str, int] = {"endpoint_sets": 0, "endpoint_moved": 0, "rx_errors": 0}
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("endpoint_sets", "endpoint_moved", "rx_errors", "table_restored"), 0
+        )
         self.errors = 0
         self._wg: WgApi | None = None
         self._links: LinkApi | None = None
         self._table: TableApi | None = None
         self._index: int | None = None
+        self._started = False
+        self._retry_at = 0.0
 
     # ------------------------------------------------------------ start, stop
     def start(self) -> None:
@@ -221,6 +228,7 @@ class WireguardPath:
         except BaseException:
             self.close()
             raise
+        self._started = True
 
     def _make_device(self) -> None:
         links = self._links
@@ -349,6 +357,7 @@ class WireguardPath:
 
     def close(self) -> None:
         """Remove the device, rules and routes and end the table (packets go plain)."""
+        self._started = False
         links, self._links = self._links, None
         if links is not None:
             try:
@@ -453,7 +462,12 @@ class WireguardPath:
 
     # ------------------------------------------------------------ what came in
     def poll(self) -> None:
-        """Read the peers' counters and endpoints and feed each path table."""
+        """Read the peers' counters and endpoints and feed each path table; put the
+        steering table back if its ``nft`` died under the daemon."""
+        lost = self._started and (self._table is None or not self._table.alive)
+        if lost and self.clock() >= self._retry_at:  # not an nft per tick while it fails
+            self._retry_at = self.clock() + 1.0
+            self._restore_table()
         if self._wg is None:
             return
         now = self.clock()
@@ -497,6 +511,27 @@ class WireguardPath:
             return int(stats["rx_errors"]) if stats is not None else None
         except bad:
             return None
+
+    def _restore_table(self) -> None:
+        """The table went with its ``nft -i`` (someone killed it): packets went plain
+        meanwhile. Make it again, with what this relay forwarded."""
+        old, self._table = self._table, None
+        if old is not None:
+            old.close()
+        log.warning("WireGuard data path: the steering table went with its nft; making it again")
+        try:
+            self._table = self._open_table("inet", TABLE)
+            self._steer()
+        except (NftError, DatapathError) as e:
+            if self._table is not None:
+                self._table.close()
+                self._table = None
+            self._trouble("steering table", e)
+            return
+        forwarded, self.forwarding = self.forwarding, {}
+        for addr in forwarded.values():
+            self.forward(addr.packed)
+        self.stats["table_restored"] += 1
 
     def _trouble(self, what: str, e: Exception) -> None:
         self.errors += 1

@@ -64,10 +64,15 @@ def _left_behind(ns: str) -> list[str]:
     rules = run("ip", "-n", ns, "rule", "show").stdout
     if f"{RULE_PRIORITY}:" in rules:
         left.append("rule")
-    tables = run("ip", "netns", "exec", ns, "nft", "list", "tables").stdout
-    if f"inet {TABLE}" in tables.split("\n") or f"table inet {TABLE}" in tables:
+    if _has_table(ns):
         left.append(f"table inet {TABLE}")
     return left
+
+
+def _has_table(ns: str) -> bool:
+    """Whether the steering table is in namespace ``ns``."""
+    tables = run("ip", "netns", "exec", ns, "nft", "list", "tables").stdout
+    return f"table inet {TABLE}" in tables.splitlines()
 
 
 def _stream(ov: Overlay, seconds: float, port: int) -> SeqStream:
@@ -204,19 +209,19 @@ def test_kill_9_goes_plain_and_a_restart_tunnels_again(tmp_path: Path) -> None:
         try:
             assert kit.wait_until(state.exists, timeout=60.0), (tmp_path / "a.log").read_text()
             _stream(ov, 6.0, 5720)
-            assert (
-                f"inet {TABLE}" in run("ip", "netns", "exec", ov.a, "nft", "list", "tables").stdout
-            )
+            assert _has_table(ov.a)
+            # its nft killed under it: the daemon makes the table again
+            nft = run("pgrep", "-P", str(proc.pid), "-x", "nft").stdout.split()
+            assert len(nft) == 1, nft
+            os.kill(int(nft[0]), signal.SIGKILL)
+            assert kit.wait_until(
+                lambda: "making it again" in (tmp_path / "a.log").read_text() and _has_table(ov.a),
+                timeout=10.0,
+            ), (tmp_path / "a.log").read_text()
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
             # the table went with nft -i, whose stdin was the daemon's
-            assert kit.wait_until(
-                lambda: (
-                    f"inet {TABLE}"
-                    not in run("ip", "netns", "exec", ov.a, "nft", "list", "tables").stdout
-                ),
-                timeout=10.0,
-            )
+            assert kit.wait_until(lambda: not _has_table(ov.a), timeout=10.0)
             s = _stream(ov, 3.0, 5721)  # plain, on the direct path
             assert len(s.arrivals) >= 0.8 * s.sent, s.summary()
             proc, state = ov.start_process("a", tmp_path)

@@ -137,6 +137,7 @@ class FakeTable:
         self.applied: list[str] = []
         self.closed = False
         self.refuse: str | None = None
+        self.alive = True
 
     def apply(self, commands: list[str]) -> None:
         if self.refuse is not None:
@@ -414,6 +415,35 @@ def test_a_relay_refuses_what_it_cannot_forward(caplog: pytest.LogCaptureFixture
     assert lab.path.forwarding == {port: D1}
     lab.tables[0].refuse = "Error: Could not process rule: No buffer space available"
     assert not lab.path.forward(D2.packed)
+    lab.path.close()
+
+
+def test_a_steering_table_whose_nft_died_is_made_again(caplog: pytest.LogCaptureFixture) -> None:
+    lab = Lab()
+    lab.path.start()
+    assert lab.path.forward(D1.packed)
+    lab.tables[0].alive = False  # someone killed nft -i: packets go plain meanwhile
+    with caplog.at_level(logging.WARNING, logger="itmroute"):
+        lab.path.poll()
+    assert "the steering table went with its nft; making it again" in caplog.text
+    assert len(lab.tables) == 2 and lab.tables[0].closed
+    again = lab.tables[1].applied
+    assert any("dst4" in c for c in again) and any(
+        c.startswith("add element inet itmroute fwd4") for c in again
+    )
+    assert lab.path.stats["table_restored"] == 1 and lab.path.forwarding
+    lab.tables[1].alive = False
+    lab.clock.t += 1.0
+    lab.table_error = NftError("cannot run nft: No such file or directory")
+    with caplog.at_level(logging.WARNING, logger="itmroute"):
+        lab.path.poll()  # logged, tried again at the next poll
+    assert "steering table failed" in caplog.text
+    lab.table_error = None
+    lab.path.poll()  # not within a second of the last try
+    assert lab.path.stats["table_restored"] == 1
+    lab.clock.t += 1.0
+    lab.path.poll()
+    assert lab.path.stats["table_restored"] == 2
     lab.path.close()
 
 
