@@ -64,9 +64,12 @@ BENCHMARKS = (
         math.ceil(len(read_matrix()) * mice_plan.bound_seconds(mice_plan.plan()) / 60),
     ),
     Benchmark("itmroute", "bench.itmroute", ("--kernel", "6.12"), 25),
-    # #20's kernel data path against routing, natively (one CPU): 3 repeats * 2 modes *
-    # 2 flows * (5 s of iperf3 + its start) and the boot = 2 min
-    Benchmark("itmroute_kernel", "bench.itmroute_kernel", ("--kernel", "uml"), 4),
+    # #20's data paths against routing, natively (one CPU): 3 repeats * 3 modes *
+    # 2 flows * (5 s of iperf3 + its start) and the boot = 3 min
+    Benchmark("itmroute_kernel", "bench.itmroute_kernel", ("--kernel", "uml"), 5),
+    # #20's failover on each data path, natively: 3 paths * 20 cuts * (1 s of stream
+    # before the cut + 4 s after + up to 10 s for the path to settle) = 15 min at most
+    Benchmark("itmroute_failover", "bench.itmroute_failover", ("--kernel", "uml"), 16),
 )
 
 HEADER = "run_all"

@@ -20,6 +20,7 @@ import bench
 from bench import (
     itm_dispatch,
     itmroute,
+    itmroute_failover,
     itmroute_host,
     itmroute_kernel,
     libitm_kernel_queue,
@@ -106,6 +107,7 @@ COUNTS: list[tuple[Main, list[str], str]] = [
         for main in (
             itm_dispatch.main,
             itmroute_kernel.main,
+            itmroute_failover.main,
             libitm_kernel_queue.main,
             qos_cost.main,
             itmroute.main,
