@@ -69,6 +69,21 @@ def _left_behind(ns: str) -> list[str]:
     return left
 
 
+def _children(pid: int, comm: str) -> list[int]:
+    """The pids of process ``pid``'s children named ``comm``."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        ppid = int(text[text.rindex(")") + 2 :].split()[1])
+        if ppid == pid and name == comm:
+            out.append(int(stat.parent.name))
+    return out
+
+
 def _has_table(ns: str) -> bool:
     """Whether the steering table is in namespace ``ns``."""
     tables = run("ip", "netns", "exec", ns, "nft", "list", "tables").stdout
@@ -211,9 +226,9 @@ def test_kill_9_goes_plain_and_a_restart_tunnels_again(tmp_path: Path) -> None:
             _stream(ov, 6.0, 5720)
             assert _has_table(ov.a)
             # its nft killed under it: the daemon makes the table again
-            nft = run("pgrep", "-P", str(proc.pid), "-x", "nft").stdout.split()
+            nft = _children(proc.pid, "nft")
             assert len(nft) == 1, nft
-            os.kill(int(nft[0]), signal.SIGKILL)
+            os.kill(nft[0], signal.SIGKILL)
             assert kit.wait_until(
                 lambda: "making it again" in (tmp_path / "a.log").read_text() and _has_table(ov.a),
                 timeout=10.0,
