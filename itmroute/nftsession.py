@@ -26,6 +26,8 @@ from collections.abc import Iterable
 
 #: the empty chain whose listing marks the end of a batch's output
 SYNC_CHAIN = "sync"
+#: seconds of silence after an error that end the wait for the listing
+QUIET = 0.5
 
 
 class NftError(Exception):
@@ -48,6 +50,9 @@ class OwnedTable:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
+                # out of the terminal's process group: a Ctrl-C is the daemon's to
+                # handle; nft ends when the daemon closes its stdin, or dies
+                start_new_session=True,
             )
         except OSError as e:
             raise NftError(f"cannot run {nft}: {e.strerror or e}") from None
@@ -84,31 +89,36 @@ class OwnedTable:
             proc.stdin.flush()
         except OSError as e:
             raise NftError(f"nft -i: {e.strerror or e}") from None
-        out = self._read_until(proc, b"}\n}\n")
-        err = self._drain(proc.stderr)
+        out, err = self._read(proc, b"}\n}\n")
         if err:
             raise NftError(_first_error(err))
         if out is None:
             raise NftError(f"nft -i did not answer within {self.timeout:g} s")
 
-    def _read_until(self, proc: subprocess.Popen[bytes], end: bytes) -> bytes | None:
-        """What ``nft`` wrote on stdout up to ``end`` (None: it exited or timed out)."""
-        assert proc.stdout is not None
-        fd = proc.stdout.fileno()
-        buf = b""
+    def _read(self, proc: subprocess.Popen[bytes], end: bytes) -> tuple[bytes | None, bytes]:
+        """What ``nft`` wrote on stdout up to ``end`` (None: it exited, timed out, or
+        the listing itself failed) and on stderr. After an error the wait ends
+        once ``nft`` has been quiet for :data:`QUIET` s: the listing fails too
+        when the table could not be made."""
+        assert proc.stdout is not None and proc.stderr is not None
+        out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+        out, err = b"", b""
         deadline = time.monotonic() + self.timeout
-        while not buf.endswith(end):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            ready, _, _ = select.select([fd], [], [], left)
+        while not out.endswith(end):
+            now = time.monotonic()
+            left = (min(deadline, now + QUIET) if err else deadline) - now
+            ready = select.select([out_fd, err_fd], [], [], left)[0] if left > 0 else []
             if not ready:
-                return None
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                return None
-            buf += chunk
-        return buf
+                return None, err
+            for fd in ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:  # nft exited
+                    return None, err + self._drain(proc.stderr)
+                if fd == out_fd:
+                    out += chunk
+                else:
+                    err += chunk
+        return out, err + self._drain(proc.stderr)
 
     @staticmethod
     def _drain(f: object) -> bytes:
