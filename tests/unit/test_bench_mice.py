@@ -192,6 +192,7 @@ def test_run_all_lists_every_benchmark_with_its_bound() -> None:
         "mice_elephants",
         "itmroute",
         "itmroute_kernel",
+        "itmroute_failover",
     ]
     assert all(b.command()[-1] == "--write" and b.minutes > 0 for b in run_all.BENCHMARKS)
     assert run_all.main(["--list"]) == 0
