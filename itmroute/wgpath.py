@@ -220,10 +220,13 @@ class WireguardPath:
             except NftError as e:
                 raise DatapathError(_describe_table(e)) from None
             self._links = self._open_links()
-            self._clear()
-            if self.peers:  # a relay with no destinations only forwards
-                self._make_device()
-                self._route()
+            try:
+                self._clear()
+                if self.peers:  # a relay with no destinations only forwards
+                    self._make_device()
+                    self._route()
+            except _nl_errors() as e:
+                raise DatapathError(f"WireGuard data path: {_strerror(e)}") from None
             self._steer()
         except BaseException:
             self.close()
@@ -315,8 +318,10 @@ class WireguardPath:
         lo, hi = self.wg_port + 1, self.wg_port + wgkeys.FORWARD_PORTS
         ours, steer = f"meta mark != {cfg.mark:#x}", f"meta mark set {self.mark:#x}"
         cmds = [
-            f"add set {t} dst4 {{ type ipv4_addr; flags interval; }}",
-            f"add set {t} dst6 {{ type ipv6_addr; flags interval; }}",
+            # nested prefixes (10.0.0.0/8 behind one ITM, 10.1.0.0/16 behind
+            # another) are one interval here: the routes tell them apart
+            f"add set {t} dst4 {{ type ipv4_addr; flags interval; auto-merge; }}",
+            f"add set {t} dst6 {{ type ipv6_addr; flags interval; auto-merge; }}",
             *([f"add element {t} dst4 {{ {', '.join(v4)} }}"] if v4 else []),
             *([f"add element {t} dst6 {{ {', '.join(v6)} }}"] if v6 else []),
             # local packets (not the daemon's, not WireGuard's): rerouted when the

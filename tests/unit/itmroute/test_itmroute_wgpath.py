@@ -292,6 +292,35 @@ def test_a_kernel_without_wireguard_is_a_configuration_error_and_all_is_undone()
     assert other.tables[0].closed
 
 
+def test_a_refused_route_is_one_line_and_all_is_undone() -> None:
+    lab = Lab()
+
+    def refuse(command: str, **kw: Any) -> None:
+        raise OSError(errno.EEXIST, "File exists")
+
+    lab.links.route = refuse  # type: ignore[method-assign]
+    with pytest.raises(DatapathError, match=r"^WireGuard data path: File exists$"):
+        lab.path.start()
+    assert lab.links.devices == {} and lab.links.rules == [] and lab.tables[0].closed
+
+
+def test_nested_prefixes_make_one_interval() -> None:
+    lab = Lab(
+        config(
+            destinations=[
+                {"prefix": "10.0.0.0/8", "itm": "10.77.200.1"},
+                {"prefix": "10.1.0.0/16", "itm": "10.78.0.1"},
+            ]
+        )
+    )
+    lab.path.start()
+    assert "add element inet itmroute dst4 { 10.0.0.0/8, 10.1.0.0/16 }" in lab.tables[0].applied
+    assert any(
+        "dst4 { type ipv4_addr; flags interval; auto-merge; }" in c for c in lab.tables[0].applied
+    )
+    lab.path.close()
+
+
 def test_refused_steering_rules_are_undone() -> None:
     lab = Lab()
     orig = lab.options["table"]
