@@ -72,6 +72,10 @@ DEVICE = "itmroute0"
 TABLE = "itmroute"
 #: the policy rules' priority (before the main table's 32766)
 RULE_PRIORITY = 7177
+#: seconds without a byte from a peer after which an endpoint that WireGuard took
+#: from the peer's packets through a relay's NAT is not trusted any more (the
+#: relay's conntrack forgets an unanswered UDP mapping after 30 s)
+ROAM_QUIET = 25.0
 #: bytes of WireGuard's keepalive (header and tag, no payload): a peer's
 #: counter growing by less than the smallest data packet is not traffic
 MIN_DATA_BYTES = 64
@@ -151,6 +155,7 @@ class Peer:
     rx: int = 0
     tx: int = 0
     handshake: float = 0.0  # seconds since the epoch, 0: never
+    heard: float = -1e9  # when its bytes in last grew (the Router's clock)
 
 
 def _sysctl(path: str) -> str | None:
@@ -487,17 +492,19 @@ class WireguardPath:
                 continue
             if tx - peer.tx >= MIN_DATA_BYTES:
                 peer.state.note_out(now)
+            if rx != peer.rx:
+                peer.heard = now
             if rx - peer.rx >= MIN_DATA_BYTES:
                 peer.state.note_in(now)
             peer.tx, peer.rx, peer.handshake = tx, rx, handshake
-            if (
-                endpoint is not None
-                and peer.endpoint is not None
-                and endpoint[0] != peer.endpoint[0]
-            ):
-                # WireGuard took the peer's last source, another path than ours:
-                # set ours back at the push (the same relay's other port, as its
-                # NAT shows the peer's answers, is the same path)
+            if endpoint is None or peer.endpoint is None or endpoint == peer.endpoint:
+                continue
+            # WireGuard took the peer's last source. Another ITM: another path than
+            # ours, set ours back at the push. The same relay's other port (its NAT
+            # shows the peer's answers so) is the same path while the peer talks,
+            # but its mapping expires with the relay's conntrack entry: ours back
+            # once the peer has been quiet for ROAM_QUIET
+            if endpoint[0] != peer.endpoint[0] or now - peer.heard > ROAM_QUIET:
                 self.stats["endpoint_moved"] += 1
                 peer.endpoint = None
         errors = self._rx_errors()

@@ -361,13 +361,22 @@ def test_an_endpoint_that_wireguard_moved_to_another_path_is_set_back() -> None:
     lab.wg.sets.clear()
     key = pub(lab.cfg, "10.77.200.1")
     # the answers come back through r1's NAT from another port: the same path
-    lab.wg.report(key, ("10.77.1.2", 7178), 0, 0)
+    lab.wg.report(key, ("10.77.1.2", 7178), 100, 0)
     lab.path.poll()
     assert lab.path.push(100.1) == 0 and lab.path.stats["endpoint_moved"] == 0
-    # the peer's packets came by r2: set ours back
-    lab.wg.report(key, ("10.77.2.2", 7178), 0, 0)
+    # ... while the peer talks: once it was quiet for ROAM_QUIET, the NAT's
+    # mapping may be gone, ours is set back
+    lab.clock.t += wgpath.ROAM_QUIET + 1
     lab.path.poll()
-    assert lab.path.push(100.2) == 1 and lab.path.stats["endpoint_moved"] == 1
+    assert lab.path.push(lab.clock.t) == 1 and lab.path.stats["endpoint_moved"] == 1
+    lab.wg.sets.clear()
+    lab.wg.report(key, ("10.77.1.2", 7178), 200, 0)  # it talks again, through the NAT
+    lab.path.poll()
+    assert lab.path.push(lab.clock.t) == 0
+    # the peer's packets came by r2: set ours back
+    lab.wg.report(key, ("10.77.2.2", 7178), 300, 0)
+    lab.path.poll()
+    assert lab.path.push(lab.clock.t) == 1 and lab.path.stats["endpoint_moved"] == 2
     assert lab.wg.endpoints()[0][1][0] == "10.77.1.2"
     lab.path.close()
 
