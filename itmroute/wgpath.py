@@ -507,9 +507,6 @@ class WireguardPath:
             if endpoint[0] != peer.endpoint[0] or now - peer.heard > ROAM_QUIET:
                 self.stats["endpoint_moved"] += 1
                 peer.endpoint = None
-        errors = self._rx_errors()
-        if errors is not None:
-            self.stats["rx_errors"] = errors
 
     def _rx_errors(self) -> int | None:
         """The device's ``rx_errors`` (read through netlink: /sys/class/net is the
@@ -552,7 +549,11 @@ class WireguardPath:
 
     # ------------------------------------------------------------ show
     def snapshot(self) -> dict[str, Any]:
-        """The device's peers and the relay's forwarding, for ``itmroute show``."""
+        """The device's peers and the relay's forwarding, for ``itmroute show`` (the
+        device's ``rx_errors`` read now: only ``show`` needs it, not each tick)."""
+        errors = self._rx_errors()
+        if errors is not None:
+            self.stats["rx_errors"] = errors
         wall = time.time()
         return {
             "wireguard": {
