@@ -83,13 +83,26 @@ def insmod_deps(ko: Path, ours: frozenset[str] = frozenset()) -> list[str]:
     """
     done: list[str] = []
     for dep in depends(ko):
-        if dep.replace("-", "_") in ours or loaded(dep):
+        if dep.replace("-", "_") in ours:
             continue
-        path = find_stock(dep)
-        if path is None:
+        got = insmod_named(dep, ours)
+        if got is None:
             raise RuntimeError(f"{ko.name} needs {dep}, which this kernel does not have")
-        done += insmod_deps(path, ours)
-        if not loaded(dep):
-            run("insmod", str(path))
-            done.append(dep)
+        done += got
+    return done
+
+
+def insmod_named(name: str, ours: frozenset[str] = frozenset()) -> list[str] | None:
+    """Insert the kernel's module ``name`` by path, its dependencies first, unless
+    it is loaded (or built in); returns the names inserted, None when this kernel
+    has no such module. A refused insmod raises ``RuntimeError`` with its stderr."""
+    if loaded(name):
+        return []
+    path = find_stock(name)
+    if path is None:
+        return None
+    done = insmod_deps(path, ours)
+    if not loaded(name):
+        run("insmod", str(path))
+        done.append(name)
     return done

@@ -67,12 +67,8 @@ def load_wireguard_modules() -> None:
     """insmod WireGuard and nftables' NAT, with what they need, by path, where
     they are modules (Debian's kernels); nothing where they are built in (ours)."""
     for name in WIREGUARD_MODULES:
-        if kmods.loaded(name):
-            continue
-        ko = kmods.find_stock(name)
-        if ko is not None:
-            kmods.insmod_deps(ko)
-            run("insmod", str(ko), check=False)
+        with contextlib.suppress(RuntimeError):  # the step that needs it says so
+            kmods.insmod_named(name)
 
 
 def load_stock_modules() -> None:
