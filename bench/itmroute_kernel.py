@@ -129,33 +129,32 @@ def _kernel_path(ov: Any, key: bytes) -> Iterator[None]:
 def _wireguard_path(ov: Any) -> Iterator[None]:
     """The WireGuard data path in A, R1 and D, both ways through R1, as the daemons
     set it up once they chose R1."""
-    import time as clock
-
     from itmlab import netns
     from itmroute.config import parse_config
     from itmroute.daemon import path_tables
     from itmroute.lab import A_OVERLAY, D_OVERLAY
     from itmroute.wgpath import WireguardPath
 
-    paths: list[WireguardPath] = []
+    started: list[tuple[str, WireguardPath]] = []  # (namespace, its data path)
     try:
         for node in ("a", "r1", "d"):
             cfg = parse_config({**ov.config(node), "datapath": "wireguard"})
             dests = path_tables(cfg)
             for _, st in dests:
                 st.current = "r1"
-            with netns(ov.ns_of(node)):
-                path = WireguardPath(cfg, dests, clock.monotonic)
+            ns = ov.ns_of(node)
+            with netns(ns):
+                path = WireguardPath(cfg, dests, time.monotonic)
                 path.start()
-                paths.append(path)
+                started.append((ns, path))
                 if node == "r1":
                     for itm in (A_OVERLAY, D_OVERLAY):
                         assert path.forward(ipaddress.ip_address(itm).packed), itm
         yield
     finally:
-        for p in paths:
-            with netns(ov.ns_of(("a", "r1", "d")[paths.index(p)])):
-                p.close()
+        for ns, path in started:
+            with netns(ns):
+                path.close()
 
 
 def _path(mode: str, ov: Any, key: bytes) -> contextlib.AbstractContextManager[None]:
