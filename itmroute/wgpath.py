@@ -304,10 +304,7 @@ class WireguardPath:
         families = {p.version for peer in self.peers.values() for p in peer.prefixes}
         for version in sorted(families):
             family = socket.AF_INET if version == 4 else socket.AF_INET6
-            links.rule(
-                "add", family=family, fwmark=self.mark, fwmask=0xFFFFFFFF,
-                table=self.mark, priority=RULE_PRIORITY,
-            )  # fmt: skip
+            links.rule("add", **self._rule(family))
         for peer in self.peers.values():
             for p in peer.prefixes:
                 family = socket.AF_INET if p.version == 4 else socket.AF_INET6
@@ -360,10 +357,17 @@ class WireguardPath:
         is ours now: no other daemon runs this data path here)."""
         links = self._links
         assert links is not None
-        for idx in links.link_lookup(ifname=DEVICE):
+        if self._remove_device(links):
             log.info("removing %s, left by an earlier itmroute daemon", DEVICE)
-            links.link("del", index=idx)  # its routes go with it
         self._clear_rules(links)
+
+    @staticmethod
+    def _remove_device(links: LinkApi) -> bool:
+        """Delete the device (its routes go with it); whether there was one."""
+        found = links.link_lookup(ifname=DEVICE)
+        for idx in found:
+            links.link("del", index=idx)
+        return bool(found)
 
     def close(self) -> None:
         """Remove the device, rules and routes and end the table (packets go plain)."""
@@ -372,8 +376,7 @@ class WireguardPath:
         if links is not None:
             try:
                 if self._index is not None:
-                    for idx in links.link_lookup(ifname=DEVICE):
-                        links.link("del", index=idx)
+                    self._remove_device(links)
                 self._index = None
                 self._clear_rules(links)
             except _nl_errors() as e:
@@ -392,12 +395,19 @@ class WireguardPath:
         for family in (socket.AF_INET, socket.AF_INET6):
             for _ in range(100):
                 try:
-                    links.rule(
-                        "del", family=family, fwmark=self.mark, fwmask=0xFFFFFFFF,
-                        table=self.mark, priority=RULE_PRIORITY,
-                    )  # fmt: skip
+                    links.rule("del", **self._rule(family))
                 except _nl_errors():
                     break
+
+    def _rule(self, family: int) -> dict[str, int]:
+        """Our policy rule of ``family``: steered packets to the device's table."""
+        return {
+            "family": family,
+            "fwmark": self.mark,
+            "fwmask": 0xFFFFFFFF,
+            "table": self.mark,
+            "priority": RULE_PRIORITY,
+        }
 
     # ------------------------------------------------------------ relaying
     def forward(self, target: bytes) -> bool:
