@@ -40,7 +40,7 @@ from libitm import Hook, Interest, ItmInfo, ItmLoop, Packet, Verdict
 
 from . import auth, hop, kernelpath, mtu, state, wgpath, wire
 from .config import Config, Destination
-from .paths import DIRECT, Decision, DestState
+from .paths import DIRECT, Decision, DestState, PathState
 
 log = logging.getLogger("itmroute")
 
@@ -104,6 +104,7 @@ class Router:
         self._by_itm: dict[bytes, DestState] = {d.itm.packed: st for d, st in self.dests}
         self._by_dst: dict[bytes, DestState | None] = {}
         self._itm_of = {st.name: itm for itm, st in self._by_itm.items()}
+        self._itm_text = {name: _text(itm) for name, itm in self._itm_of.items()}
         self.counters: dict[str, int] = dict.fromkeys(
             (
                 "tunnelled",
@@ -301,7 +302,8 @@ class Router:
         self._set_tos(inner)
         body = wire.data_body(self._itm_of[st.name], st.tag(path), st.receipt(now), inner)
         try:
-            self.udp.sendto(self.sealer.seal(wire.DATA, body), (path.via, self.cfg.port))
+            msg = self.sealer.seal(wire.DATA | self._relayed_bit(st.name, path), body)
+            self.udp.sendto(msg, (path.via, self.cfg.port))
         except OSError as e:
             self._send_error("tunnel to " + path.name, e)
             return Verdict.ACCEPT  # fail open: the packet goes direct
@@ -377,7 +379,7 @@ class Router:
                 if len(sender) != len(self.me):
                     raise wire.WireError("an ITM of the other address family")
                 if kind == wire.DATA:
-                    self._on_data(wire.decode_data(body, len(sender)), relayed, addr)
+                    self._on_data(wire.decode_data(body, len(sender)), relayed, addr, data)
                     continue
                 if kind == wire.NOTICE:
                     self._on_notice(wire.decode_notice(relayed, body, len(sender)))
@@ -391,16 +393,24 @@ class Router:
                 continue
             self._on_probe(probe, addr)
 
-    def _on_data(self, data: wire.Data, relayed: bool, src: tuple[Any, ...]) -> None:
-        """Deliver a tunnelled packet meant for this ITM; send one for another
-        ITM on to it once, one hop older (a router's TTL rule)."""
+    def _on_data(
+        self, data: wire.Data, relayed: bool, src: tuple[Any, ...], datagram: bytes
+    ) -> None:
+        """Deliver a tunnelled packet meant for this ITM (one hop older when it came
+        through a relay: a router's TTL rule for the relay's hop); send a datagram
+        for another ITM on to it once, as it came (its sender's MAC)."""
         if data.target == self.me:
+            if relayed:
+                pkt = bytearray(data.inner)
+                if not hop.decrement_ttl(pkt):  # the relay checked that it may
+                    raise wire.WireError("relayed DATA without a hop left")
+                data = wire.Data(data.target, data.tag, data.receipt, memoryview(pkt))
             self._deliver(data, src[0] if relayed else None)
             return
-        if relayed:
-            raise wire.WireError("relayed DATA for another ITM")
-        pkt = bytearray(data.inner)
-        if not hop.decrement_ttl(pkt):
+        if not relayed:
+            raise wire.WireError("DATA for another ITM not sent to be relayed")
+        if hop.hops_left(data.inner) <= 1:
+            pkt = bytearray(data.inner)
             self.counters["ttl_exceeded"] += 1
             err = hop.time_exceeded(pkt, self.me)
             if err is not None:
@@ -411,10 +421,14 @@ class Router:
             if err6 is not None:
                 self._send_icmp6(err6, pkt)
             return
-        self._set_tos(pkt)
-        msg = self.sealer.seal(wire.DATA | wire.RELAYED, data.body(pkt))
-        if self._sendto(msg, (_text(data.target), self.cfg.port)):
+        self._set_tos(data.inner)
+        if self._sendto(datagram, (_text(data.target), self.cfg.port)):
             self.counters["data_relayed"] += 1
+
+    def _relayed_bit(self, name: str, path: PathState) -> int:
+        """``wire.RELAYED`` for DATA to destination ``name`` sent on ``path`` when
+        the path's first hop is a relay, not the destination ITM itself."""
+        return 0 if path.via == self._itm_text[name] else wire.RELAYED
 
     def _deliver(self, data: wire.Data, via: str | None) -> None:
         """Send the inner packet on from here; the datagram is the peer ITM's sign

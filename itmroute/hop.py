@@ -1,6 +1,8 @@
 """A relay's hop, the way a router makes it: the inner packet's TTL (IPv4) or
-hop limit (IPv6) goes down by one; a packet that arrives with 1 or 0 left is
-not sent on, and its source gets a "time exceeded" (IPv4: ICMP type 11 code 0,
+hop limit (IPv6) goes down by one (taken off where the packet leaves the
+tunnel, at the target ITM: the relay sends the sealed datagram on as it came,
+and checks only that a hop is left); a packet that reaches a relay with 1 or 0
+left is not sent on, and its source gets a "time exceeded" (IPv4: ICMP type 11 code 0,
 from the relay's overlay address, or, a relay of IPv6 ITMs, on an ICMP socket
 from the IPv4 address its kernel picks; IPv6: ICMPv6 type 3 code 0, sent on an
 ICMPv6 socket from the address the relay's kernel picks towards the source).
@@ -20,14 +22,18 @@ from .mtu import ICMP6_TIME_EXCEEDED, icmp6_error, icmp_error, icmp_message
 TIME_EXCEEDED = 11
 
 
+def hops_left(pkt: bytes | bytearray | memoryview) -> int:
+    """The packet's TTL (IPv4) or hop limit (IPv6)."""
+    return pkt[8] if pkt[0] >> 4 == 4 else pkt[7]
+
+
 def decrement_ttl(pkt: bytearray) -> bool:
     """Take one off the packet's TTL / hop limit (IPv4 checksum updated incrementally).
 
     False, the packet unchanged, when it must not be sent on (1 or 0 left).
     """
     version = pkt[0] >> 4
-    at = 8 if version == 4 else 7  # IPv4 TTL, IPv6 hop limit
-    if pkt[at] <= 1:
+    if hops_left(pkt) <= 1:
         return False
     if version == 4:
         old = (pkt[8] << 8) | pkt[9]
@@ -35,7 +41,7 @@ def decrement_ttl(pkt: bytearray) -> bool:
         csum = struct.unpack_from(">H", pkt, 10)[0]
         struct.pack_into(">H", pkt, 10, adjust16(csum, old, old - 0x100))
     else:
-        pkt[at] -= 1
+        pkt[7] -= 1
     return True
 
 

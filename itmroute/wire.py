@@ -8,7 +8,7 @@ Every itmRoute datagram (UDP, port 7177 by default) is::
     +------+------+------+----------+--------------------+-- ... --+----------+
 
     type: 1 DATA, 2 PROBE, 3 ACK, 4 NOTICE (| 0x80: relayed, | 0x40: IPv6 addresses);
-    version 3 (2 had a keyed BLAKE2s MAC)
+    version 4 (3 had relays re-seal DATA; 2 had a keyed BLAKE2s MAC)
 
 With the 0x40 bit the ITM addresses (``sender``, and a probe's ``origin`` and
 ``target``) are IPv6, 16 bytes each, instead of IPv4 (4 bytes): an overlay
@@ -22,10 +22,14 @@ is ``target`` (the overlay address of the ITM that delivers the packet),
 ``tag`` (u8: the number of the sender's path the datagram takes), ``receipt``
 (u8: the tag of the last DATA the sender received from the target's traffic
 within its detection interval, 255 none), then the whole inner IPv4 or IPv6
-packet, untouched (its DSCP and ECN bits included). A relay sends DATA on to
-its target once (re-sealed, relayed bit set, one hop older); the target
-delivers the inner packet. The receipt is the target's heartbeat for the
-path in use (BFD's demand mode: the traffic is the probe).
+packet, untouched (its DSCP and ECN bits included). The sender sets the
+relayed bit on DATA it sends through a relay; the relay checks the MAC and the
+counter and sends the datagram on to its target once, as it came (the
+sender's MAC: the relay writes nothing the MAC covers, and checks that the
+inner packet has a hop left); the target checks the same MAC, takes the
+relay's hop off the inner TTL or hop limit of relayed DATA and delivers the
+inner packet. The receipt is the target's heartbeat for the path in use
+(BFD's demand mode: the traffic is the probe).
 
 NOTICE carries ``target`` (the ITM whose data it is about), ``origin`` (the
 ITM that received it), ``tag`` (u8, the target's path) and ``silence`` (u16,
@@ -46,7 +50,7 @@ from dataclasses import dataclass
 from typing import Final
 
 MAGIC: Final = 0x4952  # "IR"
-VERSION: Final = 3
+VERSION: Final = 4
 DATA: Final = 1
 PROBE: Final = 2
 ACK: Final = 3

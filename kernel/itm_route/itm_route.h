@@ -28,9 +28,9 @@
 #include <uapi/linux/itm_route_netlink.h>
 
 #define ITMR_MAGIC	0x4952	/* "IR" */
-#define ITMR_VERSION	3
+#define ITMR_VERSION	4
 #define ITMR_DATA	1
-#define ITMR_RELAYED	0x80
+#define ITMR_RELAYED	0x80	/* DATA: sent through a relay */
 #define ITMR_V6		0x40
 #define ITMR_TAG_LEN	16
 #define ITMR_NO_RECEIPT	0xff

@@ -15,12 +15,16 @@
  * quarter of a keyed BLAKE2s's cost per byte.  A receiver checks it, then the
  * counter against the sender's replay
  * window (itmroute/auth.py's rule: the 64 below the highest accepted,
- * nothing more than 60 s off the wall clock).  A relay takes one off the
- * inner TTL or hop limit like a router, re-seals the datagram as its own
- * (relayed bit set) and sends it to the target; the target hands the inner
- * packet to the stack as if it had arrived on the device it came in by.
- * What itm_route does not handle - probes, acknowledgements, notices, DATA
- * whose inner TTL runs out at a relay - goes on to the daemon's socket.
+ * nothing more than 60 s off the wall clock).  The sender sets the relayed
+ * bit on DATA it sends through a relay.  A relay checks the sender's MAC
+ * and counter, then sends the datagram on to its target as it came, sender,
+ * counter and MAC unchanged: it writes nothing that the MAC covers, so one
+ * MAC is computed per hop, not two.  The target checks the same MAC, takes
+ * one off the inner TTL or hop limit of relayed DATA (the router's rule
+ * for the relay's hop, made where the packet may be written) and hands the
+ * inner packet to the stack as if it had arrived on the device it came in
+ * by.  What itm_route does not handle - probes, acknowledgements, notices,
+ * DATA whose inner TTL runs out at a relay - goes on to the daemon's socket.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -329,7 +333,8 @@ static void itmr_encap_one(struct net *net, struct itmr_net *rn,
 	h[alen + 1] = p->receipt;
 	h = skb_push(skb, hlen);
 	counter = itmr_next_counter(rn);
-	itmr_put_header(h, c, ITMR_DATA, counter);
+	itmr_put_header(h, c, ipv6_addr_equal(&p->via, &p->target) ?
+			ITMR_DATA : ITMR_DATA | ITMR_RELAYED, counter);
 	len = skb->len;
 	itmr_seal(c, skb->data, len, counter, skb_put(skb, ITMR_TAG_LEN));
 	if (itmr_send(net, c, skb, o, dscp)) {
@@ -671,6 +676,13 @@ static void itmr_deliver(struct itmr_net *rn, const struct itmr_conf *c,
 	itmr_count(rn, ITMR_C_DECAPSULATED);
 }
 
+/* The inner packet's TTL or hop limit. */
+static u8 itmr_ttl(const u8 *inner)
+{
+	return inner[0] >> 4 == 4 ? ((const struct iphdr *)inner)->ttl :
+				    ((const struct ipv6hdr *)inner)->hop_limit;
+}
+
 /* Take one off the inner TTL or hop limit; false when it runs out. */
 static bool itmr_hop(u8 *inner)
 {
@@ -750,16 +762,21 @@ static unsigned int itmr_receive(struct net *net, struct itmr_net *rn,
 	}
 	memcpy(&target, body, alen);
 	if (ipv6_addr_equal(&target, &c->me)) {
+		/* the relay's hop; it checked that the TTL allows one */
+		if (relayed && !itmr_hop(inner)) {
+			itmr_count(rn, ITMR_C_BAD);
+			return ITM_DROP;
+		}
 		itmr_note_peer(rn, inner, relayed, skb, body[alen],
 			       body[alen + 1]);
 		itmr_deliver(rn, c, skb, inner, own);
 		return ITM_STOLEN;
 	}
-	if (relayed) {
-		itmr_count(rn, ITMR_C_BAD);	/* relayed once already */
+	if (!relayed) {
+		itmr_count(rn, ITMR_C_BAD);	/* not sent to be relayed */
 		return ITM_DROP;
 	}
-	if (!itmr_hop(inner)) {
+	if (itmr_ttl(inner) <= 1) {
 		/* the daemon answers with ICMP time exceeded */
 		itmr_count(rn, ITMR_C_TO_DAEMON);
 		return ITM_ACCEPT;
@@ -768,11 +785,7 @@ static unsigned int itmr_receive(struct net *net, struct itmr_net *rn,
 		itmr_count(rn, ITMR_C_NO_ROUTE);
 		return ITM_DROP;
 	}
-	msg[3] |= ITMR_RELAYED;
-	counter = itmr_next_counter(rn);
-	itmr_put_header(msg, c, msg[3] & ~ITMR_V6, counter);
-	itmr_seal(c, msg, mlen - ITMR_TAG_LEN, counter,
-		  msg + mlen - ITMR_TAG_LEN);
+	/* on as it came: the sender's header, counter and MAC */
 	skb_pull(skb, off);
 	skb_trim(skb, mlen);
 	err = itmr_send(net, c, skb, &o, itmr_dscp(inner));

@@ -147,6 +147,12 @@ def test_packets_cross_tunnel_relay_and_delivery_in_the_kernel(ov: Overlay) -> N
         ping = _ping(ov.a, D_OVERLAY, count=10)
         assert ping.returncode == 0, ping.stdout + _counters(cl)
         assert " 0% packet loss" in ping.stdout
+        # D's answer (TTL 64) reaches A one hop older: R1's hop, taken off at A
+        one = subprocess.run(
+            ["ip", "netns", "exec", ov.a, "ping", "-c", "1", "-W", "2", "-I", A_OVERLAY,
+             D_OVERLAY], capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert one.returncode == 0 and "ttl=63" in one.stdout, one.stdout
         sa, ra = cl["a"].get()
         sr, _ = cl["r1"].get()
         sd, rd = cl["d"].get()
@@ -177,9 +183,10 @@ def test_packets_cross_tunnel_relay_and_delivery_in_the_kernel(ov: Overlay) -> N
             c.close()
 
 
-def _datagram(sealer: auth.Sealer, target: str, inner: bytes) -> bytes:
+def _datagram(sealer: auth.Sealer, target: str, inner: bytes, relayed: bool = True) -> bytes:
+    """DATA for ``target`` as its sender seals it to go through a relay."""
     body = wire.data_body(socket.inet_aton(target), 1, None, inner)
-    return sealer.seal(wire.DATA, body)
+    return sealer.seal(wire.DATA | (wire.RELAYED if relayed else 0), body)
 
 
 def _echo_request(src: str, dst: str, ident: int) -> bytes:
@@ -210,12 +217,16 @@ def test_python_sealed_data_is_taken_forged_and_replayed_are_counted(ov: Overlay
         good = _datagram(auth.Sealer(bytes.fromhex(ov.key), socket.inet_aton(A_OVERLAY)),
                          D_OVERLAY, inner)  # fmt: skip
         forged = _datagram(auth.Sealer(b"k" * 32, socket.inet_aton(A_OVERLAY)), D_OVERLAY, inner)
+        # sealed right, but not marked to be relayed: R1 does not send it on
+        a_sealer = auth.Sealer(bytes.fromhex(ov.key), socket.inet_aton(A_OVERLAY))
+        unasked = _datagram(a_sealer, D_OVERLAY, _echo_request(A_OVERLAY, D_OVERLAY, 78), False)
         with netns(x):
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         with s:
             s.sendto(good, (str(R1_A), PORT))
             s.sendto(good, (str(R1_A), PORT))  # the same datagram again
             s.sendto(forged, (str(R1_A), PORT))
+            s.sendto(unasked, (str(R1_A), PORT))
             junk = wire.header(wire.DATA, socket.inet_aton(A_OVERLAY), 1) + bytes(80)
             s.sendto(junk, (str(R1_A), PORT))  # no MAC that holds
         # the Python-sealed request reached D, D's answer came back to A through R1
@@ -225,6 +236,7 @@ def test_python_sealed_data_is_taken_forged_and_replayed_are_counted(ov: Overlay
         # relayed: the request and D's answer, not the request's replay
         assert sr.stats["relayed"] == 2, sr.stats
         assert sr.stats["replayed"] == 1 and sr.stats["auth_failed"] == 2, sr.stats
+        assert sr.stats["bad"] == 1, sr.stats
         assert _stat(cl["d"], "decapsulated") == 1
     finally:
         for c in cl.values():

@@ -39,11 +39,15 @@ class FakeSock:
     def __init__(self) -> None:
         self.pair = socket.socketpair()
         self.sent: list[tuple[bytes, Any]] = []
+        #: datagrams and their sources, received one by one, then "would block"
+        self.inbox: list[tuple[bytes, Any]] = []
 
     def fileno(self) -> int:
         return self.pair[0].fileno()
 
     def recvfrom(self, n: int) -> tuple[bytes, Any]:
+        if self.inbox:
+            return self.inbox.pop(0)
         raise BlockingIOError
 
     def sendto(self, data: bytes, addr: Any) -> int:
