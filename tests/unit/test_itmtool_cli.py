@@ -6,6 +6,7 @@ import pytest
 
 from itmtool import cli, matrix, status
 from libitm.control.client import STAT_NAMES, App
+from tests.support.fake_itm_control import DNS_INTEREST
 
 
 def _app(label: str, hook: str, prio: int, order: int, matched: int = 0) -> App:
@@ -21,14 +22,7 @@ def _app(label: str, hook: str, prio: int, order: int, matched: int = 0) -> App:
         "itm_test_app",
         0,
         order,
-        {
-            "family": "ipv4",
-            "protocol": 17,
-            "src": None,
-            "dst": "10.0.0.0/8",
-            "sport": None,
-            "dport": [53, 53],
-        },
+        dict(DNS_INTEREST),
         stats,
     )
 

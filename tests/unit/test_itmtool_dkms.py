@@ -12,9 +12,8 @@ one.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ import pytest
 from itmtool import dkms
 from itmtool.errors import ToolError
 from itmtool.matrix import ROOT
+from tests.support.fake_dkms import K61, K612, RUNTIME, FakeDkms
 
 
 def _sourced(path: Path, kernelver: str) -> dict[str, str]:
@@ -150,10 +150,6 @@ def test_dkms_status_lines_are_read() -> None:
     assert got[1].arch == "x86_64" and got[2].note.startswith("WARNING! Diff")
 
 
-K61, K612 = "6.1.0-56-amd64", "6.12.117+deb12-amd64"
-#: what a user needs at run time: the core, the Python applications' kernel backend, qos_mod,
-#: the RIO qdisc, itmRoute's kernel data path
-RUNTIME = ["itm_mod", "itm_queue", "qos_mod", "sch_rio", "itm_route"]
 #: built by the top-level Kbuild for the tests and benchmarks only (paper_qos: the
 #: paper's qos_mod in the figures' shape, which tests/kernel/test_paper_api.py checks)
 TEST_ONLY = {"kernel/test_app", "kernel/bench", "kernel/paper_qos"}
@@ -175,61 +171,6 @@ def test_a_dry_run_refuses_a_release_without_headers_as_the_install_does(tmp_pat
     with pytest.raises(ToolError, match=r"no kernel headers for 9\.9\.9") as err:
         dkms.install("9.9.9", dry_run=True, env=dkms.Env(say=said.append, lib_modules=tmp_path))
     assert err.value.code == 6 and said == []
-
-
-class FakeDkms:
-    """dkms 3 and modinfo as far as itmtool uses them, over a fake /lib/modules."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.lib = tmp / "lib-modules"
-        for k in (K61, K612):
-            (self.lib / k / "build").mkdir(parents=True)
-        self.added = False
-        self.installed: set[str] = set()
-        self.calls: list[list[str]] = []
-        self.fail = ""
-
-    def run(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
-        a = list(argv)
-        out, rc = "", 0
-        if a[0] == "dkms":
-            self.calls.append(a)
-            if a[1] == self.fail:
-                return subprocess.CompletedProcess(a, 10, "", "Error! Bad return status")
-        if a[:2] == ["dkms", "status"]:
-            lines = [f"itmbench/0.1.0, {k}, x86_64: installed" for k in sorted(self.installed)]
-            out = "\n".join(lines or (["itmbench/0.1.0: added"] if self.added else []))
-        elif a[:2] == ["dkms", "add"]:
-            self.added = True
-        elif a[:2] == ["dkms", "install"]:
-            k = a[a.index("-k") + 1]
-            self.installed.add(k)
-            (self.lib / k / "updates" / "dkms").mkdir(parents=True, exist_ok=True)
-            for name in RUNTIME:
-                (self.lib / k / "updates" / "dkms" / f"{name}.ko").write_text(k)
-        elif a[:2] == ["dkms", "remove"]:
-            gone = set(self.installed) if "--all" in a else {a[a.index("-k") + 1]}
-            for k in gone:
-                shutil.rmtree(self.lib / k / "updates")
-            self.installed -= gone
-            self.added = bool(self.installed)  # dkms 3: the last kernel takes it out of the tree
-        elif a[:2] == ["modinfo", "-k"]:
-            f = self.lib / a[2] / "updates" / "dkms" / f"{a[4]}.ko"
-            out, rc = (str(f), 0) if f.exists() else ("", 1)
-        elif a[:3] == ["modinfo", "-F", "vermagic"]:
-            out = Path(a[3]).read_text() + " SMP preempt mod_unload modversions"
-        return subprocess.CompletedProcess(a, rc, out + "\n", "")
-
-    def env(self, tmp: Path, said: list[str], *, dkms_here: bool = True, uid: int = 0) -> dkms.Env:
-        return dkms.Env(
-            src_root=tmp / "usr-src",
-            lib_modules=self.lib,
-            root=ROOT,
-            run=self.run,
-            which=lambda _: "/usr/sbin/dkms" if dkms_here else None,
-            geteuid=lambda: uid,
-            say=said.append,
-        )
 
 
 def _verbs(calls: list[list[str]]) -> list[str]:

@@ -20,10 +20,10 @@ from itmtool import build, buildmods, cli, dkms, kmod, new
 from itmtool import status as status_mod
 from itmtool.matrix import ROOT
 from libitm.control import ItmNotLoaded
-from libitm.control.client import STAT_NAMES, App
 from libitm.pcap import PcapWriter
-from tests.unit.test_itmtool_dkms import K61, K612, FakeDkms
-from tests.unit.test_itmtool_kmod import FakeControl, FakeMachine
+from tests.support.fake_dkms import K61, K612, FakeDkms
+from tests.support.fake_itm_control import FakeControl, FakeItm
+from tests.support.fake_kmod_machine import FakeMachine
 
 DOC = ROOT / "docs" / "itmtool.md"
 
@@ -69,36 +69,6 @@ def test_the_shape_checker_sees_differences() -> None:
     assert same_shape({"a": 1}, {"a": "x"}) == ["$.a: str instead of number"]
     assert same_shape({"a": 1}, {"b": 1})
     assert same_shape({"a": None}, {"a": [1]}) == []
-
-
-class FakeItm:
-    """Stands for ItmControl with itm_mod loaded and one application."""
-
-    def __init__(self) -> None:
-        stats = dict.fromkeys(STAT_NAMES, 5)
-        interest = {
-            "family": "ipv4",
-            "protocol": 17,
-            "src": None,
-            "dst": "10.0.0.0/8",
-            "sport": None,
-            "dport": [53, 53],
-        }
-        self._apps = [
-            App("dns", "kernel", "ip_forward", 0, True, 0, "count_dns", 0, 1, interest, stats)
-        ]
-
-    def __enter__(self) -> FakeItm:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def apps(self) -> list[App]:
-        return self._apps
-
-    def netns_active(self) -> bool:
-        return True
 
 
 def _out(capsys: pytest.CaptureFixture[str]) -> Any:

@@ -16,8 +16,8 @@ import pytest
 from itmtool import cli
 from itmtool import status as status_mod
 from libitm.control import ItmNotLoaded, rio
+from tests.support.fake_itm_control import FakeItm
 from tests.support.fake_rio_socket import FakeRioSocket
-from tests.unit.test_itmtool_json import FakeItm
 
 XSTATS = [2370, 3923, 1, 64, 2, 17, 5, 3, 7, 12, 4, 9]
 SCELL_LOG, STAB = rio.idle_damping(9, 1000, 4_000_000)
