@@ -2,9 +2,10 @@
 
 A mistake on a benchmark's command line is one line on stderr and exit 2,
 before anything is built, booted or set up: :func:`parser` makes an argparse
-parser whose errors are that line (no usage block), and the types below refuse
-a bad value with a message that names it.  ``seconds`` (a finite number > 0)
-and ``queue_num`` (0..65535) are libitm's.
+parser whose errors are that line (no usage block). The option types
+(``positive``, ``port``, ``queue_num``, ``seconds``) are :mod:`libitm.cliargs`'s,
+the one implementation, re-exported here; each refuses a bad value with a
+message that names it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
-from libitm.cliargs import queue_num, seconds
+from libitm.cliargs import port, positive, queue_num, seconds
 
 __all__ = ["OneLineParser", "parser", "port", "positive", "queue_num", "seconds"]
 
@@ -31,32 +32,6 @@ def parser(module: str, doc: str | None) -> OneLineParser:
     return OneLineParser(
         prog=f"python -m {module}", description=(doc or "").strip().partition("\n")[0]
     )
-
-
-def positive(text: str) -> int:
-    """An option's whole number of at least 1 (a count, repeats, iterations, packets)."""
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
-    return n
-
-
-def _in_range(text: str, what: str, low: int, high: int) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = low - 1
-    if not low <= n <= high:
-        raise argparse.ArgumentTypeError(f"must be {what} in {low}..{high}, not {text!r}")
-    return n
-
-
-def port(text: str) -> int:
-    """A TCP or UDP port, 1..65535."""
-    return _in_range(text, "a port", 1, 65535)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""argparse types shared by libitm's command lines (itmtool, itmroute, the examples).
+"""argparse types shared by the command lines: itmtool, itmroute, the examples and
+bench/ (which adds only its one-line parser, :mod:`bench.cliargs`).
 
 Each raises :class:`argparse.ArgumentTypeError`, which argparse turns into a
 one-line usage error (exit 2) naming the option and the value.
@@ -11,50 +12,49 @@ import math
 
 from .hooks import Hook
 
-__all__ = ["count", "hook", "queue_num", "seconds", "workers"]
+__all__ = ["count", "hook", "port", "positive", "queue_num", "seconds", "vcpus", "workers"]
+
+
+def _integer(text: str, low: int, high: int | None, what: str) -> int:
+    """An integer in `low`..`high` (no upper bound when `high` is None); else the
+    error ``must be <what>, not '<text>'``."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if value < low or (high is not None and value > high):
+        raise argparse.ArgumentTypeError(f"must be {what}, not {text!r}")
+    return value
 
 
 def count(text: str) -> int:
     """An integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, not {text!r}")
-    return value
+    return _integer(text, 0, None, "an integer >= 0")
+
+
+def positive(text: str) -> int:
+    """A whole number of at least 1 (a count, repeats, iterations, packets)."""
+    return _integer(text, 1, None, "a whole number of at least 1")
 
 
 def queue_num(text: str) -> int:
     """An nfqueue number, 0..65535 (a 16-bit field of the NFQUEUE target)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 0xFFFF:
-        raise argparse.ArgumentTypeError(f"must be a queue number in 0..65535, not {text!r}")
-    return value
+    return _integer(text, 0, 0xFFFF, "a queue number in 0..65535")
 
 
-def _number_of(text: str, what: str, most: int) -> int:
-    """An integer in 1..`most`; the error names `what` it counts."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= most:
-        raise argparse.ArgumentTypeError(f"must be a number of {what} in 1..{most}, not {text!r}")
-    return value
+def port(text: str) -> int:
+    """A TCP or UDP port, 1..65535."""
+    return _integer(text, 1, 65535, "a port in 1..65535")
 
 
 def workers(text: str) -> int:
     """A number of worker processes, 1..64."""
-    return _number_of(text, "workers", 64)
+    return _integer(text, 1, 64, "a number of workers in 1..64")
 
 
 def vcpus(text: str) -> int:
     """A number of virtual CPUs, 1..16."""
-    return _number_of(text, "vCPUs", 16)
+    return _integer(text, 1, 16, "a number of vCPUs in 1..16")
 
 
 def seconds(text: str) -> float:
