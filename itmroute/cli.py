@@ -10,8 +10,10 @@
 Exit codes: 0 ok, 1 failed, 2 usage or configuration error (also a state file
 that is a directory, the configuration or not an itmroute state file), 3 no
 state (the daemon is not running: no state file, or the process that wrote it
-is gone), 4 the configuration cannot be read, 5 the configuration does not
-exist or (``run``) the directory of ``--state`` does not exist, 130 ``run``
+is gone), 4 permission denied (the configuration cannot be read; ``run``
+without root: the daemon needs CAP_NET_ADMIN and CAP_NET_RAW), 5 the
+configuration does not exist or (``run``) the directory of ``--state`` does
+not exist, 130 ``run``
 stopped by Ctrl-C (SIGINT; SIGTERM and ``--duration`` exit 0), 141 the reader
 of the output went away (``itmroute show | head``). Errors are one line on
 stderr; ``--debug`` shows the traceback of an unexpected one.
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from libitm import BackendUnavailable
+from libitm.files import EXIT_PERM, describe_error
 
 from .config import DAEMON_BACKENDS, DATAPATHS, ConfigError, check_name, load_config
 from .state import NotAStateFile, daemon_alive, load
@@ -39,8 +42,11 @@ STATE_DIR = Path("/run/itmroute")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_STATE = 0, 1, 2, 3
 EXIT_NOT_FOUND = 5  # itmtool's code for 'no such file' (tools/itmtool/errors.py)
+# EXIT_PERM (4, libitm.files): itmtool's code for 'permission denied'
 EXIT_SIGINT = 128 + signal.SIGINT
 EXIT_PIPE = 128 + signal.SIGPIPE
+#: what ``run`` says when the system refuses it a privilege (exit EXIT_PERM)
+NEEDS_ROOT = "running the daemon needs root (CAP_NET_ADMIN and CAP_NET_RAW)"
 
 
 def state_path(name: str) -> Path:
@@ -55,6 +61,24 @@ class Refused(Exception):
     def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
         super().__init__(message)
         self.code = code
+
+
+def permission_refused(err: PermissionError | BackendUnavailable) -> Refused | None:
+    """``run``'s one line and exit 4 (itmtool's 'permission denied') for a refused
+    privilege: a PermissionError without a file (EPERM of a raw socket, netlink,
+    SO_MARK) says that the daemon needs root, one naming a file is
+    :func:`~libitm.files.describe_error`'s line, a backend that needs root says
+    so itself. None: not a matter of permission (another unavailable backend)."""
+    if isinstance(err, BackendUnavailable):
+        described = describe_error(err)
+        if described is None or described[1] != EXIT_PERM:
+            return None
+        return Refused(described[0], EXIT_PERM)
+    if err.filename is not None:
+        described = describe_error(err)
+        assert described is not None  # an OSError always has a line
+        return Refused(described[0], EXIT_PERM)
+    return Refused(f"{NEEDS_ROOT}: {err.strerror or err}", EXIT_PERM)
 
 
 def check_state_target(path: Path, config: Path, *, explicit: bool) -> None:
@@ -92,6 +116,10 @@ def check_state_target(path: Path, config: Path, *, explicit: bool) -> None:
     if not explicit:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+        except PermissionError as e:
+            raise Refused(
+                f"{NEEDS_ROOT}: cannot create {path.parent}: {e.strerror}", EXIT_PERM
+            ) from None
         except OSError as e:
             raise Refused(f"cannot create {path.parent}: {e.strerror}", EXIT_FAILED) from None
 
@@ -112,8 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         router = Router(cfg, backend=args.backend, datapath=args.datapath, state_file=state)
     except (OSError, BackendUnavailable, DatapathError) as e:
-        print(f"itmroute: {e}", file=sys.stderr)
-        return EXIT_FAILED
+        return _cannot_run(e)
     interrupted = False
 
     def on_sigint(signum: int, frame: object) -> None:
@@ -127,10 +154,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_sigint)
     try:
         router.run(duration=args.duration)
-    except BackendUnavailable as e:
-        print(f"itmroute: {e}", file=sys.stderr)
-        return EXIT_FAILED
+    except (PermissionError, BackendUnavailable) as e:
+        return _cannot_run(e)
     return EXIT_SIGINT if interrupted else EXIT_OK
+
+
+def _cannot_run(err: Exception) -> int:
+    """Say in one line why the daemon could not start or went on; its exit code: 4 for
+    a refused privilege (:func:`permission_refused`), else 1."""
+    refused = None
+    if isinstance(err, PermissionError | BackendUnavailable):
+        refused = permission_refused(err)
+    if refused is not None:
+        print(f"itmroute: {refused}", file=sys.stderr)
+        return refused.code
+    print(f"itmroute: {err}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def format_table(state: dict[str, Any]) -> str:

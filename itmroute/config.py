@@ -22,7 +22,9 @@
 
 Every field is checked when the file is read: a bad one is a `ConfigError` of
 one line naming the file and the key (``a.yaml:port: 'x' is not an integer
-in 1..65535``), and ``itmroute`` exits 2 with it.
+in 1..65535``), and ``itmroute`` exits 2 with it. A file that cannot be read is
+the line and exit code of :func:`libitm.files.describe_error`, as in itmtool:
+5 no such file, 4 permission denied, 2 a directory, 1 another I/O error.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from libitm.files import EXIT_FAILED, describe_error
 
 from .auth import parse_key
 from .wgkeys import FORWARD_PORTS
@@ -50,7 +54,8 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 class ConfigError(ValueError):
     """A configuration that cannot be used (the message says why); ``code`` is the
-    exit code: 2, or itmtool's 5 (no such file) and 4 (permission denied)."""
+    exit code: 2, or for a file that cannot be read itmtool's (see
+    :func:`read_error`)."""
 
     def __init__(self, message: str, code: int = 2) -> None:
         super().__init__(message)
@@ -390,13 +395,25 @@ def parse_config(doc: dict[str, Any], source: str | None = None) -> Config:
     )
 
 
+def read_error(path: str | Path, err: OSError) -> ConfigError:
+    """The `ConfigError` of a configuration file that cannot be read: the line and
+    exit code of :func:`libitm.files.describe_error`, as itmtool reports the same
+    failure (5 no such file, 4 permission denied, 2 a directory, 1 another I/O
+    error)."""
+    if err.filename is None:  # name the file even when the error does not
+        err = type(err)(err.errno, err.strerror or str(err), str(path))
+    described = describe_error(err)
+    message, code = described if described is not None else (f"{path}: {err}", EXIT_FAILED)
+    return ConfigError(message, code)
+
+
 def load_config(path: str | Path) -> Config:
-    """Read and check a YAML configuration file (`ConfigError`: one line, ``FILE:key: why``)."""
+    """Read and check a YAML configuration file (`ConfigError`: one line, ``FILE:key: why``;
+    a file that cannot be read: :func:`read_error`)."""
     try:
         doc = yaml.safe_load(Path(path).read_text())
     except OSError as e:
-        code = 5 if isinstance(e, FileNotFoundError) else 4 if isinstance(e, PermissionError) else 2
-        raise ConfigError(f"{path}: {e.strerror or e}", code) from None
+        raise read_error(path, e) from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not a text file (byte {e.start} is not UTF-8)") from None
     except yaml.YAMLError as e:

@@ -4,6 +4,7 @@ never a traceback (no root, no daemon)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -275,7 +276,8 @@ def test_bad_arguments_one_line(argv: list[str], said: str) -> None:
 
 
 def test_a_missing_or_unreadable_configuration_has_itmtool_s_codes(tmp_path: Path) -> None:
-    """No such file: 5, permission denied: 4 (as itmtool and the examples), one line."""
+    """No such file: 5, permission denied: 4, a directory: 2 (as itmtool and the
+    examples, libitm.files.describe_error's lines), one line."""
     cfg = tmp_path / "a.yaml"
     cfg.write_text("address: 10.0.0.1\n")
     cfg.chmod(0)
@@ -283,7 +285,8 @@ def test_a_missing_or_unreadable_configuration_has_itmtool_s_codes(tmp_path: Pat
     for argv, code, said in (
         (["run", "-c", "/nonexistent/a.yaml"], 5, "/nonexistent/a.yaml: No such file"),
         (["show", "-c", "/nonexistent/a.yaml"], 5, "/nonexistent/a.yaml: No such file"),
-        (["run", "-c", str(cfg)], 4, f"{cfg}: Permission denied"),
+        (["run", "-c", str(tmp_path)], 2, f"{tmp_path}: Is a directory"),
+        (["run", "-c", str(cfg)], 4, f"permission denied: {cfg}"),
     ):
         cmd = [sys.executable, "-m", "itmroute", *argv]
         if code == 4 and os.geteuid() == 0:
@@ -294,6 +297,76 @@ def test_a_missing_or_unreadable_configuration_has_itmtool_s_codes(tmp_path: Pat
         )
         assert res.returncode == code, res.stderr
         assert len(res.stderr.splitlines()) == 1 and said in res.stderr, res.stderr
+
+
+def _cannot_read(monkeypatch: pytest.MonkeyPatch, err: OSError) -> None:
+    """Make every read of a configuration file raise `err` (a copy naming the file)."""
+
+    def read_text(self: Path, *args: Any, **kwargs: Any) -> str:
+        raise type(err)(err.errno, err.strerror, str(self))
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+
+
+#: (what the path is, the OSError a read meets or None for the real one, exit, the line)
+UNREADABLE: list[tuple[str, OSError | None, int, str]] = [
+    ("missing", None, 5, "itmroute: {f}: No such file or directory"),
+    ("directory", None, 2, "itmroute: {f}: Is a directory"),
+    (
+        "mode 0",
+        PermissionError(errno.EACCES, "Permission denied"),
+        4,
+        "itmroute: permission denied: {f}",
+    ),
+    ("eio", OSError(errno.EIO, "Input/output error"), 1, "itmroute: {f}: Input/output error"),
+]
+
+
+@pytest.mark.parametrize(
+    ("what", "err", "code", "said"), UNREADABLE, ids=[u[0] for u in UNREADABLE]
+)
+@pytest.mark.parametrize("cmd", ["run", "show"])
+def test_a_configuration_that_cannot_be_read_is_describe_error_s_line(
+    cmd: str,
+    what: str,
+    err: OSError | None,
+    code: int,
+    said: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The line and exit code itmtool gives for the same failure (describe_error):
+    5 no such file, 2 a directory, 4 permission denied, 1 another I/O error. As
+    root a file of mode 0 is read all the same: a read that meets EACCES stands
+    for it (the real one is test_an_unreadable_configuration_without_privilege)."""
+    f = tmp_path / ("a.d" if what == "directory" else "a.yaml")
+    if what == "directory":
+        f.mkdir()
+    elif what != "missing":
+        f.write_text(BASE)
+    if err is not None:
+        _cannot_read(monkeypatch, err)
+    with pytest.raises(ConfigError) as exc:
+        load_config(f)
+    assert exc.value.code == code
+    assert main([cmd, "-c", str(f)]) == code
+    assert capsys.readouterr().err == said.format(f=f) + "\n"
+
+
+def test_a_read_error_without_a_file_name_is_given_the_configuration_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    f = tmp_path / "a.yaml"
+    f.write_text(BASE)
+
+    def read_text(self: Path, *args: Any, **kwargs: Any) -> str:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(f)
+    assert (str(exc.value), exc.value.code) == (f"permission denied: {f}", 4)
 
 
 def test_unexpected_errors_show_a_traceback_only_with_debug(
