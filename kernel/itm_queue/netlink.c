@@ -90,6 +90,11 @@ static int itmq_parse_interest(struct nlattr *nest, struct itm_interest *in,
 		in->dport_min = nla_get_u16(tb[ITMQ_A_INTEREST_DPORT_MIN]);
 	if (tb[ITMQ_A_INTEREST_DPORT_MAX])
 		in->dport_max = nla_get_u16(tb[ITMQ_A_INTEREST_DPORT_MAX]);
+	/* a lower end alone: the range goes up to the last port */
+	if (tb[ITMQ_A_INTEREST_SPORT_MIN] && !tb[ITMQ_A_INTEREST_SPORT_MAX])
+		in->sport_max = U16_MAX;
+	if (tb[ITMQ_A_INTEREST_DPORT_MIN] && !tb[ITMQ_A_INTEREST_DPORT_MAX])
+		in->dport_max = U16_MAX;
 
 	switch (in->family) {
 	case AF_UNSPEC:

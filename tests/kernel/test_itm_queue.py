@@ -318,6 +318,19 @@ def test_registration_rules_and_fail_open(topo: Topology) -> None:
                 assert str(e.value), (attrs, "no extack message")
                 assert text in str(e.value), (attrs, str(e.value))
             assert "x" not in _apps()
+            # a lower port alone: up to the last port (not "min above max")
+            msg = register_message("lo", Hook.IP_FORWARD, 0, Interest())
+            msg["attrs"] = [
+                ["ITMQ_A_LABEL", "lo"],
+                ["ITMQ_A_HOOK", 2],
+                ["ITMQ_A_INTEREST", {"attrs": [["ITMQ_A_INTEREST_PROTOCOL", 17],
+                                               ["ITMQ_A_INTEREST_DPORT_MIN", 1024]]}],
+            ]  # fmt: skip
+            client.request(msg)
+            with ItmControl() as ctl:
+                (lo,) = [a for a in ctl.apps() if a.label == "lo"]
+            assert lo.interest["dport"] == [1024, 65535], lo.interest
+            client.unregister("lo")
             # unregister: only what this socket registered
             with kit.netns(topo.router), ItmQueueClient() as other:
                 with pytest.raises(ItmControlError) as e:
