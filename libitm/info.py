@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -196,6 +197,10 @@ class ItmInfo:
     ``needs_payload``: the backend must hand over the whole packet (needed to
     read the payload or to *modify* the packet; by default nfqueue copies only
     the first 128 bytes).
+    ``interest`` is fixed while the application is registered
+    (:attr:`registered`): what captures its packets was installed for it, and
+    assigning another one raises :class:`RuntimeError`; unregister, change it
+    and register again (also from a callback: it applies from the next packet).
     """
 
     label: str
@@ -216,6 +221,8 @@ class ItmInfo:
             check_label(value)  # type: ignore[arg-type]
         elif name == "priority":
             check_priority(value)  # type: ignore[arg-type]
+        elif name == "interest":
+            self._check_interest(value)
         elif name in _CALLBACKS:
             check_callback(name, value)  # type: ignore[arg-type]
             # what the packet loops call: where first (see where_first)
@@ -224,11 +231,26 @@ class ItmInfo:
         object.__setattr__(self, name, value)
         bump()
 
-    def __post_init__(self) -> None:
-        # the label, the priority and the callbacks are checked as they are set
-        # (__setattr__)
-        if not isinstance(self.interest, Interest):
+    def _check_interest(self, interest: object) -> None:
+        """Refuse what is not an :class:`Interest`, and another interest than the
+        current one while registered (its capture was installed for the current)."""
+        if not isinstance(interest, Interest):
             raise TypeError("interest must be a libitm.Interest")
+        old = self.__dict__.get("interest")
+        if old is not None and interest != old and self.registered:
+            raise RuntimeError(
+                f"the interest of application {self.label!r} cannot change while it is "
+                f"registered: its capture was installed for {old}; to change it, "
+                "unregister it (unregister_hook), set the interest and register it again"
+            )
+
+    @property
+    def registered(self) -> bool:
+        """True while a loop holds this application: registered there, and that loop
+        not closed (its ``interest`` is then fixed)."""
+        ref = self.__dict__.get("_holder")
+        holds = ref() if ref is not None else None
+        return holds is not None and holds(self)
 
     if TYPE_CHECKING:
         # the callbacks as the packet loops call them, where first (set by
@@ -242,6 +264,17 @@ class ItmInfo:
 
 _CALLBACKS = ("class_func", "log_func", "process_func", "update_func", "control_func")
 
+#: a loop's answer to "do you still hold this application?"
+Holds = Callable[[ItmInfo], bool]
+
+
+def hold(info: ItmInfo, holds: Holds, app: Application | None = None) -> None:
+    """Note that the loop whose bound method ``holds`` is (kept weakly) registered
+    ``info``, made from ``app`` if given; :attr:`ItmInfo.registered` asks it."""
+    object.__setattr__(info, "_holder", weakref.WeakMethod(holds))
+    if app is not None:
+        object.__setattr__(app, "_itm_info", info)
+
 
 class Application:
     """Class-based form of an application: override any of the five callbacks.
@@ -251,6 +284,8 @@ class Application:
     overridden are registered as None (no ``class_func`` means class 0, as in
     itm_mod, so ``process_func`` then never runs). Every callback gets
     ``where`` first, as in the paper (an override without it still works).
+    As with :class:`ItmInfo`, ``interest`` cannot change while the application
+    is registered (:class:`RuntimeError`).
     """
 
     label: str = "app"
@@ -258,6 +293,13 @@ class Application:
     hook: Hook | str = Hook.POST_ROUTING
     priority: int = 0
     needs_payload: bool = False
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "interest":
+            info: ItmInfo | None = self.__dict__.get("_itm_info")
+            if info is not None and info.registered:
+                info._check_interest(value)  # another one raises: its capture is installed
+        object.__setattr__(self, name, value)
 
     def class_func(self, *args: Any, **kwargs: Any) -> int:
         """``class_func(where, pkt)``: return the packet's class (0: not classified)."""

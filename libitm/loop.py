@@ -24,7 +24,7 @@ from .backends import BACKENDS, make_backend
 from .backends.base import Backend
 from .dispatch import Dispatcher
 from .hooks import Hook
-from .info import Application, ItmInfo
+from .info import Application, ItmInfo, hold
 from .timers import TimerHandle, TimerQueue
 
 #: the loop each registered ItmInfo belongs to (by id: an ItmInfo is not hashable)
@@ -103,6 +103,7 @@ class ItmLoop:
         info.hook = hook
         self._infos.append(info)
         _OWNER[id(info)] = weakref.ref(self)
+        hold(info, self._holds, app)  # its interest is fixed while this loop holds it
         try:
             self.dispatcher.add(hook, info)
             if self._started:
@@ -430,6 +431,12 @@ class ItmLoop:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _holds(self, info: ItmInfo) -> bool:
+        """True while ``info`` is registered here and this loop holds it (not closed,
+        or kept after a run whose backend could not start)."""
+        owner = _OWNER.get(id(info))
+        return owner is not None and owner() is self and any(i is info for i in self._infos)
 
     def _forget(self, info: ItmInfo) -> None:
         self._infos = [i for i in self._infos if i is not info]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import select
 from typing import Protocol
 
 from ..dispatch import Dispatcher
@@ -26,6 +27,39 @@ class LoopHost(Protocol):
     @property
     def stopping(self) -> bool:
         """True once :meth:`ItmLoop.stop` was asked for."""
+
+
+class Watched(Protocol):
+    """A transport whose descriptors a backend's epoll set watches
+    (:class:`~libitm.transport.QueueTransport`, ``LogTransport``)."""
+
+    @property
+    def is_open(self) -> bool:
+        """True while its socket is open."""
+
+    def fds(self) -> tuple[int, ...]:
+        """Its socket, and the eventfd readable while it keeps packets read during
+        a config request (:mod:`libitm.transport.deferred`)."""
+
+
+def watch(epoll: select.epoll, transport: Watched) -> None:
+    """Add ``transport``'s descriptors to ``epoll``, which the loop polls: packets
+    in its socket and packets it kept both make the backend readable."""
+    for fd in transport.fds():
+        epoll.register(fd, select.EPOLLIN)
+
+
+def epoll_over(old: select.epoll | None, transports: tuple[Watched, ...]) -> select.epoll:
+    """A new epoll descriptor for the loop to poll, watching the open ``transports``
+    (:func:`watch`); ``old`` is closed. Made anew where the sockets are new (a
+    worker's, after the fork)."""
+    if old is not None:
+        old.close()
+    epoll = select.epoll()
+    for t in transports:
+        if t.is_open:
+            watch(epoll, t)
+    return epoll
 
 
 class BackendUnavailable(RuntimeError):

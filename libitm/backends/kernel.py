@@ -56,7 +56,7 @@ from ..hooks import Hook
 from ..info import ItmInfo
 from ..transport import FULL_COPY, QueueTransport, TransportError
 from ..transport.nflog import MAX_OBSERVER_BATCH, LogTransport
-from .base import Backend, BackendUnavailable, LoopHost
+from .base import Backend, BackendUnavailable, LoopHost, epoll_over, watch
 from .workers import MAX_WORKERS, WorkerPool, end_worker, merge_reports
 
 log = logging.getLogger("libitm")
@@ -171,8 +171,7 @@ class KernelBackend(Backend):
         try:
             if self.workers == 1:
                 self.transport.open()
-                self._epoll = select.epoll()
-                self._epoll.register(self.transport.fileno(), select.EPOLLIN)
+                self._watch()
             for info in loop.applications:
                 assert info.hook is not None
                 self.install(info.hook, info)
@@ -205,6 +204,12 @@ class KernelBackend(Backend):
             if err:
                 raise BackendUnavailable(f"worker {index}: binding nfqueue {q}: {os.strerror(err)}")
             self._apps[q] = app
+        self._watch()
+
+    def _watch(self) -> None:
+        """The loop's epoll descriptor over the queue and log transports (see
+        :func:`.base.epoll_over`)."""
+        self._epoll = epoll_over(self._epoll, (self.transport, self.log))
 
     def install(self, where: Hook, info: ItmInfo) -> None:
         """Register ``info`` with itm_queue, bind its queue and configure it fail-open
@@ -272,7 +277,7 @@ class KernelBackend(Backend):
             if not self.log.is_open:
                 self.log.open()
                 if self._epoll is not None:
-                    self._epoll.register(self.log.fileno(), select.EPOLLIN)
+                    watch(self._epoll, self.log)
             err = self.log.bind(group)
         except (OSError, TransportError) as e:
             err = e.errno if isinstance(e, OSError) and e.errno else errno.EIO

@@ -27,7 +27,7 @@ from ..owners import Owner, has_cap_net_admin, this_process
 from ..transport import FULL_COPY, QueueTransport, TransportError
 from ..transport.nflog import MAX_OBSERVER_BATCH, LogTransport
 from ..xtables import Xtables, XtablesError, chain_name
-from .base import Backend, BackendUnavailable, LabelInUse, LoopHost
+from .base import Backend, BackendUnavailable, LabelInUse, LoopHost, epoll_over, watch
 from .workers import MAX_WORKERS, WorkerPool, end_worker, merge_reports
 
 log = logging.getLogger("libitm")
@@ -425,14 +425,9 @@ class NfqueueBackend(Backend):
         )
 
     def _watch(self) -> None:
-        """One epoll descriptor over the open sockets (queue, log) for the loop: made
-        anew where the sockets are new (a worker's, after the fork)."""
-        if self._epoll is not None:
-            self._epoll.close()
-        self._epoll = select.epoll()
-        for t in (self.transport, self.log):
-            if t.is_open:
-                self._epoll.register(t.fileno(), select.EPOLLIN)
+        """The loop's epoll descriptor over the queue and log transports (see
+        :func:`.base.epoll_over`)."""
+        self._epoll = epoll_over(self._epoll, (self.transport, self.log))
 
     def _group_for(self, where: Hook) -> int:
         """The hook's NFLOG group for its observers, bound now if needed: the first
@@ -443,7 +438,7 @@ class NfqueueBackend(Backend):
         if not self.log.is_open:
             self.log.open()
             if self._epoll is not None:
-                self._epoll.register(self.log.fileno(), select.EPOLLIN)
+                watch(self._epoll, self.log)
         taken = set(self._ghook)
         last = 0
         for g in range(self.queue_base, min(self.queue_base + 256, 65536)):

@@ -5,7 +5,9 @@ packet, so the packet need not wait for it: an NFLOG rule hands a *copy* to
 user space and the packet goes on at once. :class:`LogTransport` binds NFLOG
 groups on one netlink socket, receives the copies and runs the runner that its
 ``route`` callback names for the group; whatever the runner returns is ignored
-(there is no verdict to send).
+(there is no verdict to send). Copies read while a configuration request waits
+for its acknowledgement are kept (:class:`.deferred.Deferred`) and run by the
+next :meth:`LogTransport.process`, never inside the request.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Final
 
 from ..packet import Packet
 from . import codec as nfq
+from .deferred import Deferred
 from .queue import Route, TransportError
 
 log = logging.getLogger("libitm")
@@ -109,10 +112,12 @@ class LogTransport:
         self.batch = batch
         self._sock: socket.socket | None = None
         self._buf = bytearray(_RBUF)
-        self._mv = memoryview(self._buf)
         self._seq = 0
         self.groups: set[int] = set()
         self.c = {"copies": 0, "bad_messages": 0, "enobufs": 0}
+        #: datagrams of copies read while a config request waited for its ack
+        self._deferred = Deferred()
+        self._cbuf: bytearray | None = None  # the config requests' receive buffer
 
     @property
     def is_open(self) -> bool:
@@ -134,6 +139,11 @@ class LogTransport:
             raise TransportError("the log socket is not open")
         return self._sock.fileno()
 
+    def fds(self) -> tuple[int, int]:
+        """What a loop watches: the socket, and the eventfd that is readable while
+        copies read during a config request wait for :meth:`process`."""
+        return self.fileno(), self._deferred.fileno()
+
     def bind(self, group: int) -> int:
         """Bind NFLOG ``group`` and set its copy mode; 0 or the errno."""
         self._seq += 1
@@ -153,10 +163,15 @@ class LogTransport:
             self._sock.send(config_bind(group, seq=0, unbind=True))
 
     def _request(self, msg: bytes) -> int:
-        """Send a config request; its answer's errno (copies meanwhile are handled)."""
+        """Send a config request; its answer's errno. Copies read meanwhile are kept
+        for :meth:`process`, not run (the request may come from a callback, and
+        the receive buffer may be in use below it)."""
         s = self._sock
         assert s is not None
         seq = nfq.NLMSGHDR.unpack_from(msg, 0)[3]
+        if self._cbuf is None:
+            self._cbuf = bytearray(_RBUF)
+        buf = self._cbuf
         s.send(msg)
         end = time.monotonic() + 2.0
         while time.monotonic() < end:
@@ -164,17 +179,20 @@ class LogTransport:
             if not r:
                 continue
             try:
-                n = s.recv_into(self._buf)
+                n = s.recv_into(buf)
             except BlockingIOError:
                 continue
             result = None
-            for mtype, _, off, length in nfq.messages(self._buf, n):
+            copies = False
+            for mtype, _, off, length in nfq.messages(buf, n):
                 if mtype == nfq.NLMSG_ERROR:
-                    err, eseq = nfq.decode_error(self._buf, off, length)
+                    err, eseq = nfq.decode_error(buf, off, length)
                     if eseq == seq:
                         result = err
                 elif mtype == MSG_PACKET:
-                    self._copy(off, length)
+                    copies = True
+            if copies:
+                self._deferred.keep(memoryview(buf)[:n])
             if result is not None:
                 return result
         raise TransportError("nfnetlink_log did not answer a config request")
@@ -185,7 +203,12 @@ class LogTransport:
         if s is None:
             return 0
         handled = 0
+        kept = self._deferred.kept
         while True:
+            if kept:
+                # copies read during a config request, before anything newer
+                handled += self._copies(*self._deferred.take())
+                continue
             try:
                 n = s.recv_into(self._buf)
             except BlockingIOError:
@@ -195,16 +218,22 @@ class LogTransport:
                     self.c["enobufs"] += 1  # copies lost, none delayed: carry on
                     continue
                 raise
-            try:
-                for mtype, _, off, length in nfq.messages(self._buf, n):
-                    if mtype == MSG_PACKET:
-                        self._copy(off, length)
-                        handled += 1
-            except ValueError:
-                self.c["bad_messages"] += 1
+            handled += self._copies(self._buf, n)
 
-    def _copy(self, off: int, length: int) -> None:
-        m = decode_log(self._buf, off, length)
+    def _copies(self, buf: bytearray, n: int) -> int:
+        """Run every copy in datagram ``buf[:n]``; how many there were."""
+        handled = 0
+        try:
+            for mtype, _, off, length in nfq.messages(buf, n):
+                if mtype == MSG_PACKET:
+                    self._copy(buf, off, length)
+                    handled += 1
+        except ValueError:
+            self.c["bad_messages"] += 1
+        return handled
+
+    def _copy(self, buf: bytearray, off: int, length: int) -> None:
+        m = decode_log(buf, off, length)
         if m is None:
             self.c["bad_messages"] += 1
             return
@@ -214,8 +243,8 @@ class LogTransport:
             return
         hook, run = rt
         self.c["copies"] += 1
-        # a copy of its own: the receive buffer is reused for the next datagram
-        run(Packet(bytearray(self._mv[poff : poff + plen]), mark=mark, hook=hook, timestamp=ts))
+        # a copy of its own (a bytearray slice): the receive buffer is reused
+        run(Packet(buf[poff : poff + plen], mark=mark, hook=hook, timestamp=ts))
 
     def close(self) -> None:
         """Unbind the groups and close the socket."""
@@ -227,6 +256,7 @@ class LogTransport:
                 s.send(config_bind(g, seq=0, unbind=True))
         self.groups.clear()
         s.close()
+        self._deferred.close()
 
     def counters(self) -> dict[str, int]:
         """copies, bad_messages, enobufs."""

@@ -10,6 +10,11 @@ modified packets get their own NFQNL_MSG_VERDICT, placed before the batch.
 What puts packets in a queue (xtables rules, itm_queue) and which
 applications a queue feeds is the caller's: a backend composes a transport
 with its capture.
+
+A configuration request waits for the kernel's acknowledgement on the same
+socket; the packets read meanwhile are kept (:class:`.deferred.Deferred`) and
+run by the next :meth:`QueueTransport.process`, never inside the request,
+which may come from an application's callback.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from ..epoch import EPOCH
 from ..hooks import Hook
 from ..packet import Packet
 from . import codec as nfq
+from .deferred import Deferred
 from .mmsg import MultiReceiver, open_receiver
 
 log = logging.getLogger("libitm")
@@ -165,6 +171,9 @@ class QueueTransport:
         self._socket_drops = 0  # the socket's drop count when last read (kept after close)
         # (views, n, starts, lengths, datagram, offset): received, not yet handled
         self._leftover: tuple[_Views, int, list[int], list[int], int, int] | None = None
+        #: datagrams of packets read while a config request waited for its ack
+        self._deferred = Deferred()
+        self._cbuf: bytearray | None = None  # the config requests' receive buffer
         self.c = {
             "packets": 0,
             "accepted": 0,
@@ -273,6 +282,7 @@ class QueueTransport:
             s.close()
             self._sock = None
             self.bound.clear()
+            self._deferred.close()
             if self._rx is not None:
                 self._rx_views = None
                 self._rx.close()
@@ -294,6 +304,11 @@ class QueueTransport:
         if self._sock is None:
             raise TransportError("the queue socket is not open")
         return self._sock.fileno()
+
+    def fds(self) -> tuple[int, int]:
+        """What a loop watches: the socket, and the eventfd that is readable while
+        packets read during a config request wait for :meth:`process`."""
+        return self.fileno(), self._deferred.fileno()
 
     def counters(self) -> dict[str, int]:
         """packets, verdicts, messages, sends, ENOBUFS, netlink errors, socket drops.
@@ -321,10 +336,19 @@ class QueueTransport:
         return self._seq
 
     def _config(self, msg: bytes) -> int:
-        """Send a config request and wait for its ack; packets meanwhile are handled."""
+        """Send a config request and wait for its ack (its errno, 0: done).
+
+        Packets read meanwhile are kept for :meth:`process`, not run: the request
+        may come from an application's callback (``register_hook`` there), which
+        must not run callbacks inside it, nor have a batch verdict accept the
+        packet it is still deciding. Its own buffer: the packet loop's may be in
+        use below the caller."""
         s = self._sock
         assert s is not None
         seq = nfq.NLMSGHDR.unpack_from(msg, 0)[3]
+        if self._cbuf is None:
+            self._cbuf = bytearray(_RBUF_SIZE)
+        buf = self._cbuf
         s.send(msg)
         end = time.monotonic() + 2.0
         while True:
@@ -335,22 +359,28 @@ class QueueTransport:
             if not r:
                 continue
             try:
-                n = s.recv_into(self._rbuf)
+                n = s.recv_into(buf)
             except BlockingIOError:
                 continue
-            out = bytearray()
-            pending: dict[int, int] = {}
-            result: int | None = None
-            for mtype, _, off, length in nfq.messages(self._rbuf, n):
-                if mtype == nfq.NLMSG_ERROR:
-                    err, eseq = nfq.decode_error(self._rbuf, off, length)
-                    if eseq == seq:
-                        result = err
-                elif mtype == nfq.MSG_PACKET:
-                    self._packet(off, length, pending, out)
-            self._flush(out, pending)
+            result = self._answer_or_keep(buf, n, seq)
             if result is not None:
                 return result
+
+    def _answer_or_keep(self, buf: bytearray, n: int, seq: int) -> int | None:
+        """The errno that answers request ``seq`` in datagram ``buf[:n]`` (None: not
+        in it); a datagram with packets is kept for :meth:`process`."""
+        result: int | None = None
+        packets = False
+        for mtype, _, off, length in nfq.messages(buf, n):
+            if mtype == nfq.NLMSG_ERROR:
+                err, eseq = nfq.decode_error(buf, off, length)
+                if eseq == seq:
+                    result = err
+            elif mtype == nfq.MSG_PACKET:
+                packets = True
+        if packets:
+            self._deferred.keep(memoryview(buf)[:n])
+        return result
 
     # ------------------------------------------------------------ hot path
     def _ensure_receiver(self) -> None:
@@ -385,56 +415,87 @@ class QueueTransport:
         # order as in its message (one NFQNL_MSG_VERDICT_BATCH each at the end)
         pending: dict[int, int] = {}
         handled = 0
-        c = self.c
-        rx = self._rx
-        views = self._rx_views
         try:
             lo = self._leftover
             if lo is not None:
                 self._leftover = None
                 lviews, ln, lstarts, llengths, li, lpos = lo
                 handled += self._messages(lviews, ln, lstarts, llengths, pending, out, li, lpos)
-            if rx is not None and views is not None:
-                while handled < self.batch:
-                    try:
-                        n = rx.recv(self.batch - handled)
-                    except OSError as e:
-                        if e.errno == errno.ENOBUFS:
-                            c["enobufs"] += 1
-                            continue
-                        raise
-                    if n == 0:
-                        break
-                    c["recvs"] += 1
-                    lens = rx.lengths(n)
-                    handled += self._messages(views, n, rx.starts(lens), lens, pending, out)
-                    if len(out) > _SEND_FLUSH:
-                        self._send(out)
-                        out.clear()
+            if self._rx is not None and self._rx_views is not None:
+                handled = self._drain_mmsg(handled, pending, out)
             else:
-                recv_into = s.recv_into
-                buf = self._rbuf
-                rviews = self._rbuf_views
-                while handled < self.batch:
-                    try:
-                        n = recv_into(buf)
-                    except BlockingIOError:
-                        break
-                    except InterruptedError:
-                        continue
-                    except OSError as e:
-                        if e.errno == errno.ENOBUFS:
-                            c["enobufs"] += 1
-                            continue
-                        raise
-                    c["recvs"] += 1
-                    handled += self._messages(rviews, 1, _FIRST, [n], pending, out)
-                    if len(out) > _SEND_FLUSH:
-                        self._send(out)
-                        out.clear()
+                handled = self._drain_recv(s, handled, pending, out)
         finally:
             self._flush(out, pending)
         return handled
+
+    def _drain_mmsg(self, handled: int, pending: dict[int, int], out: bytearray) -> int:
+        """:meth:`process` with recvmmsg: read until the socket is empty or ``batch``
+        packets were handled (``handled`` so far; returns the new count). The
+        packets kept during a config request run before anything newer is read."""
+        c = self.c
+        kept = self._deferred.kept
+        while handled < self.batch:
+            if kept:
+                handled += self._run_kept(pending, out)
+                continue
+            # asked again each time: a callback may have configured bigger slots
+            rx, views = self._rx, self._rx_views
+            if rx is None or views is None:
+                break
+            try:
+                n = rx.recv(self.batch - handled)
+            except OSError as e:
+                if e.errno == errno.ENOBUFS:
+                    c["enobufs"] += 1
+                    continue
+                raise
+            if n == 0:
+                break
+            c["recvs"] += 1
+            lens = rx.lengths(n)
+            handled += self._messages(views, n, rx.starts(lens), lens, pending, out)
+            if len(out) > _SEND_FLUSH:
+                self._send(out)
+                out.clear()
+        return handled
+
+    def _drain_recv(
+        self, s: socket.socket, handled: int, pending: dict[int, int], out: bytearray
+    ) -> int:
+        """:meth:`_drain_mmsg` one datagram per ``recv_into`` (no recvmmsg)."""
+        c = self.c
+        kept = self._deferred.kept
+        recv_into = s.recv_into
+        buf = self._rbuf
+        rviews = self._rbuf_views
+        while handled < self.batch:
+            if kept:
+                handled += self._run_kept(pending, out)
+                continue
+            try:
+                n = recv_into(buf)
+            except BlockingIOError:
+                break
+            except InterruptedError:
+                continue
+            except OSError as e:
+                if e.errno == errno.ENOBUFS:
+                    c["enobufs"] += 1
+                    continue
+                raise
+            c["recvs"] += 1
+            handled += self._messages(rviews, 1, _FIRST, [n], pending, out)
+            if len(out) > _SEND_FLUSH:
+                self._send(out)
+                out.clear()
+        return handled
+
+    def _run_kept(self, pending: dict[int, int], out: bytearray) -> int:
+        """Handle the oldest datagram kept during a config request; packets handled."""
+        buf, n = self._deferred.take()
+        views = (buf, memoryview(buf), *_word_views(buf))
+        return self._messages(views, 1, _FIRST, [n], pending, out)
 
     def _messages(
         self,
@@ -827,9 +888,9 @@ class QueueTransport:
         views: _Views | None = None,
     ) -> None:
         """One packet message, decoded with :func:`codec.decode_packet` (the
-        path for messages met while waiting for a config ack, and for big-endian
-        machines, where the word views of :meth:`_messages` do not apply); the
-        same :meth:`_route`, dispatcher and verdicts as the general lane."""
+        path for big-endian machines, where the word views of :meth:`_messages`
+        do not apply); the same :meth:`_route`, dispatcher and verdicts as the
+        general lane."""
         c = self.c
         buf, rmv = (self._rbuf, self._rmv) if views is None else views[:2]
         try:
