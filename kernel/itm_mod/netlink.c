@@ -242,6 +242,13 @@ static int itm_nl_app_set_doit(struct sk_buff *skb, struct genl_info *info)
 		err = PTR_ERR(app);
 		goto out;
 	}
+	/* one namespace's operator does not switch every namespace's traffic */
+	if (!app->netns && !net_eq(genl_info_net(info), &init_net)) {
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[ITM_A_LABEL],
+				    "the application serves every namespace: change it from the initial network namespace");
+		err = -EPERM;
+		goto out;
+	}
 	if (prio) {
 		err = itm_app_set_priority(app, nla_get_s32(prio));
 		if (err) {

@@ -53,6 +53,26 @@ def test_priority_change_on_live_traffic(topo: Topology) -> None:
         assert [lb for lb, cb, _ in kit.events() if cb == "class"] == ["two", "one"]
 
 
+def test_an_application_of_every_namespace_is_switched_from_the_initial_one(
+    topo: Topology,
+) -> None:
+    """Root in another network namespace (an ITM box, a container of the same
+    user namespace) cannot switch every namespace's application off."""
+    with kit.modules(apps="label=gate,hook=fwd,proto=udp,dport=5000,verdict=drop"):
+        kit.itm_attach(topo.router)
+        with kit.netns(topo.router), ItmControl() as box:
+            for change in ({"enabled": False}, {"priority": 9}):
+                with pytest.raises(ItmControlError) as e:
+                    box.set_app("gate", **change)
+                assert e.value.code == errno.EPERM, e.value
+                assert "change it from the initial network namespace" in str(e.value)
+            assert box.app("gate").enabled  # it still sees it
+        assert kit.udp(topo, 3, 5000) == 0  # and it still drops
+        with ItmControl() as ctl:
+            ctl.set_app("gate", enabled=False)
+        assert kit.udp(topo, 3, 5000) == 3
+
+
 def test_timers_fire_at_their_period_and_stop() -> None:
     with kit.modules(apps="label=tick,hook=out,proto=253,timer=100"):
         t0 = time.monotonic()
