@@ -57,3 +57,23 @@ def test_a_label_in_several_namespaces_says_where_to_run_it(
         err[1]
         == "itmtool: run it in the application's namespace: `ip netns exec NS itmtool disable ...`"
     )
+
+
+@pytest.mark.parametrize(
+    ("message", "hint"),
+    [
+        (
+            "the application serves every namespace: change it from the initial network namespace",
+            "itmtool: run it in the initial namespace (without `ip netns exec`)",
+        ),
+        ("Operation not permitted", "itmtool: changes need CAP_NET_ADMIN (run as root)"),
+    ],
+)
+def test_a_refused_change_says_what_to_do(
+    message: str, hint: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """itm_mod refuses a change of every namespace's application from another
+    namespace with EPERM too: root is told where to run it, not to become root."""
+    monkeypatch.setattr(cli, "ItmControl", lambda: _Refusing(errno.EPERM, message))
+    assert cli.main(["disable", "qos"]) == 4
+    assert capsys.readouterr().err.splitlines() == [f"itmtool: disable: {message}", hint]

@@ -155,11 +155,13 @@ def test_load_and_unload(
 ) -> None:
     machine = FakeMachine(tmp_path)
     monkeypatch.setattr(kmod, "Host", lambda: machine.host())
-    monkeypatch.setattr(kmod, "_default_control", lambda: FakeControl([]))
+    monkeypatch.setattr(kmod, "_default_control", lambda: FakeControl(FakeItm().apps()))
     assert cli.main(["load", "--deps", "count_udp", "priority=1", "--json"]) == 0
     assert same_shape(documented("load"), _out(capsys)) == []
     assert cli.main(["unload", "--all", "itm_mod", "--json"]) == 0
-    assert same_shape(documented("unload"), _out(capsys)) == []
+    real = _out(capsys)
+    assert same_shape(documented("unload"), real) == []
+    assert [a["label"] for a in real["unregistered"]] == ["dns"]
 
 
 def test_new(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -289,7 +289,19 @@ def test_unloading_itm_mod_while_applications_are_registered(
     assert machine.tools_called() == [("rmmod", "count_udp"), ("rmmod", "itm_mod")]
     import json
 
-    assert json.loads(capsys.readouterr().out) == {"unloaded": ["count_udp", "itm_mod"]}
+    assert json.loads(capsys.readouterr().out) == {
+        "unloaded": ["count_udp", "itm_mod"],
+        "unregistered": [
+            {
+                "label": "dns-count",
+                "type": "kernel",
+                "hook": "ip_forward",
+                "owner": "count_udp",
+                "pid": 0,
+            },
+            {"label": "shaper", "type": "user", "hook": "ip_forward", "owner": "", "pid": 4242},
+        ],
+    }
 
 
 def test_unloading_itm_queue_while_user_applications_hold_queues(
@@ -313,6 +325,60 @@ def test_unloading_itm_queue_while_user_applications_hold_queues(
     assert kmod.unload("itm_queue", host=machine.host(), control=lambda: FakeControl([])) == [
         "itm_queue"
     ]
+
+
+def test_unload_all_itm_mod_says_which_applications_it_unregistered(
+    machine: FakeMachine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--all` took the applications' registrations (kernel ones with their module,
+    user ones' queues with itm_queue) and said only 'unloaded X': now it names them,
+    once each, after the modules, and says their packets pass."""
+    kmod.load("count_udp", deps=True, host=machine.host())
+    kmod.load("itm_queue", host=machine.host())
+    apps = [_app("dns-count", "count_udp"), _app("shaper", "", "user", pid=4242)]
+    assert _cli(machine, ["unload", "--all", "itm_mod"], monkeypatch, apps) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "unloaded count_udp",
+        "unloaded itm_queue",
+        "unloaded itm_mod",
+        "applications unregistered (their packets now pass untouched):",
+        "  dns-count (kernel, module count_udp, at ip_forward)",
+        "  shaper (user, pid 4242, at ip_forward)",
+        "their user-space processes still run, without their queues: pid 4242",
+    ]
+
+
+def test_unload_all_itm_queue_says_whose_queues_it_took(
+    machine: FakeMachine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    kmod.load("itm_queue", deps=True, host=machine.host())
+    apps = [_app("dns-count", "count_udp"), _app("holder", "", "user", pid=119)]
+    assert _cli(machine, ["unload", "--all", "itm_queue"], monkeypatch, apps) == 0
+    out = capsys.readouterr().out
+    assert "unloaded itm_queue\napplications unregistered" in out
+    assert "their packets now pass" in out
+    assert "  holder (user, pid 119, at ip_forward)" in out
+    assert "dns-count" not in out  # a kernel application keeps its registration
+    kmod.load("itm_queue", host=machine.host())
+    assert _cli(machine, ["unload", "--all", "itm_queue", "--json"], monkeypatch, apps) == 0
+    assert json.loads(capsys.readouterr().out)["unregistered"] == [
+        {"label": "holder", "type": "user", "hook": "ip_forward", "owner": "", "pid": 119}
+    ]
+
+
+def test_unload_without_applications_unregisters_nothing(
+    machine: FakeMachine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    kmod.load("count_udp", deps=True, host=machine.host())
+    assert _cli(machine, ["unload", "count_udp"], monkeypatch) == 0
+    assert capsys.readouterr().out == "unloaded count_udp\n"
+    assert _cli(machine, ["unload", "--all", "itm_mod", "--json"], monkeypatch) == 0
+    assert json.loads(capsys.readouterr().out) == {"unloaded": ["itm_mod"], "unregistered": []}
 
 
 def test_unload_what_is_not_loaded(

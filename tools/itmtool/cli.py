@@ -159,8 +159,8 @@ def _cmd_load(args: argparse.Namespace) -> int:
 def _cmd_unload(args: argparse.Namespace) -> int:
     from itmtool import kmod
 
-    removed = kmod.unload(args.name, everything=args.all)
-    _emit(args, {"unloaded": removed}, "\n".join(f"unloaded {n}" for n in removed))
+    done = kmod.unload_report(args.name, everything=args.all)
+    _emit(args, done.to_json(), done.text())
     return EXIT_OK
 
 
@@ -477,7 +477,8 @@ def _add_module_commands(sub: Any) -> None:
         "--force",
         dest="all",
         action="store_true",
-        help="unload the modules that use it first (--force is the same; never rmmod -f)",
+        help="unload the modules that use it first and unregister its applications, "
+        "listing them (--force is the same; never rmmod -f)",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_unload)
@@ -615,6 +616,9 @@ def _report(err: Exception, cmd: str) -> tuple[list[str], int]:
     if isinstance(err, ItmNotLoaded):
         return [f"{head} {err}"], EXIT_NOT_LOADED
     if isinstance(err, ItmControlError):
+        if err.code == errno.EPERM and "initial network namespace" in str(err):
+            hint = "itmtool: run it in the initial namespace (without `ip netns exec`)"
+            return [f"{head} {err}", hint], EXIT_PERM
         if err.code == errno.EPERM:
             return [f"{head} {err}", "itmtool: changes need CAP_NET_ADMIN (run as root)"], EXIT_PERM
         if err.code == errno.ENOTUNIQ:

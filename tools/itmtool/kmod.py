@@ -373,12 +373,52 @@ def load(
     return [*done, mod]
 
 
-def _describe_apps(apps: list[Any]) -> list[str]:
+def _describe_apps(apps: Sequence[Any]) -> list[str]:
     lines = []
     for a in apps:
         who = f"module {a.owner}" if a.type == "kernel" else f"pid {a.pid}"
         lines.append(f"  {a.label} ({a.type}, {who}, at {a.hook})")
     return lines
+
+
+def _app_key(app: Any) -> tuple[str, str, str, str, int]:
+    return (app.label, app.type, app.hook, app.owner, app.pid)
+
+
+@dataclass
+class Unloaded:
+    """What an unload did: the modules removed, in order, and the applications whose
+    registrations went with them (their packets now pass untouched)."""
+
+    modules: list[str]
+    #: the registered applications (`libitm.control.App`) unregistered by the unload:
+    #: every one for itm_mod, the user-space ones for itm_queue (only ``--all`` removes
+    #: a module while applications are registered)
+    unregistered: list[Any] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented `itmtool unload --json` shape."""
+        return {
+            "unloaded": list(self.modules),
+            "unregistered": [
+                {"label": a.label, "type": a.type, "hook": a.hook, "owner": a.owner, "pid": a.pid}
+                for a in self.unregistered
+            ],
+        }
+
+    def text(self) -> str:
+        """The lines `itmtool unload` prints: one per module, then the applications."""
+        lines = [f"unloaded {n}" for n in self.modules]
+        if self.unregistered:
+            lines.append("applications unregistered (their packets now pass untouched):")
+            lines += _describe_apps(self.unregistered)
+            pids = sorted({a.pid for a in self.unregistered if a.type == "user"})
+            if pids:
+                lines.append(
+                    "their user-space processes still run, without their queues: "
+                    f"pid {', '.join(map(str, pids))}"
+                )
+        return "\n".join(lines)
 
 
 def unload(
@@ -391,7 +431,24 @@ def unload(
     """Remove module `name`; with `everything`, the modules using it first.
 
     Refuses (exit 1) to remove a module other modules use, or itm_mod while
-    applications are registered, listing them.  Returns the names removed, in order.
+    applications are registered, listing them.  Returns the names removed, in order
+    (:func:`unload_report` also says which applications went with them).
+    """
+    return unload_report(name, everything=everything, host=host, control=control).modules
+
+
+def unload_report(
+    name: str,
+    *,
+    everything: bool = False,
+    host: Host | None = None,
+    control: Callable[[], Control] | None = None,
+) -> Unloaded:
+    """:func:`unload`, returning the modules removed and the applications unregistered.
+
+    With `everything`, itm_mod goes with every registered application (the kernel
+    ones' modules are unloaded first) and itm_queue with the user-space ones' queues:
+    those are :attr:`Unloaded.unregistered`.
     """
     host = host or Host()
     if not _NAME.match(name):
@@ -442,9 +499,12 @@ def unload(
         )
     _require_root(host, "unloading a module")
     removed: list[str] = []
+    gone: list[Any] = []
     for h in holders:
         if host.loaded(h):
-            removed += unload(h, everything=True, host=host, control=control)
+            sub = unload_report(h, everything=True, host=host, control=control)
+            removed += sub.modules
+            gone += sub.unregistered
     out = host.run(["rmmod", name])
     if out.returncode != 0:
         if name == RIO and "in use" in out.stderr:
@@ -452,4 +512,10 @@ def unload(
 
             raise rio_cli.unload_refused()
         raise ToolError(f"rmmod {name} failed: {out.stderr.strip()}")
-    return [*removed, name]
+    unregistered = list(apps)  # itm_mod's list has itm_queue's users too: once each
+    seen = {_app_key(a) for a in apps}
+    for a in gone:
+        if _app_key(a) not in seen:
+            seen.add(_app_key(a))
+            unregistered.append(a)
+    return Unloaded([*removed, name], unregistered)
