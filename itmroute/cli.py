@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from libitm import BackendUnavailable
+from libitm import BackendUnavailable, cliargs
 from libitm.files import EXIT_PERM, describe_error
 
 from .config import DAEMON_BACKENDS, DATAPATHS, ConfigError, check_name, load_config
@@ -289,16 +289,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def _positive(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
-    if not seconds > 0 or seconds == float("inf"):
-        raise argparse.ArgumentTypeError(f"{value!r} is not a duration above 0")
-    return seconds
-
-
 def parser() -> argparse.ArgumentParser:
     """The command line."""
     ap = _Parser(
@@ -323,7 +313,7 @@ def parser() -> argparse.ArgumentParser:
         " WireGuard (wireguard, on every ITM of the overlay), this daemon (python), kernel when"
         " itm_route is loaded (auto); overrides the configuration",
     )
-    run.add_argument("--duration", type=_positive, help="seconds to run")
+    run.add_argument("--duration", type=cliargs.seconds, help="seconds to run")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     run.set_defaults(func=cmd_run)
     show = sub.add_parser("show", help="print a running daemon's path table")

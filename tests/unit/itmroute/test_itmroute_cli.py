@@ -260,8 +260,14 @@ def test_show_json_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
         (["run"], "the following arguments are required: -c/--config"),
         (["run", "-c", "x", "--backend", "offline"], "argument --backend: invalid choice"),
         (["run", "-c", "x", "--datapath", "ebpf"], "argument --datapath: invalid choice"),
-        (["run", "-c", "x", "--duration", "-1"], "'-1' is not a duration above 0"),
-        (["run", "-c", "x", "--duration", "soon"], "'soon' is not a number of seconds"),
+        (
+            ["run", "-c", "x", "--duration", "-1"],
+            "argument --duration: must be a number of seconds > 0, not '-1'",
+        ),
+        (
+            ["run", "-c", "x", "--duration", "soon"],
+            "argument --duration: must be a number of seconds > 0, not 'soon'",
+        ),
         (["show", "--colour"], "unrecognized arguments: --colour"),
     ],
 )
