@@ -17,7 +17,7 @@ import pytest
 from itmtool import buildmods, cli, new
 from itmtool.errors import ToolError
 from itmtool.matrix import ROOT
-from tests.unit.generated_apps import assert_user_app_passes
+from tests.support.generated_app_checks import assert_user_app_passes
 
 KERNEL_CASES = [
     ("count_fwd", "fwd", ["proto=udp,dport=5000-5010"]),

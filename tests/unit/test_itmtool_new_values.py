@@ -16,7 +16,7 @@ import pytest
 
 from itmtool import cli, new
 from itmtool.matrix import ROOT, read_matrix
-from tests.unit.generated_apps import assert_user_app_passes
+from tests.support.generated_app_checks import assert_user_app_passes
 
 VENV_BIN = Path(sys.executable).parent
 

@@ -13,7 +13,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from capture_files import (
+
+from libitm import Hook, Interest, ItmInfo, ItmLoop, Packet, Verdict
+from libitm.files import PathConflict
+from libitm.pcap import PcapError, PcapReader
+from tests.support.capture_files import (
     ETHERNET,
     RAW,
     SLL,
@@ -27,10 +31,6 @@ from capture_files import (
     sll_header,
     write_classic,
 )
-
-from libitm import Hook, Interest, ItmInfo, ItmLoop, Packet, Verdict
-from libitm.files import PathConflict
-from libitm.pcap import PcapError, PcapReader
 from tests.support.packets import ETH_HDR_V4, ref_csum, tcp, udp, verify
 
 P1 = udp("10.0.0.1", "10.0.0.2", 1000, 53, b"one")
