@@ -211,14 +211,22 @@ class Dispatcher:
         self.malformed = 0
 
     def add(self, where: Hook, info: ItmInfo) -> None:
-        """Add a registration at ``where`` (kept sorted by priority, then FIFO)."""
+        """Add a registration at ``where`` (run by priority, then FIFO)."""
         self._seq[id(info)] = self._next
         self._match[id(info)] = matcher(info.interest)
         self._next += 1
-        apps = self._by_hook[where]
-        apps.append(info)
-        apps.sort(key=lambda i: (i.priority, self._seq[id(i)]))
+        self._by_hook[where].append(info)
+        self._ordered(where)
         bump()
+
+    def _ordered(self, where: Hook) -> list[ItmInfo]:
+        """``where``'s registrations, sorted (in place) by their current priority,
+        ties in registration order: a priority may change while registered, which
+        moves the epoch, so the runner built for the next packet sorts again."""
+        apps = self._by_hook[where]
+        seq = self._seq
+        apps.sort(key=lambda i: (i.priority, seq[id(i)]))
+        return apps
 
     def remove(self, info: ItmInfo) -> None:
         """Remove a registration."""
@@ -231,7 +239,7 @@ class Dispatcher:
 
     def apps(self, where: Hook) -> list[ItmInfo]:
         """The registrations at ``where`` in the order they run."""
-        return list(self._by_hook[where])
+        return list(self._ordered(where))
 
     def hooks(self) -> list[Hook]:
         """The hooks that have at least one registration."""
@@ -255,7 +263,7 @@ class Dispatcher:
             return cached[1]
         apps = [
             i
-            for i in self._by_hook[where]
+            for i in self._ordered(where)
             if i.enabled and (observers is None or (i.process_func is None) == observers)
         ]
         run: Runner

@@ -7,7 +7,7 @@ import re
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .epoch import bump
 from .hooks import Hook
@@ -197,10 +197,14 @@ class ItmInfo:
     ``needs_payload``: the backend must hand over the whole packet (needed to
     read the payload or to *modify* the packet; by default nfqueue copies only
     the first 128 bytes).
-    ``interest`` is fixed while the application is registered
-    (:attr:`registered`): what captures its packets was installed for it, and
-    assigning another one raises :class:`RuntimeError`; unregister, change it
-    and register again (also from a callback: it applies from the next packet).
+    While the application is registered (:attr:`registered`), ``priority``
+    may change and applies from the next packet on every backend (the kernel
+    backend moves it in itm_mod's run list; with workers it is refused,
+    :class:`RuntimeError`). ``interest``, ``label``, ``needs_payload`` and
+    ``hook`` are fixed then: what captures its packets was installed from
+    them, and assigning another value raises :class:`RuntimeError`;
+    unregister, change it and register again (also from a callback: it
+    applies from the next packet).
     """
 
     label: str
@@ -219,10 +223,14 @@ class ItmInfo:
     def __setattr__(self, name: str, value: object) -> None:
         if name == "label":
             check_label(value)  # type: ignore[arg-type]
+            self._check_fixed(name, value)
         elif name == "priority":
             check_priority(value)  # type: ignore[arg-type]
+            self._apply_priority(value)  # type: ignore[arg-type]
         elif name == "interest":
             self._check_interest(value)
+        elif name in _FIXED:
+            self._check_fixed(name, value)
         elif name in _CALLBACKS:
             check_callback(name, value)  # type: ignore[arg-type]
             # what the packet loops call: where first (see where_first)
@@ -244,13 +252,45 @@ class ItmInfo:
                 "unregister it (unregister_hook), set the interest and register it again"
             )
 
+    def _check_fixed(self, name: str, value: object) -> None:
+        """Refuse another ``label``, ``needs_payload`` or ``hook`` while registered:
+        what captures the application's packets was installed from the current one."""
+        old = self.__dict__.get(name, _UNSET)
+        if old is _UNSET or value == old or not self.registered:
+            return
+        label = self.__dict__.get("label")
+        again = f"set {name} and register it again"
+        if name == "hook":
+            again = "register it at the other hook"
+        raise RuntimeError(
+            f"the {name} of application {label!r} cannot change while it is "
+            f"registered: {_FIXED_WHY[name]}; to change it, unregister it "
+            f"(unregister_hook) and {again}"
+        )
+
+    def _apply_priority(self, priority: int) -> None:
+        """A registered application's new priority goes to its loop first, which
+        applies it to its backend (itm_mod's run list) or raises; the dispatcher
+        takes the new order from the next packet (the epoch moves)."""
+        old = self.__dict__.get("priority")
+        if old is None or priority == old:
+            return
+        holder = self._holder()
+        if holder is not None and holder._holds(self):
+            holder._priority_changes(self, priority)
+
+    def _holder(self) -> Holder | None:
+        """The loop that registered this application last, while it exists."""
+        ref = self.__dict__.get("_holder_ref")
+        return ref() if ref is not None else None
+
     @property
     def registered(self) -> bool:
         """True while a loop holds this application: registered there, and that loop
-        not closed (its ``interest`` is then fixed)."""
-        ref = self.__dict__.get("_holder")
-        holds = ref() if ref is not None else None
-        return holds is not None and holds(self)
+        not closed (its ``interest``, ``label``, ``needs_payload`` and ``hook``
+        are then fixed)."""
+        holder = self._holder()
+        return holder is not None and holder._holds(self)
 
     if TYPE_CHECKING:
         # the callbacks as the packet loops call them, where first (set by
@@ -264,14 +304,37 @@ class ItmInfo:
 
 _CALLBACKS = ("class_func", "log_func", "process_func", "update_func", "control_func")
 
-#: a loop's answer to "do you still hold this application?"
-Holds = Callable[[ItmInfo], bool]
+#: fixed while registered: what captures the packets was installed from them
+_FIXED = ("needs_payload", "hook")
+_UNSET = object()
+_FIXED_WHY = {
+    "label": (
+        "its capture is known by it (the nfqueue backend's chain and rule comments, "
+        "its itm_queue registration in itm_mod) and it is unique in its loop"
+    ),
+    "needs_payload": (
+        "its queue's copy range (an observer's copy size) was set from it when it was registered"
+    ),
+    "hook": "its capture was installed at its hook",
+}
 
 
-def hold(info: ItmInfo, holds: Holds, app: Application | None = None) -> None:
-    """Note that the loop whose bound method ``holds`` is (kept weakly) registered
-    ``info``, made from ``app`` if given; :attr:`ItmInfo.registered` asks it."""
-    object.__setattr__(info, "_holder", weakref.WeakMethod(holds))
+class Holder(Protocol):
+    """What registered an application (an :class:`~libitm.ItmLoop`), as the
+    application sees it."""
+
+    def _holds(self, info: ItmInfo) -> bool:
+        """True while ``info`` is registered there and that loop is not closed."""
+
+    def _priority_changes(self, info: ItmInfo, priority: int) -> None:
+        """Apply ``info``'s new priority to what captures its packets, before it is
+        set (:class:`RuntimeError` when it cannot be applied)."""
+
+
+def hold(info: ItmInfo, holder: Holder, app: Application | None = None) -> None:
+    """Note that ``holder`` (kept weakly) registered ``info``, made from ``app`` if
+    given; :attr:`ItmInfo.registered` asks it, and a new priority goes to it."""
+    object.__setattr__(info, "_holder_ref", weakref.ref(holder))
     if app is not None:
         object.__setattr__(app, "_itm_info", info)
 
@@ -284,8 +347,10 @@ class Application:
     overridden are registered as None (no ``class_func`` means class 0, as in
     itm_mod, so ``process_func`` then never runs). Every callback gets
     ``where`` first, as in the paper (an override without it still works).
-    As with :class:`ItmInfo`, ``interest`` cannot change while the application
-    is registered (:class:`RuntimeError`).
+    As with :class:`ItmInfo`, ``interest``, ``label``, ``needs_payload`` and
+    ``hook`` cannot change while the application is registered
+    (:class:`RuntimeError`); a new ``priority`` is applied to its registration
+    (:attr:`ItmInfo.priority`) from the next packet.
     """
 
     label: str = "app"
@@ -295,10 +360,17 @@ class Application:
     needs_payload: bool = False
 
     def __setattr__(self, name: str, value: object) -> None:
-        if name == "interest":
-            info: ItmInfo | None = self.__dict__.get("_itm_info")
-            if info is not None and info.registered:
+        info: ItmInfo | None = self.__dict__.get("_itm_info")
+        if info is not None and info.registered:
+            # what the registration (info) was made from: the same rules apply
+            if name == "interest":
                 info._check_interest(value)  # another one raises: its capture is installed
+            elif name == "hook":
+                info._check_fixed(name, Hook.parse(value))  # type: ignore[arg-type]
+            elif name in ("label", "needs_payload"):
+                info._check_fixed(name, value)
+            elif name == "priority":
+                info.priority = value  # type: ignore[assignment]  # applied, or raises
         object.__setattr__(self, name, value)
 
     def class_func(self, *args: Any, **kwargs: Any) -> int:

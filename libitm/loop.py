@@ -103,7 +103,7 @@ class ItmLoop:
         info.hook = hook
         self._infos.append(info)
         _OWNER[id(info)] = weakref.ref(self)
-        hold(info, self._holds, app)  # its interest is fixed while this loop holds it
+        hold(info, self, app)  # its interest is fixed while this loop holds it (and more)
         try:
             self.dispatcher.add(hook, info)
             if self._started:
@@ -437,6 +437,14 @@ class ItmLoop:
         or kept after a run whose backend could not start)."""
         owner = _OWNER.get(id(info))
         return owner is not None and owner() is self and any(i is info for i in self._infos)
+
+    def _priority_changes(self, info: ItmInfo, priority: int) -> None:
+        """``info``, registered here, gets another priority (not set yet): the
+        started backend applies it first (the kernel's: itm_mod's run list) or
+        raises :class:`RuntimeError`; the dispatcher orders the hook's
+        applications anew from the next packet (setting it moves the epoch)."""
+        if self._be_started and self._backend is not None:
+            self._backend.change_priority(info, priority)
 
     def _forget(self, info: ItmInfo) -> None:
         self._infos = [i for i in self._infos if i is not info]

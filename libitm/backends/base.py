@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import select
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from ..dispatch import Dispatcher
 from ..hooks import Hook
@@ -62,6 +62,16 @@ def epoll_over(old: select.epoll | None, transports: tuple[Watched, ...]) -> sel
     return epoll
 
 
+def refuse_priority_with_workers(info: ItmInfo, hint: str = "") -> NoReturn:
+    """A priority change after the workers were forked: each worker process runs
+    its own copy of the applications, so it would reorder one worker's only."""
+    raise RuntimeError(
+        f"the priority of application {info.label!r} cannot change while workers run: "
+        "each worker process has its own copy of the applications, and the change "
+        "would reach one worker only; set it before the loop starts" + hint
+    )
+
+
 class BackendUnavailable(RuntimeError):
     """The backend cannot run here (module not loaded, not root, ...)."""
 
@@ -95,6 +105,13 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def uninstall(self, info: ItmInfo) -> None:
         """Stop delivering packets for ``info``."""
+
+    def change_priority(self, info: ItmInfo, priority: int) -> None:
+        """``info``, registered and installed, is about to get ``priority``: apply it
+        to what captures its packets, or raise :class:`RuntimeError` and it is not
+        set. By default there is nothing to do: the loop's dispatcher runs a
+        hook's applications in their current order from the next packet."""
+        del info, priority
 
     def fileno(self) -> int:
         """A file descriptor that becomes readable when packets wait."""

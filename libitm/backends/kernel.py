@@ -47,7 +47,7 @@ import time
 from dataclasses import dataclass
 from typing import NoReturn
 
-from ..control.client import ItmControlError, ItmNotLoaded
+from ..control.client import ItmControl, ItmControlError, ItmNotLoaded
 from ..control.queue import NOT_LOADED, ItmQueueClient, KernelInterest, kernel_interest
 from ..dispatch import Dispatcher, Runner
 from ..epoch import bump
@@ -56,7 +56,14 @@ from ..hooks import Hook
 from ..info import ItmInfo
 from ..transport import FULL_COPY, QueueTransport, TransportError
 from ..transport.nflog import MAX_OBSERVER_BATCH, LogTransport
-from .base import Backend, BackendUnavailable, LoopHost, epoll_over, watch
+from .base import (
+    Backend,
+    BackendUnavailable,
+    LoopHost,
+    epoll_over,
+    refuse_priority_with_workers,
+    watch,
+)
 from .workers import MAX_WORKERS, WorkerPool, end_worker, merge_reports
 
 log = logging.getLogger("libitm")
@@ -94,6 +101,8 @@ class KernelBackend(Backend):
     """
 
     name = "kernel"
+    #: itm_mod's family, opened for the first priority change (``app-set``)
+    _control: ItmControl | None = None
 
     def __init__(
         self,
@@ -290,6 +299,30 @@ class KernelBackend(Backend):
                 f"{os.strerror(err)}"
             )
 
+    def change_priority(self, info: ItmInfo, priority: int) -> None:
+        """Move the application in itm_mod's run list (``app-set`` of the itm family,
+        what ``itmtool priority`` sends): itm_mod runs it at its new place from
+        the next packet, with the kernel applications and every process's; a
+        packet already in user space resumes after the right application (the
+        resume point is a (priority, order) pair). Refused by itm_mod
+        (:class:`RuntimeError`, the priority then stays), and with workers once
+        forked (:func:`.base.refuse_priority_with_workers`)."""
+        if self._pool is not None or self._worker is not None:
+            refuse_priority_with_workers(
+                info, " (itmtool priority changes itm_mod's order, which is every worker's)"
+            )
+        if id(info) not in self._queue_of:
+            return  # not registered with itm_queue (yet): install() sends its priority
+        try:
+            if self._control is None:
+                self._control = ItmControl()
+            self._control.set_app(info.label, priority=priority)
+        except ItmControlError as e:
+            raise RuntimeError(
+                f"itm_mod refused priority {priority} for application {info.label!r}: "
+                f"{e} ({os.strerror(e.code)}); its priority stays {info.priority}"
+            ) from e
+
     def uninstall(self, info: ItmInfo) -> None:
         """Unregister the app; packets already queued to it are handed back (NF_REPEAT)."""
         q = self._queue_of.pop(id(info), None)
@@ -337,6 +370,10 @@ class KernelBackend(Backend):
             with contextlib.suppress(OSError):
                 self._client.close()
             self._client = None
+        if self._control is not None:
+            with contextlib.suppress(OSError):
+                self._control.close()
+            self._control = None
 
     def counters(self) -> dict[str, int]:
         """The transport's counters plus ``malformed`` packets seen by the apps and

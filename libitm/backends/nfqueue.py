@@ -27,7 +27,15 @@ from ..owners import Owner, has_cap_net_admin, this_process
 from ..transport import FULL_COPY, QueueTransport, TransportError
 from ..transport.nflog import MAX_OBSERVER_BATCH, LogTransport
 from ..xtables import Xtables, XtablesError, chain_name
-from .base import Backend, BackendUnavailable, LabelInUse, LoopHost, epoll_over, watch
+from .base import (
+    Backend,
+    BackendUnavailable,
+    LabelInUse,
+    LoopHost,
+    epoll_over,
+    refuse_priority_with_workers,
+    watch,
+)
 from .workers import MAX_WORKERS, WorkerPool, end_worker, merge_reports
 
 log = logging.getLogger("libitm")
@@ -299,6 +307,14 @@ class NfqueueBackend(Backend):
             except XtablesError:
                 continue
         return used
+
+    def change_priority(self, info: ItmInfo, priority: int) -> None:
+        """The rules do not depend on priorities: the applications of a hook (its
+        queue's, its NFLOG group's) run in the dispatcher's order, which takes
+        the new one from the next packet. With workers, once forked, refused
+        (:func:`.base.refuse_priority_with_workers`)."""
+        if self._pool is not None or self._worker is not None:
+            refuse_priority_with_workers(info)
 
     def uninstall(self, info: ItmInfo) -> None:
         """Remove the app's chain (its queue stays bound for the loop's lifetime)."""

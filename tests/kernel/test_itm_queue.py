@@ -34,6 +34,7 @@ from tests.kernel import kit
 from tests.kernel import qos_kit as q
 from tests.kernel.kit import Topology
 from tests.support import qos_trace
+from tests.support.netns_script import netns_script
 
 ROOT = Path(__file__).resolve().parents[2]
 CALLBACKS = ["class", "log", "process", "update", "control"]
@@ -387,3 +388,52 @@ def test_qos_ctrl_marks_like_qos_mod(topo: Topology) -> None:
             assert ua.proc.poll() is None
     qos_trace.check_parity(kernel_trace, offline, pkts)  # qos_mod
     qos_trace.check_parity(user_trace, offline, pkts)  # qos_ctrl, kernel backend
+
+
+def _priority(label: str) -> int:
+    with ItmControl() as ctl:
+        return ctl.app(label).priority
+
+
+PRIORITY_APP = """
+import sys
+from pathlib import Path
+from libitm import Interest, ItmInfo, ItmLoop
+
+out = Path(sys.argv[1])
+loop = ItmLoop("kernel")
+info = ItmInfo("prio", Interest(protocol="udp", dport=5302), class_func=lambda w, p: 1,
+               process_func=lambda w, c, p: 1, priority=0)
+loop.register_hook("ip_forward", info)
+
+def change():
+    if (out / "go").exists() and not (out / "done").exists():
+        try:
+            info.priority = 7
+            (out / "done").write_text("7")
+        except RuntimeError as e:
+            (out / "done").write_text(str(e))
+
+loop.register_timer(lambda: (out / "ready").touch(), 0.05)
+loop.register_timer(change, 0.05)
+loop.run()
+"""
+
+
+def test_a_priority_set_in_the_program_moves_the_application_in_itm_mod(
+    topo: Topology,
+) -> None:
+    """ItmInfo.priority = N on the kernel backend is itm_mod's app-set: the run
+    list of every process and kernel application sees the new order at once."""
+    with kit.modules(queue=()):
+        kit.itm_attach(topo.router)
+        with netns_script(topo.router, PRIORITY_APP, prefix="itmq-prio-") as (proc, out):
+            assert kit.wait_until(lambda: (out / "ready").exists() or proc.poll() is not None, 120)
+            assert proc.poll() is None, proc.communicate()
+            assert _priority("prio") == 0
+            (out / "go").touch()
+            assert kit.wait_until(lambda: (out / "done").exists(), 20)
+            assert (out / "done").read_text() == "7"
+            assert _priority("prio") == 7
+            assert kit.udp(topo, 5, 5302) == 5  # and its packets still come back
+        assert "prio" not in _apps()
