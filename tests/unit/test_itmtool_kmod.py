@@ -15,7 +15,7 @@ import pytest
 
 from itmtool import cli, kmod
 from itmtool.errors import ToolError
-from libitm.control.client import STAT_NAMES, App
+from libitm.control.client import STAT_NAMES, App, ItmControlError, ItmNotLoaded
 from tests.support.fake_itm_control import FakeControl
 from tests.support.fake_kmod_machine import MODINFO, RELEASE, FakeMachine
 
@@ -413,3 +413,85 @@ def test_itm_moddir_is_searched_first(machine: FakeMachine, tmp_path: Path) -> N
     host.moddir = run_dir / "src"
     assert kmod.locate("itm_mod", host).is_relative_to(run_dir)
     assert kmod.locate("count_udp", host).is_relative_to(run_dir / "generated")
+
+
+def test_unloading_an_application_module_names_its_applications(
+    machine: FakeMachine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`unload count_udp` took its applications' registrations with it and said only
+    'unloaded count_udp': now it names them (their `owner` is the module) as
+    `unload --all itm_mod` does, with or without --all; others' stay unnamed."""
+    import json
+
+    kmod.load("count_udp", deps=True, host=machine.host())
+    apps = [
+        _app("dns-count", "count_udp"),
+        _app("qos", "qos_mod"),
+        _app("udp-count", "count_udp"),
+        _app("shaper", "", "user", pid=4242),
+    ]
+    assert _cli(machine, ["unload", "count_udp"], monkeypatch, apps) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "unloaded count_udp",
+        "applications unregistered (their packets now pass untouched):",
+        "  dns-count (kernel, module count_udp, at ip_forward)",
+        "  udp-count (kernel, module count_udp, at ip_forward)",
+    ]
+    assert machine.tools_called()[-1] == ("rmmod", "count_udp")
+    kmod.load("count_udp", host=machine.host())
+    assert _cli(machine, ["unload", "--all", "count_udp", "--json"], monkeypatch, apps) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "unloaded": ["count_udp"],
+        "unregistered": [
+            {"label": a, "type": "kernel", "hook": "ip_forward", "owner": "count_udp", "pid": 0}
+            for a in ("dns-count", "udp-count")
+        ],
+    }
+    every = kmod.unload_report(
+        "itm_mod", everything=True, host=machine.host(), control=lambda: FakeControl(apps)
+    )
+    assert (every.modules, every.unregistered) == (["itm_mod"], apps)  # itm_mod: all of them
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [ItmNotLoaded(2, "no itm family"), ItmControlError(1, "no"), OSError(97, "no netlink")],
+)
+def test_an_application_module_unloads_when_itm_mod_cannot_be_asked(
+    machine: FakeMachine, refusal: Exception
+) -> None:
+    kmod.load("count_udp", deps=True, host=machine.host())
+
+    def refused() -> kmod.Control:
+        raise refusal
+
+    done = kmod.unload_report("count_udp", host=machine.host(), control=refused)
+    assert (done.modules, done.unregistered, done.text()) == (
+        ["count_udp"],
+        [],
+        "unloaded count_udp",
+    )
+    assert machine.tools_called()[-1] == ("rmmod", "count_udp")
+
+
+def test_itm_mod_is_asked_only_about_modules_that_use_it(
+    machine: FakeMachine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A module that does not use itm_mod registers no application: unloading it asks
+    nothing; `--all itm_mod` asks once for itm_mod and the modules it takes first."""
+    monkeypatch.setitem(MODINFO, "plain", {"depends": [""]})
+    kmod.load("count_udp", deps=True, host=machine.host())
+    machine.insert("plain")
+    kmod.load("itm_queue", host=machine.host())
+    asked: list[int] = []
+    apps = [_app("dns-count", "count_udp"), _app("shaper", "", "user", pid=7)]
+
+    def control() -> kmod.Control:
+        asked.append(1)
+        return FakeControl(apps)
+
+    assert kmod.unload_report("plain", host=machine.host(), control=control).modules == ["plain"]
+    assert asked == []
+    done = kmod.unload_report("itm_mod", everything=True, host=machine.host(), control=control)
+    assert done.modules == ["count_udp", "itm_queue", "itm_mod"] and done.unregistered == apps
+    assert len(asked) == 1

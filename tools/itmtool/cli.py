@@ -18,7 +18,8 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -347,16 +348,40 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return doctor.exit_code(doc)
 
 
+@dataclass(frozen=True)
+class _Arg:
+    """One ``add_argument`` call of a subcommand: its names and options."""
+
+    names: tuple[str, ...]
+    options: dict[str, Any]
+
+
+def _arg(*names: str, **options: Any) -> _Arg:
+    return _Arg(names, options)
+
+
+#: the ``--json`` of most subcommands
+_JSON = _arg("--json", action="store_true", help="machine-readable output")
+
+
+def _add_command(
+    sub: Any,
+    name: str,
+    func: Callable[[argparse.Namespace], int],
+    args: Sequence[_Arg],
+    **parser: Any,
+) -> argparse.ArgumentParser:
+    """Add subcommand `name` (`parser`: its help, description, epilog) with `args`, in
+    order, run by `func`."""
+    p: argparse.ArgumentParser = sub.add_parser(name, **parser)
+    for a in args:
+        p.add_argument(*a.names, **a.options)
+    p.set_defaults(func=func)
+    return p
+
+
 def _add_doctor(sub: Any) -> None:
-    p = sub.add_parser(
-        "doctor",
-        help="check this machine's prerequisites: OK or MISSING, with the command that fixes it",
-        description="One line per prerequisite (kernel modules here or the VM path: qemu, "
-        "busybox, virtme-ng, the matrix kernels; netfilter and nfnetlink_queue; dkms; "
-        "CAP_NET_ADMIN), OK or MISSING with the exact command that fixes it.",
-        epilog="Exit codes: 0 everything needed is there; 6 something needed is missing.",
-    )
-    p.add_argument(
+    purpose = _arg(
         "--for",
         dest="purpose",
         choices=("user", "demo", "test"),
@@ -364,14 +389,23 @@ def _add_doctor(sub: Any) -> None:
         help="what for: user (default: run modules here or in a VM), demo (`make demo`), "
         "test (`make test`)",
     )
-    p.add_argument(
+    quiet = _arg(
         "-q",
         "--quiet",
         action="store_true",
         help="only what is needed and missing, and the verdict",
     )
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=_cmd_doctor)
+    _add_command(
+        sub,
+        "doctor",
+        _cmd_doctor,
+        [purpose, quiet, _JSON],
+        help="check this machine's prerequisites: OK or MISSING, with the command that fixes it",
+        description="One line per prerequisite (kernel modules here or the VM path: qemu, "
+        "busybox, virtme-ng, the matrix kernels; netfilter and nfnetlink_queue; dkms; "
+        "CAP_NET_ADMIN), OK or MISSING with the exact command that fixes it.",
+        epilog="Exit codes: 0 everything needed is there; 6 something needed is missing.",
+    )
 
 
 def _version() -> str:
@@ -405,36 +439,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("status", help="registered applications per hook, in run order")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--watch", action="store_true", help="refresh until interrupted")
-    p.add_argument(
+    interval = _arg(
         "--interval", type=cliargs.seconds, default=1.0, help="seconds between refreshes (> 0)"
     )
-    p.set_defaults(func=_cmd_status)
+    watch = _arg("--watch", action="store_true", help="refresh until interrupted")
+    status_help = "registered applications per hook, in run order"
+    _add_command(sub, "status", _cmd_status, [_JSON, watch, interval], help=status_help)
 
+    label = _arg("label", type=_app_label, help="the application's label (see `itmtool status`)")
     for name, text in (("enable", "turn an application on"), ("disable", "turn it off")):
-        p = sub.add_parser(name, help=text)
-        p.add_argument(
-            "label", type=_app_label, help="the application's label (see `itmtool status`)"
-        )
-        p.set_defaults(func=_cmd_set)
+        _add_command(sub, name, _cmd_set, [label], help=text)
 
-    p = sub.add_parser("priority", help="change where an application runs at its hook")
-    p.add_argument("label", type=_app_label, help="the application's label")
-    p.add_argument(
-        "priority", type=_priority_arg, help="lower runs first; ties run in registration order"
-    )
-    p.set_defaults(func=_cmd_set)
+    priority = [
+        _arg("label", type=_app_label, help="the application's label"),
+        _arg(
+            "priority", type=_priority_arg, help="lower runs first; ties run in registration order"
+        ),
+    ]
+    priority_help = "change where an application runs at its hook"
+    _add_command(sub, "priority", _cmd_set, priority, help=priority_help)
 
-    p = sub.add_parser("cleanup", help="remove the nfqueue rules that dead libitm processes left")
-    p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cleanup_mod.command)
+    dry_run = _arg("--dry-run", action="store_true", help="only say what would be removed")
+    cleanup_help = "remove the nfqueue rules that dead libitm processes left"
+    _add_command(sub, "cleanup", cleanup_mod.command, [dry_run, _JSON], help=cleanup_help)
 
-    p = sub.add_parser("netns", help="attach itm_mod's hooks to this network namespace")
-    p.add_argument("state", nargs="?", choices=("on", "off"), help="omit to show the state")
-    p.set_defaults(func=_cmd_netns)
+    state = _arg("state", nargs="?", choices=("on", "off"), help="omit to show the state")
+    netns_help = "attach itm_mod's hooks to this network namespace"
+    _add_command(sub, "netns", _cmd_netns, [state], help=netns_help)
     _add_module_commands(sub)
     _add_doctor(sub)
     rio_mod.add_parser(sub)
@@ -443,36 +474,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_module_commands(sub: Any) -> None:
     """The subcommands of issue 6: build, load, unload, run, new, vm, dkms."""
-    p = sub.add_parser("build", help="build the kernel modules (W=1) for a kernel")
-    p.add_argument(
+    kernel = _arg(
         "--kernel",
         type=_kernel_arg,
         metavar="NAME|RELEASE",
         help="a kernel of the matrix (default: the running one)",
     )
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=_cmd_build)
+    build_help = "build the kernel modules (W=1) for a kernel"
+    _add_command(sub, "build", _cmd_build, [kernel, _JSON], help=build_help)
 
-    p = sub.add_parser(
+    load_args = [
+        _arg("name", help="itm_mod, qos_mod, ... or the path of a .ko"),
+        _arg("params", nargs="*", metavar="param=value", help="module parameters"),
+        _arg("--deps", action="store_true", help="load missing dependencies (itm_mod) first"),
+        _JSON,
+    ]
+    _add_command(
+        sub,
         "load",
+        _cmd_load,
+        load_args,
         help="insert a module built for the running kernel (itm_mod before applications)",
         description="Insert one of itmBench's modules (by name) or a generated one (by the "
         "path of its .ko), with parameters checked against modinfo first.",
     )
-    p.add_argument("name", help="itm_mod, qos_mod, ... or the path of a .ko")
-    p.add_argument("params", nargs="*", metavar="param=value", help="module parameters")
-    p.add_argument("--deps", action="store_true", help="load missing dependencies (itm_mod) first")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=_cmd_load)
 
-    p = sub.add_parser(
-        "unload",
-        help="remove a module (applications before itm_mod)",
-        description="Remove a module. itm_mod is refused while applications are registered or "
-        "modules use it, unless --all unloads those first.",
-    )
-    p.add_argument("name", help="the module's name")
-    p.add_argument(
+    everything = _arg(
         "--all",
         "--force",
         dest="all",
@@ -480,95 +507,132 @@ def _add_module_commands(sub: Any) -> None:
         help="unload the modules that use it first and unregister its applications, "
         "listing them (--force is the same; never rmmod -f)",
     )
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=_cmd_unload)
+    _add_command(
+        sub,
+        "unload",
+        _cmd_unload,
+        [_arg("name", help="the module's name"), everything, _JSON],
+        help="remove a module (applications before itm_mod)",
+        description="Remove a module (an application module's applications go with it: it "
+        "names them). itm_mod is refused while applications are registered or "
+        "modules use it, unless --all unloads those first.",
+    )
 
-    p = sub.add_parser(
+    run_args = [
+        _arg("app", metavar="APP.py", help="the application file"),
+        _arg(
+            "--backend",
+            default="auto",
+            choices=("auto", "kernel", "nfqueue", "offline"),
+            help="auto: kernel when itm_queue is loaded, else nfqueue; offline with --pcap",
+        ),
+        _arg("--pcap", metavar="IN", help="input trace (offline backend)"),
+        _arg("--out", metavar="OUT", help="result trace (offline backend)"),
+        _arg("--log", metavar="LOG", help="verdict log (offline backend)"),
+        _arg("--duration", type=cliargs.seconds, help="seconds to run (live backends)"),
+        _arg(
+            "--workers",
+            type=cliargs.workers,
+            default=1,
+            help="processes, each with its own queue; a flow stays on one "
+            "(kernel or nfqueue backend)",
+        ),
+        _arg("--json", action="store_true", help="counters as JSON when it ends"),
+    ]
+    _add_command(
+        sub,
         "run",
+        _cmd_run,
+        run_args,
         help="start a user-space (libitm) application",
         description="Run the applications of a libitm file: apps(), Application subclasses, "
         "or its main(argv) (arguments after -- go to main).",
-    )
-    p.add_argument("app", metavar="APP.py", help="the application file")
-    p.add_argument(
-        "--backend",
-        default="auto",
-        choices=("auto", "kernel", "nfqueue", "offline"),
-        help="auto: kernel when itm_queue is loaded, else nfqueue; offline with --pcap",
-    )
-    p.add_argument("--pcap", metavar="IN", help="input trace (offline backend)")
-    p.add_argument("--out", metavar="OUT", help="result trace (offline backend)")
-    p.add_argument("--log", metavar="LOG", help="verdict log (offline backend)")
-    p.add_argument("--duration", type=cliargs.seconds, help="seconds to run (live backends)")
-    p.add_argument(
-        "--workers",
-        type=cliargs.workers,
-        default=1,
-        help="processes, each with its own queue; a flow stays on one (kernel or nfqueue backend)",
-    )
-    p.add_argument("--json", action="store_true", help="counters as JSON when it ends")
-    p.set_defaults(func=_cmd_run, extra=[])
-    p.epilog = "Arguments after -- go to the file's main(argv)."
+        epilog="Arguments after -- go to the file's main(argv).",
+    ).set_defaults(extra=[])
 
-    p = sub.add_parser(
-        "new",
-        help="generate a kernel module or a user-space application that works as generated",
-    )
-    p.add_argument("kind", choices=("kernel", "user"), help="a C module or a libitm application")
-    p.add_argument("name", help="lower-case C identifier: module/file name, prefix and label")
-    p.add_argument(
-        "--hook",
-        default="post",
-        help="pre, in, fwd, out or post (or pre_routing, ip_in, ...); default post",
-    )
-    p.add_argument(
-        "--interest",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE[,...]",
-        help="family=4|6, proto=tcp|udp|icmp|..., src=NET, dst=NET, sport=P[-Q], dport=P[-Q]",
-    )
-    p.add_argument("--priority", type=int, default=0, help="run order at the hook (default 0)")
-    p.add_argument("--timer-ms", type=int, default=1000, help="timer period (0: no timer)")
-    p.add_argument("--label", help="the application's label (default: NAME)")
-    p.add_argument("--dir", help="where to write (default: ./NAME)")
-    p.add_argument("--force", action="store_true", help="write into a non-empty directory")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=_cmd_new)
+    new_args = [
+        _arg("kind", choices=("kernel", "user"), help="a C module or a libitm application"),
+        _arg("name", help="lower-case C identifier: module/file name, prefix and label"),
+        _arg(
+            "--hook",
+            default="post",
+            help="pre, in, fwd, out or post (or pre_routing, ip_in, ...); default post",
+        ),
+        _arg(
+            "--interest",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE[,...]",
+            help="family=4|6, proto=tcp|udp|icmp|..., src=NET, dst=NET, sport=P[-Q], dport=P[-Q]",
+        ),
+        _arg("--priority", type=int, default=0, help="run order at the hook (default 0)"),
+        _arg("--timer-ms", type=int, default=1000, help="timer period (0: no timer)"),
+        _arg("--label", help="the application's label (default: NAME)"),
+        _arg("--dir", help="where to write (default: ./NAME)"),
+        _arg("--force", action="store_true", help="write into a non-empty directory"),
+        _JSON,
+    ]
+    new_help = "generate a kernel module or a user-space application that works as generated"
+    _add_command(sub, "new", _cmd_new, new_args, help=new_help)
 
-    p = sub.add_parser(
+    vm_args = [
+        _arg(
+            "--kernel",
+            type=_kernel_arg,
+            metavar="NAME",
+            help="kernel of the matrix (default: the newest)",
+        ),
+        _arg("--no-build", action="store_true", help="use the modules already built"),
+        _arg(
+            "--cpus",
+            type=cliargs.vcpus,
+            default=2,
+            help="virtual CPUs (default 2; 1 when another VM runs beside it on a 2-core machine)",
+        ),
+        _arg(
+            "--timeout", type=cliargs.seconds, default=1800, help="seconds before the VM is killed"
+        ),
+        _arg(
+            "--console",
+            action="store_true",
+            help="show the kernel's console and vng's own messages too (a VM that dies early)",
+        ),
+        _arg("command", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="guest command"),
+    ]
+    _add_command(
+        sub,
         "vm",
+        _cmd_vm,
+        vm_args,
         help="boot a kernel of the matrix in a VM with the project and its modules at hand",
         description="Build the modules for a kernel of the matrix and boot it (QEMU, TCG) with "
         "this machine's root file system; run COMMAND in it (default: itmtool load itm_mod && "
         "itmtool status). `itmtool` works inside.",
     )
-    p.add_argument(
-        "--kernel",
-        type=_kernel_arg,
-        metavar="NAME",
-        help="kernel of the matrix (default: the newest)",
-    )
-    p.add_argument("--no-build", action="store_true", help="use the modules already built")
-    p.add_argument(
-        "--cpus",
-        type=cliargs.vcpus,
-        default=2,
-        help="virtual CPUs (default 2; 1 when another VM runs beside it on a 2-core machine)",
-    )
-    p.add_argument(
-        "--timeout", type=cliargs.seconds, default=1800, help="seconds before the VM is killed"
-    )
-    p.add_argument(
-        "--console",
-        action="store_true",
-        help="show the kernel's console and vng's own messages too (a VM that dies early)",
-    )
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="guest command")
-    p.set_defaults(func=_cmd_vm)
 
-    p = sub.add_parser(
+    dkms_args = [
+        _arg(
+            "action",
+            nargs="?",
+            default="install",
+            choices=("install", "remove", "status"),
+            help="default: install",
+        ),
+        _arg(
+            "--kernel",
+            type=_kernel_arg,
+            metavar="NAME|RELEASE",
+            help="a kernel of the matrix (6.1, 6.12) or a release; install: default the running "
+            "kernel; remove, status: default every kernel",
+        ),
+        _arg("--dry-run", action="store_true", help="print what would be done, do nothing"),
+        _JSON,
+    ]
+    _add_command(
+        sub,
         "dkms",
+        _cmd_dkms,
+        dkms_args,
         help="install the modules with DKMS (they rebuild on kernel upgrades)",
         description="install (the default): stage the tree under /usr/src/itmbench-VERSION, "
         "dkms add (once), build and install for a kernel; the modules land in "
@@ -578,23 +642,6 @@ def _add_module_commands(sub: Any) -> None:
         epilog="Exit codes: 0 done; 1 a dkms step failed; 4 not root; 5 not installed "
         "(status, remove); 6 dkms or the kernel's headers missing.",
     )
-    p.add_argument(
-        "action",
-        nargs="?",
-        default="install",
-        choices=("install", "remove", "status"),
-        help="default: install",
-    )
-    p.add_argument(
-        "--kernel",
-        type=_kernel_arg,
-        metavar="NAME|RELEASE",
-        help="a kernel of the matrix (6.1, 6.12) or a release; install: default the running "
-        "kernel; remove, status: default every kernel",
-    )
-    p.add_argument("--dry-run", action="store_true", help="print what would be done, do nothing")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=_cmd_dkms)
 
 
 def _split_tail(argv: list[str]) -> tuple[list[str], list[str] | None]:

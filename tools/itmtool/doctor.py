@@ -181,49 +181,54 @@ def find_busybox(probe: Probe) -> str | None:
     return None
 
 
+def _found(
+    name: str,
+    path: str | None,
+    detail: str,
+    missing: str,
+    fix: str,
+    needed: tuple[str, ...],
+    group: str = "",
+) -> Check:
+    """OK, with `detail` naming what was found (``{}``: `path`), when `path` was found;
+    else MISSING, with `fix`."""
+    if path:
+        return Check(name, True, detail.format(path), needed_for=needed, group=group)
+    return Check(name, False, missing, fix, needed, group)
+
+
 def check_vm_path(probe: Probe) -> list[Check]:
     """QEMU, busybox, virtme-ng and the kernels of the matrix with their headers."""
     demo = ("demo", "test")
-    checks = []
-    qemu = probe.which("qemu-system-x86_64")
-    checks.append(
-        Check("qemu", True, f"qemu-system-x86_64 ({qemu})", needed_for=demo, group="vm")
-        if qemu
-        else Check(
+    checks = [
+        _found(
             "qemu",
-            False,
+            probe.which("qemu-system-x86_64"),
+            "qemu-system-x86_64 ({})",
             "qemu-system-x86_64 not found (the VM that runs the modules)",
             _apt(probe, "qemu-system-x86"),
             demo,
             "vm",
-        )
-    )
-    bb = find_busybox(probe)
-    checks.append(
-        Check("busybox", True, f"{bb} (the VM's initramfs)", needed_for=demo, group="vm")
-        if bb
-        else Check(
+        ),
+        _found(
             "busybox",
-            False,
+            find_busybox(probe),
+            "{} (the VM's initramfs)",
             "no busybox: virtme-ng cannot build the VM's initramfs without it",
             _apt(probe, "busybox-static"),
             demo,
             "vm",
-        )
-    )
-    vng = probe.vng()
-    checks.append(
-        Check("virtme-ng", True, f"vng ({vng})", needed_for=demo, group="vm")
-        if vng
-        else Check(
+        ),
+        _found(
             "virtme-ng",
-            False,
+            probe.vng(),
+            "vng ({})",
             "vng (virtme-ng) not found next to this Python or on PATH",
             f"{probe.python} -m pip install virtme-ng",
             demo,
             "vm",
-        )
-    )
+        ),
+    ]
     try:
         kernels = probe.matrix()
     except Exception as err:  # a missing kernels.txt: say so on the line
@@ -328,10 +333,14 @@ def check_cap_net_admin(probe: Probe) -> Check:
 
 def check_dkms(probe: Probe) -> Check:
     """dkms, for `itmtool dkms` (and its host test)."""
-    found = probe.which("dkms")
-    if found:
-        return Check("dkms", True, found, needed_for=("test",))
-    return Check("dkms", False, "dkms not found (`itmtool dkms`)", _apt(probe, "dkms"), ("test",))
+    return _found(
+        "dkms",
+        probe.which("dkms"),
+        "{}",
+        "dkms not found (`itmtool dkms`)",
+        _apt(probe, "dkms"),
+        ("test",),
+    )
 
 
 def check_source_tarball(probe: Probe) -> Check:

@@ -392,8 +392,9 @@ class Unloaded:
 
     modules: list[str]
     #: the registered applications (`libitm.control.App`) unregistered by the unload:
-    #: every one for itm_mod, the user-space ones for itm_queue (only ``--all`` removes
-    #: a module while applications are registered)
+    #: an application module's own (its ``owner``), every one for itm_mod, the
+    #: user-space ones for itm_queue (only ``--all`` removes itm_mod or itm_queue
+    #: while applications are registered)
     unregistered: list[Any] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -446,11 +447,38 @@ def unload_report(
 ) -> Unloaded:
     """:func:`unload`, returning the modules removed and the applications unregistered.
 
-    With `everything`, itm_mod goes with every registered application (the kernel
-    ones' modules are unloaded first) and itm_queue with the user-space ones' queues:
-    those are :attr:`Unloaded.unregistered`.
+    An application module (one that uses itm_mod) goes with the applications it
+    registered; with `everything`, itm_mod goes with every registered application (the
+    kernel ones' modules are unloaded first) and itm_queue with the user-space ones'
+    queues: those are :attr:`Unloaded.unregistered`.  When itm_mod cannot be asked
+    (not loaded, refused), the module is unloaded all the same, naming none.
     """
-    host = host or Host()
+    return _unload(name, everything, host or Host(), control, None)
+
+
+def _registered_apps(control: Callable[[], Control] | None) -> list[Any]:
+    """itm_mod's registered applications; none when it cannot be asked."""
+    from libitm.control import ItmControlError
+
+    try:
+        ctl = (control or _default_control)()
+        try:
+            return list(ctl.apps())
+        finally:
+            ctl.close()
+    except ItmControlError:
+        return []
+
+
+def _unload(
+    name: str,
+    everything: bool,
+    host: Host,
+    control: Callable[[], Control] | None,
+    known: list[Any] | None,
+) -> Unloaded:
+    """:func:`unload_report`, with itm_mod's applications when an outer unload has
+    asked already (`known`), so that each unload asks it once at most."""
     if not _NAME.match(name):
         check_name(name, host, path_ok=False)
     require_module_support(host)
@@ -464,18 +492,19 @@ def unload_report(
             code=EXIT_NOT_FOUND,
         )
     holders = host.holders(name)
+    everyone = known
+
+    def registered() -> list[Any]:
+        nonlocal everyone
+        if everyone is None:
+            everyone = _registered_apps(control)
+        return everyone
+
+    # itm_mod's or itm_queue's registrations (they keep it in use), or, below, an
+    # application module's own: those that go with it
     apps: list[Any] = []
     if name in (CORE, QUEUE):
-        from libitm.control import ItmControlError
-
-        try:
-            ctl = (control or _default_control)()
-            try:
-                apps = list(ctl.apps())
-            finally:
-                ctl.close()
-        except ItmControlError:
-            apps = []
+        apps = registered()
         if name == QUEUE:  # its registrations are the user-space applications
             apps = [a for a in apps if a.type == "user"]
     if (holders or apps) and not everything:
@@ -498,11 +527,19 @@ def unload_report(
             f"`itmtool unload --all {name}` to unload them and then {name}",
         )
     _require_root(host, "unloading a module")
+    if name not in (CORE, QUEUE) and name in host.holders(CORE):
+        # an application module: its registrations go with it (asked before rmmod);
+        # not being able to ask must not keep it loaded
+        try:
+            mine = registered()
+        except OSError:
+            mine = []
+        apps = [a for a in mine if a.type == "kernel" and a.owner == name]
     removed: list[str] = []
     gone: list[Any] = []
     for h in holders:
         if host.loaded(h):
-            sub = unload_report(h, everything=True, host=host, control=control)
+            sub = _unload(h, True, host, control, everyone)
             removed += sub.modules
             gone += sub.unregistered
     out = host.run(["rmmod", name])
