@@ -107,4 +107,7 @@ def test_generated_modules_register_and_count(topo: Topology, generated: dict[st
     assert res.returncode == 0, res.stderr
     removed = json.loads(res.stdout)["unloaded"]
     assert removed[-1] == "itm_mod" and set(removed[:-1]) == set(generated)
+    # and it says whose applications went with them, each once
+    gone = json.loads(res.stdout)["unregistered"]
+    assert sorted(a["owner"] for a in gone) == sorted(generated), gone
     assert not any(kit.loaded(n) for n in [*generated, "itm_mod"])
