@@ -204,7 +204,10 @@ class ItmInfo:
     ``hook`` are fixed then: what captures its packets was installed from
     them, and assigning another value raises :class:`RuntimeError`;
     unregister, change it and register again (also from a callback: it
-    applies from the next packet).
+    applies from the next packet). So is whether ``process_func`` is None
+    (an observer, fed copies) or a function (a decider, whose packets are
+    queued): one function may replace another, but None for a function or a
+    function for None raises :class:`RuntimeError`.
     """
 
     label: str
@@ -227,12 +230,16 @@ class ItmInfo:
         elif name == "priority":
             check_priority(value)  # type: ignore[arg-type]
             self._apply_priority(value)  # type: ignore[arg-type]
+        elif name == "enabled":
+            self._apply_enabled(value)
         elif name == "interest":
             self._check_interest(value)
         elif name in _FIXED:
             self._check_fixed(name, value)
         elif name in _CALLBACKS:
             check_callback(name, value)  # type: ignore[arg-type]
+            if name == "process_func":
+                self._check_kind(value)
             # what the packet loops call: where first (see where_first)
             object.__setattr__(self, "wf_" + name, where_first(name, value))  # type: ignore[arg-type]
         # the packet loops cache callbacks and ``enabled`` (see libitm.epoch)
@@ -268,6 +275,24 @@ class ItmInfo:
             f"(unregister_hook) and {again}"
         )
 
+    def _check_kind(self, process_func: object) -> None:
+        """Refuse, while registered, a ``process_func`` that turns an observer (None)
+        into a decider or back: what captures its packets was chosen by it (copies
+        for an observer, a queue for a decider). One function for another is fine."""
+        old = self.__dict__.get("process_func", _UNSET)
+        if old is _UNSET or (old is None) == (process_func is None) or not self.registered:
+            return
+        label = self.__dict__.get("label")
+        now, then = ("an observer", "a decider") if old is None else ("a decider", "an observer")
+        raise RuntimeError(
+            f"the process_func of application {label!r} cannot change "
+            f"{'from None' if old is None else 'to None'} while it is registered: it is "
+            f"{now} (its packets {'copied' if old is None else 'queued'} since it was "
+            f"registered) and would become {then}; to change it, unregister it "
+            "(unregister_hook), set process_func and register it again (another "
+            "function in place of the current one is allowed)"
+        )
+
     def _apply_priority(self, priority: int) -> None:
         """A registered application's new priority goes to its loop first, which
         applies it to its backend (itm_mod's run list) or raises; the dispatcher
@@ -278,6 +303,18 @@ class ItmInfo:
         holder = self._holder()
         if holder is not None and holder._holds(self):
             holder._priority_changes(self, priority)
+
+    def _apply_enabled(self, enabled: object) -> None:
+        """A registered application enabled or disabled: its loop applies it to its
+        backend first (the kernel backend: itm_mod's ``app-set``, so that itm_mod
+        skips a disabled application) or raises; the dispatcher skips a disabled
+        application from the next packet (the epoch moves)."""
+        old = self.__dict__.get("enabled")
+        if old is None or bool(enabled) == bool(old):
+            return
+        holder = self._holder()
+        if holder is not None and holder._holds(self):
+            holder._enabled_changes(self, bool(enabled))
 
     def _holder(self) -> Holder | None:
         """The loop that registered this application last, while it exists."""
@@ -329,6 +366,10 @@ class Holder(Protocol):
     def _priority_changes(self, info: ItmInfo, priority: int) -> None:
         """Apply ``info``'s new priority to what captures its packets, before it is
         set (:class:`RuntimeError` when it cannot be applied)."""
+
+    def _enabled_changes(self, info: ItmInfo, enabled: bool) -> None:
+        """Apply ``info`` being enabled or disabled to what captures its packets,
+        before it is set (:class:`RuntimeError` when it cannot be applied)."""
 
 
 def hold(info: ItmInfo, holder: Holder, app: Application | None = None) -> None:

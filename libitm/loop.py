@@ -446,6 +446,14 @@ class ItmLoop:
         if self._be_started and self._backend is not None:
             self._backend.change_priority(info, priority)
 
+    def _enabled_changes(self, info: ItmInfo, enabled: bool) -> None:
+        """``info``, registered here, is enabled or disabled (not set yet): the
+        started backend applies it first (the kernel's: itm_mod skips a disabled
+        application) or raises :class:`RuntimeError`; the dispatcher skips a
+        disabled application from the next packet (setting it moves the epoch)."""
+        if self._be_started and self._backend is not None:
+            self._backend.change_enabled(info, enabled)
+
     def _forget(self, info: ItmInfo) -> None:
         self._infos = [i for i in self._infos if i is not info]
         self.dispatcher.remove(info)

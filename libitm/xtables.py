@@ -20,6 +20,7 @@ import hashlib
 import os
 import shlex
 import subprocess
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,6 +204,7 @@ class Xtables:
         balance: int = 1,
         fanout: bool = False,
         target: list[str] | None = None,
+        before: Collection[str] = (),
     ) -> None:
         """Create ``chain`` with the interest's NFQUEUE rules and jump to it from ``hook``.
 
@@ -211,6 +213,10 @@ class Xtables:
         queue; with ``fanout`` by the CPU that handles the packet instead).
         ``target`` replaces the NFQUEUE target (an observer's ``NFLOG ...``).
         ``-N`` fails when the chain exists: two processes never fill one chain.
+        The jump is appended to the hook's chain, or inserted just before the
+        first jump to one of the chains named in ``before`` (a decider's before
+        its process's observers: a queued packet leaves the table, so a rule
+        after its NFQUEUE rule is not reached for it).
         """
         if target is None:
             if balance > 1:
@@ -231,7 +237,25 @@ class Xtables:
                 "-j",
                 *target,
             )
-        self.run(family, "-A", hook.xtables_chain, *mark, "-j", chain)
+        where = ["-A", hook.xtables_chain]
+        position = self.jump_position(family, hook, before) if before else None
+        if position is not None:
+            where = ["-I", hook.xtables_chain, str(position)]
+        self.run(family, *where, *mark, "-j", chain)
+
+    def jump_position(self, family: int, hook: Hook, targets: Collection[str]) -> int | None:
+        """The rule number (from 1, as ``iptables -I`` takes it) of the first jump
+        from ``hook``'s chain to one of ``targets``; None if there is none."""
+        builtin = hook.xtables_chain
+        number = 0
+        for line in self.rules(family, builtin):
+            args = shlex.split(line)
+            if args[:2] != ["-A", builtin]:
+                continue
+            number += 1
+            if _option(args, "-j") in targets:
+                return number
+        return None
 
     def remove_chain(self, family: int, chain: str, owner: Owner | None = None) -> bool:
         """Delete every jump to ``chain`` and the chain itself; True if it existed.

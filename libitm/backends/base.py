@@ -62,11 +62,14 @@ def epoll_over(old: select.epoll | None, transports: tuple[Watched, ...]) -> sel
     return epoll
 
 
-def refuse_priority_with_workers(info: ItmInfo, hint: str = "") -> NoReturn:
-    """A priority change after the workers were forked: each worker process runs
-    its own copy of the applications, so it would reorder one worker's only."""
+def refuse_priority_with_workers(
+    info: ItmInfo, hint: str = "", field: str = "priority"
+) -> NoReturn:
+    """A priority change (or another ``field``'s) after the workers were forked:
+    each worker process runs its own copy of the applications, so it would
+    reach one worker's only."""
     raise RuntimeError(
-        f"the priority of application {info.label!r} cannot change while workers run: "
+        f"the {field} of application {info.label!r} cannot change while workers run: "
         "each worker process has its own copy of the applications, and the change "
         "would reach one worker only; set it before the loop starts" + hint
     )
@@ -112,6 +115,13 @@ class Backend(abc.ABC):
         set. By default there is nothing to do: the loop's dispatcher runs a
         hook's applications in their current order from the next packet."""
         del info, priority
+
+    def change_enabled(self, info: ItmInfo, enabled: bool) -> None:
+        """``info``, registered and installed, is about to be enabled or disabled:
+        apply it to what captures its packets, or raise :class:`RuntimeError` and
+        it is not set. By default there is nothing to do: the loop's dispatcher
+        skips a disabled application from the next packet."""
+        del info, enabled
 
     def fileno(self) -> int:
         """A file descriptor that becomes readable when packets wait."""

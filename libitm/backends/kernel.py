@@ -101,7 +101,7 @@ class KernelBackend(Backend):
     """
 
     name = "kernel"
-    #: itm_mod's family, opened for the first priority change (``app-set``)
+    #: itm_mod's family, opened for the first priority or enabled change (``app-set``)
     _control: ItmControl | None = None
 
     def __init__(
@@ -222,7 +222,23 @@ class KernelBackend(Backend):
 
     def install(self, where: Hook, info: ItmInfo) -> None:
         """Register ``info`` with itm_queue, bind its queue and configure it fail-open
-        (with workers: register a range of queues, which the workers bind)."""
+        (with workers: register a range of queues, which the workers bind). An
+        application registered disabled is then disabled in itm_mod (which
+        starts every application enabled); refused, the registration fails."""
+        self._register(where, info)
+        if info.enabled:
+            return
+        try:
+            self._app_set(info.label, enabled=False)
+        except ItmControlError as e:
+            self.uninstall(info)
+            raise BackendUnavailable(
+                f"itm_mod refused to disable application {info.label!r}, registered "
+                f"disabled: {e} ({os.strerror(e.code)})"
+            ) from e
+
+    def _register(self, where: Hook, info: ItmInfo) -> None:
+        """:meth:`install` but the enabled flag."""
         client = self._client
         if client is None:
             raise BackendUnavailable("the kernel backend is not started")
@@ -314,14 +330,45 @@ class KernelBackend(Backend):
         if id(info) not in self._queue_of:
             return  # not registered with itm_queue (yet): install() sends its priority
         try:
-            if self._control is None:
-                self._control = ItmControl()
-            self._control.set_app(info.label, priority=priority)
+            self._app_set(info.label, priority=priority)
         except ItmControlError as e:
             raise RuntimeError(
                 f"itm_mod refused priority {priority} for application {info.label!r}: "
                 f"{e} ({os.strerror(e.code)}); its priority stays {info.priority}"
             ) from e
+
+    def change_enabled(self, info: ItmInfo, enabled: bool) -> None:
+        """Switch the application in itm_mod (``app-set`` of the itm family, what
+        ``itmtool enable``/``disable`` sends): a disabled application is skipped
+        by itm_mod, so its packets are no longer queued to this process (a
+        packet already queued is accepted past it by the dispatcher). Refused by
+        itm_mod (:class:`RuntimeError`, ``enabled`` then stays), and with workers
+        once forked (each has its own copy of ``enabled``)."""
+        if self._pool is not None or self._worker is not None:
+            refuse_priority_with_workers(
+                info,
+                " (itmtool enable/disable switches it in itm_mod, which is every worker's)",
+                field="enabled flag",
+            )
+        if id(info) not in self._queue_of:
+            return  # not registered with itm_queue (yet): install() sends it
+        try:
+            self._app_set(info.label, enabled=enabled)
+        except ItmControlError as e:
+            raise RuntimeError(
+                f"itm_mod refused to {'enable' if enabled else 'disable'} application "
+                f"{info.label!r}: {e} ({os.strerror(e.code)}); it stays "
+                f"{'enabled' if info.enabled else 'disabled'}"
+            ) from e
+
+    def _app_set(
+        self, label: str, *, enabled: bool | None = None, priority: int | None = None
+    ) -> None:
+        """itm_mod's ``app-set`` for ``label`` (the itm family's client, opened on
+        first use); :class:`ItmControlError` when itm_mod refuses."""
+        if self._control is None:
+            self._control = ItmControl()
+        self._control.set_app(label, enabled=enabled, priority=priority)
 
     def uninstall(self, info: ItmInfo) -> None:
         """Unregister the app; packets already queued to it are handed back (NF_REPEAT)."""

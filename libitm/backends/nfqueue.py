@@ -3,9 +3,13 @@
 The capture is libitm's own rules (:mod:`libitm.xtables`): one chain per
 application, sending its interest to the queue of its hook (the apps at a hook
 share it and are told apart in user space by their interest, in priority
-order). The packets travel over a :class:`libitm.transport.QueueTransport`,
-whose route from queue to applications is this backend's. With ``workers``
-the rules spread over a range of queues and worker processes drain them
+order). An observer's chain copies (NFLOG) instead; a process's deciders'
+jumps come before its observers' at a hook, so that a packet a decider's rule
+queues runs every application of the hook in priority order, observers
+included, and reaches no NFLOG rule of the process. The packets travel
+over a :class:`libitm.transport.QueueTransport`, whose route from queue to
+applications is this backend's. With ``workers`` the rules spread over a
+range of queues and worker processes drain them
 (:mod:`libitm.backends.workers`).
 """
 
@@ -141,6 +145,8 @@ class NfqueueBackend(Backend):
         self._queues: dict[Hook, int] = {}
         self._qhook: dict[int, Hook] = {}
         self._installed: dict[int, tuple[ItmInfo, str, tuple[int, ...]]] = {}
+        #: the chains of this process's observers (fed NFLOG copies) at each hook
+        self._observer_chains: dict[Hook, set[str]] = {}
         self._families: set[int] = set()  # the families libitm put rules in
         self._disp: Dispatcher | None = None
         self._host: LoopHost | None = None
@@ -206,6 +212,9 @@ class NfqueueBackend(Backend):
         self._claim_label(chain, info.label, families)
         target: list[str] | None = None
         q = 0
+        # a decider's jump goes before this process's observers' at the hook: its
+        # queue then runs them too, in priority order (see _route)
+        before: set[str] = set()
         if self.observers and info.process_func is None:
             # an observer: a copy of each packet, which goes on at once
             size = FULL_COPY if info.needs_payload else self.copy_range
@@ -216,6 +225,7 @@ class NfqueueBackend(Backend):
         else:
             q = self._queue_for(where)
             self._update_copy(where)
+            before = self._observer_chains.get(where, set())
         owner = this_process(info.label)
         done: list[int] = []
         try:
@@ -233,6 +243,7 @@ class NfqueueBackend(Backend):
                         self.workers,
                         self.fanout,
                         target,
+                        before,
                     )
                 except XtablesError:
                     holder = self._holder(fam, chain)
@@ -248,6 +259,12 @@ class NfqueueBackend(Backend):
             raise
         self._families.update(families)
         self._installed[id(info)] = (info, chain, families)
+        if target is not None:
+            self._observer_chains.setdefault(where, set()).add(chain)
+            if where in self._queues:
+                # the hook's queue runs the observers on what it queues: whole packets
+                # if this one needs them
+                self._update_copy(where)
 
     def _holder(self, family: int, chain: str) -> Owner | None:
         """The live process other than this one that owns ``chain`` (None: nobody)."""
@@ -309,9 +326,10 @@ class NfqueueBackend(Backend):
         return used
 
     def change_priority(self, info: ItmInfo, priority: int) -> None:
-        """The rules do not depend on priorities: the applications of a hook (its
-        queue's, its NFLOG group's) run in the dispatcher's order, which takes
-        the new one from the next packet. With workers, once forked, refused
+        """The rules do not depend on priorities: a packet a decider's rule queues
+        runs every application of the hook (observers included), one that only
+        observers' rules copy runs them, each in the dispatcher's order, which
+        takes the new one from the next packet. With workers, once forked, refused
         (:func:`.base.refuse_priority_with_workers`)."""
         if self._pool is not None or self._worker is not None:
             refuse_priority_with_workers(info)
@@ -322,6 +340,8 @@ class NfqueueBackend(Backend):
         if entry is None:
             return
         info, chain, families = entry
+        for chains in self._observer_chains.values():
+            chains.discard(chain)
         bump()  # the packet loop may hold a runner with this application
         for fam in families:
             self.xt.remove_chain(fam, chain, this_process(info.label))
@@ -532,8 +552,9 @@ class NfqueueBackend(Backend):
         disp = self._disp
         if hook is None or disp is None:
             return None
-        # where the hook's observers get copies (NFLOG), the queue feeds the others
-        return hook, disp.runner(hook, False if hook in self._groups else None)
+        # a queued packet reaches no NFLOG rule of this process (its deciders'
+        # jumps come first): every application of the hook runs, in priority order
+        return hook, disp.runner(hook)
 
     def _log_route(self, group: int) -> tuple[Hook, Runner] | None:
         """The hook of NFLOG ``group`` and the runner of its observers."""

@@ -410,7 +410,8 @@ def change():
     if (out / "go").exists() and not (out / "done").exists():
         try:
             info.priority = 7
-            (out / "done").write_text("7")
+            info.enabled = False
+            (out / "done").write_text("ok")
         except RuntimeError as e:
             (out / "done").write_text(str(e))
 
@@ -420,11 +421,12 @@ loop.run()
 """
 
 
-def test_a_priority_set_in_the_program_moves_the_application_in_itm_mod(
+def test_priority_and_enabled_set_in_the_program_reach_itm_mod(
     topo: Topology,
 ) -> None:
-    """ItmInfo.priority = N on the kernel backend is itm_mod's app-set: the run
-    list of every process and kernel application sees the new order at once."""
+    """ItmInfo.priority = N and .enabled = False on the kernel backend are itm_mod's
+    app-set: the run list of every process and kernel application sees the new
+    order at once, and a switched-off application's packets stay in the kernel."""
     with kit.modules(queue=()):
         kit.itm_attach(topo.router)
         with netns_script(topo.router, PRIORITY_APP, prefix="itmq-prio-") as (proc, out):
@@ -433,7 +435,12 @@ def test_a_priority_set_in_the_program_moves_the_application_in_itm_mod(
             assert _priority("prio") == 0
             (out / "go").touch()
             assert kit.wait_until(lambda: (out / "done").exists(), 20)
-            assert (out / "done").read_text() == "7"
-            assert _priority("prio") == 7
-            assert kit.udp(topo, 5, 5302) == 5  # and its packets still come back
+            assert (out / "done").read_text() == "ok"
+            with ItmControl() as ctl:
+                app = ctl.app("prio")
+            assert app.priority == 7 and not app.enabled
+            # switched off in itm_mod: its packets pass without a trip to the process
+            assert kit.udp(topo, 5, 5302) == 5
+            with ItmControl() as ctl:
+                assert ctl.app("prio").stats["queue"] == app.stats["queue"]
         assert "prio" not in _apps()

@@ -8,7 +8,10 @@ application in itm_mod's run list (the itm family's ``app-set``, as
 of the applications. ``label``, ``needs_payload`` and ``hook`` are fixed while
 registered, like the interest (test_interest_while_registered.py): what
 captures the packets was installed from them, so another value raises
-:class:`RuntimeError`, never silently ignored.
+:class:`RuntimeError`, never silently ignored. So is whether ``process_func``
+is None (an observer, fed copies) or a function (a decider, queued). On the
+kernel backend ``enabled`` reaches itm_mod (``app-set``, as ``itmtool
+enable``/``disable``), which then skips a disabled application.
 """
 
 from __future__ import annotations
@@ -162,6 +165,8 @@ class _Control:
     """itm_mod's client: records app-set requests, or refuses them."""
 
     calls: ClassVar[list[tuple[str, int | None]]] = []
+    #: the enabled flags sent, in order
+    enables: ClassVar[list[tuple[str, bool]]] = []
     refuse: int = 0
 
     def set_app(
@@ -169,7 +174,10 @@ class _Control:
     ) -> None:
         if self.refuse:
             raise ItmControlError(self.refuse, "out of memory for the run list")
-        self.calls.append((label, priority))
+        if priority is not None:
+            self.calls.append((label, priority))
+        if enabled is not None:
+            self.enables.append((label, enabled))
 
     def close(self) -> None:
         pass
@@ -178,7 +186,7 @@ class _Control:
 def _kernel_loop(monkeypatch: pytest.MonkeyPatch) -> tuple[ItmLoop, KernelBackend]:
     """A loop on a kernel backend whose itm_queue, itm_mod and queue socket are fakes."""
     _QueueClient.registered = []
-    _Control.calls, _Control.refuse = [], 0
+    _Control.calls, _Control.enables, _Control.refuse = [], [], 0
     monkeypatch.setattr(kernel_mod, "ItmQueueClient", _QueueClient)
     monkeypatch.setattr(kernel_mod, "ItmControl", _Control)
     be = KernelBackend.__new__(KernelBackend)
@@ -314,3 +322,123 @@ def test_the_class_form_refuses_a_fixed_field_too() -> None:
 
 def _udp() -> bytes:
     return udp("10.0.0.1", "10.0.0.2", 9, 1)
+
+
+# ------------------------------------------- process_func: observer or decider
+def _decide(where: Hook, cls: int, pkt: Packet) -> None:
+    return None
+
+
+def _decide_too(where: Hook, cls: int, pkt: Packet) -> None:
+    return None
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "words"),
+    [(None, _decide, "from None"), (_decide, None, "to None")],
+    ids=["observer-to-decider", "decider-to-observer"],
+)
+def test_a_registered_application_cannot_switch_between_observer_and_decider(
+    before: object, after: object, words: str
+) -> None:
+    info = ItmInfo("kind", UDP, process_func=before)  # type: ignore[arg-type]
+    loop = ItmLoop("offline")
+    loop.register_hook(Hook.IP_IN, info)
+    with pytest.raises(
+        RuntimeError, match=rf"the process_func of application 'kind'.*{words}"
+    ) as e:
+        info.process_func = after  # type: ignore[assignment]
+    assert "unregister it (unregister_hook)" in str(e.value)
+    assert info.process_func is before and info.wf_process_func is before, "nothing kept"
+    loop.unregister_hook(info)
+    info.process_func = after  # type: ignore[assignment]
+    assert info.process_func is after
+    loop.register_hook(Hook.IP_IN, info)
+    assert info.registered
+
+
+def test_one_process_func_may_replace_another_while_registered() -> None:
+    info = ItmInfo("swap", UDP, process_func=_decide)
+    loop = ItmLoop("offline")
+    loop.register_hook(Hook.IP_IN, info)
+    info.process_func = _decide_too
+    assert info.process_func is _decide_too
+    observer = ItmInfo("watch", UDP)
+    loop.register_hook(Hook.IP_IN, observer)
+    observer.process_func = None  # None again: allowed
+    loop.unregister_hook(observer)
+    observer.process_func = _decide  # no longer registered
+    assert observer.process_func is _decide
+
+
+def test_the_nfqueue_backend_keeps_an_observer_an_observer() -> None:
+    """Before: the observer's rule (NFLOG) stayed while its process_func made it a
+    decider, whose verdicts never applied to a packet."""
+    watch = ItmInfo("watch", UDP, class_func=lambda w, p: 1)
+    loop = ItmLoop(NfqueueBackend())
+    loop.register_hook(Hook.IP_FORWARD, watch)
+    with pytest.raises(RuntimeError, match="an observer"):
+        watch.process_func = _decide
+    assert watch.process_func is None
+
+
+# ---------------------------------------------- enabled: reaches itm_mod
+def test_the_kernel_backend_passes_enabled_on_to_itm_mod(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before: itm_mod kept queueing a disabled application's packets to user space,
+    where the dispatcher accepted them past it (a round trip for nothing)."""
+    loop, _ = _kernel_loop(monkeypatch)
+    a, b = _decider("a"), _decider("b")
+    b.enabled = False  # registered disabled: itm_mod starts it enabled, so it is told
+    loop.register_hook(Hook.IP_IN, a)
+    loop.register_hook(Hook.IP_IN, b)
+    a.enabled = False  # not started yet: sent at registration
+    a.enabled = True
+    assert _Control.enables == []
+    loop.start()
+    assert [label for label, _ in _QueueClient.registered] == ["a", "b"]
+    assert _Control.enables == [("b", False)]
+    a.enabled = False
+    assert _Control.enables == [("b", False), ("a", False)], "itmtool disable's app-set"
+    a.enabled = False  # the same value: nothing to send
+    b.enabled = True
+    assert _Control.enables == [("b", False), ("a", False), ("b", True)]
+    assert _Control.calls == [], "no priority sent with it"
+    loop.close()
+    a.enabled = True  # the loop let it go: nothing to send
+    assert _Control.enables == [("b", False), ("a", False), ("b", True)]
+
+
+def test_enabled_itm_mod_refuses_is_an_error_and_stays(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loop, be = _kernel_loop(monkeypatch)
+    a = _decider("a")
+    loop.register_hook(Hook.IP_IN, a)
+    loop.start()
+    _Control.refuse = errno.EPERM
+    with pytest.raises(RuntimeError, match=r"itm_mod refused to disable application 'a'"):
+        a.enabled = False
+    assert a.enabled is True
+    _Control.refuse = 0
+    be._pool = object()  # type: ignore[assignment]  # as after the workers were forked
+    with pytest.raises(RuntimeError, match=r"enabled flag of application 'a' cannot change"):
+        a.enabled = False
+    assert a.enabled is True and _Control.enables == []
+    be._pool = None
+    loop.close()
+
+
+def test_a_disabled_registration_itm_mod_refuses_to_disable_fails_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loop, be = _kernel_loop(monkeypatch)
+    loop.start()
+    off = _decider("off")
+    off.enabled = False
+    _Control.refuse = errno.EPERM
+    with pytest.raises(RuntimeError, match=r"itm_mod refused to disable application 'off'"):
+        loop.register_hook(Hook.IP_IN, off)
+    assert not off.registered and be._queue_of == {}
+    loop.close()
