@@ -221,6 +221,7 @@ void itm_publish_removal(struct itm_net *in, enum itm_hook where,
 bool itm_app_targets(const struct itm_app *app, const struct itm_net *in);
 struct itm_net *itm_net(const struct net *net);
 bool itm_netns_active(struct net *net);
+u32 itm_netns_hooks(struct net *net);
 int itm_netns_set(struct net *net, bool active);
 int itm_runlist_init(int nf_priority);
 void itm_runlist_exit(void);

@@ -268,6 +268,7 @@ static int itm_nl_netns_get_doit(struct sk_buff *skb, struct genl_info *info)
 	struct sk_buff *msg;
 	bool active;
 	void *hdr;
+	u32 hooks;
 
 	msg = nlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
 	if (!msg)
@@ -278,8 +279,10 @@ static int itm_nl_netns_get_doit(struct sk_buff *skb, struct genl_info *info)
 		goto nospace;
 	mutex_lock(&itm_lock);
 	active = itm_netns_active(genl_info_net(info));
+	hooks = itm_netns_hooks(genl_info_net(info));
 	mutex_unlock(&itm_lock);
-	if (nla_put_u8(msg, ITM_A_NETNS_ACTIVE, active))
+	if (nla_put_u8(msg, ITM_A_NETNS_ACTIVE, active) ||
+	    nla_put_u32(msg, ITM_A_NETNS_HOOKS, hooks))
 		goto nospace;
 	genlmsg_end(msg, hdr);
 	return genlmsg_reply(msg, info);

@@ -281,6 +281,29 @@ bool itm_netns_active(struct net *net)
 	return itm_net(net)->active;
 }
 
+/**
+ * itm_netns_hooks() - the netfilter hooks itm_mod has registered in a namespace
+ * @net: the namespace
+ *
+ * Context: itm_lock held.
+ * Return: bit (family * %ITM_NUM_HOOKS + hook) set for each registered hook
+ * point (family %ITM_PF_IPV4 or %ITM_PF_IPV6, hook an enum itm_hook).
+ */
+u32 itm_netns_hooks(struct net *net)
+{
+	struct itm_net *in = itm_net(net);
+	u32 mask = 0;
+	int pf, h;
+
+	lockdep_assert_held(&itm_lock);
+	BUILD_BUG_ON(ITM_NUM_PF * ITM_NUM_HOOKS > 32);
+	for (pf = 0; pf < ITM_NUM_PF; pf++)
+		for (h = 0; h < ITM_NUM_HOOKS; h++)
+			if (in->hp[pf][h].registered)
+				mask |= BIT(pf * ITM_NUM_HOOKS + h);
+	return mask;
+}
+
 /* Empty every list of an active namespace; cannot fail.  itm_lock held. */
 static void itm_netns_clear(struct itm_net *in, struct itm_gc *gc)
 {

@@ -14,6 +14,7 @@ from pyroute2.netlink.generic import GenericNetlinkSocket
 
 from libitm.control import itm_spec as spec
 from libitm.control.closing import ClosingClient
+from libitm.hooks import Hook
 
 STAT_NAMES = (
     "seen",
@@ -26,6 +27,21 @@ STAT_NAMES = (
     "bytes",
     "time_ns",
 )
+
+
+FAMILIES = ("ipv4", "ipv6")
+
+
+def hooks_of_mask(mask: int) -> set[tuple[str, Hook]]:
+    """The ``(family, hook)`` pairs of itm_mod's ``netns-hooks`` bit mask (bit
+    family * 5 + hook, spec/itm.yaml)."""
+    n = len(Hook)  # ITM_NUM_HOOKS (the aliases are not counted)
+    return {
+        (fam, Hook(h))
+        for f, fam in enumerate(FAMILIES)
+        for h in range(n)
+        if mask >> (f * n + h) & 1
+    }
 
 
 class ItmControlError(Exception):
@@ -200,6 +216,14 @@ class ItmControl(ClosingClient):
         """Whether itm_mod's hooks run in this network namespace."""
         (reply,) = self.request(spec.ITM_CMD_NETNS_GET, [])
         return bool(reply.get_attr("ITM_A_NETNS_ACTIVE"))
+
+    def netns_hooks(self) -> set[tuple[str, Hook]]:
+        """The netfilter hooks itm_mod has registered in this network namespace, as
+        ``(family, hook)`` pairs (family ``"ipv4"`` or ``"ipv6"``): only where an
+        active namespace has an application that wants the packets. Empty from an
+        itm_mod without the attribute (before 2026-12-07)."""
+        (reply,) = self.request(spec.ITM_CMD_NETNS_GET, [])
+        return hooks_of_mask(reply.get_attr("ITM_A_NETNS_HOOKS") or 0)
 
     def set_netns_active(self, active: bool) -> None:
         """Attach itm_mod's hooks to this network namespace, or detach them."""

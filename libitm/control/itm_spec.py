@@ -47,6 +47,7 @@ ITM_A_STATS = 11
 ITM_A_PAD = 12
 ITM_A_NETNS_ACTIVE = 13
 ITM_A_QUEUE_COUNT = 14
+ITM_A_NETNS_HOOKS = 15
 ITM_A_NAMES = (
     "ITM_A_UNSPEC",
     "ITM_A_LABEL",
@@ -63,6 +64,7 @@ ITM_A_NAMES = (
     "ITM_A_PAD",
     "ITM_A_NETNS_ACTIVE",
     "ITM_A_QUEUE_COUNT",
+    "ITM_A_NETNS_HOOKS",
 )
 
 ITM_A_INTEREST_FAMILY = 1
@@ -171,6 +173,7 @@ class itmmsg(genlmsg):
         ("ITM_A_PAD", "none"),
         ("ITM_A_NETNS_ACTIVE", "uint8"),
         ("ITM_A_QUEUE_COUNT", "uint16"),
+        ("ITM_A_NETNS_HOOKS", "uint32"),
     )
     interest = interest
     stats = stats
