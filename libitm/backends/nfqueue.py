@@ -325,6 +325,14 @@ class NfqueueBackend(Backend):
                 continue
         return used
 
+    def change_enabled(self, info: ItmInfo, enabled: bool) -> None:
+        """The rules do not depend on it (the dispatcher skips a disabled
+        application from the next packet); with workers, once forked, refused:
+        each worker would switch only its own copy
+        (:func:`.base.refuse_priority_with_workers`)."""
+        if self._pool is not None or self._worker is not None:
+            refuse_priority_with_workers(info, field="enabled flag")
+
     def change_priority(self, info: ItmInfo, priority: int) -> None:
         """The rules do not depend on priorities: a packet a decider's rule queues
         runs every application of the hook (observers included), one that only

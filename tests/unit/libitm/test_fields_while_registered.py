@@ -133,6 +133,17 @@ def test_nfqueue_workers_refuse_a_new_priority() -> None:
         be.change_priority(info, 3)
 
 
+def test_nfqueue_workers_refuse_to_switch_an_application() -> None:
+    """Each worker holds its own copy of `enabled`: switching it in the parent (or
+    one worker) reached one worker only, silently."""
+    be = NfqueueBackend(workers=2)
+    info = ItmInfo("w", UDP)
+    be.change_enabled(info, False)  # not forked yet: the dispatcher takes it
+    be._worker = 1
+    with pytest.raises(RuntimeError, match=r"enabled flag of application 'w' cannot change"):
+        be.change_enabled(info, False)
+
+
 class _Reg:
     def __init__(self, queue: int) -> None:
         self.queue_num = queue
