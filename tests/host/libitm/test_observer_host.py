@@ -32,7 +32,8 @@ loop.register_hook("ip_in", ItmInfo(
     class_func=lambda where, pkt: 1,
     process_func=lambda where, cls, pkt: Verdict.DROP))
 signal.signal(signal.SIGTERM, lambda signum, frame: loop.stop())  # run() then returns
-Path(sys.argv[1]).touch()
+# ready once the loop runs (rules installed, sockets bound), not before run()
+loop.register_timer(lambda: Path(sys.argv[1]).touch(), 0.05)
 loop.run(duration=60)
 print(json.dumps({{"seen": len(seen), "counters": loop.counters()}}), flush=True)
 """
