@@ -66,7 +66,7 @@ def guest(moddir: Path, out: Path, n: int, repeats: int) -> int:
     ko = vmbench.module_paths(moddir)
     for mod in GUEST_MODULES:  # some may be built in, or absent where nft is used
         subprocess.run(["modprobe", "-q", mod], check=False)
-    lq.build()
+    lq.build(with_nfq=False)
     vmbench.sh("insmod", ko["itm_mod"])
     samples: dict[str, list[dict[str, Any]]] = {c.name: [] for c in CONSUMERS}
     try:
@@ -141,7 +141,15 @@ def table(doc: dict[str, Any]) -> str:
 
 def host(args: argparse.Namespace) -> int:
     """Build the modules, boot each kernel asked for, collect and print the results."""
-    lq.build()  # the drain's C programs, before the guest needs them
+    lack = lq.missing(())  # netfilterqueue (the anchor) and gcc; no C consumer here
+    if lack:
+        print(
+            f"bench.libitm_kernel_queue: not installed here: {', '.join(lack)}; "
+            "`sudo make bench-libitm` installs them (scripts/setup.sh bench)",
+            file=sys.stderr,
+        )
+        return 1
+    lq.build(with_nfq=False)  # the drain's C programs, before the guest needs them
     tiers = vmbench.tables_per_kernel(args, "libitm_kernel_queue", table)
     if tiers is None:
         return 1

@@ -46,11 +46,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import importlib.util
 import json
 import os
 import platform
 import random
 import selectors
+import shutil
 import signal
 import statistics
 import subprocess
@@ -130,10 +132,30 @@ def impl_list(text: str) -> set[str]:
     return set(text.split(","))
 
 
-def build() -> None:
-    """Compile bench/nfq_c/*.c into build/bench/ when missing or older than the source."""
+#: libnetfilter_queue's header, from Debian's libnetfilter-queue-dev
+NFQ_HEADER = Path("/usr/include/libnetfilter_queue/libnetfilter_queue.h")
+
+
+def missing(consumers: tuple[Consumer, ...]) -> list[str]:
+    """What the chosen consumers need that this machine lacks (empty: nothing);
+    ``sudo make bench-libitm`` (scripts/setup.sh bench) installs all of it."""
+    lack = []
+    if importlib.util.find_spec("netfilterqueue") is None:
+        lack.append("python-netfilterqueue (the anchor)")
+    if shutil.which("gcc") is None:
+        lack.append("gcc")
+    if any(c.impl.startswith("c") for c in consumers) and not NFQ_HEADER.exists():
+        lack.append(f"libnetfilter_queue's headers ({NFQ_HEADER})")
+    return lack
+
+
+def build(with_nfq: bool = True) -> None:
+    """Compile bench/nfq_c/*.c into build/bench/ when missing or older than the source
+    (the libnetfilter_queue consumer only ``with_nfq``)."""
     BUILD.mkdir(parents=True, exist_ok=True)
     for name in C_SOURCES:
+        if name == "nfq_consumer" and not with_nfq:
+            continue
         src = ROOT / "bench" / "nfq_c" / f"{name}.c"
         out = BUILD / name
         if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
@@ -766,9 +788,17 @@ def main(argv: list[str] | None = None) -> int:
     consumers = tuple(c for c in CONSUMERS if only is None or c.impl in only)
     if only and ANCHOR not in only:
         consumers = tuple(c for c in CONSUMERS if c.impl in only | {ANCHOR})
+    lack = missing(consumers)
+    if lack:
+        print(
+            f"bench.libitm_queue: not installed here: {', '.join(lack)}; "
+            "`sudo make bench-libitm` installs them (scripts/setup.sh bench)",
+            file=sys.stderr,
+        )
+        return 1
     signal.signal(signal.SIGTERM, _on_term)
     os.sched_setaffinity(0, {int(OTHER_CPU)})
-    build()
+    build(any(c.impl.startswith("c") for c in consumers))
     start = time.monotonic()
     meta: dict[str, Any] = {
         "command": "sudo .venv/bin/python -m bench.libitm_queue "
