@@ -18,6 +18,14 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import select
+import socket
+import time
+
+from . import codec as nfq
+
+#: how long a configuration request waits for the kernel's answer
+ACK_WAIT = 2.0
 
 
 class Deferred:
@@ -73,3 +81,38 @@ class Deferred:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
         self._fd = -1
+
+
+def await_ack(
+    sock: socket.socket, msg: bytes, buf: bytearray, kept: Deferred, packet_type: int
+) -> int | None:
+    """Send configuration request ``msg`` on ``sock`` and read, into ``buf`` (not the
+    packet loop's), until the kernel answers it: its errno (0: done), or None
+    after :data:`ACK_WAIT` seconds without an answer. A datagram read meanwhile
+    that carries messages of ``packet_type`` (queued packets, observers' copies)
+    goes to ``kept`` whole, to run after the request, never inside it."""
+    seq = nfq.NLMSGHDR.unpack_from(msg, 0)[3]
+    sock.send(msg)
+    end = time.monotonic() + ACK_WAIT
+    while (left := end - time.monotonic()) > 0:
+        r, _, _ = select.select([sock], [], [], left)
+        if not r:
+            continue
+        try:
+            n = sock.recv_into(buf)
+        except BlockingIOError:
+            continue
+        result: int | None = None
+        packets = False
+        for mtype, _, off, length in nfq.messages(buf, n):
+            if mtype == nfq.NLMSG_ERROR:
+                err, eseq = nfq.decode_error(buf, off, length)
+                if eseq == seq:
+                    result = err
+            elif mtype == packet_type:
+                packets = True
+        if packets:
+            kept.keep(memoryview(buf)[:n])
+        if result is not None:
+            return result
+    return None

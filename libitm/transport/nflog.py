@@ -15,15 +15,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import select
 import socket
 import struct
-import time
 from typing import Final
 
 from ..packet import Packet
 from . import codec as nfq
-from .deferred import Deferred
+from .deferred import Deferred, await_ack
 from .queue import Route, TransportError
 
 log = logging.getLogger("libitm")
@@ -168,34 +166,12 @@ class LogTransport:
         the receive buffer may be in use below it)."""
         s = self._sock
         assert s is not None
-        seq = nfq.NLMSGHDR.unpack_from(msg, 0)[3]
         if self._cbuf is None:
             self._cbuf = bytearray(_RBUF)
-        buf = self._cbuf
-        s.send(msg)
-        end = time.monotonic() + 2.0
-        while time.monotonic() < end:
-            r, _, _ = select.select([s], [], [], max(0.0, end - time.monotonic()))
-            if not r:
-                continue
-            try:
-                n = s.recv_into(buf)
-            except BlockingIOError:
-                continue
-            result = None
-            copies = False
-            for mtype, _, off, length in nfq.messages(buf, n):
-                if mtype == nfq.NLMSG_ERROR:
-                    err, eseq = nfq.decode_error(buf, off, length)
-                    if eseq == seq:
-                        result = err
-                elif mtype == MSG_PACKET:
-                    copies = True
-            if copies:
-                self._deferred.keep(memoryview(buf)[:n])
-            if result is not None:
-                return result
-        raise TransportError("nfnetlink_log did not answer a config request")
+        result = await_ack(s, msg, self._cbuf, self._deferred, MSG_PACKET)
+        if result is None:
+            raise TransportError("nfnetlink_log did not answer a config request")
+        return result
 
     def process(self) -> int:
         """Run the observers on every copy waiting now; how many copies."""

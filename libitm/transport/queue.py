@@ -37,7 +37,7 @@ from ..epoch import EPOCH
 from ..hooks import Hook
 from ..packet import Packet
 from . import codec as nfq
-from .deferred import Deferred
+from .deferred import Deferred, await_ack
 from .mmsg import MultiReceiver, open_receiver
 
 log = logging.getLogger("libitm")
@@ -345,41 +345,11 @@ class QueueTransport:
         use below the caller."""
         s = self._sock
         assert s is not None
-        seq = nfq.NLMSGHDR.unpack_from(msg, 0)[3]
         if self._cbuf is None:
             self._cbuf = bytearray(_RBUF_SIZE)
-        buf = self._cbuf
-        s.send(msg)
-        end = time.monotonic() + 2.0
-        while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                raise TransportError("nfnetlink_queue did not answer a config request")
-            r, _, _ = select.select([s], [], [], left)
-            if not r:
-                continue
-            try:
-                n = s.recv_into(buf)
-            except BlockingIOError:
-                continue
-            result = self._answer_or_keep(buf, n, seq)
-            if result is not None:
-                return result
-
-    def _answer_or_keep(self, buf: bytearray, n: int, seq: int) -> int | None:
-        """The errno that answers request ``seq`` in datagram ``buf[:n]`` (None: not
-        in it); a datagram with packets is kept for :meth:`process`."""
-        result: int | None = None
-        packets = False
-        for mtype, _, off, length in nfq.messages(buf, n):
-            if mtype == nfq.NLMSG_ERROR:
-                err, eseq = nfq.decode_error(buf, off, length)
-                if eseq == seq:
-                    result = err
-            elif mtype == nfq.MSG_PACKET:
-                packets = True
-        if packets:
-            self._deferred.keep(memoryview(buf)[:n])
+        result = await_ack(s, msg, self._cbuf, self._deferred, nfq.MSG_PACKET)
+        if result is None:
+            raise TransportError("nfnetlink_queue did not answer a config request")
         return result
 
     # ------------------------------------------------------------ hot path
