@@ -62,9 +62,7 @@ def epoll_over(old: select.epoll | None, transports: tuple[Watched, ...]) -> sel
     return epoll
 
 
-def refuse_priority_with_workers(
-    info: ItmInfo, hint: str = "", field: str = "priority"
-) -> NoReturn:
+def refuse_with_workers(info: ItmInfo, hint: str = "", field: str = "priority") -> NoReturn:
     """A priority change (or another ``field``'s) after the workers were forked:
     each worker process runs its own copy of the applications, so it would
     reach one worker's only."""

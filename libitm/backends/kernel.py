@@ -61,7 +61,7 @@ from .base import (
     BackendUnavailable,
     LoopHost,
     epoll_over,
-    refuse_priority_with_workers,
+    refuse_with_workers,
     watch,
 )
 from .workers import MAX_WORKERS, WorkerPool, end_worker, merge_reports
@@ -322,20 +322,15 @@ class KernelBackend(Backend):
         packet already in user space resumes after the right application (the
         resume point is a (priority, order) pair). Refused by itm_mod
         (:class:`RuntimeError`, the priority then stays), and with workers once
-        forked (:func:`.base.refuse_priority_with_workers`)."""
-        if self._pool is not None or self._worker is not None:
-            refuse_priority_with_workers(
-                info, " (itmtool priority changes itm_mod's order, which is every worker's)"
-            )
-        if id(info) not in self._queue_of:
-            return  # not registered with itm_queue (yet): install() sends its priority
-        try:
-            self._app_set(info.label, priority=priority)
-        except ItmControlError as e:
-            raise RuntimeError(
-                f"itm_mod refused priority {priority} for application {info.label!r}: "
-                f"{e} ({os.strerror(e.code)}); its priority stays {info.priority}"
-            ) from e
+        forked (:func:`.base.refuse_with_workers`)."""
+        self._change(
+            info,
+            f"priority {priority} for application {info.label!r}",
+            f"its priority stays {info.priority}",
+            " (itmtool priority changes itm_mod's order, which is every worker's)",
+            "priority",
+            priority=priority,
+        )
 
     def change_enabled(self, info: ItmInfo, enabled: bool) -> None:
         """Switch the application in itm_mod (``app-set`` of the itm family, what
@@ -344,21 +339,40 @@ class KernelBackend(Backend):
         packet already queued is accepted past it by the dispatcher). Refused by
         itm_mod (:class:`RuntimeError`, ``enabled`` then stays), and with workers
         once forked (each has its own copy of ``enabled``)."""
+        self._change(
+            info,
+            f"to {'enable' if enabled else 'disable'} application {info.label!r}",
+            f"it stays {'enabled' if info.enabled else 'disabled'}",
+            " (itmtool enable/disable switches it in itm_mod, which is every worker's)",
+            "enabled flag",
+            enabled=enabled,
+        )
+
+    def _change(
+        self,
+        info: ItmInfo,
+        what: str,
+        stays: str,
+        hint: str,
+        field: str,
+        *,
+        enabled: bool | None = None,
+        priority: int | None = None,
+    ) -> None:
+        """itm_mod's ``app-set`` of ``enabled`` or ``priority`` for registered
+        ``info``: refused with workers forked (:func:`.base.refuse_with_workers`,
+        ``field`` and ``hint``), nothing to do before itm_queue registered it
+        (install() sends it), and a refusal of itm_mod a :class:`RuntimeError`
+        ("itm_mod refused ``what``: why; ``stays``")."""
         if self._pool is not None or self._worker is not None:
-            refuse_priority_with_workers(
-                info,
-                " (itmtool enable/disable switches it in itm_mod, which is every worker's)",
-                field="enabled flag",
-            )
+            refuse_with_workers(info, hint, field=field)
         if id(info) not in self._queue_of:
-            return  # not registered with itm_queue (yet): install() sends it
+            return
         try:
-            self._app_set(info.label, enabled=enabled)
+            self._app_set(info.label, enabled=enabled, priority=priority)
         except ItmControlError as e:
             raise RuntimeError(
-                f"itm_mod refused to {'enable' if enabled else 'disable'} application "
-                f"{info.label!r}: {e} ({os.strerror(e.code)}); it stays "
-                f"{'enabled' if info.enabled else 'disabled'}"
+                f"itm_mod refused {what}: {e} ({os.strerror(e.code)}); {stays}"
             ) from e
 
     def _app_set(

@@ -37,7 +37,7 @@ from .base import (
     LabelInUse,
     LoopHost,
     epoll_over,
-    refuse_priority_with_workers,
+    refuse_with_workers,
     watch,
 )
 from .workers import MAX_WORKERS, WorkerPool, end_worker, merge_reports
@@ -329,18 +329,18 @@ class NfqueueBackend(Backend):
         """The rules do not depend on it (the dispatcher skips a disabled
         application from the next packet); with workers, once forked, refused:
         each worker would switch only its own copy
-        (:func:`.base.refuse_priority_with_workers`)."""
+        (:func:`.base.refuse_with_workers`)."""
         if self._pool is not None or self._worker is not None:
-            refuse_priority_with_workers(info, field="enabled flag")
+            refuse_with_workers(info, field="enabled flag")
 
     def change_priority(self, info: ItmInfo, priority: int) -> None:
         """The rules do not depend on priorities: a packet a decider's rule queues
         runs every application of the hook (observers included), one that only
         observers' rules copy runs them, each in the dispatcher's order, which
         takes the new one from the next packet. With workers, once forked, refused
-        (:func:`.base.refuse_priority_with_workers`)."""
+        (:func:`.base.refuse_with_workers`)."""
         if self._pool is not None or self._worker is not None:
-            refuse_priority_with_workers(info)
+            refuse_with_workers(info)
 
     def uninstall(self, info: ItmInfo) -> None:
         """Remove the app's chain (its queue stays bound for the loop's lifetime)."""
