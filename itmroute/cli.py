@@ -338,7 +338,7 @@ def _quiet_stdout() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``itmroute`` command."""
-    args = parser().parse_args(argv)
+    args = cliargs.parse(parser(), [*sys.argv[1:]] if argv is None else argv)
     try:
         rc: int = args.func(args)
         sys.stdout.flush()

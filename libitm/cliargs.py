@@ -12,7 +12,17 @@ import math
 
 from .hooks import Hook
 
-__all__ = ["count", "hook", "port", "positive", "queue_num", "seconds", "vcpus", "workers"]
+__all__ = [
+    "count",
+    "hook",
+    "parse",
+    "port",
+    "positive",
+    "queue_num",
+    "seconds",
+    "vcpus",
+    "workers",
+]
 
 
 def _integer(text: str, low: int, high: int | None, what: str) -> int:
@@ -74,3 +84,37 @@ def hook(text: str) -> Hook:
         return Hook.parse(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, except that arguments no parser takes are
+    reported by the subcommand's parser that got them (``itmtool status: ...``,
+    with its ``--help``), not by the top level's; by the top level's when they
+    come before the subcommand."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        by = parser
+        cmd = _subcommand(parser, args)
+        if cmd is not None:
+            name, sub = cmd
+            at = argv.index(name) if name in argv else len(argv)
+            if not set(unknown) & set(argv[:at]):
+                by = sub
+        by.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
+def _subcommand(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[str, argparse.ArgumentParser] | None:
+    """The first subcommand's name in ``args`` and the parser of the deepest
+    subcommand chosen (``rio show``'s for ``itmtool rio show``), or None."""
+    first: str | None = None
+    chosen = parser
+    while True:
+        subs = [a for a in chosen._actions if isinstance(a, argparse._SubParsersAction)]
+        name = getattr(args, subs[0].dest, None) if subs else None
+        if not subs or name not in subs[0].choices:
+            return None if first is None else (first, chosen)
+        first = name if first is None else first
+        chosen = subs[0].choices[name]

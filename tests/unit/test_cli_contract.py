@@ -173,7 +173,15 @@ CASES = {
     "status interval zero": Case(["status", "--interval", "0"], 2, "> 0"),
     "status interval word": Case(["status", "--interval", "soon"], 2, "> 0"),
     "enable no label": Case(["enable"], 2, "label"),
-    "disable two labels": Case(["disable", "a", "b"], 2, "unrecognized"),
+    "disable two labels": Case(
+        ["disable", "a", "b"], 2, "itmtool: disable: unrecognized arguments: b"
+    ),
+    # an argument no parser takes is named by its subcommand, with its --help
+    "status extra": Case(["status", "--json", "x"], 2, "see 'itmtool status --help'"),
+    "rio show extra": Case(
+        ["rio", "show", "lo", "--x"], 2, "itmtool: rio: show: unrecognized arguments: --x"
+    ),
+    "option before the command": Case(["--x", "status"], 2, "see 'itmtool --help'"),
     "priority not a number": Case(["priority", "x", "high"], 2, "is not an integer"),
     "priority beyond s32": Case(["priority", "x", "99999999999"], 2, "is not an integer"),
     "netns maybe": Case(["netns", "maybe"], 2, "invalid choice"),

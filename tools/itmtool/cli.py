@@ -700,7 +700,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         argv, tail = _split_tail(argv)
-        args = build_parser().parse_args(argv)
+        args = cliargs.parse(build_parser(), argv)
         if tail is not None:
             if args.cmd == "run":
                 args.extra = tail

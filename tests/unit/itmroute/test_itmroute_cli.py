@@ -268,7 +268,9 @@ def test_show_json_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
             ["run", "-c", "x", "--duration", "soon"],
             "argument --duration: must be a number of seconds > 0, not 'soon'",
         ),
-        (["show", "--colour"], "unrecognized arguments: --colour"),
+        (["show", "--colour"], "itmroute show: unrecognized arguments: --colour"),
+        (["show", "--colour"], "(see itmroute show --help)"),
+        (["--colour", "show"], "itmroute: unrecognized arguments: --colour"),
     ],
 )
 def test_bad_arguments_one_line(argv: list[str], said: str) -> None:

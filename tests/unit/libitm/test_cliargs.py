@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -75,3 +75,41 @@ def test_every_public_type_is_exported() -> None:
         if callable(v) and not n.startswith("_") and v.__module__ == cliargs.__name__
     }
     assert public == set(cliargs.__all__)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise SystemExit(f"{self.prog}: {message}")
+
+
+def _tool() -> argparse.ArgumentParser:
+    """``tool [--v] {show [--json], rio {show DEV}}``."""
+    ap = _Parser(prog="tool")
+    ap.add_argument("--v", action="store_true")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("show").add_argument("--json", action="store_true")
+    rio = sub.add_parser("rio").add_subparsers(dest="rio_cmd", required=True)
+    rio.add_parser("show").add_argument("dev")
+    return ap
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["show", "x"], "tool show: unrecognized arguments: x"),
+        (["show", "--json", "--x", "y"], "tool show: unrecognized arguments: --x y"),
+        (["rio", "show", "lo", "--x"], "tool rio show: unrecognized arguments: --x"),
+        (["--x", "show"], "tool: unrecognized arguments: --x"),
+    ],
+)
+def test_parse_names_the_subcommand_that_got_an_unknown_argument(
+    argv: list[str], said: str
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cliargs.parse(_tool(), argv)
+    assert str(exc.value) == said
+
+
+def test_parse_is_parse_args_otherwise() -> None:
+    args = cliargs.parse(_tool(), ["--v", "rio", "show", "lo"])
+    assert (args.v, args.cmd, args.rio_cmd, args.dev) == (True, "rio", "show", "lo")
