@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from .backends import BACKENDS, make_backend
+from .backends import BACKENDS, check_options, make_backend
 from .backends.base import Backend
 from .dispatch import Dispatcher
 from .hooks import Hook
@@ -56,6 +56,8 @@ class ItmLoop:
         self, backend: str | Backend = "auto", *, strict: bool = False, **options: Any
     ) -> None:
         _check_backend(backend)
+        if isinstance(backend, str):
+            check_options(backend, options)  # now, not when the loop starts
         self.strict = strict
         self._backend_spec = backend
         self._options = options
@@ -189,6 +191,8 @@ class ItmLoop:
         if self._started:
             raise RuntimeError("the loop has already started")
         _check_backend(backend)
+        if isinstance(backend, str):
+            check_options(backend, options)
         self._backend_spec = backend
         self._options = options
         self._backend = None

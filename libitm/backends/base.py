@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import select
-from typing import NoReturn, Protocol
+from typing import ClassVar, NoReturn, Protocol
 
 from ..dispatch import Dispatcher
 from ..hooks import Hook
@@ -77,6 +77,14 @@ class BackendUnavailable(RuntimeError):
     """The backend cannot run here (module not loaded, not root, ...)."""
 
 
+def check_int(name: str, value: object, low: int, high: int) -> None:
+    """Refuse an option that is not an int (a bool neither) in ``low``..``high``."""
+    if value.__class__ is not int:
+        raise TypeError(f"{name} must be an int in {low}..{high}, not {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in {low}..{high}, not {value}")
+
+
 class Backend(abc.ABC):
     """A source of packets and a sink for verdicts.
 
@@ -86,6 +94,9 @@ class Backend(abc.ABC):
     """
 
     name: str = "?"
+    #: the options a backend of this kind takes: name -> (low, high) of an int
+    #: option, or None for another kind of value (:meth:`check_options`)
+    OPTIONS: ClassVar[dict[str, tuple[int, int] | None]] = {}
     live: bool = True
     #: a recorded source that has nothing more to give
     exhausted: bool = False
@@ -94,6 +105,19 @@ class Backend(abc.ABC):
     #: this process only supervises workers: the loop runs no timers or readers
     #: here, :meth:`process` restarts the workers that ended
     supervises: bool = False
+
+    @classmethod
+    def check_options(cls, options: dict[str, object]) -> None:
+        """Refuse what this kind of backend would refuse in ``options`` (an unknown
+        name: :class:`TypeError`; an int option out of range: :class:`ValueError`),
+        before anything is opened: :class:`~libitm.ItmLoop` checks its options
+        when it is made, not when it starts."""
+        unknown = set(options) - set(cls.OPTIONS)
+        if unknown:
+            raise TypeError(f"unknown {cls.name} backend options: {', '.join(sorted(unknown))}")
+        for key, limits in cls.OPTIONS.items():
+            if limits is not None and key in options:
+                check_int(key, options[key], *limits)
 
     @abc.abstractmethod
     def start(self, loop: LoopHost) -> None:

@@ -45,7 +45,7 @@ import os
 import select
 import time
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import ClassVar, NoReturn
 
 from ..control.client import ItmControl, ItmControlError, ItmNotLoaded
 from ..control.queue import NOT_LOADED, ItmQueueClient, KernelInterest, kernel_interest
@@ -95,14 +95,46 @@ class KernelBackend(Backend):
     spread over them by itm_mod; see the module docstring), ``observers``
     (default True: an application without a ``process_func`` gets copies through
     nfnetlink_log; not with workers), ``observer_batch`` (copies per message, as
-    in the nfqueue backend).  Queue numbers are assigned by itm_queue
-    (``queue_base`` is accepted and ignored).
-    Every queue is configured fail-open (a full queue accepts).
+    in the nfqueue backend), ``use_recvmmsg``.  Queue numbers are assigned by
+    itm_queue, and itm_mod spreads flows over a worker's queues, so the
+    nfqueue backend's ``queue_base``, ``iptables``, ``ip6tables`` and ``fanout``
+    are accepted and ignored: a program that passes them runs on either
+    backend (``auto`` picks this one wherever itm_queue is loaded).
+    Every queue is configured fail-open (a full queue accepts):
+    ``fail_open=False`` is refused, naming the nfqueue backend.
     """
 
     name = "kernel"
     #: itm_mod's family, opened for the first priority or enabled change (``app-set``)
     _control: ItmControl | None = None
+
+    OPTIONS: ClassVar[dict[str, tuple[int, int] | None]] = {
+        "queue_maxlen": (1, 0xFFFFFFFF),
+        "copy_range": (20, FULL_COPY),
+        "batch": (1, 1 << 16),
+        "rcvbuf": None,
+        "gso": None,
+        "use_recvmmsg": None,
+        "workers": (1, MAX_WORKERS),
+        "observers": None,
+        "observer_batch": (1, MAX_OBSERVER_BATCH),
+        "fail_open": None,
+        # the nfqueue backend's, without a meaning here (class docstring)
+        "queue_base": None,
+        "iptables": None,
+        "ip6tables": None,
+        "fanout": None,
+    }
+
+    @classmethod
+    def check_options(cls, options: dict[str, object]) -> None:
+        """:meth:`Backend.check_options`, and ``fail_open=False`` refused."""
+        super().check_options(options)
+        if options.get("fail_open", True) is not True:
+            raise ValueError(
+                "the kernel backend's queues are always fail-open (a full queue "
+                "accepts); for fail_open=False use the nfqueue backend"
+            )
 
     def __init__(
         self,
@@ -112,20 +144,23 @@ class KernelBackend(Backend):
         batch: int = 256,
         rcvbuf: int | None = None,
         gso: bool = False,
-        queue_base: int | None = None,
+        use_recvmmsg: bool = True,
         workers: int = 1,
         observers: bool = True,
         observer_batch: int = 1,
-        **unused: object,
+        **other: object,
     ) -> None:
         """See the class docstring for the options."""
-        del queue_base  # accepted for the nfqueue backend's callers; itm_queue assigns
-        if unused:
-            raise TypeError(f"unknown kernel backend options: {', '.join(sorted(unused))}")
-        if not 1 <= workers <= MAX_WORKERS:
-            raise ValueError(f"workers must be in 1..{MAX_WORKERS}")
-        if not 1 <= observer_batch <= MAX_OBSERVER_BATCH:
-            raise ValueError(f"observer_batch must be in 1..{MAX_OBSERVER_BATCH}")
+        self.check_options(
+            {
+                "queue_maxlen": queue_maxlen,
+                "copy_range": copy_range,
+                "batch": batch,
+                "workers": workers,
+                "observer_batch": observer_batch,
+                **other,
+            }
+        )
         self.workers = workers
         #: applications without a process_func get copies (not with workers)
         self.observers = observers and workers == 1
@@ -151,6 +186,7 @@ class KernelBackend(Backend):
             rcvbuf=rcvbuf,
             gso=gso,
             fail_open=True,
+            use_recvmmsg=use_recvmmsg,
         )
         self._closed = False
         self.family_id = fid

@@ -21,7 +21,7 @@ import logging
 import os
 import select
 import time
-from typing import NoReturn
+from typing import ClassVar, NoReturn
 
 from ..dispatch import Dispatcher, Runner
 from ..epoch import bump
@@ -53,14 +53,6 @@ def choose_queues(base: int, used: set[int], mine: set[int], span: int = 256) ->
     return [q for q in range(base, min(base + span, 65536)) if q not in used and q not in mine]
 
 
-def _check_int(name: str, value: object, low: int, high: int) -> None:
-    """Refuse an option that is not an int (a bool neither) in ``low``..``high``."""
-    if value.__class__ is not int:
-        raise TypeError(f"{name} must be an int in {low}..{high}, not {value!r}")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be in {low}..{high}, not {value}")
-
-
 class NfqueueBackend(Backend):
     """Packets from nfnetlink_queue, rules installed with iptables/ip6tables.
 
@@ -86,6 +78,22 @@ class NfqueueBackend(Backend):
     """
 
     name = "nfqueue"
+    OPTIONS: ClassVar[dict[str, tuple[int, int] | None]] = {
+        "queue_base": (0, 65535),
+        "queue_maxlen": (1, 0xFFFFFFFF),  # a u32; 0 queues nothing
+        "copy_range": (20, 0xFFFF),
+        "batch": (1, 1 << 16),
+        "rcvbuf": None,
+        "iptables": None,
+        "ip6tables": None,
+        "gso": None,
+        "fail_open": None,
+        "use_recvmmsg": None,
+        "workers": (1, MAX_WORKERS),
+        "fanout": None,
+        "observers": None,
+        "observer_batch": (1, MAX_OBSERVER_BATCH),
+    }
 
     def __init__(
         self,
@@ -107,14 +115,17 @@ class NfqueueBackend(Backend):
         **unused: object,
     ) -> None:
         """See the class docstring for the options."""
-        if unused:
-            raise TypeError(f"unknown nfqueue backend options: {', '.join(sorted(unused))}")
-        _check_int("queue_base", queue_base, 0, 65535)
-        _check_int("queue_maxlen", queue_maxlen, 1, 0xFFFFFFFF)  # a u32; 0 queues nothing
-        _check_int("copy_range", copy_range, 20, 0xFFFF)
-        _check_int("batch", batch, 1, 1 << 16)
-        _check_int("workers", workers, 1, MAX_WORKERS)
-        _check_int("observer_batch", observer_batch, 1, MAX_OBSERVER_BATCH)
+        self.check_options(
+            {
+                "queue_base": queue_base,
+                "queue_maxlen": queue_maxlen,
+                "copy_range": copy_range,
+                "batch": batch,
+                "workers": workers,
+                "observer_batch": observer_batch,
+                **unused,
+            }
+        )
         self.queue_base = queue_base
         self.copy_range = copy_range
         self.workers = workers

@@ -29,7 +29,7 @@ import contextlib
 import dataclasses
 import os
 from collections.abc import Callable, Iterator
-from typing import IO, BinaryIO, TypeVar
+from typing import IO, BinaryIO, ClassVar, TypeVar
 
 from ..dispatch import Dispatcher
 from ..files import atomic_output, atomic_text_output, check_offline_paths
@@ -66,6 +66,12 @@ class OfflineBackend(Backend):
     """
 
     name = "offline"
+    OPTIONS: ClassVar[dict[str, tuple[int, int] | None]] = {
+        "pcap": None,
+        "out": None,
+        "log": None,
+        "batch": None,
+    }
     live = False
 
     def __init__(
@@ -78,8 +84,7 @@ class OfflineBackend(Backend):
     ) -> None:
         """``pcap``: the input trace; ``out``: result pcap; ``log``: verdict log path;
         ``batch``: frames per :meth:`process`."""
-        if unused:
-            raise TypeError(f"unknown offline backend options: {', '.join(sorted(unused))}")
+        self.check_options(dict(unused))
         self.pcap = pcap
         self.out = out
         self.log = log
