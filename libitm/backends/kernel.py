@@ -339,7 +339,8 @@ class KernelBackend(Backend):
                 self.log.open()
                 if self._epoll is not None:
                     watch(self._epoll, self.log)
-            err = self.log.bind(group)
+            # a copy as long as the queue's would be: whole packets only when asked
+            err = self.log.bind(group, FULL_COPY if info.needs_payload else self.copy_range)
         except (OSError, TransportError) as e:
             err = e.errno if isinstance(e, OSError) and e.errno else errno.EIO
         if err:

@@ -142,15 +142,17 @@ class LogTransport:
         copies read during a config request wait for :meth:`process`."""
         return self.fileno(), self._deferred.fileno()
 
-    def bind(self, group: int) -> int:
-        """Bind NFLOG ``group`` and set its copy mode; 0 or the errno."""
+    def bind(self, group: int, copy_range: int | None = None) -> int:
+        """Bind NFLOG ``group`` and set its copy mode (the first ``copy_range``
+        bytes of each packet, by default the transport's); 0 or the errno."""
         self._seq += 1
         err = self._request(config_bind(group, seq=self._seq))
         if err:
             return err
         self.groups.add(group)
         self._seq += 1
-        return self._request(config_mode(group, self.copy_range, seq=self._seq, batch=self.batch))
+        rng = self.copy_range if copy_range is None else copy_range
+        return self._request(config_mode(group, rng, seq=self._seq, batch=self.batch))
 
     def unbind(self, group: int) -> None:
         """Let go of NFLOG ``group`` (copies still in the socket are still read)."""

@@ -32,11 +32,12 @@ from pathlib import Path
 from libitm import Interest, ItmInfo, ItmLoop
 
 out = Path(sys.argv[1])
+payload = sys.argv[2:] == ["payload"]
 ready = []
 
 def class_func(where, pkt):
     with open(out / "seen", "a") as f:
-        f.write(f"{pkt.src} {pkt.dport} {len(pkt.data)}\\n")
+        f.write(f"{pkt.src} {pkt.dport} {len(pkt.data)} {pkt.length}\\n")
     return 1
 
 def tick():
@@ -47,7 +48,7 @@ def tick():
 loop = ItmLoop("kernel")
 signal.signal(signal.SIGTERM, lambda *_: loop.stop())
 loop.register_hook("ip_forward", ItmInfo("obs", Interest(protocol="udp", dport=5300),
-                                         class_func=class_func))
+                                         class_func=class_func, needs_payload=payload))
 loop.register_timer(tick, 0.05)
 loop.run()
 print(json.dumps(loop.counters()), flush=True)
@@ -70,9 +71,10 @@ def _seen(out: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def _observer(router: str) -> Iterator[tuple[subprocess.Popen[str], Path]]:
-    """The observer in ``router``, ready; stopped (SIGTERM) at the end."""
-    with netns_script(router, APP, prefix="itmq-obs-") as (proc, out):
+def _observer(router: str, *args: str) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    """The observer in ``router`` (``args``: "payload" for ``needs_payload``),
+    ready; stopped (SIGTERM) at the end."""
+    with netns_script(router, APP, *args, prefix="itmq-obs-") as (proc, out):
         if not kit.wait_until(lambda: (out / "ready").exists() or proc.poll() is not None, 120):
             raise AssertionError("the observer did not start")
         if proc.poll() is not None:
@@ -91,8 +93,9 @@ def test_an_observer_sees_a_copy_of_every_packet_and_holds_none(topo: Topology) 
             assert kit.wait_until(lambda: len(_seen(out)) >= 20, 10), _seen(out)
             seen = _seen(out)
             assert len(seen) == 20
-            # whole copies: 20 (IP) + 8 (UDP) + 300 bytes
-            assert all(line.split()[1:] == ["5300", "328"] for line in seen), seen[:3]
+            # the first copy_range (128) bytes of each 20 (IP) + 8 (UDP) + 300,
+            # as a queue's copy: whole packets are for needs_payload (below)
+            assert all(line.split()[1:] == ["5300", "128", "328"] for line in seen), seen[:3]
             stats = _apps()["obs"]["stats"]
             assert isinstance(stats, dict)
             assert (stats["matched"], stats["queue"]) == (20, 0), stats
@@ -112,6 +115,16 @@ def test_an_observer_sees_a_copy_of_every_packet_and_holds_none(topo: Topology) 
             assert counters["backend"]["observer_copies"] == 50
             assert counters["apps"]["obs"]["packets"] == 50
         assert "obs" not in _apps()
+
+
+def test_an_observer_with_needs_payload_gets_whole_packets(topo: Topology) -> None:
+    with kit.modules(queue=()):
+        kit.itm_attach(topo.router)
+        with _observer(topo.router, "payload") as (_, out):
+            assert kit.udp(topo, 5, 5300, size=300) == 5
+            assert kit.wait_until(lambda: len(_seen(out)) >= 5, 10), _seen(out)
+            seen = _seen(out)
+            assert all(line.split()[1:] == ["5300", "328", "328"] for line in seen), seen
 
 
 def test_kill_9_of_an_observer_drops_its_registration(topo: Topology) -> None:

@@ -22,7 +22,7 @@ from libitm.control.queue import (
     unregister_message,
 )
 from libitm.dispatch import Dispatcher
-from libitm.transport import QueueTransport
+from libitm.transport import FULL_COPY, QueueTransport
 from libitm.transport import codec as nfq
 from libitm.transport.nflog import LogTransport
 from libitm.transport.queue import _word_views
@@ -232,23 +232,34 @@ def test_an_app_without_process_func_is_registered_as_an_observer_on_a_log_group
 
     be = _bare()
     be._client = Client()  # type: ignore[assignment]
-    groups: list[int] = []
+    groups: list[tuple[int, int | None]] = []
     monkeypatch.setattr(be.log, "open", lambda: None)
     monkeypatch.setattr(be.log, "_sock", object())
-    monkeypatch.setattr(be.log, "bind", lambda g: groups.append(g) or 0)  # type: ignore[func-returns-value]
+
+    def bind(g: int, rng: int | None = None) -> int:
+        groups.append((g, rng))
+        return 0
+
+    monkeypatch.setattr(be.log, "bind", bind)
     watcher = ItmInfo("watch", Interest(protocol="udp"), class_func=lambda w, p: 1)
     be.install(Hook.IP_FORWARD, watcher)
-    assert asked == [("watch", True)] and groups == [0x7005]
+    # its copies are as long as a queue's: the first copy_range bytes, not the
+    # whole of a 64 KiB GSO buffer that it did not ask for
+    assert asked == [("watch", True)] and groups == [(0x7005, 128)]
     assert be.app_queues == {"watch": 0x7005}
     assert be._route(0x7005) is None, "an observer has no queue"
     route = be._log_route(0x7005)
     assert route is not None and route[0] is Hook.IP_FORWARD
     assert be.counters()["observer_copies"] == 0
     # a refused bind undoes the registration and says why
-    monkeypatch.setattr(be.log, "bind", lambda g: errno.EBUSY)
+    monkeypatch.setattr(be.log, "bind", lambda g, rng=None: errno.EBUSY)
     with pytest.raises(BackendUnavailable, match="nfnetlink_log group 28677"):
         be.install(Hook.IP_IN, ItmInfo("busy", Interest()))
     assert unregistered == ["busy"]
+    monkeypatch.setattr(be.log, "bind", bind)
+    reader = ItmInfo("reader", Interest(), class_func=lambda w, p: 1, needs_payload=True)
+    be.install(Hook.IP_IN, reader)
+    assert groups[-1] == (0x7005, FULL_COPY), "needs_payload: whole packets"
     # with observers=False it is queued like any other application
     be.observers = False
     monkeypatch.setattr(be.transport, "bind", lambda q, rng=None: 0)
