@@ -30,6 +30,7 @@ the line and exit code of :func:`libitm.files.describe_error`, as in itmtool:
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -253,6 +254,16 @@ class _Doc:
         return value
 
 
+def _unknown(found: set[Any], known: set[str]) -> str:
+    """The keys of ``found`` not in ``known``, in order, each with the known key it
+    is probably a misspelling of (``neighbors (did you mean neighbours?)``)."""
+    parts = []
+    for k in sorted(str(x) for x in found - known):
+        close = difflib.get_close_matches(k, sorted(known), n=1, cutoff=0.75)
+        parts.append(f"{k} (did you mean {close[0]}?)" if close else k)
+    return ", ".join(parts)
+
+
 def _probe(value: object, doc: _Doc) -> ProbeSettings:
     if value is None:
         return ProbeSettings()
@@ -270,9 +281,8 @@ def _probe(value: object, doc: _Doc) -> ProbeSettings:
     except ConfigError as e:
         raise doc.error("probe.preset", str(e)) from None
     fields = {f.name: f for f in dataclasses.fields(ProbeSettings)}
-    unknown = sorted(str(k) for k in set(value) - set(fields))
-    if unknown:
-        raise doc.error("probe", f"unknown settings {', '.join(unknown)}")
+    if set(value) - set(fields):
+        raise doc.error("probe", f"unknown settings {_unknown(set(value), set(fields))}")
     for key, v in value.items():
         default = getattr(base, key)
         where = f"probe.{key}"
@@ -306,7 +316,7 @@ def parse_config(doc: dict[str, Any], source: str | None = None) -> Config:
     known = {f.name for f in dataclasses.fields(Config)}
     unknown = sorted(str(k) for k in set(doc) - known)
     if unknown:
-        raise d.error(unknown[0], f"unknown keys: {', '.join(unknown)}")
+        raise d.error(unknown[0], f"unknown keys: {_unknown(set(doc), known)}")
     if "address" not in doc:
         raise d.error("address", "address (this ITM's overlay address) is required")
     address = d.addr(doc["address"], "address")
@@ -331,11 +341,11 @@ def parse_config(doc: dict[str, Any], source: str | None = None) -> Config:
     dests: list[Destination] = []
     for i, entry in enumerate(dests_doc):
         key = f"destinations[{i + 1}]"
+        if isinstance(entry, dict) and set(entry) - {"prefix", "itm"}:
+            extra = _unknown(set(entry), {"prefix", "itm"})
+            raise d.error(key, f"unknown keys: {extra} (a destination has prefix, itm)")
         if not isinstance(entry, dict) or "prefix" not in entry:
             raise d.error(key, f"destination {i + 1}: needs a prefix")
-        extra = sorted(str(k) for k in set(entry) - {"prefix", "itm"})
-        if extra:
-            raise d.error(key, f"unknown keys: {', '.join(extra)} (prefix, itm)")
         try:
             prefix = ipaddress.ip_network(str(entry["prefix"]))
         except ValueError as e:

@@ -54,7 +54,20 @@ def test_presets_and_a_list_of_neighbours() -> None:
             {"address": "fd00::1", "destinations": [{"prefix": "fd01::/64", "itm": "10.0.0.1"}]},
             "not an IPv6 address",
         ),
-        ({"address": "10.0.0.1", "colour": 1}, "unknown keys: colour"),
+        ({"address": "10.0.0.1", "colour": 1}, "unknown keys: colour$"),
+        # a misspelt key names the one it probably is
+        (
+            {"address": "10.0.0.1", "neighbors": {"r1": "10.0.0.2"}},
+            r"neighbors: unknown keys: neighbors \(did you mean neighbours\?\)",
+        ),
+        (
+            {"address": "10.0.0.1", "probe": {"active_intervall": 1, "speed": 2}},
+            r"unknown settings active_intervall \(did you mean active_interval\?\), speed$",
+        ),
+        (
+            {"address": "10.0.0.1", "destinations": [{"prefx": "10.9.0.0/16"}]},
+            r"unknown keys: prefx \(did you mean prefix\?\) \(a destination has prefix, itm\)",
+        ),
         ({"address": "10.0.0.1", "neighbours": {"direct": "10.0.0.2"}}, "'direct'"),
         ({"address": "10.0.0.1", "destinations": [{"itm": "10.0.0.2"}]}, "needs a prefix"),
         ({"address": "10.0.0.1", "destinations": [{"prefix": "10.0.0.1/8"}]}, "host bits"),
