@@ -30,7 +30,6 @@ the line and exit code of :func:`libitm.files.describe_error`, as in itmtool:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from typing import Any
 import yaml
 
 from libitm.files import EXIT_FAILED, describe_error
+from libitm.spelling import unknown_names
 
 from .auth import parse_key
 from .wgkeys import FORWARD_PORTS
@@ -254,16 +254,6 @@ class _Doc:
         return value
 
 
-def _unknown(found: set[Any], known: set[str]) -> str:
-    """The keys of ``found`` not in ``known``, in order, each with the known key it
-    is probably a misspelling of (``neighbors (did you mean neighbours?)``)."""
-    parts = []
-    for k in sorted(str(x) for x in found - known):
-        close = difflib.get_close_matches(k, sorted(known), n=1, cutoff=0.75)
-        parts.append(f"{k} (did you mean {close[0]}?)" if close else k)
-    return ", ".join(parts)
-
-
 def _probe(value: object, doc: _Doc) -> ProbeSettings:
     if value is None:
         return ProbeSettings()
@@ -282,7 +272,7 @@ def _probe(value: object, doc: _Doc) -> ProbeSettings:
         raise doc.error("probe.preset", str(e)) from None
     fields = {f.name: f for f in dataclasses.fields(ProbeSettings)}
     if set(value) - set(fields):
-        raise doc.error("probe", f"unknown settings {_unknown(set(value), set(fields))}")
+        raise doc.error("probe", f"unknown settings {unknown_names(set(value), set(fields))}")
     for key, v in value.items():
         default = getattr(base, key)
         where = f"probe.{key}"
@@ -316,7 +306,7 @@ def parse_config(doc: dict[str, Any], source: str | None = None) -> Config:
     known = {f.name for f in dataclasses.fields(Config)}
     unknown = sorted(str(k) for k in set(doc) - known)
     if unknown:
-        raise d.error(unknown[0], f"unknown keys: {_unknown(set(doc), known)}")
+        raise d.error(unknown[0], f"unknown keys: {unknown_names(set(doc), known)}")
     if "address" not in doc:
         raise d.error("address", "address (this ITM's overlay address) is required")
     address = d.addr(doc["address"], "address")
@@ -342,7 +332,7 @@ def parse_config(doc: dict[str, Any], source: str | None = None) -> Config:
     for i, entry in enumerate(dests_doc):
         key = f"destinations[{i + 1}]"
         if isinstance(entry, dict) and set(entry) - {"prefix", "itm"}:
-            extra = _unknown(set(entry), {"prefix", "itm"})
+            extra = unknown_names(set(entry), {"prefix", "itm"})
             raise d.error(key, f"unknown keys: {extra} (a destination has prefix, itm)")
         if not isinstance(entry, dict) or "prefix" not in entry:
             raise d.error(key, f"destination {i + 1}: needs a prefix")

@@ -9,6 +9,7 @@ from typing import ClassVar, NoReturn, Protocol
 from ..dispatch import Dispatcher
 from ..hooks import Hook
 from ..info import ItmInfo
+from ..spelling import unknown_names
 from ..timers import TimerQueue
 
 
@@ -112,9 +113,9 @@ class Backend(abc.ABC):
         name: :class:`TypeError`; an int option out of range: :class:`ValueError`),
         before anything is opened: :class:`~libitm.ItmLoop` checks its options
         when it is made, not when it starts."""
-        unknown = set(options) - set(cls.OPTIONS)
-        if unknown:
-            raise TypeError(f"unknown {cls.name} backend options: {', '.join(sorted(unknown))}")
+        if set(options) - set(cls.OPTIONS):
+            unknown = unknown_names(options, cls.OPTIONS)
+            raise TypeError(f"unknown {cls.name} backend options: {unknown}")
         for key, limits in cls.OPTIONS.items():
             if limits is not None and key in options:
                 check_int(key, options[key], *limits)

@@ -13,8 +13,15 @@ from libitm.backends.kernel import KernelBackend
 
 @pytest.mark.parametrize("name", ["nfqueue", "kernel", "offline"])
 def test_an_unknown_option_is_refused_when_the_loop_is_made(name: str) -> None:
-    with pytest.raises(TypeError, match=f"unknown {name} backend options: worker$"):
-        ItmLoop(name, worker=2)
+    with pytest.raises(TypeError, match=f"unknown {name} backend options: zzz$"):
+        ItmLoop(name, zzz=2)
+
+
+def test_a_misspelt_option_names_the_one_it_probably_is() -> None:
+    with pytest.raises(TypeError, match=r"options: copyrange \(did you mean copy_range\?\)$"):
+        ItmLoop("kernel", copyrange=5)
+    with pytest.raises(TypeError, match=r"options: worker \(did you mean workers\?\), zzz$"):
+        ItmLoop("nfqueue", worker=2, zzz=1)
 
 
 @pytest.mark.parametrize(
