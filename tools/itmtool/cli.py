@@ -160,6 +160,13 @@ def _cmd_load(args: argparse.Namespace) -> int:
 def _cmd_unload(args: argparse.Namespace) -> int:
     from itmtool import kmod
 
+    if args.name is None:
+        # argparse's "required: name" does not say which name --all wants
+        raise ToolError(
+            "which module? (--all unloads what uses the module named, then the module)",
+            hint="`itmtool unload itm_mod --all` unloads itm_mod and every module that uses it",
+            code=EXIT_USAGE,
+        )
     done = kmod.unload_report(args.name, everything=args.all)
     _emit(args, done.to_json(), done.text())
     return EXIT_OK
@@ -511,7 +518,7 @@ def _add_module_commands(sub: Any) -> None:
         sub,
         "unload",
         _cmd_unload,
-        [_arg("name", help="the module's name"), everything, _JSON],
+        [_arg("name", nargs="?", help="the module's name"), everything, _JSON],
         help="remove a module (applications before itm_mod)",
         description="Remove a module (an application module's applications go with it: it "
         "names them). itm_mod is refused while applications are registered or "
