@@ -124,7 +124,8 @@ def table(doc: dict[str, Any]) -> str:
 def _intro(uml: bool) -> str:
     """The paragraph that says where the figures come from."""
     where = (
-        "natively in User-Mode Linux (Debian's 6.12 source built ARCH=um, -Os, one CPU; the"
+        "natively in User-Mode Linux (Debian's 6.12 source built ARCH=um,"
+        f" {vmbench.uml_build()}one CPU; the"
         f" guest's kernel code runs as ordinary instructions on the {vmbench.cpu()} host, so"
         " an indirect call or a per-CPU update costs what it costs there)"
         if uml

@@ -364,7 +364,8 @@ def host(args: argparse.Namespace) -> int:
             intro[0] = (
                 intro[0]
                 .replace(
-                    "in a VM (QEMU TCG, 2 vCPUs, on a", "natively in User-Mode Linux (one CPU, on a"
+                    "in a VM (QEMU TCG, 2 vCPUs, on a",
+                    f"natively in User-Mode Linux ({vmbench.uml_build()}one CPU, on a",
                 )
                 .replace(
                     " TCG inflates absolute times; the ratios, measured in the same VM run, are"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import cliargs
-from itmtool import buildmods, vm
+from itmtool import buildmods, kernelcache, vm
 from itmtool.matrix import ROOT, Kernel, read_matrix
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -94,6 +94,16 @@ def cpu() -> str:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.machine()
+
+
+def uml_build() -> str:
+    """How the cache's uml kernel is compiled, for a section's intro: "-O2, " or
+    "-Os, " (from its .config), or "" when it is not built."""
+    tree = kernelcache.built("uml")
+    if tree is None:
+        return ""
+    config = (tree / ".config").read_text()
+    return "-Os, " if "\nCONFIG_CC_OPTIMIZE_FOR_SIZE=y" in config else "-O2, "
 
 
 def write_section(name: str, title: str, body: list[str]) -> None:
