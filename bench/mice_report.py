@@ -10,34 +10,27 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from bench import mice_stats, vmbench
+from bench import mice_rio_report, mice_stats, vmbench
 from bench.mice_plan import SCHEMES
+from bench.mice_runs import (
+    CORE_NAMES,
+    DATA,
+    IMG,
+    SCHEME_NAMES,
+    fmt,
+    grouped,
+    ok_runs,
+    same_seeds,
+)
 from bench.mice_trace import MSS
-from itmtool.matrix import ROOT
 
-DATA = ROOT / "docs" / "data"
-IMG = ROOT / "docs" / "img"
 CT_PLOT = "mice_elephants_ct.png"
 LOAD_PLOT = "mice_elephants_load.png"
 #: long flows may lose at most this fraction of their goodput to count as unharmed
 GOODPUT_MARGIN = 0.10
-CORE_NAMES = {
-    "prio": "strict priority (prio)",
-    "red": "RED per class, DRR 3:1 (RIO-like)",
-    "rio": "RIO, one FIFO (sch_rio)",
-}
-SCHEME_NAMES = {
-    "none": "no marking",
-    "qos_mod": "qos_mod",
-    "nft": "nftables rule",
-    "qos_ctrl": "libitm qos_ctrl",
-}
-
-Key = tuple[str, float, str]  # core, load, scheme
 
 
 def load_docs() -> list[dict[str, Any]]:
@@ -46,38 +39,13 @@ def load_docs() -> list[dict[str, Any]]:
     return sorted(docs, key=lambda d: [int(x) for x in d["kernel"].split("-")[0].split(".")[:2]])
 
 
-def ok_runs(doc: dict[str, Any], part: str = "main") -> list[dict[str, Any]]:
-    """The runs of `part` that produced flows (failed runs are listed separately)."""
-    return [r for r in doc["runs"] if r.get("part") == part and "flows" in r]
-
-
-def grouped(runs: Iterable[dict[str, Any]]) -> dict[Key, list[dict[str, Any]]]:
-    """Runs by (core, load, scheme), each list in seed order."""
-    out: dict[Key, list[dict[str, Any]]] = defaultdict(list)
-    for r in sorted(runs, key=lambda r: r["seed"]):
-        out[(r["core"], r["load"], r["scheme"])].append(r)
-    return out
-
-
-def same_seeds(
-    groups: dict[Key, list[dict[str, Any]]], key: Key, like: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """The runs of `key` on the seeds that `like` ran: ratios compare the same traces."""
-    seeds = {r["seed"] for r in like}
-    return [r for r in groups.get(key, []) if r["seed"] in seeds]
-
-
-def _fmt(x: float, spec: str = ".0f") -> str:
-    return "—" if math.isnan(x) else format(x, spec)
-
-
 def _cell(values: list[float], spec: str = ".0f", scale: float = 1.0) -> str:
     mean, lo, hi = mice_stats.spread([v * scale for v in values])
     if math.isnan(mean):
         return "—"
     if len(values) == 1 or lo == hi:
-        return _fmt(mean, spec)
-    return f"{_fmt(mean, spec)} ({_fmt(lo, spec)}-{_fmt(hi, spec)})"
+        return fmt(mean, spec)
+    return f"{fmt(mean, spec)} ({fmt(lo, spec)}-{fmt(hi, spec)})"
 
 
 def _ratio(a: list[float], b: list[float]) -> str:
@@ -166,9 +134,9 @@ def pair_table(doc: dict[str, Any]) -> str:
         per_pkt = 1e6 * sum(cpu) / pkts if cpu and pkts else math.nan
         share = [r["ctrl_cpu"] / r["seconds"] for r in ctrl]
         lines.append(
-            f"| {core} | {load:.2f} | {SCHEME_NAMES[scheme]} | {_fmt(mean, '+.0f')} "
-            f"| {_fmt(lo, '+.0f')} … {_fmt(hi, '+.0f')} | {n} | {same} "
-            f"| {_cell(share, '.0f', 100) + '%' if cpu else '—'} | {_fmt(per_pkt)} |"
+            f"| {core} | {load:.2f} | {SCHEME_NAMES[scheme]} | {fmt(mean, '+.0f')} "
+            f"| {fmt(lo, '+.0f')} … {fmt(hi, '+.0f')} | {n} | {same} "
+            f"| {_cell(share, '.0f', 100) + '%' if cpu else '—'} | {fmt(per_pkt)} |"
         )
     return "\n".join(lines)
 
@@ -204,10 +172,10 @@ def sweep_table(doc: dict[str, Any]) -> str | None:
         lines.append(
             f"| {SCHEME_NAMES[r['scheme']]} | {r['threshold'] if marked else '—'} "
             f"| {first_pkt if marked else '—'} "
-            f"| {'on' if r['offloads'] else 'off'} | {_fmt(s['short_mean'])} "
-            f"| {_fmt(s['short_p99'])} "
-            f"| {_fmt(s['long_mbps'], '.3f')} | {_fmt(s['utilisation'], '.2f')} "
-            f"| {_fmt(100 * s['marked'], '.0f')}% | {_fmt(100 * s['agreement'], '.1f')}% |"
+            f"| {'on' if r['offloads'] else 'off'} | {fmt(s['short_mean'])} "
+            f"| {fmt(s['short_p99'])} "
+            f"| {fmt(s['long_mbps'], '.3f')} | {fmt(s['utilisation'], '.2f')} "
+            f"| {fmt(100 * s['marked'], '.0f')}% | {fmt(100 * s['agreement'], '.1f')}% |"
         )
     return "\n".join(lines)
 
@@ -335,9 +303,9 @@ def verdict(docs: list[dict[str, Any]]) -> list[str]:
             kept = ql[0] >= (1 - GOODPUT_MARGIN) * nl[0]
             out.append(
                 f"- {kern}, {CORE_NAMES.get(core, core)}, load {load}: short-flow mean"
-                f" {_fmt(ns[0])} → {_fmt(qs[0])} ms with qos_mod"
+                f" {fmt(ns[0])} → {fmt(qs[0])} ms with qos_mod"
                 f" ({'lower' if lower else 'NOT lower'} on every seed, {len(q)} seed(s));"
-                f" long-flow goodput {_fmt(nl[0], '.3f')} → {_fmt(ql[0], '.3f')} Mbit/s"
+                f" long-flow goodput {fmt(nl[0], '.3f')} → {fmt(ql[0], '.3f')} Mbit/s"
                 f" ({'within' if kept else 'NOT within'} the {GOODPUT_MARGIN:.0%} margin)."
             )
     return out
@@ -359,9 +327,7 @@ def write() -> None:
         sweep = sweep_table(doc)
         if sweep:
             body += ["", "Threshold and offloads:", "", sweep]
-    from bench import mice_rio_report  # the RIO core's runs (issue 19), when there are some
-
-    rio = mice_rio_report.section()
+    rio = mice_rio_report.section()  # the RIO core's runs (issue 19), when there are some
     body += ["", *rio] if rio else []
     body += ["", *mice_doc.ANALYSIS, "", *mice_doc.PAPER]
     vmbench.write_section(

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import mice_stats
-from bench.mice_report import CORE_NAMES, DATA, IMG, SCHEME_NAMES, _fmt, grouped, ok_runs
+from bench.mice_runs import CORE_NAMES, DATA, IMG, SCHEME_NAMES, fmt, grouped, ok_runs
 
 STEM = "mice_rio"
 ELEPHANT_PLOT = "mice_rio_elephant.png"
@@ -92,11 +92,11 @@ def claim_table(doc: dict[str, Any]) -> str:
         s, lg = c["short"], c["long"]
         holds = _verdict(lg[0], lg[1], LONG_BOUND, above=True)
         lines.append(
-            f"| {core} | {load:.2f} | {len(q)} | {_fmt(sn)} → {_fmt(sq)} "
+            f"| {core} | {load:.2f} | {len(q)} | {fmt(sn)} → {fmt(sq)} "
             f"| {_interval(*s[:3])} | {', '.join(f'{x:.2f}' for x in s[4])} | {s[3]} "
-            f"| {_fmt(ln, '.3f')} → {_fmt(lq, '.3f')} | {_interval(*lg[:3])} "
+            f"| {fmt(ln, '.3f')} → {fmt(lq, '.3f')} | {_interval(*lg[:3])} "
             f"| {', '.join(f'{x:.2f}' for x in lg[4])} | {lg[3]} | {holds} "
-            f"| {_fmt(max(r.get('slip_max', math.nan) for r in q + n), '.1f')} |"
+            f"| {fmt(max(r.get('slip_max', math.nan) for r in q + n), '.1f')} |"
         )
     return "\n".join(lines)
 
@@ -148,11 +148,11 @@ def order_table(doc: dict[str, Any]) -> str:
             return mice_stats.spread([x[key] for x in rs])[0]
 
         lines.append(
-            f"| {core} | {load:.2f} | {SCHEME_NAMES[scheme]} | {_fmt(flows)} "
-            f"| {_fmt(100 * m('flows'), '.1f')}% | {_fmt(100 * m('packets'), '.2f')}% "
-            f"| {_fmt(m('first'))} | {_fmt(100 * m('core_flows'), '.1f')}% "
-            f"| {_fmt(100 * m('core_packets'), '.2f')}% | {_fmt(m('core_first'))} "
-            f"| {_fmt(100 * m('resent'), '.2f')}% | {_pct(m('sent'))} | {_pct(m('entry'))} |"
+            f"| {core} | {load:.2f} | {SCHEME_NAMES[scheme]} | {fmt(flows)} "
+            f"| {fmt(100 * m('flows'), '.1f')}% | {fmt(100 * m('packets'), '.2f')}% "
+            f"| {fmt(m('first'))} | {fmt(100 * m('core_flows'), '.1f')}% "
+            f"| {fmt(100 * m('core_packets'), '.2f')}% | {fmt(m('core_first'))} "
+            f"| {fmt(100 * m('resent'), '.2f')}% | {_pct(m('sent'))} | {_pct(m('entry'))} |"
         )
     return "\n".join(lines)
 
@@ -180,7 +180,7 @@ def counters_table(doc: dict[str, Any]) -> str | None:
         def pct(c: str, tot: dict[str, int] = tot) -> str:
             arrived = tot[f"{c}_enqueued"] + tot[f"{c}_early"] + tot[f"{c}_forced"]
             drops = tot[f"{c}_early"] + tot[f"{c}_forced"]
-            return _fmt(100 * drops / arrived, ".2f") if arrived else "—"
+            return fmt(100 * drops / arrived, ".2f") if arrived else "—"
 
         lines.append(
             f"| {load:.2f} | {SCHEME_NAMES[scheme]} | "
@@ -216,10 +216,10 @@ def elephant_table(doc: dict[str, Any]) -> str:
         flight = [x for x in ele.get("flight", []) if x]
         lines.append(
             f"| {r['core']} | {r['seed']} | {SCHEME_NAMES[r['scheme']]} | {ele['size'] / 1000:.0f}"
-            f" | {_fmt(secs, '.1f') if secs > 0 else 'failed'}"
-            f" | {_fmt(row[mice_stats.SENT] * 8 / secs / 1e6, '.3f') if secs > 0 else '—'}"
+            f" | {fmt(secs, '.1f') if secs > 0 else 'failed'}"
+            f" | {fmt(row[mice_stats.SENT] * 8 / secs / 1e6, '.3f') if secs > 0 else '—'}"
             f" | {ele['resent']} | {ele['out_of_order']} | {sum(b[3] for b in ele['trace'])}"
-            f" | {_fmt(sum(flight) / len(flight), '.1f') if flight else '—'}"
+            f" | {fmt(sum(flight) / len(flight), '.1f') if flight else '—'}"
             f" | {max(flight, default=0) or '—'} |"
         )
     return "\n".join(lines)
