@@ -55,3 +55,17 @@ def same_seeds(
 def fmt(x: float, spec: str = ".0f") -> str:
     """`x` formatted by `spec`, or a dash for a missing value (NaN)."""
     return "—" if math.isnan(x) else format(x, spec)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from bench import entry
+
+    sys.exit(
+        entry.not_a_command(
+            "bench.mice_runs",
+            "python -m bench.mice_elephants runs the experiment and saves its runs;"
+            " --report rewrites its section of docs/benchmarks.md from them",
+        )
+    )
