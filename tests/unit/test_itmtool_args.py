@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from itmtool import build, buildmods, cli, vm
+from itmtool import build, buildmods, cli, guestrun, vm
 from itmtool.errors import ToolError
 from itmtool.matrix import Kernel, read_matrix
 
@@ -87,9 +87,9 @@ def test_vm_boots_the_kernel_with_the_command(
 ) -> None:
     calls: list[dict[str, Any]] = []
 
-    def fake_run(kernel: Kernel, script: str, **kw: Any) -> vm.VmResult:
+    def fake_run(kernel: Kernel, script: str, **kw: Any) -> guestrun.VmResult:
         calls.append({"kernel": kernel, "script": script, **kw})
-        return vm.VmResult(7, "")
+        return guestrun.VmResult(7, "")
 
     monkeypatch.setattr(vm, "run", fake_run)
     monkeypatch.setattr(Kernel, "vmlinuz", property(lambda self: tmp_path))

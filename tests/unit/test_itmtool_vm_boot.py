@@ -1,4 +1,5 @@
-"""itmtool.vm.run: a guest kernel that dies while booting is booted again, once."""
+"""itmtool.vm.run: a guest kernel that dies while booting is booted again, once;
+itmtool.guestrun.run_group: a stalled or abandoned guest does not outlive its run."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from itmtool import vm
+from itmtool import guestrun, vm
 
 Outcome = tuple[bool, int, str]  # (reached the command, vng's exit code, output)
 
@@ -53,7 +54,7 @@ class FakeBoots:
         return rc, out
 
 
-BootVm = Callable[[list[Outcome]], tuple[vm.VmResult, FakeBoots]]
+BootVm = Callable[[list[Outcome]], tuple[guestrun.VmResult, FakeBoots]]
 
 
 @pytest.fixture
@@ -74,8 +75,8 @@ def boot_vm(
     image.write_text("")
     monkeypatch.setattr(vm, "vng_path", lambda: "/bin/false")
 
-    def run(outcomes: list[Outcome]) -> tuple[vm.VmResult, FakeBoots]:
-        boots = FakeBoots(rw / vm.STARTED, outcomes)
+    def run(outcomes: list[Outcome]) -> tuple[guestrun.VmResult, FakeBoots]:
+        boots = FakeBoots(rw / guestrun.STARTED, outcomes)
         monkeypatch.setattr(vm, "_boot", boots)
         res = vm.run(FakeKernel(image), "true", rwdirs=[rw], timeout=100)  # type: ignore[arg-type]
         if res.boots == 1:
@@ -97,9 +98,9 @@ def test_boot_death_before_the_command_is_booted_again(
         "died before the command started (exit 255, boot 1); booting again"
         in capsys.readouterr().err
     )
-    assert not (rw / vm.STARTED).exists()
+    assert not (rw / guestrun.STARTED).exists()
     script = (rw / ".vm-script.sh").read_text().splitlines()
-    assert script[0] == f": > {rw / vm.STARTED}", "the marker must be the guest's first act"
+    assert script[0] == f": > {rw / guestrun.STARTED}", "the marker must be the guest's first act"
     assert all(0 < t <= 100 for t in boots.timeouts)
 
 
@@ -136,12 +137,14 @@ def test_a_guest_whose_heartbeat_stops_is_killed_with_its_console(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A hung guest fails in `stall` seconds, not at the tier's time limit."""
-    monkeypatch.setattr(vm, "STALL_POLL", 0.2)
+    monkeypatch.setattr(guestrun, "STALL_POLL", 0.2)
     beat, pidfile = tmp_path / "beat", tmp_path / "pid"
     cmd = _beating_guest(beat, 3, f"echo $$ > {pidfile}; exec sleep 60")
     t0 = time.monotonic()
-    with pytest.raises(vm.GuestStalled) as caught:
-        vm.run_group(cmd, dict(os.environ), timeout=60, stream=False, heartbeat=beat, stall=1.0)
+    with pytest.raises(guestrun.GuestStalled) as caught:
+        guestrun.run_group(
+            cmd, dict(os.environ), timeout=60, stream=False, heartbeat=beat, stall=1.0
+        )
     assert time.monotonic() - t0 < 20
     assert "console line" in str(caught.value.output)
     assert "no heartbeat for 1 s" in str(caught.value)
@@ -153,11 +156,11 @@ def test_a_guest_that_beats_or_has_not_started_beating_is_left_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Beating to its end, or still booting (no heartbeat yet): no stall."""
-    monkeypatch.setattr(vm, "STALL_POLL", 0.2)
+    monkeypatch.setattr(guestrun, "STALL_POLL", 0.2)
     beat = tmp_path / "beat"
     beat.write_text("left by an earlier run")  # removed before the boot
     os.utime(beat, (0, 0))
-    rc, out = vm.run_group(
+    rc, out = guestrun.run_group(
         _beating_guest(beat, 15, "exit 3"),
         dict(os.environ),
         timeout=60,
@@ -167,7 +170,7 @@ def test_a_guest_that_beats_or_has_not_started_beating_is_left_alone(
     )
     assert (rc, out.strip()) == (3, "console line")
     beat.unlink()
-    rc, _ = vm.run_group(
+    rc, _ = guestrun.run_group(
         ["sh", "-c", "sleep 1.5"], dict(os.environ), timeout=60, stream=False,
         heartbeat=beat, stall=0.5,
     )  # fmt: skip
@@ -185,8 +188,8 @@ def test_a_terminated_itmtool_takes_its_guest_with_it(tmp_path: Path, sig: int) 
         # as started from a terminal: a test run under nohup (CI's rehearsal) would
         # hand down SIGHUP ignored, which run_group rightly leaves ignored
         f"signal.signal({int(sig)}, signal.SIG_DFL)\n"
-        "from itmtool import vm\n"
-        f"vm.run_group(['sh', '-c', 'sleep 60 & echo $! > {pidfile}; wait'],"
+        "from itmtool import guestrun\n"
+        f"guestrun.run_group(['sh', '-c', 'sleep 60 & echo $! > {pidfile}; wait'],"
         " dict(os.environ), timeout=60, stream=False)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code])

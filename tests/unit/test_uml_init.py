@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from itmtool import kernelcache, matrix, uml, vm
+from itmtool import guestrun, kernelcache, matrix, uml
 from itmtool.errors import EXIT_USAGE, ToolError
 
 TREE = Path("/cache/uml-tree")
@@ -52,7 +52,7 @@ def _boot(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cpu: str | None) -> l
 
     monkeypatch.setattr(kernelcache, "built", lambda flavour: tmp_path)
     monkeypatch.setattr(kernelcache, "release", lambda flavour: "6.12.118")
-    monkeypatch.setattr(vm, "run_group", run_group)
+    monkeypatch.setattr(guestrun, "run_group", run_group)
     if cpu is None:
         monkeypatch.delenv(uml.CPU_ENV, raising=False)
     else:

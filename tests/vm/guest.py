@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from itmtool import buildmods, matrix, new, vm
+from itmtool import buildmods, guestrun, matrix, new, vm
 from itmtool.matrix import ROOT, Kernel, read_matrix
 
 GUEST_SUITE = "tests/kernel"
@@ -450,9 +450,9 @@ cat /proc/sys/kernel/tainted > {res}/tainted
             run.failed_boots += out.failed_boots
             # the console after the mark is the self-test's (its reports are wanted there)
             run.vm_output = run.vm_output.split(SELFTEST_MARK, 1)[0]
-        except subprocess.TimeoutExpired as exc:  # vm.GuestStalled among them
+        except subprocess.TimeoutExpired as exc:  # guestrun.GuestStalled among them
             run.vm_output = str(exc.output or "")
-            if isinstance(exc, vm.GuestStalled):
+            if isinstance(exc, guestrun.GuestStalled):
                 run.stalled = str(exc)
         if not tainted_boot.exists():
             break

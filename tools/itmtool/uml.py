@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from itmtool import kernelcache, resources, vm
+from itmtool import guestrun, kernelcache, resources
 from itmtool.errors import EXIT_USAGE, ToolError
 from itmtool.matrix import ROOT, Kernel
 
@@ -112,9 +112,9 @@ def run(
     env: dict[str, str] | None = None,
     stream: bool = False,
     console: bool = False,
-    append: tuple[str, ...] = vm.DEBUG_APPEND,
+    append: tuple[str, ...] = guestrun.DEBUG_APPEND,
     **_vm_only: object,
-) -> vm.VmResult:
+) -> guestrun.VmResult:
     """Boot UML and run the shell `script` in it as root, in the project's checkout.
 
     The arguments are :func:`itmtool.vm.run`'s; those that only mean something
@@ -143,11 +143,11 @@ def run(
     exports.update(env or {})
     for d in rwdirs:
         d.mkdir(parents=True, exist_ok=True)
-    started = rwdirs[0] / vm.STARTED
+    started = rwdirs[0] / guestrun.STARTED
     rc_file = rwdirs[0] / RC_FILE
     started.unlink(missing_ok=True)
     rc_file.unlink(missing_ok=True)
-    lines = vm.preamble(rwdirs[0])
+    lines = guestrun.preamble(rwdirs[0])
     lines += [f"export {k}={shlex.quote(v)}" for k, v in exports.items()]
     lines += [f"cd {shlex.quote(str(resources.checkout() or Path.cwd()))}", script]
     script_file = rwdirs[0] / ".vm-script.sh"
@@ -180,8 +180,8 @@ def run(
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
     with tempfile.TemporaryDirectory(prefix="itm-uml-", dir=shm) as tmp:
         proc_env = {**os.environ, "TMPDIR": tmp}
-        status, out = vm.run_group(
-            cmd, proc_env, timeout=timeout, stream=stream, heartbeat=rwdirs[0] / vm.HEARTBEAT
+        status, out = guestrun.run_group(
+            cmd, proc_env, timeout=timeout, stream=stream, heartbeat=rwdirs[0] / guestrun.HEARTBEAT
         )
     reached = started.exists()
     started.unlink(missing_ok=True)
@@ -194,4 +194,4 @@ def run(
         rc = 255
         how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
         out += f"\nitmtool uml: the UML process ended before the script finished ({how})\n"
-    return vm.VmResult(rc, out, started=reached)
+    return guestrun.VmResult(rc, out, started=reached)
