@@ -271,8 +271,9 @@ def _probe(value: object, doc: _Doc) -> ProbeSettings:
     except ConfigError as e:
         raise doc.error("probe.preset", str(e)) from None
     fields = {f.name: f for f in dataclasses.fields(ProbeSettings)}
-    if set(value) - set(fields):
-        raise doc.error("probe", f"unknown settings {unknown_names(set(value), set(fields))}")
+    unknown = unknown_names(value, fields)
+    if unknown:
+        raise doc.error("probe", f"unknown settings {unknown}")
     for key, v in value.items():
         default = getattr(base, key)
         where = f"probe.{key}"
@@ -306,7 +307,7 @@ def parse_config(doc: dict[str, Any], source: str | None = None) -> Config:
     known = {f.name for f in dataclasses.fields(Config)}
     unknown = sorted(str(k) for k in set(doc) - known)
     if unknown:
-        raise d.error(unknown[0], f"unknown keys: {unknown_names(set(doc), known)}")
+        raise d.error(unknown[0], f"unknown keys: {unknown_names(doc, known)}")
     if "address" not in doc:
         raise d.error("address", "address (this ITM's overlay address) is required")
     address = d.addr(doc["address"], "address")
@@ -331,8 +332,8 @@ def parse_config(doc: dict[str, Any], source: str | None = None) -> Config:
     dests: list[Destination] = []
     for i, entry in enumerate(dests_doc):
         key = f"destinations[{i + 1}]"
-        if isinstance(entry, dict) and set(entry) - {"prefix", "itm"}:
-            extra = unknown_names(set(entry), {"prefix", "itm"})
+        extra = unknown_names(entry, {"prefix", "itm"}) if isinstance(entry, dict) else ""
+        if extra:
             raise d.error(key, f"unknown keys: {extra} (a destination has prefix, itm)")
         if not isinstance(entry, dict) or "prefix" not in entry:
             raise d.error(key, f"destination {i + 1}: needs a prefix")

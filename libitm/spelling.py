@@ -14,7 +14,8 @@ __all__ = ["unknown_names"]
 
 def unknown_names(found: Iterable[object], known: Iterable[str]) -> str:
     """The names of ``found`` that are not in ``known``, sorted, each followed by the
-    closest known name when there is one (``worker (did you mean workers?)``)."""
+    closest known name when there is one (``worker (did you mean workers?)``);
+    "" when every name is known."""
     known = sorted(set(known))
     parts = []
     for name in sorted({str(x) for x in found} - set(known)):

@@ -113,8 +113,8 @@ class Backend(abc.ABC):
         name: :class:`TypeError`; an int option out of range: :class:`ValueError`),
         before anything is opened: :class:`~libitm.ItmLoop` checks its options
         when it is made, not when it starts."""
-        if set(options) - set(cls.OPTIONS):
-            unknown = unknown_names(options, cls.OPTIONS)
+        unknown = unknown_names(options, cls.OPTIONS)
+        if unknown:
             raise TypeError(f"unknown {cls.name} backend options: {unknown}")
         for key, limits in cls.OPTIONS.items():
             if limits is not None and key in options:
