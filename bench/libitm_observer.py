@@ -10,10 +10,15 @@ Cases, interleaved (the order rotates each repeat):
 * ``no app``: the ITM forwards, no application;
 * ``observer``: an application at ip_forward interested in every IPv4 packet
   with a ``class_func`` and a ``log_func`` and no ``process_func``: it gets
-  copies (nfqueue backend: an NFLOG rule; kernel backend: itm_queue's
-  nf_log_packet() call in itm_mod's run list) and never holds a packet;
+  copies (nfqueue backend: by default from a BPF program at the hook through a
+  ring buffer, or an NFLOG rule where the kernel has no BPF netfilter links;
+  kernel backend: itm_queue's nf_log_packet() call in itm_mod's run list) and
+  never holds a packet;
+* ``observer, NFLOG`` (nfqueue backend): the observer with
+  ``observer_copies="nflog"``, its copies from an NFLOG rule;
 * ``observer, batched``: the observer with ``observer_batch=64`` (the kernel
-  sends 64 copies per message, at the latest 10 ms after the first);
+  sends 64 copies per message, at the latest 10 ms after the first; on the
+  nfqueue backend through NFLOG);
 * ``decider``: the same application with a ``process_func`` that accepts, so
   every packet (the stream's too) waits in its queue for the verdict.
 
@@ -28,7 +33,7 @@ itm_queue must be loaded (``itmtool load itm_mod``, ``itmtool load itm_queue``;
 in a VM of the matrix: ``itmtool vm --kernel uml -- ...``); the benchmark turns
 itm_mod's hooks on in mid. Its section is its own.
 
-``python -m bench.libitm_observer app observer|batched|decider [BACKEND]`` is the
+``python -m bench.libitm_observer app observer|nflog|batched|decider [BACKEND]`` is the
 application (prints READY, runs until SIGTERM, prints its counters as one JSON line).
 """
 
@@ -57,9 +62,16 @@ from bench.libitm_stream import (
 )
 
 PY = sys.executable
-CASES = ("no app", "observer", "observer, batched", "decider")
+CASES = ("no app", "observer", "observer, NFLOG", "observer, batched", "decider")
+#: the kernel backend's cases (its observers have one kind of copy)
+KERNEL_CASES = ("no app", "observer", "observer, batched", "decider")
 #: the app command line's name of each case that has an app
-KINDS = {"observer": "observer", "observer, batched": "batched", "decider": "decider"}
+KINDS = {
+    "observer": "observer",
+    "observer, NFLOG": "nflog",
+    "observer, batched": "batched",
+    "decider": "decider",
+}
 _TIME = re.compile(r"time=([0-9.]+) ms")
 #: the goal of #18: an observer adds at most this share of the path's RTT
 GOAL = 0.05
@@ -92,7 +104,10 @@ def app(kind: str, backend: str = "nfqueue") -> int:
         log_func=log_func,
         process_func=process_func if kind == "decider" else None,
     )
-    loop = ItmLoop(backend, observer_batch=64 if kind == "batched" else 1)
+    options: dict[str, Any] = {"observer_batch": 64 if kind == "batched" else 1}
+    if backend == "nfqueue" and kind in ("nflog", "batched"):
+        options["observer_copies"] = "nflog"
+    loop = ItmLoop(backend, **options)
     loop.register_hook(Hook.IP_FORWARD, info)
     signal.signal(signal.SIGTERM, lambda s, f: loop.stop())
     loop.start()
@@ -210,7 +225,8 @@ def section(rows: list[dict[str, Any]], record: RunRecord, backend: str = "nfque
             "within the goal)."
         )
     how = (
-        "NFLOG copies"
+        "copies from a BPF program at the hook through a ring buffer; `observer, NFLOG`: "
+        'the same observer with `observer_copies="nflog"`, an NFLOG rule\'s copies'
         if backend == "nfqueue"
         else "copies from itm_queue's nf_log_packet() in itm_mod's run list, itm_mod's hooks "
         "on in mid"
@@ -219,7 +235,8 @@ def section(rows: list[dict[str, Any]], record: RunRecord, backend: str = "nfque
         "The path of the stream section above, loaded by an iperf3 stream; src pings dst 10 ms "
         "apart with no application in mid, with an observer (`class_func` + `log_func`, no "
         f"`process_func`, interested in every IPv4 packet at ip_forward: {how}), the "
-        "same observer with `observer_batch=64`, and the same application as a decider (a "
+        "same observer with `observer_batch=64` (NFLOG copies), and the same application as "
+        "a decider (a "
         "`process_func` that accepts: every packet queued). Added latency: the case's median "
         "RTT minus no app's of the same repeat, the cases interleaved "
         f"(bench/libitm_observer.py says how). Backend: {backend}.",
@@ -251,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         backend = argv[2] if len(argv) > 2 else "nfqueue"
         if kind not in KINDS.values() or backend not in BACKENDS or len(argv) > 3:
             print(
-                "usage: python -m bench.libitm_observer app observer|batched|decider "
+                "usage: python -m bench.libitm_observer app observer|nflog|batched|decider "
                 "[nfqueue|kernel]",
                 file=sys.stderr,
             )
@@ -277,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
 
     return interleave(
         "itmo",
-        list(CASES),
+        list(CASES if a.backend == "nfqueue" else KERNEL_CASES),
         a.repeats,
         lambda path, case: one(path, case, a.pings, a.backend),
         lambda samples: table(summarize(samples, a.pings)),

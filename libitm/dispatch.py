@@ -197,6 +197,9 @@ def _chain(steps: list[Step]) -> Runner:
     return run
 
 
+_RunnerKey = tuple[Hook, "bool | None", frozenset[int], "frozenset[int] | None"]
+
+
 class Dispatcher:
     """Holds the registrations per hook in priority order and runs them."""
 
@@ -206,7 +209,7 @@ class Dispatcher:
         self._seq: dict[int, int] = {}
         #: each registration's interest test (see :mod:`libitm.interest_match`)
         self._match: dict[int, Matcher] = {}
-        self._runners: dict[tuple[Hook, bool | None], tuple[int, Runner]] = {}
+        self._runners: dict[_RunnerKey, tuple[int, Runner]] = {}
         self._next = 0
         self.malformed = 0
 
@@ -245,7 +248,14 @@ class Dispatcher:
         """The hooks that have at least one registration."""
         return [h for h, apps in self._by_hook.items() if apps]
 
-    def runner(self, where: Hook, observers: bool | None = None) -> Runner:
+    def runner(
+        self,
+        where: Hook,
+        observers: bool | None = None,
+        *,
+        skip: frozenset[int] = frozenset(),
+        only: frozenset[int] | None = None,
+    ) -> Runner:
         """The callable that runs ``where``'s enabled applications on a packet:
         ``runner(pkt)`` returns ``ACCEPTED``, ``MODIFIED`` (changed, checksums
         finished) or ``DROPPED`` (changes undone); ``runner(pkt, classes)`` also
@@ -253,18 +263,23 @@ class Dispatcher:
 
         ``observers`` True: only the applications without a ``process_func``
         (observers, fed copies); False: only those with one; None: all.
-        Built once per configuration epoch: a caller that keeps it asks again
+        ``skip``: the ``id()`` of registrations left out; ``only``: if given, the
+        ``id()`` of the only ones that may run (a backend feeding some observers
+        from elsewhere). Built once per configuration epoch: a caller that keeps it asks again
         when :data:`libitm.epoch.EPOCH` moves.
         """
         epoch = EPOCH[0]
-        key = (where, observers)
+        key = (where, observers, skip, only)
         cached = self._runners.get(key)
         if cached is not None and cached[0] == epoch:
             return cached[1]
         apps = [
             i
             for i in self._ordered(where)
-            if i.enabled and (observers is None or (i.process_func is None) == observers)
+            if i.enabled
+            and (observers is None or (i.process_func is None) == observers)
+            and id(i) not in skip
+            and (only is None or id(i) in only)
         ]
         run: Runner
         if not apps:

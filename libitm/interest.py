@@ -131,6 +131,11 @@ class Interest:
                     return False
         return True
 
+    def whole_families(self) -> bool:
+        """True when this interest takes every packet of its family (or both):
+        nothing but ``family`` is set."""
+        return (self.protocol, self.src, self.dst, self.sport, self.dport) == (None,) * 5
+
     def families(self) -> tuple[int, ...]:
         """The IP versions this interest can match."""
         return (self.family,) if self.family is not None else (4, 6)

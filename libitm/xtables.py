@@ -34,6 +34,9 @@ _BUILTIN = tuple(h.xtables_chain for h in Hook)
 _HOOK_OF = {h.xtables_chain: h for h in Hook}
 #: where libitm notes the nft tables it created (one file per family and netns)
 MARKER_DIR = Path("/run/libitm")
+#: the comment that marks an observer's chain as fed from a BPF ring (no jump
+#: leads to it; the hook follows the tag)
+RING_TAG = "itm-ring-copies"
 _PROTO_NAMES = {"1": "icmp", "6": "tcp", "17": "udp", "58": "icmpv6", "ipv6-icmp": "icmpv6"}
 
 
@@ -48,6 +51,18 @@ def chain_name(label: str) -> str:
         return name
     digest = hashlib.sha1(label.encode()).hexdigest()[:6]
     return name[: _CHAIN_MAX - 7] + "-" + digest
+
+
+def _comments(args: list[str]) -> list[str]:
+    """Every ``--comment`` value of a rule, in order."""
+    return [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--comment"]
+
+
+def _copies(args: list[str]) -> bool:
+    """True for an observer's rule: an NFLOG target, or the record of a ring."""
+    if _option(args, "-j") == "NFLOG":
+        return True
+    return any(c.startswith(RING_TAG + " ") for c in _comments(args))
 
 
 def _option(args: list[str], name: str) -> str | None:
@@ -108,8 +123,9 @@ class ItmChain:
     jumps: list[list[str]] = field(default_factory=list)
 
     def interest_text(self) -> str:
-        """The rules' matches for people (``|`` between rules)."""
-        shown = [describe_rule(r) for r in self.rules if queue_numbers(r)]
+        """The rules' matches for people (``|`` between rules): those that queue
+        or copy (NFLOG, or an observer's ring record)."""
+        shown = [describe_rule(r) for r in self.rules if queue_numbers(r) or _copies(r)]
         return " | ".join(dict.fromkeys(shown)) or "none"
 
 
@@ -169,6 +185,10 @@ class Xtables:
                 ch = chains[args[1]]
                 ch.rules.append(args[2:])
                 ch.queues |= queue_numbers(args)
+                for text in _comments(args):
+                    tag, _, builtin = text.partition(" ")
+                    if tag == RING_TAG and builtin in _HOOK_OF:
+                        ch.hooks.append(_HOOK_OF[builtin])
             elif target in chains and args[1] in _HOOK_OF:
                 ch = chains[target]
                 ch.jumps.append(args)
@@ -205,6 +225,7 @@ class Xtables:
         fanout: bool = False,
         target: list[str] | None = None,
         before: Collection[str] = (),
+        ring: bool = False,
     ) -> None:
         """Create ``chain`` with the interest's NFQUEUE rules and jump to it from ``hook``.
 
@@ -217,6 +238,10 @@ class Xtables:
         first jump to one of the chains named in ``before`` (a decider's before
         its process's observers: a queued packet leaves the table, so a rule
         after its NFQUEUE rule is not reached for it).
+
+        ``ring``: an observer fed from a BPF ring (:mod:`libitm.transport.ring`):
+        the chain records its owner, hook and interest in one ``RETURN`` rule,
+        and no jump leads to it, so no packet walks it.
         """
         if target is None:
             if balance > 1:
@@ -226,6 +251,9 @@ class Xtables:
                 spread = ["--queue-num", str(queue)]
             target = ["NFQUEUE", *spread, "--queue-bypass"]
         mark = ["-m", "comment", "--comment", owner.comment()] if owner is not None else []
+        if ring:
+            target = ["RETURN"]
+            mark += ["-m", "comment", "--comment", f"{RING_TAG} {hook.xtables_chain}"]
         self.run(family, "-N", chain)
         for match in interest.xtables_matches(family):
             self.run(
@@ -237,6 +265,8 @@ class Xtables:
                 "-j",
                 *target,
             )
+        if ring:
+            return
         where = ["-A", hook.xtables_chain]
         position = self.jump_position(family, hook, before) if before else None
         if position is not None:

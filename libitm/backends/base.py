@@ -63,6 +63,20 @@ def epoll_over(old: select.epoll | None, transports: tuple[Watched, ...]) -> sel
     return epoll
 
 
+#: the values of the nfqueue backend's ``observer_copies`` option (accepted, and
+#: without a meaning, by the kernel backend)
+OBSERVER_COPIES = ("auto", "ring", "nflog")
+
+
+def check_observer_copies(options: dict[str, object]) -> None:
+    """Refuse an ``observer_copies`` that is none of :data:`OBSERVER_COPIES`."""
+    value = options.get("observer_copies", "auto")
+    if value not in OBSERVER_COPIES:
+        raise ValueError(
+            f"observer_copies must be one of {', '.join(OBSERVER_COPIES)}, not {value!r}"
+        )
+
+
 def refuse_with_workers(info: ItmInfo, hint: str = "", field: str = "priority") -> NoReturn:
     """A priority change (or another ``field``'s) after the workers were forked:
     each worker process runs its own copy of the applications, so it would

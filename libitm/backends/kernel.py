@@ -60,6 +60,7 @@ from .base import (
     Backend,
     BackendUnavailable,
     LoopHost,
+    check_observer_copies,
     epoll_over,
     refuse_with_workers,
     watch,
@@ -97,9 +98,10 @@ class KernelBackend(Backend):
     nfnetlink_log; not with workers), ``observer_batch`` (copies per message, as
     in the nfqueue backend), ``use_recvmmsg``.  Queue numbers are assigned by
     itm_queue, and itm_mod spreads flows over a worker's queues, so the
-    nfqueue backend's ``queue_base``, ``iptables``, ``ip6tables`` and ``fanout``
-    are accepted and ignored: a program that passes them runs on either
-    backend (``auto`` picks this one wherever itm_queue is loaded).
+    nfqueue backend's ``queue_base``, ``iptables``, ``ip6tables``, ``fanout`` and
+    ``observer_copies`` (here an observer's copies come from itm_mod's run list,
+    which needs no hook of its own) are accepted and ignored: a program that
+    passes them runs on either backend (``auto`` picks this one wherever itm_queue is loaded).
     Every queue is configured fail-open (a full queue accepts):
     ``fail_open=False`` is refused, naming the nfqueue backend.
     """
@@ -124,12 +126,14 @@ class KernelBackend(Backend):
         "iptables": None,
         "ip6tables": None,
         "fanout": None,
+        "observer_copies": None,
     }
 
     @classmethod
     def check_options(cls, options: dict[str, object]) -> None:
         """:meth:`Backend.check_options`, and ``fail_open=False`` refused."""
         super().check_options(options)
+        check_observer_copies(options)
         if options.get("fail_open", True) is not True:
             raise ValueError(
                 "the kernel backend's queues are always fail-open (a full queue "

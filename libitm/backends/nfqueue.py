@@ -29,13 +29,17 @@ from ..hooks import Hook
 from ..info import ItmInfo
 from ..owners import Owner, has_cap_net_admin, this_process
 from ..transport import FULL_COPY, QueueTransport, TransportError
+from ..transport.bpf_syscall import BpfError
+from ..transport.btf import BtfError
 from ..transport.nflog import MAX_OBSERVER_BATCH, LogTransport
+from ..transport.ring import RingTransport, hook_of_tag
 from ..xtables import Xtables, XtablesError, chain_name
 from .base import (
     Backend,
     BackendUnavailable,
     LabelInUse,
     LoopHost,
+    check_observer_copies,
     epoll_over,
     refuse_with_workers,
     watch,
@@ -74,7 +78,12 @@ class NfqueueBackend(Backend):
     with workers), ``observer_batch`` (default 1: each copy is sent at once; N:
     the kernel sends N copies per message, at the latest 10 ms after the first,
     which costs the packets' path less; the copies still in the kernel when the
-    loop closes are lost).
+    loop closes are lost), ``observer_copies`` (``"auto"``, the default: an
+    observer interested in every packet of its family(ies), without
+    ``needs_payload``, gets its copies from a BPF program at the hook through a
+    ring buffer where the kernel allows it (:mod:`libitm.transport.ring`), any
+    other observer through NFLOG; ``"ring"``: the same, and an error where the
+    kernel cannot; ``"nflog"``: always NFLOG).
     """
 
     name = "nfqueue"
@@ -93,7 +102,14 @@ class NfqueueBackend(Backend):
         "fanout": None,
         "observers": None,
         "observer_batch": (1, MAX_OBSERVER_BATCH),
+        "observer_copies": None,
     }
+
+    @classmethod
+    def check_options(cls, options: dict[str, object]) -> None:
+        """:meth:`Backend.check_options`, and ``observer_copies``' value."""
+        super().check_options(options)
+        check_observer_copies(options)
 
     def __init__(
         self,
@@ -112,6 +128,7 @@ class NfqueueBackend(Backend):
         fanout: bool = False,
         observers: bool = True,
         observer_batch: int = 1,
+        observer_copies: str = "auto",
         **unused: object,
     ) -> None:
         """See the class docstring for the options."""
@@ -123,6 +140,7 @@ class NfqueueBackend(Backend):
                 "batch": batch,
                 "workers": workers,
                 "observer_batch": observer_batch,
+                "observer_copies": observer_copies,
                 **unused,
             }
         )
@@ -144,6 +162,15 @@ class NfqueueBackend(Backend):
         #: applications without a process_func get copies through NFLOG (not with workers)
         self.observers = observers and workers == 1
         self.log = LogTransport(self._log_route, batch=observer_batch)
+        self.observer_copies = observer_copies
+        #: observers interested in whole families, fed from a BPF ring
+        self.ring = RingTransport(self._ring_route, copy_range=copy_range)
+        #: why the ring cannot be used here (None: not tried, or it works)
+        self.ring_unusable: str | None = None
+        #: id() of the applications fed from the ring, and each (family, hook)'s count
+        self._ring_fed: frozenset[int] = frozenset()
+        self._ring_users: dict[tuple[int, Hook], int] = {}
+        self._ring_hook: dict[int, Hook] = {}
         self._groups: dict[Hook, int] = {}
         self._ghook: dict[int, Hook] = {}
         #: the queue and log sockets as one descriptor for the loop
@@ -226,7 +253,10 @@ class NfqueueBackend(Backend):
         # a decider's jump goes before this process's observers' at the hook: its
         # queue then runs them too, in priority order (see _route)
         before: set[str] = set()
-        if self.observers and info.process_func is None:
+        ring = self._feed_from_ring(info) and self._attach_ring(where, families)
+        if ring:
+            pass  # no rule copies or queues its packets
+        elif self.observers and info.process_func is None:
             # an observer: a copy of each packet, which goes on at once
             size = FULL_COPY if info.needs_payload else self.copy_range
             target = ["NFLOG", "--nflog-group", str(self._group_for(where))]
@@ -255,6 +285,7 @@ class NfqueueBackend(Backend):
                         self.fanout,
                         target,
                         before,
+                        ring,
                     )
                 except XtablesError:
                     holder = self._holder(fam, chain)
@@ -265,11 +296,17 @@ class NfqueueBackend(Backend):
         except BaseException:
             for fam in done:
                 self.xt.remove_chain(fam, chain, owner)
+            if ring:
+                self._detach_ring(where, families)
             # a table this install created (noted) goes at close, also after a failure
             self._families.update(done)
             raise
         self._families.update(families)
         self._installed[id(info)] = (info, chain, families)
+        if ring:
+            self._ring_fed = self._ring_fed | {id(info)}
+            self._ring_hook[id(info)] = where
+            bump()  # the runners leave it out of the queue's and NFLOG's
         if target is not None:
             self._observer_chains.setdefault(where, set()).add(chain)
             if where in self._queues:
@@ -361,6 +398,10 @@ class NfqueueBackend(Backend):
         info, chain, families = entry
         for chains in self._observer_chains.values():
             chains.discard(chain)
+        ring_hook = self._ring_hook.pop(id(info), None)
+        if ring_hook is not None:
+            self._ring_fed = self._ring_fed - {id(info)}
+            self._detach_ring(ring_hook, families)
         bump()  # the packet loop may hold a runner with this application
         for fam in families:
             self.xt.remove_chain(fam, chain, this_process(info.label))
@@ -374,6 +415,7 @@ class NfqueueBackend(Backend):
         if self._worker is not None:
             self._close_worker()
         errors: list[str] = []
+        self.ring.close()  # no copy is made from here on
         for info, chain, families in list(self._installed.values()):
             for fam in families:
                 try:
@@ -429,13 +471,17 @@ class NfqueueBackend(Backend):
         n = self.transport.process()
         if self.log.is_open:
             n += self.log.process()
+        if self.ring.is_open:
+            n += self.ring.process()
         return n
 
     def counters(self) -> dict[str, int]:
         """The transport's counters (:meth:`QueueTransport.counters`) and
-        ``observer_copies``, the copies that observers got through NFLOG."""
+        ``observer_copies``, the copies that observers got (``ring_copies`` of
+        them from the BPF ring)."""
         c = self.transport.counters()
-        c["observer_copies"] = self.log.c["copies"]
+        c["observer_copies"] = self.log.c["copies"] + self.ring.c["copies"]
+        c["ring_copies"] = self.ring.c["copies"]
         return c
 
     @property
@@ -482,7 +528,7 @@ class NfqueueBackend(Backend):
     def _watch(self) -> None:
         """The loop's epoll descriptor over the queue and log transports (see
         :func:`.base.epoll_over`)."""
-        self._epoll = epoll_over(self._epoll, (self.transport, self.log))
+        self._epoll = epoll_over(self._epoll, (self.transport, self.log, self.ring))
 
     def _group_for(self, where: Hook) -> int:
         """The hook's NFLOG group for its observers, bound now if needed: the first
@@ -572,8 +618,9 @@ class NfqueueBackend(Backend):
         if hook is None or disp is None:
             return None
         # a queued packet reaches no NFLOG rule of this process (its deciders'
-        # jumps come first): every application of the hook runs, in priority order
-        return hook, disp.runner(hook)
+        # jumps come first): every application of the hook runs, in priority
+        # order, but those fed from the ring, which copied it before the table
+        return hook, disp.runner(hook, skip=self._ring_fed)
 
     def _log_route(self, group: int) -> tuple[Hook, Runner] | None:
         """The hook of NFLOG ``group`` and the runner of its observers."""
@@ -581,4 +628,57 @@ class NfqueueBackend(Backend):
         disp = self._disp
         if hook is None or disp is None:
             return None
-        return hook, disp.runner(hook, True)
+        return hook, disp.runner(hook, True, skip=self._ring_fed)
+
+    def _ring_route(self, tag: int) -> tuple[Hook, Runner] | None:
+        """The hook of a ring record's tag and the runner of its ring-fed observers."""
+        where = hook_of_tag(tag)
+        disp = self._disp
+        if where is None or disp is None:
+            return None
+        return where[1], disp.runner(where[1], True, only=self._ring_fed)
+
+    # -------------------------------------------------------- ring copies
+    def _feed_from_ring(self, info: ItmInfo) -> bool:
+        """True when ``info`` is to get its copies from the BPF ring (see the
+        ``observer_copies`` option); "ring" raises where the kernel cannot."""
+        if not self.observers or info.process_func is not None or info.needs_payload:
+            return False
+        if self.observer_copies == "nflog" or not info.interest.whole_families():
+            return False
+        if self.ring_unusable is None:
+            return True
+        if self.observer_copies == "ring":
+            raise BackendUnavailable(f"observer_copies='ring': {self.ring_unusable}")
+        return False
+
+    def _attach_ring(self, where: Hook, families: tuple[int, ...]) -> bool:
+        """Copy ``families``' packets at ``where`` into the ring (counted per user);
+        False when this kernel cannot (noted: later observers get NFLOG copies)."""
+        done: list[int] = []
+        try:
+            for fam in families:
+                if self._ring_users.get((fam, where), 0) == 0:
+                    opened = self.ring.is_open
+                    self.ring.attach(fam, where)
+                    if not opened and self._epoll is not None:
+                        watch(self._epoll, self.ring)
+                self._ring_users[(fam, where)] = self._ring_users.get((fam, where), 0) + 1
+                done.append(fam)
+        except (BpfError, BtfError) as e:
+            self._detach_ring(where, tuple(done))
+            self.ring_unusable = f"BPF ring copies are not available here: {e}"
+            if self.observer_copies == "ring":
+                raise BackendUnavailable(f"observer_copies='ring': {self.ring_unusable}") from None
+            log.info("%s; observers get NFLOG copies", self.ring_unusable)
+            return False
+        return True
+
+    def _detach_ring(self, where: Hook, families: tuple[int, ...]) -> None:
+        for fam in families:
+            left = self._ring_users.get((fam, where), 0) - 1
+            if left > 0:
+                self._ring_users[(fam, where)] = left
+                continue
+            self._ring_users.pop((fam, where), None)
+            self.ring.detach(fam, where)

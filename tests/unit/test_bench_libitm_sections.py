@@ -302,6 +302,7 @@ def test_observer_writes_its_section_only_with_write(
 ) -> None:
     samples = observer_samples(0.006)
     samples["observer, batched"] = list(samples["observer"])
+    samples["observer, NFLOG"] = list(samples["observer"])
     monkeypatch.setattr(ls, "StreamPath", lambda prefix: SimpleNamespace(
         create=lambda: None, resolve=lambda: None, destroy=lambda: None))  # fmt: skip
     monkeypatch.setattr(lo, "ready", lambda name: True)
@@ -316,6 +317,8 @@ def test_observer_writes_its_section_only_with_write(
     section = between(page.read_text(), lo.SECTION)
     assert "bench.libitm_observer --repeats 3 --pings 10 --write`" in section
     assert "| observer, batched | 0.106 (0.106-0.106) |" in section
+    assert "| observer, NFLOG | 0.106 (0.106-0.106) |" in section
+    assert "a BPF program at the hook" in section
     assert "**NOT met** (+6.0%," in section
 
 
@@ -324,6 +327,7 @@ def test_observer_on_the_kernel_backend_writes_a_section_of_its_own(
 ) -> None:
     samples = observer_samples(0.003)
     samples["observer, batched"] = list(samples["observer"])
+    samples["observer, NFLOG"] = list(samples["observer"])
     monkeypatch.setattr(ls, "StreamPath", lambda prefix: SimpleNamespace(
         create=lambda: None, resolve=lambda: None, destroy=lambda: None))  # fmt: skip
     monkeypatch.setattr(lo, "ready", lambda name: True)

@@ -52,4 +52,4 @@ def test_observer_added_latency_is_against_no_app_of_the_same_repeat() -> None:
 
 def test_the_observer_app_refuses_an_unknown_kind(capsys: pytest.CaptureFixture[str]) -> None:
     assert lo.main(["app", "spy"]) == 2
-    assert "observer|batched|decider" in capsys.readouterr().err
+    assert "observer|nflog|batched|decider" in capsys.readouterr().err

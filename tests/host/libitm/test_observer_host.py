@@ -9,9 +9,11 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from libitm import Hook
 from tests.support.netns_pair import PY, NetPair
 from tests.support.packets import ROOT_DIR
 
@@ -51,6 +53,14 @@ def _start(net: NetPair, tmp_path: Path, batch: int = 1) -> tuple[subprocess.Pop
     return p, ready
 
 
+def _stopped(p: subprocess.Popen[str]) -> dict[str, Any]:
+    """SIGTERM the application; the JSON line it printed on its way out."""
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
 def _received(net: NetPair, port: int, count: int) -> int:
     rx = net.receiver(net.b, "udp-recv", str(port), "3", str(count))
     net.net(net.a, "udp-send", net.ip_b, str(port), str(count))
@@ -71,10 +81,7 @@ def test_an_observer_sees_copies_and_packets_pass_while_a_decider_drops(
     assert "NFQUEUE" in "".join(ln for ln in rules.splitlines() if "-A ITM-block" in ln)
     assert _received(net, 5009, 20) == 20
     assert _received(net, 5010, 5) == 0, "the decider of the same process still drops"
-    p.send_signal(signal.SIGTERM)
-    out, err = p.communicate(timeout=30)
-    assert p.returncode == 0, err
-    res = json.loads(out.strip().splitlines()[-1])
+    res = _stopped(p)
     assert res["seen"] == 20
     assert res["counters"]["apps"]["watch"]["packets"] == 20
     assert res["counters"]["backend"]["observer_copies"] == 20
@@ -89,8 +96,90 @@ def test_packets_do_not_wait_for_a_stopped_observer(net: NetPair, tmp_path: Path
         assert _received(net, 5009, 20) == 20
     finally:
         os.kill(p.pid, signal.SIGCONT)
-    p.send_signal(signal.SIGTERM)
-    out, err = p.communicate(timeout=30)
-    assert p.returncode == 0, err
-    res = json.loads(out.strip().splitlines()[-1])
+    res = _stopped(p)
     assert res["seen"] == 20, f"the copies waited for it: {res}"
+
+
+RING_APP = f"""
+import json, signal, sys
+sys.path.insert(0, {str(ROOT_DIR)!r})
+from pathlib import Path
+from libitm import Interest, ItmInfo, ItmLoop, Verdict
+
+seen = {{}}
+
+def log_func(where, cls, pkt):
+    if pkt.proto == 17:
+        seen[pkt.dport] = seen.get(pkt.dport, 0) + 1
+
+loop = ItmLoop("nfqueue", observer_copies=sys.argv[2])
+loop.register_hook("ip_in", ItmInfo(
+    "watch", Interest(family=4), class_func=lambda where, pkt: 1, log_func=log_func))
+loop.register_hook("ip_in", ItmInfo(
+    "block", Interest(protocol="udp", dport=5010),
+    class_func=lambda where, pkt: 1,
+    process_func=lambda where, cls, pkt: Verdict.DROP))
+signal.signal(signal.SIGTERM, lambda signum, frame: loop.stop())
+loop.register_timer(lambda: Path(sys.argv[1]).touch(), 0.05)
+loop.run(duration=60)
+print(json.dumps({{"seen": seen, "counters": loop.counters()}}), flush=True)
+"""
+
+
+def _start_ring(net: NetPair, tmp_path: Path, copies: str) -> subprocess.Popen[str]:
+    script = tmp_path / "ring_app.py"
+    script.write_text(RING_APP)
+    ready = tmp_path / "ready"
+    p = net.popen(net.b, PY, str(script), str(ready), copies)
+    end = time.monotonic() + 15
+    while not ready.exists() or "NFQUEUE" not in net.rules(net.b):
+        assert p.poll() is None and time.monotonic() < end, p.stderr and p.stderr.read()
+        time.sleep(0.05)
+    return p
+
+
+@pytest.mark.parametrize("copies", ["ring", "nflog"])
+def test_an_observer_of_every_packet_sees_each_once_beside_a_decider(
+    net: NetPair, tmp_path: Path, copies: str
+) -> None:
+    """With the ring, no rule copies or jumps: the observer's chain only records
+    its owner; a packet the decider queues is not run through the observer a
+    second time. The same counts with NFLOG copies."""
+    p = _start_ring(net, tmp_path, copies)
+    rules = net.rules(net.b)
+    watch = [ln for ln in rules.splitlines() if "ITM-watch" in ln]
+    if copies == "ring":
+        added = [ln for ln in watch if " -A " in ln]
+        assert added and all("-A ITM-watch" in ln and "RETURN" in ln for ln in added), rules
+        assert "itm-ring-copies INPUT" in rules
+    else:
+        assert any("-j ITM-watch" in ln for ln in watch) and "NFLOG" in rules, rules
+    assert _received(net, 5009, 20) == 20
+    assert _received(net, 5010, 5) == 0, "the decider drops"
+    res = _stopped(p)
+    assert res["seen"] == {"5009": 20, "5010": 5}, res
+    backend = res["counters"]["backend"]
+    assert (backend["ring_copies"] > 0) == (copies == "ring"), backend
+    assert net.rules(net.b) == ""
+
+
+def test_a_ring_observer_killed_leaves_no_program_and_never_held_a_packet(
+    net: NetPair, tmp_path: Path
+) -> None:
+    from libitm.transport.bpf_syscall import program_names
+    from libitm.transport.ring import program_name
+
+    p = _start_ring(net, tmp_path, "ring")
+    mine = program_name(4, Hook.IP_IN, p.pid)
+    assert mine in program_names()
+    os.kill(p.pid, signal.SIGSTOP)
+    try:
+        assert _received(net, 5009, 20) == 20, "copies never hold a packet"
+    finally:
+        os.kill(p.pid, signal.SIGKILL)
+        p.communicate(timeout=30)
+    end = time.monotonic() + 10
+    while mine in program_names():
+        assert time.monotonic() < end, "the kernel kept the program of a dead process"
+        time.sleep(0.1)
+    assert _received(net, 5009, 20) == 20
