@@ -667,7 +667,10 @@ class NfqueueBackend(Backend):
                 done.append(fam)
         except (BpfError, BtfError) as e:
             self._detach_ring(where, tuple(done))
-            self.ring_unusable = f"BPF ring copies are not available here: {e}"
+            self.ring_unusable = (
+                "BPF ring copies are not available here (they need Linux 6.4 or later "
+                f"with CONFIG_NETFILTER_BPF_LINK, the kernel's BTF, and root): {e}"
+            )
             if self.observer_copies == "ring":
                 raise BackendUnavailable(f"observer_copies='ring': {self.ring_unusable}") from None
             log.info("%s; observers get NFLOG copies", self.ring_unusable)
