@@ -36,6 +36,8 @@ import struct
 import time
 from typing import Final
 
+from ..dispatch import Runner
+from ..epoch import EPOCH
 from ..hooks import Hook
 from ..packet import Packet
 from . import bpf_syscall
@@ -187,35 +189,41 @@ class RingTransport:
         (p,) = _POS.unpack_from(data, 0)
         wall = time.time() - time.monotonic()
         handled = 0
-        route = self.route
-        while c < p and handled < MAX_PER_CALL:
-            at = page + (c & mask)
-            rlen, _, caplen, mark, ns, tag, wire = _REC.unpack_from(data, at)
-            if rlen & _BUSY:
-                break  # still being written: the next call reads it
-            size = rlen & _LEN
-            c += (size + 8 + 7) & ~7
-            if rlen & _DISCARD:
-                continue
-            if size < RECORD_HEADER or caplen > size - RECORD_HEADER:
-                self.c["bad_records"] += 1
-                continue
-            rt = route(tag)
-            if rt is None:
-                continue
-            hook, run = rt
-            start = at + 8 + RECORD_HEADER
-            pkt = Packet(
-                bytearray(view[start : start + caplen]),
-                orig_len=wire,
-                mark=mark,
-                hook=hook,
-                timestamp=wall + ns / 1e9,
-            )
-            handled += 1
-            run(pkt)
-        _POS.pack_into(cons, 0, c)
-        self.c["copies"] += handled
+        # each tag's route, asked again when the configuration moves (a callback
+        # may register or remove an application)
+        routes: dict[int, tuple[Hook, Runner] | None] = {}
+        epoch = EPOCH[0]
+        unpack, from_view = _REC.unpack_from, Packet.from_view
+        try:
+            while c < p and handled < MAX_PER_CALL:
+                at = page + (c & mask)
+                rlen, _, caplen, mark, ns, tag, wire = unpack(data, at)
+                if rlen & _BUSY:
+                    break  # still being written: the next call reads it
+                size = rlen & _LEN
+                c += (size + 15) & ~7  # the ring's 8-byte header, 8-byte aligned
+                if rlen & _DISCARD:
+                    continue
+                if size < RECORD_HEADER or caplen > size - RECORD_HEADER:
+                    self.c["bad_records"] += 1
+                    continue
+                if EPOCH[0] != epoch:
+                    routes.clear()
+                    epoch = EPOCH[0]
+                try:
+                    rt = routes[tag]
+                except KeyError:
+                    rt = routes[tag] = self.route(tag)
+                if rt is None:
+                    continue
+                start = at + 8 + RECORD_HEADER
+                # a copy of its own: the ring's memory is reused once read
+                buf = memoryview(bytearray(view[start : start + caplen]))
+                handled += 1
+                rt[1](from_view(buf, wire, mark, rt[0], wall + ns / 1e9, False))
+        finally:
+            _POS.pack_into(cons, 0, c)
+            self.c["copies"] += handled
         return handled
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ import pytest
 from libitm import Hook, Interest, ItmInfo, Packet
 from libitm.backends.base import BackendUnavailable
 from libitm.backends.nfqueue import NfqueueBackend
-from libitm.dispatch import Dispatcher
+from libitm.dispatch import Dispatcher, Runner
 from libitm.owners import Owner
 from libitm.transport import copy_program as cp
 from libitm.transport import ring as ringmod
@@ -309,3 +309,39 @@ def test_whole_families_means_nothing_but_the_family() -> None:
     assert Interest().whole_families() and Interest(family=6).whole_families()
     for narrow in (Interest(protocol=6), Interest(dst="10.0.0.0/8"), Interest(dport=53)):
         assert not narrow.whole_families()
+
+
+def test_a_route_is_asked_once_per_read_and_again_after_a_change() -> None:
+    from libitm.epoch import bump
+
+    asked: list[int] = []
+    ran: list[int] = []
+
+    def run(p: Packet) -> int:
+        ran.append(1)
+        if len(ran) == 2:
+            bump()  # e.g. a callback registered an application
+        return 0
+
+    def route(tag: int) -> tuple[Hook, Runner]:
+        asked.append(tag)
+        return Hook.IP_IN, run
+
+    t = _ring(route)
+    pos = 0
+    for _ in range(4):
+        pos = _put(t, pos, udp(), 7)
+    assert t.process() == 4
+    assert asked == [7, 7], "once, then again for the copy after the change"
+
+
+def test_a_failing_observer_does_not_run_its_copy_again() -> None:
+    def run(p: Packet) -> int:
+        raise RuntimeError("boom")
+
+    t = _ring(lambda g: (Hook.IP_IN, run))
+    pos = _put(t, 0, udp(), 7)
+    with pytest.raises(RuntimeError):
+        t.process()
+    assert struct.unpack_from("<Q", t._cons, 0)[0] == pos  # type: ignore[arg-type]
+    assert t.process() == 0
