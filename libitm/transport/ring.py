@@ -4,9 +4,10 @@ An NFLOG copy costs the packet's path a netlink message (an allocation and a
 dozen attributes) and, when its rule is the only one, the mangle table's
 traversal. Here a small BPF program (:mod:`.copy_program`), attached at the
 hook with a BPF link just before the mangle table (priority
-:data:`PRIORITY`), copies the packet's first bytes into a ring buffer that
-this process maps into its memory; the packet goes on at once, and a full ring
-drops the copy, never the packet. The process reads the copies in place, in
+:data:`PRIORITY`, or the next free one below it: each process has its own),
+copies the packet's first bytes into a ring buffer that this process maps
+into its memory; the packet goes on at once, and a full ring drops the copy,
+never the packet. The process reads the copies in place, in
 batches: the program wakes it once :data:`WAKE_COPIES` copies wait, and a timer
 every :data:`FLUSH_S` seconds picks up the rest, so a copy reaches its
 observer at the latest about 10 ms after the packet passed (as NFLOG's
@@ -51,6 +52,9 @@ log = logging.getLogger("libitm")
 #: NF_IP_PRI_MANGLE - 1: copies are made where an NFLOG rule in the mangle
 #: table would make them, before any of the table's rules
 PRIORITY: Final = -151
+#: the last priority tried when others hold the ones above (one BPF program per
+#: priority and hook): after conntrack (-200), before the mangle table (-150)
+LOWEST_PRIORITY: Final = -199
 #: NFPROTO_* of each IP version
 NFPROTO: Final = {4: 2, 6: 10}
 #: the ring's size: 4 MiB, about 27,000 copies of 128 bytes
@@ -149,11 +153,28 @@ class RingTransport:
         )
         prog = bpf_syscall.load_netfilter(code, program_name(family, hook))
         try:
-            link = bpf_syscall.netfilter_link(prog, NFPROTO[family], int(hook), PRIORITY)
+            link = self._link(prog, family, hook)
         except BaseException:
             os.close(prog)
             raise
         self._links[(family, hook)] = (prog, link)
+
+    @staticmethod
+    def _link(prog: int, family: int, hook: Hook) -> int:
+        """Attach ``prog`` at the first free priority from :data:`PRIORITY` down
+        to :data:`LOWEST_PRIORITY`: netfilter takes one BPF program per priority
+        at a hook (EBUSY), and another process may have its copies there."""
+        for prio in range(PRIORITY, LOWEST_PRIORITY - 1, -1):
+            try:
+                return bpf_syscall.netfilter_link(prog, NFPROTO[family], int(hook), prio)
+            except BpfError as e:
+                if e.errno != errno.EBUSY:
+                    raise
+        raise BpfError(
+            errno.EBUSY,
+            f"attaching a BPF program at {hook.name.lower()}: priorities "
+            f"{LOWEST_PRIORITY}..{PRIORITY} are all taken",
+        )
 
     def detach(self, family: int, hook: Hook) -> None:
         """Stop copying at ``hook`` for ``family`` (copies already in the ring are

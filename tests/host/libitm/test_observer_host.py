@@ -113,10 +113,11 @@ def log_func(where, cls, pkt):
         seen[pkt.dport] = seen.get(pkt.dport, 0) + 1
 
 loop = ItmLoop("nfqueue", observer_copies=sys.argv[2])
+suffix = sys.argv[3] if len(sys.argv) > 3 else ""
 loop.register_hook("ip_in", ItmInfo(
-    "watch", Interest(family=4), class_func=lambda where, pkt: 1, log_func=log_func))
+    "watch" + suffix, Interest(family=4), class_func=lambda where, pkt: 1, log_func=log_func))
 loop.register_hook("ip_in", ItmInfo(
-    "block", Interest(protocol="udp", dport=5010),
+    "block" + suffix, Interest(protocol="udp", dport=5010),
     class_func=lambda where, pkt: 1,
     process_func=lambda where, cls, pkt: Verdict.DROP))
 signal.signal(signal.SIGTERM, lambda signum, frame: loop.stop())
@@ -126,13 +127,15 @@ print(json.dumps({{"seen": seen, "counters": loop.counters()}}), flush=True)
 """
 
 
-def _start_ring(net: NetPair, tmp_path: Path, copies: str) -> subprocess.Popen[str]:
+def _start_ring(
+    net: NetPair, tmp_path: Path, copies: str, suffix: str = ""
+) -> subprocess.Popen[str]:
     script = tmp_path / "ring_app.py"
     script.write_text(RING_APP)
-    ready = tmp_path / "ready"
-    p = net.popen(net.b, PY, str(script), str(ready), copies)
+    ready = tmp_path / f"ready{suffix}"
+    p = net.popen(net.b, PY, str(script), str(ready), copies, suffix)
     end = time.monotonic() + 15
-    while not ready.exists() or "NFQUEUE" not in net.rules(net.b):
+    while not ready.exists() or f"ITM-block{suffix}" not in net.rules(net.b):
         assert p.poll() is None and time.monotonic() < end, p.stderr and p.stderr.read()
         time.sleep(0.05)
     return p
@@ -183,3 +186,18 @@ def test_a_ring_observer_killed_leaves_no_program_and_never_held_a_packet(
         assert time.monotonic() < end, "the kernel kept the program of a dead process"
         time.sleep(0.1)
     assert _received(net, 5009, 20) == 20
+
+
+def test_two_processes_with_ring_observers_at_one_hook_each_get_every_copy(
+    net: NetPair, tmp_path: Path
+) -> None:
+    """netfilter takes one BPF program per priority at a hook: the second process
+    attaches at the next free one instead of failing (or falling back)."""
+    first = _start_ring(net, tmp_path, "ring", "1")
+    second = _start_ring(net, tmp_path, "ring", "2")
+    assert _received(net, 5009, 20) == 20
+    for p in (first, second):
+        res = _stopped(p)
+        assert res["seen"] == {"5009": 20}, res
+        assert res["counters"]["backend"]["ring_copies"] >= 20
+    assert net.rules(net.b) == ""

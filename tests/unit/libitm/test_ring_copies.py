@@ -16,6 +16,7 @@ from libitm.backends.base import BackendUnavailable
 from libitm.backends.nfqueue import NfqueueBackend
 from libitm.dispatch import Dispatcher, Runner
 from libitm.owners import Owner
+from libitm.transport import bpf_syscall
 from libitm.transport import copy_program as cp
 from libitm.transport import ring as ringmod
 from libitm.transport.bpf_syscall import BpfError
@@ -345,3 +346,33 @@ def test_a_failing_observer_does_not_run_its_copy_again() -> None:
         t.process()
     assert struct.unpack_from("<Q", t._cons, 0)[0] == pos  # type: ignore[arg-type]
     assert t.process() == 0
+
+
+def test_a_taken_priority_moves_the_link_to_the_next_free_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tried: list[int] = []
+
+    def link(prog: int, pf: int, hooknum: int, priority: int) -> int:
+        tried.append(priority)
+        if len(tried) < 3:
+            raise BpfError(errno.EBUSY, "attaching")
+        return 99
+
+    monkeypatch.setattr(bpf_syscall, "netfilter_link", link)
+    assert ringmod.RingTransport._link(5, 4, Hook.IP_IN) == 99
+    assert tried == [-151, -152, -153]
+
+    def busy(prog: int, pf: int, hooknum: int, priority: int) -> int:
+        raise BpfError(errno.EBUSY, "attaching")
+
+    monkeypatch.setattr(bpf_syscall, "netfilter_link", busy)
+    with pytest.raises(BpfError, match=r"-199\.\.-151 are all taken"):
+        ringmod.RingTransport._link(5, 4, Hook.IP_IN)
+
+    def other(prog: int, pf: int, hooknum: int, priority: int) -> int:
+        raise BpfError(errno.EPERM, "attaching")
+
+    monkeypatch.setattr(bpf_syscall, "netfilter_link", other)
+    with pytest.raises(BpfError, match="Operation not permitted"):
+        ringmod.RingTransport._link(5, 4, Hook.IP_IN)
