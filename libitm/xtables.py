@@ -122,6 +122,17 @@ class ItmChain:
     #: the jumps to it, as ``iptables -S`` prints them (``-A BUILTIN ...``)
     jumps: list[list[str]] = field(default_factory=list)
 
+    @property
+    def copies(self) -> str | None:
+        """How an observer's chain gets its copies: ``"ring"`` (a BPF ring,
+        :mod:`libitm.transport.ring`), ``"nflog"``, or None (it queues)."""
+        for r in self.rules:
+            if any(c.startswith(RING_TAG + " ") for c in _comments(r)):
+                return "ring"
+            if _option(r, "-j") == "NFLOG":
+                return "nflog"
+        return None
+
     def interest_text(self) -> str:
         """The rules' matches for people (``|`` between rules): those that queue
         or copy (NFLOG, or an observer's ring record)."""

@@ -164,6 +164,7 @@ NFQ_COLUMNS = (
     ("LABEL", "label"),
     ("HOOK", "hook"),
     ("QUEUE", "queue"),
+    ("COPIES", "copies"),
     ("OWNER", "pid"),
     ("ALIVE", "alive"),
     ("FAMILY", "families"),
@@ -176,7 +177,8 @@ def nfqueue_apps(xt: Xtables | None = None) -> list[dict[str, Any]]:
 
     Read from the ``ITM-`` chains of the mangle table (both families); each
     entry: ``label``, ``chain``, ``hook`` (lower-case, None if no jump),
-    ``queue`` (None if no rule), ``pid`` (None: no owner recorded), ``alive``,
+    ``queue`` (None if no rule), ``copies`` (an observer's: ``"ring"`` or
+    ``"nflog"``; None for the others), ``pid`` (None: no owner recorded), ``alive``,
     ``families`` ([4], [6] or [4, 6]) and ``interest`` (the rules' matches).
     Empty when iptables cannot be read (not root, not installed).
     """
@@ -196,6 +198,7 @@ def nfqueue_apps(xt: Xtables | None = None) -> list[dict[str, Any]]:
                     "chain": ch.name,
                     "hook": ch.hooks[0].name.lower() if ch.hooks else None,
                     "queue": min(ch.queues) if ch.queues else None,
+                    "copies": ch.copies,
                     "pid": owner.pid if owner else None,
                     "alive": bool(owner and owner.alive()),
                     "families": [],

@@ -17,6 +17,8 @@ from libitm import Hook
 from tests.support.netns_pair import PY, NetPair
 from tests.support.packets import ROOT_DIR
 
+ITMTOOL = str(ROOT_DIR / ".venv" / "bin" / "itmtool")
+
 APP = f"""
 import json, signal, sys
 sys.path.insert(0, {str(ROOT_DIR)!r})
@@ -157,6 +159,16 @@ def test_an_observer_of_every_packet_sees_each_once_beside_a_decider(
         assert "itm-ring-copies INPUT" in rules
     else:
         assert any("-j ITM-watch" in ln for ln in watch) and "NFLOG" in rules, rules
+    status = subprocess.run(
+        ["ip", "netns", "exec", net.b, ITMTOOL, "status", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    listed = {a["label"]: a for a in json.loads(status.stdout)["nfqueue_apps"]}
+    assert listed["watch"]["copies"] == copies and listed["watch"]["hook"] == "ip_in"
+    assert listed["watch"]["interest"] == "all" and listed["block"]["copies"] is None
     assert _received(net, 5009, 20) == 20
     assert _received(net, 5010, 5) == 0, "the decider drops"
     res = _stopped(p)

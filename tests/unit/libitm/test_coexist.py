@@ -187,6 +187,7 @@ def test_status_lists_each_chain_once_with_its_owner(xt: FakeXtables) -> None:
         "chain": "ITM-live",
         "hook": "pre_routing",
         "queue": 4100,
+        "copies": None,
         "pid": me.pid,
         "alive": True,
         "families": [4, 6],
@@ -195,8 +196,8 @@ def test_status_lists_each_chain_once_with_its_owner(xt: FakeXtables) -> None:
     assert apps["gone"]["alive"] is False and apps["gone"]["pid"] == 999999
     assert apps["bare"]["pid"] is None and apps["bare"]["queue"] is None
     table = status_mod.nfqueue_text(list(apps.values()))
-    assert re.search(rf"live\s+pre_routing\s+4100\s+{me.pid}\s+yes\s+ipv4\+ipv6", table)
-    assert re.search(r"gone\s+ip_in\s+4101\s+999999\s+NO", table)
+    assert re.search(rf"live\s+pre_routing\s+4100\s+-\s+{me.pid}\s+yes\s+ipv4\+ipv6", table)
+    assert re.search(r"gone\s+ip_in\s+4101\s+-\s+999999\s+NO", table)
     assert "itmtool cleanup" in table
 
 

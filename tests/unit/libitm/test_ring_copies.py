@@ -304,6 +304,7 @@ def test_a_ring_fed_chain_shows_its_hook_and_owner() -> None:
     assert ch.hooks == [Hook.PRE_ROUTING]
     assert ch.owner == Owner(7, 3, "obs")
     assert ch.interest_text() == "all", "itmtool status: every packet, not 'none'"
+    assert ch.copies == "ring"
 
 
 def test_whole_families_means_nothing_but_the_family() -> None:
