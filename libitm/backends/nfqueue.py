@@ -82,8 +82,9 @@ class NfqueueBackend(Backend):
     observer interested in every packet of its family(ies), without
     ``needs_payload``, gets its copies from a BPF program at the hook through a
     ring buffer where the kernel allows it (:mod:`libitm.transport.ring`), any
-    other observer through NFLOG; ``"ring"``: the same, and an error where the
-    kernel cannot; ``"nflog"``: always NFLOG).
+    other observer through NFLOG; ``"ring"``: every observer without
+    ``needs_payload`` from the ring (its interest checked in user space), and
+    an error where the kernel cannot; ``"nflog"``: always NFLOG).
     """
 
     name = "nfqueue"
@@ -644,8 +645,10 @@ class NfqueueBackend(Backend):
         ``observer_copies`` option); "ring" raises where the kernel cannot."""
         if not self.observers or info.process_func is not None or info.needs_payload:
             return False
-        if self.observer_copies == "nflog" or not info.interest.whole_families():
+        if self.observer_copies == "nflog":
             return False
+        if self.observer_copies == "auto" and not info.interest.whole_families():
+            return False  # NFLOG's rule copies only what it wants
         if self.ring_unusable is None:
             return True
         if self.observer_copies == "ring":

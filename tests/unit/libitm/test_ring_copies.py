@@ -252,6 +252,14 @@ def test_a_narrower_or_payload_observer_keeps_nflog(interest: Interest, kw: obje
     assert any("NFLOG" in c for c in be.xt.commands)
 
 
+def test_ring_when_asked_for_also_for_a_narrower_interest_but_not_for_payload() -> None:
+    be = _backend("ring")
+    be.install(Hook.IP_IN, _observer(Interest(protocol="udp", dport=53)))
+    assert be.ring.links == [(4, Hook.IP_IN), (6, Hook.IP_IN)]  # type: ignore[attr-defined]
+    be.install(Hook.IP_OUT, ItmInfo("p", Interest(), needs_payload=True))
+    assert any("NFLOG" in c for c in be.xt.commands)
+
+
 def test_nflog_when_asked_for() -> None:
     be = _backend("nflog")
     be.install(Hook.IP_IN, _observer(Interest(family=4)))
