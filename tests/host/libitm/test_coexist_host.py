@@ -214,8 +214,9 @@ def test_status_lists_and_cleanup_removes_what_the_dead_left(net: NetPair, tmp_p
     assert listed["dead"]["hook"] == "pre_routing"
     text = _itmtool(net, "status")
     assert text.returncode == 3 and "itm_mod" in text.stderr
-    assert re.search(rf"alive\s+ip_in\s+\d+\s+{live.proc.pid}\s+yes", text.stdout), text.stdout
-    assert re.search(rf"dead\s+pre_routing\s+\d+\s+{dead.proc.pid}\s+NO", text.stdout)
+    # QUEUE, then COPIES ("-": a decider's chain queues, it copies nothing)
+    assert re.search(rf"alive\s+ip_in\s+\d+\s+-\s+{live.proc.pid}\s+yes", text.stdout), text.stdout
+    assert re.search(rf"dead\s+pre_routing\s+\d+\s+-\s+{dead.proc.pid}\s+NO", text.stdout)
     assert "itmtool cleanup" in text.stdout
 
     dry = _itmtool(net, "cleanup", "--dry-run")
