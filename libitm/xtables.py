@@ -58,11 +58,21 @@ def _comments(args: list[str]) -> list[str]:
     return [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--comment"]
 
 
-def _copies(args: list[str]) -> bool:
-    """True for an observer's rule: an NFLOG target, or the record of a ring."""
-    if _option(args, "-j") == "NFLOG":
-        return True
-    return any(c.startswith(RING_TAG + " ") for c in _comments(args))
+def _ring_hook(args: list[str]) -> Hook | None:
+    """The hook an observer's ring record names (None: the rule is no such record)."""
+    for text in _comments(args):
+        tag, _, builtin = text.partition(" ")
+        if tag == RING_TAG and builtin in _HOOK_OF:
+            return _HOOK_OF[builtin]
+    return None
+
+
+def _copy_kind(args: list[str]) -> str | None:
+    """How an observer's rule gets copies: ``"ring"`` (the record of a ring),
+    ``"nflog"`` (an NFLOG target), or None (not an observer's rule)."""
+    if _ring_hook(args) is not None:
+        return "ring"
+    return "nflog" if _option(args, "-j") == "NFLOG" else None
 
 
 def _option(args: list[str], name: str) -> str | None:
@@ -126,17 +136,12 @@ class ItmChain:
     def copies(self) -> str | None:
         """How an observer's chain gets its copies: ``"ring"`` (a BPF ring,
         :mod:`libitm.transport.ring`), ``"nflog"``, or None (it queues)."""
-        for r in self.rules:
-            if any(c.startswith(RING_TAG + " ") for c in _comments(r)):
-                return "ring"
-            if _option(r, "-j") == "NFLOG":
-                return "nflog"
-        return None
+        return next((k for k in map(_copy_kind, self.rules) if k is not None), None)
 
     def interest_text(self) -> str:
         """The rules' matches for people (``|`` between rules): those that queue
         or copy (NFLOG, or an observer's ring record)."""
-        shown = [describe_rule(r) for r in self.rules if queue_numbers(r) or _copies(r)]
+        shown = [describe_rule(r) for r in self.rules if queue_numbers(r) or _copy_kind(r)]
         return " | ".join(dict.fromkeys(shown)) or "none"
 
 
@@ -196,10 +201,9 @@ class Xtables:
                 ch = chains[args[1]]
                 ch.rules.append(args[2:])
                 ch.queues |= queue_numbers(args)
-                for text in _comments(args):
-                    tag, _, builtin = text.partition(" ")
-                    if tag == RING_TAG and builtin in _HOOK_OF:
-                        ch.hooks.append(_HOOK_OF[builtin])
+                ring = _ring_hook(args)
+                if ring is not None:
+                    ch.hooks.append(ring)
             elif target in chains and args[1] in _HOOK_OF:
                 ch = chains[target]
                 ch.jumps.append(args)
