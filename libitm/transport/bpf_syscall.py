@@ -48,6 +48,14 @@ class BpfError(OSError):
 _libc: ctypes.CDLL | None = None
 
 
+def libc() -> ctypes.CDLL:
+    """The C library, loaded once, with errno kept for ``ctypes.get_errno``."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
 def _syscall_number() -> int:
     nr = _SYS_BPF.get(platform.machine())
     if nr is None:
@@ -63,11 +71,8 @@ def bpf(cmd: int, attr: bytes | bytearray, what: str) -> int:
 
 def _call(cmd: int, attr: bytes | bytearray, what: str) -> tuple[int, bytes]:
     """bpf() and the attribute as the kernel left it (some commands answer in it)."""
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
     buf = ctypes.create_string_buffer(bytes(attr), ATTR_SIZE)
-    ret = _libc.syscall(_syscall_number(), ctypes.c_int(cmd), buf, ctypes.c_uint(ATTR_SIZE))
+    ret = libc().syscall(_syscall_number(), ctypes.c_int(cmd), buf, ctypes.c_uint(ATTR_SIZE))
     if ret < 0:
         raise BpfError(ctypes.get_errno(), what)
     return int(ret), buf.raw

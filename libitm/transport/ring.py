@@ -274,7 +274,7 @@ class RingTransport:
 def _timerfd(interval: float) -> int:
     """A timerfd (monotonic, non-blocking) readable every ``interval`` seconds
     (``os.timerfd_create`` is Python 3.13's; this is the same call)."""
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = bpf_syscall.libc()
     fd = libc.timerfd_create(_CLOCK_MONOTONIC, _TFD_FLAGS)
     if fd < 0:
         raise BpfError(ctypes.get_errno(), "creating the ring's timer")
