@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import shlex
+import shutil
 import subprocess
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -27,6 +29,8 @@ from pathlib import Path
 from .hooks import Hook
 from .interest import Interest
 from .owners import Owner, parse_comment
+
+log = logging.getLogger("libitm")
 
 CHAIN_PREFIX = "ITM-"
 _CHAIN_MAX = 28  # XT_EXTENSION_MAXNAMELEN - 1
@@ -163,7 +167,13 @@ class Xtables:
     def _exec(self, cmd: list[str]) -> subprocess.CompletedProcess[str]:
         self.commands.append(cmd)
         try:
-            return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=30)
+            return subprocess.run(
+                [command_path(cmd[0]), *cmd[1:]],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=30,
+            )
         except FileNotFoundError as e:
             raise XtablesError(f"{cmd[0]} is not installed: {e}") from e
 
@@ -371,8 +381,8 @@ class Xtables:
             try:
                 marker.parent.mkdir(parents=True, exist_ok=True)
                 marker.write_text("created by libitm\n")
-            except OSError:
-                pass
+            except OSError as e:
+                unnoted_table(family, self.table, e)
 
     def table_is_empty(self, family: int) -> bool:
         """True when the nft table holds nothing but accepting, empty base chains."""
@@ -446,6 +456,40 @@ def prune_markers(directory: Path | None = None, live: set[str] | None = None) -
                 marker.unlink()
                 gone.append(marker)
     return gone
+
+
+#: where Debian keeps iptables and nft: not on the PATH of a user without root, who
+#: may still hold CAP_NET_ADMIN
+SBIN_PATH = "/usr/local/sbin:/usr/sbin:/sbin"
+
+
+def command_path(name: str) -> str:
+    """``name`` as found on PATH, else in :data:`SBIN_PATH`, else unchanged."""
+    if "/" in name or shutil.which(name) is not None:
+        return name
+    return shutil.which(name, path=SBIN_PATH) or name
+
+
+#: the tables already said to stay (one warning each per process)
+_UNNOTED: set[tuple[int, str]] = set()
+
+
+def unnoted_table(family: int, table: str, err: OSError) -> None:
+    """Say once that the table libitm creates now will stay after its last rule: its
+    note could not be written (a process with CAP_NET_ADMIN but not root, say)."""
+    if (family, table) in _UNNOTED:
+        return
+    _UNNOTED.add((family, table))
+    log.warning(
+        "cannot note in %s that libitm creates the IPv%d %s table (%s): the table, empty, "
+        "will stay after libitm's last rule goes; give libitm a %s it may write "
+        "(systemd: RuntimeDirectory=libitm with RuntimeDirectoryPreserve=yes)",
+        MARKER_DIR,
+        family,
+        table,
+        err.strerror or err,
+        MARKER_DIR,
+    )
 
 
 def table_marker(family: int, table: str = "mangle") -> Path:

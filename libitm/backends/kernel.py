@@ -296,7 +296,7 @@ class KernelBackend(Backend):
             if e.code == errno.EPERM:
                 raise BackendUnavailable(
                     f"itm_queue refused to register {info.label!r}: "
-                    "registering needs CAP_NET_ADMIN (run as root)"
+                    "registering needs CAP_NET_ADMIN (root has it)"
                 ) from e
             raise BackendUnavailable(
                 f"itm_queue refused to register {info.label!r}: {e} ({os.strerror(e.code)})"

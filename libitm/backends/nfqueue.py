@@ -196,9 +196,10 @@ class NfqueueBackend(Backend):
         choose a range of queues per hook, install the rules, fork the workers)."""
         self._disp = loop.dispatcher
         self._host = loop
-        if os.geteuid() != 0 or not has_cap_net_admin():
+        if not has_cap_net_admin():
             raise BackendUnavailable(
-                "the nfqueue backend needs root (CAP_NET_ADMIN) for nfnetlink_queue and iptables"
+                "the nfqueue backend needs CAP_NET_ADMIN (root has it) for nfnetlink_queue "
+                "and iptables"
             )
         self.transport.open()
         self._watch()
@@ -518,7 +519,7 @@ class NfqueueBackend(Backend):
                 return q
             last = err
             if err == errno.EPERM and not has_cap_net_admin():
-                raise BackendUnavailable("binding an nfqueue needs CAP_NET_ADMIN (run as root)")
+                raise BackendUnavailable("binding an nfqueue needs CAP_NET_ADMIN (root has it)")
             if err not in (errno.EPERM, errno.EBUSY):
                 break
         raise BackendUnavailable(
@@ -672,7 +673,8 @@ class NfqueueBackend(Backend):
             self._detach_ring(where, tuple(done))
             self.ring_unusable = (
                 "BPF ring copies are not available here (they need Linux 6.4 or later "
-                f"with CONFIG_NETFILTER_BPF_LINK, the kernel's BTF, and root): {e}"
+                "with CONFIG_NETFILTER_BPF_LINK, the kernel's BTF, and CAP_BPF, "
+                f"CAP_PERFMON and CAP_NET_ADMIN, which root has): {e}"
             )
             if self.observer_copies == "ring":
                 raise BackendUnavailable(f"observer_copies='ring': {self.ring_unusable}") from None

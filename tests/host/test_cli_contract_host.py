@@ -15,8 +15,6 @@ import pwd
 import shutil
 import struct
 import subprocess
-import sys
-import sysconfig
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from libitm.pcap import PcapWriter
+from tests.support import as_nobody
 
 pytestmark = pytest.mark.root
 
@@ -55,9 +54,8 @@ class Nobody:
     cwd: Path  # root's: readable, not writable
 
     def run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
-        drop = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
         return subprocess.run(
-            [*drop, self.python, *argv],
+            [*as_nobody.drop(), self.python, *argv],
             cwd=self.cwd,
             env=self.env,
             capture_output=True,
@@ -80,31 +78,6 @@ def _trace(path: Path) -> Path:
     return path
 
 
-def _interpreter(env: dict[str, str]) -> str:
-    minor = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    for python in (sys.executable, shutil.which(minor, path="/usr/bin:/usr/local/bin")):
-        if python is None:
-            continue
-        probe = subprocess.run(
-            [
-                "setpriv",
-                "--reuid=nobody",
-                "--regid=nogroup",
-                "--clear-groups",
-                python,
-                "-c",
-                "import itmtool.cli, libitm",
-            ],
-            env=env,
-            cwd="/",
-            capture_output=True,
-            check=False,
-        )
-        if probe.returncode == 0:
-            return python
-    pytest.fail(f"no Python that user nobody can run with this project ({minor} wanted)")
-
-
 @pytest.fixture(scope="module")
 def nobody() -> Iterator[Nobody]:
     """nobody's HOME and a root-owned working directory with a trace and apps."""
@@ -120,10 +93,8 @@ def nobody() -> Iterator[Nobody]:
         _trace(cwd / "in.pcap").chmod(0o644)
         _trace(cwd / "secret.pcap").chmod(0o600)
         (cwd / "mark.py").write_text(APP)
-        paths = [str(ROOT), str(ROOT / "tools"), sysconfig.get_paths()["purelib"]]
-        env = {"HOME": str(home), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        env["PYTHONPATH"] = os.pathsep.join(paths)
-        yield Nobody(_interpreter(env), env, home, cwd)
+        env = as_nobody.environment(home, os.environ.get("PATH", "/usr/bin:/bin"))
+        yield Nobody(as_nobody.interpreter(env), env, home, cwd)
     finally:
         shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(cwd, ignore_errors=True)
@@ -162,7 +133,7 @@ CASES = {
     "run nfqueue": (
         [*ITMTOOL, "run", "mark.py", "--backend", "nfqueue", "--duration", "1"],
         4,
-        "needs root",
+        "needs CAP_NET_ADMIN",
     ),
     "run offline works": (
         [*ITMTOOL, "run", "mark.py", "--pcap", "in.pcap", "--out", "HOME/ok.pcap"],
@@ -179,7 +150,11 @@ CASES = {
         6,
         "itm_queue is not loaded",
     ),
-    "qos_ctrl nfqueue": ([*QOS, "--backend", "nfqueue", "--duration", "1"], 4, "needs root"),
+    "qos_ctrl nfqueue": (
+        [*QOS, "--backend", "nfqueue", "--duration", "1"],
+        4,
+        "needs CAP_NET_ADMIN",
+    ),
     "qos_ctrl out in a root directory": (
         [*QOS, "--pcap", "in.pcap", "--out", "o.pcap"],
         4,

@@ -101,9 +101,9 @@ def router(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[_Router]]:
             "itmroute: permission denied: /run/itmroute/a.json",
         ),
         (
-            BackendUnavailable("binding an nfqueue needs CAP_NET_ADMIN (run as root)"),
+            BackendUnavailable("binding an nfqueue needs CAP_NET_ADMIN (root has it)"),
             4,
-            "itmroute: binding an nfqueue needs CAP_NET_ADMIN (run as root)",
+            "itmroute: binding an nfqueue needs CAP_NET_ADMIN (root has it)",
         ),
         (
             BackendUnavailable("nfnetlink_queue is missing"),

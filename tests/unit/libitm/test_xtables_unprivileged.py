@@ -1,0 +1,80 @@
+"""What libitm's rule handling does for a process that holds CAP_NET_ADMIN without
+being root: iptables and nft found outside a user's PATH, and the table it cannot
+note said once."""
+
+from __future__ import annotations
+
+import logging
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from libitm import xtables
+from libitm.xtables import Xtables, command_path, unnoted_table
+
+
+def _tool(directory: Path, name: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text('#!/bin/sh\necho from-sbin "$@"\n')
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def test_a_command_not_on_path_is_found_in_sbin(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    sbin = tmp_path / "sbin"
+    tool = _tool(sbin, "itm-fake-iptables")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.setattr(xtables, "SBIN_PATH", str(sbin))
+    assert command_path("itm-fake-iptables") == str(tool)
+    # on PATH, or a path: unchanged; found nowhere: unchanged (the error names it)
+    monkeypatch.setenv("PATH", str(sbin))
+    assert command_path("itm-fake-iptables") == "itm-fake-iptables"
+    assert command_path("/usr/sbin/x") == "/usr/sbin/x"
+    assert command_path("itm-no-such-tool") == "itm-no-such-tool"
+
+
+def test_xtables_runs_the_sbin_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    sbin = tmp_path / "sbin"
+    _tool(sbin, "itm-fake-iptables")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.setattr(xtables, "SBIN_PATH", str(sbin))
+    xt = Xtables(iptables="itm-fake-iptables")
+    res: subprocess.CompletedProcess[str] = xt._exec(["itm-fake-iptables", "-S"])
+    assert res.stdout == "from-sbin -S\n"
+    assert xt.commands == [["itm-fake-iptables", "-S"]]  # as asked, for the record
+
+
+def test_a_table_that_cannot_be_noted_is_said_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(xtables, "_UNNOTED", set())
+    err = PermissionError(13, "Permission denied")
+    with caplog.at_level(logging.WARNING, logger="libitm"):
+        unnoted_table(4, "mangle", err)
+        unnoted_table(4, "mangle", err)
+        unnoted_table(6, "mangle", err)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2
+    assert "IPv4 mangle table (Permission denied)" in lines[0]
+    assert "RuntimeDirectory=libitm" in lines[0]
+    assert "IPv6" in lines[1]
+
+
+def test_note_table_warns_when_the_marker_directory_is_not_writable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(xtables, "_UNNOTED", set())
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    monkeypatch.setattr(xtables, "MARKER_DIR", blocked / "libitm")  # a file is in the way
+    xt = Xtables()
+    monkeypatch.setattr(xt, "uses_nftables", lambda family: True)
+    monkeypatch.setattr(xt, "table_exists", lambda family: False)
+    with caplog.at_level(logging.WARNING, logger="libitm"):
+        xt.note_table(4)
+    assert any("cannot note in" in r.getMessage() for r in caplog.records)
