@@ -411,9 +411,12 @@ def change():
         try:
             info.priority = 7
             info.enabled = False
-            (out / "done").write_text("ok")
+            result = "ok"
         except RuntimeError as e:
-            (out / "done").write_text(str(e))
+            result = str(e)
+        # written whole, then renamed: the test never reads a half-written file
+        (out / "done.tmp").write_text(result)
+        (out / "done.tmp").rename(out / "done")
 
 loop.register_timer(lambda: (out / "ready").touch(), 0.05)
 loop.register_timer(change, 0.05)
