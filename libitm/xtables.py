@@ -480,6 +480,16 @@ def unnoted_table(family: int, table: str, err: OSError) -> None:
     if (family, table) in _UNNOTED:
         return
     _UNNOTED.add((family, table))
+    if in_user_namespace():
+        log.info(
+            "cannot note in %s that libitm creates the IPv%d %s table (%s): in a user "
+            "namespace of its own the table goes with its network namespace",
+            MARKER_DIR,
+            family,
+            table,
+            err.strerror or err,
+        )
+        return
     log.warning(
         "cannot note in %s that libitm creates the IPv%d %s table (%s): the table, empty, "
         "will stay after libitm's last rule goes; give libitm a %s it may write "
@@ -490,6 +500,15 @@ def unnoted_table(family: int, table: str, err: OSError) -> None:
         err.strerror or err,
         MARKER_DIR,
     )
+
+
+def in_user_namespace(uid_map: Path = Path("/proc/self/uid_map")) -> bool:
+    """True when this process runs in a user namespace other than the initial one
+    (``unshare -r``, a rootless container): its uid map is not the identity."""
+    try:
+        return uid_map.read_text().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
 
 
 def table_marker(family: int, table: str = "mangle") -> Path:

@@ -40,15 +40,16 @@ def environment(home: Path, path: str = "/usr/bin:/bin") -> dict[str, str]:
     return {"HOME": str(home), "PATH": path, "PYTHONPATH": ":".join(paths)}
 
 
-def interpreter(env: dict[str, str]) -> str:
-    """A Python that nobody can run with this project: the virtualenv's, or the
-    system's of the same version; fails the test when there is none."""
+def interpreter(env: dict[str, str], wrap: tuple[str, ...] = ()) -> str:
+    """A Python that nobody can run with this project, through the command ``wrap``
+    (e.g. ``unshare``) if given: the virtualenv's, or the system's of the same
+    version; fails the test when there is none."""
     minor = f"python{sys.version_info.major}.{sys.version_info.minor}"
     for python in (sys.executable, shutil.which(minor, path="/usr/bin:/usr/local/bin")):
         if python is None:
             continue
         probe = subprocess.run(
-            [*drop(), python, "-c", "import itmtool.cli, libitm"],
+            [*drop(), *wrap, python, "-c", "import itmtool.cli, libitm"],
             env=env,
             cwd="/",
             capture_output=True,

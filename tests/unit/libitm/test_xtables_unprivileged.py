@@ -53,6 +53,7 @@ def test_a_table_that_cannot_be_noted_is_said_once(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(xtables, "_UNNOTED", set())
+    monkeypatch.setattr(xtables, "in_user_namespace", lambda: False)
     err = PermissionError(13, "Permission denied")
     with caplog.at_level(logging.WARNING, logger="libitm"):
         unnoted_table(4, "mangle", err)
@@ -78,3 +79,23 @@ def test_note_table_warns_when_the_marker_directory_is_not_writable(
     with caplog.at_level(logging.WARNING, logger="libitm"):
         xt.note_table(4)
     assert any("cannot note in" in r.getMessage() for r in caplog.records)
+
+
+def test_in_a_user_namespace_of_its_own_the_table_is_only_noted_at_info(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(xtables, "_UNNOTED", set())
+    monkeypatch.setattr(xtables, "in_user_namespace", lambda: True)
+    with caplog.at_level(logging.INFO, logger="libitm"):
+        unnoted_table(4, "mangle", PermissionError(13, "Permission denied"))
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
+    assert "goes with its network namespace" in caplog.records[0].getMessage()
+
+
+def test_in_user_namespace_reads_the_uid_map(tmp_path: Path) -> None:
+    m = tmp_path / "uid_map"
+    m.write_text("         0          0 4294967295\n")
+    assert not xtables.in_user_namespace(m)
+    m.write_text("         0      65534          1\n")
+    assert xtables.in_user_namespace(m)
+    assert not xtables.in_user_namespace(tmp_path / "missing")
