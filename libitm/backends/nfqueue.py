@@ -108,9 +108,16 @@ class NfqueueBackend(Backend):
 
     @classmethod
     def check_options(cls, options: dict[str, object]) -> None:
-        """:meth:`Backend.check_options`, and ``observer_copies``' value."""
+        """:meth:`Backend.check_options`, and ``observer_copies``' value (``"ring"``
+        asks for what workers do not do: they queue observers too)."""
         super().check_options(options)
         check_observer_copies(options)
+        workers = options.get("workers", 1)
+        if options.get("observer_copies") == "ring" and isinstance(workers, int) and workers > 1:
+            raise ValueError(
+                "observer_copies='ring' cannot be used with workers > 1: with workers every "
+                "application, observers too, is queued to the workers"
+            )
 
     def __init__(
         self,

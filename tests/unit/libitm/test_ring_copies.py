@@ -283,6 +283,19 @@ def test_observer_copies_takes_three_values() -> None:
         NfqueueBackend(observer_copies="bpf")
 
 
+def test_observer_copies_ring_is_refused_with_workers() -> None:
+    """Workers queue observers too: asking for the ring with them is an error, at
+    the loop's construction as at the backend's."""
+    from libitm import ItmLoop
+
+    with pytest.raises(ValueError, match="observer_copies='ring' cannot be used with workers"):
+        NfqueueBackend(observer_copies="ring", workers=2)
+    with pytest.raises(ValueError, match="observer_copies='ring' cannot be used with workers"):
+        ItmLoop("nfqueue", observer_copies="ring", workers=2)
+    NfqueueBackend(observer_copies="auto", workers=2)  # auto: what workers can do
+    NfqueueBackend(observer_copies="ring", workers=1)
+
+
 def test_a_queued_packet_does_not_run_the_ring_fed_observers_again() -> None:
     seen: list[str] = []
     d = Dispatcher()
