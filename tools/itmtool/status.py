@@ -180,7 +180,7 @@ def nfqueue_apps(xt: Xtables | None = None) -> list[dict[str, Any]]:
     ``queue`` (None if no rule), ``copies`` (an observer's: ``"ring"`` or
     ``"nflog"``; None for the others), ``pid`` (None: no owner recorded), ``alive``,
     ``families`` ([4], [6] or [4, 6]) and ``interest`` (the rules' matches).
-    Empty when iptables cannot be read (not root, not installed).
+    Empty when iptables cannot be read (no CAP_NET_ADMIN, not installed).
     """
     xt = xt or Xtables()
     found: dict[str, dict[str, Any]] = {}
