@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from libitm.control import App, ItmControl
+from libitm.owners import has_cap_net_admin
 from libitm.xtables import CHAIN_PREFIX, Xtables, XtablesError
 
 COLUMNS = (
@@ -234,10 +235,20 @@ def nfqueue_table(apps: list[dict[str, Any]]) -> str:
     )
 
 
-def nfqueue_text(apps: list[dict[str, Any]]) -> str:
-    """The nfqueue section of the text status (empty when there is none)."""
+#: the nfqueue section when iptables could not be read for want of the capability
+NFQ_UNREADABLE = (
+    "nfqueue backend: libitm processes not listed (reading iptables needs CAP_NET_ADMIN)"
+)
+
+
+def nfqueue_text(apps: list[dict[str, Any]], readable: bool | None = None) -> str:
+    """The nfqueue section of the text status (empty when there is none; a line
+    saying so when this process may not read the rules: ``readable`` False, or
+    None and no CAP_NET_ADMIN)."""
     if not apps:
-        return ""
+        if readable is None:
+            readable = has_cap_net_admin()
+        return "" if readable else NFQ_UNREADABLE
     text = "nfqueue backend (libitm processes in this network namespace):\n" + nfqueue_table(apps)
     if any(not e["alive"] for e in apps):
         text += "\nrules of dead processes are left: `itmtool cleanup` removes them"

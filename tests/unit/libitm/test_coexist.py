@@ -278,3 +278,14 @@ def test_markers_of_namespaces_that_are_gone_are_pruned(tmp_path: Path) -> None:
     # this process's own namespace is always among the live ones
     own = os.readlink("/proc/self/ns/net").removeprefix("net:[").rstrip("]")
     assert own in live_netns_ids()
+
+
+def test_status_says_when_it_may_not_read_the_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without CAP_NET_ADMIN iptables cannot be read: an empty list says why
+    instead of passing for 'no libitm process here'."""
+    assert status_mod.nfqueue_text([], readable=True) == ""
+    assert status_mod.nfqueue_text([], readable=False) == status_mod.NFQ_UNREADABLE
+    monkeypatch.setattr(status_mod, "has_cap_net_admin", lambda: False)
+    assert "needs CAP_NET_ADMIN" in status_mod.nfqueue_text([])
+    monkeypatch.setattr(status_mod, "has_cap_net_admin", lambda: True)
+    assert status_mod.nfqueue_text([]) == ""
