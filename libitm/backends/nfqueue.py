@@ -487,10 +487,12 @@ class NfqueueBackend(Backend):
     def counters(self) -> dict[str, int]:
         """The transport's counters (:meth:`QueueTransport.counters`) and
         ``observer_copies``, the copies that observers got (``ring_copies`` of
-        them from the BPF ring)."""
+        them from the BPF ring; ``ring_lost``: the copies a full ring had no room
+        for, the packets having gone on)."""
         c = self.transport.counters()
         c["observer_copies"] = self.log.c["copies"] + self.ring.c["copies"]
         c["ring_copies"] = self.ring.c["copies"]
+        c["ring_lost"] = self.ring.lost
         return c
 
     @property

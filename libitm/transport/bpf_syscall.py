@@ -27,7 +27,10 @@ CMD_LINK_CREATE: Final = 28
 #: ``sizeof(struct bpf_prog_info)`` and where its ``name`` is
 _PROG_INFO_SIZE: Final = 232
 _PROG_INFO_NAME: Final = 64
+MAP_TYPE_ARRAY: Final = 2
 MAP_TYPE_RINGBUF: Final = 27
+#: an array map that the process may mmap (``BPF_F_MMAPABLE``)
+MAP_F_MMAPABLE: Final = 1 << 10
 PROG_TYPE_NETFILTER: Final = 32
 ATTACH_NETFILTER: Final = 45
 #: ``sizeof(union bpf_attr)`` of the kernels this was written against; the
@@ -82,6 +85,13 @@ def ringbuf(size: int) -> int:
     """A ring buffer map of ``size`` bytes (a power of two, whole pages)."""
     attr = struct.pack("<IIIII", MAP_TYPE_RINGBUF, 0, 0, size, 0)
     return bpf(CMD_MAP_CREATE, attr, "creating a BPF ring buffer")
+
+
+def counter(count: int = 1) -> int:
+    """An array map of ``count`` 64-bit counters that the process may map
+    (``BPF_F_MMAPABLE``) to read them without a system call."""
+    attr = struct.pack("<IIIII", MAP_TYPE_ARRAY, 4, 8, count, MAP_F_MMAPABLE)
+    return bpf(CMD_MAP_CREATE, attr, "creating a BPF counter array")
 
 
 def load_netfilter(insns: bytes, name: str) -> int:

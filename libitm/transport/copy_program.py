@@ -2,7 +2,8 @@
 
 It runs at a netfilter hook (``BPF_PROG_TYPE_NETFILTER``), reserves one record
 in the ring, fills it and submits it, and always lets the packet go on
-(``NF_ACCEPT``). When the ring is full the packet goes on without a copy. The
+(``NF_ACCEPT``). When the ring is full the packet goes on without a copy, and
+the program adds one to a counter the reader maps (``lost_fd``). The
 reader is woken only once ``wake_bytes`` wait in the ring (a wake-up per copy
 would cost the packet's path and the reader's CPU more than the copy; the reader
 also looks on a timer, :mod:`.ring`). A record (native byte order, 8-byte aligned by the ring):
@@ -33,6 +34,7 @@ RECORD_HEADER: Final = 24
 #: ``struct sk_buff`` fields the program reads
 SKB_FIELDS: Final = ("len", "data_len", "mark", "data")
 _INSN = struct.Struct("<BBhi")
+_HELPER_MAP_LOOKUP_ELEM: Final = 1
 _HELPER_KTIME_GET_NS: Final = 5
 _HELPER_PROBE_READ_KERNEL: Final = 113
 _HELPER_RINGBUF_RESERVE: Final = 131
@@ -54,16 +56,25 @@ def insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> b
 MOV64_X, MOV64_K, ADD64_K, SUB64_X = 0xBF, 0xB7, 0x07, 0x1F
 LDX_W, LDX_DW, STX_W, STX_DW, ST_W = 0x61, 0x79, 0x63, 0x7B, 0x62
 JA, JEQ_K, JGT_K, CALL, EXIT, LD_IMM64 = 0x05, 0x15, 0x25, 0x85, 0x95, 0x18
+#: BPF_STX | BPF_DW | BPF_ATOMIC with imm BPF_ADD: ``*(u64 *)(dst + off) += src``
+ATOMIC_ADD_DW: Final = 0xDB
 
 
 def copy_program(
-    map_fd: int, copy_range: int, tag: int, skb: Mapping[str, int], wake_bytes: int = 0
+    map_fd: int,
+    copy_range: int,
+    tag: int,
+    skb: Mapping[str, int],
+    wake_bytes: int = 0,
+    lost_fd: int | None = None,
 ) -> bytes:
     """The program for ring ``map_fd``: ``copy_range`` bytes at most, records
     tagged ``tag``; ``skb``: the byte offsets of :data:`SKB_FIELDS` in this
     kernel's ``struct sk_buff`` (:func:`libitm.transport.btf.member_offsets`);
     ``wake_bytes``: wake the reader once this much waits (0: the ring's own
-    rule, a wake-up whenever the reader had caught up)."""
+    rule, a wake-up whenever the reader had caught up); ``lost_fd``: an array
+    map (:func:`libitm.transport.bpf_syscall.counter`) whose first counter
+    counts the copies a full ring had no room for."""
     if not 0 < copy_range <= 0xFFFF:
         raise ValueError(f"copy range {copy_range} is not 1..65535")
     if not 0 <= wake_bytes < 1 << 31:
@@ -99,9 +110,31 @@ def copy_program(
         insn(CALL, imm=_HELPER_PROBE_READ_KERNEL),  # (dst, size, src)
         *_submit(ring, wake_bytes),
     ]
+    lost = _count_lost(lost_fd) if lost_fd is not None else []
+    if lost:
+        body.append(insn(JA, off=_length(lost)))  # a copy made: past the count
     tail = [insn(MOV64_K, 0, imm=NF_ACCEPT), insn(EXIT)]
-    skip = sum(len(i) for i in body) // 8
-    return b"".join([*head, insn(JEQ_K, 0, 0, skip, 0), *body, *tail])
+    return b"".join([*head, insn(JEQ_K, 0, 0, _length(body), 0), *body, *lost, *tail])
+
+
+def _length(insns: list[bytes]) -> int:
+    """How many instruction slots ``insns`` take (a 64-bit load takes two)."""
+    return sum(len(i) for i in insns) // 8
+
+
+def _count_lost(lost_fd: int) -> list[bytes]:
+    """Add one to counter 0 of array map ``lost_fd`` (atomically: every CPU's
+    copies count in the one counter)."""
+    return [
+        insn(ST_W, 10, 0, -4, 0),  # key 0, on the stack
+        insn(LD_IMM64, 1, _PSEUDO_MAP_FD, 0, lost_fd) + insn(0),
+        insn(MOV64_X, 2, 10),
+        insn(ADD64_K, 2, imm=-4),
+        insn(CALL, imm=_HELPER_MAP_LOOKUP_ELEM),  # r0 = &counter, or NULL
+        insn(JEQ_K, 0, 0, 2, 0),
+        insn(MOV64_K, 1, imm=1),
+        insn(ATOMIC_ADD_DW, 0, 1, 0, 0),
+    ]
 
 
 def _submit(ring: bytes, wake_bytes: int) -> list[bytes]:

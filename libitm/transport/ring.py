@@ -110,6 +110,11 @@ class RingTransport:
         self._view: memoryview | None = None
         self._skb: dict[str, int] | None = None
         self._timer = -1
+        #: the counter of copies a full ring had no room for, and its mapping
+        self._lost = -1
+        self._lost_map: mmap.mmap | None = None
+        #: lost copies of maps this transport had before (a close, then an open)
+        self._lost_before = 0
         self.c = {"copies": 0, "bad_records": 0}
 
     @property
@@ -138,7 +143,21 @@ class RingTransport:
             data.close()
             os.close(fd)
             raise
+        try:
+            lost = bpf_syscall.counter()
+            try:
+                lost_map = mmap.mmap(lost, page, mmap.MAP_SHARED, mmap.PROT_READ)
+            except BaseException:
+                os.close(lost)
+                raise
+        except BaseException:
+            os.close(timer)
+            cons.close()
+            data.close()
+            os.close(fd)
+            raise
         self._map, self._cons, self._data, self._timer = fd, cons, data, timer
+        self._lost, self._lost_map = lost, lost_map
         self._view = memoryview(data)
 
     def attach(self, family: int, hook: Hook) -> None:
@@ -149,7 +168,12 @@ class RingTransport:
         assert self._skb is not None
         record = (8 + RECORD_HEADER + self.copy_range + 7) & ~7
         code = copy_program(
-            self._map, self.copy_range, tag_of(family, hook), self._skb, WAKE_COPIES * record
+            self._map,
+            self.copy_range,
+            tag_of(family, hook),
+            self._skb,
+            WAKE_COPIES * record,
+            self._lost,
         )
         prog = bpf_syscall.load_netfilter(code, program_name(family, hook))
         try:
@@ -265,10 +289,24 @@ class RingTransport:
         if self._map >= 0:
             os.close(self._map)
             self._map = -1
+        self._lost_before = self.lost
+        if self._lost_map is not None:
+            self._lost_map.close()
+            self._lost_map = None
+        if self._lost >= 0:
+            os.close(self._lost)
+            self._lost = -1
+
+    @property
+    def lost(self) -> int:
+        """Copies the programs could not make because the ring was full (the
+        packets went on): read from the counter they add to."""
+        m = self._lost_map
+        return self._lost_before + (_POS.unpack_from(m, 0)[0] if m is not None else 0)
 
     def counters(self) -> dict[str, int]:
-        """copies, bad_records."""
-        return dict(self.c)
+        """copies, bad_records, lost (copies a full ring had no room for)."""
+        return {**self.c, "lost": self.lost}
 
 
 def _timerfd(interval: float) -> int:

@@ -70,6 +70,7 @@ def test_an_observer_of_every_packet_gets_each_copy_ring_or_nflog(topo: Topology
     res = json.loads(stdout.strip().splitlines()[-1])
     assert res["seen"] == [328] * 20, res
     ring = res["backend"]["ring_copies"]
+    assert res["backend"]["ring_lost"] == 0, res  # a 4 MiB ring, 20 copies
     if _debian_612():
         assert ring >= 20, (res, err)
     if ring == 0:

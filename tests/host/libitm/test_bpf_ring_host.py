@@ -5,6 +5,7 @@ by name and gone once its descriptors are closed; the kernel's BTF has the
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from libitm.transport import bpf_syscall
 from libitm.transport.btf import member_offsets
 from libitm.transport.copy_program import EXIT, MOV64_K, SKB_FIELDS, insn
 from libitm.transport.ring import RingTransport, program_name
+from tests.support.host_ns import scratch_ns
 from tests.support.packets import ROOT_DIR
 
 
@@ -80,3 +82,40 @@ def test_close_is_idempotent_and_a_closed_ring_reads_nothing() -> None:
     r = RingTransport(lambda tag: None)
     r.close()
     assert r.process() == 0 and not r.is_open
+
+
+LOST_PROBE = """
+import json, mmap, subprocess
+from libitm import Hook
+from libitm.transport.ring import RingTransport
+
+seen = []
+r = RingTransport(lambda tag: (Hook.IP_IN, lambda p: seen.append(1)), size=mmap.PAGESIZE)
+r.attach(4, Hook.IP_IN)
+subprocess.run(["ping", "-c", "50", "-i", "0.002", "-q", "127.0.0.1"], check=True,
+               capture_output=True)
+r.process()
+c = r.counters()
+r.close()
+print(json.dumps({**c, "seen": len(seen), "after_close": r.lost}))
+"""
+
+
+def test_a_full_ring_counts_every_copy_it_had_no_room_for() -> None:
+    """A one-page ring that nobody reads while 50 pings cross loopback (100 packets
+    at ip_in): every packet is either a copy or a lost one, exactly."""
+    with scratch_ns("itmlost") as ns:
+        res = subprocess.run(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", LOST_PROBE],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": str(ROOT_DIR)},
+            check=False,
+        )
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["copies"] == out["seen"] > 0, out
+    assert out["lost"] > 0, out
+    assert out["copies"] + out["lost"] == 100, out
+    assert out["after_close"] == out["lost"], "the count outlives the close"

@@ -175,6 +175,7 @@ def test_an_observer_of_every_packet_sees_each_once_beside_a_decider(
     assert res["seen"] == {"5009": 20, "5010": 5}, res
     backend = res["counters"]["backend"]
     assert (backend["ring_copies"] > 0) == (copies == "ring"), backend
+    assert backend["ring_lost"] == 0, backend
     assert net.rules(net.b) == ""
 
 

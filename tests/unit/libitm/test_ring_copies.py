@@ -64,6 +64,26 @@ def test_with_wake_bytes_the_program_asks_the_ring_before_it_wakes_anyone() -> N
     assert (cp.CALL, 0, 0, 0, 134) not in _insns(cp.copy_program(9, 128, 1, SKB))
 
 
+def test_with_a_lost_counter_a_full_ring_adds_one_to_it() -> None:
+    """The jump taken when no record can be reserved lands on the count; a copy
+    made jumps past it; both end on "r0 = NF_ACCEPT"."""
+    ins = _insns(cp.copy_program(9, 128, 1, SKB, wake_bytes=64 * 160, lost_fd=11))
+    assert (cp.LD_IMM64, 1, 1, 0, 11) in ins, "the counter map as a map fd"
+    lookup = ins.index((cp.CALL, 0, 0, 0, 1))  # bpf_map_lookup_elem
+    assert ins[lookup + 1] == (cp.JEQ_K, 0, 0, 2, 0), "no counter: nothing to add to"
+    assert ins[lookup + 3] == (cp.ATOMIC_ADD_DW, 0, 1, 0, 0), "*(u64 *)r0 += r1, atomically"
+    assert ins[lookup + 4] == (cp.MOV64_K, 0, 0, 0, cp.NF_ACCEPT)
+    full = next(i for i, x in enumerate(ins) if x[0] == cp.JEQ_K)  # after the reserve
+    start = full + 1 + ins[full][3]
+    assert ins[start] == (cp.ST_W, 10, 0, -4, 0), "the full ring's jump lands on the count"
+    past = start - 1  # the body's last instruction: over the count
+    assert ins[past][0] == cp.JA and past + 1 + ins[past][3] == lookup + 4
+    # without a counter: the same program but for the jump over the count and the count
+    plain = _insns(cp.copy_program(9, 128, 1, SKB, wake_bytes=64 * 160))
+    assert plain[full + 1 :] == ins[full + 1 : past] + ins[-2:]
+    assert plain[full][3] == ins[full][3] - 1
+
+
 @pytest.mark.parametrize("bad", [0, -1, 0x10000])
 def test_a_copy_range_out_of_range_is_refused(bad: int) -> None:
     with pytest.raises(ValueError, match="copy range"):
