@@ -179,3 +179,19 @@ def test_run_workers_is_refused_where_it_cannot_work(
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) <= 3
+
+
+def test_the_summary_says_how_many_observer_copies_the_ring_lost() -> None:
+    from itmtool import run as run_mod
+
+    cols = ("packets", "classified", "accepted", "dropped", "modified", "errors")
+    summary = {
+        "file": "a.py",
+        "mode": "apps",
+        "backend": "nfqueue",
+        "apps": {"watch": dict.fromkeys(cols, 0)},
+        "backend_counters": {"ring_lost": 0},
+    }
+    assert "lost" not in run_mod.table(summary)
+    summary["backend_counters"] = {"ring_lost": 75}
+    assert run_mod.table(summary).splitlines()[-1].startswith("observer copies lost: 75 ")

@@ -281,6 +281,12 @@ def table(summary: dict[str, Any]) -> str:
     rows += [[label, *(str(c[k]) for k in cols)] for label, c in summary["apps"].items()]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lost = summary.get("backend_counters", {}).get("ring_lost", 0)
+    if lost:
+        lines.append(
+            f"observer copies lost: {lost} (the BPF ring was full: the observers fell "
+            "behind; the packets went on)"
+        )
     return f"backend {summary['backend']}\n" + "\n".join(lines)
 
 
