@@ -128,34 +128,21 @@ class RingTransport:
         if self._map >= 0:
             return
         self._skb = member_offsets("sk_buff", SKB_FIELDS)
-        fd = bpf_syscall.ringbuf(self.size)
         page = mmap.PAGESIZE
-        try:
+        # each piece is let go again if a later one cannot be made
+        with contextlib.ExitStack() as undo:
+            fd = bpf_syscall.ringbuf(self.size)
+            undo.callback(os.close, fd)
             cons = mmap.mmap(fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            undo.callback(cons.close)
             data = mmap.mmap(fd, page + 2 * self.size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
-        except BaseException:
-            os.close(fd)
-            raise
-        try:
+            undo.callback(data.close)
             timer = _timerfd(FLUSH_S)
-        except BaseException:
-            cons.close()
-            data.close()
-            os.close(fd)
-            raise
-        try:
+            undo.callback(os.close, timer)
             lost = bpf_syscall.counter()
-            try:
-                lost_map = mmap.mmap(lost, page, mmap.MAP_SHARED, mmap.PROT_READ)
-            except BaseException:
-                os.close(lost)
-                raise
-        except BaseException:
-            os.close(timer)
-            cons.close()
-            data.close()
-            os.close(fd)
-            raise
+            undo.callback(os.close, lost)
+            lost_map = mmap.mmap(lost, page, mmap.MAP_SHARED, mmap.PROT_READ)
+            undo.pop_all()  # all made: they are this transport's now
         self._map, self._cons, self._data, self._timer = fd, cons, data, timer
         self._lost, self._lost_map = lost, lost_map
         self._view = memoryview(data)
