@@ -480,24 +480,19 @@ def unnoted_table(family: int, table: str, err: OSError) -> None:
     if (family, table) in _UNNOTED:
         return
     _UNNOTED.add((family, table))
+    head = (
+        f"cannot note in {MARKER_DIR} that libitm creates the IPv{family} {table} table "
+        f"({err.strerror or err})"
+    )
     if in_user_namespace():
         log.info(
-            "cannot note in %s that libitm creates the IPv%d %s table (%s): in a user "
-            "namespace of its own the table goes with its network namespace",
-            MARKER_DIR,
-            family,
-            table,
-            err.strerror or err,
+            "%s: in a user namespace of its own the table goes with its network namespace", head
         )
         return
     log.warning(
-        "cannot note in %s that libitm creates the IPv%d %s table (%s): the table, empty, "
-        "will stay after libitm's last rule goes; give libitm a %s it may write "
-        "(systemd: RuntimeDirectory=libitm with RuntimeDirectoryPreserve=yes)",
-        MARKER_DIR,
-        family,
-        table,
-        err.strerror or err,
+        "%s: the table, empty, will stay after libitm's last rule goes; give libitm a %s it "
+        "may write (systemd: RuntimeDirectory=libitm with RuntimeDirectoryPreserve=yes)",
+        head,
         MARKER_DIR,
     )
 
