@@ -24,6 +24,8 @@ import subprocess
 import time
 from collections.abc import Iterable
 
+from libitm.xtables import command_path
+
 #: the empty chain whose listing marks the end of a batch's output
 SYNC_CHAIN = "sync"
 #: seconds of silence after an error that end the wait for the listing
@@ -37,10 +39,15 @@ class NftError(Exception):
 class OwnedTable:
     """One ``nft -i`` holding table ``family name`` with ``flags owner``."""
 
-    def __init__(self, family: str, name: str, *, timeout: float = 10.0, nft: str = "nft") -> None:
+    def __init__(
+        self, family: str, name: str, *, timeout: float = 10.0, nft: str | None = None
+    ) -> None:
         """Start ``nft -i`` and create the table; :class:`NftError` when it cannot
         (``nft`` missing, a kernel without ``flags owner``, the table owned by
-        another process: the message names it)."""
+        another process: the message names it). ``nft`` by default is looked for
+        on PATH, then in the sbin directories (a service user's PATH has none)."""
+        if nft is None:
+            nft = command_path("nft")
         self.family = family
         self.name = name
         self.timeout = timeout
