@@ -201,6 +201,12 @@ ONE_DEBIAN_KERNEL = {
         "(its overlay with the kernel data path, test_itmroute_kernel_path.py, and "
         "itm_route's own tests run on both)",
     ),
+    "tests/kernel/test_itmroute_wireguard.py": (
+        "6.1",
+        "the kernel's own WireGuard steered by the daemons through nftables: no module "
+        "of ours, and 2.5 min of 6.12's TCG guest, the longer of the two (uml-debug, "
+        "6.12's source, runs it too)",
+    ),
 }
 
 
