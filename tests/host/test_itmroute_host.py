@@ -12,7 +12,6 @@ in the VM (tests/kernel/test_itmroute.py), where netem exists.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -22,7 +21,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -37,34 +35,13 @@ from itmroute.lab import (
     overlay,
     tcp_transfer,
 )
+from tests.support.itmroute_state import current, state, wait
 
 
 @pytest.fixture(autouse=True)
 def _require_root() -> None:
     if os.geteuid() != 0:
         pytest.fail("this test needs root (network namespaces, iptables, nfnetlink_queue)")
-
-
-def state(path: Path) -> dict[str, Any]:
-    try:
-        doc: dict[str, Any] = json.loads(path.read_text())
-        return doc
-    except (OSError, ValueError):
-        return {}
-
-
-def current(path: Path) -> str | None:
-    st = state(path)
-    return st["destinations"][0]["current"] if st.get("destinations") else None
-
-
-def wait(pred: Any, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return bool(pred())
 
 
 IP_RECVTTL = 12  # Linux's, not in Python 3.11's socket module

@@ -12,11 +12,11 @@ import io
 import os
 import re
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from itmlab import Topology, kmods, netns, ping, sh, tcp, topology, udp
+from tests.support.waiting import wait_until
 
 #: how a guest test says that this kernel lacks what it needs (a Debian kernel built
 #: without a feature): tests/vm reports it as a skip with its reason, any other
@@ -268,17 +268,6 @@ def kmemleak_ours() -> str | None:
     report = path.read_text()
     ours = ("itm_", "qos_mod", "paper_qos", "sch_rio")
     return "\n".join(b for b in report.split("unreferenced object") if any(m in b for m in ours))
-
-
-def wait_until(pred: object, timeout: float = 5.0, step: float = 0.05) -> bool:
-    """Poll a callable until it is true or the time is up."""
-    assert callable(pred)
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return bool(pred())
 
 
 def itmtool(*args: str, ns: str | None = None) -> subprocess.CompletedProcess[str]:
