@@ -34,6 +34,7 @@ from typing import Any, NoReturn
 
 from libitm import BackendUnavailable, cliargs
 from libitm.files import EXIT_PERM, describe_error
+from libitm.owners import has_cap_net_admin
 
 from .config import DAEMON_BACKENDS, DATAPATHS, ConfigError, check_name, load_config
 from .state import NotAStateFile, daemon_alive, load
@@ -47,6 +48,11 @@ EXIT_SIGINT = 128 + signal.SIGINT
 EXIT_PIPE = 128 + signal.SIGPIPE
 #: what ``run`` says when the system refuses it a privilege (exit EXIT_PERM)
 NEEDS_ROOT = "running the daemon needs root (CAP_NET_ADMIN and CAP_NET_RAW)"
+#: what ``run`` says when the state file's directory is not the daemon's to write
+STATE_ELSEWHERE = (
+    "run the daemon as root, or give it a state file it may write "
+    "(--state FILE; systemd: RuntimeDirectory=itmroute)"
+)
 
 
 def state_path(name: str) -> Path:
@@ -117,11 +123,22 @@ def check_state_target(path: Path, config: Path, *, explicit: bool) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except PermissionError as e:
-            raise Refused(
-                f"{NEEDS_ROOT}: cannot create {path.parent}: {e.strerror}", EXIT_PERM
-            ) from None
+            # without the capabilities that is what to say first; with them, the directory
+            why = f"cannot create {path.parent}: {e.strerror}"
+            if not has_cap_net_admin():
+                raise Refused(f"{NEEDS_ROOT}: {why}", EXIT_PERM) from None
+            raise Refused(f"{why}: {STATE_ELSEWHERE}", EXIT_PERM) from None
         except OSError as e:
             raise Refused(f"cannot create {path.parent}: {e.strerror}", EXIT_FAILED) from None
+    if not os.access(
+        path.parent, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids
+    ):
+        # the table would never be written (a warning a second): say so before anything starts
+        where = f"{what}: " if explicit else ""
+        raise Refused(
+            f"{where}permission denied: cannot write in {path.parent}: {STATE_ELSEWHERE}",
+            EXIT_PERM,
+        )
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -176,6 +176,7 @@ class Router:
         self._started = False
         self._next_state = 0.0
         self._written: tuple[int, ...] | None = None  # _identity of the last state file
+        self._write_failed: int | None = None  # the errno of the last failed write (said once)
         self._identity = state.identity()  # pid, start time, boot: `itmroute show` checks them
         self._error_logs = 0
 
@@ -574,7 +575,8 @@ class Router:
     def write_state(self) -> None:
         """Write the snapshot to the state file whole: into a new hidden file beside it
         (``.NAME.PID-RANDOM.tmp``, created exclusively: never a file of someone else's),
-        then renamed over it; the new file is removed when any of it fails. The
+        then renamed over it; the new file is removed when any of it fails, and the
+        failure is logged once until its cause changes or a write succeeds. The
         directory must exist (``itmroute run`` checks it, or creates the default one)."""
         assert self.state_file is not None
         target = self.state_file
@@ -591,8 +593,14 @@ class Router:
             os.replace(tmp, target)
             done = True
             self._written = _identity(written)
+            if self._write_failed is not None:
+                log.info("%s is written again", target)
+                self._write_failed = None
         except OSError as e:
-            log.warning("cannot write %s: %s", target, e)
+            # once per cause, not once a second
+            if e.errno != self._write_failed:
+                log.warning("cannot write %s: %s", target, e)
+                self._write_failed = e.errno
         finally:
             if created and not done:
                 with contextlib.suppress(OSError):

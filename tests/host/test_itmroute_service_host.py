@@ -55,12 +55,20 @@ def lab(work: Path) -> Iterator[Overlay]:
 
 
 def _start(
-    ov: Overlay, node: str, work: Path, python: str, env: dict[str, str], caps: tuple[str, ...]
+    ov: Overlay,
+    node: str,
+    work: Path,
+    python: str,
+    env: dict[str, str],
+    caps: tuple[str, ...],
+    state: Path | None = None,
 ) -> subprocess.Popen[bytes]:
+    """``itmroute run`` of ``node`` as nobody with ``caps``, its log in work/NODE.log."""
     conf = work / f"{node}.yaml"
     conf.write_text(yaml.safe_dump(ov.config(node)))
     conf.chmod(0o644)
-    daemon = ["itmroute", "run", "-c", str(conf), "--state", str(work / f"{node}.json")]
+    state = state or work / f"{node}.json"
+    daemon = ["itmroute", "run", "-c", str(conf), "--state", str(state)]
     with (work / f"{node}.log").open("wb") as log:
         return subprocess.Popen(
             ["ip", "netns", "exec", ov.ns_of(node), *as_nobody.drop(caps), python, "-m", *daemon],
@@ -128,5 +136,22 @@ def test_without_the_capabilities_run_is_one_line_and_exit_4(lab: Overlay, work:
     assert len(errors) == 1 and errors[0].startswith(f"itmroute: {NEEDS_ROOT}"), err
     assert "Traceback" not in err
     assert not (work / "a.json").exists()
+    mangle = sh("ip", "netns", "exec", lab.a, "iptables", "-w", "-t", "mangle", "-S")
+    assert "ITM" not in mangle, mangle
+
+
+def test_a_state_directory_it_cannot_write_is_refused_before_it_starts(
+    lab: Overlay, work: Path
+) -> None:
+    env = as_nobody.environment(work)
+    python = as_nobody.interpreter(env)
+    closed = work / "closed"
+    closed.mkdir(mode=0o755)  # root's
+    proc = _start(lab, "a", work, python, env, CAPS, state=closed / "a.json")
+    assert proc.wait(60) == EXIT_PERM
+    err = (work / "a.log").read_text()
+    errors = [ln for ln in err.splitlines() if ln.startswith("itmroute:")]
+    assert len(errors) == 1 and f"permission denied: cannot write in {closed}" in errors[0], err
+    assert list(closed.iterdir()) == []
     mangle = sh("ip", "netns", "exec", lab.a, "iptables", "-w", "-t", "mangle", "-S")
     assert "ITM" not in mangle, mangle

@@ -12,7 +12,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -589,6 +589,37 @@ def test_run_writes_its_state_file_beside_the_users_files_and_removes_only_it(
     assert seen and all(names == ["a.yaml", "s.json", "s.tmp"] for names in seen), seen
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.yaml", "s.tmp"]
     assert (tmp_path / "s.tmp").read_text() == "mine\n"
+
+
+@pytest.fixture
+def stateful(tmp_path: Path) -> Iterator[OfflineRouter]:
+    """A router on the kernel data path (faked) whose state file is tmp_path/s.json."""
+    fake = _connect(FakeKernel())
+    st = tmp_path / "s.json"
+    r = OfflineRouter(config(), datapath="kernel", kernel_client=fake, state_file=st)
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def test_a_state_write_that_keeps_failing_is_said_once_per_cause(
+    stateful: OfflineRouter, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    r, st = stateful, tmp_path / "s.json"
+    st.mkdir()  # every write fails the same way (the temporary file's name changes)
+    with caplog.at_level(logging.INFO, "itmroute"):
+        for _ in range(5):
+            r.write_state()
+        assert caplog.text.count("cannot write") == 1
+        st.rmdir()
+        r.state_file = tmp_path / "gone" / "s.json"  # another cause: said too
+        r.write_state()
+        r.write_state()
+        assert caplog.text.count("cannot write") == 2
+        r.state_file = st
+        r.write_state()  # works again: said, and the next failure is news
+        assert f"{st} is written again" in caplog.text
 
 
 def test_a_failed_state_write_leaves_nothing_and_a_replaced_file_stays(

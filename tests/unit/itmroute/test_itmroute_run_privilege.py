@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from itmroute import cli, daemon
-from itmroute.cli import main
+from itmroute.cli import STATE_ELSEWHERE, main
 from libitm import BackendUnavailable
 
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
@@ -151,10 +151,43 @@ def test_the_default_state_directory_that_cannot_be_created(
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
 
     monkeypatch.setattr(Path, "mkdir", mkdir)
+    monkeypatch.setattr(cli, "has_cap_net_admin", lambda: False)
     assert main(["run", "-c", str(cfg)]) == 4
     assert capsys.readouterr().err == (
         f"{NEEDS_ROOT}: cannot create {state_dir}: Permission denied\n"
     )
+    # a service user with the capabilities: the directory is what is in the way
+    monkeypatch.setattr(cli, "has_cap_net_admin", lambda: True)
+    assert main(["run", "-c", str(cfg)]) == 4
+    assert capsys.readouterr().err == (
+        f"itmroute: cannot create {state_dir}: Permission denied: {STATE_ELSEWHERE}\n"
+    )
+
+
+def test_a_state_directory_the_daemon_cannot_write_is_refused_before_it_starts(
+    cfg: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Not a warning a second while it serves: one line, exit 4, nothing started."""
+    started = []
+    monkeypatch.setattr(daemon, "Router", lambda *a, **kw: started.append(1))
+    state_dir = tmp_path / "run" / "itmroute"
+    state_dir.mkdir(parents=True)
+    monkeypatch.setattr(cli, "STATE_DIR", state_dir)
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: Path(path) != state_dir)
+    assert main(["run", "-c", str(cfg)]) == 4
+    assert capsys.readouterr().err == (
+        f"itmroute: permission denied: cannot write in {state_dir}: {STATE_ELSEWHERE}\n"
+    )
+    st = tmp_path / "run" / "itmroute" / "x.json"
+    assert main(["run", "-c", str(cfg), "--state", str(st)]) == 4
+    assert capsys.readouterr().err == (
+        f"itmroute: --state {st}: permission denied: cannot write in {state_dir}: "
+        f"{STATE_ELSEWHERE}\n"
+    )
+    assert not started
 
 
 def _as_nobody() -> list[str]:
