@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import logging
 import select
 from typing import ClassVar, NoReturn, Protocol
 
@@ -11,6 +12,8 @@ from ..hooks import Hook
 from ..info import ItmInfo
 from ..spelling import unknown_names
 from ..timers import TimerQueue
+
+log = logging.getLogger("libitm")
 
 
 class LoopHost(Protocol):
@@ -85,6 +88,19 @@ def refuse_with_workers(info: ItmInfo, hint: str = "", field: str = "priority") 
         f"the {field} of application {info.label!r} cannot change while workers run: "
         "each worker process has its own copy of the applications, and the change "
         "would reach one worker only; set it before the loop starts" + hint
+    )
+
+
+def observer_queued(info: ItmInfo, workers: int) -> None:
+    """Say that observer ``info`` is queued to the workers like a decider: with
+    workers every application's packets wait in a queue for one of them, so an
+    observer delays them (with one process it gets copies and delays nothing)."""
+    log.warning(
+        "app %s has no process_func (an observer), but with workers=%d every application "
+        "is queued to the workers: its packets wait for it as a decider's do; with one "
+        "process (workers=1) an observer gets copies and delays nothing",
+        info.label,
+        workers,
     )
 
 

@@ -62,6 +62,7 @@ from .base import (
     LoopHost,
     check_observer_copies,
     epoll_over,
+    observer_queued,
     refuse_with_workers,
     watch,
 )
@@ -168,6 +169,7 @@ class KernelBackend(Backend):
         self.workers = workers
         #: applications without a process_func get copies (not with workers)
         self.observers = observers and workers == 1
+        self._observers_asked = observers
         self.log = LogTransport(self._log_route, batch=observer_batch)
         #: observers by their log group
         self._groups: dict[int, _KernelApp] = {}
@@ -312,6 +314,8 @@ class KernelBackend(Backend):
                       where.name, q)  # fmt: skip
             return
         if self.workers > 1:
+            if self._observers_asked and info.process_func is None:
+                observer_queued(info, self.workers)
             self._apps[q] = _KernelApp(info, where, q, disp, reg.queue_count)
             self._queue_of[id(info)] = q
             log.debug("%s registered at %s, queues %d..%d", info.label, where.name, q,

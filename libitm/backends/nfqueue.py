@@ -41,6 +41,7 @@ from .base import (
     LoopHost,
     check_observer_copies,
     epoll_over,
+    observer_queued,
     refuse_with_workers,
     watch,
 )
@@ -169,6 +170,7 @@ class NfqueueBackend(Backend):
         )
         #: applications without a process_func get copies through NFLOG (not with workers)
         self.observers = observers and workers == 1
+        self._observers_asked = observers
         self.log = LogTransport(self._log_route, batch=observer_batch)
         self.observer_copies = observer_copies
         #: observers interested in whole families, fed from a BPF ring
@@ -271,6 +273,8 @@ class NfqueueBackend(Backend):
             target = ["NFLOG", "--nflog-group", str(self._group_for(where))]
             target += ["--nflog-size", str(size)]
         elif self.workers > 1:
+            if self._observers_asked and info.process_func is None:
+                observer_queued(info, self.workers)
             q = self._range_for(where)
         else:
             q = self._queue_for(where)

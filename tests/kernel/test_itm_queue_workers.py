@@ -108,6 +108,8 @@ def _finish(proc: subprocess.Popen[str]) -> dict[str, int]:
     proc.send_signal(signal.SIGTERM)
     stdout, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
+    # its one application is an observer: queued with workers, and told so once
+    assert err.count("app wk has no process_func (an observer), but with workers=2") == 1, err
     return json.loads(stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 

@@ -105,6 +105,8 @@ def _finish(p: object) -> dict[str, int]:
     assert isinstance(p, subprocess.Popen)
     stdout, err = p.communicate(timeout=30)
     assert p.returncode == 0, err
+    # its one application is an observer: queued with workers, and told so once
+    assert err.count("app wk has no process_func (an observer), but with workers=2") == 1, err
     return json.loads(stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import logging
 import socket
 import struct
 
@@ -160,7 +161,7 @@ def _bare() -> KernelBackend:
 
 
 def test_with_workers_the_supervisor_binds_nothing_and_worker_i_binds_queue_i(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """install() with workers registers a range and binds no queue (the supervisor
     holds the registration); a worker binds queue ``index`` of every app's range."""
@@ -182,6 +183,7 @@ def test_with_workers_the_supervisor_binds_nothing_and_worker_i_binds_queue_i(
 
     be = _bare()
     be.workers, be.observers = 3, False  # as __init__ makes it: no observers with workers
+    be._observers_asked = True
     be._client = Client()  # type: ignore[assignment]
     bound: list[tuple[str, int, int | None]] = []
 
@@ -193,8 +195,11 @@ def test_with_workers_the_supervisor_binds_nothing_and_worker_i_binds_queue_i(
     monkeypatch.setattr(be.transport, "configure", lambda q, n: bound.append(("cfg", q, n)))
     monkeypatch.setattr(be.transport, "open", lambda: None)
     info = ItmInfo("wk", Interest(protocol="udp"))
-    be.install(Hook.IP_FORWARD, info)
+    with caplog.at_level(logging.WARNING, "libitm"):
+        be.install(Hook.IP_FORWARD, info)
     assert asked == [3] and bound == []
+    # an observer (no process_func) queued like a decider: said
+    assert "app wk has no process_func (an observer), but with workers=3" in caplog.text
     assert be.app_queues == {"wk": 0x7010}
     be._become_worker(2)
     assert asked == [3, -1], "the worker closes its copy of the registering socket"
