@@ -36,7 +36,12 @@ CHAIN_PREFIX = "ITM-"
 _CHAIN_MAX = 28  # XT_EXTENSION_MAXNAMELEN - 1
 _BUILTIN = tuple(h.xtables_chain for h in Hook)
 _HOOK_OF = {h.xtables_chain: h for h in Hook}
-#: where libitm notes the nft tables it created (one file per family and netns)
+#: the comment libitm gives an nft table it creates: the note that the table is
+#: libitm's to delete once it is empty, kept by the kernel in the table itself
+TABLE_COMMENT = "created by libitm"
+#: where libitm notes the nft tables it created when it cannot comment them (an
+#: nft or kernel without table comments, before nftables 0.9.7 or Linux 5.10):
+#: one file per family and netns
 MARKER_DIR = Path("/run/libitm")
 #: the comment that marks an observer's chain as fed from a BPF ring (no jump
 #: leads to it; the hook follows the tag)
@@ -372,29 +377,47 @@ class Xtables:
         return res.returncode == 0
 
     def note_table(self, family: int) -> None:
-        """Before libitm's first rule of ``family``: note if the table is created now
-        (and forget the notes of namespaces that are gone)."""
-        if self.uses_nftables(family) and not self.table_exists(family):
-            marker = table_marker(family, self.table)
-            with contextlib.suppress(OSError):
-                prune_markers()
-            try:
-                marker.parent.mkdir(parents=True, exist_ok=True)
-                marker.write_text("created by libitm\n")
-            except OSError as e:
-                unnoted_table(family, self.table, e)
+        """Before libitm's first rule of ``family``: if the table does not exist yet,
+        create it with :data:`TABLE_COMMENT`, so that whoever removes libitm's last
+        rule knows the table is libitm's to delete (iptables-nft adds its chains to
+        it). Where nft cannot comment a table, a file in :data:`MARKER_DIR` is the
+        note (and the notes of namespaces that are gone are forgotten)."""
+        if not self.uses_nftables(family) or self.table_exists(family):
+            return
+        create = [self.nft, "create", *self._nft_table(family)]
+        try:
+            made = self._exec([*create, "{", "comment", f'"{TABLE_COMMENT}";', "}"]).returncode == 0
+        except XtablesError:
+            made = False
+        if made or self.table_exists(family):
+            return  # commented, or another process made it meanwhile: not ours to note
+        marker = table_marker(family, self.table)
+        with contextlib.suppress(OSError):
+            prune_markers()
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text("created by libitm\n")
+        except OSError as e:
+            unnoted_table(family, self.table, e)
 
-    def table_is_empty(self, family: int) -> bool:
-        """True when the nft table holds nothing but accepting, empty base chains."""
+    def _listing(self, family: int) -> str | None:
+        """``nft list table`` of ``family``'s table (None: it does not exist, or nft
+        cannot tell)."""
         try:
             res = self._exec([self.nft, "list", *self._nft_table(family)])
         except XtablesError:
+            return None
+        return res.stdout if res.returncode == 0 else None
+
+    def table_is_empty(self, family: int) -> bool:
+        """True when the nft table holds nothing but accepting, empty base chains (and
+        a comment)."""
+        listing = self._listing(family)
+        if listing is None:
             return False
-        if res.returncode != 0:
-            return False
-        for line in res.stdout.splitlines():
+        for line in listing.splitlines():
             text = line.strip()
-            if not text or text == "}" or text.startswith(("table ", "chain ")):
+            if not text or text == "}" or text.startswith(("table ", "chain ", "comment ")):
                 continue
             if text.startswith("type ") and "policy accept" in text:
                 continue
@@ -402,12 +425,17 @@ class Xtables:
         return True
 
     def drop_table_if_ours(self, family: int) -> bool:
-        """Delete the nft table if libitm created it and it is empty; True if deleted."""
+        """Delete the nft table if libitm created it (its comment, or a note in
+        :data:`MARKER_DIR`) and it is empty; True if deleted."""
         marker = table_marker(family, self.table)
-        if not marker.exists():
+        noted = marker.exists()
+        if not noted and not self.uses_nftables(family):
             return False
         if not self.table_exists(family):
             marker.unlink(missing_ok=True)
+            return False
+        listing = self._listing(family)
+        if listing is None or (not noted and f'comment "{TABLE_COMMENT}"' not in listing):
             return False
         if not self.table_is_empty(family):
             return False

@@ -66,21 +66,6 @@ def test_a_table_that_cannot_be_noted_is_said_once(
     assert "IPv6" in lines[1]
 
 
-def test_note_table_warns_when_the_marker_directory_is_not_writable(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setattr(xtables, "_UNNOTED", set())
-    blocked = tmp_path / "file"
-    blocked.write_text("")
-    monkeypatch.setattr(xtables, "MARKER_DIR", blocked / "libitm")  # a file is in the way
-    xt = Xtables()
-    monkeypatch.setattr(xt, "uses_nftables", lambda family: True)
-    monkeypatch.setattr(xt, "table_exists", lambda family: False)
-    with caplog.at_level(logging.WARNING, logger="libitm"):
-        xt.note_table(4)
-    assert any("cannot note in" in r.getMessage() for r in caplog.records)
-
-
 def test_in_a_user_namespace_of_its_own_the_table_is_only_noted_at_info(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
