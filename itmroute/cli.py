@@ -133,7 +133,7 @@ def check_state_target(path: Path, config: Path, *, explicit: bool) -> None:
     if not os.access(
         path.parent, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids
     ):
-        # the table would never be written (a warning a second): say so before anything starts
+        # the state file would never be written (a warning a second): say so before it starts
         where = f"{what}: " if explicit else ""
         raise Refused(
             f"{where}permission denied: cannot write in {path.parent}: {STATE_ELSEWHERE}",
