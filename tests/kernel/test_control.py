@@ -89,8 +89,14 @@ def test_timers_fire_at_their_period_and_stop() -> None:
         assert kit.app_calls()["tick"]["timer"] == stopped
 
 
-#: load/unload cycles: each takes about 2.7 s on the emulated CPU
+#: load/unload cycles: 20, or as many as BUDGET seconds allow but at least
+#: MIN_CYCLES. Natively (UML, uml-debug: under the detectors) all 20 take a few
+#: seconds; under TCG a cycle takes 4-7 s, and 20 of them took 81-183 s of a
+#: Debian guest on make test's critical path (test_fuzz_modules.py cycles every
+#: module under traffic there too, on a budget of its own)
 CYCLES = 20
+MIN_CYCLES = 5
+BUDGET = 45
 
 
 def _counts(out: str, what: str) -> list[tuple[int, int]]:
@@ -105,7 +111,8 @@ def _counts(out: str, what: str) -> list[tuple[int, int]]:
 
 
 def test_load_unload_cycles_with_traffic(topo: Topology) -> None:
-    """20 cycles of itm_mod and the application while UDP flows: no splat, no leak."""
+    """CYCLES (or as many as BUDGET allows, at least MIN_CYCLES) loads and unloads of
+    itm_mod and the application while UDP flows: no splat, no leak."""
     apps = "label=c1,hook=fwd,proto=udp,timer=20;label=c2,hook=post,proto=udp,prio=-1;" + (
         "label=c3,hook=pre,family=6"
     )
@@ -120,7 +127,9 @@ def test_load_unload_cycles_with_traffic(topo: Topology) -> None:
         f" kfence $(cat {kfence} 2>/dev/null | awk -v c=itm_app '{kit.KFENCE_LIVE_AWK}')"
     )
     script = f"""
+start=$(date +%s)
 for i in $(seq {CYCLES}); do
+    if [ "$i" -gt {MIN_CYCLES} ] && [ $(($(date +%s) - start)) -ge {BUDGET} ]; then break; fi
     insmod {kit.module_path("itm_mod")} all_netns=1 || exit 1
     insmod {kit.module_path("itm_test_app")} 'apps={apps}' || exit 1
     # shrinking the cache first makes slabinfo exact: it flushes the per-CPU
@@ -178,9 +187,12 @@ done
     # every cycle: 3 applications in itm_mod's own cache, none after they
     # unregistered, and the cache gone with the module
     loaded, gone = _counts(proc.stdout, "loaded"), _counts(proc.stdout, "apps-gone")
-    assert [s + k for s, k in loaded] == [3] * CYCLES, proc.stdout
-    assert [s + k for s, k in gone] == [0] * CYCLES, proc.stdout
-    assert lines.count("unloaded ") == CYCLES, proc.stdout
+    done = len(loaded)
+    print(f"{done} load/unload cycles (at most {CYCLES}, {BUDGET} s budget)")
+    assert MIN_CYCLES <= done <= CYCLES, proc.stdout
+    assert [s + k for s, k in loaded] == [3] * done, proc.stdout
+    assert [s + k for s, k in gone] == [0] * done, proc.stdout
+    assert lines.count("unloaded ") == done, proc.stdout
     print("itm_app objects KFENCE served:", sum(k for _, k in loaded))
     leaks = kit.kmemleak_ours()
     if leaks is None:
