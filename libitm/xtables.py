@@ -368,13 +368,17 @@ class Xtables:
     def _nft_table(self, family: int) -> list[str]:
         return ["table", "ip" if family == 4 else "ip6", self.table]
 
+    def _list(self, family: int) -> subprocess.CompletedProcess[str] | None:
+        """``nft list table`` of ``family``'s table (None: nft cannot run)."""
+        try:
+            return self._exec([self.nft, "list", *self._nft_table(family)])
+        except XtablesError:
+            return None
+
     def table_exists(self, family: int) -> bool:
         """True when the nft table of ``family`` exists (True if nft cannot tell)."""
-        try:
-            res = self._exec([self.nft, "list", *self._nft_table(family)])
-        except XtablesError:
-            return True
-        return res.returncode == 0
+        res = self._list(family)
+        return res is None or res.returncode == 0
 
     def note_table(self, family: int) -> None:
         """Before libitm's first rule of ``family``: if the table does not exist yet,
@@ -400,30 +404,6 @@ class Xtables:
         except OSError as e:
             unnoted_table(family, self.table, e)
 
-    def _listing(self, family: int) -> str | None:
-        """``nft list table`` of ``family``'s table (None: it does not exist, or nft
-        cannot tell)."""
-        try:
-            res = self._exec([self.nft, "list", *self._nft_table(family)])
-        except XtablesError:
-            return None
-        return res.stdout if res.returncode == 0 else None
-
-    def table_is_empty(self, family: int) -> bool:
-        """True when the nft table holds nothing but accepting, empty base chains (and
-        a comment)."""
-        listing = self._listing(family)
-        if listing is None:
-            return False
-        for line in listing.splitlines():
-            text = line.strip()
-            if not text or text == "}" or text.startswith(("table ", "chain ", "comment ")):
-                continue
-            if text.startswith("type ") and "policy accept" in text:
-                continue
-            return False
-        return True
-
     def drop_table_if_ours(self, family: int) -> bool:
         """Delete the nft table if libitm created it (its comment, or a note in
         :data:`MARKER_DIR`) and it is empty; True if deleted."""
@@ -431,19 +411,34 @@ class Xtables:
         noted = marker.exists()
         if not noted and not self.uses_nftables(family):
             return False
-        if not self.table_exists(family):
+        res = self._list(family)  # one listing answers all three questions
+        if res is None:
+            return False  # nft cannot tell
+        if res.returncode != 0:  # the table is gone
             marker.unlink(missing_ok=True)
             return False
-        listing = self._listing(family)
-        if listing is None or (not noted and f'comment "{TABLE_COMMENT}"' not in listing):
+        if not noted and f'comment "{TABLE_COMMENT}"' not in res.stdout:
             return False
-        if not self.table_is_empty(family):
+        if not _holds_nothing(res.stdout):
             return False
         res = self._exec([self.nft, "delete", *self._nft_table(family)])
         if res.returncode == 0:
             marker.unlink(missing_ok=True)
             return True
         return False
+
+
+def _holds_nothing(listing: str) -> bool:
+    """Whether an ``nft list table`` listing shows nothing but accepting, empty base
+    chains (and a comment)."""
+    for line in listing.splitlines():
+        text = line.strip()
+        if not text or text == "}" or text.startswith(("table ", "chain ", "comment ")):
+            continue
+        if text.startswith("type ") and "policy accept" in text:
+            continue
+        return False
+    return True
 
 
 def netns_id() -> str:
