@@ -33,7 +33,7 @@ from libitm.control.queue import ItmQueueClient, register_message
 from tests.kernel import kit
 from tests.kernel import qos_kit as q
 from tests.kernel.kit import Topology
-from tests.support import qos_trace
+from tests.support import forked, qos_trace
 from tests.support.netns_script import netns_script
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +49,7 @@ def stock_modules(queue_stock_modules: None) -> None:
 class UserApp:
     """A running tests/kernel/itmq_app.py process."""
 
-    proc: subprocess.Popen[bytes]
+    proc: forked.Child
     events_path: Path
     queues: list[int]
 
@@ -87,7 +87,9 @@ def user_app(
             cmd += ["--app", a]
         if timer:
             cmd += ["--timer", str(timer)]
-    proc = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], cwd=ROOT, stderr=subprocess.PIPE)
+    # a fork of this process (tests/support/forked.py): a new Python takes seconds here
+    target, argv = forked.python_command(cmd)
+    proc = forked.start(target, argv, ns=ns, cwd=str(ROOT), stdout=None)
     try:
         app = UserApp(proc, events, [])
         if cmd[2:3] == ["tests.kernel.itmq_app"]:
@@ -95,9 +97,7 @@ def user_app(
                 proc.kill()
             if not ready.exists():
                 _, err = proc.communicate(timeout=10)
-                raise AssertionError(
-                    "the application did not start:\n" + err.decode(errors="replace")
-                )
+                raise AssertionError("the application did not start:\n" + err)
             app.queues = [int(x) for x in ready.read_text().split()]
         yield app
     finally:

@@ -13,7 +13,6 @@ import errno
 import json
 import os
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from libitm.control import ItmControl, ItmControlError
 from libitm.control.queue import ItmQueueClient, register_message
 from tests.kernel import kit
 from tests.kernel.kit import Topology
+from tests.support import forked
 from tests.support.netns_script import netns_script
 
 APP = """
@@ -71,7 +71,7 @@ def _seen(out: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def _observer(router: str, *args: str) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+def _observer(router: str, *args: str) -> Iterator[tuple[forked.Child, Path]]:
     """The observer in ``router`` (``args``: "payload" for ``needs_payload``),
     ready; stopped (SIGTERM) at the end."""
     with netns_script(router, APP, *args, prefix="itmq-obs-") as (proc, out):

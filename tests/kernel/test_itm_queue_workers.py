@@ -19,7 +19,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from libitm.control import itm_queue_spec as qspec
 from libitm.control.queue import ItmQueueClient, register_message
 from tests.kernel import kit
 from tests.kernel.kit import Topology
+from tests.support import forked
 from tests.support.netns_script import netns_script
 
 FLOWS = 16
@@ -74,7 +74,7 @@ def _apps() -> dict[str, dict[str, object]]:
         return {a.label: a.to_json() for a in ctl.apps()}
 
 
-def _ready_pids(out: Path, n: int, proc: subprocess.Popen[str], timeout: float = 120) -> set[int]:
+def _ready_pids(out: Path, n: int, proc: forked.Child, timeout: float = 120) -> set[int]:
     """Wait until ``n`` workers have ticked; their pids."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -87,9 +87,7 @@ def _ready_pids(out: Path, n: int, proc: subprocess.Popen[str], timeout: float =
     raise AssertionError(f"workers not ready: {sorted(p.name for p in out.glob('ready-*'))}")
 
 
-def _workers(
-    router: str, n: int
-) -> contextlib.AbstractContextManager[tuple[subprocess.Popen[str], Path]]:
+def _workers(router: str, n: int) -> contextlib.AbstractContextManager[tuple[forked.Child, Path]]:
     """The application with ``n`` workers in ``router``; stopped (SIGTERM) at the end."""
     return netns_script(router, APP, str(n), prefix="itmq-wk-")
 
@@ -104,7 +102,7 @@ def _gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
-def _finish(proc: subprocess.Popen[str]) -> dict[str, int]:
+def _finish(proc: forked.Child) -> dict[str, int]:
     proc.send_signal(signal.SIGTERM)
     stdout, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err

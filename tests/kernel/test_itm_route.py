@@ -18,7 +18,7 @@ import errno
 import ipaddress
 import socket
 import subprocess
-import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -35,6 +35,7 @@ from itmroute.lab import (
 )
 from libitm.control.route import ItmRouteClient, ItmRouteError, RouteSpec
 from tests.kernel import kit
+from tests.support import forked
 
 PORT = 7177
 MARK = 0x17E0
@@ -286,17 +287,15 @@ def _stat(client: ItmRouteClient, name: str) -> int:
     return state.stats[name] if state is not None else 0
 
 
-OWNER = """
-import ipaddress, sys, time
-from libitm.control.route import ItmRouteClient, RouteSpec
-c = ItmRouteClient()
-c.config(addr=ipaddress.ip_address(sys.argv[1]), port=7177, key=bytes.fromhex(sys.argv[2]),
-         mtu=1434, mark=0x17E0)
-c.route_set(RouteSpec(ipaddress.ip_network("10.77.200.0/24"), ipaddress.ip_address(sys.argv[3]),
-                      ipaddress.ip_address(sys.argv[4]), tag=1))
-print("ready", flush=True)
-time.sleep(600)
-"""
+def _owner(a: str, key: str, d: str, relay: str) -> None:
+    """itm_route's configuration owner, run in a child of its own (forked.start)."""
+    c = ItmRouteClient()
+    c.config(addr=ipaddress.ip_address(a), port=7177, key=bytes.fromhex(key), mtu=1434,
+             mark=0x17E0)  # fmt: skip
+    c.route_set(RouteSpec(ipaddress.ip_network("10.77.200.0/24"), ipaddress.ip_address(d),
+                          ipaddress.ip_address(relay), tag=1))  # fmt: skip
+    print("ready", flush=True)
+    time.sleep(600)
 
 
 def test_no_route_to_the_relay_or_kill_9_of_the_owner_sends_packets_direct(
@@ -316,11 +315,10 @@ def test_no_route_to_the_relay_or_kill_9_of_the_owner_sends_packets_direct(
         assert state is not None, "the owner is alive"
         assert state.stats["no_route"] >= 3 and state.stats["tunnelled"] == 0, state
         assert state.stats["send_errors"] == 0 and routes[0].direct >= 3, routes
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", ov.a, sys.executable, "-c", OWNER,
-         A_OVERLAY, ov.key, D_OVERLAY, str(R1_A)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    # a process of its own, forked: a new Python takes a minute on the debug kernel
+    proc = forked.start(
+        lambda: _owner(A_OVERLAY, ov.key, D_OVERLAY, str(R1_A)), ["owner"], ns=ov.a, stderr=None
+    )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         with netns(ov.a), ItmRouteClient() as watch:

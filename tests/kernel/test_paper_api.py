@@ -18,7 +18,6 @@ Minimize-Delay bit, later ones without it, the other TOS bits kept.
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from itmlab import kmods
 from tests.kernel import kit
 from tests.kernel import qos_kit as q
 from tests.kernel.kit import Topology
+from tests.support import forked
 from tests.support.paper_app import THRESHOLD, figures_tos
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,18 +121,17 @@ def test_paper_shaped_python_app_on_the_kernel_backend(topo: Topology) -> None:
         kit.itm_attach(topo.router)
         cmd = [sys.executable, "-m", "tests.support.paper_app", "--backend", "kernel"]
         cmd += ["--ready", str(ready), "--events", str(events)]
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", topo.router, *cmd], cwd=ROOT, stderr=subprocess.PIPE
-        )
+        # a fork of this process (tests/support/forked.py): a new Python takes seconds here
+        target, argv = forked.python_command(cmd)
+        proc = forked.start(target, argv, ns=topo.router, cwd=str(ROOT), stdout=None)
         if not kit.wait_until(lambda: ready.exists() or proc.poll() is not None, 300):
             proc.kill()
         if not ready.exists():
             _, err = proc.communicate(timeout=10)
-            raise AssertionError("the application did not start:\n" + err.decode(errors="replace"))
+            raise AssertionError("the application did not start:\n" + err)
         assert _transfers_marked_as_the_figures_say(topo) > 0
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-        text = err.decode(errors="replace")
+        _, text = proc.communicate(timeout=60)
         assert proc.returncode == 0, text
         assert "'errors': 0" in text and "'dropped': 0" in text, text
         lines = dict(line.split(" ", 1) for line in events.read_text().splitlines())

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
+import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from itmlab import stop
+from tests.support import forked
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,25 +17,26 @@ ROOT = Path(__file__).resolve().parents[2]
 @contextlib.contextmanager
 def netns_script(
     ns: str, source: str, *args: str, prefix: str = "itm-script-"
-) -> Iterator[tuple[subprocess.Popen[str], Path]]:
-    """Run ``source`` (``python -c``) in ``ns`` with a fresh directory as its first
-    argument, then ``args``; yields the process (stdout and stderr piped, text) and
-    the directory. At the end a process still running is continued (it may be
+) -> Iterator[tuple[forked.Child, Path]]:
+    """Run ``source`` (as ``python -c`` would) in ``ns`` with a fresh directory as
+    its first argument, then ``args``; yields the process (stdout and stderr
+    piped) and the directory. The process is a fork of this one
+    (tests/support/forked.py: a new Python takes seconds in the emulated
+    guests). At the end a process still running is continued (it may be
     stopped) and ended with SIGTERM (SIGKILL after 30 s), and the directory goes."""
     out = Path(tempfile.mkdtemp(prefix=prefix))
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", ns, sys.executable, "-c", source, str(out), *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    proc = forked.start(forked.python_source(source), ["-c", str(out), *args], ns=ns, cwd=str(ROOT))
     try:
         yield proc, out
     finally:
         if proc.poll() is None:
-            stop(proc, cont=True)
+            proc.send_signal(signal.SIGCONT)
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
         for p in out.iterdir():
             p.unlink()
         out.rmdir()
