@@ -156,8 +156,12 @@ def _become_child(ns: str | None, cwd: str | None, argv: list[str], out: int, er
     """In the child: the set-up of a fresh interpreter (module docstring)."""
     gc.freeze()
     _kept.extend([sys.stdin, sys.stdout, sys.stderr, list(logging.root.handlers)])
-    for sig in (signal.SIGTERM, signal.SIGALRM, signal.SIGCHLD, signal.SIGPIPE):
-        signal.signal(sig, signal.SIG_DFL)
+    # the test process's handlers are not the program's (its signals are blocked
+    # until start() unblocks them, after this)
+    for sig in signal.valid_signals():
+        handler = signal.getsignal(sig)
+        if callable(handler) or sig in (signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
@@ -176,6 +180,7 @@ def _become_child(ns: str | None, cwd: str | None, argv: list[str], out: int, er
     if cwd:
         os.chdir(cwd)
     sys.argv = argv
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
 def start(
@@ -196,7 +201,12 @@ def start(
     }
     sys.stdout.flush()
     sys.stderr.flush()
+    # a signal sent at once (a test that stops what it just started) must meet the
+    # child's own handlers, not this process's: blocked across the fork
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     pid = os.fork()
+    if pid != 0:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     if pid == 0:  # the child: never returns
         rc = 1
         try:
