@@ -4,6 +4,16 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from typing import Protocol
+
+
+class Stoppable(Protocol):
+    """What :func:`stop` needs of a process: Popen's, or a test's forked child."""
+
+    def poll(self) -> int | None: ...
+    def send_signal(self, sig: int) -> None: ...
+    def kill(self) -> None: ...
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]: ...
 
 
 def run(
@@ -20,7 +30,7 @@ def run(
 
 
 def stop(
-    proc: subprocess.Popen[str],
+    proc: subprocess.Popen[str] | Stoppable,
     sig: int = signal.SIGTERM,
     *,
     timeout: float = 30,

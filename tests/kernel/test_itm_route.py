@@ -290,10 +290,8 @@ def _stat(client: ItmRouteClient, name: str) -> int:
 def _owner(a: str, key: str, d: str, relay: str) -> None:
     """itm_route's configuration owner, run in a child of its own (forked.start)."""
     c = ItmRouteClient()
-    c.config(addr=ipaddress.ip_address(a), port=7177, key=bytes.fromhex(key), mtu=1434,
-             mark=0x17E0)  # fmt: skip
-    c.route_set(RouteSpec(ipaddress.ip_network("10.77.200.0/24"), ipaddress.ip_address(d),
-                          ipaddress.ip_address(relay), tag=1))  # fmt: skip
+    c.config(addr=ipaddress.ip_address(a), port=PORT, key=bytes.fromhex(key), mtu=MTU, mark=MARK)
+    c.route_set(RouteSpec(D_NET, ipaddress.ip_address(d), ipaddress.ip_address(relay), tag=1))
     print("ready", flush=True)
     time.sleep(600)
 

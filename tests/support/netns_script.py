@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import signal
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from itmlab import stop
 from tests.support import forked
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,14 +28,7 @@ def netns_script(
     try:
         yield proc, out
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGCONT)
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+        stop(proc, cont=True)
         for p in out.iterdir():
             p.unlink()
         out.rmdir()
